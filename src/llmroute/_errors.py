@@ -1,0 +1,248 @@
+"""The llmroute error hierarchy.
+
+Every error llmroute raises derives from `LLMRouteError`::
+
+    LLMRouteError
+    ├── ConfigError                  a bad config: names the field path and what was expected
+    ├── RequestError                 an invalid request, caught before any network call
+    │   └── UnknownModel             `model=` names no route and no provider
+    ├── ProviderError                a provider answered with an error (or not at all)
+    │   ├── retryable
+    │   │   ├── RateLimited              429
+    │   │   ├── ProviderUnavailable      5xx, 529 overloaded, 408/409, a stream that ended early
+    │   │   │   └── MalformedResponse    a 2xx answer that is not JSON or has the wrong shape
+    │   │   ├── ProviderTimeout          connect / first byte / attempt timeout
+    │   │   └── ProviderConnectionError  connection refused, reset or dropped
+    │   └── fatal
+    │       ├── AuthenticationError      401
+    │       ├── PermissionDenied         403
+    │       ├── ModelNotFound            404
+    │       ├── ContextLengthExceeded    the prompt does not fit the model
+    │       ├── ContentFiltered          the provider refused on content policy
+    │       └── InvalidRequest           400, 413, 422 and other client errors
+    ├── LocalRateLimitExceeded       a local rate-limit rule refused the request
+    ├── BudgetExceeded               a budget refused the request
+    ├── StreamInterrupted            a stream failed after content was sent
+    └── AllTargetsFailed             every attempt failed; carries them all, in order
+
+Provider errors are classified from the HTTP status and the vendor's own error
+type or code, never from the wording of the message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, ClassVar
+
+if TYPE_CHECKING:
+    from ._types import AttemptInfo
+
+__all__ = [
+    "AllTargetsFailed",
+    "AuthenticationError",
+    "BudgetExceeded",
+    "ConfigError",
+    "ContentFiltered",
+    "ContextLengthExceeded",
+    "InvalidRequest",
+    "LLMRouteError",
+    "LocalRateLimitExceeded",
+    "MalformedResponse",
+    "ModelNotFound",
+    "PermissionDenied",
+    "ProviderConnectionError",
+    "ProviderError",
+    "ProviderTimeout",
+    "ProviderUnavailable",
+    "RateLimited",
+    "RequestError",
+    "StreamInterrupted",
+    "UnknownModel",
+]
+
+
+class LLMRouteError(Exception):
+    """The base of every error llmroute raises."""
+
+
+class ConfigError(LLMRouteError):
+    """The configuration is invalid.
+
+    `path` is the dotted location of the bad value (``routes.chat.targets.0``),
+    empty when the problem is with the document as a whole.
+    """
+
+    def __init__(self, message: str, *, path: str = "") -> None:
+        self.path = path
+        super().__init__(f"{path}: {message}" if path else message)
+
+
+class RequestError(LLMRouteError):
+    """The request is invalid; raised before any network call."""
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        self.param = param
+        super().__init__(message)
+
+
+class UnknownModel(RequestError):
+    """`model=` names neither a configured route nor a known provider."""
+
+    def __init__(self, message: str, *, model: str, available: Sequence[str]) -> None:
+        self.model = model
+        self.available = tuple(available)
+        super().__init__(message, param="model")
+
+
+class ProviderError(LLMRouteError):
+    """A provider answered with an error, or could not be reached.
+
+    `retryable` says whether the same request may succeed if tried again (on
+    this target later, or on another target now).
+    """
+
+    retryable: ClassVar[bool] = False
+    #: The OpenAI-style error type used when this error is served over HTTP.
+    kind: ClassVar[str] = "provider_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str = "",
+        model: str = "",
+        status: int | None = None,
+        retry_after: float | None = None,
+        request_id: str | None = None,
+        body: bytes | str | None = None,
+        code: str | None = None,
+    ) -> None:
+        self.provider = provider
+        self.model = model
+        self.status = status
+        self.retry_after = retry_after
+        self.request_id = request_id
+        self.body = body
+        self.code = code
+        self.message = message
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        where = "/".join(p for p in (self.provider, self.model) if p)
+        status = f" (HTTP {self.status})" if self.status is not None else ""
+        return f"{where}{status}: {self.message}" if where else f"{self.message}{status}"
+
+
+class RateLimited(ProviderError):
+    """The provider refused the request for its rate limit (HTTP 429)."""
+
+    retryable = True
+    kind = "rate_limit_exceeded"
+
+
+class ProviderUnavailable(ProviderError):
+    """The provider failed or is overloaded (5xx, 529, 408, 409)."""
+
+    retryable = True
+    kind = "service_unavailable"
+
+
+class MalformedResponse(ProviderUnavailable):
+    """The provider answered 2xx with a body that is not JSON or not the expected shape."""
+
+    kind = "bad_response"
+
+
+class ProviderTimeout(ProviderError):
+    """The provider did not answer in time."""
+
+    retryable = True
+    kind = "timeout"
+
+
+class ProviderConnectionError(ProviderError):
+    """The connection to the provider failed or dropped."""
+
+    retryable = True
+    kind = "connection_error"
+
+
+class AuthenticationError(ProviderError):
+    """The provider rejected the credentials (HTTP 401)."""
+
+    kind = "authentication_error"
+
+
+class PermissionDenied(ProviderError):
+    """The credentials are valid but not allowed to do this (HTTP 403)."""
+
+    kind = "permission_denied"
+
+
+class ModelNotFound(ProviderError):
+    """The provider does not know the model (HTTP 404)."""
+
+    kind = "model_not_found"
+
+
+class ContextLengthExceeded(ProviderError):
+    """The request does not fit the model's context window."""
+
+    kind = "context_length_exceeded"
+
+
+class ContentFiltered(ProviderError):
+    """The provider refused the request or answer on content policy."""
+
+    kind = "content_filter"
+
+
+class InvalidRequest(ProviderError):
+    """The provider rejected the request as invalid (400, 413, 422...)."""
+
+    kind = "invalid_request_error"
+
+
+class LocalRateLimitExceeded(LLMRouteError):
+    """A local rate-limit rule refused the request; try again after `retry_after` seconds."""
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
+class BudgetExceeded(LLMRouteError):
+    """A spending budget refused the request."""
+
+
+class StreamInterrupted(LLMRouteError):
+    """A stream failed after content had been delivered.
+
+    `partial` is the assistant text received before the failure; `cause` (also
+    `__cause__`) is the provider error that ended the stream.
+    """
+
+    def __init__(self, message: str, *, partial: str, cause: BaseException | None = None) -> None:
+        self.partial = partial
+        self.cause = cause
+        super().__init__(message)
+
+
+class AllTargetsFailed(LLMRouteError):
+    """Every attempt failed. `attempts` lists them in order; `errors` holds their exceptions."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        attempts: Sequence[AttemptInfo],
+        errors: Sequence[BaseException],
+    ) -> None:
+        self.attempts = tuple(attempts)
+        self.errors = tuple(errors)
+        super().__init__(message)
+
+    @property
+    def last_error(self) -> BaseException | None:
+        """The error of the final attempt."""
+        return self.errors[-1] if self.errors else None

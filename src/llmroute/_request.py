@@ -1,0 +1,329 @@
+"""The validated request models: Chat Completions and Embeddings parameters.
+
+`create()` keyword arguments are validated into these models before anything
+touches the network. Parameters llmroute does not interpret are kept
+(``extra="allow"``) and passed through to OpenAI-compatible providers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from ._errors import RequestError
+
+__all__ = [
+    "AssistantMessage",
+    "ChatRequest",
+    "ContentPart",
+    "DeveloperMessage",
+    "EmbeddingsRequest",
+    "FunctionDefinition",
+    "ImagePart",
+    "Message",
+    "RequestOptions",
+    "SystemMessage",
+    "TextPart",
+    "Tool",
+    "ToolMessage",
+    "UserMessage",
+    "validate_chat_request",
+    "validate_embeddings_request",
+    "validate_options",
+]
+
+_OPEN = ConfigDict(extra="allow")
+_CLOSED = ConfigDict(extra="forbid")
+
+
+class TextPart(BaseModel):
+    """A text content part."""
+
+    model_config = _OPEN
+    type: Literal["text"]
+    text: str
+
+
+class ImageURL(BaseModel):
+    """An image reference: an https URL or a ``data:`` URL."""
+
+    model_config = _OPEN
+    url: str
+    detail: Literal["auto", "low", "high"] | None = None
+
+
+class ImagePart(BaseModel):
+    """An image content part."""
+
+    model_config = _OPEN
+    type: Literal["image_url"]
+    image_url: ImageURL
+
+
+class InputAudio(BaseModel):
+    """Base64 audio data and its format."""
+
+    model_config = _OPEN
+    data: str
+    format: str
+
+
+class AudioPart(BaseModel):
+    """An audio content part."""
+
+    model_config = _OPEN
+    type: Literal["input_audio"]
+    input_audio: InputAudio
+
+
+class FilePart(BaseModel):
+    """A file content part."""
+
+    model_config = _OPEN
+    type: Literal["file"]
+    file: dict[str, Any]
+
+
+class RefusalPart(BaseModel):
+    """A refusal content part (assistant messages)."""
+
+    model_config = _OPEN
+    type: Literal["refusal"]
+    refusal: str
+
+
+ContentPart = Annotated[
+    TextPart | ImagePart | AudioPart | FilePart | RefusalPart, Field(discriminator="type")
+]
+Content = str | list[ContentPart]
+
+
+class FunctionCallParam(BaseModel):
+    """A function name and its JSON-string arguments in an assistant message."""
+
+    model_config = _OPEN
+    name: str
+    arguments: str
+
+
+class ToolCallParam(BaseModel):
+    """A tool call the assistant made, as sent back in the conversation."""
+
+    model_config = _OPEN
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCallParam
+
+
+class SystemMessage(BaseModel):
+    """A system message."""
+
+    model_config = _OPEN
+    role: Literal["system"]
+    content: Content
+    name: str | None = None
+
+
+class DeveloperMessage(BaseModel):
+    """A developer message (the newer name for system instructions)."""
+
+    model_config = _OPEN
+    role: Literal["developer"]
+    content: Content
+    name: str | None = None
+
+
+class UserMessage(BaseModel):
+    """A user message."""
+
+    model_config = _OPEN
+    role: Literal["user"]
+    content: Content
+    name: str | None = None
+
+
+class AssistantMessage(BaseModel):
+    """An assistant message, possibly with tool calls."""
+
+    model_config = _OPEN
+    role: Literal["assistant"]
+    content: Content | None = None
+    name: str | None = None
+    refusal: str | None = None
+    tool_calls: list[ToolCallParam] | None = None
+
+
+class ToolMessage(BaseModel):
+    """The result of a tool call."""
+
+    model_config = _OPEN
+    role: Literal["tool"]
+    content: Content
+    tool_call_id: str
+
+
+Message = Annotated[
+    SystemMessage | DeveloperMessage | UserMessage | AssistantMessage | ToolMessage,
+    Field(discriminator="role"),
+]
+
+
+class FunctionDefinition(BaseModel):
+    """A function the model may call."""
+
+    model_config = _OPEN
+    name: str
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class Tool(BaseModel):
+    """A tool the model may use."""
+
+    model_config = _OPEN
+    type: Literal["function"] = "function"
+    function: FunctionDefinition
+
+
+class StreamOptions(BaseModel):
+    """Streaming options."""
+
+    model_config = _OPEN
+    include_usage: bool | None = None
+
+
+class ChatRequest(BaseModel):
+    """A Chat Completions request. Unknown parameters are kept and passed through."""
+
+    model_config = _OPEN
+    model: str = Field(min_length=1)
+    messages: list[Message] = Field(min_length=1)
+    stream: bool | None = None
+    stream_options: StreamOptions | None = None
+    tools: list[Tool] | None = None
+    tool_choice: Literal["none", "auto", "required"] | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: dict[str, Any] | None = None
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, ge=0, le=1)
+    max_tokens: int | None = Field(default=None, ge=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+    stop: str | list[str] | None = None
+    n: int | None = Field(default=None, ge=1)
+    seed: int | None = None
+    user: str | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = Field(default=None, ge=0)
+    presence_penalty: float | None = Field(default=None, ge=-2, le=2)
+    frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
+    logit_bias: dict[str, float] | None = None
+    reasoning_effort: str | None = None
+    service_tier: str | None = None
+    metadata: dict[str, str] | None = None
+    store: bool | None = None
+    prompt_cache_key: str | None = None
+
+    @property
+    def wants_usage_chunk(self) -> bool:
+        """Whether the caller asked for the final usage chunk of a stream."""
+        return bool(self.stream_options and self.stream_options.include_usage)
+
+    @property
+    def output_limit(self) -> int | None:
+        """The requested cap on output tokens, from either parameter."""
+        return self.max_completion_tokens or self.max_tokens
+
+
+class EmbeddingsRequest(BaseModel):
+    """An Embeddings request. Unknown parameters are kept and passed through."""
+
+    model_config = _OPEN
+    model: str = Field(min_length=1)
+    input: str | list[str] | list[int] | list[list[int]]
+    encoding_format: Literal["float", "base64"] | None = None
+    dimensions: int | None = Field(default=None, ge=1)
+    user: str | None = None
+
+
+class CacheControl(BaseModel):
+    """Per-request cache control."""
+
+    model_config = _CLOSED
+    no_cache: bool = False
+    no_store: bool = False
+    ttl: float | None = Field(default=None, gt=0)
+    namespace: str | None = None
+
+
+class RequestOptions(BaseModel):
+    """llmroute's per-request options, passed as ``llmroute=`` to `create()`.
+
+    Attributes:
+        timeout: overall deadline for this request in seconds, across every
+            attempt and wait (overrides the route's `timeout`).
+        user: who the request is for (recorded; used by limits and budgets).
+        session: a session or conversation id (recorded).
+        properties: free-form tags recorded with the request.
+        targets: restrict the request to these targets (``"provider/model"``
+            or provider names) of its route.
+        cache: cache control for this request.
+    """
+
+    model_config = _CLOSED
+    timeout: float | None = Field(default=None, gt=0)
+    user: str | None = None
+    session: str | None = None
+    properties: dict[str, str] = Field(default_factory=dict)
+    targets: list[str] | None = None
+    cache: CacheControl = Field(default_factory=CacheControl)
+
+
+_options_adapter: TypeAdapter[RequestOptions] = TypeAdapter(RequestOptions)
+
+
+def _describe(error: ValidationError) -> tuple[str, str | None]:
+    first = error.errors(include_url=False)[0]
+    loc = ".".join(str(p) for p in first["loc"] if not str(p).startswith("function-"))
+    more = error.error_count() - 1
+    suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+    return (f"{loc}: {first['msg']}{suffix}" if loc else f"{first['msg']}{suffix}"), loc or None
+
+
+def _invalid(kind: str, error: ValidationError) -> RequestError:
+    message, param = _describe(error)
+    return RequestError(f"invalid {kind} request: {message}", param=param)
+
+
+def validate_chat_request(params: Mapping[str, Any]) -> ChatRequest:
+    """Validate Chat Completions parameters, raising `RequestError` on bad input."""
+    try:
+        return ChatRequest.model_validate(params)
+    except ValidationError as exc:
+        raise _invalid("chat completion", exc) from exc
+
+
+def validate_embeddings_request(params: Mapping[str, Any]) -> EmbeddingsRequest:
+    """Validate Embeddings parameters, raising `RequestError` on bad input."""
+    try:
+        request = EmbeddingsRequest.model_validate(params)
+    except ValidationError as exc:
+        raise _invalid("embeddings", exc) from exc
+    if isinstance(request.input, list) and not request.input:
+        raise RequestError("invalid embeddings request: input must not be empty", param="input")
+    return request
+
+
+def validate_options(options: RequestOptions | Mapping[str, Any] | None) -> RequestOptions:
+    """Validate the ``llmroute=`` keyword argument."""
+    if options is None:
+        return RequestOptions()
+    if isinstance(options, RequestOptions):
+        return options
+    try:
+        return _options_adapter.validate_python(options)
+    except ValidationError as exc:
+        message, param = _describe(exc)
+        raise RequestError(f"invalid llmroute options: {message}", param=param) from exc

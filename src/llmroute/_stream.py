@@ -1,0 +1,153 @@
+"""Streamed chat completions: the async iterator handed to the caller."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+from ._errors import LLMRouteError, ProviderError, StreamInterrupted
+from ._transport import HttpResponse, TransportError
+from ._types import ChatCompletionChunk, RouteInfo
+
+if TYPE_CHECKING:
+    from .providers import StreamDecoder
+
+__all__ = ["AsyncChatStream", "OpenedStream"]
+
+
+class OpenedStream:
+    """A stream whose first content has arrived: what the driver hands to `AsyncChatStream`."""
+
+    __slots__ = ("decoder", "lines", "pending", "response")
+
+    def __init__(
+        self,
+        response: HttpResponse,
+        lines: AsyncIterator[bytes],
+        decoder: StreamDecoder,
+        pending: deque[ChatCompletionChunk],
+    ) -> None:
+        self.response = response
+        self.lines = lines
+        self.decoder = decoder
+        self.pending = pending
+
+
+class AsyncChatStream:
+    """An async iterator of `ChatCompletionChunk`, like the OpenAI SDK's ``AsyncStream``.
+
+    Use it with ``async for``; close it early with `aclose()` or ``async with``,
+    which releases the connection. `llmroute` describes the request; its
+    latency, usage and cost are final once the stream has ended. A stream that
+    fails after content was delivered raises `StreamInterrupted` carrying the
+    text received so far; it never ends as if it were complete.
+    """
+
+    def __init__(
+        self,
+        opened: OpenedStream,
+        info: RouteInfo,
+        *,
+        hide_usage_chunk: bool,
+        on_end: Callable[[AsyncChatStream, BaseException | None], None],
+    ) -> None:
+        self._response = opened.response
+        self._lines = opened.lines
+        self._decoder = opened.decoder
+        self._pending = opened.pending
+        self._hide_usage_chunk = hide_usage_chunk
+        self._on_end = on_end
+        self._text: list[str] = []
+        self._finished_choices = 0
+        self._ended = False
+        self.llmroute = info
+
+    @property
+    def text(self) -> str:
+        """The assistant text delivered so far (first choice)."""
+        return "".join(self._text)
+
+    def __aiter__(self) -> AsyncChatStream:
+        return self
+
+    async def __anext__(self) -> ChatCompletionChunk:
+        pending = self._pending
+        while True:
+            if pending:
+                chunk = pending.popleft()
+                choices = chunk.choices
+                if choices:
+                    choice = choices[0]
+                    content = choice.delta.content
+                    if content:
+                        self._text.append(content)
+                    if choice.finish_reason is not None:
+                        self._finished_choices += 1
+                elif self._hide_usage_chunk and chunk.usage is not None:
+                    continue
+                return chunk
+            if self._ended:
+                raise StopAsyncIteration
+            await self._read_more()
+
+    async def _read_more(self) -> None:
+        decoder = self._decoder
+        try:
+            line = await self._lines.__anext__()
+        except StopAsyncIteration:
+            self._pending.extend(decoder.finish())
+            if decoder.done or self._finished_choices:
+                await self._end(None)
+                return
+            await self._fail(None, "the stream ended before the provider finished it")
+            return
+        except TransportError as exc:
+            await self._fail(exc, str(exc))
+            return
+        try:
+            chunks = decoder.feed(line)
+        except ProviderError as exc:
+            await self._fail(exc, f"the provider sent an error mid-stream: {exc}")
+            return
+        if chunks:
+            self._pending.extend(chunks)
+        if decoder.done:
+            await self._end(None)
+
+    async def _fail(self, cause: BaseException | None, message: str) -> None:
+        error = StreamInterrupted(
+            f"{message} (after {len(self.text)} characters)", partial=self.text, cause=cause
+        )
+        await self._end(error)
+        raise error from cause
+
+    async def _end(self, error: LLMRouteError | None) -> None:
+        if self._ended:
+            return
+        self._ended = True
+        await self._response.aclose()
+        self._on_end(self, error)
+
+    async def aclose(self) -> None:
+        """Stop reading and release the connection; safe to call more than once."""
+        if not self._ended:
+            self._pending.clear()
+            await self._end(None)
+
+    async def __aenter__(self) -> AsyncChatStream:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    @property
+    def completed(self) -> bool:
+        """Whether the provider finished the stream (False if it was cut or closed early)."""
+        return self._ended and (self._decoder.done or self._finished_choices > 0)

@@ -1,0 +1,266 @@
+"""`Router`: the blocking facade. It drives an `AsyncRouter` on a private event-loop thread.
+
+No routing logic lives here: every call is forwarded through an anyio blocking
+portal, so `Router` works from plain scripts, from many threads at once, and
+from code that already runs an event loop in another thread.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Coroutine, Iterator, Mapping
+from types import TracebackType
+from typing import Any, Literal, Self, TypeVar, overload
+
+import anyio
+from anyio.from_thread import BlockingPortal
+from typing_extensions import Unpack
+
+from ._clock import Clock
+from ._config import Config
+from ._config_load import load_file
+from ._params import ChatCreateParams, EmbeddingsCreateParams
+from ._router import AsyncRouter
+from ._stream import AsyncChatStream
+from ._types import ChatCompletion, ChatCompletionChunk, CreateEmbeddingResponse, RouteInfo
+
+__all__ = ["ChatStream", "Router"]
+
+T = TypeVar("T")
+_END = object()
+
+
+class _Portal:
+    """A blocking portal on a daemon thread, started on first use and stopped by `stop()`.
+
+    The thread is a daemon so that a script that never closes its router
+    still exits (anyio's own portal thread would keep the interpreter alive).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._portal: BlockingPortal | None = None
+        self._thread: threading.Thread | None = None
+
+    def get(self) -> BlockingPortal:
+        portal = self._portal
+        if portal is None:
+            with self._lock:
+                if self._portal is None:
+                    self._start()
+                portal = self._portal
+                assert portal is not None
+        return portal
+
+    def _start(self) -> None:
+        ready = threading.Event()
+        failure: list[BaseException] = []
+
+        async def serve() -> None:
+            async with BlockingPortal() as portal:
+                self._portal = portal
+                ready.set()
+                await portal.sleep_until_stopped()
+
+        def run() -> None:
+            try:
+                anyio.run(serve)
+            except BaseException as exc:  # reported to the thread that started us
+                failure.append(exc)
+                ready.set()
+
+        thread = threading.Thread(target=run, name="llmroute-portal", daemon=True)
+        thread.start()
+        ready.wait()
+        if failure:
+            raise RuntimeError("llmroute could not start its event-loop thread") from failure[0]
+        self._thread = thread
+
+    @property
+    def started(self) -> bool:
+        return self._portal is not None
+
+    def call(self, func: Callable[..., Coroutine[Any, Any, T]], *args: object) -> T:
+        result: T = self.get().call(func, *args)
+        return result
+
+    def stop(self) -> None:
+        with self._lock:
+            portal, thread = self._portal, self._thread
+            self._portal = self._thread = None
+        if portal is not None:
+            portal.call(portal.stop)
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
+
+
+class ChatStream:
+    """An iterator of `ChatCompletionChunk`, like the OpenAI SDK's ``Stream``.
+
+    Close it early with `close()` or a ``with`` block to release the connection.
+    """
+
+    def __init__(self, stream: AsyncChatStream, portal: _Portal) -> None:
+        self._stream = stream
+        self._portal = portal
+
+    @property
+    def llmroute(self) -> RouteInfo:
+        """What llmroute did for this request (final once the stream has ended)."""
+        return self._stream.llmroute
+
+    @property
+    def text(self) -> str:
+        """The assistant text delivered so far (first choice)."""
+        return self._stream.text
+
+    def __iter__(self) -> Iterator[ChatCompletionChunk]:
+        return self
+
+    def __next__(self) -> ChatCompletionChunk:
+        chunk = self._portal.call(self._next)
+        if chunk is _END:
+            raise StopIteration
+        return chunk  # type: ignore[return-value]
+
+    async def _next(self) -> ChatCompletionChunk | object:
+        try:
+            return await self._stream.__anext__()
+        except StopAsyncIteration:
+            return _END
+
+    def close(self) -> None:
+        """Stop reading and release the connection; safe to call more than once."""
+        self._portal.call(self._stream.aclose)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class Completions:
+    """``router.chat.completions``."""
+
+    def __init__(self, router: AsyncRouter, portal: _Portal) -> None:
+        self._router = router
+        self._portal = portal
+
+    @overload
+    def create(
+        self, *, stream: Literal[True], **params: Unpack[ChatCreateParams]
+    ) -> ChatStream: ...
+
+    @overload
+    def create(
+        self, *, stream: Literal[False] | None = None, **params: Unpack[ChatCreateParams]
+    ) -> ChatCompletion: ...
+
+    @overload
+    def create(
+        self, *, stream: bool, **params: Unpack[ChatCreateParams]
+    ) -> ChatCompletion | ChatStream: ...
+
+    def create(self, *, stream: bool | None = None, **params: Any) -> ChatCompletion | ChatStream:
+        """Create a chat completion, as ``openai.OpenAI().chat.completions.create``."""
+
+        async def run() -> ChatCompletion | AsyncChatStream:
+            return await self._router.chat.completions.create(stream=stream, **params)
+
+        result = self._portal.call(run)
+        if isinstance(result, AsyncChatStream):
+            return ChatStream(result, self._portal)
+        return result
+
+
+class Chat:
+    """``router.chat``."""
+
+    def __init__(self, router: AsyncRouter, portal: _Portal) -> None:
+        self.completions = Completions(router, portal)
+
+
+class Embeddings:
+    """``router.embeddings``."""
+
+    def __init__(self, router: AsyncRouter, portal: _Portal) -> None:
+        self._router = router
+        self._portal = portal
+
+    def create(self, **params: Unpack[EmbeddingsCreateParams]) -> CreateEmbeddingResponse:
+        """Create embeddings, as ``openai.OpenAI().embeddings.create``."""
+
+        async def run() -> CreateEmbeddingResponse:
+            return await self._router.embeddings.create(**params)
+
+        return self._portal.call(run)
+
+
+class Router:
+    """An in-process LLM gateway with the ``openai.OpenAI`` client surface (blocking).
+
+    Takes the same arguments as `AsyncRouter`, which it drives on a private
+    event-loop thread started on first use.
+    """
+
+    def __init__(
+        self,
+        config: Config | Mapping[str, Any] | None = None,
+        *,
+        transports: Mapping[str, object] | None = None,
+        clock: Clock | None = None,
+        seed: int | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self._async = AsyncRouter(config, transports=transports, clock=clock, seed=seed, env=env)
+        self._portal = _Portal()
+        self.config = self._async.config
+        self.chat = Chat(self._async, self._portal)
+        self.embeddings = Embeddings(self._async, self._portal)
+
+    @classmethod
+    def from_file(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        transports: Mapping[str, object] | None = None,
+        clock: Clock | None = None,
+        seed: int | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> Self:
+        """A router from a YAML, TOML or JSON config file."""
+        config = load_file(path, env=env)
+        return cls(config, transports=transports, clock=clock, seed=seed, env=env)
+
+    @property
+    def async_router(self) -> AsyncRouter:
+        """The `AsyncRouter` this facade drives."""
+        return self._async
+
+    def models(self) -> list[str]:
+        """The names `model=` accepts: routes, then ``provider/*`` for each provider."""
+        return self._async.models()
+
+    def close(self) -> None:
+        """Close connection pools and stop the event-loop thread. Safe to call more than once."""
+        if self._portal.started:
+            self._portal.call(self._async.aclose)
+        self._portal.stop()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

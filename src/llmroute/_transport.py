@@ -1,0 +1,348 @@
+"""The HTTP seam between the pipeline and the network.
+
+A `Transport` sends one `HttpRequest` and returns an `HttpResponse` whose body
+is read on demand (whole, or line by line for event streams). Provider adapters
+never see which engine is used. Two engines ship:
+
+- `AiohttpTransport`, the default: the fastest well-kept client measured on
+  our benchmark machine (see docs/benchmarks.md).
+- `HttpxTransport`, which wraps a user's own ``httpx.AsyncClient`` or
+  ``httpx2.AsyncClient`` (proxies, mTLS, custom transports, respx in tests).
+
+Engines raise the `TransportError` subclasses below, never their own
+exception types, so the pipeline classifies failures in one place.
+"""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import aiohttp
+
+__all__ = [
+    "AiohttpTransport",
+    "ConnectFailed",
+    "ConnectionLost",
+    "HttpRequest",
+    "HttpResponse",
+    "HttpxTransport",
+    "Timeouts",
+    "TimedOut",
+    "Transport",
+    "TransportError",
+    "transport_from_client",
+]
+
+
+class TransportError(Exception):
+    """A request could not be completed at the HTTP level."""
+
+
+class ConnectFailed(TransportError):
+    """The connection could not be established."""
+
+
+class TimedOut(TransportError):
+    """Connecting or reading took longer than allowed."""
+
+
+class ConnectionLost(TransportError):
+    """The connection dropped before the response was complete."""
+
+
+@dataclass(slots=True, frozen=True)
+class Timeouts:
+    """Per-attempt limits, in seconds: `connect` to establish, `read` between bytes."""
+
+    connect: float
+    read: float
+
+
+@dataclass(slots=True)
+class HttpRequest:
+    """One HTTP request, as an adapter builds it."""
+
+    method: str
+    url: str
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes | None = None
+
+
+class HttpResponse(ABC):
+    """A response whose status and headers have arrived; the body is read on demand.
+
+    `headers` is a case-insensitive mapping. Call `aclose()` when done (it is
+    safe to call twice); reading the whole body with `read()` releases the
+    connection by itself.
+    """
+
+    status: int
+    headers: Mapping[str, str]
+
+    @abstractmethod
+    async def read(self) -> bytes:
+        """The whole body."""
+
+    @abstractmethod
+    def aiter_lines(self) -> AsyncIterator[bytes]:
+        """The body line by line, without line endings."""
+
+    @abstractmethod
+    def aiter_bytes(self) -> AsyncIterator[bytes]:
+        """The body in chunks as they arrive."""
+
+    @abstractmethod
+    async def aclose(self) -> None:
+        """Release the connection, abandoning any unread body."""
+
+
+class Transport(ABC):
+    """Sends requests. One instance per provider, so each provider has its own pool."""
+
+    @abstractmethod
+    async def send(self, request: HttpRequest, timeouts: Timeouts) -> HttpResponse:
+        """Send `request` and return once the status and headers have arrived."""
+
+    @abstractmethod
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+
+
+async def split_lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """Turn a byte stream into lines (without ``\\n`` / ``\\r\\n``)."""
+    buffer = b""
+    async for chunk in chunks:
+        buffer += chunk
+        if b"\n" not in chunk:
+            continue
+        *lines, buffer = buffer.split(b"\n")
+        for line in lines:
+            yield line[:-1] if line.endswith(b"\r") else line
+    if buffer:
+        yield buffer[:-1] if buffer.endswith(b"\r") else buffer
+
+
+# ---------------------------------------------------------------- aiohttp
+
+
+class _AiohttpResponse(HttpResponse):
+    __slots__ = ("_response", "headers", "status")
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self._response = response
+        self.status = response.status
+        self.headers = response.headers
+
+    async def read(self) -> bytes:
+        import aiohttp
+
+        try:
+            return await self._response.read()
+        except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError) as exc:
+            raise ConnectionLost(f"connection lost while reading the body: {exc}") from exc
+        except TimeoutError as exc:
+            raise TimedOut("timed out reading the response body") from exc
+        finally:
+            self._response.release()
+
+    async def aiter_lines(self) -> AsyncIterator[bytes]:
+        import aiohttp
+
+        content = self._response.content
+        try:
+            while True:
+                line = await content.readline()
+                if not line:
+                    return
+                if line.endswith(b"\n"):
+                    line = line[:-2] if line.endswith(b"\r\n") else line[:-1]
+                yield line
+        except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError) as exc:
+            raise ConnectionLost(f"connection lost mid-stream: {exc}") from exc
+        except aiohttp.ClientConnectionError as exc:
+            raise ConnectionLost(f"connection lost mid-stream: {exc}") from exc
+        except TimeoutError as exc:
+            raise TimedOut("no data from the provider within the read timeout") from exc
+
+    async def aiter_bytes(self) -> AsyncIterator[bytes]:
+        import aiohttp
+
+        try:
+            async for chunk in self._response.content.iter_any():
+                yield chunk
+        except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as exc:
+            raise ConnectionLost(f"connection lost mid-stream: {exc}") from exc
+        except TimeoutError as exc:
+            raise TimedOut("no data from the provider within the read timeout") from exc
+
+    async def aclose(self) -> None:
+        # close(), not release(): an abandoned stream must not return a
+        # half-read connection to the pool.
+        if not self._response.closed:
+            self._response.close()
+
+
+class AiohttpTransport(Transport):
+    """The default engine: one aiohttp session (and connection pool) per provider.
+
+    The session is created lazily inside the running event loop, so a router
+    can be built outside any loop.
+    """
+
+    def __init__(self, *, max_connections: int = 512) -> None:
+        self._max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+        self._timeouts: dict[Timeouts, Any] = {}
+
+    def _open_session(self) -> aiohttp.ClientSession:
+        import aiohttp
+
+        connector = aiohttp.TCPConnector(limit=self._max_connections, ttl_dns_cache=300)
+        self._session = aiohttp.ClientSession(
+            connector=connector, auto_decompress=True, trust_env=True
+        )
+        return self._session
+
+    def _client_timeout(self, timeouts: Timeouts) -> Any:
+        cached = self._timeouts.get(timeouts)
+        if cached is None:
+            import aiohttp
+
+            cached = aiohttp.ClientTimeout(
+                total=None, sock_connect=timeouts.connect, sock_read=timeouts.read
+            )
+            self._timeouts[timeouts] = cached
+        return cached
+
+    async def send(self, request: HttpRequest, timeouts: Timeouts) -> HttpResponse:
+        import aiohttp
+
+        session = self._session or self._open_session()
+        try:
+            response = await session.request(
+                request.method,
+                request.url,
+                data=request.body,
+                headers=request.headers,
+                timeout=self._client_timeout(timeouts),
+            )
+        except aiohttp.ClientConnectorError as exc:
+            raise ConnectFailed(f"cannot connect to {request.url}: {exc}") from exc
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
+            raise ConnectionLost(f"connection to {request.url} dropped: {exc}") from exc
+        except aiohttp.ClientConnectionError as exc:
+            raise ConnectionLost(f"connection to {request.url} failed: {exc}") from exc
+        except TimeoutError as exc:
+            raise TimedOut(f"timed out waiting for {request.url}") from exc
+        return _AiohttpResponse(response)
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            session, self._session = self._session, None
+            await session.close()
+
+
+# ---------------------------------------------------------------- httpx / httpx2
+
+
+class _HttpxResponse(HttpResponse):
+    __slots__ = ("_errors", "_response", "headers", "status")
+
+    def __init__(self, response: Any, errors: _HttpxErrors) -> None:
+        self._response = response
+        self._errors = errors
+        self.status = int(response.status_code)
+        self.headers = response.headers
+
+    async def read(self) -> bytes:
+        try:
+            body: bytes = await self._response.aread()
+            return body
+        except self._errors.timeout as exc:
+            raise TimedOut("timed out reading the response body") from exc
+        except self._errors.transport as exc:
+            raise ConnectionLost(f"connection lost while reading the body: {exc}") from exc
+        finally:
+            await self._response.aclose()
+
+    def aiter_lines(self) -> AsyncIterator[bytes]:
+        return split_lines(self.aiter_bytes())
+
+    async def aiter_bytes(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._response.aiter_bytes():
+                yield chunk
+        except self._errors.timeout as exc:
+            raise TimedOut("no data from the provider within the read timeout") from exc
+        except self._errors.transport as exc:
+            raise ConnectionLost(f"connection lost mid-stream: {exc}") from exc
+
+    async def aclose(self) -> None:
+        await self._response.aclose()
+
+
+@dataclass(slots=True, frozen=True)
+class _HttpxErrors:
+    connect: type[BaseException]
+    timeout: type[BaseException]
+    transport: type[BaseException]
+    timeout_cls: Any
+
+
+class HttpxTransport(Transport):
+    """An engine over a user's ``httpx.AsyncClient`` or ``httpx2.AsyncClient``.
+
+    The client keeps its own settings (proxies, certificates, event hooks,
+    transports). llmroute does not close a client it was given.
+    """
+
+    def __init__(self, client: Any) -> None:
+        package = type(client).__module__.split(".")[0]
+        module = importlib.import_module(package)
+        self._client = client
+        self._errors = _HttpxErrors(
+            connect=module.ConnectError,
+            timeout=module.TimeoutException,
+            transport=module.TransportError,
+            timeout_cls=module.Timeout,
+        )
+
+    async def send(self, request: HttpRequest, timeouts: Timeouts) -> HttpResponse:
+        errors = self._errors
+        timeout = errors.timeout_cls(timeouts.read, connect=timeouts.connect)
+        built = self._client.build_request(
+            request.method,
+            request.url,
+            headers=request.headers,
+            content=request.body,
+            timeout=timeout,
+        )
+        try:
+            response = await self._client.send(built, stream=True)
+        except errors.connect as exc:
+            raise ConnectFailed(f"cannot connect to {request.url}: {exc}") from exc
+        except errors.timeout as exc:
+            raise TimedOut(f"timed out waiting for {request.url}") from exc
+        except errors.transport as exc:
+            raise ConnectionLost(f"connection to {request.url} failed: {exc}") from exc
+        return _HttpxResponse(response, errors)
+
+    async def aclose(self) -> None:
+        """The client belongs to the caller: it is left open."""
+
+
+def transport_from_client(client: object) -> Transport:
+    """A `Transport` for `client`: a Transport as is, or an httpx/httpx2 AsyncClient wrapped."""
+    if isinstance(client, Transport):
+        return client
+    package = type(client).__module__.split(".")[0]
+    if package in ("httpx", "httpx2") and hasattr(client, "send"):
+        return HttpxTransport(client)
+    raise TypeError(
+        f"expected an llmroute Transport or an httpx/httpx2 AsyncClient, got {type(client).__name__}"
+    )

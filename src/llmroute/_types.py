@@ -1,0 +1,318 @@
+"""OpenAI-shaped response models and llmroute's routing metadata.
+
+The response models follow the Chat Completions and Embeddings schema exactly:
+same field names, same nesting, same `object` values. Unknown fields a
+provider adds are kept (``extra="allow"``) so nothing is lost in a round trip.
+llmroute's own information never mixes into those fields: it rides beside them
+as the typed `llmroute` attribute (a `RouteInfo`), which `model_dump()` leaves
+out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, PrivateAttr
+
+__all__ = [
+    "AttemptInfo",
+    "ChatCompletion",
+    "ChatCompletionChunk",
+    "ChatCompletionMessage",
+    "ChatCompletionMessageToolCall",
+    "Choice",
+    "ChoiceDelta",
+    "ChoiceDeltaToolCall",
+    "ChunkChoice",
+    "CompletionUsage",
+    "CreateEmbeddingResponse",
+    "Embedding",
+    "EmbeddingUsage",
+    "FunctionCall",
+    "RouteInfo",
+    "TokenUsage",
+]
+
+_OPEN = ConfigDict(extra="allow")
+
+
+# ---------------------------------------------------------------- routing metadata
+
+
+@dataclass(slots=True)
+class TokenUsage:
+    """Token counts normalised the OpenTelemetry way.
+
+    `input` includes cached tokens; `cache_read` and `cache_write` are parts of
+    it. `reasoning` is part of `output`. `estimated` is true when the provider
+    did not report usage and llmroute counted it itself.
+    """
+
+    input: int = 0
+    output: int = 0
+    cache_read: int = 0
+    cache_write: int = 0
+    reasoning: int = 0
+    estimated: bool = False
+
+    @property
+    def total(self) -> int:
+        """Input plus output tokens."""
+        return self.input + self.output
+
+
+AttemptOutcome = Literal["ok", "error", "cancelled"]
+AttemptKind = Literal["first", "retry", "fallback"]
+
+
+@dataclass(slots=True)
+class AttemptInfo:
+    """One try of one target: what was sent where, and how it ended."""
+
+    target: str
+    provider: str
+    model: str
+    kind: AttemptKind
+    outcome: AttemptOutcome = "ok"
+    status: int | None = None
+    error_type: str | None = None
+    error: str | None = None
+    latency_s: float = 0.0
+
+
+CacheStatus = Literal["hit", "miss", "bypass"]
+
+
+@dataclass(slots=True)
+class RouteInfo:
+    """What llmroute did for one request.
+
+    Available as `.llmroute` on every response and on every stream. For a
+    stream, `ttft_s`, `latency_s`, `usage` and `cost_usd` are filled in as the
+    stream progresses and are final once it has ended.
+    """
+
+    request_id: str
+    route: str | None = None
+    strategy: str | None = None
+    target: str | None = None
+    provider: str | None = None
+    model: str | None = None
+    attempts: list[AttemptInfo] = field(default_factory=list)
+    cache: CacheStatus | None = None
+    usage: TokenUsage | None = None
+    latency_s: float | None = None
+    ttft_s: float | None = None
+    stream: bool = False
+    _cost: float | None = field(default=None, repr=False)
+    _pricer: Callable[[], float | None] | None = field(default=None, repr=False)
+
+    @property
+    def cost_usd(self) -> float | None:
+        """The cost of the request in US dollars; None when unknown (never guessed as 0).
+
+        Computed from genai-prices on first access, so pricing never slows the
+        request itself.
+        """
+        pricer = self._pricer
+        if pricer is not None:
+            self._pricer = None
+            self._cost = pricer()
+        return self._cost
+
+    def set_cost(self, pricer: Callable[[], float | None] | None) -> None:
+        """Set how the cost is computed (called once the usage is final)."""
+        self._pricer = pricer
+        self._cost = None
+
+
+def _placeholder_route_info() -> RouteInfo:
+    return RouteInfo(request_id="")
+
+
+# ---------------------------------------------------------------- chat completions
+
+
+class FunctionCall(BaseModel):
+    """A function name and its arguments as a JSON string."""
+
+    model_config = _OPEN
+    name: str
+    arguments: str
+
+
+class ChatCompletionMessageToolCall(BaseModel):
+    """A tool call in an assistant message."""
+
+    model_config = _OPEN
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
+class ChatCompletionMessage(BaseModel):
+    """The assistant message of a choice."""
+
+    model_config = _OPEN
+    role: Literal["assistant"] = "assistant"
+    content: str | None = None
+    refusal: str | None = None
+    tool_calls: list[ChatCompletionMessageToolCall] | None = None
+
+
+class Choice(BaseModel):
+    """One completion choice."""
+
+    model_config = _OPEN
+    index: int
+    message: ChatCompletionMessage
+    finish_reason: str | None = None
+    logprobs: Any = None
+
+
+class PromptTokensDetails(BaseModel):
+    """Breakdown of prompt tokens."""
+
+    model_config = _OPEN
+    cached_tokens: int | None = None
+    audio_tokens: int | None = None
+
+
+class CompletionTokensDetails(BaseModel):
+    """Breakdown of completion tokens."""
+
+    model_config = _OPEN
+    reasoning_tokens: int | None = None
+    audio_tokens: int | None = None
+    accepted_prediction_tokens: int | None = None
+    rejected_prediction_tokens: int | None = None
+
+
+class CompletionUsage(BaseModel):
+    """Token usage as OpenAI reports it."""
+
+    model_config = _OPEN
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    prompt_tokens_details: PromptTokensDetails | None = None
+    completion_tokens_details: CompletionTokensDetails | None = None
+
+    def normalised(self, *, estimated: bool = False) -> TokenUsage:
+        """This usage as a `TokenUsage` (OpenAI's prompt tokens already include cached ones)."""
+        ptd = self.prompt_tokens_details
+        ctd = self.completion_tokens_details
+        return TokenUsage(
+            input=self.prompt_tokens,
+            output=self.completion_tokens,
+            cache_read=(ptd.cached_tokens or 0) if ptd else 0,
+            reasoning=(ctd.reasoning_tokens or 0) if ctd else 0,
+            estimated=estimated,
+        )
+
+
+class _Routed(BaseModel):
+    _llmroute: RouteInfo = PrivateAttr(default_factory=_placeholder_route_info)
+
+    @property
+    def llmroute(self) -> RouteInfo:
+        """What llmroute did for this request (not part of the OpenAI schema or dumps)."""
+        return self._llmroute
+
+
+class ChatCompletion(_Routed):
+    """A chat completion, exactly as the Chat Completions API returns it."""
+
+    model_config = _OPEN
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[Choice]
+    usage: CompletionUsage | None = None
+    system_fingerprint: str | None = None
+    service_tier: str | None = None
+
+
+class ChoiceDeltaFunction(BaseModel):
+    """A fragment of a streamed tool call's function."""
+
+    model_config = _OPEN
+    name: str | None = None
+    arguments: str | None = None
+
+
+class ChoiceDeltaToolCall(BaseModel):
+    """A fragment of a streamed tool call; fragments share an `index`."""
+
+    model_config = _OPEN
+    index: int
+    id: str | None = None
+    type: Literal["function"] | None = None
+    function: ChoiceDeltaFunction | None = None
+
+
+class ChoiceDelta(BaseModel):
+    """What one chunk adds to a choice."""
+
+    model_config = _OPEN
+    role: str | None = None
+    content: str | None = None
+    refusal: str | None = None
+    tool_calls: list[ChoiceDeltaToolCall] | None = None
+
+
+class ChunkChoice(BaseModel):
+    """One choice inside a stream chunk."""
+
+    model_config = _OPEN
+    index: int
+    delta: ChoiceDelta
+    finish_reason: str | None = None
+    logprobs: Any = None
+
+
+class ChatCompletionChunk(BaseModel):
+    """One `chat.completion.chunk` of a streamed completion."""
+
+    model_config = _OPEN
+    id: str
+    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+    created: int
+    model: str
+    choices: list[ChunkChoice]
+    usage: CompletionUsage | None = None
+    system_fingerprint: str | None = None
+    service_tier: str | None = None
+
+
+# ---------------------------------------------------------------- embeddings
+
+
+class Embedding(BaseModel):
+    """One embedding vector (a base64 string when `encoding_format="base64"`)."""
+
+    model_config = _OPEN
+    object: Literal["embedding"] = "embedding"
+    index: int
+    embedding: list[float] | str
+
+
+class EmbeddingUsage(BaseModel):
+    """Token usage of an embeddings request."""
+
+    model_config = _OPEN
+    prompt_tokens: int
+    total_tokens: int
+
+
+class CreateEmbeddingResponse(_Routed):
+    """An embeddings response, exactly as the Embeddings API returns it."""
+
+    model_config = _OPEN
+    object: Literal["list"] = "list"
+    data: list[Embedding]
+    model: str
+    usage: EmbeddingUsage | None = None

@@ -1,0 +1,160 @@
+"""The provider adapter contract.
+
+An adapter translates between llmroute's OpenAI-shaped types and one vendor's
+wire format, and does nothing else: no sockets, no retries, no logging. The
+pipeline sends what `chat_request` builds through the provider's transport and
+hands the answer back to `parse_chat`, a `StreamDecoder`, or `map_error`.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .._errors import ProviderError, RequestError
+from .._request import ChatRequest, EmbeddingsRequest
+from .._transport import HttpRequest
+from .._types import ChatCompletion, ChatCompletionChunk, CompletionUsage, CreateEmbeddingResponse
+
+__all__ = [
+    "ExtraRequest",
+    "ProviderAdapter",
+    "RateLimitState",
+    "StreamDecoder",
+    "parse_retry_after",
+]
+
+
+@dataclass(slots=True, frozen=True)
+class ExtraRequest:
+    """Headers and query parameters the caller added (the OpenAI SDK's ``extra_*``).
+
+    (``extra_body`` is merged into the request's parameters before validation.)
+    """
+
+    headers: Mapping[str, str] | None = None
+    query: Mapping[str, object] | None = None
+
+
+NO_EXTRA = ExtraRequest()
+
+
+@dataclass(slots=True, frozen=True)
+class RateLimitState:
+    """What a provider's rate-limit headers said: counts left and seconds to reset."""
+
+    limit_requests: int | None = None
+    remaining_requests: int | None = None
+    reset_requests_s: float | None = None
+    limit_tokens: int | None = None
+    remaining_tokens: int | None = None
+    reset_tokens_s: float | None = None
+
+
+class StreamDecoder(ABC):
+    """Turns one response stream into `chat.completion.chunk` objects.
+
+    One decoder per stream; it may keep state between lines. `feed` raises a
+    `ProviderError` for an error event inside the stream. `done` becomes true
+    when the provider signalled a complete end of stream; `usage` holds the
+    latest usage the stream reported.
+    """
+
+    done: bool = False
+    usage: CompletionUsage | None = None
+
+    @abstractmethod
+    def feed(self, line: bytes) -> list[ChatCompletionChunk]:
+        """Take one line of the body (without its ending); return the chunks it completes."""
+
+    def finish(self) -> list[ChatCompletionChunk]:
+        """Called at the end of the body; returns any chunk still held back."""
+        return []
+
+
+class ProviderAdapter(ABC):
+    """Translates requests and responses for one configured provider.
+
+    Subclasses are created once per configured provider with its name and its
+    validated config. Every method is pure: it builds or parses, never sends.
+    """
+
+    def __init__(self, name: str, config: Any) -> None:
+        self.name = name
+        self.config = config
+        #: The OpenTelemetry ``gen_ai.provider.name`` of this provider.
+        self.otel_name = "openai"
+        #: The genai-prices provider id (None: no public prices).
+        self.prices_id: str | None = None
+
+    @property
+    def supports_stream_usage(self) -> bool:
+        """Whether streams report token usage (otherwise llmroute estimates it)."""
+        return True
+
+    @abstractmethod
+    def chat_request(
+        self, request: ChatRequest, model: str, *, stream: bool, extra: ExtraRequest = NO_EXTRA
+    ) -> HttpRequest:
+        """Build the HTTP request for a chat completion on `model`."""
+
+    @abstractmethod
+    def parse_chat(self, body: bytes, model: str) -> ChatCompletion:
+        """Parse a successful (2xx) chat completion body."""
+
+    @abstractmethod
+    def stream_decoder(self, request: ChatRequest, model: str) -> StreamDecoder:
+        """A fresh decoder for one streamed chat completion."""
+
+    def embeddings_request(
+        self, request: EmbeddingsRequest, model: str, *, extra: ExtraRequest = NO_EXTRA
+    ) -> HttpRequest:
+        """Build the HTTP request for embeddings; providers without embeddings refuse."""
+        raise RequestError(
+            f"provider {self.name!r} ({type(self).__name__}) does not offer embeddings",
+            param="model",
+        )
+
+    def parse_embeddings(self, body: bytes, model: str) -> CreateEmbeddingResponse:
+        """Parse a successful embeddings body."""
+        raise RequestError(f"provider {self.name!r} does not offer embeddings", param="model")
+
+    @abstractmethod
+    def map_error(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
+        """The typed error for a non-2xx answer."""
+
+    def rate_limit_state(self, headers: Mapping[str, str]) -> RateLimitState | None:
+        """What the response headers say about the provider's rate limits, if anything."""
+        return None
+
+
+def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
+    """Seconds to wait from ``retry-after-ms`` or ``retry-after`` (seconds or an HTTP date).
+
+    Negative or unparsable values (Azure sometimes sends ``-1``) count as absent.
+    """
+    millis = headers.get("retry-after-ms")
+    if millis is not None:
+        try:
+            value = float(millis) / 1000.0
+        except ValueError:
+            value = -1.0
+        if value >= 0:
+            return value
+    raw = headers.get("retry-after")
+    if raw is None:
+        return None
+    try:
+        seconds = float(raw)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(raw)
+        except (TypeError, ValueError):
+            return None
+        seconds = when.timestamp() - (time.time() if now is None else now)
+        return max(seconds, 0.0)
+    return seconds if seconds >= 0 else None

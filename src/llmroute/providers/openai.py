@@ -1,0 +1,300 @@
+"""The OpenAI adapter: Chat Completions and Embeddings, for OpenAI and every compatible preset."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlencode
+
+from pydantic import ValidationError
+from pydantic_core import from_json, to_json
+
+from .._errors import (
+    AuthenticationError,
+    ContentFiltered,
+    ContextLengthExceeded,
+    InvalidRequest,
+    MalformedResponse,
+    ModelNotFound,
+    PermissionDenied,
+    ProviderError,
+    ProviderUnavailable,
+    RateLimited,
+)
+from .._request import ChatRequest, EmbeddingsRequest
+from .._sse import SseDecoder
+from .._transport import HttpRequest
+from .._types import ChatCompletion, ChatCompletionChunk, CreateEmbeddingResponse
+from ._base import (
+    NO_EXTRA,
+    ExtraRequest,
+    ProviderAdapter,
+    RateLimitState,
+    StreamDecoder,
+    parse_retry_after,
+)
+from ._configs import OpenAIProviderConfig
+from ._presets import PRESETS
+
+__all__ = ["OpenAIAdapter", "OpenAIStreamDecoder", "parse_reset_duration"]
+
+_CONTEXT_CODES = frozenset({"context_length_exceeded", "string_above_max_length"})
+_FILTER_CODES = frozenset({"content_filter", "content_policy_violation"})
+_RESET_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+_RESET_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_reset_duration(value: str | None) -> float | None:
+    """Seconds from OpenAI's reset durations (``"1s"``, ``"6m0s"``, ``"12ms"``, ``"0.5s"``)."""
+    if not value:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    total, position = 0.0, 0
+    for match in _RESET_PART.finditer(value):
+        if match.start() != position:
+            return None
+        total += float(match.group(1)) * _RESET_UNITS[match.group(2)]
+        position = match.end()
+    return total if position == len(value) else None
+
+
+def _int_header(headers: Mapping[str, str], name: str) -> int | None:
+    value = headers.get(name)
+    if value is None:
+        return None
+    try:
+        return int(float(value))
+    except ValueError:
+        return None
+
+
+def _error_fields(body: bytes) -> tuple[str | None, str | None, str | None]:
+    """(message, type, code) from an OpenAI-style error body, or Nones."""
+    try:
+        data = from_json(body)
+    except ValueError:
+        return None, None, None
+    error = data.get("error") if isinstance(data, dict) else None
+    if isinstance(error, str):
+        return error, None, None
+    if not isinstance(error, dict):
+        message = data.get("message") if isinstance(data, dict) else None
+        return (message if isinstance(message, str) else None), None, None
+    message, kind, code = error.get("message"), error.get("type"), error.get("code")
+    return (
+        message if isinstance(message, str) else None,
+        kind if isinstance(kind, str) else None,
+        str(code) if code is not None else None,
+    )
+
+
+def classify_openai_error(status: int, kind: str | None, code: str | None) -> type[ProviderError]:
+    """The error class for an OpenAI-style error, from the status, type and code."""
+    if code in _CONTEXT_CODES:
+        return ContextLengthExceeded
+    if code in _FILTER_CODES:
+        return ContentFiltered
+    if status == 429:
+        return RateLimited
+    if status == 401:
+        return AuthenticationError
+    if status == 403:
+        return PermissionDenied
+    if status == 404:
+        return ModelNotFound
+    if status in (408, 409) or status >= 500:
+        return ProviderUnavailable
+    return InvalidRequest
+
+
+class OpenAIStreamDecoder(StreamDecoder):
+    """Decodes an OpenAI ``chat.completion.chunk`` SSE stream."""
+
+    __slots__ = ("_adapter", "_model", "_sse", "done", "usage")
+
+    def __init__(self, adapter: OpenAIAdapter, model: str) -> None:
+        self._adapter = adapter
+        self._model = model
+        self._sse = SseDecoder()
+        self.done = False
+        self.usage = None
+
+    def feed(self, line: bytes) -> list[ChatCompletionChunk]:
+        event = self._sse.feed(line)
+        if event is None:
+            return []
+        return self._decode(event.data)
+
+    def finish(self) -> list[ChatCompletionChunk]:
+        event = self._sse.flush()
+        return [] if event is None else self._decode(event.data)
+
+    def _decode(self, data: bytes) -> list[ChatCompletionChunk]:
+        if data == b"[DONE]":
+            self.done = True
+            return []
+        if b'"error"' in data:
+            self._raise_if_error(data)
+        try:
+            chunk = ChatCompletionChunk.model_validate_json(data)
+        except ValidationError as exc:
+            raise MalformedResponse(
+                f"unexpected stream chunk: {exc.errors(include_url=False)[0]['msg']}",
+                provider=self._adapter.name,
+                model=self._model,
+                status=200,
+                body=data,
+            ) from exc
+        if chunk.usage is not None:
+            self.usage = chunk.usage
+        return [chunk]
+
+    def _raise_if_error(self, data: bytes) -> None:
+        try:
+            parsed = from_json(data)
+        except ValueError:
+            return  # not JSON at all: model_validate_json reports it
+        if isinstance(parsed, dict) and "error" in parsed and "choices" not in parsed:
+            raise self._adapter.map_error(200, {}, data)
+
+
+class OpenAIAdapter(ProviderAdapter):
+    """Chat Completions and Embeddings over the OpenAI wire format."""
+
+    config: OpenAIProviderConfig
+
+    def __init__(self, name: str, config: OpenAIProviderConfig) -> None:
+        super().__init__(name, config)
+        preset = PRESETS[config.type]
+        self.preset = preset
+        base_url = config.base_url
+        if base_url is None and preset.base_url_env:
+            base_url = os.environ.get(preset.base_url_env)
+        self.base_url = (base_url or preset.base_url).rstrip("/")
+        self.otel_name = preset.otel_name
+        self.prices_id = preset.prices_id
+        self._stream_usage = (
+            preset.stream_usage if config.stream_usage is None else config.stream_usage
+        )
+        headers = {"content-type": "application/json", "accept": "application/json"}
+        if config.api_key is not None:
+            headers["authorization"] = f"Bearer {config.api_key.get_secret_value()}"
+        if config.organization:
+            headers["openai-organization"] = config.organization
+        if config.project:
+            headers["openai-project"] = config.project
+        headers.update({k.lower(): v for k, v in config.headers.items()})
+        self._headers = headers
+        self._chat_url = f"{self.base_url}/chat/completions"
+        self._embeddings_url = f"{self.base_url}/embeddings"
+
+    @property
+    def supports_stream_usage(self) -> bool:
+        return self._stream_usage
+
+    def _http_request(
+        self, url: str, body: dict[str, Any], extra: ExtraRequest, *, stream: bool = False
+    ) -> HttpRequest:
+        headers = self._headers
+        if stream or extra.headers:
+            headers = dict(headers)
+            if stream:
+                headers["accept"] = "text/event-stream"
+            if extra.headers:
+                headers.update(extra.headers)
+        if extra.query:
+            url = f"{url}?{urlencode(extra.query, doseq=True)}"
+        return HttpRequest("POST", url, headers, to_json(body))
+
+    def chat_request(
+        self, request: ChatRequest, model: str, *, stream: bool, extra: ExtraRequest = NO_EXTRA
+    ) -> HttpRequest:
+        body = request.model_dump(exclude_unset=True)
+        body["model"] = model
+        if stream:
+            body["stream"] = True
+            if self._stream_usage:
+                options = dict(body.get("stream_options") or {})
+                options["include_usage"] = True
+                body["stream_options"] = options
+        else:
+            body.pop("stream", None)
+            body.pop("stream_options", None)
+        return self._http_request(self._chat_url, body, extra, stream=stream)
+
+    def parse_chat(self, body: bytes, model: str) -> ChatCompletion:
+        try:
+            return ChatCompletion.model_validate_json(body)
+        except ValidationError as exc:
+            raise MalformedResponse(
+                f"unexpected chat completion body: {_first_problem(exc)}",
+                provider=self.name,
+                model=model,
+                status=200,
+                body=body,
+            ) from exc
+
+    def stream_decoder(self, request: ChatRequest, model: str) -> StreamDecoder:
+        return OpenAIStreamDecoder(self, model)
+
+    def embeddings_request(
+        self, request: EmbeddingsRequest, model: str, *, extra: ExtraRequest = NO_EXTRA
+    ) -> HttpRequest:
+        if not self.preset.embeddings:
+            return super().embeddings_request(request, model, extra=extra)
+        body = request.model_dump(exclude_unset=True)
+        body["model"] = model
+        return self._http_request(self._embeddings_url, body, extra)
+
+    def parse_embeddings(self, body: bytes, model: str) -> CreateEmbeddingResponse:
+        try:
+            return CreateEmbeddingResponse.model_validate_json(body)
+        except ValidationError as exc:
+            raise MalformedResponse(
+                f"unexpected embeddings body: {_first_problem(exc)}",
+                provider=self.name,
+                model=model,
+                status=200,
+                body=body,
+            ) from exc
+
+    def map_error(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
+        message, kind, code = _error_fields(body)
+        cls = classify_openai_error(status, kind, code)
+        if message is None:
+            text = body[:200].decode("utf-8", "replace").strip() or "(empty body)"
+            message = f"HTTP {status} with a non-OpenAI error body: {text}"
+        return cls(
+            message,
+            provider=self.name,
+            status=status,
+            retry_after=parse_retry_after(headers),
+            request_id=headers.get("x-request-id"),
+            body=body,
+            code=code or kind,
+        )
+
+    def rate_limit_state(self, headers: Mapping[str, str]) -> RateLimitState | None:
+        if "x-ratelimit-remaining-requests" not in headers and (
+            "x-ratelimit-remaining-tokens" not in headers
+        ):
+            return None
+        return RateLimitState(
+            limit_requests=_int_header(headers, "x-ratelimit-limit-requests"),
+            remaining_requests=_int_header(headers, "x-ratelimit-remaining-requests"),
+            reset_requests_s=parse_reset_duration(headers.get("x-ratelimit-reset-requests")),
+            limit_tokens=_int_header(headers, "x-ratelimit-limit-tokens"),
+            remaining_tokens=_int_header(headers, "x-ratelimit-remaining-tokens"),
+            reset_tokens_s=parse_reset_duration(headers.get("x-ratelimit-reset-tokens")),
+        )
+
+
+def _first_problem(exc: ValidationError) -> str:
+    first = exc.errors(include_url=False)[0]
+    where = ".".join(str(p) for p in first["loc"])
+    return f"{where}: {first['msg']}" if where else str(first["msg"])
