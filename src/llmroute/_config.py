@@ -23,7 +23,7 @@ __all__ = [
     "TargetConfig",
 ]
 
-_STRICT = ConfigDict(extra="forbid")
+_STRICT = ConfigDict(extra="forbid", defer_build=True)
 
 ProviderConfig = Annotated[OpenAIProviderConfig | MockProviderConfig, Field(discriminator="type")]
 

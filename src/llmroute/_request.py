@@ -34,8 +34,8 @@ __all__ = [
     "validate_options",
 ]
 
-_OPEN = ConfigDict(extra="allow")
-_CLOSED = ConfigDict(extra="forbid")
+_OPEN = ConfigDict(extra="allow", defer_build=True)
+_CLOSED = ConfigDict(extra="forbid", defer_build=True)
 
 
 class TextPart(BaseModel):

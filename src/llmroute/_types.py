@@ -35,7 +35,7 @@ __all__ = [
     "TokenUsage",
 ]
 
-_OPEN = ConfigDict(extra="allow")
+_OPEN = ConfigDict(extra="allow", defer_build=True)
 
 
 # ---------------------------------------------------------------- routing metadata

@@ -32,7 +32,7 @@ class ProviderConfigBase(BaseModel):
         max_connections: the size of this provider's connection pool.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
     timeout: PositiveDuration = 600.0
     connect_timeout: PositiveDuration = 10.0
     max_connections: int = Field(default=512, ge=1)
@@ -78,7 +78,7 @@ class LatencySpec(BaseModel):
     (a slow tail, as real providers have).
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
     distribution: Literal["fixed", "uniform", "normal", "lognormal", "exponential"] = "fixed"
     value: Duration = 0.0
     min: Duration = 0.0
@@ -152,7 +152,7 @@ class MockOutcome(BaseModel):
         text: overrides the answer's text.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
     status: int = Field(default=200, ge=100, le=599)
     error_type: str | None = None
     code: str | None = None
@@ -169,7 +169,7 @@ class MockOutcome(BaseModel):
 class MockToolCall(BaseModel):
     """A tool call the mock answers with when the request offers tools."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
     name: str
     arguments: dict[str, Any] | str = Field(default_factory=dict)
 

@@ -1,0 +1,135 @@
+"""Streamed chat completions: chunks, usage, early close, failover before first content, cuts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+import llmroute
+from llmroute import AsyncRouter
+
+pytestmark = pytest.mark.anyio
+
+HI = [{"role": "user", "content": "Hi"}]
+
+
+def routed(*targets: str, **providers: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "providers": {name: {"type": "mock", **opts} for name, opts in providers.items()},
+        "routes": {"chat": {"targets": list(targets), "retry": {"attempts": 1}}},
+    }
+
+
+async def collect(stream: llmroute.AsyncChatStream) -> tuple[str, list[llmroute.ChatCompletionChunk]]:
+    chunks = [chunk async for chunk in stream]
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    return text, chunks
+
+
+async def test_stream_yields_chunks_and_final_metadata() -> None:
+    async with AsyncRouter(routed("a/m", a={"text": "one two three"})) as router:
+        stream = await router.chat.completions.create(model="chat", messages=HI, stream=True)
+        text, chunks = await collect(stream)
+    assert text == "one two three"
+    assert all(c.object == "chat.completion.chunk" for c in chunks)
+    assert chunks[-1].choices[0].finish_reason == "stop"
+    # the caller did not ask for usage: the usage-only chunk llmroute requested is not shown
+    assert all(c.choices for c in chunks)
+    info = stream.llmroute
+    assert info.stream and info.provider == "a"
+    assert info.usage is not None and not info.usage.estimated
+    assert info.ttft_s is not None and info.latency_s is not None
+    assert info.ttft_s <= info.latency_s
+    assert stream.completed
+
+
+async def test_usage_chunk_is_shown_when_asked_for() -> None:
+    async with AsyncRouter(routed("a/m", a={"text": "x y"})) as router:
+        stream = await router.chat.completions.create(
+            model="chat", messages=HI, stream=True, stream_options={"include_usage": True}
+        )
+        _, chunks = await collect(stream)
+    assert chunks[-1].choices == []
+    assert chunks[-1].usage is not None
+    assert chunks[-1].usage.completion_tokens == stream.llmroute.usage.output  # type: ignore[union-attr]
+
+
+async def test_early_close_releases_and_marks_the_attempt() -> None:
+    words = " ".join(f"w{i}" for i in range(50))
+    async with AsyncRouter(routed("a/m", a={"text": words})) as router:
+        stream = await router.chat.completions.create(model="chat", messages=HI, stream=True)
+        async with stream:
+            async for chunk in stream:
+                if chunk.choices and chunk.choices[0].delta.content == "w2 ":
+                    break
+        assert not stream.completed
+        assert stream.llmroute.attempts[-1].outcome == "cancelled"
+        assert stream.text == "w0 w1 w2 "
+        # the closed stream ends; iterating again yields nothing
+        assert [c async for c in stream] == []
+        await stream.aclose()  # idempotent
+
+
+async def test_cut_before_first_content_fails_over() -> None:
+    cfg = routed("a/m", "b/m", a={"script": [{"cut_after": 0}]}, b={"text": "from b"})
+    async with AsyncRouter(cfg) as router:
+        stream = await router.chat.completions.create(model="chat", messages=HI, stream=True)
+        text, _ = await collect(stream)
+    assert text == "from b"
+    assert [(a.target, a.outcome) for a in stream.llmroute.attempts] == [
+        ("a/m", "error"),
+        ("b/m", "ok"),
+    ]
+
+
+async def test_http_error_before_stream_fails_over() -> None:
+    cfg = routed("a/m", "b/m", a={"script": [429]}, b={"text": "ok"})
+    async with AsyncRouter(cfg) as router:
+        stream = await router.chat.completions.create(model="chat", messages=HI, stream=True)
+        text, _ = await collect(stream)
+    assert text == "ok"
+    assert stream.llmroute.attempts[0].status == 429
+
+
+async def test_cut_after_content_raises_stream_interrupted_with_partial() -> None:
+    cfg = routed("a/m", "b/m", a={"text": "alpha beta gamma delta", "script": [{"cut_after": 2}]}, b={})
+    async with AsyncRouter(cfg) as router:
+        stream = await router.chat.completions.create(model="chat", messages=HI, stream=True)
+        with pytest.raises(llmroute.StreamInterrupted) as caught:
+            await collect(stream)
+    assert caught.value.partial == "alpha beta "
+    assert isinstance(caught.value.__cause__, Exception)
+    assert stream.llmroute.attempts[-1].outcome == "error"
+    assert stream.llmroute.usage is not None and stream.llmroute.usage.estimated
+    assert not stream.completed
+
+
+async def test_stream_with_tool_calls_reassembles() -> None:
+    tools = [{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}]
+    cfg = routed("a/m", a={"tool_calls": [{"name": "lookup", "arguments": {"q": "weather"}}]})
+    async with AsyncRouter(cfg) as router:
+        stream = await router.chat.completions.create(
+            model="chat", messages=HI, stream=True, tools=tools
+        )
+        _, chunks = await collect(stream)
+    arguments = "".join(
+        call.function.arguments or ""
+        for c in chunks
+        for call in (c.choices[0].delta.tool_calls or [])
+        if call.function
+    )
+    assert arguments == '{"q": "weather"}'
+    assert chunks[-1].choices[0].finish_reason == "tool_calls"
+
+
+async def test_provider_without_stream_usage_gets_an_estimate() -> None:
+    """A service that ignores include_usage: usage is estimated and marked so."""
+    cfg = routed("a/m", a={"text": "twelve chars"})
+    async with AsyncRouter(cfg) as router:
+        router._catalog.providers["a"].adapter._stream_usage = False  # type: ignore[attr-defined]
+        stream = await router.chat.completions.create(model="chat", messages=HI, stream=True)
+        await collect(stream)
+    usage = stream.llmroute.usage
+    assert usage is not None and usage.estimated
+    assert usage.output == 3  # 12 characters, about 4 per token

@@ -1,0 +1,230 @@
+"""The HTTP seam over real loopback sockets: aiohttp (default) and httpx/httpx2 clients, respx."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from typing import Any
+
+import httpx
+import httpx2
+import pytest
+import respx
+from aiohttp import web
+
+import llmroute
+from _upstream import Upstream, chunk_body, completion_body, sse
+from llmroute import AsyncRouter
+
+pytestmark = pytest.mark.anyio
+
+HI = [{"role": "user", "content": "Hi"}]
+
+
+def provider(upstream: Upstream, **extra: Any) -> dict[str, Any]:
+    return {
+        "providers": {"up": {"type": "openai", "base_url": upstream.base_url, "api_key": "sk-test",
+                             **extra}},
+        "routes": {"chat": {"targets": ["up/up-model"], "retry": {"attempts": 1}}},
+    }  # fmt: skip
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_request_reaches_upstream_with_auth_and_body(upstream: Upstream) -> None:
+    async with AsyncRouter(provider(upstream, headers={"X-Team": "core"})) as router:
+        reply = await router.chat.completions.create(
+            model="chat", messages=HI, temperature=0.5, extra_headers={"x-trace": "t1"},
+            extra_query={"api-version": "2024"},
+        )  # fmt: skip
+    assert reply.choices[0].message.content == "Hello!"
+    assert upstream.requests[0]["model"] == "up-model"
+    assert upstream.requests[0]["temperature"] == 0.5
+    headers = upstream.headers[0]
+    assert headers["Authorization"] == "Bearer sk-test"
+    assert headers["X-Team"] == "core"
+    assert headers["x-trace"] == "t1"
+    assert upstream.queries[0] == "api-version=2024"
+
+
+async def test_connections_are_pooled_and_reused(upstream: Upstream) -> None:
+    async with AsyncRouter(provider(upstream)) as router:
+        for _ in range(5):
+            await router.chat.completions.create(model="chat", messages=HI)
+    assert len(set(upstream.peers)) == 1
+
+
+async def test_rate_limit_headers_and_retry_after(upstream: Upstream) -> None:
+    async def limited(request: web.Request) -> web.StreamResponse:
+        return web.json_response(
+            {"error": {"message": "slow down", "type": "requests", "code": "rate_limit_exceeded"}},
+            status=429,
+            headers={"retry-after-ms": "1500", "x-ratelimit-remaining-requests": "0",
+                     "x-ratelimit-reset-requests": "1s", "x-request-id": "req_9"},
+        )  # fmt: skip
+
+    upstream.handler = limited
+    async with AsyncRouter(provider(upstream)) as router:
+        with pytest.raises(llmroute.AllTargetsFailed) as caught:
+            await router.chat.completions.create(model="chat", messages=HI)
+        target = router._catalog.routes["chat"].targets[0]
+    error = caught.value.last_error
+    assert isinstance(error, llmroute.RateLimited)
+    assert error.retry_after == 1.5
+    assert error.request_id == "req_9"
+    assert error.status == 429
+    assert target.rate_limit is not None
+    assert target.rate_limit.remaining_requests == 0
+    assert target.rate_limit.reset_requests_s == 1.0
+
+
+async def test_connection_refused_is_a_connection_error() -> None:
+    config = {
+        "providers": {"up": {"type": "openai", "base_url": f"http://127.0.0.1:{free_port()}/v1",
+                             "api_key": "x"}},
+        "routes": {"chat": {"targets": ["up/m"], "retry": {"attempts": 1}}},
+    }  # fmt: skip
+    async with AsyncRouter(config) as router:
+        with pytest.raises(llmroute.AllTargetsFailed) as caught:
+            await router.chat.completions.create(model="chat", messages=HI)
+    assert isinstance(caught.value.last_error, llmroute.ProviderConnectionError)
+
+
+async def test_slow_upstream_hits_the_attempt_timeout(upstream: Upstream) -> None:
+    async def slow(request: web.Request) -> web.StreamResponse:
+        await asyncio.sleep(2)
+        return web.json_response(completion_body())
+
+    upstream.handler = slow
+    async with AsyncRouter(provider(upstream, timeout=0.1)) as router:
+        with pytest.raises(llmroute.AllTargetsFailed) as caught:
+            await router.chat.completions.create(model="chat", messages=HI)
+    assert isinstance(caught.value.last_error, llmroute.ProviderTimeout)
+
+
+async def test_non_json_success_body_is_malformed_response(upstream: Upstream) -> None:
+    async def html(request: web.Request) -> web.StreamResponse:
+        return web.Response(text="<html>gateway</html>", content_type="text/html")
+
+    upstream.handler = html
+    async with AsyncRouter(provider(upstream)) as router:
+        with pytest.raises(llmroute.AllTargetsFailed) as caught:
+            await router.chat.completions.create(model="chat", messages=HI)
+    error = caught.value.last_error
+    assert isinstance(error, llmroute.MalformedResponse)
+    assert error.status == 200
+    assert error.body == b"<html>gateway</html>"
+
+
+async def test_stream_over_loopback_with_usage(upstream: Upstream) -> None:
+    async def stream(request: web.Request) -> web.StreamResponse:
+        usage = {**chunk_body({}), "choices": [],
+                 "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}}  # fmt: skip
+        return await sse(request, [chunk_body({"role": "assistant", "content": ""}),
+                                   chunk_body({"content": "Hel"}), chunk_body({"content": "lo"}),
+                                   chunk_body({}, "stop"), usage, "[DONE]"])  # fmt: skip
+
+    upstream.handler = stream
+    async with AsyncRouter(provider(upstream)) as router:
+        result = await router.chat.completions.create(model="chat", messages=HI, stream=True)
+        text = "".join([c.choices[0].delta.content or "" async for c in result if c.choices])
+    assert text == "Hello"
+    assert upstream.requests[0]["stream_options"] == {"include_usage": True}
+    assert upstream.headers[0]["Accept"] == "text/event-stream"
+    assert result.llmroute.usage is not None
+    assert (result.llmroute.usage.input, result.llmroute.usage.output) == (3, 2)
+
+
+async def test_early_close_drops_the_upstream_connection(upstream: Upstream) -> None:
+    disconnected = asyncio.Event()
+
+    async def endless(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await response.prepare(request)
+        try:
+            for i in range(10_000):
+                data = json.dumps(chunk_body({"content": f"c{i} "}))
+                await response.write(f"data: {data}\n\n".encode())
+                await asyncio.sleep(0.001)
+        except (ConnectionResetError, asyncio.CancelledError):
+            disconnected.set()
+            raise
+        return response
+
+    upstream.handler = endless
+    async with AsyncRouter(provider(upstream)) as router:
+        result = await router.chat.completions.create(model="chat", messages=HI, stream=True)
+        async with result:
+            async for _ in result:
+                break
+        with anyio_fail_after(5):
+            await disconnected.wait()
+    assert result.llmroute.attempts[-1].outcome == "cancelled"
+
+
+async def test_upstream_dying_mid_stream_interrupts(upstream: Upstream) -> None:
+    async def dies(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await response.prepare(request)
+        await response.write(
+            b'data: {"id":"x","object":"chat.completion.chunk","created":1,'
+            b'"model":"m","choices":[{"index":0,"delta":{"content":"part"}}]}\n\n'
+        )
+        assert request.transport is not None
+        request.transport.abort()
+        return response
+
+    upstream.handler = dies
+    async with AsyncRouter(provider(upstream)) as router:
+        result = await router.chat.completions.create(model="chat", messages=HI, stream=True)
+        with pytest.raises(llmroute.StreamInterrupted) as caught:
+            async for _ in result:
+                pass
+    assert caught.value.partial == "part"
+
+
+async def json_or_sse(request: web.Request) -> web.StreamResponse:
+    if (await request.json()).get("stream"):
+        return await sse(request, [chunk_body({"content": "streamed"}, "stop"), "[DONE]"])
+    return web.json_response(completion_body())
+
+
+@pytest.mark.parametrize("module", [httpx, httpx2])
+async def test_user_supplied_httpx_client(upstream: Upstream, module: Any) -> None:
+    upstream.handler = json_or_sse
+    async with module.AsyncClient(headers={"x-client": module.__name__}) as client:
+        router = AsyncRouter(provider(upstream), transports={"up": client})
+        reply = await router.chat.completions.create(model="chat", messages=HI)
+        stream = await router.chat.completions.create(model="chat", messages=HI, stream=True)
+        chunks = [c async for c in stream]
+        await router.aclose()
+        assert not client.is_closed  # the caller's client stays open
+    assert reply.choices[0].message.content == "Hello!"
+    assert upstream.headers[0]["x-client"] == module.__name__
+    assert [c.choices[0].delta.content for c in chunks] == ["streamed"]
+
+
+async def test_respx_intercepts_provider_traffic(httpx2_mock: respx.Router) -> None:
+    route = httpx2_mock.post("https://api.example.test/v1/chat/completions").mock(
+        return_value=httpx.Response(200, json=completion_body("mocked"))
+    )
+    config = {"providers": {"ex": {"type": "openai", "base_url": "https://api.example.test/v1",
+                                   "api_key": "k"}}}  # fmt: skip
+    async with (
+        httpx2.AsyncClient() as client,
+        AsyncRouter(config, transports={"ex": client}) as router,
+    ):
+        reply = await router.chat.completions.create(model="ex/some-model", messages=HI)
+    assert reply.choices[0].message.content == "mocked"
+    assert route.call_count == 1
+
+
+def anyio_fail_after(seconds: float) -> Any:
+    import anyio
+
+    return anyio.fail_after(seconds)
