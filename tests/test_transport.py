@@ -228,3 +228,16 @@ def anyio_fail_after(seconds: float) -> Any:
     import anyio
 
     return anyio.fail_after(seconds)
+
+
+async def test_a_very_long_stream_line_is_not_refused(upstream: Upstream) -> None:
+    big = "x" * 300_000  # one SSE line larger than aiohttp's readline buffer
+
+    async def long_line(request: web.Request) -> web.StreamResponse:
+        return await sse(request, [chunk_body({"content": big}, "stop"), "[DONE]"])
+
+    upstream.handler = long_line
+    async with AsyncRouter(provider(upstream)) as router:
+        stream = await router.chat.completions.create(model="chat", messages=HI, stream=True)
+        text = "".join([c.choices[0].delta.content or "" async for c in stream])
+    assert text == big

@@ -150,24 +150,10 @@ class _AiohttpResponse(HttpResponse):
         finally:
             self._response.release()
 
-    async def aiter_lines(self) -> AsyncIterator[bytes]:
-        import aiohttp
-
-        content = self._response.content
-        try:
-            while True:
-                line = await content.readline()
-                if not line:
-                    return
-                if line.endswith(b"\n"):
-                    line = line[:-2] if line.endswith(b"\r\n") else line[:-1]
-                yield line
-        except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError) as exc:
-            raise ConnectionLost(f"connection lost mid-stream: {exc}") from exc
-        except aiohttp.ClientConnectionError as exc:
-            raise ConnectionLost(f"connection lost mid-stream: {exc}") from exc
-        except TimeoutError as exc:
-            raise TimedOut("no data from the provider within the read timeout") from exc
+    def aiter_lines(self) -> AsyncIterator[bytes]:
+        # Split ourselves rather than use StreamReader.readline, which refuses
+        # lines longer than its buffer (a large tool-call argument can be one).
+        return split_lines(self.aiter_bytes())
 
     async def aiter_bytes(self) -> AsyncIterator[bytes]:
         import aiohttp

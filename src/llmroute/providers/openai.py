@@ -93,12 +93,40 @@ def _error_fields(body: bytes) -> tuple[str | None, str | None, str | None]:
     )
 
 
+#: Error `type` (or `code`) values, for errors that arrive without a meaningful
+#: HTTP status: inside a stream that started with 200.
+_TYPE_CLASSES: dict[str, type[ProviderError]] = {
+    "server_error": ProviderUnavailable,
+    "api_error": ProviderUnavailable,
+    "service_unavailable": ProviderUnavailable,
+    "overloaded_error": ProviderUnavailable,
+    "timeout": ProviderUnavailable,
+    "rate_limit_exceeded": RateLimited,
+    "rate_limit_error": RateLimited,
+    "requests": RateLimited,
+    "tokens": RateLimited,
+    "insufficient_quota": RateLimited,
+    "authentication_error": AuthenticationError,
+    "invalid_api_key": AuthenticationError,
+    "permission_error": PermissionDenied,
+    "model_not_found": ModelNotFound,
+    "not_found_error": ModelNotFound,
+    "invalid_request_error": InvalidRequest,
+}
+
+
 def classify_openai_error(status: int, kind: str | None, code: str | None) -> type[ProviderError]:
-    """The error class for an OpenAI-style error, from the status, type and code."""
+    """The error class for an OpenAI-style error, from the status, type and code.
+
+    For an error inside a stream (status 200), the vendor's code and type decide;
+    an unrecognised one counts as a provider failure (retryable).
+    """
     if code in _CONTEXT_CODES:
         return ContextLengthExceeded
     if code in _FILTER_CODES:
         return ContentFiltered
+    if status < 400:
+        return _TYPE_CLASSES.get(code or "") or _TYPE_CLASSES.get(kind or "") or ProviderUnavailable
     if status == 429:
         return RateLimited
     if status == 401:
@@ -206,7 +234,7 @@ class OpenAIAdapter(ProviderAdapter):
             if stream:
                 headers["accept"] = "text/event-stream"
             if extra.headers:
-                headers.update(extra.headers)
+                headers.update({k.lower(): v for k, v in extra.headers.items()})
         if extra.query:
             url = f"{url}?{urlencode(extra.query, doseq=True)}"
         return HttpRequest("POST", url, headers, to_json(body))
