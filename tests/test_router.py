@@ -294,3 +294,19 @@ async def test_two_routers_do_not_share_state() -> None:
     assert [a.outcome for a in one.llmroute.attempts] == ["error", "ok"]
     assert [a.outcome for a in two.llmroute.attempts] == ["error", "ok"]
     assert [a.outcome for a in again.llmroute.attempts] == ["ok"]
+
+
+async def test_models_list_like_the_openai_client() -> None:
+    cfg = {
+        "providers": {"a": mock(), "b": mock()},
+        "routes": {"chat": {"targets": ["a/m1", "b/m2"]}, "other": {"targets": ["a/m1"]}},
+    }
+    async with AsyncRouter(cfg, env={}) as router:
+        listed = await router.models.list()
+    assert listed.object == "list"
+    assert [(m.id, m.owned_by) for m in listed] == [
+        ("chat", "llmroute"), ("other", "llmroute"), ("a/m1", "a"), ("b/m2", "b"),
+    ]  # fmt: skip
+    import openai.types
+
+    openai.types.Model.model_validate(listed.data[0].model_dump())

@@ -41,6 +41,8 @@ from ._types import (
     ChatCompletion,
     ChatCompletionChunk,
     CreateEmbeddingResponse,
+    Model,
+    ModelList,
     RouteInfo,
     TokenUsage,
 )
@@ -70,6 +72,8 @@ __all__ = [
     "LLMRouteError",
     "LocalRateLimitExceeded",
     "MalformedResponse",
+    "Model",
+    "ModelList",
     "ModelNotFound",
     "PermissionDenied",
     "ProviderConnectionError",

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from ._clock import Clock
 from ._config import Config, RetryConfig, RouteConfig
-from ._config_load import providers_from_env
+from ._config_load import providers_from_env, with_env_defaults
 from ._errors import ConfigError, UnknownModel
 from ._transport import AiohttpTransport, Timeouts, Transport, transport_from_client
 from .providers import PRESETS, ProviderAdapter, RateLimitState, provider_spec
@@ -106,6 +106,8 @@ class Catalog:
     # -------------------------------------------------------------- building
 
     def _build_provider(self, name: str, config: Any) -> Provider:
+        if isinstance(config, OpenAIProviderConfig):
+            config = with_env_defaults(name, config, self._env)
         spec = provider_spec(config.type)
         adapter = spec.adapter(name, config)
         override = self._overrides.get(name)
@@ -155,7 +157,10 @@ class Catalog:
             )
         else:
             known = ", ".join(sorted(self.providers)) or "(none)"
-            message = f"unknown provider {name!r}; configured providers: {known}"
+            message = (
+                f"unknown provider {name!r}; configured providers: {known} "
+                "(mock, ollama, vllm and lmstudio work without configuration)"
+            )
         return ConfigError(message, path=path)
 
     # -------------------------------------------------------------- resolution
@@ -191,6 +196,17 @@ class Catalog:
     def provider_for(self, name: str | None) -> Provider | None:
         """The provider called `name`, if any."""
         return self.providers.get(name) if name else None
+
+    def model_ids(self) -> list[tuple[str, str]]:
+        """``(id, owner)`` for each route, then each distinct target of the routes."""
+        ids = [(name, "llmroute") for name in sorted(self.routes)]
+        seen = set(self.routes)
+        for route in self.routes.values():
+            for target in route.targets:
+                if target.key not in seen:
+                    seen.add(target.key)
+                    ids.append((target.key, target.provider.name))
+        return ids
 
     def available(self) -> list[str]:
         """Route names and ``provider/*`` for each configured provider."""

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from ._config import Config
 from ._errors import ConfigError
@@ -56,15 +56,18 @@ def interpolate(value: Any, env: Mapping[str, str], path: str = "") -> Any:
     return value
 
 
+def _has_child(node: Any, item: int | str) -> bool:
+    if isinstance(node, dict):
+        return item in node
+    return isinstance(node, list) and isinstance(item, int) and item < len(node)
+
+
 def _location(loc: tuple[int | str, ...], data: Any) -> str:
     """A dotted path from a pydantic error location, without union tag segments."""
     parts: list[str] = []
     node: Any = data
     for item in loc:
-        if isinstance(node, dict) and item in node:
-            node = node[item]
-            parts.append(str(item))
-        elif isinstance(node, list) and isinstance(item, int) and item < len(node):
+        if _has_child(node, item):
             node = node[item]
             parts.append(str(item))
         elif isinstance(node, dict) and isinstance(item, str) and node.get("type") == item:
@@ -87,8 +90,8 @@ def _config_error(exc: ValidationError, data: Any, source: str) -> ConfigError:
     if len(problems) > _MAX_LISTED_ERRORS:
         lines.append(f"... and {len(problems) - _MAX_LISTED_ERRORS} more")
     first = _location(problems[0]["loc"], data)
-    prefix = f"invalid configuration{f' in {source}' if source else ''}"
-    return ConfigError(f"{prefix}:\n  " + "\n  ".join(lines), path=first)
+    message = f"invalid configuration{f' in {source}' if source else ''}"
+    return ConfigError(message, path=first, problems=lines)
 
 
 def load_config(
@@ -106,34 +109,67 @@ def load_config(
         raise _config_error(exc, raw, source) from exc
 
 
+def _parse(file: Path, text: str) -> Any:
+    """The document in `text`, by the file's extension; parse errors name line and column."""
+    suffix = file.suffix.lower()
+    if suffix in (".yaml", ".yml"):
+        import yaml
+
+        try:
+            return yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"cannot parse {file}: {exc}") from exc
+    if suffix == ".toml":
+        try:
+            return tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"cannot parse {file}: {exc}") from exc
+    if suffix == ".json":
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"cannot parse {file}: {exc}") from exc
+    raise ConfigError(f"cannot tell the format of {file}: use a .yaml, .yml, .toml or .json file")
+
+
 def load_file(path: str | os.PathLike[str], *, env: Mapping[str, str] | None = None) -> Config:
     """Read and validate a YAML (``.yaml``/``.yml``), TOML (``.toml``) or JSON config file."""
     file = Path(path)
     try:
         text = file.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {file}: {exc.strerror or exc}") from exc
-    suffix = file.suffix.lower()
-    try:
-        if suffix in (".yaml", ".yml"):
-            import yaml
-
-            data = yaml.safe_load(text)
-        elif suffix == ".toml":
-            data = tomllib.loads(text)
-        elif suffix == ".json":
-            data = json.loads(text)
-        else:
-            raise ConfigError(
-                f"cannot tell the format of {file}: use a .yaml, .yml, .toml or .json file"
-            )
-    except ConfigError:
-        raise
-    except Exception as exc:  # the parsers' own error types carry the line and column
-        raise ConfigError(f"cannot parse {file}: {exc}") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise ConfigError(f"cannot read config file {file}: {reason}") from exc
+    data = _parse(file, text)
     if data is None:
         data = {}
     return load_config(data, env=env, source=str(file))
+
+
+def with_env_defaults(
+    name: str, config: OpenAIProviderConfig, env: Mapping[str, str]
+) -> OpenAIProviderConfig:
+    """Fill `api_key` and `base_url` from the preset's environment variables when unset.
+
+    A provider that talks to the service itself (no custom `base_url`) and
+    needs a key must have one: its absence is a `ConfigError` naming the
+    variable, not a 401 at the first request.
+    """
+    preset = PRESETS[config.type]
+    update: dict[str, Any] = {}
+    if config.base_url is None and preset.base_url_env and env.get(preset.base_url_env):
+        update["base_url"] = env[preset.base_url_env]
+    if config.api_key is None and preset.key_env:
+        key = env.get(preset.key_env)
+        if key:
+            update["api_key"] = SecretStr(key)
+        elif config.base_url is None and "base_url" not in update:
+            raise ConfigError(
+                f"no API key for provider {name!r}: set {preset.key_env} or give `api_key` "
+                "(a provider with its own `base_url` may go without)",
+                path=f"providers.{name}.api_key",
+            )
+    return config.model_copy(update=update) if update else config
 
 
 def providers_from_env(env: Mapping[str, str] | None = None) -> dict[str, OpenAIProviderConfig]:

@@ -68,13 +68,19 @@ class LLMRouteError(Exception):
 class ConfigError(LLMRouteError):
     """The configuration is invalid.
 
-    `path` is the dotted location of the bad value (``routes.chat.targets.0``),
-    empty when the problem is with the document as a whole.
+    `path` is the dotted location of the (first) bad value
+    (``routes.chat.targets.0``), empty when the problem is with the document as
+    a whole. `problems` lists every problem found as ``"path: what was expected"``.
     """
 
-    def __init__(self, message: str, *, path: str = "") -> None:
+    def __init__(self, message: str, *, path: str = "", problems: Sequence[str] = ()) -> None:
         self.path = path
-        super().__init__(f"{path}: {message}" if path else message)
+        self.problems = tuple(problems)
+        if self.problems:
+            text = message + ":\n  " + "\n  ".join(self.problems)
+        else:
+            text = f"{path}: {message}" if path else message
+        super().__init__(text)
 
 
 class RequestError(LLMRouteError):

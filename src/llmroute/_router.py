@@ -25,7 +25,7 @@ from ._request import (
     validate_options,
 )
 from ._stream import AsyncChatStream
-from ._types import ChatCompletion, CreateEmbeddingResponse
+from ._types import ChatCompletion, CreateEmbeddingResponse, Model, ModelList
 from .providers import ExtraRequest
 
 __all__ = ["AsyncRouter"]
@@ -108,6 +108,28 @@ class AsyncEmbeddings:
         return await self._executor.embeddings(request, options, extra)
 
 
+class AsyncModels:
+    """``router.models``."""
+
+    def __init__(self, catalog: Catalog, created: int) -> None:
+        self._catalog = catalog
+        self._created = created
+
+    async def list(self) -> ModelList:
+        """The routes and their targets, as ``openai.AsyncOpenAI().models.list()`` lists models.
+
+        Any ``provider/model`` of a configured provider is accepted too.
+        """
+        return model_list(self._catalog, self._created)
+
+
+def model_list(catalog: Catalog, created: int) -> ModelList:
+    """The `ModelList` of a catalog."""
+    return ModelList(
+        data=[Model(id=i, created=created, owned_by=owner) for i, owner in catalog.model_ids()]
+    )
+
+
 class AsyncRouter:
     """An in-process LLM gateway with the ``openai.AsyncOpenAI`` client surface.
 
@@ -142,6 +164,7 @@ class AsyncRouter:
         executor = Executor(self._catalog, self._clock, PriceBook(), random.Random(seed))
         self.chat = AsyncChat(executor)
         self.embeddings = AsyncEmbeddings(executor)
+        self.models = AsyncModels(self._catalog, int(self._clock.time()))
         self._closed = False
 
     @classmethod
@@ -157,10 +180,6 @@ class AsyncRouter:
         """A router from a YAML, TOML or JSON config file."""
         config = load_file(path, env=env)
         return cls(config, transports=transports, clock=clock, seed=seed, env=env)
-
-    def models(self) -> list[str]:
-        """The names `model=` accepts: routes, then ``provider/*`` for each provider."""
-        return self._catalog.available()
 
     async def aclose(self) -> None:
         """Close every provider connection pool. Safe to call more than once."""

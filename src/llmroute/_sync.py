@@ -21,9 +21,15 @@ from ._clock import Clock
 from ._config import Config
 from ._config_load import load_file
 from ._params import ChatCreateParams, EmbeddingsCreateParams
-from ._router import AsyncRouter
+from ._router import AsyncRouter, model_list
 from ._stream import AsyncChatStream
-from ._types import ChatCompletion, ChatCompletionChunk, CreateEmbeddingResponse, RouteInfo
+from ._types import (
+    ChatCompletion,
+    ChatCompletionChunk,
+    CreateEmbeddingResponse,
+    ModelList,
+    RouteInfo,
+)
 
 __all__ = ["ChatStream", "Router"]
 
@@ -203,6 +209,17 @@ class Embeddings:
         return self._portal.call(run)
 
 
+class Models:
+    """``router.models``."""
+
+    def __init__(self, router: AsyncRouter) -> None:
+        self._router = router
+
+    def list(self) -> ModelList:
+        """The routes and their targets, as ``openai.OpenAI().models.list()`` lists models."""
+        return model_list(self._router._catalog, self._router.models._created)
+
+
 class Router:
     """An in-process LLM gateway with the ``openai.OpenAI`` client surface (blocking).
 
@@ -224,6 +241,7 @@ class Router:
         self.config = self._async.config
         self.chat = Chat(self._async, self._portal)
         self.embeddings = Embeddings(self._async, self._portal)
+        self.models = Models(self._async)
 
     @classmethod
     def from_file(
@@ -243,10 +261,6 @@ class Router:
     def async_router(self) -> AsyncRouter:
         """The `AsyncRouter` this facade drives."""
         return self._async
-
-    def models(self) -> list[str]:
-        """The names `model=` accepts: routes, then ``provider/*`` for each provider."""
-        return self._async.models()
 
     def close(self) -> None:
         """Close connection pools and stop the event-loop thread. Safe to call more than once."""

@@ -10,7 +10,7 @@ out.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -31,6 +31,8 @@ __all__ = [
     "Embedding",
     "EmbeddingUsage",
     "FunctionCall",
+    "Model",
+    "ModelList",
     "RouteInfo",
     "TokenUsage",
 ]
@@ -286,6 +288,33 @@ class ChatCompletionChunk(BaseModel):
     usage: CompletionUsage | None = None
     system_fingerprint: str | None = None
     service_tier: str | None = None
+
+
+# ---------------------------------------------------------------- models
+
+
+class Model(BaseModel):
+    """A model the router accepts, as ``GET /v1/models`` lists it."""
+
+    model_config = _OPEN
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str
+
+
+class ModelList(BaseModel):
+    """The models a router accepts; iterating it yields the `Model` entries."""
+
+    model_config = _OPEN
+    object: Literal["list"] = "list"
+    data: list[Model]
+
+    def __iter__(self) -> Iterator[Model]:  # type: ignore[override]
+        return iter(self.data)
+
+    def __len__(self) -> int:
+        return len(self.data)
 
 
 # ---------------------------------------------------------------- embeddings

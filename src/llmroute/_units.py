@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import BeforeValidator, Field
+from pydantic import BeforeValidator, Field, WithJsonSchema
 
-__all__ = ["Duration", "PositiveDuration", "parse_duration", "parse_rate"]
+__all__ = ["DURATION_SCHEMA", "Duration", "PositiveDuration", "parse_duration", "parse_rate"]
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|min|s|m|h|d)")
@@ -62,12 +62,28 @@ def parse_rate(value: object) -> tuple[float, float]:
         amount = float(amount_text) * multiplier
     except ValueError:
         raise ValueError(f"expected a rate such as 60/min or 100k/h, got {value!r}") from None
-    match = re.fullmatch(r"(\d+(?:\.\d+)?)?([a-z]+?)s?", period_text)
-    if match is None or match.group(2) not in _RATE_UNITS:
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)?([a-z]+)", period_text)
+    unit = match.group(2) if match else ""
+    if unit not in _RATE_UNITS and unit.endswith("s") and len(unit) > 2:
+        unit = unit[:-1]  # plurals: "mins", "hours", "days", "seconds"
+    if match is None or unit not in _RATE_UNITS:
         raise ValueError(f"unknown rate period {period_text!r} in {value!r}; use s, min, h or day")
     count = float(match.group(1)) if match.group(1) else 1.0
-    return amount, count * _RATE_UNITS[match.group(2)]
+    return amount, count * _RATE_UNITS[unit]
 
 
-Duration = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
-PositiveDuration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
+#: What editors are told a duration looks like (the JSON Schema of `Duration`).
+DURATION_SCHEMA: dict[str, Any] = {
+    "anyOf": [
+        {"type": "number", "minimum": 0},
+        {"type": "string", "pattern": r"^\s*(\d+(\.\d+)?(ms|min|s|m|h|d)?\s*)+$"},
+    ],
+    "description": "seconds, or a duration such as 250ms, 30s, 1m30s, 2h",
+}
+
+Duration = Annotated[
+    float, BeforeValidator(parse_duration), Field(ge=0), WithJsonSchema(DURATION_SCHEMA)
+]
+PositiveDuration = Annotated[
+    float, BeforeValidator(parse_duration), Field(gt=0), WithJsonSchema(DURATION_SCHEMA)
+]

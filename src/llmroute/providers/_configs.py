@@ -6,9 +6,19 @@ import math
 import random
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    GetJsonSchemaHandler,
+    SecretStr,
+    model_validator,
+)
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
-from .._units import Duration, PositiveDuration
+from .._units import DURATION_SCHEMA, Duration, PositiveDuration
 from ._presets import PRESETS
 
 __all__ = [
@@ -62,9 +72,6 @@ class OpenAIProviderConfig(ProviderConfigBase):
     stream_usage: bool | None = None
 
 
-_DISTRIBUTIONS = ("fixed", "uniform", "normal", "lognormal", "exponential")
-
-
 class LatencySpec(BaseModel):
     """A latency distribution for the mock provider.
 
@@ -102,6 +109,12 @@ class LatencySpec(BaseModel):
         if self.distribution == "uniform" and self.max < self.min:
             raise ValueError(f"uniform latency needs min <= max, got {self.min} > {self.max}")
         return self
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return {"anyOf": [*DURATION_SCHEMA["anyOf"], handler(core_schema)]}
 
     def sample(self, rng: random.Random) -> float:
         """One latency in seconds."""
@@ -164,6 +177,16 @@ class MockOutcome(BaseModel):
     latency: LatencySpec | None = None
     ttft: LatencySpec | None = None
     text: str | None = None
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        shorthands = [
+            {"enum": ["ok", "drop"]},
+            {"type": "integer", "minimum": 100, "maximum": 599, "description": "an HTTP status"},
+        ]
+        return {"anyOf": [*shorthands, handler(core_schema)]}
 
 
 class MockToolCall(BaseModel):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -200,10 +199,7 @@ class OpenAIAdapter(ProviderAdapter):
         super().__init__(name, config)
         preset = PRESETS[config.type]
         self.preset = preset
-        base_url = config.base_url
-        if base_url is None and preset.base_url_env:
-            base_url = os.environ.get(preset.base_url_env)
-        self.base_url = (base_url or preset.base_url).rstrip("/")
+        self.base_url = (config.base_url or preset.base_url).rstrip("/")
         self.otel_name = preset.otel_name
         self.prices_id = preset.prices_id
         self._stream_usage = (
