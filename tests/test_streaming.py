@@ -21,7 +21,9 @@ def routed(*targets: str, **providers: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def collect(stream: llmroute.AsyncChatStream) -> tuple[str, list[llmroute.ChatCompletionChunk]]:
+async def collect(
+    stream: llmroute.AsyncChatStream,
+) -> tuple[str, list[llmroute.ChatCompletionChunk]]:
     chunks = [chunk async for chunk in stream]
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     return text, chunks
@@ -93,7 +95,9 @@ async def test_http_error_before_stream_fails_over() -> None:
 
 
 async def test_cut_after_content_raises_stream_interrupted_with_partial() -> None:
-    cfg = routed("a/m", "b/m", a={"text": "alpha beta gamma delta", "script": [{"cut_after": 2}]}, b={})
+    cfg = routed(
+        "a/m", "b/m", a={"text": "alpha beta gamma delta", "script": [{"cut_after": 2}]}, b={}
+    )
     async with AsyncRouter(cfg) as router:
         stream = await router.chat.completions.create(model="chat", messages=HI, stream=True)
         with pytest.raises(llmroute.StreamInterrupted) as caught:
@@ -133,3 +137,21 @@ async def test_provider_without_stream_usage_gets_an_estimate() -> None:
     usage = stream.llmroute.usage
     assert usage is not None and usage.estimated
     assert usage.output == 3  # 12 characters, about 4 per token
+
+
+async def test_usage_chunk_is_supplied_when_the_provider_sends_none() -> None:
+    """Asked for include_usage on a service that rejects it: llmroute adds the chunk."""
+    cfg = routed("a/m", a={"text": "abcd efgh"})
+    async with AsyncRouter(cfg) as router:
+        router._catalog.providers["a"].adapter._stream_usage = False  # type: ignore[attr-defined]
+        stream = await router.chat.completions.create(
+            model="chat", messages=HI, stream=True, stream_options={"include_usage": True}
+        )
+        _, chunks = await collect(stream)
+        sent = router._catalog.providers["a"].transport.requests[0]  # type: ignore[attr-defined]
+    assert "stream_options" not in sent
+    last = chunks[-1]
+    assert last.choices == []
+    assert last.usage is not None
+    assert last.usage.completion_tokens == 3  # "abcd efgh": 9 characters, estimated
+    assert [c for c in chunks if not c.choices] == [last]

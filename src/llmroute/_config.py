@@ -172,16 +172,3 @@ class Config(BaseModel):
             if "/" in name or not name:
                 raise ValueError(f"name {name!r} must be non-empty and contain no '/'")
         return value
-
-    @model_validator(mode="after")
-    def _check_fallbacks(self) -> Config:
-        for name, route in self.routes.items():
-            for fallback in route.fallbacks:
-                if fallback == name:
-                    raise ValueError(f"route {name!r} lists itself as a fallback")
-                if fallback not in self.routes:
-                    known = ", ".join(sorted(self.routes)) or "(none)"
-                    raise ValueError(
-                        f"route {name!r} falls back to unknown route {fallback!r}; routes: {known}"
-                    )
-        return self

@@ -8,13 +8,15 @@ import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from types import UnionType
+from typing import Annotated, Any, Union, get_args, get_origin
 
-from pydantic import SecretStr, ValidationError
+from pydantic import BaseModel, SecretStr, ValidationError
 
 from ._config import Config
 from ._errors import ConfigError
-from .providers._configs import OpenAIProviderConfig
+from .providers import provider_types
+from .providers._configs import MockProviderConfig, OpenAIProviderConfig
 from .providers._presets import PRESETS
 
 __all__ = ["interpolate", "load_config", "load_file", "providers_from_env"]
@@ -38,10 +40,10 @@ def interpolate(value: Any, env: Mapping[str, str], path: str = "") -> Any:
                 return "$"
             name, default = match.group(1), match.group(2)
             found = env.get(name)
-            if found is not None:
+            if found or (found is not None and default is None):
                 return found
             if default is not None:
-                return default
+                return default  # unset or empty, as in POSIX shells
             raise ConfigError(
                 f"environment variable {name} is not set (write ${{{name}:-default}} "
                 "to give a default)",
@@ -66,16 +68,77 @@ def _location(loc: tuple[int | str, ...], data: Any) -> str:
     """A dotted path from a pydantic error location, without union tag segments."""
     parts: list[str] = []
     node: Any = data
+    tagged = False
     for item in loc:
+        if (
+            isinstance(node, dict)
+            and isinstance(item, str)
+            and node.get("type") == item
+            and (not tagged)
+        ):
+            tagged = True  # the discriminator value pydantic inserts for a tagged union
+            continue
         if _has_child(node, item):
             node = node[item]
             parts.append(str(item))
-        elif isinstance(node, dict) and isinstance(item, str) and node.get("type") == item:
-            continue  # the discriminator value pydantic inserts for tagged unions
+            tagged = False
         else:
             parts.append(str(item))
             node = None
     return ".".join(parts)
+
+
+def _model_at(loc: tuple[int | str, ...], data: Any) -> type[BaseModel] | None:
+    """The config model at `loc` (a pydantic error location), if one is there."""
+    current: Any = Config
+    node: Any = data
+    for item in loc:
+        current = _strip(current)
+        if get_origin(current) in (Union, UnionType):
+            # a tagged union: pydantic's location names the member by its tag
+            current = _provider_model(item)
+            continue
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            field = current.model_fields.get(str(item))
+            current = field.annotation if field is not None else None
+        elif get_origin(current) in (dict, list):
+            current = get_args(current)[-1]
+        else:
+            return None
+        node = node[item] if _has_child(node, item) else None
+    current = _strip(current)
+    if get_origin(current) in (Union, UnionType) and isinstance(node, dict):
+        current = _provider_model(node.get("type"))
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return current
+    return None
+
+
+def _strip(annotation: Any) -> Any:
+    """`annotation` without `Annotated` and without an optional `None`."""
+    while True:
+        origin = get_origin(annotation)
+        if origin is Annotated:
+            annotation = get_args(annotation)[0]
+            continue
+        if origin in (Union, UnionType):
+            members = [a for a in get_args(annotation) if a is not type(None)]
+            if len(members) == 1:
+                annotation = members[0]
+                continue
+        return annotation
+
+
+def _provider_model(type_name: Any) -> type[BaseModel] | None:
+    for member in (OpenAIProviderConfig, MockProviderConfig):
+        if type_name in get_args(member.model_fields["type"].annotation):
+            return member
+    return None
+
+
+def _allowed_keys(loc: tuple[int | str, ...], data: Any) -> list[str]:
+    model = _model_at(loc, data)
+    return sorted(model.model_fields) if model is not None else []
 
 
 def _config_error(exc: ValidationError, data: Any, source: str) -> ConfigError:
@@ -85,7 +148,12 @@ def _config_error(exc: ValidationError, data: Any, source: str) -> ConfigError:
         where = _location(problem["loc"], data) or "(top level)"
         message = problem["msg"].removeprefix("Value error, ")
         if problem["type"] == "extra_forbidden":
-            message = "unknown key"
+            allowed = _allowed_keys(problem["loc"][:-1], data)
+            message = (
+                f"unknown key; expected one of: {', '.join(allowed)}" if allowed else "unknown key"
+            )
+        elif problem["type"] == "union_tag_not_found":
+            message = f"missing `type`; expected one of: {', '.join(provider_types())}"
         lines.append(f"{where}: {message}")
     if len(problems) > _MAX_LISTED_ERRORS:
         lines.append(f"... and {len(problems) - _MAX_LISTED_ERRORS} more")
@@ -99,14 +167,29 @@ def load_config(
 ) -> Config:
     """Validate a config document (after interpolating ``${VAR}``) into a `Config`."""
     if isinstance(data, Config):
+        check_references(data)
         return data
     if not isinstance(data, Mapping):
         raise ConfigError(f"a configuration must be a mapping, got {type(data).__name__}")
     raw = interpolate(dict(data), os.environ if env is None else env)
     try:
-        return Config.model_validate(raw)
+        config = Config.model_validate(raw)
     except ValidationError as exc:
         raise _config_error(exc, raw, source) from exc
+    check_references(config)
+    return config
+
+
+def check_references(config: Config) -> None:
+    """Check that every fallback names another existing route."""
+    for name, route in config.routes.items():
+        for i, fallback in enumerate(route.fallbacks):
+            path = f"routes.{name}.fallbacks.{i}"
+            if fallback == name:
+                raise ConfigError(f"route {name!r} lists itself as a fallback", path=path)
+            if fallback not in config.routes:
+                known = ", ".join(sorted(config.routes)) or "(none)"
+                raise ConfigError(f"unknown route {fallback!r}; routes: {known}", path=path)
 
 
 def _parse(file: Path, text: str) -> Any:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from ._errors import LLMRouteError, ProviderError, StreamInterrupted
 from ._transport import HttpResponse, TransportError
-from ._types import ChatCompletionChunk, RouteInfo
+from ._types import ChatCompletionChunk, CompletionUsage, RouteInfo
 
 if TYPE_CHECKING:
     from .providers import StreamDecoder
@@ -58,6 +58,8 @@ class AsyncChatStream:
         self._decoder = opened.decoder
         self._pending = opened.pending
         self._hide_usage_chunk = hide_usage_chunk
+        self._saw_usage_chunk = False
+        self._last: ChatCompletionChunk | None = None
         self._on_end = on_end
         self._text: list[str] = []
         self._finished_choices = 0
@@ -77,6 +79,7 @@ class AsyncChatStream:
         while True:
             if pending:
                 chunk = pending.popleft()
+                self._last = chunk
                 choices = chunk.choices
                 if choices:
                     choice = choices[0]
@@ -85,8 +88,10 @@ class AsyncChatStream:
                         self._text.append(content)
                     if choice.finish_reason is not None:
                         self._finished_choices += 1
-                elif self._hide_usage_chunk and chunk.usage is not None:
-                    continue
+                elif chunk.usage is not None:
+                    if self._hide_usage_chunk:
+                        continue
+                    self._saw_usage_chunk = True
                 return chunk
             if self._ended:
                 raise StopAsyncIteration
@@ -123,18 +128,39 @@ class AsyncChatStream:
         await self._end(error)
         raise error from cause
 
-    async def _end(self, error: LLMRouteError | None) -> None:
+    async def _end(self, error: LLMRouteError | None, *, closing: bool = False) -> None:
         if self._ended:
             return
         self._ended = True
         await self._response.aclose()
         self._on_end(self, error)
+        if error is None and not closing and not self._hide_usage_chunk and self.completed:
+            self._pending.extend(self._usage_chunk())
+
+    def _usage_chunk(self) -> list[ChatCompletionChunk]:
+        """The usage chunk the caller asked for, when the provider sent none."""
+        usage = self.llmroute.usage
+        last = self._last or (self._pending[-1] if self._pending else None)
+        if self._saw_usage_chunk or usage is None or last is None:
+            return []
+        if any(not c.choices and c.usage is not None for c in self._pending):
+            return []
+        reported = CompletionUsage(
+            prompt_tokens=usage.input,
+            completion_tokens=usage.output,
+            total_tokens=usage.total,
+        )
+        return [
+            ChatCompletionChunk(
+                id=last.id, created=last.created, model=last.model, choices=[], usage=reported
+            )
+        ]
 
     async def aclose(self) -> None:
         """Stop reading and release the connection; safe to call more than once."""
         if not self._ended:
             self._pending.clear()
-            await self._end(None)
+            await self._end(None, closing=True)
 
     async def __aenter__(self) -> AsyncChatStream:
         return self

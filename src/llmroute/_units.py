@@ -69,6 +69,8 @@ def parse_rate(value: object) -> tuple[float, float]:
     if match is None or unit not in _RATE_UNITS:
         raise ValueError(f"unknown rate period {period_text!r} in {value!r}; use s, min, h or day")
     count = float(match.group(1)) if match.group(1) else 1.0
+    if amount < 0 or count <= 0:
+        raise ValueError(f"a rate needs an amount >= 0 and a period > 0, got {value!r}")
     return amount, count * _RATE_UNITS[unit]
 
 

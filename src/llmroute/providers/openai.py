@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -50,9 +51,11 @@ def parse_reset_duration(value: str | None) -> float | None:
     if not value:
         return None
     try:
-        return float(value)
+        seconds = float(value)
     except ValueError:
         pass
+    else:
+        return seconds if 0 <= seconds < math.inf else None
     total, position = 0.0, 0
     for match in _RESET_PART.finditer(value):
         if match.start() != position:
@@ -242,10 +245,16 @@ class OpenAIAdapter(ProviderAdapter):
         body["model"] = model
         if stream:
             body["stream"] = True
+            options = dict(body.get("stream_options") or {})
             if self._stream_usage:
-                options = dict(body.get("stream_options") or {})
                 options["include_usage"] = True
+            else:
+                # the service rejects it; llmroute supplies the usage chunk itself
+                options.pop("include_usage", None)
+            if options:
                 body["stream_options"] = options
+            else:
+                body.pop("stream_options", None)
         else:
             body.pop("stream", None)
             body.pop("stream_options", None)
