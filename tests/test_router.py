@@ -270,7 +270,10 @@ async def test_concurrent_requests_share_one_router() -> None:
 
 
 async def test_embeddings() -> None:
-    cfg = {"providers": {"ok": mock(embedding_dimensions=4)}, "routes": {"emb": {"targets": ["ok/e"]}}}
+    cfg = {
+        "providers": {"ok": mock(embedding_dimensions=4)},
+        "routes": {"emb": {"targets": ["ok/e"]}},
+    }
     async with AsyncRouter(cfg) as router:
         result = await router.embeddings.create(model="emb", input=["a", "b"])
     assert [d.index for d in result.data] == [0, 1]
