@@ -17,7 +17,7 @@ pytestmark = pytest.mark.anyio
 USER = [{"role": "user", "content": "hi"}]
 MOCK = {"m": {"type": "mock"}}
 UNBUILT = [
-    "cache", "rate_limits", "budgets", "health", "logging", "telemetry", "experiments", "server",
+    "cache", "rate_limits", "budgets", "logging", "telemetry", "experiments", "server",
 ]  # fmt: skip
 
 

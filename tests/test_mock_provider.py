@@ -38,13 +38,20 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+#: These tests look at the mock's own behaviour, one request at a time: health
+#: tracking (circuits, Retry-After cooldowns) is kept out of the way here and
+#: tested in test_reliability.py.
+NO_HEALTH = {"min_requests": 1_000_000, "max_retry_after": 0.001}
+
+
 def router(
     routes: dict[str, Any] | None = None, extra: dict[str, Any] | None = None, **mock: Any
 ) -> llmroute.AsyncRouter:
     """Mock provider `m` (plus `extra` providers); route `r` -> m/x tried once."""
     providers = {"m": {"type": "mock", **mock}, **(extra or {})}
     routes = routes or {"r": {"targets": ["m/x"], "retry": ONE_TRY}}
-    return llmroute.AsyncRouter({"providers": providers, "routes": routes}, env={})
+    config = {"providers": providers, "routes": routes, "health": NO_HEALTH}
+    return llmroute.AsyncRouter(config, env={})
 
 
 def two_targets(first: dict[str, Any], **route: Any) -> llmroute.AsyncRouter:
@@ -389,7 +396,6 @@ async def test_fallback_route_serves_when_primary_fails() -> None:
     ("outcome", "error_type"),
     [
         ({"status": 400}, llmroute.InvalidRequest),
-        ({"status": 400, "code": "context_length_exceeded"}, llmroute.ContextLengthExceeded),
         ({"status": 400, "code": "content_filter"}, llmroute.ContentFiltered),
     ],
 )
@@ -407,6 +413,7 @@ async def test_fatal_errors_are_raised_directly(outcome: dict[str, Any], error_t
         (401, "AuthenticationError"),
         (403, "PermissionDenied"),
         (404, "ModelNotFound"),
+        ({"status": 400, "code": "context_length_exceeded"}, "ContextLengthExceeded"),
         ({"status": 429, "retry_after": 0.01}, "RateLimited"),
         (502, "ProviderUnavailable"),
         ("drop", "ProviderConnectionError"),

@@ -97,7 +97,7 @@ async def test_connection_refused_is_a_connection_error() -> None:
 
 async def test_slow_upstream_hits_the_attempt_timeout(upstream: Upstream) -> None:
     async def slow(request: web.Request) -> web.StreamResponse:
-        await asyncio.sleep(2)
+        await asyncio.sleep(0.5)
         return web.json_response(completion_body())
 
     upstream.handler = slow

@@ -2,10 +2,14 @@
 
 For a request on a route, the plan walks the route and then each of its
 fallbacks. On each route it makes up to `retry.attempts` rounds over the
-targets in strategy order, with a backoff wait between rounds. A target that
-failed in a way another try cannot fix (bad credentials, unknown model) is left
-out of later rounds. The driver reports each failure with `failed()` and asks
-`next()` for the following step.
+targets in strategy order, with a backoff wait between rounds (never shorter
+than the smallest Retry-After the round was given). Targets that cannot take
+the request now (open circuit, Retry-After cooldown) are passed over; when
+everything else has failed and the policy allows, the plan waits for the
+first of them to come back. A target that failed in a way another try cannot
+fix (bad credentials, unknown model, a context window too small) is left out
+of the rest of the request. The driver reports each failure with `failed()`
+and asks `next()` for the following step.
 """
 
 from __future__ import annotations
@@ -14,20 +18,34 @@ import random
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ._errors import AuthenticationError, ModelNotFound, PermissionDenied, ProviderError
+from ._errors import (
+    AuthenticationError,
+    ContentFiltered,
+    ContextLengthExceeded,
+    InvalidRequest,
+    ModelNotFound,
+    PermissionDenied,
+    ProviderError,
+)
 from ._types import AttemptKind
 
 if TYPE_CHECKING:
     from ._catalog import Route, Target
-    from ._config import RetryConfig
+    from ._config import FailoverKind, RetryConfig
+    from .routing.health import HealthTracker
 
-__all__ = ["AttemptPlan", "Try", "Wait", "backoff_delay"]
+__all__ = ["AttemptPlan", "Try", "Wait", "backoff_delay", "failover_kind"]
 
-#: Fatal errors that say "not this target" rather than "not this request".
-_FAILOVER_FATAL: tuple[type[ProviderError], ...] = (
-    AuthenticationError,
-    PermissionDenied,
-    ModelNotFound,
+#: How many times a request waits for unavailable targets to come back.
+_MAX_WAITS = 8
+
+_KINDS: tuple[tuple[type[ProviderError], FailoverKind], ...] = (
+    (AuthenticationError, "authentication"),
+    (PermissionDenied, "permission"),
+    (ModelNotFound, "model_not_found"),
+    (ContextLengthExceeded, "context_length"),
+    (ContentFiltered, "content_filter"),
+    (InvalidRequest, "invalid_request"),
 )
 
 
@@ -41,7 +59,7 @@ class Try:
 
 @dataclass(slots=True, frozen=True)
 class Wait:
-    """Wait `seconds` before the next round."""
+    """Wait `seconds` before the next step."""
 
     seconds: float
 
@@ -60,9 +78,12 @@ def backoff_delay(retry: RetryConfig, round_number: int, rng: random.Random) -> 
     return rng.uniform(0.0, ceiling)
 
 
-def is_fatal_for_request(error: ProviderError) -> bool:
-    """Whether no other target or later try can succeed where this one failed."""
-    return not error.retryable and not isinstance(error, _FAILOVER_FATAL)
+def failover_kind(error: ProviderError) -> FailoverKind | None:
+    """The `failover_on` name of a fatal error (None for retryable ones)."""
+    for cls, kind in _KINDS:
+        if isinstance(error, cls):
+            return kind
+    return None
 
 
 class AttemptPlan:
@@ -73,45 +94,74 @@ class AttemptPlan:
         route: Route,
         *,
         rng: random.Random,
+        health: HealthTracker,
         allowed: frozenset[str] | None = None,
+        input_tokens: int = 0,
     ) -> None:
         self._rng = rng
+        self._health = health
         self._allowed = allowed
+        self._input_tokens = input_tokens
         self._routes = route.chain()
         self._route_index = 0
         self._round = 1
         self._position = 0
         self._excluded: set[str] = set()
         self._tried: set[str] = set()
+        self._skipped: dict[str, Target] = {}
+        self._resume: list[Target] = []
+        self._waits = 0
         self._round_retry_after: float | None = None
         self._count = 0
+        #: Targets passed over because they could not take traffic, by key.
+        self.unavailable: dict[str, Target] = {}
+
+    @property
+    def route(self) -> Route:
+        """The route whose targets are being tried."""
+        return self._routes[min(self._route_index, len(self._routes) - 1)]
 
     def _eligible(self, target: Target) -> bool:
         if target.key in self._excluded:
             return False
+        window = target.context_window
+        if window is not None and self._input_tokens > window:
+            return False
         allowed = self._allowed
         return allowed is None or target.key in allowed or target.provider.name in allowed
 
-    def next(self) -> Try | Wait | None:
-        """The next step, or None when the plan is exhausted."""
+    def _try(self, target: Target) -> Try:
+        self._count += 1
+        if self._count == 1:
+            kind: AttemptKind = "first"
+        elif target.key in self._tried:
+            kind = "retry"
+        else:
+            kind = "fallback"
+        self._tried.add(target.key)
+        return Try(target, kind)
+
+    def _available(self, target: Target, now: float) -> bool:
+        if self._health.available_at(target.key, now) > now:
+            self._skipped[target.key] = target
+            self.unavailable[target.key] = target
+            return False
+        return True
+
+    def next(self, now: float) -> Try | Wait | None:
+        """The next step at time `now`, or None when the plan is exhausted."""
+        while self._resume:
+            target = self._resume.pop(0)
+            if self._eligible(target) and self._available(target, now):
+                return self._try(target)
         while self._route_index < len(self._routes):
             route = self._routes[self._route_index]
             targets = route.targets
             while self._position < len(targets):
                 target = targets[self._position]
                 self._position += 1
-                if not self._eligible(target):
-                    continue
-                self._count += 1
-                if self._count == 1:
-                    kind: AttemptKind = "first"
-                elif target.key in self._tried:
-                    kind = "retry"
-                else:
-                    kind = "fallback"
-                self._tried.add(target.key)
-                return Try(target, kind)
-            # the round is over
+                if self._eligible(target) and self._available(target, now):
+                    return self._try(target)
             more_rounds = self._round < route.retry.attempts
             if more_rounds and any(self._eligible(t) for t in targets):
                 self._round += 1
@@ -125,14 +175,60 @@ class AttemptPlan:
             self._round = 1
             self._position = 0
             self._round_retry_after = None
+        return self._wait_for_unavailable(now)
+
+    def _wait_for_unavailable(self, now: float) -> Wait | None:
+        waiting = [t for t in self._skipped.values() if self._eligible(t)]
+        self._skipped.clear()
+        if not waiting or self._waits >= _MAX_WAITS:
+            return None
+        if self._health.config.when_unavailable == "fail":
+            return None
+        self._waits += 1
+        self._resume = waiting
+        soonest = min(self._health.available_at(t.key, now) for t in waiting)
+        return Wait(max(0.0, soonest - now))
+
+    def hedge(self, now: float) -> Try | None:
+        """Another target to race the current attempt against, if one is free now."""
+        route = self.route
+        for target in route.targets:
+            if target.key in self._tried or not self._eligible(target):
+                continue
+            if self._health.available_at(target.key, now) <= now:
+                self._count += 1
+                self._tried.add(target.key)
+                return Try(target, "hedge")
         return None
 
-    def failed(self, target: Target, error: ProviderError) -> None:
-        """Record that `target` failed with `error`."""
-        if isinstance(error, _FAILOVER_FATAL):
-            self._excluded.add(target.key)
+    def exclude(self, keys: frozenset[str]) -> None:
+        """Leave these targets out of the whole plan."""
+        self._excluded.update(keys)
+
+    def would_end(self, error: ProviderError) -> bool:
+        """Whether `error` ends the request (a fatal error not listed in `failover_on`)."""
+        if error.retryable:
+            return False
+        kind = failover_kind(error)
+        return kind is None or kind not in self.route.failover_on
+
+    def failed(self, target: Target, error: ProviderError) -> bool:
+        """Record that `target` failed; False when the request must end with `error`."""
         if error.retry_after is not None:
             current = self._round_retry_after
             self._round_retry_after = (
                 error.retry_after if current is None else min(current, error.retry_after)
             )
+        if error.retryable:
+            return True
+        if self.would_end(error):
+            return False
+        self._excluded.add(target.key)
+        if isinstance(error, ContextLengthExceeded) and target.context_window is not None:
+            # only a larger window can help
+            failed_window = target.context_window
+            for route in self._routes:
+                for other in route.targets:
+                    if other.context_window is not None and other.context_window <= failed_window:
+                        self._excluded.add(other.key)
+        return True

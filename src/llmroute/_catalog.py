@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from ._clock import Clock
-from ._config import Config, RetryConfig, RouteConfig
+from ._config import Config, FailoverKind, RetryConfig, RouteConfig, TargetConfig
 from ._config_load import providers_from_env, with_env_defaults
 from ._errors import ConfigError, UnknownModel
 from ._transport import AiohttpTransport, Timeouts, Transport, transport_from_client
@@ -18,9 +18,6 @@ from .providers import PRESETS, ProviderAdapter, RateLimitState, provider_spec
 from .providers._configs import MockProviderConfig, OpenAIProviderConfig
 
 __all__ = ["Catalog", "Provider", "Route", "Target"]
-
-_DIRECT_RETRY = RetryConfig()
-_DIRECT_TIMEOUT = 600.0
 
 
 @dataclass(slots=True, eq=False)
@@ -43,6 +40,7 @@ class Target:
     provider: Provider
     model: str
     weight: float = 1.0
+    context_window: int | None = None
     rate_limit: RateLimitState | None = None
 
 
@@ -52,10 +50,28 @@ class Route:
 
     name: str | None
     targets: list[Target]
-    retry: RetryConfig
-    timeout: float
-    strategy: str = "ordered"
+    config: RouteConfig
     fallbacks: list[Route] = field(default_factory=list)
+
+    @property
+    def retry(self) -> RetryConfig:
+        """The route's retry rounds and backoff."""
+        return self.config.retry
+
+    @property
+    def timeout(self) -> float:
+        """The deadline of a whole request on this route."""
+        return self.config.timeout
+
+    @property
+    def strategy(self) -> str:
+        """How the route orders its targets."""
+        return self.config.strategy
+
+    @property
+    def failover_on(self) -> list[FailoverKind]:
+        """The fatal errors that move on to the next target."""
+        return self.config.failover_on
 
     def chain(self) -> list[Route]:
         """This route followed by its fallbacks, depth first, each route once."""
@@ -133,8 +149,10 @@ class Catalog:
             provider = self.providers.get(target.provider) or self._implicit_provider(
                 target.provider, path=f"routes.{name}.targets.{i}.provider"
             )
-            targets.append(Target(target.key, provider, target.model, target.weight))
-        return Route(name, targets, config.retry, config.timeout, config.strategy)
+            targets.append(
+                Target(target.key, provider, target.model, target.weight, target.context_window)
+            )
+        return Route(name, targets, config)
 
     def _implicit_provider(self, name: str, *, path: str = "") -> Provider:
         """A provider used without configuring it: ``mock``, or a preset that needs no key."""
@@ -182,7 +200,8 @@ class Catalog:
                         model=model, available=self.available(),
                     ) from exc  # fmt: skip
             target = self._target(provider, model_name)
-            route = Route(None, [target], _DIRECT_RETRY, _DIRECT_TIMEOUT)
+            config = RouteConfig(targets=[TargetConfig(provider=provider_name, model=model_name)])
+            route = Route(None, [target], config)
             self._direct[model] = route
             return route
         available = self.available()
@@ -196,6 +215,14 @@ class Catalog:
     def provider_for(self, name: str | None) -> Provider | None:
         """The provider called `name`, if any."""
         return self.providers.get(name) if name else None
+
+    def targets(self) -> list[Target]:
+        """Every target of every route and every direct address resolved so far."""
+        found: dict[str, Target] = {}
+        for route in [*self.routes.values(), *self._direct.values()]:
+            for target in route.targets:
+                found.setdefault(target.key, target)
+        return list(found.values())
 
     def model_ids(self) -> list[tuple[str, str]]:
         """``(id, owner)`` for each route, then each distinct target of the routes."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Protocol, runtime_checkable
 
@@ -28,10 +29,18 @@ class Clock(Protocol):
 
 
 class SystemClock:
-    """The real clock."""
+    """The real clock, on the running event loop's time scale.
+
+    Inside a loop, `monotonic` is the loop's own time, so deadlines computed
+    from it agree with the loop's timers (and a test loop that fast-forwards
+    time moves llmroute's clock with it).
+    """
 
     def monotonic(self) -> float:
-        return time.perf_counter()
+        try:
+            return asyncio.get_running_loop().time()
+        except RuntimeError:
+            return time.monotonic()
 
     def time(self) -> float:
         return time.time()

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     GetJsonSchemaHandler,
@@ -22,11 +23,14 @@ from pydantic import (
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
-from ._units import Duration, PositiveDuration
+from ._units import Duration, PositiveDuration, parse_duration
 from .providers._configs import MockProviderConfig, OpenAIProviderConfig
 
 __all__ = [
     "Config",
+    "FailoverKind",
+    "HealthConfig",
+    "HedgeConfig",
     "ProviderConfig",
     "RetryConfig",
     "RouteConfig",
@@ -34,6 +38,11 @@ __all__ = [
 ]
 
 _STRICT = ConfigDict(extra="forbid", defer_build=True)
+
+
+def _duration_or_p95(value: object) -> object:
+    return value if value == "p95" else parse_duration(value)
+
 
 ProviderConfig = Annotated[OpenAIProviderConfig | MockProviderConfig, Field(discriminator="type")]
 
@@ -63,6 +72,34 @@ class RetryConfig(BaseModel):
     max_delay: Duration = 8.0
 
 
+class HealthConfig(BaseModel):
+    """How target health is tracked (circuit breaking and Retry-After cooldowns).
+
+    Attributes:
+        window: the span of the rolling error ratio.
+        min_requests: outcomes the window must hold before the circuit may open.
+        error_threshold: the failure share (0-1] that opens the circuit.
+        cooldown: how long a circuit first stays open; doubles on each re-open.
+        max_cooldown: the cap on that cooldown.
+        half_open_probes: requests let through at once while half-open.
+        max_retry_after: the cap on a cooldown asked for by ``Retry-After`` or a
+            rate-limit reset.
+        when_unavailable: when every target of a request is open or cooling
+            down: ``wait`` for the first to come back if the request's deadline
+            allows, or ``fail`` at once.
+    """
+
+    model_config = _STRICT
+    window: PositiveDuration = 30.0
+    min_requests: int = Field(default=10, ge=1)
+    error_threshold: float = Field(default=0.5, gt=0, le=1)
+    cooldown: PositiveDuration = 10.0
+    max_cooldown: PositiveDuration = 300.0
+    half_open_probes: int = Field(default=1, ge=1)
+    max_retry_after: PositiveDuration = 300.0
+    when_unavailable: Literal["wait", "fail"] = "wait"
+
+
 class TargetConfig(BaseModel):
     """One provider and model a route can send to; the string ``"provider/model"`` is shorthand."""
 
@@ -70,6 +107,7 @@ class TargetConfig(BaseModel):
     provider: str = Field(min_length=1)
     model: str = Field(min_length=1)
     weight: float = Field(default=1.0, ge=0)
+    context_window: int | None = Field(default=None, ge=1)
 
     @model_validator(mode="before")
     @classmethod
@@ -95,6 +133,34 @@ class TargetConfig(BaseModel):
         return {"anyOf": [shorthand, table]}
 
 
+FailoverKind = Literal[
+    "authentication", "permission", "model_not_found", "context_length", "content_filter",
+    "invalid_request",
+]  # fmt: skip
+
+
+#: The fatal errors that fail over by default: they say "not this target".
+DEFAULT_FAILOVER: tuple[FailoverKind, ...] = (
+    "authentication", "permission", "model_not_found", "context_length",
+)  # fmt: skip
+
+
+class HedgeConfig(BaseModel):
+    """Hedged requests: a second attempt when the first is slow to start.
+
+    Attributes:
+        after: start a hedge when the first attempt has produced no first
+            token (streams) or no answer (non-streams) after this long; ``p95``
+            means the target's observed 95th percentile time to first token
+            (no hedge until it has samples).
+        max_extra: at most this many extra attempts run beside the first.
+    """
+
+    model_config = _STRICT
+    after: Annotated[float, BeforeValidator(_duration_or_p95)] | Literal["p95"]
+    max_extra: int = Field(default=1, ge=1, le=3)
+
+
 class RouteConfig(BaseModel):
     """A named route: the targets a `model=` name sends to, and how.
 
@@ -106,6 +172,17 @@ class RouteConfig(BaseModel):
         retry: rounds and backoff (see `RetryConfig`).
         timeout: the deadline of a whole request on this route, across every
             attempt and wait.
+        attempt_timeout: the limit of one attempt: connecting, the first
+            token (streams) and the whole answer (non-streams); the provider's
+            `timeout` applies when unset.
+        idle_timeout: the longest silence between two chunks of a stream
+            before it counts as interrupted (the provider's `timeout` when unset).
+        failover_on: the fatal errors that move on to the next target rather
+            than end the request (retryable errors always move on).
+        mid_stream: what a stream failure after content does: ``error`` raises
+            `StreamInterrupted`; ``continue`` asks the next target to continue
+            the answer and stitches it into the same stream.
+        hedge: hedged requests (see `HedgeConfig`); off when unset.
     """
 
     model_config = _STRICT
@@ -114,6 +191,11 @@ class RouteConfig(BaseModel):
     fallbacks: list[str] = Field(default_factory=list)
     retry: RetryConfig = Field(default_factory=RetryConfig)
     timeout: PositiveDuration = 600.0
+    attempt_timeout: PositiveDuration | None = None
+    idle_timeout: PositiveDuration | None = None
+    failover_on: list[FailoverKind] = Field(default_factory=lambda: list(DEFAULT_FAILOVER))
+    mid_stream: Literal["error", "continue"] = "error"
+    hedge: HedgeConfig | None = None
 
     @field_validator("strategy")
     @classmethod
@@ -131,7 +213,7 @@ Unbuilt = Annotated[
 ]
 
 _UNBUILT_SECTIONS = (
-    "cache", "rate_limits", "budgets", "health", "logging", "telemetry", "experiments", "server",
+    "cache", "rate_limits", "budgets", "logging", "telemetry", "experiments", "server",
 )  # fmt: skip
 
 
@@ -149,7 +231,7 @@ class Config(BaseModel):
     cache: Unbuilt = None
     rate_limits: Unbuilt = None
     budgets: Unbuilt = None
-    health: Unbuilt = None
+    health: HealthConfig = Field(default_factory=HealthConfig)
     logging: Unbuilt = None
     telemetry: Unbuilt = None
     experiments: Unbuilt = None

@@ -15,6 +15,7 @@ from ._clock import Clock, SystemClock
 from ._config import Config
 from ._config_load import load_config, load_file
 from ._cost import PriceBook
+from ._driver import AttemptDriver
 from ._errors import RequestError
 from ._execute import Executor
 from ._params import ChatCreateParams, ClientParams, EmbeddingsCreateParams, split_client_params
@@ -27,6 +28,8 @@ from ._request import (
 from ._stream import AsyncChatStream
 from ._types import ChatCompletion, CreateEmbeddingResponse, Model, ModelList
 from .providers import ExtraRequest
+from .routing.health import HealthTracker, TargetHealth
+from .routing.stats import LiveStats, TargetStats
 
 __all__ = ["AsyncRouter"]
 
@@ -161,7 +164,10 @@ class AsyncRouter:
         self.config = load_config(config if config is not None else {}, env=environ)
         self._clock = clock or SystemClock()
         self._catalog = Catalog(self.config, clock=self._clock, transports=transports, env=environ)
-        executor = Executor(self._catalog, self._clock, PriceBook(), random.Random(seed))
+        self._health = HealthTracker(self.config.health)
+        self._stats = LiveStats()
+        driver = AttemptDriver(self._clock, random.Random(seed), self._health, self._stats)
+        executor = Executor(self._catalog, self._clock, PriceBook(), driver)
         self.chat = AsyncChat(executor)
         self.embeddings = AsyncEmbeddings(executor)
         self.models = AsyncModels(self._catalog, int(self._clock.time()))
@@ -180,6 +186,15 @@ class AsyncRouter:
         """A router from a YAML, TOML or JSON config file."""
         config = load_file(path, env=env)
         return cls(config, transports=transports, clock=clock, seed=seed, env=env)
+
+    def health(self) -> dict[str, TargetHealth]:
+        """Each known target's health: circuit state, error ratio, cooldown end, last error."""
+        now = self._clock.monotonic()
+        return {t.key: self._health.snapshot(t.key, now) for t in self._catalog.targets()}
+
+    def stats(self) -> dict[str, TargetStats]:
+        """Each known target's live statistics: in flight, recent latency percentiles."""
+        return {t.key: self._stats.snapshot(t.key) for t in self._catalog.targets()}
 
     async def aclose(self) -> None:
         """Close every provider connection pool. Safe to call more than once."""

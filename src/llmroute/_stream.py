@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from ._errors import LLMRouteError, ProviderError, StreamInterrupted
+from ._errors import LLMRouteError, ProviderError, ProviderTimeout, StreamInterrupted
 from ._transport import HttpResponse, TransportError
 from ._types import ChatCompletionChunk, CompletionUsage, RouteInfo
 
@@ -42,7 +43,10 @@ class AsyncChatStream:
     which releases the connection. `llmroute` describes the request; its
     latency, usage and cost are final once the stream has ended. A stream that
     fails after content was delivered raises `StreamInterrupted` carrying the
-    text received so far; it never ends as if it were complete.
+    text received so far; it never ends as if it were complete. On a route with
+    ``mid_stream: continue`` the next target is asked to continue the answer
+    instead, and its chunks follow in the same stream (`seams` lists the text
+    offsets where a continuation starts).
     """
 
     def __init__(
@@ -52,6 +56,8 @@ class AsyncChatStream:
         *,
         hide_usage_chunk: bool,
         on_end: Callable[[AsyncChatStream, BaseException | None], None],
+        resume: Callable[[str], Awaitable[OpenedStream]] | None = None,
+        time_left: float | None = None,
     ) -> None:
         self._response = opened.response
         self._lines = opened.lines
@@ -64,7 +70,26 @@ class AsyncChatStream:
         self._text: list[str] = []
         self._finished_choices = 0
         self._ended = False
+        self._tool_calls = False
+        self._resume = resume
+        self._timed_out = False
+        self._watchdog: asyncio.TimerHandle | None = None
+        if time_left is not None:
+            self._watchdog = asyncio.get_running_loop().call_later(time_left, self._deadline)
         self.llmroute = info
+        #: Offsets in `text` where a continuation from another target begins.
+        self.seams: list[int] = []
+
+    def _deadline(self) -> None:
+        """The request's deadline passed mid-stream: cut the connection, so the read fails."""
+        self._timed_out = True
+        if not self._ended:
+            asyncio.get_running_loop().create_task(self._response.aclose())
+
+    @property
+    def provider_usage(self) -> CompletionUsage | None:
+        """The usage the provider reported on this stream, if it did."""
+        return self._decoder.usage
 
     @property
     def text(self) -> str:
@@ -83,9 +108,11 @@ class AsyncChatStream:
                 choices = chunk.choices
                 if choices:
                     choice = choices[0]
-                    content = choice.delta.content
-                    if content:
-                        self._text.append(content)
+                    delta = choice.delta
+                    if delta.content:
+                        self._text.append(delta.content)
+                    if delta.tool_calls:
+                        self._tool_calls = True
                     if choice.finish_reason is not None:
                         self._finished_choices += 1
                 elif chunk.usage is not None:
@@ -103,7 +130,7 @@ class AsyncChatStream:
             line = await self._lines.__anext__()
         except StopAsyncIteration:
             self._pending.extend(decoder.finish())
-            if decoder.done or self._finished_choices:
+            if (decoder.done or self._finished_choices) and not self._timed_out:
                 await self._end(None)
                 return
             await self._fail(None, "the stream ended before the provider finished it")
@@ -122,16 +149,41 @@ class AsyncChatStream:
             await self._end(None)
 
     async def _fail(self, cause: BaseException | None, message: str) -> None:
+        if self._timed_out:
+            cause = ProviderTimeout("the request deadline was reached mid-stream")
+            message = str(cause)
+        elif self._resume is not None and not self._tool_calls and await self._continue(cause):
+            return
         error = StreamInterrupted(
             f"{message} (after {len(self.text)} characters)", partial=self.text, cause=cause
         )
         await self._end(error)
         raise error from cause
 
+    async def _continue(self, cause: BaseException | None) -> bool:
+        """Hand the rest of the answer to the next target; False when none could take it."""
+        assert self._resume is not None
+        info = self.llmroute
+        if cause is not None and info.attempts:
+            last = info.attempts[-1]
+            last.outcome, last.error_type, last.error = "error", type(cause).__name__, str(cause)
+        await self._response.aclose()
+        try:
+            opened = await self._resume(self.text)
+        except LLMRouteError:
+            return False
+        self.seams.append(len(self.text))
+        self._response, self._lines, self._decoder = opened.response, opened.lines, opened.decoder
+        self._pending.extend(opened.pending)
+        self._finished_choices = 0
+        return True
+
     async def _end(self, error: LLMRouteError | None, *, closing: bool = False) -> None:
         if self._ended:
             return
         self._ended = True
+        if self._watchdog is not None:
+            self._watchdog.cancel()
         await self._response.aclose()
         self._on_end(self, error)
         if error is None and not closing and not self._hide_usage_chunk and self.completed:

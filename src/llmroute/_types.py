@@ -66,12 +66,17 @@ class TokenUsage:
 
 
 AttemptOutcome = Literal["ok", "error", "cancelled"]
-AttemptKind = Literal["first", "retry", "fallback"]
+AttemptKind = Literal["first", "retry", "fallback", "hedge"]
 
 
 @dataclass(slots=True)
 class AttemptInfo:
-    """One try of one target: what was sent where, and how it ended."""
+    """One try of one target: what was sent where, and how it ended.
+
+    `kind` says why it was sent: the ``first`` try, a ``retry`` of a target
+    already tried, a ``fallback`` to another target, or a ``hedge`` racing a
+    slow attempt. `circuit` is the target's circuit state when it was admitted.
+    """
 
     target: str
     provider: str
@@ -82,6 +87,7 @@ class AttemptInfo:
     error_type: str | None = None
     error: str | None = None
     latency_s: float = 0.0
+    circuit: str = "closed"
 
 
 CacheStatus = Literal["hit", "miss", "bypass"]

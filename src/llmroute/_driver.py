@@ -1,0 +1,327 @@
+"""The attempt driver: carries out an `AttemptPlan` for one request.
+
+Decisions live in `_attempts` (what to try, how long to wait) and
+`routing.health` (who may take traffic); this module sends, times, races
+hedges and classifies, and feeds every outcome back to health and stats.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+import anyio
+
+from ._attempts import AttemptPlan, Try, Wait
+from ._catalog import Route, Target
+from ._clock import Clock
+from ._errors import (
+    AllTargetsFailed,
+    AuthenticationError,
+    LLMRouteError,
+    ModelNotFound,
+    PermissionDenied,
+    ProviderConnectionError,
+    ProviderError,
+    ProviderTimeout,
+    RateLimited,
+    RequestError,
+)
+from ._request import RequestOptions
+from ._transport import TimedOut, Timeouts, TransportError
+from ._types import AttemptInfo, RouteInfo
+from .routing.health import Admission, HealthTracker
+from .routing.stats import LiveStats
+
+__all__ = ["AttemptDriver", "AttemptFn"]
+
+T = TypeVar("T")
+
+#: ``attempt(target, record, timeouts)``: one try; returns the result or raises.
+AttemptFn = Callable[[Target, AttemptInfo, Timeouts], Awaitable[T]]
+
+
+class _Unavailable(Exception):
+    """Health refused the attempt at admission (it became unavailable meanwhile)."""
+
+
+@dataclass(slots=True)
+class _Race(Generic[T]):
+    winner: T | None = None
+    won: bool = False
+    failures: list[tuple[Target, ProviderError]] = field(default_factory=list)
+    fatal: ProviderError | None = None
+    running: int = 0
+    changed: anyio.Event = field(default_factory=anyio.Event)
+
+
+def _as_provider_error(
+    exc: TransportError | TimeoutError, target: Target, limit: float
+) -> ProviderError:
+    provider, model = target.provider.name, target.model
+    if isinstance(exc, TimeoutError):
+        return ProviderTimeout(f"no answer within {limit:.3g}s", provider=provider, model=model)
+    if isinstance(exc, TimedOut):
+        error: ProviderError = ProviderTimeout(str(exc), provider=provider, model=model)
+    else:
+        error = ProviderConnectionError(str(exc), provider=provider, model=model)
+    error.__cause__ = exc
+    return error
+
+
+class AttemptDriver:
+    """Runs one request's attempts: failover, retries, waits, hedges and deadlines."""
+
+    def __init__(
+        self, clock: Clock, rng: random.Random, health: HealthTracker, stats: LiveStats
+    ) -> None:
+        self._clock = clock
+        self._rng = rng
+        self.health = health
+        self.stats = stats
+
+    async def run(
+        self,
+        route: Route,
+        options: RequestOptions,
+        info: RouteInfo,
+        attempt: AttemptFn[T],
+        *,
+        input_tokens: int = 0,
+        discard: Callable[[T], Awaitable[None]] | None = None,
+        exclude: frozenset[str] = frozenset(),
+    ) -> T:
+        """Try the route's plan until one attempt succeeds; raise when none can."""
+        clock = self._clock
+        info.route, info.strategy = route.name, route.strategy
+        allowed = _allowed(route, options)
+        timeout = options.timeout or route.timeout
+        deadline = clock.monotonic() + timeout
+        plan = AttemptPlan(
+            route, rng=self._rng, health=self.health, allowed=allowed, input_tokens=input_tokens
+        )
+        plan.exclude(exclude)
+        errors: list[ProviderError] = []
+        out_of_time = False
+        while (step := plan.next(clock.monotonic())) is not None:
+            remaining = deadline - clock.monotonic()
+            if isinstance(step, Wait):
+                if step.seconds >= remaining:
+                    out_of_time = True
+                    break
+                await clock.sleep(step.seconds)
+                continue
+            if remaining <= 0:
+                out_of_time = True
+                break
+            race: _Race[T] = await self._race(step, plan, info, attempt, deadline, discard)
+            if race.won:
+                return race.winner  # type: ignore[return-value]
+            for target, error in race.failures:
+                errors.append(error)
+                if not plan.failed(target, error):
+                    raise error
+        raise self._exhausted(info, plan, errors, out_of_time, timeout)
+
+    # -------------------------------------------------------------- one race
+
+    async def _race(
+        self,
+        step: Try,
+        plan: AttemptPlan,
+        info: RouteInfo,
+        attempt: AttemptFn[T],
+        deadline: float,
+        discard: Callable[[T], Awaitable[None]] | None,
+    ) -> _Race[T]:
+        """Run `step`, and hedges beside it if the route asks for them; the first answer wins."""
+        race: _Race[T] = _Race()
+
+        async def run_one(one: Try) -> None:
+            race.running += 1
+            try:
+                value = await self._one(one, plan.route, info, attempt, deadline)
+            except _Unavailable:
+                plan.unavailable[one.target.key] = one.target
+            except ProviderError as error:
+                race.failures.append((one.target, error))
+                if plan.would_end(error):
+                    race.fatal = error
+                    tg.cancel_scope.cancel()
+            else:
+                if race.won:
+                    if discard is not None:
+                        await discard(value)
+                else:
+                    race.winner, race.won = value, True
+                    tg.cancel_scope.cancel()
+            finally:
+                race.running -= 1
+                race.changed.set()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(run_one, step)
+            after = self._hedge_delay(plan.route, step.target)
+            if after is not None:
+                await self._hedge(race, plan, after, lambda extra: tg.start_soon(run_one, extra))
+        return race
+
+    def _hedge_delay(self, route: Route, target: Target) -> float | None:
+        hedge = route.config.hedge
+        if hedge is None:
+            return None
+        if hedge.after == "p95":
+            return self.stats.ttft_percentile(target.key, 95)
+        return float(hedge.after)
+
+    async def _hedge(
+        self, race: _Race[T], plan: AttemptPlan, after: float, start: Callable[[Try], object]
+    ) -> None:
+        """Start up to `max_extra` hedges, each when the race has gone `after` without news."""
+        hedge = plan.route.config.hedge
+        assert hedge is not None
+        for _ in range(hedge.max_extra):
+            with anyio.move_on_after(after):
+                while race.running and not race.won:
+                    race.changed = anyio.Event()
+                    await race.changed.wait()
+            if race.won or race.fatal or not race.running:
+                return
+            extra = plan.hedge(self._clock.monotonic())
+            if extra is None:
+                return
+            start(extra)
+
+    async def _one(
+        self, step: Try, plan_route: Route, info: RouteInfo, attempt: AttemptFn[T], deadline: float
+    ) -> T:
+        clock, health, stats = self._clock, self.health, self.stats
+        target = step.target
+        key = target.key
+        now = clock.monotonic()
+        admission = health.admit(key, now)
+        if admission is None:
+            raise _Unavailable(key)
+        record = AttemptInfo(key, target.provider.name, target.model, step.kind)
+        record.circuit = admission.state
+        info.attempts.append(record)
+        route = plan_route.config
+        limit = min(deadline - now, route.attempt_timeout or target.provider.attempt_timeout)
+        timeouts = target.provider.timeouts
+        if route.idle_timeout is not None:
+            timeouts = Timeouts(connect=timeouts.connect, read=route.idle_timeout)
+        known_limits = target.rate_limit
+        stats.started(key)
+        try:
+            try:
+                with anyio.fail_after(limit):
+                    value = await attempt(target, record, timeouts)
+            except (TimeoutError, TransportError) as exc:
+                raise _as_provider_error(exc, target, limit) from exc
+        except ProviderError as error:
+            error.provider, error.model = target.provider.name, target.model
+            record.outcome, record.status = "error", error.status
+            record.error_type, record.error = type(error).__name__, error.message
+            record.latency_s = clock.monotonic() - now
+            self._judge(target, admission, error, clock.monotonic())
+            raise
+        except BaseException:
+            record.outcome = "cancelled"
+            record.latency_s = clock.monotonic() - now
+            health.released(key, admission)
+            raise
+        finally:
+            stats.ended(key)
+            if target.rate_limit is not known_limits:
+                self._respect_limits(target, clock.monotonic())
+        record.latency_s = clock.monotonic() - now
+        health.succeeded(key, clock.monotonic(), admission)
+        stats.latency(key, record.latency_s)
+        info.target, info.provider, info.model = key, target.provider.name, target.model
+        return value
+
+    def _judge(
+        self, target: Target, admission: Admission, error: ProviderError, now: float
+    ) -> None:
+        """Tell health what a failure says about the target."""
+        key = target.key
+        if isinstance(error, RateLimited):
+            self.health.released(key, admission)
+            if error.retry_after is not None:
+                self.health.cool_down(key, now, error.retry_after, f"RateLimited: {error.message}")
+        elif error.retryable or _target_fault(error):
+            self.health.failed(key, now, admission, f"{type(error).__name__}: {error.message}")
+        else:
+            self.health.released(key, admission)
+
+    def _respect_limits(self, target: Target, now: float) -> None:
+        """Cool a target down until its reset when its headers say nothing is left."""
+        state = target.rate_limit
+        if state is None:
+            return
+        waits = []
+        if state.remaining_requests == 0 and state.reset_requests_s is not None:
+            waits.append(state.reset_requests_s)
+        if state.remaining_tokens == 0 and state.reset_tokens_s is not None:
+            waits.append(state.reset_tokens_s)
+        if waits:
+            self.health.cool_down(target.key, now, max(waits), "rate limit exhausted until reset")
+
+    # -------------------------------------------------------------- giving up
+
+    def _exhausted(
+        self,
+        info: RouteInfo,
+        plan: AttemptPlan,
+        errors: list[ProviderError],
+        out_of_time: bool,
+        timeout: float,
+    ) -> LLMRouteError:
+        last = errors[-1] if errors else None
+        if out_of_time:
+            error: LLMRouteError = ProviderTimeout(
+                f"request deadline of {timeout:g}s reached after {len(errors)} failed attempt(s)"
+                + (f"; last error: {last}" if last else ""),
+                provider=last.provider if last else "", model=last.model if last else "",
+            )  # fmt: skip
+        else:
+            parts = [f"{a.target}: {a.error_type} ({a.error})" for a in info.attempts]
+            now = self._clock.monotonic()
+            for key in plan.unavailable:
+                if key in {a.target for a in info.attempts}:
+                    continue
+                snap = self.health.snapshot(key, now)
+                parts.append(
+                    f"{key}: unavailable (circuit {snap.state}, back in "
+                    f"{snap.cooldown_remaining_s:.3g}s; last error: {snap.last_error})"
+                )
+            what = f"all {len(errors)} attempt(s) failed" if errors else "no target could be tried"
+            error = AllTargetsFailed(
+                f"{what}: {'; '.join(parts) or 'no eligible target'}",
+                attempts=info.attempts,
+                errors=errors,
+            )
+        error.__cause__ = last
+        return error
+
+
+def _target_fault(error: ProviderError) -> bool:
+    """Whether a fatal error says the target itself is broken (not the request)."""
+    return isinstance(error, AuthenticationError | PermissionDenied | ModelNotFound)
+
+
+def _allowed(route: Route, options: RequestOptions) -> frozenset[str] | None:
+    if options.targets is None:
+        return None
+    allowed = frozenset(options.targets)
+    chain = route.chain()
+    if not any(t.key in allowed or t.provider.name in allowed for r in chain for t in r.targets):
+        keys = ", ".join(t.key for r in chain for t in r.targets)
+        raise RequestError(
+            f"none of the allowed targets ({', '.join(sorted(allowed))}) is on this route; "
+            f"its targets are: {keys}",
+            param="llmroute.targets",
+        )
+    return allowed

@@ -1,0 +1,1 @@
+"""Routing decisions: target health, attempt planning, selection. Pure logic, no I/O."""

@@ -1,0 +1,256 @@
+"""Per-target health: a circuit breaker over a rolling error ratio, and Retry-After cooldowns.
+
+Pure decisions over an injected time (`now`, seconds on the event loop's
+clock): nothing here sleeps or sends. The attempt driver asks `admit()` before
+each attempt and reports the outcome with `succeeded()` / `failed()`.
+
+A target's circuit is
+
+- ``closed``: traffic flows; outcomes fill a rolling window of `window`
+  seconds (ten buckets). When the window holds at least `min_requests`
+  outcomes and the share of failures reaches `error_threshold`, it opens.
+- ``open``: no traffic until the cooldown ends. The cooldown starts at
+  `cooldown` and doubles each time the circuit re-opens, up to `max_cooldown`.
+- ``half_open``: at most `half_open_probes` requests at once are let through
+  as probes. A probe's success closes the circuit (and clears the window); a
+  failure re-opens it with the longer cooldown.
+
+Independently, a target that answered 429 with a delay (or reported zero
+requests remaining until a reset) is cooling down until then: no request is
+sent to it. A later, longer deadline replaces an earlier, shorter one, never
+the reverse, and no cooldown is longer than `max_retry_after`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from .._config import HealthConfig
+
+__all__ = ["Admission", "CircuitState", "HealthTracker", "TargetHealth"]
+
+CircuitState = Literal["closed", "open", "half_open"]
+_BUCKETS = 10
+
+
+@dataclass(slots=True, frozen=True)
+class TargetHealth:
+    """A snapshot of one target's health, as `router.health()` reports it.
+
+    Attributes:
+        state: the circuit state.
+        error_ratio: failures / outcomes in the rolling window (0 when empty).
+        requests: outcomes in the rolling window.
+        open_until: when an open circuit half-opens (loop-clock seconds), else None.
+        cooldown_until: when a Retry-After cooldown ends, else None.
+        cooldown_remaining_s: seconds until the target takes traffic again (0 if it does).
+        last_error: the last error's type and message, if any.
+    """
+
+    state: CircuitState
+    error_ratio: float
+    requests: int
+    open_until: float | None
+    cooldown_until: float | None
+    cooldown_remaining_s: float
+    last_error: str | None
+
+
+@dataclass(slots=True, frozen=True)
+class Admission:
+    """Permission to send one attempt; `probe` when the circuit is half-open."""
+
+    state: CircuitState
+    probe: bool
+
+
+class _Window:
+    """Success and failure counts over the last `span` seconds, in fixed buckets."""
+
+    __slots__ = ("_failures", "_span", "_starts", "_successes", "_width")
+
+    def __init__(self, span: float) -> None:
+        self._span = span
+        self._width = span / _BUCKETS
+        self._starts = [float("-inf")] * _BUCKETS
+        self._successes = [0] * _BUCKETS
+        self._failures = [0] * _BUCKETS
+
+    def _bucket(self, now: float) -> int:
+        index = int(now // self._width) % _BUCKETS
+        start = (now // self._width) * self._width
+        if self._starts[index] != start:
+            self._starts[index] = start
+            self._successes[index] = 0
+            self._failures[index] = 0
+        return index
+
+    def add(self, now: float, ok: bool) -> None:
+        index = self._bucket(now)
+        if ok:
+            self._successes[index] += 1
+        else:
+            self._failures[index] += 1
+
+    def counts(self, now: float) -> tuple[int, int]:
+        """(requests, failures) within the window ending at `now`."""
+        oldest = now - self._span
+        requests = failures = 0
+        for i in range(_BUCKETS):
+            if self._starts[i] > oldest:
+                requests += self._successes[i] + self._failures[i]
+                failures += self._failures[i]
+        return requests, failures
+
+    def clear(self) -> None:
+        self._starts = [float("-inf")] * _BUCKETS
+
+
+class _Target:
+    __slots__ = (
+        "cooldown_until",
+        "last_error",
+        "open_until",
+        "opens",
+        "probes",
+        "state",
+        "window",
+    )
+
+    def __init__(self, span: float) -> None:
+        self.state: CircuitState = "closed"
+        self.window = _Window(span)
+        self.open_until = 0.0
+        self.opens = 0
+        self.probes = 0
+        self.cooldown_until = 0.0
+        self.last_error: str | None = None
+
+
+class HealthTracker:
+    """The health of every target of one router, keyed by ``provider/model``."""
+
+    def __init__(self, config: HealthConfig) -> None:
+        self.config = config
+        self._targets: dict[str, _Target] = {}
+
+    def _get(self, key: str) -> _Target:
+        target = self._targets.get(key)
+        if target is None:
+            target = self._targets[key] = _Target(self.config.window)
+        return target
+
+    def _refresh(self, target: _Target, now: float) -> None:
+        if target.state == "open" and now >= target.open_until:
+            target.state = "half_open"
+            target.probes = 0
+
+    # -------------------------------------------------------------- decisions
+
+    def available_at(self, key: str, now: float) -> float:
+        """When `key` can take a request: `now` if it can now, else the earliest later time."""
+        target = self._targets.get(key)
+        if target is None:
+            return now
+        self._refresh(target, now)
+        ready = max(now, target.cooldown_until)
+        if target.state == "open":
+            ready = max(ready, target.open_until)
+        elif target.state == "half_open" and target.probes >= self.config.half_open_probes:
+            # a probe is in flight; the earliest news is when it ends: poll shortly
+            ready = max(ready, now + min(self.config.cooldown, 1.0))
+        return ready
+
+    def state(self, key: str, now: float) -> CircuitState:
+        """The circuit state of `key` at `now`."""
+        target = self._targets.get(key)
+        if target is None:
+            return "closed"
+        self._refresh(target, now)
+        return target.state
+
+    def admit(self, key: str, now: float) -> Admission | None:
+        """Let one attempt go to `key`, or None when its circuit or a cooldown forbids it."""
+        target = self._get(key)
+        self._refresh(target, now)
+        if now < target.cooldown_until or target.state == "open":
+            return None
+        if target.state == "half_open":
+            if target.probes >= self.config.half_open_probes:
+                return None
+            target.probes += 1
+            return Admission("half_open", probe=True)
+        return Admission("closed", probe=False)
+
+    # -------------------------------------------------------------- outcomes
+
+    def succeeded(self, key: str, now: float, admission: Admission) -> None:
+        """An attempt admitted by `admission` succeeded."""
+        target = self._get(key)
+        if admission.probe:
+            target.probes = max(0, target.probes - 1)
+            if target.state == "half_open":
+                target.state = "closed"
+                target.opens = 0
+                target.window.clear()
+        target.window.add(now, True)
+
+    def failed(self, key: str, now: float, admission: Admission, error: str) -> None:
+        """An attempt admitted by `admission` failed in a way that counts against health."""
+        target = self._get(key)
+        target.last_error = error
+        if admission.probe:
+            target.probes = max(0, target.probes - 1)
+            if target.state == "half_open":
+                self._open(target, now)
+            return
+        target.window.add(now, False)
+        if target.state != "closed":
+            return
+        requests, failures = target.window.counts(now)
+        config = self.config
+        if requests >= config.min_requests and failures >= config.error_threshold * requests:
+            self._open(target, now)
+
+    def released(self, key: str, admission: Admission) -> None:
+        """An admitted attempt ended without an outcome that says anything (cancelled)."""
+        if admission.probe:
+            target = self._get(key)
+            target.probes = max(0, target.probes - 1)
+
+    def _open(self, target: _Target, now: float) -> None:
+        config = self.config
+        target.opens += 1
+        cooldown = min(config.cooldown * 2 ** (target.opens - 1), config.max_cooldown)
+        target.state = "open"
+        target.open_until = now + cooldown
+        target.probes = 0
+
+    def cool_down(self, key: str, now: float, seconds: float, reason: str) -> None:
+        """Send `key` no traffic for `seconds` (capped); a shorter deadline never wins."""
+        target = self._get(key)
+        until = now + min(max(seconds, 0.0), self.config.max_retry_after)
+        if until > target.cooldown_until:
+            target.cooldown_until = until
+        target.last_error = reason
+
+    # -------------------------------------------------------------- reporting
+
+    def snapshot(self, key: str, now: float) -> TargetHealth:
+        """`key`'s health at `now`."""
+        target = self._targets.get(key)
+        if target is None:
+            return TargetHealth("closed", 0.0, 0, None, None, 0.0, None)
+        self._refresh(target, now)
+        requests, failures = target.window.counts(now)
+        cooling = target.cooldown_until if target.cooldown_until > now else None
+        return TargetHealth(
+            state=target.state,
+            error_ratio=failures / requests if requests else 0.0,
+            requests=requests,
+            open_until=target.open_until if target.state == "open" else None,
+            cooldown_until=cooling,
+            cooldown_remaining_s=max(0.0, self.available_at(key, now) - now),
+            last_error=target.last_error,
+        )
