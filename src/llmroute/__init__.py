@@ -8,7 +8,7 @@ print(reply.choices[0].message.content, reply.llmroute.provider)
 """
 
 from ._clock import Clock, SystemClock
-from ._config import Config, RetryConfig, RouteConfig, TargetConfig
+from ._config import Config, HealthConfig, HedgeConfig, RetryConfig, RouteConfig, TargetConfig
 from ._errors import (
     AllTargetsFailed,
     AuthenticationError,
@@ -46,6 +46,8 @@ from ._types import (
     RouteInfo,
     TokenUsage,
 )
+from .routing.health import TargetHealth
+from .routing.stats import TargetStats
 
 __version__ = "0.1.0"
 
@@ -66,6 +68,8 @@ __all__ = [
     "ContentFiltered",
     "ContextLengthExceeded",
     "CreateEmbeddingResponse",
+    "HealthConfig",
+    "HedgeConfig",
     "HttpRequest",
     "HttpResponse",
     "InvalidRequest",
@@ -90,6 +94,8 @@ __all__ = [
     "StreamInterrupted",
     "SystemClock",
     "TargetConfig",
+    "TargetHealth",
+    "TargetStats",
     "Timeouts",
     "TokenUsage",
     "Transport",

@@ -113,6 +113,7 @@ class AttemptPlan:
         self._waits = 0
         self._round_retry_after: float | None = None
         self._count = 0
+        self._round_tries = 0
         #: Targets passed over because they could not take traffic, by key.
         self.unavailable: dict[str, Target] = {}
 
@@ -132,6 +133,7 @@ class AttemptPlan:
 
     def _try(self, target: Target) -> Try:
         self._count += 1
+        self._round_tries += 1
         if self._count == 1:
             kind: AttemptKind = "first"
         elif target.key in self._tried:
@@ -162,7 +164,9 @@ class AttemptPlan:
                 self._position += 1
                 if self._eligible(target) and self._available(target, now):
                     return self._try(target)
-            more_rounds = self._round < route.retry.attempts
+            # another round retries failures; a round that tried nothing has none
+            more_rounds = self._round < route.retry.attempts and self._round_tries > 0
+            self._round_tries = 0
             if more_rounds and any(self._eligible(t) for t in targets):
                 self._round += 1
                 self._position = 0

@@ -140,7 +140,6 @@ class AttemptDriver:
         race: _Race[T] = _Race()
 
         async def run_one(one: Try) -> None:
-            race.running += 1
             try:
                 value = await self._one(one, plan.route, info, attempt, deadline)
             except _Unavailable:
@@ -161,11 +160,15 @@ class AttemptDriver:
                 race.running -= 1
                 race.changed.set()
 
+        def start(one: Try) -> None:
+            race.running += 1  # counted now: the task may not have started when we look
+            tg.start_soon(run_one, one)
+
         async with anyio.create_task_group() as tg:
-            tg.start_soon(run_one, step)
+            start(step)
             after = self._hedge_delay(plan.route, step.target)
             if after is not None:
-                await self._hedge(race, plan, after, lambda extra: tg.start_soon(run_one, extra))
+                await self._hedge(race, plan, after, start)
         return race
 
     def _hedge_delay(self, route: Route, target: Target) -> float | None:

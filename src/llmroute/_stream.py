@@ -73,6 +73,7 @@ class AsyncChatStream:
         self._tool_calls = False
         self._resume = resume
         self._timed_out = False
+        self._reader: asyncio.Task[object] | None = None
         self._watchdog: asyncio.TimerHandle | None = None
         if time_left is not None:
             self._watchdog = asyncio.get_running_loop().call_later(time_left, self._deadline)
@@ -81,10 +82,11 @@ class AsyncChatStream:
         self.seams: list[int] = []
 
     def _deadline(self) -> None:
-        """The request's deadline passed mid-stream: cut the connection, so the read fails."""
+        """The request's deadline passed mid-stream: interrupt the read in progress, if any."""
         self._timed_out = True
-        if not self._ended:
-            asyncio.get_running_loop().create_task(self._response.aclose())
+        reader = self._reader
+        if reader is not None:
+            reader.cancel()
 
     @property
     def provider_usage(self) -> CompletionUsage | None:
@@ -126,8 +128,11 @@ class AsyncChatStream:
 
     async def _read_more(self) -> None:
         decoder = self._decoder
+        if self._timed_out:
+            await self._fail(None, "the request deadline was reached mid-stream")
+            return
         try:
-            line = await self._lines.__anext__()
+            line = await self._read_line()
         except StopAsyncIteration:
             self._pending.extend(decoder.finish())
             if (decoder.done or self._finished_choices) and not self._timed_out:
@@ -147,6 +152,18 @@ class AsyncChatStream:
             self._pending.extend(chunks)
         if decoder.done:
             await self._end(None)
+
+    async def _read_line(self) -> bytes:
+        """The next line; the deadline watchdog may cancel the wait for it."""
+        task = self._reader = asyncio.current_task()
+        try:
+            return await self._lines.__anext__()
+        except asyncio.CancelledError:
+            if self._timed_out and task is not None and task.uncancel() == 0:
+                raise TransportError("the request deadline was reached mid-stream") from None
+            raise
+        finally:
+            self._reader = None
 
     async def _fail(self, cause: BaseException | None, message: str) -> None:
         if self._timed_out:

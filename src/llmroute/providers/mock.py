@@ -94,7 +94,12 @@ class _MockResponse(HttpResponse):
     async def aclose(self) -> None:
         self._closed = True
         stream = self._stream
-        if stream is not None and hasattr(stream, "aclose"):
+        # a generator suspended mid-read belongs to its reader; it ends with it
+        if (
+            stream is not None
+            and hasattr(stream, "aclose")
+            and not getattr(stream, "ag_running", False)
+        ):
             await stream.aclose()
 
 
@@ -292,7 +297,7 @@ class MockTransport(Transport):
                 raise ConnectionLost(
                     f"mock: stream cut after {outcome.cut_after} chunks (scripted)"
                 )
-            if i:
+            if i > 1:  # the role chunk and the first content arrive together, at ttft
                 await self._wait(delay.sample(self._rng), timeouts)
             yield b"data: " + data + b"\n\n"
         yield b"data: [DONE]\n\n"

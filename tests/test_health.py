@@ -1,0 +1,114 @@
+"""HealthTracker: the circuit breaker and Retry-After cooldowns, as pure decisions over time."""
+
+from __future__ import annotations
+
+import pytest
+
+from llmroute import HealthConfig
+from llmroute.routing.health import HealthTracker
+
+KEY = "p/m"
+
+
+def tracker(**config: float) -> HealthTracker:
+    defaults = {"window": 10, "min_requests": 4, "error_threshold": 0.5, "cooldown": 5,
+                "max_cooldown": 12, "half_open_probes": 1, "max_retry_after": 60}  # fmt: skip
+    return HealthTracker(HealthConfig.model_validate({**defaults, **config}))
+
+
+def fail(health: HealthTracker, now: float, times: int = 1) -> None:
+    for _ in range(times):
+        admission = health.admit(KEY, now)
+        assert admission is not None
+        health.failed(KEY, now, admission, "ProviderUnavailable: 503")
+
+
+def succeed(health: HealthTracker, now: float, times: int = 1) -> None:
+    for _ in range(times):
+        admission = health.admit(KEY, now)
+        assert admission is not None
+        health.succeeded(KEY, now, admission)
+
+
+def test_circuit_stays_closed_below_min_requests() -> None:
+    health = tracker()
+    fail(health, 0.0, 3)
+    assert health.state(KEY, 0.0) == "closed"
+    assert health.snapshot(KEY, 0.0).error_ratio == 1.0
+
+
+def test_circuit_opens_at_the_threshold_and_half_opens_after_cooldown() -> None:
+    health = tracker()
+    succeed(health, 0.0, 2)
+    fail(health, 1.0, 1)
+    assert health.state(KEY, 1.0) == "closed"  # 1/3, and fewer than 4 outcomes
+    fail(health, 1.0, 1)  # 2 of 4 = 0.5: opens
+    assert health.state(KEY, 1.0) == "open"
+    assert health.admit(KEY, 5.9) is None
+    assert health.available_at(KEY, 2.0) == pytest.approx(6.0)
+    assert health.state(KEY, 6.0) == "half_open"
+
+
+def test_half_open_lets_limited_probes_and_success_closes() -> None:
+    health = tracker()
+    fail(health, 0.0, 4)
+    probe = health.admit(KEY, 5.0)
+    assert probe is not None
+    assert probe.probe
+    assert health.admit(KEY, 5.0) is None  # one probe at a time
+    health.succeeded(KEY, 5.1, probe)
+    assert health.state(KEY, 5.1) == "closed"
+    assert health.snapshot(KEY, 5.1).requests == 1  # the window was cleared on recovery
+
+
+def test_failed_probe_reopens_with_a_longer_bounded_cooldown() -> None:
+    health = tracker()
+    fail(health, 0.0, 4)  # open until 5
+    probe = health.admit(KEY, 5.0)
+    assert probe is not None
+    health.failed(KEY, 5.0, probe, "boom")
+    assert health.available_at(KEY, 5.0) == pytest.approx(15.0)  # 10 s: doubled
+    probe = health.admit(KEY, 15.0)
+    assert probe is not None
+    health.failed(KEY, 15.0, probe, "boom")
+    assert health.available_at(KEY, 15.0) == pytest.approx(27.0)  # capped at max_cooldown 12
+    assert health.snapshot(KEY, 15.0).last_error == "boom"
+
+
+def test_cancelled_probe_frees_its_slot() -> None:
+    health = tracker()
+    fail(health, 0.0, 4)
+    probe = health.admit(KEY, 5.0)
+    assert probe is not None
+    health.released(KEY, probe)
+    assert health.admit(KEY, 5.0) is not None
+
+
+def test_old_failures_leave_the_window() -> None:
+    health = tracker()
+    fail(health, 0.0, 3)
+    succeed(health, 11.0, 1)  # the failures at t=0 are out of the 10 s window
+    fail(health, 11.0, 1)
+    assert health.state(KEY, 11.0) == "closed"
+    assert health.snapshot(KEY, 11.0).requests == 2
+
+
+def test_cooldown_longer_deadline_wins_and_is_capped() -> None:
+    health = tracker(max_retry_after=30)
+    health.cool_down(KEY, 0.0, 10, "429")
+    health.cool_down(KEY, 1.0, 2, "429 again")  # would end at 3: the later 10 stays
+    assert health.available_at(KEY, 1.0) == pytest.approx(10.0)
+    health.cool_down(KEY, 2.0, 20, "longer")  # ends at 22: replaces
+    assert health.available_at(KEY, 2.0) == pytest.approx(22.0)
+    health.cool_down(KEY, 3.0, 3600, "huge")  # capped at 30 s
+    assert health.available_at(KEY, 3.0) == pytest.approx(33.0)
+    assert health.admit(KEY, 32.9) is None
+    assert health.admit(KEY, 33.0) is not None
+    snap = health.snapshot(KEY, 4.0)
+    assert snap.cooldown_remaining_s == pytest.approx(29.0)
+    assert snap.state == "closed"  # a rate limit is not a fault
+
+
+def test_unknown_target_is_healthy() -> None:
+    snap = tracker().snapshot("x/y", 100.0)
+    assert (snap.state, snap.error_ratio, snap.cooldown_until) == ("closed", 0.0, None)
