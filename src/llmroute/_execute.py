@@ -10,14 +10,18 @@ from __future__ import annotations
 import os
 from collections import deque
 from collections.abc import AsyncIterator
+from typing import Literal
+
+import anyio
 
 from ._catalog import Catalog, Route, Target
 from ._clock import Clock
 from ._cost import PriceBook
 from ._driver import AttemptDriver
 from ._errors import ProviderUnavailable
+from ._pipeline import Answer, Outcome, RequestContext, Stage
 from ._request import AssistantMessage, ChatRequest, EmbeddingsRequest, RequestOptions, UserMessage
-from ._stream import AsyncChatStream, OpenedStream
+from ._stream import AsyncChatStream, OpenedStream, replay
 from ._tokens import estimate_request_tokens, estimate_text_tokens
 from ._transport import HttpResponse, Timeouts
 from ._types import (
@@ -68,12 +72,52 @@ class Executor:
     """Runs requests through the catalog's routes and fills in `RouteInfo`."""
 
     def __init__(
-        self, catalog: Catalog, clock: Clock, prices: PriceBook, driver: AttemptDriver
+        self,
+        catalog: Catalog,
+        clock: Clock,
+        prices: PriceBook,
+        driver: AttemptDriver,
+        stages: list[Stage] | None = None,
     ) -> None:
         self._catalog = catalog
         self._clock = clock
         self._prices = prices
         self.driver = driver
+        #: The pipeline's stages, in order (the router's own list: it may add to it).
+        self.stages = stages if stages is not None else []
+
+    # -------------------------------------------------------------- stages
+
+    def _context(
+        self,
+        operation: Literal["chat", "embeddings"],
+        request: ChatRequest | EmbeddingsRequest,
+        options: RequestOptions,
+        *,
+        stream: bool = False,
+    ) -> RequestContext:
+        route = self._catalog.resolve(request.model)
+        info = RouteInfo(request_id=new_request_id(), stream=stream)
+        clock = self._clock
+        return RequestContext(
+            operation, request, options, route, info, stream, clock.monotonic(), clock.time()
+        )
+
+    async def _before(self, ctx: RequestContext) -> tuple[Answer | None, str | None]:
+        for stage in self.stages:
+            answer = await stage.before(ctx)
+            if answer is not None:
+                return answer, stage.name
+        return None, None
+
+    async def _after(self, ctx: RequestContext, outcome: Outcome) -> None:
+        for stage in self.stages:
+            await stage.after(ctx, outcome)
+
+    async def _after_failure(self, ctx: RequestContext, error: BaseException) -> None:
+        # shielded: a cancelled request (a client that went away) is still accounted for
+        with anyio.CancelScope(shield=True):
+            await self._after(ctx, Outcome(error=error))
 
     # -------------------------------------------------------------- shared steps
 
@@ -103,10 +147,32 @@ class Executor:
         self, request: ChatRequest, options: RequestOptions, extra: ExtraRequest
     ) -> ChatCompletion:
         """A non-streamed chat completion."""
-        clock = self._clock
-        started = clock.monotonic()
-        info = RouteInfo(request_id=new_request_id())
-        route = self._catalog.resolve(request.model)
+        ctx = self._context("chat", request, options)
+        info = ctx.info
+        try:
+            answer, answered_by = await self._before(ctx)
+            if answer is not None:
+                if not isinstance(answer, ChatCompletion):
+                    raise TypeError(
+                        f"stage {answered_by!r} answered a chat request with {answer!r}"
+                    )
+                completion = answer
+            else:
+                completion = await self._chat(ctx, request, extra)
+        except BaseException as exc:
+            await self._after_failure(ctx, exc)
+            raise
+        info.latency_s = self._clock.monotonic() - ctx.started
+        completion._llmroute = info
+        await self._after(
+            ctx, Outcome(response=completion, completed=True, answered_by=answered_by)
+        )
+        return completion
+
+    async def _chat(
+        self, ctx: RequestContext, request: ChatRequest, extra: ExtraRequest
+    ) -> ChatCompletion:
+        info, route = ctx.info, ctx.route
 
         async def attempt(
             target: Target, record: AttemptInfo, timeouts: Timeouts
@@ -118,14 +184,12 @@ class Executor:
             return adapter.parse_chat(body, target.model)
 
         completion = await self.driver.run(
-            route, options, info, attempt, input_tokens=_input_tokens(route, request)
+            route, ctx.options, info, attempt, input_tokens=_input_tokens(route, request)
         )
-        info.latency_s = clock.monotonic() - started
         self.driver.stats.first_token(info.target or "", info.attempts[-1].latency_s)
         usage = completion.usage.normalised() if completion.usage is not None else None
         info.usage = usage
         self._price(info, usage, completion.service_tier or request.service_tier)
-        completion._llmroute = info
         return completion
 
     # -------------------------------------------------------------- streams
@@ -135,16 +199,33 @@ class Executor:
     ) -> AsyncChatStream:
         """A streamed chat completion, returned once its first content has arrived."""
         clock = self._clock
-        started = clock.monotonic()
-        info = RouteInfo(request_id=new_request_id(), stream=True)
-        route = self._catalog.resolve(request.model)
-        opened = await self._open_stream(route, request, options, extra, info)
-        info.ttft_s = clock.monotonic() - started
-        self.driver.stats.first_token(info.target or "", info.ttft_s)
-        deadline = started + (options.timeout or route.timeout)
+        ctx = self._context("chat", request, options, stream=True)
+        info, route = ctx.info, ctx.route
+        hide = not request.wants_usage_chunk
+        try:
+            answer, answered_by = await self._before(ctx)
+            if answer is not None:
+                if not isinstance(answer, list):
+                    raise TypeError(f"stage {answered_by!r} answered a stream with {answer!r}")
+                info.ttft_s = clock.monotonic() - ctx.started
 
-        def on_end(stream: AsyncChatStream, error: BaseException | None) -> None:
-            info.latency_s = clock.monotonic() - started
+                async def replayed(stream: AsyncChatStream, error: BaseException | None) -> None:
+                    info.latency_s = clock.monotonic() - ctx.started
+                    await self._after(ctx, self._stream_outcome(ctx, stream, error, answered_by))
+
+                return replay(
+                    answer, info, hide_usage_chunk=hide, on_end=replayed, keep=ctx.keep_chunks
+                )
+            opened = await self._open_stream(route, request, options, extra, info)
+        except BaseException as exc:
+            await self._after_failure(ctx, exc)
+            raise
+        info.ttft_s = clock.monotonic() - ctx.started
+        self.driver.stats.first_token(info.target or "", info.ttft_s)
+        deadline = ctx.started + (options.timeout or route.timeout)
+
+        async def on_end(stream: AsyncChatStream, error: BaseException | None) -> None:
+            info.latency_s = clock.monotonic() - ctx.started
             reported = stream.provider_usage
             if reported is not None and not stream.seams:
                 usage = reported.normalised()
@@ -165,6 +246,7 @@ class Executor:
             elif not stream.completed:
                 last.outcome = "cancelled"
             self._price(info, usage, request.service_tier)
+            await self._after(ctx, self._stream_outcome(ctx, stream, error, None))
 
         resume = None
         if route.config.mid_stream == "continue":
@@ -185,10 +267,25 @@ class Executor:
         return AsyncChatStream(
             opened,
             info,
-            hide_usage_chunk=not request.wants_usage_chunk,
+            hide_usage_chunk=hide,
             on_end=on_end,
             resume=resume,
             time_left=max(0.0, deadline - clock.monotonic()),
+            keep=ctx.keep_chunks,
+        )
+
+    @staticmethod
+    def _stream_outcome(
+        ctx: RequestContext,
+        stream: AsyncChatStream,
+        error: BaseException | None,
+        answered_by: str | None,
+    ) -> Outcome:
+        return Outcome(
+            chunks=stream.kept if ctx.keep_chunks else None,
+            completed=stream.completed,
+            error=error,
+            answered_by=answered_by,
         )
 
     async def _open_stream(
@@ -258,10 +355,28 @@ class Executor:
         self, request: EmbeddingsRequest, options: RequestOptions, extra: ExtraRequest
     ) -> CreateEmbeddingResponse:
         """An embeddings request."""
-        clock = self._clock
-        started = clock.monotonic()
-        info = RouteInfo(request_id=new_request_id())
-        route = self._catalog.resolve(request.model)
+        ctx = self._context("embeddings", request, options)
+        info = ctx.info
+        try:
+            answer, answered_by = await self._before(ctx)
+            if answer is not None:
+                if not isinstance(answer, CreateEmbeddingResponse):
+                    raise TypeError(f"stage {answered_by!r} answered embeddings with {answer!r}")
+                result = answer
+            else:
+                result = await self._embeddings(ctx, request, extra)
+        except BaseException as exc:
+            await self._after_failure(ctx, exc)
+            raise
+        info.latency_s = self._clock.monotonic() - ctx.started
+        result._llmroute = info
+        await self._after(ctx, Outcome(response=result, completed=True, answered_by=answered_by))
+        return result
+
+    async def _embeddings(
+        self, ctx: RequestContext, request: EmbeddingsRequest, extra: ExtraRequest
+    ) -> CreateEmbeddingResponse:
+        info = ctx.info
 
         async def attempt(
             target: Target, record: AttemptInfo, timeouts: Timeouts
@@ -272,11 +387,9 @@ class Executor:
             body = await self._body(response, target, record)
             return adapter.parse_embeddings(body, target.model)
 
-        result = await self.driver.run(route, options, info, attempt)
-        info.latency_s = clock.monotonic() - started
+        result = await self.driver.run(ctx.route, ctx.options, info, attempt)
         usage = result.usage
         tokens = TokenUsage(input=usage.prompt_tokens) if usage is not None else None
         info.usage = tokens
         self._price(info, tokens, None)
-        result._llmroute = info
         return result

@@ -19,6 +19,7 @@ from ._driver import AttemptDriver
 from ._errors import RequestError
 from ._execute import Executor
 from ._params import ChatCreateParams, ClientParams, EmbeddingsCreateParams, split_client_params
+from ._pipeline import Stage
 from ._request import (
     RequestOptions,
     validate_chat_request,
@@ -167,7 +168,8 @@ class AsyncRouter:
         self._health = HealthTracker(self.config.health)
         self._stats = LiveStats()
         driver = AttemptDriver(self._clock, random.Random(seed), self._health, self._stats)
-        executor = Executor(self._catalog, self._clock, PriceBook(), driver)
+        self._stages: list[Stage] = []
+        executor = Executor(self._catalog, self._clock, PriceBook(), driver, self._stages)
         self.chat = AsyncChat(executor)
         self.embeddings = AsyncEmbeddings(executor)
         self.models = AsyncModels(self._catalog, int(self._clock.time()))
@@ -200,6 +202,8 @@ class AsyncRouter:
         """Close every provider connection pool. Safe to call more than once."""
         if not self._closed:
             self._closed = True
+            for stage in self._stages:
+                await stage.aclose()
             await self._catalog.aclose()
 
     async def __aenter__(self) -> Self:

@@ -11,11 +11,12 @@ from typing import TYPE_CHECKING
 from ._errors import LLMRouteError, ProviderError, ProviderTimeout, StreamInterrupted
 from ._transport import HttpResponse, TransportError
 from ._types import ChatCompletionChunk, CompletionUsage, RouteInfo
+from .providers._base import StreamDecoder as StreamDecoderBase
 
 if TYPE_CHECKING:
     from .providers import StreamDecoder
 
-__all__ = ["AsyncChatStream", "OpenedStream"]
+__all__ = ["AsyncChatStream", "OpenedStream", "replay"]
 
 
 class OpenedStream:
@@ -55,9 +56,10 @@ class AsyncChatStream:
         info: RouteInfo,
         *,
         hide_usage_chunk: bool,
-        on_end: Callable[[AsyncChatStream, BaseException | None], None],
+        on_end: Callable[[AsyncChatStream, BaseException | None], Awaitable[None]],
         resume: Callable[[str], Awaitable[OpenedStream]] | None = None,
         time_left: float | None = None,
+        keep: bool = False,
     ) -> None:
         self._response = opened.response
         self._lines = opened.lines
@@ -80,6 +82,8 @@ class AsyncChatStream:
         self.llmroute = info
         #: Offsets in `text` where a continuation from another target begins.
         self.seams: list[int] = []
+        #: Every chunk received (the usage chunk too), when the router's stages asked for them.
+        self.kept: list[ChatCompletionChunk] | None = [] if keep else None
 
     def _deadline(self) -> None:
         """The request's deadline passed mid-stream: interrupt the read in progress, if any."""
@@ -107,6 +111,8 @@ class AsyncChatStream:
             if pending:
                 chunk = pending.popleft()
                 self._last = chunk
+                if self.kept is not None:
+                    self.kept.append(chunk)
                 choices = chunk.choices
                 if choices:
                     choice = choices[0]
@@ -202,7 +208,7 @@ class AsyncChatStream:
         if self._watchdog is not None:
             self._watchdog.cancel()
         await self._response.aclose()
-        self._on_end(self, error)
+        await self._on_end(self, error)
         if error is None and not closing and not self._hide_usage_chunk and self.completed:
             self._pending.extend(self._usage_chunk())
 
@@ -246,3 +252,52 @@ class AsyncChatStream:
     def completed(self) -> bool:
         """Whether the provider finished the stream (False if it was cut or closed early)."""
         return self._ended and (self._decoder.done or self._finished_choices > 0)
+
+
+class _Replayed(HttpResponse):
+    """The stand-in response of a replayed stream: nothing left to read."""
+
+    status = 200
+    headers: dict[str, str] = {}  # noqa: RUF012 - never mutated
+
+    async def read(self) -> bytes:
+        return b""
+
+    async def aiter_lines(self) -> AsyncIterator[bytes]:
+        return
+        yield b""  # pragma: no cover - makes this an async generator
+
+    async def aiter_bytes(self) -> AsyncIterator[bytes]:
+        return
+        yield b""  # pragma: no cover - makes this an async generator
+
+    async def aclose(self) -> None:
+        return None
+
+
+class _ReplayDecoder(StreamDecoderBase):
+    """A finished decoder holding the replayed stream's usage."""
+
+    def __init__(self, usage: CompletionUsage | None) -> None:
+        self.done = True
+        self.usage = usage
+
+    def feed(self, line: bytes) -> list[ChatCompletionChunk]:
+        return []
+
+
+def replay(
+    chunks: list[ChatCompletionChunk],
+    info: RouteInfo,
+    *,
+    hide_usage_chunk: bool,
+    on_end: Callable[[AsyncChatStream, BaseException | None], Awaitable[None]],
+    keep: bool = False,
+) -> AsyncChatStream:
+    """A stream that delivers `chunks` (a cached answer), as a live stream would."""
+    usage = next((c.usage for c in reversed(chunks) if c.usage is not None), None)
+    response = _Replayed()
+    opened = OpenedStream(response, response.aiter_lines(), _ReplayDecoder(usage), deque(chunks))
+    return AsyncChatStream(
+        opened, info, hide_usage_chunk=hide_usage_chunk, on_end=on_end, keep=keep
+    )

@@ -1,0 +1,102 @@
+"""The pipeline's stages: what runs before a request is routed and after it ends.
+
+A `Stage` sees every request twice. `before()` runs in order before any
+provider is called: it may refuse the request (raise, e.g.
+`LocalRateLimitExceeded`), or answer it (return an `Answer`, e.g. from a
+cache), in which case no provider is called and the later stages' `before()`
+is skipped. `after()` runs for every stage, in order, once the request has
+ended: with the response, or for a stream once it has finished (with its
+chunks when a stage asked for them with `ctx.keep_chunks`), or with the error
+that ended it, including a refusal by an earlier stage. Rate limits, budgets,
+the cache and the recorder are stages; the router itself only wires them.
+
+`after()` runs on the request's path: a stage that does slow work (network,
+disk) hands it to a background task and returns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
+
+from ._types import ChatCompletion, ChatCompletionChunk, CreateEmbeddingResponse, RouteInfo
+
+if TYPE_CHECKING:
+    from ._catalog import Route
+    from ._request import ChatRequest, EmbeddingsRequest, RequestOptions
+
+__all__ = ["Answer", "Outcome", "RequestContext", "Stage"]
+
+#: What `Stage.before()` may answer a request with: a completion (non-streamed
+#: chat), the chunks to replay (streamed chat), or an embeddings response.
+Answer = ChatCompletion | list[ChatCompletionChunk] | CreateEmbeddingResponse
+
+
+@dataclass(slots=True, eq=False)
+class RequestContext:
+    """One request on its way through the stages.
+
+    Attributes:
+        operation: ``chat`` or ``embeddings``.
+        request: the validated request.
+        options: the caller's `RequestOptions`.
+        route: the resolved route.
+        info: the routing metadata, filled in as the request progresses.
+        stream: whether the caller asked for a stream.
+        started: when the request began, on llmroute's (event loop) clock.
+        started_at: when the request began, as a Unix timestamp.
+        keep_chunks: set by a stage's `before()` to receive a finished
+            stream's chunks in `Outcome.chunks`.
+        state: scratch space for stages, keyed by the stage's own name.
+    """
+
+    operation: Literal["chat", "embeddings"]
+    request: ChatRequest | EmbeddingsRequest
+    options: RequestOptions
+    route: Route
+    info: RouteInfo
+    stream: bool
+    started: float
+    started_at: float
+    keep_chunks: bool = False
+    state: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass(slots=True, eq=False)
+class Outcome:
+    """How a request ended.
+
+    Attributes:
+        response: the completion or embeddings response (non-streamed requests).
+        chunks: a stream's chunks as received, including a usage chunk the
+            caller did not ask to see (only when `keep_chunks` was set).
+        completed: for a stream, whether the provider finished it (False when
+            cut, failed or closed early); True for any other success.
+        error: what ended the request, if it failed or was refused.
+        answered_by: the name of the stage whose `before()` answered, if any.
+    """
+
+    response: ChatCompletion | CreateEmbeddingResponse | None = None
+    chunks: list[ChatCompletionChunk] | None = None
+    completed: bool = False
+    error: BaseException | None = None
+    answered_by: str | None = None
+
+
+class Stage:
+    """A pipeline stage. Subclasses override what they need; both hooks default to doing nothing."""
+
+    #: The stage's name, used for `RequestContext.state` and `Outcome.answered_by`.
+    name: str = "stage"
+
+    async def before(self, ctx: RequestContext) -> Answer | None:
+        """Run before routing: raise to refuse, return an `Answer` to answer, None to go on."""
+        return None
+
+    async def after(self, ctx: RequestContext, outcome: Outcome) -> None:
+        """Run once the request has ended, whatever the outcome."""
+        return None
+
+    async def aclose(self) -> None:
+        """Release what the stage holds (flush, close connections); called by the router's close."""
+        return None
