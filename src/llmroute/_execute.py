@@ -32,7 +32,7 @@ from ._types import (
     RouteInfo,
     TokenUsage,
 )
-from .providers import ExtraRequest, StreamDecoder
+from .providers import ExtraRequest, ProviderAdapter, StreamDecoder
 
 __all__ = ["Executor", "new_request_id"]
 
@@ -179,6 +179,8 @@ class Executor:
         ) -> ChatCompletion:
             adapter = target.provider.adapter
             http = adapter.chat_request(request, target.model, stream=False, extra=extra)
+            if adapter.needs_prepare:
+                http = await adapter.prepare(http)
             response = await target.provider.transport.send(http, timeouts)
             body = await self._body(response, target, record)
             return adapter.parse_chat(body, target.model)
@@ -301,6 +303,8 @@ class Executor:
         async def attempt(target: Target, record: AttemptInfo, timeouts: Timeouts) -> OpenedStream:
             adapter = target.provider.adapter
             http = adapter.chat_request(request, target.model, stream=True, extra=extra)
+            if adapter.needs_prepare:
+                http = await adapter.prepare(http)
             response = await target.provider.transport.send(http, timeouts)
             if response.status >= 300:
                 await self._body(response, target, record)  # raises the mapped error
@@ -310,7 +314,7 @@ class Executor:
                 if state is not None:
                     target.rate_limit = state
                 decoder = adapter.stream_decoder(request, target.model)
-                return await self._first_content(response, decoder, target)
+                return await self._first_content(response, adapter, decoder, target)
             except BaseException:
                 await response.aclose()
                 raise
@@ -329,9 +333,14 @@ class Executor:
         )
 
     async def _first_content(
-        self, response: HttpResponse, decoder: StreamDecoder, target: Target
+        self,
+        response: HttpResponse,
+        adapter: ProviderAdapter,
+        decoder: StreamDecoder,
+        target: Target,
     ) -> OpenedStream:
-        lines = response.aiter_lines()
+        framing = adapter.stream_framing
+        lines = response.aiter_lines() if framing == "lines" else response.aiter_bytes()
         pending: deque[ChatCompletionChunk] = deque()
         async for line in lines:
             chunks = decoder.feed(line)
@@ -383,6 +392,8 @@ class Executor:
         ) -> CreateEmbeddingResponse:
             adapter = target.provider.adapter
             http = adapter.embeddings_request(request, target.model, extra=extra)
+            if adapter.needs_prepare:
+                http = await adapter.prepare(http)
             response = await target.provider.transport.send(http, timeouts)
             body = await self._body(response, target, record)
             return adapter.parse_embeddings(body, target.model)

@@ -13,7 +13,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 from .._errors import ProviderError, RequestError
 from .._request import ChatRequest, EmbeddingsRequest
@@ -68,8 +68,9 @@ class StreamDecoder(ABC):
     usage: CompletionUsage | None = None
 
     @abstractmethod
-    def feed(self, line: bytes) -> list[ChatCompletionChunk]:
-        """Take one line of the body (without its ending); return the chunks it completes."""
+    def feed(self, data: bytes) -> list[ChatCompletionChunk]:
+        """Take one line of the body (without its ending), or one raw chunk of it when the
+        adapter's `stream_framing` is ``"bytes"``; return the chunks it completes."""
 
     def finish(self) -> list[ChatCompletionChunk]:
         """Called at the end of the body; returns any chunk still held back."""
@@ -81,7 +82,16 @@ class ProviderAdapter(ABC):
 
     Subclasses are created once per configured provider with its name and its
     validated config. Every method is pure: it builds or parses, never sends.
+
+    Two class attributes describe what the pipeline must do around the adapter:
+    `stream_framing` says whether a stream's body reaches the decoder line by
+    line (server-sent events) or in raw chunks (binary event streams), and
+    `needs_prepare` says whether each request must pass through `prepare()`
+    (to sign it or attach a fresh token) before it is sent.
     """
+
+    stream_framing: ClassVar[Literal["lines", "bytes"]] = "lines"
+    needs_prepare: ClassVar[bool] = False
 
     def __init__(self, name: str, config: Any) -> None:
         self.name = name
@@ -122,6 +132,15 @@ class ProviderAdapter(ABC):
     def parse_embeddings(self, body: bytes, model: str) -> CreateEmbeddingResponse:
         """Parse a successful embeddings body."""
         raise RequestError(f"provider {self.name!r} does not offer embeddings", param="model")
+
+    async def prepare(self, request: HttpRequest) -> HttpRequest:
+        """Finish a built request just before it is sent: sign it, attach a fresh token.
+
+        Called only when `needs_prepare` is true. It may await credentials (a
+        token provider, a credential chain run in a worker thread) but sends
+        nothing itself.
+        """
+        return request
 
     @abstractmethod
     def map_error(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
