@@ -47,8 +47,14 @@ def stream_chunks(name: str) -> list[ChatCompletionChunk]:
 
 
 def routed(obj: Any) -> Any:
-    """Attach routing metadata, as the router does, so a leak into dumps would show."""
-    obj._llmroute = RouteInfo(request_id="lr_0123", provider="openai", usage=TokenUsage(1, 2))
+    """Attach routing metadata, as the router does, so a leak into dumps would show.
+
+    Chunks carry none (the stream object does), so they are returned as they are.
+    """
+    if hasattr(obj, "attach_route_info"):
+        obj.attach_route_info(
+            RouteInfo(request_id="lr_0123", provider="openai", usage=TokenUsage(1, 2))
+        )
     return obj
 
 

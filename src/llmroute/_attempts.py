@@ -15,6 +15,7 @@ and asks `next()` for the following step.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -96,11 +97,14 @@ class AttemptPlan:
         rng: random.Random,
         health: HealthTracker,
         allowed: frozenset[str] | None = None,
-        input_tokens: int = 0,
+        order: Callable[[Route], list[Target]] | None = None,
+        input_tokens: Callable[[], int] | None = None,
     ) -> None:
         self._rng = rng
         self._health = health
         self._allowed = allowed
+        self._order = order
+        self._ordered: dict[int, list[Target]] = {}
         self._input_tokens = input_tokens
         self._routes = route.chain()
         self._route_index = 0
@@ -126,10 +130,19 @@ class AttemptPlan:
         if target.key in self._excluded:
             return False
         window = target.context_window
-        if window is not None and self._input_tokens > window:
+        if window is not None and self._input_tokens is not None and self._input_tokens() > window:
             return False
         allowed = self._allowed
         return allowed is None or target.key in allowed or target.provider.name in allowed
+
+    def _targets_of(self, route: Route) -> list[Target]:
+        """The route's targets in strategy order (selected once per request and route)."""
+        if self._order is None:
+            return route.targets
+        ordered = self._ordered.get(id(route))
+        if ordered is None:
+            ordered = self._ordered[id(route)] = self._order(route)
+        return ordered
 
     def _try(self, target: Target) -> Try:
         self._count += 1
@@ -158,7 +171,7 @@ class AttemptPlan:
                 return self._try(target)
         while self._route_index < len(self._routes):
             route = self._routes[self._route_index]
-            targets = route.targets
+            targets = self._targets_of(route)
             while self._position < len(targets):
                 target = targets[self._position]
                 self._position += 1
@@ -195,8 +208,7 @@ class AttemptPlan:
 
     def hedge(self, now: float) -> Try | None:
         """Another target to race the current attempt against, if one is free now."""
-        route = self.route
-        for target in route.targets:
+        for target in self._targets_of(self.route):
             if target.key in self._tried or not self._eligible(target):
                 continue
             if self._health.available_at(target.key, now) <= now:

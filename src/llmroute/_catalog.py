@@ -10,14 +10,24 @@ from typing import Any
 from pydantic import ValidationError
 
 from ._clock import Clock
-from ._config import Config, FailoverKind, RetryConfig, RouteConfig, TargetConfig
+from ._config import (
+    Config,
+    FailoverKind,
+    PriceConfig,
+    RetryConfig,
+    RouteConfig,
+    TargetConfig,
+)
 from ._config_load import providers_from_env, with_env_defaults
+from ._cost import PriceBook
 from ._errors import ConfigError, UnknownModel
 from ._transport import AiohttpTransport, Timeouts, Transport, transport_from_client
 from .providers import PRESETS, ProviderAdapter, RateLimitState, provider_spec
 from .providers._configs import MockProviderConfig, OpenAIProviderConfig
+from .routing.conditions import Condition, ConditionError, compile_condition
+from .routing.strategies import BUILT_IN, LatencyStrategy, OrderedStrategy, Selection, Strategy
 
-__all__ = ["Catalog", "Provider", "Route", "Target"]
+__all__ = ["Catalog", "Provider", "RateLimitSeen", "Route", "Target"]
 
 
 @dataclass(slots=True, eq=False)
@@ -30,18 +40,57 @@ class Provider:
     transport: Transport
     timeouts: Timeouts
     attempt_timeout: float
+    #: Limits for an attempt bounded as a whole (no per-read timer).
+    whole_timeouts: Timeouts = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.whole_timeouts = Timeouts(connect=self.timeouts.connect, read=None)
+
+
+@dataclass(slots=True, eq=False)
+class RateLimitSeen:
+    """A target's last reported rate-limit state and when it arrived (shared by its routes)."""
+
+    state: RateLimitState | None = None
+    at: float = 0.0
+    #: The routes using this target: told once limits are known, so they check them.
+    routes: list[Route] = field(default_factory=list)
 
 
 @dataclass(slots=True, eq=False)
 class Target:
-    """One provider and model. `rate_limit` is the last state its headers reported."""
+    """One provider and model, as one route uses it.
+
+    Health, statistics and rate-limit state are keyed by `key`, so every route
+    that uses the same provider and model sees the same ones.
+    """
 
     key: str
     provider: Provider
     model: str
     weight: float = 1.0
     context_window: int | None = None
-    rate_limit: RateLimitState | None = None
+    price: PriceConfig | None = None
+    capabilities: frozenset[str] | None = None
+    when: Condition | None = None
+    limits: RateLimitSeen = field(default_factory=RateLimitSeen)
+    #: USD per input and output token (from `price` or genai-prices; None: unknown),
+    #: looked up on first use.
+    rates: tuple[float, float] | None = None
+    rates_known: bool = False
+
+    @property
+    def rate_limit(self) -> RateLimitState | None:
+        """The last rate-limit state the provider reported for this model."""
+        return self.limits.state
+
+    def saw_limits(self, state: RateLimitState, now: float) -> None:
+        """Record what the provider's rate-limit headers said, at `now`."""
+        seen = self.limits
+        if seen.state is None:
+            for route in seen.routes:
+                route.limits_seen = True
+        seen.state, seen.at = state, now
 
 
 @dataclass(slots=True, eq=False)
@@ -51,7 +100,31 @@ class Route:
     name: str | None
     targets: list[Target]
     config: RouteConfig
+    strategy_impl: Strategy
     fallbacks: list[Route] = field(default_factory=list)
+    has_conditions: bool = False
+    has_capabilities: bool = False
+    needs_tokens: bool = False
+    _chain: list[Route] | None = field(default=None, repr=False)
+    #: The selection when nothing can change it (ordered, no filters), else None.
+    plain: Selection | None = field(default=None, repr=False)
+    #: Whether a provider of this route has reported rate limits (they then filter).
+    limits_seen: bool = False
+
+    def __post_init__(self) -> None:
+        for target in self.targets:
+            target.limits.routes.append(self)
+            if target.limits.state is not None:
+                self.limits_seen = True
+        config = self.config
+        if (
+            isinstance(self.strategy_impl, OrderedStrategy)
+            and not self.has_conditions
+            and not self.has_capabilities
+            and config.max_cost_per_request is None
+            and config.max_latency is None
+        ):
+            self.plain = Selection(self.targets, "config order")
 
     @property
     def retry(self) -> RetryConfig:
@@ -75,6 +148,9 @@ class Route:
 
     def chain(self) -> list[Route]:
         """This route followed by its fallbacks, depth first, each route once."""
+        cached = self._chain
+        if cached is not None:
+            return cached
         seen: list[Route] = []
 
         def walk(route: Route) -> None:
@@ -85,6 +161,7 @@ class Route:
                 walk(fallback)
 
         walk(self)
+        self._chain = seen
         return seen
 
 
@@ -96,10 +173,19 @@ class Catalog:
         config: Config,
         *,
         clock: Clock,
+        prices: PriceBook,
         transports: Mapping[str, object] | None = None,
         env: Mapping[str, str] | None = None,
+        strategies: Mapping[str, Strategy] | None = None,
     ) -> None:
         self._clock = clock
+        self._prices = prices
+        self._strategies = dict(strategies or {})
+        for name, strategy in self._strategies.items():
+            if not isinstance(strategy, Strategy):
+                raise ConfigError(
+                    f"strategy {name!r} must have a `name` and an `order(candidates, ctx)` method"
+                )
         self._env = os.environ if env is None else env
         self._overrides = dict(transports or {})
         self.providers: dict[str, Provider] = {}
@@ -112,18 +198,20 @@ class Catalog:
                 f"transports given for unknown providers: {', '.join(sorted(unknown))}"
             )
         self._targets: dict[str, Target] = {}
+        self._seen: dict[str, RateLimitSeen] = {}
         self.routes: dict[str, Route] = {}
         for name, route_config in config.routes.items():
             self.routes[name] = self._build_route(name, route_config)
         for name, route_config in config.routes.items():
             self.routes[name].fallbacks = [self.routes[f] for f in route_config.fallbacks]
+        for route in self.routes.values():
+            route._chain = None  # fallbacks are wired now: chains are computed on first use
         self._direct: dict[str, Route] = {}
 
     # -------------------------------------------------------------- building
 
     def _build_provider(self, name: str, config: Any) -> Provider:
-        if isinstance(config, OpenAIProviderConfig):
-            config = with_env_defaults(name, config, self._env)
+        config = with_env_defaults(name, config, self._env)
         spec = provider_spec(config.type)
         adapter = spec.adapter(name, config)
         override = self._overrides.get(name)
@@ -136,23 +224,80 @@ class Catalog:
         timeouts = Timeouts(connect=config.connect_timeout, read=config.timeout)
         return Provider(name, config.type, adapter, transport, timeouts, config.timeout)
 
-    def _target(self, provider: Provider, model: str, weight: float = 1.0) -> Target:
+    def _limits(self, key: str) -> RateLimitSeen:
+        seen = self._seen.get(key)
+        if seen is None:
+            seen = self._seen[key] = RateLimitSeen()
+        return seen
+
+    def _target(self, provider: Provider, model: str) -> Target:
         key = f"{provider.name}/{model}"
         target = self._targets.get(key)
         if target is None:
-            target = self._targets[key] = Target(key, provider, model, weight)
+            target = self._targets[key] = Target(key, provider, model, limits=self._limits(key))
         return target
+
+    def _strategy(self, name: str, config: RouteConfig, path: str) -> Strategy:
+        custom = self._strategies.get(config.strategy)
+        if custom is not None:
+            return custom
+        factory = BUILT_IN.get(config.strategy)
+        if factory is None:
+            known = ", ".join([*BUILT_IN, *self._strategies])
+            raise ConfigError(f"unknown strategy {config.strategy!r}; known: {known}", path=path)
+        if config.strategy == "latency":
+            return LatencyStrategy(explore=config.explore)
+        return factory()
 
     def _build_route(self, name: str, config: RouteConfig) -> Route:
         targets = []
-        for i, target in enumerate(config.targets):
-            provider = self.providers.get(target.provider) or self._implicit_provider(
-                target.provider, path=f"routes.{name}.targets.{i}.provider"
+        for i, spec in enumerate(config.targets):
+            path = f"routes.{name}.targets.{i}"
+            provider = self.providers.get(spec.provider) or self._implicit_provider(
+                spec.provider, path=f"{path}.provider"
             )
+            when = None
+            if spec.when is not None:
+                try:
+                    when = compile_condition(spec.when, f"{path}.when")
+                except ConditionError as exc:
+                    raise ConfigError(
+                        str(exc).removeprefix(f"{exc.path}: "), path=exc.path
+                    ) from exc
+            capabilities = frozenset(spec.capabilities) if spec.capabilities is not None else None
             targets.append(
-                Target(target.key, provider, target.model, target.weight, target.context_window)
+                Target(spec.key, provider, spec.model, spec.weight, spec.context_window,
+                       spec.price, capabilities, when, self._limits(spec.key))
+            )  # fmt: skip
+        route = Route(
+            name,
+            targets,
+            config,
+            self._strategy(name, config, f"routes.{name}.strategy"),
+            has_conditions=any(t.when is not None for t in targets),
+            has_capabilities=any(t.capabilities is not None for t in targets),
+            needs_tokens=config.strategy == "cost" or config.max_cost_per_request is not None,
+        )
+        self._check_prices(route)
+        return route
+
+    def _check_prices(self, route: Route) -> None:
+        """Where prices decide, a target without one needs the user's explicit choice."""
+        config = route.config
+        priced = config.strategy == "cost" or config.max_cost_per_request is not None
+        if not priced or config.unknown_price is not None:
+            return
+        unknown = [
+            t.key
+            for t in route.targets
+            if t.price is None and self._prices.rates(t.provider.adapter.prices_id, t.model) is None
+        ]
+        if unknown:
+            raise ConfigError(
+                f"no known price for {', '.join(unknown)}: give them a `price`, or set "
+                "`unknown_price: last` or `unknown_price: exclude` on the route",
+                path=f"routes.{route.name}.unknown_price",
             )
-        return Route(name, targets, config)
 
     def _implicit_provider(self, name: str, *, path: str = "") -> Provider:
         """A provider used without configuring it: ``mock``, or a preset that needs no key."""
@@ -201,7 +346,7 @@ class Catalog:
                     ) from exc  # fmt: skip
             target = self._target(provider, model_name)
             config = RouteConfig(targets=[TargetConfig(provider=provider_name, model=model_name)])
-            route = Route(None, [target], config)
+            route = Route(None, [target], config, OrderedStrategy())
             self._direct[model] = route
             return route
         available = self.available()

@@ -24,17 +24,28 @@ from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
 from ._units import Duration, PositiveDuration, parse_duration
-from .providers._configs import MockProviderConfig, OpenAIProviderConfig
+from .providers._configs import (
+    AnthropicProviderConfig,
+    AzureProviderConfig,
+    BedrockProviderConfig,
+    GeminiProviderConfig,
+    MockProviderConfig,
+    OpenAIProviderConfig,
+)
 
 __all__ = [
     "Config",
     "FailoverKind",
     "HealthConfig",
     "HedgeConfig",
+    "LoggingConfig",
+    "Capability",
+    "PriceConfig",
     "ProviderConfig",
     "RetryConfig",
     "RouteConfig",
     "TargetConfig",
+    "TelemetryConfig",
 ]
 
 _STRICT = ConfigDict(extra="forbid", defer_build=True)
@@ -44,10 +55,11 @@ def _duration_or_p95(value: object) -> object:
     return value if value == "p95" else parse_duration(value)
 
 
-ProviderConfig = Annotated[OpenAIProviderConfig | MockProviderConfig, Field(discriminator="type")]
-
-#: Strategies of the smart-selection work that are not available yet.
-_PLANNED_STRATEGIES = frozenset({"weighted", "round_robin", "least_busy", "latency", "cost"})
+ProviderConfig = Annotated[
+    OpenAIProviderConfig | MockProviderConfig | AnthropicProviderConfig | GeminiProviderConfig
+    | AzureProviderConfig | BedrockProviderConfig,
+    Field(discriminator="type"),
+]
 
 
 class RetryConfig(BaseModel):
@@ -100,14 +112,52 @@ class HealthConfig(BaseModel):
     when_unavailable: Literal["wait", "fail"] = "wait"
 
 
+class PriceConfig(BaseModel):
+    """A target's price in US dollars per million tokens, overriding genai-prices.
+
+    Attributes:
+        input: per million input tokens (those not read from or written to a cache).
+        output: per million output tokens (reasoning included).
+        cache_read: per million input tokens read from the provider's cache
+            (defaults to `input`).
+        cache_write: per million input tokens written to the provider's cache
+            (defaults to `input`).
+    """
+
+    model_config = _STRICT
+    input: float = Field(ge=0)
+    output: float = Field(ge=0)
+    cache_read: float | None = Field(default=None, ge=0)
+    cache_write: float | None = Field(default=None, ge=0)
+
+
+Capability = Literal["tools", "json_schema", "json_object", "vision", "audio"]
+
+
 class TargetConfig(BaseModel):
-    """One provider and model a route can send to; the string ``"provider/model"`` is shorthand."""
+    """One provider and model a route can send to; the string ``"provider/model"`` is shorthand.
+
+    Attributes:
+        provider: a provider name.
+        model: the model name sent to it.
+        weight: the share of traffic under the ``weighted`` strategy (0: only
+            as a fallback).
+        context_window: the model's context window in tokens, if known.
+        price: overrides genai-prices for this target (USD per million tokens).
+        capabilities: what the target supports; a request that needs one it
+            lacks skips it (unset: assumed to support everything).
+        when: a condition on the request (see `llmroute.routing.conditions`);
+            the target is only used when it holds.
+    """
 
     model_config = _STRICT
     provider: str = Field(min_length=1)
     model: str = Field(min_length=1)
     weight: float = Field(default=1.0, ge=0)
     context_window: int | None = Field(default=None, ge=1)
+    price: PriceConfig | None = None
+    capabilities: list[Capability] | None = None
+    when: dict[str, Any] | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -165,8 +215,10 @@ class RouteConfig(BaseModel):
     """A named route: the targets a `model=` name sends to, and how.
 
     Attributes:
-        strategy: how the targets are ordered for each request (``ordered``:
-            as listed, the first is the primary and the rest its fallbacks).
+        strategy: how the targets are ordered for each request: ``ordered``
+            (as listed), ``weighted``, ``round_robin``, ``least_busy``,
+            ``latency``, ``cost``, or the name of a strategy given to the
+            router in code.
         targets: the targets, as ``provider/model`` strings or tables.
         fallbacks: routes tried in order after every target of this one failed.
         retry: rounds and backoff (see `RetryConfig`).
@@ -183,6 +235,14 @@ class RouteConfig(BaseModel):
             `StreamInterrupted`; ``continue`` asks the next target to continue
             the answer and stitches it into the same stream.
         hedge: hedged requests (see `HedgeConfig`); off when unset.
+        max_cost_per_request: skip targets whose expected cost (USD) is higher.
+        max_latency: skip targets whose observed p95 latency (time to first
+            token for streams) is higher, while others are eligible.
+        unknown_price: how targets without a known price are treated where
+            prices matter (the ``cost`` strategy, `max_cost_per_request`):
+            ``last`` (after the priced ones) or ``exclude``. Required there
+            when a target has no price: never silently priced at 0.
+        explore: the ``latency`` strategy's share of random first choices.
     """
 
     model_config = _STRICT
@@ -196,15 +256,63 @@ class RouteConfig(BaseModel):
     failover_on: list[FailoverKind] = Field(default_factory=lambda: list(DEFAULT_FAILOVER))
     mid_stream: Literal["error", "continue"] = "error"
     hedge: HedgeConfig | None = None
+    max_cost_per_request: float | None = Field(default=None, gt=0)
+    max_latency: PositiveDuration | None = None
+    unknown_price: Literal["last", "exclude"] | None = None
+    explore: float = Field(default=0.05, ge=0, le=1)
 
-    @field_validator("strategy")
+
+class LoggingConfig(BaseModel):
+    """The request log: where records are stored, and what they hold.
+
+    Attributes:
+        store: the queryable store (``sqlite:///path``; a relative path is
+            relative to the working directory); null for none.
+        sinks: more destinations for every record, by URL
+            (``jsonl:///path/to/file.jsonl``, ``sqlite:///other.db``).
+        capture_content: record prompts and completions (off by default;
+            a request's ``capture_content`` option overrides it).
+        queue_size: records waiting to be written at most; more are dropped
+            (and counted) rather than slowing requests.
+        batch_size: records written in one transaction at most.
+        flush_interval: the longest a record waits before it is written; with
+            `batch_size` it bounds what a killed process loses.
+    """
+
+    model_config = _STRICT
+    store: str | None = "sqlite:///llmroute.db"
+    sinks: list[str] = Field(default_factory=list)
+    capture_content: bool = False
+    queue_size: int = Field(default=10_000, ge=1)
+    batch_size: int = Field(default=500, ge=1)
+    flush_interval: PositiveDuration = 0.2
+
+    @field_validator("store")
     @classmethod
-    def _known_strategy(cls, value: str) -> str:
-        if value == "ordered":
-            return value
-        if value in _PLANNED_STRATEGIES:
-            raise ValueError(f"strategy {value!r} is not supported yet; use 'ordered'")
-        raise ValueError(f"unknown strategy {value!r}; expected 'ordered'")
+    def _sqlite_store(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("sqlite:///"):
+            raise ValueError(f"expected a 'sqlite:///path' URL, got {value!r}")
+        return value
+
+    @field_validator("sinks")
+    @classmethod
+    def _known_sinks(cls, value: list[str]) -> list[str]:
+        for url in value:
+            if not url.startswith(("sqlite:///", "jsonl:///")):
+                raise ValueError(f"expected a 'sqlite:///path' or 'jsonl:///path' URL, got {url!r}")
+        return value
+
+
+class TelemetryConfig(BaseModel):
+    """OpenTelemetry traces and metrics (through the API: a no-op until an SDK is installed).
+
+    Attributes:
+        enabled: emit a span per request (with a child per attempt) and the
+            GenAI client metrics.
+    """
+
+    model_config = _STRICT
+    enabled: bool = True
 
 
 #: A top-level section whose feature is not built yet: only null is accepted.
@@ -212,9 +320,7 @@ Unbuilt = Annotated[
     Any, WithJsonSchema({"type": "null", "description": "not supported yet by this version"})
 ]
 
-_UNBUILT_SECTIONS = (
-    "cache", "rate_limits", "budgets", "logging", "telemetry", "experiments", "server",
-)  # fmt: skip
+_UNBUILT_SECTIONS = ("cache", "rate_limits", "budgets", "experiments", "server")
 
 
 class Config(BaseModel):
@@ -223,6 +329,8 @@ class Config(BaseModel):
     Attributes:
         providers: provider name -> provider settings (its `type` says which kind).
         routes: route name -> route. Requests name a route with `model=`.
+        logging: the request log (see `LoggingConfig`); no store when unset.
+        telemetry: OpenTelemetry traces and metrics (see `TelemetryConfig`).
     """
 
     model_config = _STRICT
@@ -232,8 +340,8 @@ class Config(BaseModel):
     rate_limits: Unbuilt = None
     budgets: Unbuilt = None
     health: HealthConfig = Field(default_factory=HealthConfig)
-    logging: Unbuilt = None
-    telemetry: Unbuilt = None
+    logging: LoggingConfig | None = None
+    telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
     experiments: Unbuilt = None
     server: Unbuilt = None
 

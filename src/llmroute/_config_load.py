@@ -16,7 +16,15 @@ from pydantic import BaseModel, SecretStr, ValidationError
 from ._config import Config
 from ._errors import ConfigError
 from .providers import provider_types
-from .providers._configs import MockProviderConfig, OpenAIProviderConfig
+from .providers._configs import (
+    AnthropicProviderConfig,
+    AzureProviderConfig,
+    BedrockProviderConfig,
+    GeminiProviderConfig,
+    MockProviderConfig,
+    OpenAIProviderConfig,
+    ProviderConfigBase,
+)
 from .providers._presets import PRESETS
 
 __all__ = ["interpolate", "load_config", "load_file", "providers_from_env"]
@@ -130,7 +138,8 @@ def _strip(annotation: Any) -> Any:
 
 
 def _provider_model(type_name: Any) -> type[BaseModel] | None:
-    for member in (OpenAIProviderConfig, MockProviderConfig):
+    members: list[type[ProviderConfigBase]] = [OpenAIProviderConfig, MockProviderConfig]
+    for member in [*members, *_VENDOR_CONFIGS.values()]:
         if type_name in get_args(member.model_fields["type"].annotation):
             return member
     return None
@@ -229,7 +238,25 @@ def load_file(path: str | os.PathLike[str], *, env: Mapping[str, str] | None = N
     return load_config(data, env=env, source=str(file))
 
 
+#: Provider types with their own API: their config models fill and detect their environment.
+_VENDOR_CONFIGS: dict[str, type[ProviderConfigBase]] = {
+    "anthropic": AnthropicProviderConfig,
+    "gemini": GeminiProviderConfig,
+    "azure": AzureProviderConfig,
+    "bedrock": BedrockProviderConfig,
+}
+
+
 def with_env_defaults(
+    name: str, config: ProviderConfigBase, env: Mapping[str, str]
+) -> ProviderConfigBase:
+    """A provider config with its unset keys (API key, endpoint...) filled from the environment."""
+    if isinstance(config, OpenAIProviderConfig):
+        return _openai_env_defaults(name, config, env)
+    return config.with_env(name, env)
+
+
+def _openai_env_defaults(
     name: str, config: OpenAIProviderConfig, env: Mapping[str, str]
 ) -> OpenAIProviderConfig:
     """Fill `api_key` and `base_url` from the preset's environment variables when unset.
@@ -255,12 +282,16 @@ def with_env_defaults(
     return config.model_copy(update=update) if update else config
 
 
-def providers_from_env(env: Mapping[str, str] | None = None) -> dict[str, OpenAIProviderConfig]:
+def providers_from_env(env: Mapping[str, str] | None = None) -> dict[str, ProviderConfigBase]:
     """Providers whose standard API key variable is set, named after their type."""
     environ = os.environ if env is None else env
-    found: dict[str, OpenAIProviderConfig] = {}
+    found: dict[str, ProviderConfigBase] = {}
     for name, preset in PRESETS.items():
         key = environ.get(preset.key_env) if preset.key_env else None
         if key:
             found[name] = OpenAIProviderConfig.model_validate({"type": name, "api_key": key})
+    for name, model in _VENDOR_CONFIGS.items():
+        detected = model.from_env(environ)
+        if detected is not None:
+            found[name] = detected
     return found

@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._types import TokenUsage
 
-__all__ = ["PriceBook"]
+if TYPE_CHECKING:
+    from ._config import PriceConfig
+
+__all__ = ["PriceBook", "custom_cost"]
 
 _MISSING = object()
 
@@ -25,6 +29,7 @@ class PriceBook:
 
     def __init__(self) -> None:
         self._models: dict[tuple[str, str], Any] = {}
+        self._linear: dict[tuple[int, tuple[tuple[str, Any], ...]], _LinearRates] = {}
         self._lock = threading.Lock()
 
     def _model(self, provider_id: str, model: str) -> Any:
@@ -50,26 +55,60 @@ class PriceBook:
         *,
         service_tier: str | None = None,
     ) -> float | None:
-        """The price in USD of `usage` on `model`, or None when genai-prices has no price."""
+        """The price in USD of `usage` on `model`, or None when genai-prices has no price.
+
+        Cache reads and writes and reasoning tokens are priced at their own
+        rates where the model has them. A model whose prices are flat (no
+        tiers) is priced from per-token rates worked out once with
+        genai-prices (a few microseconds instead of a few hundred); tiered
+        prices go through genai-prices every time.
+        """
         if provider_id is None:
             return None
         found = self._model(provider_id, model)
         if found is None:
             return None
-        from genai_prices import Usage
-
-        provider, info = found
-        priced = Usage(
-            input_tokens=usage.input,
-            cache_read_tokens=usage.cache_read or None,
-            cache_write_tokens=usage.cache_write or None,
-            output_tokens=usage.output,
-        )
         context: Any = {"service_tier": service_tier} if service_tier else None
-        result = info.calc_price(
-            priced, provider, genai_request_timestamp=datetime.now(tz=UTC), price_context=context
-        )
-        return float(result.total_price)
+        now = datetime.now(tz=UTC)
+        provider, info = found
+        if context and not any(info is m for m in provider.models):
+            context = None  # as genai-prices does: variants only apply to the provider's own models
+        rates = self._rates(info, provider, info.get_prices(now, context), context, now)
+        if rates is not None:
+            return rates.apply(usage)
+        return _calc(info, provider, usage, context, now)
+
+    def _rates(
+        self, info: Any, provider: Any, prices: Any, context: Any, now: datetime
+    ) -> _LinearRates | None:
+        """Per-token rates for flat `prices` (None when a price is tiered)."""
+        values = tuple(sorted(prices.__dict__.items()))
+        if any(hasattr(v, "tiers") for _, v in values):
+            return None
+        key = (id(info), values)
+        rates = self._linear.get(key)
+        if rates is None:
+            rates = _LinearRates.derive(lambda u: _calc(info, provider, u, context, now))
+            with self._lock:
+                self._linear[key] = rates
+        return rates
+
+    def rates(self, provider_id: str | None, model: str) -> tuple[float, float] | None:
+        """USD per input token and per output token of `model`, or None when unknown.
+
+        Tiered prices (a higher rate past some prompt length) give their base
+        tier: the rates are for ranking targets, not for billing.
+        """
+        if provider_id is None:
+            return None
+        found = self._model(provider_id, model)
+        if found is None:
+            return None
+        prices = found[1].get_prices(datetime.now(tz=UTC))
+        rates = (_base(prices.input_mtok), _base(prices.output_mtok))
+        if rates[0] is None or rates[1] is None:
+            return None
+        return rates[0] / 1e6, rates[1] / 1e6
 
     def pricer(
         self,
@@ -78,8 +117,96 @@ class PriceBook:
         usage: TokenUsage | None,
         *,
         service_tier: str | None = None,
+        override: Callable[[], PriceConfig | None] | None = None,
     ) -> Callable[[], float | None] | None:
-        """A deferred `cost()` call, or None when the cost cannot be known."""
-        if provider_id is None or usage is None:
+        """A deferred cost: the target's own `price` when `override` gives one, else `cost()`.
+
+        None when the cost cannot be known (no usage).
+        """
+        if usage is None:
             return None
-        return lambda: self.cost(provider_id, model, usage, service_tier=service_tier)
+
+        def price() -> float | None:
+            own = override() if override is not None else None
+            if own is not None:
+                return custom_cost(own, usage)
+            return self.cost(provider_id, model, usage, service_tier=service_tier)
+
+        return price
+
+
+def custom_cost(price: PriceConfig, usage: TokenUsage) -> float:
+    """The cost in USD of `usage` at a target's configured `price` (USD per million tokens)."""
+    cache_read = price.input if price.cache_read is None else price.cache_read
+    cache_write = price.input if price.cache_write is None else price.cache_write
+    uncached = max(0, usage.input - usage.cache_read - usage.cache_write)
+    return (
+        uncached * price.input
+        + usage.cache_read * cache_read
+        + usage.cache_write * cache_write
+        + usage.output * price.output
+    ) / 1e6
+
+
+@dataclass(frozen=True, slots=True)
+class _LinearRates:
+    """A flat price as USD per token of each kind, plus a fixed price per request."""
+
+    fixed: float
+    input: float
+    cache_read: float
+    cache_write: float
+    output: float
+    reasoning: float
+
+    @classmethod
+    def derive(cls, calc: Callable[[TokenUsage], float]) -> _LinearRates:
+        """Work the rates out from a price calculator, one kind of token at a time."""
+        n = 1_000_000
+        fixed = calc(TokenUsage())
+        input_ = calc(TokenUsage(input=n)) - fixed
+        output = calc(TokenUsage(output=n)) - fixed
+        return cls(
+            fixed=fixed,
+            input=input_ / n,
+            cache_read=(calc(TokenUsage(input=n, cache_read=n)) - fixed) / n,
+            cache_write=(calc(TokenUsage(input=n, cache_write=n)) - fixed) / n,
+            output=output / n,
+            reasoning=(calc(TokenUsage(output=n, reasoning=n)) - fixed) / n,
+        )
+
+    def apply(self, usage: TokenUsage) -> float:
+        uncached = max(0, usage.input - usage.cache_read - usage.cache_write)
+        return (
+            self.fixed
+            + uncached * self.input
+            + usage.cache_read * self.cache_read
+            + usage.cache_write * self.cache_write
+            + (usage.output - usage.reasoning) * self.output
+            + usage.reasoning * self.reasoning
+        )
+
+
+def _calc(info: Any, provider: Any, usage: TokenUsage, context: Any, now: datetime) -> float:
+    """genai-prices' own calculation."""
+    from genai_prices import Usage
+
+    priced = Usage(
+        input_tokens=usage.input,
+        cache_read_tokens=usage.cache_read or None,
+        cache_write_tokens=usage.cache_write or None,
+        output_tokens=usage.output,
+        output_reasoning_tokens=usage.reasoning or None,
+    )
+    result = info.calc_price(
+        priced, provider, genai_request_timestamp=now, price_context=context
+    )
+    return float(result.total_price)
+
+
+def _base(value: Any) -> float | None:
+    """A per-million price as a float; a tiered price's base tier."""
+    if value is None:
+        return None
+    base = getattr(value, "base", value)
+    return float(base)

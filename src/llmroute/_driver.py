@@ -7,6 +7,7 @@ hedges and classifies, and feeds every outcome back to health and stats.
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from ._request import RequestOptions
 from ._transport import TimedOut, Timeouts, TransportError
 from ._types import AttemptInfo, RouteInfo
 from .routing.health import Admission, HealthTracker
+from .routing.select import RequestFacts, Selector
 from .routing.stats import LiveStats
 
 __all__ = ["AttemptDriver", "AttemptFn"]
@@ -75,12 +77,18 @@ class AttemptDriver:
     """Runs one request's attempts: failover, retries, waits, hedges and deadlines."""
 
     def __init__(
-        self, clock: Clock, rng: random.Random, health: HealthTracker, stats: LiveStats
+        self,
+        clock: Clock,
+        rng: random.Random,
+        health: HealthTracker,
+        stats: LiveStats,
+        selector: Selector,
     ) -> None:
         self._clock = clock
         self._rng = rng
         self.health = health
         self.stats = stats
+        self.selector = selector
 
     async def run(
         self,
@@ -89,7 +97,7 @@ class AttemptDriver:
         info: RouteInfo,
         attempt: AttemptFn[T],
         *,
-        input_tokens: int = 0,
+        facts: RequestFacts,
         discard: Callable[[T], Awaitable[None]] | None = None,
         exclude: frozenset[str] = frozenset(),
     ) -> T:
@@ -99,14 +107,31 @@ class AttemptDriver:
         allowed = _allowed(route, options)
         timeout = options.timeout or route.timeout
         deadline = clock.monotonic() + timeout
+        selector = self.selector
+
+        def order(one: Route) -> list[Target]:
+            selection = selector.select(one, facts, clock.monotonic())
+            if not info.has_reason:
+                info.set_reason(f"{one.strategy}", selection.reason)
+            return selection.targets
+
         plan = AttemptPlan(
-            route, rng=self._rng, health=self.health, allowed=allowed, input_tokens=input_tokens
+            route,
+            rng=self._rng,
+            health=self.health,
+            allowed=allowed,
+            order=order,
+            input_tokens=lambda: facts.input_tokens,
         )
         plan.exclude(exclude)
         errors: list[ProviderError] = []
         out_of_time = False
-        while (step := plan.next(clock.monotonic())) is not None:
-            remaining = deadline - clock.monotonic()
+        while True:
+            now = clock.monotonic()
+            step = plan.next(now)
+            if step is None:
+                break
+            remaining = deadline - now
             if isinstance(step, Wait):
                 if step.seconds >= remaining:
                     out_of_time = True
@@ -116,16 +141,39 @@ class AttemptDriver:
             if remaining <= 0:
                 out_of_time = True
                 break
-            race: _Race[T] = await self._race(step, plan, info, attempt, deadline, discard)
+            if plan.route.config.hedge is None:
+                race: _Race[T] = await self._single(step, plan, info, attempt, deadline, facts)
+            else:
+                race = await self._race(step, plan, info, attempt, deadline, discard, facts)
             if race.won:
                 return race.winner  # type: ignore[return-value]
-            for target, error in race.failures:
-                errors.append(error)
-                if not plan.failed(target, error):
-                    raise error
+            for target, failure in race.failures:
+                errors.append(failure)
+                if not plan.failed(target, failure):
+                    raise failure
         raise self._exhausted(info, plan, errors, out_of_time, timeout)
 
-    # -------------------------------------------------------------- one race
+    # -------------------------------------------------------------- one step
+
+    async def _single(
+        self,
+        step: Try,
+        plan: AttemptPlan,
+        info: RouteInfo,
+        attempt: AttemptFn[T],
+        deadline: float,
+        facts: RequestFacts,
+    ) -> _Race[T]:
+        """Run `step` alone (no hedging: no task group, no extra task)."""
+        race: _Race[T] = _Race()
+        try:
+            race.winner = await self._one(step, plan.route, info, attempt, deadline, facts.stream)
+            race.won = True
+        except _Unavailable:
+            plan.unavailable[step.target.key] = step.target
+        except ProviderError as error:
+            race.failures.append((step.target, error))
+        return race
 
     async def _race(
         self,
@@ -135,13 +183,14 @@ class AttemptDriver:
         attempt: AttemptFn[T],
         deadline: float,
         discard: Callable[[T], Awaitable[None]] | None,
+        facts: RequestFacts,
     ) -> _Race[T]:
-        """Run `step`, and hedges beside it if the route asks for them; the first answer wins."""
+        """Run `step` and hedges beside it; the first answer wins."""
         race: _Race[T] = _Race()
 
         async def run_one(one: Try) -> None:
             try:
-                value = await self._one(one, plan.route, info, attempt, deadline)
+                value = await self._one(one, plan.route, info, attempt, deadline, facts.stream)
             except _Unavailable:
                 plan.unavailable[one.target.key] = one.target
             except ProviderError as error:
@@ -198,7 +247,13 @@ class AttemptDriver:
             start(extra)
 
     async def _one(
-        self, step: Try, plan_route: Route, info: RouteInfo, attempt: AttemptFn[T], deadline: float
+        self,
+        step: Try,
+        plan_route: Route,
+        info: RouteInfo,
+        attempt: AttemptFn[T],
+        deadline: float,
+        stream: bool,
     ) -> T:
         clock, health, stats = self._clock, self.health, self.stats
         target = step.target
@@ -208,27 +263,32 @@ class AttemptDriver:
         if admission is None:
             raise _Unavailable(key)
         record = AttemptInfo(key, target.provider.name, target.model, step.kind)
-        record.circuit = admission.state
+        record.circuit, record.started = admission.state, now
         info.attempts.append(record)
         route = plan_route.config
         limit = min(deadline - now, route.attempt_timeout or target.provider.attempt_timeout)
-        timeouts = target.provider.timeouts
-        if route.idle_timeout is not None:
-            timeouts = Timeouts(connect=timeouts.connect, read=route.idle_timeout)
+        provider = target.provider
+        if not stream:
+            timeouts = provider.whole_timeouts  # bounded as a whole by `limit`
+        elif route.idle_timeout is not None:
+            timeouts = Timeouts(connect=provider.timeouts.connect, read=route.idle_timeout)
+        else:
+            timeouts = provider.timeouts
         known_limits = target.rate_limit
         stats.started(key)
         try:
             try:
-                with anyio.fail_after(limit):
+                async with asyncio.timeout(limit):
                     value = await attempt(target, record, timeouts)
             except (TimeoutError, TransportError) as exc:
                 raise _as_provider_error(exc, target, limit) from exc
         except ProviderError as error:
+            ended = clock.monotonic()
             error.provider, error.model = target.provider.name, target.model
             record.outcome, record.status = "error", error.status
             record.error_type, record.error = type(error).__name__, error.message
-            record.latency_s = clock.monotonic() - now
-            self._judge(target, admission, error, clock.monotonic())
+            record.latency_s = ended - now
+            self._judge(target, admission, error, ended)
             raise
         except BaseException:
             record.outcome = "cancelled"
@@ -239,8 +299,9 @@ class AttemptDriver:
             stats.ended(key)
             if target.rate_limit is not known_limits:
                 self._respect_limits(target, clock.monotonic())
-        record.latency_s = clock.monotonic() - now
-        health.succeeded(key, clock.monotonic(), admission)
+        ended = clock.monotonic()
+        record.latency_s = ended - now
+        health.succeeded(key, ended, admission)
         stats.latency(key, record.latency_s)
         info.target, info.provider, info.model = key, target.provider.name, target.model
         return value

@@ -16,6 +16,7 @@ import anyio
 
 from ._catalog import Catalog, Route, Target
 from ._clock import Clock
+from ._config import PriceConfig
 from ._cost import PriceBook
 from ._driver import AttemptDriver
 from ._errors import ProviderUnavailable
@@ -33,6 +34,7 @@ from ._types import (
     TokenUsage,
 )
 from .providers import ExtraRequest, ProviderAdapter, StreamDecoder
+from .routing.select import RequestFacts
 
 __all__ = ["Executor", "new_request_id"]
 
@@ -54,13 +56,6 @@ def _has_content(chunk: ChatCompletionChunk) -> bool:
         if delta.content or delta.tool_calls or delta.refusal or choice.finish_reason:
             return True
     return False
-
-
-def _input_tokens(route: Route, request: ChatRequest) -> int:
-    """The request's estimated input tokens, when a target's context window needs them."""
-    if any(t.context_window is not None for r in route.chain() for t in r.targets):
-        return estimate_request_tokens(request)
-    return 0
 
 
 async def _no_lines() -> AsyncIterator[bytes]:
@@ -128,7 +123,7 @@ class Executor:
         try:
             state = adapter.rate_limit_state(response.headers)
             if state is not None:
-                target.rate_limit = state
+                target.saw_limits(state, self._clock.monotonic())
             body = await response.read()
         finally:
             await response.aclose()
@@ -136,10 +131,21 @@ class Executor:
             raise adapter.map_error(response.status, response.headers, body)
         return body
 
-    def _price(self, info: RouteInfo, usage: TokenUsage | None, tier: str | None) -> None:
+    def _price(
+        self, route: Route, info: RouteInfo, usage: TokenUsage | None, tier: str | None
+    ) -> None:
         provider = self._catalog.provider_for(info.provider)
         prices_id = provider.adapter.prices_id if provider else None
-        info.set_cost(self._prices.pricer(prices_id, info.model or "", usage, service_tier=tier))
+        key = info.target
+
+        def own_price() -> PriceConfig | None:  # looked up when the cost is first read
+            return next((t.price for r in route.chain() for t in r.targets if t.key == key), None)
+
+        info.set_cost(
+            self._prices.pricer(
+                prices_id, info.model or "", usage, service_tier=tier, override=own_price
+            )
+        )
 
     # -------------------------------------------------------------- chat
 
@@ -163,7 +169,7 @@ class Executor:
             await self._after_failure(ctx, exc)
             raise
         info.latency_s = self._clock.monotonic() - ctx.started
-        completion._llmroute = info
+        completion.attach_route_info(info)
         await self._after(
             ctx, Outcome(response=completion, completed=True, answered_by=answered_by)
         )
@@ -185,13 +191,14 @@ class Executor:
             body = await self._body(response, target, record)
             return adapter.parse_chat(body, target.model)
 
-        completion = await self.driver.run(
-            route, ctx.options, info, attempt, input_tokens=_input_tokens(route, request)
-        )
-        self.driver.stats.first_token(info.target or "", info.attempts[-1].latency_s)
+        facts = RequestFacts(request, ctx.options, stream=False)
+        completion = await self.driver.run(route, ctx.options, info, attempt, facts=facts)
         usage = completion.usage.normalised() if completion.usage is not None else None
+        stats, key, took = self.driver.stats, info.target or "", info.attempts[-1].latency_s
+        stats.first_token(key, took)
+        stats.answered(key, took, usage.output if usage else 0, self._clock.monotonic())
         info.usage = usage
-        self._price(info, usage, completion.service_tier or request.service_tier)
+        self._price(route, info, usage, completion.service_tier or request.service_tier)
         return completion
 
     # -------------------------------------------------------------- streams
@@ -223,7 +230,9 @@ class Executor:
             await self._after_failure(ctx, exc)
             raise
         info.ttft_s = clock.monotonic() - ctx.started
-        self.driver.stats.first_token(info.target or "", info.ttft_s)
+        stats, key = self.driver.stats, info.target or ""
+        stats.first_token(key, info.attempts[-1].latency_s)
+        stats.streamed(key, info.attempts[-1].latency_s, clock.monotonic())
         deadline = ctx.started + (options.timeout or route.timeout)
 
         async def on_end(stream: AsyncChatStream, error: BaseException | None) -> None:
@@ -247,7 +256,7 @@ class Executor:
                 )
             elif not stream.completed:
                 last.outcome = "cancelled"
-            self._price(info, usage, request.service_tier)
+            self._price(route, info, usage, request.service_tier)
             await self._after(ctx, self._stream_outcome(ctx, stream, error, None))
 
         resume = None
@@ -312,7 +321,7 @@ class Executor:
             try:
                 state = adapter.rate_limit_state(response.headers)
                 if state is not None:
-                    target.rate_limit = state
+                    target.saw_limits(state, self._clock.monotonic())
                 decoder = adapter.stream_decoder(request, target.model)
                 return await self._first_content(response, adapter, decoder, target)
             except BaseException:
@@ -327,7 +336,7 @@ class Executor:
             options,
             info,
             attempt,
-            input_tokens=_input_tokens(route, request),
+            facts=RequestFacts(request, options, stream=True),
             discard=discard,
             exclude=exclude,
         )
@@ -378,7 +387,7 @@ class Executor:
             await self._after_failure(ctx, exc)
             raise
         info.latency_s = self._clock.monotonic() - ctx.started
-        result._llmroute = info
+        result.attach_route_info(info)
         await self._after(ctx, Outcome(response=result, completed=True, answered_by=answered_by))
         return result
 
@@ -398,9 +407,10 @@ class Executor:
             body = await self._body(response, target, record)
             return adapter.parse_embeddings(body, target.model)
 
-        result = await self.driver.run(ctx.route, ctx.options, info, attempt)
+        facts = RequestFacts(request, ctx.options, stream=False)
+        result = await self.driver.run(ctx.route, ctx.options, info, attempt, facts=facts)
         usage = result.usage
         tokens = TokenUsage(input=usage.prompt_tokens) if usage is not None else None
         info.usage = tokens
-        self._price(info, tokens, None)
+        self._price(ctx.route, info, tokens, None)
         return result

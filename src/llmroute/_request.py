@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ._errors import RequestError
 
@@ -270,6 +270,9 @@ class RequestOptions(BaseModel):
         targets: restrict the request to these targets (``"provider/model"``
             or provider names) of its route.
         cache: cache control for this request.
+        capture_content: record this request's prompt and completion (True)
+            or not (False) whatever the router's ``logging.capture_content``
+            says; None follows the router.
     """
 
     model_config = _CLOSED
@@ -279,9 +282,12 @@ class RequestOptions(BaseModel):
     properties: dict[str, str] = Field(default_factory=dict)
     targets: list[str] | None = None
     cache: CacheControl = Field(default_factory=CacheControl)
+    capture_content: bool | None = None
 
 
-_options_adapter: TypeAdapter[RequestOptions] = TypeAdapter(RequestOptions)
+_DEFAULT_OPTIONS = RequestOptions.model_construct(
+    timeout=None, user=None, session=None, properties={}, targets=None, cache=CacheControl()
+)
 
 
 def _describe(error: ValidationError) -> tuple[str, str | None]:
@@ -319,11 +325,11 @@ def validate_embeddings_request(params: Mapping[str, Any]) -> EmbeddingsRequest:
 def validate_options(options: RequestOptions | Mapping[str, Any] | None) -> RequestOptions:
     """Validate the ``llmroute=`` keyword argument."""
     if options is None:
-        return RequestOptions()
+        return _DEFAULT_OPTIONS
     if isinstance(options, RequestOptions):
         return options
     try:
-        return _options_adapter.validate_python(options)
+        return RequestOptions.model_validate(options)
     except ValidationError as exc:
         message, param = _describe(exc)
         raise RequestError(f"invalid llmroute options: {message}", param=param) from exc

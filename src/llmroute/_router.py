@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from datetime import datetime
 from types import TracebackType
 from typing import Any, Literal, Self, overload
 
@@ -28,9 +30,15 @@ from ._request import (
 )
 from ._stream import AsyncChatStream
 from ._types import ChatCompletion, CreateEmbeddingResponse, Model, ModelList
+from .observe.analytics import Filters, StatsReport, make_filters
+from .observe.record import RequestRecord
+from .observe.recorder import HookEvent, Recorder, RecorderStatus, Redactor
+from .observe.sinks import Sink
 from .providers import ExtraRequest
 from .routing.health import HealthTracker, TargetHealth
+from .routing.select import Selector
 from .routing.stats import LiveStats, TargetStats
+from .routing.strategies import Strategy
 
 __all__ = ["AsyncRouter"]
 
@@ -147,9 +155,12 @@ class AsyncRouter:
             ``httpx2.AsyncClient`` (proxies, mTLS, respx) or an llmroute
             `Transport` to use instead of the default engine.
         clock: the time source (tests inject one).
-        seed: seeds the router's random choices (backoff jitter).
+        seed: seeds the router's random choices (backoff jitter, weighted and
+            latency-aware selection).
         env: the environment to read ``${VAR}`` and API keys from (default
             ``os.environ``).
+        strategies: your own selection strategies by name (see
+            `llmroute.routing.Strategy`), usable as a route's `strategy`.
     """
 
     def __init__(
@@ -160,16 +171,32 @@ class AsyncRouter:
         clock: Clock | None = None,
         seed: int | None = None,
         env: Mapping[str, str] | None = None,
+        strategies: Mapping[str, Strategy] | None = None,
     ) -> None:
         environ = os.environ if env is None else env
         self.config = load_config(config if config is not None else {}, env=environ)
         self._clock = clock or SystemClock()
-        self._catalog = Catalog(self.config, clock=self._clock, transports=transports, env=environ)
+        prices = PriceBook()
+        rng = random.Random(seed)
+        self._catalog = Catalog(
+            self.config,
+            clock=self._clock,
+            prices=prices,
+            transports=transports,
+            env=environ,
+            strategies=strategies,
+        )
         self._health = HealthTracker(self.config.health)
         self._stats = LiveStats()
-        driver = AttemptDriver(self._clock, random.Random(seed), self._health, self._stats)
+        selector = Selector(self._stats, prices, rng)
+        driver = AttemptDriver(self._clock, rng, self._health, self._stats, selector)
         self._stages: list[Stage] = []
-        executor = Executor(self._catalog, self._clock, PriceBook(), driver, self._stages)
+        # first: its before() runs before any stage may answer or refuse the request
+        self._recorder = Recorder(
+            self.config.logging, self.config.telemetry, clock=self._clock, catalog=self._catalog
+        )
+        self._stages.append(self._recorder)
+        executor = Executor(self._catalog, self._clock, prices, driver, self._stages)
         self.chat = AsyncChat(executor)
         self.embeddings = AsyncEmbeddings(executor)
         self.models = AsyncModels(self._catalog, int(self._clock.time()))
@@ -184,10 +211,13 @@ class AsyncRouter:
         clock: Clock | None = None,
         seed: int | None = None,
         env: Mapping[str, str] | None = None,
+        strategies: Mapping[str, Strategy] | None = None,
     ) -> Self:
         """A router from a YAML, TOML or JSON config file."""
         config = load_file(path, env=env)
-        return cls(config, transports=transports, clock=clock, seed=seed, env=env)
+        return cls(
+            config, transports=transports, clock=clock, seed=seed, env=env, strategies=strategies
+        )
 
     def health(self) -> dict[str, TargetHealth]:
         """Each known target's health: circuit state, error ratio, cooldown end, last error."""
@@ -195,8 +225,85 @@ class AsyncRouter:
         return {t.key: self._health.snapshot(t.key, now) for t in self._catalog.targets()}
 
     def stats(self) -> dict[str, TargetStats]:
-        """Each known target's live statistics: in flight, recent latency percentiles."""
-        return {t.key: self._stats.snapshot(t.key) for t in self._catalog.targets()}
+        """Each known target's live statistics: requests in flight, latency percentiles and
+        moving averages, error ratio, and the provider's last reported rate limits."""
+        now = self._clock.monotonic()
+        return {
+            t.key: replace(
+                self._stats.snapshot(t.key),
+                error_ratio=self._health.snapshot(t.key, now).error_ratio,
+                rate_limit=t.rate_limit,
+            )
+            for t in self._catalog.targets()
+        }
+
+    # -------------------------------------------------------------- observability
+
+    def add_hook(self, event: HookEvent, hook: Callable[..., object]) -> None:
+        """Call `hook` on ``request_start``, ``attempt_end`` or ``request_end`` of every request.
+
+        Hooks receive the `RequestRecord` (``attempt_end`` hooks also the
+        `AttemptRecord`); they may be coroutine functions. See docs/observability.md.
+        """
+        self._recorder.add_hook(event, hook)
+
+    def set_redactor(self, redactor: Redactor | None) -> None:
+        """Pass every record through `redactor` before anything stores, traces or hooks it."""
+        self._recorder.set_redactor(redactor)
+
+    def add_sink(self, sink: Sink | str | Callable[[Sequence[RequestRecord]], object]) -> None:
+        """Also write every record to `sink`: a `Sink`, a URL, or a function taking a batch."""
+        self._recorder.add_sink(sink)
+
+    def use_telemetry(
+        self,
+        tracer_provider: Any = None,
+        meter_provider: Any = None,
+        *,
+        enabled: bool = True,
+    ) -> None:
+        """Send spans and metrics to these OpenTelemetry providers (default: the global ones)."""
+        self._recorder.use_telemetry(tracer_provider, meter_provider, enabled=enabled)
+
+    @property
+    def recording(self) -> RecorderStatus:
+        """The recorder's counters: queued, recorded, dropped, failed."""
+        return self._recorder.status()
+
+    async def flush(self) -> None:
+        """Write every record queued so far to the sinks."""
+        await self._recorder.flush()
+
+    async def analytics(
+        self,
+        *,
+        by: str | Sequence[str] = (),
+        since: float | datetime | str | None = None,
+        until: float | datetime | str | None = None,
+        where: Sequence[str] = (),
+        route: str | None = None,
+        provider: str | None = None,
+        model: str | None = None,
+        user: str | None = None,
+        properties: Mapping[str, str] | None = None,
+    ) -> StatsReport:
+        """Request counts, error rates, latency and TTFT percentiles, tokens, cost and cache
+        hits from the log store (`logging.store`), after flushing.
+
+        Group `by` provider, model, target, route, user, session, status,
+        error_type, cache, ``property.NAME``, hour or day. `since` and `until`
+        take Unix seconds, a datetime, an ISO date or a duration ago
+        (``"24h"``); `where` takes ``key=value`` conditions.
+        """
+        filters = make_filters(
+            since=since, until=until, where=where, route=route, provider=provider, model=model,
+            user=user, properties=properties,
+        )  # fmt: skip
+        return await self._recorder.analytics(by=[by] if isinstance(by, str) else by, filters=filters)
+
+    def recorder_query(self, *, by: Sequence[str], filters: Filters) -> StatsReport:
+        """`analytics` without flushing, in the calling thread (the blocking `Router` uses it)."""
+        return self._recorder.query(by=by, filters=filters)
 
     async def aclose(self) -> None:
         """Close every provider connection pool. Safe to call more than once."""

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Coroutine, Iterator, Mapping
+from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
+from datetime import datetime
 from types import TracebackType
 from typing import Any, Literal, Self, TypeVar, overload
 
@@ -30,6 +31,13 @@ from ._types import (
     ModelList,
     RouteInfo,
 )
+from .observe.analytics import StatsReport, make_filters
+from .observe.record import RequestRecord
+from .observe.recorder import HookEvent, RecorderStatus, Redactor
+from .observe.sinks import Sink
+from .routing.health import TargetHealth
+from .routing.stats import TargetStats
+from .routing.strategies import Strategy
 
 __all__ = ["ChatStream", "Router"]
 
@@ -235,8 +243,11 @@ class Router:
         clock: Clock | None = None,
         seed: int | None = None,
         env: Mapping[str, str] | None = None,
+        strategies: Mapping[str, Strategy] | None = None,
     ) -> None:
-        self._async = AsyncRouter(config, transports=transports, clock=clock, seed=seed, env=env)
+        self._async = AsyncRouter(
+            config, transports=transports, clock=clock, seed=seed, env=env, strategies=strategies
+        )
         self._portal = _Portal()
         self.config = self._async.config
         self.chat = Chat(self._async, self._portal)
@@ -252,15 +263,78 @@ class Router:
         clock: Clock | None = None,
         seed: int | None = None,
         env: Mapping[str, str] | None = None,
+        strategies: Mapping[str, Strategy] | None = None,
     ) -> Self:
         """A router from a YAML, TOML or JSON config file."""
         config = load_file(path, env=env)
-        return cls(config, transports=transports, clock=clock, seed=seed, env=env)
+        return cls(
+            config, transports=transports, clock=clock, seed=seed, env=env, strategies=strategies
+        )
 
     @property
     def async_router(self) -> AsyncRouter:
         """The `AsyncRouter` this facade drives."""
         return self._async
+
+    def health(self) -> dict[str, TargetHealth]:
+        """Each known target's health (see `AsyncRouter.health`)."""
+        return self._async.health()
+
+    def stats(self) -> dict[str, TargetStats]:
+        """Each known target's live statistics (see `AsyncRouter.stats`)."""
+        return self._async.stats()
+
+    def add_hook(self, event: HookEvent, hook: Callable[..., object]) -> None:
+        """Call `hook` on each request's start, attempt ends or end (see `AsyncRouter.add_hook`).
+
+        Hooks run on the router's event-loop thread.
+        """
+        self._async.add_hook(event, hook)
+
+    def set_redactor(self, redactor: Redactor | None) -> None:
+        """Pass every record through `redactor` before anything stores, traces or hooks it."""
+        self._async.set_redactor(redactor)
+
+    def add_sink(self, sink: Sink | str | Callable[[Sequence[RequestRecord]], object]) -> None:
+        """Also write every record to `sink`: a `Sink`, a URL, or a function taking a batch."""
+        self._async.add_sink(sink)
+
+    def use_telemetry(
+        self, tracer_provider: Any = None, meter_provider: Any = None, *, enabled: bool = True
+    ) -> None:
+        """Send spans and metrics to these OpenTelemetry providers (default: the global ones)."""
+        self._async.use_telemetry(tracer_provider, meter_provider, enabled=enabled)
+
+    @property
+    def recording(self) -> RecorderStatus:
+        """The recorder's counters: queued, recorded, dropped, failed."""
+        return self._async.recording
+
+    def flush(self) -> None:
+        """Write every record queued so far to the sinks."""
+        if self._portal.started:
+            self._portal.call(self._async.flush)
+
+    def analytics(
+        self,
+        *,
+        by: str | Sequence[str] = (),
+        since: float | datetime | str | None = None,
+        until: float | datetime | str | None = None,
+        where: Sequence[str] = (),
+        route: str | None = None,
+        provider: str | None = None,
+        model: str | None = None,
+        user: str | None = None,
+        properties: Mapping[str, str] | None = None,
+    ) -> StatsReport:
+        """Figures from the log store, after flushing (see `AsyncRouter.analytics`)."""
+        filters = make_filters(
+            since=since, until=until, where=where, route=route, provider=provider, model=model,
+            user=user, properties=properties,
+        )  # fmt: skip
+        self.flush()
+        return self._async.recorder_query(by=[by] if isinstance(by, str) else by, filters=filters)
 
     def close(self) -> None:
         """Close connection pools and stop the event-loop thread. Safe to call more than once."""

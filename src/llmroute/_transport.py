@@ -57,10 +57,15 @@ class ConnectionLost(TransportError):
 
 @dataclass(slots=True, frozen=True)
 class Timeouts:
-    """Per-attempt limits, in seconds: `connect` to establish, `read` between bytes."""
+    """Per-attempt limits, in seconds: `connect` to establish, `read` between bytes.
+
+    `read` is None when no per-read limit is wanted (a non-streamed attempt is
+    bounded as a whole by its deadline, which is cheaper than re-arming a
+    timer on every packet).
+    """
 
     connect: float
-    read: float
+    read: float | None
 
 
 @dataclass(slots=True)
@@ -184,15 +189,34 @@ class AiohttpTransport(Transport):
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
         self._timeouts: dict[Timeouts, Any] = {}
+        self._proxies: dict[str, str | None] = {}
 
     def _open_session(self) -> aiohttp.ClientSession:
         import aiohttp
 
         connector = aiohttp.TCPConnector(limit=self._max_connections, ttl_dns_cache=300)
+        # trust_env would re-read ~/.netrc and the proxy variables in worker threads on
+        # every request (twice the latency); proxies are resolved once per host instead.
         self._session = aiohttp.ClientSession(
-            connector=connector, auto_decompress=True, trust_env=True
+            connector=connector, auto_decompress=True, trust_env=False
         )
         return self._session
+
+    def _proxy(self, url: str) -> str | None:
+        """The proxy for `url` from the standard proxy variables (looked up once per origin)."""
+        origin = url.split("/", 3)
+        key = "/".join(origin[:3])
+        if key in self._proxies:
+            return self._proxies[key]
+        import urllib.request
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(url)
+        proxy = urllib.request.getproxies().get(parts.scheme)
+        if proxy and urllib.request.proxy_bypass(parts.hostname or ""):
+            proxy = None
+        self._proxies[key] = proxy
+        return proxy
 
     def _client_timeout(self, timeouts: Timeouts) -> Any:
         cached = self._timeouts.get(timeouts)
@@ -216,6 +240,7 @@ class AiohttpTransport(Transport):
                 data=request.body,
                 headers=request.headers,
                 timeout=self._client_timeout(timeouts),
+                proxy=self._proxy(request.url),
             )
         except aiohttp.ClientConnectorError as exc:
             raise ConnectFailed(f"cannot connect to {request.url}: {exc}") from exc

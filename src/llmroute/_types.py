@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, PrivateAttr
+from pydantic import BaseModel, ConfigDict
 
 __all__ = [
     "AttemptInfo",
@@ -76,6 +76,8 @@ class AttemptInfo:
     `kind` says why it was sent: the ``first`` try, a ``retry`` of a target
     already tried, a ``fallback`` to another target, or a ``hedge`` racing a
     slow attempt. `circuit` is the target's circuit state when it was admitted.
+    `started` is when it was sent, on llmroute's monotonic clock (the clock
+    `latency_s` is measured on; only differences between readings mean anything).
     """
 
     target: str
@@ -88,6 +90,7 @@ class AttemptInfo:
     error: str | None = None
     latency_s: float = 0.0
     circuit: str = "closed"
+    started: float | None = None
 
 
 CacheStatus = Literal["hit", "miss", "bypass"]
@@ -116,6 +119,24 @@ class RouteInfo:
     stream: bool = False
     _cost: float | None = field(default=None, repr=False)
     _pricer: Callable[[], float | None] | None = field(default=None, repr=False)
+    _reason: str | Callable[[], str] | None = field(default=None, repr=False)
+
+    @property
+    def reason(self) -> str | None:
+        """Why the target was chosen: the strategy, what it compared, what it skipped."""
+        reason = self._reason
+        if callable(reason):
+            reason = self._reason = reason()
+        return reason
+
+    @property
+    def has_reason(self) -> bool:
+        """Whether a selection has been explained yet."""
+        return self._reason is not None
+
+    def set_reason(self, strategy: str, reason: str | Callable[[], str]) -> None:
+        """Record the selection's explanation (formatted on first read)."""
+        self._reason = lambda: f"{strategy}: " + (reason() if callable(reason) else reason)
 
     @property
     def cost_usd(self) -> float | None:
@@ -134,10 +155,6 @@ class RouteInfo:
         """Set how the cost is computed (called once the usage is final)."""
         self._pricer = pricer
         self._cost = None
-
-
-def _placeholder_route_info() -> RouteInfo:
-    return RouteInfo(request_id="")
 
 
 # ---------------------------------------------------------------- chat completions
@@ -209,25 +226,40 @@ class CompletionUsage(BaseModel):
     completion_tokens_details: CompletionTokensDetails | None = None
 
     def normalised(self, *, estimated: bool = False) -> TokenUsage:
-        """This usage as a `TokenUsage` (OpenAI's prompt tokens already include cached ones)."""
+        """This usage as a `TokenUsage` (OpenAI's prompt tokens already include cached ones).
+
+        Cache writes are read from ``prompt_tokens_details.cache_write_tokens``
+        (OpenRouter's name, also used by llmroute's Anthropic and Bedrock adapters).
+        """
         ptd = self.prompt_tokens_details
         ctd = self.completion_tokens_details
+        written = (ptd.model_extra or {}).get("cache_write_tokens") if ptd else None
         return TokenUsage(
             input=self.prompt_tokens,
             output=self.completion_tokens,
+            cache_write=written if isinstance(written, int) else 0,
             cache_read=(ptd.cached_tokens or 0) if ptd else 0,
             reasoning=(ctd.reasoning_tokens or 0) if ctd else 0,
             estimated=estimated,
         )
 
 
+_NO_ROUTE = RouteInfo(request_id="")
+
+
 class _Routed(BaseModel):
-    _llmroute: RouteInfo = PrivateAttr(default_factory=_placeholder_route_info)
+    # A slot, not a pydantic private attribute: those cost ~5 µs per instance to set up.
+    __slots__ = ("_route_info",)
 
     @property
     def llmroute(self) -> RouteInfo:
         """What llmroute did for this request (not part of the OpenAI schema or dumps)."""
-        return self._llmroute
+        info: RouteInfo = getattr(self, "_route_info", _NO_ROUTE)
+        return info
+
+    def attach_route_info(self, info: RouteInfo) -> None:
+        """Attach llmroute's metadata (done by the router before the response is returned)."""
+        object.__setattr__(self, "_route_info", info)
 
 
 class ChatCompletion(_Routed):

@@ -1,4 +1,4 @@
-"""The ``llmroute`` command: ``check`` a config, print its ``schema``, ``serve``.
+"""The ``llmroute`` command: ``check`` a config, print its ``schema``, ``serve``, ``stats``.
 
 The HTTP gateway is not built yet, so ``serve`` runs the library quickstart:
 one chat request and one streamed request through a router, showing what
@@ -270,6 +270,29 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- stats
+
+
+def _stats(args: argparse.Namespace) -> int:
+    from .observe import SqliteStore, make_filters, query_stats
+    from .observe.report import report_json, report_tables, store_path
+
+    try:
+        store = SqliteStore(store_path(args.store))
+        filters = make_filters(since=args.since, until=args.until, where=args.where)
+        report = query_stats(store, by=args.by, filters=filters)
+    except ConfigError as exc:
+        _print_error(exc)
+        return 1
+    if args.json:
+        print(report_json(report))
+        return 0
+    render = _render_rich if _use_rich(args.format) else _render_plain
+    for table in report_tables(report):
+        render(table)
+    return 0
+
+
 # ---------------------------------------------------------------- entry point
 
 
@@ -292,6 +315,27 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--model", help="the route or provider/model to send to")
     serve.add_argument("--prompt", default=_PROMPT, help="the user message to send")
     serve.add_argument("--demo", action="store_true", help="run the offline demo even with keys")
+    stats = commands.add_parser("stats", help="request analytics from a log store")
+    stats.add_argument(
+        "store", nargs="?", default="llmroute.db",
+        help="the store: a path or sqlite:/// URL (default: ./llmroute.db)",
+    )  # fmt: skip
+    stats.add_argument(
+        "--by", action="append", default=[], metavar="KEY",
+        help="group by provider, model, target, route, user, session, status, error_type, "
+        "cache, property.NAME, hour or day (repeat for several)",
+    )  # fmt: skip
+    stats.add_argument("--since", help="start: ISO date/time, Unix seconds, or ago (24h, 7d)")
+    stats.add_argument("--until", help="end (exclusive), in the same forms")
+    stats.add_argument(
+        "--where", action="append", default=[], metavar="KEY=VALUE",
+        help="filter: provider=, model=, route=, user=, status=, property.NAME=... (repeatable)",
+    )  # fmt: skip
+    stats.add_argument("--json", action="store_true", help="print the report as JSON")
+    stats.add_argument(
+        "--format", choices=("auto", "table", "plain"), default="auto",
+        help="table needs rich; auto draws tables on a terminal, plain text otherwise",
+    )  # fmt: skip
     return parser
 
 
@@ -305,6 +349,8 @@ def main(argv: list[str] | None = None) -> int:
         return _check(args.file, args.format)
     if args.command == "schema":
         return _schema(args.output)
+    if args.command == "stats":
+        return _stats(args)
     return _serve(args)
 
 

@@ -48,6 +48,10 @@ class ProviderSpec:
 _REGISTRY: dict[str, str] = {
     **dict.fromkeys(PRESETS, "llmroute.providers._specs:OPENAI"),
     "mock": "llmroute.providers._specs:MOCK",
+    "anthropic": "llmroute.providers._specs:ANTHROPIC",
+    "gemini": "llmroute.providers._specs:GEMINI",
+    "azure": "llmroute.providers._specs:AZURE",
+    "bedrock": "llmroute.providers._specs:BEDROCK",
 }
 
 

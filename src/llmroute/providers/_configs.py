@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 import random
-from typing import Annotated, Any, Literal
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
     BaseModel,
@@ -15,13 +16,18 @@ from pydantic import (
     SecretStr,
     model_validator,
 )
-from pydantic.json_schema import JsonSchemaValue
+from pydantic.json_schema import JsonSchemaValue, SkipJsonSchema
 from pydantic_core import CoreSchema
 
+from .._errors import ConfigError
 from .._units import DURATION_SCHEMA, Duration, PositiveDuration
 from ._presets import PRESETS
 
 __all__ = [
+    "AnthropicProviderConfig",
+    "AzureProviderConfig",
+    "BedrockProviderConfig",
+    "GeminiProviderConfig",
     "LatencySpec",
     "MockOutcome",
     "MockProviderConfig",
@@ -29,6 +35,7 @@ __all__ = [
     "OpenAIProviderConfig",
     "OpenAIType",
     "ProviderConfigBase",
+    "TokenProvider",
 ]
 
 
@@ -46,6 +53,15 @@ class ProviderConfigBase(BaseModel):
     timeout: PositiveDuration = 600.0
     connect_timeout: PositiveDuration = 10.0
     max_connections: int = Field(default=512, ge=1)
+
+    def with_env(self, name: str, env: Mapping[str, str]) -> Self:
+        """This config with unset values filled from the environment (see each type)."""
+        return self
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Self | None:
+        """The provider zero-config detection registers from the environment, if any."""
+        return None
 
 
 OpenAIType = Literal[
@@ -236,3 +252,245 @@ class MockProviderConfig(ProviderConfigBase):
     prompt_tokens: int | None = Field(default=None, ge=0)
     completion_tokens: int | None = Field(default=None, ge=0)
     embedding_dimensions: int = Field(default=8, ge=1, le=8192)
+
+
+# ---------------------------------------------------------------- vendors with their own API
+
+
+def _secret(env: Mapping[str, str], *names: str) -> SecretStr | None:
+    """The first of the environment variables `names` that is set and non-empty."""
+    for variable in names:
+        value = env.get(variable)
+        if value:
+            return SecretStr(value)
+    return None
+
+
+class AnthropicProviderConfig(ProviderConfigBase):
+    """Anthropic's Messages API.
+
+    Attributes:
+        api_key: the API key; defaults to ``ANTHROPIC_API_KEY``.
+        base_url: the API root (``/v1/messages`` is appended); defaults to
+            ``ANTHROPIC_BASE_URL``, else ``https://api.anthropic.com``.
+        max_tokens: the output cap sent when a request sets neither
+            `max_tokens` nor `max_completion_tokens` (Anthropic requires one).
+        anthropic_version: the ``anthropic-version`` header.
+        betas: ``anthropic-beta`` flags sent with every request.
+        structured_output: how ``response_format`` JSON is translated: ``tool``
+            (a forced tool; every model) or ``native`` (``output_config.format``;
+            the models that offer structured outputs).
+        headers: extra headers on every request.
+    """
+
+    type: Literal["anthropic"]
+    api_key: SecretStr | None = None
+    base_url: str | None = None
+    max_tokens: int = Field(default=4096, ge=1)
+    anthropic_version: str = "2023-06-01"
+    betas: list[str] = Field(default_factory=list)
+    structured_output: Literal["tool", "native"] = "tool"
+    headers: dict[str, str] = Field(default_factory=dict)
+
+    def with_env(self, name: str, env: Mapping[str, str]) -> Self:
+        update: dict[str, Any] = {}
+        if self.base_url is None and env.get("ANTHROPIC_BASE_URL"):
+            update["base_url"] = env["ANTHROPIC_BASE_URL"]
+        if self.api_key is None:
+            key = _secret(env, "ANTHROPIC_API_KEY")
+            if key is not None:
+                update["api_key"] = key
+            elif self.base_url is None and "base_url" not in update:
+                raise ConfigError(
+                    f"no API key for provider {name!r}: set ANTHROPIC_API_KEY or give `api_key`",
+                    path=f"providers.{name}.api_key",
+                )
+        return self.model_copy(update=update) if update else self
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Self | None:
+        """The provider zero-config detection registers when ``ANTHROPIC_API_KEY`` is set."""
+        key = _secret(env, "ANTHROPIC_API_KEY")
+        return cls(type="anthropic", api_key=key) if key is not None else None
+
+
+class GeminiProviderConfig(ProviderConfigBase):
+    """Google's Gemini API (the Generative Language API, with an API key).
+
+    Attributes:
+        api_key: the API key; defaults to ``GEMINI_API_KEY``, else ``GOOGLE_API_KEY``.
+        base_url: the API root with its version; ``/models/{model}:generateContent``
+            is appended. Defaults to ``https://generativelanguage.googleapis.com/v1beta``.
+        headers: extra headers on every request.
+    """
+
+    type: Literal["gemini"]
+    api_key: SecretStr | None = None
+    base_url: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+
+    def with_env(self, name: str, env: Mapping[str, str]) -> Self:
+        if self.api_key is not None:
+            return self
+        key = _secret(env, "GEMINI_API_KEY", "GOOGLE_API_KEY")
+        if key is None:
+            if self.base_url is not None:
+                return self
+            raise ConfigError(
+                f"no API key for provider {name!r}: set GEMINI_API_KEY (or GOOGLE_API_KEY) "
+                "or give `api_key`",
+                path=f"providers.{name}.api_key",
+            )
+        return self.model_copy(update={"api_key": key})
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Self | None:
+        """Registered by zero-config detection when ``GEMINI_API_KEY`` or ``GOOGLE_API_KEY`` is set."""
+        key = _secret(env, "GEMINI_API_KEY", "GOOGLE_API_KEY")
+        return cls(type="gemini", api_key=key) if key is not None else None
+
+
+#: Returns a Microsoft Entra ID bearer token (sync or async), as azure-identity's
+#: ``get_bearer_token_provider(credential, "https://cognitiveservices.azure.com/.default")``.
+TokenProvider = Callable[[], str | Awaitable[str]]
+
+
+class AzureProviderConfig(ProviderConfigBase):
+    """Azure OpenAI: the classic deployment API (with `api_version`) or the v1 API.
+
+    A target's model is the deployment name.
+
+    Attributes:
+        endpoint: ``https://{resource}.openai.azure.com``; defaults to ``AZURE_OPENAI_ENDPOINT``.
+        api_key: sent as ``api-key``; defaults to ``AZURE_OPENAI_API_KEY``.
+        api_version: a dated version (``2024-10-21``) selects the classic
+            ``/openai/deployments/{deployment}/...?api-version=`` URLs; unset or
+            ``v1`` selects the v1 API (``/openai/v1/...``). Defaults to ``OPENAI_API_VERSION``.
+        azure_ad_token: a static Entra ID token, sent as a bearer token;
+            defaults to ``AZURE_OPENAI_AD_TOKEN``.
+        token_provider: code only (not in config files): a callable returning a
+            fresh Entra ID token (sync or async), called before each request; a
+            token that is a JWT is reused until shortly before it expires.
+        headers: extra headers on every request.
+        stream_usage: whether to send ``stream_options.include_usage``.
+    """
+
+    type: Literal["azure"]
+    endpoint: str | None = None
+    api_key: SecretStr | None = None
+    api_version: str | None = None
+    azure_ad_token: SecretStr | None = None
+    token_provider: SkipJsonSchema[TokenProvider | None] = Field(default=None, exclude=True)
+    headers: dict[str, str] = Field(default_factory=dict)
+    stream_usage: bool = True
+
+    def with_env(self, name: str, env: Mapping[str, str]) -> Self:
+        update: dict[str, Any] = {}
+        if self.endpoint is None and env.get("AZURE_OPENAI_ENDPOINT"):
+            update["endpoint"] = env["AZURE_OPENAI_ENDPOINT"]
+        if self.api_version is None and env.get("OPENAI_API_VERSION"):
+            update["api_version"] = env["OPENAI_API_VERSION"]
+        has_token = self.azure_ad_token is not None or self.token_provider is not None
+        if self.api_key is None and not has_token:
+            key = _secret(env, "AZURE_OPENAI_API_KEY")
+            token = _secret(env, "AZURE_OPENAI_AD_TOKEN")
+            if key is None and token is None:
+                raise ConfigError(
+                    f"no credentials for provider {name!r}: set AZURE_OPENAI_API_KEY (or "
+                    "AZURE_OPENAI_AD_TOKEN), or give `api_key`, `azure_ad_token` or a "
+                    "`token_provider`",
+                    path=f"providers.{name}.api_key",
+                )
+            update["api_key" if key is not None else "azure_ad_token"] = key or token
+        if self.endpoint is None and "endpoint" not in update:
+            raise ConfigError(
+                f"no endpoint for provider {name!r}: set AZURE_OPENAI_ENDPOINT or give `endpoint`",
+                path=f"providers.{name}.endpoint",
+            )
+        return self.model_copy(update=update) if update else self
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Self | None:
+        """Registered when ``AZURE_OPENAI_ENDPOINT`` and a key or token variable are set."""
+        endpoint = env.get("AZURE_OPENAI_ENDPOINT")
+        key = _secret(env, "AZURE_OPENAI_API_KEY")
+        token = _secret(env, "AZURE_OPENAI_AD_TOKEN")
+        if not endpoint or (key is None and token is None):
+            return None
+        return cls(
+            type="azure", endpoint=endpoint, api_key=key, azure_ad_token=None if key else token,
+            api_version=env.get("OPENAI_API_VERSION") or None,
+        )  # fmt: skip
+
+
+class BedrockProviderConfig(ProviderConfigBase):
+    """AWS Bedrock's Converse API (and InvokeModel for Titan and Cohere embeddings).
+
+    Requests are signed with SigV4 through botocore (``pip install 'llmroute[bedrock]'``)
+    using the static keys given here, else the standard AWS credential chain
+    (environment, shared files and `profile`, SSO, container and instance roles).
+    With a Bedrock API key (`api_key`) requests carry it as a bearer token instead.
+
+    Attributes:
+        region: defaults to ``AWS_REGION``, ``AWS_DEFAULT_REGION``, then the profile's region.
+        api_key: a Bedrock API key; defaults to ``AWS_BEARER_TOKEN_BEDROCK`` when no
+            static keys or profile are configured.
+        aws_access_key_id, aws_secret_access_key, aws_session_token: static credentials.
+        profile: a named profile of the shared AWS config files.
+        base_url: the runtime endpoint (a VPC endpoint, a proxy); defaults to
+            ``https://bedrock-runtime.{region}.amazonaws.com``.
+        structured_output: how ``response_format`` JSON is translated: ``tool``
+            (a forced tool) or ``native`` (``outputConfig.textFormat``).
+        headers: extra headers on every request (signed with it).
+    """
+
+    type: Literal["bedrock"]
+    region: str | None = None
+    api_key: SecretStr | None = None
+    aws_access_key_id: SecretStr | None = None
+    aws_secret_access_key: SecretStr | None = None
+    aws_session_token: SecretStr | None = None
+    profile: str | None = None
+    base_url: str | None = None
+    structured_output: Literal["tool", "native"] = "tool"
+    headers: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _static_keys_in_pairs(self) -> BedrockProviderConfig:
+        if (self.aws_access_key_id is None) != (self.aws_secret_access_key is None):
+            raise ValueError("give both aws_access_key_id and aws_secret_access_key, or neither")
+        return self
+
+    def with_env(self, name: str, env: Mapping[str, str]) -> Self:
+        update: dict[str, Any] = {}
+        if self.region is None:
+            region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
+            if region:
+                update["region"] = region
+        chosen = self.aws_access_key_id is not None or self.profile is not None
+        if self.api_key is None and not chosen:
+            token = _secret(env, "AWS_BEARER_TOKEN_BEDROCK")
+            if token is not None:
+                update["api_key"] = token
+        return self.model_copy(update=update) if update else self
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Self | None:
+        """Registered when a region and a Bedrock API key or static AWS keys are in the
+        environment, and botocore is installed."""
+        import importlib.util
+
+        region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
+        has_keys = bool(env.get("AWS_ACCESS_KEY_ID") and env.get("AWS_SECRET_ACCESS_KEY"))
+        token = _secret(env, "AWS_BEARER_TOKEN_BEDROCK")
+        if not region or not (token is not None or has_keys):
+            return None
+        if importlib.util.find_spec("botocore") is None:
+            return None
+        if token is not None:
+            return cls(type="bedrock", region=region, api_key=token)
+        return cls(
+            type="bedrock", region=region, aws_access_key_id=_secret(env, "AWS_ACCESS_KEY_ID"),
+            aws_secret_access_key=_secret(env, "AWS_SECRET_ACCESS_KEY"),
+            aws_session_token=_secret(env, "AWS_SESSION_TOKEN"),
+        )  # fmt: skip

@@ -5,11 +5,19 @@ from __future__ import annotations
 from .._clock import Clock
 from .._transport import Transport
 from . import ProviderSpec
-from ._configs import MockProviderConfig, OpenAIProviderConfig
+from ._base import ProviderAdapter
+from ._configs import (
+    AnthropicProviderConfig,
+    AzureProviderConfig,
+    BedrockProviderConfig,
+    GeminiProviderConfig,
+    MockProviderConfig,
+    OpenAIProviderConfig,
+)
 from .mock import MOCK_BASE_URL, MockTransport
 from .openai import OpenAIAdapter
 
-__all__ = ["MOCK", "OPENAI"]
+__all__ = ["ANTHROPIC", "AZURE", "BEDROCK", "GEMINI", "MOCK", "OPENAI"]
 
 
 def _mock_adapter(name: str, config: MockProviderConfig) -> OpenAIAdapter:
@@ -26,3 +34,36 @@ def _mock_transport(config: MockProviderConfig, clock: Clock) -> Transport:
 
 OPENAI = ProviderSpec(adapter=OpenAIAdapter)
 MOCK = ProviderSpec(adapter=_mock_adapter, transport=_mock_transport)
+
+
+# The vendor modules are imported when a provider of their type is built, not before.
+
+
+def _anthropic(name: str, config: AnthropicProviderConfig) -> ProviderAdapter:
+    from .anthropic import AnthropicAdapter
+
+    return AnthropicAdapter(name, config)
+
+
+def _gemini(name: str, config: GeminiProviderConfig) -> ProviderAdapter:
+    from .gemini import GeminiAdapter
+
+    return GeminiAdapter(name, config)
+
+
+def _azure(name: str, config: AzureProviderConfig) -> ProviderAdapter:
+    from .azure import AzureAdapter
+
+    return AzureAdapter(name, config)
+
+
+def _bedrock(name: str, config: BedrockProviderConfig) -> ProviderAdapter:
+    from .bedrock import BedrockAdapter
+
+    return BedrockAdapter(name, config)
+
+
+ANTHROPIC = ProviderSpec(adapter=_anthropic)
+GEMINI = ProviderSpec(adapter=_gemini)
+AZURE = ProviderSpec(adapter=_azure)
+BEDROCK = ProviderSpec(adapter=_bedrock)

@@ -178,9 +178,10 @@ class MockTransport(Transport):
         """Nothing to release: the mock holds no connections."""
 
     async def _wait(self, seconds: float, timeouts: Timeouts) -> None:
-        if seconds > timeouts.read:
-            await self._clock.sleep(timeouts.read)
-            raise TimedOut(f"mock: no answer within the read timeout of {timeouts.read:g}s")
+        read = timeouts.read
+        if read is not None and seconds > read:
+            await self._clock.sleep(read)
+            raise TimedOut(f"mock: no answer within the read timeout of {read:g}s")
         if seconds > 0:
             await self._clock.sleep(seconds)
 

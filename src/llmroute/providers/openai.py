@@ -37,6 +37,7 @@ from ._base import (
 )
 from ._configs import OpenAIProviderConfig
 from ._presets import PRESETS
+from ._translate import VENDOR_OPTION_KEYS
 
 __all__ = ["OpenAIAdapter", "OpenAIStreamDecoder", "parse_reset_duration"]
 
@@ -243,6 +244,8 @@ class OpenAIAdapter(ProviderAdapter):
     ) -> HttpRequest:
         body = request.model_dump(exclude_unset=True)
         body["model"] = model
+        for key in VENDOR_OPTION_KEYS & body.keys():
+            del body[key]  # another vendor's options (for other targets of the same route)
         if stream:
             body["stream"] = True
             options = dict(body.get("stream_options") or {})

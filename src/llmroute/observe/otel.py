@@ -1,0 +1,331 @@
+"""OpenTelemetry traces and metrics for each record, through ``opentelemetry-api`` only.
+
+Each request becomes one CLIENT span named ``"{operation} {request model}"``
+with the GenAI semantic-convention attributes (v1.41 names), and one
+INTERNAL child span per attempt. The parent is the caller's trace context,
+captured when the request started. The spans are built when the record is
+written, with the request's and each attempt's own start and end times, so
+tracing adds nothing to the request path; the span is therefore not the
+current span while the request runs (an HTTP-client instrumentation's spans
+are its siblings, not its children).
+
+The metrics are the three GenAI client histograms with the recommended
+bucket boundaries. Content attributes (messages, system instructions, tool
+definitions) are set only on records that captured content.
+
+Without an OpenTelemetry SDK installed, the API's no-op providers make all
+of this nearly free.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from opentelemetry import context as otel_context
+from opentelemetry import metrics, trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from .record import RequestRecord
+
+if TYPE_CHECKING:
+    from opentelemetry.context import Context
+    from opentelemetry.metrics import MeterProvider
+    from opentelemetry.trace import TracerProvider
+
+    from .._catalog import Catalog
+    from .._pipeline import RequestContext
+
+__all__ = ["DURATION_BUCKETS", "TOKEN_BUCKETS", "Telemetry"]
+
+#: Seconds: 0.01 doubling to 81.92 (the GenAI conventions' recommendation).
+DURATION_BUCKETS = tuple(0.01 * 2**i for i in range(14))
+#: Tokens: 1, 4, 16, ... to 67108864.
+TOKEN_BUCKETS = tuple(float(4**i) for i in range(14))
+
+_Attributes = dict[str, Any]
+
+
+def _no_meter_providers() -> tuple[type, ...]:
+    """The API's meter providers that record nothing (the proxy stands in before an SDK is set)."""
+    try:
+        from opentelemetry.metrics._internal import _ProxyMeterProvider
+    except ImportError:  # a future API without it: only the explicit no-op counts
+        return (metrics.NoOpMeterProvider,)
+    return (metrics.NoOpMeterProvider, _ProxyMeterProvider)
+
+
+_NO_METERS = _no_meter_providers()
+
+
+def _version() -> str:
+    from .. import __version__
+
+    return __version__
+
+
+class Telemetry:
+    """Spans and metrics of one router, on the given or the global providers."""
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        *,
+        tracer_provider: TracerProvider | None = None,
+        meter_provider: MeterProvider | None = None,
+    ) -> None:
+        self._catalog = catalog
+        version = _version()
+        self._tracer = trace.get_tracer("llmroute", version, tracer_provider=tracer_provider)
+        meter = metrics.get_meter("llmroute", version, meter_provider=meter_provider)
+        self._duration = meter.create_histogram(
+            "gen_ai.client.operation.duration", unit="s",
+            description="GenAI operation duration",
+            explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
+        )  # fmt: skip
+        self._tokens = meter.create_histogram(
+            "gen_ai.client.token.usage", unit="{token}",
+            description="Number of input and output tokens used",
+            explicit_bucket_boundaries_advisory=TOKEN_BUCKETS,
+        )  # fmt: skip
+        self._ttfc = meter.create_histogram(
+            "gen_ai.client.operation.time_to_first_chunk", unit="s",
+            description="Time to receive the first chunk of a streamed response",
+            explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
+        )  # fmt: skip
+        self._servers: dict[str, tuple[str, str | None, int | None]] = {}
+        self._own_tracer = tracer_provider is not None
+        self._own_meter = meter_provider is not None
+
+    def tracing(self) -> bool:
+        """Whether spans are recorded: an SDK's tracer provider is given or installed."""
+        if self._own_tracer:
+            return True
+        provider = trace.get_tracer_provider()
+        return not isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider)
+
+    def active(self) -> bool:
+        """Whether anything receives spans or metrics (otherwise records need not be built)."""
+        if self._own_meter or self.tracing():
+            return True
+        provider = metrics.get_meter_provider()
+        return not isinstance(provider, _NO_METERS)
+
+    @staticmethod
+    def caller_context() -> Context:
+        """The caller's trace context (the request span's parent); read at request start."""
+        return otel_context.get_current()
+
+    def _server(self, provider_name: str | None) -> tuple[str, str | None, int | None]:
+        """``(gen_ai.provider.name, server.address, server.port)`` of a provider."""
+        key = provider_name or ""
+        found = self._servers.get(key)
+        if found is None:
+            provider = self._catalog.provider_for(provider_name)
+            if provider is None:
+                found = (provider_name or "llmroute", None, None)
+            else:
+                url = urlsplit(str(getattr(provider.adapter, "base_url", "")))
+                port = url.port or {"https": 443, "http": 80}.get(url.scheme)
+                found = (provider.adapter.otel_name, url.hostname, port)
+            self._servers[key] = found
+        return found
+
+    # -------------------------------------------------------------- emitting
+
+    def emit(self, record: RequestRecord, ctx: RequestContext, parent: Context | None) -> None:
+        """The record's span (with its attempts as children) and metric points."""
+        provider_name = record.provider
+        if provider_name is None:
+            if record.attempts:
+                provider_name = record.attempts[-1].provider
+            elif ctx.route.targets:
+                provider_name = ctx.route.targets[0].provider.name
+        system, address, port = self._server(provider_name)
+        base: _Attributes = {
+            "gen_ai.operation.name": record.operation,
+            "gen_ai.provider.name": system,
+            "gen_ai.request.model": record.request_model,
+        }
+        if address is not None:
+            base["server.address"] = address
+        if port is not None:
+            base["server.port"] = port
+        error_type = record.error_type if record.status == "error" else None
+        self._metrics(record, base, error_type)
+        start = _ns(record.started_at)
+        end = _ns(record.ended_at if record.ended_at is not None else record.started_at)
+        span = self._tracer.start_span(
+            f"{record.operation} {record.request_model}", context=parent,
+            kind=SpanKind.CLIENT, attributes=base, start_time=start,
+        )  # fmt: skip
+        if span.is_recording():
+            span.set_attributes(_request_attributes(record, ctx))
+            if error_type is not None:
+                span.set_attribute("error.type", error_type)
+                span.set_status(Status(StatusCode.ERROR, record.error))
+            if record.prompt is not None or record.completion is not None:
+                span.set_attributes(_content_attributes(record, ctx))
+            child_context = trace.set_span_in_context(span, parent)
+            for attempt in record.attempts:
+                self._attempt_span(record, attempt, child_context)
+        span.end(end_time=end)
+
+    def _attempt_span(self, record: RequestRecord, attempt: Any, parent: Context) -> None:
+        system, address, port = self._server(attempt.provider)
+        attributes: _Attributes = {
+            "gen_ai.operation.name": record.operation,
+            "gen_ai.provider.name": system,
+            "gen_ai.request.model": attempt.model,
+            "llmroute.target": attempt.target,
+            "llmroute.attempt.kind": attempt.kind,
+            "llmroute.attempt.outcome": attempt.outcome,
+        }
+        if address is not None:
+            attributes["server.address"] = address
+        if port is not None:
+            attributes["server.port"] = port
+        if attempt.status is not None:
+            attributes["http.response.status_code"] = attempt.status
+        started = record.started_at + attempt.started_s
+        span = self._tracer.start_span(
+            f"{record.operation} {attempt.model}", context=parent, kind=SpanKind.INTERNAL,
+            attributes=attributes, start_time=_ns(started),
+        )  # fmt: skip
+        if attempt.outcome == "error":
+            span.set_attribute("error.type", attempt.error_type or str(attempt.status))
+            span.set_status(Status(StatusCode.ERROR, attempt.error))
+        span.end(end_time=_ns(started + attempt.latency_s))
+
+    def _metrics(self, record: RequestRecord, base: _Attributes, error_type: str | None) -> None:
+        attributes = dict(base)
+        if record.response_model is not None:
+            attributes["gen_ai.response.model"] = record.response_model
+        if error_type is not None:
+            attributes["error.type"] = error_type
+        if record.latency_s is not None:
+            self._duration.record(record.latency_s, attributes)
+        if record.stream and record.ttft_s is not None:
+            self._ttfc.record(record.ttft_s, attributes)
+        usage = record.usage
+        if usage is not None and record.status != "error":
+            self._tokens.record(usage.input, {**attributes, "gen_ai.token.type": "input"})
+            if record.operation == "chat":
+                self._tokens.record(usage.output, {**attributes, "gen_ai.token.type": "output"})
+
+
+def _ns(seconds: float) -> int:
+    return round(seconds * 1e9)
+
+
+def _request_attributes(record: RequestRecord, ctx: RequestContext) -> _Attributes:
+    attributes: _Attributes = {"llmroute.request_id": record.request_id}
+    request: Any = ctx.request
+    if record.operation == "chat":
+        for name, value in (
+            ("temperature", request.temperature), ("top_p", request.top_p),
+            ("max_tokens", request.max_completion_tokens or request.max_tokens),
+            ("frequency_penalty", request.frequency_penalty),
+            ("presence_penalty", request.presence_penalty), ("seed", request.seed),
+        ):  # fmt: skip
+            if value is not None:
+                attributes[f"gen_ai.request.{name}"] = value
+        if request.stop is not None:
+            stop = request.stop
+            attributes["gen_ai.request.stop_sequences"] = [stop] if isinstance(stop, str) else stop
+        if request.n is not None and request.n != 1:
+            attributes["gen_ai.request.choice.count"] = request.n
+    elif request.dimensions is not None:
+        attributes["gen_ai.embeddings.dimension.count"] = request.dimensions
+    if record.stream:
+        attributes["gen_ai.request.stream"] = True
+    optional: _Attributes = {
+        "gen_ai.response.id": record.response_id,
+        "gen_ai.response.model": record.response_model,
+        "gen_ai.response.time_to_first_chunk": record.ttft_s if record.stream else None,
+        "llmroute.route": record.route,
+        "llmroute.target": record.target,
+        "llmroute.cache": record.cache,
+        "llmroute.cost_usd": record.cost_usd,
+        "llmroute.limit": record.limit,
+    }
+    attributes.update({k: v for k, v in optional.items() if v is not None})
+    attributes["llmroute.attempts"] = len(record.attempts)
+    if record.finish_reasons:
+        attributes["gen_ai.response.finish_reasons"] = list(record.finish_reasons)
+    usage = record.usage
+    if usage is not None:
+        attributes["gen_ai.usage.input_tokens"] = usage.input
+        attributes["gen_ai.usage.output_tokens"] = usage.output
+        attributes["gen_ai.usage.cache_read.input_tokens"] = usage.cache_read
+        attributes["gen_ai.usage.cache_creation.input_tokens"] = usage.cache_write
+        attributes["gen_ai.usage.reasoning.output_tokens"] = usage.reasoning
+    return attributes
+
+
+# ---------------------------------------------------------------- content
+
+
+def _content_attributes(record: RequestRecord, ctx: RequestContext) -> _Attributes:
+    attributes: _Attributes = {}
+    if record.prompt is not None:
+        system = [m for m in record.prompt if m.get("role") in ("system", "developer")]
+        others = [m for m in record.prompt if m.get("role") not in ("system", "developer")]
+        if system:
+            parts = [p for m in system for p in _parts(m.get("content"))]
+            attributes["gen_ai.system_instructions"] = _dumps(parts)
+        attributes["gen_ai.input.messages"] = _dumps([_input_message(m) for m in others])
+    if record.completion is not None:
+        reasons = record.finish_reasons
+        attributes["gen_ai.output.messages"] = _dumps(
+            [
+                {**_input_message(m), "finish_reason": reasons[i] if i < len(reasons) else None}
+                for i, m in enumerate(record.completion)
+            ]
+        )
+    tools = getattr(ctx.request, "tools", None)
+    if tools:
+        attributes["gen_ai.tool.definitions"] = _dumps(
+            [t.model_dump(mode="json", exclude_none=True) for t in tools]
+        )
+    return attributes
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _parts(content: Any) -> list[dict[str, Any]]:
+    """OpenAI message content as GenAI message parts."""
+    if content is None:
+        return []
+    if isinstance(content, str):
+        return [{"type": "text", "content": content}]
+    parts = []
+    for part in content if isinstance(content, list) else [content]:
+        if isinstance(part, dict) and part.get("type") == "text":
+            parts.append({"type": "text", "content": part.get("text", "")})
+        elif isinstance(part, dict):
+            parts.append(part)
+        else:
+            parts.append({"type": "text", "content": str(part)})
+    return parts
+
+
+def _input_message(message: dict[str, Any]) -> dict[str, Any]:
+    role = message.get("role", "user")
+    parts = _parts(message.get("content"))
+    if role == "tool":
+        parts = [{"type": "tool_call_response", "id": message.get("tool_call_id"),
+                  "response": message.get("content")}]  # fmt: skip
+    for call in message.get("tool_calls") or ():
+        function = call.get("function") or {}
+        arguments: Any = function.get("arguments")
+        if isinstance(arguments, str):
+            with contextlib.suppress(ValueError):
+                arguments = json.loads(arguments)
+        parts.append({"type": "tool_call", "id": call.get("id"), "name": function.get("name"),
+                      "arguments": arguments})  # fmt: skip
+    return {"role": role, "parts": parts}

@@ -1,0 +1,290 @@
+"""The request record: one per request, built off the request path from what the pipeline saw.
+
+A `RequestRecord` is what every sink stores, what the hooks receive and what
+the OpenTelemetry span is made from. It is built in the recorder's worker
+thread once the request has ended, from the `RequestContext` and `Outcome`
+the pipeline handed to the recorder stage, so reading the cost (priced on
+first read) never happens on the request path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from .._errors import BudgetExceeded, LocalRateLimitExceeded
+from .._types import ChatCompletion, ChatCompletionChunk, TokenUsage
+
+if TYPE_CHECKING:
+    from .._pipeline import Outcome, RequestContext
+
+__all__ = ["AttemptRecord", "RecordStatus", "RequestRecord", "build_record", "start_record"]
+
+#: How a request ended (``started`` only in the record a request-start hook receives).
+RecordStatus = Literal["started", "ok", "error", "cancelled"]
+
+#: The `RequestContext.state` key where a stage that assigns experiments puts
+#: ``(experiment, variant)``; the record picks it up.
+EXPERIMENT_STATE = "experiment"
+
+
+@dataclass(slots=True)
+class AttemptRecord:
+    """One try of one target.
+
+    Attributes:
+        target: ``provider/model``.
+        provider: the provider name.
+        model: the model sent to.
+        kind: ``first``, ``retry``, ``fallback`` or ``hedge``.
+        outcome: ``ok``, ``error`` or ``cancelled`` (a hedge that lost, a
+            stream closed early).
+        status: the HTTP status, when an answer came.
+        error_type: the error's class name (``RateLimited``, ``ProviderTimeout``...).
+        error: the error's message.
+        started_s: when it was sent, in seconds after the request started.
+        latency_s: how long it took (to the first content, for a stream).
+    """
+
+    target: str
+    provider: str
+    model: str
+    kind: str
+    outcome: str = "ok"
+    status: int | None = None
+    error_type: str | None = None
+    error: str | None = None
+    started_s: float = 0.0
+    latency_s: float = 0.0
+
+
+@dataclass(slots=True)
+class RequestRecord:
+    """Everything llmroute knows about one request.
+
+    Attributes:
+        request_id: the id on the response's `RouteInfo` (``lr-...``).
+        operation: ``chat`` or ``embeddings``.
+        started_at: when it started (Unix seconds).
+        ended_at: when it ended (Unix seconds); None in a start record.
+        request_model: the `model=` the caller asked for (a route or
+            ``provider/model``).
+        route: the route's name (None for a direct ``provider/model``).
+        strategy: how the route ordered its targets.
+        target, provider, model: what served it (None if nothing did).
+        response_model: the model the provider said answered.
+        response_id: the provider's response id.
+        stream: whether it was streamed.
+        status: ``ok``, ``error``, ``cancelled`` (the caller went away or
+            closed the stream early), or ``started`` in a start record.
+        latency_s: the whole request, to its last byte.
+        ttft_s: time to the first content (streams).
+        usage: the tokens, normalised (`TokenUsage.estimated` when counted by
+            llmroute); None when unknown.
+        cost_usd: the cost in USD; None when unknown (never guessed as 0).
+            A cache hit costs 0.
+        saved_usd: what a cache hit saved, when its original cost is known.
+        cache: the cache status (``hit``, ``miss``, ``bypass``), if a cache ran.
+        answered_by: the stage that answered instead of a provider (``cache``).
+        limit: the error type when a rate limit or budget refused the request.
+        error_type: the class name of the error that ended it.
+        error: that error's message.
+        finish_reasons: the choices' finish reasons (for a stream, only when
+            its chunks were kept: content capture or tracing on).
+        user, session, properties: from the request's options.
+        experiment, variant: when an experiment assigned the request.
+        attempts: every attempt, in order.
+        prompt: the request's messages (OpenAI format), when content is captured.
+        completion: the answer's messages, one per choice, when content is captured.
+    """
+
+    request_id: str
+    operation: str
+    started_at: float
+    request_model: str
+    ended_at: float | None = None
+    route: str | None = None
+    strategy: str | None = None
+    target: str | None = None
+    provider: str | None = None
+    model: str | None = None
+    response_model: str | None = None
+    response_id: str | None = None
+    stream: bool = False
+    status: RecordStatus = "started"
+    latency_s: float | None = None
+    ttft_s: float | None = None
+    usage: TokenUsage | None = None
+    cost_usd: float | None = None
+    saved_usd: float | None = None
+    cache: str | None = None
+    answered_by: str | None = None
+    limit: str | None = None
+    error_type: str | None = None
+    error: str | None = None
+    finish_reasons: list[str] = field(default_factory=list)
+    user: str | None = None
+    session: str | None = None
+    properties: dict[str, str] = field(default_factory=dict)
+    experiment: str | None = None
+    variant: str | None = None
+    attempts: list[AttemptRecord] = field(default_factory=list)
+    prompt: list[dict[str, Any]] | None = None
+    completion: list[dict[str, Any]] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record as plain JSON-ready data."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RequestRecord:
+        """The record `to_dict()` produced."""
+        values = dict(data)
+        usage = values.get("usage")
+        values["usage"] = TokenUsage(**usage) if usage is not None else None
+        values["attempts"] = [AttemptRecord(**a) for a in values.get("attempts") or []]
+        return cls(**values)
+
+
+# ---------------------------------------------------------------- building
+
+
+def start_record(ctx: RequestContext) -> RequestRecord:
+    """The record a request-start hook receives: who asked for what, nothing about the answer."""
+    options = ctx.options
+    return RequestRecord(
+        request_id=ctx.info.request_id,
+        operation=ctx.operation,
+        started_at=ctx.started_at,
+        request_model=ctx.request.model,
+        route=ctx.route.name,
+        strategy=ctx.route.strategy,
+        stream=ctx.stream,
+        user=options.user,
+        session=options.session,
+        properties=dict(options.properties),
+    )
+
+
+def build_record(
+    ctx: RequestContext, outcome: Outcome, ended: float, *, capture: bool
+) -> RequestRecord:
+    """The finished record of a request that ended at `ended` (on llmroute's monotonic clock)."""
+    info = ctx.info
+    record = start_record(ctx)
+    latency = info.latency_s if info.latency_s is not None else ended - ctx.started
+    record.latency_s = latency
+    record.ended_at = ctx.started_at + latency
+    record.route = info.route if info.route is not None else record.route
+    record.strategy = info.strategy or record.strategy
+    record.target, record.provider, record.model = info.target, info.provider, info.model
+    record.ttft_s = info.ttft_s
+    record.usage = info.usage
+    record.cache = info.cache
+    record.answered_by = outcome.answered_by
+    record.attempts = [
+        AttemptRecord(
+            a.target, a.provider, a.model, a.kind, a.outcome, a.status, a.error_type, a.error,
+            (a.started - ctx.started) if a.started is not None else 0.0, a.latency_s,
+        )
+        for a in info.attempts
+    ]  # fmt: skip
+    _set_cost(record, info.cost_usd)
+    _set_status(record, outcome)
+    experiment = ctx.state.get(EXPERIMENT_STATE)
+    if isinstance(experiment, tuple) and len(experiment) == 2:
+        record.experiment, record.variant = str(experiment[0]), str(experiment[1])
+    response = outcome.response
+    if isinstance(response, ChatCompletion):
+        record.response_model, record.response_id = response.model, response.id
+        record.finish_reasons = [c.finish_reason for c in response.choices if c.finish_reason]
+    elif response is not None:
+        record.response_model = response.model
+    elif outcome.chunks:
+        first = outcome.chunks[0]
+        record.response_model, record.response_id = first.model, first.id
+        record.finish_reasons = _stream_finish_reasons(outcome.chunks)
+    if capture:
+        record.prompt = _prompt(ctx)
+        record.completion = _completion(outcome)
+    return record
+
+
+def _set_cost(record: RequestRecord, cost: float | None) -> None:
+    if record.cache == "hit" or (record.answered_by is not None and not record.attempts):
+        # nothing was sent: it cost nothing, and what it would have cost was saved
+        record.cost_usd, record.saved_usd = 0.0, cost
+    else:
+        record.cost_usd = cost
+
+
+def _set_status(record: RequestRecord, outcome: Outcome) -> None:
+    error = outcome.error
+    if error is None:
+        record.status = "ok" if outcome.completed else "cancelled"
+        return
+    record.error_type, record.error = type(error).__name__, str(error)
+    if isinstance(error, asyncio.CancelledError | GeneratorExit):
+        record.status = "cancelled"
+        return
+    record.status = "error"
+    if isinstance(error, LocalRateLimitExceeded | BudgetExceeded):
+        record.limit = type(error).__name__
+
+
+def _stream_finish_reasons(chunks: list[ChatCompletionChunk]) -> list[str]:
+    reasons: dict[int, str] = {}
+    for chunk in chunks:
+        for choice in chunk.choices:
+            if choice.finish_reason:
+                reasons[choice.index] = choice.finish_reason
+    return [reasons[i] for i in sorted(reasons)]
+
+
+# ---------------------------------------------------------------- content
+
+
+def _prompt(ctx: RequestContext) -> list[dict[str, Any]]:
+    request: Any = ctx.request
+    if ctx.operation == "chat":
+        return [m.model_dump(mode="json", exclude_none=True) for m in request.messages]
+    return [{"role": "user", "content": request.input}]
+
+
+def _completion(outcome: Outcome) -> list[dict[str, Any]] | None:
+    response = outcome.response
+    if isinstance(response, ChatCompletion):
+        return [c.message.model_dump(mode="json", exclude_none=True) for c in response.choices]
+    if outcome.chunks:
+        return _assemble(outcome.chunks)
+    return None
+
+
+def _assemble(chunks: list[ChatCompletionChunk]) -> list[dict[str, Any]]:
+    """A stream's answer as one assistant message per choice (text and tool calls)."""
+    texts: dict[int, list[str]] = {}
+    calls: dict[int, dict[int, dict[str, Any]]] = {}
+    for chunk in chunks:
+        for choice in chunk.choices:
+            delta = choice.delta
+            texts.setdefault(choice.index, [])
+            if delta.content:
+                texts[choice.index].append(delta.content)
+            for call in delta.tool_calls or ():
+                slot = calls.setdefault(choice.index, {}).setdefault(
+                    call.index, {"id": None, "type": "function",
+                                 "function": {"name": "", "arguments": ""}}
+                )  # fmt: skip
+                if call.id:
+                    slot["id"] = call.id
+                if call.function is not None:
+                    slot["function"]["name"] += call.function.name or ""
+                    slot["function"]["arguments"] += call.function.arguments or ""
+    messages = []
+    for index in sorted(texts):
+        message: dict[str, Any] = {"role": "assistant", "content": "".join(texts[index])}
+        if index in calls:
+            message["tool_calls"] = [calls[index][i] for i in sorted(calls[index])]
+        messages.append(message)
+    return messages

@@ -1,0 +1,413 @@
+"""The recorder: the pipeline stage that turns every request into a `RequestRecord`.
+
+On the request path it does almost nothing: `before()` reads the caller's
+trace context and decides whether content is captured, `after()` appends
+the finished request to a bounded queue (or counts it as dropped when the
+queue is full) and returns. A background task on the router's event loop
+(started on first use; for the blocking `Router`, on its private loop)
+drains the queue in batches of up to ``batch_size``, waiting at most
+``flush_interval`` to fill one, and hands each batch to a worker thread that
+builds the records (reading the cost, which prices the request), applies the
+redactor, emits the OpenTelemetry spans and metric points, and writes every
+sink. Back on the loop, the attempt-end and request-end hooks receive the
+records. A failing sink, hook or redactor is logged and counted, never
+raised into a request.
+
+Attempt-end hooks run at request end, once per recorded attempt, from the
+finished record (the attempt driver is not touched); request-start hooks run
+in `before()`, on the request path, with a record of what was asked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from .._errors import ConfigError
+from .._pipeline import Answer, Outcome, RequestContext, Stage
+from .analytics import Filters, StatsReport, query_stats
+from .record import AttemptRecord, RequestRecord, build_record, start_record
+from .sinks import CallbackSink, Sink, sink_from_url
+
+if TYPE_CHECKING:
+    from opentelemetry.metrics import MeterProvider
+    from opentelemetry.trace import TracerProvider
+
+    from .._catalog import Catalog
+    from .._clock import Clock
+    from .._config import LoggingConfig, TelemetryConfig
+    from .otel import Telemetry
+    from .sqlite import SqliteStore
+
+__all__ = ["HookEvent", "Recorder", "RecorderStatus", "Redactor"]
+
+logger = logging.getLogger("llmroute.observe")
+
+#: The events a hook can follow.
+HookEvent = Literal["request_start", "attempt_end", "request_end"]
+#: Given each finished record before anything stores it; returns the record to
+#: keep (changed or not), or None to keep nothing of this request.
+Redactor = Callable[[RequestRecord], RequestRecord | None]
+
+_STATE = "recorder"
+_Item = tuple[RequestContext, Outcome, float]
+
+
+@dataclass(frozen=True, slots=True)
+class RecorderStatus:
+    """What the recorder has done so far.
+
+    Attributes:
+        queued: records waiting to be written.
+        recorded: records built and handed to the sinks.
+        dropped: requests not recorded because the queue was full (or the
+            router closed).
+        failed: records lost to an error while building or redacting them.
+        sink_errors: batches a sink failed to write.
+        hook_errors: hook calls that raised.
+    """
+
+    queued: int
+    recorded: int
+    dropped: int
+    failed: int
+    sink_errors: int
+    hook_errors: int
+
+
+class Recorder(Stage):
+    """Records every request of a router: sinks, OpenTelemetry, hooks."""
+
+    name = "recorder"
+
+    def __init__(
+        self,
+        logging_config: LoggingConfig | None,
+        telemetry_config: TelemetryConfig,
+        *,
+        clock: Clock,
+        catalog: Catalog,
+    ) -> None:
+        self._clock = clock
+        self._catalog = catalog
+        config = logging_config
+        self._capture = config.capture_content if config else False
+        self._queue_size = config.queue_size if config else 10_000
+        self._batch_size = config.batch_size if config else 500
+        self._flush_interval = config.flush_interval if config else 0.2
+        self.store: SqliteStore | None = None
+        self._sinks: list[Sink] = []
+        if config is not None:
+            if config.store is not None:
+                self.store = self._add_url(config.store)  # type: ignore[assignment]
+            for url in config.sinks:
+                self._add_url(url)
+        self._hooks: dict[HookEvent, list[Callable[..., object]]] = {
+            "request_start": [], "attempt_end": [], "request_end": [],
+        }  # fmt: skip
+        self._telemetry: Telemetry | None = None
+        if telemetry_config.enabled:
+            self.use_telemetry()
+        self._redactor: Redactor | None = None
+        self._queue: deque[_Item] = deque()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._wake: asyncio.Event | None = None
+        self._full: asyncio.Event | None = None
+        self._writing: asyncio.Lock | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._closed = False
+        self._recorded = self._dropped = self._failed = 0
+        self._sink_errors = self._hook_errors = 0
+        self._update_active()
+
+    # -------------------------------------------------------------- configuration
+
+    def _add_url(self, url: str) -> Sink:
+        sink = sink_from_url(url)
+        self._sinks.append(sink)
+        return sink
+
+    def _update_active(self) -> None:
+        hooks = self._hooks
+        self._active = bool(self._sinks or hooks["attempt_end"] or hooks["request_end"])
+
+    def add_sink(self, sink: Sink | str | Callable[[Sequence[RequestRecord]], object]) -> None:
+        """Send every record to `sink` too: a `Sink`, a URL, or a function taking a batch."""
+        if isinstance(sink, str):
+            self._add_url(sink)
+        elif isinstance(sink, Sink):
+            self._sinks.append(sink)
+        elif callable(sink):
+            self._sinks.append(CallbackSink(sink))
+        else:
+            raise TypeError(f"expected a Sink, a URL or a function, got {sink!r}")
+        self._update_active()
+
+    def add_hook(self, event: HookEvent, hook: Callable[..., object]) -> None:
+        """Call `hook` on `event` (it may be a coroutine function).
+
+        ``request_start`` and ``request_end`` hooks receive a `RequestRecord`;
+        ``attempt_end`` hooks receive the record and an `AttemptRecord`.
+        """
+        if event not in self._hooks:
+            raise ValueError(f"unknown hook event {event!r}: expected one of {list(self._hooks)}")
+        self._hooks[event].append(hook)
+        self._update_active()
+
+    def set_redactor(self, redactor: Redactor | None) -> None:
+        """Apply `redactor` to every record before any sink, span or hook sees it."""
+        self._redactor = redactor
+
+    def use_telemetry(
+        self,
+        tracer_provider: TracerProvider | None = None,
+        meter_provider: MeterProvider | None = None,
+        *,
+        enabled: bool = True,
+    ) -> None:
+        """Emit spans and metrics through these providers (default: the global ones), or stop."""
+        if enabled:
+            from .otel import Telemetry
+
+            self._telemetry = Telemetry(
+                self._catalog, tracer_provider=tracer_provider, meter_provider=meter_provider
+            )
+        else:
+            self._telemetry = None
+        self._update_active()
+
+    def status(self) -> RecorderStatus:
+        """The recorder's counters."""
+        return RecorderStatus(
+            len(self._queue), self._recorded, self._dropped, self._failed,
+            self._sink_errors, self._hook_errors,
+        )  # fmt: skip
+
+    # -------------------------------------------------------------- the stage
+
+    async def before(self, ctx: RequestContext) -> Answer | None:
+        capture = ctx.options.capture_content
+        if capture is None:
+            capture = self._capture
+        telemetry = self._telemetry
+        parent = telemetry.caller_context() if telemetry is not None else None
+        ctx.state[_STATE] = (capture, parent)
+        if capture or (ctx.stream and parent is not None and telemetry.tracing()):  # type: ignore[union-attr]
+            ctx.keep_chunks = True  # for the completion and the finish reasons
+        if self._hooks["request_start"]:
+            await self._call_hooks("request_start", start_record(ctx))
+        return None
+
+    async def after(self, ctx: RequestContext, outcome: Outcome) -> None:
+        if not self._active:
+            telemetry = self._telemetry
+            if telemetry is None or not telemetry.active():
+                return  # nothing would receive the record
+        queue = self._queue
+        if self._closed or len(queue) >= self._queue_size:
+            self._dropped += 1
+            if self._dropped == 1 or self._dropped % 10_000 == 0:
+                logger.warning(
+                    "llmroute recorder: %d request record(s) dropped so far (queue full or "
+                    "router closed)", self._dropped,
+                )  # fmt: skip
+            return
+        queue.append((ctx, outcome, self._clock.monotonic()))
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop or self._task is None or self._task.done():
+            self._start(loop)
+        wake, full = self._wake, self._full
+        assert wake is not None and full is not None
+        if not wake.is_set():
+            wake.set()
+        if len(queue) >= self._batch_size and not full.is_set():
+            full.set()
+
+    # -------------------------------------------------------------- the background task
+
+    def _start(self, loop: asyncio.AbstractEventLoop) -> None:
+        if loop is not self._loop:
+            self._loop = loop
+            self._wake, self._full, self._writing = asyncio.Event(), asyncio.Event(), asyncio.Lock()
+        self._task = loop.create_task(self._drain(), name="llmroute-recorder")
+
+    async def _drain(self) -> None:
+        queue = self._queue
+        wake, full = self._wake, self._full
+        assert wake is not None and full is not None
+        try:
+            while True:
+                if not queue:
+                    wake.clear()
+                    await wake.wait()
+                if len(queue) < self._batch_size:
+                    full.clear()
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(self._flush_interval):
+                            await full.wait()
+                await self._write_batch()
+        except asyncio.CancelledError:
+            if not self._closed and queue:
+                # the loop is shutting down without the router being closed: write what is left
+                while queue:
+                    self._deliver_sync(self._process(self._take()))
+            raise
+
+    def _take(self) -> list[_Item]:
+        queue = self._queue
+        return [queue.popleft() for _ in range(min(len(queue), self._batch_size))]
+
+    async def _write_batch(self) -> None:
+        writing = self._writing
+        assert writing is not None
+        async with writing:
+            if not self._queue:
+                return
+            batch = self._take()
+            loop = asyncio.get_running_loop()
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(1, thread_name_prefix="llmroute-recorder")
+            records = await loop.run_in_executor(self._executor, self._process, batch)
+            if self._hooks["attempt_end"] or self._hooks["request_end"]:
+                for record in records:
+                    for attempt in record.attempts:
+                        await self._call_hooks("attempt_end", record, attempt)
+                    await self._call_hooks("request_end", record)
+
+    def _process(self, batch: list[_Item]) -> list[RequestRecord]:
+        """Build, redact, trace and store a batch (in the worker thread)."""
+        records = []
+        telemetry = self._telemetry
+        for ctx, outcome, ended in batch:
+            state: Any = ctx.state.get(_STATE)
+            capture, parent = state if isinstance(state, tuple) else (self._capture, None)
+            try:
+                record: RequestRecord | None = build_record(ctx, outcome, ended, capture=capture)
+                if self._redactor is not None and record is not None:
+                    record = self._redactor(record)
+            except Exception:
+                self._failed += 1
+                logger.exception("llmroute recorder: could not record request %s",
+                                 ctx.info.request_id)  # fmt: skip
+                continue
+            if record is None:
+                continue
+            records.append(record)
+            if telemetry is not None:
+                try:
+                    telemetry.emit(record, ctx, parent)
+                except Exception:
+                    logger.exception("llmroute recorder: OpenTelemetry export failed")
+        for sink in self._sinks:
+            try:
+                sink.write(records)
+            except Exception:
+                self._sink_errors += 1
+                logger.exception("llmroute recorder: sink %r failed to write %d record(s)",
+                                 sink, len(records))  # fmt: skip
+        self._recorded += len(records)
+        return records
+
+    def _deliver_sync(self, records: list[RequestRecord]) -> None:
+        """Synchronous hooks only (used when the loop is going away)."""
+        for record in records:
+            for attempt in record.attempts:
+                self._call_sync("attempt_end", record, attempt)
+            self._call_sync("request_end", record)
+
+    def _call_sync(self, event: HookEvent, *args: Any) -> None:
+        for hook in self._hooks[event]:
+            try:
+                result = hook(*args)
+                if inspect.isawaitable(result):
+                    close = getattr(result, "close", None)
+                    if close is not None:
+                        close()
+            except Exception:
+                self._hook_errors += 1
+                logger.exception("llmroute recorder: %s hook %r failed", event, hook)
+
+    async def _call_hooks(
+        self, event: HookEvent, record: RequestRecord, attempt: AttemptRecord | None = None
+    ) -> None:
+        args: tuple[Any, ...] = (record,) if attempt is None else (record, attempt)
+        for hook in self._hooks[event]:
+            try:
+                result = hook(*args)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:
+                self._hook_errors += 1
+                logger.exception("llmroute recorder: %s hook %r failed", event, hook)
+
+    # -------------------------------------------------------------- analytics
+
+    def query(self, *, by: Sequence[str] = (), filters: Filters | None = None) -> StatsReport:
+        """Analytics over the store as written so far (blocking; see `query_stats`)."""
+        if self.store is None:
+            raise ConfigError(
+                "analytics read the log store, and this router has none: set `logging.store` "
+                "(for example sqlite:///llmroute.db)",
+                path="logging.store",
+            )
+        return query_stats(self.store, by=by, filters=filters)
+
+    async def analytics(
+        self, *, by: Sequence[str] = (), filters: Filters | None = None
+    ) -> StatsReport:
+        """Flush, then query the store in a worker thread."""
+        await self.flush()
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, lambda: self.query(by=by, filters=filters))
+
+    # -------------------------------------------------------------- flushing and closing
+
+    async def flush(self) -> None:
+        """Write every record queued so far, and wait for it (hooks included)."""
+        while self._queue:
+            await self._write_batch()
+        writing = self._writing
+        if writing is not None:
+            async with writing:  # a batch the background task took is finished too
+                pass
+
+    async def aclose(self) -> None:
+        """Flush, stop the background task, close the sinks. Later requests are counted as dropped."""
+        if self._closed:
+            return
+        try:
+            if self._loop is asyncio.get_running_loop():
+                await self.flush()
+            else:  # the loop that recorded them is gone: write what is left from here
+                while self._queue:
+                    self._deliver_sync(self._process(self._take()))
+        finally:
+            self._closed = True
+            task = self._task
+            if task is not None and not task.done() and self._loop is asyncio.get_running_loop():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            executor = self._executor
+            self._executor = None
+            for sink in self._sinks:
+                try:
+                    if executor is not None:
+                        await asyncio.get_running_loop().run_in_executor(executor, sink.close)
+                    else:
+                        sink.close()
+                except Exception:
+                    logger.exception("llmroute recorder: sink %r failed to close", sink)
+            if executor is not None:
+                executor.shutdown(wait=False)
+            if self._dropped:
+                logger.warning("llmroute recorder: %d request record(s) were dropped",
+                               self._dropped)  # fmt: skip

@@ -1,0 +1,352 @@
+"""The SQLite log store: WAL mode, batched writes, a versioned schema with migrations.
+
+One file holds three tables: ``requests`` (one row per record), ``attempts``
+(one row per attempt, keyed by request id and position) and ``properties``
+(one row per request property, indexed by key and value for filtering and
+grouping). The schema version is SQLite's ``user_version``; opening a store
+written by an older llmroute migrates it in place, step by step, in one
+transaction. A store from a newer llmroute is refused.
+
+Writes come from the recorder's worker thread, one transaction per batch, in
+WAL mode with ``synchronous=NORMAL``: a committed batch survives the process
+being killed, and readers (`query`, ``llmroute stats``) never block the writer.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import closing, contextmanager
+from pathlib import Path
+from typing import Any
+
+from .._errors import ConfigError
+from .._types import TokenUsage
+from .record import AttemptRecord, RequestRecord
+
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "SqliteStore"]
+
+#: Marks a database as an llmroute store (SQLite's ``application_id``): "LRT1".
+APPLICATION_ID = 0x4C525431
+
+#: Each step takes the schema from version i to i + 1.
+MIGRATIONS: tuple[str, ...] = (
+    # 1: requests, attempts, properties
+    """
+    CREATE TABLE requests (
+        request_id TEXT PRIMARY KEY,
+        operation TEXT NOT NULL,
+        started_at REAL NOT NULL,
+        ended_at REAL,
+        request_model TEXT NOT NULL,
+        route TEXT,
+        strategy TEXT,
+        target TEXT,
+        provider TEXT,
+        model TEXT,
+        response_model TEXT,
+        response_id TEXT,
+        stream INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        latency_s REAL,
+        ttft_s REAL,
+        input_tokens INTEGER,
+        output_tokens INTEGER,
+        cache_read_tokens INTEGER,
+        cache_write_tokens INTEGER,
+        reasoning_tokens INTEGER,
+        tokens_estimated INTEGER,
+        cost_usd REAL,
+        cache TEXT,
+        answered_by TEXT,
+        limit_type TEXT,
+        error_type TEXT,
+        error TEXT,
+        finish_reasons TEXT,
+        user TEXT,
+        session TEXT,
+        properties TEXT,
+        prompt TEXT,
+        completion TEXT
+    );
+    CREATE INDEX requests_started ON requests (started_at);
+    CREATE INDEX requests_provider ON requests (provider, started_at);
+    CREATE INDEX requests_model ON requests (model, started_at);
+    CREATE INDEX requests_route ON requests (route, started_at);
+    CREATE INDEX requests_user ON requests (user, started_at);
+    CREATE TABLE attempts (
+        request_id TEXT NOT NULL,
+        idx INTEGER NOT NULL,
+        target TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        model TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        status INTEGER,
+        error_type TEXT,
+        error TEXT,
+        started_s REAL NOT NULL,
+        latency_s REAL NOT NULL,
+        PRIMARY KEY (request_id, idx)
+    ) WITHOUT ROWID;
+    CREATE TABLE properties (
+        request_id TEXT NOT NULL,
+        key TEXT NOT NULL,
+        value TEXT NOT NULL,
+        PRIMARY KEY (request_id, key)
+    ) WITHOUT ROWID;
+    CREATE INDEX properties_key ON properties (key, value);
+    """,
+    # 2: experiments and cache savings
+    """
+    ALTER TABLE requests ADD COLUMN experiment TEXT;
+    ALTER TABLE requests ADD COLUMN variant TEXT;
+    ALTER TABLE requests ADD COLUMN saved_usd REAL;
+    CREATE INDEX requests_experiment ON requests (experiment, variant);
+    """,
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+_REQUEST_COLUMNS = (
+    "request_id", "operation", "started_at", "ended_at", "request_model", "route", "strategy",
+    "target", "provider", "model", "response_model", "response_id", "stream", "status",
+    "latency_s", "ttft_s", "input_tokens", "output_tokens", "cache_read_tokens",
+    "cache_write_tokens", "reasoning_tokens", "tokens_estimated", "cost_usd", "cache",
+    "answered_by", "limit_type", "error_type", "error", "finish_reasons", "user", "session",
+    "properties", "prompt", "completion", "experiment", "variant", "saved_usd",
+)  # fmt: skip
+
+
+def _insert_from_json(table: str, columns: Sequence[str]) -> str:
+    """An INSERT of every row of a JSON array of arrays bound as one parameter.
+
+    One statement per table and batch: SQLite parses the JSON and inserts the
+    rows without the GIL, instead of Python binding each row's values and
+    taking the GIL back between rows (which, with the event loop's thread
+    wanting it too, costs far more than the insert).
+    """
+    values = ", ".join(f"json_extract(value, '$[{i}]')" for i in range(len(columns)))
+    return (
+        f"INSERT OR IGNORE INTO {table} ({', '.join(columns)}) "  # noqa: S608 - fixed names
+        f"SELECT {values} FROM json_each(?)"
+    )
+
+
+_ATTEMPT_COLUMNS = (
+    "request_id", "idx", "target", "provider", "model", "kind", "outcome", "status",
+    "error_type", "error", "started_s", "latency_s",
+)  # fmt: skip
+_INSERT_REQUESTS = _insert_from_json("requests", _REQUEST_COLUMNS)
+_INSERT_ATTEMPTS = _insert_from_json("attempts", _ATTEMPT_COLUMNS)
+_INSERT_PROPERTIES = _insert_from_json("properties", ("request_id", "key", "value"))
+
+_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else _encode(value)
+
+
+def _request_row(r: RequestRecord) -> tuple[Any, ...]:
+    u = r.usage
+    tokens: tuple[Any, ...] = (
+        (u.input, u.output, u.cache_read, u.cache_write, u.reasoning, int(u.estimated))
+        if u is not None
+        else (None,) * 6
+    )
+    return (
+        r.request_id, r.operation, r.started_at, r.ended_at, r.request_model, r.route,
+        r.strategy, r.target, r.provider, r.model, r.response_model, r.response_id,
+        int(r.stream), r.status, r.latency_s, r.ttft_s, *tokens, r.cost_usd, r.cache,
+        r.answered_by, r.limit, r.error_type, r.error,
+        _json(r.finish_reasons) if r.finish_reasons else None, r.user, r.session,
+        _json(r.properties) if r.properties else None, _json(r.prompt), _json(r.completion),
+        r.experiment, r.variant, r.saved_usd,
+    )  # fmt: skip
+
+
+class SqliteStore:
+    """A SQLite file of request records: a `Sink`, and the store `query` reads.
+
+    Args:
+        path: the database file (created, with its folder, on first write).
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._writer: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+
+    # -------------------------------------------------------------- connections
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=10.0, isolation_level=None,
+                               check_same_thread=False)  # fmt: skip
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=OFF")
+            _migrate(conn, self.path)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    @contextmanager
+    def connect(self) -> Iterator[sqlite3.Connection]:
+        """A connection for reading (migrates an older store first); closed afterwards."""
+        if not self.path.exists():
+            raise ConfigError(f"no llmroute store at {self.path}")
+        with closing(self._connect()) as conn:
+            yield conn
+
+    # -------------------------------------------------------------- the sink
+
+    def write(self, records: Sequence[RequestRecord]) -> None:
+        """Store a batch in one transaction; a request id already stored is skipped."""
+        with self._lock:
+            conn = self._writer
+            if conn is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                conn = self._writer = self._connect()
+            conn.execute("BEGIN")
+            try:
+                self._insert(conn, records)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    @staticmethod
+    def _insert(conn: sqlite3.Connection, records: Sequence[RequestRecord]) -> None:
+        ids = _encode([r.request_id for r in records])
+        stored = {
+            row[0]
+            for row in conn.execute(
+                "SELECT request_id FROM requests WHERE request_id IN "
+                "(SELECT value FROM json_each(?))",
+                (ids,),
+            )
+        }
+        if stored:
+            records = [r for r in records if r.request_id not in stored]
+        attempts = [
+            (r.request_id, i, a.target, a.provider, a.model, a.kind, a.outcome, a.status,
+             a.error_type, a.error, a.started_s, a.latency_s)
+            for r in records
+            for i, a in enumerate(r.attempts)
+        ]  # fmt: skip
+        properties = [(r.request_id, k, v) for r in records for k, v in r.properties.items()]
+        conn.execute(_INSERT_REQUESTS, (_encode([_request_row(r) for r in records]),))
+        if attempts:
+            conn.execute(_INSERT_ATTEMPTS, (_encode(attempts),))
+        if properties:
+            conn.execute(_INSERT_PROPERTIES, (_encode(properties),))
+
+    def close(self) -> None:
+        """Close the writing connection (the file stays)."""
+        with self._lock:
+            if self._writer is not None:
+                self._writer.close()
+                self._writer = None
+
+    # -------------------------------------------------------------- reading
+
+    def schema_version(self) -> int:
+        """The store's schema version (after migrating)."""
+        with self.connect() as conn:
+            return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+    def records(
+        self,
+        *,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int | None = None,
+    ) -> list[RequestRecord]:
+        """Stored records, oldest first, started in ``[since, until)`` (Unix seconds)."""
+        where, params = ["1"], []
+        if since is not None:
+            where.append("started_at >= ?")
+            params.append(since)
+        if until is not None:
+            where.append("started_at < ?")
+            params.append(until)
+        # fixed clauses and column names; every value is a bound parameter
+        chosen = (
+            f"SELECT request_id FROM requests WHERE {' AND '.join(where)} "  # noqa: S608
+            f"ORDER BY started_at, request_id LIMIT {-1 if limit is None else int(limit)}"
+        )
+        columns = ", ".join(_REQUEST_COLUMNS)
+        with self.connect() as conn:
+            rows = conn.execute(
+                f"SELECT {columns} FROM requests WHERE request_id IN ({chosen}) "  # noqa: S608
+                "ORDER BY started_at, request_id",
+                params,
+            ).fetchall()
+            records = [_record(dict(zip(_REQUEST_COLUMNS, row, strict=True))) for row in rows]
+            by_id = {r.request_id: r for r in records}
+            fields = (
+                "request_id, target, provider, model, kind, outcome, status, error_type, error, "
+                "started_s, latency_s"
+            )
+            attempts = f"SELECT {fields} FROM attempts WHERE request_id IN ({chosen})"  # noqa: S608
+            for row in conn.execute(attempts + " ORDER BY request_id, idx", params):
+                by_id[row[0]].attempts.append(AttemptRecord(*row[1:]))
+        return records
+
+
+def _record(row: dict[str, Any]) -> RequestRecord:
+    usage = None
+    if row["input_tokens"] is not None:
+        usage = TokenUsage(
+            row["input_tokens"], row["output_tokens"], row["cache_read_tokens"],
+            row["cache_write_tokens"], row["reasoning_tokens"], bool(row["tokens_estimated"]),
+        )  # fmt: skip
+    loads = json.loads
+    return RequestRecord(
+        request_id=row["request_id"], operation=row["operation"], started_at=row["started_at"],
+        request_model=row["request_model"], ended_at=row["ended_at"], route=row["route"],
+        strategy=row["strategy"], target=row["target"], provider=row["provider"],
+        model=row["model"], response_model=row["response_model"],
+        response_id=row["response_id"], stream=bool(row["stream"]), status=row["status"],
+        latency_s=row["latency_s"], ttft_s=row["ttft_s"], usage=usage,
+        cost_usd=row["cost_usd"], saved_usd=row["saved_usd"], cache=row["cache"],
+        answered_by=row["answered_by"], limit=row["limit_type"], error_type=row["error_type"],
+        error=row["error"], finish_reasons=loads(row["finish_reasons"] or "[]"),
+        user=row["user"], session=row["session"], properties=loads(row["properties"] or "{}"),
+        experiment=row["experiment"], variant=row["variant"],
+        prompt=loads(row["prompt"]) if row["prompt"] else None,
+        completion=loads(row["completion"]) if row["completion"] else None,
+    )  # fmt: skip
+
+
+def _migrate(conn: sqlite3.Connection, path: Path) -> None:
+    """Bring the schema up to `SCHEMA_VERSION`, one step per transaction."""
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    if version == SCHEMA_VERSION:
+        return
+    app = int(conn.execute("PRAGMA application_id").fetchone()[0])
+    if app not in (0, APPLICATION_ID):
+        raise ConfigError(f"{path} is a SQLite database, but not an llmroute store")
+    if version > SCHEMA_VERSION:
+        raise ConfigError(
+            f"{path} was written by a newer llmroute (schema version {version}; "
+            f"this version reads up to {SCHEMA_VERSION})"
+        )
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        # another process may have migrated it meanwhile
+        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        for step in range(version, SCHEMA_VERSION):
+            for statement in MIGRATIONS[step].split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {step + 1}")
+        conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")

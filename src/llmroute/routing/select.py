@@ -1,0 +1,218 @@
+"""Target selection for one request: eligibility filters, then the route's strategy.
+
+Filters, in order: `when:` conditions, required capabilities, the provider's
+last reported token budget, `max_cost_per_request` and unknown prices, then
+`max_latency` (which only removes slow targets while faster ones remain).
+Health (open circuits, Retry-After cooldowns), the allowed-targets option and
+context windows are applied by the attempt plan as it walks the order.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .._request import ChatRequest, EmbeddingsRequest, RequestOptions
+from .._tokens import estimate_request_tokens, estimate_text_tokens
+from .conditions import Subject
+from .stats import LiveStats
+from .strategies import Reason, Selection, SelectionContext
+
+if TYPE_CHECKING:
+    from .._catalog import Route, Target
+    from .._cost import PriceBook
+
+__all__ = ["RequestFacts", "Selector", "needed_capabilities"]
+
+
+def needed_capabilities(request: ChatRequest | EmbeddingsRequest) -> frozenset[str]:
+    """What a request needs from a target: tools, json_schema / json_object, vision, audio."""
+    if not isinstance(request, ChatRequest):
+        return frozenset()
+    needs: set[str] = set()
+    if request.tools:
+        needs.add("tools")
+    kind = (request.response_format or {}).get("type")
+    if kind in ("json_schema", "json_object"):
+        needs.add(str(kind))
+    for message in request.messages:
+        content = message.content
+        if isinstance(content, list):
+            for part in content:
+                if part.type == "image_url":
+                    needs.add("vision")
+                elif part.type == "input_audio":
+                    needs.add("audio")
+    return frozenset(needs)
+
+
+@dataclass(slots=True)
+class RequestFacts:
+    """What selection needs to know about one request."""
+
+    request: ChatRequest | EmbeddingsRequest
+    options: RequestOptions
+    stream: bool
+    _input_tokens: int | None = None
+
+    @property
+    def input_tokens(self) -> int:
+        """The estimated input tokens (computed on first use)."""
+        if self._input_tokens is None:
+            request = self.request
+            if isinstance(request, ChatRequest):
+                self._input_tokens = estimate_request_tokens(request)
+            else:
+                raw = request.input
+                texts = [raw] if isinstance(raw, str) else [str(x) for x in raw]
+                self._input_tokens = sum(estimate_text_tokens(t) for t in texts)
+        return self._input_tokens
+
+    @property
+    def output_cap(self) -> int | None:
+        """The request's own cap on output tokens, if any."""
+        request = self.request
+        return request.output_limit if isinstance(request, ChatRequest) else 0
+
+    def subject(self) -> Subject:
+        """The request as `when:` conditions see it."""
+        options, request = self.options, self.request
+        params = request.model_dump(exclude={"messages", "input"}, exclude_unset=True)
+        return Subject(
+            user=options.user or getattr(request, "user", None),
+            session=options.session,
+            model=request.model,
+            stream=self.stream,
+            properties=options.properties,
+            params=params,
+        )
+
+
+class Selector:
+    """Orders a route's targets for a request; one per router."""
+
+    def __init__(self, stats: LiveStats, prices: PriceBook, rng: random.Random) -> None:
+        self._stats = stats
+        self._prices = prices
+        self._rng = rng
+
+    def rates(self, target: Target) -> tuple[float, float] | None:
+        """USD per input and per output token on `target` (its `price`, else genai-prices)."""
+        price = target.price
+        if price is not None:
+            return price.input / 1e6, price.output / 1e6
+        return self._prices.rates(target.provider.adapter.prices_id, target.model)
+
+    def expected_cost(self, target: Target, ctx: SelectionContext) -> float | None:
+        """The expected USD cost of the request in `ctx` on `target`, or None when unknown."""
+        if not target.rates_known:
+            target.rates, target.rates_known = self.rates(target), True
+        rates = target.rates
+        if rates is None:
+            return None
+        output = ctx.output_tokens
+        if output is None:
+            output = ctx.expected_output(target)
+        return ctx.input_tokens * rates[0] + output * rates[1]
+
+    def select(self, route: Route, facts: RequestFacts, now: float) -> Selection:
+        """The route's eligible targets in the order to try them, and why."""
+        if route.plain is not None and not route.limits_seen:
+            return route.plain  # config order, nothing to filter: the common case, for free
+        config = route.config
+        ctx = SelectionContext(
+            facts.stream, 0, facts.output_cap, now, self._stats, self._rng, self.expected_cost
+        )
+        if route.needs_tokens:
+            ctx.input_tokens = facts.input_tokens
+        candidates = route.targets
+        dropped: list[str] = []
+        if route.has_conditions:
+            subject = facts.subject()
+            kept = [t for t in candidates if t.when is None or t.when(subject)]
+            dropped += [f"{t.key} (when)" for t in candidates if t not in kept]
+            candidates = kept
+        if route.has_capabilities:
+            needs = needed_capabilities(facts.request)
+            if needs:
+                kept = [t for t in candidates if t.capabilities is None or needs <= t.capabilities]
+                dropped += [f"{t.key} (capabilities)" for t in candidates if t not in kept]
+                candidates = kept
+        if route.limits_seen:
+            candidates = self._token_budget(candidates, facts, now, dropped)
+        if config.max_cost_per_request is not None or (
+            config.strategy == "cost" and config.unknown_price == "exclude"
+        ):
+            candidates = self._cost_filter(route, candidates, ctx, dropped)
+        if config.max_latency is not None:
+            candidates = self._latency_filter(route, candidates, facts.stream, dropped)
+        selection = route.strategy_impl.order(candidates, ctx)
+        if dropped:
+            selection.reason = _with_dropped(selection.reason, dropped)
+        return selection
+
+    def _token_budget(
+        self, candidates: list[Target], facts: RequestFacts, now: float, dropped: list[str]
+    ) -> list[Target]:
+        """Skip targets whose last reported token budget cannot fit this request until reset."""
+        kept = []
+        for target in candidates:
+            seen = target.limits
+            state = seen.state
+            if state is not None and state.remaining_tokens is not None:
+                reset = state.reset_tokens_s
+                if reset is not None and now < seen.at + reset:
+                    need = facts.input_tokens + (facts.output_cap or 0)
+                    if need > state.remaining_tokens:
+                        dropped.append(
+                            f"{target.key} (rate limit: {state.remaining_tokens} tokens left)"
+                        )
+                        continue
+            kept.append(target)
+        return kept
+
+    def _cost_filter(
+        self, route: Route, candidates: list[Target], ctx: SelectionContext, dropped: list[str]
+    ) -> list[Target]:
+        config = route.config
+        limit = config.max_cost_per_request
+        kept = []
+        for target in candidates:
+            cost = ctx.cost(target)
+            if cost is None:
+                if config.unknown_price == "exclude":
+                    dropped.append(f"{target.key} (unknown price)")
+                    continue
+            elif limit is not None and cost > limit:
+                dropped.append(f"{target.key} (${cost:.6g} > max_cost_per_request)")
+                continue
+            kept.append(target)
+        return kept
+
+    def _latency_filter(
+        self, route: Route, candidates: list[Target], stream: bool, dropped: list[str]
+    ) -> list[Target]:
+        limit = route.config.max_latency
+        assert limit is not None
+        stats = self._stats
+
+        def p95(target: Target) -> float | None:
+            if stream:
+                return stats.ttft_percentile(target.key, 95)
+            return stats.latency_percentile(target.key, 95)
+
+        fast = [t for t in candidates if (p95(t) or 0.0) <= limit]
+        if not fast:
+            return candidates  # all slow: skipping every target would help no one
+        dropped += [f"{t.key} (p95 over max_latency)" for t in candidates if t not in fast]
+        return fast
+
+
+def _with_dropped(reason: Reason, dropped: list[str]) -> Callable[[], str]:
+    def why() -> str:
+        text = reason() if callable(reason) else reason
+        return f"{text}; skipped {', '.join(dropped)}"
+
+    return why

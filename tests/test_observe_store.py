@@ -1,0 +1,247 @@
+"""The SQLite store: migrations, crash safety, percentiles, ``llmroute stats``, cost."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import llmroute
+from llmroute import Router, TokenUsage
+from llmroute._cost import PriceBook, _calc
+from llmroute.cli import main
+from llmroute.observe import AttemptRecord, RequestRecord, SqliteStore, percentile
+from llmroute.observe.sqlite import MIGRATIONS, SCHEMA_VERSION
+
+
+def record(i: int, **changes: Any) -> RequestRecord:
+    values: dict[str, Any] = {
+        "request_id": f"r{i}", "operation": "chat", "started_at": 1_700_000_000.0 + i,
+        "request_model": "chat", "ended_at": 1_700_000_000.5 + i, "route": "chat",
+        "target": "p/m", "provider": "p", "model": "m", "status": "ok", "latency_s": 0.5,
+        "usage": TokenUsage(10, 5), "cost_usd": 0.001, "properties": {"team": "a"},
+        "attempts": [AttemptRecord("p/m", "p", "m", "first", latency_s=0.5)],
+    }  # fmt: skip
+    values.update(changes)
+    return RequestRecord(**values)
+
+
+# ---------------------------------------------------------------- schema
+
+
+def test_a_store_of_an_older_schema_opens_and_migrates(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as conn:  # what llmroute's schema version 1 wrote
+        conn.executescript(MIGRATIONS[0])
+        conn.execute("PRAGMA user_version = 1")
+        conn.execute(
+            "INSERT INTO requests (request_id, operation, started_at, request_model, stream, "
+            "status, latency_s, provider, cost_usd) VALUES ('old', 'chat', 1.0, 'chat', 0, 'ok', "
+            "0.25, 'p', 0.5)"
+        )
+    conn.close()
+    store = SqliteStore(path)
+    (old,) = store.records()
+    assert (old.request_id, old.latency_s, old.cost_usd, old.experiment) == ("old", 0.25, 0.5, None)
+    assert store.schema_version() == SCHEMA_VERSION == 2
+    store.write([record(1, experiment="exp", variant="b", saved_usd=0.25)])
+    store.close()
+    new = SqliteStore(path).records()[1]
+    assert (new.experiment, new.variant, new.saved_usd) == ("exp", "b", 0.25)
+
+
+def test_a_newer_or_foreign_database_is_refused(tmp_path: Path) -> None:
+    newer = tmp_path / "newer.db"
+    with sqlite3.connect(newer) as conn:
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.close()
+    with pytest.raises(llmroute.ConfigError, match="newer llmroute"):
+        SqliteStore(newer).records()
+    foreign = tmp_path / "foreign.db"
+    with sqlite3.connect(foreign) as conn:
+        conn.execute("PRAGMA application_id = 42")
+        conn.execute("PRAGMA user_version = 1")
+    conn.close()
+    with pytest.raises(llmroute.ConfigError, match="not an llmroute store"):
+        SqliteStore(foreign).records()
+
+
+def test_records_round_trip(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "s.db")
+    full = record(
+        0, stream=True, ttft_s=0.1, usage=TokenUsage(100, 20, 30, 5, 7, estimated=True),
+        finish_reasons=["stop"], user="ann", session="s1", cache="miss", error=None,
+        prompt=[{"role": "user", "content": "hi"}], completion=[{"role": "assistant"}],
+    )  # fmt: skip
+    store.write([full, record(1, cost_usd=None, usage=None, attempts=[])])
+    store.write([record(1)])  # the same request id again is ignored
+    store.close()
+    assert store.records() == [full, record(1, cost_usd=None, usage=None, attempts=[])]
+    assert store.records(since=1_700_000_001.0) == [store.records()[1]]
+
+
+# ---------------------------------------------------------------- crash safety
+
+
+CHILD = """
+import asyncio, sys
+from llmroute import AsyncRouter
+
+async def main():
+    router = AsyncRouter({
+        "providers": {"p": {"type": "mock", "latency": "2ms"}},
+        "routes": {"chat": {"targets": ["p/m"]}},
+        "logging": {"store": "sqlite:///" + sys.argv[1], "batch_size": 20,
+                    "flush_interval": "10ms"},
+    }, env={})
+    done = 0
+    while True:
+        await router.chat.completions.create(model="chat", messages=[{"role": "user", "content": "x"}])
+        done += 1
+        print(done, flush=True)
+
+asyncio.run(main())
+"""
+
+
+def test_a_killed_process_loses_at_most_its_last_batch(tmp_path: Path) -> None:
+    db = tmp_path / "crash.db"
+    with subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(CHILD), str(db)],
+        stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    ) as child:  # fmt: skip
+        assert child.stdout is not None
+        done = 0
+        deadline = time.monotonic() + 30
+        while done < 300 and time.monotonic() < deadline:
+            done = int(child.stdout.readline())
+        child.send_signal(signal.SIGKILL)
+        rest = child.stdout.read().split()
+    done = int(rest[-1]) if rest else done
+    assert done >= 300
+    stored = len(SqliteStore(db).records())
+    assert done - 20 <= stored <= done + 1  # batch_size 20; the last request may be unprinted
+
+
+# ---------------------------------------------------------------- percentiles and stats
+
+
+@given(st.lists(st.floats(0, 1e4, allow_nan=False), min_size=1, max_size=200), st.floats(0, 100))
+def test_percentile_is_numpys_linear_interpolation(values: list[float], p: float) -> None:
+    got = percentile(sorted(values), p)
+    assert got == pytest.approx(float(np.percentile(values, p)), rel=1e-9, abs=1e-9)
+
+
+def test_llmroute_stats_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    store = SqliteStore(tmp_path / "cli.db")
+    latencies = {"p": [0.1 * (i + 1) for i in range(10)], "q": [0.05, 0.5, 5.0]}
+    records = [
+        record(i * 10 + j, provider=name, target=f"{name}/m", latency_s=lat,
+               status="error" if name == "q" and j == 0 else "ok",
+               error_type="RateLimited" if name == "q" and j == 0 else None)
+        for i, (name, values) in enumerate(latencies.items())
+        for j, lat in enumerate(values)
+    ]  # fmt: skip
+    store.write(records)
+    store.close()
+    assert main(["stats", f"sqlite:///{tmp_path / 'cli.db'}", "--by", "provider", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    rows = {row["group"]["provider"]: row for row in report["rows"]}
+    for name, values in latencies.items():
+        assert rows[name]["requests"] == len(values)
+        assert rows[name]["latency"]["p95"] == pytest.approx(np.percentile(values, 95))
+    assert rows["q"]["error_rate"] == pytest.approx(1 / 3)
+    assert report["total"]["cost_usd"] == pytest.approx(0.001 * 13)
+
+    args = ["stats", str(tmp_path / "cli.db"), "--where", "provider=q", "--format", "plain"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("Requests\n")
+    assert "1 (33.3%)" in out and "4910 ms" in out  # p99 of 0.05, 0.5, 5
+    assert main(["stats", str(tmp_path / "cli.db"), "--by", "day", "--format", "plain"]) == 0
+    assert "2023-11-14" in capsys.readouterr().out
+    assert main(["stats", str(tmp_path / "missing.db")]) == 1
+    assert "no llmroute store" in capsys.readouterr().err
+    assert main(["stats", str(tmp_path / "cli.db"), "--where", "colour=red"]) == 1
+    assert "unknown filter 'colour'" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- the blocking router
+
+
+def test_the_blocking_router_records_on_its_loop(tmp_path: Path) -> None:
+    ended: list[str] = []
+    config = {
+        "routes": {"chat": {"targets": ["mock/m"]}},
+        "logging": {"store": f"sqlite:///{tmp_path / 'sync.db'}", "flush_interval": "1h"},
+    }
+    with Router(config, env={}) as router:
+        router.add_hook("request_end", lambda r: ended.append(r.request_id))
+        ids = [
+            router.chat.completions.create(
+                model="chat", messages=[{"role": "user", "content": "x"}],
+                llmroute={"properties": {"n": str(n)}},
+            ).llmroute.request_id
+            for n in range(3)
+        ]  # fmt: skip
+        report = router.analytics(by="property.n")
+        assert ended == ids  # flushed by analytics()
+        assert [r.group for r in report.rows] == [{"property.n": str(n)} for n in range(3)]
+    assert [r.request_id for r in SqliteStore(tmp_path / "sync.db").records()] == ids
+
+
+# ---------------------------------------------------------------- cost
+
+
+@given(
+    st.sampled_from([("openai", "gpt-4o-mini"), ("openai", "o3-mini"),
+                     ("anthropic", "claude-3-5-sonnet-latest"), ("google", "gemini-1.5-pro")]),
+    st.integers(0, 400_000), st.integers(0, 100), st.integers(0, 100), st.integers(0, 20_000),
+    st.integers(0, 100), st.sampled_from([None, "flex", "priority"]),
+)  # fmt: skip
+def test_fast_prices_equal_genai_prices(
+    model: tuple[str, str], tokens: int, read: int, write: int, output: int, reasoning: int,
+    tier: str | None,
+) -> None:  # fmt: skip
+    book = PriceBook()
+    cache_read = tokens * read // 100
+    cache_write = (tokens - cache_read) * write // 100
+    usage = TokenUsage(tokens, output, cache_read, cache_write, output * reasoning // 100)
+    found = book._model(*model)
+    assert found is not None
+    from datetime import UTC, datetime
+
+    context = {"service_tier": tier} if tier else None
+    expected = _calc(found[1], found[0], usage, context, datetime.now(tz=UTC))
+    assert book.cost(*model, usage, service_tier=tier) == pytest.approx(expected, rel=1e-9)
+
+
+def test_unknown_models_cost_none_and_overrides_cost_their_price() -> None:
+    book = PriceBook()
+    usage = TokenUsage(1000, 200, cache_read=400)
+    assert book.cost("openai", "no-such-model", usage) is None
+    assert book.cost(None, "gpt-4o-mini", usage) is None
+    pricer = book.pricer(None, "llama", usage, override=lambda: None)
+    assert pricer is not None and pricer() is None
+    price = llmroute.TargetConfig.model_validate(
+        {
+            "provider": "ollama",
+            "model": "llama",
+            "price": {"input": 2, "output": 8, "cache_read": 1},
+        }
+    ).price
+    pricer = book.pricer(None, "llama", usage, override=lambda: price)
+    assert pricer is not None
+    assert pricer() == pytest.approx((600 * 2 + 400 * 1 + 200 * 8) / 1e6)
