@@ -7,8 +7,10 @@ reply = router.chat.completions.create(model="chat", messages=[{"role": "user", 
 print(reply.choices[0].message.content, reply.llmroute.provider)
 """
 
-from ._clock import Clock, SystemClock
-from ._config import Config, HealthConfig, HedgeConfig, RetryConfig, RouteConfig, TargetConfig
+import importlib as _importlib
+from typing import TYPE_CHECKING
+from typing import Any as _Any
+
 from ._errors import (
     AllTargetsFailed,
     AuthenticationError,
@@ -31,23 +33,92 @@ from ._errors import (
     StreamInterrupted,
     UnknownModel,
 )
-from ._request import CacheControl, RequestOptions
-from ._router import AsyncRouter
-from ._stream import AsyncChatStream
-from ._sync import ChatStream, Router
-from ._transport import HttpRequest, HttpResponse, Timeouts, Transport
-from ._types import (
-    AttemptInfo,
-    ChatCompletion,
-    ChatCompletionChunk,
-    CreateEmbeddingResponse,
-    Model,
-    ModelList,
-    RouteInfo,
-    TokenUsage,
-)
-from .routing.health import TargetHealth
-from .routing.stats import TargetStats
+
+if TYPE_CHECKING:
+    from ._clock import Clock, SystemClock
+    from ._config import (
+        Config,
+        HealthConfig,
+        HedgeConfig,
+        LoggingConfig,
+        RetryConfig,
+        RouteConfig,
+        TargetConfig,
+        TelemetryConfig,
+    )
+    from ._request import CacheControl, RequestOptions
+    from ._router import AsyncRouter
+    from ._stream import AsyncChatStream
+    from ._sync import ChatStream, Router
+    from ._transport import HttpRequest, HttpResponse, Timeouts, Transport
+    from ._types import (
+        AttemptInfo,
+        ChatCompletion,
+        ChatCompletionChunk,
+        CreateEmbeddingResponse,
+        Model,
+        ModelList,
+        RouteInfo,
+        TokenUsage,
+    )
+    from .observe.analytics import StatsReport
+    from .observe.record import AttemptRecord, RequestRecord
+    from .observe.recorder import RecorderStatus
+    from .routing.health import TargetHealth
+    from .routing.stats import TargetStats
+
+# Everything but the errors is imported on first use (PEP 562), so `import llmroute`
+# stays cheap for programs that only need it later, or only for its errors.
+_LAZY: dict[str, str] = {
+    "AsyncChatStream": "._stream",
+    "AsyncRouter": "._router",
+    "AttemptInfo": "._types",
+    "AttemptRecord": ".observe.record",
+    "CacheControl": "._request",
+    "ChatCompletion": "._types",
+    "ChatCompletionChunk": "._types",
+    "ChatStream": "._sync",
+    "Clock": "._clock",
+    "Config": "._config",
+    "CreateEmbeddingResponse": "._types",
+    "HealthConfig": "._config",
+    "HedgeConfig": "._config",
+    "HttpRequest": "._transport",
+    "HttpResponse": "._transport",
+    "LoggingConfig": "._config",
+    "Model": "._types",
+    "ModelList": "._types",
+    "RecorderStatus": ".observe.recorder",
+    "RequestOptions": "._request",
+    "RequestRecord": ".observe.record",
+    "RetryConfig": "._config",
+    "RouteConfig": "._config",
+    "RouteInfo": "._types",
+    "Router": "._sync",
+    "StatsReport": ".observe.analytics",
+    "SystemClock": "._clock",
+    "TargetConfig": "._config",
+    "TargetHealth": ".routing.health",
+    "TargetStats": ".routing.stats",
+    "TelemetryConfig": "._config",
+    "Timeouts": "._transport",
+    "TokenUsage": "._types",
+    "Transport": "._transport",
+}
+
+
+def __getattr__(name: str) -> _Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'llmroute' has no attribute {name!r}")
+    value = getattr(_importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
 
 __version__ = "0.1.0"
 
@@ -56,6 +127,7 @@ __all__ = [
     "AsyncChatStream",
     "AsyncRouter",
     "AttemptInfo",
+    "AttemptRecord",
     "AuthenticationError",
     "BudgetExceeded",
     "CacheControl",
@@ -75,6 +147,7 @@ __all__ = [
     "InvalidRequest",
     "LLMRouteError",
     "LocalRateLimitExceeded",
+    "LoggingConfig",
     "MalformedResponse",
     "Model",
     "ModelList",
@@ -85,17 +158,21 @@ __all__ = [
     "ProviderTimeout",
     "ProviderUnavailable",
     "RateLimited",
+    "RecorderStatus",
     "RequestError",
     "RequestOptions",
+    "RequestRecord",
     "RetryConfig",
     "RouteConfig",
     "RouteInfo",
     "Router",
+    "StatsReport",
     "StreamInterrupted",
     "SystemClock",
     "TargetConfig",
     "TargetHealth",
     "TargetStats",
+    "TelemetryConfig",
     "Timeouts",
     "TokenUsage",
     "Transport",

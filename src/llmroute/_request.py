@@ -265,6 +265,10 @@ class RequestOptions(BaseModel):
         timeout: overall deadline for this request in seconds, across every
             attempt and wait (overrides the route's `timeout`).
         user: who the request is for (recorded; used by limits and budgets).
+        key: the name of the API key the request came in with (the gateway
+            sets it from its keys; recorded; used by limits and budgets).
+        team: the team the request is billed to (recorded; used by limits and
+            budgets).
         session: a session or conversation id (recorded).
         properties: free-form tags recorded with the request.
         targets: restrict the request to these targets (``"provider/model"``
@@ -278,6 +282,8 @@ class RequestOptions(BaseModel):
     model_config = _CLOSED
     timeout: float | None = Field(default=None, gt=0)
     user: str | None = None
+    key: str | None = None
+    team: str | None = None
     session: str | None = None
     properties: dict[str, str] = Field(default_factory=dict)
     targets: list[str] | None = None
@@ -285,9 +291,7 @@ class RequestOptions(BaseModel):
     capture_content: bool | None = None
 
 
-_DEFAULT_OPTIONS = RequestOptions.model_construct(
-    timeout=None, user=None, session=None, properties={}, targets=None, cache=CacheControl()
-)
+_DEFAULT_OPTIONS = RequestOptions.model_construct()  # every default; shared, never mutated
 
 
 def _describe(error: ValidationError) -> tuple[str, str | None]:
