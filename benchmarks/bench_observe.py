@@ -131,7 +131,9 @@ async def compare(args: argparse.Namespace, port: int, folder: Path) -> bool:
     print(f"throughput: median of {args.rounds} runs of {args.requests} at c={args.concurrency}:")
     for name in clients:
         runs = ", ".join(f"{r:.0f}" for r in rates[name])
-        print(f"  {name:<12} {rps[name]:8.0f} req/s {rps[name] / rps['off']:.3f}x   ({runs})")
+        cpu = statistics.median(CPU[name]) * 1e6
+        print(f"  {name:<12} {rps[name]:8.0f} req/s {rps[name] / rps['off']:.3f}x   "
+              f"CPU {cpu:4.0f} µs/request   ({runs})")  # fmt: skip
     print(f"OpenTelemetry SDK alone, per request (2 spans, 3 histogram points): "
           f"{sdk_floor() * 1e6:.0f} µs of CPU; one request of the 'off' router at c=100: "
           f"{1e6 / rps['off']:.0f} µs")  # fmt: skip
@@ -166,9 +168,16 @@ async def measure(
     rates: dict[str, list[float]] = {name: [] for name in clients}
     for _ in range(args.rounds):
         for name in clients:
+            began = time.process_time()
             rates[name].append(await concurrent(calls[name], args.requests, args.concurrency))
             await clients[name].flush()  # the next client's run starts with no backlog
+            CPU[name].append((time.process_time() - began) / args.requests)
     return latencies, rates
+
+
+#: Per client, the process's CPU seconds per request of each throughput run
+#: (recording included: the run's records are flushed inside the measurement).
+CPU: dict[str, list[float]] = {"off": [], "sqlite": [], "sqlite+otel": []}
 
 
 def sdk_floor(n: int = 5000) -> float:

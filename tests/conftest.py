@@ -1,9 +1,15 @@
-"""Shared fixtures: the anyio backend and a loopback OpenAI-compatible upstream."""
+"""Shared fixtures: the anyio backend, a loopback OpenAI-compatible upstream, a real Redis."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 from aiohttp import web
@@ -47,3 +53,59 @@ async def upstream() -> AsyncIterator[Upstream]:
         yield state
     finally:
         await runner.cleanup()
+
+
+# ---------------------------------------------------------------- a real Redis
+
+
+def _no_redis(reason: str) -> None:
+    """Skip, or fail when CI said Redis must be there (LLMROUTE_REQUIRE_REDIS=1)."""
+    if os.environ.get("LLMROUTE_REQUIRE_REDIS") == "1":
+        pytest.fail(f"LLMROUTE_REQUIRE_REDIS=1 but {reason}")
+    pytest.skip(f"{reason} (install it: apt-get install redis-server, pip install redis)")
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real redis-server on a free loopback port, for the whole session: its base URL."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        _no_redis("redis-server is not installed")
+    try:
+        import redis  # noqa: F401
+    except ImportError:
+        _no_redis("the redis package is not installed")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    folder: Path = tmp_path_factory.mktemp("redis")
+    process = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", str(folder)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"redis-server did not start on port {port}")
+                time.sleep(0.02)
+        yield f"redis://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.fixture
+def redis_url(redis_server: str) -> str:
+    """An emptied Redis database: its URL (``redis://127.0.0.1:PORT/0``)."""
+    import redis
+
+    client = redis.Redis.from_url(f"{redis_server}/0")
+    client.flushdb()
+    client.close()
+    return f"{redis_server}/0"

@@ -1,4 +1,4 @@
-"""The ``llmroute`` command: check, schema, serve (the quickstart for now), --version."""
+"""The ``llmroute`` command: check, schema, --version (``serve``: see test_server_cli.py)."""
 
 from __future__ import annotations
 
@@ -171,60 +171,6 @@ def test_schema_output_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert main(["schema", "--output", str(target)]) == 0
     assert capsys.readouterr().out == ""
     assert json.loads(target.read_text())["properties"]["routes"]
-
-
-# ---------------------------------------------------------------- serve
-
-
-def test_serve_runs_the_offline_demo_with_failover(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.chdir(tmp_path)
-    assert main(["serve"]) == 0
-    out = capsys.readouterr().out
-    assert "not built yet" in out
-    assert "DEMO" in out
-    first, second = out.split("stream=True")
-    assert "served by: steady/demo-model" in first
-    assert "flaky/demo-model" in first
-    assert "503" in first
-    assert "failed over to steady/demo-model" in first
-    assert "Hello from steady" in first
-    assert "served by: flaky/demo-model" in second
-    assert "first token" in second
-
-
-def test_serve_falls_back_to_the_demo_for_keys_without_a_default_model(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("TOGETHER_API_KEY", SECRET)
-    monkeypatch.chdir(tmp_path)
-    assert main(["serve"]) == 0
-    out = capsys.readouterr().out
-    assert "for together pass --model provider/model" in out
-    assert "served by: steady/demo-model" in out
-    assert SECRET not in out
-
-
-def test_serve_uses_llmroute_yaml_in_the_current_folder(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    write(tmp_path, "llmroute.yaml", "routes:\n  hello:\n    targets: [mock/tiny]\n")
-    monkeypatch.chdir(tmp_path)
-    assert main(["serve", "--prompt", "ping"]) == 0
-    out = capsys.readouterr().out
-    assert "llmroute.yaml" in out
-    assert "DEMO" not in out
-    assert "served by: mock/tiny" in out
-
-
-def test_serve_reports_a_bad_config_without_traceback(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    write(tmp_path, "llmroute.yaml", "routes:\n  hello:\n    targets: [mock/tiny]\n    cache: {}\n")
-    monkeypatch.chdir(tmp_path)
-    assert main(["serve"]) == 1
-    assert "routes.hello.cache" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------- entry point

@@ -16,9 +16,7 @@ pytestmark = pytest.mark.anyio
 
 USER = [{"role": "user", "content": "hi"}]
 MOCK = {"m": {"type": "mock"}}
-UNBUILT = [
-    "cache", "rate_limits", "budgets", "experiments", "server",
-]  # fmt: skip
+UNBUILT = ["experiments"]
 
 
 @pytest.fixture

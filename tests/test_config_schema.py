@@ -39,7 +39,7 @@ def test_a_full_config_validates_against_the_schema_and_the_loader() -> None:
         {"routes": {"c": {"targets": ["no-slash"]}}},
         {"routes": {"c": {"targets": ["a/m"], "timeout": "soon"}}},
         {"routes": {"c": {"targets": ["a/m"], "colour": "red"}}},
-        {"cache": {"ttl": "1h"}},
+        {"cache": {"ttl": "soon"}},
         {"providers": {"p": {"type": "mock", "script": ["maybe"]}}},
         {"providers": {"p": {"type": "teleport"}}},
     ],

@@ -366,3 +366,27 @@ async def test_loop_shutdown_without_close_still_writes(tmp_path: Path) -> None:
         await task
     assert len(SqliteStore(tmp_path / "log.db").records()) == 1
     await router.aclose()
+
+
+async def test_cache_hits_cost_nothing_and_count_their_savings(tmp_path: Path) -> None:
+    cfg = {
+        "providers": {"p": {"type": "mock", "prompt_tokens": 100, "completion_tokens": 10}},
+        "routes": {"chat": {"targets": [{"provider": "p", "model": "m",
+                                         "price": {"input": 1.0, "output": 2.0}}]}},
+        "cache": {},
+        "logging": {"store": f"sqlite:///{tmp_path / 'log.db'}"},
+    }  # fmt: skip
+    one = (100 * 1.0 + 10 * 2.0) / 1e6
+    async with AsyncRouter(cfg, env={}) as router:
+        for _ in range(4):  # a miss, then three hits
+            await router.chat.completions.create(model="chat", messages=HI)
+        report = await router.analytics()
+    records = SqliteStore(tmp_path / "log.db").records()
+    assert [(r.cache, r.cost_usd) for r in records] == [("miss", pytest.approx(one))] + [
+        ("hit", 0.0)
+    ] * 3
+    assert [r.saved_usd for r in records[1:]] == pytest.approx([one] * 3)
+    total = report.total
+    assert (total.cache_hits, total.cache_hit_rate) == (3, 0.75)
+    assert total.cost_usd == pytest.approx(one)
+    assert total.saved_usd == pytest.approx(3 * one)

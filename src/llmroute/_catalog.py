@@ -18,7 +18,7 @@ from ._config import (
     RouteConfig,
     TargetConfig,
 )
-from ._config_load import providers_from_env, with_env_defaults
+from ._config_load import env_hint, providers_from_env, with_env_defaults
 from ._cost import PriceBook
 from ._errors import ConfigError, UnknownModel
 from ._transport import AiohttpTransport, Timeouts, Transport, transport_from_client
@@ -312,12 +312,9 @@ class Catalog:
         return provider
 
     def _unknown_provider(self, name: str, path: str) -> ConfigError:
-        preset = PRESETS.get(name)
-        if preset is not None and preset.key_env:
-            message = (
-                f"provider {name!r} is not configured: set {preset.key_env} or add it under "
-                "`providers`"
-            )
+        hint = env_hint(name)
+        if hint:
+            message = f"provider {name!r} is not configured: set {hint} or add it under `providers`"
         else:
             known = ", ".join(sorted(self.providers)) or "(none)"
             message = (

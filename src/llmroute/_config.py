@@ -24,6 +24,8 @@ from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
 from ._units import Duration, PositiveDuration, parse_duration
+from .cache.config import CacheConfig, RouteCacheConfig
+from .limits.config import BudgetsConfig, RateLimitsConfig
 from .providers._configs import (
     AnthropicProviderConfig,
     AzureProviderConfig,
@@ -32,6 +34,7 @@ from .providers._configs import (
     MockProviderConfig,
     OpenAIProviderConfig,
 )
+from .server.config import ServerConfig
 
 __all__ = [
     "Config",
@@ -56,8 +59,12 @@ def _duration_or_p95(value: object) -> object:
 
 
 ProviderConfig = Annotated[
-    OpenAIProviderConfig | MockProviderConfig | AnthropicProviderConfig | GeminiProviderConfig
-    | AzureProviderConfig | BedrockProviderConfig,
+    OpenAIProviderConfig
+    | MockProviderConfig
+    | AnthropicProviderConfig
+    | GeminiProviderConfig
+    | AzureProviderConfig
+    | BedrockProviderConfig,
     Field(discriminator="type"),
 ]
 
@@ -243,6 +250,8 @@ class RouteConfig(BaseModel):
             ``last`` (after the priced ones) or ``exclude``. Required there
             when a target has no price: never silently priced at 0.
         explore: the ``latency`` strategy's share of random first choices.
+        cache: the route's own cache settings (see `RouteCacheConfig`); the
+            top-level `cache` section's when unset.
     """
 
     model_config = _STRICT
@@ -260,6 +269,7 @@ class RouteConfig(BaseModel):
     max_latency: PositiveDuration | None = None
     unknown_price: Literal["last", "exclude"] | None = None
     explore: float = Field(default=0.05, ge=0, le=1)
+    cache: RouteCacheConfig | None = None
 
 
 class LoggingConfig(BaseModel):
@@ -320,7 +330,7 @@ Unbuilt = Annotated[
     Any, WithJsonSchema({"type": "null", "description": "not supported yet by this version"})
 ]
 
-_UNBUILT_SECTIONS = ("cache", "rate_limits", "budgets", "experiments", "server")
+_UNBUILT_SECTIONS = ("experiments",)
 
 
 class Config(BaseModel):
@@ -329,21 +339,25 @@ class Config(BaseModel):
     Attributes:
         providers: provider name -> provider settings (its `type` says which kind).
         routes: route name -> route. Requests name a route with `model=`.
+        cache: the response cache (see `llmroute.cache.CacheConfig`); off when unset.
+        rate_limits: rate-limit rules (see `llmroute.limits.RateLimitsConfig`).
+        budgets: spending budgets (see `llmroute.limits.BudgetsConfig`).
         logging: the request log (see `LoggingConfig`); no store when unset.
         telemetry: OpenTelemetry traces and metrics (see `TelemetryConfig`).
+        server: the HTTP gateway run by ``llmroute serve`` (see `llmroute.server.ServerConfig`).
     """
 
     model_config = _STRICT
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
     routes: dict[str, RouteConfig] = Field(default_factory=dict)
-    cache: Unbuilt = None
-    rate_limits: Unbuilt = None
-    budgets: Unbuilt = None
+    cache: CacheConfig | None = None
+    rate_limits: RateLimitsConfig | None = None
+    budgets: BudgetsConfig | None = None
     health: HealthConfig = Field(default_factory=HealthConfig)
     logging: LoggingConfig | None = None
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
     experiments: Unbuilt = None
-    server: Unbuilt = None
+    server: ServerConfig | None = None
 
     @field_validator(*_UNBUILT_SECTIONS)
     @classmethod

@@ -247,6 +247,15 @@ _VENDOR_CONFIGS: dict[str, type[ProviderConfigBase]] = {
 }
 
 
+def env_hint(type_name: str) -> str | None:
+    """The environment variables that configure a provider type without a config, if any."""
+    preset = PRESETS.get(type_name)
+    if preset is not None:
+        return preset.key_env
+    model = _VENDOR_CONFIGS.get(type_name)
+    return model.env_hint if model is not None else None
+
+
 def with_env_defaults(
     name: str, config: ProviderConfigBase, env: Mapping[str, str]
 ) -> ProviderConfigBase:

@@ -198,9 +198,7 @@ def _calc(info: Any, provider: Any, usage: TokenUsage, context: Any, now: dateti
         output_tokens=usage.output,
         output_reasoning_tokens=usage.reasoning or None,
     )
-    result = info.calc_price(
-        priced, provider, genai_request_timestamp=now, price_context=context
-    )
+    result = info.calc_price(priced, provider, genai_request_timestamp=now, price_context=context)
     return float(result.total_price)
 
 

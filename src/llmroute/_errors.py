@@ -32,7 +32,7 @@ type or code, never from the wording of the message.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 if TYPE_CHECKING:
     from ._types import AttemptInfo
@@ -210,10 +210,24 @@ class InvalidRequest(ProviderError):
 
 
 class LocalRateLimitExceeded(LLMRouteError):
-    """A local rate-limit rule refused the request; try again after `retry_after` seconds."""
+    """A local rate-limit rule refused the request; try again after `retry_after` seconds.
 
-    def __init__(self, message: str, *, retry_after: float) -> None:
+    When known, `unit` (``requests`` or ``tokens``) and `limit` (that many per
+    the rule's period) say which limit it was; the gateway sends them as
+    ``x-ratelimit-limit-<unit>`` and ``x-ratelimit-reset-<unit>``.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float,
+        limit: float | None = None,
+        unit: Literal["requests", "tokens"] | None = None,
+    ) -> None:
         self.retry_after = retry_after
+        self.limit = limit
+        self.unit = unit
         super().__init__(message)
 
 

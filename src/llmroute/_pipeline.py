@@ -97,6 +97,14 @@ class Stage:
         """Run once the request has ended, whatever the outcome."""
         return None
 
+    async def check(self) -> str | None:
+        """A problem that keeps this stage from working (a store it cannot reach), or None.
+
+        `AsyncRouter.check` asks every stage; keep it quick (the gateway's
+        ``/ready`` gives up after a couple of seconds).
+        """
+        return None
+
     async def aclose(self) -> None:
         """Release what the stage holds (flush, close connections); called by the router's close."""
         return None

@@ -249,13 +249,25 @@ class EmbeddingsRequest(BaseModel):
 
 
 class CacheControl(BaseModel):
-    """Per-request cache control."""
+    """Per-request cache control (see docs/caching.md).
+
+    Attributes:
+        no_cache: skip the lookup (the answer is still stored unless `no_store`).
+        no_store: do not store the answer.
+        ttl: how long this request's answer is kept, in seconds.
+        namespace: keeps this request's entries apart from other namespaces'
+            (a tenant, say); added to the cache's own `namespace`.
+        buckets: answers kept for this request's key: while fewer are stored,
+            the request is sent and its answer added; then one of them is
+            picked at random (variety for sampled answers).
+    """
 
     model_config = _CLOSED
     no_cache: bool = False
     no_store: bool = False
     ttl: float | None = Field(default=None, gt=0)
     namespace: str | None = None
+    buckets: int | None = Field(default=None, ge=1, le=100)
 
 
 class RequestOptions(BaseModel):

@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Literal, Self, overload
+from typing import TYPE_CHECKING, Any, Literal, Self, overload
 
 from typing_extensions import Unpack
 
@@ -30,7 +30,10 @@ from ._request import (
 )
 from ._stream import AsyncChatStream
 from ._types import ChatCompletion, CreateEmbeddingResponse, Model, ModelList
-from .observe.analytics import Filters, StatsReport, make_filters
+from .cache.stage import CacheStats
+from .limits.budget import BudgetStatus
+from .limits.stages import build_limit_stages
+from .limits.stats import LimitStats
 from .observe.record import RequestRecord
 from .observe.recorder import HookEvent, Recorder, RecorderStatus, Redactor
 from .observe.sinks import Sink
@@ -39,6 +42,9 @@ from .routing.health import HealthTracker, TargetHealth
 from .routing.select import Selector
 from .routing.stats import LiveStats, TargetStats
 from .routing.strategies import Strategy
+
+if TYPE_CHECKING:
+    from .observe.analytics import Filters, StatsReport
 
 __all__ = ["AsyncRouter"]
 
@@ -196,6 +202,10 @@ class AsyncRouter:
             self.config.logging, self.config.telemetry, clock=self._clock, catalog=self._catalog
         )
         self._stages.append(self._recorder)
+        # then rate limits, budgets and the cache, in their configured order (the
+        # recorder reads what they decided from the request's RouteInfo)
+        self._limits = build_limit_stages(self.config, self._clock, prices)
+        self._stages.extend(self._limits.ordered)
         executor = Executor(self._catalog, self._clock, prices, driver, self._stages)
         self.chat = AsyncChat(executor)
         self.embeddings = AsyncEmbeddings(executor)
@@ -274,6 +284,36 @@ class AsyncRouter:
         """Write every record queued so far to the sinks."""
         await self._recorder.flush()
 
+    # -------------------------------------------------------------- cache, limits, budgets
+
+    async def budgets(self) -> list[BudgetStatus]:
+        """Every budget's spend and remaining dollars in its current window, per subject
+        (each user, key, team, ... seen in the window so far); empty without budgets."""
+        stage = self._limits.budgets
+        return await stage.report() if stage is not None else []
+
+    def cache_stats(self) -> CacheStats | None:
+        """The cache's hits, misses, bypasses, stores and savings; None without a cache."""
+        stage = self._limits.cache
+        return stage.stats if stage is not None else None
+
+    def limit_stats(self) -> LimitStats:
+        """The rate-limit and budget counters: allowed, refused, Redis failures and policy."""
+        return self._limits.stats()
+
+    async def check(self) -> list[str]:
+        """What keeps the router from serving, such as a store it cannot reach (empty: ready).
+
+        Each pipeline stage reports through `Stage.check`; the gateway's
+        ``/ready`` answers 503 with these problems.
+        """
+        problems = []
+        for stage in self._stages:
+            problem = await stage.check()
+            if problem:
+                problems.append(f"{stage.name}: {problem}")
+        return problems
+
     async def analytics(
         self,
         *,
@@ -295,11 +335,15 @@ class AsyncRouter:
         take Unix seconds, a datetime, an ISO date or a duration ago
         (``"24h"``); `where` takes ``key=value`` conditions.
         """
+        from .observe.analytics import make_filters
+
         filters = make_filters(
             since=since, until=until, where=where, route=route, provider=provider, model=model,
             user=user, properties=properties,
         )  # fmt: skip
-        return await self._recorder.analytics(by=[by] if isinstance(by, str) else by, filters=filters)
+        return await self._recorder.analytics(
+            by=[by] if isinstance(by, str) else by, filters=filters
+        )
 
     def recorder_query(self, *, by: Sequence[str], filters: Filters) -> StatsReport:
         """`analytics` without flushing, in the calling thread (the blocking `Router` uses it)."""

@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Literal, Self, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar, overload
 
 import anyio
 from anyio.from_thread import BlockingPortal
@@ -31,13 +31,18 @@ from ._types import (
     ModelList,
     RouteInfo,
 )
-from .observe.analytics import StatsReport, make_filters
 from .observe.record import RequestRecord
 from .observe.recorder import HookEvent, RecorderStatus, Redactor
 from .observe.sinks import Sink
 from .routing.health import TargetHealth
 from .routing.stats import TargetStats
 from .routing.strategies import Strategy
+
+if TYPE_CHECKING:
+    from .cache.stage import CacheStats
+    from .limits.budget import BudgetStatus
+    from .limits.stats import LimitStats
+    from .observe.analytics import StatsReport
 
 __all__ = ["ChatStream", "Router"]
 
@@ -329,12 +334,26 @@ class Router:
         properties: Mapping[str, str] | None = None,
     ) -> StatsReport:
         """Figures from the log store, after flushing (see `AsyncRouter.analytics`)."""
+        from .observe.analytics import make_filters
+
         filters = make_filters(
             since=since, until=until, where=where, route=route, provider=provider, model=model,
             user=user, properties=properties,
         )  # fmt: skip
         self.flush()
         return self._async.recorder_query(by=[by] if isinstance(by, str) else by, filters=filters)
+
+    def budgets(self) -> list[BudgetStatus]:
+        """Every budget's spend and remaining dollars per subject (see `AsyncRouter.budgets`)."""
+        return self._portal.call(self._async.budgets)
+
+    def cache_stats(self) -> CacheStats | None:
+        """The cache's hits, misses, bypasses, stores and savings; None without a cache."""
+        return self._async.cache_stats()
+
+    def limit_stats(self) -> LimitStats:
+        """The rate-limit and budget counters (see `AsyncRouter.limit_stats`)."""
+        return self._async.limit_stats()
 
     def close(self) -> None:
         """Close connection pools and stop the event-loop thread. Safe to call more than once."""

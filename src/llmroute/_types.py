@@ -103,6 +103,11 @@ class RouteInfo:
     Available as `.llmroute` on every response and on every stream. For a
     stream, `ttft_s`, `latency_s`, `usage` and `cost_usd` are filled in as the
     stream progresses and are final once it has ended.
+
+    `cache` is ``hit``, ``miss`` or ``bypass`` when a cache applies to the
+    route (None otherwise). A hit costs nothing (`cost_usd` is 0 and `usage`
+    None); `saved_tokens` and `saved_usd` are what the original answer used
+    and cost.
     """
 
     request_id: str
@@ -117,6 +122,8 @@ class RouteInfo:
     latency_s: float | None = None
     ttft_s: float | None = None
     stream: bool = False
+    saved_tokens: TokenUsage | None = None
+    saved_usd: float | None = None
     _cost: float | None = field(default=None, repr=False)
     _pricer: Callable[[], float | None] | None = field(default=None, repr=False)
     _reason: str | Callable[[], str] | None = field(default=None, repr=False)

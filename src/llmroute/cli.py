@@ -1,21 +1,19 @@
 """The ``llmroute`` command: ``check`` a config, print its ``schema``, ``serve``, ``stats``.
 
-The HTTP gateway is not built yet, so ``serve`` runs the library quickstart:
-one chat request and one streamed request through a router, showing what
-llmroute did. Rich (the ``cli`` extra) is imported only when a table is drawn.
+``serve`` runs the HTTP gateway (`llmroute.server`, the ``server`` extra,
+imported only then). Rich (the ``cli`` extra) is imported only when a table
+is drawn.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import importlib.util
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
-from . import AsyncRouter, Config, ConfigError, LLMRouteError, RouteInfo, __version__
+from . import AsyncRouter, Config, ConfigError, LLMRouteError, __version__
 from ._catalog import Provider, Route
 from ._config_load import providers_from_env
 from .providers import PRESETS
@@ -23,26 +21,6 @@ from .providers import PRESETS
 __all__ = ["main"]
 
 _Table = tuple[str, list[str], list[list[str]]]  # title, headers, rows (a cell may span lines)
-
-#: Files `serve` looks for in the current folder, in this order.
-_QUICKSTART_FILES = ("llmroute.yaml", "llmroute.yml", "llmroute.toml", "llmroute.json")
-#: A small model per service for the quickstart's requests when keys are found (``--model`` overrides).
-_QUICKSTART_MODELS = {
-    "openai": "gpt-4o-mini", "groq": "llama-3.1-8b-instant", "mistral": "mistral-small-latest",
-    "deepseek": "deepseek-chat", "openrouter": "openai/gpt-4o-mini",
-}  # fmt: skip
-#: The offline demo: a primary that fails its first answer, and a healthy fallback.
-_DEMO_CONFIG: dict[str, Any] = {
-    "providers": {
-        "flaky": {"type": "mock", "script": [503], "latency": "30ms", "chunk_delay": "10ms",
-                  "text": "Hello from flaky, the primary, which has recovered."},
-        "steady": {"type": "mock", "latency": "80ms", "chunk_delay": "10ms",
-                   "text": "Hello from steady, the fallback."},
-    },
-    "routes": {"demo": {"targets": ["flaky/demo-model", "steady/demo-model"], "timeout": "10s"}},
-}  # fmt: skip
-_PROMPT = "Say hello in one short sentence."
-
 
 # ---------------------------------------------------------------- output
 
@@ -181,92 +159,30 @@ def _schema(output: str | None) -> int:
     return 0
 
 
-# ---------------------------------------------------------------- serve (quickstart)
-
-
-def _config_path(args: argparse.Namespace) -> Path | None:
-    """``--config``, else the first of `_QUICKSTART_FILES` in the current folder."""
-    if args.config:
-        return Path(args.config)
-    return next((Path(n) for n in _QUICKSTART_FILES if Path(n).is_file()), None)
-
-
-def _quickstart_router(args: argparse.Namespace) -> tuple[AsyncRouter, str]:
-    """The router and `model=` to use: a config file, the environment's keys, or the demo."""
-    reason = "--demo was given"
-    if not args.demo:
-        path = _config_path(args)
-        if path is not None:
-            router = AsyncRouter.from_file(path)
-            model = args.model or next(iter(router._catalog.routes), None)
-            if model is None:
-                raise ConfigError(f"{path} has no routes; pass --model provider/model")
-            print(f"Using {path}; sending to {model!r}.")
-            return router, model
-        if args.model:
-            print(f"Using the providers found in the environment; sending to {args.model!r}.")
-            return AsyncRouter(), args.model
-        keys = providers_from_env()
-        targets = [f"{n}/{_QUICKSTART_MODELS[n]}" for n in keys if n in _QUICKSTART_MODELS]
-        if targets:
-            print(f"Using the providers found in the environment: route 'quickstart' = {targets}.")
-            return AsyncRouter({"routes": {"quickstart": {"targets": targets}}}), "quickstart"
-        reason = "no llmroute.yaml here and no provider keys in the environment"
-        if keys:
-            reason = f"no llmroute.yaml here, and for {', '.join(keys)} pass --model provider/model"
-    print(
-        f"DEMO ({reason}): this runs offline over the built-in simulated 'mock' provider.\n"
-        "Route 'demo' lists two targets: flaky/demo-model fails its first answer with HTTP 503,\n"
-        "steady/demo-model is healthy. Watch the first request fail over, and the second find\n"
-        "the primary recovered."
-    )
-    return AsyncRouter(_DEMO_CONFIG), "demo"
-
-
-def _print_info(answer: str | None, info: RouteInfo) -> None:
-    if answer is not None:
-        print(f"  answer:    {answer}")
-    print(f"  served by: {info.target} (provider {info.provider})")
-    first_token = f", first token {_ms(info.ttft_s)}" if info.stream else ""
-    print(f"  latency:   {_ms(info.latency_s)}{first_token}")
-    print(f"  attempts:  {len(info.attempts)}")
-    for number, attempt in enumerate(info.attempts, 1):
-        status = attempt.status if attempt.status is not None else "-"
-        error = f"  {attempt.error_type}: {attempt.error}" if attempt.error_type else ""
-        print(f"    {number}. {attempt.target:<24} {attempt.kind:<8} {attempt.outcome:<6} "
-              f"{status:<4} {_ms(attempt.latency_s):>9}{error}")  # fmt: skip
-    if len(info.attempts) > 1:
-        print(f"  -> failed over to {info.target} after {len(info.attempts) - 1} failed attempt(s)")
-
-
-async def _quickstart(args: argparse.Namespace) -> None:
-    router, model = _quickstart_router(args)
-    messages = [{"role": "user", "content": args.prompt}]
-    async with router:
-        print(f"\n1. chat.completions.create(model={model!r})")
-        reply = await router.chat.completions.create(model=model, messages=messages)
-        _print_info(reply.choices[0].message.content, reply.llmroute)
-        print(f"\n2. chat.completions.create(model={model!r}, stream=True)")
-        stream = await router.chat.completions.create(model=model, messages=messages, stream=True)
-        print("  answer:    ", end="", flush=True)
-        async with stream:
-            async for chunk in stream:
-                if chunk.choices and chunk.choices[0].delta.content:
-                    print(chunk.choices[0].delta.content, end="", flush=True)
-        print()
-        _print_info(None, stream.llmroute)
+# ---------------------------------------------------------------- serve
 
 
 def _serve(args: argparse.Namespace) -> int:
-    notice = "The llmroute HTTP gateway is not built yet"
-    print(f"{notice}; `llmroute serve` runs the library quickstart instead.\n")
+    from .server.run import start
+
     try:
-        asyncio.run(_quickstart(args))
-    except LLMRouteError as exc:
-        source = "" if args.demo else _config_path(args)
-        _print_error(exc, str(source or ""))
+        return start(
+            config=args.config, host=args.host, port=args.port, workers=args.workers,
+            allow_unauthenticated=args.allow_unauthenticated,
+            allow_per_worker_limits=args.allow_per_worker_limits, access_log=args.access_log,
+        )  # fmt: skip
+    except ConfigError as exc:
+        _print_error(exc, args.config or "")
         return 1
-    print(f"\n{notice}: use llmroute as a library (llmroute.Router / AsyncRouter) meanwhile.")
+
+
+def _new_key(name: str) -> int:
+    from .server.keys import hash_key, new_key
+
+    key = new_key()
+    print(f"key (give it to the client; it is not stored anywhere): {key}")
+    print("config (llmroute.yaml):")
+    print(f'  server:\n    keys:\n      - {{name: {name}, key: "{hash_key(key)}"}}')
     return 0
 
 
@@ -308,13 +224,28 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     schema = commands.add_parser("schema", help="print the JSON Schema of the config file")
     schema.add_argument("--output", "-o", metavar="FILE", help="write it to FILE instead")
-    serve = commands.add_parser(
-        "serve", help="run the library quickstart (the HTTP gateway is not built yet)"
+    serve = commands.add_parser("serve", help="run the OpenAI-compatible HTTP gateway")
+    serve.add_argument(
+        "--config", metavar="FILE",
+        help="config file (default: ./llmroute.yaml, else providers from the environment, "
+        "else an offline demo)",
+    )  # fmt: skip
+    serve.add_argument("--host", help="address to listen on (default: server.host, 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to listen on (default: server.port, 8080)")
+    serve.add_argument("--workers", type=int, help="worker processes (default: server.workers, 1)")
+    serve.add_argument(
+        "--allow-unauthenticated", action="store_true",
+        help="listen on a non-loopback address although no gateway keys are configured",
+    )  # fmt: skip
+    serve.add_argument(
+        "--allow-per-worker-limits", action="store_true",
+        help="with several workers, enforce in-memory rate limits and budgets per worker",
+    )  # fmt: skip
+    serve.add_argument("--access-log", action="store_true", help="log one line per request")
+    key = commands.add_parser(
+        "new-key", help="make a gateway key and the config line holding its hash"
     )
-    serve.add_argument("--config", metavar="FILE", help="config file (default: ./llmroute.yaml)")
-    serve.add_argument("--model", help="the route or provider/model to send to")
-    serve.add_argument("--prompt", default=_PROMPT, help="the user message to send")
-    serve.add_argument("--demo", action="store_true", help="run the offline demo even with keys")
+    key.add_argument("--name", default="my-client", help="the key's name in the config")
     stats = commands.add_parser("stats", help="request analytics from a log store")
     stats.add_argument(
         "store", nargs="?", default="llmroute.db",
@@ -351,6 +282,8 @@ def main(argv: list[str] | None = None) -> int:
         return _schema(args.output)
     if args.command == "stats":
         return _stats(args)
+    if args.command == "new-key":
+        return _new_key(args.name)
     return _serve(args)
 
 

@@ -6,31 +6,42 @@ store of ``logging.store``, JSON Lines files, your own), to OpenTelemetry,
 and to the router's hooks. `SqliteStore` and `query_stats` read a store
 back, as `AsyncRouter.analytics()` and ``llmroute stats`` do.
 
-`SqliteStore` is imported on first use (it brings in ``sqlite3``).
+The analytics and the store are imported on first use (the store brings in
+``sqlite3``), so a router that only records pays for neither.
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
-from .analytics import (
-    ErrorRow,
-    Filters,
-    Percentiles,
-    StatsReport,
-    StatsRow,
-    make_filters,
-    parse_time,
-    parse_where,
-    percentile,
-    query_stats,
-)
 from .record import AttemptRecord, RequestRecord
 from .recorder import HookEvent, Recorder, RecorderStatus, Redactor
 from .sinks import CallbackSink, JsonlSink, Sink, sink_from_url
 
 if TYPE_CHECKING:
+    from .analytics import (
+        ErrorRow,
+        Filters,
+        Percentiles,
+        StatsReport,
+        StatsRow,
+        make_filters,
+        parse_time,
+        parse_where,
+        percentile,
+        query_stats,
+    )
     from .sqlite import SqliteStore
+
+_LAZY = {
+    "SqliteStore": ".sqlite",
+    **dict.fromkeys(
+        ["ErrorRow", "Filters", "Percentiles", "StatsReport", "StatsRow", "make_filters",
+         "parse_time", "parse_where", "percentile", "query_stats"],
+        ".analytics",
+    ),
+}  # fmt: skip
 
 __all__ = [
     "AttemptRecord",
@@ -58,8 +69,9 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    if name == "SqliteStore":
-        from .sqlite import SqliteStore
-
-        return SqliteStore
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value

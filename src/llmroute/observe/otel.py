@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
     from .._catalog import Catalog
     from .._pipeline import RequestContext
 
-__all__ = ["DURATION_BUCKETS", "TOKEN_BUCKETS", "Telemetry"]
+__all__ = ["DURATION_BUCKETS", "TOKEN_BUCKETS", "Prepared", "Telemetry", "request_parameters"]
 
 #: Seconds: 0.01 doubling to 81.92 (the GenAI conventions' recommendation).
 DURATION_BUCKETS = tuple(0.01 * 2**i for i in range(14))
@@ -135,14 +136,18 @@ class Telemetry:
 
     # -------------------------------------------------------------- emitting
 
-    def emit(self, record: RequestRecord, ctx: RequestContext, parent: Context | None) -> None:
+    @staticmethod
+    def prepare(ctx: RequestContext, parent: Context | None) -> Prepared:
+        """What the spans need from the request itself, read when it ends (cheap)."""
+        fallback = ctx.route.targets[0].provider.name if ctx.route.targets else None
+        tools = getattr(ctx.request, "tools", None)
+        return Prepared(parent, request_parameters(ctx), fallback, tools)
+
+    def emit(self, record: RequestRecord, prepared: Prepared) -> None:
         """The record's span (with its attempts as children) and metric points."""
         provider_name = record.provider
         if provider_name is None:
-            if record.attempts:
-                provider_name = record.attempts[-1].provider
-            elif ctx.route.targets:
-                provider_name = ctx.route.targets[0].provider.name
+            provider_name = record.attempts[-1].provider if record.attempts else prepared.fallback
         system, address, port = self._server(provider_name)
         base: _Attributes = {
             "gen_ai.operation.name": record.operation,
@@ -157,17 +162,19 @@ class Telemetry:
         self._metrics(record, base, error_type)
         start = _ns(record.started_at)
         end = _ns(record.ended_at if record.ended_at is not None else record.started_at)
+        parent = prepared.parent
         span = self._tracer.start_span(
             f"{record.operation} {record.request_model}", context=parent,
             kind=SpanKind.CLIENT, attributes=base, start_time=start,
         )  # fmt: skip
         if span.is_recording():
-            span.set_attributes(_request_attributes(record, ctx))
+            span.set_attributes(prepared.parameters)
+            span.set_attributes(_response_attributes(record))
             if error_type is not None:
                 span.set_attribute("error.type", error_type)
                 span.set_status(Status(StatusCode.ERROR, record.error))
             if record.prompt is not None or record.completion is not None:
-                span.set_attributes(_content_attributes(record, ctx))
+                span.set_attributes(_content_attributes(record, prepared.tools))
             child_context = trace.set_span_in_context(span, parent)
             for attempt in record.attempts:
                 self._attempt_span(record, attempt, child_context)
@@ -220,10 +227,28 @@ def _ns(seconds: float) -> int:
     return round(seconds * 1e9)
 
 
-def _request_attributes(record: RequestRecord, ctx: RequestContext) -> _Attributes:
-    attributes: _Attributes = {"llmroute.request_id": record.request_id}
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """What a request's spans need beyond its record.
+
+    Attributes:
+        parent: the caller's trace context when the request started.
+        parameters: the ``gen_ai.request.*`` attributes.
+        fallback: the provider named on the span when no attempt was made.
+        tools: the request's tool definitions (for content capture).
+    """
+
+    parent: Context | None
+    parameters: _Attributes
+    fallback: str | None
+    tools: Any = None
+
+
+def request_parameters(ctx: RequestContext) -> _Attributes:
+    """The ``gen_ai.request.*`` attributes of a request."""
+    attributes: _Attributes = {}
     request: Any = ctx.request
-    if record.operation == "chat":
+    if ctx.operation == "chat":
         for name, value in (
             ("temperature", request.temperature), ("top_p", request.top_p),
             ("max_tokens", request.max_completion_tokens or request.max_tokens),
@@ -239,8 +264,13 @@ def _request_attributes(record: RequestRecord, ctx: RequestContext) -> _Attribut
             attributes["gen_ai.request.choice.count"] = request.n
     elif request.dimensions is not None:
         attributes["gen_ai.embeddings.dimension.count"] = request.dimensions
-    if record.stream:
+    if ctx.stream:
         attributes["gen_ai.request.stream"] = True
+    return attributes
+
+
+def _response_attributes(record: RequestRecord) -> _Attributes:
+    attributes: _Attributes = {"llmroute.request_id": record.request_id}
     optional: _Attributes = {
         "gen_ai.response.id": record.response_id,
         "gen_ai.response.model": record.response_model,
@@ -268,7 +298,7 @@ def _request_attributes(record: RequestRecord, ctx: RequestContext) -> _Attribut
 # ---------------------------------------------------------------- content
 
 
-def _content_attributes(record: RequestRecord, ctx: RequestContext) -> _Attributes:
+def _content_attributes(record: RequestRecord, tools: Any) -> _Attributes:
     attributes: _Attributes = {}
     if record.prompt is not None:
         system = [m for m in record.prompt if m.get("role") in ("system", "developer")]
@@ -285,7 +315,6 @@ def _content_attributes(record: RequestRecord, ctx: RequestContext) -> _Attribut
                 for i, m in enumerate(record.completion)
             ]
         )
-    tools = getattr(ctx.request, "tools", None)
     if tools:
         attributes["gen_ai.tool.definitions"] = _dumps(
             [t.model_dump(mode="json", exclude_none=True) for t in tools]

@@ -1,10 +1,11 @@
 """The request record: one per request, built off the request path from what the pipeline saw.
 
 A `RequestRecord` is what every sink stores, what the hooks receive and what
-the OpenTelemetry span is made from. It is built in the recorder's worker
-thread once the request has ended, from the `RequestContext` and `Outcome`
-the pipeline handed to the recorder stage, so reading the cost (priced on
-first read) never happens on the request path.
+the OpenTelemetry span is made from. The recorder stage builds it when the
+request ends, from the `RequestContext` and `Outcome` the pipeline hands it
+(a few microseconds: copying fields), so that the request's and response's
+objects are not kept alive in the queue. Its cost (pricing) and content
+(serialising messages) are filled in later by the recorder's worker thread.
 """
 
 from __future__ import annotations
@@ -14,12 +15,20 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from .._errors import BudgetExceeded, LocalRateLimitExceeded
-from .._types import ChatCompletion, ChatCompletionChunk, TokenUsage
+from .._types import ChatCompletion, ChatCompletionChunk, RouteInfo, TokenUsage
 
 if TYPE_CHECKING:
     from .._pipeline import Outcome, RequestContext
 
-__all__ = ["AttemptRecord", "RecordStatus", "RequestRecord", "build_record", "start_record"]
+__all__ = [
+    "AttemptRecord",
+    "RecordStatus",
+    "RequestRecord",
+    "add_content",
+    "apply_cost",
+    "build_record",
+    "start_record",
+]
 
 #: How a request ended (``started`` only in the record a request-start hook receives).
 RecordStatus = Literal["started", "ok", "error", "cancelled"]
@@ -167,10 +176,13 @@ def start_record(ctx: RequestContext) -> RequestRecord:
     )
 
 
-def build_record(
-    ctx: RequestContext, outcome: Outcome, ended: float, *, capture: bool
-) -> RequestRecord:
-    """The finished record of a request that ended at `ended` (on llmroute's monotonic clock)."""
+def build_record(ctx: RequestContext, outcome: Outcome, ended: float) -> RequestRecord:
+    """The record of a request that ended at `ended` (on llmroute's monotonic clock).
+
+    Everything but the cost (`apply_cost`, which prices the request) and the
+    content (`add_content`, which serialises the messages): both are left to
+    the recorder's worker thread.
+    """
     info = ctx.info
     record = start_record(ctx)
     latency = info.latency_s if info.latency_s is not None else ended - ctx.started
@@ -190,7 +202,6 @@ def build_record(
         )
         for a in info.attempts
     ]  # fmt: skip
-    _set_cost(record, info.cost_usd)
     _set_status(record, outcome)
     experiment = ctx.state.get(EXPERIMENT_STATE)
     if isinstance(experiment, tuple) and len(experiment) == 2:
@@ -205,16 +216,16 @@ def build_record(
         first = outcome.chunks[0]
         record.response_model, record.response_id = first.model, first.id
         record.finish_reasons = _stream_finish_reasons(outcome.chunks)
-    if capture:
-        record.prompt = _prompt(ctx)
-        record.completion = _completion(outcome)
     return record
 
 
-def _set_cost(record: RequestRecord, cost: float | None) -> None:
+def apply_cost(record: RequestRecord, info: RouteInfo) -> None:
+    """Set the record's cost (reading it prices the request) and what a cache hit saved."""
+    cost = info.cost_usd
     if record.cache == "hit" or (record.answered_by is not None and not record.attempts):
-        # nothing was sent: it cost nothing, and what it would have cost was saved
-        record.cost_usd, record.saved_usd = 0.0, cost
+        # nothing was sent: it cost nothing; what it would have cost was saved
+        saved = getattr(info, "saved_usd", None)
+        record.cost_usd, record.saved_usd = 0.0, saved if saved is not None else (cost or None)
     else:
         record.cost_usd = cost
 
@@ -245,9 +256,14 @@ def _stream_finish_reasons(chunks: list[ChatCompletionChunk]) -> list[str]:
 # ---------------------------------------------------------------- content
 
 
-def _prompt(ctx: RequestContext) -> list[dict[str, Any]]:
-    request: Any = ctx.request
-    if ctx.operation == "chat":
+def add_content(record: RequestRecord, request: Any, outcome: Outcome) -> None:
+    """Set the record's prompt and completion (the request's messages, the answer's)."""
+    record.prompt = _prompt(record.operation, request)
+    record.completion = _completion(outcome)
+
+
+def _prompt(operation: str, request: Any) -> list[dict[str, Any]]:
+    if operation == "chat":
         return [m.model_dump(mode="json", exclude_none=True) for m in request.messages]
     return [{"role": "user", "content": request.input}]
 

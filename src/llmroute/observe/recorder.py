@@ -1,16 +1,17 @@
 """The recorder: the pipeline stage that turns every request into a `RequestRecord`.
 
-On the request path it does almost nothing: `before()` reads the caller's
-trace context and decides whether content is captured, `after()` appends
-the finished request to a bounded queue (or counts it as dropped when the
-queue is full) and returns. A background task on the router's event loop
-(started on first use; for the blocking `Router`, on its private loop)
+On the request path it does little: `before()` reads the caller's trace
+context and decides whether content is captured; `after()` copies the
+request's fields into its record (microseconds; see `_pending` for why this
+is not left to the worker) and appends it to a bounded queue, or counts it
+as dropped when the queue is full. A background task on the router's event
+loop (started on first use; for the blocking `Router`, on its private loop)
 drains the queue in batches of up to ``batch_size``, waiting at most
 ``flush_interval`` to fill one, and hands each batch to a worker thread that
-builds the records (reading the cost, which prices the request), applies the
-redactor, emits the OpenTelemetry spans and metric points, and writes every
-sink. Back on the loop, the attempt-end and request-end hooks receive the
-records. A failing sink, hook or redactor is logged and counted, never
+prices the records (reading the cost), serialises captured content, applies
+the redactor, emits the OpenTelemetry spans and metric points, and writes
+every sink. Back on the loop, the attempt-end and request-end hooks receive
+the records. A failing sink, hook or redactor is logged and counted, never
 raised into a request.
 
 Attempt-end hooks run at request end, once per recorded attempt, from the
@@ -24,6 +25,7 @@ import asyncio
 import contextlib
 import inspect
 import logging
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -32,8 +34,15 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from .._errors import ConfigError
 from .._pipeline import Answer, Outcome, RequestContext, Stage
-from .analytics import Filters, StatsReport, query_stats
-from .record import AttemptRecord, RequestRecord, build_record, start_record
+from .._types import RouteInfo
+from .record import (
+    AttemptRecord,
+    RequestRecord,
+    add_content,
+    apply_cost,
+    build_record,
+    start_record,
+)
 from .sinks import CallbackSink, Sink, sink_from_url
 
 if TYPE_CHECKING:
@@ -43,7 +52,8 @@ if TYPE_CHECKING:
     from .._catalog import Catalog
     from .._clock import Clock
     from .._config import LoggingConfig, TelemetryConfig
-    from .otel import Telemetry
+    from .analytics import Filters, StatsReport
+    from .otel import Prepared, Telemetry
     from .sqlite import SqliteStore
 
 __all__ = ["HookEvent", "Recorder", "RecorderStatus", "Redactor"]
@@ -57,7 +67,12 @@ HookEvent = Literal["request_start", "attempt_end", "request_end"]
 Redactor = Callable[[RequestRecord], RequestRecord | None]
 
 _STATE = "recorder"
-_Item = tuple[RequestContext, Outcome, float]
+#: The longest the worker thread computes before offering the GIL to the event loop's.
+_HOLD = 0.0002
+#: A finished request waiting to be written: its record (without cost or content),
+#: its routing metadata (which prices it), the request and outcome when content is
+#: captured, and what its spans need.
+_Pending = tuple[RequestRecord, RouteInfo, tuple[Any, Outcome] | None, "Prepared | None"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +131,7 @@ class Recorder(Stage):
         if telemetry_config.enabled:
             self.use_telemetry()
         self._redactor: Redactor | None = None
-        self._queue: deque[_Item] = deque()
+        self._queue: deque[_Pending] = deque()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
@@ -220,7 +235,13 @@ class Recorder(Stage):
                     "router closed)", self._dropped,
                 )  # fmt: skip
             return
-        queue.append((ctx, outcome, self._clock.monotonic()))
+        try:
+            queue.append(self._pending(ctx, outcome))
+        except Exception:
+            self._failed += 1
+            logger.exception("llmroute recorder: could not record request %s",
+                             ctx.info.request_id)  # fmt: skip
+            return
         loop = asyncio.get_running_loop()
         if loop is not self._loop or self._task is None or self._task.done():
             self._start(loop)
@@ -230,6 +251,25 @@ class Recorder(Stage):
             wake.set()
         if len(queue) >= self._batch_size and not full.is_set():
             full.set()
+
+    def _pending(self, ctx: RequestContext, outcome: Outcome) -> _Pending:
+        """The queued form of a finished request.
+
+        The record is built now (copying fields: microseconds) so that the
+        queue does not keep each request's and response's objects alive until
+        its batch is written: held for a flush interval, they would survive
+        into the garbage collector's older generations and make its
+        collections several times costlier than the recording itself. Only
+        with content capture are the request and outcome kept, to be
+        serialised by the worker.
+        """
+        record = build_record(ctx, outcome, self._clock.monotonic())
+        state: Any = ctx.state.get(_STATE)
+        capture, parent = state if isinstance(state, tuple) else (self._capture, None)
+        content = (ctx.request, outcome) if capture else None
+        telemetry = self._telemetry
+        prepared = telemetry.prepare(ctx, parent) if telemetry is not None else None
+        return record, ctx.info, content, prepared
 
     # -------------------------------------------------------------- the background task
 
@@ -261,7 +301,7 @@ class Recorder(Stage):
                     self._deliver_sync(self._process(self._take()))
             raise
 
-    def _take(self) -> list[_Item]:
+    def _take(self) -> list[_Pending]:
         queue = self._queue
         return [queue.popleft() for _ in range(min(len(queue), self._batch_size))]
 
@@ -282,31 +322,42 @@ class Recorder(Stage):
                         await self._call_hooks("attempt_end", record, attempt)
                     await self._call_hooks("request_end", record)
 
-    def _process(self, batch: list[_Item]) -> list[RequestRecord]:
-        """Build, redact, trace and store a batch (in the worker thread)."""
+    def _process(self, batch: list[_Pending]) -> list[RequestRecord]:
+        """Price, redact, trace and store a batch (in the worker thread)."""
         records = []
         telemetry = self._telemetry
-        for ctx, outcome, ended in batch:
-            state: Any = ctx.state.get(_STATE)
-            capture, parent = state if isinstance(state, tuple) else (self._capture, None)
+        clock = time.perf_counter
+        held = clock()
+        for record, info, content, prepared in batch:
+            if clock() - held > _HOLD:
+                # Hand the GIL back. Otherwise, each time the event loop's thread released
+                # it (at every socket wait) it would wait up to the interpreter's switch
+                # interval (5 ms) to get it back from this thread, which costs requests
+                # far more than the recording itself.
+                time.sleep(0)
+                held = clock()
             try:
-                record: RequestRecord | None = build_record(ctx, outcome, ended, capture=capture)
-                if self._redactor is not None and record is not None:
-                    record = self._redactor(record)
+                apply_cost(record, info)
+                if content is not None:
+                    add_content(record, *content)
+                kept: RequestRecord | None = record
+                if self._redactor is not None:
+                    kept = self._redactor(record)
             except Exception:
                 self._failed += 1
                 logger.exception("llmroute recorder: could not record request %s",
-                                 ctx.info.request_id)  # fmt: skip
+                                 record.request_id)  # fmt: skip
                 continue
-            if record is None:
+            if kept is None:
                 continue
-            records.append(record)
-            if telemetry is not None:
+            records.append(kept)
+            if telemetry is not None and prepared is not None:
                 try:
-                    telemetry.emit(record, ctx, parent)
+                    telemetry.emit(kept, prepared)
                 except Exception:
                     logger.exception("llmroute recorder: OpenTelemetry export failed")
         for sink in self._sinks:
+            time.sleep(0)
             try:
                 sink.write(records)
             except Exception:
@@ -358,6 +409,8 @@ class Recorder(Stage):
                 "(for example sqlite:///llmroute.db)",
                 path="logging.store",
             )
+        from .analytics import query_stats
+
         return query_stats(self.store, by=by, filters=filters)
 
     async def analytics(

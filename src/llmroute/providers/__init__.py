@@ -14,16 +14,28 @@ from typing import Any
 from .._clock import Clock
 from .._transport import Transport
 from ._base import ExtraRequest, ProviderAdapter, RateLimitState, StreamDecoder, parse_retry_after
+from ._configs import (
+    AnthropicProviderConfig,
+    AzureProviderConfig,
+    BedrockProviderConfig,
+    GeminiProviderConfig,
+    TokenProvider,
+)
 from ._presets import PRESETS, Preset
 
 __all__ = [
     "PRESETS",
+    "AnthropicProviderConfig",
+    "AzureProviderConfig",
+    "BedrockProviderConfig",
     "ExtraRequest",
+    "GeminiProviderConfig",
     "Preset",
     "ProviderAdapter",
     "ProviderSpec",
     "RateLimitState",
     "StreamDecoder",
+    "TokenProvider",
     "parse_retry_after",
     "provider_spec",
     "provider_types",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, ClassVar, Literal, Self
 
 from pydantic import (
     BaseModel,
@@ -53,6 +53,9 @@ class ProviderConfigBase(BaseModel):
     timeout: PositiveDuration = 600.0
     connect_timeout: PositiveDuration = 10.0
     max_connections: int = Field(default=512, ge=1)
+
+    #: The environment variables zero-config detection looks for (for error messages).
+    env_hint: ClassVar[str | None] = None
 
     def with_env(self, name: str, env: Mapping[str, str]) -> Self:
         """This config with unset values filled from the environment (see each type)."""
@@ -283,6 +286,7 @@ class AnthropicProviderConfig(ProviderConfigBase):
         headers: extra headers on every request.
     """
 
+    env_hint: ClassVar[str | None] = "ANTHROPIC_API_KEY"
     type: Literal["anthropic"]
     api_key: SecretStr | None = None
     base_url: str | None = None
@@ -324,6 +328,7 @@ class GeminiProviderConfig(ProviderConfigBase):
         headers: extra headers on every request.
     """
 
+    env_hint: ClassVar[str | None] = "GEMINI_API_KEY (or GOOGLE_API_KEY)"
     type: Literal["gemini"]
     api_key: SecretStr | None = None
     base_url: str | None = None
@@ -375,6 +380,7 @@ class AzureProviderConfig(ProviderConfigBase):
         stream_usage: whether to send ``stream_options.include_usage``.
     """
 
+    env_hint: ClassVar[str | None] = "AZURE_OPENAI_ENDPOINT and AZURE_OPENAI_API_KEY"
     type: Literal["azure"]
     endpoint: str | None = None
     api_key: SecretStr | None = None
@@ -444,6 +450,9 @@ class BedrockProviderConfig(ProviderConfigBase):
         headers: extra headers on every request (signed with it).
     """
 
+    env_hint: ClassVar[str | None] = (
+        "AWS_REGION and AWS_BEARER_TOKEN_BEDROCK (or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"
+    )
     type: Literal["bedrock"]
     region: str | None = None
     api_key: SecretStr | None = None

@@ -154,8 +154,9 @@ def parse_gemini_chat(adapter: GeminiAdapter, body: bytes, model: str) -> ChatCo
                     (thoughts if part.get("thought") else texts).append(part["text"])
             extra = {"reasoning_content": "".join(thoughts)} if thoughts else {}
             message = ChatCompletionMessage(
-                content="".join(texts) if texts else None, tool_calls=calls or None, **extra
-            )
+                role="assistant", content="".join(texts) if texts else None, refusal=None,
+                tool_calls=calls or None, **extra,
+            )  # fmt: skip
             choices.append(Choice(
                 index=int(candidate.get("index", position)), message=message,
                 finish_reason=finish_reason(reason, tool_calls=bool(calls)), logprobs=None,

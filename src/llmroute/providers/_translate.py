@@ -76,13 +76,10 @@ VENDOR_OPTION_KEYS = frozenset({"anthropic", "gemini", "bedrock"})
 #: The name of the tool that carries structured output where it is translated to a forced tool.
 RESPONSE_TOOL = "json_response"
 
-#: OpenAI parameters that only tune OpenAI's own service (storage, caching keys, tiers,
-#: safety identifiers, output verbosity): other vendors have no counterpart, and leaving
-#: them out changes nothing about the answer's form, so they are dropped.
-_OPENAI_ONLY_HINTS = frozenset(
-    {"store", "metadata", "service_tier", "prompt_cache_key", "safety_identifier", "verbosity",
-     "user", "stream", "stream_options", "parallel_tool_calls", "model", "messages"}
-)  # fmt: skip
+#: Extra (undeclared) OpenAI parameters that only tune OpenAI's own service: other vendors
+#: have no counterpart and leaving them out changes nothing about the answer's form, so they
+#: are dropped, like the declared `store`, `metadata`, `service_tier` and `prompt_cache_key`.
+_OPENAI_ONLY_HINTS = frozenset({"safety_identifier", "verbosity"})
 
 T = TypeVar("T", bound=BaseModel)
 
@@ -101,18 +98,16 @@ def _set_and_meaningful(name: str, value: Any) -> bool:
         return False
     if name == "n":
         return bool(value != 1)
-    if name in ("logprobs",):
+    if name in ("logprobs", "logit_bias"):
         return bool(value)
     if name in ("presence_penalty", "frequency_penalty"):
         return bool(value != 0)
-    if name in ("logit_bias",):
-        return bool(value)
     if name == "modalities":
         return list(value) != ["text"]
     return True
 
 
-#: Declared parameters that a vendor may lack, with what to call them in a refusal.
+#: Parameters a vendor may lack, with what to call them in a refusal.
 _OPTIONAL_FEATURES = {
     "n": "n > 1 (several choices)",
     "logprobs": "logprobs",
@@ -133,13 +128,11 @@ def refuse_unsupported(
     provider: str,
     *,
     supported: Iterable[str] = (),
-    handled: Iterable[str] = (),
 ) -> None:
     """Refuse parameters the vendor cannot honour, naming them.
 
     `supported` lists the optional features (keys of ``_OPTIONAL_FEATURES``) the
-    vendor translates; `handled` lists extra (non-OpenAI) keys the adapter reads.
-    Unknown extra parameters are refused too: they cannot be passed through to a
+    vendor translates. Unknown extra parameters are refused too: they cannot be passed through to a
     non-OpenAI API, and dropping them silently would hide a mistake.
     """
     allowed = set(supported)
@@ -152,7 +145,7 @@ def refuse_unsupported(
         if _set_and_meaningful(name, value):
             raise refuse(provider, feature, param=name)
     extra = request.model_extra or {}
-    known = VENDOR_OPTION_KEYS | _OPENAI_ONLY_HINTS | set(handled) | set(_OPTIONAL_FEATURES)
+    known = VENDOR_OPTION_KEYS | _OPENAI_ONLY_HINTS | _OPTIONAL_FEATURES.keys()
     unknown = sorted(key for key in extra if key not in known)
     if unknown:
         names = ", ".join(unknown)
@@ -421,8 +414,9 @@ def completion(
         )  # fmt: skip
         choices = [Choice(index=index, message=message, finish_reason=finish_reason, logprobs=None)]
     return ChatCompletion(
-        id=completion_id, created=int(time.time()), model=model, choices=choices, usage=usage
-    )
+        id=completion_id, object="chat.completion", created=int(time.time()), model=model,
+        choices=choices, usage=usage,
+    )  # fmt: skip
 
 
 def malformed(provider: str, model: str, body: bytes, problem: str) -> MalformedResponse:
@@ -454,8 +448,9 @@ class ChunkMaker:
             index=index, delta=ChoiceDelta(**fields), finish_reason=finish_reason, logprobs=None
         )
         return ChatCompletionChunk(
-            id=self.id, created=self.created, model=self.model, choices=[choice]
-        )
+            id=self.id, object="chat.completion.chunk", created=self.created, model=self.model,
+            choices=[choice],
+        )  # fmt: skip
 
     def tool_start(
         self, position: int, call_id: str, name: str, arguments: str = "", *, index: int = 0,
@@ -480,5 +475,6 @@ class ChunkMaker:
     def usage(self, usage: CompletionUsage) -> ChatCompletionChunk:
         """The final usage chunk (no choices), as OpenAI sends it."""
         return ChatCompletionChunk(
-            id=self.id, created=self.created, model=self.model, choices=[], usage=usage
-        )
+            id=self.id, object="chat.completion.chunk", created=self.created, model=self.model,
+            choices=[], usage=usage,
+        )  # fmt: skip

@@ -191,11 +191,8 @@ def classify_anthropic_error(status: int, kind: str | None) -> type[ProviderErro
     return _TYPE_CLASSES.get(kind or "", InvalidRequest)
 
 
-#: OpenAI tool_choice modes -> Anthropic's (a named function becomes ``{"type": "tool"}``).
-_FORCED: dict[str, dict[str, Any]] = {
-    "none": {"type": "none"}, "auto": {"type": "auto"}, "required": {"type": "any"},
-    "function": {"type": "tool"},
-}  # fmt: skip
+#: OpenAI tool_choice modes -> Anthropic's tool_choice types.
+_FORCED = {"none": "none", "auto": "auto", "required": "any", "function": "tool"}
 
 
 def _tool_spec(function: FunctionDefinition) -> dict[str, Any]:
@@ -271,7 +268,7 @@ class AnthropicAdapter(ProviderAdapter):
     def build_body(self, request: ChatRequest, model: str) -> tuple[dict[str, Any], list[str]]:
         """The Messages API body for `request`, and the request's extra beta flags."""
         name = self.name
-        refuse_unsupported(request, name, handled=("reasoning_effort",))
+        refuse_unsupported(request, name)
         options = vendor_options(request, "anthropic", AnthropicOptions, name) or AnthropicOptions()
         if request.temperature is not None and request.temperature > 1:
             raise refuse(name, f"temperature {request.temperature} (Anthropic accepts 0-1)",
@@ -320,9 +317,11 @@ class AnthropicAdapter(ProviderAdapter):
     ) -> None:
         tools = [_tool_spec(tool.function) for tool in request.tools or ()]
         choice = tool_choice(request, self.name)
-        forced = _FORCED[choice.mode] if choice is not None else None
-        if forced is not None and choice is not None and choice.mode == "function":
-            forced = {"type": "tool", "name": choice.name}
+        forced: dict[str, Any] | None = None
+        if choice is not None:
+            forced = {"type": _FORCED[choice.mode]}
+            if choice.mode == "function":
+                forced["name"] = choice.name
         if self.uses_response_tool(request):
             tools.append(self._response_tool(request, tools))
             if choice is None or choice.mode != "function":
@@ -333,7 +332,7 @@ class AnthropicAdapter(ProviderAdapter):
             return
         body["tools"] = tools
         if request.parallel_tool_calls is False:
-            forced = dict(forced or {"type": "auto"})
+            forced = forced or {"type": "auto"}
             if forced["type"] != "none":
                 forced["disable_parallel_tool_use"] = True
         if forced is None:

@@ -74,6 +74,13 @@ from ._translate import (
 __all__ = ["BedrockAdapter", "BedrockOptions"]
 
 _IMAGE_FORMATS = {"png": "png", "jpeg": "jpeg", "jpg": "jpeg", "gif": "gif", "webp": "webp"}
+_DOCUMENT_FORMATS = {
+    "application/pdf": "pdf", "text/csv": "csv", "application/msword": "doc",
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document": "docx",
+    "application/vnd.ms-excel": "xls",
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": "xlsx",
+    "text/html": "html", "text/plain": "txt", "text/markdown": "md",
+}  # fmt: skip
 
 
 class BedrockOptions(BaseModel):
@@ -307,11 +314,14 @@ class BedrockAdapter(ProviderAdapter):
             return {"image": {"format": fmt, "source": {"bytes": image.data}}}
         if not text_only and isinstance(part, FilePart):
             document = file_data(part, name)
+            doc_format = _DOCUMENT_FORMATS.get(document.media_type)
+            if doc_format is None:
+                raise refuse(name, f"documents of type {document.media_type}", param="messages")
             filename = str(part.file.get("filename") or "document")
             stem = "".join(
                 c if c.isalnum() or c in " -()[]" else "-" for c in filename.rsplit(".", 1)[0]
             )
-            return {"document": {"format": document.format, "name": stem or "document",
+            return {"document": {"format": doc_format, "name": stem or "document",
                                  "source": {"bytes": document.data}}}  # fmt: skip
         raise refuse(name, f"{part.type} content in {where}", param="messages")
 
@@ -338,7 +348,8 @@ class BedrockAdapter(ProviderAdapter):
         return blocks
 
     def _tool_result(self, message: ToolMessage) -> dict[str, Any]:
-        content = self._blocks(message.content, "tool messages") or [{"text": " "}]
+        # Converse refuses an empty result and blank text
+        content = self._blocks(message.content, "tool messages") or [{"text": "(empty result)"}]
         content = [block for block in content if "cachePoint" not in block]
         return {"toolResult": {"toolUseId": message.tool_call_id, "content": content}}
 

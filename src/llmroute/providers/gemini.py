@@ -173,9 +173,8 @@ class GeminiAdapter(ProviderAdapter):
         """The ``generateContent`` body for `request`."""
         name = self.name
         refuse_unsupported(
-            request, name, supported=("n", "seed", "presence_penalty", "frequency_penalty"),
-            handled=("reasoning_effort",),
-        )  # fmt: skip
+            request, name, supported=("n", "seed", "presence_penalty", "frequency_penalty")
+        )
         options = vendor_options(request, "gemini", GeminiOptions, name) or GeminiOptions()
         system, contents = self._contents(request, model)
         body: dict[str, Any] = {"contents": contents}

@@ -197,7 +197,8 @@ class LatencyStrategy:
     in flight + 1), so a fast target that is already busy looks slower.
 
     Two distinct candidates are drawn, each with probability proportional to
-    1 / score, and the better of the two goes first; the rest follow by score.
+    1 / score; the better of the two goes first, the other second, and the
+    rest follow in config order.
     Drawing two and comparing (power of two choices) spreads concurrent
     requests instead of sending every one to a single "best" target, while
     the 1 / score weights make the fastest target the usual winner. A target
@@ -252,24 +253,36 @@ class LatencyStrategy:
             i = j = rng.randrange(count)
             how = "exploring"
         else:
-            weights = [1.0 / v for v in values]
-            i = _draw(rng, weights)
-            weights[i] = 0.0  # two distinct draws
-            j = _draw(rng, weights)
+            i, j = _two_draws(rng, [1.0 / v for v in values])
             if values[j] < values[i]:
                 i, j = j, i
             how = "two choices"
-        # the winner, then the rest fastest first
-        ranked = sorted(range(count), key=values.__getitem__)
-        ranked.remove(i)
+        # the winner, the other drawn, then the rest in config order
         ordered = [candidates[i]]
-        ordered += map(candidates.__getitem__, ranked)
+        if j != i:
+            ordered.append(candidates[j])
+        ordered += [t for k, t in enumerate(candidates) if k != i and k != j]
         unit = "ttft s" if ctx.stream else "s/token"
         return Selection(
             ordered,
             lambda: f"{how} ({candidates[i].key} vs {candidates[j].key}); score ({unit} x busy): "
-            + ", ".join(f"{t.key}={values[candidates.index(t)]:.4g}" for t in ordered),
+            + ", ".join(f"{t.key}={v:.4g}" for t, v in zip(candidates, values, strict=True)),
         )
+
+
+def _two_draws(rng: random.Random, weights: list[float]) -> tuple[int, int]:
+    """Two distinct indices, each drawn with probability proportional to its weight."""
+    cumulative = list(accumulate(weights))
+    last = len(cumulative) - 1
+    total = cumulative[-1]
+    i = bisect(cumulative, rng.random() * total, hi=last)
+    # the second draw skips the first's share of the line
+    start = cumulative[i - 1] if i else 0.0
+    point = rng.random() * (total - weights[i])
+    if point >= start:
+        point += weights[i]
+    j = bisect(cumulative, point, hi=last)
+    return i, (j if j != i else (i + 1) % len(cumulative))
 
 
 class CostStrategy:

@@ -1,0 +1,84 @@
+"""Cache keys: a digest of the canonical form of a request.
+
+The key covers what decides the answer:
+
+- the operation (chat or embeddings);
+- where it is sent: the route's name and the sorted set of targets of the
+  route and its fallbacks (narrowed by the request's `targets` option), so a
+  route that now sends elsewhere does not serve old answers;
+- the namespace (the cache's and the request's);
+- the request's parameters, minus those that do not change the answer:
+  `stream`, `stream_options`, `user`, `metadata`, `store`, `service_tier` and
+  `prompt_cache_key`, and none of llmroute's own options. ``None`` values are
+  left out and ``n: 1`` is the same as no `n`. Parameters llmroute does not
+  know (``extra_body``) count.
+
+The canonical form is the request's JSON with its keys sorted, so two
+requests that differ only in the order of keys inside a parameter (a tool's
+JSON Schema, `response_format`) share a key. A request without free-form
+mappings is serialized in schema order directly (its key order is fixed),
+which is faster.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import TYPE_CHECKING
+
+from .._request import ChatRequest, EmbeddingsRequest
+
+if TYPE_CHECKING:
+    from .._catalog import Route
+
+__all__ = ["cache_key", "route_identity"]
+
+_NOT_IN_KEY = {
+    "stream", "stream_options", "user", "metadata", "store", "service_tier", "prompt_cache_key",
+}  # fmt: skip
+_NOT_IN_KEY_N = _NOT_IN_KEY | {"n"}
+
+
+def route_identity(route: Route, allowed: list[str] | None) -> str:
+    """The route's name and the sorted targets a request on it may reach."""
+    keys = {t.key: t.provider.name for r in route.chain() for t in r.targets}
+    if allowed is not None:
+        wanted = set(allowed)
+        keys = {k: p for k, p in keys.items() if k in wanted or p in wanted}
+    return f"{route.name or ''}|{','.join(sorted(keys))}"
+
+
+def _free_form(request: ChatRequest | EmbeddingsRequest) -> bool:
+    """Whether the request holds mappings whose key order the caller chose."""
+    if request.model_extra:
+        return True
+    if isinstance(request, EmbeddingsRequest):
+        return False
+    if (
+        request.tools
+        or request.response_format
+        or request.logit_bias
+        or isinstance(request.tool_choice, dict)
+    ):
+        return True
+    # content parts may carry mappings of their own (a file, a provider's extras)
+    return any(m.model_extra or not isinstance(m.content, str | None) for m in request.messages)
+
+
+def canonical_request(request: ChatRequest | EmbeddingsRequest) -> bytes:
+    """The request's parameters that decide the answer, as canonical JSON."""
+    exclude = _NOT_IN_KEY_N if getattr(request, "n", None) == 1 else _NOT_IN_KEY
+    if not _free_form(request):
+        return request.model_dump_json(exclude_none=True, exclude=exclude).encode()
+    data = request.model_dump(mode="json", exclude_none=True, exclude=exclude)
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def cache_key(
+    operation: str, route: str, namespace: str, request: ChatRequest | EmbeddingsRequest
+) -> str:
+    """The hex digest naming a request's cached answer (see the module docstring)."""
+    digest = hashlib.blake2b(digest_size=20)
+    digest.update(f"{operation}\n{route}\n{namespace}\n".encode())
+    digest.update(canonical_request(request))
+    return digest.hexdigest()

@@ -1,0 +1,263 @@
+"""The cache stage: answer repeated requests from the cache, and store new complete answers.
+
+Before routing, the request's key (see `llmroute.cache.keys`) is looked up; a
+hit answers at once (a streamed request gets the answer replayed as chunks).
+On a miss the answer is stored once the request has ended, only if it
+succeeded and is complete: a non-streamed response, or a stream the provider
+finished, with every choice's finish reason one of ``stop``, ``length``,
+``tool_calls``. A stream stitched from two targets (``mid_stream:
+continue``) is not stored.
+
+Per request (`CacheControl`): `no_cache` skips the lookup (the answer is
+still stored), `no_store` does not store, `ttl` sets the entry's lifetime,
+`namespace` separates tenants, `buckets` keeps several answers per key.
+
+`RouteInfo.cache` is ``hit``, ``miss`` or ``bypass`` (a cache was configured
+for the route but not consulted: `no_cache`, ``only_deterministic``, or the
+backend is unavailable); None when no cache applies to the route. A hit also
+reports what it saved: `saved_tokens` and `saved_usd`, and costs 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from dataclasses import dataclass
+
+from .._catalog import Route
+from .._pipeline import Answer, Outcome, RequestContext, Stage
+from .._request import ChatRequest
+from .._types import ChatCompletion, CompletionUsage, CreateEmbeddingResponse
+from ..limits._redis import RedisUnavailable
+from .backends import CacheBackend
+from .config import CacheConfig
+from .convert import chunks_to_completion, completion_to_chunks
+from .entry import Entry, decode_entry, encode_entry
+from .keys import cache_key, route_identity
+
+__all__ = ["CacheStage", "CacheStats"]
+
+#: Finish reasons of answers worth keeping (not ``content_filter``, not unfinished).
+CACHEABLE_FINISH = frozenset({"stop", "length", "tool_calls", "function_call"})
+
+
+@dataclass(slots=True)
+class CacheStats:
+    """What the cache has done since the router started.
+
+    Attributes:
+        hits: requests answered from the cache.
+        misses: requests looked up and not found.
+        bypasses: requests that skipped the lookup (see `RouteInfo.cache`).
+        stores: answers stored.
+        not_stored: answers to misses that were not stored (failed,
+            incomplete, filtered, too large, or the backend failed).
+        errors: backend calls that failed.
+        saved_input_tokens, saved_output_tokens: the tokens hits did not spend.
+        saved_usd: the dollars hits did not spend, where the cost was known.
+    """
+
+    hits: int = 0
+    misses: int = 0
+    bypasses: int = 0
+    stores: int = 0
+    not_stored: int = 0
+    errors: int = 0
+    saved_input_tokens: int = 0
+    saved_output_tokens: int = 0
+    saved_usd: float = 0.0
+
+    @property
+    def hit_rate(self) -> float | None:
+        """Hits over lookups (hits and misses); None before any lookup."""
+        looked = self.hits + self.misses
+        return self.hits / looked if looked else None
+
+
+@dataclass(frozen=True, slots=True)
+class _RoutePolicy:
+    enabled: bool
+    ttl: float
+    identity: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    key: str
+    ttl: float
+
+
+def _free() -> float:
+    return 0.0
+
+
+class CacheStage(Stage):
+    """The response cache (see the module docstring)."""
+
+    name = "cache"
+
+    def __init__(self, config: CacheConfig, backend: CacheBackend) -> None:
+        self._config = config
+        self._backend = backend
+        self._policies: dict[Route, _RoutePolicy] = {}
+        self._rng = random.Random()
+        self._tasks: set[asyncio.Task[None]] = set()
+        #: What the cache has done so far.
+        self.stats = CacheStats()
+
+    def _policy(self, route: Route) -> _RoutePolicy:
+        policy = self._policies.get(route)
+        if policy is None:
+            own = route.config.cache
+            enabled = own.enabled if own is not None else self._config.enabled
+            ttl = own.ttl if own is not None and own.ttl is not None else self._config.ttl
+            policy = _RoutePolicy(enabled, ttl, route_identity(route, None))
+            self._policies[route] = policy
+        return policy
+
+    # -------------------------------------------------------------- lookup
+
+    async def before(self, ctx: RequestContext) -> Answer | None:
+        config = self._config
+        policy = self._policy(ctx.route)
+        if not policy.enabled or (ctx.operation == "embeddings" and not config.embeddings):
+            return None
+        control = ctx.options.cache
+        request = ctx.request
+        if (control.no_cache and control.no_store) or (
+            config.only_deterministic
+            and isinstance(request, ChatRequest)
+            and request.temperature != 0
+            and request.seed is None
+        ):
+            self._bypass(ctx)
+            return None
+        targets = ctx.options.targets
+        identity = policy.identity if targets is None else route_identity(ctx.route, targets)
+        namespace = config.namespace
+        if control.namespace:
+            namespace = f"{namespace}/{control.namespace}" if namespace else control.namespace
+        base = (
+            f"{config.prefix}:{namespace}:{cache_key(ctx.operation, identity, namespace, request)}"
+        )
+        buckets = control.buckets or config.buckets
+        keys = [base] if buckets == 1 else [f"{base}:{i}" for i in range(buckets)]
+        ttl = control.ttl or policy.ttl
+        if control.no_cache:
+            self._bypass(ctx)
+            self._expect(ctx, self._rng.choice(keys), ttl)
+            return None
+        try:
+            found = await self._backend.get_many(keys)
+        except RedisUnavailable:
+            self.stats.errors += 1
+            self._bypass(ctx)
+            return None
+        if None not in found:  # every bucket holds an answer: pick one
+            value = found[0] if buckets == 1 else self._rng.choice(found)
+            assert value is not None
+            entry = decode_entry(value, ctx.operation)
+            if entry is not None:
+                return self._hit(ctx, entry)
+        ctx.info.cache = "miss"
+        self.stats.misses += 1
+        if not control.no_store:
+            empty = [i for i, value in enumerate(found) if value is None]
+            self._expect(ctx, keys[empty[0] if empty else 0], ttl)
+        return None
+
+    def _bypass(self, ctx: RequestContext) -> None:
+        ctx.info.cache = "bypass"
+        self.stats.bypasses += 1
+
+    def _expect(self, ctx: RequestContext, key: str, ttl: float) -> None:
+        """Store the answer under `key` once the request has ended."""
+        ctx.state[self.name] = _Pending(key, ttl)
+        if ctx.stream:
+            ctx.keep_chunks = True
+
+    def _hit(self, ctx: RequestContext, entry: Entry) -> Answer:
+        info, stats = ctx.info, self.stats
+        info.cache, info.route = "hit", ctx.route.name
+        info.saved_tokens, info.saved_usd = entry.usage, entry.cost_usd
+        info.set_cost(_free)
+        stats.hits += 1
+        if entry.usage is not None:
+            stats.saved_input_tokens += entry.usage.input
+            stats.saved_output_tokens += entry.usage.output
+        if entry.cost_usd is not None:
+            stats.saved_usd += entry.cost_usd
+        response = entry.response
+        if ctx.stream and isinstance(response, ChatCompletion):
+            return completion_to_chunks(response)
+        return response
+
+    # -------------------------------------------------------------- store
+
+    async def after(self, ctx: RequestContext, outcome: Outcome) -> None:
+        pending = ctx.state.pop(self.name, None)
+        if not isinstance(pending, _Pending):
+            return
+        info = ctx.info
+        cost = info.cost_usd  # read at once: the recorder may price it in another thread later
+        response = self._complete_answer(ctx, outcome)
+        if response is None:
+            self.stats.not_stored += 1
+            return
+        if isinstance(response, ChatCompletion) and response.usage is None and info.usage:
+            usage = info.usage  # what the stream's caller was told (the provider sent none)
+            response.usage = CompletionUsage(
+                prompt_tokens=usage.input, completion_tokens=usage.output, total_tokens=usage.total
+            )
+        data = encode_entry(response, info.usage, cost)
+        if len(data) > self._config.max_entry_size:
+            self.stats.not_stored += 1
+            return
+        if self._backend.remote:  # a network round trip: off the request's path
+            task = asyncio.get_running_loop().create_task(self._store(pending, data))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        else:
+            await self._store(pending, data)
+
+    def _complete_answer(
+        self, ctx: RequestContext, outcome: Outcome
+    ) -> ChatCompletion | CreateEmbeddingResponse | None:
+        """The answer to store, or None when it must not be cached."""
+        if outcome.error is not None or not outcome.completed:
+            return None
+        response = outcome.response
+        if response is None:
+            chunks = outcome.chunks
+            if not chunks:
+                return None
+            if ctx.route.config.mid_stream == "continue" and len(ctx.info.attempts) > 1:
+                return None  # possibly stitched from two targets' answers
+            response = chunks_to_completion(chunks)
+        if isinstance(response, ChatCompletion) and (
+            not response.choices
+            or any(c.finish_reason not in CACHEABLE_FINISH for c in response.choices)
+        ):
+            return None
+        return response
+
+    async def _store(self, pending: _Pending, data: bytes) -> None:
+        try:
+            await self._backend.set(pending.key, data, pending.ttl)
+        except RedisUnavailable:
+            self.stats.errors += 1
+            self.stats.not_stored += 1
+            return
+        self.stats.stores += 1
+
+    async def drain(self) -> None:
+        """Wait for the stores in flight."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks))
+
+    async def check(self) -> str | None:
+        return await self._backend.check()
+
+    async def aclose(self) -> None:
+        await self.drain()
+        await self._backend.aclose()

@@ -1,0 +1,27 @@
+"""Who a request counts for under a rule's `per`: its user, key, team, route, a property, or everyone."""
+
+from __future__ import annotations
+
+from .._pipeline import RequestContext
+
+__all__ = ["subject_of"]
+
+
+def subject_of(per: str, ctx: RequestContext) -> str | None:
+    """The value `per` picks out of the request, or None when the request has none.
+
+    ``user`` is the request option, else the request body's ``user``; ``route``
+    is the route name, or ``provider/model`` for a direct request.
+    """
+    options = ctx.options
+    if per == "global":
+        return "*"
+    if per == "user":
+        return options.user or getattr(ctx.request, "user", None)
+    if per == "key":
+        return options.key
+    if per == "team":
+        return options.team
+    if per == "route":
+        return ctx.route.name or ctx.request.model
+    return options.properties.get(per.removeprefix("property:"))

@@ -1,0 +1,150 @@
+"""The ``server`` section of the configuration: how `llmroute serve` listens and whom it lets in.
+
+Plain pydantic models, imported by the configuration itself; nothing here
+needs the ``server`` extra.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import (
+    BaseModel,
+    ByteSize,
+    ConfigDict,
+    Field,
+    SecretStr,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+
+from .._units import PositiveDuration
+
+__all__ = ["DEFAULT_MAX_BODY_SIZE", "GatewayKeyConfig", "ServerConfig"]
+
+_STRICT = ConfigDict(extra="forbid", defer_build=True)
+_HASHED = re.compile(r"sha256:[0-9a-f]{64}")
+#: The shortest plain key accepted: shorter ones can be guessed.
+MIN_PLAIN_KEY_LENGTH = 16
+#: The default limit on a request body: 10 MiB.
+DEFAULT_MAX_BODY_SIZE = 10 * 1024 * 1024
+
+Size = Annotated[
+    ByteSize,
+    Field(gt=0),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "integer", "minimum": 1},
+                {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*[a-zA-Z]*\s*$"},
+            ],
+            "description": "bytes, or a size such as 512KB, 10MB or 10MiB",
+        }
+    ),
+]
+
+
+class GatewayKeyConfig(BaseModel):
+    """A gateway API key: who may call the gateway, as whom, and which routes.
+
+    Clients send the key as ``Authorization: Bearer <key>`` (the OpenAI SDKs'
+    ``api_key``).
+
+    Attributes:
+        name: the key's name: recorded with every request (`RequestOptions.key`)
+            and used by rate limits and budgets; never the key itself.
+        key: ``sha256:<64 hex digits>`` (the SHA-256 of the key; `llmroute
+            new-key` makes one), or the plain key (accepted with a warning at
+            start-up; at least 16 characters).
+        user: the user requests with this key are made for; a request's
+            ``x-llmroute-user`` header may not name another.
+        team: the team requests with this key are billed to.
+        routes: the routes and ``provider/model`` names this key may use, as
+            names or shell-style patterns (``openai/*``, ``*``); unset: all.
+    """
+
+    model_config = _STRICT
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
+    key: SecretStr
+    user: str | None = Field(default=None, min_length=1)
+    team: str | None = Field(default=None, min_length=1)
+    routes: list[str] | None = None
+
+    @field_validator("key")
+    @classmethod
+    def _hashed_or_long_enough(cls, value: SecretStr) -> SecretStr:
+        text = value.get_secret_value().strip()
+        if text.lower().startswith("sha256:"):
+            if not _HASHED.fullmatch(text.lower()):
+                raise ValueError("expected 'sha256:' followed by 64 hexadecimal digits")
+            return SecretStr(text.lower())
+        if len(text) < MIN_PLAIN_KEY_LENGTH:
+            raise ValueError(
+                f"a plain key needs at least {MIN_PLAIN_KEY_LENGTH} characters; better, store "
+                "its 'sha256:<hex>' hash (see `llmroute new-key`)"
+            )
+        return SecretStr(text)
+
+    @property
+    def hashed(self) -> bool:
+        """Whether the key is stored as its SHA-256 hash."""
+        return self.key.get_secret_value().startswith("sha256:")
+
+
+class ServerConfig(BaseModel):
+    """How `llmroute serve` runs the HTTP gateway.
+
+    Attributes:
+        host: the address to listen on. Without `keys`, only a loopback
+            address is allowed unless `allow_unauthenticated` is set.
+        port: the port to listen on.
+        workers: server processes; in-memory rate limits, budgets and cache
+            are then per process (see docs/server.md).
+        keys: the gateway keys (see `GatewayKeyConfig`); none: no
+            authentication.
+        allow_unauthenticated: allow listening on a non-loopback address
+            without keys.
+        max_body_size: the largest request body accepted (413 beyond).
+        body_timeout: the longest a client may take to send a request body
+            (408 beyond): slow senders cannot hold a connection open.
+        shutdown_timeout: on shutdown, how long in-flight requests and streams
+            may take to finish before they are cancelled.
+        keep_alive: how long an idle keep-alive connection stays open (longer
+            than a load balancer's idle timeout avoids resets between them).
+        max_connections: concurrent connections and requests at most; more are
+            answered 503 (unset: no limit).
+        metrics: ``GET /metrics``: ``public``, ``key`` (needs a gateway key)
+            or ``off``.
+        access_log: log one line per request (off: the request log and the
+            metrics have more).
+    """
+
+    model_config = _STRICT
+    host: str = Field(default="127.0.0.1", min_length=1)
+    port: int = Field(default=8080, ge=0, le=65535)
+    workers: int = Field(default=1, ge=1, le=64)
+    keys: list[GatewayKeyConfig] = Field(default_factory=list)
+    allow_unauthenticated: bool = False
+    max_body_size: Size = ByteSize(DEFAULT_MAX_BODY_SIZE)
+    body_timeout: PositiveDuration = 30.0
+    shutdown_timeout: PositiveDuration = 30.0
+    keep_alive: PositiveDuration = 5.0
+    max_connections: int | None = Field(default=None, ge=1)
+    metrics: Literal["public", "key", "off"] = "public"
+    access_log: bool = False
+
+    @model_validator(mode="after")
+    def _unique_keys(self) -> ServerConfig:
+        names: set[str] = set()
+        values: set[str] = set()
+        for i, key in enumerate(self.keys):
+            if key.name in names:
+                raise ValueError(f"keys.{i}.name: the name {key.name!r} is used twice")
+            value = key.key.get_secret_value()
+            if value in values:
+                raise ValueError(f"keys.{i}.key: the same key is given twice")
+            names.add(key.name)
+            values.add(value)
+        return self

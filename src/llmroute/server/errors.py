@@ -1,0 +1,223 @@
+"""Errors as the OpenAI API serves them: a status and ``{"error": {message, type, param, code}}``.
+
+`HTTPError` is what the gateway itself refuses with (bad JSON, a missing key,
+a body too large...). `from_exception` maps llmroute's errors to the status an
+OpenAI SDK expects:
+
+================================  ======  =============================================
+error                             status  notes
+================================  ======  =============================================
+`RequestError`                    400     ``param`` names the bad field
+`UnknownModel`                    404     ``code: model_not_found``
+`LocalRateLimitExceeded`          429     ``Retry-After``, ``retry-after-ms``, ``x-ratelimit-*``
+`BudgetExceeded`                  429     ``code: budget_exceeded``, ``x-should-retry: false``
+provider: the request's fault     400     invalid request, context length, content filter
+provider: ``ModelNotFound``       404
+provider: ``ProviderTimeout``     504     the request's deadline passed
+every attempt failed              502     503 when they were overloaded or rate limited
+                                          (or no target could be tried), 504 when every
+                                          one timed out; ``attempts`` lists them
+================================  ======  =============================================
+
+A budget refusal is a 429, as OpenAI answers an exhausted quota
+(``insufficient_quota``), with ``x-should-retry: false`` so that the SDKs do
+not retry it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from .._errors import (
+    AllTargetsFailed,
+    BudgetExceeded,
+    ContentFiltered,
+    ContextLengthExceeded,
+    InvalidRequest,
+    LLMRouteError,
+    LocalRateLimitExceeded,
+    MalformedResponse,
+    ModelNotFound,
+    ProviderError,
+    ProviderTimeout,
+    ProviderUnavailable,
+    RateLimited,
+    RequestError,
+    StreamInterrupted,
+    UnknownModel,
+)
+from .._types import AttemptInfo
+
+__all__ = ["HTTPError", "from_exception", "sse_error_event"]
+
+Headers = list[tuple[bytes, bytes]]
+
+
+class HTTPError(Exception):
+    """An error response in the OpenAI error shape."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        type: str = "invalid_request_error",
+        code: str | None = None,
+        param: str | None = None,
+        headers: Headers | None = None,
+        attempts: Sequence[AttemptInfo] = (),
+        close: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.type = type
+        self.code = code
+        self.param = param
+        self.headers = headers or []
+        self.attempts = attempts
+        #: Close the connection after answering (the request body was not read to its end).
+        self.close = close
+
+    def error_object(self) -> dict[str, Any]:
+        """The ``error`` object of the body."""
+        error: dict[str, Any] = {
+            "message": self.message,
+            "type": self.type,
+            "param": self.param,
+            "code": self.code,
+        }
+        if self.attempts:
+            error["attempts"] = [_attempt(a) for a in self.attempts]
+        return error
+
+    def body(self) -> bytes:
+        """The JSON body."""
+        return json.dumps({"error": self.error_object()}, separators=(",", ":")).encode()
+
+
+def _attempt(attempt: AttemptInfo) -> dict[str, Any]:
+    return {
+        "target": attempt.target,
+        "kind": attempt.kind,
+        "outcome": attempt.outcome,
+        "status": attempt.status,
+        "error_type": attempt.error_type,
+        "error": attempt.error,
+        "latency_ms": round(attempt.latency_s * 1000, 1),
+    }
+
+
+def _seconds(value: float) -> bytes:
+    return str(max(1, math.ceil(value))).encode()
+
+
+def rate_limit_headers(exc: LocalRateLimitExceeded) -> Headers:
+    """``Retry-After`` (whole seconds), ``retry-after-ms``, and ``x-ratelimit-*`` when known.
+
+    ``x-ratelimit-limit-<unit>`` and ``x-ratelimit-reset-<unit>`` (as OpenAI
+    names them) are sent when the error says which limit it was (its `unit`,
+    and its `limit`).
+    """
+    retry = max(0.0, exc.retry_after)
+    headers: Headers = [
+        (b"retry-after", _seconds(retry)),
+        (b"retry-after-ms", str(math.ceil(retry * 1000)).encode()),
+    ]
+    if exc.unit is not None:
+        unit = exc.unit.encode()
+        if exc.limit is not None:
+            headers.append((b"x-ratelimit-limit-" + unit, f"{exc.limit:g}".encode()))
+        headers.append((b"x-ratelimit-reset-" + unit, f"{retry:.3g}s".encode()))
+    return headers
+
+
+_CLIENT_FAULTS = (InvalidRequest, ContextLengthExceeded, ContentFiltered)
+
+
+def _provider_error(exc: ProviderError) -> HTTPError:
+    """A provider error that ended the request (not failed over)."""
+    if isinstance(exc, _CLIENT_FAULTS):
+        return HTTPError(400, str(exc), code=exc.code or exc.kind)
+    if isinstance(exc, ModelNotFound):
+        return HTTPError(404, str(exc), code="model_not_found", param="model")
+    if isinstance(exc, ProviderTimeout):
+        return HTTPError(504, str(exc), type="timeout", code=exc.kind)
+    retry = [(b"retry-after", _seconds(exc.retry_after))] if exc.retry_after else None
+    if isinstance(exc, RateLimited) or (
+        isinstance(exc, ProviderUnavailable) and not isinstance(exc, MalformedResponse)
+    ):
+        return HTTPError(503, str(exc), type="service_unavailable", code=exc.kind, headers=retry)
+    # the gateway's own credentials or the upstream's answer: not the client's fault
+    return HTTPError(502, str(exc), type="upstream_error", code=exc.kind)
+
+
+def _all_failed(exc: AllTargetsFailed) -> HTTPError:
+    errors = [e for e in exc.errors if isinstance(e, ProviderError)]
+    attempts = exc.attempts
+    if errors and all(isinstance(e, _CLIENT_FAULTS) for e in errors):
+        last = errors[-1]
+        return HTTPError(400, str(exc), code=last.code or last.kind, attempts=attempts)
+    if errors and all(isinstance(e, ProviderTimeout) for e in errors):
+        return HTTPError(504, str(exc), type="timeout", code="timeout", attempts=attempts)
+    overloaded = [
+        e
+        for e in errors
+        if isinstance(e, RateLimited)
+        or (isinstance(e, ProviderUnavailable) and not isinstance(e, MalformedResponse))
+    ]
+    if overloaded or not errors:
+        waits = [e.retry_after for e in overloaded if e.retry_after]
+        headers = [(b"retry-after", _seconds(min(waits)))] if waits else None
+        return HTTPError(
+            503, str(exc), type="service_unavailable", code="all_targets_failed",
+            headers=headers, attempts=attempts,
+        )  # fmt: skip
+    return HTTPError(
+        502, str(exc), type="upstream_error", code="all_targets_failed", attempts=attempts
+    )
+
+
+def from_exception(exc: LLMRouteError) -> HTTPError:
+    """The error response for an llmroute error raised by the router."""
+    if isinstance(exc, UnknownModel):
+        return HTTPError(404, str(exc), code="model_not_found", param="model")
+    if isinstance(exc, RequestError):
+        return HTTPError(400, str(exc), param=exc.param)
+    if isinstance(exc, LocalRateLimitExceeded):
+        return HTTPError(
+            429, str(exc), type="rate_limit_exceeded", code="rate_limit_exceeded",
+            headers=rate_limit_headers(exc),
+        )  # fmt: skip
+    if isinstance(exc, BudgetExceeded):
+        headers: Headers = [(b"x-should-retry", b"false")]
+        retry: object = getattr(exc, "retry_after", None)
+        if isinstance(retry, int | float) and not isinstance(retry, bool) and retry > 0:
+            headers.append((b"retry-after", _seconds(retry)))
+        return HTTPError(
+            429, str(exc), type="insufficient_quota", code="budget_exceeded", headers=headers
+        )
+    if isinstance(exc, AllTargetsFailed):
+        return _all_failed(exc)
+    if isinstance(exc, ProviderError):
+        return _provider_error(exc)
+    if isinstance(exc, StreamInterrupted):
+        return HTTPError(502, str(exc), type="upstream_error", code="stream_interrupted")
+    return HTTPError(500, str(exc), type="server_error", code=type(exc).__name__)
+
+
+def sse_error_event(exc: LLMRouteError) -> bytes:
+    """The last event of a stream that failed after its first chunk (no ``[DONE]`` follows).
+
+    The OpenAI SDKs raise an ``APIError`` when they read it.
+    """
+    error = from_exception(exc)
+    if isinstance(exc, StreamInterrupted):
+        cause = exc.cause
+        error.code = cause.kind if isinstance(cause, ProviderError) else "stream_interrupted"
+        error.type = "stream_interrupted"
+    payload = json.dumps({"error": error.error_object()}, separators=(",", ":"))
+    return b"data: " + payload.encode() + b"\n\n"

@@ -1,0 +1,201 @@
+"""The ``x-llmroute-*`` headers: per-request controls in, what the router did out.
+
+Request headers (each validated; anything malformed is a 400 naming the header):
+
+==================================  ==============================================
+``x-llmroute-user``                 the user the request is for
+``x-llmroute-session``              a session or conversation id
+``x-llmroute-property-<name>``      a property recorded with the request
+``x-llmroute-cache``                ``no-cache`` (do not answer from the cache),
+                                    ``no-store`` (do not store the answer), or both
+``x-llmroute-cache-ttl``            how long to keep the answer (``30s``, ``1h``)
+``x-llmroute-timeout``              the request's deadline (``30s``, ``2m``)
+==================================  ==============================================
+
+Response headers: ``x-llmroute-request-id``, ``-route``, ``-provider``,
+``-model``, ``-attempts``, ``-cache`` (``HIT``, ``MISS`` or ``BYPASS``),
+``-latency-ms`` and ``-cost-usd`` (when the price is known); a stream, whose
+headers leave before it ends, has ``-ttft-ms`` instead of the last two.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from functools import lru_cache
+from typing import Any
+from urllib.parse import quote
+
+from .._request import RequestOptions
+from .._types import RouteInfo
+from .._units import parse_duration
+from .errors import HTTPError
+from .keys import GatewayIdentity
+
+__all__ = ["PREFIX", "control_options", "route_headers"]
+
+#: Every control header starts with this.
+PREFIX = b"x-llmroute-"
+_PROPERTY = b"x-llmroute-property-"
+_KNOWN = (b"user", b"session", b"cache", b"cache-ttl", b"timeout")
+_PROPERTY_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+_CACHE_DIRECTIVES = {"no-cache": "no_cache", "no-store": "no_store"}
+_MAX_VALUE = 1024
+_MAX_PROPERTIES = 32
+
+
+def _bad(header: str, problem: str) -> HTTPError:
+    return HTTPError(400, f"header {header}: {problem}", code="invalid_header", param=header)
+
+
+def _text(header: str, raw: bytes, *, limit: int = _MAX_VALUE) -> str:
+    """A header value as text: UTF-8, no control characters, not empty, not too long."""
+    try:
+        value = raw.decode()
+    except UnicodeDecodeError:
+        raise _bad(header, "the value is not valid UTF-8") from None
+    if _CONTROL_CHARS.search(value):
+        raise _bad(header, "the value contains control characters")
+    value = value.strip()
+    if not value:
+        raise _bad(header, "the value is empty")
+    if len(value) > limit:
+        raise _bad(header, f"the value is longer than {limit} characters")
+    return value
+
+
+def _seconds(header: str, raw: bytes) -> float:
+    value = _text(header, raw, limit=32)
+    try:
+        seconds = parse_duration(value)
+    except ValueError:
+        raise _bad(header, "expected a duration such as 30s, 1500ms or 2m") from None
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise _bad(header, "expected a positive duration such as 30s, 1500ms or 2m")
+    return seconds
+
+
+def _cache(header: str, raw: bytes) -> dict[str, bool]:
+    value = _text(header, raw, limit=64)
+    flags: dict[str, bool] = {}
+    for part in value.lower().split(","):
+        field = _CACHE_DIRECTIVES.get(part.strip())
+        if field is None:
+            raise _bad(header, "expected no-cache, no-store, or both separated by a comma")
+        flags[field] = True
+    return flags
+
+
+def _property(properties: dict[str, str], header: str, raw_value: bytes) -> None:
+    name = header[len(_PROPERTY) :]
+    if not _PROPERTY_NAME.fullmatch(name):
+        raise _bad(header, "a property name is 1-64 letters, digits, '-' or '_'")
+    if len(properties) == _MAX_PROPERTIES:
+        raise _bad(header, f"at most {_MAX_PROPERTIES} properties per request")
+    properties[name] = _text(header, raw_value)
+
+
+def _control(
+    fields: dict[str, Any], cache: dict[str, Any], header: str, kind: bytes, raw_value: bytes
+) -> None:
+    if kind == b"user":
+        fields["user"] = _text(header, raw_value, limit=256)
+    elif kind == b"session":
+        fields["session"] = _text(header, raw_value, limit=256)
+    elif kind == b"cache":
+        cache.update(_cache(header, raw_value))
+    elif kind == b"cache-ttl":
+        cache["ttl"] = _seconds(header, raw_value)
+    elif kind == b"timeout":
+        fields["timeout"] = _seconds(header, raw_value)
+    else:
+        known = ", ".join(f"x-llmroute-{k.decode()}" for k in _KNOWN)
+        raise _bad(header, f"unknown control header; known: {known}, x-llmroute-property-<name>")
+
+
+def _parse(pairs: list[tuple[bytes, bytes]]) -> dict[str, Any]:
+    """The `RequestOptions` fields the control headers set."""
+    fields: dict[str, Any] = {}
+    properties: dict[str, str] = {}
+    cache: dict[str, Any] = {}
+    seen: set[bytes] = set()
+    for raw_name, raw_value in pairs:
+        header = raw_name.decode("latin-1")
+        if raw_name in seen:
+            raise _bad(header, "given more than once")
+        seen.add(raw_name)
+        if raw_name.startswith(_PROPERTY):
+            _property(properties, header, raw_value)
+        else:
+            _control(fields, cache, header, raw_name[len(PREFIX) :], raw_value)
+    if properties:
+        fields["properties"] = properties
+    if cache:
+        fields["cache"] = cache
+    return fields
+
+
+def control_options(
+    identity: GatewayIdentity, pairs: list[tuple[bytes, bytes]] | None
+) -> RequestOptions:
+    """The request's `RequestOptions`: its key's identity and its control headers.
+
+    A key bound to a user cannot act for another: an ``x-llmroute-user``
+    naming someone else is a 403.
+    """
+    if not pairs:
+        return identity.options
+    fields = _parse(pairs)
+    user = fields.get("user")
+    if user is not None and identity.user is not None and user != identity.user:
+        raise HTTPError(
+            403,
+            f"this key acts for user {identity.user!r}; x-llmroute-user cannot name another",
+            type="permission_error",
+            code="user_not_allowed",
+            param="x-llmroute-user",
+        )
+    base = {"key": identity.name, "user": identity.user, "team": identity.team}
+    return RequestOptions.model_validate({**base, **fields})
+
+
+# ---------------------------------------------------------------- response headers
+
+_CACHE_STATUS = {"hit": b"HIT", "miss": b"MISS", "bypass": b"BYPASS"}
+
+
+@lru_cache(maxsize=4096)  # route, provider and model names repeat
+def header_value(text: str) -> bytes:
+    """`text` as a safe header value: printable ASCII kept, anything else percent-encoded."""
+    if text.isascii() and text.isprintable():
+        return text.encode()
+    return quote(text, safe=" !\"#$&'()*+,/:;<=>?@[]^_`{|}~").encode()
+
+
+def route_headers(info: RouteInfo, *, final: bool) -> list[tuple[bytes, bytes]]:
+    """The ``x-llmroute-*`` response headers of a request's `RouteInfo`.
+
+    `final`: the request has ended (latency and cost are known); a stream's
+    headers are sent after its first chunk, with its time to first token.
+    """
+    headers = [
+        (b"x-llmroute-request-id", info.request_id.encode()),
+        (b"x-llmroute-attempts", str(len(info.attempts)).encode()),
+        (b"x-llmroute-cache", _CACHE_STATUS.get(info.cache or "miss", b"MISS")),
+    ]
+    if info.route is not None:
+        headers.append((b"x-llmroute-route", header_value(info.route)))
+    if info.provider is not None:
+        headers.append((b"x-llmroute-provider", header_value(info.provider)))
+    if info.model is not None:
+        headers.append((b"x-llmroute-model", header_value(info.model)))
+    if final:
+        if info.latency_s is not None:
+            headers.append((b"x-llmroute-latency-ms", f"{info.latency_s * 1000:.1f}".encode()))
+        cost = info.cost_usd
+        if cost is not None:
+            headers.append((b"x-llmroute-cost-usd", f"{cost:.8f}".encode()))
+    elif info.ttft_s is not None:
+        headers.append((b"x-llmroute-ttft-ms", f"{info.ttft_s * 1000:.1f}".encode()))
+    return headers

@@ -1,0 +1,143 @@
+"""Gateway keys: who is calling, checked in constant time; keys are never logged.
+
+Each configured key is kept only as its SHA-256 digest. A presented key is
+hashed and compared with every configured digest by `hmac.compare_digest`,
+without stopping at a match, so the time taken says nothing about which key,
+or how much of one, matched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import secrets
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+
+from .._errors import ConfigError
+from .._request import RequestOptions
+from .config import GatewayKeyConfig
+from .errors import HTTPError
+
+__all__ = ["ANONYMOUS", "GatewayIdentity", "KeyStore", "hash_key", "new_key"]
+
+logger = logging.getLogger("llmroute.server")
+
+_BEARER = b"bearer "
+#: Longer ``Authorization`` values are refused without hashing them.
+_MAX_KEY_BYTES = 1024
+
+
+def hash_key(key: str) -> str:
+    """The ``sha256:<hex>`` form of a key, as `GatewayKeyConfig.key` stores it."""
+    return "sha256:" + hashlib.sha256(key.encode()).hexdigest()
+
+
+def new_key() -> str:
+    """A new random gateway key (``lr-`` and 43 URL-safe characters: 256 bits)."""
+    return "lr-" + secrets.token_urlsafe(32)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class GatewayIdentity:
+    """Who a request comes from: a key's name, user, team and allowed routes.
+
+    `options` are the `RequestOptions` of a request that sends no control
+    header (built once per key).
+    """
+
+    name: str | None
+    user: str | None
+    team: str | None
+    routes: tuple[str, ...] | None
+    options: RequestOptions
+
+    def allows(self, model: str) -> bool:
+        """Whether this identity may use `model` (a route name or ``provider/model``)."""
+        routes = self.routes
+        if routes is None:
+            return True
+        return any(model == pattern or fnmatchcase(model, pattern) for pattern in routes)
+
+    def allowed_ids(self, ids: Sequence[str]) -> list[str]:
+        """The ids of `ids` this identity may use."""
+        return [i for i in ids if self.allows(i)]
+
+
+#: The identity of every request when no key is configured.
+ANONYMOUS = GatewayIdentity(None, None, None, None, RequestOptions())
+
+
+def _unauthorized(message: str) -> HTTPError:
+    return HTTPError(
+        401, message, code="invalid_api_key", headers=[(b"www-authenticate", b"Bearer")]
+    )
+
+
+class KeyStore:
+    """The configured keys, as digests; `authenticate` maps a request's key to its identity."""
+
+    def __init__(self, keys: Sequence[GatewayKeyConfig], routes: Collection[str] = ()) -> None:
+        self._keys: list[tuple[bytes, GatewayIdentity]] = []
+        for i, key in enumerate(keys):
+            _check_routes(key, i, routes)
+            secret = key.key.get_secret_value()
+            if key.hashed:
+                digest = bytes.fromhex(secret.removeprefix("sha256:"))
+            else:
+                logger.warning(
+                    "gateway key %r is written in plain text in the configuration; store its "
+                    "hash instead: key: %s",
+                    key.name,
+                    hash_key(secret),
+                )
+                digest = hashlib.sha256(secret.encode()).digest()
+            options = RequestOptions(key=key.name, user=key.user, team=key.team)
+            routes_allowed = tuple(key.routes) if key.routes is not None else None
+            identity = GatewayIdentity(key.name, key.user, key.team, routes_allowed, options)
+            self._keys.append((digest, identity))
+
+    @property
+    def required(self) -> bool:
+        """Whether requests must carry a key (some are configured)."""
+        return bool(self._keys)
+
+    @property
+    def names(self) -> list[str]:
+        """The keys' names."""
+        return [identity.name or "" for _, identity in self._keys]
+
+    def authenticate(self, authorization: bytes | None) -> GatewayIdentity:
+        """The identity of an ``Authorization: Bearer <key>`` header; `HTTPError` 401 otherwise."""
+        if not self._keys:
+            return ANONYMOUS
+        if authorization is None:
+            raise _unauthorized(
+                "missing API key: send it as 'Authorization: Bearer <key>' (the OpenAI SDKs' api_key)"
+            )
+        if authorization[:7].lower() != _BEARER or len(authorization) > _MAX_KEY_BYTES:
+            raise _unauthorized("malformed Authorization header: expected 'Bearer <key>'")
+        digest = hashlib.sha256(authorization[7:].strip()).digest()
+        found: GatewayIdentity | None = None
+        for candidate, identity in self._keys:  # every one: no early exit
+            if hmac.compare_digest(digest, candidate):
+                found = identity
+        if found is None:
+            raise _unauthorized("invalid API key")
+        return found
+
+
+def _check_routes(key: GatewayKeyConfig, index: int, routes: Collection[str]) -> None:
+    """A key's plain route names (not patterns, not ``provider/model``) must exist."""
+    if key.routes is None:
+        return
+    for j, name in enumerate(key.routes):
+        if "/" in name or any(c in name for c in "*?["):
+            continue
+        if name not in routes:
+            raise ConfigError(
+                f"unknown route {name!r}; routes: {', '.join(sorted(routes)) or '(none)'}",
+                path=f"server.keys.{index}.routes.{j}",
+            )

@@ -1,0 +1,217 @@
+"""Prometheus metrics of the gateway, from the `RouteInfo` of every response.
+
+Each app has its own registry (two apps in one process never share series).
+Counts are kept in plain dictionaries on the event loop, and turned into
+prometheus-client metric families when ``/metrics`` is scraped (a custom
+collector): a request costs a few dictionary updates, not a lock per series.
+
+Labels come from the configuration (route and provider names) and from the
+models requests reach; the number of distinct provider/model pairs is capped
+(`max_series`), beyond which the model label reads ``other``, so that clients
+naming endless ``provider/model`` variants cannot grow the scrape without bound.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from .._types import AttemptInfo, RouteInfo
+
+__all__ = ["CONTENT_TYPE", "LATENCY_BUCKETS", "GatewayMetrics"]
+
+#: The ``content-type`` of the exposition.
+CONTENT_TYPE = CONTENT_TYPE_LATEST.encode()
+
+#: Seconds: from 5 ms (a cache hit, a refusal) to 5 minutes (a long generation).
+LATENCY_BUCKETS = (
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+)  # fmt: skip
+_ROUTE = ("route", "provider", "model")
+
+Labels = tuple[str, ...]
+
+
+class _Counter:
+    """A counter family: a value per label set."""
+
+    __slots__ = ("doc", "labels", "name", "values")
+
+    def __init__(self, name: str, doc: str, labels: Sequence[str]) -> None:
+        self.name, self.doc, self.labels = name, doc, list(labels)
+        self.values: dict[Labels, float] = {}
+
+    def inc(self, labels: Labels, amount: float = 1.0) -> None:
+        values = self.values
+        values[labels] = values.get(labels, 0.0) + amount
+
+    def family(self) -> Metric:
+        family = CounterMetricFamily(self.name, self.doc, labels=self.labels)
+        for labels, value in self.values.items():
+            family.add_metric(list(labels), value)
+        return family
+
+
+class _Histogram:
+    """A histogram family: bucket counts and a sum per label set."""
+
+    __slots__ = ("bounds", "doc", "labels", "name", "values")
+
+    def __init__(self, name: str, doc: str, labels: Sequence[str], bounds: Sequence[float]) -> None:
+        self.name, self.doc, self.labels = name, doc, list(labels)
+        self.bounds = tuple(bounds)
+        self.values: dict[Labels, tuple[list[int], list[float]]] = {}
+
+    def observe(self, labels: Labels, value: float) -> None:
+        entry = self.values.get(labels)
+        if entry is None:
+            entry = self.values[labels] = ([0] * (len(self.bounds) + 1), [0.0])
+        entry[0][bisect_left(self.bounds, value)] += 1
+        entry[1][0] += value
+
+    def family(self) -> Metric:
+        family = HistogramMetricFamily(self.name, self.doc, labels=self.labels)
+        edges = [*(repr(float(b)) for b in self.bounds), "+Inf"]
+        for labels, (counts, total) in self.values.items():
+            running, buckets = 0, []
+            for edge, count in zip(edges, counts, strict=True):
+                running += count
+                buckets.append((edge, float(running)))
+            family.add_metric(list(labels), buckets, total[0])
+        return family
+
+
+class GatewayMetrics(Collector):
+    """The gateway's counters and histograms, and their Prometheus text exposition.
+
+    Series:
+        ``llmroute_requests_total``: requests answered, by endpoint, route,
+            provider, model, HTTP status (499: the client went away) and key.
+        ``llmroute_request_duration_seconds``: time to the whole answer.
+        ``llmroute_time_to_first_token_seconds``: streams' time to first token.
+        ``llmroute_tokens_total``: tokens by ``type`` (``input``, ``output``).
+        ``llmroute_cost_usd_total``: cost, where the price is known.
+        ``llmroute_cache_lookups_total``: by ``result`` (``hit``, ``miss``, ``bypass``).
+        ``llmroute_attempts_total``: every attempt by outcome (failovers show here).
+        ``llmroute_errors_total``: failed requests by error ``type``.
+        ``llmroute_requests_in_flight``: requests and streams being answered.
+    """
+
+    def __init__(self, *, max_series: int = 1000) -> None:
+        self._max_series = max_series
+        self._models: set[tuple[str, str]] = set()
+        self.in_flight = 0
+        self._requests = _Counter(
+            "llmroute_requests", "Requests answered by the gateway",
+            ("endpoint", *_ROUTE, "status", "key"),
+        )  # fmt: skip
+        self._duration = _Histogram(
+            "llmroute_request_duration_seconds", "Time from the request to the end of its answer",
+            ("endpoint", *_ROUTE, "stream"), LATENCY_BUCKETS,
+        )  # fmt: skip
+        self._ttft = _Histogram(
+            "llmroute_time_to_first_token_seconds",
+            "Time from the request to a stream's first token", _ROUTE, LATENCY_BUCKETS,
+        )  # fmt: skip
+        self._tokens = _Counter(
+            "llmroute_tokens", "Tokens used (input includes cached ones)", (*_ROUTE, "type")
+        )
+        self._cost = _Counter(
+            "llmroute_cost_usd", "Cost in US dollars, where the price is known", _ROUTE
+        )
+        self._cache = _Counter(
+            "llmroute_cache_lookups", "Cache lookups by result", ("route", "result")
+        )
+        self._attempts = _Counter(
+            "llmroute_attempts", "Attempts sent to targets, by outcome",
+            ("route", "provider", "model", "outcome"),
+        )  # fmt: skip
+        self._errors = _Counter(
+            "llmroute_errors", "Requests that failed, by error type", ("endpoint", *_ROUTE, "type")
+        )
+        self.registry = CollectorRegistry()
+        self.registry.register(self)
+
+    def _model(self, provider: str, model: str) -> str:
+        """`model`, or ``other`` once `max_series` provider/model pairs have been seen."""
+        pair = (provider, model)
+        if pair in self._models:
+            return model
+        if len(self._models) >= self._max_series:
+            return "other"
+        self._models.add(pair)
+        return model
+
+    def answered(
+        self, endpoint: str, info: RouteInfo, *, status: int = 200, key: str | None = None
+    ) -> None:
+        """Count a request that got an answer (or a stream that ended, however it ended)."""
+        route, provider = info.route or "", info.provider or ""
+        labels = (route, provider, self._model(provider, info.model or ""))
+        self._requests.inc((endpoint, *labels, str(status), key or ""))
+        if info.latency_s is not None:
+            stream = "true" if info.stream else "false"
+            self._duration.observe((endpoint, *labels, stream), info.latency_s)
+        if info.stream and info.ttft_s is not None:
+            self._ttft.observe(labels, info.ttft_s)
+        usage = info.usage
+        if usage is not None:
+            if usage.input:
+                self._tokens.inc((*labels, "input"), usage.input)
+            if usage.output:
+                self._tokens.inc((*labels, "output"), usage.output)
+        cost = info.cost_usd
+        if cost:
+            self._cost.inc(labels, cost)
+        if info.cache is not None:
+            self._cache.inc((route, info.cache))
+        self._count_attempts(route, info.attempts)
+
+    def _count_attempts(self, route: str, attempts: Sequence[AttemptInfo]) -> None:
+        for attempt in attempts:
+            model = self._model(attempt.provider, attempt.model)
+            self._attempts.inc((route, attempt.provider, model, attempt.outcome))
+
+    def failed(
+        self,
+        endpoint: str,
+        status: int,
+        error_type: str,
+        *,
+        route: str = "",
+        provider: str = "",
+        model: str = "",
+        key: str | None = None,
+        attempts: Sequence[AttemptInfo] = (),
+    ) -> None:
+        """Count a request that ended in an error response."""
+        labels = (route, provider, self._model(provider, model) if model else "")
+        self._requests.inc((endpoint, *labels, str(status), key or ""))
+        self._errors.inc((endpoint, *labels, error_type))
+        self._count_attempts(route, attempts)
+
+    def collect(self) -> Iterator[Metric]:
+        """The metric families, as prometheus-client's registry asks for them."""
+        for series in (self._requests, self._duration, self._ttft, self._tokens, self._cost,
+                       self._cache, self._attempts, self._errors):  # fmt: skip
+            yield series.family()
+        in_flight = GaugeMetricFamily(
+            "llmroute_requests_in_flight", "Requests and streams being answered"
+        )
+        in_flight.add_metric([], self.in_flight)
+        yield in_flight
+
+    def exposition(self) -> bytes:
+        """Every series in the Prometheus text format."""
+        return generate_latest(self.registry)

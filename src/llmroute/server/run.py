@@ -1,0 +1,391 @@
+"""``llmroute serve``: find the configuration, check it is safe to serve, announce it, run uvicorn.
+
+The configuration comes from, in order: ``--config FILE``; ``llmroute.yaml``
+(``.yml``, ``.toml``, ``.json``) in the current folder; the providers whose
+keys are in the environment (with a ``chat`` route over a small model of each
+that has a well-known one); else an announced offline demo over the simulated
+``mock`` provider.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import ipaddress
+import logging
+import math
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import ValidationError
+
+from .. import __version__
+from .._catalog import Route
+from .._config import Config
+from .._config_load import load_config, load_file, providers_from_env
+from .._errors import ConfigError
+from .._router import AsyncRouter
+from .config import ServerConfig
+
+__all__ = [
+    "DEMO_CONFIG", "ServeSource", "discover", "load", "per_worker_state", "refusals", "start",
+    "summary", "worker_app",
+]  # fmt: skip
+
+logger = logging.getLogger("llmroute.server")
+
+#: Files looked for in the current folder, in this order.
+CONFIG_FILES = ("llmroute.yaml", "llmroute.yml", "llmroute.toml", "llmroute.json")
+#: A small model per service for the ``chat`` route made from the environment's keys.
+ENV_MODELS = {
+    "openai": "gpt-4o-mini", "groq": "llama-3.1-8b-instant", "mistral": "mistral-small-latest",
+    "deepseek": "deepseek-chat", "openrouter": "openai/gpt-4o-mini",
+}  # fmt: skip
+#: The offline demo: a primary failing one answer in three, a healthy fallback (both priced
+#: like small hosted models, so costs show), a response cache and a request log.
+DEMO_CONFIG: dict[str, Any] = {
+    "providers": {
+        "flaky": {"type": "mock", "script": [503, "ok", "ok"], "repeat_script": True,
+                  "latency": "30ms", "chunk_delay": "10ms",
+                  "text": "Hello from flaky, the primary target of the demo route."},
+        "steady": {"type": "mock", "latency": "80ms", "chunk_delay": "10ms",
+                   "text": "Hello from steady, the fallback: flaky failed, so I answered."},
+    },
+    "routes": {
+        "demo": {
+            "targets": [
+                {"provider": "flaky", "model": "demo-model", "price": {"input": 0.15, "output": 0.6}},
+                {"provider": "steady", "model": "demo-model", "price": {"input": 0.5, "output": 1.5}},
+            ],
+            "timeout": "10s",
+        },
+    },
+    "cache": {"ttl": "10m"},
+    "logging": {"store": "sqlite:///llmroute.db"},
+}  # fmt: skip
+#: Where `worker_app` finds the configuration source when there are several workers.
+SOURCE_VARIABLE = "LLMROUTE_SERVE_SOURCE"
+_PER_WORKER_SECTIONS = ("rate_limits", "budgets", "cache")
+
+
+@dataclass(frozen=True, slots=True)
+class ServeSource:
+    """Where the served configuration comes from; `reason` says why a demo was chosen."""
+
+    kind: Literal["file", "env", "demo"]
+    path: Path | None = None
+    reason: str = ""
+
+    def encode(self) -> str:
+        """The source as `SOURCE_VARIABLE` holds it."""
+        return f"file:{self.path}" if self.kind == "file" else self.kind
+
+    @classmethod
+    def decode(cls, text: str) -> ServeSource:
+        """The source `encode` wrote."""
+        if text.startswith("file:"):
+            return cls("file", Path(text[5:]))
+        if text in ("env", "demo"):
+            return cls(text)  # type: ignore[arg-type]
+        raise ValueError(f"bad {SOURCE_VARIABLE}: {text!r}")
+
+
+def discover(config: str | None, env: Mapping[str, str] | None = None) -> ServeSource:
+    """Which configuration to serve (see the module's docstring)."""
+    if config:
+        return ServeSource("file", Path(config))
+    found = next((Path(n) for n in CONFIG_FILES if Path(n).is_file()), None)
+    if found is not None:
+        return ServeSource("file", found)
+    keys = providers_from_env(env)
+    if keys:
+        return ServeSource("env")
+    return ServeSource(
+        "demo", reason="no llmroute.yaml here and no provider keys in the environment"
+    )
+
+
+def load(source: ServeSource, env: Mapping[str, str] | None = None) -> Config:
+    """The configuration of `source`."""
+    if source.kind == "file":
+        assert source.path is not None
+        return load_file(source.path, env=env)
+    if source.kind == "env":
+        found = providers_from_env(env)
+        targets = [f"{name}/{ENV_MODELS[name]}" for name in found if name in ENV_MODELS]
+        routes = {"chat": {"targets": targets}} if targets else {}
+        return load_config({"routes": routes}, env=env)
+    return load_config(DEMO_CONFIG, env=env)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` is a loopback address (or ``localhost``)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _redis(value: object) -> bool:
+    """Whether a config section names a Redis URL anywhere (its state is then shared)."""
+    if isinstance(value, str):
+        return value.startswith(("redis://", "rediss://", "unix://"))
+    if hasattr(value, "model_dump"):
+        value = value.model_dump()
+    if isinstance(value, Mapping):
+        return any(_redis(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return any(_redis(v) for v in value)
+    return False
+
+
+def per_worker_state(config: Config) -> dict[str, str]:
+    """Each of ``rate_limits``, ``budgets`` and ``cache`` that is configured: ``memory`` or ``redis``."""
+    found = {}
+    for name in _PER_WORKER_SECTIONS:
+        section = getattr(config, name, None)
+        if section is not None:
+            found[name] = "redis" if _redis(section) else "memory"
+    return found
+
+
+def refusals(config: Config, server: ServerConfig, *, per_worker_limits: bool = False) -> list[str]:
+    """Why serving `config` as `server` says would be unsafe (empty: it is not)."""
+    problems = []
+    if not server.keys and not server.allow_unauthenticated and not is_loopback(server.host):
+        problems.append(
+            f"no gateway keys are configured, so llmroute only listens on a loopback address, "
+            f"not {server.host!r}: add server.keys (see `llmroute new-key`), or pass "
+            "--allow-unauthenticated to let anyone who reaches it spend your provider keys"
+        )
+    if server.workers > 1 and not per_worker_limits:
+        local = [
+            n for n, where in per_worker_state(config).items() if where == "memory" and n != "cache"
+        ]
+        if local:
+            problems.append(
+                f"with {server.workers} workers, in-memory {' and '.join(local)} would be enforced "
+                "per worker (each allowing the whole amount): store them in Redis, run one "
+                "worker, or pass --allow-per-worker-limits"
+            )
+    return problems
+
+
+def _route_line(name: str, route: Route) -> str:
+    targets = " -> ".join(t.key for t in route.targets)
+    fallbacks = (
+        f"; then routes {', '.join(f.name or '?' for f in route.fallbacks)}"
+        if route.fallbacks
+        else ""
+    )
+    return f"{name:<12} {route.strategy:<8} {targets}{fallbacks}"
+
+
+def summary(source: ServeSource, router: AsyncRouter, server: ServerConfig) -> str:
+    """The start-up announcement: what is served, where, to whom, and where state lives."""
+    config, catalog = router.config, router._catalog
+    base = f"http://{server.host if ':' not in server.host else f'[{server.host}]'}:{server.port}"
+    where = {
+        "file": str(source.path),
+        "env": "providers found in the environment",
+        "demo": "offline demo",
+    }
+    lines = [
+        f"llmroute {__version__} gateway on {base}/v1 (OpenAI-compatible); config: {where[source.kind]}"
+    ]
+    routes = [_route_line(n, r) for n, r in catalog.routes.items()] or [
+        "(none: use provider/model)"
+    ]
+    lines.append("  routes:   " + "\n            ".join(routes))
+    lines.append(
+        f"  direct:   provider/model for providers {', '.join(sorted(catalog.providers)) or '-'}"
+    )
+    if server.keys:
+        names = ", ".join(k.name for k in server.keys)
+        lines.append(
+            f"  keys:     {len(server.keys)} ({names}); requests need 'Authorization: Bearer <key>'"
+        )
+    else:
+        lines.append(
+            "  keys:     none: no authentication"
+            + ("" if not is_loopback(server.host) else ", loopback only")
+        )
+    log = config.logging
+    store = log.store if log is not None and log.store else "none"
+    sinks = f", sinks {', '.join(log.sinks)}" if log is not None and log.sinks else ""
+    state = per_worker_state(config)
+    shared = ", ".join(f"{n} in {'Redis' if w == 'redis' else 'memory'}" for n, w in state.items())
+    lines.append(
+        f"  stores:   request log {store}{sinks}; {shared or 'no cache, rate limits or budgets'}"
+    )
+    lines.append(
+        "            health and latency statistics in memory"
+        + (", per worker" if server.workers > 1 else "")
+    )
+    metrics = f"{base}/metrics" if server.metrics != "off" else "off"
+    if server.metrics == "key":
+        metrics += " (needs a key)"
+    lines.append(f"  metrics:  {metrics}; liveness {base}/health; readiness {base}/ready")
+    lines.append(
+        f"  workers:  {server.workers}; on shutdown, in-flight requests get {server.shutdown_timeout:g}s"
+    )
+    if server.workers > 1 and state:
+        lines.append(
+            f"  note:     with {server.workers} workers, {', '.join(n for n, w in state.items() if w == 'memory') or 'nothing'} "
+            "in memory is per worker"
+        )
+    if source.kind == "demo":
+        lines.insert(0, _demo_banner(source, base))
+    return "\n".join(lines)
+
+
+def _demo_banner(source: ServeSource, base: str) -> str:
+    body = '{"model": "demo", "messages": [{"role": "user", "content": "Hello"}]}'
+    stream = '{"model": "demo", "stream": true, "messages": [{"role": "user", "content": "Hi"}]}'
+    return (
+        f"DEMO ({source.reason}):\n"
+        "serving an offline demo over the built-in simulated 'mock' provider: no keys, no network.\n"
+        "Route 'demo' = flaky/demo-model, then steady/demo-model. flaky fails one answer in three\n"
+        "with HTTP 503 and the request fails over to steady (watch x-llmroute-provider and\n"
+        "x-llmroute-attempts); answers are cached for 10 minutes (send the same request twice:\n"
+        "x-llmroute-cache: HIT). Try:\n"
+        f"  curl -si {base}/v1/chat/completions -H 'content-type: application/json' \\\n"
+        f"    -d '{body}'\n"
+        f"  curl -sN {base}/v1/chat/completions -H 'content-type: application/json' \\\n"
+        f"    -d '{stream}'\n"
+        f"  curl -s {base}/metrics | grep ^llmroute_\n"
+        "  llmroute stats          (every request is logged to ./llmroute.db)\n"
+    )
+
+
+def _uvicorn_settings(server: ServerConfig) -> dict[str, Any]:
+    return {
+        "host": server.host,
+        "port": server.port,
+        "lifespan": "on",
+        "ws": "none",
+        "access_log": server.access_log,
+        "log_level": "info",
+        "server_header": False,
+        "timeout_graceful_shutdown": math.ceil(server.shutdown_timeout),
+        "timeout_keep_alive": math.ceil(server.keep_alive),
+        "limit_concurrency": server.max_connections,
+    }
+
+
+def worker_app() -> Any:
+    """The app of one worker process (``--workers N``): loads the source the parent found."""
+    from .app import create_app
+
+    source = ServeSource.decode(os.environ[SOURCE_VARIABLE])
+    return create_app(AsyncRouter(load(source)))
+
+
+def _missing_extra() -> str | None:
+    missing = [m for m in ("uvicorn", "prometheus_client") if importlib.util.find_spec(m) is None]
+    if not missing:
+        return None
+    return f"llmroute serve needs {' and '.join(missing)}: pip install 'llmroute[server]'"
+
+
+def start(
+    *,
+    config: str | None = None,
+    host: str | None = None,
+    port: int | None = None,
+    workers: int | None = None,
+    allow_unauthenticated: bool = False,
+    allow_per_worker_limits: bool = False,
+    access_log: bool = False,
+) -> int:
+    """Run ``llmroute serve`` until it is stopped; return the exit code.
+
+    Raises `ConfigError` for a configuration that cannot be loaded. Refuses
+    (exit code 2) to serve without keys on a non-loopback address, or
+    in-memory limits from several workers, unless told to.
+    """
+    missing = _missing_extra()
+    if missing:
+        print(f"error: {missing}", file=sys.stderr)
+        return 2
+    setup_logging()
+    source = discover(config)
+    loaded = load(source)
+    server = with_flags(
+        loaded.server or ServerConfig(), host=host, port=port, workers=workers,
+        allow_unauthenticated=allow_unauthenticated, access_log=access_log,
+    )  # fmt: skip
+    router = AsyncRouter(loaded)
+    problems = refusals(loaded, server, per_worker_limits=allow_per_worker_limits)
+    if problems or server.workers > 1:
+        asyncio.run(router.aclose())  # the workers build their own
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    if problems:
+        return 2
+    logger.info("%s", summary(source, router, server))
+    _run(source, router, server)
+    return 0
+
+
+def with_flags(
+    server: ServerConfig,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    workers: int | None = None,
+    allow_unauthenticated: bool = False,
+    access_log: bool = False,
+) -> ServerConfig:
+    """`server` with the command line's flags applied (a flag given wins over the file)."""
+    update: dict[str, Any] = {
+        k: v for k, v in {"host": host, "port": port, "workers": workers}.items() if v is not None
+    }
+    if allow_unauthenticated:
+        update["allow_unauthenticated"] = True
+    if access_log:
+        update["access_log"] = True
+    try:
+        return ServerConfig.model_validate({**server.model_dump(), **update})
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"--{where.replace('_', '-')}: {first['msg']}") from exc
+
+
+def _run(source: ServeSource, router: AsyncRouter, server: ServerConfig) -> None:
+    """Run uvicorn until it is stopped (SIGINT or SIGTERM: a graceful shutdown)."""
+    import uvicorn
+
+    from .app import create_app
+
+    settings = _uvicorn_settings(server)
+    if server.workers > 1:
+        os.environ[SOURCE_VARIABLE] = source.encode()
+        uvicorn.run(
+            "llmroute.server.run:worker_app", factory=True, workers=server.workers, **settings
+        )
+        return
+    uvicorn.Server(uvicorn.Config(create_app(router, server), **settings)).run()
+
+
+def setup_logging() -> None:
+    """Send the ``llmroute`` loggers' records to stderr, as uvicorn does its own."""
+    root = logging.getLogger("llmroute")
+    if not root.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s:%(padding)s%(message)s"))
+        handler.addFilter(_pad)
+        root.addHandler(handler)
+        root.setLevel(logging.INFO)
+
+
+def _pad(record: logging.LogRecord) -> bool:
+    record.padding = " " * max(1, 9 - len(record.levelname))
+    return True

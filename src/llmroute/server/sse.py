@@ -1,0 +1,104 @@
+"""Relaying a stream as server-sent events, one socket write per burst of chunks.
+
+A provider's events usually arrive in bursts (several in one TCP read).
+Writing each chunk to the client on its own costs a system call and a wake-up
+of the client per chunk, which on a busy machine is most of a gateway's cost
+per chunk. So chunks that are ready at once are sent in one write: the next
+chunk is asked for eagerly (`start`), and what has accumulated is flushed
+only when that request would have to wait for the network. Nothing is ever
+held back waiting: a chunk goes out as soon as no further one is ready.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Generator
+from typing import Any, Generic, TypeVar
+
+from .._errors import LLMRouteError
+from .._stream import AsyncChatStream
+from .._types import ChatCompletionChunk
+
+__all__ = ["Pending", "relay", "start"]
+
+T = TypeVar("T")
+_chunk_json = ChatCompletionChunk.__pydantic_serializer__.to_json
+
+
+class Pending(Generic[T]):
+    """A coroutine that `start` ran until its first wait; awaiting this finishes it.
+
+    It forwards what the event loop resumes it with (or throws into it, such as
+    a cancellation) to the coroutine, as a task would.
+    """
+
+    __slots__ = ("_coro", "_waiting")
+
+    def __init__(self, coro: Generator[Any, Any, T], waiting: Any) -> None:
+        self._coro = coro
+        self._waiting = waiting
+
+    def __await__(self) -> Generator[Any, Any, T]:
+        coro, waiting = self._coro, self._waiting
+        while True:
+            try:
+                value = yield waiting
+            except BaseException as exc:  # resumed with an exception (a cancellation)
+                try:
+                    waiting = coro.throw(exc)
+                except StopIteration as done:
+                    return done.value  # type: ignore[no-any-return]
+            else:
+                try:
+                    waiting = coro.send(value)
+                except StopIteration as done:
+                    return done.value  # type: ignore[no-any-return]
+
+    @property
+    def waiting(self) -> Any:
+        """What the coroutine waits on (an asyncio future, for asyncio I/O)."""
+        return self._waiting
+
+    def close(self) -> None:
+        """Abandon the coroutine (it is never resumed)."""
+        self._coro.close()
+
+
+def start(awaitable: Awaitable[T]) -> T | Pending[T]:
+    """Run `awaitable` until it has to wait: its result if it did not, else a `Pending` to await."""
+    coro = awaitable.__await__()
+    try:
+        waiting = coro.send(None)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+    return Pending(coro, waiting)
+
+
+async def relay(
+    stream: AsyncChatStream, write: Callable[[bytes], Awaitable[None]]
+) -> LLMRouteError | None:
+    """Write `stream`'s chunks as ``data:`` events until it ends; return the error that ended it.
+
+    `write` is called with whole events, batched as described above. The
+    closing ``data: [DONE]`` (or error event) is left to the caller.
+    """
+    pending: list[bytes] = []
+    try:
+        while True:
+            chunk = start(stream.__anext__())
+            if isinstance(chunk, Pending):
+                if pending:
+                    try:
+                        await write(b"".join(pending))
+                    except BaseException:
+                        chunk.close()
+                        raise
+                    pending.clear()
+                chunk = await chunk
+            pending.append(b"data: " + _chunk_json(chunk) + b"\n\n")
+    except StopAsyncIteration:
+        failure = None
+    except LLMRouteError as exc:
+        failure = exc
+    if pending:
+        await write(b"".join(pending))
+    return failure
