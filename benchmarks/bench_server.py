@@ -21,6 +21,13 @@ chunks, read to its end). Then the resident memory of the ``llmroute serve``
 process after the load, and the targets, PASS/FAIL each: at least 25% of the
 direct throughput at concurrency 50, under 1 ms added p50 at concurrency 1,
 under 80 MB resident. The exit status is 0 only if every target passes.
+
+For streams, the latency target applies to the time to the first token (the
+first content chunk): a stream's later chunks arrive while the reader reads,
+and here the upstream sends a whole stream at once, so the time to its end
+adds up llmroute's per-chunk work (printed too, as ``streamed: whole``).
+``--floor`` also loads a bare pass-through proxy (uvicorn and aiohttp, no
+llmroute) to show what the extra hop alone costs on the machine.
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -71,20 +79,78 @@ def running_gateway(upstream_port: int, extra: list[str]) -> Iterator[tuple[int,
             cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )  # fmt: skip
         try:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1):
-                        break
-                except OSError:
-                    if process.poll() is not None or time.monotonic() > deadline:
-                        err = process.stderr.read().decode() if process.stderr else ""
-                        raise RuntimeError(f"llmroute serve did not start:\n{err}") from None
-                    time.sleep(0.1)
+            wait_ready(f"http://127.0.0.1:{port}/health", process)
             yield port, process.pid
         finally:
             process.terminate()
             process.wait(30)
+
+
+def floor_proxy(port: int, upstream_port: int) -> None:
+    """Serve a bare pass-through proxy to the upstream: uvicorn and aiohttp, nothing else."""
+    import aiohttp
+    import uvicorn
+
+    url = f"http://127.0.0.1:{upstream_port}/v1/chat/completions"
+    sessions: list[aiohttp.ClientSession] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            for session in sessions:
+                await session.close()
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        if scope["method"] == "GET":  # the readiness check
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"ok"})
+            return
+        body = (await receive())["body"]
+        if not sessions:
+            sessions.append(aiohttp.ClientSession())
+        headers = {"content-type": "application/json"}
+        async with sessions[0].post(url, data=body, headers=headers) as response:
+            kind = response.headers["content-type"].encode()
+            await send({"type": "http.response.start", "status": response.status,
+                        "headers": [(b"content-type", kind)]})  # fmt: skip
+            async for data in response.content.iter_any():
+                await send({"type": "http.response.body", "body": data, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+@contextmanager
+def running_floor(upstream_port: int, wanted: bool) -> Iterator[int]:
+    """The bare proxy in its own process when `wanted`; yields its port (0: none)."""
+    if not wanted:
+        yield 0
+        return
+    port = free_port()
+    command = [sys.executable, __file__, "--floor-proxy", str(port),
+               "--upstream-port", str(upstream_port)]  # fmt: skip
+    process = subprocess.Popen(command, stderr=subprocess.DEVNULL)
+    try:
+        wait_ready(f"http://127.0.0.1:{port}/health", process)
+        yield port
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+def wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
+    """Wait until `url` answers, or raise if `process` ended or 30 s passed."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                err = process.stderr.read().decode() if process.stderr else ""
+                raise RuntimeError(f"{url} did not come up:\n{err}") from None
+            time.sleep(0.1)
 
 
 def rss_mb(pid: int) -> float:
@@ -183,7 +249,8 @@ async def measure(args: argparse.Namespace, targets: list[Target]) -> dict[str, 
             for target in targets:  # warm up: pools, caches, code paths
                 await burst(target, session, stream, 200, args.concurrency)
             times = await sequential(targets, session, stream, args.sequential)
-            shares, rates = [], {t.name: [] for t in targets}
+            shares: list[dict[str, float]] = []
+            rates: dict[str, list[float]] = {t.name: [] for t in targets}
             for number in range(args.rounds):
                 ordered = targets if number % 2 == 0 else targets[::-1]
                 round_rates = {
@@ -192,10 +259,10 @@ async def measure(args: argparse.Namespace, targets: list[Target]) -> dict[str, 
                 }
                 for name, rate in round_rates.items():
                     rates[name].append(rate)
-                shares.append(round_rates["llmroute"] / round_rates["direct"])
+                shares.append({n: r / round_rates["direct"] for n, r in round_rates.items()})
             throughput = {
                 "rps": {n: statistics.median(v) for n, v in rates.items()},
-                "share": statistics.median(shares),
+                "share": {n: statistics.median(s[n] for s in shares) for n in rates},
             }
             if stream:
                 results["streamed: first token"] = {**latency(times, 0), **throughput}
@@ -207,27 +274,28 @@ async def measure(args: argparse.Namespace, targets: list[Target]) -> dict[str, 
 
 def report(results: dict[str, object], rss: float, concurrency: int) -> bool:
     ok = True
-    print(f"{'':22}{'c=1 p50 ms':>24}{'c=1 p99 ms':>24}{f'c={concurrency} req/s':>26}")
-    print(f"{'':22}{'direct  llmroute  added':>24}{'direct  llmroute  added':>24}"
-          f"{'direct  llmroute  share':>26}")  # fmt: skip
+    print(f"{'':24}{'c=1 p50':>9}{'p99':>8}{'added p50':>11}{'p99':>8}"
+          f"{f'c={concurrency} req/s':>14}{'share':>7}   (ms; share: of direct)")  # fmt: skip
     for kind, figures in results.items():
         assert isinstance(figures, dict)
+        print(kind)
         p50, p99 = figures["p50"], figures["p99"]
-        line = (
-            f"{kind:<22}{p50['direct']:>8.2f}{p50['llmroute']:>9.2f}"
-            f"{p50['llmroute'] - p50['direct']:>7.2f}{p99['direct']:>8.2f}"
-            f"{p99['llmroute']:>9.2f}{p99['llmroute'] - p99['direct']:>7.2f}"
-        )
-        if "rps" in figures:
-            rps = figures["rps"]
-            line += f"{rps['direct']:>9.0f}{rps['llmroute']:>10.0f}{figures['share']:>7.0%}"
-        print(line)
+        for name in p50:
+            line = f"  {name:<22}{p50[name]:>9.2f}{p99[name]:>8.2f}"
+            if name != "direct":
+                line += f"{p50[name] - p50['direct']:>11.2f}{p99[name] - p99['direct']:>8.2f}"
+            else:
+                line += f"{'':>19}"
+            if "rps" in figures:
+                line += f"{figures['rps'][name]:>14.0f}"
+                line += f"{figures['share'][name]:>7.0%}" if name != "direct" else ""
+            print(line)
     print(f"\nllmroute serve resident memory after the load: {rss:.1f} MB\n")
     for kind in ("non-streamed", "streamed: first token"):
         figures = results[kind]
         assert isinstance(figures, dict)
         added = figures["p50"]["llmroute"] - figures["p50"]["direct"]
-        share = figures["share"]
+        share = figures["share"]["llmroute"]
         stream = kind.split(":")[0]
         for label, passed in (
             (f"{stream}: c={concurrency} throughput >= {TARGET_SHARE:.0%} of direct ({share:.0%})",
@@ -245,10 +313,10 @@ def report(results: dict[str, object], rss: float, concurrency: int) -> bool:
 
 def client_main(args: argparse.Namespace) -> None:
     """The load generator, in its own process: prints the results as JSON."""
-    targets = [
-        Target("direct", args.upstream_port, MODEL),
-        Target("llmroute", args.gateway_port, "bench"),
-    ]
+    targets = [Target("direct", args.upstream_port, MODEL)]
+    if args.floor_port:
+        targets.append(Target("bare proxy", args.floor_port, MODEL))
+    targets.append(Target("llmroute", args.gateway_port, "bench"))
     print(json.dumps(asyncio.run(measure(args, targets))))
 
 
@@ -260,12 +328,21 @@ def main() -> int:
     parser.add_argument("--chunks", type=int, default=20, help="content chunks per stream")
     parser.add_argument("--rounds", type=int, default=2, help="bursts per target and mode")
     parser.add_argument("--serve-args", default="", help="extra `llmroute serve` arguments")
+    parser.add_argument(
+        "--floor", action="store_true",
+        help="also load a bare pass-through proxy (uvicorn + aiohttp, no llmroute): the hop alone",
+    )  # fmt: skip
     parser.add_argument("--client", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--floor-proxy", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--floor-port", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--upstream-port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--gateway-port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.client:
         client_main(args)
+        return 0
+    if args.floor_proxy:
+        floor_proxy(args.floor_proxy, args.upstream_port)
         return 0
     import uvicorn
 
@@ -276,11 +353,12 @@ def main() -> int:
     with (
         running_upstream(chunks=args.chunks) as upstream_port,
         running_gateway(upstream_port, args.serve_args.split()) as (gateway_port, pid),
+        running_floor(upstream_port, args.floor) as floor_port,
     ):
         command = [sys.executable, __file__, "--client", "--upstream-port", str(upstream_port),
-                   "--gateway-port", str(gateway_port), "--requests", str(args.requests),
-                   "--concurrency", str(args.concurrency), "--sequential", str(args.sequential),
-                   "--rounds", str(args.rounds)]  # fmt: skip
+                   "--gateway-port", str(gateway_port), "--floor-port", str(floor_port),
+                   "--requests", str(args.requests), "--concurrency", str(args.concurrency),
+                   "--sequential", str(args.sequential), "--rounds", str(args.rounds)]  # fmt: skip
         output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
         rss = rss_mb(pid)
     return 0 if report(json.loads(output), rss, args.concurrency) else 1

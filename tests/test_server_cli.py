@@ -260,7 +260,7 @@ def serving(folder: Path, *args: str) -> Iterator[tuple[str, subprocess.Popen[st
             process.wait()
 
 
-def test_serve_runs_the_announced_demo(tmp_path: Path) -> None:
+def test_serve_runs_the_announced_demo(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with serving(tmp_path) as (root, process):
         client = openai.OpenAI(base_url=f"{root}/v1", api_key="unused", max_retries=0)
         messages: Any = [{"role": "user", "content": "Hello"}]
@@ -287,8 +287,10 @@ def test_serve_runs_the_announced_demo(tmp_path: Path) -> None:
     assert "DEMO (no llmroute.yaml here and no provider keys" in output
     assert "routes:   demo" in output and "/metrics" in output
     assert "Application shutdown complete" in output
-    assert (tmp_path / "llmroute.db").exists()  # the request log, for `llmroute stats`
+    capsys.readouterr()
+    # the request log was flushed at shutdown: `llmroute stats` sees every request
     assert main(["stats", str(tmp_path / "llmroute.db"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["total"]["requests"] == 3
 
 
 def test_shutdown_lets_an_in_flight_stream_finish(tmp_path: Path) -> None:

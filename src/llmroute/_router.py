@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, Self, overload
+from typing import TYPE_CHECKING, Any, Literal, Self, TypedDict, overload
 
 from typing_extensions import Unpack
 
@@ -148,6 +148,16 @@ def model_list(catalog: Catalog, created: int) -> ModelList:
     )
 
 
+class RouterOptions(TypedDict, total=False):
+    """The keyword arguments of `AsyncRouter` and `Router` besides the config."""
+
+    transports: Mapping[str, object] | None
+    clock: Clock | None
+    seed: int | None
+    env: Mapping[str, str] | None
+    strategies: Mapping[str, Strategy] | None
+
+
 class AsyncRouter:
     """An in-process LLM gateway with the ``openai.AsyncOpenAI`` client surface.
 
@@ -213,21 +223,9 @@ class AsyncRouter:
         self._closed = False
 
     @classmethod
-    def from_file(
-        cls,
-        path: str | os.PathLike[str],
-        *,
-        transports: Mapping[str, object] | None = None,
-        clock: Clock | None = None,
-        seed: int | None = None,
-        env: Mapping[str, str] | None = None,
-        strategies: Mapping[str, Strategy] | None = None,
-    ) -> Self:
-        """A router from a YAML, TOML or JSON config file."""
-        config = load_file(path, env=env)
-        return cls(
-            config, transports=transports, clock=clock, seed=seed, env=env, strategies=strategies
-        )
+    def from_file(cls, path: str | os.PathLike[str], **options: Unpack[RouterOptions]) -> Self:
+        """A router from a YAML, TOML or JSON config file (options as for the constructor)."""
+        return cls(load_file(path, env=options.get("env")), **options)
 
     def health(self) -> dict[str, TargetHealth]:
         """Each known target's health: circuit state, error ratio, cooldown end, last error."""

@@ -18,11 +18,10 @@ import anyio
 from anyio.from_thread import BlockingPortal
 from typing_extensions import Unpack
 
-from ._clock import Clock
 from ._config import Config
 from ._config_load import load_file
 from ._params import ChatCreateParams, EmbeddingsCreateParams
-from ._router import AsyncRouter, model_list
+from ._router import AsyncRouter, RouterOptions, model_list
 from ._stream import AsyncChatStream
 from ._types import (
     ChatCompletion,
@@ -36,7 +35,6 @@ from .observe.recorder import HookEvent, RecorderStatus, Redactor
 from .observe.sinks import Sink
 from .routing.health import TargetHealth
 from .routing.stats import TargetStats
-from .routing.strategies import Strategy
 
 if TYPE_CHECKING:
     from .cache.stage import CacheStats
@@ -243,16 +241,9 @@ class Router:
     def __init__(
         self,
         config: Config | Mapping[str, Any] | None = None,
-        *,
-        transports: Mapping[str, object] | None = None,
-        clock: Clock | None = None,
-        seed: int | None = None,
-        env: Mapping[str, str] | None = None,
-        strategies: Mapping[str, Strategy] | None = None,
+        **options: Unpack[RouterOptions],
     ) -> None:
-        self._async = AsyncRouter(
-            config, transports=transports, clock=clock, seed=seed, env=env, strategies=strategies
-        )
+        self._async = AsyncRouter(config, **options)
         self._portal = _Portal()
         self.config = self._async.config
         self.chat = Chat(self._async, self._portal)
@@ -260,21 +251,9 @@ class Router:
         self.models = Models(self._async)
 
     @classmethod
-    def from_file(
-        cls,
-        path: str | os.PathLike[str],
-        *,
-        transports: Mapping[str, object] | None = None,
-        clock: Clock | None = None,
-        seed: int | None = None,
-        env: Mapping[str, str] | None = None,
-        strategies: Mapping[str, Strategy] | None = None,
-    ) -> Self:
-        """A router from a YAML, TOML or JSON config file."""
-        config = load_file(path, env=env)
-        return cls(
-            config, transports=transports, clock=clock, seed=seed, env=env, strategies=strategies
-        )
+    def from_file(cls, path: str | os.PathLike[str], **options: Unpack[RouterOptions]) -> Self:
+        """A router from a YAML, TOML or JSON config file (options as for `AsyncRouter`)."""
+        return cls(load_file(path, env=options.get("env")), **options)
 
     @property
     def async_router(self) -> AsyncRouter:

@@ -1,11 +1,16 @@
-"""A cache entry's bytes: a one-line header, then the response's own JSON.
+"""A cached answer, and its bytes in a shared backend.
 
-The header is ASCII fields separated by spaces: the format version, the
-operation (``chat`` or ``embeddings``), the original usage (input, output,
-cache read, cache write, reasoning tokens; ``-`` when unknown) and cost in USD
-(``-`` when unknown): what a hit reports as saved. Both streamed and
+`StoredAnswer` is what the cache keeps: the response's JSON (parsed again
+for every hit, so no caller can change the answer another receives), and
+what a hit reports as saved: the original usage and cost. Both streamed and
 non-streamed answers are stored as the completion, so either kind of request
 can be answered from either.
+
+In Redis the answer is a one-line header, then the response's JSON. The
+header is ASCII fields separated by spaces: the format version, the
+operation (``chat`` or ``embeddings``), the usage (input, output, cache read,
+cache write, reasoning tokens; ``-`` when unknown) and the cost in USD (``-``
+when unknown).
 """
 
 from __future__ import annotations
@@ -16,56 +21,69 @@ from pydantic import ValidationError
 
 from .._types import ChatCompletion, CreateEmbeddingResponse, TokenUsage
 
-__all__ = ["Entry", "decode_entry", "encode_entry"]
+__all__ = ["StoredAnswer", "decode_answer", "encode_answer"]
 
 _VERSION = b"v1"
 
 
 @dataclass(frozen=True, slots=True)
-class Entry:
-    """A decoded entry: the response and what it cost when it was first answered."""
+class StoredAnswer:
+    """A cached response (its JSON) and what it used and cost when it was first answered."""
 
-    response: ChatCompletion | CreateEmbeddingResponse
+    operation: str  # "chat" or "embeddings"
+    body: bytes
     usage: TokenUsage | None
     cost_usd: float | None
 
+    @classmethod
+    def of(
+        cls,
+        response: ChatCompletion | CreateEmbeddingResponse,
+        usage: TokenUsage | None,
+        cost_usd: float | None,
+    ) -> StoredAnswer:
+        """The answer to store for `response`."""
+        operation = "chat" if isinstance(response, ChatCompletion) else "embeddings"
+        return cls(operation, response.__pydantic_serializer__.to_json(response), usage, cost_usd)
 
-def encode_entry(
-    response: ChatCompletion | CreateEmbeddingResponse,
-    usage: TokenUsage | None,
-    cost_usd: float | None,
-) -> bytes:
-    """The bytes stored for `response`."""
-    kind = "chat" if isinstance(response, ChatCompletion) else "embeddings"
+    def response(self) -> ChatCompletion | CreateEmbeddingResponse | None:
+        """A fresh copy of the response; None when the body cannot be read."""
+        try:
+            if self.operation == "chat":
+                return ChatCompletion.model_validate_json(self.body)
+            return CreateEmbeddingResponse.model_validate_json(self.body)
+        except ValidationError:
+            return None
+
+
+def encode_answer(answer: StoredAnswer) -> bytes:
+    """The bytes stored in a shared backend for `answer`."""
+    usage = answer.usage
     counts = "- - - - -"
     if usage is not None:
         counts = (
             f"{usage.input} {usage.output} {usage.cache_read} {usage.cache_write} {usage.reasoning}"
         )
-    cost = "-" if cost_usd is None else repr(float(cost_usd))
-    head = f"{kind} {counts} {cost}\n".encode()
-    return _VERSION + b" " + head + response.__pydantic_serializer__.to_json(response)
+    cost = "-" if answer.cost_usd is None else repr(float(answer.cost_usd))
+    head = f"{answer.operation} {counts} {cost}\n".encode()
+    return _VERSION + b" " + head + answer.body
 
 
-def decode_entry(data: bytes, operation: str) -> Entry | None:
-    """The entry in `data`; None when it is not a readable `operation` entry."""
+def decode_answer(data: bytes) -> StoredAnswer | None:
+    """The answer in `data`; None when this version cannot read it."""
     head, newline, body = data.partition(b"\n")
     fields = head.split(b" ")
     if not newline or len(fields) != 8 or fields[0] != _VERSION:
         return None
-    if fields[1].decode() != operation:
+    operation = fields[1].decode()
+    if operation not in ("chat", "embeddings"):
         return None
-    response: ChatCompletion | CreateEmbeddingResponse
     try:
-        if operation == "chat":
-            response = ChatCompletion.model_validate_json(body)
-        else:
-            response = CreateEmbeddingResponse.model_validate_json(body)
         usage = None
         if fields[2] != b"-":
             tokens, out, read, written, reasoning = (int(f) for f in fields[2:7])
             usage = TokenUsage(tokens, out, read, written, reasoning)
         cost = None if fields[7] == b"-" else float(fields[7])
-    except (ValidationError, ValueError):
+    except ValueError:
         return None
-    return Entry(response, usage, cost)
+    return StoredAnswer(operation, body, usage, cost)

@@ -50,7 +50,7 @@ def route_identity(route: Route, allowed: list[str] | None) -> str:
 
 def _free_form(request: ChatRequest | EmbeddingsRequest) -> bool:
     """Whether the request holds mappings whose key order the caller chose."""
-    if request.model_extra:
+    if request.__pydantic_extra__:
         return True
     if isinstance(request, EmbeddingsRequest):
         return False
@@ -61,15 +61,19 @@ def _free_form(request: ChatRequest | EmbeddingsRequest) -> bool:
         or isinstance(request.tool_choice, dict)
     ):
         return True
-    # content parts may carry mappings of their own (a file, a provider's extras)
-    return any(m.model_extra or not isinstance(m.content, str | None) for m in request.messages)
+    for message in request.messages:
+        # content parts may carry mappings of their own (a file, a provider's extras)
+        content = message.content
+        if message.__pydantic_extra__ or (content is not None and type(content) is not str):
+            return True
+    return False
 
 
 def canonical_request(request: ChatRequest | EmbeddingsRequest) -> bytes:
     """The request's parameters that decide the answer, as canonical JSON."""
     exclude = _NOT_IN_KEY_N if getattr(request, "n", None) == 1 else _NOT_IN_KEY
     if not _free_form(request):
-        return request.model_dump_json(exclude_none=True, exclude=exclude).encode()
+        return request.__pydantic_serializer__.to_json(request, exclude_none=True, exclude=exclude)
     data = request.model_dump(mode="json", exclude_none=True, exclude=exclude)
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
@@ -78,7 +82,5 @@ def cache_key(
     operation: str, route: str, namespace: str, request: ChatRequest | EmbeddingsRequest
 ) -> str:
     """The hex digest naming a request's cached answer (see the module docstring)."""
-    digest = hashlib.blake2b(digest_size=20)
-    digest.update(f"{operation}\n{route}\n{namespace}\n".encode())
-    digest.update(canonical_request(request))
-    return digest.hexdigest()
+    head = f"{operation}\n{route}\n{namespace}\n".encode()
+    return hashlib.blake2b(head + canonical_request(request), digest_size=20).hexdigest()

@@ -29,10 +29,10 @@ from .._pipeline import Answer, Outcome, RequestContext, Stage
 from .._request import ChatRequest
 from .._types import ChatCompletion, CompletionUsage, CreateEmbeddingResponse
 from ..limits._redis import RedisUnavailable
-from .backends import CacheBackend
+from .backends import CacheBackend, MemoryBackend
 from .config import CacheConfig
 from .convert import chunks_to_completion, completion_to_chunks
-from .entry import Entry, decode_entry, encode_entry
+from .entry import StoredAnswer
 from .keys import cache_key, route_identity
 
 __all__ = ["CacheStage", "CacheStats"]
@@ -99,6 +99,7 @@ class CacheStage(Stage):
     def __init__(self, config: CacheConfig, backend: CacheBackend) -> None:
         self._config = config
         self._backend = backend
+        self._memory = backend if isinstance(backend, MemoryBackend) else None
         self._policies: dict[Route, _RoutePolicy] = {}
         self._rng = random.Random()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -147,18 +148,22 @@ class CacheStage(Stage):
             self._bypass(ctx)
             self._expect(ctx, self._rng.choice(keys), ttl)
             return None
-        try:
-            found = await self._backend.get_many(keys)
-        except RedisUnavailable:
-            self.stats.errors += 1
-            self._bypass(ctx)
-            return None
+        if self._memory is not None:
+            found = self._memory.lookup(keys)
+        else:
+            try:
+                found = await self._backend.get_many(keys)
+            except RedisUnavailable:
+                self.stats.errors += 1
+                self._bypass(ctx)
+                return None
         if None not in found:  # every bucket holds an answer: pick one
-            value = found[0] if buckets == 1 else self._rng.choice(found)
-            assert value is not None
-            entry = decode_entry(value, ctx.operation)
-            if entry is not None:
-                return self._hit(ctx, entry)
+            stored = found[0] if buckets == 1 else self._rng.choice(found)
+            assert stored is not None
+            if stored.operation == ctx.operation:
+                answer = self._hit(ctx, stored)
+                if answer is not None:
+                    return answer
         ctx.info.cache = "miss"
         self.stats.misses += 1
         if not control.no_store:
@@ -176,18 +181,20 @@ class CacheStage(Stage):
         if ctx.stream:
             ctx.keep_chunks = True
 
-    def _hit(self, ctx: RequestContext, entry: Entry) -> Answer:
+    def _hit(self, ctx: RequestContext, stored: StoredAnswer) -> Answer | None:
+        response = stored.response()
+        if response is None:
+            return None
         info, stats = ctx.info, self.stats
         info.cache, info.route = "hit", ctx.route.name
-        info.saved_tokens, info.saved_usd = entry.usage, entry.cost_usd
+        info.saved_tokens, info.saved_usd = stored.usage, stored.cost_usd
         info.set_cost(_free)
         stats.hits += 1
-        if entry.usage is not None:
-            stats.saved_input_tokens += entry.usage.input
-            stats.saved_output_tokens += entry.usage.output
-        if entry.cost_usd is not None:
-            stats.saved_usd += entry.cost_usd
-        response = entry.response
+        if stored.usage is not None:
+            stats.saved_input_tokens += stored.usage.input
+            stats.saved_output_tokens += stored.usage.output
+        if stored.cost_usd is not None:
+            stats.saved_usd += stored.cost_usd
         if ctx.stream and isinstance(response, ChatCompletion):
             return completion_to_chunks(response)
         return response
@@ -209,16 +216,16 @@ class CacheStage(Stage):
             response.usage = CompletionUsage(
                 prompt_tokens=usage.input, completion_tokens=usage.output, total_tokens=usage.total
             )
-        data = encode_entry(response, info.usage, cost)
-        if len(data) > self._config.max_entry_size:
+        answer = StoredAnswer.of(response, info.usage, cost)
+        if len(answer.body) > self._config.max_entry_size:
             self.stats.not_stored += 1
             return
         if self._backend.remote:  # a network round trip: off the request's path
-            task = asyncio.get_running_loop().create_task(self._store(pending, data))
+            task = asyncio.get_running_loop().create_task(self._store(pending, answer))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         else:
-            await self._store(pending, data)
+            await self._store(pending, answer)
 
     def _complete_answer(
         self, ctx: RequestContext, outcome: Outcome
@@ -241,9 +248,9 @@ class CacheStage(Stage):
             return None
         return response
 
-    async def _store(self, pending: _Pending, data: bytes) -> None:
+    async def _store(self, pending: _Pending, answer: StoredAnswer) -> None:
         try:
-            await self._backend.set(pending.key, data, pending.ttl)
+            await self._backend.set(pending.key, answer, pending.ttl)
         except RedisUnavailable:
             self.stats.errors += 1
             self.stats.not_stored += 1

@@ -265,8 +265,10 @@ class LatencyStrategy:
         unit = "ttft s" if ctx.stream else "s/token"
         return Selection(
             ordered,
-            lambda: f"{how} ({candidates[i].key} vs {candidates[j].key}); score ({unit} x busy): "
-            + ", ".join(f"{t.key}={v:.4g}" for t, v in zip(candidates, values, strict=True)),
+            lambda: (
+                f"{how} ({candidates[i].key} vs {candidates[j].key}); score ({unit} x busy): "
+                + ", ".join(f"{t.key}={v:.4g}" for t, v in zip(candidates, values, strict=True))
+            ),
         )
 
 

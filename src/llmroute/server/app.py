@@ -51,7 +51,6 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 Headers = list[tuple[bytes, bytes]]
 
-_JSON = (b"content-type", b"application/json")
 _SSE = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
     (b"cache-control", b"no-cache"),
@@ -140,11 +139,10 @@ class GatewayApp:
         self._state: Literal["starting", "ready", "stopping", "stopped"] = "starting"
         self._active = 0
         self._drained: asyncio.Event | None = None
-        post = "POST"
         self._paths: dict[str, tuple[str, Callable[[_Call], Awaitable[None]], str]] = {}
         for path, method, handler, endpoint in (
-            ("/v1/chat/completions", post, self._chat, "chat"),
-            ("/v1/embeddings", post, self._embeddings, "embeddings"),
+            ("/v1/chat/completions", "POST", self._chat, "chat"),
+            ("/v1/embeddings", "POST", self._embeddings, "embeddings"),
             ("/v1/models", "GET", self._models, "models"),
             ("/health", "GET", self._health, "health"),
             ("/ready", "GET", self._ready, "ready"),
@@ -210,21 +208,21 @@ class GatewayApp:
             )  # fmt: skip
             await self._fail(call, error, endpoint)
             return
-        if method == "GET":
-            try:
-                await handler(call)
-            except HTTPError as exc:
-                await self._fail(call, exc, endpoint)
-            return
-        await self._run(call, handler, endpoint)
+        await self._run(call, handler, endpoint, counted=method == "POST")
 
     async def _run(
-        self, call: _Call, handler: Callable[[_Call], Awaitable[None]], endpoint: str
+        self,
+        call: _Call,
+        handler: Callable[[_Call], Awaitable[None]],
+        endpoint: str,
+        *,
+        counted: bool,
     ) -> None:
-        """Answer a POST: count it in flight, map its errors, stop it if the client goes away."""
+        """Answer: map errors to responses, stop if the client goes away; a `counted` request
+        (a POST) is in flight until it ends, and shutdown waits for it."""
         task = asyncio.current_task()
-        metrics = self.metrics
-        self._active += 1
+        metrics = self.metrics if counted else None
+        self._active += counted
         if metrics is not None:
             metrics.in_flight += 1
         try:
@@ -251,7 +249,7 @@ class GatewayApp:
                 watcher.close()
             elif watcher is not None:
                 watcher.cancel()
-            self._active -= 1
+            self._active -= counted
             if metrics is not None:
                 metrics.in_flight -= 1
             if self._active == 0 and self._drained is not None:

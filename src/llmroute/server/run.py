@@ -189,60 +189,55 @@ def _route_line(name: str, route: Route) -> str:
 
 def summary(source: ServeSource, router: AsyncRouter, server: ServerConfig) -> str:
     """The start-up announcement: what is served, where, to whom, and where state lives."""
-    config, catalog = router.config, router._catalog
-    base = f"http://{server.host if ':' not in server.host else f'[{server.host}]'}:{server.port}"
-    where = {
-        "file": str(source.path),
-        "env": "providers found in the environment",
-        "demo": "offline demo",
-    }
+    catalog = router._catalog
+    host = f"[{server.host}]" if ":" in server.host else server.host
+    base = f"http://{host}:{server.port}"
+    where = {"file": str(source.path), "env": "providers found in the environment",
+             "demo": "offline demo"}  # fmt: skip
+    routes = [_route_line(n, r) for n, r in catalog.routes.items()]
+    metrics = "off" if server.metrics == "off" else f"{base}/metrics"
     lines = [
-        f"llmroute {__version__} gateway on {base}/v1 (OpenAI-compatible); config: {where[source.kind]}"
+        f"llmroute {__version__} gateway on {base}/v1 (OpenAI-compatible); "
+        f"config: {where[source.kind]}",
+        "  routes:   " + ("\n            ".join(routes) or "(none: use provider/model)"),
+        f"  direct:   provider/model for providers {', '.join(sorted(catalog.providers)) or '-'}",
+        _keys_line(server),
+        *_store_lines(router.config, server),
+        f"  metrics:  {metrics}{' (needs a key)' if server.metrics == 'key' else ''}; "
+        f"liveness {base}/health; readiness {base}/ready",
+        f"  workers:  {server.workers}; on shutdown, in-flight requests get "
+        f"{server.shutdown_timeout:g}s",
     ]
-    routes = [_route_line(n, r) for n, r in catalog.routes.items()] or [
-        "(none: use provider/model)"
-    ]
-    lines.append("  routes:   " + "\n            ".join(routes))
-    lines.append(
-        f"  direct:   provider/model for providers {', '.join(sorted(catalog.providers)) or '-'}"
-    )
+    if source.kind == "demo":
+        lines.insert(0, _demo_banner(source, base))
+    return "\n".join(lines)
+
+
+def _keys_line(server: ServerConfig) -> str:
     if server.keys:
         names = ", ".join(k.name for k in server.keys)
-        lines.append(
+        return (
             f"  keys:     {len(server.keys)} ({names}); requests need 'Authorization: Bearer <key>'"
         )
-    else:
-        lines.append(
-            "  keys:     none: no authentication"
-            + ("" if not is_loopback(server.host) else ", loopback only")
-        )
+    loopback = ", loopback only" if is_loopback(server.host) else ""
+    return f"  keys:     none: no authentication{loopback}"
+
+
+def _store_lines(config: Config, server: ServerConfig) -> list[str]:
     log = config.logging
     store = log.store if log is not None and log.store else "none"
     sinks = f", sinks {', '.join(log.sinks)}" if log is not None and log.sinks else ""
     state = per_worker_state(config)
-    shared = ", ".join(f"{n} in {'Redis' if w == 'redis' else 'memory'}" for n, w in state.items())
-    lines.append(
-        f"  stores:   request log {store}{sinks}; {shared or 'no cache, rate limits or budgets'}"
-    )
-    lines.append(
-        "            health and latency statistics in memory"
-        + (", per worker" if server.workers > 1 else "")
-    )
-    metrics = f"{base}/metrics" if server.metrics != "off" else "off"
-    if server.metrics == "key":
-        metrics += " (needs a key)"
-    lines.append(f"  metrics:  {metrics}; liveness {base}/health; readiness {base}/ready")
-    lines.append(
-        f"  workers:  {server.workers}; on shutdown, in-flight requests get {server.shutdown_timeout:g}s"
-    )
-    if server.workers > 1 and state:
-        lines.append(
-            f"  note:     with {server.workers} workers, {', '.join(n for n, w in state.items() if w == 'memory') or 'nothing'} "
-            "in memory is per worker"
-        )
-    if source.kind == "demo":
-        lines.insert(0, _demo_banner(source, base))
-    return "\n".join(lines)
+    where = ", ".join(f"{n} in {'Redis' if w == 'redis' else 'memory'}" for n, w in state.items())
+    local = [n for n, w in state.items() if w == "memory"]
+    per_worker = f"; with {server.workers} workers, {', '.join(local)} per worker" if (
+        server.workers > 1 and local
+    ) else ""  # fmt: skip
+    statistics = "health and latency statistics in memory"
+    return [
+        f"  stores:   request log {store}{sinks}; {where or 'no cache, rate limits or budgets'}",
+        f"            {statistics}{', per worker' if server.workers > 1 else ''}{per_worker}",
+    ]
 
 
 def _demo_banner(source: ServeSource, base: str) -> str:

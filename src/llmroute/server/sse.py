@@ -6,7 +6,8 @@ of the client per chunk, which on a busy machine is most of a gateway's cost
 per chunk. So chunks that are ready at once are sent in one write: the next
 chunk is asked for eagerly (`start`), and what has accumulated is flushed
 only when that request would have to wait for the network. Nothing is ever
-held back waiting: a chunk goes out as soon as no further one is ready.
+held back waiting: a chunk goes out as soon as no further one is ready, and
+the first content goes out at once, whatever follows it.
 """
 
 from __future__ import annotations
@@ -18,10 +19,12 @@ from .._errors import LLMRouteError
 from .._stream import AsyncChatStream
 from .._types import ChatCompletionChunk
 
-__all__ = ["Pending", "relay", "start"]
+__all__ = ["MAX_BATCH", "Pending", "relay", "start"]
 
 T = TypeVar("T")
 _chunk_json = ChatCompletionChunk.__pydantic_serializer__.to_json
+#: The most events written at once (a bound on how long a burst can hold back the first).
+MAX_BATCH = 32
 
 
 class Pending(Generic[T]):
@@ -78,10 +81,12 @@ async def relay(
 ) -> LLMRouteError | None:
     """Write `stream`'s chunks as ``data:`` events until it ends; return the error that ended it.
 
-    `write` is called with whole events, batched as described above. The
-    closing ``data: [DONE]`` (or error event) is left to the caller.
+    `write` is called with whole events, batched as described above; the first
+    content goes out on its own, at once, and a batch holds `MAX_BATCH` events
+    at most. The closing ``data: [DONE]`` (or error event) is left to the caller.
     """
     pending: list[bytes] = []
+    sent_first = False
     try:
         while True:
             chunk = start(stream.__anext__())
@@ -95,6 +100,10 @@ async def relay(
                     pending.clear()
                 chunk = await chunk
             pending.append(b"data: " + _chunk_json(chunk) + b"\n\n")
+            if len(pending) >= MAX_BATCH or (not sent_first and _has_content(chunk)):
+                sent_first = True
+                await write(b"".join(pending))
+                pending.clear()
     except StopAsyncIteration:
         failure = None
     except LLMRouteError as exc:
@@ -102,3 +111,12 @@ async def relay(
     if pending:
         await write(b"".join(pending))
     return failure
+
+
+def _has_content(chunk: ChatCompletionChunk) -> bool:
+    """Whether a chunk carries something for the reader (text, a tool call, a finish)."""
+    for choice in chunk.choices:
+        delta = choice.delta
+        if delta.content or delta.tool_calls or delta.refusal or choice.finish_reason:
+            return True
+    return False
