@@ -231,13 +231,17 @@ async def test_an_exhausted_budget_is_429_not_to_be_retried() -> None:
         },
         "budgets": {"rules": [{"per": "global", "usd": "0.01/day"}]},
     }
+    started: list[Any] = []
     async with running_gateway(config) as gateway, gateway.client(max_retries=2) as client:
+        gateway.router.add_hook("request_start", started.append)
         await client.chat.completions.create(model="paid", messages=USER, max_tokens=100)
         with pytest.raises(openai.RateLimitError) as info:
             await client.chat.completions.create(model="paid", messages=USER, max_tokens=100)
         body = error_body(info.value)
         assert (body["type"], body["code"]) == ("insufficient_quota", "budget_exceeded")
         assert info.value.response.headers["x-should-retry"] == "false"
+        await gateway.router.flush()
+    assert len(started) == 2  # the SDK, allowed 2 retries, did not retry the refusal
 
 
 # ---------------------------------------------------------------- 5xx

@@ -241,3 +241,28 @@ async def test_a_very_long_stream_line_is_not_refused(upstream: Upstream) -> Non
         stream = await router.chat.completions.create(model="chat", messages=HI, stream=True)
         text = "".join([c.choices[0].delta.content or "" async for c in stream])
     assert text == big
+
+
+@pytest.mark.parametrize("engine", ["aiohttp", "httpx2"])
+async def test_finished_streams_give_their_connection_back(upstream: Upstream, engine: str) -> None:
+    async def stream(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await response.prepare(request)
+        await response.write(
+            f"data: {json.dumps(chunk_body({'content': 'hi'}, 'stop'))}\n\n".encode()
+        )
+        await response.write(b"data: [DONE]\n\n")
+        await asyncio.sleep(0.01)  # the end of the chunked body comes a moment later
+        await response.write_eof()
+        return response
+
+    upstream.handler = stream
+    client = httpx2.AsyncClient() if engine == "httpx2" else None
+    transports = {"up": client} if client is not None else None
+    async with AsyncRouter(provider(upstream), transports=transports) as router:
+        for _ in range(5):
+            result = await router.chat.completions.create(model="chat", messages=HI, stream=True)
+            assert [c.choices[0].delta.content async for c in result if c.choices] == ["hi"]
+    if client is not None:
+        await client.aclose()
+    assert len(set(upstream.peers)) == 1  # one connection served all five streams

@@ -207,7 +207,10 @@ class AsyncChatStream:
         self._ended = True
         if self._watchdog is not None:
             self._watchdog.cancel()
-        await self._response.aclose()
+        if error is None and not closing and self._decoder.done:
+            await self._response.release()  # a finished stream's connection is reused
+        else:
+            await self._response.aclose()
         await self._on_end(self, error)
         if error is None and not closing and not self._hide_usage_chunk and self.completed:
             self._pending.extend(self._usage_chunk())

@@ -15,7 +15,9 @@ exception types, so the pipeline classifies failures in one place.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
@@ -37,6 +39,9 @@ __all__ = [
     "TransportError",
     "transport_from_client",
 ]
+
+
+_log = logging.getLogger("llmroute.transport")
 
 
 class TransportError(Exception):
@@ -104,6 +109,18 @@ class HttpResponse(ABC):
     @abstractmethod
     async def aclose(self) -> None:
         """Release the connection, abandoning any unread body."""
+
+    async def release(self) -> None:
+        """After a complete answer: read what is left of the body (the end of a chunked
+        stream arrives just after its last event) and return the connection to the
+        pool for the next request. Engines without a pool just close."""
+        await self.aclose()
+
+
+#: How long `release()` waits for the rest of a finished body before giving up on reuse.
+_DRAIN_SECONDS = 1.0
+#: How much of a finished body `release()` reads before giving up on reuse.
+_DRAIN_BYTES = 65_536
 
 
 class Transport(ABC):
@@ -176,6 +193,21 @@ class _AiohttpResponse(HttpResponse):
         # half-read connection to the pool.
         if not self._response.closed:
             self._response.close()
+
+    async def release(self) -> None:
+        import aiohttp
+
+        response = self._response
+        try:
+            async with asyncio.timeout(_DRAIN_SECONDS):
+                left = await response.content.read(_DRAIN_BYTES)
+                if left and not response.content.at_eof():
+                    response.close()  # more than a trailer is left: not worth reading
+                    return
+        except (TimeoutError, aiohttp.ClientError):
+            response.close()
+            return
+        response.release()
 
 
 class AiohttpTransport(Transport):
@@ -262,11 +294,12 @@ class AiohttpTransport(Transport):
 
 
 class _HttpxResponse(HttpResponse):
-    __slots__ = ("_errors", "_response", "headers", "status")
+    __slots__ = ("_chunks", "_errors", "_response", "headers", "status")
 
     def __init__(self, response: Any, errors: _HttpxErrors) -> None:
         self._response = response
         self._errors = errors
+        self._chunks: AsyncIterator[bytes] | None = None
         self.status = int(response.status_code)
         self.headers = response.headers
 
@@ -284,7 +317,11 @@ class _HttpxResponse(HttpResponse):
     def aiter_lines(self) -> AsyncIterator[bytes]:
         return split_lines(self.aiter_bytes())
 
-    async def aiter_bytes(self) -> AsyncIterator[bytes]:
+    def aiter_bytes(self) -> AsyncIterator[bytes]:
+        self._chunks = self._iter_bytes()
+        return self._chunks
+
+    async def _iter_bytes(self) -> AsyncIterator[bytes]:
         try:
             async for chunk in self._response.aiter_bytes():
                 yield chunk
@@ -295,6 +332,25 @@ class _HttpxResponse(HttpResponse):
 
     async def aclose(self) -> None:
         await self._response.aclose()
+
+    async def release(self) -> None:
+        # httpx returns a connection to its pool when a fully read response is closed
+        try:
+            async with asyncio.timeout(_DRAIN_SECONDS):
+                if self._chunks is None:
+                    await self._response.aread()
+                else:  # the body is being streamed: read on to its end
+                    seen = 0
+                    async for chunk in self._chunks:
+                        seen += len(chunk)
+                        if seen > _DRAIN_BYTES:
+                            break
+        except (TimeoutError, self._errors.transport, TransportError) as exc:
+            # the answer is complete; only the connection's reuse is lost
+            _log.debug("connection not reused after a finished stream: %s", exc)
+        finally:
+            # fully read: back to the pool; cut short by a timeout or error: discarded
+            await self._response.aclose()
 
 
 @dataclass(slots=True, frozen=True)

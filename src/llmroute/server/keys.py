@@ -61,10 +61,6 @@ class GatewayIdentity:
             return True
         return any(model == pattern or fnmatchcase(model, pattern) for pattern in routes)
 
-    def allowed_ids(self, ids: Sequence[str]) -> list[str]:
-        """The ids of `ids` this identity may use."""
-        return [i for i in ids if self.allows(i)]
-
 
 #: The identity of every request when no key is configured.
 ANONYMOUS = GatewayIdentity(None, None, None, None, RequestOptions())
@@ -103,11 +99,6 @@ class KeyStore:
     def required(self) -> bool:
         """Whether requests must carry a key (some are configured)."""
         return bool(self._keys)
-
-    @property
-    def names(self) -> list[str]:
-        """The keys' names."""
-        return [identity.name or "" for _, identity in self._keys]
 
     def authenticate(self, authorization: bytes | None) -> GatewayIdentity:
         """The identity of an ``Authorization: Bearer <key>`` header; `HTTPError` 401 otherwise."""
