@@ -218,8 +218,10 @@ class AttemptPlan:
         return None
 
     def exclude(self, keys: frozenset[str]) -> None:
-        """Leave these targets out of the whole plan."""
+        """Leave these targets out of the whole plan (a continuation: its tries are fallbacks)."""
         self._excluded.update(keys)
+        if keys:
+            self._count = max(self._count, 1)
 
     def would_end(self, error: ProviderError) -> bool:
         """Whether `error` ends the request (a fatal error not listed in `failover_on`)."""

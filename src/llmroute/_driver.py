@@ -49,12 +49,21 @@ class _Unavailable(Exception):
     """Health refused the attempt at admission (it became unavailable meanwhile)."""
 
 
+class _Refused(Exception):
+    """The target's adapter cannot express this request (a `RequestError`): try another."""
+
+    def __init__(self, error: RequestError) -> None:
+        self.error = error
+        super().__init__(str(error))
+
+
 @dataclass(slots=True)
 class _Race(Generic[T]):
     winner: T | None = None
     won: bool = False
     failures: list[tuple[Target, ProviderError]] = field(default_factory=list)
     fatal: ProviderError | None = None
+    refused: list[tuple[Target, RequestError]] = field(default_factory=list)
     running: int = 0
     changed: anyio.Event = field(default_factory=anyio.Event)
 
@@ -100,13 +109,19 @@ class AttemptDriver:
         facts: RequestFacts,
         discard: Callable[[T], Awaitable[None]] | None = None,
         exclude: frozenset[str] = frozenset(),
+        deadline: float | None = None,
     ) -> T:
-        """Try the route's plan until one attempt succeeds; raise when none can."""
+        """Try the route's plan until one attempt succeeds; raise when none can.
+
+        `deadline` (on llmroute's clock) caps the request's own deadline: a
+        continuation must finish within the deadline of the request it continues.
+        """
         clock = self._clock
         info.route, info.strategy = route.name, route.strategy
         allowed = _allowed(route, options)
         timeout = options.timeout or route.timeout
-        deadline = clock.monotonic() + timeout
+        own = clock.monotonic() + timeout
+        deadline = own if deadline is None else min(own, deadline)
         selector = self.selector
 
         def order(one: Route) -> list[Target]:
@@ -125,6 +140,7 @@ class AttemptDriver:
         )
         plan.exclude(exclude)
         errors: list[ProviderError] = []
+        refusals: list[RequestError] = []  # targets that cannot express the request
         out_of_time = False
         while True:
             now = clock.monotonic()
@@ -147,11 +163,26 @@ class AttemptDriver:
                 race = await self._race(step, plan, info, attempt, deadline, discard, facts)
             if race.won:
                 return race.winner  # type: ignore[return-value]
-            for target, failure in race.failures:
-                errors.append(failure)
-                if not plan.failed(target, failure):
-                    raise failure
+            self._absorb(race, plan, errors, refusals)
+        if refusals and not errors:
+            raise refusals[0]  # no target could even take the request
         raise self._exhausted(info, plan, errors, out_of_time, timeout)
+
+    @staticmethod
+    def _absorb(
+        race: _Race[T],
+        plan: AttemptPlan,
+        errors: list[ProviderError],
+        refusals: list[RequestError],
+    ) -> None:
+        """Feed a lost race's outcomes to the plan; raise an error that ends the request."""
+        for target, refusal in race.refused:
+            refusals.append(refusal)
+            plan.exclude(frozenset({target.key}))
+        for target, failure in race.failures:
+            errors.append(failure)
+            if not plan.failed(target, failure):
+                raise failure
 
     # -------------------------------------------------------------- one step
 
@@ -171,6 +202,8 @@ class AttemptDriver:
             race.won = True
         except _Unavailable:
             plan.unavailable[step.target.key] = step.target
+        except _Refused as refused:
+            race.refused.append((step.target, refused.error))
         except ProviderError as error:
             race.failures.append((step.target, error))
         return race
@@ -193,6 +226,8 @@ class AttemptDriver:
                 value = await self._one(one, plan.route, info, attempt, deadline, facts.stream)
             except _Unavailable:
                 plan.unavailable[one.target.key] = one.target
+            except _Refused as refused:
+                race.refused.append((one.target, refused.error))
             except ProviderError as error:
                 race.failures.append((one.target, error))
                 if plan.would_end(error):
@@ -290,6 +325,16 @@ class AttemptDriver:
             record.latency_s = ended - now
             self._judge(target, admission, error, ended)
             raise
+        except RequestError as exc:
+            record.outcome, record.error_type, record.error = "error", type(exc).__name__, str(exc)
+            record.latency_s = clock.monotonic() - now
+            health.released(key, admission)
+            raise _Refused(exc) from exc
+        except Exception as exc:
+            record.outcome, record.error_type, record.error = "error", type(exc).__name__, str(exc)
+            record.latency_s = clock.monotonic() - now
+            health.released(key, admission)
+            raise
         except BaseException:
             record.outcome = "cancelled"
             record.latency_s = clock.monotonic() - now
@@ -304,6 +349,7 @@ class AttemptDriver:
         health.succeeded(key, ended, admission)
         stats.latency(key, record.latency_s)
         info.target, info.provider, info.model = key, target.provider.name, target.model
+        info.served = record
         return value
 
     def _judge(

@@ -194,7 +194,8 @@ class Executor:
         facts = RequestFacts(request, ctx.options, stream=False)
         completion = await self.driver.run(route, ctx.options, info, attempt, facts=facts)
         usage = completion.usage.normalised() if completion.usage is not None else None
-        stats, key, took = self.driver.stats, info.target or "", info.attempts[-1].latency_s
+        served = info.served
+        stats, key, took = self.driver.stats, info.target or "", served.latency_s if served else 0.0
         stats.first_token(key, took)
         stats.answered(key, took, usage.output if usage else 0, self._clock.monotonic())
         info.usage = usage
@@ -231,8 +232,10 @@ class Executor:
             raise
         info.ttft_s = clock.monotonic() - ctx.started
         stats, key = self.driver.stats, info.target or ""
-        stats.first_token(key, info.attempts[-1].latency_s)
-        stats.streamed(key, info.attempts[-1].latency_s, clock.monotonic())
+        served = info.served
+        took = served.latency_s if served else info.ttft_s
+        stats.first_token(key, took)
+        stats.streamed(key, took, clock.monotonic())
         deadline = ctx.started + (options.timeout or route.timeout)
 
         async def on_end(stream: AsyncChatStream, error: BaseException | None) -> None:
@@ -247,7 +250,7 @@ class Executor:
                     estimated=True,
                 )
             info.usage = usage
-            last = info.attempts[-1]
+            last = info.served or info.attempts[-1]
             if error is not None:
                 last.outcome, last.error_type, last.error = (
                     "error",
@@ -273,7 +276,9 @@ class Executor:
                         ]
                     }
                 )
-                return await self._open_stream(route, follow, options, extra, info, exclude=failed)
+                return await self._open_stream(
+                    route, follow, options, extra, info, exclude=failed, deadline=deadline
+                )
 
         return AsyncChatStream(
             opened,
@@ -308,6 +313,7 @@ class Executor:
         info: RouteInfo,
         *,
         exclude: frozenset[str] = frozenset(),
+        deadline: float | None = None,
     ) -> OpenedStream:
         async def attempt(target: Target, record: AttemptInfo, timeouts: Timeouts) -> OpenedStream:
             adapter = target.provider.adapter
@@ -339,6 +345,7 @@ class Executor:
             facts=RequestFacts(request, options, stream=True),
             discard=discard,
             exclude=exclude,
+            deadline=deadline,
         )
 
     async def _first_content(

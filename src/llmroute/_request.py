@@ -292,7 +292,7 @@ class RequestOptions(BaseModel):
     """
 
     model_config = _CLOSED
-    timeout: float | None = Field(default=None, gt=0)
+    timeout: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     user: str | None = None
     key: str | None = None
     team: str | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import random
 from collections.abc import Callable, Mapping, Sequence
@@ -55,7 +56,12 @@ def _request_options(client: ClientParams) -> tuple[RequestOptions, ExtraRequest
     options = validate_options(client.options)  # type: ignore[arg-type]
     timeout = client.timeout
     if timeout is not None:
-        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
+        if (
+            isinstance(timeout, bool)
+            or not isinstance(timeout, int | float)
+            or not math.isfinite(timeout)
+            or timeout <= 0
+        ):
             raise RequestError(
                 f"timeout must be a positive number of seconds, got {timeout!r}", param="timeout"
             )

@@ -140,7 +140,11 @@ class AsyncChatStream:
         try:
             line = await self._read_line()
         except StopAsyncIteration:
-            self._pending.extend(decoder.finish())
+            try:
+                self._pending.extend(decoder.finish())
+            except ProviderError as exc:
+                await self._fail(exc, f"the provider's last stream event was unusable: {exc}")
+                return
             if (decoder.done or self._finished_choices) and not self._timed_out:
                 await self._end(None)
                 return
@@ -187,13 +191,18 @@ class AsyncChatStream:
         """Hand the rest of the answer to the next target; False when none could take it."""
         assert self._resume is not None
         info = self.llmroute
-        if cause is not None and info.attempts:
-            last = info.attempts[-1]
-            last.outcome, last.error_type, last.error = "error", type(cause).__name__, str(cause)
+        last = info.served or (info.attempts[-1] if info.attempts else None)
+        if last is not None:
+            last.outcome = "error"
+            last.error_type = type(cause).__name__ if cause is not None else "StreamInterrupted"
+            last.error = str(cause) if cause is not None else "the stream ended unfinished"
         await self._response.aclose()
         try:
             opened = await self._resume(self.text)
         except LLMRouteError:
+            return False
+        if self._timed_out:  # the deadline passed while the next target was starting
+            await opened.response.aclose()
             return False
         self.seams.append(len(self.text))
         self._response, self._lines, self._decoder = opened.response, opened.lines, opened.decoder

@@ -165,6 +165,8 @@ class _AiohttpResponse(HttpResponse):
 
         try:
             return await self._response.read()
+        except aiohttp.ServerTimeoutError as exc:  # a TimeoutError and a connection error
+            raise TimedOut("timed out reading the response body") from exc
         except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError) as exc:
             raise ConnectionLost(f"connection lost while reading the body: {exc}") from exc
         except TimeoutError as exc:
@@ -183,6 +185,8 @@ class _AiohttpResponse(HttpResponse):
         try:
             async for chunk in self._response.content.iter_any():
                 yield chunk
+        except aiohttp.ServerTimeoutError as exc:  # a TimeoutError and a connection error
+            raise TimedOut("no data from the provider within the read timeout") from exc
         except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as exc:
             raise ConnectionLost(f"connection lost mid-stream: {exc}") from exc
         except TimeoutError as exc:
@@ -274,6 +278,8 @@ class AiohttpTransport(Transport):
                 timeout=self._client_timeout(timeouts),
                 proxy=self._proxy(request.url),
             )
+        except aiohttp.ServerTimeoutError as exc:  # a TimeoutError and a connection error
+            raise TimedOut(f"timed out waiting for {request.url}: {exc}") from exc
         except aiohttp.ClientConnectorError as exc:
             raise ConnectFailed(f"cannot connect to {request.url}: {exc}") from exc
         except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:

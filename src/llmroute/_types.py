@@ -127,6 +127,8 @@ class RouteInfo:
     _cost: float | None = field(default=None, repr=False)
     _pricer: Callable[[], float | None] | None = field(default=None, repr=False)
     _reason: str | Callable[[], str] | None = field(default=None, repr=False)
+    #: The attempt whose answer was delivered (with hedging, not always the last one).
+    served: AttemptInfo | None = field(default=None, repr=False)
 
     @property
     def reason(self) -> str | None:

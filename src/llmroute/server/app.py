@@ -5,6 +5,7 @@ The router does the work; this module only translates. Endpoints:
 =========================  ====  ==================================================
 ``/v1/chat/completions``   POST  streamed (SSE) and not
 ``/v1/embeddings``         POST
+``/v1/messages``           POST  Anthropic Messages API (see `llmroute.server.messages`)
 ``/v1/models``             GET   routes and targets the caller's key may use
 ``/v1/models/{id}``        GET
 ``/health``                GET   liveness: the process answers
@@ -34,10 +35,12 @@ from .._errors import AllTargetsFailed, LLMRouteError, ProviderError
 from .._router import AsyncRouter
 from .._stream import AsyncChatStream
 from .._types import ChatCompletion, CreateEmbeddingResponse, RouteInfo
+from ._anthropic_wire import error_body
 from .config import ServerConfig
 from .errors import HTTPError, from_exception, sse_error_event
 from .headers import PREFIX, control_options, route_headers
 from .keys import GatewayIdentity, KeyStore
+from .messages import serve_messages
 from .metrics import CONTENT_TYPE, GatewayMetrics
 from .sse import Pending, relay, start
 
@@ -143,6 +146,7 @@ class GatewayApp:
         for path, method, handler, endpoint in (
             ("/v1/chat/completions", "POST", self._chat, "chat"),
             ("/v1/embeddings", "POST", self._embeddings, "embeddings"),
+            ("/v1/messages", "POST", self._messages, "messages"),
             ("/v1/models", "GET", self._models, "models"),
             ("/health", "GET", self._health, "health"),
             ("/ready", "GET", self._ready, "ready"),
@@ -269,7 +273,10 @@ class GatewayApp:
             )
         if not call.started:
             headers = [*error.headers, _CLOSE] if error.close else error.headers
-            await call.respond(error.status, error.body(), headers, b"application/json")
+            status, body = (
+                error_body(error) if endpoint == "messages" else (error.status, error.body())
+            )  # /v1/messages answers in Anthropic's error shape
+            await call.respond(status, body, headers, b"application/json")
         metrics = self.metrics
         if metrics is None or endpoint in ("", "health", "ready", "metrics"):
             return
@@ -446,6 +453,9 @@ class GatewayApp:
             model=model, messages=messages, extra_body=body, llmroute=options
         )
         await self._answer(call, "chat", _completion_json(completion), completion.llmroute)
+
+    async def _messages(self, call: _Call) -> None:
+        await serve_messages(self, call)
 
     async def _embeddings(self, call: _Call) -> None:
         identity = self._identity(call)

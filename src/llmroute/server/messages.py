@@ -1,0 +1,314 @@
+"""``POST /v1/messages``: the Anthropic Messages API in front of the router.
+
+A request in Anthropic's format is read into Chat Completions parameters
+(`_anthropic_wire`), routed like any other (to any provider, with failover,
+limits, caching and records), and answered in Anthropic's format: a
+``message`` object, or its streamed event sequence::
+
+    message_start, ping,
+    (content_block_start, content_block_delta*, content_block_stop)*,
+    message_delta (stop_reason, cumulative usage), message_stop
+
+Text becomes ``text`` blocks (``text_delta``), tool calls ``tool_use`` blocks
+(``input`` parsed from the JSON arguments; streamed as ``input_json_delta``).
+Finish reasons map back: stop -> ``end_turn``, length -> ``max_tokens``,
+tool_calls -> ``tool_use``, content_filter -> ``refusal``. Usage is
+Anthropic's: ``input_tokens`` excludes cache reads and writes, which are
+``cache_read_input_tokens`` and ``cache_creation_input_tokens``. A stream's
+``message_start`` reports zero input tokens (they are known only at the end,
+from the provider's usage); its ``message_delta`` carries every count.
+
+Errors are Anthropic's ``{"type": "error", "error": {type, message}}``, before
+a stream starts (with the status the anthropic SDK maps to its exception
+classes) and after (an ``event: error``). The gateway key is read from
+``x-api-key`` (what the anthropic SDK sends) or ``Authorization: Bearer``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import TYPE_CHECKING, Any
+
+from .._errors import LLMRouteError
+from .._stream import AsyncChatStream
+from .._types import ChatCompletion, ChatCompletionChunk, CompletionUsage, RouteInfo, TokenUsage
+from ._anthropic_wire import error_event, read_request, to_chat_params
+from .errors import HTTPError, from_exception
+from .headers import control_options, route_headers
+from .keys import GatewayIdentity
+
+if TYPE_CHECKING:
+    from .app import GatewayApp, _Call
+
+__all__ = ["MessageEvents", "message_json", "serve_messages", "stop_reason"]
+
+logger = logging.getLogger("llmroute.server")
+
+_SSE = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
+_STOP_REASONS = {
+    "stop": "end_turn",
+    "length": "max_tokens",
+    "tool_calls": "tool_use",
+    "function_call": "tool_use",
+    "content_filter": "refusal",
+}
+
+
+def stop_reason(finish_reason: str | None) -> str:
+    """Anthropic's ``stop_reason`` for an OpenAI ``finish_reason``."""
+    return _STOP_REASONS.get(finish_reason or "stop", "end_turn")
+
+
+def _usage_json(usage: TokenUsage | None) -> dict[str, int]:
+    """Anthropic usage: ``input_tokens`` without the cache reads and writes counted apart."""
+    if usage is None:
+        usage = TokenUsage()
+    return {
+        "input_tokens": max(0, usage.input - usage.cache_read - usage.cache_write),
+        "cache_creation_input_tokens": usage.cache_write,
+        "cache_read_input_tokens": usage.cache_read,
+        "output_tokens": usage.output,
+    }
+
+
+def _normalised(usage: CompletionUsage | None, info: RouteInfo) -> TokenUsage | None:
+    return usage.normalised() if usage is not None else info.usage
+
+
+def _message_id(completion_id: str) -> str:
+    return completion_id if completion_id.startswith("msg_") else f"msg_{completion_id}"
+
+
+def _tool_input(arguments: str, name: str) -> dict[str, Any]:
+    try:
+        value = json.loads(arguments) if arguments.strip() else {}
+    except ValueError:
+        value = None
+    if not isinstance(value, dict):
+        raise HTTPError(
+            502, f"the provider's arguments for tool {name!r} are not a JSON object",
+            type="upstream_error", code="malformed_tool_arguments",
+        )  # fmt: skip
+    return value
+
+
+def message_json(completion: ChatCompletion) -> dict[str, Any]:
+    """An Anthropic ``message`` object from a chat completion (its first choice)."""
+    content: list[dict[str, Any]] = []
+    finish: str | None = None
+    if completion.choices:
+        choice = completion.choices[0]
+        finish = choice.finish_reason
+        message = choice.message
+        text = message.content or message.refusal
+        if text:
+            content.append({"type": "text", "text": text})
+        for call in message.tool_calls or ():
+            function = call.function
+            content.append({
+                "type": "tool_use", "id": call.id, "name": function.name,
+                "input": _tool_input(function.arguments, function.name),
+            })  # fmt: skip
+    return {
+        "id": _message_id(completion.id),
+        "type": "message",
+        "role": "assistant",
+        "model": completion.model,
+        "content": content,
+        "stop_reason": stop_reason(finish),
+        "stop_sequence": None,
+        "usage": _usage_json(_normalised(completion.usage, completion.llmroute)),
+    }
+
+
+def _event(kind: str, data: dict[str, Any]) -> bytes:
+    payload = json.dumps({"type": kind, **data}, separators=(",", ":"), ensure_ascii=False)
+    return b"event: " + kind.encode() + b"\ndata: " + payload.encode() + b"\n\n"
+
+
+class MessageEvents:
+    """Chat completion chunks in, Anthropic stream events out (as SSE bytes).
+
+    Call `chunk` for each chunk and `end` once the stream has ended; a block is
+    stopped when the next one starts (tool-call fragments for an earlier call
+    still go to its block, by index).
+    """
+
+    def __init__(self, info: RouteInfo) -> None:
+        self._info = info
+        self._started = False
+        self._open: int | None = None  # the index of the block not yet stopped
+        self._open_text = False
+        self._blocks = 0
+        self._tools: dict[int, int] = {}  # OpenAI tool-call index -> block index
+        self._finish: str | None = None
+        self._usage: CompletionUsage | None = None
+
+    def chunk(self, chunk: ChatCompletionChunk) -> bytes:
+        """The events for one chunk (often none)."""
+        out: list[bytes] = []
+        if not self._started:
+            out.append(self._message_start(chunk.id, chunk.model))
+        if chunk.usage is not None:
+            self._usage = chunk.usage
+        for choice in chunk.choices:
+            if choice.index != 0:
+                continue
+            delta = choice.delta
+            text = delta.content or delta.refusal
+            if text:
+                out.extend(self._text(text))
+            for call in delta.tool_calls or ():
+                function = call.function
+                out.extend(self._tool(call.index, call.id, function.name if function else None))
+                if function is not None and function.arguments:
+                    block = self._tools[call.index]
+                    out.append(
+                        self._delta(block, "input_json_delta", "partial_json", function.arguments)
+                    )
+            if choice.finish_reason:
+                self._finish = choice.finish_reason
+        return b"".join(out)
+
+    def end(self) -> bytes:
+        """The closing events: the open block's stop, ``message_delta``, ``message_stop``."""
+        out = [b"" if self._started else self._message_start(self._info.request_id, "")]
+        out.append(self._stop_open())
+        delta = {"stop_reason": stop_reason(self._finish), "stop_sequence": None}
+        usage = _usage_json(_normalised(self._usage, self._info))
+        out.append(_event("message_delta", {"delta": delta, "usage": usage}))
+        out.append(_event("message_stop", {}))
+        return b"".join(out)
+
+    def _message_start(self, message_id: str, model: str) -> bytes:
+        self._started = True
+        message: dict[str, Any] = {
+            "id": _message_id(message_id), "type": "message", "role": "assistant",
+            "model": model or self._info.model or "", "content": [], "stop_reason": None,
+            "stop_sequence": None, "usage": _usage_json(None),
+        }  # fmt: skip
+        return _event("message_start", {"message": message}) + _event("ping", {})
+
+    def _stop_open(self) -> bytes:
+        if self._open is None:
+            return b""
+        index, self._open, self._open_text = self._open, None, False
+        return _event("content_block_stop", {"index": index})
+
+    def _start(self, block: dict[str, Any]) -> list[bytes]:
+        out = [self._stop_open()]
+        index = self._open = self._blocks
+        self._blocks += 1
+        out.append(_event("content_block_start", {"index": index, "content_block": block}))
+        return out
+
+    def _text(self, text: str) -> list[bytes]:
+        out: list[bytes] = []
+        if not self._open_text:
+            out = self._start({"type": "text", "text": ""})
+            self._open_text = True
+        assert self._open is not None
+        out.append(self._delta(self._open, "text_delta", "text", text))
+        return out
+
+    def _tool(self, index: int, call_id: str | None, name: str | None) -> list[bytes]:
+        if index in self._tools:
+            return []
+        out = self._start({
+            "type": "tool_use", "id": call_id or f"toolu_{self._info.request_id}_{index}",
+            "name": name or "", "input": {},
+        })  # fmt: skip
+        self._tools[index] = self._blocks - 1
+        return out
+
+    @staticmethod
+    def _delta(index: int, kind: str, field: str, value: str) -> bytes:
+        return _event(
+            "content_block_delta", {"index": index, "delta": {"type": kind, field: value}}
+        )
+
+
+# ---------------------------------------------------------------- the endpoint
+
+
+def _authenticate(app: GatewayApp, call: _Call) -> GatewayIdentity:
+    """The caller's identity, from ``x-api-key`` or ``Authorization: Bearer``."""
+    authorization = call.authorization
+    if authorization is None:
+        for name, value in call.scope["headers"]:
+            if name == b"x-api-key":
+                authorization = b"Bearer " + value
+                break
+    if authorization is None and app.keys.required:
+        raise HTTPError(
+            401, "missing API key: send it as 'x-api-key: <key>' (the anthropic SDKs' api_key)",
+            code="invalid_api_key",
+        )  # fmt: skip
+    identity = app.keys.authenticate(authorization)
+    call.key = identity.name
+    return identity
+
+
+async def serve_messages(app: GatewayApp, call: _Call) -> None:
+    """Answer one ``POST /v1/messages``."""
+    identity = _authenticate(app, call)
+    body = await app._read_json(call)
+    app._allowed(identity, call, body)
+    request = read_request(body)
+    options = control_options(identity, call.controls)
+    params = to_chat_params(request)
+    model, messages = params.pop("model"), params.pop("messages")
+    completions = app.router.chat.completions
+    if request.stream:
+        params["stream_options"] = {"include_usage": True}
+        opened = await completions.create(
+            model=model, messages=messages, stream=True, extra_body=params, llmroute=options
+        )
+        await _stream(app, call, opened)
+        return
+    completion = await completions.create(
+        model=model, messages=messages, extra_body=params, llmroute=options
+    )
+    body_json = json.dumps(message_json(completion), separators=(",", ":"), ensure_ascii=False)
+    await app._answer(call, "messages", body_json.encode(), completion.llmroute)
+
+
+async def _stream(app: GatewayApp, call: _Call, stream: AsyncChatStream) -> None:
+    """Send `stream` as Anthropic events; a failure after the start ends it with an error event."""
+    info = stream.llmroute
+    send = call.send
+    events = MessageEvents(info)
+    failure: LLMRouteError | None = None
+    try:
+        call.started = True
+        headers = [*_SSE, *route_headers(info, final=False)]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        try:
+            async for chunk in stream:
+                data = events.chunk(chunk)
+                if data:
+                    await send({"type": "http.response.body", "body": data, "more_body": True})
+        except LLMRouteError as exc:
+            failure = exc
+    finally:
+        await stream.aclose()
+        if call.gone and app.metrics is not None:
+            app.metrics.answered("messages", info, status=499, key=call.key)
+    call.finished = True
+    if failure is not None:
+        logger.warning("stream %s failed after its first chunk: %s", info.request_id, failure)
+        last = _event_bytes("error", error_event(from_exception(failure)))
+    else:
+        last = events.end()
+    await send({"type": "http.response.body", "body": last})
+    if app.metrics is not None:
+        app.metrics.answered("messages", info, key=call.key)
+
+
+def _event_bytes(kind: str, payload: bytes) -> bytes:
+    return b"event: " + kind.encode() + b"\ndata: " + payload + b"\n\n"
