@@ -266,3 +266,25 @@ async def test_finished_streams_give_their_connection_back(upstream: Upstream, e
     if client is not None:
         await client.aclose()
     assert len(set(upstream.peers)) == 1  # one connection served all five streams
+
+
+async def test_a_slow_end_of_body_does_not_hold_up_a_finished_stream(upstream: Upstream) -> None:
+    async def lingering(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await response.prepare(request)
+        await response.write(
+            f"data: {json.dumps(chunk_body({'content': 'hi'}, 'stop'))}\n\n".encode()
+        )
+        await response.write(b"data: [DONE]\n\n")
+        await asyncio.sleep(3)  # the end of the body lingers
+        await response.write_eof()
+        return response
+
+    upstream.handler = lingering
+    loop = asyncio.get_running_loop()
+    async with AsyncRouter(provider(upstream)) as router:
+        stream = await router.chat.completions.create(model="chat", messages=HI, stream=True)
+        began = loop.time()
+        assert [c.choices[0].delta.content async for c in stream if c.choices] == ["hi"]
+        assert loop.time() - began < 0.5  # the answer is complete: no waiting for the body's end
+        assert stream.completed

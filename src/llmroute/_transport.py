@@ -16,10 +16,11 @@ exception types, so the pipeline classifies failures in one place.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -111,9 +112,10 @@ class HttpResponse(ABC):
         """Release the connection, abandoning any unread body."""
 
     async def release(self) -> None:
-        """After a complete answer: read what is left of the body (the end of a chunked
-        stream arrives just after its last event) and return the connection to the
-        pool for the next request. Engines without a pool just close."""
+        """After a complete answer: give the connection back to the pool for the next
+        request, once what is left of the body has arrived (the end of a chunked stream
+        comes just after its last event). Waits at most a few milliseconds: the caller
+        has its answer. Engines without a pool just close."""
         await self.aclose()
 
 
@@ -121,6 +123,32 @@ class HttpResponse(ABC):
 _DRAIN_SECONDS = 1.0
 #: How much of a finished body `release()` reads before giving up on reuse.
 _DRAIN_BYTES = 65_536
+#: How long `release()` itself waits before leaving the rest to the background.
+_DRAIN_INLINE_SECONDS = 0.05
+
+
+class _Drains:
+    """Tasks that read the last bytes of finished bodies so their connections can be
+    reused; owned by a transport, cancelled when it closes."""
+
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def run(self, drain: Coroutine[Any, Any, None]) -> None:
+        """Run `drain` briefly in line (the end of a body usually follows its last event
+        at once, so the next request can reuse the connection), then in the background."""
+        task = asyncio.get_running_loop().create_task(drain)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        await asyncio.wait({task}, timeout=_DRAIN_INLINE_SECONDS)
+
+    async def cancel(self) -> None:
+        tasks, self._tasks = list(self._tasks), set()
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
 class Transport(ABC):
@@ -153,10 +181,11 @@ async def split_lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
 
 
 class _AiohttpResponse(HttpResponse):
-    __slots__ = ("_response", "headers", "status")
+    __slots__ = ("_drains", "_response", "headers", "status")
 
-    def __init__(self, response: aiohttp.ClientResponse) -> None:
+    def __init__(self, response: aiohttp.ClientResponse, drains: _Drains) -> None:
         self._response = response
+        self._drains = drains
         self.status = response.status
         self.headers = response.headers
 
@@ -199,19 +228,28 @@ class _AiohttpResponse(HttpResponse):
             self._response.close()
 
     async def release(self) -> None:
+        if self._response.content.at_eof():
+            self._response.release()
+        else:
+            await self._drains.run(self._drain())
+
+    async def _drain(self) -> None:
         import aiohttp
 
         response = self._response
+        reusable = False
         try:
             async with asyncio.timeout(_DRAIN_SECONDS):
                 left = await response.content.read(_DRAIN_BYTES)
-                if left and not response.content.at_eof():
-                    response.close()  # more than a trailer is left: not worth reading
-                    return
-        except (TimeoutError, aiohttp.ClientError):
-            response.close()
-            return
-        response.release()
+            # more than the end of the body left over: not worth keeping
+            reusable = not left or response.content.at_eof()
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            _log.debug("connection not reused after a finished stream: %s", exc)
+        finally:  # cancelled (the transport is closing) or not reusable: close it
+            if reusable:
+                response.release()
+            else:
+                response.close()
 
 
 class AiohttpTransport(Transport):
@@ -226,6 +264,7 @@ class AiohttpTransport(Transport):
         self._session: aiohttp.ClientSession | None = None
         self._timeouts: dict[Timeouts, Any] = {}
         self._proxies: dict[str, str | None] = {}
+        self._drains = _Drains()
 
     def _open_session(self) -> aiohttp.ClientSession:
         import aiohttp
@@ -288,9 +327,10 @@ class AiohttpTransport(Transport):
             raise ConnectionLost(f"connection to {request.url} failed: {exc}") from exc
         except TimeoutError as exc:
             raise TimedOut(f"timed out waiting for {request.url}") from exc
-        return _AiohttpResponse(response)
+        return _AiohttpResponse(response, self._drains)
 
     async def aclose(self) -> None:
+        await self._drains.cancel()
         if self._session is not None:
             session, self._session = self._session, None
             await session.close()
@@ -300,11 +340,12 @@ class AiohttpTransport(Transport):
 
 
 class _HttpxResponse(HttpResponse):
-    __slots__ = ("_chunks", "_errors", "_response", "headers", "status")
+    __slots__ = ("_chunks", "_drains", "_errors", "_response", "headers", "status")
 
-    def __init__(self, response: Any, errors: _HttpxErrors) -> None:
+    def __init__(self, response: Any, errors: _HttpxErrors, drains: _Drains) -> None:
         self._response = response
         self._errors = errors
+        self._drains = drains
         self._chunks: AsyncIterator[bytes] | None = None
         self.status = int(response.status_code)
         self.headers = response.headers
@@ -340,6 +381,9 @@ class _HttpxResponse(HttpResponse):
         await self._response.aclose()
 
     async def release(self) -> None:
+        await self._drains.run(self._drain())
+
+    async def _drain(self) -> None:
         # httpx returns a connection to its pool when a fully read response is closed
         try:
             async with asyncio.timeout(_DRAIN_SECONDS):
@@ -378,6 +422,7 @@ class HttpxTransport(Transport):
         package = type(client).__module__.split(".")[0]
         module = importlib.import_module(package)
         self._client = client
+        self._drains = _Drains()
         self._errors = _HttpxErrors(
             connect=module.ConnectError,
             timeout=module.TimeoutException,
@@ -403,10 +448,11 @@ class HttpxTransport(Transport):
             raise TimedOut(f"timed out waiting for {request.url}") from exc
         except errors.transport as exc:
             raise ConnectionLost(f"connection to {request.url} failed: {exc}") from exc
-        return _HttpxResponse(response, errors)
+        return _HttpxResponse(response, errors, self._drains)
 
     async def aclose(self) -> None:
-        """The client belongs to the caller: it is left open."""
+        """Stops pending connection drains; the client belongs to the caller: it stays open."""
+        await self._drains.cancel()
 
 
 def transport_from_client(client: object) -> Transport:
