@@ -112,3 +112,19 @@ def test_cooldown_longer_deadline_wins_and_is_capped() -> None:
 def test_unknown_target_is_healthy() -> None:
     snap = tracker().snapshot("x/y", 100.0)
     assert (snap.state, snap.error_ratio, snap.cooldown_until) == ("closed", 0.0, None)
+
+
+def test_a_stale_probe_does_not_close_a_reopened_circuit() -> None:
+    health = tracker(half_open_probes=2)
+    fail(health, 0.0, 4)  # open until 5
+    first = health.admit(KEY, 5.0)
+    second = health.admit(KEY, 5.0)
+    assert first is not None
+    assert second is not None
+    health.failed(KEY, 5.0, first, "boom")  # re-opens until 15
+    newer = health.admit(KEY, 15.0)
+    assert newer is not None
+    health.succeeded(KEY, 15.1, second)  # from the earlier half-open period: ignored
+    assert health.state(KEY, 15.1) == "half_open"
+    health.succeeded(KEY, 15.2, newer)
+    assert health.state(KEY, 15.2) == "closed"

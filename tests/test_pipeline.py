@@ -152,3 +152,24 @@ async def test_provider_failure_is_seen_by_after() -> None:
             await router.chat.completions.create(model="chat", messages=HI)
     ((_, outcome),) = stage.seen
     assert isinstance(outcome.error, llmroute.InvalidRequest)
+
+
+class Broken(Stage):
+    name = "broken"
+
+    async def after(self, ctx: RequestContext, outcome: Outcome) -> None:
+        raise RuntimeError("the stage's store is down")
+
+
+async def test_a_failing_stage_does_not_cost_others_their_outcome_or_the_caller_its_answer(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    later = Recording()
+    router = AsyncRouter(CONFIG, env={})
+    router._stages.extend([Broken(), later])
+    async with router:
+        reply = await router.chat.completions.create(model="chat", messages=HI)
+    assert reply.choices[0].message.content == "live answer"
+    assert len(later.seen) == 1  # the stage after the broken one still ran
+    assert router.chat.completions._executor.stage_failures == 1
+    assert "stage 'broken' failed" in caplog.text

@@ -7,6 +7,7 @@ metadata: usage, cost, latency, time to first token.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections import deque
 from collections.abc import AsyncIterator
@@ -37,6 +38,8 @@ from .providers import ExtraRequest, ProviderAdapter, StreamDecoder
 from .routing.select import RequestFacts
 
 __all__ = ["Executor", "new_request_id"]
+
+_log = logging.getLogger("llmroute")
 
 #: What the next target is asked when it continues a stream another target left unfinished.
 CONTINUE_PROMPT = (
@@ -80,6 +83,8 @@ class Executor:
         self.driver = driver
         #: The pipeline's stages, in order (the router's own list: it may add to it).
         self.stages = stages if stages is not None else []
+        #: How many times a stage's after() raised (logged with its traceback).
+        self.stage_failures = 0
 
     # -------------------------------------------------------------- stages
 
@@ -106,13 +111,23 @@ class Executor:
         return None, None
 
     async def _after(self, ctx: RequestContext, outcome: Outcome) -> None:
-        for stage in self.stages:
-            await stage.after(ctx, outcome)
+        # Every stage sees every outcome: one stage's failure must not cost the others
+        # their accounting (limits, budgets), nor the caller an answer it already has.
+        # Shielded, so a caller that goes away now is still accounted for.
+        with anyio.CancelScope(shield=True):
+            for stage in self.stages:
+                try:
+                    await stage.after(ctx, outcome)
+                except Exception:
+                    self.stage_failures += 1
+                    _log.exception(
+                        "llmroute: stage %r failed after request %s",
+                        stage.name,
+                        ctx.info.request_id,
+                    )
 
     async def _after_failure(self, ctx: RequestContext, error: BaseException) -> None:
-        # shielded: a cancelled request (a client that went away) is still accounted for
-        with anyio.CancelScope(shield=True):
-            await self._after(ctx, Outcome(error=error))
+        await self._after(ctx, Outcome(error=error))
 
     # -------------------------------------------------------------- shared steps
 

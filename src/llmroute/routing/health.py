@@ -59,10 +59,15 @@ class TargetHealth:
 
 @dataclass(slots=True, frozen=True)
 class Admission:
-    """Permission to send one attempt; `probe` when the circuit is half-open."""
+    """Permission to send one attempt; `probe` when the circuit is half-open.
+
+    `generation` is the circuit's opening it was admitted under: a probe from
+    an earlier half-open period says nothing about the current one.
+    """
 
     state: CircuitState
     probe: bool
+    generation: int = 0
 
 
 class _Window:
@@ -110,6 +115,7 @@ class _Window:
 class _Target:
     __slots__ = (
         "cooldown_until",
+        "epoch",
         "last_error",
         "open_until",
         "opens",
@@ -126,6 +132,7 @@ class _Target:
         self.probes = 0
         self.cooldown_until = 0.0
         self.last_error: str | None = None
+        self.epoch = 0  # every opening starts a new one
 
 
 class HealthTracker:
@@ -180,7 +187,7 @@ class HealthTracker:
             if target.probes >= self.config.half_open_probes:
                 return None
             target.probes += 1
-            return Admission("half_open", probe=True)
+            return Admission("half_open", probe=True, generation=target.epoch)
         return Admission("closed", probe=False)
 
     # -------------------------------------------------------------- outcomes
@@ -189,6 +196,8 @@ class HealthTracker:
         """An attempt admitted by `admission` succeeded."""
         target = self._get(key)
         if admission.probe:
+            if admission.generation != target.epoch:
+                return  # a stale probe: the circuit has re-opened since
             target.probes = max(0, target.probes - 1)
             if target.state == "half_open":
                 target.state = "closed"
@@ -201,6 +210,8 @@ class HealthTracker:
         target = self._get(key)
         target.last_error = error
         if admission.probe:
+            if admission.generation != target.epoch:
+                return  # a stale probe: the circuit has re-opened since
             target.probes = max(0, target.probes - 1)
             if target.state == "half_open":
                 self._open(target, now)
@@ -217,11 +228,13 @@ class HealthTracker:
         """An admitted attempt ended without an outcome that says anything (cancelled)."""
         if admission.probe:
             target = self._get(key)
-            target.probes = max(0, target.probes - 1)
+            if admission.generation == target.epoch:
+                target.probes = max(0, target.probes - 1)
 
     def _open(self, target: _Target, now: float) -> None:
         config = self.config
         target.opens += 1
+        target.epoch += 1
         cooldown = min(config.cooldown * 2 ** (target.opens - 1), config.max_cooldown)
         target.state = "open"
         target.open_until = now + cooldown
