@@ -113,21 +113,19 @@ class Executor:
     async def _after(self, ctx: RequestContext, outcome: Outcome) -> None:
         # Every stage sees every outcome: one stage's failure must not cost the others
         # their accounting (limits, budgets), nor the caller an answer it already has.
-        # Shielded, so a caller that goes away now is still accounted for.
-        with anyio.CancelScope(shield=True):
-            for stage in self.stages:
-                try:
-                    await stage.after(ctx, outcome)
-                except Exception:
-                    self.stage_failures += 1
-                    _log.exception(
-                        "llmroute: stage %r failed after request %s",
-                        stage.name,
-                        ctx.info.request_id,
-                    )
+        for stage in self.stages:
+            try:
+                await stage.after(ctx, outcome)
+            except Exception:
+                self.stage_failures += 1
+                _log.exception(
+                    "llmroute: stage %r failed after request %s", stage.name, ctx.info.request_id
+                )
 
     async def _after_failure(self, ctx: RequestContext, error: BaseException) -> None:
-        await self._after(ctx, Outcome(error=error))
+        # shielded: a cancelled request (a client that went away) is still accounted for
+        with anyio.CancelScope(shield=True):
+            await self._after(ctx, Outcome(error=error))
 
     # -------------------------------------------------------------- shared steps
 
