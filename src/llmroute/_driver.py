@@ -65,7 +65,7 @@ class _Race(Generic[T]):
     fatal: ProviderError | None = None
     refused: list[tuple[Target, RequestError]] = field(default_factory=list)
     running: int = 0
-    changed: anyio.Event = field(default_factory=anyio.Event)
+    changed: anyio.Event | None = None  # made when a hedge waits on it (it costs)
 
 
 def _as_provider_error(
@@ -242,7 +242,8 @@ class AttemptDriver:
                     tg.cancel_scope.cancel()
             finally:
                 race.running -= 1
-                race.changed.set()
+                if race.changed is not None:
+                    race.changed.set()
 
         def start(one: Try) -> None:
             race.running += 1  # counted now: the task may not have started when we look
@@ -272,8 +273,8 @@ class AttemptDriver:
         for _ in range(hedge.max_extra):
             with anyio.move_on_after(after):
                 while race.running and not race.won:
-                    race.changed = anyio.Event()
-                    await race.changed.wait()
+                    changed = race.changed = anyio.Event()
+                    await changed.wait()
             if race.won or race.fatal or not race.running:
                 return
             extra = plan.hedge(self._clock.monotonic())
