@@ -1,7 +1,6 @@
 """Profile llmroute's per-request path against the loopback upstream.
 
-    python benchmarks/profile_request.py [--requests 3000] [--streams 100]
-        [--no-trust-env] [--patch-private-attr] | [--what-if]
+    python benchmarks/profile_request.py [--requests 3000] [--streams 100] [--top 25]
 
 Runs sequential in-process requests (and streams) through an `AsyncRouter`
 with one ``openai``-type provider under cProfile and prints, per request (or
@@ -12,15 +11,8 @@ per stream chunk):
   including what it calls);
 - for a few known-expensive callees, which llmroute-reachable code calls them.
 
-``--what-if`` instead times (no profiler) the default router against variants
-built only through public seams or runtime patches, to size the fixes
-suggested in docs/benchmarks.md:
-
-- ``trust_env=False``: the default engine's aiohttp session without
-  ``trust_env`` (passed through ``transports=``);
-- ``no private-attr factory``: ``ChatCompletion``'s ``_llmroute`` private
-  attribute given a plain default instead of a ``default_factory`` (patched
-  at runtime, on top of the previous one).
+cProfile roughly doubles the cost of small Python calls: read the figures as
+proportions, and time changes with bench_core.py.
 """
 
 from __future__ import annotations
@@ -30,9 +22,7 @@ import asyncio
 import cProfile
 import importlib.util
 import pstats
-import statistics
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -62,24 +52,6 @@ def config(port: int) -> dict[str, Any]:
         },
         "routes": {"chat": {"targets": [f"up/{MODEL}"]}},
     }
-
-
-def no_trust_env_transport() -> Any:
-    """The default engine, but its aiohttp session built with ``trust_env=False``."""
-    import aiohttp
-
-    from llmroute._transport import AiohttpTransport
-
-    class NoTrustEnv(AiohttpTransport):
-        def _open_session(self) -> aiohttp.ClientSession:
-            connector = aiohttp.TCPConnector(limit=self._max_connections, ttl_dns_cache=300)
-            self._session = aiohttp.ClientSession(connector=connector, trust_env=False)
-            return self._session
-
-    return NoTrustEnv()
-
-
-# ---------------------------------------------------------------- profile
 
 
 def _short(func: tuple[str, int, str]) -> str:
@@ -128,10 +100,7 @@ def print_profile(stats: pstats.Stats, per: int, unit: str, top: int) -> None:
 async def profile(port: int, args: argparse.Namespace) -> None:
     import llmroute
 
-    transports = {"up": no_trust_env_transport()} if args.no_trust_env else None
-    router = llmroute.AsyncRouter(config(port), transports=transports)
-    if args.patch_private_attr:
-        patch_private_attr_default()
+    router = llmroute.AsyncRouter(config(port))
     create = router.chat.completions.create
     for _ in range(300):
         await create(model="chat", messages=MESSAGES)
@@ -163,104 +132,15 @@ async def profile(port: int, args: argparse.Namespace) -> None:
 _ORIGINAL_PRIVATE: dict[type, Any] = {}
 
 
-def patch_private_attr_default(on: bool = True) -> None:
-    """Give ``ChatCompletion._llmroute`` a plain default instead of a factory (runtime only).
-
-    ``on=False`` puts the original back.
-    """
-    from pydantic.fields import ModelPrivateAttr
-
-    from llmroute._types import ChatCompletion, CreateEmbeddingResponse
-
-    for model in (ChatCompletion, CreateEmbeddingResponse):
-        private = model.__private_attributes__
-        if "_llmroute" not in private:
-            continue
-        _ORIGINAL_PRIVATE.setdefault(model, private["_llmroute"])
-        private["_llmroute"] = ModelPrivateAttr(default=None) if on else _ORIGINAL_PRIVATE[model]
-
-
-async def time_router(router: Any, n: int, concurrency: int) -> tuple[float, float, float]:
-    """(sequential p50 µs, CPU µs per request, req/s at `concurrency`)."""
-    create = router.chat.completions.create
-    for _ in range(200):
-        await create(model="chat", messages=MESSAGES)
-    latencies = []
-    cpu = time.process_time()
-    for _ in range(n):
-        start = time.perf_counter()
-        await create(model="chat", messages=MESSAGES)
-        latencies.append((time.perf_counter() - start) * 1e6)
-    cpu = (time.process_time() - cpu) / n * 1e6
-    remaining = n
-
-    async def worker() -> None:
-        nonlocal remaining
-        while remaining > 0:
-            remaining -= 1
-            await create(model="chat", messages=MESSAGES)
-
-    start = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return statistics.median(latencies), cpu, n / (time.perf_counter() - start)
-
-
-async def what_if(port: int, args: argparse.Namespace) -> None:
-    import llmroute
-
-    routers = {
-        "default": llmroute.AsyncRouter(config(port)),
-        "trust_env=False": llmroute.AsyncRouter(
-            config(port), transports={"up": no_trust_env_transport()}
-        ),
-    }
-    # (label, router, patch the private attribute?) -- run interleaved, round by round
-    variants = [
-        ("default", "default", False),
-        ("trust_env=False", "trust_env=False", False),
-        ("trust_env=False + no private-attr factory", "trust_env=False", True),
-    ]
-    results: dict[str, list[tuple[float, float, float]]] = {}
-    try:
-        for _ in range(args.rounds):
-            for label, router, patched in variants:
-                patch_private_attr_default(patched)
-                figures = await time_router(routers[router], args.requests, args.concurrency)
-                results.setdefault(label, []).append(figures)
-    finally:
-        patch_private_attr_default(False)
-        for router in routers.values():
-            await router.aclose()
-    print(
-        f"what-if: {args.requests} sequential + {args.requests} at c={args.concurrency}, "
-        f"{args.rounds} rounds interleaved (median)"
-    )
-    print(f"  {'variant':<44} {'p50 µs':>8} {'CPU µs/req':>11} {'req/s':>7}")
-    for label, rows in results.items():
-        p50, cpu, rps = (statistics.median(column) for column in zip(*rows, strict=True))
-        print(f"  {label:<44} {p50:>8.0f} {cpu:>11.0f} {rps:>7.0f}")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--streams", type=int, default=100)
     parser.add_argument("--chunks", type=int, default=200)
     parser.add_argument("--top", type=int, default=25)
-    parser.add_argument(
-        "--no-trust-env", action="store_true", help="profile with the trust_env=False engine"
-    )
-    parser.add_argument(
-        "--patch-private-attr",
-        action="store_true",
-        help="profile with ChatCompletion._llmroute given a plain default",
-    )
-    parser.add_argument("--what-if", action="store_true", help="time the suggested fixes instead")
-    parser.add_argument("--rounds", type=int, default=3, help="what-if rounds")
-    parser.add_argument("--concurrency", type=int, default=100, help="what-if concurrency")
     args = parser.parse_args()
     with running_upstream(chunks=args.chunks) as port:
-        asyncio.run(what_if(port, args) if args.what_if else profile(port, args))
+        asyncio.run(profile(port, args))
 
 
 if __name__ == "__main__":
