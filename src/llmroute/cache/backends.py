@@ -15,6 +15,7 @@ their bytes (see `llmroute.cache.entry`).
 
 from __future__ import annotations
 
+import logging
 import zlib
 from collections.abc import Sequence
 from typing import NamedTuple, Protocol
@@ -26,6 +27,8 @@ from ..limits._redis import RedisConnection
 from .entry import StoredAnswer, decode_answer, encode_answer
 
 __all__ = ["CacheBackend", "MemoryBackend", "RedisBackend"]
+
+_log = logging.getLogger("llmroute.cache")
 
 
 class CacheBackend(Protocol):
@@ -144,8 +147,10 @@ def _unpack(value: bytes) -> StoredAnswer | None:
     if kind == _ZLIB:
         try:
             body = zlib.decompress(body)
-        except zlib.error:
+        except zlib.error as exc:
+            _log.warning("llmroute cache: a corrupt compressed entry, treated as a miss: %s", exc)
             return None
     elif kind != _RAW:
+        _log.warning("llmroute cache: an entry of unknown format %r, treated as a miss", kind)
         return None
     return decode_answer(body)

@@ -15,6 +15,7 @@ when unknown).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from pydantic import ValidationError
@@ -22,6 +23,8 @@ from pydantic import ValidationError
 from .._types import ChatCompletion, CreateEmbeddingResponse, TokenUsage
 
 __all__ = ["StoredAnswer", "decode_answer", "encode_answer"]
+
+_log = logging.getLogger("llmroute.cache")
 
 _VERSION = b"v1"
 
@@ -52,7 +55,10 @@ class StoredAnswer:
             if self.operation == "chat":
                 return ChatCompletion.model_validate_json(self.body)
             return CreateEmbeddingResponse.model_validate_json(self.body)
-        except ValidationError:
+        except ValidationError as exc:
+            _log.warning(
+                "llmroute cache: an entry that no longer parses, treated as a miss: %s", exc
+            )
             return None
 
 
