@@ -90,6 +90,7 @@ def decode_answer(data: bytes) -> StoredAnswer | None:
             tokens, out, read, written, reasoning = (int(f) for f in fields[2:7])
             usage = TokenUsage(tokens, out, read, written, reasoning)
         cost = None if fields[7] == b"-" else float(fields[7])
-    except ValueError:
+    except ValueError as exc:
+        _log.warning("llmroute cache: an entry with unreadable counts, treated as a miss: %s", exc)
         return None
     return StoredAnswer(operation, body, usage, cost)
