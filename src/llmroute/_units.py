@@ -10,6 +10,7 @@ from pydantic import BeforeValidator, Field, WithJsonSchema
 __all__ = ["DURATION_SCHEMA", "Duration", "PositiveDuration", "parse_duration", "parse_rate"]
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
+_BARE_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|min|s|m|h|d)")
 _RATE_UNITS = {
     "s": 1.0, "sec": 1.0, "second": 1.0,
@@ -33,10 +34,8 @@ def parse_duration(value: object) -> float:
             f"expected a duration such as 30s, 250ms or 2m, got {type(value).__name__}"
         )
     text = value.strip().lower().replace(" ", "")
-    try:
+    if _BARE_NUMBER.fullmatch(text):
         return float(text)
-    except ValueError:
-        pass
     position, total = 0, 0.0
     for match in _PART.finditer(text):
         if match.start() != position:

@@ -44,6 +44,7 @@ __all__ = ["OpenAIAdapter", "OpenAIStreamDecoder", "parse_reset_duration"]
 _CONTEXT_CODES = frozenset({"context_length_exceeded", "string_above_max_length"})
 _FILTER_CODES = frozenset({"content_filter", "content_policy_violation"})
 _RESET_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+_BARE_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
 _RESET_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
@@ -51,11 +52,8 @@ def parse_reset_duration(value: str | None) -> float | None:
     """Seconds from OpenAI's reset durations (``"1s"``, ``"6m0s"``, ``"12ms"``, ``"0.5s"``)."""
     if not value:
         return None
-    try:
+    if _BARE_NUMBER.fullmatch(value):
         seconds = float(value)
-    except ValueError:
-        pass
-    else:
         return seconds if 0 <= seconds < math.inf else None
     total, position = 0.0, 0
     for match in _RESET_PART.finditer(value):
