@@ -154,7 +154,7 @@ async def test_a_slow_body_is_cut_off_by_the_body_timeout(parser: str) -> None:
         ("x-llmroute-property-a.b: x", b"property name"),
         ("x-llmroute-property-: x", b"property name"),
         ("x-llmroute-timeout: soon", b"duration"),
-        ("x-llmroute-timeout: inf", b"positive duration"),
+        ("x-llmroute-timeout: inf", b"expected a duration"),
         ("x-llmroute-timeout: -5s", b"duration"),
         ("x-llmroute-cache-ttl: 0", b"positive duration"),
         ("x-llmroute-cache: sometimes", b"no-cache"),
