@@ -110,6 +110,8 @@ class Route:
     plain: Selection | None = field(default=None, repr=False)
     #: Whether a provider of this route has reported rate limits (they then filter).
     limits_seen: bool = False
+    #: Whether a filter other than rate limits can drop a target (computed).
+    filtered: bool = field(default=False, init=False, repr=False)
 
     def __post_init__(self) -> None:
         for target in self.targets:
@@ -117,13 +119,14 @@ class Route:
             if target.limits.state is not None:
                 self.limits_seen = True
         config = self.config
-        if (
-            isinstance(self.strategy_impl, OrderedStrategy)
-            and not self.has_conditions
-            and not self.has_capabilities
-            and config.max_cost_per_request is None
-            and config.max_latency is None
-        ):
+        self.filtered = (
+            self.has_conditions
+            or self.has_capabilities
+            or config.max_cost_per_request is not None
+            or config.max_latency is not None
+            or (config.strategy == "cost" and config.unknown_price == "exclude")
+        )
+        if isinstance(self.strategy_impl, OrderedStrategy) and not self.filtered:
             self.plain = Selection(self.targets, "config order")
 
     @property

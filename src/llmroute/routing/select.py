@@ -10,9 +10,9 @@ context windows are applied by the attempt plan as it walks the order.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from .._request import ChatRequest, EmbeddingsRequest, RequestOptions
 from .._tokens import estimate_request_tokens, estimate_text_tokens
@@ -56,6 +56,12 @@ class RequestFacts:
     options: RequestOptions
     stream: bool
     _input_tokens: int | None = None
+    #: The request's own cap on output tokens, if any (0 for embeddings).
+    output_cap: int | None = field(init=False)
+
+    def __post_init__(self) -> None:
+        request = self.request
+        self.output_cap = request.output_limit if isinstance(request, ChatRequest) else 0
 
     @property
     def input_tokens(self) -> int:
@@ -70,24 +76,48 @@ class RequestFacts:
                 self._input_tokens = sum(estimate_text_tokens(t) for t in texts)
         return self._input_tokens
 
-    @property
-    def output_cap(self) -> int | None:
-        """The request's own cap on output tokens, if any."""
-        request = self.request
-        return request.output_limit if isinstance(request, ChatRequest) else 0
-
     def subject(self) -> Subject:
         """The request as `when:` conditions see it."""
         options, request = self.options, self.request
-        params = request.model_dump(exclude={"messages", "input"}, exclude_unset=True)
         return Subject(
             user=options.user or getattr(request, "user", None),
             session=options.session,
             model=request.model,
             stream=self.stream,
             properties=options.properties,
-            params=params,
+            params=_Params(request),
         )
+
+
+class _Params(Mapping[str, Any]):
+    """The parameters a request set (unknown ones included), read when a condition asks."""
+
+    __slots__ = ("_request",)
+
+    def __init__(self, request: ChatRequest | EmbeddingsRequest) -> None:
+        self._request = request
+
+    def _names(self) -> list[str]:
+        request = self._request
+        names = [n for n in request.model_fields_set if n not in ("messages", "input")]
+        return names + [n for n in request.model_extra or () if n not in names]
+
+    def __getitem__(self, name: str) -> Any:
+        request = self._request
+        if name in ("messages", "input"):
+            raise KeyError(name)
+        if name in request.model_fields_set:
+            return getattr(request, name)
+        extra = request.model_extra or {}
+        if name in extra:
+            return extra[name]
+        raise KeyError(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names())
+
+    def __len__(self) -> int:
+        return len(self._names())
 
 
 class Selector:
@@ -119,27 +149,32 @@ class Selector:
 
     def select(self, route: Route, facts: RequestFacts, now: float) -> Selection:
         """The route's eligible targets in the order to try them, and why."""
-        if route.plain is not None and not route.limits_seen:
-            return route.plain  # config order, nothing to filter: the common case, for free
+        if not route.limits_seen:
+            if route.plain is not None:
+                return route.plain  # config order, nothing to filter: the common case, for free
+            if not route.filtered:
+                return route.strategy_impl.order(
+                    route.targets,
+                    SelectionContext(
+                        facts.stream,
+                        facts.input_tokens if route.needs_tokens else 0,
+                        facts.output_cap,
+                        now,
+                        self._stats,
+                        self._rng,
+                        self.expected_cost,
+                    ),
+                )
         config = route.config
         ctx = SelectionContext(
             facts.stream, 0, facts.output_cap, now, self._stats, self._rng, self.expected_cost
         )
         if route.needs_tokens:
             ctx.input_tokens = facts.input_tokens
-        candidates = route.targets
         dropped: list[str] = []
-        if route.has_conditions:
-            subject = facts.subject()
-            kept = [t for t in candidates if t.when is None or t.when(subject)]
-            dropped += [f"{t.key} (when)" for t in candidates if t not in kept]
-            candidates = kept
-        if route.has_capabilities:
-            needs = needed_capabilities(facts.request)
-            if needs:
-                kept = [t for t in candidates if t.capabilities is None or needs <= t.capabilities]
-                dropped += [f"{t.key} (capabilities)" for t in candidates if t not in kept]
-                candidates = kept
+        candidates = self._matching(route, facts, dropped)
+        # each filter returns the list it was given when it drops nothing, so the strategy
+        # sees the route's own list and keeps what it derived from it
         if route.limits_seen:
             candidates = self._token_budget(candidates, facts, now, dropped)
         if config.max_cost_per_request is not None or (
@@ -152,6 +187,24 @@ class Selector:
         if dropped:
             selection.reason = _with_dropped(selection.reason, dropped)
         return selection
+
+    def _matching(self, route: Route, facts: RequestFacts, dropped: list[str]) -> list[Target]:
+        """The targets whose `when:` conditions and capabilities fit the request."""
+        candidates = route.targets
+        if route.has_conditions:
+            subject = facts.subject()
+            kept = [t for t in candidates if t.when is None or t.when(subject)]
+            if len(kept) < len(candidates):
+                dropped += [f"{t.key} (when)" for t in candidates if t not in kept]
+                candidates = kept
+        if route.has_capabilities:
+            needs = needed_capabilities(facts.request)
+            if needs:
+                kept = [t for t in candidates if t.capabilities is None or needs <= t.capabilities]
+                if len(kept) < len(candidates):
+                    dropped += [f"{t.key} (capabilities)" for t in candidates if t not in kept]
+                    candidates = kept
+        return candidates
 
     def _token_budget(
         self, candidates: list[Target], facts: RequestFacts, now: float, dropped: list[str]
@@ -171,7 +224,7 @@ class Selector:
                         )
                         continue
             kept.append(target)
-        return kept
+        return kept if len(kept) < len(candidates) else candidates
 
     def _cost_filter(
         self, route: Route, candidates: list[Target], ctx: SelectionContext, dropped: list[str]
@@ -189,7 +242,7 @@ class Selector:
                 dropped.append(f"{target.key} (${cost:.6g} > max_cost_per_request)")
                 continue
             kept.append(target)
-        return kept
+        return kept if len(kept) < len(candidates) else candidates
 
     def _latency_filter(
         self, route: Route, candidates: list[Target], stream: bool, dropped: list[str]
@@ -198,13 +251,9 @@ class Selector:
         assert limit is not None
         stats = self._stats
 
-        def p95(target: Target) -> float | None:
-            if stream:
-                return stats.ttft_percentile(target.key, 95)
-            return stats.latency_percentile(target.key, 95)
-
-        fast = [t for t in candidates if (p95(t) or 0.0) <= limit]
-        if not fast:
+        p95 = stats.recent_ttft_p95 if stream else stats.recent_latency_p95
+        fast = [t for t in candidates if (p95(t.key) or 0.0) <= limit]
+        if not fast or len(fast) == len(candidates):
             return candidates  # all slow: skipping every target would help no one
         dropped += [f"{t.key} (p95 over max_latency)" for t in candidates if t not in fast]
         return fast

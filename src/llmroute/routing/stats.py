@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from math import exp, log
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ..providers import RateLimitState
 
-__all__ = ["SAMPLES", "LiveStats", "PeakEwma", "TargetStats", "percentile"]
+__all__ = ["DEFAULT_OUTPUT", "SAMPLES", "LiveStats", "PeakEwma", "TargetStats", "percentile"]
 
 #: How many recent samples each ring keeps.
 SAMPLES = 256
+#: The output tokens expected from a target that has not answered yet (for pricing).
+DEFAULT_OUTPUT = 256
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -30,13 +33,17 @@ def percentile(values: list[float], q: float) -> float | None:
 
 
 class _Ring:
-    __slots__ = ("_next", "_values")
+    __slots__ = ("_added", "_next", "_p95", "_p95_added", "_values")
 
     def __init__(self) -> None:
         self._values: list[float] = []
         self._next = 0
+        self._added = 0
+        self._p95: float | None = None
+        self._p95_added = -1
 
     def add(self, value: float) -> None:
+        self._added += 1
         if len(self._values) < SAMPLES:
             self._values.append(value)
         else:
@@ -45,6 +52,13 @@ class _Ring:
 
     def values(self) -> list[float]:
         return list(self._values)
+
+    def recent_p95(self) -> float | None:
+        """The 95th percentile, recomputed once a sixteenth of the ring has changed."""
+        values = self._values
+        if self._added - self._p95_added >= max(1, len(values) // 16):
+            self._p95, self._p95_added = percentile(values, 95), self._added
+        return self._p95
 
 
 class PeakEwma:
@@ -100,15 +114,30 @@ class TargetStats:
 
 
 class _Target:
+    """One target's raw state.
+
+    `ttft_score` and `token_score` are the latency strategy's scores: the EWMA
+    times (requests in flight + 1), 0.0 before the first sample. `ttft_weight`
+    and `token_weight` are its draw weights: 1 / score faded by the age of
+    the last sample, up to a factor common to every target (so only ratios
+    between them mean anything), 0.0 before the first sample. Both are kept
+    current as events arrive, so selection only reads them.
+    """
+
     __slots__ = (
         "ewma_per_token",
         "ewma_ttft",
+        "expected_output",
         "in_flight",
         "latency",
         "output_count",
         "output_tokens",
         "requests",
+        "token_score",
+        "token_weight",
         "ttft",
+        "ttft_score",
+        "ttft_weight",
     )
 
     def __init__(self, half_life: float) -> None:
@@ -120,6 +149,41 @@ class _Target:
         self.ewma_per_token = PeakEwma(half_life)
         self.output_tokens = 0
         self.output_count = 0
+        #: The output tokens to expect from this target: the observed mean, 256 before any.
+        self.expected_output = DEFAULT_OUTPUT
+        self.ttft_score = self.token_score = 0.0
+        self.ttft_weight = self.token_weight = 0.0
+
+    def rescore(self, origin: float, decay: float) -> None:
+        busy = self.in_flight + 1
+        ewma = self.ewma_ttft
+        self.ttft_score = score = (ewma.value or 0.0) * busy
+        self.ttft_weight = _weight(score, ewma.at, origin, decay)
+        ewma = self.ewma_per_token
+        self.token_score = score = (ewma.value or 0.0) * busy
+        self.token_weight = _weight(score, ewma.at, origin, decay)
+
+
+def _weight(score: float, at: float, origin: float, decay: float) -> float:
+    """1 / (score faded by its age), divided by the common factor exp((now - origin) * decay).
+
+    The faded score is score * exp(-(now - at) * decay), so its inverse is
+    exp((now - origin) * decay) * exp((origin - at) * decay) / score: the first
+    factor is the same for every target and cancels out of draw probabilities.
+    """
+    if not score:
+        return 0.0
+    return exp(min((origin - at) * decay, _MAX_EXPONENT)) / score
+
+
+#: The largest exponent passed to exp() (exp(700) is about 1e304, below the float maximum).
+_MAX_EXPONENT = 700.0
+#: Draw weights are rebased when their origin is this many fade half-lives old, long
+#: before exp() could underflow for a fresh sample.
+_REBASE_AFTER = 8.0
+#: A rebased weight above this belongs to a sample so old that its score has faded to
+#: nothing: it becomes 0.0, "never measured", and the target is explored again.
+_FADED_OUT = 1e200
 
 
 class LiveStats:
@@ -129,9 +193,35 @@ class LiveStats:
         half_life: the half-life, in seconds, of the moving latency averages.
     """
 
-    def __init__(self, half_life: float = 30.0) -> None:
+    def __init__(self, half_life: float = 30.0, fade: float = 120.0) -> None:
         self._half_life = half_life
         self._targets: dict[str, _Target] = {}
+        #: The ``latency`` strategy's fade: a score's half-life while its target goes unmeasured.
+        self.fade = fade
+        self.decay = log(2.0) / fade  # exp(-age * decay) halves every `fade` seconds
+        #: The time the draw weights are relative to (see `_weight`).
+        self.origin = 0.0
+        self._origin_set = False
+        #: Counts rebases: only a rebase can return a measured target's weight to 0.
+        self.epoch = 0
+
+    def _rescore(self, target: _Target, now: float | None = None) -> None:
+        if now is not None and (
+            not self._origin_set or now - self.origin > _REBASE_AFTER * self.fade
+        ):
+            self._rebase(now)
+        target.rescore(self.origin, self.decay)
+
+    def _rebase(self, now: float) -> None:
+        """Move the weights' origin to `now`, rescaling every target's weights to match."""
+        shift = (now - self.origin) * self.decay if self._origin_set else 0.0
+        factor = exp(min(shift, _MAX_EXPONENT))
+        self.origin, self._origin_set = now, True
+        self.epoch += 1
+        for target in self._targets.values():
+            ttft, token = target.ttft_weight * factor, target.token_weight * factor
+            target.ttft_weight = 0.0 if ttft > _FADED_OUT else ttft
+            target.token_weight = 0.0 if token > _FADED_OUT else token
 
     def _get(self, key: str) -> _Target:
         target = self._targets.get(key)
@@ -145,7 +235,9 @@ class LiveStats:
 
     def streamed(self, key: str, ttft: float, now: float) -> None:
         """A stream's time to first token, for the latency average."""
-        self._get(key).ewma_ttft.add(ttft, now)
+        target = self._get(key)
+        target.ewma_ttft.add(ttft, now)
+        self._rescore(target, now)
 
     def answered(self, key: str, latency: float, output_tokens: int, now: float) -> None:
         """A non-streamed answer's latency and length, for the per-token average."""
@@ -153,16 +245,21 @@ class LiveStats:
         target.ewma_per_token.add(latency / max(output_tokens, 1), now)
         target.output_tokens += output_tokens
         target.output_count += 1
+        target.expected_output = round(target.output_tokens / target.output_count)
+        self._rescore(target, now)
 
     def started(self, key: str) -> None:
         """An attempt to `key` began."""
-        self._get(key).in_flight += 1
+        target = self._get(key)
+        target.in_flight += 1
+        self._rescore(target)
 
     def ended(self, key: str) -> None:
         """An attempt to `key` ended, whatever its outcome."""
         target = self._get(key)
         target.in_flight = max(0, target.in_flight - 1)
         target.requests += 1
+        self._rescore(target)
 
     def latency(self, key: str, seconds: float) -> None:
         """A successful attempt's total latency."""
@@ -181,6 +278,17 @@ class LiveStats:
         """The `q`-th percentile of `key`'s recent total latency."""
         target = self._targets.get(key)
         return percentile(target.latency.values(), q) if target else None
+
+    def recent_latency_p95(self, key: str) -> float | None:
+        """About the 95th percentile of `key`'s recent total latency, for selection: exact
+        but for up to a sixteenth of the window's samples (it is recomputed that often)."""
+        target = self._targets.get(key)
+        return target.latency.recent_p95() if target else None
+
+    def recent_ttft_p95(self, key: str) -> float | None:
+        """Likewise for `key`'s recent time to first content."""
+        target = self._targets.get(key)
+        return target.ttft.recent_p95() if target else None
 
     def snapshot(self, key: str) -> TargetStats:
         """`key`'s statistics now."""

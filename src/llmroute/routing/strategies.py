@@ -26,12 +26,15 @@ from bisect import bisect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import accumulate
+from math import exp
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from .stats import LiveStats
+from ._lines import CostLines
+from .stats import DEFAULT_OUTPUT, LiveStats
 
 if TYPE_CHECKING:
     from .._catalog import Target
+    from .stats import _Target as _TargetState
 
 __all__ = [
     "BUILT_IN",
@@ -48,11 +51,8 @@ __all__ = [
 
 Reason = str | Callable[[], str]
 
-
-def _draw(rng: random.Random, weights: list[float]) -> int:
-    """An index drawn with probability proportional to its weight (the total must be > 0)."""
-    cumulative = list(accumulate(weights))
-    return bisect(cumulative, rng.random() * cumulative[-1], hi=len(cumulative) - 1)
+#: The sort key of a target whose price is unknown: after every priced one.
+_UNKNOWN = float("inf")
 
 
 @dataclass(slots=True)
@@ -106,9 +106,7 @@ class SelectionContext:
         if self.output_tokens is not None:
             return self.output_tokens
         state = self.stats.target(target.key)
-        if state is not None and state.output_count:
-            return round(state.output_tokens / state.output_count)
-        return 256
+        return state.expected_output if state is not None else DEFAULT_OUTPUT
 
 
 @runtime_checkable
@@ -131,6 +129,66 @@ class OrderedStrategy:
         return Selection(list(candidates), "config order")
 
 
+class _Memo:
+    """What a strategy derives from one candidate list, kept while the list is the same one
+    (a route's own list, unless a filter dropped a target for this request).
+
+    Selections share the `orders` lists: nothing downstream mutates `Selection.targets`.
+    """
+
+    __slots__ = ("candidates", "cumulative", "lines", "measured", "orders", "rates", "states")
+
+    def __init__(self) -> None:
+        self.candidates: Sequence[Target] = ()
+        self.orders: dict[object, list[Target]] = {}
+        self.states: list[_TargetState] | None = None
+        self.rates: list[tuple[float, float]] | None = None
+        self.cumulative: list[float] | None = None
+        #: The cost strategy's lines, by output cap or by observed mean outputs.
+        self.lines: dict[object, CostLines[Target]] = {}
+        #: By stream: the `LiveStats.epoch` in which every candidate was last seen measured.
+        self.measured = {False: -1, True: -1}
+
+    def of(self, candidates: Sequence[Target]) -> _Memo:
+        """This memo for `candidates`, emptied when the list is a different one."""
+        if candidates is not self.candidates:
+            # filtered lists are new objects each request; holding the last one keeps its
+            # identity from being reused by another list
+            self.candidates, self.orders = candidates, {}
+            self.states = self.rates = self.cumulative = None
+            self.lines = {}
+            self.measured = {False: -1, True: -1}
+        return self
+
+    def all_states(self, ctx: SelectionContext) -> list[_TargetState] | None:
+        """Every candidate's live state, or None while one was never tried."""
+        if self.states is None:
+            self.states_of(ctx)
+        return self.states
+
+    def states_of(self, ctx: SelectionContext) -> Sequence[_TargetState | None]:
+        """Each candidate's live state (None for one never tried yet)."""
+        if self.states is not None:
+            return self.states
+        get = ctx.stats._targets.get
+        found = [get(t.key) for t in self.candidates]
+        tried = [state for state in found if state is not None]
+        if len(tried) == len(found):  # states live as long as the router: keep them
+            self.states = tried
+        return found
+
+
+def _first(candidates: Sequence[Target], i: int, j: int | None = None) -> list[Target]:
+    """`candidates[i]` first, then `candidates[j]` (when given), then the rest in order."""
+    rest = list(candidates)
+    if j is None or j == i:
+        return [rest.pop(i), *rest]
+    head = [candidates[i], candidates[j]]
+    del rest[max(i, j)]
+    del rest[min(i, j)]
+    return head + rest
+
+
 class WeightedStrategy:
     """Random by `weight`; a target of weight 0 is only ever a fallback.
 
@@ -140,15 +198,24 @@ class WeightedStrategy:
 
     name = "weighted"
 
+    def __init__(self) -> None:
+        self._memo = _Memo()
+
     def order(self, candidates: Sequence[Target], ctx: SelectionContext) -> Selection:
-        weights = [t.weight for t in candidates]
-        total = sum(weights)
+        memo = self._memo.of(candidates)
+        cumulative = memo.cumulative
+        if cumulative is None:
+            cumulative = memo.cumulative = list(accumulate(t.weight for t in candidates))
+        total = cumulative[-1] if cumulative else 0.0
         if total <= 0:
             return Selection(list(candidates), "every weight is 0: config order")
-        first = candidates[_draw(ctx.rng, weights)]
+        i = bisect(cumulative, ctx.rng.random() * total, hi=len(cumulative) - 1)
+        ordered = memo.orders.get(i)
+        if ordered is None:
+            ordered = memo.orders[i] = _first(candidates, i)
+        first = ordered[0]
         return Selection(
-            [first, *(t for t in candidates if t is not first)],
-            lambda: f"weighted draw: {first.key} (weight {first.weight:g} of {total:g})",
+            ordered, lambda: f"weighted draw: {first.key} (weight {first.weight:g} of {total:g})"
         )
 
 
@@ -159,6 +226,7 @@ class RoundRobinStrategy:
 
     def __init__(self) -> None:
         self._next = 0
+        self._memo = _Memo()
 
     def order(self, candidates: Sequence[Target], ctx: SelectionContext) -> Selection:
         count = len(candidates)
@@ -166,7 +234,10 @@ class RoundRobinStrategy:
             return Selection([], "no candidates")
         start = self._next % count
         self._next += 1
-        ordered = [*candidates[start:], *candidates[:start]]
+        memo = self._memo.of(candidates)
+        ordered = memo.orders.get(start)
+        if ordered is None:
+            ordered = memo.orders[start] = [*candidates[start:], *candidates[:start]]
         return Selection(ordered, lambda: f"round robin: turn {start + 1} of {count}")
 
 
@@ -175,16 +246,20 @@ class LeastBusyStrategy:
 
     name = "least_busy"
 
+    def __init__(self) -> None:
+        self._memo = _Memo()
+
     def order(self, candidates: Sequence[Target], ctx: SelectionContext) -> Selection:
-        targets = ctx.stats._targets
-
-        def busy(target: Target) -> int:
-            state = targets.get(target.key)
-            return state.in_flight if state is not None else 0
-
-        ordered = sorted(candidates, key=busy)
+        memo = self._memo.of(candidates)
+        busy = [0 if state is None else state.in_flight for state in memo.states_of(ctx)]
+        # a stable sort: ties keep config order
+        ordered = list(map(candidates.__getitem__, sorted(range(len(busy)), key=busy.__getitem__)))
         return Selection(
-            ordered, lambda: "least busy: " + ", ".join(f"{t.key}={busy(t)}" for t in ordered)
+            ordered,
+            lambda: (
+                "least busy: "
+                + ", ".join(f"{t.key}={n}" for t, n in zip(candidates, busy, strict=True))
+            ),
         )
 
 
@@ -194,95 +269,127 @@ class LatencyStrategy:
     The latency compared is the time to first token for streams, and seconds
     per output token for non-streamed requests (whose total time mostly
     measures how long the answer was). Each score is the EWMA times (requests
-    in flight + 1), so a fast target that is already busy looks slower.
+    in flight + 1), so a fast target that is already busy looks slower, and
+    it fades toward 0 while the target goes unmeasured (half-life: the
+    router's `LiveStats.fade`, 2 minutes), so a target that recovers is
+    found again.
 
     Two distinct candidates are drawn, each with probability proportional to
-    1 / score; the better of the two goes first, the other second, and the
-    rest follow in config order.
-    Drawing two and comparing (power of two choices) spreads concurrent
-    requests instead of sending every one to a single "best" target, while
-    the 1 / score weights make the fastest target the usual winner. A target
-    with no samples is tried first (an optimistic prior: it gets explored),
-    an EWMA whose last sample is old fades toward 0 (half-life `fade`
-    seconds), and with probability `explore` the first target is drawn
-    uniformly, so every target keeps being measured and one that recovers is
-    found again.
+    1 / score; the one with the lower score goes first, the other second, and
+    the rest follow in config order. Drawing two and comparing (power of two
+    choices) spreads concurrent requests instead of sending every one to a
+    single "best" target, while the 1 / score weights make the fastest target
+    the usual winner. `LiveStats` keeps each target's 1 / score current as
+    answers arrive, so a selection only reads them.
+
+    A target with no samples is tried first (an optimistic prior: it gets
+    explored), and with probability `explore` the first target is drawn
+    uniformly, so every target keeps being measured.
     """
 
     name = "latency"
 
-    def __init__(self, explore: float = 0.05, fade: float = 120.0) -> None:
+    def __init__(self, explore: float = 0.05) -> None:
         self._explore = explore
-        self._fade = fade
-
-    def _score(self, target: Target, ctx: SelectionContext) -> float:
-        return self._scores([target], ctx)[0]
+        self._memo = _Memo()
 
     def _scores(self, candidates: Sequence[Target], ctx: SelectionContext) -> list[float]:
-        targets = ctx.stats._targets
-        stream, now, fade = ctx.stream, ctx.now, self._fade
-        scores: list[float] = []
-        append = scores.append
-        for target in candidates:
-            state = targets.get(target.key)
-            if state is None:
-                append(0.0)
-                continue
-            ewma = state.ewma_ttft if stream else state.ewma_per_token
-            value = ewma.value
-            if value is None:
-                append(0.0)
-                continue
-            age = now - ewma.at
-            if age > 1.0:  # under a second the fade changes nothing that matters
-                value *= 0.5 ** (age / fade)
-            append(value * (state.in_flight + 1))
-        return scores
+        """Each candidate's score now (faded by the age of its last sample); 0.0 without one."""
+        get, stats = ctx.stats._targets.get, ctx.stats
+        return [_faded(get(t.key), ctx.stream, ctx.now, stats) for t in candidates]
 
     def order(self, candidates: Sequence[Target], ctx: SelectionContext) -> Selection:
         count = len(candidates)
-        values = self._scores(candidates, ctx)
         if count < 2:
             return Selection(list(candidates), "one candidate")
-        rng = ctx.rng
-        if 0.0 in values:
-            unexplored = [k for k, v in enumerate(values) if v == 0.0]
+        rng, stream, stats = ctx.rng, ctx.stream, ctx.stats
+        memo = self._memo.of(candidates)
+        states = memo.states if memo.states is not None else memo.states_of(ctx)
+        sums = _running_weights(memo, stream, stats) if memo.states is not None else []
+        if not sums:
+            scores = self._scores(candidates, ctx)
+            unexplored = [k for k, v in enumerate(scores) if v == 0.0]
+            if not unexplored:  # measured, but every score faded out: all are unknown again
+                unexplored = list(range(count))
             i = j = unexplored[rng.randrange(len(unexplored))]
             how = "unexplored first"
         elif rng.random() < self._explore:
             i = j = rng.randrange(count)
             how = "exploring"
         else:
-            i, j = _two_draws(rng, [1.0 / v for v in values])
-            if values[j] < values[i]:
+            i, j = _two_draws(rng, sums)
+            if _share(sums, j) > _share(sums, i):  # the higher weight is the lower score
                 i, j = j, i
             how = "two choices"
         # the winner, the other drawn, then the rest in config order
-        ordered = [candidates[i]]
-        if j != i:
-            ordered.append(candidates[j])
-        ordered += [t for k, t in enumerate(candidates) if k != i and k != j]
-        unit = "ttft s" if ctx.stream else "s/token"
-        return Selection(
-            ordered,
-            lambda: (
+        ordered = memo.orders.get((i, j))
+        if ordered is None:
+            ordered = memo.orders[i, j] = _first(candidates, i, j)
+        now = ctx.now
+        unit = "ttft s" if stream else "s/token"
+
+        def why() -> str:
+            # the scores the draw used: the weights are 1 / score over a common factor
+            scale = exp((now - stats.origin) * stats.decay)
+            if sums:
+                scores = [scale / _share(sums, k) for k in range(count)]
+            else:
+                scores = [_faded(state, stream, now, stats) for state in states]
+            return (
                 f"{how} ({candidates[i].key} vs {candidates[j].key}); score ({unit} x busy): "
-                + ", ".join(f"{t.key}={v:.4g}" for t, v in zip(candidates, values, strict=True))
-            ),
-        )
+                + ", ".join(f"{t.key}={v:.4g}" for t, v in zip(candidates, scores, strict=True))
+            )
+
+        return Selection(ordered, why)
 
 
-def _two_draws(rng: random.Random, weights: list[float]) -> tuple[int, int]:
-    """Two distinct indices, each drawn with probability proportional to its weight."""
-    cumulative = list(accumulate(weights))
+def _running_weights(memo: _Memo, stream: bool, stats: LiveStats) -> list[float]:
+    """The running sums of the candidates' latency draw weights; [] while one is unmeasured."""
+    assert memo.states is not None
+    total = 0.0
+    if memo.measured[stream] == stats.epoch:
+        # every target measured, and no weight faded out since: the common case
+        if stream:
+            return [total := total + state.ttft_weight for state in memo.states]
+        return [total := total + state.token_weight for state in memo.states]
+    if stream:
+        weights = [state.ttft_weight for state in memo.states]
+    else:
+        weights = [state.token_weight for state in memo.states]
+    if 0.0 in weights:
+        return []
+    memo.measured[stream] = stats.epoch  # a measured weight returns to 0 only on a rebase
+    return list(accumulate(weights))
+
+
+def _share(sums: list[float], k: int) -> float:
+    """The `k`-th weight, from the running sums."""
+    return sums[k] - sums[k - 1] if k else sums[0]
+
+
+def _faded(state: _TargetState | None, stream: bool, now: float, stats: LiveStats) -> float:
+    """A target's latency score faded by the age of its last sample; 0.0 without samples."""
+    if state is None:
+        return 0.0
+    if stream:
+        value, at = state.ttft_score, state.ewma_ttft.at
+    else:
+        value, at = state.token_score, state.ewma_per_token.at
+    return value * exp(-max(now - at, 0.0) * stats.decay) if value else 0.0
+
+
+def _two_draws(rng: random.Random, cumulative: list[float]) -> tuple[int, int]:
+    """Two distinct indices, each drawn with probability proportional to its weight
+    (`cumulative` holds the running sums of the weights)."""
     last = len(cumulative) - 1
     total = cumulative[-1]
     i = bisect(cumulative, rng.random() * total, hi=last)
     # the second draw skips the first's share of the line
     start = cumulative[i - 1] if i else 0.0
-    point = rng.random() * (total - weights[i])
+    share = cumulative[i] - start
+    point = rng.random() * (total - share)
     if point >= start:
-        point += weights[i]
+        point += share
     j = bisect(cumulative, point, hi=last)
     return i, (j if j != i else (i + 1) % len(cumulative))
 
@@ -301,34 +408,78 @@ class CostStrategy:
 
     def __init__(self) -> None:
         self._latency = LatencyStrategy(explore=0.0)
+        self._memo = _Memo()
 
     def order(self, candidates: Sequence[Target], ctx: SelectionContext) -> Selection:
-        cost, tokens_in, tokens_out = ctx.cost, ctx.input_tokens, ctx.output_tokens
-        keyed: list[tuple[float, int]] = []
-        unpriced: list[int] = []
-        for i, target in enumerate(candidates):
-            rates = target.rates
-            if rates is not None and tokens_out is not None:  # the common case, inline
-                keyed.append((tokens_in * rates[0] + tokens_out * rates[1], i))
-                continue
-            value = cost(target)
-            if value is None:
-                unpriced.append(i)
-            else:
-                keyed.append((value, i))
-        keyed.sort()  # by cost, then config order
-        if any(keyed[k][0] == keyed[k + 1][0] for k in range(len(keyed) - 1)):
+        tokens_in = ctx.input_tokens
+        memo = self._memo.of(candidates)
+        lines = self._lines(memo, ctx) if memo.rates is not None else None
+        if lines is not None:
+            fast = lines.order(tokens_in)
+            if fast is not None:  # the usual case: away from where two targets cost the same
+                return Selection(fast, lambda: _costs_why(fast, lines, tokens_in))
+            costs = lines.costs(tokens_in)
+        else:
+            cost = ctx.cost
+            costs = []
+            for target in candidates:
+                value = cost(target)
+                costs.append(_UNKNOWN if value is None else value)
+            known = [t.rates for t in candidates if t.rates is not None]
+            if len(known) == len(candidates):
+                memo.rates = known
+        # a stable sort: by cost, then config order; unknown prices last, in config order
+        order = sorted(range(len(costs)), key=costs.__getitem__)
+        if len(set(costs)) < len(costs):
             scores = self._latency._scores(candidates, ctx)  # ties: the faster first
-            keyed.sort(key=lambda pair: (pair[0], scores[pair[1]]))
-        ordered = [candidates[i] for _, i in keyed]
-        ordered += [candidates[i] for i in unpriced]
+            order.sort(key=lambda i: (costs[i], scores[i] if costs[i] != _UNKNOWN else 0.0))
+        ordered = list(map(candidates.__getitem__, order))
 
         def why() -> str:
-            parts = [f"{candidates[i].key}=${c:.6g}" for c, i in keyed]
-            parts += [f"{candidates[i].key}=unknown" for i in unpriced]
+            parts = [
+                f"{candidates[i].key}="
+                + ("unknown" if costs[i] == _UNKNOWN else f"${costs[i]:.6g}")
+                for i in order
+            ]
             return "expected USD: " + ", ".join(parts)
 
         return Selection(ordered, why)
+
+    @staticmethod
+    def _lines(memo: _Memo, ctx: SelectionContext) -> CostLines[Target] | None:
+        """The cost lines for this request's expected outputs (every price is known)."""
+        rates = memo.rates
+        assert rates is not None
+        outputs: int | tuple[int, ...]
+        if ctx.output_tokens is not None:
+            outputs = ctx.output_tokens
+        else:
+            states = memo.all_states(ctx)
+            if states is None:
+                return None  # a target never tried: the general path prices it
+            outputs = tuple([state.expected_output for state in states])
+        lines = memo.lines.get(outputs)
+        if lines is None:
+            expected = [outputs] * len(rates) if isinstance(outputs, int) else outputs
+            lines = CostLines(
+                memo.candidates,
+                [r_in for r_in, _ in rates],
+                [n * r_out for n, (_, r_out) in zip(expected, rates, strict=True)],
+            )
+            if len(memo.lines) >= _MAX_LINES:  # many output caps seen: start over
+                memo.lines.clear()
+            memo.lines[outputs] = lines
+        return lines
+
+
+def _costs_why(ordered: list[Target], lines: CostLines[Target], tokens_in: int) -> str:
+    costs = dict(zip(lines.items, lines.costs(tokens_in), strict=True))
+    return "expected USD: " + ", ".join(f"{t.key}=${costs[t]:.6g}" for t in ordered)
+
+
+#: How many sets of cost lines a cost-ordered route keeps (one per output cap or
+#: per set of observed mean outputs).
+_MAX_LINES = 64
 
 
 #: The built-in strategies by name: each route gets its own instance.
