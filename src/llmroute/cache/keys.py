@@ -31,7 +31,7 @@ from .._request import ChatRequest, EmbeddingsRequest
 if TYPE_CHECKING:
     from .._catalog import Route
 
-__all__ = ["cache_key", "route_identity"]
+__all__ = ["cache_key", "key_digest", "key_head", "route_identity"]
 
 _NOT_IN_KEY = {
     "stream", "stream_options", "user", "metadata", "store", "service_tier", "prompt_cache_key",
@@ -78,9 +78,20 @@ def canonical_request(request: ChatRequest | EmbeddingsRequest) -> bytes:
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+def key_head(operation: str, route: str, namespace: str) -> bytes:
+    """What a key's digest covers before the request: operation, route identity, namespace."""
+    return f"{operation}\n{route}\n{namespace}\n".encode()
+
+
+def key_digest(head: bytes, request: ChatRequest | EmbeddingsRequest) -> str:
+    """The hex digest naming a request's cached answer, after `key_head`."""
+    digest = hashlib.blake2b(head, digest_size=20)
+    digest.update(canonical_request(request))
+    return digest.hexdigest()
+
+
 def cache_key(
     operation: str, route: str, namespace: str, request: ChatRequest | EmbeddingsRequest
 ) -> str:
     """The hex digest naming a request's cached answer (see the module docstring)."""
-    head = f"{operation}\n{route}\n{namespace}\n".encode()
-    return hashlib.blake2b(head + canonical_request(request), digest_size=20).hexdigest()
+    return key_digest(key_head(operation, route, namespace), request)

@@ -33,7 +33,7 @@ from .backends import CacheBackend, MemoryBackend
 from .config import CacheConfig
 from .convert import chunks_to_completion, completion_to_chunks
 from .entry import StoredAnswer
-from .keys import cache_key, route_identity
+from .keys import key_digest, key_head, route_identity
 
 __all__ = ["CacheStage", "CacheStats"]
 
@@ -79,6 +79,8 @@ class _RoutePolicy:
     enabled: bool
     ttl: float
     identity: str
+    #: Per operation, for the cache's own namespace: the key's text prefix and digest head.
+    plain: dict[str, tuple[str, bytes]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +114,13 @@ class CacheStage(Stage):
             own = route.config.cache
             enabled = own.enabled if own is not None else self._config.enabled
             ttl = own.ttl if own is not None and own.ttl is not None else self._config.ttl
-            policy = _RoutePolicy(enabled, ttl, route_identity(route, None))
+            identity = route_identity(route, None)
+            namespace, prefix = self._config.namespace, self._config.prefix
+            plain = {
+                operation: (f"{prefix}:{namespace}:", key_head(operation, identity, namespace))
+                for operation in ("chat", "embeddings")
+            }
+            policy = _RoutePolicy(enabled, ttl, identity, plain)
             self._policies[route] = policy
         return policy
 
@@ -134,13 +142,18 @@ class CacheStage(Stage):
             self._bypass(ctx)
             return None
         targets = ctx.options.targets
-        identity = policy.identity if targets is None else route_identity(ctx.route, targets)
-        namespace = config.namespace
-        if control.namespace:
-            namespace = f"{namespace}/{control.namespace}" if namespace else control.namespace
-        base = (
-            f"{config.prefix}:{namespace}:{cache_key(ctx.operation, identity, namespace, request)}"
-        )
+        if targets is None and not control.namespace:  # the usual case: heads made once
+            prefix, head = policy.plain[ctx.operation]
+        else:
+            identity = policy.identity if targets is None else route_identity(ctx.route, targets)
+            namespace = config.namespace
+            if control.namespace:
+                namespace = f"{namespace}/{control.namespace}" if namespace else control.namespace
+            prefix, head = (
+                f"{config.prefix}:{namespace}:",
+                key_head(ctx.operation, identity, namespace),
+            )
+        base = prefix + key_digest(head, request)
         buckets = control.buckets or config.buckets
         keys = [base] if buckets == 1 else [f"{base}:{i}" for i in range(buckets)]
         ttl = control.ttl or policy.ttl
