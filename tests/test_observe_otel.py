@@ -219,3 +219,22 @@ async def test_telemetry_off_emits_nothing(otel: Otel) -> None:
         await router.flush()
         assert router._recorder._task is None  # nothing to record: no background task either
     assert otel.finished() == []
+
+
+def test_a_globally_installed_sdk_is_noticed_within_a_second(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Whether telemetry has a receiver is asked per request, so it is kept for a second."""
+    from llmroute.observe import otel
+
+    now = [100.0]
+    monkeypatch.setattr(otel.time, "monotonic", lambda: now[0])
+    telemetry = otel.Telemetry(AsyncRouter(CONFIG, env={})._catalog)
+    assert not telemetry.active()  # the API's no-op providers: nothing receives anything
+    installed = MeterProvider(metric_readers=[InMemoryMetricReader()])
+    monkeypatch.setattr(otel.metrics, "get_meter_provider", lambda: installed)
+    now[0] += 0.5
+    assert not telemetry.active()  # still the answer kept half a second ago
+    now[0] += 0.6
+    assert telemetry.active()
+    installed.shutdown()

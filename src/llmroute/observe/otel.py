@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -47,6 +48,8 @@ DURATION_BUCKETS = tuple(0.01 * 2**i for i in range(14))
 TOKEN_BUCKETS = tuple(float(4**i) for i in range(14))
 
 _Attributes = dict[str, Any]
+#: Seconds `Telemetry.active` keeps its answer.
+_RECHECK = 1.0
 
 
 def _no_meter_providers() -> tuple[type, ...]:
@@ -97,6 +100,7 @@ class Telemetry:
             explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
         )  # fmt: skip
         self._servers: dict[str, tuple[str, str | None, int | None]] = {}
+        self._active, self._active_until = False, float("-inf")
         self._own_tracer = tracer_provider is not None
         self._own_meter = meter_provider is not None
 
@@ -108,11 +112,21 @@ class Telemetry:
         return not isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider)
 
     def active(self) -> bool:
-        """Whether anything receives spans or metrics (otherwise records need not be built)."""
-        if self._own_meter or self.tracing():
-            return True
-        provider = metrics.get_meter_provider()
-        return not isinstance(provider, _NO_METERS)
+        """Whether anything receives spans or metrics (otherwise records need not be built).
+
+        Asked at the end of every request, so the answer is kept for a second: an
+        SDK installed globally after the router started is noticed within that.
+        """
+        now = time.monotonic()
+        if now < self._active_until:
+            return self._active
+        self._active = (
+            self._own_meter
+            or self.tracing()
+            or not isinstance(metrics.get_meter_provider(), _NO_METERS)
+        )
+        self._active_until = now + _RECHECK
+        return self._active
 
     @staticmethod
     def caller_context() -> Context:

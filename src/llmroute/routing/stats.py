@@ -204,8 +204,22 @@ class LiveStats:
         self._origin_set = False
         #: Counts rebases: only a rebase can return a measured target's weight to 0.
         self.epoch = 0
+        #: Whether scores and weights are kept: from the first selection that reads them
+        #: (routes of other strategies do not pay for them on every event).
+        self.scoring = False
+
+    def enable_scores(self, now: float) -> None:
+        """Keep every target's latency scores and draw weights from now on."""
+        if self.scoring:
+            return
+        self.scoring = True
+        self._rebase(now)
+        for target in self._targets.values():
+            target.rescore(self.origin, self.decay)
 
     def _rescore(self, target: _Target, now: float | None = None) -> None:
+        if not self.scoring:
+            return
         if now is not None and (
             not self._origin_set or now - self.origin > _REBASE_AFTER * self.fade
         ):

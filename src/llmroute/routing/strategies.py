@@ -296,6 +296,8 @@ class LatencyStrategy:
     def _scores(self, candidates: Sequence[Target], ctx: SelectionContext) -> list[float]:
         """Each candidate's score now (faded by the age of its last sample); 0.0 without one."""
         get, stats = ctx.stats._targets.get, ctx.stats
+        if not stats.scoring:
+            stats.enable_scores(ctx.now)
         return [_faded(get(t.key), ctx.stream, ctx.now, stats) for t in candidates]
 
     def order(self, candidates: Sequence[Target], ctx: SelectionContext) -> Selection:
@@ -303,6 +305,8 @@ class LatencyStrategy:
         if count < 2:
             return Selection(list(candidates), "one candidate")
         rng, stream, stats = ctx.rng, ctx.stream, ctx.stats
+        if not stats.scoring:
+            stats.enable_scores(ctx.now)
         memo = self._memo.of(candidates)
         states = memo.states if memo.states is not None else memo.states_of(ctx)
         sums = _running_weights(memo, stream, stats) if memo.states is not None else []
