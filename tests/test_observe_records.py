@@ -67,7 +67,14 @@ def config(tmp_path: Path, **logging: Any) -> dict[str, Any]:
 
 
 def options(i: int) -> dict[str, Any]:
-    return {"user": f"u{i % 3}", "properties": {"team": "red" if i % 2 else "blue"}}
+    return {
+        "user": f"u{i % 3}", "key": f"key{i % 4}", "team": team_of(i),
+        "properties": {"team": "red" if i % 2 else "blue"},
+    }  # fmt: skip
+
+
+def team_of(i: int) -> str | None:
+    return None if i % 5 == 4 else "ops" if i % 2 else "dev"
 
 
 async def run_traffic(router: AsyncRouter) -> dict[str, dict[str, Any]]:
@@ -123,6 +130,7 @@ async def test_stored_records_match_what_happened(tmp_path: Path) -> None:
         assert record.ended_at == pytest.approx(record.started_at + record.latency_s)
         assert len(record.attempts) == expected["attempts"]
         assert record.user == f"u{i % 3}"
+        assert (record.key, record.team) == (f"key{i % 4}", team_of(i))
         assert record.properties == {"team": "red" if i % 2 else "blue"}
         assert record.stream is False and record.operation == "chat"
         if expected["cost"] is None:
@@ -157,6 +165,8 @@ async def test_analytics_match_ground_truth(tmp_path: Path) -> None:
         truth = await run_traffic(router)
         report = await router.analytics(by="provider")
         by_user = await router.analytics(by=["user", "property.team"])
+        by_key = await router.analytics(by=["key", "team"])
+        key_team = await router.analytics(key="key1", where=["team=ops"])
         chat_only = await router.analytics(route="chat", where=["property.team=red"])
         by_day = await router.analytics(by="day")
         nothing = await router.analytics(since="2000-01-01", until="2000-01-02")
@@ -202,6 +212,20 @@ async def test_analytics_match_ground_truth(tmp_path: Path) -> None:
         assert row.cost_usd == pytest.approx(sum(t["cost"] or 0 for t in mine))
     assert sum(r.requests for r in by_user.rows) == len(everything)
     assert len(by_user.rows) == 6
+
+    for row in by_key.rows:
+        group = (row.group["key"], row.group["team"])
+        mine = [t for t in everything if (f"key{t['i'] % 4}", team_of(t["i"])) == group]
+        assert row.requests == len(mine) > 0
+        assert row.errors == sum(t["status"] == "error" for t in mine)
+        assert row.cost_usd == pytest.approx(sum(t["cost"] or 0 for t in mine))
+    assert sum(r.requests for r in by_key.rows) == len(everything)
+    assert None in {r.group["team"] for r in by_key.rows}
+    mine = [t for t in everything if t["i"] % 4 == 1 and team_of(t["i"]) == "ops"]
+    assert key_team.total.requests == len(mine) > 0
+    assert key_team.total.latency.p50 == pytest.approx(
+        np.percentile([t["latency"] for t in mine], 50), abs=1e-6
+    )
 
     red_chat = [t for t in everything if t["route"] == "chat" and t["i"] % 2]
     assert chat_only.total.requests == len(red_chat)

@@ -23,7 +23,7 @@ from llmroute import Router, TokenUsage
 from llmroute._cost import PriceBook, _calc
 from llmroute.cli import main
 from llmroute.observe import AttemptRecord, RequestRecord, SqliteStore, percentile
-from llmroute.observe.sqlite import MIGRATIONS, SCHEMA_VERSION
+from llmroute.observe.sqlite import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
 
 
 def record(i: int, **changes: Any) -> RequestRecord:
@@ -55,11 +55,48 @@ def test_a_store_of_an_older_schema_opens_and_migrates(tmp_path: Path) -> None:
     store = SqliteStore(path)
     (old,) = store.records()
     assert (old.request_id, old.latency_s, old.cost_usd, old.experiment) == ("old", 0.25, 0.5, None)
-    assert store.schema_version() == SCHEMA_VERSION == 2
+    assert store.schema_version() == SCHEMA_VERSION == 3
     store.write([record(1, experiment="exp", variant="b", saved_usd=0.25)])
     store.close()
     new = SqliteStore(path).records()[1]
     assert (new.experiment, new.variant, new.saved_usd) == ("exp", "b", 0.25)
+
+
+def test_a_store_of_schema_version_2_gains_key_and_team(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "v2.db"
+    with sqlite3.connect(path) as conn:  # what llmroute's schema version 2 wrote
+        for step in MIGRATIONS[:2]:
+            conn.executescript(step)
+        conn.execute("PRAGMA user_version = 2")
+        conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        conn.execute(
+            "INSERT INTO requests (request_id, operation, started_at, request_model, stream, "
+            "status, latency_s, user, experiment) VALUES ('old', 'chat', 1.0, 'chat', 0, 'ok', "
+            "0.25, 'ann', 'exp')"
+        )
+    conn.close()
+    store = SqliteStore(path)
+    (old,) = store.records()  # opening migrates
+    assert (old.request_id, old.user, old.experiment, old.key, old.team) == (
+        "old", "ann", "exp", None, None,
+    )  # fmt: skip
+    assert store.schema_version() == 3
+    with store.connect() as conn:
+        indexes = {row[1] for row in conn.execute("PRAGMA index_list(requests)")}
+    assert {"requests_key", "requests_team"} <= indexes
+    store.write([record(1, key="backend", team="search"), record(2, key="ci")])
+    store.close()
+    (_, first, second) = SqliteStore(path).records()
+    assert (first.key, first.team, second.key, second.team) == ("backend", "search", "ci", None)
+    assert main(["stats", str(path), "--by", "key", "--by", "team", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["rows"]
+    assert {(r["group"]["key"], r["group"]["team"]): r["requests"] for r in rows} == {
+        (None, None): 1, ("backend", "search"): 1, ("ci", None): 1,
+    }  # fmt: skip
+    assert main(["stats", str(path), "--where", "team=search", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["total"]["requests"] == 1
 
 
 def test_a_newer_or_foreign_database_is_refused(tmp_path: Path) -> None:
@@ -82,7 +119,8 @@ def test_records_round_trip(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "s.db")
     full = record(
         0, stream=True, ttft_s=0.1, usage=TokenUsage(100, 20, 30, 5, 7, estimated=True),
-        finish_reasons=["stop"], user="ann", session="s1", cache="miss", error=None,
+        finish_reasons=["stop"], user="ann", key="backend", team="search", session="s1",
+        cache="miss", error=None,
         prompt=[{"role": "user", "content": "hi"}], completion=[{"role": "assistant"}],
     )  # fmt: skip
     store.write([full, record(1, cost_usd=None, usage=None, attempts=[])])

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import re
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -9,6 +12,7 @@ import openai
 import pytest
 
 from _gateway import KEY, OTHER_KEY, USER, running_gateway
+from llmroute.observe import SqliteStore
 from llmroute.server.keys import hash_key
 
 pytestmark = pytest.mark.anyio
@@ -54,6 +58,26 @@ def error_body(exc: openai.APIStatusError) -> dict[str, Any]:
     assert isinstance(body, dict), body
     assert set(body) >= {"message", "type", "param", "code"}
     return body
+
+
+#: The form of a request id: the router's (``new_request_id``), or the gateway's for a request
+#: refused before it reached the router.
+REQUEST_ID = re.compile(r"lr-[0-9a-f]{24}")
+
+
+def request_id_of(response: httpx.Response) -> str:
+    """The response's ``x-llmroute-request-id``, checked; and, for an error, its body's."""
+    request_id = response.headers["x-llmroute-request-id"]
+    assert REQUEST_ID.fullmatch(request_id), request_id
+    if response.status_code >= 400:
+        body = response.json()
+        inner = (
+            body.get("request_id")
+            if body.get("type") == "error"
+            else body["error"].get("request_id")
+        )  # /v1/messages: Anthropic's shape, the id at the top level
+        assert inner == request_id, body
+    return request_id
 
 
 # ---------------------------------------------------------------- 400
@@ -145,6 +169,45 @@ async def test_the_key_identity_reaches_the_router() -> None:
                 await other.chat.completions.create(model="echo", messages=USER)
         await gateway.router.flush()
     assert records[0].user == "alice"
+
+
+async def test_the_request_log_records_the_key_name_and_team(tmp_path: Path) -> None:
+    store = tmp_path / "log.db"
+    config = {
+        **CONFIG,
+        "rate_limits": {"rules": [{"per": "team", "requests": "1/min"}]},
+        "logging": {"store": f"sqlite:///{store}", "sinks": [f"jsonl:///{tmp_path / 'log.jsonl'}"]},
+    }  # fmt: skip
+    truth: dict[str, tuple[str, str | None, str]] = {}  # id: key name, team, status
+    async with running_gateway(config, server=KEYS) as gateway:
+        async with gateway.client(KEY) as client:
+            raw = await client.chat.completions.with_raw_response.create(
+                model="echo", messages=USER
+            )
+            truth[raw.headers["x-llmroute-request-id"]] = ("full", "blue", "ok")
+            with pytest.raises(openai.RateLimitError) as info:  # team "blue" has had its request
+                await client.chat.completions.create(model="echo", messages=USER, stream=True)
+            truth[info.value.response.headers["x-llmroute-request-id"]] = ("full", "blue", "error")
+        async with gateway.client(OTHER_KEY) as client:
+            for _ in range(2):
+                reply = await client.embeddings.with_raw_response.create(model="echo", input="x")
+                truth[reply.headers["x-llmroute-request-id"]] = ("echo-only", None, "ok")
+        async with gateway.client("not-a-key") as client:  # refused before the router: no record
+            with pytest.raises(openai.AuthenticationError):
+                await client.chat.completions.create(model="echo", messages=USER)
+        report = await gateway.router.analytics(by=["key", "team"])
+        blue = await gateway.router.analytics(team="blue", where=["key=full"])
+    records = SqliteStore(store).records()
+    assert {r.request_id: (r.key, r.team, r.status) for r in records} == truth
+    assert {(r.group["key"], r.group["team"]): r.requests for r in report.rows} == {
+        ("full", "blue"): 2, ("echo-only", None): 2,
+    }  # fmt: skip
+    assert (blue.total.requests, blue.total.errors) == (2, 1)
+    lines = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert {(d["key"], d["team"]) for d in lines} == {("full", "blue"), ("echo-only", None)}
+    for secret in (KEY, OTHER_KEY, hash_key(KEY).removeprefix("sha256:")):  # names only
+        for path in tmp_path.iterdir():
+            assert secret.encode() not in path.read_bytes()
 
 
 # ---------------------------------------------------------------- 404, 405
@@ -312,3 +375,107 @@ async def test_a_stream_failing_after_its_first_chunk_ends_with_an_error_event()
             raw = (await http.post(f"{gateway.base_url}/chat/completions", json=body)).text
         assert raw.rstrip().split("\n\n")[-1].startswith('data: {"error":')
         assert "[DONE]" not in raw
+
+
+# ---------------------------------------------------------------- request ids
+
+
+async def test_every_response_carries_a_request_id_early_errors_included() -> None:
+    server = {**KEYS, "max_body_size": "1KiB"}
+    async with running_gateway(CONFIG, server=server) as gateway, httpx.AsyncClient() as http:
+        url = f"{gateway.base_url}/chat/completions"
+        auth = {"authorization": f"Bearer {KEY}"}
+        other = {"authorization": f"Bearer {OTHER_KEY}"}
+        text = {**auth, "content-type": "text/plain"}
+        good = {"model": "echo", "messages": USER}
+        answered = await http.post(url, json=good, headers=auth)
+        refused = [
+            (401, await http.post(url, json=good)),
+            (401, await http.post(url, json=good, headers={"authorization": "Bearer wrong"})),
+            (400, await http.post(url, content=b"{not json", headers=auth)),
+            (400, await http.post(url, json={**good, "temperature": 5}, headers=auth)),
+            (400, await http.post(url, json=good, headers={**auth, "x-llmroute-cahce": "1"})),
+            (403, await http.post(url, json={**good, "model": "chat"}, headers=other)),
+            (404, await http.post(url, json={**good, "model": "no-such-route"}, headers=auth)),
+            (404, await http.get(f"{gateway.base_url}/nowhere")),
+            (405, await http.get(url)),
+            (413, await http.post(
+                url, json={**good, "messages": [{"role": "user", "content": "x" * 2000}]},
+                headers=auth,
+            )),
+            (415, await http.post(url, content=b"x", headers=text)),
+            (401, await http.post(
+                f"{gateway.root}/v1/messages",
+                json={"model": "echo", "max_tokens": 5, "messages": USER},
+            )),
+        ]  # fmt: skip
+        ids = [request_id_of(answered)]
+        for status, response in refused:
+            assert response.status_code == status, response.text
+            ids.append(request_id_of(response))
+        for path in ("/health", "/ready", "/metrics", "/v1/models"):
+            ids.append(request_id_of(await http.get(gateway.root + path, headers=auth)))
+        assert len(set(ids)) == len(ids)  # a new id for each
+        async with gateway.client("not-a-key") as client:
+            with pytest.raises(openai.AuthenticationError) as info:
+                await client.chat.completions.create(model="echo", messages=USER)
+        request_id = info.value.response.headers["x-llmroute-request-id"]
+        assert REQUEST_ID.fullmatch(request_id)
+        assert error_body(info.value)["request_id"] == request_id
+
+
+async def test_a_router_failure_names_the_request_in_the_log(tmp_path: Path) -> None:
+    store = tmp_path / "log.db"
+    config = {
+        **CONFIG,
+        "providers": {**CONFIG["providers"], "priced": {"type": "mock", "echo": True}},
+        "routes": {**CONFIG["routes"], "paid": {"targets": [
+            {"provider": "priced", "model": "a", "price": {"input": 5e3, "output": 5e3}}
+        ]}},
+        "rate_limits": {"rules": [{"per": "user", "requests": "1/min"}]},
+        "budgets": {"rules": [{"per": "property:tenant", "usd": "0.01/day"}]},
+        "logging": {"store": f"sqlite:///{store}"},
+    }  # fmt: skip
+    expected: dict[str, tuple[str, str | None, str | None]] = {}  # id: status, error type, limit
+
+    async def fails(status: int, error_type: str, limit: str | None = None, **kw: Any) -> None:
+        with pytest.raises(openai.APIStatusError) as info:
+            await client.chat.completions.create(messages=USER, **kw)
+        assert info.value.status_code == status
+        request_id = info.value.response.headers["x-llmroute-request-id"]
+        assert error_body(info.value)["request_id"] == request_id
+        expected[request_id] = ("error", error_type, limit)
+
+    async with running_gateway(config) as gateway, gateway.client() as client:
+        await fails(503, "AllTargetsFailed", model="down")
+        await fails(503, "AllTargetsFailed", model="down", stream=True)
+        await fails(400, "InvalidRequest", model="invalid")
+        await fails(502, "AuthenticationError", model="badkey")
+        user = {"x-llmroute-user": "ann"}
+        await client.chat.completions.create(model="echo", messages=USER, extra_headers=user)
+        await fails(429, "LocalRateLimitExceeded", "LocalRateLimitExceeded", model="echo",
+                    extra_headers=user)  # fmt: skip
+        tenant = {"x-llmroute-property-tenant": "t1"}
+        await client.chat.completions.create(
+            model="paid", messages=USER, max_tokens=100, extra_headers=tenant
+        )
+        await fails(429, "BudgetExceeded", "BudgetExceeded", model="paid", max_tokens=100,
+                    extra_headers=tenant)  # fmt: skip
+        async with httpx.AsyncClient() as http:
+            anthropic = await http.post(
+                f"{gateway.root}/v1/messages",
+                json={"model": "down", "max_tokens": 5, "messages": USER},
+            )
+            assert anthropic.status_code == 529
+            expected[request_id_of(anthropic)] = ("error", "AllTargetsFailed", None)
+            body = {"model": "cut", "messages": USER, "stream": True}
+            cut = await http.post(f"{gateway.base_url}/chat/completions", json=body)
+        last = json.loads(cut.text.rstrip().split("\n\n")[-1].removeprefix("data: "))
+        assert last["error"]["request_id"] == request_id_of(cut)
+        expected[request_id_of(cut)] = ("error", "StreamInterrupted", None)
+        await gateway.router.flush()
+    records = {r.request_id: r for r in SqliteStore(store).records()}
+    assert len(expected) == 8
+    for request_id, (status, error_type, limit) in expected.items():
+        record = records[request_id]
+        assert (record.status, record.error_type, record.limit) == (status, error_type, limit)

@@ -353,6 +353,7 @@ async def test_keys_in_x_api_key_or_bearer() -> None:
             "type": "error",
             "error": {"type": "authentication_error", "message": "invalid API key",
                       "code": "invalid_api_key"},
+            "request_id": info.value.response.headers["x-llmroute-request-id"],
         }  # fmt: skip
         async with httpx.AsyncClient() as http:
             response = await http.post(f"{gateway.base_url}/messages", json={})

@@ -8,9 +8,9 @@ metadata: usage, cost, latency, time to first token.
 from __future__ import annotations
 
 import logging
-import os
 from collections import deque
 from collections.abc import AsyncIterator
+from random import getrandbits as _bits
 from typing import Literal
 
 import anyio
@@ -49,8 +49,12 @@ CONTINUE_PROMPT = (
 
 
 def new_request_id() -> str:
-    """A random request id (``lr-`` and 24 hex digits)."""
-    return "lr-" + os.urandom(12).hex()
+    """A random request id (``lr-`` and 24 hex digits).
+
+    From the `random` module's generator, seeded from the OS at import and again in
+    every forked child: unique, without a system call per request (not a secret).
+    """
+    return f"lr-{_bits(96):024x}"
 
 
 def _has_content(chunk: ChatCompletionChunk) -> bool:

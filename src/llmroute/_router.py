@@ -329,21 +329,23 @@ class AsyncRouter:
         provider: str | None = None,
         model: str | None = None,
         user: str | None = None,
+        key: str | None = None,
+        team: str | None = None,
         properties: Mapping[str, str] | None = None,
     ) -> StatsReport:
         """Request counts, error rates, latency and TTFT percentiles, tokens, cost and cache
         hits from the log store (`logging.store`), after flushing.
 
-        Group `by` provider, model, target, route, user, session, status,
-        error_type, cache, ``property.NAME``, hour or day. `since` and `until`
-        take Unix seconds, a datetime, an ISO date or a duration ago
-        (``"24h"``); `where` takes ``key=value`` conditions.
+        Group `by` provider, model, target, route, user, key (the gateway key's
+        name), team, session, status, error_type, cache, ``property.NAME``, hour
+        or day. `since` and `until` take Unix seconds, a datetime, an ISO date or
+        a duration ago (``"24h"``); `where` takes ``key=value`` conditions.
         """
         from .observe.analytics import make_filters
 
         filters = make_filters(
             since=since, until=until, where=where, route=route, provider=provider, model=model,
-            user=user, properties=properties,
+            user=user, key=key, team=team, properties=properties,
         )  # fmt: skip
         return await self._recorder.analytics(
             by=[by] if isinstance(by, str) else by, filters=filters

@@ -310,6 +310,8 @@ class Router:
         provider: str | None = None,
         model: str | None = None,
         user: str | None = None,
+        key: str | None = None,
+        team: str | None = None,
         properties: Mapping[str, str] | None = None,
     ) -> StatsReport:
         """Figures from the log store, after flushing (see `AsyncRouter.analytics`)."""
@@ -317,7 +319,7 @@ class Router:
 
         filters = make_filters(
             since=since, until=until, where=where, route=route, provider=provider, model=model,
-            user=user, properties=properties,
+            user=user, key=key, team=team, properties=properties,
         )  # fmt: skip
         self.flush()
         return self._async.recorder_query(by=[by] if isinstance(by, str) else by, filters=filters)

@@ -253,14 +253,15 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     stats.add_argument(
         "--by", action="append", default=[], metavar="KEY",
-        help="group by provider, model, target, route, user, session, status, error_type, "
-        "cache, property.NAME, hour or day (repeat for several)",
+        help="group by provider, model, target, route, user, key, team, session, status, "
+        "error_type, cache, property.NAME, hour or day (repeat for several)",
     )  # fmt: skip
     stats.add_argument("--since", help="start: ISO date/time, Unix seconds, or ago (24h, 7d)")
     stats.add_argument("--until", help="end (exclusive), in the same forms")
     stats.add_argument(
         "--where", action="append", default=[], metavar="KEY=VALUE",
-        help="filter: provider=, model=, route=, user=, status=, property.NAME=... (repeatable)",
+        help="filter: provider=, model=, route=, user=, key=, team=, status=, property.NAME=... "
+        "(repeatable)",
     )  # fmt: skip
     stats.add_argument("--json", action="store_true", help="print the report as JSON")
     stats.add_argument(

@@ -2,7 +2,8 @@
 
 `query_stats()` answers "how many requests, how many failed, how slow, how
 many tokens, how much money, how often from cache" for any slice of the
-store, grouped by provider, model, user, a property, route, hour or day.
+store, grouped by provider, model, user, gateway key, team, a property,
+route, hour or day.
 
 Percentiles are exact: every matching latency is read from the store and the
 percentile is interpolated linearly between the two closest ranks (the
@@ -42,13 +43,18 @@ __all__ = [
 #: Group keys and the column (or expression) each groups by.
 _GROUP_COLUMNS = {
     "provider": "r.provider", "model": "r.model", "target": "r.target", "route": "r.route",
-    "user": "r.user", "session": "r.session", "operation": "r.operation",
-    "status": "r.status", "error_type": "r.error_type", "cache": "r.cache",
-    "experiment": "r.experiment", "variant": "r.variant",
+    "user": "r.user", "key": "r.key", "team": "r.team", "session": "r.session",
+    "operation": "r.operation", "status": "r.status", "error_type": "r.error_type",
+    "cache": "r.cache", "experiment": "r.experiment", "variant": "r.variant",
     "hour": "strftime('%Y-%m-%dT%H:00Z', r.started_at, 'unixepoch')",
     "day": "strftime('%Y-%m-%d', r.started_at, 'unixepoch')",
 }  # fmt: skip
 _TIME_GROUPS = frozenset({"hour", "day"})
+#: The `Filters` fields that compare a column of ``requests`` with a value.
+_FILTER_COLUMNS = (
+    "route", "provider", "model", "target", "user", "key", "team", "session", "operation",
+    "status", "error_type", "cache", "experiment", "variant",
+)  # fmt: skip
 _PROPERTY = re.compile(r"^(?:property|prop|properties)[.:](.+)$")
 
 
@@ -58,6 +64,8 @@ class Filters:
 
     Attributes:
         since, until: started in ``[since, until)``, Unix seconds.
+        key: the name of the gateway key the requests came in with.
+        team: the team the requests were billed to.
         properties: every one of these properties has this value.
     """
 
@@ -68,6 +76,8 @@ class Filters:
     model: str | None = None
     target: str | None = None
     user: str | None = None
+    key: str | None = None
+    team: str | None = None
     session: str | None = None
     operation: str | None = None
     status: str | None = None
@@ -240,13 +250,15 @@ def make_filters(
     provider: str | None = None,
     model: str | None = None,
     user: str | None = None,
+    key: str | None = None,
+    team: str | None = None,
     properties: Mapping[str, str] | None = None,
 ) -> Filters:
     """`Filters` from the keyword arguments `AsyncRouter.analytics()` takes."""
     filters = Filters(
         since=None if since is None else parse_time(since),
         until=None if until is None else parse_time(until),
-        route=route, provider=provider, model=model, user=user,
+        route=route, provider=provider, model=model, user=user, key=key, team=team,
         properties=dict(properties or {}),
     )  # fmt: skip
     return parse_where(where, filters)
@@ -280,8 +292,7 @@ def _where(filters: Filters) -> tuple[str, list[Any]]:
     if filters.until is not None:
         clauses.append("r.started_at < ?")
         params.append(filters.until)
-    for name in ("route", "provider", "model", "target", "user", "session", "operation",
-                 "status", "error_type", "cache", "experiment", "variant"):  # fmt: skip
+    for name in _FILTER_COLUMNS:
         value = getattr(filters, name)
         if value is not None:
             clauses.append(f"r.{name} = ?")

@@ -102,6 +102,10 @@ class RequestRecord:
         finish_reasons: the choices' finish reasons (for a stream, only when
             its chunks were kept: content capture or tracing on).
         user, session, properties: from the request's options.
+        key: the name of the gateway key the request came in with (never the
+            key itself); from the request's options.
+        team: the team the request is billed to; from the request's options
+            (the gateway sets it from the key's ``team``).
         experiment, variant: when an experiment assigned the request.
         attempts: every attempt, in order.
         prompt: the request's messages (OpenAI format), when content is captured.
@@ -134,6 +138,8 @@ class RequestRecord:
     error: str | None = None
     finish_reasons: list[str] = field(default_factory=list)
     user: str | None = None
+    key: str | None = None
+    team: str | None = None
     session: str | None = None
     properties: dict[str, str] = field(default_factory=dict)
     experiment: str | None = None
@@ -171,6 +177,8 @@ def start_record(ctx: RequestContext) -> RequestRecord:
         strategy=ctx.route.strategy,
         stream=ctx.stream,
         user=options.user,
+        key=options.key,
+        team=options.team,
         session=options.session,
         properties=dict(options.properties),
     )

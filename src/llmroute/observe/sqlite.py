@@ -107,6 +107,13 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE requests ADD COLUMN saved_usd REAL;
     CREATE INDEX requests_experiment ON requests (experiment, variant);
     """,
+    # 3: the gateway key's name and the team (earlier rows: NULL)
+    """
+    ALTER TABLE requests ADD COLUMN key TEXT;
+    ALTER TABLE requests ADD COLUMN team TEXT;
+    CREATE INDEX requests_key ON requests (key, started_at);
+    CREATE INDEX requests_team ON requests (team, started_at);
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -116,7 +123,7 @@ _REQUEST_COLUMNS = (
     "latency_s", "ttft_s", "input_tokens", "output_tokens", "cache_read_tokens",
     "cache_write_tokens", "reasoning_tokens", "tokens_estimated", "cost_usd", "cache",
     "answered_by", "limit_type", "error_type", "error", "finish_reasons", "user", "session",
-    "properties", "prompt", "completion", "experiment", "variant", "saved_usd",
+    "properties", "prompt", "completion", "experiment", "variant", "saved_usd", "key", "team",
 )  # fmt: skip
 
 
@@ -168,7 +175,7 @@ def _request_row(r: RequestRecord) -> tuple[Any, ...]:
         r.answered_by, r.limit, r.error_type, r.error,
         _json(r.finish_reasons) if r.finish_reasons else None, r.user, r.session,
         _json(r.properties) if r.properties else None, _json(r.prompt), _json(r.completion),
-        r.experiment, r.variant, r.saved_usd,
+        r.experiment, r.variant, r.saved_usd, r.key, r.team,
     )  # fmt: skip
 
 
@@ -321,7 +328,8 @@ def _record(row: dict[str, Any]) -> RequestRecord:
         cost_usd=row["cost_usd"], saved_usd=row["saved_usd"], cache=row["cache"],
         answered_by=row["answered_by"], limit=row["limit_type"], error_type=row["error_type"],
         error=row["error"], finish_reasons=loads(row["finish_reasons"] or "[]"),
-        user=row["user"], session=row["session"], properties=loads(row["properties"] or "{}"),
+        user=row["user"], key=row["key"], team=row["team"], session=row["session"],
+        properties=loads(row["properties"] or "{}"),
         experiment=row["experiment"], variant=row["variant"],
         prompt=loads(row["prompt"]) if row["prompt"] else None,
         completion=loads(row["completion"]) if row["completion"] else None,

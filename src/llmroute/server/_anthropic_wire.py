@@ -408,14 +408,21 @@ def _status(status: int) -> int:
     return 529 if status == 503 else status
 
 
-def error_body(error: HTTPError) -> tuple[int, bytes]:
+def error_body(error: HTTPError, request_id: str | None = None) -> tuple[int, bytes]:
     """The status and Anthropic-shaped body of a gateway error (the anthropic SDK retries 529)."""
-    return _status(error.status), error_event(error)
+    return _status(error.status), error_event(error, request_id)
 
 
-def error_event(error: HTTPError) -> bytes:
-    """``{"type": "error", "error": {type, message}}`` as JSON bytes."""
+def error_event(error: HTTPError, request_id: str | None = None) -> bytes:
+    """``{"type": "error", "error": {type, message}, "request_id"}`` as JSON bytes.
+
+    Anthropic's own errors carry their ``request_id`` at the top level too; here it is the
+    gateway's (``lr-...``), when given.
+    """
     inner: dict[str, Any] = {"type": error_type(_status(error.status)), "message": error.message}
     if error.code:
         inner["code"] = error.code  # llmroute's own code (an extra the SDK keeps in the body)
-    return json.dumps({"type": "error", "error": inner}, separators=(",", ":")).encode()
+    body: dict[str, Any] = {"type": "error", "error": inner}
+    if request_id is not None:
+        body["request_id"] = request_id
+    return json.dumps(body, separators=(",", ":")).encode()

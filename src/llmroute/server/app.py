@@ -18,6 +18,10 @@ body is read; the body is read within `ServerConfig.body_timeout` and
 `max_body_size`; then a watcher waits for the client to go away and cancels
 the request's task if it does, so the router closes the upstream request (a
 stream's tokens so far are recorded as a cancelled request).
+
+Every response carries ``x-llmroute-request-id``: the router's id for the
+request (its record's in the request log), learnt from a ``request_start``
+hook; for a request refused before the router saw it, a new id of that form.
 """
 
 from __future__ import annotations
@@ -27,22 +31,27 @@ import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any, Literal
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic_core import from_json
 
 from .._errors import AllTargetsFailed, LLMRouteError, ProviderError
+from .._execute import new_request_id
 from .._router import AsyncRouter
 from .._stream import AsyncChatStream
 from .._types import ChatCompletion, CreateEmbeddingResponse, RouteInfo
 from ._anthropic_wire import error_body
 from .config import ServerConfig
 from .errors import HTTPError, from_exception, sse_error_event
-from .headers import PREFIX, control_options, route_headers
+from .headers import PREFIX, REQUEST_ID, control_options, route_headers
 from .keys import GatewayIdentity, KeyStore
 from .messages import serve_messages
 from .metrics import CONTENT_TYPE, GatewayMetrics
 from .sse import Pending, relay, start
+
+if TYPE_CHECKING:
+    from ..observe.record import RequestRecord
 
 __all__ = ["GatewayApp", "create_app"]
 
@@ -65,6 +74,19 @@ _completion_json = ChatCompletion.__pydantic_serializer__.to_json
 _embeddings_json = CreateEmbeddingResponse.__pydantic_serializer__.to_json
 #: How long `/ready` waits for the router's stores to answer.
 _READY_TIMEOUT = 2.0
+#: The HTTP request the current task is answering (see `_note_request_id`).
+_CALL: ContextVar[_Call | None] = ContextVar("llmroute_gateway_call", default=None)
+
+
+def _note_request_id(record: RequestRecord) -> None:
+    """A ``request_start`` hook: the router's id for the current HTTP call's request.
+
+    The recorder, first of the router's stages, calls it before a limit, a
+    budget or a failure can end the request.
+    """
+    call = _CALL.get()
+    if call is not None:
+        call.request_id = record.request_id
 
 
 class _ClientGone(Exception):
@@ -76,7 +98,8 @@ class _Call:
 
     __slots__ = (
         "authorization", "content_encoding", "content_length", "content_type", "controls",
-        "finished", "gone", "key", "model", "receive", "scope", "send", "started", "watcher",
+        "finished", "gone", "key", "model", "receive", "request_id", "scope", "send", "started",
+        "watcher",
     )  # fmt: skip
 
     def __init__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -94,6 +117,7 @@ class _Call:
         self.watcher: Pending[Message] | asyncio.Task[None] | None = None
         self.key: str | None = None
         self.model: str | None = None
+        self.request_id: str | None = None  # the router's, once it has started the request
         for name, value in scope["headers"]:
             if name == b"authorization":
                 self.authorization = value
@@ -108,12 +132,22 @@ class _Call:
                     self.controls = []
                 self.controls.append((name, value))
 
+    def ensure_id(self) -> str:
+        """The request's id: the router's if it started the request, else a new one."""
+        if self.request_id is None:
+            self.request_id = new_request_id()
+        return self.request_id
+
     async def respond(
         self, status: int, body: bytes, headers: Headers, content_type: bytes
     ) -> None:
-        """Send a whole response."""
+        """Send a whole response, with the request's id."""
         self.started = self.finished = True
-        start = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
+        start = [
+            (b"content-type", content_type),
+            (b"content-length", str(len(body)).encode()),
+            (REQUEST_ID, self.ensure_id().encode()),
+        ]
         await self.send(
             {"type": "http.response.start", "status": status, "headers": start + headers}
         )
@@ -141,6 +175,8 @@ class GatewayApp:
         self._max_body = int(self.config.max_body_size)
         self._state: Literal["starting", "ready", "stopping", "stopped"] = "starting"
         self._active = 0
+        self._cut_short = False  # the shutdown did not wait for every request
+        router.add_hook("request_start", _note_request_id)
         self._drained: asyncio.Event | None = None
         self._paths: dict[str, tuple[str, Callable[[_Call], Awaitable[None]], str]] = {}
         for path, method, handler, endpoint in (
@@ -178,6 +214,13 @@ class GatewayApp:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
+    @property
+    def drained(self) -> bool:
+        """Whether `shutdown` has run to its end without cutting a request short: none was
+        cancelled by the ASGI server (uvicorn's graceful shutdown timing out) or still running
+        when `ServerConfig.shutdown_timeout` passed."""
+        return self._state == "stopped" and not self._cut_short
+
     async def shutdown(self) -> None:
         """Stop: wait for in-flight requests (up to the shutdown timeout), then close the router."""
         if self._state in ("stopping", "stopped"):
@@ -190,6 +233,7 @@ class GatewayApp:
                 async with asyncio.timeout(timeout):
                     await self._drained.wait()
             except TimeoutError:
+                self._cut_short = True
                 logger.warning("%d request(s) still running after %gs", self._active, timeout)
         if self._close_router:
             await self.router.aclose()
@@ -229,11 +273,13 @@ class GatewayApp:
         self._active += counted
         if metrics is not None:
             metrics.in_flight += 1
+        current = _CALL.set(call)
         try:
             await handler(call)
         except asyncio.CancelledError:
             if call.gone and task is not None and task.uncancel() == 0:
                 return  # the client went away; the handler has counted it
+            self._cut_short = True  # the server cancelled it: a shutdown that did not wait
             raise
         except _ClientGone:
             return
@@ -243,11 +289,13 @@ class GatewayApp:
             await self._fail(call, from_exception(exc), endpoint, exc)
         except Exception:
             logger.exception(
-                "internal error answering %s %s", call.scope["method"], call.scope["path"]
-            )
+                "internal error answering %s %s (request %s)",
+                call.scope["method"], call.scope["path"], call.ensure_id(),
+            )  # fmt: skip
             error = HTTPError(500, "internal error (logged by the gateway)", type="server_error")
             await self._fail(call, error, endpoint)
         finally:
+            _CALL.reset(current)
             watcher = call.watcher
             if isinstance(watcher, Pending):
                 watcher.close()
@@ -263,18 +311,18 @@ class GatewayApp:
         self, call: _Call, error: HTTPError, endpoint: str, cause: LLMRouteError | None = None
     ) -> None:
         """Answer with `error` (unless the response has started) and count it."""
+        request_id = call.ensure_id()
         if error.status >= 500:
             logger.warning(
-                "%s %s -> %d: %s",
-                call.scope["method"],
-                call.scope["path"],
-                error.status,
-                error.message,
-            )
+                "%s %s -> %d: %s (request %s)", call.scope["method"], call.scope["path"],
+                error.status, error.message, request_id,
+            )  # fmt: skip
         if not call.started:
             headers = [*error.headers, _CLOSE] if error.close else error.headers
             status, body = (
-                error_body(error) if endpoint == "messages" else (error.status, error.body())
+                error_body(error, request_id)
+                if endpoint == "messages"
+                else (error.status, error.body(request_id))
             )  # /v1/messages answers in Anthropic's error shape
             await call.respond(status, body, headers, b"application/json")
         metrics = self.metrics
@@ -469,6 +517,7 @@ class GatewayApp:
         await self._answer(call, "embeddings", _embeddings_json(result), result.llmroute)
 
     async def _answer(self, call: _Call, endpoint: str, body: bytes, info: RouteInfo) -> None:
+        call.request_id = info.request_id
         await call.respond(200, body, route_headers(info, final=True), b"application/json")
         if self.metrics is not None:
             self.metrics.answered(endpoint, info, key=call.key)
@@ -484,7 +533,9 @@ class GatewayApp:
 
         try:
             call.started = True
-            headers = [*_SSE, *route_headers(info, final=False)]
+            call.request_id = info.request_id
+            headers = [*_SSE, (REQUEST_ID, call.ensure_id().encode())]
+            headers += route_headers(info, final=False)
             await send({"type": "http.response.start", "status": 200, "headers": headers})
             failure = await relay(stream, write)
         finally:
@@ -494,9 +545,8 @@ class GatewayApp:
         call.finished = True
         if failure is not None:
             logger.warning("stream %s failed after its first chunk: %s", info.request_id, failure)
-        await send(
-            {"type": "http.response.body", "body": sse_error_event(failure) if failure else _DONE}
-        )
+        last = sse_error_event(failure, info.request_id) if failure else _DONE
+        await send({"type": "http.response.body", "body": last})
         if self.metrics is not None:
             self.metrics.answered("chat", info, key=call.key)
 

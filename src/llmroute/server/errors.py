@@ -22,6 +22,10 @@ every attempt failed              502     503 when they were overloaded or rate 
 A budget refusal is a 429, as OpenAI answers an exhausted quota
 (``insufficient_quota``), with ``x-should-retry: false`` so that the SDKs do
 not retry it.
+
+Beside the four OpenAI fields, the ``error`` object carries the request's id
+(``request_id``, as in the ``x-llmroute-request-id`` header) and, when every
+attempt failed, the ``attempts``; clients that know only the four ignore them.
 """
 
 from __future__ import annotations
@@ -82,21 +86,24 @@ class HTTPError(Exception):
         #: Close the connection after answering (the request body was not read to its end).
         self.close = close
 
-    def error_object(self) -> dict[str, Any]:
-        """The ``error`` object of the body."""
+    def error_object(self, request_id: str | None = None) -> dict[str, Any]:
+        """The ``error`` object of the body (with the gateway's `request_id`, when given)."""
         error: dict[str, Any] = {
             "message": self.message,
             "type": self.type,
             "param": self.param,
             "code": self.code,
         }
+        if request_id is not None:
+            error["request_id"] = request_id
         if self.attempts:
             error["attempts"] = [_attempt(a) for a in self.attempts]
         return error
 
-    def body(self) -> bytes:
-        """The JSON body."""
-        return json.dumps({"error": self.error_object()}, separators=(",", ":")).encode()
+    def body(self, request_id: str | None = None) -> bytes:
+        """The JSON body (with the gateway's `request_id`, when given)."""
+        error = self.error_object(request_id)
+        return json.dumps({"error": error}, separators=(",", ":")).encode()
 
 
 def _attempt(attempt: AttemptInfo) -> dict[str, Any]:
@@ -209,7 +216,7 @@ def from_exception(exc: LLMRouteError) -> HTTPError:
     return HTTPError(500, str(exc), type="server_error", code=type(exc).__name__)
 
 
-def sse_error_event(exc: LLMRouteError) -> bytes:
+def sse_error_event(exc: LLMRouteError, request_id: str | None = None) -> bytes:
     """The last event of a stream that failed after its first chunk (no ``[DONE]`` follows).
 
     The OpenAI SDKs raise an ``APIError`` when they read it.
@@ -219,5 +226,5 @@ def sse_error_event(exc: LLMRouteError) -> bytes:
         cause = exc.cause
         error.code = cause.kind if isinstance(cause, ProviderError) else "stream_interrupted"
         error.type = "stream_interrupted"
-    payload = json.dumps({"error": error.error_object()}, separators=(",", ":"))
+    payload = json.dumps({"error": error.error_object(request_id)}, separators=(",", ":"))
     return b"data: " + payload.encode() + b"\n\n"

@@ -12,10 +12,12 @@ Request headers (each validated; anything malformed is a 400 naming the header):
 ``x-llmroute-timeout``              the request's deadline (``30s``, ``2m``)
 ==================================  ==============================================
 
-Response headers: ``x-llmroute-request-id``, ``-route``, ``-provider``,
-``-model``, ``-attempts``, ``-cache`` (``HIT``, ``MISS`` or ``BYPASS``),
-``-latency-ms`` and ``-cost-usd`` (when the price is known); a stream, whose
-headers leave before it ends, has ``-ttft-ms`` instead of the last two.
+Response headers: ``x-llmroute-request-id`` on every response (errors
+included; the app sends it), and from the request's `RouteInfo` ``-route``,
+``-provider``, ``-model``, ``-attempts``, ``-cache`` (``HIT``, ``MISS`` or
+``BYPASS``), ``-latency-ms`` and ``-cost-usd`` (when the price is known); a
+stream, whose headers leave before it ends, has ``-ttft-ms`` instead of the
+last two.
 """
 
 from __future__ import annotations
@@ -32,10 +34,12 @@ from .._units import parse_duration
 from .errors import HTTPError
 from .keys import GatewayIdentity
 
-__all__ = ["PREFIX", "control_options", "route_headers"]
+__all__ = ["PREFIX", "REQUEST_ID", "control_options", "route_headers"]
 
 #: Every control header starts with this.
 PREFIX = b"x-llmroute-"
+#: The response header naming the request's id (``lr-...``), on every response.
+REQUEST_ID = b"x-llmroute-request-id"
 _PROPERTY = b"x-llmroute-property-"
 _KNOWN = (b"user", b"session", b"cache", b"cache-ttl", b"timeout")
 _PROPERTY_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
@@ -174,13 +178,13 @@ def header_value(text: str) -> bytes:
 
 
 def route_headers(info: RouteInfo, *, final: bool) -> list[tuple[bytes, bytes]]:
-    """The ``x-llmroute-*`` response headers of a request's `RouteInfo`.
+    """The ``x-llmroute-*`` response headers of a request's `RouteInfo`, but its id
+    (`REQUEST_ID`, which the app sends on every response, answered or not).
 
     `final`: the request has ended (latency and cost are known); a stream's
     headers are sent after its first chunk, with its time to first token.
     """
     headers = [
-        (b"x-llmroute-request-id", info.request_id.encode()),
         (b"x-llmroute-attempts", str(len(info.attempts)).encode()),
         (b"x-llmroute-cache", _CACHE_STATUS.get(info.cache or "miss", b"MISS")),
     ]

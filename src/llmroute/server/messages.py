@@ -35,7 +35,7 @@ from .._stream import AsyncChatStream
 from .._types import ChatCompletion, ChatCompletionChunk, CompletionUsage, RouteInfo, TokenUsage
 from ._anthropic_wire import error_event, read_request, to_chat_params
 from .errors import HTTPError, from_exception
-from .headers import control_options, route_headers
+from .headers import REQUEST_ID, control_options, route_headers
 from .keys import GatewayIdentity
 
 if TYPE_CHECKING:
@@ -286,7 +286,8 @@ async def _stream(app: GatewayApp, call: _Call, stream: AsyncChatStream) -> None
     failure: LLMRouteError | None = None
     try:
         call.started = True
-        headers = [*_SSE, *route_headers(info, final=False)]
+        call.request_id = info.request_id
+        headers = [*_SSE, (REQUEST_ID, info.request_id.encode()), *route_headers(info, final=False)]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         try:
             async for chunk in stream:
@@ -302,7 +303,7 @@ async def _stream(app: GatewayApp, call: _Call, stream: AsyncChatStream) -> None
     call.finished = True
     if failure is not None:
         logger.warning("stream %s failed after its first chunk: %s", info.request_id, failure)
-        last = _event_bytes("error", error_event(from_exception(failure)))
+        last = _event_bytes("error", error_event(from_exception(failure), info.request_id))
     else:
         last = events.end()
     await send({"type": "http.response.body", "body": last})

@@ -5,21 +5,29 @@ The configuration comes from, in order: ``--config FILE``; ``llmroute.yaml``
 keys are in the environment (with a ``chat`` route over a small model of each
 that has a well-known one); else an announced offline demo over the simulated
 ``mock`` provider.
+
+SIGTERM or SIGINT stops it gracefully; the exit status is 0 when every
+request in flight finished and the router was closed (its records flushed),
+1 when the shutdown had to cut requests short (see `_run`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import ipaddress
 import logging
 import math
 import os
+import signal
 import sys
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from types import FrameType
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import ValidationError
 
@@ -30,6 +38,9 @@ from .._config_load import load_config, load_file, providers_from_env
 from .._errors import ConfigError
 from .._router import AsyncRouter
 from .config import ServerConfig
+
+if TYPE_CHECKING:
+    import uvicorn
 
 __all__ = [
     "DEMO_CONFIG", "ServeSource", "discover", "load", "per_worker_state", "refusals", "start",
@@ -303,7 +314,9 @@ def start(
 
     Raises `ConfigError` for a configuration that cannot be loaded. Refuses
     (exit code 2) to serve without keys on a non-loopback address, or
-    in-memory limits from several workers, unless told to.
+    in-memory limits from several workers, unless told to. Stopped by
+    SIGTERM or SIGINT, returns 0 after a clean drain, 1 when the shutdown
+    cut requests short.
     """
     missing = _missing_extra()
     if missing:
@@ -325,8 +338,7 @@ def start(
     if problems:
         return 2
     logger.info("%s", summary(source, router, server))
-    _run(source, router, server)
-    return 0
+    return _run(source, router, server)
 
 
 def with_flags(
@@ -354,8 +366,15 @@ def with_flags(
         raise ConfigError(f"--{where.replace('_', '-')}: {first['msg']}") from exc
 
 
-def _run(source: ServeSource, router: AsyncRouter, server: ServerConfig) -> None:
-    """Run uvicorn until it is stopped (SIGINT or SIGTERM: a graceful shutdown)."""
+def _run(source: ServeSource, router: AsyncRouter, server: ServerConfig) -> int:
+    """Run uvicorn until it is stopped (SIGINT or SIGTERM: a graceful shutdown); the exit code.
+
+    One worker: 0 when the app drained (every request in flight finished, then
+    the router closed and flushed its records), else 1: uvicorn's graceful
+    shutdown timed out and cancelled requests (recorded as cancelled), the app's
+    own shutdown timeout passed, or a second SIGINT forced the exit. Several
+    workers: uvicorn's supervisor handles the signals and returns, so 0.
+    """
     import uvicorn
 
     from .app import create_app
@@ -366,8 +385,43 @@ def _run(source: ServeSource, router: AsyncRouter, server: ServerConfig) -> None
         uvicorn.run(
             "llmroute.server.run:worker_app", factory=True, workers=server.workers, **settings
         )
+        return 0
+    app = create_app(router, server)
+    uv = uvicorn.Server(uvicorn.Config(app, **settings))
+    with _signals_stop(uv):
+        uv.run()
+    if app.drained:
+        return 0
+    logger.warning("the shutdown did not let every request finish: exit status 1")
+    return 1
+
+
+@contextlib.contextmanager
+def _signals_stop(uv: uvicorn.Server) -> Iterator[None]:
+    """While `uv` runs, let SIGINT and SIGTERM only ask it to stop, so that `start` returns.
+
+    uvicorn handles both signals itself while it serves (a graceful shutdown),
+    then puts back the handlers it found and raises the signal again, to let
+    them end the process: Python's defaults would die of SIGTERM (status -15,
+    143 in a shell) or of a KeyboardInterrupt (a traceback, status -2) however
+    cleanly it drained. The handlers set here are the ones uvicorn finds, and
+    raising the signal again only repeats the stop request it already carried
+    out. (A signal just before uvicorn takes over stops it as soon as it has
+    started.)
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signals reach the main thread only; uvicorn leaves them alone too
         return
-    uvicorn.Server(uvicorn.Config(create_app(router, server), **settings)).run()
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        uv.should_exit = True
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def setup_logging() -> None:
