@@ -316,3 +316,83 @@ def test_metric_labels_are_capped() -> None:
     assert 'model="a"' in text and 'model="b"' in text
     assert 'model="c"' not in text and 'model="other"' in text
     assert 'llmroute_requests_total{endpoint="chat",key="",model="other"' in text
+
+
+@pytest.mark.anyio
+async def test_streamed_chunks_are_forwarded_as_the_provider_wrote_them() -> None:
+    """A chunk decoded from one line of the provider's JSON goes out as those bytes (no second
+    serialisation); one that spanned several ``data:`` lines is serialised again."""
+    import json
+    from collections.abc import AsyncIterator
+
+    from llmroute import AsyncRouter
+    from llmroute._transport import HttpRequest, HttpResponse, Timeouts, Transport
+    from llmroute.server.app import create_app
+
+    # unusual spacing and key order and a vendor field: only a verbatim copy keeps all three
+    first = b'{"model": "m", "id": "c", "object": "chat.completion.chunk", "created": 1, "x_vendor": {"q": 1}, "choices": [{"index": 0, "delta": {"role": "assistant", "content": "Hi"}, "finish_reason": null}]}'
+    split = [b'{"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",',
+             b'"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}']  # fmt: skip
+    body = b"data: " + first + b"\n\n" + b"".join(b"data: " + p + b"\n" for p in split)
+    body += b"\ndata: [DONE]\n\n"
+
+    class Sse(HttpResponse):
+        status, headers = 200, {"content-type": "text/event-stream"}
+
+        async def read(self) -> bytes:
+            return body
+
+        async def aiter_lines(self) -> AsyncIterator[bytes]:
+            raise AssertionError("not used")
+            yield b""
+
+        async def aiter_bytes(self) -> AsyncIterator[bytes]:
+            yield body
+
+        async def aclose(self) -> None:
+            return None
+
+    class Upstream(Transport):
+        async def send(self, request: HttpRequest, timeouts: Timeouts) -> HttpResponse:
+            return Sse()
+
+        async def aclose(self) -> None:
+            return None
+
+    config = {
+        "providers": {"a": {"type": "openai", "api_key": "k", "base_url": "http://up.invalid/v1"}},
+        "routes": {"chat": {"targets": ["a/m"]}},
+        "logging": {"store": None},
+    }
+    router = AsyncRouter(config, env={}, transports={"a": Upstream()})
+    app = create_app(router)
+    request = json.dumps({"model": "chat", "messages": [{"role": "user", "content": "Hi"}],
+                          "stream": True}).encode()  # fmt: skip
+    sent: list[dict[str, Any]] = []
+    delivered = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal delivered
+        if not delivered:
+            delivered = True
+            return {"type": "http.request", "body": request, "more_body": False}
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+             "method": "POST", "scheme": "http", "path": "/v1/chat/completions",
+             "raw_path": b"/v1/chat/completions", "query_string": b"",
+             "headers": [(b"content-type", b"application/json")],
+             "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 2)}  # fmt: skip
+    await app(scope, receive, send)  # type: ignore[arg-type]
+    await router.aclose()
+    out = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    events = [e for e in out.split(b"\n\n") if e]
+    assert events[0] == b"data: " + first
+    last = json.loads(events[1].removeprefix(b"data: "))  # serialised again, on one line
+    assert b"\n" not in events[1]
+    assert last["choices"][0]["finish_reason"] == "stop"
+    assert events[-1] == b"data: [DONE]"

@@ -23,7 +23,7 @@ from ._driver import AttemptDriver
 from ._errors import ProviderUnavailable
 from ._pipeline import Answer, Outcome, RequestContext, Stage
 from ._request import AssistantMessage, ChatRequest, EmbeddingsRequest, RequestOptions, UserMessage
-from ._stream import AsyncChatStream, OpenedStream, replay
+from ._stream import AsyncChatStream, OpenedStream, replay, single_batches
 from ._tokens import estimate_request_tokens, estimate_text_tokens
 from ._transport import HttpResponse, Timeouts
 from ._types import (
@@ -65,9 +65,9 @@ def _has_content(chunk: ChatCompletionChunk) -> bool:
     return False
 
 
-async def _no_lines() -> AsyncIterator[bytes]:
+async def _no_batches() -> AsyncIterator[list[bytes]]:
     return
-    yield b""  # pragma: no cover - makes this an async generator
+    yield []  # pragma: no cover - makes this an async generator
 
 
 class Executor:
@@ -372,20 +372,29 @@ class Executor:
         decoder: StreamDecoder,
         target: Target,
     ) -> OpenedStream:
-        framing = adapter.stream_framing
-        lines = response.aiter_lines() if framing == "lines" else response.aiter_bytes()
+        if adapter.stream_framing == "lines":
+            batches = response.aiter_line_batches()
+        else:
+            batches = single_batches(response.aiter_bytes())
         pending: deque[ChatCompletionChunk] = deque()
-        async for line in lines:
-            chunks = decoder.feed(line)
-            if chunks:
-                pending.extend(chunks)
-                if any(_has_content(c) for c in chunks):
-                    return OpenedStream(response, lines, decoder, pending)
-            if decoder.done:
+        done = False
+        async for batch in batches:
+            backlog = deque(batch)
+            while backlog:
+                chunks = decoder.feed(backlog.popleft())
+                if chunks:
+                    pending.extend(chunks)
+                    if any(_has_content(c) for c in chunks):
+                        # the rest of this batch is decoded as the caller reads
+                        return OpenedStream(response, batches, decoder, pending, backlog)
+                if decoder.done:
+                    done = True
+                    break
+            if done:
                 break
         pending.extend(decoder.finish())
         if any(_has_content(c) for c in pending):
-            return OpenedStream(response, _no_lines(), decoder, pending)
+            return OpenedStream(response, _no_batches(), decoder, pending)
         raise ProviderUnavailable(
             "the stream ended before its first content",
             provider=target.provider.name, model=target.model, status=response.status,

@@ -16,25 +16,38 @@ from .providers._base import StreamDecoder as StreamDecoderBase
 if TYPE_CHECKING:
     from .providers import StreamDecoder
 
-__all__ = ["AsyncChatStream", "OpenedStream", "replay"]
+__all__ = ["AsyncChatStream", "OpenedStream", "replay", "single_batches"]
 
 
 class OpenedStream:
-    """A stream whose first content has arrived: what the driver hands to `AsyncChatStream`."""
+    """A stream whose first content has arrived: what the driver hands to `AsyncChatStream`.
 
-    __slots__ = ("decoder", "lines", "pending", "response")
+    `batches` yields the decoder's inputs (lines, or byte chunks for framings
+    that are not lines) in batches, one per network read; `backlog` holds the
+    inputs already read but not yet decoded.
+    """
+
+    __slots__ = ("backlog", "batches", "decoder", "pending", "response")
 
     def __init__(
         self,
         response: HttpResponse,
-        lines: AsyncIterator[bytes],
+        batches: AsyncIterator[list[bytes]],
         decoder: StreamDecoder,
         pending: deque[ChatCompletionChunk],
+        backlog: deque[bytes] | None = None,
     ) -> None:
         self.response = response
-        self.lines = lines
+        self.batches = batches
         self.decoder = decoder
         self.pending = pending
+        self.backlog = backlog if backlog is not None else deque()
+
+
+async def single_batches(pieces: AsyncIterator[bytes]) -> AsyncIterator[list[bytes]]:
+    """Each piece as a batch of its own (for framings that are not lines)."""
+    async for piece in pieces:
+        yield [piece]
 
 
 class AsyncChatStream:
@@ -62,9 +75,12 @@ class AsyncChatStream:
         keep: bool = False,
     ) -> None:
         self._response = opened.response
-        self._lines = opened.lines
+        self._batches = opened.batches
+        self._backlog = opened.backlog
         self._decoder = opened.decoder
         self._pending = opened.pending
+        #: A provider error met while chunks decoded before it still wait to be delivered.
+        self._deferred: ProviderError | None = None
         self._hide_usage_chunk = hide_usage_chunk
         self._saw_usage_chunk = False
         self._last: ChatCompletionChunk | None = None
@@ -137,37 +153,56 @@ class AsyncChatStream:
         if self._timed_out:
             await self._fail(None, "the request deadline was reached mid-stream")
             return
-        try:
-            line = await self._read_line()
-        except StopAsyncIteration:
+        deferred = self._deferred
+        if deferred is not None:
+            self._deferred = None
+            await self._fail(deferred, f"the provider sent an error mid-stream: {deferred}")
+            return
+        backlog = self._backlog
+        if not backlog:
             try:
-                self._pending.extend(decoder.finish())
-            except ProviderError as exc:
-                await self._fail(exc, f"the provider's last stream event was unusable: {exc}")
+                backlog.extend(await self._read_batch())
+            except StopAsyncIteration:
+                await self._body_ended()
                 return
-            if (decoder.done or self._finished_choices) and not self._timed_out:
+            except TransportError as exc:
+                await self._fail(exc, str(exc))
+                return
+        pending = self._pending
+        while backlog:
+            try:
+                chunks = decoder.feed(backlog.popleft())
+            except ProviderError as exc:
+                if pending:  # deliver what came before the error first
+                    self._deferred = exc
+                    return
+                await self._fail(exc, f"the provider sent an error mid-stream: {exc}")
+                return
+            if chunks:
+                pending.extend(chunks)
+            if decoder.done:
+                backlog.clear()
                 await self._end(None)
                 return
-            await self._fail(None, "the stream ended before the provider finished it")
-            return
-        except TransportError as exc:
-            await self._fail(exc, str(exc))
-            return
-        try:
-            chunks = decoder.feed(line)
-        except ProviderError as exc:
-            await self._fail(exc, f"the provider sent an error mid-stream: {exc}")
-            return
-        if chunks:
-            self._pending.extend(chunks)
-        if decoder.done:
-            await self._end(None)
 
-    async def _read_line(self) -> bytes:
-        """The next line; the deadline watchdog may cancel the wait for it."""
+    async def _body_ended(self) -> None:
+        """The provider's body ended: a finished stream ends, an unfinished one fails."""
+        decoder = self._decoder
+        try:
+            self._pending.extend(decoder.finish())
+        except ProviderError as exc:
+            await self._fail(exc, f"the provider's last stream event was unusable: {exc}")
+            return
+        if (decoder.done or self._finished_choices) and not self._timed_out:
+            await self._end(None)
+            return
+        await self._fail(None, "the stream ended before the provider finished it")
+
+    async def _read_batch(self) -> list[bytes]:
+        """The next batch of lines; the deadline watchdog may cancel the wait for it."""
         task = self._reader = asyncio.current_task()
         try:
-            return await self._lines.__anext__()
+            return await self._batches.__anext__()
         except asyncio.CancelledError:
             if self._timed_out and task is not None and task.uncancel() == 0:
                 raise TransportError("the request deadline was reached mid-stream") from None
@@ -205,7 +240,12 @@ class AsyncChatStream:
             await opened.response.aclose()
             return False
         self.seams.append(len(self.text))
-        self._response, self._lines, self._decoder = opened.response, opened.lines, opened.decoder
+        self._response, self._batches, self._decoder = (
+            opened.response,
+            opened.batches,
+            opened.decoder,
+        )
+        self._backlog, self._deferred = opened.backlog, None
         self._pending.extend(opened.pending)
         self._finished_choices = 0
         return True
@@ -309,7 +349,9 @@ def replay(
     """A stream that delivers `chunks` (a cached answer), as a live stream would."""
     usage = next((c.usage for c in reversed(chunks) if c.usage is not None), None)
     response = _Replayed()
-    opened = OpenedStream(response, response.aiter_lines(), _ReplayDecoder(usage), deque(chunks))
+    opened = OpenedStream(
+        response, response.aiter_line_batches(), _ReplayDecoder(usage), deque(chunks)
+    )
     return AsyncChatStream(
         opened, info, hide_usage_chunk=hide_usage_chunk, on_end=on_end, keep=keep
     )

@@ -107,6 +107,11 @@ class HttpResponse(ABC):
     def aiter_bytes(self) -> AsyncIterator[bytes]:
         """The body in chunks as they arrive."""
 
+    def aiter_line_batches(self) -> AsyncIterator[list[bytes]]:
+        """The body's lines (without line endings) in batches: each batch holds the lines
+        one network read completed, so a reader waits once per read, not once per line."""
+        return line_batches(self.aiter_bytes())
+
     @abstractmethod
     async def aclose(self) -> None:
         """Release the connection, abandoning any unread body."""
@@ -161,6 +166,20 @@ class Transport(ABC):
     @abstractmethod
     async def aclose(self) -> None:
         """Close the connection pool."""
+
+
+async def line_batches(chunks: AsyncIterator[bytes]) -> AsyncIterator[list[bytes]]:
+    """Turn a byte stream into batches of lines (without ``\\n`` / ``\\r\\n``): the lines
+    each chunk completes."""
+    buffer = b""
+    async for chunk in chunks:
+        buffer += chunk
+        if b"\n" not in chunk:
+            continue
+        *lines, buffer = buffer.split(b"\n")
+        yield [line[:-1] if line.endswith(b"\r") else line for line in lines]
+    if buffer:
+        yield [buffer[:-1] if buffer.endswith(b"\r") else buffer]
 
 
 async def split_lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:

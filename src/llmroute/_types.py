@@ -326,6 +326,10 @@ class ChunkChoice(BaseModel):
 class ChatCompletionChunk(BaseModel):
     """One `chat.completion.chunk` of a streamed completion."""
 
+    # The provider's own JSON for the chunk, when it was decoded from one line of it: the
+    # gateway forwards it instead of serialising the chunk again (nothing changes chunks).
+    __slots__ = ("_raw",)
+
     model_config = _OPEN
     id: str
     object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
@@ -335,6 +339,18 @@ class ChatCompletionChunk(BaseModel):
     usage: CompletionUsage | None = None
     system_fingerprint: str | None = None
     service_tier: str | None = None
+
+
+def provider_json(chunk: ChatCompletionChunk) -> bytes | None:
+    """The one-line JSON the provider sent for `chunk`, if it was decoded from one."""
+    raw: bytes | None = getattr(chunk, "_raw", None)
+    return raw
+
+
+def keep_provider_json(chunk: ChatCompletionChunk, data: bytes) -> None:
+    """Remember `data`, the JSON `chunk` was validated from (kept only if it is one line)."""
+    if b"\n" not in data:
+        object.__setattr__(chunk, "_raw", data)
 
 
 # ---------------------------------------------------------------- models

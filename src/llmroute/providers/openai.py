@@ -26,7 +26,12 @@ from .._errors import (
 from .._request import ChatRequest, EmbeddingsRequest
 from .._sse import SseDecoder
 from .._transport import HttpRequest
-from .._types import ChatCompletion, ChatCompletionChunk, CreateEmbeddingResponse
+from .._types import (
+    ChatCompletion,
+    ChatCompletionChunk,
+    CreateEmbeddingResponse,
+    keep_provider_json,
+)
 from ._base import (
     NO_EXTRA,
     ExtraRequest,
@@ -179,6 +184,7 @@ class OpenAIStreamDecoder(StreamDecoder):
                 status=200,
                 body=data,
             ) from exc
+        keep_provider_json(chunk, data)
         if chunk.usage is not None:
             self.usage = chunk.usage
         return [chunk]

@@ -17,7 +17,7 @@ from typing import Any, Generic, TypeVar
 
 from .._errors import LLMRouteError
 from .._stream import AsyncChatStream
-from .._types import ChatCompletionChunk
+from .._types import ChatCompletionChunk, provider_json
 
 __all__ = ["MAX_BATCH", "Pending", "relay", "start"]
 
@@ -99,7 +99,8 @@ async def relay(
                         raise
                     pending.clear()
                 chunk = await chunk
-            pending.append(b"data: " + _chunk_json(chunk) + b"\n\n")
+            data = provider_json(chunk) or _chunk_json(chunk)
+            pending.append(b"data: " + data + b"\n\n")
             if len(pending) >= MAX_BATCH or (not sent_first and _has_content(chunk)):
                 sent_first = True
                 await write(b"".join(pending))
