@@ -73,6 +73,16 @@ class MemoryBackend:
         self._items: LRUCache[str, _Item] = LRUCache(max_size, getsizeof=_size)
         self._clock = clock
 
+    def get_one(self, key: str) -> StoredAnswer | None:
+        """The answer under `key`, None when missing or expired (a hit's path is short)."""
+        item = self._items.get(key)
+        if item is None:
+            return None
+        if item.expires <= self._clock.monotonic():
+            self._items.pop(key, None)
+            return None
+        return item.answer
+
     def lookup(self, keys: Sequence[str]) -> list[StoredAnswer | None]:
         """`get_many`, without the coroutine: a hit's path is short."""
         items = self._items

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from .._catalog import Route
 from .._pipeline import Answer, Outcome, RequestContext, Stage
-from .._request import ChatRequest
+from .._request import _DEFAULT_OPTIONS, ChatRequest
 from .._types import ChatCompletion, CompletionUsage, CreateEmbeddingResponse
 from ..limits._redis import RedisUnavailable
 from .backends import CacheBackend, MemoryBackend
@@ -81,6 +81,8 @@ class _RoutePolicy:
     identity: str
     #: Per operation, for the cache's own namespace: the key's text prefix and digest head.
     plain: dict[str, tuple[str, bytes]]
+    #: Whether a request without options takes the short path: one key, in memory.
+    short: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +122,14 @@ class CacheStage(Stage):
                 operation: (f"{prefix}:{namespace}:", key_head(operation, identity, namespace))
                 for operation in ("chat", "embeddings")
             }
-            policy = _RoutePolicy(enabled, ttl, identity, plain)
+            config = self._config
+            short = (
+                enabled
+                and self._memory is not None
+                and config.buckets == 1
+                and not config.only_deterministic
+            )
+            policy = _RoutePolicy(enabled, ttl, identity, plain, short)
             self._policies[route] = policy
         return policy
 
@@ -128,7 +137,9 @@ class CacheStage(Stage):
 
     async def before(self, ctx: RequestContext) -> Answer | None:
         config = self._config
-        policy = self._policy(ctx.route)
+        policy = self._policies.get(ctx.route) or self._policy(ctx.route)
+        if policy.short and ctx.options is _DEFAULT_OPTIONS:
+            return self._short(ctx, policy)
         if not policy.enabled or (ctx.operation == "embeddings" and not config.embeddings):
             return None
         control = ctx.options.cache
@@ -141,19 +152,7 @@ class CacheStage(Stage):
         ):
             self._bypass(ctx)
             return None
-        targets = ctx.options.targets
-        if targets is None and not control.namespace:  # the usual case: heads made once
-            prefix, head = policy.plain[ctx.operation]
-        else:
-            identity = policy.identity if targets is None else route_identity(ctx.route, targets)
-            namespace = config.namespace
-            if control.namespace:
-                namespace = f"{namespace}/{control.namespace}" if namespace else control.namespace
-            prefix, head = (
-                f"{config.prefix}:{namespace}:",
-                key_head(ctx.operation, identity, namespace),
-            )
-        base = prefix + key_digest(head, request)
+        base = self._base_key(ctx, policy)
         buckets = control.buckets or config.buckets
         keys = [base] if buckets == 1 else [f"{base}:{i}" for i in range(buckets)]
         ttl = control.ttl or policy.ttl
@@ -182,6 +181,39 @@ class CacheStage(Stage):
         if not control.no_store:
             empty = [i for i, value in enumerate(found) if value is None]
             self._expect(ctx, keys[empty[0] if empty else 0], ttl)
+        return None
+
+    def _base_key(self, ctx: RequestContext, policy: _RoutePolicy) -> str:
+        """The request's key (before any bucket suffix), in its namespace."""
+        config, control, targets = self._config, ctx.options.cache, ctx.options.targets
+        if targets is None and not control.namespace:  # heads made once per route
+            prefix, head = policy.plain[ctx.operation]
+        else:
+            identity = policy.identity if targets is None else route_identity(ctx.route, targets)
+            namespace = config.namespace
+            if control.namespace:
+                namespace = f"{namespace}/{control.namespace}" if namespace else control.namespace
+            prefix = f"{config.prefix}:{namespace}:"
+            head = key_head(ctx.operation, identity, namespace)
+        return prefix + key_digest(head, ctx.request)
+
+    def _short(self, ctx: RequestContext, policy: _RoutePolicy) -> Answer | None:
+        """`before` for a request without options on a one-bucket memory cache: the usual
+        case, with none of the per-request choices to make."""
+        operation = ctx.operation
+        if operation == "embeddings" and not self._config.embeddings:
+            return None
+        prefix, head = policy.plain[operation]
+        key = prefix + key_digest(head, ctx.request)
+        assert self._memory is not None
+        stored = self._memory.get_one(key)
+        if stored is not None and stored.operation == operation:
+            answer = self._hit(ctx, stored)
+            if answer is not None:
+                return answer
+        ctx.info.cache = "miss"
+        self.stats.misses += 1
+        self._expect(ctx, key, policy.ttl)
         return None
 
     def _bypass(self, ctx: RequestContext) -> None:
