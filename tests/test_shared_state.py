@@ -70,7 +70,7 @@ def test_two_processes_share_one_exact_rate_limit(
     rule: dict[str, Any] = {"per": "global", "requests": f"{rate}/s"}
     if burst is not None:
         rule["burst"] = burst
-    shared = config(rate_limits={"backend": redis_url, "rules": [rule]})
+    shared = config(rate_limits={"backend": redis_url, "rules": [rule], "timeout": "5s"})
     job = {"kind": "rate", "config": shared, "seconds": seconds, "workers": 50}
     results = run_processes([job, job], tmp_path / "barrier")
     passed = sorted(t for r in results for t in r["passed"])
@@ -102,7 +102,7 @@ def test_two_processes_share_one_budget(redis_url: str, tmp_path: Path) -> None:
     c = (10 * 1.0 + 4 * 2.0) / 1e6  # 10 prompt tokens ("q000-0000") and 4 completion tokens
     limit = 200.5 * c
     provider = {"latency": "100ms", "completion_tokens": 4}
-    shared = config(provider, budgets={"backend": redis_url,
+    shared = config(provider, budgets={"backend": redis_url, "timeout": "5s",
                                        "rules": [{"per": "global", "usd": f"{limit!r}/day"}]})  # fmt: skip
     job = {"kind": "budget", "config": shared, "workers": 40}
     results = run_processes([job, job], tmp_path / "barrier")
@@ -144,8 +144,10 @@ def test_an_answer_from_one_process_is_a_hit_in_another(redis_url: str, tmp_path
 
 async def test_two_hundred_at_once_through_redis(redis_url: str) -> None:
     rule = {"per": "global", "requests": "50/min"}
-    shared = config({"echo": True}, cache={"backend": redis_url},
-                    rate_limits={"backend": redis_url, "rules": [rule]})  # fmt: skip
+    # a generous socket timeout: 200 requests at once on a loaded machine can take longer
+    # than the default 250 ms per command, and a timeout would mean fail-open, not exactness
+    shared = config({"echo": True}, cache={"backend": redis_url, "timeout": "5s"},
+                    rate_limits={"backend": redis_url, "rules": [rule], "timeout": "5s"})  # fmt: skip
     async with AsyncRouter(shared, env={}) as router:
 
         async def one(i: int) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import AsyncIterator
+from contextvars import ContextVar
 from random import getrandbits as _bits
 from typing import Literal
 
@@ -46,6 +47,11 @@ CONTINUE_PROMPT = (
     "Your previous reply was cut off. Continue it exactly where it stopped, "
     "without repeating anything and without any preamble."
 )
+
+
+#: The id of the request the current task last started: the gateway reads it to name a
+#: request that failed in the router (set before any stage runs).
+current_request_id: ContextVar[str | None] = ContextVar("llmroute_request_id", default=None)
 
 
 def new_request_id() -> str:
@@ -101,7 +107,9 @@ class Executor:
         stream: bool = False,
     ) -> RequestContext:
         route = self._catalog.resolve(request.model)
-        info = RouteInfo(request_id=new_request_id(), stream=stream)
+        request_id = new_request_id()
+        current_request_id.set(request_id)
+        info = RouteInfo(request_id=request_id, stream=stream)
         clock = self._clock
         return RequestContext(
             operation, request, options, route, info, stream, clock.monotonic(), clock.time()

@@ -20,8 +20,9 @@ the request's task if it does, so the router closes the upstream request (a
 stream's tokens so far are recorded as a cancelled request).
 
 Every response carries ``x-llmroute-request-id``: the router's id for the
-request (its record's in the request log), learnt from a ``request_start``
-hook; for a request refused before the router saw it, a new id of that form.
+request (its record's in the request log), which the router puts in a
+context variable as it starts the request; for a request refused before the
+router saw it, a new id of that form.
 """
 
 from __future__ import annotations
@@ -30,38 +31,33 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
-from contextvars import ContextVar
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic_core import from_json
 
 from .._errors import AllTargetsFailed, LLMRouteError, ProviderError
-from .._execute import new_request_id
+from .._execute import current_request_id
 from .._router import AsyncRouter
 from .._stream import AsyncChatStream
 from .._types import ChatCompletion, CreateEmbeddingResponse, RouteInfo
 from ._anthropic_wire import error_body
+from ._call import Call, ClientGone, Message, Receive, Scope, Send
 from .config import ServerConfig
 from .errors import HTTPError, from_exception, sse_error_event
-from .headers import PREFIX, REQUEST_ID, control_options, route_headers
+from .headers import REQUEST_ID, control_options, route_headers
 from .keys import GatewayIdentity, KeyStore
 from .messages import serve_messages
 from .metrics import CONTENT_TYPE, GatewayMetrics
 from .sse import Pending, relay, start
 
 if TYPE_CHECKING:
-    from ..observe.record import RequestRecord
+    pass
 
 __all__ = ["GatewayApp", "create_app"]
 
 logger = logging.getLogger("llmroute.server")
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-Headers = list[tuple[bytes, bytes]]
 
 _SSE = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
@@ -74,84 +70,6 @@ _completion_json = ChatCompletion.__pydantic_serializer__.to_json
 _embeddings_json = CreateEmbeddingResponse.__pydantic_serializer__.to_json
 #: How long `/ready` waits for the router's stores to answer.
 _READY_TIMEOUT = 2.0
-#: The HTTP request the current task is answering (see `_note_request_id`).
-_CALL: ContextVar[_Call | None] = ContextVar("llmroute_gateway_call", default=None)
-
-
-def _note_request_id(record: RequestRecord) -> None:
-    """A ``request_start`` hook: the router's id for the current HTTP call's request.
-
-    The recorder, first of the router's stages, calls it before a limit, a
-    budget or a failure can end the request.
-    """
-    call = _CALL.get()
-    if call is not None:
-        call.request_id = record.request_id
-
-
-class _ClientGone(Exception):
-    """The client disconnected before its request was read."""
-
-
-class _Call:
-    """One HTTP request: its scope, channels and the headers the gateway reads."""
-
-    __slots__ = (
-        "authorization", "content_encoding", "content_length", "content_type", "controls",
-        "finished", "gone", "key", "model", "receive", "request_id", "scope", "send", "started",
-        "watcher",
-    )  # fmt: skip
-
-    def __init__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        self.scope = scope
-        self.receive = receive
-        self.send = send
-        self.authorization: bytes | None = None
-        self.content_type: bytes | None = None
-        self.content_length: bytes | None = None
-        self.content_encoding: bytes | None = None
-        self.controls: Headers | None = None
-        self.gone = False  # the client went away
-        self.started = False  # the response has started
-        self.finished = False  # the last part of the response is being sent
-        self.watcher: Pending[Message] | asyncio.Task[None] | None = None
-        self.key: str | None = None
-        self.model: str | None = None
-        self.request_id: str | None = None  # the router's, once it has started the request
-        for name, value in scope["headers"]:
-            if name == b"authorization":
-                self.authorization = value
-            elif name == b"content-type":
-                self.content_type = value
-            elif name == b"content-length":
-                self.content_length = value
-            elif name == b"content-encoding":
-                self.content_encoding = value
-            elif name.startswith(PREFIX):
-                if self.controls is None:
-                    self.controls = []
-                self.controls.append((name, value))
-
-    def ensure_id(self) -> str:
-        """The request's id: the router's if it started the request, else a new one."""
-        if self.request_id is None:
-            self.request_id = new_request_id()
-        return self.request_id
-
-    async def respond(
-        self, status: int, body: bytes, headers: Headers, content_type: bytes
-    ) -> None:
-        """Send a whole response, with the request's id."""
-        self.started = self.finished = True
-        start = [
-            (b"content-type", content_type),
-            (b"content-length", str(len(body)).encode()),
-            (REQUEST_ID, self.ensure_id().encode()),
-        ]
-        await self.send(
-            {"type": "http.response.start", "status": status, "headers": start + headers}
-        )
-        await self.send({"type": "http.response.body", "body": body})
 
 
 class GatewayApp:
@@ -176,9 +94,8 @@ class GatewayApp:
         self._state: Literal["starting", "ready", "stopping", "stopped"] = "starting"
         self._active = 0
         self._cut_short = False  # the shutdown did not wait for every request
-        router.add_hook("request_start", _note_request_id)
         self._drained: asyncio.Event | None = None
-        self._paths: dict[str, tuple[str, Callable[[_Call], Awaitable[None]], str]] = {}
+        self._paths: dict[str, tuple[str, Callable[[Call], Awaitable[None]], str]] = {}
         for path, method, handler, endpoint in (
             ("/v1/chat/completions", "POST", self._chat, "chat"),
             ("/v1/embeddings", "POST", self._embeddings, "embeddings"),
@@ -240,7 +157,7 @@ class GatewayApp:
         self._state = "stopped"
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        call = _Call(scope, receive, send)
+        call = Call(scope, receive, send)
         path: str = scope["path"]
         entry = self._paths.get(path)
         if entry is None and path.startswith(("/v1/models/", "/models/")):
@@ -260,8 +177,8 @@ class GatewayApp:
 
     async def _run(
         self,
-        call: _Call,
-        handler: Callable[[_Call], Awaitable[None]],
+        call: Call,
+        handler: Callable[[Call], Awaitable[None]],
         endpoint: str,
         *,
         counted: bool,
@@ -273,7 +190,7 @@ class GatewayApp:
         self._active += counted
         if metrics is not None:
             metrics.in_flight += 1
-        current = _CALL.set(call)
+        current = current_request_id.set(None)  # the router sets it when it starts one
         try:
             await handler(call)
         except asyncio.CancelledError:
@@ -281,7 +198,7 @@ class GatewayApp:
                 return  # the client went away; the handler has counted it
             self._cut_short = True  # the server cancelled it: a shutdown that did not wait
             raise
-        except _ClientGone:
+        except ClientGone:
             return
         except HTTPError as exc:
             await self._fail(call, exc, endpoint)
@@ -295,7 +212,7 @@ class GatewayApp:
             error = HTTPError(500, "internal error (logged by the gateway)", type="server_error")
             await self._fail(call, error, endpoint)
         finally:
-            _CALL.reset(current)
+            current_request_id.reset(current)
             watcher = call.watcher
             if isinstance(watcher, Pending):
                 watcher.close()
@@ -308,7 +225,7 @@ class GatewayApp:
                 self._drained.set()
 
     async def _fail(
-        self, call: _Call, error: HTTPError, endpoint: str, cause: LLMRouteError | None = None
+        self, call: Call, error: HTTPError, endpoint: str, cause: LLMRouteError | None = None
     ) -> None:
         """Answer with `error` (unless the response has started) and count it."""
         request_id = call.ensure_id()
@@ -342,7 +259,7 @@ class GatewayApp:
 
     # -------------------------------------------------------------- request bodies
 
-    async def _read_json(self, call: _Call) -> dict[str, Any]:
+    async def _read_json(self, call: Call) -> dict[str, Any]:
         """The request's JSON object, read within the size and time limits."""
         content_type = call.content_type
         if (
@@ -387,13 +304,13 @@ class GatewayApp:
             code="request_too_large", close=True,
         )  # fmt: skip
 
-    async def _read_body(self, call: _Call, limit: int) -> bytes:
+    async def _read_body(self, call: Call, limit: int) -> bytes:
         """The whole body, within `limit` bytes and `body_timeout` seconds."""
         first = start(call.receive())
         if not isinstance(first, Pending) and not first.get("more_body", False):
             if first["type"] != "http.request":
                 call.gone = True
-                raise _ClientGone
+                raise ClientGone
             body: bytes = first.get("body", b"")  # the usual case: it is all here already
             if len(body) > limit:
                 raise self._too_large()
@@ -408,13 +325,13 @@ class GatewayApp:
                 code="request_timeout", close=True,
             ) from None  # fmt: skip
 
-    async def _receive_body(self, call: _Call, limit: int, message: Message) -> bytes:
+    async def _receive_body(self, call: Call, limit: int, message: Message) -> bytes:
         parts: list[bytes] = []
         size = 0
         while True:
             if message["type"] != "http.request":
                 call.gone = True
-                raise _ClientGone
+                raise ClientGone
             part: bytes = message.get("body", b"")
             size += len(part)
             if size > limit:
@@ -425,7 +342,7 @@ class GatewayApp:
             message = await call.receive()
 
     @staticmethod
-    def _watch(call: _Call) -> None:
+    def _watch(call: Call) -> None:
         """Cancel the request's task if its client disconnects before the answer is sent.
 
         The next ``receive()`` is started and left waiting: when what it waits
@@ -437,7 +354,7 @@ class GatewayApp:
         if not isinstance(waiting, Pending):
             if waiting["type"] == "http.disconnect":
                 call.gone = True
-                raise _ClientGone
+                raise ClientGone
             return
 
         def woken(_: object = None) -> None:
@@ -460,12 +377,12 @@ class GatewayApp:
 
     # -------------------------------------------------------------- endpoints
 
-    def _identity(self, call: _Call) -> GatewayIdentity:
+    def _identity(self, call: Call) -> GatewayIdentity:
         identity = self.keys.authenticate(call.authorization)
         call.key = identity.name
         return identity
 
-    def _allowed(self, identity: GatewayIdentity, call: _Call, body: dict[str, Any]) -> None:
+    def _allowed(self, identity: GatewayIdentity, call: Call, body: dict[str, Any]) -> None:
         model = body.get("model")
         if isinstance(model, str):
             call.model = model
@@ -481,7 +398,7 @@ class GatewayApp:
                 param="llmroute",
             )
 
-    async def _chat(self, call: _Call) -> None:
+    async def _chat(self, call: Call) -> None:
         identity = self._identity(call)
         body = await self._read_json(call)
         self._allowed(identity, call, body)
@@ -502,10 +419,10 @@ class GatewayApp:
         )
         await self._answer(call, "chat", _completion_json(completion), completion.llmroute)
 
-    async def _messages(self, call: _Call) -> None:
+    async def _messages(self, call: Call) -> None:
         await serve_messages(self, call)
 
-    async def _embeddings(self, call: _Call) -> None:
+    async def _embeddings(self, call: Call) -> None:
         identity = self._identity(call)
         body = await self._read_json(call)
         self._allowed(identity, call, body)
@@ -516,13 +433,13 @@ class GatewayApp:
         )
         await self._answer(call, "embeddings", _embeddings_json(result), result.llmroute)
 
-    async def _answer(self, call: _Call, endpoint: str, body: bytes, info: RouteInfo) -> None:
+    async def _answer(self, call: Call, endpoint: str, body: bytes, info: RouteInfo) -> None:
         call.request_id = info.request_id
         await call.respond(200, body, route_headers(info, final=True), b"application/json")
         if self.metrics is not None:
             self.metrics.answered(endpoint, info, key=call.key)
 
-    async def _stream(self, call: _Call, stream: AsyncChatStream) -> None:
+    async def _stream(self, call: Call, stream: AsyncChatStream) -> None:
         """Send `stream` as server-sent events; a failure after the first chunk ends it with an
         error event and no ``[DONE]``."""
         info = stream.llmroute
@@ -550,13 +467,13 @@ class GatewayApp:
         if self.metrics is not None:
             self.metrics.answered("chat", info, key=call.key)
 
-    async def _models(self, call: _Call) -> None:
+    async def _models(self, call: Call) -> None:
         identity = self._identity(call)
         listed = await self.router.models.list()
         listed.data = [m for m in listed.data if identity.allows(m.id)]
         await call.respond(200, listed.model_dump_json().encode(), [], b"application/json")
 
-    async def _model(self, call: _Call) -> None:
+    async def _model(self, call: Call) -> None:
         identity = self._identity(call)
         wanted = call.scope["path"].partition("/models/")[2]
         for model in await self.router.models.list():
@@ -565,10 +482,10 @@ class GatewayApp:
                 return
         raise HTTPError(404, f"unknown model {wanted!r}", code="model_not_found", param="model")
 
-    async def _health(self, call: _Call) -> None:
+    async def _health(self, call: Call) -> None:
         await call.respond(200, b'{"status":"ok"}', [], b"application/json")
 
-    async def _ready(self, call: _Call) -> None:
+    async def _ready(self, call: Call) -> None:
         problems: list[str] = []
         if self._state != "ready":
             problems.append(f"the gateway is {self._state}")
@@ -582,7 +499,7 @@ class GatewayApp:
         body = {"status": "unavailable", "problems": problems} if problems else {"status": "ready"}
         await call.respond(status, json.dumps(body).encode(), [], b"application/json")
 
-    async def _metrics_text(self, call: _Call) -> None:
+    async def _metrics_text(self, call: Call) -> None:
         if self.metrics is None:
             raise HTTPError(404, "metrics are off (server.metrics: off)")
         if self.config.metrics == "key":

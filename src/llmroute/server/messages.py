@@ -39,7 +39,8 @@ from .headers import REQUEST_ID, control_options, route_headers
 from .keys import GatewayIdentity
 
 if TYPE_CHECKING:
-    from .app import GatewayApp, _Call
+    from ._call import Call
+    from .app import GatewayApp
 
 __all__ = ["MessageEvents", "message_json", "serve_messages", "stop_reason"]
 
@@ -236,7 +237,7 @@ class MessageEvents:
 # ---------------------------------------------------------------- the endpoint
 
 
-def _authenticate(app: GatewayApp, call: _Call) -> GatewayIdentity:
+def _authenticate(app: GatewayApp, call: Call) -> GatewayIdentity:
     """The caller's identity, from ``x-api-key`` or ``Authorization: Bearer``."""
     authorization = call.authorization
     if authorization is None:
@@ -254,7 +255,7 @@ def _authenticate(app: GatewayApp, call: _Call) -> GatewayIdentity:
     return identity
 
 
-async def serve_messages(app: GatewayApp, call: _Call) -> None:
+async def serve_messages(app: GatewayApp, call: Call) -> None:
     """Answer one ``POST /v1/messages``."""
     identity = _authenticate(app, call)
     body = await app._read_json(call)
@@ -278,7 +279,7 @@ async def serve_messages(app: GatewayApp, call: _Call) -> None:
     await app._answer(call, "messages", body_json.encode(), completion.llmroute)
 
 
-async def _stream(app: GatewayApp, call: _Call, stream: AsyncChatStream) -> None:
+async def _stream(app: GatewayApp, call: Call, stream: AsyncChatStream) -> None:
     """Send `stream` as Anthropic events; a failure after the start ends it with an error event."""
     info = stream.llmroute
     send = call.send
