@@ -104,6 +104,19 @@ def test_chat_request_keeps_tools_history_and_format(adapter: OpenAIAdapter) -> 
     assert body_of(http) == {**params, "model": "gpt-4o-2024-08-06"}
 
 
+def test_chat_request_body_is_one_valid_json_object(adapter: OpenAIAdapter) -> None:
+    """The target's model replaces the route's (an awkward name stays valid JSON), other
+    vendors' typed options are dropped, and the stream settings are the adapter's."""
+    request = chat(anthropic={"top_k": 5}, gemini={"x": 1}, seed=7, stream=True,
+                   stream_options={"include_obfuscation": False})  # fmt: skip
+    awkward = 'team "a"/modèle\\x'
+    plain = adapter.chat_request(request, awkward, stream=False)
+    assert body_of(plain) == {"model": awkward, "messages": MESSAGES, "seed": 7}
+    streamed = body_of(adapter.chat_request(request, awkward, stream=True))
+    assert streamed == {"model": awkward, "messages": MESSAGES, "seed": 7, "stream": True,
+                        "stream_options": {"include_obfuscation": False, "include_usage": True}}  # fmt: skip
+
+
 STREAM_USAGE = [
     ("openai", None, True), ("groq", None, True), ("mistral", None, False),
     ("perplexity", None, False), ("lmstudio", None, False), ("mistral", True, True),

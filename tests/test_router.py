@@ -313,3 +313,18 @@ async def test_models_list_like_the_openai_client() -> None:
     import openai.types
 
     openai.types.Model.model_validate(listed.data[0].model_dump())
+
+
+def test_request_ids_do_not_repeat_when_the_application_seeds_random() -> None:
+    """Ids have their own generator: `random.seed()` (notebooks, test runners) must not make
+    them repeat, or a persistent log would drop the later requests' records."""
+    import random
+
+    from llmroute._execute import new_request_id
+
+    random.seed(42)
+    first = [new_request_id() for _ in range(3)]
+    random.seed(42)
+    second = [new_request_id() for _ in range(3)]
+    assert not set(first) & set(second)
+    assert all(len(i) == 27 and i.startswith("lr-") for i in first)

@@ -342,3 +342,14 @@ async def test_random_is_seeded_per_router() -> None:
     )
     assert selections(router(*shape, seed=9), 50) == selections(router(*shape, seed=9), 50)
     assert selections(router(*shape, seed=9), 50) != selections(router(*shape, seed=10), 50)
+
+
+def test_when_conditions_see_nested_parameters_as_plain_values() -> None:
+    """`params.*` values are what the request set, as plain JSON values (nested objects as
+    mappings of the fields given), like the request's own JSON."""
+    r = router({"a": {"text": "a"}, "b": {"text": "b"}}, {"targets": [
+        {"provider": "a", "model": "m",
+         "when": {"params.stream_options": {"in": [{"include_usage": True}]}}},
+        "b/m"]})  # fmt: skip
+    assert selections(r, 1, stream_options={"include_usage": True}) == Counter({"a/m": 1})
+    assert selections(r, 1, stream_options={"include_usage": False}) == Counter({"b/m": 1})

@@ -396,3 +396,19 @@ async def test_streamed_chunks_are_forwarded_as_the_provider_wrote_them() -> Non
     assert b"\n" not in events[1]
     assert last["choices"][0]["finish_reason"] == "stop"
     assert events[-1] == b"data: [DONE]"
+
+
+def test_provider_json_is_kept_only_when_forwarding_it_is_safe() -> None:
+    from llmroute._types import ChatCompletionChunk, keep_provider_json, provider_json
+
+    def decoded(data: bytes) -> ChatCompletionChunk:
+        chunk = ChatCompletionChunk.model_validate_json(data)
+        keep_provider_json(chunk, data)
+        return chunk
+
+    whole = b'{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[]}'
+    assert provider_json(decoded(whole)) == whole
+    # a bare CR is JSON whitespace but ends an SSE line
+    assert provider_json(decoded(whole.replace(b'"model"', b'\r"model"'))) is None
+    # without "object", the provider's JSON is not what the schema promises: serialised again
+    assert provider_json(decoded(whole.replace(b'"object":"chat.completion.chunk",', b""))) is None

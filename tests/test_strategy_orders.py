@@ -188,3 +188,30 @@ def test_latency_scores_fade_while_a_target_goes_unmeasured() -> None:
     selection = strategy.order(candidates, context(stats, now=86_400.0 * 30))
     assert callable(selection.reason)
     assert selection.reason().startswith("unexplored first (t1 vs t1)")
+
+
+def test_a_faded_out_target_stays_unmeasured_until_it_answers_again() -> None:
+    """A score that faded to nothing counts as never measured; requests starting and ending
+    there do not bring back a weight that would swamp the others' (nor break the reason)."""
+    candidates = targets(2)
+    stats = LiveStats()
+    strategy = LatencyStrategy(explore=0.0)
+    stats.answered("t0", 1.0, 100, 0.0)
+    stats.answered("t1", 1.0, 100, 0.0)
+    strategy.order(candidates, context(stats, now=0.0))  # scores kept from here on
+    for hour in range(1, 37):  # t1 answers every hour for a day and a half; t0 never
+        stats.answered("t1", 1.0, 100, hour * 3600.0)
+    stats.started("t0")
+    stats.ended("t0")
+    state = stats.target("t0")
+    assert state is not None and state.token_weight == 0.0
+    selection = strategy.order(candidates, context(stats, now=36 * 3600.0))
+    assert selection.targets[0].key == "t0"  # explored again
+    assert callable(selection.reason)
+    assert selection.reason().startswith("unexplored first")
+    stats.answered("t0", 2.0, 100, 36 * 3600.0 + 1)  # measured again, slower than t1
+    firsts = Counter(
+        strategy.order(candidates, context(stats, now=36 * 3600.0 + 2)).targets[0].key
+        for _ in range(200)
+    )
+    assert firsts == Counter({"t1": 200})  # compared on its new score, not a stale weight

@@ -215,3 +215,68 @@ async def test_events_of_one_network_read_arrive_before_an_error_among_them() ->
     assert received == ["Hello", " world"]
     assert caught.value.partial == "Hello world"
     assert "overloaded" in str(caught.value)
+
+
+async def test_a_stream_whose_end_arrives_in_one_read_is_complete_and_cached() -> None:
+    """The last chunks, the usage and ``[DONE]`` usually come in one network read: the stream
+    ends only after those chunks are delivered, so the stages see the whole answer (the
+    cache stores it and the next request is a hit)."""
+    from llmroute._transport import HttpRequest, HttpResponse, Timeouts, Transport
+
+    def event(delta: dict[str, Any], finish: str | None = None) -> bytes:
+        chunk = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
+                 "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}  # fmt: skip
+        return b"data: " + json.dumps(chunk).encode() + b"\n\n"
+
+    usage = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
+             "choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 2,
+                                      "total_tokens": 5}}  # fmt: skip
+    reads = [
+        event({"role": "assistant", "content": "Hello"}),
+        event({"content": " there"}) + event({}, "stop")
+        + b"data: " + json.dumps(usage).encode() + b"\n\ndata: [DONE]\n\n",
+    ]  # fmt: skip
+
+    class TwoReads(HttpResponse):
+        status, headers = 200, {"content-type": "text/event-stream"}
+
+        async def read(self) -> bytes:
+            return b"".join(reads)
+
+        def aiter_lines(self) -> AsyncIterator[bytes]:
+            raise AssertionError("streams are read in batches")
+
+        async def aiter_bytes(self) -> AsyncIterator[bytes]:
+            for part in reads:
+                yield part
+
+        async def aclose(self) -> None:
+            return None
+
+    class Upstream(Transport):
+        sent = 0
+
+        async def send(self, request: HttpRequest, timeouts: Timeouts) -> HttpResponse:
+            Upstream.sent += 1
+            return TwoReads()
+
+        async def aclose(self) -> None:
+            return None
+
+    config = {
+        "providers": {"a": {"type": "openai", "api_key": "k", "base_url": "http://up.invalid/v1"}},
+        "routes": {"chat": {"targets": ["a/m"]}},
+        "logging": {"store": None},
+        "cache": {"backend": "memory://"},
+    }
+    async with AsyncRouter(config, env={}, transports={"a": Upstream()}) as router:
+        first = await router.chat.completions.create(model="chat", messages=HI, stream=True)
+        text, _ = await collect(first)
+        second = await router.chat.completions.create(model="chat", messages=HI, stream=True)
+        again, _ = await collect(second)
+        stats = router.cache_stats()
+    assert text == again == "Hello there"
+    assert first.completed and first.llmroute.cache == "miss"
+    assert second.llmroute.cache == "hit"
+    assert first.llmroute.usage is not None and first.llmroute.usage.output == 2
+    assert (stats.stores, stats.not_stored, Upstream.sent) == (1, 0, 1)

@@ -8,10 +8,11 @@ metadata: usage, cost, latency, time to first token.
 from __future__ import annotations
 
 import logging
+import os
 from collections import deque
 from collections.abc import AsyncIterator
 from contextvars import ContextVar
-from random import getrandbits as _bits
+from random import Random
 from typing import Literal
 
 import anyio
@@ -54,13 +55,17 @@ CONTINUE_PROMPT = (
 current_request_id: ContextVar[str | None] = ContextVar("llmroute_request_id", default=None)
 
 
-def new_request_id() -> str:
-    """A random request id (``lr-`` and 24 hex digits).
+#: Request ids' own generator: seeded from the OS at import and again in every forked
+#: child, and out of reach of `random.seed()` (which would make ids repeat).
+_ids = Random()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_ids.seed)
 
-    From the `random` module's generator, seeded from the OS at import and again in
-    every forked child: unique, without a system call per request (not a secret).
-    """
-    return f"lr-{_bits(96):024x}"
+
+def new_request_id() -> str:
+    """A random request id (``lr-`` and 24 hex digits): unique, without a system call per
+    request (not a secret)."""
+    return f"lr-{_ids.getrandbits(96):024x}"
 
 
 def _has_content(chunk: ChatCompletionChunk) -> bool:

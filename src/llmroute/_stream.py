@@ -153,6 +153,9 @@ class AsyncChatStream:
         if self._timed_out:
             await self._fail(None, "the request deadline was reached mid-stream")
             return
+        if decoder.done:  # the provider finished, and every chunk before that was delivered
+            await self._end(None)
+            return
         deferred = self._deferred
         if deferred is not None:
             self._deferred = None
@@ -168,21 +171,30 @@ class AsyncChatStream:
             except TransportError as exc:
                 await self._fail(exc, str(exc))
                 return
-        pending = self._pending
+        try:
+            self._decode_backlog()
+        except ProviderError as exc:
+            await self._fail(exc, f"the provider sent an error mid-stream: {exc}")
+            return
+        if decoder.done and not self._pending:
+            await self._end(None)  # else it ends once the chunks before the end are delivered
+
+    def _decode_backlog(self) -> None:
+        """Decode the lines read so far into chunks. A provider error after some chunks is
+        kept for when they have been delivered; before any, it is raised."""
+        backlog, pending, decoder = self._backlog, self._pending, self._decoder
         while backlog:
             try:
                 chunks = decoder.feed(backlog.popleft())
             except ProviderError as exc:
-                if pending:  # deliver what came before the error first
-                    self._deferred = exc
-                    return
-                await self._fail(exc, f"the provider sent an error mid-stream: {exc}")
+                if not pending:
+                    raise
+                self._deferred = exc
                 return
             if chunks:
                 pending.extend(chunks)
             if decoder.done:
                 backlog.clear()
-                await self._end(None)
                 return
 
     async def _body_ended(self) -> None:

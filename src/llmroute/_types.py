@@ -348,9 +348,15 @@ def provider_json(chunk: ChatCompletionChunk) -> bytes | None:
 
 
 def keep_provider_json(chunk: ChatCompletionChunk, data: bytes) -> None:
-    """Remember `data`, the JSON `chunk` was validated from (kept only if it is one line)."""
-    if b"\n" not in data:
+    """Remember `data`, the JSON `chunk` was validated from: kept only when it is one line
+    (no line break of any kind: SSE ends a line at ``\r`` too) and states every field the
+    schema requires itself, so forwarding it is the same as serialising the chunk."""
+    if chunk.model_fields_set >= _CHUNK_FIELDS and b"\n" not in data and b"\r" not in data:
         object.__setattr__(chunk, "_raw", data)
+
+
+#: The fields a forwarded chunk's own JSON must have set (`object` has a default).
+_CHUNK_FIELDS = frozenset({"id", "object", "created", "model", "choices"})
 
 
 # ---------------------------------------------------------------- models

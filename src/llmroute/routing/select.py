@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from pydantic import BaseModel
+
 from .._request import ChatRequest, EmbeddingsRequest, RequestOptions
 from .._tokens import estimate_request_tokens, estimate_text_tokens
 from .conditions import Subject
@@ -89,6 +91,15 @@ class RequestFacts:
         )
 
 
+def _plain(value: Any) -> Any:
+    """A parameter as `model_dump(exclude_unset=True)` gives it (nested models as dicts)."""
+    if isinstance(value, BaseModel):
+        return value.model_dump(exclude_unset=True)
+    if isinstance(value, list) and value and isinstance(value[0], BaseModel):
+        return [v.model_dump(exclude_unset=True) if isinstance(v, BaseModel) else v for v in value]
+    return value
+
+
 class _Params(Mapping[str, Any]):
     """The parameters a request set (unknown ones included), read when a condition asks."""
 
@@ -107,7 +118,7 @@ class _Params(Mapping[str, Any]):
         if name in ("messages", "input"):
             raise KeyError(name)
         if name in request.model_fields_set:
-            return getattr(request, name)
+            return _plain(getattr(request, name))
         extra = request.model_extra or {}
         if name in extra:
             return extra[name]

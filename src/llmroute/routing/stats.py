@@ -173,7 +173,8 @@ def _weight(score: float, at: float, origin: float, decay: float) -> float:
     """
     if not score:
         return 0.0
-    return exp(min((origin - at) * decay, _MAX_EXPONENT)) / score
+    weight = exp(min((origin - at) * decay, _MAX_EXPONENT)) / score
+    return 0.0 if weight > _FADED_OUT else weight  # faded out: as if never measured
 
 
 #: The largest exponent passed to exp() (exp(700) is about 1e304, below the float maximum).

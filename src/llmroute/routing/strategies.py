@@ -329,14 +329,15 @@ class LatencyStrategy:
         ordered = memo.orders.get((i, j))
         if ordered is None:
             ordered = memo.orders[i, j] = _first(candidates, i, j)
-        now = ctx.now
+        now, origin, decay = ctx.now, stats.origin, stats.decay
         unit = "ttft s" if stream else "s/token"
 
         def why() -> str:
             # the scores the draw used: the weights are 1 / score over a common factor
-            scale = exp((now - stats.origin) * stats.decay)
-            if sums:
-                scores = [scale / _share(sums, k) for k in range(count)]
+            scale = exp(min((now - origin) * decay, 700.0))
+            shares = [_share(sums, k) for k in range(count)] if sums else []
+            if shares and 0.0 not in shares:
+                scores = [scale / share for share in shares]
             else:
                 scores = [_faded(state, stream, now, stats) for state in states]
             return (
