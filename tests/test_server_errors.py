@@ -422,6 +422,15 @@ async def test_every_response_carries_a_request_id_early_errors_included() -> No
         request_id = info.value.response.headers["x-llmroute-request-id"]
         assert REQUEST_ID.fullmatch(request_id)
         assert error_body(info.value)["request_id"] == request_id
+        assert info.value.request_id == request_id  # the SDK reads it from x-request-id
+        async with gateway.client(KEY) as client:
+            completion = await client.chat.completions.create(model="echo", messages=USER)
+            raw = await client.chat.completions.with_raw_response.create(
+                model="echo", messages=USER
+            )
+        assert completion._request_id is not None
+        assert REQUEST_ID.fullmatch(completion._request_id)
+        assert raw.headers["x-request-id"] == raw.headers["x-llmroute-request-id"]
 
 
 async def test_a_router_failure_names_the_request_in_the_log(tmp_path: Path) -> None:

@@ -82,6 +82,9 @@ async def test_a_text_message_and_its_usage(gateway: Gateway) -> None:
     assert message.usage.cache_read_input_tokens == 0
     assert raw.headers["x-llmroute-route"] == "echo"
     assert raw.headers["content-type"] == "application/json"
+    # the anthropic SDK's request id is llmroute's
+    assert raw.headers["request-id"] == raw.headers["x-llmroute-request-id"]
+    assert message._request_id == raw.headers["x-llmroute-request-id"]
 
 
 async def test_system_prompt_multi_turn_and_parameters_reach_the_provider(

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from .._execute import current_request_id, new_request_id
-from .headers import PREFIX, REQUEST_ID
+from .headers import ANTHROPIC_REQUEST_ID, OPENAI_REQUEST_ID, PREFIX, REQUEST_ID
 from .sse import Pending
 
 __all__ = ["Call", "ClientGone", "Headers", "Message", "Receive", "Scope", "Send"]
@@ -27,7 +27,7 @@ class Call:
     """One HTTP request: its scope, channels and the headers the gateway reads."""
 
     __slots__ = (
-        "authorization", "content_encoding", "content_length", "content_type", "controls",
+        "anthropic", "authorization", "content_encoding", "content_length", "content_type", "controls",
         "finished", "gone", "key", "model", "receive", "request_id", "scope", "send", "started",
         "watcher",
     )  # fmt: skip
@@ -48,6 +48,7 @@ class Call:
         self.key: str | None = None
         self.model: str | None = None
         self.request_id: str | None = None  # the router's, once it has started the request
+        self.anthropic = False  # an Anthropic-format endpoint (its SDK reads `request-id`)
         for name, value in scope["headers"]:
             if name == b"authorization":
                 self.authorization = value
@@ -68,6 +69,14 @@ class Call:
             self.request_id = current_request_id.get() or new_request_id()
         return self.request_id
 
+    def id_headers(self) -> list[tuple[bytes, bytes]]:
+        """The request's id, under llmroute's header and the ones the official SDKs read."""
+        request_id = self.ensure_id().encode()
+        headers = [(REQUEST_ID, request_id), (OPENAI_REQUEST_ID, request_id)]
+        if self.anthropic:
+            headers.append((ANTHROPIC_REQUEST_ID, request_id))
+        return headers
+
     async def respond(
         self, status: int, body: bytes, headers: Headers, content_type: bytes
     ) -> None:
@@ -76,7 +85,7 @@ class Call:
         start = [
             (b"content-type", content_type),
             (b"content-length", str(len(body)).encode()),
-            (REQUEST_ID, self.ensure_id().encode()),
+            *self.id_headers(),
         ]
         await self.send(
             {"type": "http.response.start", "status": status, "headers": start + headers}

@@ -45,7 +45,7 @@ from ._anthropic_wire import error_body
 from ._call import Call, ClientGone, Message, Receive, Scope, Send
 from .config import ServerConfig
 from .errors import HTTPError, from_exception, sse_error_event
-from .headers import REQUEST_ID, control_options, route_headers
+from .headers import control_options, route_headers
 from .keys import GatewayIdentity, KeyStore
 from .messages import serve_messages
 from .metrics import CONTENT_TYPE, GatewayMetrics
@@ -451,7 +451,7 @@ class GatewayApp:
         try:
             call.started = True
             call.request_id = info.request_id
-            headers = [*_SSE, (REQUEST_ID, call.ensure_id().encode())]
+            headers = [*_SSE, *call.id_headers()]
             headers += route_headers(info, final=False)
             await send({"type": "http.response.start", "status": 200, "headers": headers})
             failure = await relay(stream, write)

@@ -34,12 +34,24 @@ from .._units import parse_duration
 from .errors import HTTPError
 from .keys import GatewayIdentity
 
-__all__ = ["PREFIX", "REQUEST_ID", "control_options", "route_headers"]
+__all__ = [
+    "ANTHROPIC_REQUEST_ID",
+    "OPENAI_REQUEST_ID",
+    "PREFIX",
+    "REQUEST_ID",
+    "control_options",
+    "route_headers",
+]
 
 #: Every control header starts with this.
 PREFIX = b"x-llmroute-"
 #: The response header naming the request's id (``lr-...``), on every response.
 REQUEST_ID = b"x-llmroute-request-id"
+#: The same id under the names the official SDKs read: the openai SDK's
+#: ``x-request-id`` (``response._request_id``, ``error.request_id``), and the anthropic
+#: SDK's ``request-id`` (sent on /v1/messages answers).
+OPENAI_REQUEST_ID = b"x-request-id"
+ANTHROPIC_REQUEST_ID = b"request-id"
 _PROPERTY = b"x-llmroute-property-"
 _KNOWN = (b"user", b"session", b"cache", b"cache-ttl", b"timeout")
 _PROPERTY_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")

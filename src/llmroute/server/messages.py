@@ -35,7 +35,7 @@ from .._stream import AsyncChatStream
 from .._types import ChatCompletion, ChatCompletionChunk, CompletionUsage, RouteInfo, TokenUsage
 from ._anthropic_wire import error_event, read_request, to_chat_params
 from .errors import HTTPError, from_exception
-from .headers import REQUEST_ID, control_options, route_headers
+from .headers import control_options, route_headers
 from .keys import GatewayIdentity
 
 if TYPE_CHECKING:
@@ -257,6 +257,7 @@ def _authenticate(app: GatewayApp, call: Call) -> GatewayIdentity:
 
 async def serve_messages(app: GatewayApp, call: Call) -> None:
     """Answer one ``POST /v1/messages``."""
+    call.anthropic = True
     identity = _authenticate(app, call)
     body = await app._read_json(call)
     app._allowed(identity, call, body)
@@ -288,7 +289,7 @@ async def _stream(app: GatewayApp, call: Call, stream: AsyncChatStream) -> None:
     try:
         call.started = True
         call.request_id = info.request_id
-        headers = [*_SSE, (REQUEST_ID, info.request_id.encode()), *route_headers(info, final=False)]
+        headers = [*_SSE, *call.id_headers(), *route_headers(info, final=False)]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         try:
             async for chunk in stream:
