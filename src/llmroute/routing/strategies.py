@@ -25,6 +25,7 @@ import random
 from bisect import bisect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from itertools import accumulate
 from math import exp
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
@@ -329,23 +330,35 @@ class LatencyStrategy:
         ordered = memo.orders.get((i, j))
         if ordered is None:
             ordered = memo.orders[i, j] = _first(candidates, i, j)
-        now, origin, decay = ctx.now, stats.origin, stats.decay
-        unit = "ttft s" if stream else "s/token"
-
-        def why() -> str:
-            # the scores the draw used: the weights are 1 / score over a common factor
-            scale = exp(min((now - origin) * decay, 700.0))
-            shares = [_share(sums, k) for k in range(count)] if sums else []
-            if shares and 0.0 not in shares:
-                scores = [scale / share for share in shares]
-            else:
-                scores = [_faded(state, stream, now, stats) for state in states]
-            return (
-                f"{how} ({candidates[i].key} vs {candidates[j].key}); score ({unit} x busy): "
-                + ", ".join(f"{t.key}={v:.4g}" for t, v in zip(candidates, scores, strict=True))
-            )
-
+        # the reason, made only if someone reads it (a partial costs less than a closure)
+        why = partial(_latency_why, how, candidates, i, j, sums, states, ctx, stats.origin)
         return Selection(ordered, why)
+
+
+def _latency_why(
+    how: str,
+    candidates: Sequence[Target],
+    i: int,
+    j: int,
+    sums: list[float],
+    states: Sequence[_TargetState | None],
+    ctx: SelectionContext,
+    origin: float,
+) -> str:
+    """Why the latency strategy put `candidates[i]` first: the scores its draw used."""
+    stats, stream, now = ctx.stats, ctx.stream, ctx.now
+    # the weights are 1 / score over a factor common to every target
+    scale = exp(min((now - origin) * stats.decay, 700.0))
+    shares = [_share(sums, k) for k in range(len(candidates))] if sums else []
+    if shares and 0.0 not in shares:
+        scores = [scale / share for share in shares]
+    else:
+        scores = [_faded(state, stream, now, stats) for state in states]
+    unit = "ttft s" if stream else "s/token"
+    return (
+        f"{how} ({candidates[i].key} vs {candidates[j].key}); score ({unit} x busy): "
+        + ", ".join(f"{t.key}={v:.4g}" for t, v in zip(candidates, scores, strict=True))
+    )
 
 
 def _running_weights(memo: _Memo, stream: bool, stats: LiveStats) -> list[float]:
