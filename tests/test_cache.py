@@ -156,6 +156,39 @@ def test_key_is_canonical_over_the_order_of_mapping_keys() -> None:
     assert cache_key("chat", "r", "", plain) != cache_key("embeddings", "r", "", plain)
 
 
+def test_keys_of_plain_requests_and_conversations_with_tool_calls() -> None:
+    """Every form of the canonical request (plain text, tool calls, free-form mappings) keeps
+    equal requests together and different ones apart."""
+
+    def key(**params: Any) -> str:
+        return cache_key("chat", "chat|a/m", "", validate_chat_request(params))
+
+    hi = [{"role": "user", "content": "Hi"}]
+    assert key(model="chat", messages=hi, temperature=0.5) == key(
+        temperature=0.5, messages=hi, model="chat"
+    )  # the order parameters come in does not matter
+    assert key(model="chat", messages=hi) == key(model="chat", messages=hi, n=1, user="u",
+                                                 metadata={"a": "b"}, stream=True)  # fmt: skip
+    named = [{"role": "user", "content": "Hi", "name": "ann"}]
+    assert key(model="chat", messages=hi) != key(model="chat", messages=named)
+    assert key(model="chat", messages=hi) != key(model="chat", messages=hi, max_tokens=5)
+    assert key(model="chat", messages=hi) != key(model="chat", messages=hi, stop=["x"])
+
+    def turn(arguments: str) -> list[dict[str, Any]]:
+        call = {"id": "c1", "type": "function",
+                "function": {"name": "f", "arguments": arguments}}  # fmt: skip
+        return [*hi, {"role": "assistant", "content": None, "tool_calls": [call]},
+                {"role": "tool", "tool_call_id": "c1", "content": "ok"}]  # fmt: skip
+
+    assert key(model="chat", messages=turn('{"x":1}')) == key(
+        model="chat", messages=turn('{"x":1}')
+    )
+    assert key(model="chat", messages=turn('{"x":1}')) != key(
+        model="chat", messages=turn('{"x":2}')
+    )
+    assert key(model="chat", messages=turn('{"x":1}')) != key(model="chat", messages=hi)
+
+
 async def test_a_route_sending_elsewhere_does_not_serve_old_answers() -> None:
     shared = {"cache": {}, "providers": {"a": {"type": "mock", "text": "from a"},
                                          "b": {"type": "mock", "text": "from b"}}}  # fmt: skip

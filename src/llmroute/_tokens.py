@@ -23,7 +23,8 @@ def content_text(content: Content | None) -> str:
         return ""
     if isinstance(content, str):
         return content
-    return "".join(getattr(part, "text", "") for part in content)
+    # __dict__, not getattr: a pydantic model raises (expensively) for a field it lacks
+    return "".join(part.__dict__.get("text") or "" for part in content)
 
 
 def estimate_request_tokens(request: ChatRequest) -> int:
@@ -31,7 +32,7 @@ def estimate_request_tokens(request: ChatRequest) -> int:
     total = 3
     for message in request.messages:
         total += _PER_MESSAGE + estimate_text_tokens(content_text(message.content))
-        calls = getattr(message, "tool_calls", None)
+        calls = message.__dict__.get("tool_calls")
         if calls:
             for call in calls:
                 total += estimate_text_tokens(call.function.name + call.function.arguments)

@@ -343,7 +343,12 @@ class ChatCompletionChunk(BaseModel):
 
 def provider_json(chunk: ChatCompletionChunk) -> bytes | None:
     """The one-line JSON the provider sent for `chunk`, if it was decoded from one."""
-    raw: bytes | None = getattr(chunk, "_raw", None)
+    try:
+        # the slot itself: getattr() on an unset slot falls back to pydantic's __getattr__,
+        # which builds an error message before it raises
+        raw: bytes = _RAW.__get__(chunk)
+    except AttributeError:
+        return None
     return raw
 
 
@@ -355,6 +360,8 @@ def keep_provider_json(chunk: ChatCompletionChunk, data: bytes) -> None:
         object.__setattr__(chunk, "_raw", data)
 
 
+#: The slot holding a chunk's own JSON (read without pydantic's attribute fallback).
+_RAW = ChatCompletionChunk.__dict__["_raw"]
 #: The fields a forwarded chunk's own JSON must have set (`object` has a default).
 _CHUNK_FIELDS = frozenset({"id", "object", "created", "model", "choices"})
 

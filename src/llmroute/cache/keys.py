@@ -17,7 +17,9 @@ The canonical form is the request's JSON with its keys sorted, so two
 requests that differ only in the order of keys inside a parameter (a tool's
 JSON Schema, `response_format`) share a key. A request without free-form
 mappings is serialized in schema order directly (its key order is fixed),
-which is faster.
+which is faster; one of text messages and plain parameters (most requests)
+is encoded from the parameters it set and its messages' fields, faster still.
+The form depends only on the request's content, so equal requests share a key.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from __future__ import annotations
 import hashlib
 import json
 from typing import TYPE_CHECKING
+
+from pydantic_core import to_json
 
 from .._request import ChatRequest, EmbeddingsRequest
 
@@ -48,34 +52,59 @@ def route_identity(route: Route, allowed: list[str] | None) -> str:
     return f"{route.name or ''}|{','.join(sorted(keys))}"
 
 
-def _free_form(request: ChatRequest | EmbeddingsRequest) -> bool:
-    """Whether the request holds mappings whose key order the caller chose."""
+_FREE, _FIXED, _PLAIN = "free", "fixed", "plain"
+
+
+def _form(request: ChatRequest | EmbeddingsRequest) -> str:
+    """How to encode the request: ``free`` when it holds mappings whose key order the
+    caller chose; else ``plain`` when every parameter is a plain value (text messages
+    without tool calls), else ``fixed``."""
     if request.__pydantic_extra__:
-        return True
+        return _FREE
     if isinstance(request, EmbeddingsRequest):
-        return False
+        return _PLAIN
     if (
         request.tools
         or request.response_format
         or request.logit_bias
         or isinstance(request.tool_choice, dict)
     ):
-        return True
+        return _FREE
+    form = _PLAIN
     for message in request.messages:
         # content parts may carry mappings of their own (a file, a provider's extras)
         content = message.content
         if message.__pydantic_extra__ or (content is not None and type(content) is not str):
-            return True
-    return False
+            return _FREE
+        if message.__dict__.get("tool_calls"):  # not getattr: a miss raises inside pydantic
+            form = _FIXED  # tool calls are models: serialised by the request's schema
+    return form
 
 
 def canonical_request(request: ChatRequest | EmbeddingsRequest) -> bytes:
     """The request's parameters that decide the answer, as canonical JSON."""
-    exclude = _NOT_IN_KEY_N if getattr(request, "n", None) == 1 else _NOT_IN_KEY
-    if not _free_form(request):
+    exclude = _NOT_IN_KEY_N if request.__dict__.get("n") == 1 else _NOT_IN_KEY
+    form = _form(request)
+    if form == _FREE:
+        data = request.model_dump(mode="json", exclude_none=True, exclude=exclude)
+        return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    if form == _FIXED:
         return request.__pydantic_serializer__.to_json(request, exclude_none=True, exclude=exclude)
-    data = request.model_dump(mode="json", exclude_none=True, exclude=exclude)
-    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    # The parameters the caller set, by name, and each message's fields (all plain text):
+    # half the work of serialising the whole request with its thirty-odd fields checked
+    values = request.__dict__
+    given = {
+        name: values[name]
+        for name in sorted(request.model_fields_set)
+        if name not in exclude and values[name] is not None
+    }
+    if "messages" in given:
+        given["messages"] = [message.__dict__ for message in given["messages"]]
+    return _PLAIN_FORM + to_json(given)
+
+
+#: Starts the plain form: never the same bytes as the other forms' JSON.
+_PLAIN_FORM = b"\x01"
 
 
 def key_head(operation: str, route: str, namespace: str) -> bytes:

@@ -154,7 +154,7 @@ class Telemetry:
     def prepare(ctx: RequestContext, parent: Context | None) -> Prepared:
         """What the spans need from the request itself, read when it ends (cheap)."""
         fallback = ctx.route.targets[0].provider.name if ctx.route.targets else None
-        tools = getattr(ctx.request, "tools", None)
+        tools = ctx.request.__dict__.get("tools")  # embeddings requests have none
         return Prepared(parent, request_parameters(ctx), fallback, tools)
 
     def emit(self, record: RequestRecord, prepared: Prepared) -> None:
