@@ -156,6 +156,29 @@ def test_key_is_canonical_over_the_order_of_mapping_keys() -> None:
     assert cache_key("chat", "r", "", plain) != cache_key("embeddings", "r", "", plain)
 
 
+async def test_no_caller_can_change_the_answer_another_hit_receives() -> None:
+    router = AsyncRouter({"cache": {}, "providers": {"a": {"type": "mock", "text": "kept"}},
+                          "routes": {"chat": {"targets": ["a/m"]}}}, env={})  # fmt: skip
+    async with router:
+        first = await ask(router)
+        original = first.model_dump()
+        hit = await ask(router)
+        assert hit.llmroute.cache == "hit"
+        assert hit.model_dump() == original
+        # the caller changes everything it can reach, at every depth
+        hit.id = "changed"
+        hit.choices[0].message.content = "changed"
+        hit.choices[0].message.tool_calls = []
+        hit.choices.append(hit.choices[0])
+        assert hit.usage is not None
+        hit.usage.prompt_tokens = 0
+        first.choices.clear()
+        again = await ask(router)
+    assert again.llmroute.cache == "hit"
+    assert again.model_dump() == original
+    assert again is not hit and again.choices[0] is not hit.choices[0]
+
+
 def test_keys_of_plain_requests_and_conversations_with_tool_calls() -> None:
     """Every form of the canonical request (plain text, tool calls, free-form mappings) keeps
     equal requests together and different ones apart."""
