@@ -81,7 +81,13 @@ async def test_request_span_with_attempt_children_under_the_callers_span(otel: O
     async with router_with(otel) as router:
         with caller.start_as_current_span("handler") as handler:
             reply = await router.chat.completions.create(
-                model="chat", messages=HI, temperature=0.5, max_tokens=30, stop=["\n"], seed=3
+                model="chat",
+                messages=HI,
+                temperature=0.5,
+                max_tokens=30,
+                stop=["\n"],
+                seed=3,
+                llmroute={"key": "backend", "team": "search"},
             )
         await router.flush()
     spans = {s.name: s for s in otel.finished()}
@@ -107,6 +113,7 @@ async def test_request_span_with_attempt_children_under_the_callers_span(otel: O
     assert attrs["server.address"] == "mock.llmroute.invalid"
     assert attrs["server.port"] == 80
     assert attrs["llmroute.request_id"] == reply.llmroute.request_id
+    assert (attrs["llmroute.key"], attrs["llmroute.team"]) == ("backend", "search")
     assert "gen_ai.input.messages" not in attrs  # content is opt-in
     assert "error.type" not in attrs
     assert request.status.status_code == StatusCode.UNSET

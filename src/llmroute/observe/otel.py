@@ -291,6 +291,8 @@ def _response_attributes(record: RequestRecord) -> _Attributes:
         "gen_ai.response.time_to_first_chunk": record.ttft_s if record.stream else None,
         "llmroute.route": record.route,
         "llmroute.target": record.target,
+        "llmroute.key": record.key,
+        "llmroute.team": record.team,
         "llmroute.cache": record.cache,
         "llmroute.cost_usd": record.cost_usd,
         "llmroute.limit": record.limit,
