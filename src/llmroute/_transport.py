@@ -183,17 +183,10 @@ async def line_batches(chunks: AsyncIterator[bytes]) -> AsyncIterator[list[bytes
 
 
 async def split_lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    """Turn a byte stream into lines (without ``\\n`` / ``\\r\\n``)."""
-    buffer = b""
-    async for chunk in chunks:
-        buffer += chunk
-        if b"\n" not in chunk:
-            continue
-        *lines, buffer = buffer.split(b"\n")
-        for line in lines:
-            yield line[:-1] if line.endswith(b"\r") else line
-    if buffer:
-        yield buffer[:-1] if buffer.endswith(b"\r") else buffer
+    """Turn a byte stream into lines (without ``\\n`` / ``\\r\\n``), one at a time."""
+    async for batch in line_batches(chunks):
+        for line in batch:
+            yield line
 
 
 # ---------------------------------------------------------------- aiohttp

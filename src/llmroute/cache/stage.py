@@ -169,19 +169,14 @@ class CacheStage(Stage):
                 self.stats.errors += 1
                 self._bypass(ctx)
                 return None
+        stored = None
         if None not in found:  # every bucket holds an answer: pick one
             stored = found[0] if buckets == 1 else self._rng.choice(found)
-            assert stored is not None
-            if stored.operation == ctx.operation:
-                answer = self._hit(ctx, stored)
-                if answer is not None:
-                    return answer
-        ctx.info.cache = "miss"
-        self.stats.misses += 1
+        store_under = None
         if not control.no_store:
             empty = [i for i, value in enumerate(found) if value is None]
-            self._expect(ctx, keys[empty[0] if empty else 0], ttl)
-        return None
+            store_under = keys[empty[0] if empty else 0]
+        return self._answer(ctx, stored, store_under, ttl)
 
     def _base_key(self, ctx: RequestContext, policy: _RoutePolicy) -> str:
         """The request's key (before any bucket suffix), in its namespace."""
@@ -206,14 +201,21 @@ class CacheStage(Stage):
         prefix, head = policy.plain[operation]
         key = prefix + key_digest(head, ctx.request)
         assert self._memory is not None
-        stored = self._memory.get_one(key)
-        if stored is not None and stored.operation == operation:
+        return self._answer(ctx, self._memory.get_one(key), key, policy.ttl)
+
+    def _answer(
+        self, ctx: RequestContext, stored: StoredAnswer | None, store_under: str | None, ttl: float
+    ) -> Answer | None:
+        """A hit's answer from `stored`; else a miss, whose answer is stored under
+        `store_under` (None: not stored)."""
+        if stored is not None and stored.operation == ctx.operation:
             answer = self._hit(ctx, stored)
             if answer is not None:
                 return answer
         ctx.info.cache = "miss"
         self.stats.misses += 1
-        self._expect(ctx, key, policy.ttl)
+        if store_under is not None:
+            self._expect(ctx, store_under, ttl)
         return None
 
     def _bypass(self, ctx: RequestContext) -> None:

@@ -149,14 +149,14 @@ def _insert_rows(
     """
     head = f"INSERT OR IGNORE INTO {table} ({', '.join(columns)}) VALUES "  # noqa: S608
     limit = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
-    placeholders: dict[tuple[bool, ...], str] = {}
+    row_sql: dict[tuple[bool, ...], str] = {}
     values: list[str] = []
     params: list[Any] = []
     for row in rows:
         empty = tuple([value is None for value in row])
-        one = placeholders.get(empty)
+        one = row_sql.get(empty)
         if one is None:
-            one = placeholders[empty] = "(" + ", ".join(["NULL" if e else "?" for e in empty]) + ")"
+            one = row_sql[empty] = "(" + ", ".join(["NULL" if e else "?" for e in empty]) + ")"
         bound = [value for value in row if value is not None]
         if len(params) + len(bound) > limit:
             conn.execute(head + ", ".join(values), params)
