@@ -318,6 +318,22 @@ def test_metric_labels_are_capped() -> None:
     assert 'llmroute_requests_total{endpoint="chat",key="",model="other"' in text
 
 
+def test_metric_series_keep_counting_once_their_cells_are_found() -> None:
+    """Each kind of answer finds its cells once; later answers add to the same series, and
+    the ever-new models counted as ``other`` are not remembered one by one."""
+    metrics = GatewayMetrics(max_series=1)
+    for model in ("a", "a", "b", "c"):
+        info = RouteInfo(request_id="r", route="r", provider="mock", model=model, latency_s=0.2)
+        info.usage = TokenUsage(input=3, output=2)
+        metrics.answered("chat", info)
+    text = metrics.exposition().decode()
+    labels = 'endpoint="chat",key="",model="{}",provider="mock",route="r",status="200"'
+    assert f"llmroute_requests_total{{{labels.format('a')}}} 2.0" in text
+    assert f"llmroute_requests_total{{{labels.format('other')}}} 2.0" in text
+    assert 'llmroute_tokens_total{model="a",provider="mock",route="r",type="input"} 6.0' in text
+    assert len(metrics._answers) == 1
+
+
 @pytest.mark.anyio
 async def test_streamed_chunks_are_forwarded_as_the_provider_wrote_them() -> None:
     """A chunk decoded from one line of the provider's JSON goes out as those bytes (no second

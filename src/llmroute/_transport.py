@@ -276,6 +276,7 @@ class AiohttpTransport(Transport):
         self._session: aiohttp.ClientSession | None = None
         self._timeouts: dict[Timeouts, Any] = {}
         self._proxies: dict[str, str | None] = {}
+        self._last_proxy: tuple[str, str | None] = ("", None)
         self._drains = _Drains()
 
     def _open_session(self) -> aiohttp.ClientSession:
@@ -291,6 +292,14 @@ class AiohttpTransport(Transport):
 
     def _proxy(self, url: str) -> str | None:
         """The proxy for `url` from the standard proxy variables (looked up once per origin)."""
+        last = self._last_proxy
+        if last[0] == url:  # a provider sends most requests to one URL
+            return last[1]
+        proxy = self._origin_proxy(url)
+        self._last_proxy = (url, proxy)
+        return proxy
+
+    def _origin_proxy(self, url: str) -> str | None:
         origin = url.split("/", 3)
         key = "/".join(origin[:3])
         if key in self._proxies:

@@ -114,7 +114,13 @@ class GatewayApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
-            await self._http(scope, receive, send)
+            call = Call(scope, receive, send)
+            path: str = scope["path"]
+            entry = self._paths.get(path)
+            if entry is not None and scope["method"] == entry[0]:  # the usual case: answer
+                await self._run(call, entry[1], entry[2], counted=entry[0] == "POST")
+            else:
+                await self._other(call, path, entry)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
         elif kind == "websocket":
@@ -156,10 +162,14 @@ class GatewayApp:
             await self.router.aclose()
         self._state = "stopped"
 
-    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        call = Call(scope, receive, send)
-        path: str = scope["path"]
-        entry = self._paths.get(path)
+    async def _other(
+        self,
+        call: Call,
+        path: str,
+        entry: tuple[str, Callable[[Call], Awaitable[None]], str] | None,
+    ) -> None:
+        """Answer what `_paths` does not: a model's own path, else a 404; a wrong method: a 405."""
+        scope = call.scope
         if entry is None and path.startswith(("/v1/models/", "/models/")):
             entry = ("GET", self._model, "models")
         if entry is None:
@@ -264,6 +274,7 @@ class GatewayApp:
         content_type = call.content_type
         if (
             content_type is not None
+            and content_type != b"application/json"
             and content_type.split(b";")[0].strip().lower() != b"application/json"
         ):
             raise HTTPError(

@@ -196,16 +196,12 @@ def route_headers(info: RouteInfo, *, final: bool) -> list[tuple[bytes, bytes]]:
     `final`: the request has ended (latency and cost are known); a stream's
     headers are sent after its first chunk, with its time to first token.
     """
+    attempts = len(info.attempts)
     headers = [
-        (b"x-llmroute-attempts", str(len(info.attempts)).encode()),
+        (b"x-llmroute-attempts", _COUNTS[attempts] if attempts < 10 else str(attempts).encode()),
         (b"x-llmroute-cache", _CACHE_STATUS.get(info.cache or "miss", b"MISS")),
+        *_target_headers(info.route, info.provider, info.model),
     ]
-    if info.route is not None:
-        headers.append((b"x-llmroute-route", header_value(info.route)))
-    if info.provider is not None:
-        headers.append((b"x-llmroute-provider", header_value(info.provider)))
-    if info.model is not None:
-        headers.append((b"x-llmroute-model", header_value(info.model)))
     if final:
         if info.latency_s is not None:
             headers.append((b"x-llmroute-latency-ms", f"{info.latency_s * 1000:.1f}".encode()))
@@ -215,3 +211,19 @@ def route_headers(info: RouteInfo, *, final: bool) -> list[tuple[bytes, bytes]]:
     elif info.ttft_s is not None:
         headers.append((b"x-llmroute-ttft-ms", f"{info.ttft_s * 1000:.1f}".encode()))
     return headers
+
+
+_COUNTS = [str(n).encode() for n in range(10)]
+
+
+@lru_cache(maxsize=4096)  # a route's targets repeat
+def _target_headers(
+    route: str | None, provider: str | None, model: str | None
+) -> tuple[tuple[bytes, bytes], ...]:
+    """The route, provider and model headers (those that are known)."""
+    named = (
+        (b"x-llmroute-route", route),
+        (b"x-llmroute-provider", provider),
+        (b"x-llmroute-model", model),
+    )
+    return tuple((name, header_value(value)) for name, value in named if value is not None)

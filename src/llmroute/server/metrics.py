@@ -1,9 +1,12 @@
 """Prometheus metrics of the gateway, from the `RouteInfo` of every response.
 
 Each app has its own registry (two apps in one process never share series).
-Counts are kept in plain dictionaries on the event loop, and turned into
+Counts are kept in plain lists on the event loop, and turned into
 prometheus-client metric families when ``/metrics`` is scraped (a custom
-collector): a request costs a few dictionary updates, not a lock per series.
+collector): a request costs a few list updates, not a lock per series. The
+cells a request updates are found once per kind of answer (endpoint, route,
+target, status, key) and kept, so a request does not build and hash label
+tuples for every series it counts in.
 
 Labels come from the configuration (route and provider names) and from the
 models requests reach; the number of distinct provider/model pairs is capped
@@ -44,23 +47,33 @@ Labels = tuple[str, ...]
 
 
 class _Counter:
-    """A counter family: a value per label set."""
+    """A counter family: a value per label set, each in a one-item list (a cell)."""
 
     __slots__ = ("doc", "labels", "name", "values")
 
     def __init__(self, name: str, doc: str, labels: Sequence[str]) -> None:
         self.name, self.doc, self.labels = name, doc, list(labels)
-        self.values: dict[Labels, float] = {}
+        self.values: dict[Labels, list[float]] = {}
+
+    def cell(self, labels: Labels) -> list[float]:
+        """The cell of `labels` (a series shows from its first increment, not before)."""
+        cell = self.values.get(labels)
+        if cell is None:
+            cell = self.values[labels] = [0.0]
+        return cell
 
     def inc(self, labels: Labels, amount: float = 1.0) -> None:
-        values = self.values
-        values[labels] = values.get(labels, 0.0) + amount
+        self.cell(labels)[0] += amount
 
     def family(self) -> Metric:
         family = CounterMetricFamily(self.name, self.doc, labels=self.labels)
-        for labels, value in self.values.items():
-            family.add_metric(list(labels), value)
+        for labels, cell in self.values.items():
+            family.add_metric(list(labels), cell[0])
         return family
+
+
+#: A histogram series: its bucket counts and a one-item list holding its sum.
+_Buckets = tuple[list[int], list[float]]
 
 
 class _Histogram:
@@ -71,12 +84,18 @@ class _Histogram:
     def __init__(self, name: str, doc: str, labels: Sequence[str], bounds: Sequence[float]) -> None:
         self.name, self.doc, self.labels = name, doc, list(labels)
         self.bounds = tuple(bounds)
-        self.values: dict[Labels, tuple[list[int], list[float]]] = {}
+        self.values: dict[Labels, _Buckets] = {}
 
-    def observe(self, labels: Labels, value: float) -> None:
+    def series(self, labels: Labels) -> _Buckets:
         entry = self.values.get(labels)
         if entry is None:
             entry = self.values[labels] = ([0] * (len(self.bounds) + 1), [0.0])
+        return entry
+
+    def observe(self, labels: Labels, value: float) -> None:
+        self.add(self.series(labels), value)
+
+    def add(self, entry: _Buckets, value: float) -> None:
         entry[0][bisect_left(self.bounds, value)] += 1
         entry[1][0] += value
 
@@ -90,6 +109,22 @@ class _Histogram:
                 buckets.append((edge, float(running)))
             family.add_metric(list(labels), buckets, total[0])
         return family
+
+
+class _Answers:
+    """The cells one kind of answer counts in (see `GatewayMetrics.answered`); those of
+    series that not every answer reaches are found on first use."""
+
+    __slots__ = ("cost", "duration", "input", "labels", "output", "requests", "ttft")
+
+    def __init__(self, labels: Labels, requests: list[float]) -> None:
+        self.labels = labels  # (route, provider, model)
+        self.requests = requests
+        self.duration: _Buckets | None = None
+        self.ttft: _Buckets | None = None
+        self.input: list[float] | None = None
+        self.output: list[float] | None = None
+        self.cost: list[float] | None = None
 
 
 class GatewayMetrics(Collector):
@@ -140,6 +175,10 @@ class GatewayMetrics(Collector):
         self._errors = _Counter(
             "llmroute_errors", "Requests that failed, by error type", ("endpoint", *_ROUTE, "type")
         )
+        #: By (endpoint, route, provider, model, status, key, stream): the cells it counts in.
+        self._answers: dict[tuple[object, ...], _Answers] = {}
+        #: By (route, provider, model, outcome): the attempts counter's cell.
+        self._attempt_cells: dict[tuple[str, str, str, str], list[float]] = {}
         self.registry = CollectorRegistry()
         self.registry.register(self)
 
@@ -157,31 +196,69 @@ class GatewayMetrics(Collector):
         self, endpoint: str, info: RouteInfo, *, status: int = 200, key: str | None = None
     ) -> None:
         """Count a request that got an answer (or a stream that ended, however it ended)."""
-        route, provider = info.route or "", info.provider or ""
-        labels = (route, provider, self._model(provider, info.model or ""))
-        self._requests.inc((endpoint, *labels, str(status), key or ""))
-        if info.latency_s is not None:
-            stream = "true" if info.stream else "false"
-            self._duration.observe((endpoint, *labels, stream), info.latency_s)
-        if info.stream and info.ttft_s is not None:
-            self._ttft.observe(labels, info.ttft_s)
-        usage = info.usage
-        if usage is not None:
-            if usage.input:
-                self._tokens.inc((*labels, "input"), usage.input)
-            if usage.output:
-                self._tokens.inc((*labels, "output"), usage.output)
-        cost = info.cost_usd
-        if cost:
-            self._cost.inc(labels, cost)
+        route = info.route or ""
+        stream = info.stream
+        found = (endpoint, route, info.provider, info.model, status, key, stream)
+        answers = self._answers.get(found)
+        if answers is None:
+            answers = self._answers_of(endpoint, info, status, key)
+            # kept unless its model label is `other` (there is no end to those)
+            if answers.labels[2] == (info.model or ""):
+                self._answers[found] = answers
+        answers.requests[0] += 1.0
+        latency = info.latency_s
+        if latency is not None:
+            duration = answers.duration
+            if duration is None:
+                labels = (endpoint, *answers.labels, "true" if stream else "false")
+                duration = answers.duration = self._duration.series(labels)
+            self._duration.add(duration, latency)
+        if stream and info.ttft_s is not None:
+            ttft = answers.ttft
+            if ttft is None:
+                ttft = answers.ttft = self._ttft.series(answers.labels)
+            self._ttft.add(ttft, info.ttft_s)
+        self._count_usage(answers, info)
         if info.cache is not None:
             self._cache.inc((route, info.cache))
         self._count_attempts(route, info.attempts)
 
+    def _count_usage(self, answers: _Answers, info: RouteInfo) -> None:
+        usage = info.usage
+        if usage is not None:
+            if usage.input:
+                cell = answers.input
+                if cell is None:
+                    cell = answers.input = self._tokens.cell((*answers.labels, "input"))
+                cell[0] += usage.input
+            if usage.output:
+                cell = answers.output
+                if cell is None:
+                    cell = answers.output = self._tokens.cell((*answers.labels, "output"))
+                cell[0] += usage.output
+        cost = info.cost_usd
+        if cost:
+            cell = answers.cost
+            if cell is None:
+                cell = answers.cost = self._cost.cell(answers.labels)
+            cell[0] += cost
+
+    def _answers_of(self, endpoint: str, info: RouteInfo, status: int, key: str | None) -> _Answers:
+        provider = info.provider or ""
+        labels = (info.route or "", provider, self._model(provider, info.model or ""))
+        return _Answers(labels, self._requests.cell((endpoint, *labels, str(status), key or "")))
+
     def _count_attempts(self, route: str, attempts: Sequence[AttemptInfo]) -> None:
+        cells = self._attempt_cells
         for attempt in attempts:
-            model = self._model(attempt.provider, attempt.model)
-            self._attempts.inc((route, attempt.provider, model, attempt.outcome))
+            found = (route, attempt.provider, attempt.model, attempt.outcome)
+            cell = cells.get(found)
+            if cell is None:
+                model = self._model(attempt.provider, attempt.model)
+                cell = self._attempts.cell((route, attempt.provider, model, attempt.outcome))
+                if model == attempt.model:  # as above: `other` models are not kept
+                    cells[found] = cell
+            cell[0] += 1.0
 
     def failed(
         self,
