@@ -8,12 +8,15 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import llmroute
 from _upstream import Upstream, completion_body, sse
 from llmroute import AsyncRouter
 from llmroute._request import validate_chat_request
 from llmroute.cache import cache_key, chunks_to_completion, completion_to_chunks
+from llmroute.cache.keys import key_digest, memory_key
 
 pytestmark = pytest.mark.anyio
 
@@ -210,6 +213,53 @@ def test_keys_of_plain_requests_and_conversations_with_tool_calls() -> None:
         model="chat", messages=turn('{"x":2}')
     )
     assert key(model="chat", messages=turn('{"x":1}')) != key(model="chat", messages=hi)
+
+
+_TEXT = st.sampled_from(["", "a"])
+#: Values of the parameters a plain request may set (a list `stop` and a `tool_choice`
+#: mapping are keyed by their digests); None: not set.
+_PLAIN_VALUES: dict[str, st.SearchStrategy[Any]] = {
+    "temperature": st.sampled_from([None, 0, 0.5]),
+    "n": st.sampled_from([None, 1, 2]),
+    "stop": st.one_of(st.none(), _TEXT, st.lists(_TEXT, max_size=1)),
+    "user": st.one_of(st.none(), _TEXT),
+    "stream": st.sampled_from([None, True]),
+    "tool_choice": st.sampled_from([None, "auto", {"type": "function"}]),
+}
+_MESSAGE = st.fixed_dictionaries(
+    {"role": st.sampled_from(["system", "user"]), "content": _TEXT},
+    optional={"name": st.just("ann")},
+)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.data())
+def test_memory_keys_part_requests_as_digests_do(data: st.DataObject) -> None:
+    """The memory backend's tuple keys keep together exactly the requests the digests do:
+    pairs of requests that differ in at most one parameter or message."""
+
+    def draw_request() -> dict[str, Any]:
+        params = {name: data.draw(values) for name, values in _PLAIN_VALUES.items()}
+        messages = data.draw(st.lists(_MESSAGE, min_size=1, max_size=2))
+        return {"model": "chat", "messages": messages, **params}
+
+    first = draw_request()
+    second = {**first}
+    changed = data.draw(st.sampled_from(["nothing", "messages", *_PLAIN_VALUES]))
+    if changed == "messages":
+        second["messages"] = [*first["messages"][:-1], data.draw(_MESSAGE)]
+    elif changed != "nothing":
+        second[changed] = data.draw(_PLAIN_VALUES[changed])
+    keys = []
+    for params in (first, second):
+        request = validate_chat_request({k: v for k, v in params.items() if v is not None})
+        digest = key_digest(b"head", request)
+        memory = memory_key(b"head", request)
+        keys.append((digest, memory or digest))
+        hash(memory)  # always usable as a dictionary key
+        assert memory is None or memory_key(b"other", request) != memory
+    (digest_a, memory_a), (digest_b, memory_b) = keys
+    assert (memory_a == memory_b) == (digest_a == digest_b)
 
 
 async def test_a_route_sending_elsewhere_does_not_serve_old_answers() -> None:
@@ -482,6 +532,11 @@ async def test_size_bounds() -> None:
         last = await ask(router, messages=[{"role": "user", "content": "question 11"}])
         first = await ask(router, messages=[{"role": "user", "content": "question 0"}])
     assert (last.llmroute.cache, first.llmroute.cache) == ("hit", "miss")
+    async with build({"max_size": "16kb"}) as router:  # long prompts: keys count too
+        for i in range(10):
+            await ask(router, messages=[{"role": "user", "content": f"{i} " + "y" * 6000}])
+        backend = router._limits.cache._backend  # type: ignore[union-attr]
+        assert 1 <= len(backend) <= 2
 
 
 # ---------------------------------------------------------------- concurrency

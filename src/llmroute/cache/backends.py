@@ -25,6 +25,7 @@ from cachetools import LRUCache
 from .._clock import Clock
 from ..limits._redis import RedisConnection
 from .entry import StoredAnswer, decode_answer, encode_answer
+from .keys import CacheKey
 
 __all__ = ["CacheBackend", "MemoryBackend", "RedisBackend"]
 
@@ -57,10 +58,20 @@ class CacheBackend(Protocol):
 class _Item(NamedTuple):
     answer: StoredAnswer
     expires: float
+    size: int
 
 
 def _size(item: _Item) -> int:
-    return len(item.answer.body) + 300  # the key, the objects and the cache's own bookkeeping
+    return item.size
+
+
+def _key_size(key: object) -> int:
+    """About the bytes `key` holds: its text, and what a tuple key's values hold."""
+    if isinstance(key, str | bytes):
+        return len(key)
+    if isinstance(key, tuple):
+        return sum(_key_size(value) for value in key) + 8 * len(key)
+    return 16
 
 
 class MemoryBackend:
@@ -70,20 +81,21 @@ class MemoryBackend:
 
     def __init__(self, clock: Clock, max_size: int) -> None:
         # an LRUCache with expiry checked on lookup costs a fifth of a TLRUCache's get
-        self._items: LRUCache[str, _Item] = LRUCache(max_size, getsizeof=_size)
+        self._items: LRUCache[CacheKey, _Item] = LRUCache(max_size, getsizeof=_size)
         self._clock = clock
 
-    def get_one(self, key: str) -> StoredAnswer | None:
+    def get_one(self, key: CacheKey) -> StoredAnswer | None:
         """The answer under `key`, None when missing or expired (a hit's path is short)."""
-        item = self._items.get(key)
-        if item is None:
+        try:  # half the calls of `get()`, which checks `in` first
+            item = self._items[key]
+        except KeyError:
             return None
         if item.expires <= self._clock.monotonic():
             self._items.pop(key, None)
             return None
         return item.answer
 
-    def lookup(self, keys: Sequence[str]) -> list[StoredAnswer | None]:
+    def lookup(self, keys: Sequence[CacheKey]) -> list[StoredAnswer | None]:
         """`get_many`, without the coroutine: a hit's path is short."""
         items = self._items
         now = self._clock.monotonic()
@@ -100,9 +112,16 @@ class MemoryBackend:
         return self.lookup(keys)
 
     async def set(self, key: str, answer: StoredAnswer, ttl: float) -> None:
-        item = _Item(answer, self._clock.monotonic() + ttl)
-        if _size(item) <= self._items.maxsize:
-            self._items[key] = item
+        self.put(key, answer, ttl)
+
+    def put(self, key: CacheKey, answer: StoredAnswer, ttl: float) -> None:
+        """`set`, without the coroutine; `key` may also be a `memory_key` tuple.
+
+        An entry counts its answer's bytes, its key's and 300 for the objects and
+        the cache's own bookkeeping; one larger than the whole cache is not kept."""
+        size = len(answer.body) + _key_size(key) + 300
+        if size <= self._items.maxsize:
+            self._items[key] = _Item(answer, self._clock.monotonic() + ttl, size)
 
     def __len__(self) -> int:
         return len(self._items)

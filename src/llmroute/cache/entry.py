@@ -51,10 +51,14 @@ class StoredAnswer:
 
     def response(self) -> ChatCompletion | CreateEmbeddingResponse | None:
         """A fresh copy of the response; None when the body cannot be read."""
+        # the validators themselves (read from the classes: they are built on first use);
+        # `model_validate_json` adds a tenth in Python around them
         try:
             if self.operation == "chat":
-                return ChatCompletion.model_validate_json(self.body)
-            return CreateEmbeddingResponse.model_validate_json(self.body)
+                chat = ChatCompletion.__pydantic_validator__
+                return chat.validate_json(self.body)  # type: ignore[no-any-return]
+            embeddings = CreateEmbeddingResponse.__pydantic_validator__
+            return embeddings.validate_json(self.body)  # type: ignore[no-any-return]
         except ValidationError as exc:
             _log.warning(
                 "llmroute cache: an entry that no longer parses, treated as a miss: %s", exc

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import random
 from dataclasses import dataclass
+from typing import cast
 
 from .._catalog import Route
 from .._pipeline import Answer, Outcome, RequestContext, Stage
@@ -33,7 +34,7 @@ from .backends import CacheBackend, MemoryBackend
 from .config import CacheConfig
 from .convert import chunks_to_completion, completion_to_chunks
 from .entry import StoredAnswer
-from .keys import key_digest, key_head, route_identity
+from .keys import CacheKey, key_digest, key_head, memory_key, route_identity
 
 __all__ = ["CacheStage", "CacheStats"]
 
@@ -79,7 +80,7 @@ class _RoutePolicy:
     enabled: bool
     ttl: float
     identity: str
-    #: Per operation, for the cache's own namespace: the key's text prefix and digest head.
+    #: Per operation, for the cache's own namespace: the key's text prefix and its head.
     plain: dict[str, tuple[str, bytes]]
     #: Whether a request without options takes the short path: one key, in memory.
     short: bool
@@ -87,7 +88,7 @@ class _RoutePolicy:
 
 @dataclass(frozen=True, slots=True)
 class _Pending:
-    key: str
+    key: CacheKey
     ttl: float
 
 
@@ -154,7 +155,12 @@ class CacheStage(Stage):
             return None
         base = self._base_key(ctx, policy)
         buckets = control.buckets or config.buckets
-        keys = [base] if buckets == 1 else [f"{base}:{i}" for i in range(buckets)]
+        keys: list[CacheKey] = [base]
+        if buckets > 1:
+            if isinstance(base, str):
+                keys = [f"{base}:{i}" for i in range(buckets)]
+            else:
+                keys = [(*base, i) for i in range(buckets)]
         ttl = control.ttl or policy.ttl
         if control.no_cache:
             self._bypass(ctx)
@@ -164,7 +170,8 @@ class CacheStage(Stage):
             found = self._memory.lookup(keys)
         else:
             try:
-                found = await self._backend.get_many(keys)
+                # tuple keys are the memory backend's alone: these are all text
+                found = await self._backend.get_many(cast("list[str]", keys))
             except RedisUnavailable:
                 self.stats.errors += 1
                 self._bypass(ctx)
@@ -178,8 +185,9 @@ class CacheStage(Stage):
             store_under = keys[empty[0] if empty else 0]
         return self._answer(ctx, stored, store_under, ttl)
 
-    def _base_key(self, ctx: RequestContext, policy: _RoutePolicy) -> str:
-        """The request's key (before any bucket suffix), in its namespace."""
+    def _base_key(self, ctx: RequestContext, policy: _RoutePolicy) -> CacheKey:
+        """The request's key (before any bucket suffix), in its namespace: in memory, the
+        request's `memory_key` when it has one."""
         config, control, targets = self._config, ctx.options.cache, ctx.options.targets
         if targets is None and not control.namespace:  # heads made once per route
             prefix, head = policy.plain[ctx.operation]
@@ -190,6 +198,10 @@ class CacheStage(Stage):
                 namespace = f"{namespace}/{control.namespace}" if namespace else control.namespace
             prefix = f"{config.prefix}:{namespace}:"
             head = key_head(ctx.operation, identity, namespace)
+        if self._memory is not None:
+            key = memory_key(head, ctx.request)
+            if key is not None:
+                return key
         return prefix + key_digest(head, ctx.request)
 
     def _short(self, ctx: RequestContext, policy: _RoutePolicy) -> Answer | None:
@@ -199,12 +211,19 @@ class CacheStage(Stage):
         if operation == "embeddings" and not self._config.embeddings:
             return None
         prefix, head = policy.plain[operation]
-        key = prefix + key_digest(head, ctx.request)
+        request = ctx.request
+        key: CacheKey | None = memory_key(head, request)
+        if key is None:
+            key = prefix + key_digest(head, request)
         assert self._memory is not None
         return self._answer(ctx, self._memory.get_one(key), key, policy.ttl)
 
     def _answer(
-        self, ctx: RequestContext, stored: StoredAnswer | None, store_under: str | None, ttl: float
+        self,
+        ctx: RequestContext,
+        stored: StoredAnswer | None,
+        store_under: CacheKey | None,
+        ttl: float,
     ) -> Answer | None:
         """A hit's answer from `stored`; else a miss, whose answer is stored under
         `store_under` (None: not stored)."""
@@ -222,7 +241,7 @@ class CacheStage(Stage):
         ctx.info.cache = "bypass"
         self.stats.bypasses += 1
 
-    def _expect(self, ctx: RequestContext, key: str, ttl: float) -> None:
+    def _expect(self, ctx: RequestContext, key: CacheKey, ttl: float) -> None:
         """Store the answer under `key` once the request has ended."""
         ctx.state[self.name] = _Pending(key, ttl)
         if ctx.stream:
@@ -296,8 +315,13 @@ class CacheStage(Stage):
         return response
 
     async def _store(self, pending: _Pending, answer: StoredAnswer) -> None:
+        key = pending.key
         try:
-            await self._backend.set(pending.key, answer, pending.ttl)
+            if self._memory is not None:
+                self._memory.put(key, answer, pending.ttl)
+            else:
+                assert isinstance(key, str)  # tuple keys are the memory backend's alone
+                await self._backend.set(key, answer, pending.ttl)
         except RedisUnavailable:
             self.stats.errors += 1
             self.stats.not_stored += 1
