@@ -175,7 +175,10 @@ class OpenAIStreamDecoder(StreamDecoder):
         if b'"error"' in data:
             self._raise_if_error(data)
         try:
-            chunk = ChatCompletionChunk.model_validate_json(data)
+            # the validator itself: `model_validate_json` adds a tenth in Python around it
+            chunk: ChatCompletionChunk = ChatCompletionChunk.__pydantic_validator__.validate_json(
+                data
+            )
         except ValidationError as exc:
             raise MalformedResponse(
                 f"unexpected stream chunk: {exc.errors(include_url=False)[0]['msg']}",
@@ -269,7 +272,8 @@ class OpenAIAdapter(ProviderAdapter):
 
     def parse_chat(self, body: bytes, model: str) -> ChatCompletion:
         try:
-            return ChatCompletion.model_validate_json(body)
+            completion: ChatCompletion = ChatCompletion.__pydantic_validator__.validate_json(body)
+            return completion
         except ValidationError as exc:
             raise MalformedResponse(
                 f"unexpected chat completion body: {_first_problem(exc)}",
