@@ -248,6 +248,36 @@ async def test_deadline_shorter_than_upstream_raises_in_time_and_leaks_nothing()
             assert now() - began == pytest.approx(2.0 + 4.0, abs=0.01)
 
 
+async def test_attempt_timeout_fails_over_and_gives_the_task_back_uncancelled() -> None:
+    router = build({"a": {"latency": "5s"}, "b": {"latency": "100ms", "text": "from b"}},
+                   {"targets": ["a/m", "b/m"], "attempt_timeout": "1s"})  # fmt: skip
+    async with router:
+        reply = await ask(router)
+        assert now() == pytest.approx(1.1, abs=0.01)
+        task = asyncio.current_task()
+        assert task is not None and task.cancelling() == 0  # the timer's cancel was taken back
+    assert [(a.target, a.outcome, a.error_type) for a in reply.llmroute.attempts] == [
+        ("a/m", "error", "ProviderTimeout"), ("b/m", "ok", None),
+    ]  # fmt: skip
+    assert router.stats()["a/m"].in_flight == 0
+
+
+async def test_a_callers_cancel_is_never_taken_for_an_attempt_timeout() -> None:
+    router = build({"a": {"latency": "5s"}, "b": {}},
+                   {"targets": ["a/m", "b/m"], "attempt_timeout": "1s"})  # fmt: skip
+    async with router:
+        for give_up in (0.5, 1.0):  # before the attempt timeout, and at the same instant
+            began = now()
+            with anyio.move_on_after(give_up) as scope:
+                await ask(router)
+            assert scope.cancelled_caught  # cancelled, not failed over to b nor a ProviderTimeout
+            assert now() - began == pytest.approx(give_up, abs=0.01)
+            task = asyncio.current_task()
+            assert task is not None and task.cancelling() == 0
+        assert router._catalog.providers["b"].transport.requests == []  # type: ignore[attr-defined]
+    assert router.stats()["a/m"].in_flight == 0
+
+
 async def hedging_run(hedge: dict[str, Any] | None, n: int = 1000) -> tuple[float, int]:
     slow_tail = {"value": "100ms", "tail_rate": 0.1, "tail_factor": 20}
     route: dict[str, Any] = {"targets": ["a/m", "b/m"]}

@@ -50,9 +50,13 @@ _KINDS: tuple[tuple[type[ProviderError], FailoverKind], ...] = (
 )
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class Try:
-    """Send the request to `target`."""
+    """Send the request to `target`.
+
+    Not frozen: one is made per attempt, and a frozen dataclass's `__init__`
+    sets each field through `object.__setattr__`.
+    """
 
     target: Target
     kind: AttemptKind
@@ -90,6 +94,28 @@ def failover_kind(error: ProviderError) -> FailoverKind | None:
 class AttemptPlan:
     """The sequence of tries and waits for one request."""
 
+    __slots__ = (
+        "_allowed",
+        "_count",
+        "_excluded",
+        "_health",
+        "_input_tokens",
+        "_order",
+        "_ordered",
+        "_position",
+        "_resume",
+        "_rng",
+        "_round",
+        "_round_retry_after",
+        "_round_tries",
+        "_route_index",
+        "_routes",
+        "_skipped",
+        "_tried",
+        "_waits",
+        "unavailable",
+    )
+
     def __init__(
         self,
         route: Route,
@@ -97,7 +123,7 @@ class AttemptPlan:
         rng: random.Random,
         health: HealthTracker,
         allowed: frozenset[str] | None = None,
-        order: Callable[[Route], list[Target]] | None = None,
+        order: Callable[[Route, float], list[Target]] | None = None,
         input_tokens: Callable[[], int] | None = None,
     ) -> None:
         self._rng = rng
@@ -135,13 +161,14 @@ class AttemptPlan:
         allowed = self._allowed
         return allowed is None or target.key in allowed or target.provider.name in allowed
 
-    def _targets_of(self, route: Route) -> list[Target]:
-        """The route's targets in strategy order (selected once per request and route)."""
+    def _targets_of(self, route: Route, now: float) -> list[Target]:
+        """The route's targets in strategy order (selected once per request and route, at
+        the time of the step that first needs them)."""
         if self._order is None:
             return route.targets
         ordered = self._ordered.get(id(route))
         if ordered is None:
-            ordered = self._ordered[id(route)] = self._order(route)
+            ordered = self._ordered[id(route)] = self._order(route, now)
         return ordered
 
     def _try(self, target: Target) -> Try:
@@ -171,7 +198,7 @@ class AttemptPlan:
                 return self._try(target)
         while self._route_index < len(self._routes):
             route = self._routes[self._route_index]
-            targets = self._targets_of(route)
+            targets = self._targets_of(route, now)
             while self._position < len(targets):
                 target = targets[self._position]
                 self._position += 1
@@ -208,7 +235,7 @@ class AttemptPlan:
 
     def hedge(self, now: float) -> Try | None:
         """Another target to race the current attempt against, if one is free now."""
-        for target in self._targets_of(self.route):
+        for target in self._targets_of(self.route, now):
             if target.key in self._tried or not self._eligible(target):
                 continue
             if self._health.available_at(target.key, now) <= now:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
+from asyncio import get_running_loop
 from typing import Protocol, runtime_checkable
 
 import anyio
@@ -38,7 +38,7 @@ class SystemClock:
 
     def monotonic(self) -> float:
         try:
-            return asyncio.get_running_loop().time()
+            return get_running_loop().time()
         except RuntimeError:
             return time.monotonic()
 

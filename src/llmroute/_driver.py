@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from asyncio import CancelledError
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
@@ -68,6 +69,54 @@ class _Race(Generic[T]):
     changed: anyio.Event | None = None  # made when a hedge waits on it (it costs)
 
 
+#: What an attempt raises that becomes a `ProviderTimeout` or `ProviderConnectionError`.
+_TIMEOUTS = (TimeoutError, TransportError)
+
+
+class _Timer:
+    """`asyncio.timeout` for one attempt, without its coroutines and state machine.
+
+    The same timer cancels the attempt's task, and `stop` does the same
+    `uncancel()` accounting: only this timer's own cancellation is a timeout.
+    """
+
+    __slots__ = ("_cancelling", "_expired", "_handle", "_task")
+
+    def __init__(self, limit: float) -> None:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        if task is None:
+            raise RuntimeError("an attempt must run in a task")
+        self._task, self._cancelling, self._expired = task, task.cancelling(), False
+        if limit > 0:
+            self._handle: asyncio.Handle = loop.call_at(loop.time() + limit, self._expire)
+        else:
+            self._handle = loop.call_soon(self._expire)
+
+    def _expire(self) -> None:
+        self._expired = True
+        self._task.cancel()
+
+    def stop(self, error: BaseException | None) -> bool:
+        """Disarm the timer; whether `error` is its cancellation (the attempt timed out)."""
+        self._handle.cancel()
+        if not self._expired:
+            return False
+        return self._task.uncancel() <= self._cancelling and type(error) is CancelledError
+
+
+def _lost(step: Try, plan: AttemptPlan, error: Exception) -> _Race[T]:
+    """The race of a lone attempt that raised `error` (it has no winner)."""
+    race: _Race[T] = _Race()
+    if isinstance(error, _Unavailable):
+        plan.unavailable[step.target.key] = step.target
+    elif isinstance(error, _Refused):
+        race.refused.append((step.target, error.error))
+    elif isinstance(error, ProviderError):
+        race.failures.append((step.target, error))
+    return race
+
+
 def _as_provider_error(
     exc: TransportError | TimeoutError, target: Target, limit: float
 ) -> ProviderError:
@@ -117,17 +166,19 @@ class AttemptDriver:
         continuation must finish within the deadline of the request it continues.
         """
         clock = self._clock
-        info.route, info.strategy = route.name, route.strategy
+        config = route.config
+        info.route, info.strategy = route.name, config.strategy
         allowed = _allowed(route, options)
-        timeout = options.timeout or route.timeout
-        own = clock.monotonic() + timeout
+        timeout = options.timeout or config.timeout
+        now = clock.monotonic()  # one reading per step: deciding it, then sending it
+        own = now + timeout
         deadline = own if deadline is None else min(own, deadline)
         selector = self.selector
 
-        def order(one: Route) -> list[Target]:
-            selection = selector.select(one, facts, clock.monotonic())
+        def order(one: Route, at: float) -> list[Target]:
+            selection = selector.select(one, facts, at)
             if not info.has_reason:
-                info.set_reason(f"{one.strategy}", selection.reason)
+                info.set_reason(one.config.strategy, selection.reason)
             return selection.targets
 
         plan = AttemptPlan(
@@ -143,7 +194,6 @@ class AttemptDriver:
         refusals: list[RequestError] = []  # targets that cannot express the request
         out_of_time = False
         while True:
-            now = clock.monotonic()
             step = plan.next(now)
             if step is None:
                 break
@@ -153,17 +203,26 @@ class AttemptDriver:
                     out_of_time = True
                     break
                 await clock.sleep(step.seconds)
+                now = clock.monotonic()
                 continue
             if remaining <= 0:
                 out_of_time = True
                 break
-            if plan.route.config.hedge is None:
-                race: _Race[T] = await self._single(step, plan, info, attempt, deadline, facts)
+            current = plan.route
+            if current.config.hedge is None:
+                # alone (no task group, no extra task): a win returns with no race to record
+                try:
+                    return await self._one(
+                        step, current, info, attempt, deadline, facts.stream, now
+                    )
+                except (_Unavailable, _Refused, ProviderError) as exc:
+                    race: _Race[T] = _lost(step, plan, exc)
             else:
                 race = await self._race(step, plan, info, attempt, deadline, discard, facts)
-            if race.won:
-                return race.winner  # type: ignore[return-value]
+                if race.won:
+                    return race.winner  # type: ignore[return-value]
             self._absorb(race, plan, errors, refusals)
+            now = clock.monotonic()
         if refusals and not errors:
             raise refusals[0]  # no target could even take the request
         raise self._exhausted(info, plan, errors, out_of_time, timeout)
@@ -186,28 +245,6 @@ class AttemptDriver:
 
     # -------------------------------------------------------------- one step
 
-    async def _single(
-        self,
-        step: Try,
-        plan: AttemptPlan,
-        info: RouteInfo,
-        attempt: AttemptFn[T],
-        deadline: float,
-        facts: RequestFacts,
-    ) -> _Race[T]:
-        """Run `step` alone (no hedging: no task group, no extra task)."""
-        race: _Race[T] = _Race()
-        try:
-            race.winner = await self._one(step, plan.route, info, attempt, deadline, facts.stream)
-            race.won = True
-        except _Unavailable:
-            plan.unavailable[step.target.key] = step.target
-        except _Refused as refused:
-            race.refused.append((step.target, refused.error))
-        except ProviderError as error:
-            race.failures.append((step.target, error))
-        return race
-
     async def _race(
         self,
         step: Try,
@@ -223,7 +260,9 @@ class AttemptDriver:
 
         async def run_one(one: Try) -> None:
             try:
-                value = await self._one(one, plan.route, info, attempt, deadline, facts.stream)
+                value = await self._one(
+                    one, plan.route, info, attempt, deadline, facts.stream, self._clock.monotonic()
+                )
             except _Unavailable:
                 plan.unavailable[one.target.key] = one.target
             except _Refused as refused:
@@ -290,37 +329,47 @@ class AttemptDriver:
         attempt: AttemptFn[T],
         deadline: float,
         stream: bool,
+        now: float,
     ) -> T:
+        """Send one attempt, admitted by health at `now`, bounded by `deadline` and the
+        attempt timeout; record it, and tell health and stats how it went."""
         clock, health, stats = self._clock, self.health, self.stats
         target = step.target
         key = target.key
-        now = clock.monotonic()
         admission = health.admit(key, now)
         if admission is None:
             raise _Unavailable(key)
-        record = AttemptInfo(key, target.provider.name, target.model, step.kind)
+        provider = target.provider
+        record = AttemptInfo(key, provider.name, target.model, step.kind)
         record.circuit, record.started = admission.state, now
         info.attempts.append(record)
         route = plan_route.config
-        limit = min(deadline - now, route.attempt_timeout or target.provider.attempt_timeout)
-        provider = target.provider
+        limit = min(deadline - now, route.attempt_timeout or provider.attempt_timeout)
         if not stream:
             timeouts = provider.whole_timeouts  # bounded as a whole by `limit`
         elif route.idle_timeout is not None:
             timeouts = Timeouts(connect=provider.timeouts.connect, read=route.idle_timeout)
         else:
             timeouts = provider.timeouts
-        known_limits = target.rate_limit
+        limits = target.limits
+        known_limits = limits.state
         stats.started(key)
         try:
+            timer = _Timer(limit)
             try:
-                async with asyncio.timeout(limit):
-                    value = await attempt(target, record, timeouts)
-            except (TimeoutError, TransportError) as exc:
-                raise _as_provider_error(exc, target, limit) from exc
+                value = await attempt(target, record, timeouts)
+            except BaseException as exc:
+                if timer.stop(exc):
+                    timed_out = TimeoutError()  # what asyncio.timeout raises, from the cancel
+                    timed_out.__cause__ = exc
+                    raise _as_provider_error(timed_out, target, limit) from timed_out
+                if isinstance(exc, _TIMEOUTS):
+                    raise _as_provider_error(exc, target, limit) from exc
+                raise
+            timer.stop(None)
         except ProviderError as error:
             ended = clock.monotonic()
-            error.provider, error.model = target.provider.name, target.model
+            error.provider, error.model = provider.name, target.model
             record.outcome, record.status = "error", error.status
             record.error_type, record.error = type(error).__name__, error.message
             record.latency_s = ended - now
@@ -343,13 +392,13 @@ class AttemptDriver:
             raise
         finally:
             stats.ended(key)
-            if target.rate_limit is not known_limits:
+            if limits.state is not known_limits:
                 self._respect_limits(target, clock.monotonic())
         ended = clock.monotonic()
         record.latency_s = ended - now
         health.succeeded(key, ended, admission)
         stats.latency(key, record.latency_s)
-        info.target, info.provider, info.model = key, target.provider.name, target.model
+        info.target, info.provider, info.model = key, provider.name, target.model
         info.served = record
         return value
 

@@ -169,7 +169,11 @@ class Executor:
         key = info.target
 
         def own_price() -> PriceConfig | None:  # looked up when the cost is first read
-            return next((t.price for r in route.chain() for t in r.targets if t.key == key), None)
+            for one in route.chain():
+                for target in one.targets:
+                    if target.key == key:
+                        return target.price
+            return None
 
         info.set_cost(
             self._prices.pricer(
@@ -224,10 +228,13 @@ class Executor:
         facts = RequestFacts(request, ctx.options, stream=False)
         completion = await self.driver.run(route, ctx.options, info, attempt, facts=facts)
         usage = completion.usage.normalised() if completion.usage is not None else None
-        served = info.served
-        stats, key, took = self.driver.stats, info.target or "", served.latency_s if served else 0.0
+        stats, key, served = self.driver.stats, info.target or "", info.served
+        if served is not None and served.started is not None:
+            took, ended = served.latency_s, served.started + served.latency_s  # no new reading
+        else:
+            took, ended = 0.0, self._clock.monotonic()
         stats.first_token(key, took)
-        stats.answered(key, took, usage.output if usage else 0, self._clock.monotonic())
+        stats.answered(key, took, usage.output if usage else 0, ended)
         info.usage = usage
         self._price(route, info, usage, completion.service_tier or request.service_tier)
         return completion

@@ -70,6 +70,10 @@ class EmbeddingsCreateParams(TypedDict, total=False):
 
 
 _SENTINELS = frozenset({"NotGiven", "Omit"})
+#: The types of most values: never a sentinel, so the check skips their names.
+_PLAIN = frozenset({str, int, float, bool, list, dict, tuple})
+#: The client-side keyword arguments (`extra_body` is merged into the parameters).
+_CLIENT = frozenset({"extra_body", "extra_headers", "extra_query", "timeout", "llmroute"})
 
 
 class ClientParams:
@@ -93,11 +97,12 @@ def split_client_params(params: dict[str, Any]) -> tuple[dict[str, Any], ClientP
     client = ClientParams()
     api: dict[str, Any] = {}
     for name, value in params.items():
-        if value is None or type(value).__name__ in _SENTINELS:
+        kind = type(value)
+        if kind not in _PLAIN and (value is None or kind.__name__ in _SENTINELS):
             continue
-        if name == "extra_body":
-            continue
-        if name == "extra_headers":
+        if name not in _CLIENT:
+            api[name] = value
+        elif name == "extra_headers":
             client.extra_headers = value
         elif name == "extra_query":
             client.extra_query = value
@@ -105,8 +110,6 @@ def split_client_params(params: dict[str, Any]) -> tuple[dict[str, Any], ClientP
             client.timeout = value
         elif name == "llmroute":
             client.options = value
-        else:
-            api[name] = value
     body = params.get("extra_body")
     if body is not None and type(body).__name__ not in _SENTINELS:
         api.update(body)
