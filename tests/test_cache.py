@@ -226,9 +226,15 @@ _PLAIN_VALUES: dict[str, st.SearchStrategy[Any]] = {
     "stream": st.sampled_from([None, True]),
     "tool_choice": st.sampled_from([None, "auto", {"type": "function"}]),
 }
-_MESSAGE = st.fixed_dictionaries(
-    {"role": st.sampled_from(["system", "user"]), "content": _TEXT},
-    optional={"name": st.just("ann")},
+_MESSAGE = st.one_of(
+    st.fixed_dictionaries(
+        {"role": st.sampled_from(["system", "user"]), "content": _TEXT},
+        optional={"name": st.just("ann")},
+    ),
+    st.fixed_dictionaries(
+        {"role": st.just("assistant"), "content": _TEXT},
+        optional={"tool_calls": st.sampled_from([None, []])},
+    ),
 )
 
 
@@ -260,6 +266,17 @@ def test_memory_keys_part_requests_as_digests_do(data: st.DataObject) -> None:
         assert memory is None or memory_key(b"other", request) != memory
     (digest_a, memory_a), (digest_b, memory_b) = keys
     assert (memory_a == memory_b) == (digest_a == digest_b)
+
+
+async def test_an_empty_tool_calls_list_is_cached_not_a_crash() -> None:
+    """An assistant turn with ``tool_calls: []`` (some SDKs and frameworks send it) is a
+    plain text request: it must be looked up and stored, not fail on an unhashable key."""
+    turn = [*HI, {"role": "assistant", "content": "Hello", "tool_calls": []},
+            {"role": "user", "content": "Again"}]  # fmt: skip
+    async with build({}) as router:
+        await ask(router, messages=turn)
+        again = await ask(router, messages=turn, llmroute={"user": "u"})  # the long path too
+    assert again.llmroute.cache == "hit"
 
 
 async def test_a_route_sending_elsewhere_does_not_serve_old_answers() -> None:

@@ -16,6 +16,7 @@ their bytes (see `llmroute.cache.entry`).
 from __future__ import annotations
 
 import logging
+import sys
 import zlib
 from collections.abc import Sequence
 from typing import NamedTuple, Protocol
@@ -68,7 +69,7 @@ def _size(item: _Item) -> int:
 def _key_size(key: object) -> int:
     """About the bytes `key` holds: its text, and what a tuple key's values hold."""
     if isinstance(key, str | bytes):
-        return len(key)
+        return sys.getsizeof(key)  # not len(): a character may take up to four bytes
     if isinstance(key, tuple):
         return sum(_key_size(value) for value in key) + 8 * len(key)
     return 16

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from pydantic import ValidationError
 
-from .._types import ChatCompletion, CreateEmbeddingResponse, TokenUsage
+from .._types import ChatCompletion, CreateEmbeddingResponse, TokenUsage, validator
 
 __all__ = ["StoredAnswer", "decode_answer", "encode_answer"]
 
@@ -51,14 +51,14 @@ class StoredAnswer:
 
     def response(self) -> ChatCompletion | CreateEmbeddingResponse | None:
         """A fresh copy of the response; None when the body cannot be read."""
-        # the validators themselves (read from the classes: they are built on first use);
-        # `model_validate_json` adds a tenth in Python around them
         try:
             if self.operation == "chat":
-                chat = ChatCompletion.__pydantic_validator__
-                return chat.validate_json(self.body)  # type: ignore[no-any-return]
-            embeddings = CreateEmbeddingResponse.__pydantic_validator__
-            return embeddings.validate_json(self.body)  # type: ignore[no-any-return]
+                chat: ChatCompletion = validator(ChatCompletion).validate_json(self.body)
+                return chat
+            embeddings: CreateEmbeddingResponse = validator(CreateEmbeddingResponse).validate_json(
+                self.body
+            )
+            return embeddings
         except ValidationError as exc:
             _log.warning(
                 "llmroute cache: an entry that no longer parses, treated as a miss: %s", exc

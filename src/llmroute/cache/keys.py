@@ -158,10 +158,11 @@ def memory_key(head: bytes, request: ChatRequest | EmbeddingsRequest) -> tuple[o
     messages = []
     for message in values["messages"]:
         fields = message.__dict__
+        # every other message field is text or None; `tool_calls` is a list even when empty
         if (
             message.__pydantic_extra__
             or type(fields["content"]) is not str
-            or fields.get("tool_calls")
+            or fields.get("tool_calls") is not None
         ):
             return None
         messages.append((type(message), *fields.values()))
