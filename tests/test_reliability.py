@@ -324,6 +324,23 @@ async def test_hedge_loser_is_cancelled_and_recorded() -> None:
     assert router.stats()["a/m"].in_flight == 0
 
 
+async def test_a_hedge_tie_names_the_target_whose_answer_is_delivered() -> None:
+    """The first attempt and its hedge answer at the same instant: the answer delivered and
+    the target named (provider, stats, price, headers) are the same one."""
+    router = build(
+        {"a": {"latency": "300ms", "text": "from a"}, "b": {"latency": "100ms", "text": "from b"}},
+        {"targets": ["a/m", "b/m"], "hedge": {"after": "200ms"}},
+    )
+    async with router:
+        reply = await ask(router)
+    assert now() == pytest.approx(0.3, abs=0.01)
+    assert {a.outcome for a in reply.llmroute.attempts} == {"ok"}  # both answered: a tie
+    delivered = reply.choices[0].message.content
+    assert delivered == f"from {reply.llmroute.provider}"
+    served = reply.llmroute.served
+    assert served is not None and served.target == reply.llmroute.target
+
+
 async def test_context_window_skips_small_targets_and_failover_on_context_error() -> None:
     long = [{"role": "user", "content": "x" * 4000}]  # about 1000 tokens
     router = AsyncRouter(

@@ -117,6 +117,12 @@ def _lost(step: Try, plan: AttemptPlan, error: Exception) -> _Race[T]:
     return race
 
 
+def _served(info: RouteInfo, target: Target, record: AttemptInfo) -> None:
+    """Name the target whose answer the request delivers."""
+    info.target, info.provider, info.model = target.key, target.provider.name, target.model
+    info.served = record
+
+
 def _as_provider_error(
     exc: TransportError | TimeoutError, target: Target, limit: float
 ) -> ProviderError:
@@ -168,28 +174,11 @@ class AttemptDriver:
         clock = self._clock
         config = route.config
         info.route, info.strategy = route.name, config.strategy
-        allowed = _allowed(route, options)
         timeout = options.timeout or config.timeout
         now = clock.monotonic()  # one reading per step: deciding it, then sending it
         own = now + timeout
         deadline = own if deadline is None else min(own, deadline)
-        selector = self.selector
-
-        def order(one: Route, at: float) -> list[Target]:
-            selection = selector.select(one, facts, at)
-            if not info.has_reason:
-                info.set_reason(one.config.strategy, selection.reason)
-            return selection.targets
-
-        plan = AttemptPlan(
-            route,
-            rng=self._rng,
-            health=self.health,
-            allowed=allowed,
-            order=order,
-            input_tokens=lambda: facts.input_tokens,
-        )
-        plan.exclude(exclude)
+        plan = self._plan(route, options, info, facts, exclude)
         errors: list[ProviderError] = []
         refusals: list[RequestError] = []  # targets that cannot express the request
         out_of_time = False
@@ -212,11 +201,14 @@ class AttemptDriver:
             if current.config.hedge is None:
                 # alone (no task group, no extra task): a win returns with no race to record
                 try:
-                    return await self._one(
+                    value, record = await self._one(
                         step, current, info, attempt, deadline, facts.stream, now
                     )
                 except (_Unavailable, _Refused, ProviderError) as exc:
                     race: _Race[T] = _lost(step, plan, exc)
+                else:
+                    _served(info, step.target, record)
+                    return value
             else:
                 race = await self._race(step, plan, info, attempt, deadline, discard, facts)
                 if race.won:
@@ -226,6 +218,34 @@ class AttemptDriver:
         if refusals and not errors:
             raise refusals[0]  # no target could even take the request
         raise self._exhausted(info, plan, errors, out_of_time, timeout)
+
+    def _plan(
+        self,
+        route: Route,
+        options: RequestOptions,
+        info: RouteInfo,
+        facts: RequestFacts,
+        exclude: frozenset[str],
+    ) -> AttemptPlan:
+        """The request's plan: the strategy orders each route when the plan first needs it."""
+        selector = self.selector
+
+        def order(one: Route, at: float) -> list[Target]:
+            selection = selector.select(one, facts, at)
+            if not info.has_reason:
+                info.set_reason(one.config.strategy, selection.reason)
+            return selection.targets
+
+        plan = AttemptPlan(
+            route,
+            rng=self._rng,
+            health=self.health,
+            allowed=_allowed(route, options),
+            order=order,
+            input_tokens=lambda: facts.input_tokens,
+        )
+        plan.exclude(exclude)
+        return plan
 
     @staticmethod
     def _absorb(
@@ -260,7 +280,7 @@ class AttemptDriver:
 
         async def run_one(one: Try) -> None:
             try:
-                value = await self._one(
+                value, record = await self._one(
                     one, plan.route, info, attempt, deadline, facts.stream, self._clock.monotonic()
                 )
             except _Unavailable:
@@ -276,8 +296,9 @@ class AttemptDriver:
                 if race.won:
                     if discard is not None:
                         await discard(value)
-                else:
+                else:  # the winner alone names the target (a loser may end in the same turn)
                     race.winner, race.won = value, True
+                    _served(info, one.target, record)
                     tg.cancel_scope.cancel()
             finally:
                 race.running -= 1
@@ -330,9 +351,10 @@ class AttemptDriver:
         deadline: float,
         stream: bool,
         now: float,
-    ) -> T:
+    ) -> tuple[T, AttemptInfo]:
         """Send one attempt, admitted by health at `now`, bounded by `deadline` and the
-        attempt timeout; record it, and tell health and stats how it went."""
+        attempt timeout; record it, and tell health and stats how it went. Returns the
+        answer and its record (the caller names the served target: see `_served`)."""
         clock, health, stats = self._clock, self.health, self.stats
         target = step.target
         key = target.key
@@ -398,9 +420,7 @@ class AttemptDriver:
         record.latency_s = ended - now
         health.succeeded(key, ended, admission)
         stats.latency(key, record.latency_s)
-        info.target, info.provider, info.model = key, provider.name, target.model
-        info.served = record
-        return value
+        return value, record
 
     def _judge(
         self, target: Target, admission: Admission, error: ProviderError, now: float
