@@ -6,6 +6,8 @@ import base64
 import email.utils
 import json
 import struct
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -554,3 +556,16 @@ def test_presets_without_embeddings_refuse(kind: str) -> None:
         adapter.embeddings_request(request, "nomic-embed-text")
     assert info.value.param == "model"
     assert kind in str(info.value)
+
+
+def test_validators_are_built_from_a_shallow_call_stack() -> None:
+    """`validator()` builds a deferred response model plainly: pydantic's own placeholder
+    looks a few frames up the stack, and fails when called from a script's top level."""
+    script = (
+        "from llmroute._types import ChatCompletion, ChatCompletionChunk, validator\n"
+        'body = b\'{"id":"x","created":1,"model":"m","choices":[]}\'\n'
+        "assert validator(ChatCompletion).validate_json(body).id == 'x'\n"
+        "assert validator(ChatCompletionChunk).validate_json(body).id == 'x'\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

@@ -31,6 +31,7 @@ from .._types import (
     ChatCompletionChunk,
     CreateEmbeddingResponse,
     keep_provider_json,
+    validator,
 )
 from ._base import (
     NO_EXTRA,
@@ -175,10 +176,7 @@ class OpenAIStreamDecoder(StreamDecoder):
         if b'"error"' in data:
             self._raise_if_error(data)
         try:
-            # the validator itself: `model_validate_json` adds a tenth in Python around it
-            chunk: ChatCompletionChunk = ChatCompletionChunk.__pydantic_validator__.validate_json(
-                data
-            )
+            chunk: ChatCompletionChunk = validator(ChatCompletionChunk).validate_json(data)
         except ValidationError as exc:
             raise MalformedResponse(
                 f"unexpected stream chunk: {exc.errors(include_url=False)[0]['msg']}",
@@ -272,7 +270,7 @@ class OpenAIAdapter(ProviderAdapter):
 
     def parse_chat(self, body: bytes, model: str) -> ChatCompletion:
         try:
-            completion: ChatCompletion = ChatCompletion.__pydantic_validator__.validate_json(body)
+            completion: ChatCompletion = validator(ChatCompletion).validate_json(body)
             return completion
         except ValidationError as exc:
             raise MalformedResponse(
