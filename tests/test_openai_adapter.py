@@ -25,6 +25,7 @@ from llmroute._errors import (
     PermissionDenied,
     ProviderError,
     ProviderUnavailable,
+    QuotaExceeded,
     RateLimited,
     RequestError,
 )
@@ -365,6 +366,7 @@ def test_stream_error_without_final_blank_line_raises_on_finish() -> None:
 STREAM_ERRORS = [
     ({"message": "The server had an error", "type": "server_error", "code": None}, ProviderUnavailable),
     ({"message": "Rate limit reached", "type": "tokens", "code": "rate_limit_exceeded"}, RateLimited),
+    ({"message": "No credit", "type": "insufficient_quota", "code": "insufficient_quota"}, QuotaExceeded),
     ({"message": "Too long", "type": "invalid_request_error", "code": "context_length_exceeded"}, ContextLengthExceeded),
     ({"message": "Filtered", "type": None, "code": "content_filter"}, ContentFiltered),
     ({"message": "Bad tool", "type": "invalid_request_error", "code": None}, InvalidRequest),
@@ -442,6 +444,10 @@ NON_2XX = [
     (404, _err({"message": "long", "code": "string_above_max_length"}), ContextLengthExceeded, "long"),
     (400, _err({"message": "unsafe", "code": "content_policy_violation"}), ContentFiltered, "unsafe"),
     (429, _err({"message": "slow down", "code": 429}), RateLimited, "slow down"),
+    (429, _err({"message": "no credit", "type": "insufficient_quota", "code": "insufficient_quota"}),
+     QuotaExceeded, "no credit"),
+    (429, _err({"message": "no credit", "type": "insufficient_quota", "code": None}),
+     QuotaExceeded, "no credit"),
     (503, b'{"error": "model overloaded"}', ProviderUnavailable, "model overloaded"),
     (502, b'{"message": "Bad Gateway"}', ProviderUnavailable, "Bad Gateway"),
     (503, b"", ProviderUnavailable, "HTTP 503 with a non-OpenAI error body: (empty body)"),

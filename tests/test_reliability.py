@@ -139,6 +139,34 @@ async def test_wait_beyond_deadline_fails_fast_and_fail_policy_fails_at_once() -
         assert now() == 0.0  # the 60 s wait could not fit: no pointless sleeping
 
 
+async def test_no_credit_left_fails_over_at_once_and_is_not_retried() -> None:
+    """A 429 ``insufficient_quota`` says the account is out of credit: the request moves on
+    and never comes back to that target, while a plain 429 is retried in a later round."""
+    quota = {"status": 429, "code": "insufficient_quota", "error_type": "insufficient_quota"}
+    for first, tries_of_a in ((quota, 1), ({"status": 429}, 2)):
+        router = build(
+            {"a": {"script": [first], "repeat_script": True},
+             "b": {"script": [503, {"text": "from b"}]}},
+            {"targets": ["a/m", "b/m"], "retry": {"attempts": 3, "initial": "10ms"}},
+        )  # fmt: skip
+        async with router:
+            reply = await ask(router)
+            sent_to_a = len(router._catalog.providers["a"].transport.requests)  # type: ignore[attr-defined]
+        assert reply.choices[0].message.content == "from b"
+        assert sent_to_a == tries_of_a
+    assert reply.llmroute.attempts[0].error_type == "RateLimited"
+    router = build({"a": {"script": [quota], "repeat_script": True}},
+                   {"targets": ["a/m"], "retry": {"attempts": 3}})  # fmt: skip
+    async with router:
+        with pytest.raises(llmroute.AllTargetsFailed) as failed:
+            await ask(router)
+        assert len(router._catalog.providers["a"].transport.requests) == 1  # type: ignore[attr-defined]
+        health = router.health()["a/m"]
+        assert (health.requests, health.error_ratio) == (1, 1.0)  # counted against the target
+        assert (health.last_error or "").startswith("QuotaExceeded")
+    assert [type(e) for e in failed.value.errors] == [llmroute.QuotaExceeded]
+
+
 async def test_circuit_opens_rests_probes_and_recovers() -> None:
     health = {"min_requests": 4, "error_threshold": 0.5, "window": "10s", "cooldown": "5s"}
     router = build(

@@ -27,6 +27,7 @@ from ._errors import (
     ModelNotFound,
     PermissionDenied,
     ProviderError,
+    QuotaExceeded,
 )
 from ._types import AttemptKind
 
@@ -41,6 +42,7 @@ __all__ = ["AttemptPlan", "Try", "Wait", "backoff_delay", "failover_kind"]
 _MAX_WAITS = 8
 
 _KINDS: tuple[tuple[type[ProviderError], FailoverKind], ...] = (
+    (QuotaExceeded, "quota"),
     (AuthenticationError, "authentication"),
     (PermissionDenied, "permission"),
     (ModelNotFound, "model_not_found"),

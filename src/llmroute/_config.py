@@ -191,14 +191,14 @@ class TargetConfig(BaseModel):
 
 
 FailoverKind = Literal[
-    "authentication", "permission", "model_not_found", "context_length", "content_filter",
-    "invalid_request",
+    "authentication", "permission", "model_not_found", "context_length", "quota",
+    "content_filter", "invalid_request",
 ]  # fmt: skip
 
 
 #: The fatal errors that fail over by default: they say "not this target".
 DEFAULT_FAILOVER: tuple[FailoverKind, ...] = (
-    "authentication", "permission", "model_not_found", "context_length",
+    "authentication", "permission", "model_not_found", "context_length", "quota",
 )  # fmt: skip
 
 

@@ -28,6 +28,7 @@ from ._errors import (
     ProviderConnectionError,
     ProviderError,
     ProviderTimeout,
+    QuotaExceeded,
     RateLimited,
     RequestError,
 )
@@ -427,7 +428,7 @@ class AttemptDriver:
     ) -> None:
         """Tell health what a failure says about the target."""
         key = target.key
-        if isinstance(error, RateLimited):
+        if isinstance(error, RateLimited) and error.retryable:  # not QuotaExceeded
             self.health.released(key, admission)
             if error.retry_after is not None:
                 self.health.cool_down(key, now, error.retry_after, f"RateLimited: {error.message}")
@@ -489,7 +490,7 @@ class AttemptDriver:
 
 def _target_fault(error: ProviderError) -> bool:
     """Whether a fatal error says the target itself is broken (not the request)."""
-    return isinstance(error, AuthenticationError | PermissionDenied | ModelNotFound)
+    return isinstance(error, AuthenticationError | PermissionDenied | ModelNotFound | QuotaExceeded)
 
 
 def _allowed(route: Route, options: RequestOptions) -> frozenset[str] | None:

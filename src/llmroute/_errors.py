@@ -9,6 +9,7 @@ Every error llmroute raises derives from `LLMRouteError`::
     ├── ProviderError                a provider answered with an error (or not at all)
     │   ├── retryable
     │   │   ├── RateLimited              429
+    │   │   │   └── QuotaExceeded        429 ``insufficient_quota``: no credit left (not retried)
     │   │   ├── ProviderUnavailable      5xx, 529 overloaded, 408/409, a stream that ended early
     │   │   │   └── MalformedResponse    a 2xx answer that is not JSON or has the wrong shape
     │   │   ├── ProviderTimeout          connect / first byte / attempt timeout
@@ -54,6 +55,7 @@ __all__ = [
     "ProviderError",
     "ProviderTimeout",
     "ProviderUnavailable",
+    "QuotaExceeded",
     "RateLimited",
     "RequestError",
     "StreamInterrupted",
@@ -144,6 +146,16 @@ class RateLimited(ProviderError):
 
     retryable = True
     kind = "rate_limit_exceeded"
+
+
+class QuotaExceeded(RateLimited):
+    """The account behind the target has no quota or credit left (OpenAI's 429
+    ``insufficient_quota``): waiting does not fix it, so the target is not tried again
+    for this request. It fails over (the ``quota`` kind of `failover_on`) and counts
+    against the target's health, like a rejected key."""
+
+    retryable = False
+    kind = "insufficient_quota"
 
 
 class ProviderUnavailable(ProviderError):

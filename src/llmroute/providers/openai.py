@@ -21,6 +21,7 @@ from .._errors import (
     PermissionDenied,
     ProviderError,
     ProviderUnavailable,
+    QuotaExceeded,
     RateLimited,
 )
 from .._request import ChatRequest, EmbeddingsRequest
@@ -112,7 +113,7 @@ _TYPE_CLASSES: dict[str, type[ProviderError]] = {
     "rate_limit_error": RateLimited,
     "requests": RateLimited,
     "tokens": RateLimited,
-    "insufficient_quota": RateLimited,
+    "insufficient_quota": QuotaExceeded,
     "authentication_error": AuthenticationError,
     "invalid_api_key": AuthenticationError,
     "permission_error": PermissionDenied,
@@ -135,7 +136,7 @@ def classify_openai_error(status: int, kind: str | None, code: str | None) -> ty
     if status < 400:
         return _TYPE_CLASSES.get(code or "") or _TYPE_CLASSES.get(kind or "") or ProviderUnavailable
     if status == 429:
-        return RateLimited
+        return QuotaExceeded if "insufficient_quota" in (code, kind) else RateLimited
     if status == 401:
         return AuthenticationError
     if status == 403:
