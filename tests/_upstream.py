@@ -60,3 +60,41 @@ class Upstream:
     headers: list[Any] = field(default_factory=list)  # case-insensitive multidicts
     queries: list[str] = field(default_factory=list)
     peers: list[Any] = field(default_factory=list)
+
+
+def one_read_router(body: bytes, route: dict[str, Any] | None = None) -> Any:
+    """An `AsyncRouter` whose route ``chat`` has one openai-type target answering every
+    request with `body` as an event stream, all of it in one network read (no sockets)."""
+    from collections.abc import AsyncIterator
+
+    from llmroute import AsyncRouter
+    from llmroute._transport import HttpRequest, HttpResponse, Timeouts, Transport
+
+    class OneRead(HttpResponse):
+        status, headers = 200, {"content-type": "text/event-stream"}
+
+        async def read(self) -> bytes:
+            return body
+
+        def aiter_lines(self) -> AsyncIterator[bytes]:
+            raise AssertionError("streams are read in batches")
+
+        async def aiter_bytes(self) -> AsyncIterator[bytes]:
+            yield body
+
+        async def aclose(self) -> None:
+            return None
+
+    class Canned(Transport):
+        async def send(self, request: HttpRequest, timeouts: Timeouts) -> HttpResponse:
+            return OneRead()
+
+        async def aclose(self) -> None:
+            return None
+
+    config = {
+        "providers": {"a": {"type": "openai", "api_key": "k", "base_url": "http://up.invalid/v1"}},
+        "routes": {"chat": {"targets": ["a/m"], **(route or {})}},
+        "logging": {"store": None},
+    }
+    return AsyncRouter(config, env={}, transports={"a": Canned()})

@@ -339,10 +339,8 @@ async def test_streamed_chunks_are_forwarded_as_the_provider_wrote_them() -> Non
     """A chunk decoded from one line of the provider's JSON goes out as those bytes (no second
     serialisation); one that spanned several ``data:`` lines is serialised again."""
     import json
-    from collections.abc import AsyncIterator
 
-    from llmroute import AsyncRouter
-    from llmroute._transport import HttpRequest, HttpResponse, Timeouts, Transport
+    from _upstream import one_read_router
     from llmroute.server.app import create_app
 
     # unusual spacing and key order and a vendor field: only a verbatim copy keeps all three
@@ -352,35 +350,7 @@ async def test_streamed_chunks_are_forwarded_as_the_provider_wrote_them() -> Non
     body = b"data: " + first + b"\n\n" + b"".join(b"data: " + p + b"\n" for p in split)
     body += b"\ndata: [DONE]\n\n"
 
-    class Sse(HttpResponse):
-        status, headers = 200, {"content-type": "text/event-stream"}
-
-        async def read(self) -> bytes:
-            return body
-
-        async def aiter_lines(self) -> AsyncIterator[bytes]:
-            raise AssertionError("not used")
-            yield b""
-
-        async def aiter_bytes(self) -> AsyncIterator[bytes]:
-            yield body
-
-        async def aclose(self) -> None:
-            return None
-
-    class Upstream(Transport):
-        async def send(self, request: HttpRequest, timeouts: Timeouts) -> HttpResponse:
-            return Sse()
-
-        async def aclose(self) -> None:
-            return None
-
-    config = {
-        "providers": {"a": {"type": "openai", "api_key": "k", "base_url": "http://up.invalid/v1"}},
-        "routes": {"chat": {"targets": ["a/m"]}},
-        "logging": {"store": None},
-    }
-    router = AsyncRouter(config, env={}, transports={"a": Upstream()})
+    router = one_read_router(body)
     app = create_app(router)
     request = json.dumps({"model": "chat", "messages": [{"role": "user", "content": "Hi"}],
                           "stream": True}).encode()  # fmt: skip

@@ -162,7 +162,7 @@ async def test_usage_chunk_is_supplied_when_the_provider_sends_none() -> None:
 async def test_events_of_one_network_read_arrive_before_an_error_among_them() -> None:
     """Lines are decoded a network read at a time: content that arrived in the same read as a
     provider's error event is delivered first, then the error interrupts the stream."""
-    from llmroute._transport import HttpRequest, HttpResponse, Timeouts, Transport
+    from _upstream import one_read_router
 
     def event(delta: dict[str, Any], finish: str | None = None) -> bytes:
         chunk = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
@@ -175,34 +175,7 @@ async def test_events_of_one_network_read_arrive_before_an_error_among_them() ->
         + b'data: {"error": {"message": "overloaded", "type": "server_error"}}\n\n'
     )
 
-    class OneRead(HttpResponse):
-        status, headers = 200, {"content-type": "text/event-stream"}
-
-        async def read(self) -> bytes:
-            return body
-
-        def aiter_lines(self) -> AsyncIterator[bytes]:
-            raise AssertionError("streams are read in batches")
-
-        async def aiter_bytes(self) -> AsyncIterator[bytes]:
-            yield body  # everything in one read
-
-        async def aclose(self) -> None:
-            return None
-
-    class Upstream(Transport):
-        async def send(self, request: HttpRequest, timeouts: Timeouts) -> HttpResponse:
-            return OneRead()
-
-        async def aclose(self) -> None:
-            return None
-
-    config = {
-        "providers": {"a": {"type": "openai", "api_key": "k", "base_url": "http://up.invalid/v1"}},
-        "routes": {"chat": {"targets": ["a/m"], "retry": {"attempts": 1}}},
-        "logging": {"store": None},
-    }
-    async with AsyncRouter(config, env={}, transports={"a": Upstream()}) as router:
+    async with one_read_router(body, {"retry": {"attempts": 1}}) as router:
         stream = await router.chat.completions.create(model="chat", messages=HI, stream=True)
         received: list[str | None] = []
 

@@ -45,9 +45,9 @@ def validator(model: type[BaseModel]) -> SchemaValidator:
     """`model`'s pydantic-core validator, built now if it was deferred (`defer_build`).
 
     Calling it directly spares the Python around `model_validate_json` (a tenth of a
-    small model's parse). A deferred model's placeholder validator rebuilds the model
-    through pydantic's own frame inspection, which fails from a shallow call stack; this
-    builds it plainly instead.
+    small model's parse). Until a deferred model is built, pydantic's `MockValSer` stands
+    in for its validator and builds it through frame inspection, which fails from a
+    shallow call stack; this builds it plainly instead.
     """
     found = model.__pydantic_validator__
     if isinstance(found, SchemaValidator):

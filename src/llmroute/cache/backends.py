@@ -89,7 +89,7 @@ class MemoryBackend:
         """The answer under `key`, None when missing or expired (a hit's path is short)."""
         try:  # half the calls of `get()`, which checks `in` first
             item = self._items[key]
-        except KeyError:
+        except KeyError:  # not there: a miss
             return None
         if item.expires <= self._clock.monotonic():
             self._items.pop(key, None)
