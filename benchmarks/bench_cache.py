@@ -46,7 +46,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from llmroute import AsyncRouter, ChatCompletion
-from llmroute._pipeline import Answer, RequestContext, Stage
+from llmroute.pipeline.stage import Answer, RequestContext, Stage
 
 MESSAGES = [
     {"role": "system", "content": "You are terse."},

@@ -39,10 +39,10 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import llmroute
-from llmroute._pipeline import Outcome, RequestContext
 from llmroute._request import RequestOptions, validate_chat_request
 from llmroute._types import AttemptInfo, RouteInfo, TokenUsage
 from llmroute.observe import SqliteStore
+from llmroute.pipeline.stage import Outcome, RequestContext
 from upstream import MODEL, running_upstream
 
 MESSAGES = [{"role": "user", "content": "Say hello in one short sentence."}]

@@ -356,7 +356,7 @@ async def test_a_full_queue_drops_and_counts(tmp_path: Path) -> None:
 
 
 async def test_refusals_by_a_limit_are_recorded(tmp_path: Path) -> None:
-    class Limit(llmroute._pipeline.Stage):
+    class Limit(llmroute.pipeline.stage.Stage):
         name = "limit"
 
         async def before(self, ctx: Any) -> None:

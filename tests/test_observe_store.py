@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 import llmroute
 from llmroute import Router, TokenUsage
-from llmroute._cost import PriceBook, _calc
+from llmroute._prices import PriceBook, _calc
 from llmroute.cli import main
 from llmroute.observe import AttemptRecord, RequestRecord, SqliteStore, percentile
 from llmroute.observe.sqlite import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION

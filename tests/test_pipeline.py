@@ -8,7 +8,7 @@ import pytest
 
 import llmroute
 from llmroute import AsyncRouter
-from llmroute._pipeline import Answer, Outcome, RequestContext, Stage
+from llmroute.pipeline.stage import Answer, Outcome, RequestContext, Stage
 
 pytestmark = pytest.mark.anyio
 

@@ -320,7 +320,7 @@ def test_request_ids_do_not_repeat_when_the_application_seeds_random() -> None:
     them repeat, or a persistent log would drop the later requests' records."""
     import random
 
-    from llmroute._execute import new_request_id
+    from llmroute.pipeline.executor import new_request_id
 
     random.seed(42)
     first = [new_request_id() for _ in range(3)]

@@ -14,8 +14,8 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from llmroute._catalog import Target
 from llmroute._config import PriceConfig
+from llmroute.routing.catalog import Target
 from llmroute.routing.select import Selector
 from llmroute.routing.stats import LiveStats
 from llmroute.routing.strategies import (

@@ -49,7 +49,6 @@ if TYPE_CHECKING:
     )
     from ._request import CacheControl, RequestOptions
     from ._router import AsyncRouter
-    from ._stream import AsyncChatStream
     from ._sync import ChatStream, Router
     from ._transport import HttpRequest, HttpResponse, Timeouts, Transport
     from ._types import (
@@ -65,13 +64,14 @@ if TYPE_CHECKING:
     from .observe.analytics import StatsReport
     from .observe.record import AttemptRecord, RequestRecord
     from .observe.recorder import RecorderStatus
+    from .pipeline.stream import AsyncChatStream
     from .routing.health import TargetHealth
     from .routing.stats import TargetStats
 
 # Everything but the errors is imported on first use (PEP 562), so `import llmroute`
 # stays cheap for programs that only need it later, or only for its errors.
 _LAZY: dict[str, str] = {
-    "AsyncChatStream": "._stream",
+    "AsyncChatStream": ".pipeline.stream",
     "AsyncRouter": "._router",
     "AttemptInfo": "._types",
     "AttemptRecord": ".observe.record",

@@ -13,23 +13,18 @@ from typing import TYPE_CHECKING, Any, Literal, Self, TypedDict, overload
 
 from typing_extensions import Unpack
 
-from ._catalog import Catalog
 from ._clock import Clock, SystemClock
 from ._config import Config
 from ._config_load import load_config, load_file
-from ._cost import PriceBook
-from ._driver import AttemptDriver
 from ._errors import RequestError
-from ._execute import Executor
 from ._params import ChatCreateParams, ClientParams, EmbeddingsCreateParams, split_client_params
-from ._pipeline import Stage
+from ._prices import PriceBook
 from ._request import (
     RequestOptions,
     validate_chat_request,
     validate_embeddings_request,
     validate_options,
 )
-from ._stream import AsyncChatStream
 from ._types import ChatCompletion, CreateEmbeddingResponse, Model, ModelList
 from .cache.stage import CacheStats
 from .limits.budget import BudgetStatus
@@ -38,7 +33,12 @@ from .limits.stats import LimitStats
 from .observe.record import RequestRecord
 from .observe.recorder import HookEvent, Recorder, RecorderStatus, Redactor
 from .observe.sinks import Sink
+from .pipeline.driver import AttemptDriver
+from .pipeline.executor import Executor
+from .pipeline.stage import Stage
+from .pipeline.stream import AsyncChatStream
 from .providers import ExtraRequest
+from .routing.catalog import Catalog
 from .routing.health import HealthTracker, TargetHealth
 from .routing.select import Selector
 from .routing.stats import LiveStats, TargetStats

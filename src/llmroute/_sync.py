@@ -22,7 +22,6 @@ from ._config import Config
 from ._config_load import load_file
 from ._params import ChatCreateParams, EmbeddingsCreateParams
 from ._router import AsyncRouter, RouterOptions, model_list
-from ._stream import AsyncChatStream
 from ._types import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -33,6 +32,7 @@ from ._types import (
 from .observe.record import RequestRecord
 from .observe.recorder import HookEvent, RecorderStatus, Redactor
 from .observe.sinks import Sink
+from .pipeline.stream import AsyncChatStream
 from .routing.health import TargetHealth
 from .routing.stats import TargetStats
 

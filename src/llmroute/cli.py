@@ -14,9 +14,9 @@ import sys
 from pathlib import Path
 
 from . import AsyncRouter, Config, ConfigError, LLMRouteError, __version__
-from ._catalog import Provider, Route
 from ._config_load import providers_from_env
 from .providers import PRESETS
+from .routing.catalog import Provider, Route
 
 __all__ = ["main"]
 

@@ -24,7 +24,7 @@ from typing import NamedTuple, Protocol
 from cachetools import LRUCache
 
 from .._clock import Clock
-from ..limits._redis import RedisConnection
+from ..stores.redis import RedisConnection
 from .entry import StoredAnswer, decode_answer, encode_answer
 from .keys import CacheKey
 

@@ -25,11 +25,11 @@ import random
 from dataclasses import dataclass
 from typing import cast
 
-from .._catalog import Route
-from .._pipeline import Answer, Outcome, RequestContext, Stage
 from .._request import _DEFAULT_OPTIONS, ChatRequest
 from .._types import ChatCompletion, CompletionUsage, CreateEmbeddingResponse
-from ..limits._redis import RedisUnavailable
+from ..pipeline.stage import Answer, Outcome, RequestContext, Stage
+from ..routing.catalog import Route
+from ..stores.redis import RedisUnavailable
 from .backends import CacheBackend, MemoryBackend
 from .config import CacheConfig
 from .convert import chunks_to_completion, completion_to_chunks

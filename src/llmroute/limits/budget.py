@@ -18,13 +18,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from .._catalog import Target
 from .._clock import Clock
-from .._cost import PriceBook
 from .._errors import BudgetExceeded
-from .._pipeline import Answer, Outcome, RequestContext, Stage
+from .._prices import PriceBook
 from .._request import ChatRequest
-from ._redis import RedisUnavailable
+from ..pipeline.stage import Answer, Outcome, RequestContext, Stage
+from ..routing.catalog import Target
+from ..stores.redis import RedisUnavailable
 from .budget_store import BudgetStore, Lease, Usage, WindowKey
 from .config import BudgetRule, BudgetsConfig
 from .rate import estimate_input_tokens

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from ._redis import RedisConnection
+from ..stores.redis import RedisConnection
 
 __all__ = ["BudgetStore", "Lease", "MemoryBudgetStore", "RedisBudgetStore", "WindowKey", "Usage"]
 

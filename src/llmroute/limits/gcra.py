@@ -27,7 +27,7 @@ from typing import Protocol
 from cachetools import TLRUCache
 
 from .._clock import Clock
-from ._redis import RedisConnection
+from ..stores.redis import RedisConnection
 
 __all__ = ["Charge", "GcraStore", "MemoryGcra", "RedisGcra"]
 

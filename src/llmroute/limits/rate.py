@@ -23,10 +23,10 @@ from typing import Literal
 
 from .._clock import Clock
 from .._errors import LocalRateLimitExceeded
-from .._pipeline import Answer, Outcome, RequestContext, Stage
 from .._request import ChatRequest, EmbeddingsRequest
 from .._tokens import estimate_request_tokens, estimate_text_tokens
-from ._redis import RedisUnavailable
+from ..pipeline.stage import Answer, Outcome, RequestContext, Stage
+from ..stores.redis import RedisUnavailable
 from .config import RateLimitRule, RateLimitsConfig
 from .gcra import Charge, GcraStore
 from .stats import LimitCounters

@@ -12,12 +12,12 @@ from dataclasses import dataclass, field
 
 from .._clock import Clock
 from .._config import Config
-from .._cost import PriceBook
-from .._pipeline import Stage
+from .._prices import PriceBook
 from ..cache.backends import CacheBackend, MemoryBackend, RedisBackend
 from ..cache.config import CacheConfig
 from ..cache.stage import CacheStage
-from ._redis import RedisConnection
+from ..pipeline.stage import Stage
+from ..stores.redis import RedisConnection
 from .budget import BudgetStage
 from .budget_store import BudgetStore, MemoryBudgetStore, RedisBudgetStore
 from .gcra import GcraStore, MemoryGcra, RedisGcra

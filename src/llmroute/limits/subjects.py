@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .._pipeline import RequestContext
+from ..pipeline.stage import RequestContext
 
 __all__ = ["subject_of"]
 

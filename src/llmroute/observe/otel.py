@@ -37,8 +37,8 @@ if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
     from opentelemetry.trace import TracerProvider
 
-    from .._catalog import Catalog
-    from .._pipeline import RequestContext
+    from ..pipeline.stage import RequestContext
+    from ..routing.catalog import Catalog
 
 __all__ = ["DURATION_BUCKETS", "TOKEN_BUCKETS", "Prepared", "Telemetry", "request_parameters"]
 

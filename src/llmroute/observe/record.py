@@ -18,7 +18,7 @@ from .._errors import BudgetExceeded, LocalRateLimitExceeded
 from .._types import ChatCompletion, ChatCompletionChunk, RouteInfo, TokenUsage
 
 if TYPE_CHECKING:
-    from .._pipeline import Outcome, RequestContext
+    from ..pipeline.stage import Outcome, RequestContext
 
 __all__ = [
     "AttemptRecord",

@@ -33,8 +33,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from .._errors import ConfigError
-from .._pipeline import Answer, Outcome, RequestContext, Stage
 from .._types import RouteInfo
+from ..pipeline.stage import Answer, Outcome, RequestContext, Stage
 from .record import (
     AttemptRecord,
     RequestRecord,
@@ -49,9 +49,9 @@ if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
     from opentelemetry.trace import TracerProvider
 
-    from .._catalog import Catalog
     from .._clock import Clock
     from .._config import LoggingConfig, TelemetryConfig
+    from ..routing.catalog import Catalog
     from .analytics import Filters, StatsReport
     from .otel import Prepared, Telemetry
     from .sqlite import SqliteStore

@@ -2,7 +2,7 @@
 
 The public pieces for writing your own strategy are re-exported here:
 `Strategy`, `Selection` and `SelectionContext` (see `strategies`). The
-candidates a strategy orders are `llmroute._catalog.Target` objects: use their
+candidates a strategy orders are `llmroute.routing.catalog.Target` objects: use their
 `key` (``provider/model``), `provider.name`, `model`, `weight` and `price`.
 """
 

@@ -23,8 +23,8 @@ from .stats import LiveStats
 from .strategies import Reason, Selection, SelectionContext
 
 if TYPE_CHECKING:
-    from .._catalog import Route, Target
-    from .._cost import PriceBook
+    from .._prices import PriceBook
+    from .catalog import Route, Target
 
 __all__ = ["RequestFacts", "Selector", "needed_capabilities"]
 

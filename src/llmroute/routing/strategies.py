@@ -34,7 +34,7 @@ from ._lines import CostLines
 from .stats import DEFAULT_OUTPUT, LiveStats
 
 if TYPE_CHECKING:
-    from .._catalog import Target
+    from .catalog import Target
     from .stats import _Target as _TargetState
 
 __all__ = [

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from .._execute import current_request_id, new_request_id
+from ..pipeline.executor import current_request_id, new_request_id
 from .headers import ANTHROPIC_REQUEST_ID, OPENAI_REQUEST_ID, PREFIX, REQUEST_ID
 from .sse import Pending
 

@@ -37,10 +37,10 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic_core import from_json
 
 from .._errors import AllTargetsFailed, LLMRouteError, ProviderError
-from .._execute import current_request_id
 from .._router import AsyncRouter
-from .._stream import AsyncChatStream
 from .._types import ChatCompletion, CreateEmbeddingResponse, RouteInfo
+from ..pipeline.executor import current_request_id
+from ..pipeline.stream import AsyncChatStream
 from ._anthropic_wire import error_body
 from ._call import Call, ClientGone, Message, Receive, Scope, Send
 from .config import ServerConfig

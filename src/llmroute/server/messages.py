@@ -31,8 +31,8 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from .._errors import LLMRouteError
-from .._stream import AsyncChatStream
 from .._types import ChatCompletion, ChatCompletionChunk, CompletionUsage, RouteInfo, TokenUsage
+from ..pipeline.stream import AsyncChatStream
 from ._anthropic_wire import error_event, read_request, to_chat_params
 from .errors import HTTPError, from_exception
 from .headers import control_options, route_headers

@@ -32,11 +32,11 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import ValidationError
 
 from .. import __version__
-from .._catalog import Route
 from .._config import Config
 from .._config_load import load_config, load_file, providers_from_env
 from .._errors import ConfigError
 from .._router import AsyncRouter
+from ..routing.catalog import Route
 from .config import ServerConfig
 
 if TYPE_CHECKING:

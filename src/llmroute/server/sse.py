@@ -16,8 +16,8 @@ from collections.abc import Awaitable, Callable, Generator
 from typing import Any, Generic, TypeVar
 
 from .._errors import LLMRouteError
-from .._stream import AsyncChatStream
 from .._types import ChatCompletionChunk, provider_json
+from ..pipeline.stream import AsyncChatStream
 
 __all__ = ["MAX_BATCH", "Pending", "relay", "start"]
 

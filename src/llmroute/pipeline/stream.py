@@ -8,13 +8,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from ._errors import LLMRouteError, ProviderError, ProviderTimeout, StreamInterrupted
-from ._transport import HttpResponse, TransportError
-from ._types import ChatCompletionChunk, CompletionUsage, RouteInfo
-from .providers._base import StreamDecoder as StreamDecoderBase
+from .._errors import LLMRouteError, ProviderError, ProviderTimeout, StreamInterrupted
+from .._transport import HttpResponse, TransportError
+from .._types import ChatCompletionChunk, CompletionUsage, RouteInfo
+from ..providers._base import StreamDecoder as StreamDecoderBase
 
 if TYPE_CHECKING:
-    from .providers import StreamDecoder
+    from ..providers import StreamDecoder
 
 __all__ = ["AsyncChatStream", "OpenedStream", "replay", "single_batches"]
 

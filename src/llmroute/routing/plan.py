@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ._errors import (
+from .._errors import (
     AuthenticationError,
     ContentFiltered,
     ContextLengthExceeded,
@@ -29,12 +29,12 @@ from ._errors import (
     ProviderError,
     QuotaExceeded,
 )
-from ._types import AttemptKind
+from .._types import AttemptKind
 
 if TYPE_CHECKING:
-    from ._catalog import Route, Target
-    from ._config import FailoverKind, RetryConfig
-    from .routing.health import HealthTracker
+    from .._config import FailoverKind, RetryConfig
+    from .catalog import Route, Target
+    from .health import HealthTracker
 
 __all__ = ["AttemptPlan", "Try", "Wait", "backoff_delay", "failover_kind"]
 

@@ -19,11 +19,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
-from ._types import ChatCompletion, ChatCompletionChunk, CreateEmbeddingResponse, RouteInfo
+from .._types import ChatCompletion, ChatCompletionChunk, CreateEmbeddingResponse, RouteInfo
 
 if TYPE_CHECKING:
-    from ._catalog import Route
-    from ._request import ChatRequest, EmbeddingsRequest, RequestOptions
+    from .._request import ChatRequest, EmbeddingsRequest, RequestOptions
+    from ..routing.catalog import Route
 
 __all__ = ["Answer", "Outcome", "RequestContext", "Stage"]
 

@@ -17,18 +17,14 @@ from typing import Literal
 
 import anyio
 
-from ._catalog import Catalog, Route, Target
-from ._clock import Clock
-from ._config import PriceConfig
-from ._cost import PriceBook
-from ._driver import AttemptDriver
-from ._errors import ProviderUnavailable
-from ._pipeline import Answer, Outcome, RequestContext, Stage
-from ._request import AssistantMessage, ChatRequest, EmbeddingsRequest, RequestOptions, UserMessage
-from ._stream import AsyncChatStream, OpenedStream, replay, single_batches
-from ._tokens import estimate_request_tokens, estimate_text_tokens
-from ._transport import HttpResponse, Timeouts
-from ._types import (
+from .._clock import Clock
+from .._config import PriceConfig
+from .._errors import ProviderUnavailable
+from .._prices import PriceBook
+from .._request import AssistantMessage, ChatRequest, EmbeddingsRequest, RequestOptions, UserMessage
+from .._tokens import estimate_request_tokens, estimate_text_tokens
+from .._transport import HttpResponse, Timeouts
+from .._types import (
     AttemptInfo,
     ChatCompletion,
     ChatCompletionChunk,
@@ -36,8 +32,12 @@ from ._types import (
     RouteInfo,
     TokenUsage,
 )
-from .providers import ExtraRequest, ProviderAdapter, StreamDecoder
-from .routing.select import RequestFacts
+from ..providers import ExtraRequest, ProviderAdapter, StreamDecoder
+from ..routing.catalog import Catalog, Route, Target
+from ..routing.select import RequestFacts
+from .driver import AttemptDriver
+from .stage import Answer, Outcome, RequestContext, Stage
+from .stream import AsyncChatStream, OpenedStream, replay, single_batches
 
 __all__ = ["Executor", "new_request_id"]
 

@@ -1,6 +1,6 @@
 """The attempt driver: carries out an `AttemptPlan` for one request.
 
-Decisions live in `_attempts` (what to try, how long to wait) and
+Decisions live in `routing.plan` (what to try, how long to wait) and
 `routing.health` (who may take traffic); this module sends, times, races
 hedges and classifies, and feeds every outcome back to health and stats.
 """
@@ -16,10 +16,8 @@ from typing import Generic, TypeVar
 
 import anyio
 
-from ._attempts import AttemptPlan, Try, Wait
-from ._catalog import Route, Target
-from ._clock import Clock
-from ._errors import (
+from .._clock import Clock
+from .._errors import (
     AllTargetsFailed,
     AuthenticationError,
     LLMRouteError,
@@ -32,12 +30,14 @@ from ._errors import (
     RateLimited,
     RequestError,
 )
-from ._request import RequestOptions
-from ._transport import TimedOut, Timeouts, TransportError
-from ._types import AttemptInfo, RouteInfo
-from .routing.health import Admission, HealthTracker
-from .routing.select import RequestFacts, Selector
-from .routing.stats import LiveStats
+from .._request import RequestOptions
+from .._transport import TimedOut, Timeouts, TransportError
+from .._types import AttemptInfo, RouteInfo
+from ..routing.catalog import Route, Target
+from ..routing.health import Admission, HealthTracker
+from ..routing.plan import AttemptPlan, Try, Wait
+from ..routing.select import RequestFacts, Selector
+from ..routing.stats import LiveStats
 
 __all__ = ["AttemptDriver", "AttemptFn"]
 

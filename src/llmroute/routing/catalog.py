@@ -9,8 +9,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ._clock import Clock
-from ._config import (
+from .._clock import Clock
+from .._config import (
     Config,
     FailoverKind,
     PriceConfig,
@@ -18,14 +18,14 @@ from ._config import (
     RouteConfig,
     TargetConfig,
 )
-from ._config_load import env_hint, providers_from_env, with_env_defaults
-from ._cost import PriceBook
-from ._errors import ConfigError, UnknownModel
-from ._transport import AiohttpTransport, Timeouts, Transport, transport_from_client
-from .providers import PRESETS, ProviderAdapter, RateLimitState, provider_spec
-from .providers._configs import MockProviderConfig, OpenAIProviderConfig
-from .routing.conditions import Condition, ConditionError, compile_condition
-from .routing.strategies import BUILT_IN, LatencyStrategy, OrderedStrategy, Selection, Strategy
+from .._config_load import env_hint, providers_from_env, with_env_defaults
+from .._errors import ConfigError, UnknownModel
+from .._prices import PriceBook
+from .._transport import AiohttpTransport, Timeouts, Transport, transport_from_client
+from ..providers import PRESETS, ProviderAdapter, RateLimitState, provider_spec
+from ..providers._configs import MockProviderConfig, OpenAIProviderConfig
+from .conditions import Condition, ConditionError, compile_condition
+from .strategies import BUILT_IN, LatencyStrategy, OrderedStrategy, Selection, Strategy
 
 __all__ = ["Catalog", "Provider", "RateLimitSeen", "Route", "Target"]
 

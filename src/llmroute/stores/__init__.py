@@ -1,0 +1,1 @@
+"""Connections to the shared stores that the cache and the limits use."""
