@@ -1,0 +1,100 @@
+"""Instructions per request on llmroute's request path, counted with callgrind.
+
+    python benchmarks/count_instructions.py [--requests 300] [--kinds chat,stream,hit]
+
+For each kind of request (a non-streamed chat completion, a 20-chunk stream read to its
+end, a memory cache hit), runs this script under ``valgrind --tool=callgrind`` twice: once
+with only the warm-up, once with the warm-up and N more requests of that kind. The
+difference divided by N is what one request costs in this process, whatever else the
+machine is doing (instruction counts do not move with load, unlike time). The upstream
+runs in a child process that callgrind does not follow, so its work is not counted.
+
+Needs ``valgrind`` on the PATH. PYTHONHASHSEED is fixed so both runs hash alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from upstream import MODEL, running_upstream
+
+MESSAGES = [{"role": "user", "content": "Say hello in one short sentence."}]
+WARMUP = 200
+KINDS = ("chat", "stream", "hit")
+
+
+def _config(port: int, kind: str) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "providers": {
+            "up": {"type": "openai", "base_url": f"http://127.0.0.1:{port}/v1", "api_key": "x"}
+        },
+        "routes": {"chat": {"targets": [f"up/{MODEL}"]}},
+    }
+    if kind == "hit":
+        config["cache"] = {"backend": "memory://", "ttl": "1h"}
+    return config
+
+
+async def _run(kind: str, count: int) -> None:
+    from llmroute import AsyncRouter
+
+    with running_upstream(chunks=20) as port:
+        async with AsyncRouter(_config(port, kind)) as router:
+            create = router.chat.completions.create
+
+            async def one() -> None:
+                if kind == "stream":
+                    stream = await create(model="chat", messages=MESSAGES, stream=True)
+                    async for _ in stream:
+                        pass
+                else:
+                    await create(model="chat", messages=MESSAGES)
+
+            for _ in range(WARMUP):
+                await one()
+            for _ in range(count):
+                await one()
+
+
+def _count(kind: str, requests: int) -> int:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "callgrind.out"
+        env = {**os.environ, "PYTHONHASHSEED": "0"}
+        subprocess.run(
+            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable,
+             __file__, "--child", kind, str(requests)],
+            check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        match = re.search(r"^(?:summary|totals): (\d+)", out.read_text(), re.MULTILINE)
+        if match is None:
+            raise RuntimeError("callgrind wrote no total")
+        return int(match.group(1))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--kinds", default=",".join(KINDS))
+    parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        asyncio.run(_run(args.child[0], int(args.child[1])))
+        return
+    print(f"instructions per request (callgrind; warm-up {WARMUP}, N = {args.requests})")
+    for kind in args.kinds.split(","):
+        base, loaded = _count(kind, 0), _count(kind, args.requests)
+        print(f"  {kind:8} {(loaded - base) / args.requests:12,.0f}")
+
+
+if __name__ == "__main__":
+    main()
