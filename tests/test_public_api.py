@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import inspect
 
 import llmroute
@@ -34,15 +35,56 @@ def test_every_export_is_documented() -> None:
     assert undocumented == []
 
 
-def test_error_tree() -> None:
-    assert issubclass(llmroute.RateLimited, llmroute.ProviderError)
-    assert llmroute.RateLimited.retryable
-    assert llmroute.ProviderUnavailable.retryable
-    assert llmroute.MalformedResponse.retryable
-    assert issubclass(llmroute.MalformedResponse, llmroute.ProviderUnavailable)
-    assert not llmroute.InvalidRequest.retryable
-    assert not llmroute.AuthenticationError.retryable
-    assert issubclass(llmroute.UnknownModel, llmroute.RequestError)
-    for name in ("ConfigError", "RequestError", "ProviderError", "StreamInterrupted",
-                 "AllTargetsFailed", "LocalRateLimitExceeded", "BudgetExceeded"):  # fmt: skip
-        assert issubclass(getattr(llmroute, name), llmroute.LLMRouteError)
+#: The error tree of `_errors.py`'s docstring, as (class, parent) pairs.
+TREE = {
+    "ConfigError": "LLMRouteError",
+    "RequestError": "LLMRouteError",
+    "UnknownModel": "RequestError",
+    "ProviderError": "LLMRouteError",
+    "RateLimited": "ProviderError",
+    "ProviderUnavailable": "ProviderError",
+    "MalformedResponse": "ProviderUnavailable",
+    "ProviderTimeout": "ProviderError",
+    "ProviderConnectionError": "ProviderError",
+    "AuthenticationError": "ProviderError",
+    "PermissionDenied": "ProviderError",
+    "ModelNotFound": "ProviderError",
+    "QuotaExceeded": "ProviderError",
+    "ContextLengthExceeded": "ProviderError",
+    "ContentFiltered": "ProviderError",
+    "InvalidRequest": "ProviderError",
+    "LocalRateLimitExceeded": "LLMRouteError",
+    "BudgetExceeded": "LLMRouteError",
+    "StreamInterrupted": "LLMRouteError",
+    "AllTargetsFailed": "LLMRouteError",
+}
+RETRYABLE = {
+    "RateLimited",
+    "ProviderUnavailable",
+    "MalformedResponse",
+    "ProviderTimeout",
+    "ProviderConnectionError",
+}
+
+
+def test_error_tree_is_the_documented_one() -> None:
+    exported = {
+        name
+        for name in llmroute.__all__
+        if isinstance(value := getattr(llmroute, name), type) and issubclass(value, Exception)
+    }
+    assert exported == set(TREE) | {"LLMRouteError"}
+    for name, parent in TREE.items():
+        assert getattr(llmroute, name).__bases__ == (getattr(llmroute, parent),), name
+    doc = inspect.getdoc(importlib.import_module("llmroute._errors")) or ""
+    for name in TREE:
+        assert f"── {name} " in doc, name
+
+
+def test_retryable_is_said_by_the_branch() -> None:
+    """No subclass turns `retryable` back: `except RateLimited` means "wait and retry"."""
+    for name in TREE:
+        cls = getattr(llmroute, name)
+        if issubclass(cls, llmroute.ProviderError):
+            assert cls.retryable is (name in RETRYABLE), name
+    assert not issubclass(llmroute.QuotaExceeded, llmroute.RateLimited)
