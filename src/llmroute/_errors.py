@@ -36,8 +36,8 @@ again" and nothing else: `QuotaExceeded`, a 429 that no wait fixes, is a fatal
 sibling of `AuthenticationError`, not a kind of `RateLimited`.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: the class-level annotations stay objects, so
+# the classes can carry their public path, ``llmroute``, as `__module__` (see `_lazy`).
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, ClassVar, Literal
 
@@ -277,7 +277,7 @@ class AllTargetsFailed(LLMRouteError):
         self,
         message: str,
         *,
-        attempts: Sequence[AttemptInfo],
+        attempts: Sequence["AttemptInfo"],
         errors: Sequence[BaseException],
     ) -> None:
         self.attempts = tuple(attempts)
