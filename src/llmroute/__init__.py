@@ -61,10 +61,16 @@ if TYPE_CHECKING:
     from ._types import ModelList as ModelList
     from ._types import RouteInfo as RouteInfo
     from ._types import TokenUsage as TokenUsage
+    from ._views import ProviderView as ProviderView
+    from ._views import RouteView as RouteView
+    from ._views import TargetView as TargetView
     from .observe.analytics import StatsReport as StatsReport
     from .observe.record import AttemptRecord as AttemptRecord
     from .observe.record import RequestRecord as RequestRecord
     from .observe.recorder import RecorderStatus as RecorderStatus
+    from .pipeline.stage import Outcome as Outcome
+    from .pipeline.stage import RequestContext as RequestContext
+    from .pipeline.stage import Stage as Stage
     from .pipeline.stream import AsyncChatStream as AsyncChatStream
     from .routing.health import TargetHealth as TargetHealth
     from .routing.stats import TargetStats as TargetStats
@@ -89,6 +95,12 @@ _EXPORTS: dict[str, str] = {
     "HedgeConfig": "._config",
     "HttpRequest": "._transport",
     "HttpResponse": "._transport",
+    "Outcome": ".pipeline.stage",
+    "ProviderView": "._views",
+    "RequestContext": ".pipeline.stage",
+    "RouteView": "._views",
+    "Stage": ".pipeline.stage",
+    "TargetView": "._views",
     "LoggingConfig": "._config",
     "Model": "._types",
     "ModelList": "._types",

@@ -55,6 +55,10 @@ class LocalCache(Protocol):
         """Store `answer` under `key` for `ttl` seconds."""
         ...
 
+    def __len__(self) -> int:
+        """How many entries are held."""
+        ...
+
 
 class CacheBackend(Protocol):
     """A key-value store with expiry.

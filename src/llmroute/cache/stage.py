@@ -325,6 +325,11 @@ class CacheStage(Stage):
             return
         self.stats.stores += 1
 
+    @property
+    def entries(self) -> int | None:
+        """How many entries the cache holds, for a backend in this process (None: remote)."""
+        return len(self._memory) if self._memory is not None else None
+
     async def drain(self) -> None:
         """Wait for the stores in flight."""
         while self._tasks:
