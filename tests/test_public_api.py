@@ -101,7 +101,10 @@ def test_import_loads_only_the_errors() -> None:
     """`import llmroute` stays cheap: the router and pydantic load on first use."""
     code = "import sys, llmroute; print(sorted(m for m in sys.modules if m.startswith(('llmroute', 'pydantic'))))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "['llmroute', 'llmroute._errors', 'llmroute._lazy']"
+    assert (
+        out.stdout.strip()
+        == "['llmroute', 'llmroute._errors', 'llmroute._lazy', 'llmroute._version']"
+    )
 
 
 def test_every_export_is_documented() -> None:

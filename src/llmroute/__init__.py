@@ -32,6 +32,7 @@ from ._errors import RequestError as RequestError
 from ._errors import StreamInterrupted as StreamInterrupted
 from ._errors import UnknownModel as UnknownModel
 from ._lazy import exports as _exports
+from ._version import __version__ as __version__
 
 if TYPE_CHECKING:
     from ._clock import Clock as Clock
@@ -122,7 +123,6 @@ _EXPORTS: dict[str, str] = {
     "Transport": "._transport",
 }
 
-__version__ = "0.1.0"
 
 __getattr__, __dir__, __all__ = _exports(
     __name__, _EXPORTS, eager=[*_errors.__all__, "__version__"]
