@@ -356,14 +356,14 @@ async def test_a_full_queue_drops_and_counts(tmp_path: Path) -> None:
 
 
 async def test_refusals_by_a_limit_are_recorded(tmp_path: Path) -> None:
-    class Limit(llmroute.pipeline.stage.Stage):
+    class Limit(llmroute.Stage):
         name = "limit"
 
         async def before(self, ctx: Any) -> None:
             raise llmroute.BudgetExceeded("over budget")
 
     router = AsyncRouter(config(tmp_path), env={})
-    router._stages.append(Limit())
+    router.add_stage(Limit())
     async with router:
         with pytest.raises(llmroute.BudgetExceeded):
             await router.chat.completions.create(model="chat", messages=HI)
@@ -382,8 +382,7 @@ async def test_no_store_means_analytics_explain_themselves() -> None:
 async def test_loop_shutdown_without_close_still_writes(tmp_path: Path) -> None:
     router = AsyncRouter(config(tmp_path, flush_interval="1h"), env={})
     await router.chat.completions.create(model="chat", messages=HI)
-    task = router._recorder._task
-    assert task is not None
+    (task,) = [t for t in asyncio.all_tasks() if t.get_name() == "llmroute-recorder"]
     await asyncio.sleep(0)  # the task is waiting for its flush interval
     task.cancel()  # what asyncio.run does to leftover tasks
     with pytest.raises(asyncio.CancelledError):

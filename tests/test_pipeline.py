@@ -37,7 +37,7 @@ class Recording(Stage):
 
 def with_stage(stage: Stage) -> AsyncRouter:
     router = AsyncRouter(CONFIG, env={})
-    router._stages.append(stage)
+    router.add_stage(stage)
     return router
 
 
@@ -146,7 +146,7 @@ async def test_provider_failure_is_seen_by_after() -> None:
         "routes": {"chat": {"targets": ["a/m"]}},
     }
     router = AsyncRouter(config, env={})
-    router._stages.append(stage)
+    router.add_stage(stage)
     async with router:
         with pytest.raises(llmroute.InvalidRequest):
             await router.chat.completions.create(model="chat", messages=HI)
@@ -166,10 +166,11 @@ async def test_a_failing_stage_does_not_cost_others_their_outcome_or_the_caller_
 ) -> None:
     later = Recording()
     router = AsyncRouter(CONFIG, env={})
-    router._stages.extend([Broken(), later])
+    router.add_stage(Broken())
+    router.add_stage(later)
     async with router:
         reply = await router.chat.completions.create(model="chat", messages=HI)
     assert reply.choices[0].message.content == "live answer"
     assert len(later.seen) == 1  # the stage after the broken one still ran
-    assert router.chat.completions._executor.stage_failures == 1
+    assert router.stage_failures == 1
     assert "stage 'broken' failed" in caplog.text

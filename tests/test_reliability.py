@@ -116,7 +116,7 @@ async def test_lone_target_is_waited_for_within_the_deadline() -> None:
         assert now() == pytest.approx(2.0, abs=0.01)
         assert [a.outcome for a in reply.llmroute.attempts] == ["error", "ok"]
         # a second request during a fresh cooldown waits for it rather than failing
-        router._health.cool_down("a/m", now(), 3, "test")
+        router.cool_down("a/m", 3, "test")
         began = now()
         second = await ask(router)
         assert now() - began == pytest.approx(3.0, abs=0.01)
@@ -127,13 +127,13 @@ async def test_wait_beyond_deadline_fails_fast_and_fail_policy_fails_at_once() -
     router = build({"a": {}}, {"targets": ["a/m"], "timeout": "5s"},
                    health={"when_unavailable": "fail"})  # fmt: skip
     async with router:
-        router._health.cool_down("a/m", now(), 60, "RateLimited: test")
+        router.cool_down("a/m", 60, "RateLimited: test")
         with pytest.raises(llmroute.AllTargetsFailed, match="a/m: unavailable"):
             await ask(router)
         assert now() == 0.0
     waiting = build({"a": {}}, {"targets": ["a/m"], "timeout": "5s"})
     async with waiting:
-        waiting._health.cool_down("a/m", now(), 60, "RateLimited: test")
+        waiting.cool_down("a/m", 60, "RateLimited: test")
         with pytest.raises(llmroute.ProviderTimeout, match="deadline"):
             await ask(waiting)
         assert now() == 0.0  # the 60 s wait could not fit: no pointless sleeping

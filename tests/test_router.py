@@ -328,3 +328,71 @@ def test_request_ids_do_not_repeat_when_the_application_seeds_random() -> None:
     second = [new_request_id() for _ in range(3)]
     assert not set(first) & set(second)
     assert all(len(i) == 27 and i.startswith("lr-") for i in first)
+
+
+# ---------------------------------------------------------------- public seams
+
+
+class Named(llmroute.Stage):
+    def __init__(self, name: str, seen: list[str]) -> None:
+        self.name = name
+        self.seen = seen
+
+    async def before(self, ctx: llmroute.RequestContext) -> None:
+        self.seen.append(self.name)
+
+
+async def test_add_stage_runs_at_the_end_or_before_a_named_stage() -> None:
+    seen: list[str] = []
+    async with AsyncRouter({"routes": {"chat": {"targets": ["mock/m"]}}}, env={}) as router:
+        router.add_stage(Named("last", seen))
+        router.add_stage(Named("first", seen), before="recorder")
+        router.add_stage(Named("middle", seen), before="last")
+        await router.chat.completions.create(model="chat", messages=HI)
+        assert seen == ["first", "middle", "last"]
+        with pytest.raises(ValueError, match="already"):
+            router.add_stage(Named("last", seen))
+        with pytest.raises(ValueError, match="no stage named 'nowhere'"):
+            router.add_stage(Named("other", seen), before="nowhere")
+        with pytest.raises(TypeError):
+            router.add_stage(object())  # type: ignore[arg-type]
+
+
+def test_routes_and_providers_are_read_only_views() -> None:
+    config = {
+        "providers": {"local": {"type": "openai", "base_url": "http://127.0.0.1:1/v1"}},
+        "routes": {
+            "chat": {"targets": ["local/m", {"provider": "mock", "model": "echo", "weight": 2}],
+                     "fallbacks": ["spare"], "timeout": "9s"},
+            "spare": {"targets": ["mock/spare"]},
+        },
+    }  # fmt: skip
+    router = llmroute.Router(config, env={})
+    routes, providers = router.routes(), router.providers()
+    assert list(routes) == ["chat", "spare"]
+    chat = routes["chat"]
+    assert (chat.name, chat.strategy, chat.timeout, chat.fallbacks) == (
+        "chat",
+        "ordered",
+        9.0,
+        ("spare",),
+    )
+    assert [(t.key, t.provider_type, t.weight) for t in chat.targets] == [
+        ("local/m", "openai", 1.0),
+        ("mock/echo", "mock", 2.0),
+    ]
+    assert providers["local"].base_url == "http://127.0.0.1:1/v1"
+    assert not providers["local"].has_key
+    assert providers["mock"].models == ("echo", "spare")
+    with pytest.raises(AttributeError):
+        chat.name = "other"  # type: ignore[misc]
+    router.close()
+
+
+async def test_cool_down_keeps_traffic_away_from_a_target() -> None:
+    config = {"routes": {"chat": {"targets": ["mock/a", "mock/b"]}}}
+    async with AsyncRouter(config, env={}) as router:
+        router.cool_down("mock/a", 60, "maintenance")
+        reply = await router.chat.completions.create(model="chat", messages=HI)
+        assert reply.llmroute.target == "mock/b"
+        assert router.health()["mock/a"].last_error == "maintenance"

@@ -11,6 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from _gateway import USER, running_gateway
 from _upstream import Upstream
+from llmroute import Stage
 from llmroute.observe import RequestRecord
 
 pytestmark = pytest.mark.anyio
@@ -178,13 +179,16 @@ async def test_health_ready_and_the_v1_prefix_is_optional() -> None:
 async def test_ready_reports_a_stage_that_cannot_reach_its_store() -> None:
     async with running_gateway(CONFIG) as gateway, httpx.AsyncClient() as http:
 
-        async def broken() -> str:
-            return "cannot reach redis://10.0.0.1"
+        class Unreachable(Stage):
+            name = "store"
 
-        gateway.router._recorder.check = broken  # type: ignore[method-assign]
+            async def check(self) -> str:
+                return "cannot reach redis://10.0.0.1"
+
+        gateway.router.add_stage(Unreachable())
         response = await http.get(f"{gateway.root}/ready")
         assert response.status_code == 503
-        assert response.json()["problems"] == ["recorder: cannot reach redis://10.0.0.1"]
+        assert response.json()["problems"] == ["store: cannot reach redis://10.0.0.1"]
 
 
 # ---------------------------------------------------------------- control headers

@@ -159,7 +159,7 @@ async def test_two_hundred_at_once_through_redis(redis_url: str) -> None:
             return f"{reply.llmroute.cache}:{reply.choices[0].message.content}"
 
         first = Counter(await asyncio.gather(*(one(i) for i in range(200))))
-        await router._limits.cache.drain()  # type: ignore[union-attr]
+        await router.drain()
         second = Counter(await asyncio.gather(*(one(i) for i in range(200))))
         assert sent(router) == 50
     # 200 at once: the first lookups all miss, exactly 50 pass the limit
@@ -174,13 +174,11 @@ async def test_tokens_are_reconciled_through_redis(redis_url: str) -> None:
               "rules": [{"per": "user", "tokens": "1000/min"}]}  # fmt: skip
     shared = config({"prompt_tokens": 8, "completion_tokens": 400}, rate_limits=limits)
     async with AsyncRouter(shared, env={}) as router:
-        stage = router._limits.rate_limits
-        assert stage is not None
         for _ in range(3):
             await router.chat.completions.create(
                 model="chat", messages=HI, llmroute={"user": "ann"}
             )
-            await stage.drain()
+            await router.drain()
         with pytest.raises(llmroute.LocalRateLimitExceeded) as refused:
             await router.chat.completions.create(
                 model="chat", messages=HI, llmroute={"user": "ann"}
@@ -197,7 +195,7 @@ async def test_budgets_report_from_redis(redis_url: str) -> None:
             model="chat", messages=HI, llmroute={"team": "red", "user": "ann"}
         )
         await router.chat.completions.create(model="chat", messages=HI, llmroute={"team": "blue"})
-        await router._limits.budgets.drain()  # type: ignore[union-attr]
+        await router.drain()
         report = {(s.per, s.subject): s for s in await router.budgets()}
     cost = reply.llmroute.cost_usd
     assert set(report) == {("team", "red"), ("team", "blue"), ("user", "ann")}
@@ -212,7 +210,7 @@ async def test_large_entries_are_compressed(redis_url: str) -> None:
     big = "all work and no play " * 400
     async with AsyncRouter(config({"text": big}, cache={"backend": redis_url}), env={}) as router:
         await router.chat.completions.create(model="chat", messages=HI)
-        await router._limits.cache.drain()  # type: ignore[union-attr]
+        await router.drain()
         hit = await router.chat.completions.create(model="chat", messages=HI)
     client = aioredis.Redis.from_url(redis_url)
     (key,) = await client.keys("llmroute:cache:*")

@@ -7,70 +7,80 @@ reply = router.chat.completions.create(model="chat", messages=[{"role": "user", 
 print(reply.choices[0].message.content, reply.llmroute.provider)
 """
 
-import importlib as _importlib
 from typing import TYPE_CHECKING
-from typing import Any as _Any
 
-from ._errors import (
-    AllTargetsFailed,
-    AuthenticationError,
-    BudgetExceeded,
-    ConfigError,
-    ContentFiltered,
-    ContextLengthExceeded,
-    InvalidRequest,
-    LLMRouteError,
-    LocalRateLimitExceeded,
-    MalformedResponse,
-    ModelNotFound,
-    PermissionDenied,
-    ProviderConnectionError,
-    ProviderError,
-    ProviderTimeout,
-    ProviderUnavailable,
-    QuotaExceeded,
-    RateLimited,
-    RequestError,
-    StreamInterrupted,
-    UnknownModel,
-)
+from . import _errors
+from ._errors import AllTargetsFailed as AllTargetsFailed
+from ._errors import AuthenticationError as AuthenticationError
+from ._errors import BudgetExceeded as BudgetExceeded
+from ._errors import ConfigError as ConfigError
+from ._errors import ContentFiltered as ContentFiltered
+from ._errors import ContextLengthExceeded as ContextLengthExceeded
+from ._errors import InvalidRequest as InvalidRequest
+from ._errors import LLMRouteError as LLMRouteError
+from ._errors import LocalRateLimitExceeded as LocalRateLimitExceeded
+from ._errors import MalformedResponse as MalformedResponse
+from ._errors import ModelNotFound as ModelNotFound
+from ._errors import PermissionDenied as PermissionDenied
+from ._errors import ProviderConnectionError as ProviderConnectionError
+from ._errors import ProviderError as ProviderError
+from ._errors import ProviderTimeout as ProviderTimeout
+from ._errors import ProviderUnavailable as ProviderUnavailable
+from ._errors import QuotaExceeded as QuotaExceeded
+from ._errors import RateLimited as RateLimited
+from ._errors import RequestError as RequestError
+from ._errors import StreamInterrupted as StreamInterrupted
+from ._errors import UnknownModel as UnknownModel
+from ._lazy import exports as _exports
+from ._version import __version__ as __version__
 
 if TYPE_CHECKING:
-    from ._clock import Clock, SystemClock
-    from ._config import (
-        Config,
-        HealthConfig,
-        HedgeConfig,
-        LoggingConfig,
-        RetryConfig,
-        RouteConfig,
-        TargetConfig,
-        TelemetryConfig,
-    )
-    from ._request import CacheControl, RequestOptions
-    from ._router import AsyncRouter
-    from ._sync import ChatStream, Router
-    from ._transport import HttpRequest, HttpResponse, Timeouts, Transport
-    from ._types import (
-        AttemptInfo,
-        ChatCompletion,
-        ChatCompletionChunk,
-        CreateEmbeddingResponse,
-        Model,
-        ModelList,
-        RouteInfo,
-        TokenUsage,
-    )
-    from .observe.analytics import StatsReport
-    from .observe.record import AttemptRecord, RequestRecord
-    from .observe.recorder import RecorderStatus
-    from .pipeline.stream import AsyncChatStream
-    from .routing.health import TargetHealth
-    from .routing.stats import TargetStats
+    from ._clock import Clock as Clock
+    from ._clock import SystemClock as SystemClock
+    from ._config import Config as Config
+    from ._config import HealthConfig as HealthConfig
+    from ._config import HedgeConfig as HedgeConfig
+    from ._config import LoggingConfig as LoggingConfig
+    from ._config import RetryConfig as RetryConfig
+    from ._config import RouteConfig as RouteConfig
+    from ._config import TargetConfig as TargetConfig
+    from ._config import TelemetryConfig as TelemetryConfig
+    from ._request import CacheControl as CacheControl
+    from ._request import RequestOptions as RequestOptions
+    from ._router import AsyncRouter as AsyncRouter
+    from ._sync import ChatStream as ChatStream
+    from ._sync import Router as Router
+    from ._transport import HttpRequest as HttpRequest
+    from ._transport import HttpResponse as HttpResponse
+    from ._transport import Timeouts as Timeouts
+    from ._transport import Transport as Transport
+    from ._types import AttemptInfo as AttemptInfo
+    from ._types import ChatCompletion as ChatCompletion
+    from ._types import ChatCompletionChunk as ChatCompletionChunk
+    from ._types import CreateEmbeddingResponse as CreateEmbeddingResponse
+    from ._types import Model as Model
+    from ._types import ModelList as ModelList
+    from ._types import RouteInfo as RouteInfo
+    from ._types import TokenUsage as TokenUsage
+    from ._views import ProviderView as ProviderView
+    from ._views import RouteView as RouteView
+    from ._views import TargetView as TargetView
+    from .observe.analytics import StatsReport as StatsReport
+    from .observe.record import AttemptRecord as AttemptRecord
+    from .observe.record import RequestRecord as RequestRecord
+    from .observe.recorder import RecorderStatus as RecorderStatus
+    from .pipeline.stage import Outcome as Outcome
+    from .pipeline.stage import RequestContext as RequestContext
+    from .pipeline.stage import Stage as Stage
+    from .pipeline.stream import AsyncChatStream as AsyncChatStream
+    from .routing.health import TargetHealth as TargetHealth
+    from .routing.stats import TargetStats as TargetStats
 
-# Everything but the errors is imported on first use (PEP 562), so `import llmroute`
-# stays cheap for programs that only need it later, or only for its errors.
-_LAZY: dict[str, str] = {
+
+# Everything but the errors is imported on first use (PEP 562, see `_lazy`), so
+# `import llmroute` stays cheap for programs that only need it later, or only
+# for its errors. Each lazy name is listed here once, and above for type checkers.
+_EXPORTS: dict[str, str] = {
     "AsyncChatStream": ".pipeline.stream",
     "AsyncRouter": "._router",
     "AttemptInfo": "._types",
@@ -86,6 +96,12 @@ _LAZY: dict[str, str] = {
     "HedgeConfig": "._config",
     "HttpRequest": "._transport",
     "HttpResponse": "._transport",
+    "Outcome": ".pipeline.stage",
+    "ProviderView": "._views",
+    "RequestContext": ".pipeline.stage",
+    "RouteView": "._views",
+    "Stage": ".pipeline.stage",
+    "TargetView": "._views",
     "LoggingConfig": "._config",
     "Model": "._types",
     "ModelList": "._types",
@@ -108,76 +124,6 @@ _LAZY: dict[str, str] = {
 }
 
 
-def __getattr__(name: str) -> _Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'llmroute' has no attribute {name!r}")
-    value = getattr(_importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
-
-
-__version__ = "0.1.0"
-
-__all__ = [
-    "AllTargetsFailed",
-    "AsyncChatStream",
-    "AsyncRouter",
-    "AttemptInfo",
-    "AttemptRecord",
-    "AuthenticationError",
-    "BudgetExceeded",
-    "CacheControl",
-    "ChatCompletion",
-    "ChatCompletionChunk",
-    "ChatStream",
-    "Clock",
-    "Config",
-    "ConfigError",
-    "ContentFiltered",
-    "ContextLengthExceeded",
-    "CreateEmbeddingResponse",
-    "HealthConfig",
-    "HedgeConfig",
-    "HttpRequest",
-    "HttpResponse",
-    "InvalidRequest",
-    "LLMRouteError",
-    "LocalRateLimitExceeded",
-    "LoggingConfig",
-    "MalformedResponse",
-    "Model",
-    "ModelList",
-    "ModelNotFound",
-    "PermissionDenied",
-    "ProviderConnectionError",
-    "ProviderError",
-    "ProviderTimeout",
-    "ProviderUnavailable",
-    "QuotaExceeded",
-    "RateLimited",
-    "RecorderStatus",
-    "RequestError",
-    "RequestOptions",
-    "RequestRecord",
-    "RetryConfig",
-    "RouteConfig",
-    "RouteInfo",
-    "Router",
-    "StatsReport",
-    "StreamInterrupted",
-    "SystemClock",
-    "TargetConfig",
-    "TargetHealth",
-    "TargetStats",
-    "TelemetryConfig",
-    "Timeouts",
-    "TokenUsage",
-    "Transport",
-    "UnknownModel",
-    "__version__",
-]
+__getattr__, __dir__, __all__ = _exports(
+    __name__, _EXPORTS, eager=[*_errors.__all__, "__version__"]
+)

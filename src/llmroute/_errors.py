@@ -9,7 +9,6 @@ Every error llmroute raises derives from `LLMRouteError`::
     ├── ProviderError                a provider answered with an error (or not at all)
     │   ├── retryable
     │   │   ├── RateLimited              429
-    │   │   │   └── QuotaExceeded        429 ``insufficient_quota``: no credit left (not retried)
     │   │   ├── ProviderUnavailable      5xx, 529 overloaded, 408/409, a stream that ended early
     │   │   │   └── MalformedResponse    a 2xx answer that is not JSON or has the wrong shape
     │   │   ├── ProviderTimeout          connect / first byte / attempt timeout
@@ -18,6 +17,7 @@ Every error llmroute raises derives from `LLMRouteError`::
     │       ├── AuthenticationError      401
     │       ├── PermissionDenied         403
     │       ├── ModelNotFound            404
+    │       ├── QuotaExceeded            429 ``insufficient_quota``: no credit left
     │       ├── ContextLengthExceeded    the prompt does not fit the model
     │       ├── ContentFiltered          the provider refused on content policy
     │       └── InvalidRequest           400, 413, 422 and other client errors
@@ -28,10 +28,16 @@ Every error llmroute raises derives from `LLMRouteError`::
 
 Provider errors are classified from the HTTP status and the vendor's own error
 type or code, never from the wording of the message.
+
+`ProviderError.retryable` is said by the branch: every class under "retryable"
+is retryable and every class under "fatal" is not, with no subclass turning it
+back (a test walks the tree). So ``except RateLimited`` means "wait and try
+again" and nothing else: `QuotaExceeded`, a 429 that no wait fixes, is a fatal
+sibling of `AuthenticationError`, not a kind of `RateLimited`.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: the class-level annotations stay objects, so
+# the classes can carry their public path, ``llmroute``, as `__module__` (see `_lazy`).
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, ClassVar, Literal
 
@@ -148,16 +154,6 @@ class RateLimited(ProviderError):
     kind = "rate_limit_exceeded"
 
 
-class QuotaExceeded(RateLimited):
-    """The account behind the target has no quota or credit left (OpenAI's 429
-    ``insufficient_quota``): waiting does not fix it, so the target is not tried again
-    for this request. It fails over (the ``quota`` kind of `failover_on`) and counts
-    against the target's health, like a rejected key."""
-
-    retryable = False
-    kind = "insufficient_quota"
-
-
 class ProviderUnavailable(ProviderError):
     """The provider failed or is overloaded (5xx, 529, 408, 409)."""
 
@@ -201,6 +197,20 @@ class ModelNotFound(ProviderError):
     """The provider does not know the model (HTTP 404)."""
 
     kind = "model_not_found"
+
+
+class QuotaExceeded(ProviderError):
+    """The account behind the target has no quota or credit left (OpenAI's 429
+    ``insufficient_quota``).
+
+    Waiting does not fix it, so it is fatal, not a `RateLimited`: code that
+    catches `RateLimited` to back off and try again must not wait on an empty
+    account. The target is not tried again for this request; the request fails
+    over (the ``quota`` kind of `failover_on`), and the error counts against the
+    target's health, like a rejected key.
+    """
+
+    kind = "insufficient_quota"
 
 
 class ContextLengthExceeded(ProviderError):
@@ -267,7 +277,7 @@ class AllTargetsFailed(LLMRouteError):
         self,
         message: str,
         *,
-        attempts: Sequence[AttemptInfo],
+        attempts: Sequence["AttemptInfo"],
         errors: Sequence[BaseException],
     ) -> None:
         self.attempts = tuple(attempts)

@@ -26,13 +26,14 @@ from ._request import (
     validate_options,
 )
 from ._types import ChatCompletion, CreateEmbeddingResponse, Model, ModelList
-from .cache.stage import CacheStats
+from ._views import ProviderView, RouteView, provider_views, route_views
+from .cache.stage import CacheStage, CacheStats
 from .limits.budget import BudgetStatus
-from .limits.stages import build_limit_stages
 from .limits.stats import LimitStats
 from .observe.record import RequestRecord
 from .observe.recorder import HookEvent, Recorder, RecorderStatus, Redactor
 from .observe.sinks import Sink
+from .pipeline.assemble import build_stages
 from .pipeline.driver import AttemptDriver
 from .pipeline.executor import Executor
 from .pipeline.stage import Stage
@@ -45,7 +46,7 @@ from .routing.stats import LiveStats, TargetStats
 from .routing.strategies import Strategy
 
 if TYPE_CHECKING:
-    from .observe.analytics import Filters, StatsReport
+    from .observe.analytics import StatsReport
 
 __all__ = ["AsyncRouter"]
 
@@ -220,9 +221,10 @@ class AsyncRouter:
         self._stages.append(self._recorder)
         # then rate limits, budgets and the cache, in their configured order (the
         # recorder reads what they decided from the request's RouteInfo)
-        self._limits = build_limit_stages(self.config, self._clock, prices)
-        self._stages.extend(self._limits.ordered)
-        executor = Executor(self._catalog, self._clock, prices, driver, self._stages)
+        self._configured = build_stages(self.config, self._clock, prices)
+        self._stages.extend(self._configured.ordered)
+        self._executor = Executor(self._catalog, self._clock, prices, driver, self._stages)
+        executor = self._executor
         self.chat = AsyncChat(executor)
         self.embeddings = AsyncEmbeddings(executor)
         self.models = AsyncModels(self._catalog, int(self._clock.time()))
@@ -232,6 +234,46 @@ class AsyncRouter:
     def from_file(cls, path: str | os.PathLike[str], **options: Unpack[RouterOptions]) -> Self:
         """A router from a YAML, TOML or JSON config file (options as for the constructor)."""
         return cls(load_file(path, env=options.get("env")), **options)
+
+    # -------------------------------------------------------------- what is configured
+
+    def routes(self) -> dict[str, RouteView]:
+        """Every configured route, by name: strategy, deadline, retry policy, targets and
+        fallbacks, as read-only views."""
+        return route_views(self._catalog)
+
+    def providers(self) -> dict[str, ProviderView]:
+        """Every known provider, by name: type, base URL, whether a key is set, the models
+        routes use on it, as read-only views."""
+        return provider_views(self._catalog)
+
+    def add_stage(self, stage: Stage, *, before: str | None = None) -> None:
+        """Run `stage` around every request (see `Stage`): at the end, or just before the
+        stage named `before` (``recorder``, ``rate_limits``, ``budgets``, ``cache`` or one
+        of yours).
+
+        Stage names are unique: they key `RequestContext.state` and name the stage that
+        answered a request (`Outcome.answered_by`). Add stages before serving requests.
+        """
+        if not isinstance(stage, Stage):
+            raise TypeError(f"expected a llmroute Stage, got {stage!r}")
+        names = [s.name for s in self._stages]
+        if stage.name in names:
+            raise ValueError(f"a stage named {stage.name!r} is already in the pipeline")
+        if before is None:
+            self._stages.append(stage)
+        elif before in names:
+            self._stages.insert(names.index(before), stage)
+        else:
+            raise ValueError(f"no stage named {before!r}: the stages are {names}")
+
+    # -------------------------------------------------------------- health and statistics
+
+    def cool_down(self, target: str, seconds: float, reason: str = "cooled down by hand") -> None:
+        """Send target ``provider/model`` no traffic for `seconds` (capped by the health
+        config's ``max_retry_after``), as a provider's ``Retry-After`` would: for a known
+        outage or maintenance. A shorter cooldown never shortens a running one."""
+        self._health.cool_down(target, self._clock.monotonic(), seconds, reason)
 
     def health(self) -> dict[str, TargetHealth]:
         """Each known target's health: circuit state, error ratio, cooldown end, last error."""
@@ -293,17 +335,34 @@ class AsyncRouter:
     async def budgets(self) -> list[BudgetStatus]:
         """Every budget's spend and remaining dollars in its current window, per subject
         (each user, key, team, ... seen in the window so far); empty without budgets."""
-        stage = self._limits.budgets
+        stage = self._configured.budgets
         return await stage.report() if stage is not None else []
+
+    @property
+    def cache(self) -> CacheStage | None:
+        """The cache stage (its `stats`, `entries`, `drain()`); None without a cache."""
+        return self._configured.cache
 
     def cache_stats(self) -> CacheStats | None:
         """The cache's hits, misses, bypasses, stores and savings; None without a cache."""
-        stage = self._limits.cache
+        stage = self._configured.cache
         return stage.stats if stage is not None else None
 
     def limit_stats(self) -> LimitStats:
         """The rate-limit and budget counters: allowed, refused, Redis failures and policy."""
-        return self._limits.stats()
+        return self._configured.stats()
+
+    async def drain(self) -> None:
+        """Wait for the writes the cache, rate limits and budgets run off the request's path
+        (stores and reconciliations sent to Redis), as `aclose` does; `flush` is the
+        recorder's."""
+        await self._configured.drain()
+
+    @property
+    def stage_failures(self) -> int:
+        """How many times a stage's `after()` raised (each is logged, never raised to the
+        caller)."""
+        return self._executor.stage_failures
 
     async def check(self) -> list[str]:
         """What keeps the router from serving, such as a store it cannot reach (empty: ready).
@@ -350,10 +409,6 @@ class AsyncRouter:
         return await self._recorder.analytics(
             by=[by] if isinstance(by, str) else by, filters=filters
         )
-
-    def recorder_query(self, *, by: Sequence[str], filters: Filters) -> StatsReport:
-        """`analytics` without flushing, in the calling thread (the blocking `Router` uses it)."""
-        return self._recorder.query(by=by, filters=filters)
 
     async def aclose(self) -> None:
         """Close every provider connection pool. Safe to call more than once."""

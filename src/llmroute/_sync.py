@@ -21,7 +21,7 @@ from typing_extensions import Unpack
 from ._config import Config
 from ._config_load import load_file
 from ._params import ChatCreateParams, EmbeddingsCreateParams
-from ._router import AsyncRouter, RouterOptions, model_list
+from ._router import AsyncRouter, RouterOptions
 from ._types import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -29,9 +29,11 @@ from ._types import (
     ModelList,
     RouteInfo,
 )
+from ._views import ProviderView, RouteView
 from .observe.record import RequestRecord
 from .observe.recorder import HookEvent, RecorderStatus, Redactor
 from .observe.sinks import Sink
+from .pipeline.stage import Stage
 from .pipeline.stream import AsyncChatStream
 from .routing.health import TargetHealth
 from .routing.stats import TargetStats
@@ -100,6 +102,20 @@ class _Portal:
 
     def call(self, func: Callable[..., Coroutine[Any, Any, T]], *args: object) -> T:
         result: T = self.get().call(func, *args)
+        return result
+
+    def run(self, func: Callable[..., T], *args: object) -> T:
+        """`func(*args)` on the loop thread if it runs, so that it never reads or changes
+        state while a request does; directly when no loop thread has started (then
+        nothing else touches the router)."""
+        portal = self._portal
+        if portal is None:
+            return func(*args)
+
+        async def run() -> T:
+            return func(*args)
+
+        result: T = portal.call(run)
         return result
 
     def stop(self) -> None:
@@ -223,12 +239,13 @@ class Embeddings:
 class Models:
     """``router.models``."""
 
-    def __init__(self, router: AsyncRouter) -> None:
+    def __init__(self, router: AsyncRouter, portal: _Portal) -> None:
         self._router = router
+        self._portal = portal
 
     def list(self) -> ModelList:
         """The routes and their targets, as ``openai.OpenAI().models.list()`` lists models."""
-        return model_list(self._router._catalog, self._router.models._created)
+        return self._portal.call(self._router.models.list)
 
 
 class Router:
@@ -248,7 +265,7 @@ class Router:
         self.config = self._async.config
         self.chat = Chat(self._async, self._portal)
         self.embeddings = Embeddings(self._async, self._portal)
-        self.models = Models(self._async)
+        self.models = Models(self._async, self._portal)
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str], **options: Unpack[RouterOptions]) -> Self:
@@ -260,39 +277,58 @@ class Router:
         """The `AsyncRouter` this facade drives."""
         return self._async
 
+    def routes(self) -> dict[str, RouteView]:
+        """Every configured route, as read-only views (see `AsyncRouter.routes`)."""
+        return self._portal.run(self._async.routes)
+
+    def providers(self) -> dict[str, ProviderView]:
+        """Every known provider, as read-only views (see `AsyncRouter.providers`)."""
+        return self._portal.run(self._async.providers)
+
+    def add_stage(self, stage: Stage, *, before: str | None = None) -> None:
+        """Run `stage` around every request (see `AsyncRouter.add_stage`); its hooks run on
+        the router's event-loop thread."""
+        self._portal.run(lambda: self._async.add_stage(stage, before=before))
+
+    def cool_down(self, target: str, seconds: float, reason: str = "cooled down by hand") -> None:
+        """Send `target` no traffic for `seconds` (see `AsyncRouter.cool_down`)."""
+        self._portal.run(self._async.cool_down, target, seconds, reason)
+
     def health(self) -> dict[str, TargetHealth]:
         """Each known target's health (see `AsyncRouter.health`)."""
-        return self._async.health()
+        return self._portal.run(self._async.health)
 
     def stats(self) -> dict[str, TargetStats]:
         """Each known target's live statistics (see `AsyncRouter.stats`)."""
-        return self._async.stats()
+        return self._portal.run(self._async.stats)
 
     def add_hook(self, event: HookEvent, hook: Callable[..., object]) -> None:
         """Call `hook` on each request's start, attempt ends or end (see `AsyncRouter.add_hook`).
 
         Hooks run on the router's event-loop thread.
         """
-        self._async.add_hook(event, hook)
+        self._portal.run(self._async.add_hook, event, hook)
 
     def set_redactor(self, redactor: Redactor | None) -> None:
         """Pass every record through `redactor` before anything stores, traces or hooks it."""
-        self._async.set_redactor(redactor)
+        self._portal.run(self._async.set_redactor, redactor)
 
     def add_sink(self, sink: Sink | str | Callable[[Sequence[RequestRecord]], object]) -> None:
         """Also write every record to `sink`: a `Sink`, a URL, or a function taking a batch."""
-        self._async.add_sink(sink)
+        self._portal.run(self._async.add_sink, sink)
 
     def use_telemetry(
         self, tracer_provider: Any = None, meter_provider: Any = None, *, enabled: bool = True
     ) -> None:
         """Send spans and metrics to these OpenTelemetry providers (default: the global ones)."""
-        self._async.use_telemetry(tracer_provider, meter_provider, enabled=enabled)
+        self._portal.run(
+            lambda: self._async.use_telemetry(tracer_provider, meter_provider, enabled=enabled)
+        )
 
     @property
     def recording(self) -> RecorderStatus:
         """The recorder's counters: queued, recorded, dropped, failed."""
-        return self._async.recording
+        return self._portal.run(lambda: self._async.recording)
 
     def flush(self) -> None:
         """Write every record queued so far to the sinks."""
@@ -315,14 +351,23 @@ class Router:
         properties: Mapping[str, str] | None = None,
     ) -> StatsReport:
         """Figures from the log store, after flushing (see `AsyncRouter.analytics`)."""
-        from .observe.analytics import make_filters
 
-        filters = make_filters(
-            since=since, until=until, where=where, route=route, provider=provider, model=model,
-            user=user, key=key, team=team, properties=properties,
-        )  # fmt: skip
-        self.flush()
-        return self._async.recorder_query(by=[by] if isinstance(by, str) else by, filters=filters)
+        async def run() -> StatsReport:
+            return await self._async.analytics(
+                by=by,
+                since=since,
+                until=until,
+                where=where,
+                route=route,
+                provider=provider,
+                model=model,
+                user=user,
+                key=key,
+                team=team,
+                properties=properties,
+            )
+
+        return self._portal.call(run)
 
     def budgets(self) -> list[BudgetStatus]:
         """Every budget's spend and remaining dollars per subject (see `AsyncRouter.budgets`)."""
@@ -330,11 +375,21 @@ class Router:
 
     def cache_stats(self) -> CacheStats | None:
         """The cache's hits, misses, bypasses, stores and savings; None without a cache."""
-        return self._async.cache_stats()
+        return self._portal.run(self._async.cache_stats)
 
     def limit_stats(self) -> LimitStats:
         """The rate-limit and budget counters (see `AsyncRouter.limit_stats`)."""
-        return self._async.limit_stats()
+        return self._portal.run(self._async.limit_stats)
+
+    def drain(self) -> None:
+        """Wait for the cache's and limits' writes off the request path (see `AsyncRouter.drain`)."""
+        if self._portal.started:
+            self._portal.call(self._async.drain)
+
+    @property
+    def stage_failures(self) -> int:
+        """How many times a stage's `after()` raised (see `AsyncRouter.stage_failures`)."""
+        return self._portal.run(lambda: self._async.stage_failures)
 
     def close(self) -> None:
         """Close connection pools and stop the event-loop thread. Safe to call more than once."""

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from . import AsyncRouter, Config, ConfigError, LLMRouteError, __version__
 from ._config_load import providers_from_env
+from ._views import ProviderView, RouteView
 from .providers import PRESETS
-from .routing.catalog import Provider, Route
 
 __all__ = ["main"]
 
@@ -86,29 +86,32 @@ def _use_rich(choice: str) -> bool:
 # ---------------------------------------------------------------- check
 
 
-def _base_url(provider: Provider) -> str:
-    if provider.type == "mock":
+def _base_url(provider_type: str, base_url: str | None) -> str:
+    if provider_type == "mock":
         return "(simulated)"
-    return str(getattr(provider.adapter, "base_url", "-"))
+    return base_url or "-"
 
 
-def _key_status(provider: Provider) -> str:
+def _key_status(provider: ProviderView) -> str:
     """Whether a key is configured; never the key itself."""
     if provider.type == "mock":
         return "-"
-    if getattr(provider.adapter.config, "api_key", None) is not None:
+    if provider.has_key:
         return "set"
     preset = PRESETS.get(provider.type)
     return "not needed" if preset is not None and preset.key_env is None else "missing"
 
 
-def _route_row(name: str, route: Route) -> list[str]:
+def _route_row(name: str, route: RouteView, providers: dict[str, ProviderView]) -> list[str]:
     retry = route.retry
     delays = _seconds(retry.initial)
     if retry.backoff == "exponential":
         delays += f"..{_seconds(retry.max_delay)}"
-    targets = [f"{t.key}  [{t.provider.type}] {_base_url(t.provider)}" for t in route.targets]
-    fallbacks = ", ".join(f.name or "?" for f in route.fallbacks) or "-"
+    targets = [
+        f"{t.key}  [{t.provider_type}] {_base_url(t.provider_type, providers[t.provider].base_url)}"
+        for t in route.targets
+    ]
+    fallbacks = ", ".join(route.fallbacks) or "-"
     return [
         name, route.strategy, _seconds(route.timeout),
         f"{retry.attempts} rounds, {retry.backoff} {delays}", "\n".join(targets), fallbacks,
@@ -121,27 +124,28 @@ def _check(path: str, output_format: str) -> int:
     except ConfigError as exc:
         _print_error(exc, path)
         return 1
-    catalog = router._catalog
+    known = router.providers()
+    configured = router.routes()
     from_env = providers_from_env()
     routes: _Table = (
         "Routes",
         ["route", "strategy", "timeout", "retry", "targets", "fallbacks"],
-        [_route_row(name, route) for name, route in catalog.routes.items()],
+        [_route_row(name, route, known) for name, route in configured.items()],
     )
     providers: _Table = (
         "Providers",
         ["provider", "type", "base URL", "API key", "source"],
         [
-            [name, p.type, _base_url(p), _key_status(p),
+            [name, p.type, _base_url(p.type, p.base_url), _key_status(p),
              "config" if name in router.config.providers
              else "environment" if name in from_env else "implicit"]
-            for name, p in catalog.providers.items()
+            for name, p in known.items()
         ],
     )  # fmt: skip
     render = _render_rich if _use_rich(output_format) else _render_plain
     for table in (routes, providers):
         render(table)
-    print(f"{path}: OK ({len(catalog.routes)} routes, {len(catalog.providers)} providers)")
+    print(f"{path}: OK ({len(configured)} routes, {len(known)} providers)")
     return 0
 
 

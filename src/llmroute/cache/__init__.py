@@ -1,31 +1,25 @@
 """The response cache: exact-match, in memory or shared through Redis.
 
-See docs/caching.md. Names are imported on first use, so that the
-configuration models (`CacheConfig`) load without the rest.
+See docs/caching.md. Names are imported on first use (see `llmroute._lazy`), so
+that the configuration models (`CacheConfig`) load without the rest.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from .._lazy import exports as _exports
 
 if TYPE_CHECKING:
-    from .config import CacheConfig, RouteCacheConfig
-    from .convert import chunks_to_completion, completion_to_chunks
-    from .keys import cache_key
-    from .stage import CacheStage, CacheStats
+    from .config import CacheConfig as CacheConfig
+    from .config import RouteCacheConfig as RouteCacheConfig
+    from .convert import chunks_to_completion as chunks_to_completion
+    from .convert import completion_to_chunks as completion_to_chunks
+    from .keys import cache_key as cache_key
+    from .stage import CacheStage as CacheStage
+    from .stage import CacheStats as CacheStats
 
-__all__ = [
-    "CacheConfig",
-    "CacheStage",
-    "CacheStats",
-    "RouteCacheConfig",
-    "cache_key",
-    "chunks_to_completion",
-    "completion_to_chunks",
-]
-
-_LAZY = {
+_EXPORTS = {
     "CacheConfig": ".config",
     "CacheStage": ".stage",
     "CacheStats": ".stage",
@@ -35,11 +29,4 @@ _LAZY = {
     "completion_to_chunks": ".convert",
 }
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__, __all__ = _exports(__name__, _EXPORTS)

@@ -28,22 +28,60 @@ from ..stores.redis import RedisConnection
 from .entry import StoredAnswer, decode_answer, encode_answer
 from .keys import CacheKey
 
-__all__ = ["CacheBackend", "MemoryBackend", "RedisBackend"]
+__all__ = ["CacheBackend", "LocalCache", "MemoryBackend", "RedisBackend"]
 
 _log = logging.getLogger("llmroute.cache")
 
 
+class LocalCache(Protocol):
+    """The synchronous face of a backend whose entries live in this process.
+
+    A memory hit is the cache's fast path: `get_one` and `lookup` answer it
+    without creating and awaiting a coroutine, and keys may be `memory_key`
+    tuples (hashable values, never serialised) as well as text, which spares a
+    hit the canonical JSON and its digest (the figures are in docs/caching.md,
+    "Speed").
+    """
+
+    def get_one(self, key: CacheKey) -> StoredAnswer | None:
+        """The answer under `key`, None when missing or expired."""
+        ...
+
+    def lookup(self, keys: Sequence[CacheKey]) -> list[StoredAnswer | None]:
+        """The answers under `keys`, None where missing or expired."""
+        ...
+
+    def put(self, key: CacheKey, answer: StoredAnswer, ttl: float) -> None:
+        """Store `answer` under `key` for `ttl` seconds."""
+        ...
+
+    def __len__(self) -> int:
+        """How many entries are held."""
+        ...
+
+
 class CacheBackend(Protocol):
-    """A key-value store with expiry."""
+    """A key-value store with expiry.
+
+    The cache stage calls `local()` once: a backend in this process returns its
+    `LocalCache` face, which the stage then uses for every lookup and store,
+    with tuple keys where the request has one. A remote backend returns None;
+    the stage then awaits `get_many` and `set` with text keys only (a tuple key
+    reaching one is a bug, and raises `TypeError`).
+    """
 
     #: Whether calls go over the network (then stores run off the request's path).
     remote: bool
 
-    async def get_many(self, keys: Sequence[str]) -> list[StoredAnswer | None]:
+    def local(self) -> LocalCache | None:
+        """This backend's synchronous face if its entries live in this process, else None."""
+        ...
+
+    async def get_many(self, keys: Sequence[CacheKey]) -> list[StoredAnswer | None]:
         """The answers under `keys`, None where missing, expired or unreadable."""
         ...
 
-    async def set(self, key: str, answer: StoredAnswer, ttl: float) -> None:
+    async def set(self, key: CacheKey, answer: StoredAnswer, ttl: float) -> None:
         """Store `answer` under `key` for `ttl` seconds."""
         ...
 
@@ -85,6 +123,9 @@ class MemoryBackend:
         self._items: LRUCache[CacheKey, _Item] = LRUCache(max_size, getsizeof=_size)
         self._clock = clock
 
+    def local(self) -> MemoryBackend:
+        return self
+
     def get_one(self, key: CacheKey) -> StoredAnswer | None:
         """The answer under `key`, None when missing or expired (a hit's path is short)."""
         try:  # half the calls of `get()`, which checks `in` first
@@ -109,10 +150,10 @@ class MemoryBackend:
             found.append(item.answer if item is not None else None)
         return found
 
-    async def get_many(self, keys: Sequence[str]) -> list[StoredAnswer | None]:
+    async def get_many(self, keys: Sequence[CacheKey]) -> list[StoredAnswer | None]:
         return self.lookup(keys)
 
-    async def set(self, key: str, answer: StoredAnswer, ttl: float) -> None:
+    async def set(self, key: CacheKey, answer: StoredAnswer, ttl: float) -> None:
         self.put(key, answer, ttl)
 
     def put(self, key: CacheKey, answer: StoredAnswer, ttl: float) -> None:
@@ -146,29 +187,41 @@ class RedisBackend:
         self._redis = connection
         self._compress_over = compress_over
 
-    async def get_many(self, keys: Sequence[str]) -> list[StoredAnswer | None]:
+    def local(self) -> None:
+        return None
+
+    async def get_many(self, keys: Sequence[CacheKey]) -> list[StoredAnswer | None]:
         client = self._redis.client
-        if len(keys) == 1:
-            key = keys[0]
-            raw: list[bytes | None] = [await self._redis.call(lambda: client.get(key))]
+        names = [_text(key) for key in keys]
+        if len(names) == 1:
+            name = names[0]
+            raw: list[bytes | None] = [await self._redis.call(lambda: client.get(name))]
         else:
-            raw = await self._redis.call(lambda: client.mget(keys))
+            raw = await self._redis.call(lambda: client.mget(names))
         return [_unpack(value) if value is not None else None for value in raw]
 
-    async def set(self, key: str, answer: StoredAnswer, ttl: float) -> None:
+    async def set(self, key: CacheKey, answer: StoredAnswer, ttl: float) -> None:
+        name = _text(key)
         value = encode_answer(answer)
         if len(value) > self._compress_over:
             packed = _ZLIB + zlib.compress(value, 1)
         else:
             packed = _RAW + value
         client = self._redis.client
-        await self._redis.call(lambda: client.set(key, packed, px=max(1, int(ttl * 1000))))
+        await self._redis.call(lambda: client.set(name, packed, px=max(1, int(ttl * 1000))))
 
     async def check(self) -> str | None:
         return await self._redis.problem()
 
     async def aclose(self) -> None:
         await self._redis.aclose()
+
+
+def _text(key: CacheKey) -> str:
+    """A Redis key: text only (`memory_key` tuples are for `LocalCache` backends)."""
+    if not isinstance(key, str):
+        raise TypeError(f"a remote cache backend takes text keys, got {key!r}")
+    return key
 
 
 def _unpack(value: bytes) -> StoredAnswer | None:

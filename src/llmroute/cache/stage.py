@@ -23,14 +23,13 @@ from __future__ import annotations
 import asyncio
 import random
 from dataclasses import dataclass
-from typing import cast
 
 from .._request import _DEFAULT_OPTIONS, ChatRequest
 from .._types import ChatCompletion, CompletionUsage, CreateEmbeddingResponse
 from ..pipeline.stage import Answer, Outcome, RequestContext, Stage
 from ..routing.catalog import Route
 from ..stores.redis import RedisUnavailable
-from .backends import CacheBackend, MemoryBackend
+from .backends import CacheBackend
 from .config import CacheConfig
 from .convert import chunks_to_completion, completion_to_chunks
 from .entry import StoredAnswer
@@ -104,7 +103,7 @@ class CacheStage(Stage):
     def __init__(self, config: CacheConfig, backend: CacheBackend) -> None:
         self._config = config
         self._backend = backend
-        self._memory = backend if isinstance(backend, MemoryBackend) else None
+        self._memory = backend.local()  # the synchronous face of an in-process backend
         self._policies: dict[Route, _RoutePolicy] = {}
         self._rng = random.Random()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -170,8 +169,7 @@ class CacheStage(Stage):
             found = self._memory.lookup(keys)
         else:
             try:
-                # tuple keys are the memory backend's alone: these are all text
-                found = await self._backend.get_many(cast("list[str]", keys))
+                found = await self._backend.get_many(keys)
             except RedisUnavailable:
                 self.stats.errors += 1
                 self._bypass(ctx)
@@ -320,13 +318,17 @@ class CacheStage(Stage):
             if self._memory is not None:
                 self._memory.put(key, answer, pending.ttl)
             else:
-                assert isinstance(key, str)  # tuple keys are the memory backend's alone
                 await self._backend.set(key, answer, pending.ttl)
         except RedisUnavailable:
             self.stats.errors += 1
             self.stats.not_stored += 1
             return
         self.stats.stores += 1
+
+    @property
+    def entries(self) -> int | None:
+        """How many entries the cache holds, for a backend in this process (None: remote)."""
+        return len(self._memory) if self._memory is not None else None
 
     async def drain(self) -> None:
         """Wait for the stores in flight."""

@@ -1,33 +1,27 @@
 """Rate limits and budgets: exact, in memory or shared through Redis.
 
-See docs/limits.md. Names are imported on first use, so that the
-configuration models load without the rest.
+See docs/limits.md. Names are imported on first use (see `llmroute._lazy`), so
+that the configuration models load without the rest.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from .._lazy import exports as _exports
 
 if TYPE_CHECKING:
-    from .budget import BudgetStage, BudgetStatus
-    from .config import BudgetRule, BudgetsConfig, RateLimitRule, RateLimitsConfig
-    from .rate import RateLimitStage
-    from .stats import LimitCounters, LimitStats
+    from .budget import BudgetStage as BudgetStage
+    from .budget import BudgetStatus as BudgetStatus
+    from .config import BudgetRule as BudgetRule
+    from .config import BudgetsConfig as BudgetsConfig
+    from .config import RateLimitRule as RateLimitRule
+    from .config import RateLimitsConfig as RateLimitsConfig
+    from .rate import RateLimitStage as RateLimitStage
+    from .stats import LimitCounters as LimitCounters
+    from .stats import LimitStats as LimitStats
 
-__all__ = [
-    "BudgetRule",
-    "BudgetStage",
-    "BudgetStatus",
-    "BudgetsConfig",
-    "LimitCounters",
-    "LimitStats",
-    "RateLimitRule",
-    "RateLimitStage",
-    "RateLimitsConfig",
-]
-
-_LAZY = {
+_EXPORTS = {
     "BudgetRule": ".config",
     "BudgetStage": ".budget",
     "BudgetStatus": ".budget",
@@ -39,11 +33,4 @@ _LAZY = {
     "RateLimitsConfig": ".config",
 }
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__, __all__ = _exports(__name__, _EXPORTS)

@@ -12,66 +12,60 @@ The analytics and the store are imported on first use (the store brings in
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from .record import AttemptRecord, RequestRecord
-from .recorder import HookEvent, Recorder, RecorderStatus, Redactor
-from .sinks import CallbackSink, JsonlSink, Sink, sink_from_url
+from .._lazy import exports as _exports
+from .record import AttemptRecord as AttemptRecord
+from .record import RequestRecord as RequestRecord
+from .recorder import HookEvent as HookEvent
+from .recorder import Recorder as Recorder
+from .recorder import RecorderStatus as RecorderStatus
+from .recorder import Redactor as Redactor
+from .sinks import CallbackSink as CallbackSink
+from .sinks import JsonlSink as JsonlSink
+from .sinks import Sink as Sink
+from .sinks import sink_from_url as sink_from_url
 
 if TYPE_CHECKING:
-    from .analytics import (
-        ErrorRow,
-        Filters,
-        Percentiles,
-        StatsReport,
-        StatsRow,
-        make_filters,
-        parse_time,
-        parse_where,
-        percentile,
-        query_stats,
-    )
-    from .sqlite import SqliteStore
+    from .analytics import ErrorRow as ErrorRow
+    from .analytics import Filters as Filters
+    from .analytics import Percentiles as Percentiles
+    from .analytics import StatsReport as StatsReport
+    from .analytics import StatsRow as StatsRow
+    from .analytics import make_filters as make_filters
+    from .analytics import parse_time as parse_time
+    from .analytics import parse_where as parse_where
+    from .analytics import percentile as percentile
+    from .analytics import query_stats as query_stats
+    from .sqlite import SqliteStore as SqliteStore
 
-_LAZY = {
+_EXPORTS = {
+    "ErrorRow": ".analytics",
+    "Filters": ".analytics",
+    "Percentiles": ".analytics",
+    "StatsReport": ".analytics",
+    "StatsRow": ".analytics",
+    "make_filters": ".analytics",
+    "parse_time": ".analytics",
+    "parse_where": ".analytics",
+    "percentile": ".analytics",
+    "query_stats": ".analytics",
     "SqliteStore": ".sqlite",
-    **dict.fromkeys(
-        ["ErrorRow", "Filters", "Percentiles", "StatsReport", "StatsRow", "make_filters",
-         "parse_time", "parse_where", "percentile", "query_stats"],
-        ".analytics",
-    ),
-}  # fmt: skip
+}
 
-__all__ = [
-    "AttemptRecord",
-    "CallbackSink",
-    "ErrorRow",
-    "Filters",
-    "HookEvent",
-    "JsonlSink",
-    "Percentiles",
-    "Recorder",
-    "RecorderStatus",
-    "Redactor",
-    "RequestRecord",
-    "Sink",
-    "SqliteStore",
-    "StatsReport",
-    "StatsRow",
-    "make_filters",
-    "parse_time",
-    "parse_where",
-    "percentile",
-    "query_stats",
-    "sink_from_url",
-]
-
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__, __all__ = _exports(
+    __name__,
+    _EXPORTS,
+    eager=[
+        "AttemptRecord",
+        "CallbackSink",
+        "HookEvent",
+        "JsonlSink",
+        "Recorder",
+        "RecorderStatus",
+        "Redactor",
+        "RequestRecord",
+        "Sink",
+        "sink_from_url",
+    ],
+)

@@ -65,7 +65,7 @@ _NO_METERS = _no_meter_providers()
 
 
 def _version() -> str:
-    from .. import __version__
+    from .._version import __version__
 
     return __version__
 

@@ -25,7 +25,6 @@ import asyncio
 import contextlib
 import inspect
 import logging
-import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -35,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from .._errors import ConfigError
 from .._types import RouteInfo
 from ..pipeline.stage import Answer, Outcome, RequestContext, Stage
+from ._worker import gil_friendly, offer_gil
 from .record import (
     AttemptRecord,
     RequestRecord,
@@ -67,8 +67,6 @@ HookEvent = Literal["request_start", "attempt_end", "request_end"]
 Redactor = Callable[[RequestRecord], RequestRecord | None]
 
 _STATE = "recorder"
-#: The longest the worker thread computes before offering the GIL to the event loop's.
-_HOLD = 0.0002
 #: A finished request waiting to be written: its record (without cost or content),
 #: its routing metadata (which prices it), the request and outcome when content is
 #: captured, and what its spans need.
@@ -326,16 +324,7 @@ class Recorder(Stage):
         """Price, redact, trace and store a batch (in the worker thread)."""
         records = []
         telemetry = self._telemetry
-        clock = time.perf_counter
-        held = clock()
-        for record, info, content, prepared in batch:
-            if clock() - held > _HOLD:
-                # Hand the GIL back. Otherwise, each time the event loop's thread released
-                # it (at every socket wait) it would wait up to the interpreter's switch
-                # interval (5 ms) to get it back from this thread, which costs requests
-                # far more than the recording itself.
-                time.sleep(0)
-                held = clock()
+        for record, info, content, prepared in gil_friendly(batch):
             try:
                 apply_cost(record, info)
                 if content is not None:
@@ -357,7 +346,7 @@ class Recorder(Stage):
                 except Exception:
                     logger.exception("llmroute recorder: OpenTelemetry export failed")
         for sink in self._sinks:
-            time.sleep(0)
+            offer_gil()
             try:
                 sink.write(records)
             except Exception:

@@ -10,17 +10,15 @@ from __future__ import annotations
 
 import json
 import threading
-import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import IO, Protocol, TypeVar, runtime_checkable
+from typing import IO, Protocol, runtime_checkable
 
 from .._errors import ConfigError
+from ._worker import gil_friendly
 from .record import RequestRecord
 
-__all__ = ["CallbackSink", "JsonlSink", "Sink", "gil_friendly", "path_from_url", "sink_from_url"]
-
-T = TypeVar("T")
+__all__ = ["CallbackSink", "JsonlSink", "Sink", "path_from_url", "sink_from_url"]
 
 _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
@@ -40,22 +38,6 @@ class Sink(Protocol):
     def close(self) -> None:
         """Release what the sink holds (files, connections)."""
         ...
-
-
-def gil_friendly(items: Iterable[T], hold: float = 0.0002) -> Iterator[T]:
-    """`items`, offering the GIL to other threads every `hold` seconds of work.
-
-    A sink's Python work runs in the recorder's worker thread; without these
-    pauses, the event loop's thread would wait up to the interpreter's switch
-    interval (5 ms) for the GIL after each of its socket waits.
-    """
-    clock = time.perf_counter
-    held = clock()
-    for item in items:
-        if clock() - held > hold:
-            time.sleep(0)
-            held = clock()
-        yield item
 
 
 def path_from_url(url: str, scheme: str) -> Path:

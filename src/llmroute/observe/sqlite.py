@@ -24,8 +24,8 @@ from typing import Any
 
 from .._errors import ConfigError
 from .._types import TokenUsage
+from ._worker import gil_friendly
 from .record import AttemptRecord, RequestRecord
-from .sinks import gil_friendly
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "SqliteStore"]
 

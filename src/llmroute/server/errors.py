@@ -48,6 +48,7 @@ from .._errors import (
     ProviderError,
     ProviderTimeout,
     ProviderUnavailable,
+    QuotaExceeded,
     RateLimited,
     RequestError,
     StreamInterrupted,
@@ -154,7 +155,7 @@ def _provider_error(exc: ProviderError) -> HTTPError:
     if isinstance(exc, ProviderTimeout):
         return HTTPError(504, str(exc), type="timeout", code=exc.kind)
     retry = [(b"retry-after", _seconds(exc.retry_after))] if exc.retry_after else None
-    if isinstance(exc, RateLimited) or (
+    if isinstance(exc, RateLimited | QuotaExceeded) or (
         isinstance(exc, ProviderUnavailable) and not isinstance(exc, MalformedResponse)
     ):
         return HTTPError(503, str(exc), type="service_unavailable", code=exc.kind, headers=retry)
@@ -173,7 +174,7 @@ def _all_failed(exc: AllTargetsFailed) -> HTTPError:
     overloaded = [
         e
         for e in errors
-        if isinstance(e, RateLimited)
+        if isinstance(e, RateLimited | QuotaExceeded)
         or (isinstance(e, ProviderUnavailable) and not isinstance(e, MalformedResponse))
     ]
     if overloaded or not errors:

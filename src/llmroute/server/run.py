@@ -36,7 +36,7 @@ from .._config import Config
 from .._config_load import load_config, load_file, providers_from_env
 from .._errors import ConfigError
 from .._router import AsyncRouter
-from ..routing.catalog import Route
+from .._views import RouteView
 from .config import ServerConfig
 
 if TYPE_CHECKING:
@@ -188,30 +188,26 @@ def refusals(config: Config, server: ServerConfig, *, per_worker_limits: bool = 
     return problems
 
 
-def _route_line(name: str, route: Route) -> str:
+def _route_line(name: str, route: RouteView) -> str:
     targets = " -> ".join(t.key for t in route.targets)
-    fallbacks = (
-        f"; then routes {', '.join(f.name or '?' for f in route.fallbacks)}"
-        if route.fallbacks
-        else ""
-    )
+    fallbacks = f"; then routes {', '.join(route.fallbacks)}" if route.fallbacks else ""
     return f"{name:<12} {route.strategy:<8} {targets}{fallbacks}"
 
 
 def summary(source: ServeSource, router: AsyncRouter, server: ServerConfig) -> str:
     """The start-up announcement: what is served, where, to whom, and where state lives."""
-    catalog = router._catalog
+    routes_by_name, providers = router.routes(), router.providers()
     host = f"[{server.host}]" if ":" in server.host else server.host
     base = f"http://{host}:{server.port}"
     where = {"file": str(source.path), "env": "providers found in the environment",
              "demo": "offline demo"}  # fmt: skip
-    routes = [_route_line(n, r) for n, r in catalog.routes.items()]
+    routes = [_route_line(n, r) for n, r in routes_by_name.items()]
     metrics = "off" if server.metrics == "off" else f"{base}/metrics"
     lines = [
         f"llmroute {__version__} gateway on {base}/v1 (OpenAI-compatible); "
         f"config: {where[source.kind]}",
         "  routes:   " + ("\n            ".join(routes) or "(none: use provider/model)"),
-        f"  direct:   provider/model for providers {', '.join(sorted(catalog.providers)) or '-'}",
+        f"  direct:   provider/model for providers {', '.join(sorted(providers)) or '-'}",
         _keys_line(server),
         *_store_lines(router.config, server),
         f"  metrics:  {metrics}{' (needs a key)' if server.metrics == 'key' else ''}; "

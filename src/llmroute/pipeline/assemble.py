@@ -1,4 +1,7 @@
-"""The rate-limit, budget and cache stages of a router, built from its config, in order.
+"""The stages a router's config asks for (cache, rate limits, budgets), built in order.
+
+The router adds its recorder in front of them and a user's own stages
+(`AsyncRouter.add_stage`) where asked.
 
 The cache lookup comes first by default, so a cache hit is free of rate
 limits and budgets (it reaches no provider and costs nothing). A section with
@@ -16,20 +19,21 @@ from .._prices import PriceBook
 from ..cache.backends import CacheBackend, MemoryBackend, RedisBackend
 from ..cache.config import CacheConfig
 from ..cache.stage import CacheStage
-from ..pipeline.stage import Stage
+from ..limits.budget import BudgetStage
+from ..limits.budget_store import BudgetStore, MemoryBudgetStore, RedisBudgetStore
+from ..limits.gcra import GcraStore, MemoryGcra, RedisGcra
+from ..limits.rate import RateLimitStage
+from ..limits.stats import LimitStats
 from ..stores.redis import RedisConnection
-from .budget import BudgetStage
-from .budget_store import BudgetStore, MemoryBudgetStore, RedisBudgetStore
-from .gcra import GcraStore, MemoryGcra, RedisGcra
-from .rate import RateLimitStage
-from .stats import LimitStats
+from .stage import Stage
 
-__all__ = ["LimitStages", "build_limit_stages"]
+__all__ = ["ConfiguredStages", "build_stages"]
 
 
 @dataclass(slots=True)
-class LimitStages:
-    """A router's cache, rate-limit and budget stages (None when not configured)."""
+class ConfiguredStages:
+    """A router's cache, rate-limit and budget stages (None when not configured), and the
+    Redis connections they share."""
 
     cache: CacheStage | None = None
     rate_limits: RateLimitStage | None = None
@@ -47,6 +51,13 @@ class LimitStages:
         middle: list[Stage] = [self.cache] if self.cache is not None else []
         return early + middle + late
 
+    async def drain(self) -> None:
+        """Wait for the writes the stages run off the request's path (cache stores, Redis
+        reconciliations and spends)."""
+        for stage in (self.cache, self.rate_limits, self.budgets):
+            if stage is not None:
+                await stage.drain()
+
     def stats(self) -> LimitStats:
         """The rate-limit and budget counters."""
         return LimitStats(
@@ -59,7 +70,7 @@ class LimitStages:
 
 
 def _redis(
-    stages: LimitStages, url: str, timeout: float, retry: float, purpose: str, clock: Clock
+    stages: ConfiguredStages, url: str, timeout: float, retry: float, purpose: str, clock: Clock
 ) -> RedisConnection:
     connection = RedisConnection(
         url, timeout=timeout, retry_interval=retry, purpose=purpose, clock=clock
@@ -68,9 +79,9 @@ def _redis(
     return connection
 
 
-def build_limit_stages(config: Config, clock: Clock, prices: PriceBook) -> LimitStages:
+def build_stages(config: Config, clock: Clock, prices: PriceBook) -> ConfiguredStages:
     """The stages `config` asks for (Redis clients are created, not connected)."""
-    stages = LimitStages()
+    stages = ConfiguredStages()
     cache = config.cache
     if cache is None and any(
         r.cache is not None and r.cache.enabled for r in config.routes.values()
