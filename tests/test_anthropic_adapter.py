@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from multidict import CIMultiDict
 
+from llmroute import HttpRequest
 from llmroute._errors import (
     AuthenticationError,
     InvalidRequest,
@@ -22,7 +23,6 @@ from llmroute._errors import (
     RequestError,
 )
 from llmroute._request import ChatRequest, validate_chat_request
-from llmroute._transport import HttpRequest
 from llmroute._types import ChatCompletionChunk, TokenUsage
 from llmroute.providers._base import ExtraRequest, RateLimitState
 from llmroute.providers._configs import AnthropicProviderConfig

@@ -194,7 +194,7 @@ async def test_a_stream_whose_end_arrives_in_one_read_is_complete_and_cached() -
     """The last chunks, the usage and ``[DONE]`` usually come in one network read: the stream
     ends only after those chunks are delivered, so the stages see the whole answer (the
     cache stores it and the next request is a hit)."""
-    from llmroute._transport import HttpRequest, HttpResponse, Timeouts, Transport
+    from llmroute import HttpRequest, HttpResponse, Timeouts, Transport
 
     def event(delta: dict[str, Any], finish: str | None = None) -> bytes:
         chunk = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",

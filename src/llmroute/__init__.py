@@ -50,7 +50,18 @@ if TYPE_CHECKING:
     from ._request import CacheControl, RequestOptions
     from ._router import AsyncRouter
     from ._sync import ChatStream, Router
-    from ._transport import HttpRequest, HttpResponse, Timeouts, Transport
+    from ._transports import (
+        ConnectFailed,
+        ConnectionLost,
+        HandlerResponse,
+        HandlerTransport,
+        HttpRequest,
+        HttpResponse,
+        TimedOut,
+        Timeouts,
+        Transport,
+        TransportError,
+    )
     from ._types import (
         AttemptInfo,
         ChatCompletion,
@@ -81,11 +92,15 @@ _LAZY: dict[str, str] = {
     "ChatStream": "._sync",
     "Clock": "._clock",
     "Config": "._config",
+    "ConnectFailed": "._transports",
+    "ConnectionLost": "._transports",
     "CreateEmbeddingResponse": "._types",
+    "HandlerResponse": "._transports",
+    "HandlerTransport": "._transports",
     "HealthConfig": "._config",
     "HedgeConfig": "._config",
-    "HttpRequest": "._transport",
-    "HttpResponse": "._transport",
+    "HttpRequest": "._transports",
+    "HttpResponse": "._transports",
     "LoggingConfig": "._config",
     "Model": "._types",
     "ModelList": "._types",
@@ -102,9 +117,11 @@ _LAZY: dict[str, str] = {
     "TargetHealth": ".routing.health",
     "TargetStats": ".routing.stats",
     "TelemetryConfig": "._config",
-    "Timeouts": "._transport",
+    "TimedOut": "._transports",
+    "Timeouts": "._transports",
     "TokenUsage": "._types",
-    "Transport": "._transport",
+    "Transport": "._transports",
+    "TransportError": "._transports",
 }
 
 
@@ -138,9 +155,13 @@ __all__ = [
     "Clock",
     "Config",
     "ConfigError",
+    "ConnectFailed",
+    "ConnectionLost",
     "ContentFiltered",
     "ContextLengthExceeded",
     "CreateEmbeddingResponse",
+    "HandlerResponse",
+    "HandlerTransport",
     "HealthConfig",
     "HedgeConfig",
     "HttpRequest",
@@ -175,9 +196,11 @@ __all__ = [
     "TargetHealth",
     "TargetStats",
     "TelemetryConfig",
+    "TimedOut",
     "Timeouts",
     "TokenUsage",
     "Transport",
+    "TransportError",
     "UnknownModel",
     "__version__",
 ]

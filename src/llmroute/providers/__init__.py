@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._clock import Clock
-from .._transport import Transport
+from .._transports import Transport
 from ._base import ExtraRequest, ProviderAdapter, RateLimitState, StreamDecoder, parse_retry_after
 from ._configs import (
     AnthropicProviderConfig,

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict
 from pydantic_core import from_json
 
-from .._sse import SseDecoder
+from .._transports import SseDecoder
 from .._types import ChatCompletionChunk, CompletionUsage
 from ._base import StreamDecoder
 from ._translate import RESPONSE_TOOL, ChunkMaker, completion_usage, malformed

@@ -17,7 +17,7 @@ from typing import Any, ClassVar, Literal
 
 from .._errors import ProviderError, RequestError
 from .._request import ChatRequest, EmbeddingsRequest
-from .._transport import HttpRequest
+from .._transports import HttpRequest
 from .._types import ChatCompletion, ChatCompletionChunk, CompletionUsage, CreateEmbeddingResponse
 
 __all__ = [
@@ -61,8 +61,11 @@ class StreamDecoder(ABC):
     One decoder per stream; it may keep state between lines. `feed` raises a
     `ProviderError` for an error event inside the stream. `done` becomes true
     when the provider signalled a complete end of stream; `usage` holds the
-    latest usage the stream reported.
+    latest usage the stream reported. The empty ``__slots__`` lets a decoder's own
+    slots take effect (one decoder is made per stream).
     """
+
+    __slots__ = ()
 
     done: bool = False
     usage: CompletionUsage | None = None

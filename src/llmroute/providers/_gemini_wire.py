@@ -17,7 +17,7 @@ from .._errors import (
     ProviderUnavailable,
     RateLimited,
 )
-from .._sse import SseDecoder
+from .._transports import SseDecoder
 from .._types import (
     ChatCompletion,
     ChatCompletionChunk,

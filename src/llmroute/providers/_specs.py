@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .._clock import Clock
-from .._transport import Transport
+from .._transports import Transport
 from . import ProviderSpec
 from ._base import ProviderAdapter
 from ._configs import (

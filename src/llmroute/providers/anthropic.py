@@ -50,7 +50,7 @@ from .._request import (
     ToolMessage,
     UserMessage,
 )
-from .._transport import HttpRequest
+from .._transports import HttpRequest
 from .._types import ChatCompletion, ChatCompletionMessageToolCall
 from ._anthropic_stream import AnthropicStreamDecoder, WireUsage, finish_reason
 from ._base import (

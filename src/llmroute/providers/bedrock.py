@@ -36,7 +36,7 @@ from .._request import (
     ToolMessage,
     UserMessage,
 )
-from .._transport import HttpRequest
+from .._transports import HttpRequest
 from .._types import (
     ChatCompletion,
     ChatCompletionMessageToolCall,

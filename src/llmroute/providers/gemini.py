@@ -40,7 +40,7 @@ from .._request import (
     ToolMessage,
     UserMessage,
 )
-from .._transport import HttpRequest
+from .._transports import HttpRequest
 from .._types import ChatCompletion, CreateEmbeddingResponse, Embedding, EmbeddingUsage
 from ._base import NO_EXTRA, ExtraRequest, ProviderAdapter, StreamDecoder, parse_retry_after
 from ._configs import GeminiProviderConfig

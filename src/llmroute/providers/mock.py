@@ -23,7 +23,7 @@ from pydantic_core import from_json, to_json
 from .._clock import Clock
 from .._request import ChatRequest
 from .._tokens import content_text, estimate_request_tokens, estimate_text_tokens
-from .._transport import (
+from .._transports import (
     ConnectFailed,
     ConnectionLost,
     HttpRequest,

@@ -25,8 +25,7 @@ from .._errors import (
     RateLimited,
 )
 from .._request import ChatRequest, EmbeddingsRequest
-from .._sse import SseDecoder
-from .._transport import HttpRequest
+from .._transports import HttpRequest, SseDecoder
 from .._types import (
     ChatCompletion,
     ChatCompletionChunk,
