@@ -25,8 +25,8 @@ from llmroute._errors import (
 from llmroute._request import ChatRequest, validate_chat_request
 from llmroute._types import ChatCompletionChunk, TokenUsage
 from llmroute.providers._base import ExtraRequest, RateLimitState
-from llmroute.providers._configs import AnthropicProviderConfig
 from llmroute.providers.anthropic import AnthropicAdapter, parse_rfc3339_reset
+from llmroute.providers.configs import AnthropicProviderConfig
 
 FIXTURES = Path(__file__).parent / "fixtures"
 MODEL = "claude-sonnet-4-5-20250929"

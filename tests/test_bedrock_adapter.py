@@ -25,8 +25,8 @@ from llmroute._errors import (
 )
 from llmroute._request import ChatRequest, validate_chat_request, validate_embeddings_request
 from llmroute._types import ChatCompletionChunk, TokenUsage
-from llmroute.providers._configs import BedrockProviderConfig
 from llmroute.providers.bedrock import BedrockAdapter
+from llmroute.providers.configs import BedrockProviderConfig
 
 FIXTURES = Path(__file__).parent / "fixtures"
 MODEL = "anthropic.claude-3-5-haiku-20241022-v1:0"

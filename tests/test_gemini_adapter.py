@@ -25,7 +25,7 @@ from llmroute._errors import (
 from llmroute._request import ChatRequest, validate_chat_request, validate_embeddings_request
 from llmroute._types import ChatCompletionChunk, TokenUsage
 from llmroute.providers._base import ExtraRequest
-from llmroute.providers._configs import GeminiProviderConfig
+from llmroute.providers.configs import GeminiProviderConfig
 from llmroute.providers.gemini import GeminiAdapter
 
 FIXTURES = Path(__file__).parent / "fixtures"

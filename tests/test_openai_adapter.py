@@ -33,7 +33,7 @@ from llmroute._errors import (
 from llmroute._request import ChatRequest, validate_chat_request, validate_embeddings_request
 from llmroute._types import ChatCompletionChunk, TokenUsage
 from llmroute.providers._base import ExtraRequest, RateLimitState, StreamDecoder, parse_retry_after
-from llmroute.providers._configs import OpenAIProviderConfig
+from llmroute.providers.configs import OpenAIProviderConfig
 from llmroute.providers.openai import OpenAIAdapter, parse_reset_duration
 
 FIXTURES = Path(__file__).parent / "fixtures" / "openai"

@@ -13,7 +13,7 @@ import pytest
 import llmroute
 from llmroute import AsyncRouter
 from llmroute._request import RequestOptions, validate_chat_request
-from llmroute.providers._configs import MockProviderConfig
+from llmroute.providers.configs import MockProviderConfig
 from llmroute.providers.mock import MockTransport
 from llmroute.routing import Selection, SelectionContext
 from llmroute.routing.select import RequestFacts

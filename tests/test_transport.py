@@ -313,7 +313,7 @@ def test_engine_slots_take_effect() -> None:
     """The abstract bases declare empty slots, so per-request objects carry no __dict__."""
     from llmroute._request import validate_chat_request
     from llmroute._transports import AiohttpTransport
-    from llmroute.providers._configs import OpenAIProviderConfig
+    from llmroute.providers.configs import OpenAIProviderConfig
     from llmroute.providers.openai import OpenAIAdapter
 
     adapter = OpenAIAdapter("up", OpenAIProviderConfig(type="openai", api_key="k"))

@@ -61,7 +61,6 @@ from ._base import (
     StreamDecoder,
     parse_retry_after,
 )
-from ._configs import AnthropicProviderConfig
 from ._translate import (
     RESPONSE_TOOL,
     DataUrl,
@@ -79,6 +78,7 @@ from ._translate import (
     user_parts,
     vendor_options,
 )
+from .configs import AnthropicProviderConfig
 
 __all__ = [
     "AnthropicAdapter",

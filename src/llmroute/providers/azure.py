@@ -30,7 +30,7 @@ from .._request import ChatRequest, EmbeddingsRequest
 from .._transports import HttpRequest
 from .._types import ChatCompletion, ChatCompletionChunk, CreateEmbeddingResponse
 from ._base import NO_EXTRA, ExtraRequest, ProviderAdapter, RateLimitState, StreamDecoder
-from ._configs import AzureProviderConfig, OpenAIProviderConfig
+from .configs import AzureProviderConfig, OpenAIProviderConfig
 from .openai import OpenAIAdapter, OpenAIStreamDecoder
 
 __all__ = ["AzureAdapter", "AzureStreamDecoder", "token_expiry"]

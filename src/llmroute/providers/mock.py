@@ -33,9 +33,10 @@ from .._transports import (
     Timeouts,
     Transport,
 )
-from ._configs import MockOutcome, MockProviderConfig
+from .configs import MockOutcome, MockProviderConfig, OpenAIProviderConfig
+from .openai import OpenAIAdapter
 
-__all__ = ["MOCK_BASE_URL", "MockTransport"]
+__all__ = ["MOCK_BASE_URL", "MockTransport", "mock_adapter"]
 
 #: The base URL the mock provider's adapter builds requests for (never resolved).
 MOCK_BASE_URL = "http://mock.llmroute.invalid/v1"
@@ -52,6 +53,15 @@ _ERROR_TYPES = {
 }
 _DEFAULT_OUTCOME = MockOutcome()
 
+
+def mock_adapter(name: str, config: MockProviderConfig) -> OpenAIAdapter:
+    """The mock's adapter: the ordinary OpenAI adapter, so everything after the socket
+    runs as it does for a real OpenAI-compatible service."""
+    wire = OpenAIProviderConfig(type="openai", base_url=MOCK_BASE_URL, api_key="mock-key")
+    adapter = OpenAIAdapter(name, wire)
+    adapter.otel_name = "mock"
+    adapter.prices_id = None
+    return adapter
 
 
 async def _cut_body() -> AsyncIterator[bytes]:

@@ -41,9 +41,9 @@ from ._base import (
     StreamDecoder,
     parse_retry_after,
 )
-from ._configs import OpenAIProviderConfig
 from ._presets import PRESETS
 from ._translate import VENDOR_OPTION_KEYS
+from .configs import OpenAIProviderConfig
 
 __all__ = ["OpenAIAdapter", "OpenAIStreamDecoder", "parse_reset_duration"]
 

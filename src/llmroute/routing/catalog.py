@@ -23,7 +23,7 @@ from .._errors import ConfigError, UnknownModel
 from .._prices import PriceBook
 from .._transports import AiohttpTransport, Timeouts, Transport, transport_from_client
 from ..providers import PRESETS, ProviderAdapter, RateLimitState, provider_spec
-from ..providers._configs import MockProviderConfig, OpenAIProviderConfig
+from ..providers.configs import MockProviderConfig, OpenAIProviderConfig
 from .conditions import Condition, ConditionError, compile_condition
 from .strategies import BUILT_IN, LatencyStrategy, OrderedStrategy, Selection, Strategy
 
