@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ._base import (
+    ErrorMapper,
     ExtraRequest,
     ProviderAdapter,
     RateLimitState,
@@ -50,6 +51,7 @@ __all__ = [
     "AnthropicProviderConfig",
     "AzureProviderConfig",
     "BedrockProviderConfig",
+    "ErrorMapper",
     "ExtraRequest",
     "GeminiProviderConfig",
     "MockProviderConfig",

@@ -13,7 +13,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Protocol
 
 from .._errors import ProviderError, RequestError
 from .._request import ChatRequest, EmbeddingsRequest
@@ -21,6 +21,7 @@ from .._transports import HttpRequest
 from .._types import ChatCompletion, ChatCompletionChunk, CompletionUsage, CreateEmbeddingResponse
 
 __all__ = [
+    "ErrorMapper",
     "ExtraRequest",
     "ProviderAdapter",
     "RateLimitState",
@@ -53,6 +54,22 @@ class RateLimitState:
     limit_tokens: int | None = None
     remaining_tokens: int | None = None
     reset_tokens_s: float | None = None
+
+
+class ErrorMapper(Protocol):
+    """What a vendor's stream decoder and body reader need of their adapter: its name
+    (for error messages) and its error mapping (an error event inside a 200 answer
+    is mapped as the same error would be at the HTTP level).
+
+    Decoders in their own module take this rather than the adapter class, so that
+    module does not import its adapter back.
+    """
+
+    name: str
+
+    def map_error(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
+        """The typed error for an error answer."""
+        ...
 
 
 class StreamDecoder(ABC):
