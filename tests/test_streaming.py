@@ -131,9 +131,8 @@ async def test_stream_with_tool_calls_reassembles() -> None:
 
 async def test_provider_without_stream_usage_gets_an_estimate() -> None:
     """A service that ignores include_usage: usage is estimated and marked so."""
-    cfg = routed("a/m", a={"text": "twelve chars"})
+    cfg = routed("a/m", a={"text": "twelve chars", "stream_usage": False})
     async with AsyncRouter(cfg) as router:
-        router._catalog.providers["a"].adapter._stream_usage = False  # type: ignore[attr-defined]
         stream = await router.chat.completions.create(model="chat", messages=HI, stream=True)
         await collect(stream)
     usage = stream.llmroute.usage
@@ -143,9 +142,8 @@ async def test_provider_without_stream_usage_gets_an_estimate() -> None:
 
 async def test_usage_chunk_is_supplied_when_the_provider_sends_none() -> None:
     """Asked for include_usage on a service that rejects it: llmroute adds the chunk."""
-    cfg = routed("a/m", a={"text": "abcd efgh"})
+    cfg = routed("a/m", a={"text": "abcd efgh", "stream_usage": False})
     async with AsyncRouter(cfg) as router:
-        router._catalog.providers["a"].adapter._stream_usage = False  # type: ignore[attr-defined]
         stream = await router.chat.completions.create(
             model="chat", messages=HI, stream=True, stream_options={"include_usage": True}
         )

@@ -263,6 +263,9 @@ class MockProviderConfig(ProviderConfigBase):
         tool_calls: answered when the request offers tools (and tool_choice is not "none").
         prompt_tokens, completion_tokens: fixed usage (counted from the text if unset).
         embedding_dimensions: the length of embedding vectors.
+        stream_usage: whether llmroute asks for ``stream_options.include_usage``, as
+            for an OpenAI-compatible service; off, it plays a service that does not
+            accept it (llmroute then estimates a stream's usage).
     """
 
     type: Literal["mock"]
@@ -283,6 +286,7 @@ class MockProviderConfig(ProviderConfigBase):
     prompt_tokens: int | None = Field(default=None, ge=0)
     completion_tokens: int | None = Field(default=None, ge=0)
     embedding_dimensions: int = Field(default=8, ge=1, le=8192)
+    stream_usage: bool = True
 
 
 # ---------------------------------------------------------------- vendors with their own API

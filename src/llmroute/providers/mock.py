@@ -57,7 +57,9 @@ _DEFAULT_OUTCOME = MockOutcome()
 def mock_adapter(name: str, config: MockProviderConfig) -> OpenAIAdapter:
     """The mock's adapter: the ordinary OpenAI adapter, so everything after the socket
     runs as it does for a real OpenAI-compatible service."""
-    wire = OpenAIProviderConfig(type="openai", base_url=MOCK_BASE_URL, api_key="mock-key")
+    wire = OpenAIProviderConfig(
+        type="openai", base_url=MOCK_BASE_URL, api_key="mock-key", stream_usage=config.stream_usage
+    )
     adapter = OpenAIAdapter(name, wire)
     adapter.otel_name = "mock"
     adapter.prices_id = None
