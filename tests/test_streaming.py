@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 import llmroute
+from _wire import Wire
 from llmroute import AsyncRouter
 
 pytestmark = pytest.mark.anyio
@@ -142,13 +143,14 @@ async def test_provider_without_stream_usage_gets_an_estimate() -> None:
 
 async def test_usage_chunk_is_supplied_when_the_provider_sends_none() -> None:
     """Asked for include_usage on a service that rejects it: llmroute adds the chunk."""
-    cfg = routed("a/m", a={"text": "abcd efgh", "stream_usage": False})
-    async with AsyncRouter(cfg) as router:
+    cfg = routed("a/m", a={"stream_usage": False})
+    a = Wire(text="abcd efgh")
+    async with AsyncRouter(cfg, transports={"a": a.transport}) as router:
         stream = await router.chat.completions.create(
             model="chat", messages=HI, stream=True, stream_options={"include_usage": True}
         )
         _, chunks = await collect(stream)
-        sent = router._catalog.providers["a"].transport.requests[0]  # type: ignore[attr-defined]
+    (sent,) = a.requests
     assert "stream_options" not in sent
     last = chunks[-1]
     assert last.choices == []
