@@ -67,8 +67,7 @@ def one_read_router(body: bytes, route: dict[str, Any] | None = None) -> Any:
     request with `body` as an event stream, all of it in one network read (no sockets)."""
     from collections.abc import AsyncIterator
 
-    from llmroute import AsyncRouter
-    from llmroute._transport import HttpRequest, HttpResponse, Timeouts, Transport
+    from llmroute import AsyncRouter, HttpRequest, HttpResponse, Timeouts, Transport
 
     class OneRead(HttpResponse):
         status, headers = 200, {"content-type": "text/event-stream"}

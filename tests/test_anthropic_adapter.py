@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from multidict import CIMultiDict
 
+from llmroute import HttpRequest
 from llmroute._errors import (
     AuthenticationError,
     InvalidRequest,
@@ -22,11 +23,10 @@ from llmroute._errors import (
     RequestError,
 )
 from llmroute._request import ChatRequest, validate_chat_request
-from llmroute._transport import HttpRequest
 from llmroute._types import ChatCompletionChunk, TokenUsage
 from llmroute.providers._base import ExtraRequest, RateLimitState
-from llmroute.providers._configs import AnthropicProviderConfig
 from llmroute.providers.anthropic import AnthropicAdapter, parse_rfc3339_reset
+from llmroute.providers.configs import AnthropicProviderConfig
 
 FIXTURES = Path(__file__).parent / "fixtures"
 MODEL = "claude-sonnet-4-5-20250929"

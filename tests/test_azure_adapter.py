@@ -21,8 +21,8 @@ from llmroute._errors import (
 from llmroute._request import ChatRequest, validate_chat_request, validate_embeddings_request
 from llmroute._types import TokenUsage
 from llmroute.providers._base import ExtraRequest, RateLimitState
-from llmroute.providers._configs import AzureProviderConfig
 from llmroute.providers.azure import AzureAdapter, token_expiry
+from llmroute.providers.configs import AzureProviderConfig
 
 FIXTURES = Path(__file__).parent / "fixtures" / "azure"
 ENDPOINT = "https://contoso-eastus.openai.azure.com"

@@ -10,6 +10,7 @@ import pytest
 from multidict import CIMultiDict
 
 from _eventstream import event_frame, exception_frame, frame, frames_from
+from llmroute import HttpRequest
 from llmroute._errors import (
     AuthenticationError,
     ConfigError,
@@ -23,10 +24,9 @@ from llmroute._errors import (
     RequestError,
 )
 from llmroute._request import ChatRequest, validate_chat_request, validate_embeddings_request
-from llmroute._transport import HttpRequest
 from llmroute._types import ChatCompletionChunk, TokenUsage
-from llmroute.providers._configs import BedrockProviderConfig
 from llmroute.providers.bedrock import BedrockAdapter
+from llmroute.providers.configs import BedrockProviderConfig
 
 FIXTURES = Path(__file__).parent / "fixtures"
 MODEL = "anthropic.claude-3-5-haiku-20241022-v1:0"

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from multidict import CIMultiDict
 
+from llmroute import HttpRequest
 from llmroute._errors import (
     AuthenticationError,
     ContentFiltered,
@@ -22,10 +23,9 @@ from llmroute._errors import (
     RequestError,
 )
 from llmroute._request import ChatRequest, validate_chat_request, validate_embeddings_request
-from llmroute._transport import HttpRequest
 from llmroute._types import ChatCompletionChunk, TokenUsage
 from llmroute.providers._base import ExtraRequest
-from llmroute.providers._configs import GeminiProviderConfig
+from llmroute.providers.configs import GeminiProviderConfig
 from llmroute.providers.gemini import GeminiAdapter
 
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -65,7 +65,8 @@ def build(
 
 
 def sent(router: AsyncRouter, provider: str = "a") -> int:
-    return len(router._catalog.providers[provider].transport.requests)  # type: ignore[attr-defined]
+    """Requests that reached the provider (one per attempt), from the public statistics."""
+    return router.stats()[f"{provider}/m"].requests
 
 
 async def ask(router: AsyncRouter, **extra: Any) -> llmroute.ChatCompletion:

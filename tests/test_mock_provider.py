@@ -15,7 +15,7 @@ import pytest
 from pydantic import ValidationError
 
 import llmroute
-from llmroute.providers._configs import LatencySpec
+from llmroute.providers.configs import LatencySpec
 
 pytestmark = pytest.mark.anyio
 

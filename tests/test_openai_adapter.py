@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from multidict import CIMultiDict
 
+from llmroute import HttpRequest
 from llmroute._errors import (
     AuthenticationError,
     ContentFiltered,
@@ -30,10 +31,9 @@ from llmroute._errors import (
     RequestError,
 )
 from llmroute._request import ChatRequest, validate_chat_request, validate_embeddings_request
-from llmroute._transport import HttpRequest
 from llmroute._types import ChatCompletionChunk, TokenUsage
 from llmroute.providers._base import ExtraRequest, RateLimitState, StreamDecoder, parse_retry_after
-from llmroute.providers._configs import OpenAIProviderConfig
+from llmroute.providers.configs import OpenAIProviderConfig
 from llmroute.providers.openai import OpenAIAdapter, parse_reset_duration
 
 FIXTURES = Path(__file__).parent / "fixtures" / "openai"

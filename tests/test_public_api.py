@@ -154,7 +154,12 @@ def test_error_tree_is_the_documented_one() -> None:
         for name in llmroute.__all__
         if isinstance(value := getattr(llmroute, name), type) and issubclass(value, Exception)
     }
-    assert exported == set(TREE) | {"LLMRouteError"}
+    # The transport errors are the engines' own tree (docs/providers.md): the driver turns
+    # them into provider errors, so they never reach a caller as such.
+    transport = {"TransportError", "ConnectFailed", "TimedOut", "ConnectionLost"}
+    assert exported == set(TREE) | {"LLMRouteError"} | transport
+    assert all(issubclass(getattr(llmroute, n), llmroute.TransportError) for n in transport)
+    assert not any(issubclass(getattr(llmroute, n), llmroute.LLMRouteError) for n in transport)
     for name, parent in TREE.items():
         assert getattr(llmroute, name).__bases__ == (getattr(llmroute, parent),), name
     doc = inspect.getdoc(importlib.import_module("llmroute._errors")) or ""

@@ -15,6 +15,7 @@ import looptime
 import pytest
 
 import llmroute
+from _wire import Wire
 from llmroute import AsyncRouter
 
 pytestmark = pytest.mark.anyio
@@ -31,7 +32,12 @@ def now() -> float:
     return asyncio.get_running_loop().time()
 
 
-def build(providers: dict[str, dict[str, Any]], route: dict[str, Any], **top: Any) -> AsyncRouter:
+def build(
+    providers: dict[str, dict[str, Any]],
+    route: dict[str, Any],
+    transports: dict[str, Any] | None = None,
+    **top: Any,
+) -> AsyncRouter:
     return AsyncRouter(
         {
             "providers": {name: {"type": "mock", **p} for name, p in providers.items()},
@@ -40,6 +46,7 @@ def build(providers: dict[str, dict[str, Any]], route: dict[str, Any], **top: An
         },
         env={},
         seed=11,
+        transports=transports,
     )
 
 
@@ -151,7 +158,7 @@ async def test_no_credit_left_fails_over_at_once_and_is_not_retried() -> None:
         )  # fmt: skip
         async with router:
             reply = await ask(router)
-            sent_to_a = len(router._catalog.providers["a"].transport.requests)  # type: ignore[attr-defined]
+            sent_to_a = router.stats()["a/m"].requests
         assert reply.choices[0].message.content == "from b"
         assert sent_to_a == tries_of_a
     assert reply.llmroute.attempts[0].error_type == "RateLimited"
@@ -160,7 +167,7 @@ async def test_no_credit_left_fails_over_at_once_and_is_not_retried() -> None:
     async with router:
         with pytest.raises(llmroute.AllTargetsFailed) as failed:
             await ask(router)
-        assert len(router._catalog.providers["a"].transport.requests) == 1  # type: ignore[attr-defined]
+        assert router.stats()["a/m"].requests == 1
         health = router.health()["a/m"]
         assert (health.requests, health.error_ratio) == (1, 1.0)  # counted against the target
         assert (health.last_error or "").startswith("QuotaExceeded")
@@ -206,15 +213,16 @@ async def test_all_targets_open_fails_fast_when_told() -> None:
 
 
 async def test_cut_after_content_stitches_in_continue_mode() -> None:
+    b = Wire(text="gamma delta")
     router = build(
-        {"a": {"text": "alpha beta gamma delta", "script": [{"cut_after": 2}]},
-         "b": {"text": "gamma delta"}},
+        {"a": {"text": "alpha beta gamma delta", "script": [{"cut_after": 2}]}, "b": {}},
         {"targets": ["a/m", "b/m"], "mid_stream": "continue"},
-    )  # fmt: skip
+        transports={"b": b.transport},
+    )
     async with router:
         stream = await router.chat.completions.create(model="chat", messages=HI, stream=True)
         text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
-        continued = router._catalog.providers["b"].transport.requests[0]  # type: ignore[attr-defined]
+    (continued,) = b.requests
     assert text == "alpha beta gamma delta"
     assert stream.seams == [len("alpha beta ")]
     assert [(a.target, a.outcome) for a in stream.llmroute.attempts] == [
@@ -236,7 +244,7 @@ async def test_cut_after_content_raises_in_error_mode() -> None:
         with pytest.raises(llmroute.StreamInterrupted) as caught:
             async for _ in stream:
                 pass
-        assert router._catalog.providers["b"].transport.requests == []  # type: ignore[attr-defined]
+        assert router.stats()["b/m"].requests == 0
     assert caught.value.partial == "alpha beta "
 
 
@@ -302,7 +310,7 @@ async def test_a_callers_cancel_is_never_taken_for_an_attempt_timeout() -> None:
             assert now() - began == pytest.approx(give_up, abs=0.01)
             task = asyncio.current_task()
             assert task is not None and task.cancelling() == 0
-        assert router._catalog.providers["b"].transport.requests == []  # type: ignore[attr-defined]
+        assert router.stats()["b/m"].requests == 0
     assert router.stats()["a/m"].in_flight == 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -9,8 +10,8 @@ import anyio
 import pytest
 
 import llmroute
+from _wire import Wire
 from llmroute import AsyncRouter
-from llmroute.providers.mock import MockTransport
 
 pytestmark = pytest.mark.anyio
 
@@ -25,12 +26,6 @@ def config(*targets: str, **route: Any) -> dict[str, Any]:
 
 def mock(**options: Any) -> dict[str, Any]:
     return {"type": "mock", **options}
-
-
-def sent(router: AsyncRouter, provider: str) -> list[dict[str, Any]]:
-    transport = router._catalog.providers[provider].transport
-    assert isinstance(transport, MockTransport)
-    return transport.requests
 
 
 async def test_route_answers_with_openai_shape_and_metadata() -> None:
@@ -99,22 +94,24 @@ async def test_lone_target_is_retried_after_backoff() -> None:
 
 async def test_fatal_error_is_raised_without_trying_others() -> None:
     cfg = {"providers": {"a": mock(script=[400]), "b": mock()}, **config("a/m", "b/m")}
-    async with AsyncRouter(cfg) as router:
+    b = Wire()
+    async with AsyncRouter(cfg, transports={"b": b.transport}) as router:
         with pytest.raises(llmroute.InvalidRequest) as caught:
             await router.chat.completions.create(model="chat", messages=HI)
-        assert sent(router, "b") == []
+    assert b.requests == []
     assert caught.value.status == 400
     assert caught.value.provider == "a"
 
 
 async def test_authentication_error_moves_on_and_is_not_retried() -> None:
     cfg = {
-        "providers": {"a": mock(script=[401], repeat_script=True), "b": mock(script=[503, "ok"])},
+        "providers": {"a": mock(), "b": mock(script=[503, "ok"])},
         **config("a/m", "b/m", retry=FAST_RETRY),
     }
-    async with AsyncRouter(cfg, seed=3) as router:
+    a = Wire(script=[401], repeat_script=True)
+    async with AsyncRouter(cfg, seed=3, transports={"a": a.transport}) as router:
         reply = await router.chat.completions.create(model="chat", messages=HI)
-        assert len(sent(router, "a")) == 1  # bad credentials are not retried
+    assert len(a.requests) == 1  # bad credentials are not retried
     assert [a.target for a in reply.llmroute.attempts] == ["a/m", "b/m", "b/m"]
 
 
@@ -206,18 +203,31 @@ async def test_invalid_requests_fail_before_any_network_call(
     params: dict[str, Any], fragment: str
 ) -> None:
     cfg = {"providers": {"ok": mock()}, **config("ok/m")}
-    async with AsyncRouter(cfg) as router:
+    ok = Wire()
+    async with AsyncRouter(cfg, transports={"ok": ok.transport}) as router:
         with pytest.raises(llmroute.RequestError, match=fragment):
             await router.chat.completions.create(model="chat", **params)
-        assert sent(router, "ok") == []
+    assert ok.requests == []
 
 
 async def test_parameters_pass_through_including_unknown_ones() -> None:
     import openai
 
+    seen: list[llmroute.HttpRequest] = []
+
+    def upstream(request: llmroute.HttpRequest) -> llmroute.HandlerResponse:
+        """The test owns the wire: it keeps the request and answers it itself."""
+        seen.append(request)
+        message = {"role": "assistant", "content": "fine"}
+        choice = {"index": 0, "message": message, "finish_reason": "stop"}
+        answer = {"id": "c1", "object": "chat.completion", "created": 1, "model": "m",
+                  "choices": [choice]}  # fmt: skip
+        return llmroute.HandlerResponse(200, json=answer)
+
     cfg = {"providers": {"ok": mock()}, **config("ok/m")}
-    async with AsyncRouter(cfg) as router:
-        await router.chat.completions.create(
+    transport = llmroute.HandlerTransport(upstream)
+    async with AsyncRouter(cfg, transports={"ok": transport}) as router:
+        reply = await router.chat.completions.create(
             model="chat",
             messages=HI,
             temperature=0.2,
@@ -229,7 +239,13 @@ async def test_parameters_pass_through_including_unknown_ones() -> None:
             top_p=openai.NOT_GIVEN,  # type: ignore[arg-type]
             extra_body={"vendor_knob": {"x": 1}},
         )
-        body = sent(router, "ok")[0]
+    assert reply.choices[0].message.content == "fine"
+    (request,) = seen
+    assert (request.method, request.url) == (
+        "POST",
+        "http://mock.llmroute.invalid/v1/chat/completions",
+    )
+    body = json.loads(request.body or b"")
     assert body["model"] == "m"
     assert body["temperature"] == 0.2
     assert body["max_completion_tokens"] == 50

@@ -24,7 +24,7 @@ from llmroute._types import (
     RouteInfo,
     TokenUsage,
 )
-from llmroute.providers._configs import OpenAIProviderConfig
+from llmroute.providers.configs import OpenAIProviderConfig
 from llmroute.providers.openai import OpenAIAdapter
 
 FIXTURES = Path(__file__).parent / "fixtures" / "openai"

@@ -11,10 +11,9 @@ import looptime
 import pytest
 
 import llmroute
+from _wire import Wire
 from llmroute import AsyncRouter
 from llmroute._request import RequestOptions, validate_chat_request
-from llmroute.providers._configs import MockProviderConfig
-from llmroute.providers.mock import MockTransport
 from llmroute.routing import Selection, SelectionContext
 from llmroute.routing.select import RequestFacts
 
@@ -35,12 +34,6 @@ def router(providers: dict[str, dict[str, Any]], route: dict[str, Any], **kw: An
         "logging": {"store": None},
     }
     return AsyncRouter(config, env={}, seed=kw.pop("seed", 3), **kw)
-
-
-def transport(r: AsyncRouter, provider: str) -> MockTransport:
-    found = r._catalog.providers[provider].transport
-    assert isinstance(found, MockTransport)
-    return found
 
 
 async def ask(r: AsyncRouter, **extra: Any) -> llmroute.ChatCompletion:
@@ -109,16 +102,12 @@ async def latency_run(r: AsyncRouter, n: int) -> Counter[str]:
     return served
 
 
-def set_latency(r: AsyncRouter, provider: str, seconds: float) -> None:
-    mock = transport(r, provider)
-    mock._config = mock._config.model_copy(update={"latency": mock._config.latency.model_copy(
-        update={"value": seconds})})  # fmt: skip
-
-
 async def test_latency_prefers_the_fastest_probes_the_rest_and_follows_a_change() -> None:
-    r = router({"fast": {"latency": "50ms"}, "mid": {"latency": "100ms"},
-                "slow": {"latency": "200ms"}},
-               {"strategy": "latency", "targets": ["slow/m", "mid/m", "fast/m"]})  # fmt: skip
+    wires = {"fast": Wire(latency="50ms"), "mid": Wire(latency="100ms"),
+             "slow": Wire(latency="200ms")}  # fmt: skip
+    r = router({name: {} for name in wires},
+               {"strategy": "latency", "targets": ["slow/m", "mid/m", "fast/m"]},
+               transports={name: wire.transport for name, wire in wires.items()})  # fmt: skip
     async with r:
         await latency_run(r, 30)  # warm-up
         served = await latency_run(r, 500)
@@ -126,7 +115,7 @@ async def test_latency_prefers_the_fastest_probes_the_rest_and_follows_a_change(
         assert served["mid/m"] > 0
         assert served["slow/m"] > 0  # still probed
         # the slow target becomes the fastest: count requests until it leads
-        set_latency(r, "slow", 0.01)
+        wires["slow"].answer_like(latency=0.01)
         window: list[str] = []
         switched_after = None
         for i in range(1, 400):
@@ -171,14 +160,11 @@ async def test_stream_latency_uses_time_to_first_token() -> None:
 # ---------------------------------------------------------------- cost
 
 
-def priced_router(route: dict[str, Any]) -> AsyncRouter:
-    """OpenAI-typed providers (genai-prices knows their models) answered by mock transports."""
+def priced_router(route: dict[str, Any], **wires: Wire) -> AsyncRouter:
+    """OpenAI-typed providers (genai-prices knows their models) answered by mock wires."""
     providers = {"cheap": {"type": "openai", "api_key": "k"}, "dear": {"type": "openai", "api_key": "k"},
                  "local": {"type": "ollama"}}  # fmt: skip
-    clock = llmroute.SystemClock()
-    transports = {
-        n: MockTransport(MockProviderConfig(type="mock", text=n), clock) for n in providers
-    }
+    transports = {n: (wires.get(n) or Wire(text=n)).transport for n in providers}
     config = {"providers": providers, "routes": {"chat": route}, "logging": {"store": None}}
     return AsyncRouter(config, env={}, transports=transports, seed=1)
 
@@ -226,8 +212,7 @@ async def test_max_cost_per_request_skips_dear_targets() -> None:
 
 async def test_cost_with_max_latency_skips_a_slow_cheap_target() -> None:
     r = priced_router({"strategy": "cost", "targets": ["cheap/gpt-4o-mini", "dear/gpt-4o"],
-                       "max_latency": "1s"})  # fmt: skip
-    set_latency(r, "cheap", 3.0)
+                       "max_latency": "1s"}, cheap=Wire(text="cheap", latency=3.0))  # fmt: skip
     async with r:
         for _ in range(3):  # the cheap target is slow: its p95 goes over the limit
             await ask(r, max_tokens=100)

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 import llmroute
+from _wire import Wire
 from llmroute import AsyncRouter
 
 pytestmark = pytest.mark.anyio
@@ -131,9 +132,8 @@ async def test_stream_with_tool_calls_reassembles() -> None:
 
 async def test_provider_without_stream_usage_gets_an_estimate() -> None:
     """A service that ignores include_usage: usage is estimated and marked so."""
-    cfg = routed("a/m", a={"text": "twelve chars"})
+    cfg = routed("a/m", a={"text": "twelve chars", "stream_usage": False})
     async with AsyncRouter(cfg) as router:
-        router._catalog.providers["a"].adapter._stream_usage = False  # type: ignore[attr-defined]
         stream = await router.chat.completions.create(model="chat", messages=HI, stream=True)
         await collect(stream)
     usage = stream.llmroute.usage
@@ -143,14 +143,14 @@ async def test_provider_without_stream_usage_gets_an_estimate() -> None:
 
 async def test_usage_chunk_is_supplied_when_the_provider_sends_none() -> None:
     """Asked for include_usage on a service that rejects it: llmroute adds the chunk."""
-    cfg = routed("a/m", a={"text": "abcd efgh"})
-    async with AsyncRouter(cfg) as router:
-        router._catalog.providers["a"].adapter._stream_usage = False  # type: ignore[attr-defined]
+    cfg = routed("a/m", a={"stream_usage": False})
+    a = Wire(text="abcd efgh")
+    async with AsyncRouter(cfg, transports={"a": a.transport}) as router:
         stream = await router.chat.completions.create(
             model="chat", messages=HI, stream=True, stream_options={"include_usage": True}
         )
         _, chunks = await collect(stream)
-        sent = router._catalog.providers["a"].transport.requests[0]  # type: ignore[attr-defined]
+    (sent,) = a.requests
     assert "stream_options" not in sent
     last = chunks[-1]
     assert last.choices == []
@@ -194,7 +194,7 @@ async def test_a_stream_whose_end_arrives_in_one_read_is_complete_and_cached() -
     """The last chunks, the usage and ``[DONE]`` usually come in one network read: the stream
     ends only after those chunks are delivered, so the stages see the whole answer (the
     cache stores it and the next request is a hit)."""
-    from llmroute._transport import HttpRequest, HttpResponse, Timeouts, Transport
+    from llmroute import HttpRequest, HttpResponse, Timeouts, Transport
 
     def event(delta: dict[str, Any], finish: str | None = None) -> bytes:
         chunk = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",

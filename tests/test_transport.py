@@ -20,6 +20,7 @@ from llmroute import AsyncRouter
 pytestmark = pytest.mark.anyio
 
 HI = [{"role": "user", "content": "Hi"}]
+TIMEOUTS = llmroute.Timeouts(connect=5.0, read=5.0)
 
 
 def provider(upstream: Upstream, **extra: Any) -> dict[str, Any]:
@@ -72,15 +73,15 @@ async def test_rate_limit_headers_and_retry_after(upstream: Upstream) -> None:
     async with AsyncRouter(provider(upstream)) as router:
         with pytest.raises(llmroute.AllTargetsFailed) as caught:
             await router.chat.completions.create(model="chat", messages=HI)
-        target = router._catalog.routes["chat"].targets[0]
+        limits = router.stats()["up/up-model"].rate_limit
     error = caught.value.last_error
     assert isinstance(error, llmroute.RateLimited)
     assert error.retry_after == 1.5
     assert error.request_id == "req_9"
     assert error.status == 429
-    assert target.rate_limit is not None
-    assert target.rate_limit.remaining_requests == 0
-    assert target.rate_limit.reset_requests_s == 1.0
+    assert limits is not None
+    assert limits.remaining_requests == 0
+    assert limits.reset_requests_s == 1.0
 
 
 async def test_connection_refused_is_a_connection_error() -> None:
@@ -288,3 +289,78 @@ async def test_a_slow_end_of_body_does_not_hold_up_a_finished_stream(upstream: U
         assert [c.choices[0].delta.content async for c in stream if c.choices] == ["hi"]
         assert loop.time() - began < 0.5  # the answer is complete: no waiting for the body's end
         assert stream.completed
+
+
+# ---------------------------------------------------------------- the contract
+
+
+async def test_a_transport_needs_only_send() -> None:
+    """`aclose` has a default, so a user's engine writes one method."""
+
+    class OnlySend(llmroute.Transport):
+        async def send(
+            self, request: llmroute.HttpRequest, timeouts: llmroute.Timeouts
+        ) -> llmroute.HttpResponse:
+            return llmroute.HandlerResponse(200, json={"ok": True})
+
+    transport = OnlySend()
+    response = await transport.send(llmroute.HttpRequest("GET", "http://x.invalid/"), TIMEOUTS)
+    assert await response.read() == b'{"ok":true}'
+    await transport.aclose()
+
+
+def test_engine_slots_take_effect() -> None:
+    """The abstract bases declare empty slots, so per-request objects carry no __dict__."""
+    from llmroute._request import validate_chat_request
+    from llmroute._transports import AiohttpTransport
+    from llmroute.providers.configs import OpenAIProviderConfig
+    from llmroute.providers.openai import OpenAIAdapter
+
+    adapter = OpenAIAdapter("up", OpenAIProviderConfig(type="openai", api_key="k"))
+    chat = validate_chat_request({"model": "m", "messages": HI})
+    for obj in (
+        AiohttpTransport(),
+        llmroute.HandlerResponse(),
+        llmroute.HandlerTransport(lambda request: llmroute.HandlerResponse()),
+        adapter.stream_decoder(chat, "m"),
+    ):
+        assert not hasattr(obj, "__dict__"), type(obj).__name__
+
+
+@pytest.mark.parametrize("engine", ["aiohttp", "httpx", "httpx2"])
+async def test_each_engine_raises_only_transport_errors(engine: str) -> None:
+    """Connection refused, and a body cut short, come out as the exported error types."""
+    from llmroute._transports import AiohttpTransport, transport_from_client
+
+    clients = {"httpx": httpx.AsyncClient, "httpx2": httpx2.AsyncClient}
+    client = clients[engine]() if engine in clients else None
+    transport = AiohttpTransport() if client is None else transport_from_client(client)
+    refused = llmroute.HttpRequest("GET", f"http://127.0.0.1:{free_port()}/")
+    with pytest.raises(llmroute.ConnectFailed):
+        await transport.send(refused, TIMEOUTS)
+
+    async def cut(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"content-length": "100"})
+        await response.prepare(request)
+        await response.write(b"partial")
+        request.transport.abort()  # type: ignore[union-attr]
+        return response
+
+    app = web.Application()
+    app.router.add_get("/", cut)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        response = await transport.send(
+            llmroute.HttpRequest("GET", f"http://127.0.0.1:{port}/"), TIMEOUTS
+        )
+        with pytest.raises(llmroute.ConnectionLost):
+            await response.read()
+    finally:
+        await transport.aclose()
+        if client is not None:
+            await client.aclose()
+        await runner.cleanup()
+    assert issubclass(llmroute.ConnectionLost, llmroute.TransportError)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 import jsonschema
@@ -11,7 +12,7 @@ import yaml
 import llmroute
 from llmroute._config_load import providers_from_env
 from llmroute.providers import provider_spec, provider_types
-from llmroute.providers._configs import (
+from llmroute.providers.configs import (
     AnthropicProviderConfig,
     AzureProviderConfig,
     BedrockProviderConfig,
@@ -41,6 +42,31 @@ def test_types_are_registered_with_their_otel_and_price_ids() -> None:
     for kind, config in configs.items():
         adapter = provider_spec(kind).adapter(kind, config)
         assert (adapter.otel_name, adapter.prices_id) == names[kind]
+
+
+def test_the_registry_is_the_one_table_of_provider_types() -> None:
+    """Each row's type is a `type` of its config model and back, and the config union is
+    made of the registry's models, so a provider type cannot be half registered."""
+    from typing import get_args
+
+    from llmroute._config import Config
+    from llmroute.providers import PROVIDERS, config_models
+
+    listed = {
+        type_name: model
+        for model in config_models()
+        for type_name in get_args(model.model_fields["type"].annotation)
+    }
+    assert listed == {type_name: spec.config for type_name, spec in PROVIDERS.items()}
+    union = Config.model_fields["providers"].annotation
+    members = get_args(get_args(get_args(union)[1])[0])  # dict[str, Annotated[Union[...], ...]]
+    assert members == config_models()
+    for spec in PROVIDERS.values():  # every adapter and transport reference resolves
+        for ref in filter(None, (spec.adapter_ref, spec.transport_ref)):
+            module, _, attribute = ref.partition(":")
+            assert callable(
+                getattr(importlib.import_module(module, "llmroute.providers"), attribute)
+            )
 
 
 def test_zero_config_detection() -> None:

@@ -50,10 +50,16 @@ if TYPE_CHECKING:
     from ._router import AsyncRouter as AsyncRouter
     from ._sync import ChatStream as ChatStream
     from ._sync import Router as Router
-    from ._transport import HttpRequest as HttpRequest
-    from ._transport import HttpResponse as HttpResponse
-    from ._transport import Timeouts as Timeouts
-    from ._transport import Transport as Transport
+    from ._transports import ConnectFailed as ConnectFailed
+    from ._transports import ConnectionLost as ConnectionLost
+    from ._transports import HandlerResponse as HandlerResponse
+    from ._transports import HandlerTransport as HandlerTransport
+    from ._transports import HttpRequest as HttpRequest
+    from ._transports import HttpResponse as HttpResponse
+    from ._transports import TimedOut as TimedOut
+    from ._transports import Timeouts as Timeouts
+    from ._transports import Transport as Transport
+    from ._transports import TransportError as TransportError
     from ._types import AttemptInfo as AttemptInfo
     from ._types import ChatCompletion as ChatCompletion
     from ._types import ChatCompletionChunk as ChatCompletionChunk
@@ -91,11 +97,15 @@ _EXPORTS: dict[str, str] = {
     "ChatStream": "._sync",
     "Clock": "._clock",
     "Config": "._config",
+    "ConnectFailed": "._transports",
+    "ConnectionLost": "._transports",
     "CreateEmbeddingResponse": "._types",
+    "HandlerResponse": "._transports",
+    "HandlerTransport": "._transports",
     "HealthConfig": "._config",
     "HedgeConfig": "._config",
-    "HttpRequest": "._transport",
-    "HttpResponse": "._transport",
+    "HttpRequest": "._transports",
+    "HttpResponse": "._transports",
     "Outcome": ".pipeline.stage",
     "ProviderView": "._views",
     "RequestContext": ".pipeline.stage",
@@ -118,9 +128,11 @@ _EXPORTS: dict[str, str] = {
     "TargetHealth": ".routing.health",
     "TargetStats": ".routing.stats",
     "TelemetryConfig": "._config",
-    "Timeouts": "._transport",
+    "TimedOut": "._transports",
+    "Timeouts": "._transports",
     "TokenUsage": "._types",
-    "Transport": "._transport",
+    "Transport": "._transports",
+    "TransportError": "._transports",
 }
 
 

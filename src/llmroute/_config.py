@@ -8,7 +8,7 @@ clear "not supported yet" error rather than silently ignored.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 from pydantic import (
     BaseModel,
@@ -26,14 +26,7 @@ from pydantic_core import CoreSchema
 from ._units import Duration, PositiveDuration, parse_duration
 from .cache.config import CacheConfig, RouteCacheConfig
 from .limits.config import BudgetsConfig, RateLimitsConfig
-from .providers._configs import (
-    AnthropicProviderConfig,
-    AzureProviderConfig,
-    BedrockProviderConfig,
-    GeminiProviderConfig,
-    MockProviderConfig,
-    OpenAIProviderConfig,
-)
+from .providers import ProviderConfigBase, config_models
 from .server.config import ServerConfig
 
 __all__ = [
@@ -58,15 +51,11 @@ def _duration_or_p95(value: object) -> object:
     return value if value == "p95" else parse_duration(value)
 
 
-ProviderConfig = Annotated[
-    OpenAIProviderConfig
-    | MockProviderConfig
-    | AnthropicProviderConfig
-    | GeminiProviderConfig
-    | AzureProviderConfig
-    | BedrockProviderConfig,
-    Field(discriminator="type"),
-]
+if TYPE_CHECKING:
+    ProviderConfig = ProviderConfigBase
+else:
+    #: One member per config model of the provider registry, told apart by `type`.
+    ProviderConfig = Annotated[Union[config_models()], Field(discriminator="type")]  # noqa: UP007
 
 
 class RetryConfig(BaseModel):

@@ -11,21 +11,11 @@ from pathlib import Path
 from types import UnionType
 from typing import Annotated, Any, Union, get_args, get_origin
 
-from pydantic import BaseModel, SecretStr, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from ._config import Config
 from ._errors import ConfigError
-from .providers import provider_types
-from .providers._configs import (
-    AnthropicProviderConfig,
-    AzureProviderConfig,
-    BedrockProviderConfig,
-    GeminiProviderConfig,
-    MockProviderConfig,
-    OpenAIProviderConfig,
-    ProviderConfigBase,
-)
-from .providers._presets import PRESETS
+from .providers import PROVIDERS, ProviderConfigBase, provider_types
 
 __all__ = ["interpolate", "load_config", "load_file", "providers_from_env"]
 
@@ -138,11 +128,8 @@ def _strip(annotation: Any) -> Any:
 
 
 def _provider_model(type_name: Any) -> type[BaseModel] | None:
-    members: list[type[ProviderConfigBase]] = [OpenAIProviderConfig, MockProviderConfig]
-    for member in [*members, *_VENDOR_CONFIGS.values()]:
-        if type_name in get_args(member.model_fields["type"].annotation):
-            return member
-    return None
+    spec = PROVIDERS.get(type_name) if isinstance(type_name, str) else None
+    return spec.config if spec is not None else None
 
 
 def _allowed_keys(loc: tuple[int | str, ...], data: Any) -> list[str]:
@@ -238,69 +225,25 @@ def load_file(path: str | os.PathLike[str], *, env: Mapping[str, str] | None = N
     return load_config(data, env=env, source=str(file))
 
 
-#: Provider types with their own API: their config models fill and detect their environment.
-_VENDOR_CONFIGS: dict[str, type[ProviderConfigBase]] = {
-    "anthropic": AnthropicProviderConfig,
-    "gemini": GeminiProviderConfig,
-    "azure": AzureProviderConfig,
-    "bedrock": BedrockProviderConfig,
-}
-
-
 def env_hint(type_name: str) -> str | None:
     """The environment variables that configure a provider type without a config, if any."""
-    preset = PRESETS.get(type_name)
-    if preset is not None:
-        return preset.key_env
-    model = _VENDOR_CONFIGS.get(type_name)
-    return model.env_hint if model is not None else None
+    spec = PROVIDERS.get(type_name)
+    return spec.env_hint if spec is not None else None
 
 
 def with_env_defaults(
     name: str, config: ProviderConfigBase, env: Mapping[str, str]
 ) -> ProviderConfigBase:
     """A provider config with its unset keys (API key, endpoint...) filled from the environment."""
-    if isinstance(config, OpenAIProviderConfig):
-        return _openai_env_defaults(name, config, env)
     return config.with_env(name, env)
 
 
-def _openai_env_defaults(
-    name: str, config: OpenAIProviderConfig, env: Mapping[str, str]
-) -> OpenAIProviderConfig:
-    """Fill `api_key` and `base_url` from the preset's environment variables when unset.
-
-    A provider that talks to the service itself (no custom `base_url`) and
-    needs a key must have one: its absence is a `ConfigError` naming the
-    variable, not a 401 at the first request.
-    """
-    preset = PRESETS[config.type]
-    update: dict[str, Any] = {}
-    if config.base_url is None and preset.base_url_env and env.get(preset.base_url_env):
-        update["base_url"] = env[preset.base_url_env]
-    if config.api_key is None and preset.key_env:
-        key = env.get(preset.key_env)
-        if key:
-            update["api_key"] = SecretStr(key)
-        elif config.base_url is None and "base_url" not in update:
-            raise ConfigError(
-                f"no API key for provider {name!r}: set {preset.key_env} or give `api_key` "
-                "(a provider with its own `base_url` may go without)",
-                path=f"providers.{name}.api_key",
-            )
-    return config.model_copy(update=update) if update else config
-
-
 def providers_from_env(env: Mapping[str, str] | None = None) -> dict[str, ProviderConfigBase]:
-    """Providers whose standard API key variable is set, named after their type."""
+    """Providers whose standard API key variables are set, named after their type."""
     environ = os.environ if env is None else env
     found: dict[str, ProviderConfigBase] = {}
-    for name, preset in PRESETS.items():
-        key = environ.get(preset.key_env) if preset.key_env else None
-        if key:
-            found[name] = OpenAIProviderConfig.model_validate({"type": name, "api_key": key})
-    for name, model in _VENDOR_CONFIGS.items():
-        detected = model.from_env(environ)
+    for type_name, spec in PROVIDERS.items():
+        detected = spec.config.from_env(type_name, environ)
         if detected is not None:
-            found[name] = detected
+            found[type_name] = detected
     return found

@@ -31,7 +31,7 @@ from .._errors import (
     RequestError,
 )
 from .._request import RequestOptions
-from .._transport import TimedOut, Timeouts, TransportError
+from .._transports import TimedOut, Timeouts, TransportError
 from .._types import AttemptInfo, RouteInfo
 from ..routing.catalog import Route, Target
 from ..routing.health import Admission, HealthTracker

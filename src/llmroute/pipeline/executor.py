@@ -23,7 +23,7 @@ from .._errors import ProviderUnavailable
 from .._prices import PriceBook
 from .._request import AssistantMessage, ChatRequest, EmbeddingsRequest, RequestOptions, UserMessage
 from .._tokens import estimate_request_tokens, estimate_text_tokens
-from .._transport import HttpResponse, Timeouts
+from .._transports import HttpResponse, Timeouts
 from .._types import (
     AttemptInfo,
     ChatCompletion,

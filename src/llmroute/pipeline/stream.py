@@ -9,7 +9,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 from .._errors import LLMRouteError, ProviderError, ProviderTimeout, StreamInterrupted
-from .._transport import HttpResponse, TransportError
+from .._transports import HttpResponse, TransportError
 from .._types import ChatCompletionChunk, CompletionUsage, RouteInfo
 from ..providers._base import StreamDecoder as StreamDecoderBase
 

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 from pydantic_core import from_json
 
-from .._sse import SseDecoder
+from .._transports import SseDecoder
 from .._types import ChatCompletionChunk, CompletionUsage
-from ._base import StreamDecoder
+from ._base import ErrorMapper, StreamDecoder
 from ._translate import RESPONSE_TOOL, ChunkMaker, completion_usage, malformed
-
-if TYPE_CHECKING:
-    from .anthropic import AnthropicAdapter
 
 __all__ = ["AnthropicStreamDecoder", "WireUsage", "finish_reason"]
 
@@ -83,7 +80,7 @@ class AnthropicStreamDecoder(StreamDecoder):
         "_wire_usage", "done", "usage",
     )  # fmt: skip
 
-    def __init__(self, adapter: AnthropicAdapter, model: str, *, json_tool: bool) -> None:
+    def __init__(self, adapter: ErrorMapper, model: str, *, json_tool: bool) -> None:
         self._adapter = adapter
         self._model = model
         self._json_tool = json_tool

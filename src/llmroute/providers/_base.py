@@ -13,14 +13,15 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Protocol
 
 from .._errors import ProviderError, RequestError
 from .._request import ChatRequest, EmbeddingsRequest
-from .._transport import HttpRequest
+from .._transports import HttpRequest
 from .._types import ChatCompletion, ChatCompletionChunk, CompletionUsage, CreateEmbeddingResponse
 
 __all__ = [
+    "ErrorMapper",
     "ExtraRequest",
     "ProviderAdapter",
     "RateLimitState",
@@ -55,14 +56,33 @@ class RateLimitState:
     reset_tokens_s: float | None = None
 
 
+class ErrorMapper(Protocol):
+    """What a vendor's stream decoder and body reader need of their adapter: its name
+    (for error messages) and its error mapping (an error event inside a 200 answer
+    is mapped as the same error would be at the HTTP level).
+
+    Decoders in their own module take this rather than the adapter class, so that
+    module does not import its adapter back.
+    """
+
+    name: str
+
+    def map_error(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
+        """The typed error for an error answer."""
+        ...
+
+
 class StreamDecoder(ABC):
     """Turns one response stream into `chat.completion.chunk` objects.
 
     One decoder per stream; it may keep state between lines. `feed` raises a
     `ProviderError` for an error event inside the stream. `done` becomes true
     when the provider signalled a complete end of stream; `usage` holds the
-    latest usage the stream reported.
+    latest usage the stream reported. The empty ``__slots__`` lets a decoder's own
+    slots take effect (one decoder is made per stream).
     """
+
+    __slots__ = ()
 
     done: bool = False
     usage: CompletionUsage | None = None

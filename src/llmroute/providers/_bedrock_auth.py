@@ -7,8 +7,8 @@ from typing import Any
 import anyio.to_thread
 
 from .._errors import AuthenticationError, ConfigError
-from .._transport import HttpRequest
-from ._configs import BedrockProviderConfig
+from .._transports import HttpRequest
+from .configs import BedrockProviderConfig
 
 __all__ = ["SigV4Signer", "require_botocore", "resolve_region"]
 

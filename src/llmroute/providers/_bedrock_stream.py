@@ -8,7 +8,7 @@ frames (prelude, headers, JSON payload, CRCs) decoded by botocore's
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from pydantic_core import from_json
 
@@ -22,13 +22,30 @@ from .._errors import (
     RateLimited,
 )
 from .._types import ChatCompletionChunk, CompletionUsage
-from ._base import StreamDecoder
+from ._base import ErrorMapper, StreamDecoder
 from ._translate import RESPONSE_TOOL, ChunkMaker, completion_usage, malformed
 
-if TYPE_CHECKING:
-    from .bedrock import BedrockAdapter
+__all__ = [
+    "BedrockErrorMapper",
+    "BedrockStreamDecoder",
+    "classify_bedrock_error",
+    "finish_reason",
+    "usage_from",
+]
 
-__all__ = ["BedrockStreamDecoder", "classify_bedrock_error", "finish_reason", "usage_from"]
+
+class BedrockErrorMapper(ErrorMapper, Protocol):
+    """What the Bedrock decoder needs of its adapter beyond an `ErrorMapper`: the error
+    of an exception event (they carry a type, not a status) and a completion id."""
+
+    def stream_error(self, kind: str, payload: bytes) -> ProviderError:
+        """The error for an exception event inside a stream (or a broken answer)."""
+        ...
+
+    def new_id(self) -> str:
+        """An id for a completion."""
+        ...
+
 
 _FINISH = {
     "end_turn": "stop",
@@ -118,7 +135,7 @@ class BedrockStreamDecoder(StreamDecoder):
     __slots__ = ("_adapter", "_blocks", "_buffer", "_json_tool", "_maker", "_model", "_tools",
                  "done", "usage")  # fmt: skip
 
-    def __init__(self, adapter: BedrockAdapter, model: str, *, json_tool: bool) -> None:
+    def __init__(self, adapter: BedrockErrorMapper, model: str, *, json_tool: bool) -> None:
         from botocore.eventstream import EventStreamBuffer
 
         self._adapter = adapter

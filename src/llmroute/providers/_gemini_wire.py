@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic_core import from_json
 
@@ -17,7 +17,7 @@ from .._errors import (
     ProviderUnavailable,
     RateLimited,
 )
-from .._sse import SseDecoder
+from .._transports import SseDecoder
 from .._types import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -27,7 +27,7 @@ from .._types import (
     CompletionUsage,
 )
 from .._units import parse_duration
-from ._base import StreamDecoder
+from ._base import ErrorMapper, StreamDecoder
 from ._translate import (
     ChunkMaker,
     completion,
@@ -36,9 +36,6 @@ from ._translate import (
     stable_call_id,
     tool_call,
 )
-
-if TYPE_CHECKING:
-    from .gemini import GeminiAdapter
 
 __all__ = [
     "GeminiStreamDecoder",
@@ -94,7 +91,7 @@ def _signature_extra(part: dict[str, Any]) -> dict[str, Any]:
 class _Reader:
     """What one Gemini response (or stream chunk) holds, per candidate."""
 
-    def __init__(self, adapter: GeminiAdapter, model: str, body: bytes) -> None:
+    def __init__(self, adapter: ErrorMapper, model: str, body: bytes) -> None:
         self.adapter, self.model, self.body = adapter, model, body
 
     def load(self) -> dict[str, Any]:
@@ -130,7 +127,7 @@ class _Reader:
             )  # fmt: skip
 
 
-def parse_gemini_chat(adapter: GeminiAdapter, body: bytes, model: str) -> ChatCompletion:
+def parse_gemini_chat(adapter: ErrorMapper, body: bytes, model: str) -> ChatCompletion:
     """A whole ``generateContent`` response as a `ChatCompletion` (one choice per candidate)."""
     reader = _Reader(adapter, model, body)
     data = reader.load()
@@ -190,7 +187,7 @@ class GeminiStreamDecoder(StreamDecoder):
 
     __slots__ = ("_adapter", "_calls", "_finished", "_maker", "_model", "_sse", "done", "usage")
 
-    def __init__(self, adapter: GeminiAdapter, model: str) -> None:
+    def __init__(self, adapter: ErrorMapper, model: str) -> None:
         self._adapter = adapter
         self._model = model
         self._sse = SseDecoder()

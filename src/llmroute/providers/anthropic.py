@@ -50,7 +50,7 @@ from .._request import (
     ToolMessage,
     UserMessage,
 )
-from .._transport import HttpRequest
+from .._transports import HttpRequest
 from .._types import ChatCompletion, ChatCompletionMessageToolCall
 from ._anthropic_stream import AnthropicStreamDecoder, WireUsage, finish_reason
 from ._base import (
@@ -61,7 +61,6 @@ from ._base import (
     StreamDecoder,
     parse_retry_after,
 )
-from ._configs import AnthropicProviderConfig
 from ._translate import (
     RESPONSE_TOOL,
     DataUrl,
@@ -79,6 +78,7 @@ from ._translate import (
     user_parts,
     vendor_options,
 )
+from .configs import AnthropicProviderConfig
 
 __all__ = [
     "AnthropicAdapter",

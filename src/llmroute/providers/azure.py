@@ -27,10 +27,10 @@ from pydantic_core import from_json
 
 from .._errors import AuthenticationError, ConfigError, ProviderError
 from .._request import ChatRequest, EmbeddingsRequest
-from .._transport import HttpRequest
+from .._transports import HttpRequest
 from .._types import ChatCompletion, ChatCompletionChunk, CreateEmbeddingResponse
 from ._base import NO_EXTRA, ExtraRequest, ProviderAdapter, RateLimitState, StreamDecoder
-from ._configs import AzureProviderConfig, OpenAIProviderConfig
+from .configs import AzureProviderConfig, OpenAIProviderConfig
 from .openai import OpenAIAdapter, OpenAIStreamDecoder
 
 __all__ = ["AzureAdapter", "AzureStreamDecoder", "token_expiry"]

@@ -36,7 +36,7 @@ from .._request import (
     ToolMessage,
     UserMessage,
 )
-from .._transport import HttpRequest
+from .._transports import HttpRequest
 from .._types import (
     ChatCompletion,
     ChatCompletionMessageToolCall,
@@ -53,7 +53,6 @@ from ._bedrock_stream import (
     finish_reason,
     usage_from,
 )
-from ._configs import BedrockProviderConfig
 from ._translate import (
     RESPONSE_TOOL,
     completion,
@@ -70,6 +69,7 @@ from ._translate import (
     user_parts,
     vendor_options,
 )
+from .configs import BedrockProviderConfig
 
 __all__ = ["BedrockAdapter", "BedrockOptions"]
 

@@ -40,10 +40,9 @@ from .._request import (
     ToolMessage,
     UserMessage,
 )
-from .._transport import HttpRequest
+from .._transports import HttpRequest
 from .._types import ChatCompletion, CreateEmbeddingResponse, Embedding, EmbeddingUsage
 from ._base import NO_EXTRA, ExtraRequest, ProviderAdapter, StreamDecoder, parse_retry_after
-from ._configs import GeminiProviderConfig
 from ._gemini_wire import (
     GeminiStreamDecoder,
     classify_gemini_error,
@@ -64,6 +63,7 @@ from ._translate import (
     user_parts,
     vendor_options,
 )
+from .configs import GeminiProviderConfig
 
 __all__ = ["GeminiAdapter", "GeminiOptions", "GeminiSafetySetting", "GeminiThinkingConfig"]
 

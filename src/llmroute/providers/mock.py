@@ -23,19 +23,20 @@ from pydantic_core import from_json, to_json
 from .._clock import Clock
 from .._request import ChatRequest
 from .._tokens import content_text, estimate_request_tokens, estimate_text_tokens
-from .._transport import (
+from .._transports import (
     ConnectFailed,
     ConnectionLost,
+    HandlerResponse,
     HttpRequest,
     HttpResponse,
     TimedOut,
     Timeouts,
     Transport,
-    split_lines,
 )
-from ._configs import MockOutcome, MockProviderConfig
+from .configs import MockOutcome, MockProviderConfig, OpenAIProviderConfig
+from .openai import OpenAIAdapter
 
-__all__ = ["MOCK_BASE_URL", "MockTransport"]
+__all__ = ["MOCK_BASE_URL", "MockTransport", "mock_adapter"]
 
 #: The base URL the mock provider's adapter builds requests for (never resolved).
 MOCK_BASE_URL = "http://mock.llmroute.invalid/v1"
@@ -53,54 +54,22 @@ _ERROR_TYPES = {
 _DEFAULT_OUTCOME = MockOutcome()
 
 
-class _MockResponse(HttpResponse):
-    def __init__(
-        self,
-        status: int,
-        headers: CIMultiDict[str],
-        body: bytes = b"",
-        *,
-        stream: AsyncIterator[bytes] | None = None,
-        cut: bool = False,
-    ) -> None:
-        self.status = status
-        self.headers = headers
-        self._body = body
-        self._stream = stream
-        self._cut = cut
-        self._closed = False
+def mock_adapter(name: str, config: MockProviderConfig) -> OpenAIAdapter:
+    """The mock's adapter: the ordinary OpenAI adapter, so everything after the socket
+    runs as it does for a real OpenAI-compatible service."""
+    wire = OpenAIProviderConfig(
+        type="openai", base_url=MOCK_BASE_URL, api_key="mock-key", stream_usage=config.stream_usage
+    )
+    adapter = OpenAIAdapter(name, wire)
+    adapter.otel_name = "mock"
+    adapter.prices_id = None
+    return adapter
 
-    async def read(self) -> bytes:
-        if self._stream is not None:
-            return b"".join([chunk async for chunk in self._stream])
-        if self._cut:
-            raise ConnectionLost("mock: connection dropped mid-body (scripted cut)")
-        return self._body
 
-    def aiter_lines(self) -> AsyncIterator[bytes]:
-        return split_lines(self.aiter_bytes())
-
-    async def aiter_bytes(self) -> AsyncIterator[bytes]:
-        if self._stream is None:
-            if self._cut:
-                raise ConnectionLost("mock: connection dropped mid-body (scripted cut)")
-            yield self._body
-            return
-        async for chunk in self._stream:
-            if self._closed:
-                return
-            yield chunk
-
-    async def aclose(self) -> None:
-        self._closed = True
-        stream = self._stream
-        # a generator suspended mid-read belongs to its reader; it ends with it
-        if (
-            stream is not None
-            and hasattr(stream, "aclose")
-            and not getattr(stream, "ag_running", False)
-        ):
-            await stream.aclose()
+async def _cut_body() -> AsyncIterator[bytes]:
+    """A non-streamed body whose connection drops before it is complete (a scripted cut)."""
+    raise ConnectionLost("mock: connection dropped mid-body (scripted cut)")
+    yield b""  # pragma: no cover - makes this an async generator
 
 
 class MockTransport(Transport):
@@ -159,7 +128,7 @@ class MockTransport(Transport):
             return self._error(missing, headers)
         if request.url.endswith("/embeddings"):
             await self._wait(latency, timeouts)
-            return _MockResponse(outcome.status, headers, self._embeddings(body))
+            return HandlerResponse(outcome.status, headers, self._embeddings(body))
         chat = ChatRequest.model_validate(body)
         if body.get("stream"):
             ttft_spec = outcome.ttft or config.ttft
@@ -167,12 +136,11 @@ class MockTransport(Transport):
             await self._wait(ttft, timeouts)
             headers["content-type"] = "text/event-stream"
             lines = self._stream(chat, outcome, request_id, timeouts)
-            return _MockResponse(outcome.status, headers, stream=lines)
+            return HandlerResponse(outcome.status, headers, lines)
         await self._wait(latency, timeouts)
-        payload = self._completion(chat, outcome, request_id)
         if outcome.cut_after is not None:
-            return _MockResponse(outcome.status, headers, payload[: len(payload) // 2], cut=True)
-        return _MockResponse(outcome.status, headers, payload)
+            return HandlerResponse(outcome.status, headers, _cut_body())
+        return HandlerResponse(outcome.status, headers, self._completion(chat, outcome, request_id))
 
     async def aclose(self) -> None:
         """Nothing to release: the mock holds no connections."""
@@ -185,14 +153,14 @@ class MockTransport(Transport):
         if seconds > 0:
             await self._clock.sleep(seconds)
 
-    def _error(self, outcome: MockOutcome, headers: CIMultiDict[str]) -> _MockResponse:
+    def _error(self, outcome: MockOutcome, headers: CIMultiDict[str]) -> HandlerResponse:
         status = outcome.status
         kind = outcome.error_type or _ERROR_TYPES.get(status, "server_error")
         message = outcome.message or f"mock: scripted HTTP {status}"
         error = {"message": message, "type": kind, "param": None, "code": outcome.code}
         if outcome.retry_after is not None:
             headers["retry-after"] = f"{outcome.retry_after:g}"
-        return _MockResponse(status, headers, to_json({"error": error}))
+        return HandlerResponse(status, headers, to_json({"error": error}))
 
     # -------------------------------------------------------------- answers
 

@@ -25,8 +25,7 @@ from .._errors import (
     RateLimited,
 )
 from .._request import ChatRequest, EmbeddingsRequest
-from .._sse import SseDecoder
-from .._transport import HttpRequest
+from .._transports import HttpRequest, SseDecoder
 from .._types import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -42,9 +41,9 @@ from ._base import (
     StreamDecoder,
     parse_retry_after,
 )
-from ._configs import OpenAIProviderConfig
 from ._presets import PRESETS
 from ._translate import VENDOR_OPTION_KEYS
+from .configs import OpenAIProviderConfig
 
 __all__ = ["OpenAIAdapter", "OpenAIStreamDecoder", "parse_reset_duration"]
 

@@ -21,9 +21,9 @@ from .._config import (
 from .._config_load import env_hint, providers_from_env, with_env_defaults
 from .._errors import ConfigError, UnknownModel
 from .._prices import PriceBook
-from .._transport import AiohttpTransport, Timeouts, Transport, transport_from_client
+from .._transports import AiohttpTransport, Timeouts, Transport, transport_from_client
 from ..providers import PRESETS, ProviderAdapter, RateLimitState, provider_spec
-from ..providers._configs import MockProviderConfig, OpenAIProviderConfig
+from ..providers.configs import MockProviderConfig, OpenAIProviderConfig
 from .conditions import Condition, ConditionError, compile_condition
 from .strategies import BUILT_IN, LatencyStrategy, OrderedStrategy, Selection, Strategy
 

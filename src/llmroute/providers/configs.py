@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Annotated, Any, ClassVar, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
     BaseModel,
@@ -54,16 +54,14 @@ class ProviderConfigBase(BaseModel):
     connect_timeout: PositiveDuration = 10.0
     max_connections: int = Field(default=512, ge=1)
 
-    #: The environment variables zero-config detection looks for (for error messages).
-    env_hint: ClassVar[str | None] = None
-
     def with_env(self, name: str, env: Mapping[str, str]) -> Self:
         """This config with unset values filled from the environment (see each type)."""
         return self
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> Self | None:
-        """The provider zero-config detection registers from the environment, if any."""
+    def from_env(cls, type_name: str, env: Mapping[str, str]) -> Self | None:
+        """The provider of type `type_name` that zero-config detection registers from
+        the environment, if any."""
         return None
 
 
@@ -89,6 +87,36 @@ class OpenAIProviderConfig(ProviderConfigBase):
     organization: str | None = None
     project: str | None = None
     stream_usage: bool | None = None
+
+    def with_env(self, name: str, env: Mapping[str, str]) -> Self:
+        """Fill `api_key` and `base_url` from the preset's environment variables when unset.
+
+        A provider that talks to the service itself (no custom `base_url`) and
+        needs a key must have one: its absence is a `ConfigError` naming the
+        variable, not a 401 at the first request.
+        """
+        preset = PRESETS[self.type]
+        update: dict[str, Any] = {}
+        if self.base_url is None and preset.base_url_env and env.get(preset.base_url_env):
+            update["base_url"] = env[preset.base_url_env]
+        if self.api_key is None and preset.key_env:
+            key = env.get(preset.key_env)
+            if key:
+                update["api_key"] = SecretStr(key)
+            elif self.base_url is None and "base_url" not in update:
+                raise ConfigError(
+                    f"no API key for provider {name!r}: set {preset.key_env} or give `api_key` "
+                    "(a provider with its own `base_url` may go without)",
+                    path=f"providers.{name}.api_key",
+                )
+        return self.model_copy(update=update) if update else self
+
+    @classmethod
+    def from_env(cls, type_name: str, env: Mapping[str, str]) -> Self | None:
+        """Registered by zero-config detection when the preset's key variable is set."""
+        key_env = PRESETS[type_name].key_env
+        key = env.get(key_env) if key_env else None
+        return cls.model_validate({"type": type_name, "api_key": key}) if key else None
 
 
 class LatencySpec(BaseModel):
@@ -235,6 +263,9 @@ class MockProviderConfig(ProviderConfigBase):
         tool_calls: answered when the request offers tools (and tool_choice is not "none").
         prompt_tokens, completion_tokens: fixed usage (counted from the text if unset).
         embedding_dimensions: the length of embedding vectors.
+        stream_usage: whether llmroute asks for ``stream_options.include_usage``, as
+            for an OpenAI-compatible service; off, it plays a service that does not
+            accept it (llmroute then estimates a stream's usage).
     """
 
     type: Literal["mock"]
@@ -255,6 +286,7 @@ class MockProviderConfig(ProviderConfigBase):
     prompt_tokens: int | None = Field(default=None, ge=0)
     completion_tokens: int | None = Field(default=None, ge=0)
     embedding_dimensions: int = Field(default=8, ge=1, le=8192)
+    stream_usage: bool = True
 
 
 # ---------------------------------------------------------------- vendors with their own API
@@ -286,7 +318,6 @@ class AnthropicProviderConfig(ProviderConfigBase):
         headers: extra headers on every request.
     """
 
-    env_hint: ClassVar[str | None] = "ANTHROPIC_API_KEY"
     type: Literal["anthropic"]
     api_key: SecretStr | None = None
     base_url: str | None = None
@@ -312,7 +343,7 @@ class AnthropicProviderConfig(ProviderConfigBase):
         return self.model_copy(update=update) if update else self
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> Self | None:
+    def from_env(cls, type_name: str, env: Mapping[str, str]) -> Self | None:
         """The provider zero-config detection registers when ``ANTHROPIC_API_KEY`` is set."""
         key = _secret(env, "ANTHROPIC_API_KEY")
         return cls(type="anthropic", api_key=key) if key is not None else None
@@ -328,7 +359,6 @@ class GeminiProviderConfig(ProviderConfigBase):
         headers: extra headers on every request.
     """
 
-    env_hint: ClassVar[str | None] = "GEMINI_API_KEY (or GOOGLE_API_KEY)"
     type: Literal["gemini"]
     api_key: SecretStr | None = None
     base_url: str | None = None
@@ -349,7 +379,7 @@ class GeminiProviderConfig(ProviderConfigBase):
         return self.model_copy(update={"api_key": key})
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> Self | None:
+    def from_env(cls, type_name: str, env: Mapping[str, str]) -> Self | None:
         """Registered by zero-config detection when ``GEMINI_API_KEY`` or ``GOOGLE_API_KEY`` is set."""
         key = _secret(env, "GEMINI_API_KEY", "GOOGLE_API_KEY")
         return cls(type="gemini", api_key=key) if key is not None else None
@@ -380,7 +410,6 @@ class AzureProviderConfig(ProviderConfigBase):
         stream_usage: whether to send ``stream_options.include_usage``.
     """
 
-    env_hint: ClassVar[str | None] = "AZURE_OPENAI_ENDPOINT and AZURE_OPENAI_API_KEY"
     type: Literal["azure"]
     endpoint: str | None = None
     api_key: SecretStr | None = None
@@ -416,7 +445,7 @@ class AzureProviderConfig(ProviderConfigBase):
         return self.model_copy(update=update) if update else self
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> Self | None:
+    def from_env(cls, type_name: str, env: Mapping[str, str]) -> Self | None:
         """Registered when ``AZURE_OPENAI_ENDPOINT`` and a key or token variable are set."""
         endpoint = env.get("AZURE_OPENAI_ENDPOINT")
         key = _secret(env, "AZURE_OPENAI_API_KEY")
@@ -450,9 +479,6 @@ class BedrockProviderConfig(ProviderConfigBase):
         headers: extra headers on every request (signed with it).
     """
 
-    env_hint: ClassVar[str | None] = (
-        "AWS_REGION and AWS_BEARER_TOKEN_BEDROCK (or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"
-    )
     type: Literal["bedrock"]
     region: str | None = None
     api_key: SecretStr | None = None
@@ -484,7 +510,7 @@ class BedrockProviderConfig(ProviderConfigBase):
         return self.model_copy(update=update) if update else self
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> Self | None:
+    def from_env(cls, type_name: str, env: Mapping[str, str]) -> Self | None:
         """Registered when a region and a Bedrock API key or static AWS keys are in the
         environment, and botocore is installed."""
         import importlib.util

@@ -1,0 +1,215 @@
+"""The default engine: aiohttp, the fastest well-kept client measured on our benchmark
+machine (see docs/benchmarks.md).
+
+aiohttp itself is imported on first use, not with llmroute, so ``import llmroute``
+stays cheap for those who never send a request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from .base import (
+    ConnectFailed,
+    ConnectionLost,
+    HttpRequest,
+    HttpResponse,
+    TimedOut,
+    Timeouts,
+    Transport,
+)
+from .drains import DRAIN_BYTES, DRAIN_SECONDS, Drains
+
+if TYPE_CHECKING:
+    import aiohttp
+
+__all__ = ["AiohttpTransport"]
+
+_log = logging.getLogger("llmroute.transport")
+
+
+class _map_errors:
+    """Turns aiohttp's exceptions into `TransportError`s: the one place that knows them.
+
+    Used as ``with _map_errors(PHASE, url):``. A class rather than a generator-based
+    context manager, and messages formatted only on failure: entering and leaving it
+    costs two plain calls per request.
+    """
+
+    __slots__ = ("_phase", "_url")
+
+    def __init__(self, phase: tuple[str, str], url: str = "") -> None:
+        self._phase = phase
+        self._url = url
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if exc is None:
+            return
+        import aiohttp
+
+        timed_out, lost = self._phase
+        url = self._url
+        if isinstance(exc, TimeoutError):  # aiohttp's ServerTimeoutError is one too
+            detail = f": {exc}" if url and str(exc) else ""
+            raise TimedOut(timed_out.format(url=url) + detail) from exc
+        if isinstance(exc, aiohttp.ClientConnectorError):
+            raise ConnectFailed(f"cannot connect to {url}: {exc}") from exc
+        if isinstance(exc, aiohttp.ClientPayloadError | aiohttp.ClientConnectionError):
+            raise ConnectionLost(f"{lost.format(url=url)}: {exc}") from exc
+
+
+#: What `_map_errors` says when each phase fails: (timed out, connection lost).
+_SENDING = ("timed out waiting for {url}", "connection to {url} failed")
+_READING = ("timed out reading the response body", "connection lost while reading the body")
+_STREAMING = ("no data from the provider within the read timeout", "connection lost mid-stream")
+
+
+class _AiohttpResponse(HttpResponse):
+    __slots__ = ("_drains", "_response", "headers", "status")
+
+    def __init__(self, response: aiohttp.ClientResponse, drains: Drains) -> None:
+        self._response = response
+        self._drains = drains
+        self.status = response.status
+        self.headers = response.headers
+
+    async def read(self) -> bytes:
+        try:
+            with _map_errors(_READING):
+                return await self._response.read()
+        finally:
+            self._response.release()
+
+    async def aiter_bytes(self) -> AsyncIterator[bytes]:
+        with _map_errors(_STREAMING):
+            async for chunk in self._response.content.iter_any():
+                yield chunk
+
+    async def aclose(self) -> None:
+        # close(), not release(): an abandoned stream must not return a
+        # half-read connection to the pool.
+        if not self._response.closed:
+            self._response.close()
+
+    async def release(self) -> None:
+        if self._response.content.at_eof():
+            self._response.release()
+        else:
+            await self._drains.run(self._drain())
+
+    async def _drain(self) -> None:
+        import aiohttp
+
+        response = self._response
+        reusable = False
+        try:
+            async with asyncio.timeout(DRAIN_SECONDS):
+                left = await response.content.read(DRAIN_BYTES)
+            # more than the end of the body left over: not worth keeping
+            reusable = not left or response.content.at_eof()
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            _log.debug("connection not reused after a finished stream: %s", exc)
+        finally:  # cancelled (the transport is closing) or not reusable: close it
+            if reusable:
+                response.release()
+            else:
+                response.close()
+
+
+class AiohttpTransport(Transport):
+    """The default engine: one aiohttp session (and connection pool) per provider.
+
+    The session is created lazily inside the running event loop, so a router
+    can be built outside any loop.
+    """
+
+    __slots__ = ("_drains", "_last_proxy", "_max_connections", "_proxies", "_session", "_timeouts")
+
+    def __init__(self, *, max_connections: int = 512) -> None:
+        self._max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+        self._timeouts: dict[Timeouts, Any] = {}
+        self._proxies: dict[str, str | None] = {}
+        self._last_proxy: tuple[str, str | None] = ("", None)
+        self._drains = Drains()
+
+    def _open_session(self) -> aiohttp.ClientSession:
+        import aiohttp
+
+        connector = aiohttp.TCPConnector(limit=self._max_connections, ttl_dns_cache=300)
+        # trust_env would re-read ~/.netrc and the proxy variables in worker threads on
+        # every request (twice the latency); proxies are resolved once per host instead.
+        self._session = aiohttp.ClientSession(
+            connector=connector, auto_decompress=True, trust_env=False
+        )
+        return self._session
+
+    def _proxy(self, url: str) -> str | None:
+        """The proxy for `url` from the standard proxy variables (looked up once per origin)."""
+        last = self._last_proxy
+        if last[0] == url:  # a provider sends most requests to one URL
+            return last[1]
+        proxy = self._origin_proxy(url)
+        self._last_proxy = (url, proxy)
+        return proxy
+
+    def _origin_proxy(self, url: str) -> str | None:
+        origin = url.split("/", 3)
+        key = "/".join(origin[:3])
+        if key in self._proxies:
+            return self._proxies[key]
+        import urllib.request
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(url)
+        proxy = urllib.request.getproxies().get(parts.scheme)
+        if proxy and urllib.request.proxy_bypass(parts.hostname or ""):
+            proxy = None
+        self._proxies[key] = proxy
+        return proxy
+
+    def _client_timeout(self, timeouts: Timeouts) -> Any:
+        """aiohttp's timeout object for `timeouts`, built once per distinct value (a
+        provider has two: streamed and whole attempts)."""
+        cached = self._timeouts.get(timeouts)
+        if cached is None:
+            import aiohttp
+
+            cached = aiohttp.ClientTimeout(
+                total=None, sock_connect=timeouts.connect, sock_read=timeouts.read
+            )
+            self._timeouts[timeouts] = cached
+        return cached
+
+    async def send(self, request: HttpRequest, timeouts: Timeouts) -> HttpResponse:
+        session = self._session or self._open_session()
+        url = request.url
+        with _map_errors(_SENDING, url):
+            response = await session.request(
+                request.method,
+                url,
+                data=request.body,
+                headers=request.headers,
+                timeout=self._client_timeout(timeouts),
+                proxy=self._proxy(url),
+            )
+        return _AiohttpResponse(response, self._drains)
+
+    async def aclose(self) -> None:
+        """Stop pending drains and close the session (and its pool)."""
+        await self._drains.cancel()
+        if self._session is not None:
+            session, self._session = self._session, None
+            await session.close()
