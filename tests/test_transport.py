@@ -72,15 +72,15 @@ async def test_rate_limit_headers_and_retry_after(upstream: Upstream) -> None:
     async with AsyncRouter(provider(upstream)) as router:
         with pytest.raises(llmroute.AllTargetsFailed) as caught:
             await router.chat.completions.create(model="chat", messages=HI)
-        target = router._catalog.routes["chat"].targets[0]
+        limits = router.stats()["up/up-model"].rate_limit
     error = caught.value.last_error
     assert isinstance(error, llmroute.RateLimited)
     assert error.retry_after == 1.5
     assert error.request_id == "req_9"
     assert error.status == 429
-    assert target.rate_limit is not None
-    assert target.rate_limit.remaining_requests == 0
-    assert target.rate_limit.reset_requests_s == 1.0
+    assert limits is not None
+    assert limits.remaining_requests == 0
+    assert limits.reset_requests_s == 1.0
 
 
 async def test_connection_refused_is_a_connection_error() -> None:
