@@ -111,9 +111,9 @@ def test_a_route_finds_its_targets_by_key_along_fallback_cycles() -> None:
     )
     one, two = catalog.resolve("one"), catalog.resolve("two")
     assert one.chain() == (one, two) and two.chain() == (two, one)
-    assert one.target("a/m") is one.targets[0]  # the first along the chain
-    assert one.target("b/m") is two.targets[0]
-    assert one.target("c/m") is None
+    assert one.find_target("a/m") is one.targets[0]  # the first along the chain
+    assert one.find_target("b/m") is two.targets[0]
+    assert one.find_target("c/m") is None
 
 
 # ---------------------------------------------------------------- simple strategies

@@ -164,7 +164,7 @@ class Executor:
     def _price(
         self, route: Route, info: RouteInfo, usage: TokenUsage | None, tier: str | None
     ) -> None:
-        target = route.target(info.target or "")
+        target = route.find_target(info.target or "")
         info.set_cost(self._prices.pricer(target, usage, service_tier=tier))
 
     # -------------------------------------------------------------- chat

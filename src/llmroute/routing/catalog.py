@@ -61,7 +61,9 @@ class Catalog:
             raise ConfigError(
                 f"transports given for unknown providers: {', '.join(sorted(unknown))}"
             )
-        self._targets: dict[str, Target] = {}
+        #: The targets of direct ``provider/model`` addresses, by key (routes' own targets
+        #: are made per route: each may give the same key its own weight or price).
+        self._direct_targets: dict[str, Target] = {}
         self.routes: dict[str, Route] = {}
         for name, route_config in config.routes.items():
             self.routes[name] = self._build_route(name, route_config)
@@ -86,9 +88,9 @@ class Catalog:
 
     def _target(self, provider: Provider, model: str) -> Target:
         key = f"{provider.name}/{model}"
-        target = self._targets.get(key)
+        target = self._direct_targets.get(key)
         if target is None:
-            target = self._targets[key] = Target(key, provider, model)
+            target = self._direct_targets[key] = Target(key, provider, model)
         return target
 
     def _strategy(self, name: str, config: RouteConfig, path: str) -> Strategy:

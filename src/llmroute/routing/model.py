@@ -149,7 +149,7 @@ class Route:
         """This route followed by its fallbacks, depth first, each route once."""
         return self._chain
 
-    def target(self, key: str) -> Target | None:
+    def find_target(self, key: str) -> Target | None:
         """The first target called `key` on this route or its fallbacks (chain order)."""
         return self._by_key.get(key)
 

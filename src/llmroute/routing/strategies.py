@@ -180,7 +180,9 @@ class LeastBusyStrategy:
         memo = self._memo.of(candidates)
         busy = [0 if one is None else one.in_flight for one in memo.counters_of(ctx)]
         # a stable sort: ties keep config order
-        ordered = list(map(candidates.__getitem__, sorted(range(len(busy)), key=busy.__getitem__)))
+        # indexing in a comprehension: quicker than map(candidates.__getitem__), more so on
+        # a route's own candidates, a tuple (whose __getitem__ has no fast method form)
+        ordered = [candidates[i] for i in sorted(range(len(busy)), key=busy.__getitem__)]
         return Selection(
             ordered,
             lambda: (
@@ -366,7 +368,7 @@ class CostStrategy:
             weights = _weights(memo.counters_of(ctx), ctx.stream)
             scores = [1.0 / w if w else 0.0 for w in weights]  # score, up to a common factor
             order.sort(key=lambda i: (costs[i], scores[i] if costs[i] != _UNKNOWN else 0.0))
-        ordered = list(map(candidates.__getitem__, order))
+        ordered = [candidates[i] for i in order]
 
         def why() -> str:
             parts = [
