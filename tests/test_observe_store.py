@@ -11,6 +11,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -24,6 +25,7 @@ from llmroute._prices import PriceBook, _calc
 from llmroute.cli import main
 from llmroute.observe import AttemptRecord, RequestRecord, SqliteStore, percentile
 from llmroute.observe.sqlite import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
+from llmroute.routing import Target
 
 
 def record(i: int, **changes: Any) -> RequestRecord:
@@ -271,7 +273,8 @@ def test_unknown_models_cost_none_and_overrides_cost_their_price() -> None:
     usage = TokenUsage(1000, 200, cache_read=400)
     assert book.cost("openai", "no-such-model", usage) is None
     assert book.cost(None, "gpt-4o-mini", usage) is None
-    pricer = book.pricer(None, "llama", usage, override=lambda: None)
+    ollama: Any = SimpleNamespace(name="ollama", adapter=SimpleNamespace(prices_id=None))
+    pricer = book.pricer(Target("ollama/llama", ollama, "llama"), usage)
     assert pricer is not None and pricer() is None
     price = llmroute.TargetConfig.model_validate(
         {
@@ -280,6 +283,6 @@ def test_unknown_models_cost_none_and_overrides_cost_their_price() -> None:
             "price": {"input": 2, "output": 8, "cache_read": 1},
         }
     ).price
-    pricer = book.pricer(None, "llama", usage, override=lambda: price)
+    pricer = book.pricer(Target("ollama/llama", ollama, "llama", price=price), usage)
     assert pricer is not None
     assert pricer() == pytest.approx((600 * 2 + 400 * 1 + 200 * 8) / 1e6)

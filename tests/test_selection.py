@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import random
 from collections import Counter
 from typing import Any
 
@@ -13,9 +15,15 @@ import pytest
 import llmroute
 from _wire import Wire
 from llmroute import AsyncRouter
+from llmroute._clock import SystemClock
+from llmroute._prices import PriceBook
 from llmroute._request import RequestOptions, validate_chat_request
+from llmroute.providers import RateLimitState
 from llmroute.routing import Selection, SelectionContext
-from llmroute.routing.select import RequestFacts
+from llmroute.routing.catalog import Catalog
+from llmroute.routing.rate_limits import RateLimitBoard
+from llmroute.routing.select import RequestFacts, Selector
+from llmroute.routing.stats import LiveStats
 
 pytestmark = pytest.mark.anyio
 
@@ -41,13 +49,64 @@ async def ask(r: AsyncRouter, **extra: Any) -> llmroute.ChatCompletion:
 
 
 def selections(r: AsyncRouter, n: int, **request: Any) -> Counter[str]:
-    """The first choice of `n` selections, without sending anything."""
-    route = r._catalog.routes["chat"]
+    """The first choice of `n` selections of the router's configuration, by a catalog and a
+    selector of its own (nothing is sent)."""
+    prices = PriceBook()
+    route = Catalog(r.config, clock=SystemClock(), prices=prices, env={}).resolve("chat")
     facts = RequestFacts(
         validate_chat_request({"model": "chat", "messages": HI, **request}), RequestOptions(), False
     )
-    selector = r.chat.completions._executor.driver.selector
+    selector = Selector(LiveStats(), prices, random.Random(3), RateLimitBoard())
     return Counter(selector.select(route, facts, 0.0).targets[0].key for _ in range(n))
+
+
+# ---------------------------------------------------------------- the model and its state
+
+
+def test_routes_and_targets_are_immutable_and_state_lives_beside_them() -> None:
+    r = router({"a": {}, "b": {}}, {"targets": ["a/m", "b/m"]})
+    prices = PriceBook()
+    route = Catalog(r.config, clock=SystemClock(), prices=prices, env={}).resolve("chat")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        route.targets[0].weight = 2.0  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        route.fallbacks = ()  # type: ignore[misc]
+    limits = RateLimitBoard()
+    selector = Selector(LiveStats(), prices, random.Random(1), limits)
+    facts = RequestFacts(
+        validate_chat_request({"model": "chat", "messages": HI, "max_tokens": 10}),
+        RequestOptions(),
+        False,
+    )
+    fixed = selector.select(route, facts, 0.0)
+    assert selector.select(route, facts, 0.0) is fixed  # ordered, nothing to filter: made once
+    # a provider reports its tokens nearly spent: the route's next selection filters by it
+    limits.saw(route.targets[0], RateLimitState(remaining_tokens=1, reset_tokens_s=60.0), 0.0)
+    assert limits.state("a/m") == RateLimitState(remaining_tokens=1, reset_tokens_s=60.0)
+    selection = selector.select(route, facts, 1.0)
+    assert [t.key for t in selection.targets] == ["b/m"]
+    assert callable(selection.reason)
+    assert selection.reason() == "config order; skipped a/m (rate limit: 1 tokens left)"
+    assert [t.key for t in selector.select(route, facts, 61.0).targets] == ["a/m", "b/m"]
+
+
+def test_a_route_finds_its_targets_by_key_along_fallback_cycles() -> None:
+    config = {
+        "providers": {"a": {"type": "mock"}, "b": {"type": "mock"}},
+        "routes": {
+            "one": {"targets": ["a/m"], "fallbacks": ["two"]},
+            "two": {"targets": ["b/m", "a/m"], "fallbacks": ["one"]},
+        },
+        "logging": {"store": None},
+    }
+    catalog = Catalog(
+        llmroute.Config.model_validate(config), clock=SystemClock(), prices=PriceBook(), env={}
+    )
+    one, two = catalog.resolve("one"), catalog.resolve("two")
+    assert one.chain() == (one, two) and two.chain() == (two, one)
+    assert one.find_target("a/m") is one.targets[0]  # the first along the chain
+    assert one.find_target("b/m") is two.targets[0]
+    assert one.find_target("c/m") is None
 
 
 # ---------------------------------------------------------------- simple strategies
@@ -325,8 +384,13 @@ async def test_random_is_seeded_per_router() -> None:
         {"a": {}, "b": {}, "c": {}},
         {"strategy": "weighted", "targets": ["a/m", "b/m", "c/m"]},
     )
-    assert selections(router(*shape, seed=9), 50) == selections(router(*shape, seed=9), 50)
-    assert selections(router(*shape, seed=9), 50) != selections(router(*shape, seed=10), 50)
+
+    async def served(seed: int) -> list[str | None]:
+        async with router(*shape, seed=seed) as r:
+            return [(await ask(r)).llmroute.target for _ in range(50)]
+
+    assert await served(9) == await served(9)
+    assert await served(9) != await served(10)
 
 
 def test_when_conditions_see_nested_parameters_as_plain_values() -> None:

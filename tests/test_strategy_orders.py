@@ -1,8 +1,9 @@
 """Strategy orders against brute force, and the shortcuts that make selection cheap.
 
 The strategies keep what they can between requests (orders built once, prices
-looked up once, latency draw weights rebuilt at most every `refresh` seconds);
-these tests check the shortcuts give the same answers as the plain definitions.
+looked up once, cost lines sorted once per range of prompt sizes, latency draw
+weights kept current by the statistics as answers arrive); these tests check
+the shortcuts give the same answers as the plain definitions.
 """
 
 from __future__ import annotations
@@ -15,15 +16,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from llmroute._config import PriceConfig
-from llmroute.routing.catalog import Target
-from llmroute.routing.select import Selector
+from llmroute._prices import PriceBook
+from llmroute.routing import SelectionContext, Target
 from llmroute.routing.stats import LiveStats
 from llmroute.routing.strategies import (
     CostStrategy,
     LatencyStrategy,
     LeastBusyStrategy,
     RoundRobinStrategy,
-    SelectionContext,
     WeightedStrategy,
 )
 
@@ -40,10 +40,9 @@ def targets(count: int, prices: list[tuple[int, int]] | None = None) -> list[Tar
 def context(
     stats: LiveStats, tokens_in: int = 0, tokens_out: int | None = 100, now: float = 0.0
 ) -> SelectionContext:
-    selector = Selector(stats, prices=None, rng=random.Random(7))  # type: ignore[arg-type]
-    return SelectionContext(
-        False, tokens_in, tokens_out, now, stats, random.Random(7), selector.expected_cost
-    )
+    # every target here has its own price: the book never asks genai-prices
+    rates = PriceBook().target_rates
+    return SelectionContext(False, tokens_in, tokens_out, now, stats, random.Random(7), rates)
 
 
 @settings(max_examples=300, deadline=None)

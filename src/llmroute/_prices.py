@@ -4,6 +4,10 @@ genai-prices takes a few hundred microseconds per calculation and a third of a
 second to import, so llmroute never prices inside the request: a response's
 `cost_usd` is computed the first time someone reads it (the caller, or the
 recorder off the hot path). Unknown models cost None, never 0.
+
+`PriceBook` is also the one place a target's price is read: its own `price`
+when the config gives one, else genai-prices' for its provider and model
+(`target_rates` for ranking and budgets, `pricer` for the cost of an answer).
 """
 
 from __future__ import annotations
@@ -12,12 +16,14 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from ._types import TokenUsage
 
 if TYPE_CHECKING:
     from ._config import PriceConfig
+    from .routing.model import Target
 
 __all__ = ["PriceBook", "custom_cost"]
 
@@ -29,6 +35,9 @@ class PriceBook:
 
     def __init__(self) -> None:
         self._models: dict[tuple[str, str], Any] = {}
+        #: Each target's rates, looked up on first use (by the target object: two routes
+        #: may give one ``provider/model`` different prices).
+        self._target_rates: dict[Target, tuple[float, float] | None] = {}
         self._linear: dict[tuple[int, tuple[tuple[str, Any], ...]], _LinearRates] = {}
         self._lock = threading.Lock()
 
@@ -110,29 +119,51 @@ class PriceBook:
             return None
         return rates[0] / 1e6, rates[1] / 1e6
 
+    def target_rates(self, target: Target) -> tuple[float, float] | None:
+        """USD per input and per output token on `target`: its `price`, else genai-prices'
+        (None when unknown). Looked up once per target."""
+        try:
+            return self._target_rates[target]
+        except KeyError:
+            pass
+        price = target.price
+        if price is not None:
+            rates: tuple[float, float] | None = (price.input / 1e6, price.output / 1e6)
+        else:
+            rates = self.rates(target.provider.adapter.prices_id, target.model)
+        self._target_rates[target] = rates
+        return rates
+
     def pricer(
         self,
-        provider_id: str | None,
-        model: str,
+        target: Target | None,
         usage: TokenUsage | None,
         *,
         service_tier: str | None = None,
-        override: Callable[[], PriceConfig | None] | None = None,
     ) -> Callable[[], float | None] | None:
-        """A deferred cost: the target's own `price` when `override` gives one, else `cost()`.
+        """A deferred cost of `usage` on `target`: at its own `price` when it has one, else
+        genai-prices' (`cost()`); the cost is None for no target.
 
         None when the cost cannot be known (no usage).
         """
         if usage is None:
             return None
+        if target is None:
+            return _unknown
+        own = target.price
+        if own is not None:
+            return partial(custom_cost, own, usage)
+        return partial(
+            self.cost,
+            target.provider.adapter.prices_id,
+            target.model,
+            usage,
+            service_tier=service_tier,
+        )
 
-        def price() -> float | None:
-            own = override() if override is not None else None
-            if own is not None:
-                return custom_cost(own, usage)
-            return self.cost(provider_id, model, usage, service_tier=service_tier)
 
-        return price
+def _unknown() -> None:
+    return None
 
 
 def custom_cost(price: PriceConfig, usage: TokenUsage) -> float:

@@ -41,6 +41,7 @@ from .pipeline.stream import AsyncChatStream
 from .providers import ExtraRequest
 from .routing.catalog import Catalog
 from .routing.health import HealthTracker, TargetHealth
+from .routing.rate_limits import RateLimitBoard
 from .routing.select import Selector
 from .routing.stats import LiveStats, TargetStats
 from .routing.strategies import Strategy
@@ -211,7 +212,8 @@ class AsyncRouter:
         )
         self._health = HealthTracker(self.config.health)
         self._stats = LiveStats()
-        selector = Selector(self._stats, prices, rng)
+        self._rate_limits = RateLimitBoard()
+        selector = Selector(self._stats, prices, rng, self._rate_limits)
         driver = AttemptDriver(self._clock, rng, self._health, self._stats, selector)
         self._stages: list[Stage] = []
         # first: its before() runs before any stage may answer or refuse the request
@@ -288,7 +290,7 @@ class AsyncRouter:
             t.key: replace(
                 self._stats.snapshot(t.key),
                 error_ratio=self._health.snapshot(t.key, now).error_ratio,
-                rate_limit=t.rate_limit,
+                rate_limit=self._rate_limits.state(t.key),
             )
             for t in self._catalog.targets()
         }

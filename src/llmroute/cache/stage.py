@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from .._request import _DEFAULT_OPTIONS, ChatRequest
 from .._types import ChatCompletion, CompletionUsage, CreateEmbeddingResponse
 from ..pipeline.stage import Answer, Outcome, RequestContext, Stage
-from ..routing.catalog import Route
+from ..routing.model import Route
 from ..stores.redis import RedisUnavailable
 from .backends import CacheBackend
 from .config import CacheConfig
@@ -104,14 +104,15 @@ class CacheStage(Stage):
         self._config = config
         self._backend = backend
         self._memory = backend.local()  # the synchronous face of an in-process backend
-        self._policies: dict[Route, _RoutePolicy] = {}
+        #: Each route's policy, by `Route.key` (routes are built once and never change).
+        self._policies: dict[str, _RoutePolicy] = {}
         self._rng = random.Random()
         self._tasks: set[asyncio.Task[None]] = set()
         #: What the cache has done so far.
         self.stats = CacheStats()
 
     def _policy(self, route: Route) -> _RoutePolicy:
-        policy = self._policies.get(route)
+        policy = self._policies.get(route.key)
         if policy is None:
             own = route.config.cache
             enabled = own.enabled if own is not None else self._config.enabled
@@ -130,14 +131,14 @@ class CacheStage(Stage):
                 and not config.only_deterministic
             )
             policy = _RoutePolicy(enabled, ttl, identity, plain, short)
-            self._policies[route] = policy
+            self._policies[route.key] = policy
         return policy
 
     # -------------------------------------------------------------- lookup
 
     async def before(self, ctx: RequestContext) -> Answer | None:
         config = self._config
-        policy = self._policies.get(ctx.route) or self._policy(ctx.route)
+        policy = self._policies.get(ctx.route.key) or self._policy(ctx.route)
         if policy.short and ctx.options is _DEFAULT_OPTIONS:
             return self._short(ctx, policy)
         if not policy.enabled or (ctx.operation == "embeddings" and not config.embeddings):

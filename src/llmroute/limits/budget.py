@@ -23,7 +23,6 @@ from .._errors import BudgetExceeded
 from .._prices import PriceBook
 from .._request import ChatRequest
 from ..pipeline.stage import Answer, Outcome, RequestContext, Stage
-from ..routing.catalog import Target
 from ..stores.redis import RedisUnavailable
 from .budget_store import BudgetStore, Lease, Usage, WindowKey
 from .config import BudgetRule, BudgetsConfig
@@ -169,20 +168,10 @@ class BudgetStage(Stage):
         dearest = 0.0
         for route in ctx.route.chain():
             for target in route.targets:
-                rates = self._rates(target)
+                rates = self._prices.target_rates(target)
                 if rates is not None:
                     dearest = max(dearest, input_tokens * rates[0] + output * rates[1])
         return dearest
-
-    def _rates(self, target: Target) -> tuple[float, float] | None:
-        if not target.rates_known:  # shared with the cost strategy's own lookup
-            price = target.price
-            if price is not None:
-                target.rates = (price.input / 1e6, price.output / 1e6)
-            else:
-                target.rates = self._prices.rates(target.provider.adapter.prices_id, target.model)
-            target.rates_known = True
-        return target.rates
 
     # -------------------------------------------------------------- spend
 

@@ -33,8 +33,8 @@ from .._errors import (
 from .._request import RequestOptions
 from .._transports import TimedOut, Timeouts, TransportError
 from .._types import AttemptInfo, RouteInfo
-from ..routing.catalog import Route, Target
 from ..routing.health import Admission, HealthTracker
+from ..routing.model import Route, Target
 from ..routing.plan import AttemptPlan, Try, Wait
 from ..routing.select import RequestFacts, Selector
 from ..routing.stats import LiveStats
@@ -154,6 +154,8 @@ class AttemptDriver:
         self.health = health
         self.stats = stats
         self.selector = selector
+        #: The rate limits providers reported (the selector's board: one per router).
+        self.limits = selector.limits
 
     async def run(
         self,
@@ -374,8 +376,7 @@ class AttemptDriver:
             timeouts = Timeouts(connect=provider.timeouts.connect, read=route.idle_timeout)
         else:
             timeouts = provider.timeouts
-        limits = target.limits
-        known_limits = limits.state
+        known_limits = self.limits.report(key)
         stats.started(key)
         try:
             timer = _Timer(limit)
@@ -415,7 +416,7 @@ class AttemptDriver:
             raise
         finally:
             stats.ended(key)
-            if limits.state is not known_limits:
+            if self.limits.report(key) is not known_limits:
                 self._respect_limits(target, clock.monotonic())
         ended = clock.monotonic()
         record.latency_s = ended - now
@@ -439,7 +440,7 @@ class AttemptDriver:
 
     def _respect_limits(self, target: Target, now: float) -> None:
         """Cool a target down until its reset when its headers say nothing is left."""
-        state = target.rate_limit
+        state = self.limits.state(target.key)
         if state is None:
             return
         waits = []

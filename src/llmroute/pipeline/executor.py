@@ -18,7 +18,6 @@ from typing import Literal
 import anyio
 
 from .._clock import Clock
-from .._config import PriceConfig
 from .._errors import ProviderUnavailable
 from .._prices import PriceBook
 from .._request import AssistantMessage, ChatRequest, EmbeddingsRequest, RequestOptions, UserMessage
@@ -33,7 +32,8 @@ from .._types import (
     TokenUsage,
 )
 from ..providers import ExtraRequest, ProviderAdapter, StreamDecoder
-from ..routing.catalog import Catalog, Route, Target
+from ..routing.catalog import Catalog
+from ..routing.model import Route, Target
 from ..routing.select import RequestFacts
 from .driver import AttemptDriver
 from .stage import Answer, Outcome, RequestContext, Stage
@@ -153,7 +153,7 @@ class Executor:
         try:
             state = adapter.rate_limit_state(response.headers)
             if state is not None:
-                target.saw_limits(state, self._clock.monotonic())
+                self.driver.limits.saw(target, state, self._clock.monotonic())
             body = await response.read()
         finally:
             await response.aclose()
@@ -164,22 +164,8 @@ class Executor:
     def _price(
         self, route: Route, info: RouteInfo, usage: TokenUsage | None, tier: str | None
     ) -> None:
-        provider = self._catalog.provider_for(info.provider)
-        prices_id = provider.adapter.prices_id if provider else None
-        key = info.target
-
-        def own_price() -> PriceConfig | None:  # looked up when the cost is first read
-            for one in route.chain():
-                for target in one.targets:
-                    if target.key == key:
-                        return target.price
-            return None
-
-        info.set_cost(
-            self._prices.pricer(
-                prices_id, info.model or "", usage, service_tier=tier, override=own_price
-            )
-        )
+        target = route.find_target(info.target or "")
+        info.set_cost(self._prices.pricer(target, usage, service_tier=tier))
 
     # -------------------------------------------------------------- chat
 
@@ -364,7 +350,7 @@ class Executor:
             try:
                 state = adapter.rate_limit_state(response.headers)
                 if state is not None:
-                    target.saw_limits(state, self._clock.monotonic())
+                    self.driver.limits.saw(target, state, self._clock.monotonic())
                 decoder = adapter.stream_decoder(request, target.model)
                 return await self._first_content(response, adapter, decoder, target)
             except BaseException:

@@ -1,11 +1,14 @@
 """Routing decisions: target health, selection strategies, conditions. Pure logic, no I/O.
 
 The public pieces for writing your own strategy are re-exported here:
-`Strategy`, `Selection` and `SelectionContext` (see `strategies`). The
-candidates a strategy orders are `llmroute.routing.catalog.Target` objects: use their
-`key` (``provider/model``), `provider.name`, `model`, `weight` and `price`.
+`Strategy`, `Selection` and `SelectionContext`, and the `Target` objects a
+strategy orders (immutable: use their `key` (``provider/model``),
+`provider.name`, `model`, `weight`, `price`, `context_window`,
+`capabilities`). Live state about a target is keyed by its `key`:
+`ctx.stats.target(key)` for its statistics, `ctx.cost(target)` and
+`ctx.rates(target)` for its price.
 """
 
-from .strategies import Selection, SelectionContext, Strategy
+from .model import Provider, Selection, SelectionContext, Strategy, Target
 
-__all__ = ["Selection", "SelectionContext", "Strategy"]
+__all__ = ["Provider", "Selection", "SelectionContext", "Strategy", "Target"]

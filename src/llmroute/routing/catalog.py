@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
@@ -12,160 +11,22 @@ from pydantic import ValidationError
 from .._clock import Clock
 from .._config import (
     Config,
-    FailoverKind,
-    PriceConfig,
-    RetryConfig,
     RouteConfig,
     TargetConfig,
 )
 from .._config_load import env_hint, providers_from_env, with_env_defaults
 from .._errors import ConfigError, UnknownModel
 from .._prices import PriceBook
-from .._transports import AiohttpTransport, Timeouts, Transport, transport_from_client
-from ..providers import PRESETS, ProviderAdapter, RateLimitState, provider_spec
+from .._transports import AiohttpTransport, Timeouts, transport_from_client
+from ..providers import PRESETS, provider_spec
 from ..providers.configs import MockProviderConfig, OpenAIProviderConfig
-from .conditions import Condition, ConditionError, compile_condition
-from .strategies import BUILT_IN, LatencyStrategy, OrderedStrategy, Selection, Strategy
+from .conditions import ConditionError, compile_condition
+from .model import OrderedStrategy, Provider, Route, Strategy, Target, link_routes
+from .strategies import BUILT_IN, LatencyStrategy
 
-__all__ = ["Catalog", "Provider", "RateLimitSeen", "Route", "Target"]
-
-
-@dataclass(slots=True, eq=False)
-class Provider:
-    """A configured provider: its adapter, its own transport (and pool), its limits."""
-
-    name: str
-    type: str
-    adapter: ProviderAdapter
-    transport: Transport
-    timeouts: Timeouts
-    attempt_timeout: float
-    #: Limits for an attempt bounded as a whole (no per-read timer).
-    whole_timeouts: Timeouts = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.whole_timeouts = Timeouts(connect=self.timeouts.connect, read=None)
-
-
-@dataclass(slots=True, eq=False)
-class RateLimitSeen:
-    """A target's last reported rate-limit state and when it arrived (shared by its routes)."""
-
-    state: RateLimitState | None = None
-    at: float = 0.0
-    #: The routes using this target: told once limits are known, so they check them.
-    routes: list[Route] = field(default_factory=list)
-
-
-@dataclass(slots=True, eq=False)
-class Target:
-    """One provider and model, as one route uses it.
-
-    Health, statistics and rate-limit state are keyed by `key`, so every route
-    that uses the same provider and model sees the same ones.
-    """
-
-    key: str
-    provider: Provider
-    model: str
-    weight: float = 1.0
-    context_window: int | None = None
-    price: PriceConfig | None = None
-    capabilities: frozenset[str] | None = None
-    when: Condition | None = None
-    limits: RateLimitSeen = field(default_factory=RateLimitSeen)
-    #: USD per input and output token (from `price` or genai-prices; None: unknown),
-    #: looked up on first use.
-    rates: tuple[float, float] | None = None
-    rates_known: bool = False
-
-    @property
-    def rate_limit(self) -> RateLimitState | None:
-        """The last rate-limit state the provider reported for this model."""
-        return self.limits.state
-
-    def saw_limits(self, state: RateLimitState, now: float) -> None:
-        """Record what the provider's rate-limit headers said, at `now`."""
-        seen = self.limits
-        if seen.state is None:
-            for route in seen.routes:
-                route.limits_seen = True
-        seen.state, seen.at = state, now
-
-
-@dataclass(slots=True, eq=False)
-class Route:
-    """A resolved route; `name` is None for a direct ``provider/model`` address."""
-
-    name: str | None
-    targets: list[Target]
-    config: RouteConfig
-    strategy_impl: Strategy
-    fallbacks: list[Route] = field(default_factory=list)
-    has_conditions: bool = False
-    has_capabilities: bool = False
-    needs_tokens: bool = False
-    _chain: list[Route] | None = field(default=None, repr=False)
-    #: The selection when nothing can change it (ordered, no filters), else None.
-    plain: Selection | None = field(default=None, repr=False)
-    #: Whether a provider of this route has reported rate limits (they then filter).
-    limits_seen: bool = False
-    #: Whether a filter other than rate limits can drop a target (computed).
-    filtered: bool = field(default=False, init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        for target in self.targets:
-            target.limits.routes.append(self)
-            if target.limits.state is not None:
-                self.limits_seen = True
-        config = self.config
-        self.filtered = (
-            self.has_conditions
-            or self.has_capabilities
-            or config.max_cost_per_request is not None
-            or config.max_latency is not None
-            or (config.strategy == "cost" and config.unknown_price == "exclude")
-        )
-        if isinstance(self.strategy_impl, OrderedStrategy) and not self.filtered:
-            self.plain = Selection(self.targets, "config order")
-
-    @property
-    def retry(self) -> RetryConfig:
-        """The route's retry rounds and backoff."""
-        return self.config.retry
-
-    @property
-    def timeout(self) -> float:
-        """The deadline of a whole request on this route."""
-        return self.config.timeout
-
-    @property
-    def strategy(self) -> str:
-        """How the route orders its targets."""
-        return self.config.strategy
-
-    @property
-    def failover_on(self) -> list[FailoverKind]:
-        """The fatal errors that move on to the next target."""
-        return self.config.failover_on
-
-    def chain(self) -> list[Route]:
-        """This route followed by its fallbacks, depth first, each route once."""
-        cached = self._chain
-        if cached is not None:
-            return cached
-        seen: list[Route] = []
-
-        def walk(route: Route) -> None:
-            if route in seen:
-                return
-            seen.append(route)
-            for fallback in route.fallbacks:
-                walk(fallback)
-
-        walk(self)
-        self._chain = seen
-        return seen
+# The model's types were defined here before `routing.model`; they stay importable from
+# here for modules written against that layout (new code imports `routing.model`).
+__all__ = ["Catalog", "Provider", "Route", "Target"]
 
 
 class Catalog:
@@ -200,15 +61,13 @@ class Catalog:
             raise ConfigError(
                 f"transports given for unknown providers: {', '.join(sorted(unknown))}"
             )
-        self._targets: dict[str, Target] = {}
-        self._seen: dict[str, RateLimitSeen] = {}
+        #: The targets of direct ``provider/model`` addresses, by key (routes' own targets
+        #: are made per route: each may give the same key its own weight or price).
+        self._direct_targets: dict[str, Target] = {}
         self.routes: dict[str, Route] = {}
         for name, route_config in config.routes.items():
             self.routes[name] = self._build_route(name, route_config)
-        for name, route_config in config.routes.items():
-            self.routes[name].fallbacks = [self.routes[f] for f in route_config.fallbacks]
-        for route in self.routes.values():
-            route._chain = None  # fallbacks are wired now: chains are computed on first use
+        link_routes(self.routes, {name: rc.fallbacks for name, rc in config.routes.items()})
         self._direct: dict[str, Route] = {}
 
     # -------------------------------------------------------------- building
@@ -227,17 +86,11 @@ class Catalog:
         timeouts = Timeouts(connect=config.connect_timeout, read=config.timeout)
         return Provider(name, config.type, adapter, transport, timeouts, config.timeout)
 
-    def _limits(self, key: str) -> RateLimitSeen:
-        seen = self._seen.get(key)
-        if seen is None:
-            seen = self._seen[key] = RateLimitSeen()
-        return seen
-
     def _target(self, provider: Provider, model: str) -> Target:
         key = f"{provider.name}/{model}"
-        target = self._targets.get(key)
+        target = self._direct_targets.get(key)
         if target is None:
-            target = self._targets[key] = Target(key, provider, model, limits=self._limits(key))
+            target = self._direct_targets[key] = Target(key, provider, model)
         return target
 
     def _strategy(self, name: str, config: RouteConfig, path: str) -> Strategy:
@@ -269,17 +122,19 @@ class Catalog:
                     ) from exc
             capabilities = frozenset(spec.capabilities) if spec.capabilities is not None else None
             targets.append(
-                Target(spec.key, provider, spec.model, spec.weight, spec.context_window,
-                       spec.price, capabilities, when, self._limits(spec.key))
-            )  # fmt: skip
+                Target(
+                    spec.key,
+                    provider,
+                    spec.model,
+                    spec.weight,
+                    spec.context_window,
+                    spec.price,
+                    capabilities,
+                    when,
+                )
+            )
         route = Route(
-            name,
-            targets,
-            config,
-            self._strategy(name, config, f"routes.{name}.strategy"),
-            has_conditions=any(t.when is not None for t in targets),
-            has_capabilities=any(t.capabilities is not None for t in targets),
-            needs_tokens=config.strategy == "cost" or config.max_cost_per_request is not None,
+            name, tuple(targets), config, self._strategy(name, config, f"routes.{name}.strategy")
         )
         self._check_prices(route)
         return route
@@ -290,11 +145,7 @@ class Catalog:
         priced = config.strategy == "cost" or config.max_cost_per_request is not None
         if not priced or config.unknown_price is not None:
             return
-        unknown = [
-            t.key
-            for t in route.targets
-            if t.price is None and self._prices.rates(t.provider.adapter.prices_id, t.model) is None
-        ]
+        unknown = [t.key for t in route.targets if self._prices.target_rates(t) is None]
         if unknown:
             raise ConfigError(
                 f"no known price for {', '.join(unknown)}: give them a `price`, or set "
@@ -346,7 +197,7 @@ class Catalog:
                     ) from exc  # fmt: skip
             target = self._target(provider, model_name)
             config = RouteConfig(targets=[TargetConfig(provider=provider_name, model=model_name)])
-            route = Route(None, [target], config, OrderedStrategy())
+            route = Route(None, (target,), config, OrderedStrategy())
             self._direct[model] = route
             return route
         available = self.available()

@@ -112,7 +112,9 @@ class _Window:
         self._starts = [float("-inf")] * _BUCKETS
 
 
-class _Target:
+class _TargetHealthState:
+    """One target's circuit, its rolling window and its Retry-After cooldown."""
+
     __slots__ = (
         "cooldown_until",
         "epoch",
@@ -140,15 +142,15 @@ class HealthTracker:
 
     def __init__(self, config: HealthConfig) -> None:
         self.config = config
-        self._targets: dict[str, _Target] = {}
+        self._targets: dict[str, _TargetHealthState] = {}
 
-    def _get(self, key: str) -> _Target:
+    def _get(self, key: str) -> _TargetHealthState:
         target = self._targets.get(key)
         if target is None:
-            target = self._targets[key] = _Target(self.config.window)
+            target = self._targets[key] = _TargetHealthState(self.config.window)
         return target
 
-    def _refresh(self, target: _Target, now: float) -> None:
+    def _refresh(self, target: _TargetHealthState, now: float) -> None:
         if target.state == "open" and now >= target.open_until:
             target.state = "half_open"
             target.probes = 0
@@ -231,7 +233,7 @@ class HealthTracker:
             if admission.generation == target.epoch:
                 target.probes = max(0, target.probes - 1)
 
-    def _open(self, target: _Target, now: float) -> None:
+    def _open(self, target: _TargetHealthState, now: float) -> None:
         config = self.config
         target.opens += 1
         target.epoch += 1

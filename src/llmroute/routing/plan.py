@@ -33,8 +33,8 @@ from .._types import AttemptKind
 
 if TYPE_CHECKING:
     from .._config import FailoverKind, RetryConfig
-    from .catalog import Route, Target
     from .health import HealthTracker
+    from .model import Route, Target
 
 __all__ = ["AttemptPlan", "Try", "Wait", "backoff_delay", "failover_kind"]
 
@@ -167,7 +167,7 @@ class AttemptPlan:
         """The route's targets in strategy order (selected once per request and route, at
         the time of the step that first needs them)."""
         if self._order is None:
-            return route.targets
+            return list(route.targets)
         ordered = self._ordered.get(id(route))
         if ordered is None:
             ordered = self._ordered[id(route)] = self._order(route, now)

@@ -10,7 +10,7 @@ context windows are applied by the attempt plan as it walks the order.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -19,14 +19,14 @@ from pydantic import BaseModel
 from .._request import ChatRequest, EmbeddingsRequest, RequestOptions
 from .._tokens import estimate_request_tokens, estimate_text_tokens
 from .conditions import Subject
+from .model import OrderedStrategy, Reason, Route, Selection, SelectionContext, Target
+from .rate_limits import RateLimitBoard
 from .stats import LiveStats
-from .strategies import Reason, Selection, SelectionContext
 
 if TYPE_CHECKING:
     from .._prices import PriceBook
-    from .catalog import Route, Target
 
-__all__ = ["RequestFacts", "Selector", "needed_capabilities"]
+__all__ = ["RequestFacts", "RoutePlan", "Selector", "needed_capabilities"]
 
 
 def needed_capabilities(request: ChatRequest | EmbeddingsRequest) -> frozenset[str]:
@@ -131,62 +131,116 @@ class _Params(Mapping[str, Any]):
         return len(self._names())
 
 
+class RoutePlan:
+    """What the selector works out once per route: which of its filters can apply.
+
+    Derived from the route (immutable) and, for `limits_seen`, from the
+    rate-limit board: while none of the route's targets has reported rate
+    limits, the token-budget filter is skipped, and an ordered route with
+    nothing to filter answers with one `Selection` made here. The selector
+    owns these (one per route it has seen) and alone writes them.
+    """
+
+    __slots__ = (
+        "_ordered",
+        "fixed",
+        "has_capabilities",
+        "has_conditions",
+        "keys",
+        "limits_epoch",
+        "limits_seen",
+        "may_filter",
+        "needs_tokens",
+    )
+
+    def __init__(self, route: Route, limits: RateLimitBoard) -> None:
+        config, targets = route.config, route.targets
+        self.has_conditions = any(t.when is not None for t in targets)
+        self.has_capabilities = any(t.capabilities is not None for t in targets)
+        self.needs_tokens = config.strategy == "cost" or config.max_cost_per_request is not None
+        #: Whether a filter other than rate limits can drop a target.
+        self.may_filter = (
+            self.has_conditions
+            or self.has_capabilities
+            or config.max_cost_per_request is not None
+            or config.max_latency is not None
+            or (config.strategy == "cost" and config.unknown_price == "exclude")
+        )
+        self.keys = tuple(t.key for t in targets)
+        ordered = isinstance(route.strategy_impl, OrderedStrategy) and not self.may_filter
+        self._ordered = Selection(list(targets), "config order") if ordered else None
+        #: The selection when nothing can change it (config order, nothing to filter).
+        self.fixed: Selection | None = None
+        self.limits_seen = False
+        self.limits_epoch = -1
+        self.catch_up(limits)
+
+    def catch_up(self, limits: RateLimitBoard) -> None:
+        """Follow the board: a target of this route may have reported since the last look
+        (called when the board's epoch moved)."""
+        self.limits_epoch = limits.epoch
+        self.limits_seen = limits.reported(self.keys)
+        self.fixed = None if self.limits_seen else self._ordered
+
+
 class Selector:
     """Orders a route's targets for a request; one per router."""
 
-    def __init__(self, stats: LiveStats, prices: PriceBook, rng: random.Random) -> None:
+    def __init__(
+        self,
+        stats: LiveStats,
+        prices: PriceBook,
+        rng: random.Random,
+        limits: RateLimitBoard,
+    ) -> None:
         self._stats = stats
-        self._prices = prices
+        self._rates = prices.target_rates
         self._rng = rng
+        #: The rate limits providers reported (read for the token-budget filter).
+        self.limits = limits
+        self._plans: dict[str, RoutePlan] = {}
 
-    def rates(self, target: Target) -> tuple[float, float] | None:
-        """USD per input and per output token on `target` (its `price`, else genai-prices)."""
-        price = target.price
-        if price is not None:
-            return price.input / 1e6, price.output / 1e6
-        return self._prices.rates(target.provider.adapter.prices_id, target.model)
-
-    def expected_cost(self, target: Target, ctx: SelectionContext) -> float | None:
-        """The expected USD cost of the request in `ctx` on `target`, or None when unknown."""
-        if not target.rates_known:
-            target.rates, target.rates_known = self.rates(target), True
-        rates = target.rates
-        if rates is None:
-            return None
-        output = ctx.output_tokens
-        if output is None:
-            output = ctx.expected_output(target)
-        return ctx.input_tokens * rates[0] + output * rates[1]
+    def plan(self, route: Route) -> RoutePlan:
+        """The selector's plan for `route`, current with the rate-limit board."""
+        plan = self._plans.get(route.key)
+        if plan is None:
+            plan = self._plans[route.key] = RoutePlan(route, self.limits)
+        elif plan.limits_epoch != self.limits.epoch:
+            plan.catch_up(self.limits)
+        return plan
 
     def select(self, route: Route, facts: RequestFacts, now: float) -> Selection:
         """The route's eligible targets in the order to try them, and why."""
-        if not route.limits_seen:
-            if route.plain is not None:
-                return route.plain  # config order, nothing to filter: the common case, for free
-            if not route.filtered:
-                return route.strategy_impl.order(
-                    route.targets,
-                    SelectionContext(
-                        facts.stream,
-                        facts.input_tokens if route.needs_tokens else 0,
-                        facts.output_cap,
-                        now,
-                        self._stats,
-                        self._rng,
-                        self.expected_cost,
-                    ),
-                )
+        plan = self._plans.get(route.key)
+        if plan is None or plan.limits_epoch != self.limits.epoch:
+            plan = self.plan(route)
+        fixed = plan.fixed
+        if fixed is not None:
+            return fixed  # config order, nothing to filter: the common case, for free
+        if not plan.limits_seen and not plan.may_filter:
+            return route.strategy_impl.order(
+                route.targets,
+                SelectionContext(
+                    facts.stream,
+                    facts.input_tokens if plan.needs_tokens else 0,
+                    facts.output_cap,
+                    now,
+                    self._stats,
+                    self._rng,
+                    self._rates,
+                ),
+            )
         config = route.config
         ctx = SelectionContext(
-            facts.stream, 0, facts.output_cap, now, self._stats, self._rng, self.expected_cost
+            facts.stream, 0, facts.output_cap, now, self._stats, self._rng, self._rates
         )
-        if route.needs_tokens:
+        if plan.needs_tokens:
             ctx.input_tokens = facts.input_tokens
         dropped: list[str] = []
-        candidates = self._matching(route, facts, dropped)
+        candidates = self._matching(route, plan, facts, dropped)
         # each filter returns the list it was given when it drops nothing, so the strategy
         # sees the route's own list and keeps what it derived from it
-        if route.limits_seen:
+        if plan.limits_seen:
             candidates = self._token_budget(candidates, facts, now, dropped)
         if config.max_cost_per_request is not None or (
             config.strategy == "cost" and config.unknown_price == "exclude"
@@ -199,16 +253,18 @@ class Selector:
             selection.reason = _with_dropped(selection.reason, dropped)
         return selection
 
-    def _matching(self, route: Route, facts: RequestFacts, dropped: list[str]) -> list[Target]:
+    def _matching(
+        self, route: Route, plan: RoutePlan, facts: RequestFacts, dropped: list[str]
+    ) -> Sequence[Target]:
         """The targets whose `when:` conditions and capabilities fit the request."""
-        candidates = route.targets
-        if route.has_conditions:
+        candidates: Sequence[Target] = route.targets
+        if plan.has_conditions:
             subject = facts.subject()
             kept = [t for t in candidates if t.when is None or t.when(subject)]
             if len(kept) < len(candidates):
                 dropped += [f"{t.key} (when)" for t in candidates if t not in kept]
                 candidates = kept
-        if route.has_capabilities:
+        if plan.has_capabilities:
             needs = needed_capabilities(facts.request)
             if needs:
                 kept = [t for t in candidates if t.capabilities is None or needs <= t.capabilities]
@@ -218,28 +274,29 @@ class Selector:
         return candidates
 
     def _token_budget(
-        self, candidates: list[Target], facts: RequestFacts, now: float, dropped: list[str]
-    ) -> list[Target]:
+        self, candidates: Sequence[Target], facts: RequestFacts, now: float, dropped: list[str]
+    ) -> Sequence[Target]:
         """Skip targets whose last reported token budget cannot fit this request until reset."""
         kept = []
+        report = self.limits.report
         for target in candidates:
-            seen = target.limits
-            state = seen.state
-            if state is not None and state.remaining_tokens is not None:
-                reset = state.reset_tokens_s
-                if reset is not None and now < seen.at + reset:
-                    need = facts.input_tokens + (facts.output_cap or 0)
-                    if need > state.remaining_tokens:
-                        dropped.append(
-                            f"{target.key} (rate limit: {state.remaining_tokens} tokens left)"
-                        )
-                        continue
+            seen = report(target.key)
+            if seen is not None and seen.state.remaining_tokens is not None:
+                left, reset = seen.state.remaining_tokens, seen.state.reset_tokens_s
+                need = facts.input_tokens + (facts.output_cap or 0)
+                if reset is not None and now < seen.at + reset and need > left:
+                    dropped.append(f"{target.key} (rate limit: {left} tokens left)")
+                    continue
             kept.append(target)
         return kept if len(kept) < len(candidates) else candidates
 
     def _cost_filter(
-        self, route: Route, candidates: list[Target], ctx: SelectionContext, dropped: list[str]
-    ) -> list[Target]:
+        self,
+        route: Route,
+        candidates: Sequence[Target],
+        ctx: SelectionContext,
+        dropped: list[str],
+    ) -> Sequence[Target]:
         config = route.config
         limit = config.max_cost_per_request
         kept = []
@@ -256,8 +313,8 @@ class Selector:
         return kept if len(kept) < len(candidates) else candidates
 
     def _latency_filter(
-        self, route: Route, candidates: list[Target], stream: bool, dropped: list[str]
-    ) -> list[Target]:
+        self, route: Route, candidates: Sequence[Target], stream: bool, dropped: list[str]
+    ) -> Sequence[Target]:
         limit = route.config.max_latency
         assert limit is not None
         stats = self._stats

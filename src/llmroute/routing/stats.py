@@ -8,6 +8,7 @@ are exact over the ring (nearest-rank).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from math import exp, log
 from typing import TYPE_CHECKING
@@ -15,7 +16,15 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from ..providers import RateLimitState
 
-__all__ = ["DEFAULT_OUTPUT", "SAMPLES", "LiveStats", "PeakEwma", "TargetStats", "percentile"]
+__all__ = [
+    "DEFAULT_OUTPUT",
+    "SAMPLES",
+    "LiveStats",
+    "PeakEwma",
+    "TargetCounters",
+    "TargetStats",
+    "percentile",
+]
 
 #: How many recent samples each ring keeps.
 SAMPLES = 256
@@ -113,15 +122,20 @@ class TargetStats:
     rate_limit: RateLimitState | None = None
 
 
-class _Target:
-    """One target's raw state.
+class TargetCounters:
+    """One target's live state, as `LiveStats` keeps it and strategies read it.
 
-    `ttft_score` and `token_score` are the latency strategy's scores: the EWMA
-    times (requests in flight + 1), 0.0 before the first sample. `ttft_weight`
-    and `token_weight` are its draw weights: 1 / score faded by the age of
-    the last sample, up to a factor common to every target (so only ratios
-    between them mean anything), 0.0 before the first sample. Both are kept
-    current as events arrive, so selection only reads them.
+    `in_flight` counts attempts under way, `requests` the attempts that ended,
+    `expected_output` the output tokens to expect (the observed mean, 256
+    before any). `ttft_weight` and `token_weight` are the latency strategy's
+    draw weights (time to first token for streams, seconds per output token
+    otherwise): 1 / score, where the score is the EWMA times (requests in
+    flight + 1) faded by the age of its last sample, up to a factor common to
+    every target (so only ratios between weights mean anything; see
+    `LiveStats.score`). A weight is 0.0 before the first sample and once the
+    score has faded to nothing. Weights are kept current as events arrive
+    (from the first selection that needs them), so selection only reads them.
+    Read-only for everyone but `LiveStats`.
     """
 
     __slots__ = (
@@ -133,10 +147,8 @@ class _Target:
         "output_count",
         "output_tokens",
         "requests",
-        "token_score",
         "token_weight",
         "ttft",
-        "ttft_score",
         "ttft_weight",
     )
 
@@ -151,17 +163,15 @@ class _Target:
         self.output_count = 0
         #: The output tokens to expect from this target: the observed mean, 256 before any.
         self.expected_output = DEFAULT_OUTPUT
-        self.ttft_score = self.token_score = 0.0
         self.ttft_weight = self.token_weight = 0.0
 
     def rescore(self, origin: float, decay: float) -> None:
+        """Recompute both draw weights against `origin` (see `_weight`)."""
         busy = self.in_flight + 1
         ewma = self.ewma_ttft
-        self.ttft_score = score = (ewma.value or 0.0) * busy
-        self.ttft_weight = _weight(score, ewma.at, origin, decay)
+        self.ttft_weight = _weight((ewma.value or 0.0) * busy, ewma.at, origin, decay)
         ewma = self.ewma_per_token
-        self.token_score = score = (ewma.value or 0.0) * busy
-        self.token_weight = _weight(score, ewma.at, origin, decay)
+        self.token_weight = _weight((ewma.value or 0.0) * busy, ewma.at, origin, decay)
 
 
 def _weight(score: float, at: float, origin: float, decay: float) -> float:
@@ -196,7 +206,7 @@ class LiveStats:
 
     def __init__(self, half_life: float = 30.0, fade: float = 120.0) -> None:
         self._half_life = half_life
-        self._targets: dict[str, _Target] = {}
+        self._counters: dict[str, TargetCounters] = {}
         #: The ``latency`` strategy's fade: a score's half-life while its target goes unmeasured.
         self.fade = fade
         self.decay = log(2.0) / fade  # exp(-age * decay) halves every `fade` seconds
@@ -205,20 +215,20 @@ class LiveStats:
         self._origin_set = False
         #: Counts rebases: only a rebase can return a measured target's weight to 0.
         self.epoch = 0
-        #: Whether scores and weights are kept: from the first selection that reads them
+        #: Whether draw weights are kept: from the first selection that reads them
         #: (routes of other strategies do not pay for them on every event).
         self.scoring = False
 
     def enable_scores(self, now: float) -> None:
-        """Keep every target's latency scores and draw weights from now on."""
+        """Keep every target's latency draw weights current from now on."""
         if self.scoring:
             return
         self.scoring = True
         self._rebase(now)
-        for target in self._targets.values():
+        for target in self._counters.values():
             target.rescore(self.origin, self.decay)
 
-    def _rescore(self, target: _Target, now: float | None = None) -> None:
+    def _rescore(self, target: TargetCounters, now: float | None = None) -> None:
         if not self.scoring:
             return
         if now is not None and (
@@ -233,20 +243,32 @@ class LiveStats:
         factor = exp(min(shift, _MAX_EXPONENT))
         self.origin, self._origin_set = now, True
         self.epoch += 1
-        for target in self._targets.values():
+        for target in self._counters.values():
             ttft, token = target.ttft_weight * factor, target.token_weight * factor
             target.ttft_weight = 0.0 if ttft > _FADED_OUT else ttft
             target.token_weight = 0.0 if token > _FADED_OUT else token
 
-    def _get(self, key: str) -> _Target:
-        target = self._targets.get(key)
+    def _get(self, key: str) -> TargetCounters:
+        target = self._counters.get(key)
         if target is None:
-            target = self._targets[key] = _Target(self._half_life)
+            target = self._counters[key] = TargetCounters(self._half_life)
         return target
 
-    def target(self, key: str) -> _Target | None:
-        """The raw state of `key` (for strategies), or None before its first attempt."""
-        return self._targets.get(key)
+    def target(self, key: str) -> TargetCounters | None:
+        """The live state of `key` (for strategies), or None before its first attempt."""
+        return self._counters.get(key)
+
+    def targets(self, keys: Iterable[str]) -> list[TargetCounters | None]:
+        """The live state of each of `keys` (None for one never tried), in order."""
+        get = self._counters.get
+        return [get(key) for key in keys]
+
+    def score(self, weight: float, now: float, origin: float) -> float:
+        """The latency score a draw weight made against `origin` stands for at `now`: the
+        EWMA times (requests in flight + 1), faded by its age; 0.0 for an unmeasured one."""
+        if not weight:
+            return 0.0
+        return exp(min((now - origin) * self.decay, _MAX_EXPONENT)) / weight
 
     def streamed(self, key: str, ttft: float, now: float) -> None:
         """A stream's time to first token, for the latency average."""
@@ -286,28 +308,28 @@ class LiveStats:
 
     def ttft_percentile(self, key: str, q: float) -> float | None:
         """The `q`-th percentile of `key`'s recent time to first content."""
-        target = self._targets.get(key)
+        target = self._counters.get(key)
         return percentile(target.ttft.values(), q) if target else None
 
     def latency_percentile(self, key: str, q: float) -> float | None:
         """The `q`-th percentile of `key`'s recent total latency."""
-        target = self._targets.get(key)
+        target = self._counters.get(key)
         return percentile(target.latency.values(), q) if target else None
 
     def recent_latency_p95(self, key: str) -> float | None:
         """About the 95th percentile of `key`'s recent total latency, for selection: exact
         but for up to a sixteenth of the window's samples (it is recomputed that often)."""
-        target = self._targets.get(key)
+        target = self._counters.get(key)
         return target.latency.recent_p95() if target else None
 
     def recent_ttft_p95(self, key: str) -> float | None:
         """Likewise for `key`'s recent time to first content."""
-        target = self._targets.get(key)
+        target = self._counters.get(key)
         return target.ttft.recent_p95() if target else None
 
     def snapshot(self, key: str) -> TargetStats:
         """`key`'s statistics now."""
-        target = self._targets.get(key) or _Target(self._half_life)
+        target = self._counters.get(key) or TargetCounters(self._half_life)
         latency, ttft = target.latency.values(), target.ttft.values()
         count = target.output_count
         return TargetStats(

@@ -24,18 +24,19 @@ from __future__ import annotations
 import random
 from bisect import bisect
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from functools import partial
 from itertools import accumulate
-from math import exp
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from ._lines import CostLines
-from .stats import DEFAULT_OUTPUT, LiveStats
-
-if TYPE_CHECKING:
-    from .catalog import Target
-    from .stats import _Target as _TargetState
+from .model import (
+    OrderedStrategy,
+    Rates,
+    Selection,
+    SelectionContext,
+    Strategy,
+    Target,
+)
+from .stats import LiveStats, TargetCounters
 
 __all__ = [
     "BUILT_IN",
@@ -50,84 +51,8 @@ __all__ = [
     "WeightedStrategy",
 ]
 
-Reason = str | Callable[[], str]
-
 #: The sort key of a target whose price is unknown: after every priced one.
 _UNKNOWN = float("inf")
-
-
-@dataclass(slots=True)
-class Selection:
-    """A strategy's answer: the targets in order, and why (a string, or a function making one)."""
-
-    targets: list[Target]
-    reason: Reason
-
-
-class SelectionContext:
-    """What a strategy may look at for one request.
-
-    Attributes:
-        stream: whether the request is streamed.
-        input_tokens: the request's estimated input tokens (0 unless the route
-            prices requests: the estimate is only made when it matters).
-        output_tokens: the request's own cap on output tokens, if any.
-        now: the time, on llmroute's clock.
-        stats: the router's live per-target statistics.
-        rng: the router's random generator.
-    """
-
-    __slots__ = ("_cost", "input_tokens", "now", "output_tokens", "rng", "stats", "stream")
-
-    def __init__(
-        self,
-        stream: bool,
-        input_tokens: int,
-        output_tokens: int | None,
-        now: float,
-        stats: LiveStats,
-        rng: random.Random,
-        cost: Callable[[Target, SelectionContext], float | None],
-    ) -> None:
-        self.stream = stream
-        self.input_tokens = input_tokens
-        self.output_tokens = output_tokens
-        self.now = now
-        self.stats = stats
-        self.rng = rng
-        self._cost = cost
-
-    def cost(self, target: Target) -> float | None:
-        """The expected USD cost of the request on `target`; None when its price is unknown."""
-        return self._cost(target, self)
-
-    def expected_output(self, target: Target) -> int:
-        """The output tokens to expect from `target`: the request's cap, else the target's
-        observed mean, else 256."""
-        if self.output_tokens is not None:
-            return self.output_tokens
-        state = self.stats.target(target.key)
-        return state.expected_output if state is not None else DEFAULT_OUTPUT
-
-
-@runtime_checkable
-class Strategy(Protocol):
-    """Orders a route's eligible targets for one request."""
-
-    name: str
-
-    def order(self, candidates: Sequence[Target], ctx: SelectionContext) -> Selection:
-        """The candidates in the order to try them, and why."""
-        ...
-
-
-class OrderedStrategy:
-    """The targets in config order: the first is the primary, the rest its fallbacks."""
-
-    name = "ordered"
-
-    def order(self, candidates: Sequence[Target], ctx: SelectionContext) -> Selection:
-        return Selection(list(candidates), "config order")
 
 
 class _Memo:
@@ -137,13 +62,15 @@ class _Memo:
     Selections share the `orders` lists: nothing downstream mutates `Selection.targets`.
     """
 
-    __slots__ = ("candidates", "cumulative", "lines", "measured", "orders", "rates", "states")
+    __slots__ = ("candidates", "counters", "cumulative", "lines", "measured", "orders", "rates")
 
     def __init__(self) -> None:
         self.candidates: Sequence[Target] = ()
         self.orders: dict[object, list[Target]] = {}
-        self.states: list[_TargetState] | None = None
-        self.rates: list[tuple[float, float]] | None = None
+        #: Every candidate's live counters, once each has been tried (they live as long as
+        #: the router, so the list stays current).
+        self.counters: list[TargetCounters] | None = None
+        self.rates: list[Rates] | None = None
         self.cumulative: list[float] | None = None
         #: The cost strategy's lines, by output cap or by observed mean outputs.
         self.lines: dict[object, CostLines[Target]] = {}
@@ -156,26 +83,25 @@ class _Memo:
             # filtered lists are new objects each request; holding the last one keeps its
             # identity from being reused by another list
             self.candidates, self.orders = candidates, {}
-            self.states = self.rates = self.cumulative = None
+            self.counters = self.rates = self.cumulative = None
             self.lines = {}
             self.measured = {False: -1, True: -1}
         return self
 
-    def all_states(self, ctx: SelectionContext) -> list[_TargetState] | None:
-        """Every candidate's live state, or None while one was never tried."""
-        if self.states is None:
-            self.states_of(ctx)
-        return self.states
+    def all_counters(self, ctx: SelectionContext) -> list[TargetCounters] | None:
+        """Every candidate's live counters, or None while one was never tried."""
+        if self.counters is None:
+            self.counters_of(ctx)
+        return self.counters
 
-    def states_of(self, ctx: SelectionContext) -> Sequence[_TargetState | None]:
-        """Each candidate's live state (None for one never tried yet)."""
-        if self.states is not None:
-            return self.states
-        get = ctx.stats._targets.get
-        found = [get(t.key) for t in self.candidates]
-        tried = [state for state in found if state is not None]
-        if len(tried) == len(found):  # states live as long as the router: keep them
-            self.states = tried
+    def counters_of(self, ctx: SelectionContext) -> Sequence[TargetCounters | None]:
+        """Each candidate's live counters (None for one never tried yet)."""
+        if self.counters is not None:
+            return self.counters
+        found = ctx.stats.targets([t.key for t in self.candidates])
+        tried = [counters for counters in found if counters is not None]
+        if len(tried) == len(found):
+            self.counters = tried
         return found
 
 
@@ -252,9 +178,11 @@ class LeastBusyStrategy:
 
     def order(self, candidates: Sequence[Target], ctx: SelectionContext) -> Selection:
         memo = self._memo.of(candidates)
-        busy = [0 if state is None else state.in_flight for state in memo.states_of(ctx)]
+        busy = [0 if one is None else one.in_flight for one in memo.counters_of(ctx)]
         # a stable sort: ties keep config order
-        ordered = list(map(candidates.__getitem__, sorted(range(len(busy)), key=busy.__getitem__)))
+        # indexing in a comprehension: quicker than map(candidates.__getitem__), more so on
+        # a route's own candidates, a tuple (whose __getitem__ has no fast method form)
+        ordered = [candidates[i] for i in sorted(range(len(busy)), key=busy.__getitem__)]
         return Selection(
             ordered,
             lambda: (
@@ -280,12 +208,15 @@ class LatencyStrategy:
     the rest follow in config order. Drawing two and comparing (power of two
     choices) spreads concurrent requests instead of sending every one to a
     single "best" target, while the 1 / score weights make the fastest target
-    the usual winner. `LiveStats` keeps each target's 1 / score current as
-    answers arrive, so a selection only reads them.
+    the usual winner. `LiveStats` keeps each target's 1 / score (its draw
+    weight) current as answers arrive, so a selection only reads them: the
+    weights are the one measure this strategy and the cost strategy's
+    tie-break use.
 
-    A target with no samples is tried first (an optimistic prior: it gets
-    explored), and with probability `explore` the first target is drawn
-    uniformly, so every target keeps being measured.
+    A target with no samples, or whose score has faded to nothing, is tried
+    first (an optimistic prior: it gets explored), and with probability
+    `explore` the first target is drawn uniformly, so every target keeps
+    being measured.
     """
 
     name = "latency"
@@ -293,13 +224,6 @@ class LatencyStrategy:
     def __init__(self, explore: float = 0.05) -> None:
         self._explore = explore
         self._memo = _Memo()
-
-    def _scores(self, candidates: Sequence[Target], ctx: SelectionContext) -> list[float]:
-        """Each candidate's score now (faded by the age of its last sample); 0.0 without one."""
-        get, stats = ctx.stats._targets.get, ctx.stats
-        if not stats.scoring:
-            stats.enable_scores(ctx.now)
-        return [_faded(get(t.key), ctx.stream, ctx.now, stats) for t in candidates]
 
     def order(self, candidates: Sequence[Target], ctx: SelectionContext) -> Selection:
         count = len(candidates)
@@ -309,29 +233,29 @@ class LatencyStrategy:
         if not stats.scoring:
             stats.enable_scores(ctx.now)
         memo = self._memo.of(candidates)
-        states = memo.states if memo.states is not None else memo.states_of(ctx)
-        sums = _running_weights(memo, stream, stats) if memo.states is not None else []
-        if not sums:
-            scores = self._scores(candidates, ctx)
-            unexplored = [k for k, v in enumerate(scores) if v == 0.0]
-            if not unexplored:  # measured, but every score faded out: all are unknown again
-                unexplored = list(range(count))
+        counters = memo.counters if memo.counters is not None else memo.counters_of(ctx)
+        sums = _running_weights(memo, stream, stats) if memo.counters is not None else []
+        if sums:
+            weights: list[float] | None = None  # read from the sums if the reason is wanted
+            if rng.random() < self._explore:
+                i = j = rng.randrange(count)
+                how = "exploring"
+            else:
+                i, j = _two_draws(rng, sums)
+                if _share(sums, j) > _share(sums, i):  # the higher weight is the lower score
+                    i, j = j, i
+                how = "two choices"
+        else:  # a candidate is unmeasured (never, or faded out): explore it
+            weights = _weights(counters, stream)
+            unexplored = [k for k, weight in enumerate(weights) if not weight]
             i = j = unexplored[rng.randrange(len(unexplored))]
             how = "unexplored first"
-        elif rng.random() < self._explore:
-            i = j = rng.randrange(count)
-            how = "exploring"
-        else:
-            i, j = _two_draws(rng, sums)
-            if _share(sums, j) > _share(sums, i):  # the higher weight is the lower score
-                i, j = j, i
-            how = "two choices"
         # the winner, the other drawn, then the rest in config order
         ordered = memo.orders.get((i, j))
         if ordered is None:
             ordered = memo.orders[i, j] = _first(candidates, i, j)
         # the reason, made only if someone reads it (a partial costs less than a closure)
-        why = partial(_latency_why, how, candidates, i, j, sums, states, ctx, stats.origin)
+        why = partial(_latency_why, how, candidates, i, j, sums, weights, ctx, stats.origin)
         return Selection(ordered, why)
 
 
@@ -341,39 +265,41 @@ def _latency_why(
     i: int,
     j: int,
     sums: list[float],
-    states: Sequence[_TargetState | None],
+    weights: list[float] | None,
     ctx: SelectionContext,
     origin: float,
 ) -> str:
     """Why the latency strategy put `candidates[i]` first: the scores its draw used."""
-    stats, stream, now = ctx.stats, ctx.stream, ctx.now
-    # the weights are 1 / score over a factor common to every target
-    scale = exp(min((now - origin) * stats.decay, 700.0))
-    shares = [_share(sums, k) for k in range(len(candidates))] if sums else []
-    if shares and 0.0 not in shares:
-        scores = [scale / share for share in shares]
-    else:
-        scores = [_faded(state, stream, now, stats) for state in states]
-    unit = "ttft s" if stream else "s/token"
+    if weights is None:
+        weights = [_share(sums, k) for k in range(len(candidates))]
+    score, now = ctx.stats.score, ctx.now
+    unit = "ttft s" if ctx.stream else "s/token"
     return (
         f"{how} ({candidates[i].key} vs {candidates[j].key}); score ({unit} x busy): "
-        + ", ".join(f"{t.key}={v:.4g}" for t, v in zip(candidates, scores, strict=True))
+        + ", ".join(
+            f"{t.key}={score(w, now, origin):.4g}" for t, w in zip(candidates, weights, strict=True)
+        )
     )
+
+
+def _weights(counters: Sequence[TargetCounters | None], stream: bool) -> list[float]:
+    """Each candidate's latency draw weight (1 / score, up to a common factor); 0.0 while
+    unmeasured."""
+    if stream:
+        return [0.0 if one is None else one.ttft_weight for one in counters]
+    return [0.0 if one is None else one.token_weight for one in counters]
 
 
 def _running_weights(memo: _Memo, stream: bool, stats: LiveStats) -> list[float]:
     """The running sums of the candidates' latency draw weights; [] while one is unmeasured."""
-    assert memo.states is not None
+    assert memo.counters is not None
     total = 0.0
     if memo.measured[stream] == stats.epoch:
         # every target measured, and no weight faded out since: the common case
         if stream:
-            return [total := total + state.ttft_weight for state in memo.states]
-        return [total := total + state.token_weight for state in memo.states]
-    if stream:
-        weights = [state.ttft_weight for state in memo.states]
-    else:
-        weights = [state.token_weight for state in memo.states]
+            return [total := total + one.ttft_weight for one in memo.counters]
+        return [total := total + one.token_weight for one in memo.counters]
+    weights = _weights(memo.counters, stream)
     if 0.0 in weights:
         return []
     memo.measured[stream] = stats.epoch  # a measured weight returns to 0 only on a rebase
@@ -383,17 +309,6 @@ def _running_weights(memo: _Memo, stream: bool, stats: LiveStats) -> list[float]
 def _share(sums: list[float], k: int) -> float:
     """The `k`-th weight, from the running sums."""
     return sums[k] - sums[k - 1] if k else sums[0]
-
-
-def _faded(state: _TargetState | None, stream: bool, now: float, stats: LiveStats) -> float:
-    """A target's latency score faded by the age of its last sample; 0.0 without samples."""
-    if state is None:
-        return 0.0
-    if stream:
-        value, at = state.ttft_score, state.ewma_ttft.at
-    else:
-        value, at = state.token_score, state.ewma_per_token.at
-    return value * exp(-max(now - at, 0.0) * stats.decay) if value else 0.0
 
 
 def _two_draws(rng: random.Random, cumulative: list[float]) -> tuple[int, int]:
@@ -425,7 +340,6 @@ class CostStrategy:
     name = "cost"
 
     def __init__(self) -> None:
-        self._latency = LatencyStrategy(explore=0.0)
         self._memo = _Memo()
 
     def order(self, candidates: Sequence[Target], ctx: SelectionContext) -> Selection:
@@ -443,15 +357,18 @@ class CostStrategy:
             for target in candidates:
                 value = cost(target)
                 costs.append(_UNKNOWN if value is None else value)
-            known = [t.rates for t in candidates if t.rates is not None]
+            known = [r for r in map(ctx.rates, candidates) if r is not None]
             if len(known) == len(candidates):
                 memo.rates = known
         # a stable sort: by cost, then config order; unknown prices last, in config order
         order = sorted(range(len(costs)), key=costs.__getitem__)
-        if len(set(costs)) < len(costs):
-            scores = self._latency._scores(candidates, ctx)  # ties: the faster first
+        if len(set(costs)) < len(costs):  # ties: the faster first (unmeasured ones first)
+            if not ctx.stats.scoring:
+                ctx.stats.enable_scores(ctx.now)
+            weights = _weights(memo.counters_of(ctx), ctx.stream)
+            scores = [1.0 / w if w else 0.0 for w in weights]  # score, up to a common factor
             order.sort(key=lambda i: (costs[i], scores[i] if costs[i] != _UNKNOWN else 0.0))
-        ordered = list(map(candidates.__getitem__, order))
+        ordered = [candidates[i] for i in order]
 
         def why() -> str:
             parts = [
@@ -472,10 +389,10 @@ class CostStrategy:
         if ctx.output_tokens is not None:
             outputs = ctx.output_tokens
         else:
-            states = memo.all_states(ctx)
-            if states is None:
+            counters = memo.all_counters(ctx)
+            if counters is None:
                 return None  # a target never tried: the general path prices it
-            outputs = tuple([state.expected_output for state in states])
+            outputs = tuple([one.expected_output for one in counters])
         lines = memo.lines.get(outputs)
         if lines is None:
             expected = [outputs] * len(rates) if isinstance(outputs, int) else outputs
