@@ -132,6 +132,31 @@ def test_records_round_trip(tmp_path: Path) -> None:
     assert store.records(since=1_700_000_001.0) == [store.records()[1]]
 
 
+def test_a_new_store_and_its_wal_files_are_private(tmp_path: Path) -> None:
+    old = os.umask(0o022)  # the usual umask: without care the files would be 0644
+    try:
+        store = SqliteStore(tmp_path / "logs" / "s.db")
+        store.write([record(0)])
+        files = sorted(tmp_path.glob("logs/s.db*"))
+        assert [f.name for f in files] == ["s.db", "s.db-shm", "s.db-wal"]
+        assert {oct(f.stat().st_mode & 0o777) for f in files} == {"0o600"}
+        store.close()
+    finally:
+        os.umask(old)
+
+
+def test_an_existing_store_keeps_its_mode(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    first = SqliteStore(path)
+    first.write([record(0)])
+    first.close()
+    path.chmod(0o640)  # an operator's choice, e.g. a group that reads the log
+    store = SqliteStore(path)
+    store.write([record(1)])
+    store.close()
+    assert path.stat().st_mode & 0o777 == 0o640
+
+
 # ---------------------------------------------------------------- crash safety
 
 

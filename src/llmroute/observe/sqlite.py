@@ -15,6 +15,7 @@ being killed, and readers (`query`, ``llmroute stats``) never block the writer.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -193,6 +194,21 @@ def _request_row(r: RequestRecord) -> tuple[Any, ...]:
     )  # fmt: skip
 
 
+def _create_private(path: Path) -> None:
+    """Create the store file readable by its owner only (0600), if it does not exist.
+
+    The log holds prompts when content capture is on, and keys, users and costs
+    always. SQLite creates the ``-wal`` and ``-shm`` files with the database
+    file's own permissions, so they are private too. An existing file keeps the
+    mode its operator gave it.
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    os.close(fd)
+
+
 class SqliteStore:
     """A SQLite file of request records: a `Sink`, and the store `query` reads.
 
@@ -236,6 +252,7 @@ class SqliteStore:
             conn = self._writer
             if conn is None:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
+                _create_private(self.path)
                 conn = self._writer = self._connect()
             conn.execute("BEGIN")
             try:

@@ -14,6 +14,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, Protocol
+from urllib.parse import quote
 
 from .._errors import ProviderError, RequestError
 from .._request import ChatRequest, EmbeddingsRequest
@@ -26,8 +27,25 @@ __all__ = [
     "ProviderAdapter",
     "RateLimitState",
     "StreamDecoder",
+    "model_path",
     "parse_retry_after",
 ]
+
+
+def model_path(model: str, *, safe: str = "") -> str:
+    """`model` quoted for a URL path, refused if it could climb out of its place.
+
+    HTTP engines (yarl for aiohttp, httpx) resolve ``.`` and ``..`` segments, so a
+    model named ``../../admin`` would send the provider's key to another path of its
+    host. `safe` lists the characters kept literal (``/`` for Gemini's
+    ``tunedModels/x``, ``:`` for Bedrock's signed paths).
+
+    Raises:
+        RequestError: a ``.`` or ``..`` segment, or a control character.
+    """
+    if any(part in {".", ".."} for part in model.split("/")) or not model.isprintable():
+        raise RequestError(f"model name {model!r} cannot be part of a URL path", param="model")
+    return quote(model, safe=safe)
 
 
 @dataclass(slots=True, frozen=True)

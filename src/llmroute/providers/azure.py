@@ -19,7 +19,7 @@ import base64
 import inspect
 import time
 from collections.abc import Mapping
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 import anyio
 import anyio.to_thread
@@ -29,7 +29,14 @@ from .._errors import AuthenticationError, ConfigError, ProviderError
 from .._request import ChatRequest, EmbeddingsRequest
 from .._transports import HttpRequest
 from .._types import ChatCompletion, ChatCompletionChunk, CreateEmbeddingResponse
-from ._base import NO_EXTRA, ExtraRequest, ProviderAdapter, RateLimitState, StreamDecoder
+from ._base import (
+    NO_EXTRA,
+    ExtraRequest,
+    ProviderAdapter,
+    RateLimitState,
+    StreamDecoder,
+    model_path,
+)
 from .configs import AzureProviderConfig, OpenAIProviderConfig
 from .openai import OpenAIAdapter, OpenAIStreamDecoder
 
@@ -115,7 +122,7 @@ class AzureAdapter(ProviderAdapter):
 
     def _url(self, model: str, operation: str, extra: ExtraRequest) -> str:
         if self.classic:
-            url = f"{self.base_url}/openai/deployments/{quote(model, safe='')}/{operation}"
+            url = f"{self.base_url}/openai/deployments/{model_path(model)}/{operation}"
         else:
             url = f"{self.base_url}/openai/v1/{operation}"
         query = {**self._query, **(extra.query or {})}

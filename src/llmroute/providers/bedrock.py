@@ -18,7 +18,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 from pydantic import BaseModel, ConfigDict
 from pydantic_core import from_json, to_json
@@ -44,7 +44,14 @@ from .._types import (
     Embedding,
     EmbeddingUsage,
 )
-from ._base import NO_EXTRA, ExtraRequest, ProviderAdapter, StreamDecoder, parse_retry_after
+from ._base import (
+    NO_EXTRA,
+    ExtraRequest,
+    ProviderAdapter,
+    StreamDecoder,
+    model_path,
+    parse_retry_after,
+)
 from ._bedrock_auth import SigV4Signer, require_botocore, resolve_region
 from ._bedrock_stream import (
     BROKEN,
@@ -135,7 +142,7 @@ class BedrockAdapter(ProviderAdapter):
 
     def _url(self, model: str, operation: str, extra: ExtraRequest) -> str:
         # ':' stays literal: every HTTP engine sends it as is, so the signed path is the sent one
-        url = f"{self.base_url}/model/{quote(model, safe=':')}/{operation}"
+        url = f"{self.base_url}/model/{model_path(model, safe=':')}/{operation}"
         return f"{url}?{urlencode(extra.query, doseq=True)}" if extra.query else url
 
     def _http(

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any, Literal
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_core import from_json, to_json
@@ -42,7 +42,14 @@ from .._request import (
 )
 from .._transports import HttpRequest
 from .._types import ChatCompletion, CreateEmbeddingResponse, Embedding, EmbeddingUsage
-from ._base import NO_EXTRA, ExtraRequest, ProviderAdapter, StreamDecoder, parse_retry_after
+from ._base import (
+    NO_EXTRA,
+    ExtraRequest,
+    ProviderAdapter,
+    StreamDecoder,
+    model_path,
+    parse_retry_after,
+)
 from ._gemini_wire import (
     GeminiStreamDecoder,
     classify_gemini_error,
@@ -141,7 +148,7 @@ class GeminiAdapter(ProviderAdapter):
 
     def _url(self, model: str, method: str, query: Mapping[str, object] | None) -> str:
         path = model if "/" in model else f"models/{model}"
-        url = f"{self.base_url}/{quote(path, safe='/')}:{method}"
+        url = f"{self.base_url}/{model_path(path, safe='/')}:{method}"
         if query:
             url = f"{url}?{urlencode(query, doseq=True)}"
         return url

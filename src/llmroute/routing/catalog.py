@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -15,7 +16,7 @@ from .._config import (
     TargetConfig,
 )
 from .._config_load import env_hint, providers_from_env, with_env_defaults
-from .._errors import ConfigError, UnknownModel
+from .._errors import ConfigError, RequestError, UnknownModel
 from .._prices import PriceBook
 from .._transports import AiohttpTransport, Timeouts, transport_from_client
 from ..providers import PRESETS, provider_spec
@@ -27,6 +28,31 @@ from .strategies import BUILT_IN, LatencyStrategy
 # The model's types were defined here before `routing.model`; they stay importable from
 # here for modules written against that layout (new code imports `routing.model`).
 __all__ = ["Catalog", "Provider", "Route", "Target"]
+
+
+#: What a direct ``provider/model`` address may not hold: control characters, whitespace,
+#: and URL syntax (``?``, ``#``, ``%``, a backslash). Adapters put the model name into
+#: request paths, so a name like ``gem/../../admin`` must never reach one.
+_UNSAFE_MODEL = re.compile(r"[\x00-\x20\x7f-\x9f?#%\\\u2028\u2029]")
+
+
+def check_model_name(model: str) -> None:
+    """Refuse a direct model name that could leave its provider's URL or forge log lines.
+
+    Raises:
+        RequestError: the name holds control characters, whitespace, ``?``, ``#``,
+            ``%``, a backslash, or a ``.``/``..`` path segment.
+    """
+    bad = _UNSAFE_MODEL.search(model)
+    if bad is not None:
+        raise RequestError(
+            f"model name {model!r} contains {bad.group()!r}, which no model name may hold",
+            param="model",
+        )
+    if any(part in {".", ".."} for part in model.split("/")):
+        raise RequestError(
+            f"model name {model!r} contains a '.' or '..' path segment", param="model"
+        )
 
 
 class Catalog:
@@ -186,6 +212,7 @@ class Catalog:
             return route
         provider_name, slash, model_name = model.partition("/")
         if slash and provider_name and model_name:
+            check_model_name(model)
             provider = self.providers.get(provider_name)
             if provider is None:
                 try:
