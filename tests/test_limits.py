@@ -304,9 +304,19 @@ async def test_the_window_is_calendar_aligned_in_its_zone() -> None:
     assert status.window_end.isoformat() == "2026-03-01T00:00:00+01:00"
 
 
-async def test_unpriced_requests_count_nothing_and_are_counted(caplog: Any) -> None:
+async def test_unpriced_targets_are_refused_by_default() -> None:
     config = {"routes": {"chat": {"targets": ["mock/m"]}},
               "budgets": [{"per": "global", "usd": "1/day"}]}  # fmt: skip
+    async with AsyncRouter(config, env={}, clock=LoopClock()) as router:
+        with pytest.raises(llmroute.BudgetExceeded, match="no price is known for mock/m"):
+            await ask(router)
+        counters = router.limit_stats().budgets
+    assert counters is not None and counters.refused == 1
+
+
+async def test_unpriced_targets_allowed_count_nothing_and_are_counted(caplog: Any) -> None:
+    config = {"routes": {"chat": {"targets": ["mock/m"]}},
+              "budgets": {"rules": [{"per": "global", "usd": "1/day"}], "unpriced": "allow"}}  # fmt: skip
     async with AsyncRouter(config, env={}, clock=LoopClock()) as router:
         with caplog.at_level(logging.WARNING, logger="llmroute.limits"):
             await ask(router)
@@ -316,6 +326,42 @@ async def test_unpriced_requests_count_nothing_and_are_counted(caplog: Any) -> N
     assert status.spent_usd == 0.0
     assert counters is not None and counters.unpriced == 2
     assert sum("no price is known for mock/m" in r.message for r in caplog.records) == 1
+
+
+async def test_unpriced_targets_count_at_the_configured_price() -> None:
+    provider = {"prompt_tokens": 8, "completion_tokens": 4}
+    config = {"providers": {"a": {"type": "mock", "text": "ok", **provider}},
+              "routes": {"chat": {"targets": ["a/m"]}},
+              "budgets": {"rules": [{"per": "global", "usd": "1/day"}],
+                          "unpriced": {"input": 10.0, "output": 50.0}}}  # fmt: skip
+    async with AsyncRouter(config, env={}, clock=LoopClock()) as router:
+        await ask(router, max_tokens=4)
+        (status,) = await router.budgets()
+    assert status.spent_usd == pytest.approx((8 * 10.0 + 4 * 50.0) / 1e6)
+
+
+async def in_flight_then_another(router: AsyncRouter, **first: Any) -> bool:
+    """Whether a second request is admitted while `first` (slow) holds its reservation."""
+    slow = asyncio.create_task(ask(router, **first))
+    await asyncio.sleep(0.1)  # the first is admitted and waits on the provider
+    try:
+        await ask(router, max_tokens=1)
+    except llmroute.BudgetExceeded:
+        return False
+    finally:
+        await slow
+    return True
+
+
+async def test_the_estimate_counts_every_choice() -> None:
+    rule = [{"per": "global", "usd": "0.0001/day"}]  # 100 micro-dollars
+    provider = {"latency": "1s"}
+    # one choice of 10 output tokens at 2 USD/M reserves 20 micro-dollars: room for more
+    async with build(provider=provider, budgets=rule) as router:
+        assert await in_flight_then_another(router, max_tokens=10)
+    # ten choices reserve 200: the budget is taken while they are in flight
+    async with build(provider=provider, budgets=rule) as router:
+        assert not await in_flight_then_another(router, max_tokens=10, n=10)
 
 
 async def test_budgets_and_the_cache() -> None:

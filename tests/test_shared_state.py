@@ -273,7 +273,7 @@ async def test_fail_open_is_quick_logged_and_counted(
     shared = config(
         cache=fast,
         rate_limits={**fast, "rules": [{"per": "global", "requests": "1/min"}]},
-        budgets={**fast, "rules": [{"per": "global", "usd": "1/day"}]},
+        budgets={**fast, "when_unavailable": "allow", "rules": [{"per": "global", "usd": "1/day"}]},
     )
     async with AsyncRouter(shared, env={}) as router:
         started = time.monotonic()
@@ -305,7 +305,8 @@ async def test_fail_closed_refuses(dead_redis: str) -> None:
         assert refused.value.retry_after == 2.0
         stats = router.limit_stats().rate_limits
         assert stats is not None and stats.refused_unavailable == 1
-    shared = config(budgets={**closed, "rules": [{"per": "global", "usd": "9/day"}]})
+    # budgets fail closed without being told: money never passes unchecked
+    shared = config(budgets={"backend": dead_redis, "rules": [{"per": "global", "usd": "9/day"}]})
     async with AsyncRouter(shared, env={}) as router:
         with pytest.raises(llmroute.BudgetExceeded, match="cannot be checked"):
             await router.chat.completions.create(model="chat", messages=HI)

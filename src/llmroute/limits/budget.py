@@ -6,8 +6,12 @@ targets) and reserved in every budget window that applies; a window whose
 spend plus reservations has reached its limit refuses the request with
 `BudgetExceeded` before any provider is called. A request already admitted
 always finishes; when it ends, its reservation is released and its actual
-cost (`RouteInfo.cost_usd`) added to the spend. A request whose cost is
-unknown (no price for its model) counts 0 USD, and is logged and counted.
+cost (`RouteInfo.cost_usd`) added to the spend. The estimate counts `n` choices.
+
+A target without a known price would let money through uncounted, so by default
+(``unpriced: refuse``) a request that a budget applies to is refused when its route
+could be served by one; ``unpriced: {input, output}`` counts such targets at that
+price instead, and ``unpriced: allow`` counts them 0 USD (logged and counted).
 """
 
 from __future__ import annotations
@@ -23,9 +27,10 @@ from .._errors import BudgetExceeded
 from .._prices import PriceBook
 from .._request import ChatRequest
 from ..pipeline.stage import Answer, Outcome, RequestContext, Stage
+from ..routing.model import Target
 from ..stores.redis import RedisUnavailable
 from .budget_store import BudgetStore, Lease, Usage, WindowKey
-from .config import BudgetRule, BudgetsConfig
+from .config import BudgetRule, BudgetsConfig, UnpricedPrice
 from .rate import estimate_input_tokens
 from .stats import LimitCounters
 from .subjects import subject_of
@@ -102,6 +107,13 @@ class BudgetStage(Stage):
         ]
         self._tasks: set[asyncio.Task[None]] = set()
         self._unpriced_seen: set[str] = set()
+        unpriced = config.unpriced
+        #: USD per input and output token assumed for unpriced targets (None: refuse/allow).
+        self._assumed = (
+            (unpriced.input / 1e6, unpriced.output / 1e6)
+            if isinstance(unpriced, UnpricedPrice)
+            else None
+        )
         #: What the stage has done so far.
         self.counters = LimitCounters()
 
@@ -158,20 +170,41 @@ class BudgetStage(Stage):
         ) from exc
 
     def estimate(self, ctx: RequestContext) -> float:
-        """The request's estimated cost in USD at the dearest of its route's targets (0: unknown)."""
+        """The request's estimated cost in USD at the dearest of its route's targets.
+
+        Output tokens are counted once per choice (`n`). A target without a known
+        price raises `BudgetExceeded` under ``unpriced: refuse``, counts at the
+        configured price under ``unpriced: {input, output}``, and 0 under ``allow``.
+        """
         request = ctx.request
         input_tokens = estimate_input_tokens(request)
         output = 0
         if isinstance(request, ChatRequest):
             limit = request.output_limit
             output = limit if limit is not None else self._config.output_estimate
+            output *= request.n or 1
         dearest = 0.0
         for route in ctx.route.chain():
             for target in route.targets:
-                rates = self._prices.target_rates(target)
+                rates = self._rates(target)
                 if rates is not None:
                     dearest = max(dearest, input_tokens * rates[0] + output * rates[1])
         return dearest
+
+    def _rates(self, target: Target) -> tuple[float, float] | None:
+        rates = self._prices.target_rates(target)
+        if rates is not None:
+            return rates
+        if self._assumed is not None:
+            return self._assumed
+        if self._config.unpriced == "refuse":
+            self.counters.refused += 1
+            raise BudgetExceeded(
+                f"no price is known for {target.key}, which may serve this request, and a "
+                "budget applies to it: refused (give the target a `price`, or set "
+                "budgets.unpriced to a conservative price)"
+            )
+        return None
 
     # -------------------------------------------------------------- spend
 
@@ -183,8 +216,12 @@ class BudgetStage(Stage):
         cost = info.cost_usd  # read at once: the recorder may price it in another thread later
         if cost is None:
             cost = 0.0
-            if info.attempts and info.usage is not None:
-                self._unpriced(info.target or "?")
+            usage = info.usage
+            if info.attempts and usage is not None:
+                if self._assumed is not None:
+                    cost = usage.input * self._assumed[0] + usage.output * self._assumed[1]
+                else:
+                    self._unpriced(info.target or "?")
         spent = max(0, round(cost * _NANO))
         if self._store.remote:  # a network round trip: off the request's path
             task = asyncio.get_running_loop().create_task(self._release(held, spent))

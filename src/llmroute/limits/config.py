@@ -33,7 +33,15 @@ from .._units import PositiveDuration, parse_rate
 from ..cache.config import check_backend_url
 from .windows import BudgetAmount, parse_budget
 
-__all__ = ["BudgetRule", "BudgetsConfig", "Per", "Rate", "RateLimitRule", "RateLimitsConfig"]
+__all__ = [
+    "BudgetRule",
+    "BudgetsConfig",
+    "Per",
+    "Rate",
+    "RateLimitRule",
+    "RateLimitsConfig",
+    "UnpricedPrice",
+]
 
 _STRICT = ConfigDict(extra="forbid", defer_build=True)
 _PER = re.compile(r"user|key|team|route|global|property:.+")
@@ -195,22 +203,48 @@ class BudgetRule(BaseModel):
     usd: BudgetUsd
 
 
+class UnpricedPrice(BaseModel):
+    """The price budgets assume for a model whose price is unknown (USD per million tokens).
+
+    Attributes:
+        input: per million input tokens.
+        output: per million output tokens.
+    """
+
+    model_config = _STRICT
+    input: float = Field(ge=0)
+    output: float = Field(ge=0)
+
+
 class BudgetsConfig(_Shared):
     """The `budgets` section: rules, and where spend is kept.
+
+    Money fails closed by default: a request a budget applies to is refused when its
+    route could be served by a model without a known price (``unpriced: refuse``), and
+    when the shared store cannot be reached (``when_unavailable: refuse``).
 
     Attributes:
         rules: the budgets; a request is refused while any budget that applies
             to it is spent.
         timezone: the zone whose midnights start days, weeks and months (an
             IANA name such as ``Europe/Paris``).
-        backend, before_cache, when_unavailable, prefix, timeout,
-            retry_interval: as for `RateLimitsConfig`.
+        unpriced: what a budget does with a target whose price is unknown (no
+            `price` in its config and none in genai-prices): ``refuse`` the
+            request (the default), count it at a conservative price given here
+            (``{input: 30, output: 60}``, USD per million tokens), or ``allow``
+            it at 0 USD (logged and counted as `unpriced`).
+        backend, before_cache, prefix, timeout, retry_interval: as for
+            `RateLimitsConfig`.
+        when_unavailable: as for `RateLimitsConfig`, but ``refuse`` by default:
+            a budget that cannot be checked lets no money through.
         output_estimate: output tokens assumed for a request without
-            `max_tokens` when its cost is reserved.
+            `max_tokens` when its cost is reserved (times `n`).
     """
 
     rules: list[BudgetRule] = Field(default_factory=list)
     timezone: str = "UTC"
+    unpriced: Literal["refuse", "allow"] | UnpricedPrice = "refuse"
+    when_unavailable: Literal["allow", "refuse"] = "refuse"
 
     @field_validator("timezone")
     @classmethod
