@@ -229,10 +229,16 @@ async def test_header_injection_never_reaches_a_property(smuggled: bytes, parser
 async def test_hostile_model_names_are_escaped_in_response_headers(parser: str) -> None:
     async with running_gateway(CONFIG, http=parser) as gateway:
         body = {"model": "mock/evil\r\nset-cookie: a=b é", "messages": USER}
-        response = await post(gateway, json.dumps(body).encode())
-    assert response.status_code == 200
-    assert response.headers["x-llmroute-model"] == "evil%0D%0Aset-cookie: a=b %C3%A9"
-    assert "set-cookie" not in response.headers
+        refused = await post(gateway, json.dumps(body).encode())
+        body = {"model": "mock/modèle-é", "messages": USER}
+        served = await post(gateway, json.dumps(body).encode())
+    # a CR or LF in a model name is refused before routing (docs/security.md) ...
+    assert refused.status_code == 400
+    assert refused.json()["error"]["param"] == "model"
+    assert "set-cookie" not in refused.headers
+    # ... and what is allowed is still percent-encoded in the headers that echo it
+    assert served.status_code == 200
+    assert served.headers["x-llmroute-model"] == "mod%C3%A8le-%C3%A9"
 
 
 # ---------------------------------------------------------------- disconnects
