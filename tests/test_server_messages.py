@@ -417,7 +417,7 @@ def _events(data: bytes) -> list[dict[str, Any]]:
 
 def test_parallel_tool_calls_become_one_block_each() -> None:
     from llmroute._types import ChatCompletionChunk, RouteInfo
-    from llmroute.server.messages import MessageEvents
+    from llmroute.server.endpoints.messages import MessageEvents
 
     def chunk(delta: dict[str, Any], finish: str | None = None) -> ChatCompletionChunk:
         return ChatCompletionChunk.model_validate(chunk_body(delta, finish))
@@ -453,7 +453,7 @@ def test_parallel_tool_calls_become_one_block_each() -> None:
 
 def test_an_empty_stream_still_starts_and_stops() -> None:
     from llmroute._types import RouteInfo
-    from llmroute.server.messages import MessageEvents
+    from llmroute.server.endpoints.messages import MessageEvents
 
     kinds = [e["type"] for e in _events(MessageEvents(RouteInfo(request_id="lr-2")).end())]
     assert kinds == ["message_start", "ping", "message_delta", "message_stop"]
