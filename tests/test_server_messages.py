@@ -400,6 +400,20 @@ async def test_the_openai_endpoints_keep_their_error_shape(gateway: Gateway) -> 
     assert response.json()["error"]["type"] == "invalid_request_error"
 
 
+async def test_a_wrong_method_or_an_unknown_path_keeps_the_shape_of_its_endpoint(
+    gateway: Gateway,
+) -> None:
+    async with gateway.http() as http:
+        wrong = await http.get(f"{gateway.base_url}/messages")
+        unknown = await http.post(f"{gateway.base_url}/messages/count_tokens", json={})
+    assert (wrong.status_code, wrong.headers["allow"]) == (405, "POST")
+    assert wrong.json()["type"] == "error"  # Anthropic's shape: the path is /v1/messages
+    assert wrong.json()["error"]["code"] == "method_not_allowed"
+    assert unknown.status_code == 404
+    assert unknown.json()["error"]["type"] == "invalid_request_error"  # no endpoint: OpenAI's
+    assert "type" not in unknown.json()
+
+
 # ---------------------------------------------------------------- the translation, directly
 
 
