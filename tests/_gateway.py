@@ -1,4 +1,10 @@
-"""A real gateway on a loopback port for tests: uvicorn serving `create_app` in the test's loop."""
+"""Gateways for tests: in process (httpx's ASGI transport), or uvicorn on a loopback port.
+
+Most server tests need no socket: `in_process_gateway` calls the app
+directly from the clients' transports, with its lifespan run as uvicorn
+would. `running_gateway` serves the app on 127.0.0.1 in the test's loop, for
+what only a socket shows: hostile clients, disconnects, the SDKs over HTTP.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,9 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import anthropic
+import httpx
+import httpx2
 import openai
 import uvicorn
 
@@ -20,28 +29,73 @@ KEY = "test-gateway-key-0123456789abcdef"
 OTHER_KEY = "test-gateway-key-other-987654321"
 
 
+#: The in-process gateway's address (any host reaches the app through its transport).
+IN_PROCESS = "http://gateway.test"
+
+
 @dataclass
 class Gateway:
-    """A running gateway: its URLs, app, router and uvicorn server."""
+    """A gateway under test: its app and router, and clients of it; `server` and `port` are
+    uvicorn's when it is served on a socket (`running_gateway`), else None and 0."""
 
-    host: str
-    port: int
+    root: str
     app: GatewayApp
     router: AsyncRouter
-    server: uvicorn.Server
+    server: uvicorn.Server | None = None
+    port: int = 0
 
     @property
     def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}/v1"
-
-    @property
-    def root(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{self.root}/v1"
 
     def client(self, api_key: str = "none", **options: Any) -> openai.AsyncOpenAI:
         """An openai SDK client of this gateway (no retries unless asked)."""
         options.setdefault("max_retries", 0)
+        if self.server is None:
+            options.setdefault("http_client", self._sdk_http())
         return openai.AsyncOpenAI(base_url=self.base_url, api_key=api_key, **options)
+
+    def anthropic(self, api_key: str | None = "none", **options: Any) -> anthropic.AsyncAnthropic:
+        """An anthropic SDK client of this gateway (no retries unless asked; None: no
+        ``x-api-key``, for a client that sends its key as ``auth_token``)."""
+        options.setdefault("max_retries", 0)
+        if self.server is None:
+            options.setdefault("http_client", self._sdk_http())
+        return anthropic.AsyncAnthropic(base_url=self.root, api_key=api_key, **options)
+
+    def http(self) -> httpx.AsyncClient:
+        """A plain HTTP client that reaches this gateway (give it absolute URLs)."""
+        if self.server is None:
+            return httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app))
+        return httpx.AsyncClient()
+
+    def _sdk_http(self) -> httpx2.AsyncClient:
+        # the SDKs speak httpx2: its own ASGI transport
+        return httpx2.AsyncClient(transport=httpx2.ASGITransport(app=self.app))
+
+
+@contextlib.asynccontextmanager
+async def in_process_gateway(
+    config: Mapping[str, Any],
+    *,
+    server: Mapping[str, Any] | None = None,
+    router: AsyncRouter | None = None,
+) -> AsyncIterator[Gateway]:
+    """`config` (a router config) served in process until the block ends, then shut down."""
+    router = router or AsyncRouter(dict(config))
+    app = create_app(router, ServerConfig.model_validate(dict(server or {})))
+    to_app: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    from_app: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    lifespan = asyncio.create_task(
+        app({"type": "lifespan", "asgi": {"version": "3.0"}}, to_app.get, from_app.put)
+    )
+    try:
+        await to_app.put({"type": "lifespan.startup"})
+        assert (await from_app.get())["type"] == "lifespan.startup.complete"
+        yield Gateway(IN_PROCESS, app, router)
+    finally:
+        await to_app.put({"type": "lifespan.shutdown"})
+        await lifespan
 
 
 @contextlib.asynccontextmanager
@@ -67,7 +121,7 @@ async def running_gateway(
                 task.result()  # raises what stopped it
             await asyncio.sleep(0.005)
         port = uv.servers[0].sockets[0].getsockname()[1]
-        yield Gateway("127.0.0.1", port, app, router, uv)
+        yield Gateway(f"http://127.0.0.1:{port}", app, router, uv, port)
     finally:
         uv.should_exit = True
         await task

@@ -1,4 +1,5 @@
-"""The gateway's OpenAI-compatible API, through the official openai SDK against a real server."""
+"""The gateway's OpenAI-compatible API through the official openai SDK: headers, metrics and
+health in process, the answers and streams themselves also over a real socket."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from _gateway import USER, running_gateway
+from _gateway import USER, in_process_gateway, running_gateway
 from _upstream import Upstream
 from llmroute import Stage
 from llmroute.observe import RequestRecord
@@ -46,7 +47,7 @@ CONFIG: dict[str, Any] = {
 
 
 async def test_chat_completion_with_failover_and_route_headers() -> None:
-    async with running_gateway(CONFIG) as gateway, gateway.client() as client:
+    async with in_process_gateway(CONFIG) as gateway, gateway.client() as client:
         raw = await client.chat.completions.with_raw_response.create(
             model="chat", messages=[{"role": "user", "content": "ping"}]
         )
@@ -96,7 +97,7 @@ async def test_cost_header_when_the_price_is_known() -> None:
             }
         }
     }
-    async with running_gateway(config) as gateway, gateway.client() as client:
+    async with in_process_gateway(config) as gateway, gateway.client() as client:
         raw = await client.chat.completions.with_raw_response.create(model="priced", messages=USER)
         usage = raw.parse().usage
         assert usage is not None
@@ -168,7 +169,7 @@ async def test_models_list_and_retrieve() -> None:
 
 
 async def test_health_ready_and_the_v1_prefix_is_optional() -> None:
-    async with running_gateway(CONFIG) as gateway, httpx.AsyncClient() as http:
+    async with in_process_gateway(CONFIG) as gateway, gateway.http() as http:
         assert (await http.get(f"{gateway.root}/health")).json() == {"status": "ok"}
         assert (await http.get(f"{gateway.root}/ready")).json() == {"status": "ready"}
         body = {"model": "echo", "messages": USER}
@@ -176,8 +177,8 @@ async def test_health_ready_and_the_v1_prefix_is_optional() -> None:
         assert answer.json()["choices"][0]["message"]["content"] == "hello"
 
 
-async def test_ready_reports_a_stage_that_cannot_reach_its_store() -> None:
-    async with running_gateway(CONFIG) as gateway, httpx.AsyncClient() as http:
+async def test_ready_reports_what_the_router_cannot_reach() -> None:
+    async with in_process_gateway(CONFIG) as gateway, gateway.http() as http:
 
         class Unreachable(Stage):
             name = "store"
@@ -196,7 +197,7 @@ async def test_ready_reports_a_stage_that_cannot_reach_its_store() -> None:
 
 async def test_control_headers_reach_the_request_record() -> None:
     records: list[RequestRecord] = []
-    async with running_gateway(CONFIG) as gateway, gateway.client() as client:
+    async with in_process_gateway(CONFIG) as gateway, gateway.client() as client:
         gateway.router.add_hook("request_end", records.append)
         await client.chat.completions.create(
             model="echo", messages=USER,
@@ -215,7 +216,7 @@ async def test_control_headers_reach_the_request_record() -> None:
 async def test_timeout_header_bounds_the_request() -> None:
     config = {"routes": {"slow": {"targets": [{"provider": "mock", "model": "slow"}]}}}
     config["providers"] = {"mock": {"type": "mock", "latency": "2s"}}
-    async with running_gateway(config) as gateway, gateway.client() as client:
+    async with in_process_gateway(config) as gateway, gateway.client() as client:
         import openai
 
         with pytest.raises(openai.APIStatusError) as info:
@@ -227,7 +228,7 @@ async def test_timeout_header_bounds_the_request() -> None:
 
 async def test_cache_headers() -> None:
     config = {**CONFIG, "cache": {"ttl": "1m"}}
-    async with running_gateway(config) as gateway, gateway.client() as client:
+    async with in_process_gateway(config) as gateway, gateway.client() as client:
 
         async def cache_status(**headers: str) -> str:
             raw = await client.chat.completions.with_raw_response.create(
@@ -255,14 +256,14 @@ def _samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
 
 
 async def test_metrics_count_requests_tokens_attempts_and_errors() -> None:
-    async with running_gateway(CONFIG) as gateway, gateway.client() as client:
+    async with in_process_gateway(CONFIG) as gateway, gateway.client() as client:
         await client.chat.completions.create(model="chat", messages=USER)
         stream = await client.chat.completions.create(model="echo", messages=USER, stream=True)
         async for _ in stream:
             pass
         with pytest.raises(Exception, match="unknown model"):
             await client.chat.completions.create(model="nope", messages=USER)
-        async with httpx.AsyncClient() as http:
+        async with gateway.http() as http:
             response = await http.get(f"{gateway.root}/metrics")
     assert response.headers["content-type"].startswith("text/plain")
     samples = _samples(response.text)
@@ -281,10 +282,10 @@ async def test_metrics_count_requests_tokens_attempts_and_errors() -> None:
 
 async def test_metrics_can_need_a_key_or_be_off() -> None:
     server = {"keys": [{"name": "k", "key": "a-long-enough-plain-key"}], "metrics": "key"}
-    async with running_gateway(CONFIG, server=server) as gateway, httpx.AsyncClient() as http:
+    async with in_process_gateway(CONFIG, server=server) as gateway, gateway.http() as http:
         assert (await http.get(f"{gateway.root}/metrics")).status_code == 401
         auth = {"authorization": "Bearer a-long-enough-plain-key"}
         assert (await http.get(f"{gateway.root}/metrics", headers=auth)).status_code == 200
     off = {"metrics": "off"}
-    async with running_gateway(CONFIG, server=off) as gateway, httpx.AsyncClient() as http:
+    async with in_process_gateway(CONFIG, server=off) as gateway, gateway.http() as http:
         assert (await http.get(f"{gateway.root}/metrics")).status_code == 404

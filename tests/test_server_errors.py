@@ -1,4 +1,4 @@
-"""Every error the gateway answers, with the status and body an OpenAI SDK expects."""
+"""Every error the gateway answers, with the status and body an OpenAI SDK expects (in process)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import httpx
 import openai
 import pytest
 
-from _gateway import KEY, OTHER_KEY, USER, running_gateway
+from _gateway import KEY, OTHER_KEY, USER, in_process_gateway
 from llmroute.observe import SqliteStore
 from llmroute.server.keys import hash_key
 
@@ -84,7 +84,7 @@ def request_id_of(response: httpx.Response) -> str:
 
 
 async def test_invalid_parameters_are_400_with_the_param() -> None:
-    async with running_gateway(CONFIG) as gateway, gateway.client() as client:
+    async with in_process_gateway(CONFIG) as gateway, gateway.client() as client:
         with pytest.raises(openai.BadRequestError) as info:
             await client.chat.completions.create(model="echo", messages=USER, temperature=5)
         assert error_body(info.value)["param"] == "temperature"
@@ -97,14 +97,14 @@ async def test_invalid_parameters_are_400_with_the_param() -> None:
 
 
 async def test_a_request_the_provider_calls_invalid_is_400() -> None:
-    async with running_gateway(CONFIG) as gateway, gateway.client() as client:
+    async with in_process_gateway(CONFIG) as gateway, gateway.client() as client:
         with pytest.raises(openai.BadRequestError) as info:
             await client.chat.completions.create(model="invalid", messages=USER)
         assert "bad temperature" in error_body(info.value)["message"]
 
 
 async def test_llmroute_options_in_the_body_are_refused() -> None:
-    async with running_gateway(CONFIG) as gateway, gateway.client() as client:
+    async with in_process_gateway(CONFIG) as gateway, gateway.client() as client:
         with pytest.raises(openai.BadRequestError) as info:
             await client.chat.completions.create(
                 model="echo", messages=USER, extra_body={"llmroute": {"team": "someone-else"}}
@@ -116,12 +116,12 @@ async def test_llmroute_options_in_the_body_are_refused() -> None:
 
 
 async def test_missing_or_wrong_keys_are_401() -> None:
-    async with running_gateway(CONFIG, server=KEYS) as gateway:
+    async with in_process_gateway(CONFIG, server=KEYS) as gateway:
         async with gateway.client("not-a-key") as client:
             with pytest.raises(openai.AuthenticationError) as info:
                 await client.chat.completions.create(model="echo", messages=USER)
             assert error_body(info.value)["code"] == "invalid_api_key"
-        async with httpx.AsyncClient() as http:
+        async with gateway.http() as http:
             response = await http.post(
                 f"{gateway.base_url}/chat/completions", json={"model": "echo", "messages": USER}
             )
@@ -138,7 +138,7 @@ async def test_missing_or_wrong_keys_are_401() -> None:
 
 
 async def test_a_route_the_key_may_not_use_is_403() -> None:
-    async with running_gateway(CONFIG, server=KEYS) as gateway:
+    async with in_process_gateway(CONFIG, server=KEYS) as gateway:
         async with gateway.client(OTHER_KEY) as client:
             with pytest.raises(openai.PermissionDeniedError) as info:
                 await client.chat.completions.create(model="chat", messages=USER)
@@ -159,7 +159,7 @@ async def test_a_route_the_key_may_not_use_is_403() -> None:
 async def test_the_key_identity_reaches_the_router() -> None:
     records: list[Any] = []
     config = {**CONFIG, "rate_limits": {"rules": [{"per": "team", "requests": "1/min"}]}}
-    async with running_gateway(config, server=KEYS) as gateway, gateway.client(KEY) as client:
+    async with in_process_gateway(config, server=KEYS) as gateway, gateway.client(KEY) as client:
         gateway.router.add_hook("request_end", records.append)
         await client.chat.completions.create(model="echo", messages=USER)
         with pytest.raises(openai.RateLimitError):  # team "blue" has had its request
@@ -179,7 +179,7 @@ async def test_the_request_log_records_the_key_name_and_team(tmp_path: Path) -> 
         "logging": {"store": f"sqlite:///{store}", "sinks": [f"jsonl:///{tmp_path / 'log.jsonl'}"]},
     }  # fmt: skip
     truth: dict[str, tuple[str, str | None, str]] = {}  # id: key name, team, status
-    async with running_gateway(config, server=KEYS) as gateway:
+    async with in_process_gateway(config, server=KEYS) as gateway:
         async with gateway.client(KEY) as client:
             raw = await client.chat.completions.with_raw_response.create(
                 model="echo", messages=USER
@@ -214,14 +214,14 @@ async def test_the_request_log_records_the_key_name_and_team(tmp_path: Path) -> 
 
 
 async def test_unknown_model_and_unknown_path_are_404() -> None:
-    async with running_gateway(CONFIG) as gateway, gateway.client() as client:
+    async with in_process_gateway(CONFIG) as gateway, gateway.client() as client:
         with pytest.raises(openai.NotFoundError) as info:
             await client.chat.completions.create(model="no-such-route", messages=USER)
         body = error_body(info.value)
         assert (body["code"], body["param"]) == ("model_not_found", "model")
         with pytest.raises(openai.NotFoundError):
             await client.models.retrieve("no-such-route")
-        async with httpx.AsyncClient() as http:
+        async with gateway.http() as http:
             response = await http.post(f"{gateway.base_url}/completions", json={})
             assert response.status_code == 404
             assert response.json()["error"]["type"] == "invalid_request_error"
@@ -235,7 +235,7 @@ async def test_unknown_model_and_unknown_path_are_404() -> None:
 
 async def test_a_body_over_the_limit_is_413() -> None:
     server = {"max_body_size": "64KiB"}
-    async with running_gateway(CONFIG, server=server) as gateway, gateway.client() as client:
+    async with in_process_gateway(CONFIG, server=server) as gateway, gateway.client() as client:
         big = [{"role": "user", "content": "x" * 70_000}]
         with pytest.raises(openai.APIStatusError) as info:
             await client.chat.completions.create(model="echo", messages=big)
@@ -246,7 +246,7 @@ async def test_a_body_over_the_limit_is_413() -> None:
 
 
 async def test_a_body_that_is_not_json_is_415() -> None:
-    async with running_gateway(CONFIG) as gateway, httpx.AsyncClient() as http:
+    async with in_process_gateway(CONFIG) as gateway, gateway.http() as http:
         url = f"{gateway.base_url}/chat/completions"
         response = await http.post(
             url, content=b"model=echo", headers={"content-type": "text/plain"}
@@ -269,7 +269,7 @@ async def test_a_body_that_is_not_json_is_415() -> None:
 
 async def test_a_local_rate_limit_is_429_with_retry_after() -> None:
     config = {**CONFIG, "rate_limits": {"rules": [{"per": "key", "requests": "2/min"}]}}
-    async with running_gateway(config, server=KEYS) as gateway, gateway.client(KEY) as client:
+    async with in_process_gateway(config, server=KEYS) as gateway, gateway.client(KEY) as client:
         for _ in range(2):
             await client.chat.completions.create(model="echo", messages=USER)
         with pytest.raises(openai.RateLimitError) as info:
@@ -295,7 +295,7 @@ async def test_an_exhausted_budget_is_429_not_to_be_retried() -> None:
         "budgets": {"rules": [{"per": "global", "usd": "0.01/day"}]},
     }
     started: list[Any] = []
-    async with running_gateway(config) as gateway, gateway.client(max_retries=2) as client:
+    async with in_process_gateway(config) as gateway, gateway.client(max_retries=2) as client:
         gateway.router.add_hook("request_start", started.append)
         await client.chat.completions.create(model="paid", messages=USER, max_tokens=100)
         with pytest.raises(openai.RateLimitError) as info:
@@ -311,7 +311,7 @@ async def test_an_exhausted_budget_is_429_not_to_be_retried() -> None:
 
 
 async def test_every_target_overloaded_is_503_with_the_attempts() -> None:
-    async with running_gateway(CONFIG) as gateway, gateway.client() as client:
+    async with in_process_gateway(CONFIG) as gateway, gateway.client() as client:
         with pytest.raises(openai.InternalServerError) as info:
             await client.chat.completions.create(model="down", messages=USER)
         assert info.value.status_code == 503
@@ -326,7 +326,7 @@ async def test_every_target_overloaded_is_503_with_the_attempts() -> None:
 
 
 async def test_connection_failures_are_502_and_bad_upstream_credentials_too() -> None:
-    async with running_gateway(CONFIG) as gateway, gateway.client() as client:
+    async with in_process_gateway(CONFIG) as gateway, gateway.client() as client:
         with pytest.raises(openai.InternalServerError) as info:
             await client.chat.completions.create(model="dropped", messages=USER)
         assert info.value.status_code == 502
@@ -348,7 +348,7 @@ async def test_every_attempt_timing_out_is_504() -> None:
             }
         },
     }
-    async with running_gateway(config) as gateway, gateway.client() as client:
+    async with in_process_gateway(config) as gateway, gateway.client() as client:
         with pytest.raises(openai.APIStatusError) as info:
             await client.chat.completions.create(model="slow", messages=USER)
         assert info.value.status_code == 504
@@ -356,7 +356,7 @@ async def test_every_attempt_timing_out_is_504() -> None:
 
 
 async def test_a_stream_failing_after_its_first_chunk_ends_with_an_error_event() -> None:
-    async with running_gateway(CONFIG) as gateway:
+    async with in_process_gateway(CONFIG) as gateway:
         async with gateway.client() as client:
             stream = await client.chat.completions.create(model="cut", messages=USER, stream=True)
             received = []
@@ -370,7 +370,7 @@ async def test_a_stream_failing_after_its_first_chunk_ends_with_an_error_event()
             assert received  # the first chunks did arrive
             assert isinstance(info.value.body, dict)
             assert info.value.body["type"] == "stream_interrupted"
-        async with httpx.AsyncClient() as http:  # the raw events: an error, and no [DONE]
+        async with gateway.http() as http:  # the raw events: an error, and no [DONE]
             body = {"model": "cut", "messages": USER, "stream": True}
             raw = (await http.post(f"{gateway.base_url}/chat/completions", json=body)).text
         assert raw.rstrip().split("\n\n")[-1].startswith('data: {"error":')
@@ -382,7 +382,7 @@ async def test_a_stream_failing_after_its_first_chunk_ends_with_an_error_event()
 
 async def test_every_response_carries_a_request_id_early_errors_included() -> None:
     server = {**KEYS, "max_body_size": "1KiB"}
-    async with running_gateway(CONFIG, server=server) as gateway, httpx.AsyncClient() as http:
+    async with in_process_gateway(CONFIG, server=server) as gateway, gateway.http() as http:
         url = f"{gateway.base_url}/chat/completions"
         auth = {"authorization": f"Bearer {KEY}"}
         other = {"authorization": f"Bearer {OTHER_KEY}"}
@@ -455,7 +455,7 @@ async def test_a_router_failure_names_the_request_in_the_log(tmp_path: Path) -> 
         assert error_body(info.value)["request_id"] == request_id
         expected[request_id] = ("error", error_type, limit)
 
-    async with running_gateway(config) as gateway, gateway.client() as client:
+    async with in_process_gateway(config) as gateway, gateway.client() as client:
         await fails(503, "AllTargetsFailed", model="down")
         await fails(503, "AllTargetsFailed", model="down", stream=True)
         await fails(400, "InvalidRequest", model="invalid")
@@ -470,7 +470,7 @@ async def test_a_router_failure_names_the_request_in_the_log(tmp_path: Path) -> 
         )
         await fails(429, "BudgetExceeded", "BudgetExceeded", model="paid", max_tokens=100,
                     extra_headers=tenant)  # fmt: skip
-        async with httpx.AsyncClient() as http:
+        async with gateway.http() as http:
             anthropic = await http.post(
                 f"{gateway.root}/v1/messages",
                 json={"model": "down", "max_tokens": 5, "messages": USER},

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from aiohttp import web
 
-from _gateway import USER, Gateway, raw_request, running_gateway, status_of
+from _gateway import USER, Gateway, in_process_gateway, raw_request, running_gateway, status_of
 from _upstream import Upstream, chunk_body
 from llmroute.observe import RequestRecord
 
@@ -52,7 +52,7 @@ CHAT = json.dumps({"model": "echo", "messages": USER}).encode()
 
 
 async def post(gateway: Gateway, body: bytes, **headers: str) -> httpx.Response:
-    async with httpx.AsyncClient() as http:
+    async with gateway.http() as http:
         return await http.post(
             f"{gateway.base_url}/chat/completions",
             content=body, headers={"content-type": "application/json", **headers},
@@ -85,7 +85,7 @@ def error_of(response: httpx.Response) -> dict[str, Any]:
     ],
 )  # fmt: skip
 async def test_malformed_bodies_are_400(body: bytes, code: str | None, param: str | None) -> None:
-    async with running_gateway(CONFIG) as gateway:
+    async with in_process_gateway(CONFIG) as gateway:  # no socket needed
         response = await post(gateway, body)
     assert response.status_code == 400, response.text
     error = error_of(response)

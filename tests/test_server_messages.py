@@ -1,4 +1,5 @@
-"""``/v1/messages``: the official anthropic SDK as a client of a real gateway on loopback."""
+"""``/v1/messages``: the official anthropic SDK as a client of the gateway (in process, and on loopback
+in front of an upstream server)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import anthropic
-import httpx
 import pytest
 from aiohttp import web
 
-from _gateway import KEY, Gateway, running_gateway
+from _gateway import KEY, Gateway, in_process_gateway, running_gateway
 from _upstream import Upstream, chunk_body, completion_body, sse
 from llmroute.server.keys import hash_key
 
@@ -44,15 +44,10 @@ WEATHER: Any = {
 KEYS = {"keys": [{"name": "full", "key": hash_key(KEY)}]}
 
 
-def client_of(gateway: Gateway, api_key: str = "none", **options: Any) -> anthropic.AsyncAnthropic:
-    options.setdefault("max_retries", 0)
-    return anthropic.AsyncAnthropic(base_url=gateway.root, api_key=api_key, **options)
-
-
 @pytest.fixture
 async def gateway() -> AsyncIterator[Gateway]:
-    async with running_gateway(CONFIG) as running:
-        yield running
+    async with in_process_gateway(CONFIG) as gateway:
+        yield gateway
 
 
 def upstream_config(upstream: Upstream) -> dict[str, Any]:
@@ -66,7 +61,7 @@ def upstream_config(upstream: Upstream) -> dict[str, Any]:
 
 
 async def test_a_text_message_and_its_usage(gateway: Gateway) -> None:
-    async with client_of(gateway) as client:
+    async with gateway.anthropic() as client:
         raw = await client.messages.with_raw_response.create(
             model="echo", max_tokens=100, messages=[{"role": "user", "content": "ping"}]
         )
@@ -90,7 +85,7 @@ async def test_a_text_message_and_its_usage(gateway: Gateway) -> None:
 async def test_system_prompt_multi_turn_and_parameters_reach_the_provider(
     upstream: Upstream,
 ) -> None:
-    async with running_gateway(upstream_config(upstream)) as gateway, client_of(gateway) as client:
+    async with running_gateway(upstream_config(upstream)) as gateway, gateway.anthropic() as client:
         message = await client.messages.create(
             model="chat", max_tokens=64, system="Be brief.", stop_sequences=["END"],
             metadata={"user_id": "u-7"}, service_tier="auto",
@@ -119,7 +114,7 @@ async def test_system_prompt_multi_turn_and_parameters_reach_the_provider(
 
 async def test_system_blocks_and_images(upstream: Upstream) -> None:
     image = {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}
-    async with running_gateway(upstream_config(upstream)) as gateway, client_of(gateway) as client:
+    async with running_gateway(upstream_config(upstream)) as gateway, gateway.anthropic() as client:
         await client.messages.create(
             model="chat", max_tokens=10,
             system=[{"type": "text", "text": "Rules.", "cache_control": {"type": "ephemeral"}}],
@@ -143,7 +138,7 @@ async def test_system_blocks_and_images(upstream: Upstream) -> None:
 
 async def test_stream_helper_gives_text_and_the_final_message(gateway: Gateway) -> None:
     async with (
-        client_of(gateway) as client,
+        gateway.anthropic() as client,
         client.messages.stream(
             model="fixed", max_tokens=50, messages=[{"role": "user", "content": "hi"}]
         ) as stream,
@@ -160,7 +155,7 @@ async def test_stream_helper_gives_text_and_the_final_message(gateway: Gateway) 
 async def test_create_with_stream_true_follows_anthropics_event_sequence(
     gateway: Gateway,
 ) -> None:
-    async with client_of(gateway) as client:
+    async with gateway.anthropic() as client:
         stream = await client.messages.create(
             model="echo", max_tokens=50, stream=True,
             messages=[{"role": "user", "content": "a b c"}],
@@ -188,7 +183,7 @@ async def test_create_with_stream_true_follows_anthropics_event_sequence(
 async def test_raw_stream_has_event_lines_and_a_ping(gateway: Gateway) -> None:
     body = {"model": "fixed", "max_tokens": 5, "stream": True,
             "messages": [{"role": "user", "content": "hi"}]}  # fmt: skip
-    async with httpx.AsyncClient() as http:
+    async with gateway.http() as http:
         response = await http.post(f"{gateway.base_url}/messages", json=body)
     assert response.headers["content-type"].startswith("text/event-stream")
     names = [line[7:] for line in response.text.splitlines() if line.startswith("event: ")]
@@ -198,7 +193,7 @@ async def test_raw_stream_has_event_lines_and_a_ping(gateway: Gateway) -> None:
 
 
 async def test_an_error_after_the_stream_started_is_an_error_event(gateway: Gateway) -> None:
-    async with client_of(gateway) as client:
+    async with gateway.anthropic() as client:
         stream = await client.messages.create(
             model="cut", max_tokens=50, stream=True, messages=[{"role": "user", "content": "hi"}]
         )
@@ -237,7 +232,7 @@ async def test_tool_use_round_trip(upstream: Upstream) -> None:
 
     upstream.handler = handler
     question: Any = {"role": "user", "content": "Weather in Paris?"}
-    async with running_gateway(upstream_config(upstream)) as gateway, client_of(gateway) as client:
+    async with running_gateway(upstream_config(upstream)) as gateway, gateway.anthropic() as client:
         first = await client.messages.create(
             model="chat", max_tokens=100, tools=[WEATHER],
             tool_choice={"type": "any", "disable_parallel_tool_use": True}, messages=[question],
@@ -272,7 +267,7 @@ async def test_tool_use_round_trip(upstream: Upstream) -> None:
 
 
 async def test_tool_choice_for_one_tool_and_none(upstream: Upstream) -> None:
-    async with running_gateway(upstream_config(upstream)) as gateway, client_of(gateway) as client:
+    async with running_gateway(upstream_config(upstream)) as gateway, gateway.anthropic() as client:
         for choice in ({"type": "tool", "name": "get_weather"}, {"type": "none"}):
             await client.messages.create(
                 model="chat", max_tokens=10, tools=[WEATHER], tool_choice=choice,  # type: ignore[arg-type]
@@ -285,7 +280,7 @@ async def test_tool_choice_for_one_tool_and_none(upstream: Upstream) -> None:
 
 async def test_streamed_tool_use(gateway: Gateway) -> None:
     async with (
-        client_of(gateway) as client,
+        gateway.anthropic() as client,
         client.messages.stream(
             model="tooling",
             max_tokens=50,
@@ -313,7 +308,7 @@ async def test_streamed_usage_with_cache_reads(upstream: Upstream) -> None:
         return await sse(request, [chunk_body({"content": "Hi"}), last, tail, "[DONE]"])
 
     upstream.handler = handler
-    async with running_gateway(upstream_config(upstream)) as gateway, client_of(gateway) as client:
+    async with running_gateway(upstream_config(upstream)) as gateway, gateway.anthropic() as client:
         async with client.messages.stream(
             model="chat", max_tokens=10, messages=[{"role": "user", "content": "hi"}]
         ) as stream:
@@ -342,14 +337,13 @@ async def test_streamed_usage_with_cache_reads(upstream: Upstream) -> None:
 
 
 async def test_keys_in_x_api_key_or_bearer() -> None:
-    async with running_gateway(CONFIG, server=KEYS) as gateway:
+    async with in_process_gateway(CONFIG, server=KEYS) as gateway:
         user: Any = [{"role": "user", "content": "hi"}]
-        async with client_of(gateway, KEY) as client:
+        async with gateway.anthropic(KEY) as client:
             assert (await client.messages.create(model="echo", max_tokens=5, messages=user)).content
-        bearer = anthropic.AsyncAnthropic(base_url=gateway.root, auth_token=KEY, max_retries=0)
-        async with bearer:
+        async with gateway.anthropic(None, auth_token=KEY) as bearer:
             assert (await bearer.messages.create(model="echo", max_tokens=5, messages=user)).content
-        async with client_of(gateway, "wrong") as client:
+        async with gateway.anthropic("wrong") as client:
             with pytest.raises(anthropic.AuthenticationError) as info:
                 await client.messages.create(model="echo", max_tokens=5, messages=user)
         assert info.value.body == {
@@ -358,7 +352,7 @@ async def test_keys_in_x_api_key_or_bearer() -> None:
                       "code": "invalid_api_key"},
             "request_id": info.value.response.headers["x-llmroute-request-id"],
         }  # fmt: skip
-        async with httpx.AsyncClient() as http:
+        async with gateway.http() as http:
             response = await http.post(f"{gateway.base_url}/messages", json={})
         assert response.status_code == 401
         assert "x-api-key" in response.json()["error"]["message"]
@@ -366,7 +360,7 @@ async def test_keys_in_x_api_key_or_bearer() -> None:
 
 async def test_errors_map_to_the_sdks_exceptions(gateway: Gateway) -> None:
     user: Any = [{"role": "user", "content": "hi"}]
-    async with client_of(gateway) as client:
+    async with gateway.anthropic() as client:
         with pytest.raises(anthropic.NotFoundError) as missing:
             await client.messages.create(model="no-such-route", max_tokens=5, messages=user)
         assert missing.value.type == "not_found_error"
@@ -391,7 +385,7 @@ async def test_errors_map_to_the_sdks_exceptions(gateway: Gateway) -> None:
 async def test_a_local_rate_limit_is_a_rate_limit_error() -> None:
     config = {**CONFIG, "rate_limits": {"rules": [{"per": "key", "requests": "1/min"}]}}
     user: Any = [{"role": "user", "content": "hi"}]
-    async with running_gateway(config, server=KEYS) as gateway, client_of(gateway, KEY) as client:
+    async with in_process_gateway(config, server=KEYS) as gateway, gateway.anthropic(KEY) as client:
         await client.messages.create(model="echo", max_tokens=5, messages=user)
         with pytest.raises(anthropic.RateLimitError) as info:
             await client.messages.create(model="echo", max_tokens=5, messages=user)
@@ -400,10 +394,24 @@ async def test_a_local_rate_limit_is_a_rate_limit_error() -> None:
 
 
 async def test_the_openai_endpoints_keep_their_error_shape(gateway: Gateway) -> None:
-    async with httpx.AsyncClient() as http:
+    async with gateway.http() as http:
         response = await http.post(f"{gateway.base_url}/chat/completions", json={"model": "x"})
     assert "type" not in response.json()  # {"error": {...}}, OpenAI's shape
     assert response.json()["error"]["type"] == "invalid_request_error"
+
+
+async def test_a_wrong_method_or_an_unknown_path_keeps_the_shape_of_its_endpoint(
+    gateway: Gateway,
+) -> None:
+    async with gateway.http() as http:
+        wrong = await http.get(f"{gateway.base_url}/messages")
+        unknown = await http.post(f"{gateway.base_url}/messages/count_tokens", json={})
+    assert (wrong.status_code, wrong.headers["allow"]) == (405, "POST")
+    assert wrong.json()["type"] == "error"  # Anthropic's shape: the path is /v1/messages
+    assert wrong.json()["error"]["code"] == "method_not_allowed"
+    assert unknown.status_code == 404
+    assert unknown.json()["error"]["type"] == "invalid_request_error"  # no endpoint: OpenAI's
+    assert "type" not in unknown.json()
 
 
 # ---------------------------------------------------------------- the translation, directly
@@ -417,7 +425,7 @@ def _events(data: bytes) -> list[dict[str, Any]]:
 
 def test_parallel_tool_calls_become_one_block_each() -> None:
     from llmroute._types import ChatCompletionChunk, RouteInfo
-    from llmroute.server.messages import MessageEvents
+    from llmroute.server.endpoints.messages import MessageEvents
 
     def chunk(delta: dict[str, Any], finish: str | None = None) -> ChatCompletionChunk:
         return ChatCompletionChunk.model_validate(chunk_body(delta, finish))
@@ -453,7 +461,7 @@ def test_parallel_tool_calls_become_one_block_each() -> None:
 
 def test_an_empty_stream_still_starts_and_stops() -> None:
     from llmroute._types import RouteInfo
-    from llmroute.server.messages import MessageEvents
+    from llmroute.server.endpoints.messages import MessageEvents
 
     kinds = [e["type"] for e in _events(MessageEvents(RouteInfo(request_id="lr-2")).end())]
     assert kinds == ["message_start", "ping", "message_delta", "message_stop"]

@@ -35,7 +35,6 @@ from llmroute.server.errors import HTTPError, from_exception, sse_error_event
 from llmroute.server.headers import control_options, header_value, route_headers
 from llmroute.server.keys import ANONYMOUS, KeyStore, hash_key, new_key
 from llmroute.server.metrics import GatewayMetrics
-from llmroute.server.sse import Pending, start
 
 KEY = "a-perfectly-good-gateway-key"
 
@@ -255,54 +254,6 @@ def test_the_stream_error_event() -> None:
     )
     assert event.startswith(b'data: {"error":') and event.endswith(b"\n\n")
     assert b'"type":"stream_interrupted"' in event and b'"code":"connection_error"' in event
-
-
-# ---------------------------------------------------------------- eager reads
-
-
-@pytest.mark.anyio
-async def test_start_returns_a_ready_result_or_a_pending_one() -> None:
-    async def ready() -> int:
-        return 1
-
-    assert start(ready()) == 1
-    future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-
-    async def waits() -> int:
-        return await future + 1
-
-    pending = start(waits())
-    assert isinstance(pending, Pending) and pending.waiting is future
-    asyncio.get_running_loop().call_later(0.01, future.set_result, 41)
-    assert await pending == 42
-
-
-@pytest.mark.anyio
-async def test_a_pending_read_is_cancelled_with_its_task() -> None:
-    cleaned = asyncio.Event()
-
-    async def waits() -> None:
-        try:
-            await asyncio.sleep(10)
-        finally:
-            cleaned.set()
-
-    async def runner() -> None:
-        pending = start(waits())
-        assert isinstance(pending, Pending)
-        await pending
-
-    task = asyncio.create_task(runner())
-    await asyncio.sleep(0.01)
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    assert cleaned.is_set()
-    pending = start(waits())
-    assert isinstance(pending, Pending)
-    cleaned.clear()
-    pending.close()
-    assert cleaned.is_set()
 
 
 # ---------------------------------------------------------------- metrics

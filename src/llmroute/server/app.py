@@ -1,11 +1,16 @@
 """The gateway's ASGI application: HTTP in, the router's calls, HTTP out.
 
-The router does the work; this module only translates. Endpoints:
+The router does the work; the endpoints (`llmroute.server.endpoints`, one
+module each) translate, over a `GatewayRequest` (`llmroute.server.request`)
+and the shared writers of `llmroute.server.responses`. This module keeps what
+is the app's own: the route table, the lifespan and the shutdown drain, the
+404 and 405 answers, and the mapping of what an endpoint raises to an error
+response (counted in the metrics). Endpoints:
 
 =========================  ====  ==================================================
 ``/v1/chat/completions``   POST  streamed (SSE) and not
 ``/v1/embeddings``         POST
-``/v1/messages``           POST  Anthropic Messages API (see `llmroute.server.messages`)
+``/v1/messages``           POST  Anthropic Messages API (`llmroute.server.endpoints.messages`)
 ``/v1/models``             GET   routes and targets the caller's key may use
 ``/v1/models/{id}``        GET
 ``/health``                GET   liveness: the process answers
@@ -16,8 +21,7 @@ The router does the work; this module only translates. Endpoints:
 The ``/v1`` prefix is optional. Per request: the key is checked before the
 body is read; the body is read within `ServerConfig.body_timeout` and
 `max_body_size`; then a watcher waits for the client to go away and cancels
-the request's task if it does, so the router closes the upstream request (a
-stream's tokens so far are recorded as a cancelled request).
+the request's task if it does (see `GatewayRequest.watch`).
 
 Every response carries ``x-llmroute-request-id``: the router's id for the
 request (its record's in the request log), which the router puts in a
@@ -28,48 +32,72 @@ router saw it, a new id of that form.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Literal
-
-from pydantic_core import from_json
 
 from .._errors import AllTargetsFailed, LLMRouteError, ProviderError
 from .._router import AsyncRouter
-from .._types import ChatCompletion, CreateEmbeddingResponse, RouteInfo
 from ..pipeline.executor import current_request_id
-from ..pipeline.stream import AsyncChatStream
-from ._anthropic_wire import error_body
-from ._call import Call, ClientGone, Message, Receive, Scope, Send
+from ._anthropic_wire import error_body as anthropic_error_body
 from .config import ServerConfig
-from .errors import HTTPError, from_exception, sse_error_event
-from .headers import control_options, route_headers
-from .keys import GatewayIdentity, KeyStore
-from .messages import serve_messages
-from .metrics import CONTENT_TYPE, GatewayMetrics
-from .sse import Pending, relay, start
+from .endpoints import chat, embeddings, messages, models, ops
+from .errors import HTTPError, from_exception
+from .keys import KeyStore
+from .metrics import GatewayMetrics
+from .request import ClientGone, Gateway, GatewayRequest
+from .responses import JSON
+from .types import Receive, Scope, Send
 
-if TYPE_CHECKING:
-    pass
-
-__all__ = ["GatewayApp", "create_app"]
+__all__ = ["GatewayApp", "Route", "create_app"]
 
 logger = logging.getLogger("llmroute.server")
 
-
-_SSE = [
-    (b"content-type", b"text/event-stream; charset=utf-8"),
-    (b"cache-control", b"no-cache"),
-    (b"x-accel-buffering", b"no"),  # nginx: pass each event on at once
-]
-_DONE = b"data: [DONE]\n\n"
 _CLOSE = (b"connection", b"close")
-_completion_json = ChatCompletion.__pydantic_serializer__.to_json
-_embeddings_json = CreateEmbeddingResponse.__pydantic_serializer__.to_json
-#: How long `/ready` waits for the router's stores to answer.
-_READY_TIMEOUT = 2.0
+#: The endpoints whose failures the metrics do not count (they are not API calls).
+_UNMETERED = frozenset({"health", "ready", "metrics"})
+
+
+def _openai_error(error: HTTPError, request_id: str) -> tuple[int, bytes]:
+    return error.status, error.body(request_id)
+
+
+class Route:
+    """An endpoint and how the app serves it: the one `method` it takes, its `name` (the
+    metrics' ``endpoint`` label) and the shape of its error answers (status and body).
+
+    `counted`: in flight until it ends (the metrics' gauge; shutdown waits for
+    it), which a POST is; `metered`: its failures are counted in the metrics.
+    """
+
+    __slots__ = ("counted", "endpoint", "error_body", "metered", "method", "name")
+
+    def __init__(
+        self,
+        method: str,
+        endpoint: Callable[[GatewayRequest], Awaitable[None]],
+        name: str,
+        error_body: Callable[[HTTPError, str], tuple[int, bytes]] = _openai_error,
+    ) -> None:
+        self.method = method
+        self.endpoint = endpoint
+        self.name = name
+        self.error_body = error_body
+        self.counted = method == "POST"
+        self.metered = name not in _UNMETERED
+
+
+#: Path -> route; each ``/v1/...`` path is also served without its ``/v1``.
+ROUTES = {
+    "/v1/chat/completions": Route("POST", chat.create_chat_completion, "chat"),
+    "/v1/embeddings": Route("POST", embeddings.create_embeddings, "embeddings"),
+    "/v1/messages": Route("POST", messages.create_message, "messages", anthropic_error_body),
+    "/v1/models": Route("GET", models.list_models, "models"),
+    "/health": Route("GET", ops.health, "health"),
+    "/ready": Route("GET", ops.ready, "ready"),
+    "/metrics": Route("GET", ops.metrics, "metrics"),
+}
+#: ``/v1/models/{id}``.
+_MODEL = Route("GET", models.retrieve_model, "models")
 
 
 class GatewayApp:
@@ -86,41 +114,34 @@ class GatewayApp:
     ) -> None:
         self.router = router
         self.config = config or router.config.server or ServerConfig()
-        self._routes = frozenset(router.config.routes)
-        self.keys = KeyStore(self.config.keys, self._routes)
+        routes = frozenset(router.config.routes)
+        self.keys = KeyStore(self.config.keys, routes)
         self.metrics = GatewayMetrics() if self.config.metrics != "off" else None
+        self._gateway = Gateway(
+            router, self.config, self.keys, self.metrics, routes, int(self.config.max_body_size)
+        )
         self._close_router = close_router
-        self._max_body = int(self.config.max_body_size)
-        self._state: Literal["starting", "ready", "stopping", "stopped"] = "starting"
         self._active = 0
         self._cut_short = False  # the shutdown did not wait for every request
         self._drained: asyncio.Event | None = None
-        self._paths: dict[str, tuple[str, Callable[[Call], Awaitable[None]], str]] = {}
-        for path, method, handler, endpoint in (
-            ("/v1/chat/completions", "POST", self._chat, "chat"),
-            ("/v1/embeddings", "POST", self._embeddings, "embeddings"),
-            ("/v1/messages", "POST", self._messages, "messages"),
-            ("/v1/models", "GET", self._models, "models"),
-            ("/health", "GET", self._health, "health"),
-            ("/ready", "GET", self._ready, "ready"),
-            ("/metrics", "GET", self._metrics_text, "metrics"),
-        ):
-            self._paths[path] = (method, handler, endpoint)
+        self._paths: dict[str, Route] = {}
+        for path, route in ROUTES.items():
+            self._paths[path] = route
             if path.startswith("/v1/"):
-                self._paths[path[3:]] = (method, handler, endpoint)
+                self._paths[path[3:]] = route
 
     # -------------------------------------------------------------- ASGI
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
-            call = Call(scope, receive, send)
+            request = GatewayRequest(scope, receive, send, self._gateway)
             path: str = scope["path"]
-            entry = self._paths.get(path)
-            if entry is not None and scope["method"] == entry[0]:  # the usual case: answer
-                await self._run(call, entry[1], entry[2], counted=entry[0] == "POST")
+            route = self._paths.get(path)
+            if route is not None and scope["method"] == route.method:  # the usual case: answer
+                await self._run(request, route)
             else:
-                await self._other(call, path, entry)
+                await self._other(request, path, route)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
         elif kind == "websocket":
@@ -130,7 +151,7 @@ class GatewayApp:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                self._state = "ready"
+                self._gateway.state = "ready"
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.shutdown()
@@ -142,13 +163,14 @@ class GatewayApp:
         """Whether `shutdown` has run to its end without cutting a request short: none was
         cancelled by the ASGI server (uvicorn's graceful shutdown timing out) or still running
         when `ServerConfig.shutdown_timeout` passed."""
-        return self._state == "stopped" and not self._cut_short
+        return self._gateway.state == "stopped" and not self._cut_short
 
     async def shutdown(self) -> None:
         """Stop: wait for in-flight requests (up to the shutdown timeout), then close the router."""
-        if self._state in ("stopping", "stopped"):
+        gateway = self._gateway
+        if gateway.state in ("stopping", "stopped"):
             return
-        self._state = "stopping"
+        gateway.state = "stopping"
         if self._active:
             self._drained = asyncio.Event()
             timeout = self.config.shutdown_timeout
@@ -160,74 +182,65 @@ class GatewayApp:
                 logger.warning("%d request(s) still running after %gs", self._active, timeout)
         if self._close_router:
             await self.router.aclose()
-        self._state = "stopped"
+        gateway.state = "stopped"
 
-    async def _other(
-        self,
-        call: Call,
-        path: str,
-        entry: tuple[str, Callable[[Call], Awaitable[None]], str] | None,
-    ) -> None:
+    # -------------------------------------------------------------- answering
+
+    async def _other(self, request: GatewayRequest, path: str, route: Route | None) -> None:
         """Answer what `_paths` does not: a model's own path, else a 404; a wrong method: a 405."""
-        scope = call.scope
-        if entry is None and path.startswith(("/v1/models/", "/models/")):
-            entry = ("GET", self._model, "models")
-        if entry is None:
-            await self._fail(call, HTTPError(404, f"unknown path: {scope['method']} {path}"), "")
+        method = request.scope["method"]
+        if route is None and path.startswith(("/v1/models/", "/models/")):
+            route = _MODEL
+        if route is None:
+            await self._fail(request, HTTPError(404, f"unknown path: {method} {path}"), None)
             return
-        method, handler, endpoint = entry
-        if scope["method"] != method:
+        if method != route.method:
             error = HTTPError(
-                405, f"{path} takes {method}, not {scope['method']}",
-                code="method_not_allowed", headers=[(b"allow", method.encode())],
-            )  # fmt: skip
-            await self._fail(call, error, endpoint)
+                405,
+                f"{path} takes {route.method}, not {method}",
+                code="method_not_allowed",
+                headers=[(b"allow", route.method.encode())],
+            )
+            await self._fail(request, error, route)
             return
-        await self._run(call, handler, endpoint, counted=method == "POST")
+        await self._run(request, route)
 
-    async def _run(
-        self,
-        call: Call,
-        handler: Callable[[Call], Awaitable[None]],
-        endpoint: str,
-        *,
-        counted: bool,
-    ) -> None:
-        """Answer: map errors to responses, stop if the client goes away; a `counted` request
+    async def _run(self, request: GatewayRequest, route: Route) -> None:
+        """Answer: map errors to responses, stop if the client goes away; a counted request
         (a POST) is in flight until it ends, and shutdown waits for it."""
         task = asyncio.current_task()
+        counted = route.counted
         metrics = self.metrics if counted else None
         self._active += counted
         if metrics is not None:
             metrics.in_flight += 1
         current = current_request_id.set(None)  # the router sets it when it starts one
         try:
-            await handler(call)
+            await route.endpoint(request)
         except asyncio.CancelledError:
-            if call.gone and task is not None and task.uncancel() == 0:
-                return  # the client went away; the handler has counted it
+            if request.gone and task is not None and task.uncancel() == 0:
+                return  # the client went away; the endpoint has counted it
             self._cut_short = True  # the server cancelled it: a shutdown that did not wait
             raise
         except ClientGone:
             return
         except HTTPError as exc:
-            await self._fail(call, exc, endpoint)
+            await self._fail(request, exc, route)
         except LLMRouteError as exc:
-            await self._fail(call, from_exception(exc), endpoint, exc)
+            await self._fail(request, from_exception(exc), route, exc)
         except Exception:
+            scope = request.scope
             logger.exception(
                 "internal error answering %s %s (request %s)",
-                call.scope["method"], call.scope["path"], call.ensure_id(),
-            )  # fmt: skip
+                scope["method"],
+                scope["path"],
+                request.ensure_id(),
+            )
             error = HTTPError(500, "internal error (logged by the gateway)", type="server_error")
-            await self._fail(call, error, endpoint)
+            await self._fail(request, error, route)
         finally:
             current_request_id.reset(current)
-            watcher = call.watcher
-            if isinstance(watcher, Pending):
-                watcher.close()
-            elif watcher is not None:
-                watcher.cancel()
+            request.stop_watching()
             self._active -= counted
             if metrics is not None:
                 metrics.in_flight -= 1
@@ -235,287 +248,49 @@ class GatewayApp:
                 self._drained.set()
 
     async def _fail(
-        self, call: Call, error: HTTPError, endpoint: str, cause: LLMRouteError | None = None
+        self,
+        request: GatewayRequest,
+        error: HTTPError,
+        route: Route | None,
+        cause: LLMRouteError | None = None,
     ) -> None:
-        """Answer with `error` (unless the response has started) and count it."""
-        request_id = call.ensure_id()
+        """Answer with `error` in the route's shape (unless the response has started) and
+        count it."""
+        request_id = request.ensure_id()
         if error.status >= 500:
+            scope = request.scope
             logger.warning(
-                "%s %s -> %d: %s (request %s)", call.scope["method"], call.scope["path"],
-                error.status, error.message, request_id,
-            )  # fmt: skip
-        if not call.started:
+                "%s %s -> %d: %s (request %s)",
+                scope["method"],
+                scope["path"],
+                error.status,
+                error.message,
+                request_id,
+            )
+        if not request.started:
             headers = [*error.headers, _CLOSE] if error.close else error.headers
-            status, body = (
-                error_body(error, request_id)
-                if endpoint == "messages"
-                else (error.status, error.body(request_id))
-            )  # /v1/messages answers in Anthropic's error shape
-            await call.respond(status, body, headers, b"application/json")
+            shape = route.error_body if route is not None else _openai_error
+            status, body = shape(error, request_id)
+            await request.respond(status, body, headers, JSON)
         metrics = self.metrics
-        if metrics is None or endpoint in ("", "health", "ready", "metrics"):
+        if metrics is None or route is None or not route.metered:
             return
         provider = model = ""
         if isinstance(cause, ProviderError):
             provider, model = cause.provider, cause.model
         elif error.attempts:
             provider, model = error.attempts[-1].provider, error.attempts[-1].model
-        route = call.model if call.model in self._routes else ""
+        route_name = request.model if request.model in self._gateway.routes else ""
         metrics.failed(
-            endpoint, error.status, type(cause).__name__ if cause else error.code or error.type,
-            route=route or "", provider=provider, model=model, key=call.key,
+            route.name,
+            error.status,
+            type(cause).__name__ if cause else error.code or error.type,
+            route=route_name or "",
+            provider=provider,
+            model=model,
+            key=request.key,
             attempts=error.attempts if isinstance(cause, AllTargetsFailed) else (),
-        )  # fmt: skip
-
-    # -------------------------------------------------------------- request bodies
-
-    async def _read_json(self, call: Call) -> dict[str, Any]:
-        """The request's JSON object, read within the size and time limits."""
-        content_type = call.content_type
-        if (
-            content_type is not None
-            and content_type != b"application/json"
-            and content_type.split(b";")[0].strip().lower() != b"application/json"
-        ):
-            raise HTTPError(
-                415, "send the request body as JSON, with 'Content-Type: application/json'",
-                code="unsupported_media_type", close=True,
-            )  # fmt: skip
-        if (
-            call.content_encoding is not None
-            and call.content_encoding.strip().lower() != b"identity"
-        ):
-            raise HTTPError(
-                415, "compressed request bodies are not accepted", code="unsupported_media_type",
-                close=True,
-            )  # fmt: skip
-        limit = self._max_body
-        if call.content_length is not None:
-            try:
-                declared = int(call.content_length)
-            except ValueError:
-                raise HTTPError(400, "invalid Content-Length header", close=True) from None
-            if declared > limit:
-                raise self._too_large()
-        body = await self._read_body(call, limit)
-        try:
-            data = from_json(body)
-        except ValueError as exc:
-            raise HTTPError(
-                400, f"the request body is not valid JSON: {exc}", code="invalid_json"
-            ) from None
-        if not isinstance(data, dict):
-            raise HTTPError(400, "the request body must be a JSON object", code="invalid_json")
-        self._watch(call)
-        return data
-
-    def _too_large(self) -> HTTPError:
-        return HTTPError(
-            413, f"the request body is larger than the limit of {self._max_body} bytes",
-            code="request_too_large", close=True,
-        )  # fmt: skip
-
-    async def _read_body(self, call: Call, limit: int) -> bytes:
-        """The whole body, within `limit` bytes and `body_timeout` seconds."""
-        first = start(call.receive())
-        if not isinstance(first, Pending) and not first.get("more_body", False):
-            if first["type"] != "http.request":
-                call.gone = True
-                raise ClientGone
-            body: bytes = first.get("body", b"")  # the usual case: it is all here already
-            if len(body) > limit:
-                raise self._too_large()
-            return body
-        try:
-            async with asyncio.timeout(self.config.body_timeout):
-                message = await first if isinstance(first, Pending) else first
-                return await self._receive_body(call, limit, message)
-        except TimeoutError:
-            raise HTTPError(
-                408, f"the request body did not arrive within {self.config.body_timeout:g}s",
-                code="request_timeout", close=True,
-            ) from None  # fmt: skip
-
-    async def _receive_body(self, call: Call, limit: int, message: Message) -> bytes:
-        parts: list[bytes] = []
-        size = 0
-        while True:
-            if message["type"] != "http.request":
-                call.gone = True
-                raise ClientGone
-            part: bytes = message.get("body", b"")
-            size += len(part)
-            if size > limit:
-                raise self._too_large()
-            parts.append(part)
-            if not message.get("more_body", False):
-                return b"".join(parts)
-            message = await call.receive()
-
-    @staticmethod
-    def _watch(call: Call) -> None:
-        """Cancel the request's task if its client disconnects before the answer is sent.
-
-        The next ``receive()`` is started and left waiting: when what it waits
-        for completes (uvicorn wakes it on a disconnect, and once the response
-        is complete), the task is cancelled unless the answer is on its way.
-        """
-        task = asyncio.current_task()
-        waiting = start(call.receive())
-        if not isinstance(waiting, Pending):
-            if waiting["type"] == "http.disconnect":
-                call.gone = True
-                raise ClientGone
-            return
-
-        def woken(_: object = None) -> None:
-            if not call.finished and task is not None:
-                call.gone = True
-                task.cancel()
-
-        future = waiting.waiting
-        if isinstance(future, asyncio.Future):
-            future.add_done_callback(woken)
-            call.watcher = waiting
-            return
-
-        async def follow() -> None:  # another ASGI server's receive(): follow it in a task
-            with contextlib.suppress(Exception):
-                await waiting
-            woken()
-
-        call.watcher = asyncio.get_running_loop().create_task(follow())
-
-    # -------------------------------------------------------------- endpoints
-
-    def _identity(self, call: Call) -> GatewayIdentity:
-        identity = self.keys.authenticate(call.authorization)
-        call.key = identity.name
-        return identity
-
-    def _allowed(self, identity: GatewayIdentity, call: Call, body: dict[str, Any]) -> None:
-        model = body.get("model")
-        if isinstance(model, str):
-            call.model = model
-            if not identity.allows(model):
-                raise HTTPError(
-                    403, f"this key may not use {model!r}", type="permission_error",
-                    code="route_not_allowed", param="model",
-                )  # fmt: skip
-        if "llmroute" in body:
-            raise HTTPError(
-                400,
-                "llmroute options go in x-llmroute-* headers, not in the body",
-                param="llmroute",
-            )
-
-    async def _chat(self, call: Call) -> None:
-        identity = self._identity(call)
-        body = await self._read_json(call)
-        self._allowed(identity, call, body)
-        options = control_options(identity, call.controls)
-        stream = body.pop("stream", None)
-        if stream is not None and not isinstance(stream, bool):
-            raise HTTPError(400, "stream: expected true or false", param="stream")
-        model, messages = body.pop("model", None), body.pop("messages", None)
-        completions = self.router.chat.completions
-        if stream:
-            opened = await completions.create(
-                model=model, messages=messages, stream=True, extra_body=body, llmroute=options
-            )
-            await self._stream(call, opened)
-            return
-        completion = await completions.create(
-            model=model, messages=messages, extra_body=body, llmroute=options
         )
-        await self._answer(call, "chat", _completion_json(completion), completion.llmroute)
-
-    async def _messages(self, call: Call) -> None:
-        await serve_messages(self, call)
-
-    async def _embeddings(self, call: Call) -> None:
-        identity = self._identity(call)
-        body = await self._read_json(call)
-        self._allowed(identity, call, body)
-        options = control_options(identity, call.controls)
-        model, inputs = body.pop("model", None), body.pop("input", None)
-        result = await self.router.embeddings.create(
-            model=model, input=inputs, extra_body=body, llmroute=options
-        )
-        await self._answer(call, "embeddings", _embeddings_json(result), result.llmroute)
-
-    async def _answer(self, call: Call, endpoint: str, body: bytes, info: RouteInfo) -> None:
-        call.request_id = info.request_id
-        await call.respond(200, body, route_headers(info, final=True), b"application/json")
-        if self.metrics is not None:
-            self.metrics.answered(endpoint, info, key=call.key)
-
-    async def _stream(self, call: Call, stream: AsyncChatStream) -> None:
-        """Send `stream` as server-sent events; a failure after the first chunk ends it with an
-        error event and no ``[DONE]``."""
-        info = stream.llmroute
-        send = call.send
-
-        async def write(events: bytes) -> None:
-            await send({"type": "http.response.body", "body": events, "more_body": True})
-
-        try:
-            call.started = True
-            call.request_id = info.request_id
-            headers = [*_SSE, *call.id_headers()]
-            headers += route_headers(info, final=False)
-            await send({"type": "http.response.start", "status": 200, "headers": headers})
-            failure = await relay(stream, write)
-        finally:
-            await stream.aclose()
-            if call.gone and self.metrics is not None:
-                self.metrics.answered("chat", info, status=499, key=call.key)
-        call.finished = True
-        if failure is not None:
-            logger.warning("stream %s failed after its first chunk: %s", info.request_id, failure)
-        last = sse_error_event(failure, info.request_id) if failure else _DONE
-        await send({"type": "http.response.body", "body": last})
-        if self.metrics is not None:
-            self.metrics.answered("chat", info, key=call.key)
-
-    async def _models(self, call: Call) -> None:
-        identity = self._identity(call)
-        listed = await self.router.models.list()
-        listed.data = [m for m in listed.data if identity.allows(m.id)]
-        await call.respond(200, listed.model_dump_json().encode(), [], b"application/json")
-
-    async def _model(self, call: Call) -> None:
-        identity = self._identity(call)
-        wanted = call.scope["path"].partition("/models/")[2]
-        for model in await self.router.models.list():
-            if model.id == wanted and identity.allows(model.id):
-                await call.respond(200, model.model_dump_json().encode(), [], b"application/json")
-                return
-        raise HTTPError(404, f"unknown model {wanted!r}", code="model_not_found", param="model")
-
-    async def _health(self, call: Call) -> None:
-        await call.respond(200, b'{"status":"ok"}', [], b"application/json")
-
-    async def _ready(self, call: Call) -> None:
-        problems: list[str] = []
-        if self._state != "ready":
-            problems.append(f"the gateway is {self._state}")
-        else:
-            try:
-                async with asyncio.timeout(_READY_TIMEOUT):
-                    problems = await self.router.check()
-            except TimeoutError:
-                problems = [f"the router's stores did not answer within {_READY_TIMEOUT:g}s"]
-        status = 503 if problems else 200
-        body = {"status": "unavailable", "problems": problems} if problems else {"status": "ready"}
-        await call.respond(status, json.dumps(body).encode(), [], b"application/json")
-
-    async def _metrics_text(self, call: Call) -> None:
-        if self.metrics is None:
-            raise HTTPError(404, "metrics are off (server.metrics: off)")
-        if self.config.metrics == "key":
-            self._identity(call)
-        await call.respond(200, self.metrics.exposition(), [], CONTENT_TYPE)
 
 
 def create_app(

@@ -55,10 +55,9 @@ from .._errors import (
     UnknownModel,
 )
 from .._types import AttemptInfo
+from .types import Headers
 
 __all__ = ["HTTPError", "from_exception", "sse_error_event"]
-
-Headers = list[tuple[bytes, bytes]]
 
 
 class HTTPError(Exception):

@@ -1,9 +1,9 @@
 """``POST /v1/messages``: the Anthropic Messages API in front of the router.
 
 A request in Anthropic's format is read into Chat Completions parameters
-(`_anthropic_wire`), routed like any other (to any provider, with failover,
-limits, caching and records), and answered in Anthropic's format: a
-``message`` object, or its streamed event sequence::
+(`llmroute.server._anthropic_wire`), routed like any other (to any provider,
+with failover, limits, caching and records), and answered in Anthropic's
+format: a ``message`` object, or its streamed event sequence::
 
     message_start, ping,
     (content_block_start, content_block_delta*, content_block_stop)*,
@@ -27,30 +27,18 @@ classes) and after (an ``event: error``). The gateway key is read from
 from __future__ import annotations
 
 import json
-import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .._errors import LLMRouteError
-from .._types import ChatCompletion, ChatCompletionChunk, CompletionUsage, RouteInfo, TokenUsage
-from ..pipeline.stream import AsyncChatStream
-from ._anthropic_wire import error_event, read_request, to_chat_params
-from .errors import HTTPError, from_exception
-from .headers import control_options, route_headers
-from .keys import GatewayIdentity
+from ..._errors import LLMRouteError
+from ..._types import ChatCompletion, ChatCompletionChunk, CompletionUsage, RouteInfo, TokenUsage
+from .._anthropic_wire import error_event, read_request, to_chat_params
+from ..errors import HTTPError, from_exception
+from ..headers import control_options
+from ..request import GatewayRequest
+from ..responses import answer, send_stream
 
-if TYPE_CHECKING:
-    from ._call import Call
-    from .app import GatewayApp
+__all__ = ["MessageEvents", "create_message", "message_json", "stop_reason"]
 
-__all__ = ["MessageEvents", "message_json", "serve_messages", "stop_reason"]
-
-logger = logging.getLogger("llmroute.server")
-
-_SSE = [
-    (b"content-type", b"text/event-stream; charset=utf-8"),
-    (b"cache-control", b"no-cache"),
-    (b"x-accel-buffering", b"no"),
-]
 _STOP_REASONS = {
     "stop": "end_turn",
     "length": "max_tokens",
@@ -92,9 +80,11 @@ def _tool_input(arguments: str, name: str) -> dict[str, Any]:
         value = None
     if not isinstance(value, dict):
         raise HTTPError(
-            502, f"the provider's arguments for tool {name!r} are not a JSON object",
-            type="upstream_error", code="malformed_tool_arguments",
-        )  # fmt: skip
+            502,
+            f"the provider's arguments for tool {name!r} are not a JSON object",
+            type="upstream_error",
+            code="malformed_tool_arguments",
+        )
     return value
 
 
@@ -111,10 +101,14 @@ def message_json(completion: ChatCompletion) -> dict[str, Any]:
             content.append({"type": "text", "text": text})
         for call in message.tool_calls or ():
             function = call.function
-            content.append({
-                "type": "tool_use", "id": call.id, "name": function.name,
-                "input": _tool_input(function.arguments, function.name),
-            })  # fmt: skip
+            content.append(
+                {
+                    "type": "tool_use",
+                    "id": call.id,
+                    "name": function.name,
+                    "input": _tool_input(function.arguments, function.name),
+                }
+            )
     return {
         "id": _message_id(completion.id),
         "type": "message",
@@ -135,9 +129,9 @@ def _event(kind: str, data: dict[str, Any]) -> bytes:
 class MessageEvents:
     """Chat completion chunks in, Anthropic stream events out (as SSE bytes).
 
-    Call `chunk` for each chunk and `end` once the stream has ended; a block is
-    stopped when the next one starts (tool-call fragments for an earlier call
-    still go to its block, by index).
+    Call `chunk` for each chunk and `end` once the stream has ended (`error` if
+    it failed after it started); a block is stopped when the next one starts
+    (tool-call fragments for an earlier call still go to its block, by index).
     """
 
     def __init__(self, info: RouteInfo) -> None:
@@ -186,13 +180,24 @@ class MessageEvents:
         out.append(_event("message_stop", {}))
         return b"".join(out)
 
+    @staticmethod
+    def error(failure: LLMRouteError, request_id: str) -> bytes:
+        """An ``event: error`` in Anthropic's error shape."""
+        payload = error_event(from_exception(failure), request_id)
+        return b"event: error\ndata: " + payload + b"\n\n"
+
     def _message_start(self, message_id: str, model: str) -> bytes:
         self._started = True
         message: dict[str, Any] = {
-            "id": _message_id(message_id), "type": "message", "role": "assistant",
-            "model": model or self._info.model or "", "content": [], "stop_reason": None,
-            "stop_sequence": None, "usage": _usage_json(None),
-        }  # fmt: skip
+            "id": _message_id(message_id),
+            "type": "message",
+            "role": "assistant",
+            "model": model or self._info.model or "",
+            "content": [],
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": _usage_json(None),
+        }
         return _event("message_start", {"message": message}) + _event("ping", {})
 
     def _stop_open(self) -> bytes:
@@ -220,10 +225,14 @@ class MessageEvents:
     def _tool(self, index: int, call_id: str | None, name: str | None) -> list[bytes]:
         if index in self._tools:
             return []
-        out = self._start({
-            "type": "tool_use", "id": call_id or f"toolu_{self._info.request_id}_{index}",
-            "name": name or "", "input": {},
-        })  # fmt: skip
+        out = self._start(
+            {
+                "type": "tool_use",
+                "id": call_id or f"toolu_{self._info.request_id}_{index}",
+                "name": name or "",
+                "input": {},
+            }
+        )
         self._tools[index] = self._blocks - 1
         return out
 
@@ -237,81 +246,26 @@ class MessageEvents:
 # ---------------------------------------------------------------- the endpoint
 
 
-def _authenticate(app: GatewayApp, call: Call) -> GatewayIdentity:
-    """The caller's identity, from ``x-api-key`` or ``Authorization: Bearer``."""
-    authorization = call.authorization
-    if authorization is None:
-        for name, value in call.scope["headers"]:
-            if name == b"x-api-key":
-                authorization = b"Bearer " + value
-                break
-    if authorization is None and app.keys.required:
-        raise HTTPError(
-            401, "missing API key: send it as 'x-api-key: <key>' (the anthropic SDKs' api_key)",
-            code="invalid_api_key",
-        )  # fmt: skip
-    identity = app.keys.authenticate(authorization)
-    call.key = identity.name
-    return identity
-
-
-async def serve_messages(app: GatewayApp, call: Call) -> None:
-    """Answer one ``POST /v1/messages``."""
-    call.anthropic = True
-    identity = _authenticate(app, call)
-    body = await app._read_json(call)
-    app._allowed(identity, call, body)
-    request = read_request(body)
-    options = control_options(identity, call.controls)
-    params = to_chat_params(request)
+async def create_message(request: GatewayRequest) -> None:
+    """Answer one ``POST /v1/messages`` through the router."""
+    request.anthropic = True
+    identity = request.identity()
+    body = await request.read_json()
+    request.allowed(identity, body)
+    wire = read_request(body)
+    options = control_options(identity, request.controls)
+    params = to_chat_params(wire)
     model, messages = params.pop("model"), params.pop("messages")
-    completions = app.router.chat.completions
-    if request.stream:
+    completions = request.gateway.router.chat.completions
+    if wire.stream:
         params["stream_options"] = {"include_usage": True}
         opened = await completions.create(
             model=model, messages=messages, stream=True, extra_body=params, llmroute=options
         )
-        await _stream(app, call, opened)
+        await send_stream(request, "messages", opened, MessageEvents(opened.llmroute))
         return
     completion = await completions.create(
         model=model, messages=messages, extra_body=params, llmroute=options
     )
     body_json = json.dumps(message_json(completion), separators=(",", ":"), ensure_ascii=False)
-    await app._answer(call, "messages", body_json.encode(), completion.llmroute)
-
-
-async def _stream(app: GatewayApp, call: Call, stream: AsyncChatStream) -> None:
-    """Send `stream` as Anthropic events; a failure after the start ends it with an error event."""
-    info = stream.llmroute
-    send = call.send
-    events = MessageEvents(info)
-    failure: LLMRouteError | None = None
-    try:
-        call.started = True
-        call.request_id = info.request_id
-        headers = [*_SSE, *call.id_headers(), *route_headers(info, final=False)]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        try:
-            async for chunk in stream:
-                data = events.chunk(chunk)
-                if data:
-                    await send({"type": "http.response.body", "body": data, "more_body": True})
-        except LLMRouteError as exc:
-            failure = exc
-    finally:
-        await stream.aclose()
-        if call.gone and app.metrics is not None:
-            app.metrics.answered("messages", info, status=499, key=call.key)
-    call.finished = True
-    if failure is not None:
-        logger.warning("stream %s failed after its first chunk: %s", info.request_id, failure)
-        last = _event_bytes("error", error_event(from_exception(failure), info.request_id))
-    else:
-        last = events.end()
-    await send({"type": "http.response.body", "body": last})
-    if app.metrics is not None:
-        app.metrics.answered("messages", info, key=call.key)
-
-
-def _event_bytes(kind: str, payload: bytes) -> bytes:
-    return b"event: " + kind.encode() + b"\ndata: " + payload + b"\n\n"
+    await answer(request, "messages", body_json.encode(), completion.llmroute)

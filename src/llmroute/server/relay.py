@@ -1,5 +1,12 @@
 """Relaying a stream as server-sent events, one socket write per burst of chunks.
 
+Two fast paths live here, and only here: `start`, a coroutine trampoline that
+runs an awaitable until it has to wait (the relay asks for the next chunk with
+it; the request's body read and disconnect watch use it too), and the batching
+below. Together with forwarding the provider's own chunk JSON, they took a
+20-chunk stream through the gateway from 3.20 M to 2.61 M instructions
+(callgrind, commit 135722e).
+
 A provider's events usually arrive in bursts (several in one TCP read).
 Writing each chunk to the client on its own costs a system call and a wake-up
 of the client per chunk, which on a busy machine is most of a gateway's cost
@@ -12,17 +19,15 @@ the first content goes out at once, whatever follows it.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator
 from typing import Any, Generic, TypeVar
 
 from .._errors import LLMRouteError
-from .._types import ChatCompletionChunk, provider_json
-from ..pipeline.stream import AsyncChatStream
+from .._types import ChatCompletionChunk
 
-__all__ = ["MAX_BATCH", "Pending", "relay", "start"]
+__all__ = ["MAX_BATCH", "Pending", "has_content", "relay", "start"]
 
 T = TypeVar("T")
-_chunk_json = ChatCompletionChunk.__pydantic_serializer__.to_json
 #: The most events written at once (a bound on how long a burst can hold back the first).
 MAX_BATCH = 32
 
@@ -77,13 +82,17 @@ def start(awaitable: Awaitable[T]) -> T | Pending[T]:
 
 
 async def relay(
-    stream: AsyncChatStream, write: Callable[[bytes], Awaitable[None]]
+    stream: AsyncIterator[ChatCompletionChunk],
+    encode: Callable[[ChatCompletionChunk], bytes],
+    write: Callable[[bytes], Awaitable[None]],
 ) -> LLMRouteError | None:
-    """Write `stream`'s chunks as ``data:`` events until it ends; return the error that ended it.
+    """Write `stream`'s chunks as events until it ends; return the error that ended it.
 
-    `write` is called with whole events, batched as described above; the first
-    content goes out on its own, at once, and a batch holds `MAX_BATCH` events
-    at most. The closing ``data: [DONE]`` (or error event) is left to the caller.
+    `encode` turns a chunk into its events (OpenAI's ``data:`` line, or
+    Anthropic's event sequence; possibly none). `write` is called with whole
+    events, batched as described above; the first content goes out at once
+    with what came before it, and a batch holds the events of `MAX_BATCH`
+    chunks at most. The closing event (``data: [DONE]``, or an error) is left to the caller.
     """
     pending: list[bytes] = []
     sent_first = False
@@ -99,12 +108,13 @@ async def relay(
                         raise
                     pending.clear()
                 chunk = await chunk
-            data = provider_json(chunk) or _chunk_json(chunk)
-            pending.append(b"data: " + data + b"\n\n")
-            if len(pending) >= MAX_BATCH or (not sent_first and _has_content(chunk)):
-                sent_first = True
-                await write(b"".join(pending))
-                pending.clear()
+            events = encode(chunk)
+            if events:
+                pending.append(events)
+                if len(pending) >= MAX_BATCH or (not sent_first and has_content(chunk)):
+                    sent_first = True
+                    await write(b"".join(pending))
+                    pending.clear()
     except StopAsyncIteration:
         failure = None
     except LLMRouteError as exc:
@@ -114,7 +124,7 @@ async def relay(
     return failure
 
 
-def _has_content(chunk: ChatCompletionChunk) -> bool:
+def has_content(chunk: ChatCompletionChunk) -> bool:
     """Whether a chunk carries something for the reader (text, a tool call, a finish)."""
     for choice in chunk.choices:
         delta = choice.delta

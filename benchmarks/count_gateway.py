@@ -1,0 +1,175 @@
+"""Instructions per gateway request, counted with callgrind: the ASGI app driven in process.
+
+    python benchmarks/count_gateway.py [--requests 300] [--kinds chat,stream,messages,refused]
+
+The twin of `count_instructions.py` for the HTTP gateway. For each kind of request, runs
+this script under ``valgrind --tool=callgrind`` twice: once with only the warm-up, once
+with the warm-up and N more requests; the difference divided by N is what one request
+costs the gateway and the router behind it (instruction counts do not move with load,
+unlike time). No ASGI server runs: the app (`create_app`) is called directly with a
+``receive`` that hands over the whole body at once and then waits, as uvicorn's does, for
+the response to complete, so the body read, the disconnect watch, the endpoint, the
+headers, the metrics and the SSE relay are all counted, and uvicorn's own work is not.
+The upstream (`upstream.py`, 20-chunk streams) runs in a child process that callgrind
+does not follow.
+
+Kinds: ``chat`` (a non-streamed ``/v1/chat/completions``), ``stream`` (the same,
+streamed, read to ``[DONE]``), ``messages`` (a non-streamed ``/v1/messages``),
+``refused`` (a request without the gateway key: a 401 the router never sees).
+
+Needs ``valgrind`` on the PATH. PYTHONHASHSEED is fixed so both runs hash alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from collections.abc import MutableMapping
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from upstream import MODEL, running_upstream
+
+MESSAGES = [{"role": "user", "content": "Say hello in one short sentence."}]
+WARMUP = 200
+KINDS = ("chat", "stream", "messages", "refused")
+KEY = "count-gateway-key-0123456789abcdef"
+
+Message = MutableMapping[str, Any]
+
+
+def _config(port: int, kind: str) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "providers": {
+            "up": {"type": "openai", "base_url": f"http://127.0.0.1:{port}/v1", "api_key": "x"}
+        },
+        "routes": {"chat": {"targets": [f"up/{MODEL}"]}},
+    }
+    if kind == "refused":
+        stored = "sha256:" + hashlib.sha256(KEY.encode()).hexdigest()
+        config["server"] = {"keys": [{"name": "bench", "key": stored}]}
+    return config
+
+
+def _request(kind: str) -> tuple[str, bytes]:
+    body: dict[str, Any] = {"model": "chat", "messages": MESSAGES}
+    if kind == "stream":
+        body["stream"] = True
+    if kind == "messages":
+        body["max_tokens"] = 64
+        return "/v1/messages", json.dumps(body).encode()
+    return "/v1/chat/completions", json.dumps(body).encode()
+
+
+async def _one(app: Any, path: str, body: bytes) -> int:
+    """One request through the app: uvicorn's message sequence, the answer discarded."""
+    done = asyncio.get_running_loop().create_future()
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8080),
+        "headers": [
+            (b"host", b"127.0.0.1:8080"),
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"authorization", b"Bearer none"),
+            (b"user-agent", b"count-gateway"),
+        ],
+    }
+    received = False
+    status = 0
+
+    async def receive() -> Message:
+        nonlocal received
+        if not received:
+            received = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        await done  # as uvicorn: the next message comes once the response is complete
+        return {"type": "http.disconnect"}
+
+    async def send(message: Message) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+        elif not message.get("more_body", False) and not done.done():
+            done.set_result(None)
+
+    await app(scope, receive, send)
+    return status
+
+
+async def _run(kind: str, count: int) -> None:
+    from llmroute import AsyncRouter
+    from llmroute.server import create_app
+
+    path, body = _request(kind)
+    expected = 401 if kind == "refused" else 200
+    with running_upstream(chunks=20) as port:
+        async with AsyncRouter(_config(port, kind)) as router:
+            app = create_app(router, close_router=False)
+            for _ in range(WARMUP + count):
+                status = await _one(app, path, body)
+                if status != expected:
+                    raise RuntimeError(f"{kind}: status {status}, expected {expected}")
+
+
+def _count(kind: str, requests: int) -> int:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "callgrind.out"
+        env = {**os.environ, "PYTHONHASHSEED": "0"}
+        subprocess.run(
+            [
+                "valgrind",
+                "--tool=callgrind",
+                f"--callgrind-out-file={out}",
+                sys.executable,
+                __file__,
+                "--child",
+                kind,
+                str(requests),
+            ],
+            check=True,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        match = re.search(r"^(?:summary|totals): (\d+)", out.read_text(), re.MULTILINE)
+        if match is None:
+            raise RuntimeError("callgrind wrote no total")
+        return int(match.group(1))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--kinds", default=",".join(KINDS))
+    parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        asyncio.run(_run(args.child[0], int(args.child[1])))
+        return
+    print(f"gateway instructions per request (callgrind; warm-up {WARMUP}, N = {args.requests})")
+    for kind in args.kinds.split(","):
+        base, loaded = _count(kind, 0), _count(kind, args.requests)
+        print(f"  {kind:8} {(loaded - base) / args.requests:12,.0f}")
+
+
+if __name__ == "__main__":
+    main()

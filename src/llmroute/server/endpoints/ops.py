@@ -1,0 +1,48 @@
+"""``GET /health``, ``/ready`` and ``/metrics``: what operators and orchestrators ask."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from ..errors import HTTPError
+from ..metrics import CONTENT_TYPE
+from ..request import GatewayRequest
+from ..responses import send_json
+
+__all__ = ["READY_TIMEOUT", "health", "metrics", "ready"]
+
+#: How long `/ready` waits for the router's stores to answer.
+READY_TIMEOUT = 2.0
+
+
+async def health(request: GatewayRequest) -> None:
+    """Liveness: the process answers."""
+    await send_json(request, b'{"status":"ok"}')
+
+
+async def ready(request: GatewayRequest) -> None:
+    """Readiness: started, not stopping, and every store of the router reachable (else 503)."""
+    gateway = request.gateway
+    problems: list[str] = []
+    if gateway.state != "ready":
+        problems.append(f"the gateway is {gateway.state}")
+    else:
+        try:
+            async with asyncio.timeout(READY_TIMEOUT):
+                problems = await gateway.router.check()
+        except TimeoutError:
+            problems = [f"the router's stores did not answer within {READY_TIMEOUT:g}s"]
+    status = 503 if problems else 200
+    body = {"status": "unavailable", "problems": problems} if problems else {"status": "ready"}
+    await send_json(request, json.dumps(body).encode(), status=status)
+
+
+async def metrics(request: GatewayRequest) -> None:
+    """The Prometheus exposition (``server.metrics: key`` asks for a gateway key first)."""
+    gateway = request.gateway
+    if gateway.metrics is None:
+        raise HTTPError(404, "metrics are off (server.metrics: off)")
+    if gateway.config.metrics == "key":
+        request.identity()
+    await request.respond(200, gateway.metrics.exposition(), [], CONTENT_TYPE)

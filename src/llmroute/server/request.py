@@ -1,0 +1,330 @@
+"""One HTTP request as the gateway sees it: its headers, body, caller and client.
+
+`GatewayRequest` is what every endpoint receives (starlette's ``Request``,
+cut to what the gateway needs). It reads the headers the gateway uses once,
+as the request arrives; it reads the JSON body within the size and time
+limits; it says who is calling (the gateway key) and whether they may use
+the model they name; and, once the body is read, it watches for the client
+going away and cancels the request's task if it does, so the router closes
+the upstream request (a stream's tokens so far are recorded as a cancelled
+request). `Gateway` is what the requests of one app share.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic_core import from_json
+
+from ..pipeline.executor import current_request_id, new_request_id
+from .config import ServerConfig
+from .errors import HTTPError
+from .headers import ANTHROPIC_REQUEST_ID, OPENAI_REQUEST_ID, PREFIX, REQUEST_ID
+from .keys import GatewayIdentity, KeyStore
+from .relay import Pending, start
+from .types import Headers, Message, Receive, Scope, Send
+
+if TYPE_CHECKING:
+    from .._router import AsyncRouter
+    from .metrics import GatewayMetrics
+
+__all__ = ["ClientGone", "Gateway", "GatewayRequest"]
+
+
+class ClientGone(Exception):
+    """The client disconnected before its request was read."""
+
+
+@dataclass(slots=True, eq=False)
+class Gateway:
+    """What every request to one app shares: the router, the server settings, the keys and
+    the metrics; `state` is the app's (``/ready`` reports it)."""
+
+    router: AsyncRouter
+    config: ServerConfig
+    keys: KeyStore
+    metrics: GatewayMetrics | None
+    #: The configured route names (a metric's route label is one of them, or empty).
+    routes: frozenset[str]
+    #: The largest request body accepted, in bytes (`ServerConfig.max_body_size`).
+    max_body: int
+    state: Literal["starting", "ready", "stopping", "stopped"] = "starting"
+
+
+class GatewayRequest:
+    """One HTTP request: its scope and channels, the headers the gateway reads, and what the
+    gateway learns as it answers (who is calling, which model, whether the answer started)."""
+
+    __slots__ = (
+        "anthropic",
+        "authorization",
+        "content_encoding",
+        "content_length",
+        "content_type",
+        "controls",
+        "finished",
+        "gateway",
+        "gone",
+        "key",
+        "model",
+        "receive",
+        "request_id",
+        "scope",
+        "send",
+        "started",
+        "watcher",
+    )
+
+    def __init__(self, scope: Scope, receive: Receive, send: Send, gateway: Gateway) -> None:
+        self.scope = scope
+        self.receive = receive
+        self.send = send
+        self.gateway = gateway
+        self.authorization: bytes | None = None
+        self.content_type: bytes | None = None
+        self.content_length: bytes | None = None
+        self.content_encoding: bytes | None = None
+        self.controls: Headers | None = None  # the x-llmroute-* headers
+        self.gone = False  # the client went away
+        self.started = False  # the response has started
+        self.finished = False  # the last part of the response is being sent
+        self.watcher: Pending[Message] | asyncio.Task[None] | None = None
+        self.key: str | None = None
+        self.model: str | None = None
+        self.request_id: str | None = None  # the router's, once it has started the request
+        self.anthropic = False  # an Anthropic-format endpoint (its SDK reads `request-id`)
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                self.authorization = value
+            elif name == b"content-type":
+                self.content_type = value
+            elif name == b"content-length":
+                self.content_length = value
+            elif name == b"content-encoding":
+                self.content_encoding = value
+            elif name.startswith(PREFIX):
+                if self.controls is None:
+                    self.controls = []
+                self.controls.append((name, value))
+
+    # -------------------------------------------------------------- the request's id
+
+    def ensure_id(self) -> str:
+        """The request's id: the router's if it started the request, else a new one."""
+        if self.request_id is None:
+            self.request_id = current_request_id.get() or new_request_id()
+        return self.request_id
+
+    def id_headers(self) -> Headers:
+        """The request's id, under llmroute's header and the ones the official SDKs read."""
+        request_id = self.ensure_id().encode()
+        headers = [(REQUEST_ID, request_id), (OPENAI_REQUEST_ID, request_id)]
+        if self.anthropic:
+            headers.append((ANTHROPIC_REQUEST_ID, request_id))
+        return headers
+
+    async def respond(
+        self, status: int, body: bytes, headers: Headers, content_type: bytes
+    ) -> None:
+        """Send a whole response, with the request's id."""
+        self.started = self.finished = True
+        start = [
+            (b"content-type", content_type),
+            (b"content-length", str(len(body)).encode()),
+            *self.id_headers(),
+        ]
+        await self.send(
+            {"type": "http.response.start", "status": status, "headers": start + headers}
+        )
+        await self.send({"type": "http.response.body", "body": body})
+
+    # -------------------------------------------------------------- the caller
+
+    def identity(self) -> GatewayIdentity:
+        """Who is calling, from ``Authorization: Bearer <key>`` (on an Anthropic-format
+        endpoint also from ``x-api-key``, what the anthropic SDK sends); `HTTPError` 401 if
+        keys are configured and none of them was given."""
+        keys = self.gateway.keys
+        authorization = self.authorization
+        if self.anthropic and authorization is None:
+            authorization = self._api_key(keys)
+        identity = keys.authenticate(authorization)
+        self.key = identity.name
+        return identity
+
+    def _api_key(self, keys: KeyStore) -> bytes | None:
+        value: bytes
+        for name, value in self.scope["headers"]:
+            if name == b"x-api-key":
+                return b"Bearer " + value
+        if keys.required:
+            raise HTTPError(
+                401,
+                "missing API key: send it as 'x-api-key: <key>' (the anthropic SDKs' api_key)",
+                code="invalid_api_key",
+            )
+        return None
+
+    def allowed(self, identity: GatewayIdentity, body: dict[str, Any]) -> None:
+        """Refuse a model `identity` may not use (403), and llmroute options in the body (400:
+        they come from the key and the control headers only)."""
+        model = body.get("model")
+        if isinstance(model, str):
+            self.model = model
+            if not identity.allows(model):
+                raise HTTPError(
+                    403,
+                    f"this key may not use {model!r}",
+                    type="permission_error",
+                    code="route_not_allowed",
+                    param="model",
+                )
+        if "llmroute" in body:
+            raise HTTPError(
+                400,
+                "llmroute options go in x-llmroute-* headers, not in the body",
+                param="llmroute",
+            )
+
+    # -------------------------------------------------------------- the body
+
+    async def read_json(self) -> dict[str, Any]:
+        """The request's JSON object, read within the size and time limits; then `watch`."""
+        limit = self.gateway.max_body
+        self._check_content(limit)
+        body = await self._read_body(limit)
+        try:
+            data = from_json(body)
+        except ValueError as exc:
+            raise HTTPError(
+                400, f"the request body is not valid JSON: {exc}", code="invalid_json"
+            ) from None
+        if not isinstance(data, dict):
+            raise HTTPError(400, "the request body must be a JSON object", code="invalid_json")
+        self.watch()
+        return data
+
+    def _check_content(self, limit: int) -> None:
+        """Refuse what the headers announce: not JSON, compressed, or larger than `limit`."""
+        content_type = self.content_type
+        if (
+            content_type is not None
+            and content_type != b"application/json"
+            and content_type.split(b";")[0].strip().lower() != b"application/json"
+        ):
+            raise HTTPError(
+                415,
+                "send the request body as JSON, with 'Content-Type: application/json'",
+                code="unsupported_media_type",
+                close=True,
+            )
+        encoding = self.content_encoding
+        if encoding is not None and encoding.strip().lower() != b"identity":
+            raise HTTPError(
+                415,
+                "compressed request bodies are not accepted",
+                code="unsupported_media_type",
+                close=True,
+            )
+        if self.content_length is not None:
+            try:
+                declared = int(self.content_length)
+            except ValueError:
+                raise HTTPError(400, "invalid Content-Length header", close=True) from None
+            if declared > limit:
+                raise _too_large(limit)
+
+    async def _read_body(self, limit: int) -> bytes:
+        """The whole body, within `limit` bytes and the body timeout."""
+        first = start(self.receive())
+        if not isinstance(first, Pending) and not first.get("more_body", False):
+            if first["type"] != "http.request":
+                self.gone = True
+                raise ClientGone
+            body: bytes = first.get("body", b"")  # the usual case: it is all here already
+            if len(body) > limit:
+                raise _too_large(limit)
+            return body
+        timeout = self.gateway.config.body_timeout
+        try:
+            async with asyncio.timeout(timeout):
+                message = await first if isinstance(first, Pending) else first
+                return await self._receive_body(limit, message)
+        except TimeoutError:
+            raise HTTPError(
+                408,
+                f"the request body did not arrive within {timeout:g}s",
+                code="request_timeout",
+                close=True,
+            ) from None
+
+    async def _receive_body(self, limit: int, message: Message) -> bytes:
+        parts: list[bytes] = []
+        size = 0
+        while True:
+            if message["type"] != "http.request":
+                self.gone = True
+                raise ClientGone
+            part: bytes = message.get("body", b"")
+            size += len(part)
+            if size > limit:
+                raise _too_large(limit)
+            parts.append(part)
+            if not message.get("more_body", False):
+                return b"".join(parts)
+            message = await self.receive()
+
+    # -------------------------------------------------------------- the client
+
+    def watch(self) -> None:
+        """Cancel the request's task if its client disconnects before the answer is sent.
+
+        The next ``receive()`` is started and left waiting: when what it waits
+        for completes (uvicorn wakes it on a disconnect, and once the response
+        is complete), the task is cancelled unless the answer is on its way.
+        """
+        task = asyncio.current_task()
+        waiting = start(self.receive())
+        if not isinstance(waiting, Pending):
+            if waiting["type"] == "http.disconnect":
+                self.gone = True
+                raise ClientGone
+            return
+
+        def woken(_: object = None) -> None:
+            if not self.finished and task is not None:
+                self.gone = True
+                task.cancel()
+
+        future = waiting.waiting
+        if isinstance(future, asyncio.Future):
+            future.add_done_callback(woken)
+            self.watcher = waiting
+            return
+
+        async def follow() -> None:  # another ASGI server's receive(): follow it in a task
+            with contextlib.suppress(Exception):
+                await waiting
+            woken()
+
+        self.watcher = asyncio.get_running_loop().create_task(follow())
+
+    def stop_watching(self) -> None:
+        """Abandon the watch (the request has ended)."""
+        watcher = self.watcher
+        if isinstance(watcher, Pending):
+            watcher.close()
+        elif watcher is not None:
+            watcher.cancel()
+
+
+def _too_large(limit: int) -> HTTPError:
+    return HTTPError(
+        413,
+        f"the request body is larger than the limit of {limit} bytes",
+        code="request_too_large",
+        close=True,
+    )
