@@ -25,8 +25,22 @@ USER = [{"role": "user", "content": "Hi"}]
 ENDPOINT = "https://contoso.openai.azure.com"
 
 
-def adapter_of(router: llmroute.AsyncRouter, name: str) -> Any:
-    return router._catalog.providers[name].adapter
+class Capture:
+    """A provider's wire that keeps each request and refuses it (a 400: not retried)."""
+
+    def __init__(self) -> None:
+        self.requests: list[llmroute.HttpRequest] = []
+        self.transport = llmroute.HandlerTransport(self._handle)
+
+    def _handle(self, request: llmroute.HttpRequest) -> llmroute.HandlerResponse:
+        self.requests.append(request)
+        return llmroute.HandlerResponse(400, json={"error": {"message": "captured"}})
+
+
+async def first_request(router: llmroute.AsyncRouter, model: str, wire: Capture) -> Any:
+    with pytest.raises(llmroute.LLMRouteError):
+        await router.chat.completions.create(model=model, messages=USER)
+    return wire.requests[-1]
 
 
 def test_types_are_registered_with_their_otel_and_price_ids() -> None:
@@ -104,7 +118,7 @@ async def test_zero_config_router_accepts_the_detected_providers() -> None:
         with pytest.raises(llmroute.UnknownModel) as info:
             await router.chat.completions.create(model="nope", messages=USER)
         assert info.value.available == ("anthropic/*", "gemini/*")
-        assert adapter_of(router, "anthropic").base_url == "https://api.anthropic.com"
+        assert router.providers()["anthropic"].base_url == "https://api.anthropic.com"
 
 
 MISSING = [
@@ -124,24 +138,26 @@ def test_missing_credentials_are_config_errors(provider: dict[str, Any], env: di
     assert info.value.path == path
 
 
-def test_environment_fills_configured_providers() -> None:
+async def test_environment_fills_configured_providers() -> None:
     env = {"ANTHROPIC_API_KEY": "sk-env", "ANTHROPIC_BASE_URL": "http://proxy/anthropic",
            "AZURE_OPENAI_ENDPOINT": ENDPOINT, "AZURE_OPENAI_AD_TOKEN": "entra-token",
            "AWS_REGION": "ap-south-1", "AWS_BEARER_TOKEN_BEDROCK": "ABSK"}  # fmt: skip
     data = {"providers": {"a": {"type": "anthropic"}, "z": {"type": "azure"},
                           "b": {"type": "bedrock"}, "signed": {"type": "bedrock", "profile": "x",
                                                                "region": "us-east-1"}}}  # fmt: skip
-    router = llmroute.AsyncRouter(data, env=env)
-    claude = adapter_of(router, "a")
-    assert (claude.base_url, claude.config.api_key.get_secret_value()) == (
-        "http://proxy/anthropic",
-        "sk-env",
-    )
-    azure = adapter_of(router, "z")
-    assert azure.config.azure_ad_token.get_secret_value() == "entra-token"
-    assert adapter_of(router, "b").base_url == "https://bedrock-runtime.ap-south-1.amazonaws.com"
-    assert adapter_of(router, "b").config.api_key is not None
-    assert adapter_of(router, "signed").config.api_key is None  # a chosen profile signs with SigV4
+    wire = Capture()
+    transports = {"a": wire.transport, "z": wire.transport}
+    async with llmroute.AsyncRouter(data, env=env, transports=transports) as router:
+        views = router.providers()
+        claude = await first_request(router, "a/claude-x", wire)
+        azure = await first_request(router, "z/deployment", wire)
+    assert claude.url.startswith("http://proxy/anthropic/")
+    assert claude.headers["x-api-key"] == "sk-env"
+    assert azure.url.startswith(ENDPOINT)
+    assert azure.headers["authorization"] == "Bearer entra-token"
+    assert views["b"].base_url == "https://bedrock-runtime.ap-south-1.amazonaws.com"
+    assert views["b"].has_key  # the bearer token from the environment
+    assert not views["signed"].has_key  # a chosen profile signs with SigV4
 
 
 def test_a_config_file_with_every_vendor_validates_against_the_schema() -> None:
@@ -169,22 +185,9 @@ def test_unknown_keys_list_the_vendor_keys() -> None:
 
 async def test_an_azure_token_provider_given_in_code() -> None:
     config = AzureProviderConfig(type="azure", endpoint=ENDPOINT, token_provider=lambda: "tok")
-    router = llmroute.AsyncRouter({"providers": {"az": config}}, env={})
-    adapter = adapter_of(router, "az")
-    assert adapter.config.token_provider is not None
-    http = await adapter.prepare(adapter.chat_request(
-        llmroute._request.validate_chat_request({"model": "m", "messages": USER}), "d", stream=False
-    ))  # fmt: skip
-    assert http.headers["authorization"] == "Bearer tok"
-    await router.aclose()
-
-
-@pytest.mark.parametrize(
-    ("model", "variables"),
-    [("anthropic/claude-haiku-4-5", "ANTHROPIC_API_KEY"), ("gemini/gemini-2.5-flash", "GEMINI_API_KEY"),
-     ("azure/gpt-4o", "AZURE_OPENAI_ENDPOINT"), ("bedrock/amazon.nova-pro-v1:0", "AWS_REGION")],
-)  # fmt: skip
-def test_unconfigured_vendors_name_their_variables(model: str, variables: str) -> None:
-    with pytest.raises(llmroute.ConfigError, match=f"is not configured: set {variables}") as info:
-        llmroute.AsyncRouter({"routes": {"chat": {"targets": [model]}}}, env={})
-    assert info.value.path == "routes.chat.targets.0.provider"
+    wire = Capture()
+    async with llmroute.AsyncRouter(
+        {"providers": {"az": config}}, env={}, transports={"az": wire.transport}
+    ) as router:
+        sent = await first_request(router, "az/d", wire)
+    assert sent.headers["authorization"] == "Bearer tok"

@@ -18,6 +18,7 @@ __all__ = [
     "AssistantMessage",
     "ChatRequest",
     "ContentPart",
+    "DEFAULT_OPTIONS",
     "DeveloperMessage",
     "EmbeddingsRequest",
     "FunctionDefinition",
@@ -303,7 +304,9 @@ class RequestOptions(BaseModel):
     capture_content: bool | None = None
 
 
-_DEFAULT_OPTIONS = RequestOptions.model_construct()  # every default; shared, never mutated
+#: The options of a request that sets none: one shared instance, never mutated, so a
+#: stage can tell "no options" by identity (the cache's short path does).
+DEFAULT_OPTIONS = RequestOptions.model_construct()
 
 
 def _describe(error: ValidationError) -> tuple[str, str | None]:
@@ -341,7 +344,7 @@ def validate_embeddings_request(params: Mapping[str, Any]) -> EmbeddingsRequest:
 def validate_options(options: RequestOptions | Mapping[str, Any] | None) -> RequestOptions:
     """Validate the ``llmroute=`` keyword argument."""
     if options is None:
-        return _DEFAULT_OPTIONS
+        return DEFAULT_OPTIONS
     if isinstance(options, RequestOptions):
         return options
     try:

@@ -24,7 +24,7 @@ import asyncio
 import random
 from dataclasses import dataclass
 
-from .._request import _DEFAULT_OPTIONS, ChatRequest
+from .._request import DEFAULT_OPTIONS, ChatRequest
 from .._types import ChatCompletion, CompletionUsage, CreateEmbeddingResponse
 from ..pipeline.stage import Answer, Outcome, RequestContext, Stage
 from ..routing.model import Route
@@ -139,7 +139,7 @@ class CacheStage(Stage):
     async def before(self, ctx: RequestContext) -> Answer | None:
         config = self._config
         policy = self._policies.get(ctx.route.key) or self._policy(ctx.route)
-        if policy.short and ctx.options is _DEFAULT_OPTIONS:
+        if policy.short and ctx.options is DEFAULT_OPTIONS:
             return self._short(ctx, policy)
         if not policy.enabled or (ctx.operation == "embeddings" and not config.embeddings):
             return None
