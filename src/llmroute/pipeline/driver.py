@@ -7,9 +7,7 @@ hedges and classifies, and feeds every outcome back to health and stats.
 
 from __future__ import annotations
 
-import asyncio
 import random
-from asyncio import CancelledError
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
@@ -31,6 +29,7 @@ from .._errors import (
     RequestError,
 )
 from .._request import RequestOptions
+from .._timeouts import AttemptTimer
 from .._transport import TimedOut, Timeouts, TransportError
 from .._types import AttemptInfo, RouteInfo
 from ..routing.catalog import Route, Target
@@ -72,38 +71,6 @@ class _Race(Generic[T]):
 
 #: What an attempt raises that becomes a `ProviderTimeout` or `ProviderConnectionError`.
 _TIMEOUTS = (TimeoutError, TransportError)
-
-
-class _Timer:
-    """`asyncio.timeout` for one attempt, without its coroutines and state machine.
-
-    The same timer cancels the attempt's task, and `stop` does the same
-    `uncancel()` accounting: only this timer's own cancellation is a timeout.
-    """
-
-    __slots__ = ("_cancelling", "_expired", "_handle", "_task")
-
-    def __init__(self, limit: float) -> None:
-        loop = asyncio.get_running_loop()
-        task = asyncio.current_task()
-        if task is None:
-            raise RuntimeError("an attempt must run in a task")
-        self._task, self._cancelling, self._expired = task, task.cancelling(), False
-        if limit > 0:
-            self._handle: asyncio.Handle = loop.call_at(loop.time() + limit, self._expire)
-        else:
-            self._handle = loop.call_soon(self._expire)
-
-    def _expire(self) -> None:
-        self._expired = True
-        self._task.cancel()
-
-    def stop(self, error: BaseException | None) -> bool:
-        """Disarm the timer; whether `error` is its cancellation (the attempt timed out)."""
-        self._handle.cancel()
-        if not self._expired:
-            return False
-        return self._task.uncancel() <= self._cancelling and type(error) is CancelledError
 
 
 def _lost(step: Try, plan: AttemptPlan, error: Exception) -> _Race[T]:
@@ -378,7 +345,7 @@ class AttemptDriver:
         known_limits = limits.state
         stats.started(key)
         try:
-            timer = _Timer(limit)
+            timer = AttemptTimer(limit)
             try:
                 value = await attempt(target, record, timeouts)
             except BaseException as exc:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from types import TracebackType
 from typing import TYPE_CHECKING
 
 from .._errors import LLMRouteError, ProviderError, ProviderTimeout, StreamInterrupted
+from .._timeouts import StreamDeadline
 from .._transport import HttpResponse, TransportError
 from .._types import ChatCompletionChunk, CompletionUsage, RouteInfo
 from ..providers._base import StreamDecoder as StreamDecoderBase
@@ -90,23 +90,18 @@ class AsyncChatStream:
         self._ended = False
         self._tool_calls = False
         self._resume = resume
-        self._timed_out = False
-        self._reader: asyncio.Task[object] | None = None
-        self._watchdog: asyncio.TimerHandle | None = None
-        if time_left is not None:
-            self._watchdog = asyncio.get_running_loop().call_later(time_left, self._deadline)
+        self._deadline = StreamDeadline(time_left) if time_left is not None else None
         self.llmroute = info
         #: Offsets in `text` where a continuation from another target begins.
         self.seams: list[int] = []
         #: Every chunk received (the usage chunk too), when the router's stages asked for them.
         self.kept: list[ChatCompletionChunk] | None = [] if keep else None
 
-    def _deadline(self) -> None:
-        """The request's deadline passed mid-stream: interrupt the read in progress, if any."""
-        self._timed_out = True
-        reader = self._reader
-        if reader is not None:
-            reader.cancel()
+    @property
+    def _timed_out(self) -> bool:
+        """Whether the request's deadline has passed."""
+        deadline = self._deadline
+        return deadline is not None and deadline.expired
 
     @property
     def provider_usage(self) -> CompletionUsage | None:
@@ -211,16 +206,19 @@ class AsyncChatStream:
         await self._fail(None, "the stream ended before the provider finished it")
 
     async def _read_batch(self) -> list[bytes]:
-        """The next batch of lines; the deadline watchdog may cancel the wait for it."""
-        task = self._reader = asyncio.current_task()
-        try:
+        """The next batch of lines; the request's deadline may interrupt the wait for it."""
+        deadline = self._deadline
+        if deadline is None:
             return await self._batches.__anext__()
-        except asyncio.CancelledError:
-            if self._timed_out and task is not None and task.uncancel() == 0:
+        deadline.start_read()
+        try:
+            batch = await self._batches.__anext__()
+        except BaseException as exc:
+            if deadline.end_read(exc):
                 raise TransportError("the request deadline was reached mid-stream") from None
             raise
-        finally:
-            self._reader = None
+        deadline.end_read(None)
+        return batch
 
     async def _fail(self, cause: BaseException | None, message: str) -> None:
         if self._timed_out:
@@ -266,8 +264,8 @@ class AsyncChatStream:
         if self._ended:
             return
         self._ended = True
-        if self._watchdog is not None:
-            self._watchdog.cancel()
+        if self._deadline is not None:
+            self._deadline.cancel()
         if error is None and not closing and self._decoder.done:
             await self._response.release()  # a finished stream's connection is reused
         else:
