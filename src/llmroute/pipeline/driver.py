@@ -34,7 +34,7 @@ from .._transport import TimedOut, Timeouts, TransportError
 from .._types import AttemptInfo, RouteInfo
 from ..routing.catalog import Route, Target
 from ..routing.health import Admission, HealthTracker
-from ..routing.plan import AttemptPlan, Try, Wait
+from ..routing.plan import AttemptPlan, Order, Try, Wait
 from ..routing.select import RequestFacts, Selector
 from ..routing.stats import LiveStats
 
@@ -77,7 +77,7 @@ def _lost(step: Try, plan: AttemptPlan, error: Exception) -> _Race[T]:
     """The race of a lone attempt that raised `error` (it has no winner)."""
     race: _Race[T] = _Race()
     if isinstance(error, _Unavailable):
-        plan.unavailable[step.target.key] = step.target
+        plan.passed_over(step.target)
     elif isinstance(error, _Refused):
         race.refused.append((step.target, error.error))
     elif isinstance(error, ProviderError):
@@ -146,7 +146,14 @@ class AttemptDriver:
         now = clock.monotonic()  # one reading per step: deciding it, then sending it
         own = now + timeout
         deadline = own if deadline is None else min(own, deadline)
-        plan = self._plan(route, options, info, facts, exclude)
+        plan = AttemptPlan(
+            route,
+            rng=self._rng,
+            health=self.health,
+            allowed=_allowed(route, options),
+            input_tokens=lambda: facts.input_tokens,
+        )
+        plan.exclude(exclude)
         errors: list[ProviderError] = []
         refusals: list[RequestError] = []  # targets that cannot express the request
         out_of_time = False
@@ -154,6 +161,9 @@ class AttemptDriver:
             step = plan.next(now)
             if step is None:
                 break
+            if isinstance(step, Order):
+                self._order(step.route, plan, info, facts, now)
+                continue
             remaining = deadline - now
             if isinstance(step, Wait):
                 if step.seconds >= remaining:
@@ -187,33 +197,15 @@ class AttemptDriver:
             raise refusals[0]  # no target could even take the request
         raise self._exhausted(info, plan, errors, out_of_time, timeout)
 
-    def _plan(
-        self,
-        route: Route,
-        options: RequestOptions,
-        info: RouteInfo,
-        facts: RequestFacts,
-        exclude: frozenset[str],
-    ) -> AttemptPlan:
-        """The request's plan: the strategy orders each route when the plan first needs it."""
-        selector = self.selector
-
-        def order(one: Route, at: float) -> list[Target]:
-            selection = selector.select(one, facts, at)
-            if not info.has_reason:
-                info.set_reason(one.config.strategy, selection.reason)
-            return selection.targets
-
-        plan = AttemptPlan(
-            route,
-            rng=self._rng,
-            health=self.health,
-            allowed=_allowed(route, options),
-            order=order,
-            input_tokens=lambda: facts.input_tokens,
-        )
-        plan.exclude(exclude)
-        return plan
+    def _order(
+        self, route: Route, plan: AttemptPlan, info: RouteInfo, facts: RequestFacts, now: float
+    ) -> None:
+        """Order `route`'s targets for the plan (its strategy, at `now`); the first
+        route ordered explains the request's selection."""
+        selection = self.selector.select(route, facts, now)
+        if not info.has_reason:
+            info.set_reason(route.config.strategy, selection.reason)
+        plan.ordered(route, selection.targets)
 
     @staticmethod
     def _absorb(
@@ -252,7 +244,7 @@ class AttemptDriver:
                     one, plan.route, info, attempt, deadline, facts.stream, self._clock.monotonic()
                 )
             except _Unavailable:
-                plan.unavailable[one.target.key] = one.target
+                plan.passed_over(one.target)
             except _Refused as refused:
                 race.refused.append((one.target, refused.error))
             except ProviderError as error:
