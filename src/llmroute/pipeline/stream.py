@@ -1,53 +1,22 @@
-"""Streamed chat completions: the async iterator handed to the caller."""
+"""Streamed chat completions: the async iterator handed to the caller.
+
+The stream reads and decodes; what its end means for the request (usage,
+cost, the stages' `after()`) and continuing on another target belong to
+the `StreamSession` the executor gives it, whose methods it calls.
+"""
 
 from __future__ import annotations
 
-from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
 from types import TracebackType
-from typing import TYPE_CHECKING
 
 from .._errors import LLMRouteError, ProviderError, ProviderTimeout, StreamInterrupted
 from .._timeouts import StreamDeadline
-from .._transport import HttpResponse, TransportError
+from .._transport import TransportError
 from .._types import ChatCompletionChunk, CompletionUsage, RouteInfo
-from ..providers._base import StreamDecoder as StreamDecoderBase
+from .exchange import OpenedStream
+from .session import StreamSession
 
-if TYPE_CHECKING:
-    from ..providers import StreamDecoder
-
-__all__ = ["AsyncChatStream", "OpenedStream", "replay", "single_batches"]
-
-
-class OpenedStream:
-    """A stream whose first content has arrived: what the driver hands to `AsyncChatStream`.
-
-    `batches` yields the decoder's inputs (lines, or byte chunks for framings
-    that are not lines) in batches, one per network read; `backlog` holds the
-    inputs already read but not yet decoded.
-    """
-
-    __slots__ = ("backlog", "batches", "decoder", "pending", "response")
-
-    def __init__(
-        self,
-        response: HttpResponse,
-        batches: AsyncIterator[list[bytes]],
-        decoder: StreamDecoder,
-        pending: deque[ChatCompletionChunk],
-        backlog: deque[bytes] | None = None,
-    ) -> None:
-        self.response = response
-        self.batches = batches
-        self.decoder = decoder
-        self.pending = pending
-        self.backlog = backlog if backlog is not None else deque()
-
-
-async def single_batches(pieces: AsyncIterator[bytes]) -> AsyncIterator[list[bytes]]:
-    """Each piece as a batch of its own (for framings that are not lines)."""
-    async for piece in pieces:
-        yield [piece]
+__all__ = ["AsyncChatStream"]
 
 
 class AsyncChatStream:
@@ -69,8 +38,7 @@ class AsyncChatStream:
         info: RouteInfo,
         *,
         hide_usage_chunk: bool,
-        on_end: Callable[[AsyncChatStream, BaseException | None], Awaitable[None]],
-        resume: Callable[[str], Awaitable[OpenedStream]] | None = None,
+        session: StreamSession,
         time_left: float | None = None,
         keep: bool = False,
     ) -> None:
@@ -84,12 +52,11 @@ class AsyncChatStream:
         self._hide_usage_chunk = hide_usage_chunk
         self._saw_usage_chunk = False
         self._last: ChatCompletionChunk | None = None
-        self._on_end = on_end
+        self._session = session
         self._text: list[str] = []
         self._finished_choices = 0
         self._ended = False
         self._tool_calls = False
-        self._resume = resume
         self._deadline = StreamDeadline(time_left) if time_left is not None else None
         self.llmroute = info
         #: Offsets in `text` where a continuation from another target begins.
@@ -224,7 +191,7 @@ class AsyncChatStream:
         if self._timed_out:
             cause = ProviderTimeout("the request deadline was reached mid-stream")
             message = str(cause)
-        elif self._resume is not None and not self._tool_calls and await self._continue(cause):
+        elif self._session.can_continue and not self._tool_calls and await self._continue(cause):
             return
         error = StreamInterrupted(
             f"{message} (after {len(self.text)} characters)", partial=self.text, cause=cause
@@ -234,16 +201,9 @@ class AsyncChatStream:
 
     async def _continue(self, cause: BaseException | None) -> bool:
         """Hand the rest of the answer to the next target; False when none could take it."""
-        assert self._resume is not None
-        info = self.llmroute
-        last = info.served or (info.attempts[-1] if info.attempts else None)
-        if last is not None:
-            last.outcome = "error"
-            last.error_type = type(cause).__name__ if cause is not None else "StreamInterrupted"
-            last.error = str(cause) if cause is not None else "the stream ended unfinished"
         await self._response.aclose()
         try:
-            opened = await self._resume(self.text)
+            opened = await self._session.continue_after(self.text, cause)
         except LLMRouteError:
             return False
         if self._timed_out:  # the deadline passed while the next target was starting
@@ -270,7 +230,7 @@ class AsyncChatStream:
             await self._response.release()  # a finished stream's connection is reused
         else:
             await self._response.aclose()
-        await self._on_end(self, error)
+        await self._session.ended(self, error)
         if error is None and not closing and not self._hide_usage_chunk and self.completed:
             self._pending.extend(self._usage_chunk())
 
@@ -314,54 +274,3 @@ class AsyncChatStream:
     def completed(self) -> bool:
         """Whether the provider finished the stream (False if it was cut or closed early)."""
         return self._ended and (self._decoder.done or self._finished_choices > 0)
-
-
-class _Replayed(HttpResponse):
-    """The stand-in response of a replayed stream: nothing left to read."""
-
-    status = 200
-    headers: dict[str, str] = {}  # noqa: RUF012 - never mutated
-
-    async def read(self) -> bytes:
-        return b""
-
-    async def aiter_lines(self) -> AsyncIterator[bytes]:
-        return
-        yield b""  # pragma: no cover - makes this an async generator
-
-    async def aiter_bytes(self) -> AsyncIterator[bytes]:
-        return
-        yield b""  # pragma: no cover - makes this an async generator
-
-    async def aclose(self) -> None:
-        return None
-
-
-class _ReplayDecoder(StreamDecoderBase):
-    """A finished decoder holding the replayed stream's usage."""
-
-    def __init__(self, usage: CompletionUsage | None) -> None:
-        self.done = True
-        self.usage = usage
-
-    def feed(self, line: bytes) -> list[ChatCompletionChunk]:
-        return []
-
-
-def replay(
-    chunks: list[ChatCompletionChunk],
-    info: RouteInfo,
-    *,
-    hide_usage_chunk: bool,
-    on_end: Callable[[AsyncChatStream, BaseException | None], Awaitable[None]],
-    keep: bool = False,
-) -> AsyncChatStream:
-    """A stream that delivers `chunks` (a cached answer), as a live stream would."""
-    usage = next((c.usage for c in reversed(chunks) if c.usage is not None), None)
-    response = _Replayed()
-    opened = OpenedStream(
-        response, response.aiter_line_batches(), _ReplayDecoder(usage), deque(chunks)
-    )
-    return AsyncChatStream(
-        opened, info, hide_usage_chunk=hide_usage_chunk, on_end=on_end, keep=keep
-    )
