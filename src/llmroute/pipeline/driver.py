@@ -165,7 +165,7 @@ class AttemptDriver:
             rng=self._rng,
             health=self.health,
             allowed=_allowed(route, options),
-            input_tokens=lambda: facts.input_tokens,
+            request=facts,
         )
         plan.exclude(exclude)
         errors: list[ProviderError] = []

@@ -22,9 +22,8 @@ and the plan stays a pure function of what it is told.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from .._errors import (
     AuthenticationError,
@@ -43,7 +42,7 @@ if TYPE_CHECKING:
     from .catalog import Route, Target
     from .health import HealthTracker
 
-__all__ = ["AttemptPlan", "Order", "Try", "Wait", "backoff_delay", "failover_kind"]
+__all__ = ["AttemptPlan", "Order", "RequestSize", "Try", "Wait", "backoff_delay", "failover_kind"]
 
 #: How many times a request waits for unavailable targets to come back.
 _MAX_WAITS = 8
@@ -108,6 +107,16 @@ def failover_kind(error: ProviderError) -> FailoverKind | None:
     return None
 
 
+class RequestSize(Protocol):
+    """How large the request is, for context windows (`RequestFacts` is one; it
+    estimates the tokens only when a target with a window first asks)."""
+
+    @property
+    def input_tokens(self) -> int:
+        """The request's estimated input tokens."""
+        ...
+
+
 class AttemptPlan:
     """The sequence of tries and waits for one request."""
 
@@ -116,9 +125,9 @@ class AttemptPlan:
         "_count",
         "_excluded",
         "_health",
-        "_input_tokens",
         "_ordered",
         "_position",
+        "_request",
         "_resume",
         "_rng",
         "_round",
@@ -139,13 +148,13 @@ class AttemptPlan:
         rng: random.Random,
         health: HealthTracker,
         allowed: frozenset[str] | None = None,
-        input_tokens: Callable[[], int] | None = None,
+        request: RequestSize | None = None,
     ) -> None:
         self._rng = rng
         self._health = health
         self._allowed = allowed
         self._ordered: dict[int, list[Target]] = {}
-        self._input_tokens = input_tokens
+        self._request = request
         self._routes = route.chain()
         self._route_index = 0
         self._round = 1
@@ -171,7 +180,8 @@ class AttemptPlan:
         if target.key in self._excluded:
             return False
         window = target.context_window
-        if window is not None and self._input_tokens is not None and self._input_tokens() > window:
+        request = self._request
+        if window is not None and request is not None and request.input_tokens > window:
             return False
         allowed = self._allowed
         return allowed is None or target.key in allowed or target.provider.name in allowed
