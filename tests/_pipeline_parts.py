@@ -8,8 +8,14 @@ import random
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from llmroute import HttpRequest, HttpResponse, RequestOptions, Timeouts, Transport
-from llmroute._clock import SystemClock
+from llmroute import (
+    HttpRequest,
+    HttpResponse,
+    RequestOptions,
+    SystemClock,
+    Timeouts,
+    Transport,
+)
 from llmroute._config_load import load_config
 from llmroute._prices import PriceBook
 from llmroute._request import ChatRequest, validate_chat_request

@@ -23,9 +23,8 @@ from _pipeline_parts import (
     route_of,
     streamed,
 )
-from llmroute._clock import SystemClock
+from llmroute import AttemptInfo, ChatCompletion, RouteInfo, SystemClock, TokenUsage
 from llmroute._request import validate_embeddings_request
-from llmroute._types import AttemptInfo, ChatCompletion, RouteInfo, TokenUsage
 from llmroute.pipeline.exchange import (
     ChatExchange,
     EmbeddingsExchange,

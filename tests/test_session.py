@@ -18,9 +18,9 @@ from _pipeline_parts import (
     route_of,
     streamed,
 )
-from llmroute._clock import SystemClock
+from llmroute import ChatCompletionChunk, RouteInfo, SystemClock
 from llmroute._prices import PriceBook
-from llmroute._types import ChatCompletionChunk, CompletionUsage, RouteInfo
+from llmroute._types import CompletionUsage
 from llmroute.pipeline.driver import AttemptDriver, Served
 from llmroute.pipeline.exchange import OpenedStream, StreamExchange
 from llmroute.pipeline.session import CONTINUE_PROMPT, LiveStreamSession, StreamSession
