@@ -35,7 +35,7 @@ from .observe.recorder import HookEvent, Recorder, RecorderStatus, Redactor
 from .observe.sinks import Sink
 from .pipeline.assemble import build_stages
 from .pipeline.driver import AttemptDriver
-from .pipeline.executor import Executor
+from .pipeline.executor import RequestPipeline
 from .pipeline.stage import Stage
 from .pipeline.stream import AsyncChatStream
 from .providers import ExtraRequest
@@ -76,7 +76,7 @@ def _request_options(client: ClientParams) -> tuple[RequestOptions, ExtraRequest
 class AsyncCompletions:
     """``router.chat.completions``."""
 
-    def __init__(self, executor: Executor) -> None:
+    def __init__(self, executor: RequestPipeline) -> None:
         self._executor = executor
 
     @overload
@@ -116,14 +116,14 @@ class AsyncCompletions:
 class AsyncChat:
     """``router.chat``."""
 
-    def __init__(self, executor: Executor) -> None:
+    def __init__(self, executor: RequestPipeline) -> None:
         self.completions = AsyncCompletions(executor)
 
 
 class AsyncEmbeddings:
     """``router.embeddings``."""
 
-    def __init__(self, executor: Executor) -> None:
+    def __init__(self, executor: RequestPipeline) -> None:
         self._executor = executor
 
     async def create(self, **params: Unpack[EmbeddingsCreateParams]) -> CreateEmbeddingResponse:
@@ -225,7 +225,7 @@ class AsyncRouter:
         # recorder reads what they decided from the request's RouteInfo)
         self._configured = build_stages(self.config, self._clock, prices)
         self._stages.extend(self._configured.ordered)
-        self._executor = Executor(self._catalog, self._clock, prices, driver, self._stages)
+        self._executor = RequestPipeline(self._catalog, self._clock, prices, driver, self._stages)
         executor = self._executor
         self.chat = AsyncChat(executor)
         self.embeddings = AsyncEmbeddings(executor)

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ._config import RetryConfig
-    from .routing.catalog import Catalog, Provider, Route
+    from .routing.catalog import Catalog
+    from .routing.model import Provider, Route
 
 __all__ = ["ProviderView", "RouteView", "TargetView", "provider_views", "route_views"]
 

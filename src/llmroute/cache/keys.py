@@ -40,7 +40,7 @@ from pydantic_core import to_json
 from .._request import ChatRequest, EmbeddingsRequest
 
 if TYPE_CHECKING:
-    from ..routing.catalog import Route
+    from ..routing.model import Route
 
 __all__ = ["CacheKey", "cache_key", "key_digest", "key_head", "memory_key", "route_identity"]
 

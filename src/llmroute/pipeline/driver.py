@@ -1,16 +1,18 @@
 """The attempt driver: carries out an `AttemptPlan` for one request.
 
-Decisions live in `routing.plan` (what to try, how long to wait) and
-`routing.health` (who may take traffic); this module sends, times, races
-hedges and classifies, and feeds every outcome back to health and stats.
+Decisions live in `routing.plan` (what to try, how long to wait),
+`routing.select` (in which order) and `routing.health` (who may take
+traffic); this module orders each route when the plan asks, sends each
+attempt through `send_attempt()`, times it, races hedges and classifies
+failures. It is the one place that reports attempts to health and live
+statistics and the one place that names the served target in `RouteInfo`;
+it returns the winner as `Served`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import random
-from asyncio import CancelledError
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -31,20 +33,37 @@ from .._errors import (
     RequestError,
 )
 from .._request import RequestOptions
+from .._timeouts import AttemptTimer
 from .._transports import TimedOut, Timeouts, TransportError
-from .._types import AttemptInfo, RouteInfo
+from .._types import AttemptInfo, RouteInfo, TokenUsage
 from ..routing.health import Admission, HealthTracker
 from ..routing.model import Route, Target
-from ..routing.plan import AttemptPlan, Try, Wait
+from ..routing.plan import AttemptPlan, Order, Try, Wait
 from ..routing.select import RequestFacts, Selector
 from ..routing.stats import LiveStats
+from .exchange import Exchange, send_attempt
 
-__all__ = ["AttemptDriver", "AttemptFn"]
+__all__ = ["AttemptDriver", "Served"]
 
 T = TypeVar("T")
 
-#: ``attempt(target, record, timeouts)``: one try; returns the result or raises.
-AttemptFn = Callable[[Target, AttemptInfo, Timeouts], Awaitable[T]]
+
+@dataclass(slots=True, eq=False)
+class Served(Generic[T]):
+    """The attempt whose answer the request delivers.
+
+    Attributes:
+        target: the target that answered.
+        record: its attempt record (also `RouteInfo.served`).
+        value: what the exchange made of the answer.
+        usage: the tokens the answer reported, normalised (None for a stream,
+            whose usage is known at its end).
+    """
+
+    target: Target
+    record: AttemptInfo
+    value: T
+    usage: TokenUsage | None
 
 
 class _Unavailable(Exception):
@@ -61,8 +80,7 @@ class _Refused(Exception):
 
 @dataclass(slots=True)
 class _Race(Generic[T]):
-    winner: T | None = None
-    won: bool = False
+    served: Served[T] | None = None
     failures: list[tuple[Target, ProviderError]] = field(default_factory=list)
     fatal: ProviderError | None = None
     refused: list[tuple[Target, RequestError]] = field(default_factory=list)
@@ -74,54 +92,16 @@ class _Race(Generic[T]):
 _TIMEOUTS = (TimeoutError, TransportError)
 
 
-class _Timer:
-    """`asyncio.timeout` for one attempt, without its coroutines and state machine.
-
-    The same timer cancels the attempt's task, and `stop` does the same
-    `uncancel()` accounting: only this timer's own cancellation is a timeout.
-    """
-
-    __slots__ = ("_cancelling", "_expired", "_handle", "_task")
-
-    def __init__(self, limit: float) -> None:
-        loop = asyncio.get_running_loop()
-        task = asyncio.current_task()
-        if task is None:
-            raise RuntimeError("an attempt must run in a task")
-        self._task, self._cancelling, self._expired = task, task.cancelling(), False
-        if limit > 0:
-            self._handle: asyncio.Handle = loop.call_at(loop.time() + limit, self._expire)
-        else:
-            self._handle = loop.call_soon(self._expire)
-
-    def _expire(self) -> None:
-        self._expired = True
-        self._task.cancel()
-
-    def stop(self, error: BaseException | None) -> bool:
-        """Disarm the timer; whether `error` is its cancellation (the attempt timed out)."""
-        self._handle.cancel()
-        if not self._expired:
-            return False
-        return self._task.uncancel() <= self._cancelling and type(error) is CancelledError
-
-
-def _lost(step: Try, plan: AttemptPlan, error: Exception) -> _Race[T]:
-    """The race of a lone attempt that raised `error` (it has no winner)."""
+def _lone_loss(step: Try, plan: AttemptPlan, error: Exception) -> _Race[T]:
+    """A lone attempt that raised `error`, as the race it would have lost."""
     race: _Race[T] = _Race()
     if isinstance(error, _Unavailable):
-        plan.unavailable[step.target.key] = step.target
+        plan.passed_over(step.target)
     elif isinstance(error, _Refused):
         race.refused.append((step.target, error.error))
     elif isinstance(error, ProviderError):
         race.failures.append((step.target, error))
     return race
-
-
-def _served(info: RouteInfo, target: Target, record: AttemptInfo) -> None:
-    """Name the target whose answer the request delivers."""
-    info.target, info.provider, info.model = target.key, target.provider.name, target.model
-    info.served = record
 
 
 def _as_provider_error(
@@ -162,17 +142,17 @@ class AttemptDriver:
         route: Route,
         options: RequestOptions,
         info: RouteInfo,
-        attempt: AttemptFn[T],
+        exchange: Exchange[T],
         *,
-        facts: RequestFacts,
-        discard: Callable[[T], Awaitable[None]] | None = None,
         exclude: frozenset[str] = frozenset(),
         deadline: float | None = None,
-    ) -> T:
+    ) -> Served[T]:
         """Try the route's plan until one attempt succeeds; raise when none can.
 
-        `deadline` (on llmroute's clock) caps the request's own deadline: a
-        continuation must finish within the deadline of the request it continues.
+        `exclude` leaves targets out (a continuation leaves out the one that
+        failed). `deadline` (on llmroute's clock) caps the request's own
+        deadline: a continuation must finish within the deadline of the
+        request it continues.
         """
         clock = self._clock
         config = route.config
@@ -181,7 +161,15 @@ class AttemptDriver:
         now = clock.monotonic()  # one reading per step: deciding it, then sending it
         own = now + timeout
         deadline = own if deadline is None else min(own, deadline)
-        plan = self._plan(route, options, info, facts, exclude)
+        facts = exchange.facts()
+        plan = AttemptPlan(
+            route,
+            rng=self._rng,
+            health=self.health,
+            allowed=_allowed(route, options),
+            request=facts,
+        )
+        plan.exclude(exclude)
         errors: list[ProviderError] = []
         refusals: list[RequestError] = []  # targets that cannot express the request
         out_of_time = False
@@ -189,6 +177,9 @@ class AttemptDriver:
             step = plan.next(now)
             if step is None:
                 break
+            if isinstance(step, Order):
+                self._order(step.route, plan, info, facts, now)
+                continue
             remaining = deadline - now
             if isinstance(step, Wait):
                 if step.seconds >= remaining:
@@ -204,54 +195,61 @@ class AttemptDriver:
             if current.config.hedge is None:
                 # alone (no task group, no extra task): a win returns with no race to record
                 try:
-                    value, record = await self._one(
-                        step, current, info, attempt, deadline, facts.stream, now
+                    value, record = await self._attempt(
+                        step, current, info, exchange, deadline, now
                     )
                 except (_Unavailable, _Refused, ProviderError) as exc:
-                    race: _Race[T] = _lost(step, plan, exc)
+                    race: _Race[T] = _lone_loss(step, plan, exc)
                 else:
-                    _served(info, step.target, record)
-                    return value
+                    return self._serve(exchange, info, step.target, record, value)
             else:
-                race = await self._race(step, plan, info, attempt, deadline, discard, facts)
-                if race.won:
-                    return race.winner  # type: ignore[return-value]
-            self._absorb(race, plan, errors, refusals)
+                race = await self._race(step, plan, info, exchange, deadline)
+                if race.served is not None:
+                    return race.served
+            self._learn_from(race, plan, errors, refusals)
             now = clock.monotonic()
         if refusals and not errors:
             raise refusals[0]  # no target could even take the request
         raise self._exhausted(info, plan, errors, out_of_time, timeout)
 
-    def _plan(
+    def _order(
+        self, route: Route, plan: AttemptPlan, info: RouteInfo, facts: RequestFacts, now: float
+    ) -> None:
+        """Order `route`'s targets for the plan (its strategy, at `now`); the first
+        route ordered explains the request's selection."""
+        selection = self.selector.select(route, facts, now)
+        if not info.has_reason:
+            info.set_reason(route.config.strategy, selection.reason)
+        plan.ordered(route, selection.targets)
+
+    def _serve(
         self,
-        route: Route,
-        options: RequestOptions,
+        exchange: Exchange[T],
         info: RouteInfo,
-        facts: RequestFacts,
-        exclude: frozenset[str],
-    ) -> AttemptPlan:
-        """The request's plan: the strategy orders each route when the plan first needs it."""
-        selector = self.selector
-
-        def order(one: Route, at: float) -> list[Target]:
-            selection = selector.select(one, facts, at)
-            if not info.has_reason:
-                info.set_reason(one.config.strategy, selection.reason)
-            return selection.targets
-
-        plan = AttemptPlan(
-            route,
-            rng=self._rng,
-            health=self.health,
-            allowed=_allowed(route, options),
-            order=order,
-            input_tokens=lambda: facts.input_tokens,
-        )
-        plan.exclude(exclude)
-        return plan
+        target: Target,
+        record: AttemptInfo,
+        value: T,
+    ) -> Served[T]:
+        """Name the target whose answer the request delivers, once per run (a hedge that
+        loses, even in the same turn, never gets here), and feed its timing to the live
+        statistics as the exchange says."""
+        info.target, info.provider, info.model = target.key, target.provider.name, target.model
+        info.served = record
+        usage = exchange.usage(value)
+        timing = exchange.timing
+        if timing is not None:
+            stats, key, took = self.stats, target.key, record.latency_s
+            stats.first_token(key, took)
+            if timing == "stream":
+                stats.streamed(key, took, self._clock.monotonic())
+            else:
+                started = record.started
+                ended = started + took if started is not None else self._clock.monotonic()
+                stats.answered(key, took, usage.output if usage else 0, ended)
+        return Served(target, record, value, usage)
 
     @staticmethod
-    def _absorb(
+    def _learn_from(
         race: _Race[T],
         plan: AttemptPlan,
         errors: list[ProviderError],
@@ -273,21 +271,19 @@ class AttemptDriver:
         step: Try,
         plan: AttemptPlan,
         info: RouteInfo,
-        attempt: AttemptFn[T],
+        exchange: Exchange[T],
         deadline: float,
-        discard: Callable[[T], Awaitable[None]] | None,
-        facts: RequestFacts,
     ) -> _Race[T]:
         """Run `step` and hedges beside it; the first answer wins."""
         race: _Race[T] = _Race()
 
         async def run_one(one: Try) -> None:
             try:
-                value, record = await self._one(
-                    one, plan.route, info, attempt, deadline, facts.stream, self._clock.monotonic()
+                value, record = await self._attempt(
+                    one, plan.route, info, exchange, deadline, self._clock.monotonic()
                 )
             except _Unavailable:
-                plan.unavailable[one.target.key] = one.target
+                plan.passed_over(one.target)
             except _Refused as refused:
                 race.refused.append((one.target, refused.error))
             except ProviderError as error:
@@ -296,12 +292,10 @@ class AttemptDriver:
                     race.fatal = error
                     tg.cancel_scope.cancel()
             else:
-                if race.won:
-                    if discard is not None:
-                        await discard(value)
+                if race.served is not None:
+                    await exchange.discard(value)
                 else:  # the winner alone names the target (a loser may end in the same turn)
-                    race.winner, race.won = value, True
-                    _served(info, one.target, record)
+                    race.served = self._serve(exchange, info, one.target, record, value)
                     tg.cancel_scope.cancel()
             finally:
                 race.running -= 1
@@ -335,29 +329,28 @@ class AttemptDriver:
         assert hedge is not None
         for _ in range(hedge.max_extra):
             with anyio.move_on_after(after):
-                while race.running and not race.won:
+                while race.running and race.served is None:
                     changed = race.changed = anyio.Event()
                     await changed.wait()
-            if race.won or race.fatal or not race.running:
+            if race.served is not None or race.fatal or not race.running:
                 return
             extra = plan.hedge(self._clock.monotonic())
             if extra is None:
                 return
             start(extra)
 
-    async def _one(
+    async def _attempt(
         self,
         step: Try,
         plan_route: Route,
         info: RouteInfo,
-        attempt: AttemptFn[T],
+        exchange: Exchange[T],
         deadline: float,
-        stream: bool,
         now: float,
     ) -> tuple[T, AttemptInfo]:
         """Send one attempt, admitted by health at `now`, bounded by `deadline` and the
         attempt timeout; record it, and tell health and stats how it went. Returns the
-        answer and its record (the caller names the served target: see `_served`)."""
+        answer and its record (the caller names the served target: see `_serve`)."""
         clock, health, stats = self._clock, self.health, self.stats
         target = step.target
         key = target.key
@@ -370,7 +363,7 @@ class AttemptDriver:
         info.attempts.append(record)
         route = plan_route.config
         limit = min(deadline - now, route.attempt_timeout or provider.attempt_timeout)
-        if not stream:
+        if not exchange.stream:
             timeouts = provider.whole_timeouts  # bounded as a whole by `limit`
         elif route.idle_timeout is not None:
             timeouts = Timeouts(connect=provider.timeouts.connect, read=route.idle_timeout)
@@ -379,9 +372,9 @@ class AttemptDriver:
         known_limits = self.limits.report(key)
         stats.started(key)
         try:
-            timer = _Timer(limit)
+            timer = AttemptTimer(limit)
             try:
-                value = await attempt(target, record, timeouts)
+                value = await send_attempt(exchange, target, record, timeouts, clock, self.limits)
             except BaseException as exc:
                 if timer.stop(exc):
                     timed_out = TimeoutError()  # what asyncio.timeout raises, from the cancel
@@ -397,7 +390,7 @@ class AttemptDriver:
             record.outcome, record.status = "error", error.status
             record.error_type, record.error = type(error).__name__, error.message
             record.latency_s = ended - now
-            self._judge(target, admission, error, ended)
+            self._report_failure(target, admission, error, ended)
             raise
         except RequestError as exc:
             record.outcome, record.error_type, record.error = "error", type(exc).__name__, str(exc)
@@ -424,7 +417,7 @@ class AttemptDriver:
         stats.latency(key, record.latency_s)
         return value, record
 
-    def _judge(
+    def _report_failure(
         self, target: Target, admission: Admission, error: ProviderError, now: float
     ) -> None:
         """Tell health what a failure says about the target."""

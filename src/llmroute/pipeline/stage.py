@@ -23,7 +23,7 @@ from .._types import ChatCompletion, ChatCompletionChunk, CreateEmbeddingRespons
 
 if TYPE_CHECKING:
     from .._request import ChatRequest, EmbeddingsRequest, RequestOptions
-    from ..routing.catalog import Route
+    from ..routing.model import Route
 
 __all__ = ["Answer", "Outcome", "RequestContext", "Stage"]
 

@@ -1,53 +1,22 @@
-"""Streamed chat completions: the async iterator handed to the caller."""
+"""Streamed chat completions: the async iterator handed to the caller.
+
+The stream reads and decodes; what its end means for the request (usage,
+cost, the stages' `after()`) and continuing on another target belong to
+the `StreamSession` the executor gives it, whose methods it calls.
+"""
 
 from __future__ import annotations
 
-import asyncio
-from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
 from types import TracebackType
-from typing import TYPE_CHECKING
 
 from .._errors import LLMRouteError, ProviderError, ProviderTimeout, StreamInterrupted
-from .._transports import HttpResponse, TransportError
+from .._timeouts import StreamDeadline
+from .._transports import TransportError
 from .._types import ChatCompletionChunk, CompletionUsage, RouteInfo
-from ..providers._base import StreamDecoder as StreamDecoderBase
+from .exchange import OpenedStream
+from .session import StreamSession
 
-if TYPE_CHECKING:
-    from ..providers import StreamDecoder
-
-__all__ = ["AsyncChatStream", "OpenedStream", "replay", "single_batches"]
-
-
-class OpenedStream:
-    """A stream whose first content has arrived: what the driver hands to `AsyncChatStream`.
-
-    `batches` yields the decoder's inputs (lines, or byte chunks for framings
-    that are not lines) in batches, one per network read; `backlog` holds the
-    inputs already read but not yet decoded.
-    """
-
-    __slots__ = ("backlog", "batches", "decoder", "pending", "response")
-
-    def __init__(
-        self,
-        response: HttpResponse,
-        batches: AsyncIterator[list[bytes]],
-        decoder: StreamDecoder,
-        pending: deque[ChatCompletionChunk],
-        backlog: deque[bytes] | None = None,
-    ) -> None:
-        self.response = response
-        self.batches = batches
-        self.decoder = decoder
-        self.pending = pending
-        self.backlog = backlog if backlog is not None else deque()
-
-
-async def single_batches(pieces: AsyncIterator[bytes]) -> AsyncIterator[list[bytes]]:
-    """Each piece as a batch of its own (for framings that are not lines)."""
-    async for piece in pieces:
-        yield [piece]
+__all__ = ["AsyncChatStream"]
 
 
 class AsyncChatStream:
@@ -69,8 +38,7 @@ class AsyncChatStream:
         info: RouteInfo,
         *,
         hide_usage_chunk: bool,
-        on_end: Callable[[AsyncChatStream, BaseException | None], Awaitable[None]],
-        resume: Callable[[str], Awaitable[OpenedStream]] | None = None,
+        session: StreamSession,
         time_left: float | None = None,
         keep: bool = False,
     ) -> None:
@@ -84,29 +52,23 @@ class AsyncChatStream:
         self._hide_usage_chunk = hide_usage_chunk
         self._saw_usage_chunk = False
         self._last: ChatCompletionChunk | None = None
-        self._on_end = on_end
+        self._session = session
         self._text: list[str] = []
         self._finished_choices = 0
         self._ended = False
         self._tool_calls = False
-        self._resume = resume
-        self._timed_out = False
-        self._reader: asyncio.Task[object] | None = None
-        self._watchdog: asyncio.TimerHandle | None = None
-        if time_left is not None:
-            self._watchdog = asyncio.get_running_loop().call_later(time_left, self._deadline)
+        self._deadline = StreamDeadline(time_left) if time_left is not None else None
         self.llmroute = info
         #: Offsets in `text` where a continuation from another target begins.
         self.seams: list[int] = []
         #: Every chunk received (the usage chunk too), when the router's stages asked for them.
         self.kept: list[ChatCompletionChunk] | None = [] if keep else None
 
-    def _deadline(self) -> None:
-        """The request's deadline passed mid-stream: interrupt the read in progress, if any."""
-        self._timed_out = True
-        reader = self._reader
-        if reader is not None:
-            reader.cancel()
+    @property
+    def _timed_out(self) -> bool:
+        """Whether the request's deadline has passed."""
+        deadline = self._deadline
+        return deadline is not None and deadline.expired
 
     @property
     def provider_usage(self) -> CompletionUsage | None:
@@ -211,22 +173,25 @@ class AsyncChatStream:
         await self._fail(None, "the stream ended before the provider finished it")
 
     async def _read_batch(self) -> list[bytes]:
-        """The next batch of lines; the deadline watchdog may cancel the wait for it."""
-        task = self._reader = asyncio.current_task()
-        try:
+        """The next batch of lines; the request's deadline may interrupt the wait for it."""
+        deadline = self._deadline
+        if deadline is None:
             return await self._batches.__anext__()
-        except asyncio.CancelledError:
-            if self._timed_out and task is not None and task.uncancel() == 0:
+        deadline.start_read()
+        try:
+            batch = await self._batches.__anext__()
+        except BaseException as exc:
+            if deadline.end_read(exc):
                 raise TransportError("the request deadline was reached mid-stream") from None
             raise
-        finally:
-            self._reader = None
+        deadline.end_read(None)
+        return batch
 
     async def _fail(self, cause: BaseException | None, message: str) -> None:
         if self._timed_out:
             cause = ProviderTimeout("the request deadline was reached mid-stream")
             message = str(cause)
-        elif self._resume is not None and not self._tool_calls and await self._continue(cause):
+        elif self._session.can_continue and not self._tool_calls and await self._continue(cause):
             return
         error = StreamInterrupted(
             f"{message} (after {len(self.text)} characters)", partial=self.text, cause=cause
@@ -236,16 +201,9 @@ class AsyncChatStream:
 
     async def _continue(self, cause: BaseException | None) -> bool:
         """Hand the rest of the answer to the next target; False when none could take it."""
-        assert self._resume is not None
-        info = self.llmroute
-        last = info.served or (info.attempts[-1] if info.attempts else None)
-        if last is not None:
-            last.outcome = "error"
-            last.error_type = type(cause).__name__ if cause is not None else "StreamInterrupted"
-            last.error = str(cause) if cause is not None else "the stream ended unfinished"
         await self._response.aclose()
         try:
-            opened = await self._resume(self.text)
+            opened = await self._session.continue_after(self.text, cause)
         except LLMRouteError:
             return False
         if self._timed_out:  # the deadline passed while the next target was starting
@@ -266,13 +224,13 @@ class AsyncChatStream:
         if self._ended:
             return
         self._ended = True
-        if self._watchdog is not None:
-            self._watchdog.cancel()
+        if self._deadline is not None:
+            self._deadline.cancel()
         if error is None and not closing and self._decoder.done:
             await self._response.release()  # a finished stream's connection is reused
         else:
             await self._response.aclose()
-        await self._on_end(self, error)
+        await self._session.ended(self, error)
         if error is None and not closing and not self._hide_usage_chunk and self.completed:
             self._pending.extend(self._usage_chunk())
 
@@ -316,54 +274,3 @@ class AsyncChatStream:
     def completed(self) -> bool:
         """Whether the provider finished the stream (False if it was cut or closed early)."""
         return self._ended and (self._decoder.done or self._finished_choices > 0)
-
-
-class _Replayed(HttpResponse):
-    """The stand-in response of a replayed stream: nothing left to read."""
-
-    status = 200
-    headers: dict[str, str] = {}  # noqa: RUF012 - never mutated
-
-    async def read(self) -> bytes:
-        return b""
-
-    async def aiter_lines(self) -> AsyncIterator[bytes]:
-        return
-        yield b""  # pragma: no cover - makes this an async generator
-
-    async def aiter_bytes(self) -> AsyncIterator[bytes]:
-        return
-        yield b""  # pragma: no cover - makes this an async generator
-
-    async def aclose(self) -> None:
-        return None
-
-
-class _ReplayDecoder(StreamDecoderBase):
-    """A finished decoder holding the replayed stream's usage."""
-
-    def __init__(self, usage: CompletionUsage | None) -> None:
-        self.done = True
-        self.usage = usage
-
-    def feed(self, line: bytes) -> list[ChatCompletionChunk]:
-        return []
-
-
-def replay(
-    chunks: list[ChatCompletionChunk],
-    info: RouteInfo,
-    *,
-    hide_usage_chunk: bool,
-    on_end: Callable[[AsyncChatStream, BaseException | None], Awaitable[None]],
-    keep: bool = False,
-) -> AsyncChatStream:
-    """A stream that delivers `chunks` (a cached answer), as a live stream would."""
-    usage = next((c.usage for c in reversed(chunks) if c.usage is not None), None)
-    response = _Replayed()
-    opened = OpenedStream(
-        response, response.aiter_line_batches(), _ReplayDecoder(usage), deque(chunks)
-    )
-    return AsyncChatStream(
-        opened, info, hide_usage_chunk=hide_usage_chunk, on_end=on_end, keep=keep
-    )

@@ -25,9 +25,7 @@ from .conditions import ConditionError, compile_condition
 from .model import OrderedStrategy, Provider, Route, Strategy, Target, link_routes
 from .strategies import BUILT_IN, LatencyStrategy
 
-# The model's types were defined here before `routing.model`; they stay importable from
-# here for modules written against that layout (new code imports `routing.model`).
-__all__ = ["Catalog", "Provider", "Route", "Target"]
+__all__ = ["Catalog", "check_model_name"]
 
 
 #: What a direct ``provider/model`` address may not hold: control characters, whitespace,

@@ -10,14 +10,20 @@ first of them to come back. A target that failed in a way another try cannot
 fix (bad credentials, unknown model, a context window too small) is left out
 of the rest of the request. The driver reports each failure with `failed()`
 and asks `next()` for the following step.
+
+The plan selects nothing itself: when it first needs a route's targets in
+strategy order, `next()` answers `Order(route)`, and the driver runs the
+strategy at that moment and hands the order back with `ordered()`. So
+selection happens when it did before the plan existed (a fallback route is
+ordered only if the request reaches it, with the statistics of that moment)
+and the plan stays a pure function of what it is told.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from .._errors import (
     AuthenticationError,
@@ -36,7 +42,7 @@ if TYPE_CHECKING:
     from .health import HealthTracker
     from .model import Route, Target
 
-__all__ = ["AttemptPlan", "Try", "Wait", "backoff_delay", "failover_kind"]
+__all__ = ["AttemptPlan", "Order", "RequestSize", "Try", "Wait", "backoff_delay", "failover_kind"]
 
 #: How many times a request waits for unavailable targets to come back.
 _MAX_WAITS = 8
@@ -71,6 +77,14 @@ class Wait:
     seconds: float
 
 
+@dataclass(slots=True)
+class Order:
+    """Order `route`'s targets now (its strategy), tell the plan with `ordered()`, then
+    ask `next()` again at the same time. Not frozen, as `Try`."""
+
+    route: Route
+
+
 def backoff_delay(retry: RetryConfig, round_number: int, rng: random.Random) -> float:
     """The wait before round `round_number` (2 is the first retry).
 
@@ -93,6 +107,16 @@ def failover_kind(error: ProviderError) -> FailoverKind | None:
     return None
 
 
+class RequestSize(Protocol):
+    """How large the request is, for context windows (`RequestFacts` is one; it
+    estimates the tokens only when a target with a window first asks)."""
+
+    @property
+    def input_tokens(self) -> int:
+        """The request's estimated input tokens."""
+        ...
+
+
 class AttemptPlan:
     """The sequence of tries and waits for one request."""
 
@@ -101,10 +125,9 @@ class AttemptPlan:
         "_count",
         "_excluded",
         "_health",
-        "_input_tokens",
-        "_order",
         "_ordered",
         "_position",
+        "_request",
         "_resume",
         "_rng",
         "_round",
@@ -125,15 +148,13 @@ class AttemptPlan:
         rng: random.Random,
         health: HealthTracker,
         allowed: frozenset[str] | None = None,
-        order: Callable[[Route, float], list[Target]] | None = None,
-        input_tokens: Callable[[], int] | None = None,
+        request: RequestSize | None = None,
     ) -> None:
         self._rng = rng
         self._health = health
         self._allowed = allowed
-        self._order = order
         self._ordered: dict[int, list[Target]] = {}
-        self._input_tokens = input_tokens
+        self._request = request
         self._routes = route.chain()
         self._route_index = 0
         self._round = 1
@@ -146,7 +167,8 @@ class AttemptPlan:
         self._round_retry_after: float | None = None
         self._count = 0
         self._round_tries = 0
-        #: Targets passed over because they could not take traffic, by key.
+        #: Targets passed over because they could not take traffic, by key (read it;
+        #: `passed_over()` adds to it).
         self.unavailable: dict[str, Target] = {}
 
     @property
@@ -158,20 +180,19 @@ class AttemptPlan:
         if target.key in self._excluded:
             return False
         window = target.context_window
-        if window is not None and self._input_tokens is not None and self._input_tokens() > window:
+        request = self._request
+        if window is not None and request is not None and request.input_tokens > window:
             return False
         allowed = self._allowed
         return allowed is None or target.key in allowed or target.provider.name in allowed
 
-    def _targets_of(self, route: Route, now: float) -> list[Target]:
-        """The route's targets in strategy order (selected once per request and route, at
-        the time of the step that first needs them)."""
-        if self._order is None:
-            return list(route.targets)
-        ordered = self._ordered.get(id(route))
-        if ordered is None:
-            ordered = self._ordered[id(route)] = self._order(route, now)
-        return ordered
+    def ordered(self, route: Route, targets: list[Target]) -> None:
+        """`route`'s targets in strategy order, as `Order(route)` asked (once per route)."""
+        self._ordered[id(route)] = targets
+
+    def passed_over(self, target: Target) -> None:
+        """`target` could not take the attempt it was given (health refused it at admission)."""
+        self.unavailable[target.key] = target
 
     def _try(self, target: Target) -> Try:
         self._count += 1
@@ -192,7 +213,7 @@ class AttemptPlan:
             return False
         return True
 
-    def next(self, now: float) -> Try | Wait | None:
+    def next(self, now: float) -> Try | Wait | Order | None:
         """The next step at time `now`, or None when the plan is exhausted."""
         while self._resume:
             target = self._resume.pop(0)
@@ -200,7 +221,9 @@ class AttemptPlan:
                 return self._try(target)
         while self._route_index < len(self._routes):
             route = self._routes[self._route_index]
-            targets = self._targets_of(route, now)
+            targets = self._ordered.get(id(route))
+            if targets is None:
+                return Order(route)  # nothing changed yet: the next call starts here again
             while self._position < len(targets):
                 target = targets[self._position]
                 self._position += 1
@@ -237,7 +260,8 @@ class AttemptPlan:
 
     def hedge(self, now: float) -> Try | None:
         """Another target to race the current attempt against, if one is free now."""
-        for target in self._targets_of(self.route, now):
+        # the current route was ordered before its first try, so before any hedge of it
+        for target in self._ordered[id(self.route)]:
             if target.key in self._tried or not self._eligible(target):
                 continue
             if self._health.available_at(target.key, now) <= now:

@@ -1,0 +1,361 @@
+"""One `Exchange` per operation, and `send_attempt()`: the only code that touches adapter
+and transport.
+
+An exchange holds what differs between operations: how the wire request is
+built for a target, and how the provider's answer becomes the operation's
+value (a parsed completion, an embeddings response, or a stream opened up to
+its first content). Everything else about an attempt is the same for every
+operation and is written once, in `send_attempt()`: build, optional
+`prepare`, send, rate-limit headers, read, `map_error` on a status of 300
+or more, parse. The driver calls it for each attempt; the executor picks
+the exchange.
+
+Adding an operation (the Responses API, say) is one more `Exchange` subclass
+here (`build` plus `parse`, or `open` for a stream) and one more method on
+the executor that hands it to the same path.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import AsyncIterator
+from typing import Generic, Literal, TypeVar
+
+from .._clock import Clock
+from .._errors import ProviderUnavailable
+from .._request import ChatRequest, EmbeddingsRequest, RequestOptions
+from .._transports import HttpRequest, HttpResponse, Timeouts
+from .._types import (
+    AttemptInfo,
+    ChatCompletion,
+    ChatCompletionChunk,
+    CreateEmbeddingResponse,
+    TokenUsage,
+)
+from ..providers import ExtraRequest, ProviderAdapter, StreamDecoder
+from ..routing.model import Target
+from ..routing.rate_limits import RateLimitBoard
+from ..routing.select import RequestFacts
+from .stage import Answer
+
+__all__ = [
+    "ChatExchange",
+    "EmbeddingsExchange",
+    "Exchange",
+    "OpenedStream",
+    "StreamExchange",
+    "WholeExchange",
+    "send_attempt",
+]
+
+T = TypeVar("T")
+#: What a whole exchange answers: the caller's response, which a stage may give instead.
+R = TypeVar("R", ChatCompletion, CreateEmbeddingResponse)
+
+#: Which live statistics a served answer feeds: its time to answer and length
+#: (``answer``), its time to first content (``stream``), or none.
+Timing = Literal["answer", "stream"] | None
+
+
+class Exchange(Generic[T]):
+    """One operation's request, as each attempt sends it, and how its answer is read.
+
+    `stream` says how the answer is read: whole (`parse` gets the body, and
+    the attempt's limit bounds it as a whole) or as a stream (`open` gets the
+    response and reads it up to its first content, with per-read timeouts).
+    `timing` says which live statistics the served answer feeds.
+
+    Subclasses set every attribute in their own ``__init__`` (no chained
+    ``super().__init__``): an exchange is made for every request, a cache hit
+    included, where each call shows in the instruction count.
+    """
+
+    __slots__ = ("extra", "options", "timing")
+
+    options: RequestOptions
+    extra: ExtraRequest
+    timing: Timing
+
+    stream: bool = False
+    #: The operation, as `RequestContext.operation` names it.
+    operation: Literal["chat", "embeddings"] = "chat"
+    #: How the executor's refusal names the operation when a stage answers it with
+    #: the wrong type ("stage 'x' answered a chat request with ...").
+    described: str = "a request"
+
+    def facts(self) -> RequestFacts:
+        """What selection needs to know about the request (made when it is routed)."""
+        raise NotImplementedError
+
+    def build(self, adapter: ProviderAdapter, model: str) -> HttpRequest:
+        """The wire request for `model` on `adapter`'s provider."""
+        raise NotImplementedError
+
+    def parse(self, adapter: ProviderAdapter, body: bytes, model: str) -> T:
+        """A whole answer's body as the operation's value (exchanges that read whole)."""
+        raise NotImplementedError
+
+    async def open(self, adapter: ProviderAdapter, response: HttpResponse, target: Target) -> T:
+        """A streamed answer read up to its first content (exchanges that stream)."""
+        raise NotImplementedError
+
+    def usage(self, value: T) -> TokenUsage | None:
+        """The tokens an answer reports, normalised (None: not reported, or not yet)."""
+        return None
+
+    async def discard(self, value: T) -> None:
+        """Let go of an answer that lost a hedge race to another (release what it holds)."""
+        return None
+
+    def wrong_answer(self, answer: Answer, stage: str | None) -> TypeError:
+        """The error for a stage that answered this request with the wrong type."""
+        return TypeError(f"stage {stage!r} answered {self.described} with {answer!r}")
+
+
+class WholeExchange(Exchange[R]):
+    """An exchange read whole, whose value is the caller's response (and priced at once)."""
+
+    __slots__ = ()
+
+    def tier(self, value: R) -> str | None:
+        """The service tier the answer is priced at (None: the provider's default)."""
+        return None
+
+    def stage_answer(self, answer: Answer, stage: str | None) -> R:
+        """A stage's answer to this request, refused when it is of the wrong type."""
+        raise NotImplementedError
+
+
+class ChatExchange(WholeExchange[ChatCompletion]):
+    """A non-streamed chat completion."""
+
+    __slots__ = ("request",)
+
+    described = "a chat request"
+
+    def __init__(self, request: ChatRequest, options: RequestOptions, extra: ExtraRequest) -> None:
+        self.request, self.options, self.extra, self.timing = request, options, extra, "answer"
+
+    def facts(self) -> RequestFacts:
+        return RequestFacts(self.request, self.options, stream=False)
+
+    def build(self, adapter: ProviderAdapter, model: str) -> HttpRequest:
+        return adapter.chat_request(self.request, model, stream=False, extra=self.extra)
+
+    def parse(self, adapter: ProviderAdapter, body: bytes, model: str) -> ChatCompletion:
+        return adapter.parse_chat(body, model)
+
+    def usage(self, value: ChatCompletion) -> TokenUsage | None:
+        usage = value.usage
+        return usage.normalised() if usage is not None else None
+
+    def tier(self, value: ChatCompletion) -> str | None:
+        return value.service_tier or self.request.service_tier
+
+    def stage_answer(self, answer: Answer, stage: str | None) -> ChatCompletion:
+        if isinstance(answer, ChatCompletion):
+            return answer
+        raise self.wrong_answer(answer, stage)
+
+
+class EmbeddingsExchange(WholeExchange[CreateEmbeddingResponse]):
+    """An embeddings request."""
+
+    __slots__ = ("request",)
+
+    operation = "embeddings"
+    described = "embeddings"
+
+    def __init__(
+        self, request: EmbeddingsRequest, options: RequestOptions, extra: ExtraRequest
+    ) -> None:
+        self.request, self.options, self.extra, self.timing = request, options, extra, None
+
+    def facts(self) -> RequestFacts:
+        return RequestFacts(self.request, self.options, stream=False)
+
+    def build(self, adapter: ProviderAdapter, model: str) -> HttpRequest:
+        return adapter.embeddings_request(self.request, model, extra=self.extra)
+
+    def parse(self, adapter: ProviderAdapter, body: bytes, model: str) -> CreateEmbeddingResponse:
+        return adapter.parse_embeddings(body, model)
+
+    def usage(self, value: CreateEmbeddingResponse) -> TokenUsage | None:
+        usage = value.usage
+        return TokenUsage(input=usage.prompt_tokens) if usage is not None else None
+
+    def stage_answer(self, answer: Answer, stage: str | None) -> CreateEmbeddingResponse:
+        if isinstance(answer, CreateEmbeddingResponse):
+            return answer
+        raise self.wrong_answer(answer, stage)
+
+
+class OpenedStream:
+    """A stream whose first content has arrived: what `StreamExchange` opens.
+
+    `batches` yields the decoder's inputs (lines, or byte chunks for framings
+    that are not lines) in batches, one per network read; `backlog` holds the
+    inputs already read but not yet decoded.
+    """
+
+    __slots__ = ("backlog", "batches", "decoder", "pending", "response")
+
+    def __init__(
+        self,
+        response: HttpResponse,
+        batches: AsyncIterator[list[bytes]],
+        decoder: StreamDecoder,
+        pending: deque[ChatCompletionChunk],
+        backlog: deque[bytes] | None = None,
+    ) -> None:
+        self.response = response
+        self.batches = batches
+        self.decoder = decoder
+        self.pending = pending
+        self.backlog = backlog if backlog is not None else deque()
+
+
+class StreamExchange(Exchange[OpenedStream]):
+    """A streamed chat completion, opened up to its first content.
+
+    Failing before the first content fails over like any other attempt. With
+    `timed` False (a continuation of a stream another target left
+    unfinished) the served attempt feeds no time-to-first-content statistic:
+    its prompt carries the partial answer, so its time says little about
+    the target, and only a request's own first opening was ever counted.
+    """
+
+    __slots__ = ("request",)
+
+    stream = True
+    described = "a stream"
+
+    def __init__(
+        self,
+        request: ChatRequest,
+        options: RequestOptions,
+        extra: ExtraRequest,
+        *,
+        timed: bool = True,
+    ) -> None:
+        self.request, self.options, self.extra = request, options, extra
+        self.timing = "stream" if timed else None
+
+    def facts(self) -> RequestFacts:
+        return RequestFacts(self.request, self.options, stream=True)
+
+    def build(self, adapter: ProviderAdapter, model: str) -> HttpRequest:
+        return adapter.chat_request(self.request, model, stream=True, extra=self.extra)
+
+    async def open(
+        self, adapter: ProviderAdapter, response: HttpResponse, target: Target
+    ) -> OpenedStream:
+        decoder = adapter.stream_decoder(self.request, target.model)
+        if adapter.stream_framing == "lines":
+            batches = response.aiter_line_batches()
+        else:
+            batches = single_batches(response.aiter_bytes())
+        pending: deque[ChatCompletionChunk] = deque()
+        done = False
+        async for batch in batches:
+            backlog = deque(batch)
+            while backlog:
+                chunks = decoder.feed(backlog.popleft())
+                if chunks:
+                    pending.extend(chunks)
+                    if any(_has_content(c) for c in chunks):
+                        # the rest of this batch is decoded as the caller reads
+                        return OpenedStream(response, batches, decoder, pending, backlog)
+                if decoder.done:
+                    done = True
+                    break
+            if done:
+                break
+        pending.extend(decoder.finish())
+        if any(_has_content(c) for c in pending):
+            return OpenedStream(response, _no_batches(), decoder, pending)
+        raise ProviderUnavailable(
+            "the stream ended before its first content",
+            provider=target.provider.name,
+            model=target.model,
+            status=response.status,
+        )
+
+    async def discard(self, value: OpenedStream) -> None:
+        await value.response.aclose()
+
+    def stage_answer(self, answer: Answer, stage: str | None) -> list[ChatCompletionChunk]:
+        """A stage's answer to this request (chunks to replay), refused when it is of the
+        wrong type."""
+        if isinstance(answer, list):
+            return answer
+        raise self.wrong_answer(answer, stage)
+
+
+async def send_attempt(
+    exchange: Exchange[T],
+    target: Target,
+    record: AttemptInfo,
+    timeouts: Timeouts,
+    clock: Clock,
+    limits: RateLimitBoard,
+) -> T:
+    """Send `exchange` to `target` once and read its answer; `record` gets the status.
+
+    The provider's rate-limit headers are noted on `limits` whatever the
+    status. A status of 300 or more raises the adapter's typed error, read
+    from the whole body; the response is always released, except a stream
+    handed on open.
+    """
+    adapter = target.provider.adapter
+    request = exchange.build(adapter, target.model)
+    if adapter.needs_prepare:
+        request = await adapter.prepare(request)
+    response = await target.provider.transport.send(request, timeouts)
+    status = record.status = response.status
+    if status >= 300 or not exchange.stream:
+        try:
+            _note_limits(adapter, response, target, clock, limits)
+            body = await response.read()
+        finally:
+            await response.aclose()
+        if status >= 300:
+            raise adapter.map_error(status, response.headers, body)
+        return exchange.parse(adapter, body, target.model)
+    try:
+        _note_limits(adapter, response, target, clock, limits)
+        return await exchange.open(adapter, response, target)
+    except BaseException:
+        await response.aclose()
+        raise
+
+
+def _note_limits(
+    adapter: ProviderAdapter,
+    response: HttpResponse,
+    target: Target,
+    clock: Clock,
+    limits: RateLimitBoard,
+) -> None:
+    state = adapter.rate_limit_state(response.headers)
+    if state is not None:
+        limits.saw(target, state, clock.monotonic())
+
+
+async def single_batches(pieces: AsyncIterator[bytes]) -> AsyncIterator[list[bytes]]:
+    """Each piece as a batch of its own (for framings that are not lines)."""
+    async for piece in pieces:
+        yield [piece]
+
+
+async def _no_batches() -> AsyncIterator[list[bytes]]:
+    return
+    yield []  # pragma: no cover - makes this an async generator
+
+
+def _has_content(chunk: ChatCompletionChunk) -> bool:
+    for choice in chunk.choices:
+        delta = choice.delta
+        if delta.content or delta.tool_calls or delta.refusal or choice.finish_reason:
+            return True
+    return False

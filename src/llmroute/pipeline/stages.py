@@ -1,0 +1,58 @@
+"""Running the pipeline's stages around a request (the `Stage` contract is in `stage`).
+
+The executor runs `before()` when a request starts; whoever ends the
+request runs `after()`: the executor for an answer given in one piece, the
+stream's session for a stream. Both go through the one `StageRunner`, so a
+failing stage is counted and logged alike wherever the request ended.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import anyio
+
+from .stage import Answer, Outcome, RequestContext, Stage
+
+__all__ = ["StageRunner"]
+
+_log = logging.getLogger("llmroute")
+
+
+class StageRunner:
+    """Runs the stages, in order, before and after each request."""
+
+    __slots__ = ("failures", "stages")
+
+    def __init__(self, stages: list[Stage]) -> None:
+        #: The stages, in order (the router's own list: it may add to it).
+        self.stages = stages
+        #: How many times a stage's after() raised (logged with its traceback).
+        self.failures = 0
+
+    async def before(self, ctx: RequestContext) -> tuple[Answer | None, str | None]:
+        """Each stage's `before()` until one answers: its answer and name, or two Nones."""
+        for stage in self.stages:
+            answer = await stage.before(ctx)
+            if answer is not None:
+                return answer, stage.name
+        return None, None
+
+    async def after(self, ctx: RequestContext, outcome: Outcome) -> None:
+        """Every stage's `after()`; one that raises is logged and counted, not raised."""
+        # Every stage sees every outcome: one stage's failure must not cost the others
+        # their accounting (limits, budgets), nor the caller an answer it already has.
+        for stage in self.stages:
+            try:
+                await stage.after(ctx, outcome)
+            except Exception:
+                self.failures += 1
+                _log.exception(
+                    "llmroute: stage %r failed after request %s", stage.name, ctx.info.request_id
+                )
+
+    async def after_failure(self, ctx: RequestContext, error: BaseException) -> None:
+        """Every stage's `after()` with the error that ended the request."""
+        # shielded: a cancelled request (a client that went away) is still accounted for
+        with anyio.CancelScope(shield=True):
+            await self.after(ctx, Outcome(error=error))

@@ -1,0 +1,204 @@
+"""The task-cancelling timeouts behave as `asyncio.timeout` does, case by case.
+
+Each case runs a body under `asyncio.timeout` and under the class being
+tested, in a task of its own, with the same outside events (an outer
+cancellation, an outer timeout), and compares how the task ended and how
+many cancellations it still has pending. Virtual time (looptime): exact and
+instant.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import looptime
+import pytest
+
+from llmroute._timeouts import AttemptTimer, StreamDeadline, TaskInterrupt
+
+pytestmark = pytest.mark.anyio
+
+Body = Callable[[], Awaitable[None]]
+Bound = Callable[[float, Body], Awaitable[str]]
+
+
+@pytest.fixture
+def anyio_backend() -> tuple[str, dict[str, Any]]:
+    return "asyncio", {"loop_factory": lambda: looptime.new_event_loop(start=0.0)}
+
+
+async def with_asyncio(limit: float, body: Body) -> str:
+    try:
+        async with asyncio.timeout(limit):
+            await body()
+    except TimeoutError:
+        return "timeout"
+    return "ok"
+
+
+async def with_attempt_timer(limit: float, body: Body) -> str:
+    timer = AttemptTimer(limit)
+    try:
+        await body()
+    except BaseException as exc:
+        if timer.stop(exc):
+            return "timeout"
+        raise
+    timer.stop(None)
+    return "ok"
+
+
+async def with_stream_deadline(limit: float, body: Body) -> str:
+    deadline = StreamDeadline(limit)
+    deadline.start_read()
+    try:
+        await body()
+    except BaseException as exc:
+        if deadline.end_read(exc):
+            return "timeout"
+        raise
+    finally:
+        deadline.cancel()
+    deadline.end_read(None)
+    return "ok"
+
+
+async def outcome(
+    bound: Bound, limit: float, body: Body, *, cancel_at: float | None = None
+) -> tuple[str, int, float]:
+    """How the bounded task ended, its pending cancellations after, and when it ended."""
+    loop = asyncio.get_running_loop()
+    pending = -1
+
+    async def run() -> str:
+        nonlocal pending
+        result = await bound(limit, body)
+        pending = asyncio.current_task().cancelling()  # type: ignore[union-attr]
+        await asyncio.sleep(10)  # a timer left armed would cancel this
+        return result
+
+    task = loop.create_task(run())
+    if cancel_at is not None:
+        loop.call_at(cancel_at, task.cancel)
+    try:
+        result = await task
+    except asyncio.CancelledError:
+        result = "cancelled"
+    return result, pending, loop.time()
+
+
+def sleeping(seconds: float) -> Body:
+    async def body() -> None:
+        await asyncio.sleep(seconds)
+
+    return body
+
+
+def swallowing(seconds: float) -> Body:
+    """A body that catches its cancellation and returns (bad manners, but it happens)."""
+
+    async def body() -> None:
+        try:
+            await asyncio.sleep(seconds)
+        except asyncio.CancelledError:
+            return
+
+    return body
+
+
+CASES = {
+    "the deadline passes": (1.0, sleeping(5), None),
+    "the body ends in time": (1.0, sleeping(0.5), None),
+    "an outer cancellation first": (1.0, sleeping(5), 0.5),
+    "an outer cancellation with the deadline": (1.0, sleeping(5), 1.0),
+    "an outer cancellation after": (1.0, sleeping(0.5), 0.7),
+    "a deadline already past": (0.0, sleeping(5), None),
+    "a negative deadline": (-1.0, sleeping(5), None),
+    "the body swallows the deadline": (1.0, swallowing(5), None),
+}
+
+
+@pytest.mark.parametrize("bound", [with_attempt_timer, with_stream_deadline])
+@pytest.mark.parametrize("case", list(CASES))
+async def test_a_timer_ends_a_task_as_asyncio_timeout_does(bound: Bound, case: str) -> None:
+    limit, body, cancel_at = CASES[case]
+    expected = await outcome(with_asyncio, limit, body, cancel_at=cancel_at)
+    start = asyncio.get_running_loop().time()
+    shifted = None if cancel_at is None else start + cancel_at
+    got = await outcome(bound, limit, body, cancel_at=shifted)
+    assert (got[0], got[1], got[2] - start) == pytest.approx(expected)
+
+
+async def test_an_outer_timeout_is_never_taken_for_the_inner_one() -> None:
+    async def inner() -> str:
+        return await with_attempt_timer(5.0, sleeping(10))
+
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(1.0):
+            await inner()
+    assert asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]
+
+
+async def test_a_stream_deadline_between_reads_only_flags_it() -> None:
+    deadline = StreamDeadline(1.0)
+    deadline.start_read()
+    await asyncio.sleep(0.5)
+    assert not deadline.end_read(None)
+    await asyncio.sleep(1.0)  # passes while nothing reads: no task is cancelled
+    assert deadline.expired
+    deadline.start_read()
+    await asyncio.sleep(0.1)
+    assert not deadline.end_read(None)
+    deadline.cancel()
+
+
+async def test_a_stream_deadline_interrupts_the_task_that_reads_now() -> None:
+    deadline = StreamDeadline(1.0)
+    loop = asyncio.get_running_loop()
+
+    async def read(seconds: float) -> str:
+        deadline.start_read()
+        try:
+            await asyncio.sleep(seconds)
+        except BaseException as exc:
+            return "interrupted" if deadline.end_read(exc) else "cancelled"
+        deadline.end_read(None)
+        return "read"
+
+    assert await loop.create_task(read(0.5)) == "read"
+    assert await loop.create_task(read(5.0)) == "interrupted"
+    assert loop.time() == pytest.approx(1.0)
+
+
+async def test_an_interrupt_claims_its_own_cancellation_only() -> None:
+    loop = asyncio.get_running_loop()
+
+    async def waiting(also_cancelled: bool) -> tuple[str, int]:
+        task = asyncio.current_task()
+        assert task is not None
+        interrupt = TaskInterrupt(task)
+        loop.call_later(1.0, interrupt.fire)
+        loop.call_later(1.0, interrupt.fire)  # a second fire does nothing
+        if also_cancelled:
+            loop.call_later(1.0, task.cancel)
+        try:
+            await asyncio.sleep(5)
+        except asyncio.CancelledError as exc:
+            if interrupt.claim(exc):
+                return "interrupted", task.cancelling()
+            raise
+        return "slept", task.cancelling()
+
+    assert await loop.create_task(waiting(False)) == ("interrupted", 0)
+    with pytest.raises(asyncio.CancelledError):
+        await loop.create_task(waiting(True))
+
+
+async def test_an_interrupt_not_fired_claims_nothing() -> None:
+    task = asyncio.current_task()
+    assert task is not None
+    interrupt = TaskInterrupt(task)
+    assert not interrupt.claim(asyncio.CancelledError())
+    assert task.cancelling() == 0
