@@ -11,10 +11,9 @@ Three rules (issue 13):
 3. No test reaches into a private attribute of the router, the catalog or the
    executor (the attributes they set on ``self``).
 
-Justified exceptions are listed with their reason in ALLOWED_*. Violations in
-code that other branches of the restructure are fixing at the same time are
-listed in PENDING_*: the lead removes entries as those branches merge, and
-`test_pending_entries_still_occur` prints the entries that no longer occur.
+4. Only `_timeouts.py` calls `Task.uncancel()`.
+
+Justified exceptions are listed with their reason in ALLOWED_*.
 """
 
 from __future__ import annotations
@@ -23,8 +22,6 @@ import ast
 from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SRC = ROOT / "src" / "llmroute"
@@ -45,11 +42,6 @@ ALLOWED_PRIVATE: dict[tuple[str, str], str] = {
 
 #: (test file, attribute) reach-ins with a reason to keep them.
 ALLOWED_TEST_REACH: dict[tuple[str, str], str] = {}
-
-# Being fixed on the other branches of issue 13 (the lead removes entries as they merge).
-PENDING_CYCLES: dict[tuple[str, ...], str] = {}
-PENDING_PRIVATE: dict[tuple[str, str], str] = {}
-PENDING_TEST_REACH: dict[tuple[str, str], str] = {}
 
 
 # ---------------------------------------------------------------- reading the package
@@ -245,20 +237,18 @@ def _test_reach_ins() -> dict[tuple[str, str], list[int]]:
 
 
 def test_no_import_circles() -> None:
-    cycles = set(_cycles(_graph())) - set(ALLOWED_CYCLES) - set(PENDING_CYCLES)
+    cycles = set(_cycles(_graph())) - set(ALLOWED_CYCLES)
     assert sorted(cycles) == [], "import circles (see the module docstring)"
 
 
 def test_no_module_uses_another_modules_private_names() -> None:
-    uses = _private_uses() - set(ALLOWED_PRIVATE) - set(PENDING_PRIVATE)
+    uses = _private_uses() - set(ALLOWED_PRIVATE)
     assert sorted(uses) == [], "give these a public name, or list them with a reason"
 
 
 def test_no_test_reaches_into_the_router_catalog_or_executor() -> None:
     reach = _test_reach_ins()
-    unexpected = {
-        k: v for k, v in reach.items() if k not in ALLOWED_TEST_REACH | PENDING_TEST_REACH
-    }
+    unexpected = {k: v for k, v in reach.items() if k not in ALLOWED_TEST_REACH}
     assert unexpected == {}, "use a public seam (add_stage, routes(), cool_down, ...)"
 
 
@@ -272,13 +262,15 @@ def test_the_checks_see_what_they_should() -> None:
     assert "llmroute._errors" in graph["llmroute"]
 
 
-def test_pending_entries_still_occur(capsys: pytest.CaptureFixture[str]) -> None:
-    """Print the PENDING entries that no longer occur, so that the lead deletes them."""
-    stale = [
-        *(f"PENDING_CYCLES {k}" for k in set(PENDING_CYCLES) - set(_cycles(_graph()))),
-        *(f"PENDING_PRIVATE {k}" for k in set(PENDING_PRIVATE) - _private_uses()),
-        *(f"PENDING_TEST_REACH {k}" for k in set(PENDING_TEST_REACH) - set(_test_reach_ins())),
-    ]
-    with capsys.disabled():
-        for line in sorted(stale):
-            print(f"\nno longer occurs, delete it from tests/test_architecture.py: {line}")
+def test_only_the_timeouts_module_uncancels_tasks() -> None:
+    """`Task.uncancel()` accounting is the subtlest part of asyncio: one module owns it
+    (`_timeouts.py`, checked against `asyncio.timeout` in tests/test_timeouts.py)."""
+    callers = sorted(
+        str(path.relative_to(SRC))
+        for path in SRC.rglob("*.py")
+        if any(
+            isinstance(node, ast.Attribute) and node.attr == "uncancel"
+            for node in ast.walk(ast.parse(path.read_text()))
+        )
+    )
+    assert callers == ["_timeouts.py"]

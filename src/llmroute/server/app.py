@@ -208,7 +208,6 @@ class GatewayApp:
     async def _run(self, request: GatewayRequest, route: Route) -> None:
         """Answer: map errors to responses, stop if the client goes away; a counted request
         (a POST) is in flight until it ends, and shutdown waits for it."""
-        task = asyncio.current_task()
         counted = route.counted
         metrics = self.metrics if counted else None
         self._active += counted
@@ -217,9 +216,10 @@ class GatewayApp:
         current = current_request_id.set(None)  # the router sets it when it starts one
         try:
             await route.endpoint(request)
-        except asyncio.CancelledError:
-            if request.gone and task is not None and task.uncancel() == 0:
-                return  # the client went away; the endpoint has counted it
+        except asyncio.CancelledError as exc:
+            interrupt = request.interrupt
+            if interrupt is not None and interrupt.claim(exc):
+                return  # the client went away (and nothing else cancelled); it was counted
             self._cut_short = True  # the server cancelled it: a shutdown that did not wait
             raise
         except ClientGone:

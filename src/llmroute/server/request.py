@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic_core import from_json
 
+from .._timeouts import TaskInterrupt
 from ..pipeline.executor import current_request_id, new_request_id
 from .config import ServerConfig
 from .errors import HTTPError
@@ -68,6 +69,7 @@ class GatewayRequest:
         "finished",
         "gateway",
         "gone",
+        "interrupt",
         "key",
         "model",
         "receive",
@@ -92,6 +94,8 @@ class GatewayRequest:
         self.started = False  # the response has started
         self.finished = False  # the last part of the response is being sent
         self.watcher: Pending[Message] | asyncio.Task[None] | None = None
+        #: Cancels the request's task when its client leaves (set by `watch()`).
+        self.interrupt: TaskInterrupt | None = None
         self.key: str | None = None
         self.model: str | None = None
         self.request_id: str | None = None  # the router's, once it has started the request
@@ -294,10 +298,12 @@ class GatewayRequest:
                 raise ClientGone
             return
 
+        interrupt = self.interrupt = TaskInterrupt(task) if task is not None else None
+
         def woken(_: object = None) -> None:
-            if not self.finished and task is not None:
+            if not self.finished and interrupt is not None:
                 self.gone = True
-                task.cancel()
+                interrupt.fire()
 
         future = waiting.waiting
         if isinstance(future, asyncio.Future):
