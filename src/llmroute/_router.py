@@ -164,6 +164,7 @@ class RouterOptions(TypedDict, total=False):
     seed: int | None
     env: Mapping[str, str] | None
     strategies: Mapping[str, Strategy] | None
+    implicit_providers: bool
 
 
 class AsyncRouter:
@@ -185,6 +186,13 @@ class AsyncRouter:
             ``os.environ``).
         strategies: your own selection strategies by name (see
             `llmroute.routing.Strategy`), usable as a route's `strategy`.
+        implicit_providers: whether ``model="provider/model"`` may name a
+            provider the config does not list: ``mock``, the keyless presets
+            (``ollama``, ``vllm``, ``lmstudio``) and providers whose key is in
+            the environment. On by default in process; ``llmroute serve`` turns
+            it off unless ``server.implicit_providers`` is set (see
+            docs/security.md): a client must not reach what its operator did
+            not configure.
     """
 
     def __init__(
@@ -196,6 +204,7 @@ class AsyncRouter:
         seed: int | None = None,
         env: Mapping[str, str] | None = None,
         strategies: Mapping[str, Strategy] | None = None,
+        implicit_providers: bool = True,
     ) -> None:
         environ = os.environ if env is None else env
         self.config = load_config(config if config is not None else {}, env=environ)
@@ -209,6 +218,7 @@ class AsyncRouter:
             transports=transports,
             env=environ,
             strategies=strategies,
+            implicit_providers=implicit_providers,
         )
         self._health = HealthTracker(self.config.health)
         self._stats = LiveStats()

@@ -65,8 +65,12 @@ class Catalog:
         transports: Mapping[str, object] | None = None,
         env: Mapping[str, str] | None = None,
         strategies: Mapping[str, Strategy] | None = None,
+        implicit_providers: bool = True,
     ) -> None:
         self._clock = clock
+        #: Whether `model=` may name a provider nobody configured: ``mock``, a keyless
+        #: preset (ollama, vllm, lmstudio) or one whose key is in the environment.
+        self._implicit = implicit_providers
         self._prices = prices
         self._strategies = dict(strategies or {})
         for name, strategy in self._strategies.items():
@@ -77,7 +81,8 @@ class Catalog:
         self._env = os.environ if env is None else env
         self._overrides = dict(transports or {})
         self.providers: dict[str, Provider] = {}
-        provider_configs: dict[str, Any] = {**providers_from_env(self._env), **config.providers}
+        detected = providers_from_env(self._env) if implicit_providers else {}
+        provider_configs: dict[str, Any] = {**detected, **config.providers}
         for name, provider_config in provider_configs.items():
             self.providers[name] = self._build_provider(name, provider_config)
         unknown = set(self._overrides) - set(self.providers) - set(PRESETS) - {"mock"}
@@ -212,6 +217,12 @@ class Catalog:
         if slash and provider_name and model_name:
             check_model_name(model)
             provider = self.providers.get(provider_name)
+            if provider is None and not self._implicit:
+                raise UnknownModel(
+                    f"unknown model {model!r}: provider {provider_name!r} is not configured "
+                    "here. Available: " + (", ".join(self.available()) or "(none)"),
+                    model=model, available=self.available(),
+                )  # fmt: skip
             if provider is None:
                 try:
                     provider = self._implicit_provider(provider_name)

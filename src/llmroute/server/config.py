@@ -117,6 +117,11 @@ class ServerConfig(BaseModel):
             answered 503 (unset: no limit).
         metrics: ``GET /metrics``: ``public``, ``key`` (needs a gateway key)
             or ``off``.
+        implicit_providers: let clients name providers the config does not list
+            (``mock``, ``ollama``, ``vllm``, ``lmstudio``, environment-detected
+            ones) in ``model="provider/model"``; off: only configured providers
+            are reachable (providers from the environment count as configured
+            when no config file is served).
         access_log: log one line per request (off: the request log and the
             metrics have more).
     """
@@ -134,6 +139,7 @@ class ServerConfig(BaseModel):
     max_connections: int | None = Field(default=None, ge=1)
     metrics: Literal["public", "key", "off"] = "public"
     access_log: bool = False
+    implicit_providers: bool = False
 
     @model_validator(mode="after")
     def _unique_keys(self) -> ServerConfig:

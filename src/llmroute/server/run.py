@@ -129,7 +129,10 @@ def load(source: ServeSource, env: Mapping[str, str] | None = None) -> Config:
         found = providers_from_env(env)
         targets = [f"{name}/{ENV_MODELS[name]}" for name in found if name in ENV_MODELS]
         routes = {"chat": {"targets": targets}} if targets else {}
-        return load_config({"routes": routes}, env=env)
+        # the detected providers are this source's configuration: listed, so they stay
+        # reachable when implicit providers are off (their keys come from the environment)
+        providers = {name: {"type": name} for name in found}
+        return load_config({"providers": providers, "routes": routes}, env=env)
     return load_config(DEMO_CONFIG, env=env)
 
 
@@ -281,12 +284,18 @@ def _uvicorn_settings(server: ServerConfig) -> dict[str, Any]:
     }
 
 
+def _implicit(config: Config) -> bool:
+    """Whether the served router lets clients reach providers the config does not list."""
+    return config.server is not None and config.server.implicit_providers
+
+
 def worker_app() -> Any:
     """The app of one worker process (``--workers N``): loads the source the parent found."""
     from .app import create_app
 
     source = ServeSource.decode(os.environ[SOURCE_VARIABLE])
-    return create_app(AsyncRouter(load(source)))
+    loaded = load(source)
+    return create_app(AsyncRouter(loaded, implicit_providers=_implicit(loaded)))
 
 
 def _missing_extra() -> str | None:
@@ -325,7 +334,7 @@ def start(
         loaded.server or ServerConfig(), host=host, port=port, workers=workers,
         allow_unauthenticated=allow_unauthenticated, access_log=access_log,
     )  # fmt: skip
-    router = AsyncRouter(loaded)
+    router = AsyncRouter(loaded, implicit_providers=_implicit(loaded))
     problems = refusals(loaded, server, per_worker_limits=allow_per_worker_limits)
     if problems or server.workers > 1:
         asyncio.run(router.aclose())  # the workers build their own
