@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .._text import printable
 from .analytics import StatsReport, StatsRow
 from .sinks import path_from_url
 
@@ -58,8 +59,10 @@ def report_tables(report: StatsReport) -> list[Table]:
     """The report as tables: the groups with a total line, then attempt errors by provider."""
     title = "Requests" + (f" by {', '.join(report.by)}" if report.by else "")
     headers = [*report.by, *_HEADERS]
+    # stored values came from clients and providers: escaped, never interpreted
     rows = [
-        [v if v is not None else "-" for v in r.group.values()] + _cells(r) for r in report.rows
+        [printable(str(v)) if v is not None else "-" for v in r.group.values()] + _cells(r)
+        for r in report.rows
     ]
     if report.by:
         rows.append(["total", *[""] * (len(report.by) - 1), *_cells(report.total)])
@@ -72,7 +75,12 @@ def report_tables(report: StatsReport) -> list[Table]:
                 "Failed attempts by provider",
                 ["provider", "error type", "count", "share of its attempts"],
                 [
-                    [e.provider, e.error_type, _count(e.count), f"{e.rate:.1%} of {e.attempts}"]
+                    [
+                        printable(e.provider),
+                        printable(e.error_type),
+                        _count(e.count),
+                        f"{e.rate:.1%} of {e.attempts}",
+                    ]
                     for e in report.errors
                 ],
             )

@@ -36,6 +36,7 @@ from .._config import Config
 from .._config_load import load_config, load_file, providers_from_env
 from .._errors import ConfigError
 from .._router import AsyncRouter
+from .._text import printable
 from .._views import RouteView
 from .config import ServerConfig
 
@@ -342,7 +343,7 @@ def start(
         print(f"error: {problem}", file=sys.stderr)
     if problems:
         return 2
-    logger.info("%s", summary(source, router, server))
+    logger.info(summary(source, router, server))  # ours: its line breaks are kept
     return _run(source, router, server)
 
 
@@ -436,8 +437,19 @@ def setup_logging() -> None:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(levelname)s:%(padding)s%(message)s"))
         handler.addFilter(_pad)
+        handler.addFilter(_escape_arguments)
         root.addHandler(handler)
         root.setLevel(logging.INFO)
+
+
+def _escape_arguments(record: logging.LogRecord) -> bool:
+    """Escape control characters in a record's arguments: they carry what clients and
+    upstreams chose (paths, model names, error text), and a newline there would forge a
+    log line. The message format itself is ours and keeps its line breaks."""
+    args = record.args
+    if isinstance(args, tuple) and any(isinstance(a, str) for a in args):
+        record.args = tuple(printable(a) if isinstance(a, str) else a for a in args)
+    return True
 
 
 def _pad(record: logging.LogRecord) -> bool:
