@@ -19,6 +19,7 @@ LAZY_PACKAGES = [
     "llmroute.cache",
     "llmroute.limits",
     "llmroute.observe",
+    "llmroute.sdk",
     "llmroute.server",
 ]
 

@@ -47,7 +47,12 @@ from .routing.stats import LiveStats, TargetStats
 from .routing.strategies import Strategy
 
 if TYPE_CHECKING:
+    import anthropic
+    import httpx2
+    import openai
+
     from .observe.analytics import StatsReport
+    from .sdk.gateway import InProcessGateway
 
 __all__ = ["AsyncRouter"]
 
@@ -240,6 +245,7 @@ class AsyncRouter:
         self.chat = AsyncChat(executor)
         self.embeddings = AsyncEmbeddings(executor)
         self.models = AsyncModels(self._catalog, int(self._clock.time()))
+        self._gateway: InProcessGateway | None = None
         self._closed = False
 
     @classmethod
@@ -422,10 +428,44 @@ class AsyncRouter:
             by=[by] if isinstance(by, str) else by, filters=filters
         )
 
+    # -------------------------------------------------------------- SDK clients in process
+
+    @property
+    def gateway(self) -> InProcessGateway:
+        """The gateway application serving this router in process (made on first use, closed
+        with the router); the SDK clients below send their requests to it."""
+        if self._gateway is None:
+            from .sdk.gateway import InProcessGateway
+
+            self._gateway = InProcessGateway(self)
+        return self._gateway
+
+    def http_client(self, **options: Any) -> httpx2.AsyncClient:
+        """An ``httpx2.AsyncClient`` served by this router in process (docs/sdk-clients.md)."""
+        from .sdk import clients
+
+        return clients.async_http_client(self.gateway, **options)
+
+    def openai_client(self, **options: Any) -> openai.AsyncOpenAI:
+        """A genuine ``openai.AsyncOpenAI`` served by this router in process; `options` as for
+        it, but ``base_url`` and ``http_client`` (see docs/sdk-clients.md)."""
+        from .sdk import clients
+
+        return clients.async_openai_client(self.gateway, **options)
+
+    def anthropic_client(self, **options: Any) -> anthropic.AsyncAnthropic:
+        """A genuine ``anthropic.AsyncAnthropic`` served by this router in process."""
+        from .sdk import clients
+
+        return clients.async_anthropic_client(self.gateway, **options)
+
     async def aclose(self) -> None:
-        """Close every provider connection pool. Safe to call more than once."""
+        """Close the in-process gateway and every provider connection pool. Safe to call more
+        than once."""
         if not self._closed:
             self._closed = True
+            if self._gateway is not None:
+                await self._gateway.aclose()
             for stage in self._stages:
                 await stage.aclose()
             await self._catalog.aclose()

@@ -39,6 +39,10 @@ from .routing.health import TargetHealth
 from .routing.stats import TargetStats
 
 if TYPE_CHECKING:
+    import anthropic
+    import httpx2
+    import openai
+
     from .cache.stage import CacheStats
     from .limits.budget import BudgetStatus
     from .limits.stats import LimitStats
@@ -390,6 +394,26 @@ class Router:
     def stage_failures(self) -> int:
         """How many times a stage's `after()` raised (see `AsyncRouter.stage_failures`)."""
         return self._portal.run(lambda: self._async.stage_failures)
+
+    def http_client(self, **options: Any) -> httpx2.Client:
+        """An ``httpx2.Client`` served by this router in process, on its event-loop thread
+        (docs/sdk-clients.md)."""
+        from .sdk import clients
+
+        return clients.http_client(self._async.gateway, self._portal.call, **options)
+
+    def openai_client(self, **options: Any) -> openai.OpenAI:
+        """A genuine ``openai.OpenAI`` served by this router in process; `options` as for it,
+        but ``base_url`` and ``http_client`` (see docs/sdk-clients.md)."""
+        from .sdk import clients
+
+        return clients.openai_client(self._async.gateway, self._portal.call, **options)
+
+    def anthropic_client(self, **options: Any) -> anthropic.Anthropic:
+        """A genuine ``anthropic.Anthropic`` served by this router in process."""
+        from .sdk import clients
+
+        return clients.anthropic_client(self._async.gateway, self._portal.call, **options)
 
     def close(self) -> None:
         """Close connection pools and stop the event-loop thread. Safe to call more than once."""
