@@ -45,9 +45,13 @@ if TYPE_CHECKING:
     from ._config import RouteConfig as RouteConfig
     from ._config import TargetConfig as TargetConfig
     from ._config import TelemetryConfig as TelemetryConfig
+    from ._openai_errors import openai_errors as openai_errors
+    from ._openai_errors import to_openai_error as to_openai_error
     from ._request import CacheControl as CacheControl
     from ._request import RequestOptions as RequestOptions
+    from ._responses import RawResponse as RawResponse
     from ._router import AsyncRouter as AsyncRouter
+    from ._structured import ParsedChatCompletion as ParsedChatCompletion
     from ._sync import ChatStream as ChatStream
     from ._sync import Router as Router
     from ._transports import ConnectFailed as ConnectFailed
@@ -107,6 +111,10 @@ _EXPORTS: dict[str, str] = {
     "HttpRequest": "._transports",
     "HttpResponse": "._transports",
     "Outcome": ".pipeline.stage",
+    "ParsedChatCompletion": "._structured",
+    "RawResponse": "._responses",
+    "openai_errors": "._openai_errors",
+    "to_openai_error": "._openai_errors",
     "ProviderView": "._views",
     "RequestContext": ".pipeline.stage",
     "RouteView": "._views",

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError
 
 from ._errors import RequestError
 
@@ -18,16 +18,23 @@ __all__ = [
     "AssistantMessage",
     "ChatRequest",
     "ContentPart",
+    "CustomTool",
+    "CustomToolCallParam",
+    "CustomToolDefinition",
     "DEFAULT_OPTIONS",
     "DeveloperMessage",
     "EmbeddingsRequest",
     "FunctionDefinition",
+    "FunctionMessage",
+    "FunctionTool",
+    "FunctionToolCallParam",
     "ImagePart",
     "Message",
     "RequestOptions",
     "SystemMessage",
     "TextPart",
     "Tool",
+    "ToolCallParam",
     "ToolMessage",
     "UserMessage",
     "validate_chat_request",
@@ -109,13 +116,53 @@ class FunctionCallParam(BaseModel):
     arguments: str
 
 
-class ToolCallParam(BaseModel):
-    """A tool call the assistant made, as sent back in the conversation."""
+class FunctionToolCallParam(BaseModel):
+    """A function tool call the assistant made, as sent back in the conversation."""
 
     model_config = _OPEN
     id: str
     type: Literal["function"] = "function"
     function: FunctionCallParam
+
+
+class CustomCallParam(BaseModel):
+    """A custom tool's name and the free-form input the model gave it."""
+
+    model_config = _OPEN
+    name: str
+    input: str
+
+
+class CustomToolCallParam(BaseModel):
+    """A call of a custom tool (``type: "custom"``), as sent back in the conversation."""
+
+    model_config = _OPEN
+    id: str
+    type: Literal["custom"]
+    custom: CustomCallParam
+
+    @property
+    def function(self) -> FunctionCallParam:
+        """The call seen as a function call (its input as the arguments), for the code that
+        reads every call's name and arguments (token estimates, vendors' tool-use blocks:
+        those that need JSON arguments refuse an input that is not a JSON object)."""
+        return FunctionCallParam(name=self.custom.name, arguments=self.custom.input)
+
+
+def _tool_kind(value: Any) -> str:
+    kind = (
+        value.get("type", "function") if isinstance(value, dict) else getattr(value, "type", None)
+    )
+    return "custom" if kind == "custom" else "function"
+
+
+#: A tool call in an assistant message: a function's (``type`` may be left out) or a
+#: custom tool's.
+ToolCallParam = Annotated[
+    Annotated[FunctionToolCallParam, Tag("function")]
+    | Annotated[CustomToolCallParam, Tag("custom")],
+    Discriminator(_tool_kind),
+]
 
 
 class SystemMessage(BaseModel):
@@ -154,6 +201,7 @@ class AssistantMessage(BaseModel):
     name: str | None = None
     refusal: str | None = None
     tool_calls: list[ToolCallParam] | None = None
+    function_call: FunctionCallParam | None = None
 
 
 class ToolMessage(BaseModel):
@@ -165,8 +213,24 @@ class ToolMessage(BaseModel):
     tool_call_id: str
 
 
+class FunctionMessage(BaseModel):
+    """The result of a legacy function call (``functions``/``function_call``, which OpenAI
+    still serves). Targets that translate the conversation (Anthropic, Bedrock, Gemini)
+    refuse it: it names no call to answer."""
+
+    model_config = _OPEN
+    role: Literal["function"]
+    content: str | None
+    name: str
+
+
 Message = Annotated[
-    SystemMessage | DeveloperMessage | UserMessage | AssistantMessage | ToolMessage,
+    SystemMessage
+    | DeveloperMessage
+    | UserMessage
+    | AssistantMessage
+    | ToolMessage
+    | FunctionMessage,
     Field(discriminator="role"),
 ]
 
@@ -181,12 +245,46 @@ class FunctionDefinition(BaseModel):
     strict: bool | None = None
 
 
-class Tool(BaseModel):
-    """A tool the model may use."""
+class FunctionTool(BaseModel):
+    """A function tool the model may call."""
 
     model_config = _OPEN
     type: Literal["function"] = "function"
     function: FunctionDefinition
+
+
+class CustomToolDefinition(BaseModel):
+    """A custom tool: the model calls it with free-form text (or text in a `format`)."""
+
+    model_config = _OPEN
+    name: str
+    description: str | None = None
+    format: dict[str, Any] | None = None
+
+
+class CustomTool(BaseModel):
+    """A custom tool (``type: "custom"``), which only OpenAI-compatible targets express."""
+
+    model_config = _OPEN
+    type: Literal["custom"]
+    custom: CustomToolDefinition
+
+    @property
+    def function(self) -> FunctionDefinition:
+        """A custom tool has no function: adapters that translate tools into their vendor's
+        read this, and the `RequestError` refuses that target (the router tries the next)."""
+        raise RequestError(
+            f"custom tool {self.custom.name!r}: custom tools can only be sent to "
+            "OpenAI-compatible targets",
+            param="tools",
+        )
+
+
+#: A tool the model may use: a function (``type`` may be left out) or a custom tool.
+Tool = Annotated[
+    Annotated[FunctionTool, Tag("function")] | Annotated[CustomTool, Tag("custom")],
+    Discriminator(_tool_kind),
+]
 
 
 class StreamOptions(BaseModel):

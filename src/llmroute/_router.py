@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 import random
 from collections.abc import Callable, Mapping, Sequence
@@ -16,14 +15,29 @@ from typing_extensions import Unpack
 from ._clock import Clock, SystemClock
 from ._config import Config
 from ._config_load import load_config, load_file
-from ._errors import RequestError
-from ._params import ChatCreateParams, ClientParams, EmbeddingsCreateParams, split_client_params
+from ._params import (
+    ChatCreateParams,
+    ChatParseParams,
+    ClientOnlyParams,
+    ClientParams,
+    EmbeddingsCreateParams,
+    is_sentinel,
+    split_client_params,
+    timeout_seconds,
+)
 from ._prices import PriceBook
 from ._request import (
     RequestOptions,
     validate_chat_request,
     validate_embeddings_request,
     validate_options,
+)
+from ._responses import AsyncResponseContext, RawResponse
+from ._structured import (
+    AsyncChatCompletionStreamManager,
+    ParsedChatCompletion,
+    parse_completion,
+    stream_params,
 )
 from ._types import ChatCompletion, CreateEmbeddingResponse, Model, ModelList
 from ._views import ProviderView, RouteView, provider_views, route_views
@@ -61,21 +75,18 @@ _NO_EXTRA = ExtraRequest()
 
 def _request_options(client: ClientParams) -> tuple[RequestOptions, ExtraRequest]:
     options = validate_options(client.options)  # type: ignore[arg-type]
-    timeout = client.timeout
-    if timeout is not None:
-        if (
-            isinstance(timeout, bool)
-            or not isinstance(timeout, int | float)
-            or not math.isfinite(timeout)
-            or timeout <= 0
-        ):
-            raise RequestError(
-                f"timeout must be a positive number of seconds, got {timeout!r}", param="timeout"
-            )
-        options = options.model_copy(update={"timeout": float(timeout)})
+    if client.timeout is not None:
+        seconds = timeout_seconds(client.timeout)
+        if seconds is not None:
+            options = options.model_copy(update={"timeout": seconds})
     if client.extra_headers is None and client.extra_query is None:
         return options, _NO_EXTRA
     return options, ExtraRequest(headers=client.extra_headers, query=client.extra_query)
+
+
+_CHAT_PATH = "/v1/chat/completions"
+_EMBEDDINGS_PATH = "/v1/embeddings"
+_MODELS_PATH = "/v1/models"
 
 
 class AsyncCompletions:
@@ -83,6 +94,8 @@ class AsyncCompletions:
 
     def __init__(self, executor: RequestPipeline) -> None:
         self._executor = executor
+        self.with_raw_response = AsyncCompletionsWithRawResponse(self)
+        self.with_streaming_response = AsyncCompletionsWithStreamingResponse(self)
 
     @overload
     async def create(
@@ -110,12 +123,79 @@ class AsyncCompletions:
         """
         api, client = split_client_params(params)
         if stream is not None:
-            api["stream"] = stream
+            if type(stream) is not bool and is_sentinel(stream):  # openai-agents: stream=omit
+                stream = None
+            else:
+                api["stream"] = stream
         request = validate_chat_request(api)
         options, extra = _request_options(client)
         if stream:
             return await self._executor.chat_stream(request, options, extra)
         return await self._executor.chat(request, options, extra)
+
+    async def parse(self, **params: Unpack[ChatParseParams]) -> ParsedChatCompletion[Any]:
+        """A chat completion whose content is parsed into `response_format` (a pydantic
+        model or another type), as ``openai.AsyncOpenAI().chat.completions.parse``: the
+        type's strict JSON schema is sent, and each message's `parsed` holds the result
+        (None when the model refused: see `refusal`)."""
+        api, response_format = stream_params(params)
+        completion = await self.create(**api)
+        return parse_completion(completion, response_format)
+
+    def stream(self, **params: Unpack[ChatParseParams]) -> AsyncChatCompletionStreamManager:
+        """``async with router.chat.completions.stream(...) as stream``: a streamed chat
+        completion read as events (``content.delta``, ``content.done``, ``chunk``...), with
+        `get_final_completion()`, as the openai SDK's helper."""
+        api, response_format = stream_params(params)
+
+        async def open_stream() -> AsyncChatStream:
+            stream: AsyncChatStream = await self.create(stream=True, **api)
+            return stream
+
+        return AsyncChatCompletionStreamManager(open_stream, response_format)
+
+
+class AsyncCompletionsWithRawResponse:
+    """``router.chat.completions.with_raw_response``: the same methods, returning a
+    `RawResponse` (headers, request id; `parse()` gives the result)."""
+
+    def __init__(self, completions: AsyncCompletions) -> None:
+        self._completions = completions
+
+    async def create(self, **params: Any) -> RawResponse[ChatCompletion | AsyncChatStream]:
+        """`AsyncCompletions.create`, with the response's headers."""
+        result = await self._completions.create(**params)
+        stream = not isinstance(result, ChatCompletion)
+        return RawResponse(result, method="POST", path=_CHAT_PATH, stream=stream)
+
+    async def parse(
+        self, **params: Unpack[ChatParseParams]
+    ) -> RawResponse[ParsedChatCompletion[Any]]:
+        """`AsyncCompletions.parse`, with the response's headers."""
+        result = await self._completions.parse(**params)
+        return RawResponse(result, method="POST", path=_CHAT_PATH)
+
+
+class AsyncCompletionsWithStreamingResponse:
+    """``router.chat.completions.with_streaming_response``: the same methods as context
+    managers (``async with ... as response``), a stream closed on leaving the block."""
+
+    def __init__(self, completions: AsyncCompletions) -> None:
+        self._completions = completions
+
+    def create(self, **params: Any) -> AsyncResponseContext[ChatCompletion | AsyncChatStream]:
+        """`AsyncCompletions.create` as a context manager."""
+        return AsyncResponseContext(
+            lambda: self._completions.create(**params), method="POST", path=_CHAT_PATH
+        )
+
+    def parse(
+        self, **params: Unpack[ChatParseParams]
+    ) -> AsyncResponseContext[ParsedChatCompletion[Any]]:
+        """`AsyncCompletions.parse` as a context manager."""
+        return AsyncResponseContext(
+            lambda: self._completions.parse(**params), method="POST", path=_CHAT_PATH
+        )
 
 
 class AsyncChat:
@@ -130,6 +210,8 @@ class AsyncEmbeddings:
 
     def __init__(self, executor: RequestPipeline) -> None:
         self._executor = executor
+        self.with_raw_response = AsyncEmbeddingsWithRawResponse(self)
+        self.with_streaming_response = AsyncEmbeddingsWithStreamingResponse(self)
 
     async def create(self, **params: Unpack[EmbeddingsCreateParams]) -> CreateEmbeddingResponse:
         """Create embeddings, as ``openai.AsyncOpenAI().embeddings.create``."""
@@ -139,19 +221,92 @@ class AsyncEmbeddings:
         return await self._executor.embeddings(request, options, extra)
 
 
+class AsyncEmbeddingsWithRawResponse:
+    """``router.embeddings.with_raw_response``."""
+
+    def __init__(self, embeddings: AsyncEmbeddings) -> None:
+        self._embeddings = embeddings
+
+    async def create(
+        self, **params: Unpack[EmbeddingsCreateParams]
+    ) -> RawResponse[CreateEmbeddingResponse]:
+        """`AsyncEmbeddings.create`, with the response's headers."""
+        result = await self._embeddings.create(**params)
+        return RawResponse(result, method="POST", path=_EMBEDDINGS_PATH)
+
+
+class AsyncEmbeddingsWithStreamingResponse:
+    """``router.embeddings.with_streaming_response``."""
+
+    def __init__(self, embeddings: AsyncEmbeddings) -> None:
+        self._embeddings = embeddings
+
+    def create(
+        self, **params: Unpack[EmbeddingsCreateParams]
+    ) -> AsyncResponseContext[CreateEmbeddingResponse]:
+        """`AsyncEmbeddings.create` as a context manager."""
+        return AsyncResponseContext(
+            lambda: self._embeddings.create(**params), method="POST", path=_EMBEDDINGS_PATH
+        )
+
+
 class AsyncModels:
-    """``router.models``."""
+    """``router.models``. The client-side keyword arguments (``extra_headers``,
+    ``timeout``...) are accepted and ignored: listing makes no request."""
 
     def __init__(self, catalog: Catalog, created: int) -> None:
         self._catalog = catalog
         self._created = created
+        self.with_raw_response = AsyncModelsWithRawResponse(self)
+        self.with_streaming_response = AsyncModelsWithStreamingResponse(self)
 
-    async def list(self) -> ModelList:
+    async def list(self, **client: Unpack[ClientOnlyParams]) -> ModelList:
         """The routes and their targets, as ``openai.AsyncOpenAI().models.list()`` lists models.
 
         Any ``provider/model`` of a configured provider is accepted too.
         """
         return model_list(self._catalog, self._created)
+
+    async def retrieve(self, model: str, **client: Unpack[ClientOnlyParams]) -> Model:
+        """One model, as ``openai.AsyncOpenAI().models.retrieve(model)``: a route, a target,
+        or any ``provider/model`` of a known provider; `UnknownModel` (a 404 through the
+        gateway) otherwise."""
+        return model_info(self._catalog, self._created, model)
+
+
+class AsyncModelsWithRawResponse:
+    """``router.models.with_raw_response``."""
+
+    def __init__(self, models: AsyncModels) -> None:
+        self._models = models
+
+    async def list(self, **client: Unpack[ClientOnlyParams]) -> RawResponse[ModelList]:
+        """`AsyncModels.list`, with the response's headers."""
+        return RawResponse(await self._models.list(), method="GET", path=_MODELS_PATH)
+
+    async def retrieve(self, model: str, **client: Unpack[ClientOnlyParams]) -> RawResponse[Model]:
+        """`AsyncModels.retrieve`, with the response's headers."""
+        result = await self._models.retrieve(model)
+        return RawResponse(result, method="GET", path=f"{_MODELS_PATH}/{model}")
+
+
+class AsyncModelsWithStreamingResponse:
+    """``router.models.with_streaming_response``."""
+
+    def __init__(self, models: AsyncModels) -> None:
+        self._models = models
+
+    def list(self, **client: Unpack[ClientOnlyParams]) -> AsyncResponseContext[ModelList]:
+        """`AsyncModels.list` as a context manager."""
+        return AsyncResponseContext(self._models.list, method="GET", path=_MODELS_PATH)
+
+    def retrieve(
+        self, model: str, **client: Unpack[ClientOnlyParams]
+    ) -> AsyncResponseContext[Model]:
+        """`AsyncModels.retrieve` as a context manager."""
+        return AsyncResponseContext(
+            lambda: self._models.retrieve(model), method="GET", path=f"{_MODELS_PATH}/{model}"
+        )
 
 
 def model_list(catalog: Catalog, created: int) -> ModelList:
@@ -159,6 +314,15 @@ def model_list(catalog: Catalog, created: int) -> ModelList:
     return ModelList(
         data=[Model(id=i, created=created, owned_by=owner) for i, owner in catalog.model_ids()]
     )
+
+
+def model_info(catalog: Catalog, created: int, model: str) -> Model:
+    """The `Model` a catalog knows as `model` (raises `UnknownModel`)."""
+    for name, owner in catalog.model_ids():
+        if name == model:
+            return Model(id=name, created=created, owned_by=owner)
+    route = catalog.resolve(model)  # a provider/model of a known provider
+    return Model(id=model, created=created, owned_by=route.targets[0].provider.name)
 
 
 class RouterOptions(TypedDict, total=False):

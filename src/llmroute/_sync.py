@@ -20,12 +20,15 @@ from typing_extensions import Unpack
 
 from ._config import Config
 from ._config_load import load_file
-from ._params import ChatCreateParams, EmbeddingsCreateParams
+from ._params import ChatCreateParams, ChatParseParams, ClientOnlyParams, EmbeddingsCreateParams
+from ._responses import RawResponse, ResponseContext
 from ._router import AsyncRouter, RouterOptions
+from ._structured import ChatCompletionStreamManager, ParsedChatCompletion, stream_params
 from ._types import (
     ChatCompletion,
     ChatCompletionChunk,
     CreateEmbeddingResponse,
+    Model,
     ModelList,
     RouteInfo,
 )
@@ -52,6 +55,9 @@ __all__ = ["ChatStream", "Router"]
 
 T = TypeVar("T")
 _END = object()
+_CHAT_PATH = "/v1/chat/completions"
+_EMBEDDINGS_PATH = "/v1/embeddings"
+_MODELS_PATH = "/v1/models"
 
 
 class _Portal:
@@ -189,6 +195,8 @@ class Completions:
     def __init__(self, router: AsyncRouter, portal: _Portal) -> None:
         self._router = router
         self._portal = portal
+        self.with_raw_response = CompletionsWithRawResponse(self)
+        self.with_streaming_response = CompletionsWithStreamingResponse(self)
 
     @overload
     def create(
@@ -216,6 +224,59 @@ class Completions:
             return ChatStream(result, self._portal)
         return result
 
+    def parse(self, **params: Unpack[ChatParseParams]) -> ParsedChatCompletion[Any]:
+        """A chat completion parsed into `response_format` (see `AsyncCompletions.parse`)."""
+
+        async def run() -> ParsedChatCompletion[Any]:
+            return await self._router.chat.completions.parse(**params)
+
+        return self._portal.call(run)
+
+    def stream(self, **params: Unpack[ChatParseParams]) -> ChatCompletionStreamManager:
+        """``with router.chat.completions.stream(...) as stream``: a streamed completion read
+        as events (see `AsyncCompletions.stream`)."""
+        api, response_format = stream_params(params)
+        return ChatCompletionStreamManager(lambda: self.create(stream=True, **api), response_format)
+
+
+class CompletionsWithRawResponse:
+    """``router.chat.completions.with_raw_response`` (see `RawResponse`)."""
+
+    def __init__(self, completions: Completions) -> None:
+        self._completions = completions
+
+    def create(self, **params: Any) -> RawResponse[ChatCompletion | ChatStream]:
+        """`Completions.create`, with the response's headers."""
+        result = self._completions.create(**params)
+        stream = isinstance(result, ChatStream)
+        return RawResponse(result, method="POST", path=_CHAT_PATH, stream=stream)
+
+    def parse(self, **params: Unpack[ChatParseParams]) -> RawResponse[ParsedChatCompletion[Any]]:
+        """`Completions.parse`, with the response's headers."""
+        result = self._completions.parse(**params)
+        return RawResponse(result, method="POST", path=_CHAT_PATH)
+
+
+class CompletionsWithStreamingResponse:
+    """``router.chat.completions.with_streaming_response``: context managers."""
+
+    def __init__(self, completions: Completions) -> None:
+        self._completions = completions
+
+    def create(self, **params: Any) -> ResponseContext[ChatCompletion | ChatStream]:
+        """`Completions.create` as a context manager."""
+        return ResponseContext(
+            lambda: self._completions.create(**params), method="POST", path=_CHAT_PATH
+        )
+
+    def parse(
+        self, **params: Unpack[ChatParseParams]
+    ) -> ResponseContext[ParsedChatCompletion[Any]]:
+        """`Completions.parse` as a context manager."""
+        return ResponseContext(
+            lambda: self._completions.parse(**params), method="POST", path=_CHAT_PATH
+        )
+
 
 class Chat:
     """``router.chat``."""
@@ -230,6 +291,8 @@ class Embeddings:
     def __init__(self, router: AsyncRouter, portal: _Portal) -> None:
         self._router = router
         self._portal = portal
+        self.with_raw_response = EmbeddingsWithRawResponse(self)
+        self.with_streaming_response = EmbeddingsWithStreamingResponse(self)
 
     def create(self, **params: Unpack[EmbeddingsCreateParams]) -> CreateEmbeddingResponse:
         """Create embeddings, as ``openai.OpenAI().embeddings.create``."""
@@ -240,16 +303,85 @@ class Embeddings:
         return self._portal.call(run)
 
 
+class EmbeddingsWithRawResponse:
+    """``router.embeddings.with_raw_response``."""
+
+    def __init__(self, embeddings: Embeddings) -> None:
+        self._embeddings = embeddings
+
+    def create(
+        self, **params: Unpack[EmbeddingsCreateParams]
+    ) -> RawResponse[CreateEmbeddingResponse]:
+        """`Embeddings.create`, with the response's headers."""
+        result = self._embeddings.create(**params)
+        return RawResponse(result, method="POST", path=_EMBEDDINGS_PATH)
+
+
+class EmbeddingsWithStreamingResponse:
+    """``router.embeddings.with_streaming_response``."""
+
+    def __init__(self, embeddings: Embeddings) -> None:
+        self._embeddings = embeddings
+
+    def create(
+        self, **params: Unpack[EmbeddingsCreateParams]
+    ) -> ResponseContext[CreateEmbeddingResponse]:
+        """`Embeddings.create` as a context manager."""
+        return ResponseContext(
+            lambda: self._embeddings.create(**params), method="POST", path=_EMBEDDINGS_PATH
+        )
+
+
 class Models:
-    """``router.models``."""
+    """``router.models`` (client-side keyword arguments accepted and ignored)."""
 
     def __init__(self, router: AsyncRouter, portal: _Portal) -> None:
         self._router = router
         self._portal = portal
+        self.with_raw_response = ModelsWithRawResponse(self)
+        self.with_streaming_response = ModelsWithStreamingResponse(self)
 
-    def list(self) -> ModelList:
+    def list(self, **client: Unpack[ClientOnlyParams]) -> ModelList:
         """The routes and their targets, as ``openai.OpenAI().models.list()`` lists models."""
         return self._portal.call(self._router.models.list)
+
+    def retrieve(self, model: str, **client: Unpack[ClientOnlyParams]) -> Model:
+        """One model, as ``openai.OpenAI().models.retrieve(model)`` (see
+        `AsyncModels.retrieve`)."""
+        return self._portal.call(self._router.models.retrieve, model)
+
+
+class ModelsWithRawResponse:
+    """``router.models.with_raw_response``."""
+
+    def __init__(self, models: Models) -> None:
+        self._models = models
+
+    def list(self, **client: Unpack[ClientOnlyParams]) -> RawResponse[ModelList]:
+        """`Models.list`, with the response's headers."""
+        return RawResponse(self._models.list(), method="GET", path=_MODELS_PATH)
+
+    def retrieve(self, model: str, **client: Unpack[ClientOnlyParams]) -> RawResponse[Model]:
+        """`Models.retrieve`, with the response's headers."""
+        result = self._models.retrieve(model)
+        return RawResponse(result, method="GET", path=f"{_MODELS_PATH}/{model}")
+
+
+class ModelsWithStreamingResponse:
+    """``router.models.with_streaming_response``."""
+
+    def __init__(self, models: Models) -> None:
+        self._models = models
+
+    def list(self, **client: Unpack[ClientOnlyParams]) -> ResponseContext[ModelList]:
+        """`Models.list` as a context manager."""
+        return ResponseContext(self._models.list, method="GET", path=_MODELS_PATH)
+
+    def retrieve(self, model: str, **client: Unpack[ClientOnlyParams]) -> ResponseContext[Model]:
+        """`Models.retrieve` as a context manager."""
+        return ResponseContext(
+            lambda: self._models.retrieve(model), method="GET", path=f"{_MODELS_PATH}/{model}"
+        )
 
 
 class Router:

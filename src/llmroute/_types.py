@@ -12,16 +12,28 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import (
+    Annotated,
+    Any,
+    ClassVar,
+    Generic,
+    Literal,
+    Self,
+    TypeVar,
+    get_origin,
+    overload,
+)
 
-from pydantic import BaseModel, ConfigDict
-from pydantic_core import SchemaValidator
+from pydantic import BaseModel, ConfigDict, Discriminator, Tag, TypeAdapter
+from pydantic_core import SchemaValidator, to_json
 
 __all__ = [
     "AttemptInfo",
     "ChatCompletion",
+    "ChatCompletionAudio",
     "ChatCompletionChunk",
     "ChatCompletionMessage",
+    "ChatCompletionMessageCustomToolCall",
     "ChatCompletionMessageToolCall",
     "Choice",
     "ChoiceDelta",
@@ -29,16 +41,149 @@ __all__ = [
     "ChunkChoice",
     "CompletionUsage",
     "CreateEmbeddingResponse",
+    "CustomCall",
+    "ExtraField",
     "Embedding",
     "EmbeddingUsage",
     "FunctionCall",
     "Model",
     "ModelList",
+    "OpenAIObject",
     "RouteInfo",
     "TokenUsage",
+    "ToolCall",
 ]
 
-_OPEN = ConfigDict(extra="allow", defer_build=True)
+T = TypeVar("T")
+
+
+class ExtraField(Generic[T]):
+    """A field of the OpenAI schema that llmroute keeps among a model's extras.
+
+    Reading it gives the value the answer carried, validated into `kind` (None when
+    absent); setting it (or passing it to the constructor) stores it there. Unlike a
+    declared field, it costs nothing when absent (no default to fill in on each of a
+    stream's chunks) and is serialised only when present, so llmroute's own answers
+    carry no ``"audio": null`` that OpenAI would not send.
+    """
+
+    def __init__(self, kind: Any) -> None:
+        self._kind = kind
+        self._adapter: TypeAdapter[T] | None = None
+        self.name = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, obj: None, owner: type | None = None) -> Self: ...
+    @overload
+    def __get__(self, obj: BaseModel, owner: type | None = None) -> T | None: ...
+
+    def __get__(self, obj: BaseModel | None, owner: type | None = None) -> T | Self | None:
+        if obj is None:
+            return self
+        extra = obj.__pydantic_extra__
+        raw = extra.get(self.name) if extra else None
+        if raw is None:
+            return None
+        adapter = self._adapter
+        if adapter is None:
+            adapter = self._adapter = TypeAdapter(self._kind)
+        return adapter.validate_python(raw)
+
+    def __set__(self, obj: BaseModel, value: T | None) -> None:
+        extra = obj.__pydantic_extra__
+        if extra is None:
+            extra = {}
+            object.__setattr__(obj, "__pydantic_extra__", extra)
+        extra[self.name] = value
+
+
+_OPEN = ConfigDict(extra="allow", defer_build=True, ignored_types=(ExtraField,))
+
+
+class OpenAIObject(BaseModel):
+    """The base of the OpenAI-shaped models: `to_dict` and `to_json` as in the openai SDK.
+
+    As there, fields left unset (not in the provider's answer) are left out by default,
+    so the output is the answer as it came. The constant fields (`object`, `role`,
+    `type`: required by the schema, defaulted here) are always in it, even in an object
+    llmroute built itself, so its `to_dict()` validates against the SDK's types.
+    """
+
+    #: The constant fields (a `Literal` with a default) of each model.
+    _constants: ClassVar[frozenset[str]] = frozenset()
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        cls._constants = frozenset(
+            name
+            for name, info in cls.model_fields.items()
+            if get_origin(info.annotation) is Literal and not info.is_required()
+        )
+
+    def to_dict(
+        self,
+        *,
+        mode: Literal["json", "python"] = "python",
+        use_api_names: bool = True,
+        exclude_unset: bool = True,
+        exclude_defaults: bool = False,
+        exclude_none: bool = False,
+        warnings: bool = True,
+    ) -> dict[str, object]:
+        """This object as a dict, as ``openai.BaseModel.to_dict`` (`use_api_names`: dump
+        by alias; llmroute's field names are the API's)."""
+        dump = self.model_dump(
+            mode=mode,
+            by_alias=use_api_names,
+            exclude_unset=exclude_unset,
+            exclude_defaults=exclude_defaults,
+            exclude_none=exclude_none,
+            warnings=warnings,
+        )
+        if exclude_unset or exclude_defaults:
+            _add_constants(self, dump)
+        return dump
+
+    def to_json(
+        self,
+        *,
+        indent: int | None = 2,
+        use_api_names: bool = True,
+        exclude_unset: bool = True,
+        exclude_defaults: bool = False,
+        exclude_none: bool = False,
+        warnings: bool = True,
+    ) -> str:
+        """This object as JSON, as ``openai.BaseModel.to_json`` (indented by default)."""
+        dump = self.to_dict(
+            mode="json",
+            use_api_names=use_api_names,
+            exclude_unset=exclude_unset,
+            exclude_defaults=exclude_defaults,
+            exclude_none=exclude_none,
+            warnings=warnings,
+        )
+        return to_json(dump, indent=indent).decode()
+
+
+def _add_constants(model: OpenAIObject, dump: dict[str, Any]) -> None:
+    """Put back in `dump` the constant fields of `model` (and of the models it holds) that
+    a dump without unset or default values left out."""
+    for name in model._constants:
+        if name not in dump:
+            dump[name] = getattr(model, name)
+    for name, value in dump.items():
+        held = model.__dict__.get(name)
+        if isinstance(held, OpenAIObject) and isinstance(value, dict):
+            _add_constants(held, value)
+        elif isinstance(held, list) and isinstance(value, list):
+            for item, item_dump in zip(held, value, strict=False):
+                if isinstance(item, OpenAIObject) and isinstance(item_dump, dict):
+                    _add_constants(item, item_dump)
 
 
 def validator(model: type[BaseModel]) -> SchemaValidator:
@@ -185,7 +330,7 @@ class RouteInfo:
 # ---------------------------------------------------------------- chat completions
 
 
-class FunctionCall(BaseModel):
+class FunctionCall(OpenAIObject):
     """A function name and its arguments as a JSON string."""
 
     model_config = _OPEN
@@ -193,8 +338,8 @@ class FunctionCall(BaseModel):
     arguments: str
 
 
-class ChatCompletionMessageToolCall(BaseModel):
-    """A tool call in an assistant message."""
+class ChatCompletionMessageToolCall(OpenAIObject):
+    """A function tool call in an assistant message."""
 
     model_config = _OPEN
     id: str
@@ -202,17 +347,70 @@ class ChatCompletionMessageToolCall(BaseModel):
     function: FunctionCall
 
 
-class ChatCompletionMessage(BaseModel):
-    """The assistant message of a choice."""
+class CustomCall(OpenAIObject):
+    """A custom tool's name and the free-form input the model gave it."""
+
+    model_config = _OPEN
+    name: str
+    input: str
+
+
+class ChatCompletionMessageCustomToolCall(OpenAIObject):
+    """A call of a custom tool (``type: "custom"``) in an assistant message."""
+
+    model_config = _OPEN
+    id: str
+    type: Literal["custom"]
+    custom: CustomCall
+
+    @property
+    def function(self) -> FunctionCall:
+        """The call seen as a function call (its input as the arguments), for code that
+        reads every call's name and arguments."""
+        return FunctionCall(name=self.custom.name, arguments=self.custom.input)
+
+
+def _call_kind(value: Any) -> str:
+    kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
+    return "custom" if kind == "custom" else "function"
+
+
+#: A tool call in an assistant message: a function's or a custom tool's.
+ToolCall = Annotated[
+    Annotated[ChatCompletionMessageToolCall, Tag("function")]
+    | Annotated[ChatCompletionMessageCustomToolCall, Tag("custom")],
+    Discriminator(_call_kind),
+]
+
+
+class ChatCompletionAudio(OpenAIObject):
+    """Audio the model answered with (``modalities: ["audio"]``)."""
+
+    model_config = _OPEN
+    id: str
+    data: str
+    expires_at: int
+    transcript: str
+
+
+class ChatCompletionMessage(OpenAIObject):
+    """The assistant message of a choice.
+
+    `function_call` is legacy function calling's (``functions=``); `annotations` are
+    web search citations; `audio` is an audio answer.
+    """
 
     model_config = _OPEN
     role: Literal["assistant"] = "assistant"
     content: str | None = None
     refusal: str | None = None
-    tool_calls: list[ChatCompletionMessageToolCall] | None = None
+    tool_calls: list[ToolCall] | None = None
+    function_call: ClassVar[ExtraField[FunctionCall]] = ExtraField(FunctionCall)
+    annotations: ClassVar[ExtraField[list[dict[str, Any]]]] = ExtraField(list[dict[str, Any]])
+    audio: ClassVar[ExtraField[ChatCompletionAudio]] = ExtraField(ChatCompletionAudio)
 
 
-class Choice(BaseModel):
+class Choice(OpenAIObject):
     """One completion choice."""
 
     model_config = _OPEN
@@ -222,7 +420,7 @@ class Choice(BaseModel):
     logprobs: Any = None
 
 
-class PromptTokensDetails(BaseModel):
+class PromptTokensDetails(OpenAIObject):
     """Breakdown of prompt tokens."""
 
     model_config = _OPEN
@@ -230,7 +428,7 @@ class PromptTokensDetails(BaseModel):
     audio_tokens: int | None = None
 
 
-class CompletionTokensDetails(BaseModel):
+class CompletionTokensDetails(OpenAIObject):
     """Breakdown of completion tokens."""
 
     model_config = _OPEN
@@ -240,7 +438,7 @@ class CompletionTokensDetails(BaseModel):
     rejected_prediction_tokens: int | None = None
 
 
-class CompletionUsage(BaseModel):
+class CompletionUsage(OpenAIObject):
     """Token usage as OpenAI reports it."""
 
     model_config = _OPEN
@@ -272,7 +470,7 @@ class CompletionUsage(BaseModel):
 _NO_ROUTE = RouteInfo(request_id="")
 
 
-class _Routed(BaseModel):
+class _Routed(OpenAIObject):
     # A slot, not a pydantic private attribute: those cost ~5 µs per instance to set up.
     __slots__ = ("_route_info",)
 
@@ -299,9 +497,11 @@ class ChatCompletion(_Routed):
     usage: CompletionUsage | None = None
     system_fingerprint: str | None = None
     service_tier: str | None = None
+    metadata: ClassVar[ExtraField[dict[str, str]]] = ExtraField(dict[str, str])
+    moderation: ClassVar[ExtraField[dict[str, Any]]] = ExtraField(dict[str, Any])
 
 
-class ChoiceDeltaFunction(BaseModel):
+class ChoiceDeltaFunction(OpenAIObject):
     """A fragment of a streamed tool call's function."""
 
     model_config = _OPEN
@@ -309,7 +509,7 @@ class ChoiceDeltaFunction(BaseModel):
     arguments: str | None = None
 
 
-class ChoiceDeltaToolCall(BaseModel):
+class ChoiceDeltaToolCall(OpenAIObject):
     """A fragment of a streamed tool call; fragments share an `index`."""
 
     model_config = _OPEN
@@ -319,17 +519,19 @@ class ChoiceDeltaToolCall(BaseModel):
     function: ChoiceDeltaFunction | None = None
 
 
-class ChoiceDelta(BaseModel):
-    """What one chunk adds to a choice."""
+class ChoiceDelta(OpenAIObject):
+    """What one chunk adds to a choice (`function_call`: legacy function calling's)."""
 
     model_config = _OPEN
     role: str | None = None
     content: str | None = None
     refusal: str | None = None
     tool_calls: list[ChoiceDeltaToolCall] | None = None
+    function_call: ClassVar[ExtraField[ChoiceDeltaFunction]] = ExtraField(ChoiceDeltaFunction)
+    audio: ClassVar[ExtraField[dict[str, Any]]] = ExtraField(dict[str, Any])
 
 
-class ChunkChoice(BaseModel):
+class ChunkChoice(OpenAIObject):
     """One choice inside a stream chunk."""
 
     model_config = _OPEN
@@ -339,7 +541,7 @@ class ChunkChoice(BaseModel):
     logprobs: Any = None
 
 
-class ChatCompletionChunk(BaseModel):
+class ChatCompletionChunk(OpenAIObject):
     """One `chat.completion.chunk` of a streamed completion."""
 
     # The provider's own JSON for the chunk, when it was decoded from one line of it: the
@@ -355,6 +557,8 @@ class ChatCompletionChunk(BaseModel):
     usage: CompletionUsage | None = None
     system_fingerprint: str | None = None
     service_tier: str | None = None
+    moderation: ClassVar[ExtraField[dict[str, Any]]] = ExtraField(dict[str, Any])
+    obfuscation: ClassVar[ExtraField[str]] = ExtraField(str)
 
 
 def provider_json(chunk: ChatCompletionChunk) -> bytes | None:
@@ -386,7 +590,7 @@ _CHUNK_FIELDS = frozenset({"id", "object", "created", "model", "choices"})
 # ---------------------------------------------------------------- models
 
 
-class Model(BaseModel):
+class Model(OpenAIObject):
     """A model the router accepts, as ``GET /v1/models`` lists it."""
 
     model_config = _OPEN
@@ -394,9 +598,10 @@ class Model(BaseModel):
     object: Literal["model"] = "model"
     created: int
     owned_by: str
+    shutdown_date: ClassVar[ExtraField[str]] = ExtraField(str)
 
 
-class ModelList(BaseModel):
+class ModelList(OpenAIObject):
     """The models a router accepts; iterating it yields the `Model` entries."""
 
     model_config = _OPEN
@@ -413,7 +618,7 @@ class ModelList(BaseModel):
 # ---------------------------------------------------------------- embeddings
 
 
-class Embedding(BaseModel):
+class Embedding(OpenAIObject):
     """One embedding vector (a base64 string when `encoding_format="base64"`)."""
 
     model_config = _OPEN
@@ -422,7 +627,7 @@ class Embedding(BaseModel):
     embedding: list[float] | str
 
 
-class EmbeddingUsage(BaseModel):
+class EmbeddingUsage(OpenAIObject):
     """Token usage of an embeddings request."""
 
     model_config = _OPEN

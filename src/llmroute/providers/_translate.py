@@ -133,7 +133,8 @@ def refuse_unsupported(
 
     `supported` lists the optional features (keys of ``_OPTIONAL_FEATURES``) the
     vendor translates. Unknown extra parameters are refused too: they cannot be passed through to a
-    non-OpenAI API, and dropping them silently would hide a mistake.
+    non-OpenAI API, and dropping them silently would hide a mistake. So are what only OpenAI
+    expresses: legacy ``role: "function"`` messages and custom tools.
     """
     allowed = set(supported)
     for name, feature in _OPTIONAL_FEATURES.items():
@@ -144,6 +145,11 @@ def refuse_unsupported(
             value = request.model_extra.get(name)
         if _set_and_meaningful(name, value):
             raise refuse(provider, feature, param=name)
+    if any(message.role == "function" for message in request.messages):
+        raise refuse(provider, "role 'function' messages (legacy function calling)",
+                     param="messages")  # fmt: skip
+    if any(tool.type == "custom" for tool in request.tools or ()):
+        raise refuse(provider, "custom tools (type 'custom')", param="tools")
     extra = request.model_extra or {}
     known = VENDOR_OPTION_KEYS | _OPENAI_ONLY_HINTS | _OPTIONAL_FEATURES.keys()
     unknown = sorted(key for key in extra if key not in known)
