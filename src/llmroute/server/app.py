@@ -46,6 +46,7 @@ from .keys import KeyStore
 from .metrics import GatewayMetrics
 from .request import ClientGone, Gateway, GatewayRequest
 from .responses import JSON
+from .scrub import ErrorText, configured_secrets
 from .types import Receive, Scope, Send
 
 __all__ = ["GatewayApp", "Route", "create_app"]
@@ -118,8 +119,9 @@ class GatewayApp:
         self.keys = KeyStore(self.config.keys, routes)
         self.metrics = GatewayMetrics() if self.config.metrics != "off" else None
         self._gateway = Gateway(
-            router, self.config, self.keys, self.metrics, routes, int(self.config.max_body_size)
-        )
+            router, self.config, self.keys, self.metrics, routes, int(self.config.max_body_size),
+            ErrorText(self.config.upstream_errors, configured_secrets(router.config)),
+        )  # fmt: skip
         self._close_router = close_router
         self._active = 0
         self._cut_short = False  # the shutdown did not wait for every request
@@ -227,7 +229,7 @@ class GatewayApp:
         except HTTPError as exc:
             await self._fail(request, exc, route)
         except LLMRouteError as exc:
-            await self._fail(request, from_exception(exc), route, exc)
+            await self._fail(request, from_exception(exc, self._gateway.error_text), route, exc)
         except Exception:
             scope = request.scope
             logger.exception(

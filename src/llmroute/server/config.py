@@ -122,6 +122,9 @@ class ServerConfig(BaseModel):
             ones) in ``model="provider/model"``; off: only configured providers
             are reachable (providers from the environment count as configured
             when no config file is served).
+        upstream_errors: what clients see of an upstream's error text:
+            ``scrub`` it of credentials, URLs and internal hosts (default),
+            ``generic`` (only the kind of failure), or ``pass`` it unchanged.
         access_log: log one line per request (off: the request log and the
             metrics have more).
     """
@@ -140,6 +143,7 @@ class ServerConfig(BaseModel):
     metrics: Literal["public", "key", "off"] = "public"
     access_log: bool = False
     implicit_providers: bool = False
+    upstream_errors: Literal["scrub", "pass", "generic"] = "scrub"
 
     @model_validator(mode="after")
     def _unique_keys(self) -> ServerConfig:

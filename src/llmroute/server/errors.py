@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from .._errors import (
@@ -85,6 +85,8 @@ class HTTPError(Exception):
         self.attempts = attempts
         #: Close the connection after answering (the request body was not read to its end).
         self.close = close
+        #: Applied to each attempt's error text (upstream text: see `server.scrub`).
+        self.attempt_text: Callable[[str], str] | None = None
 
     def error_object(self, request_id: str | None = None) -> dict[str, Any]:
         """The ``error`` object of the body (with the gateway's `request_id`, when given)."""
@@ -97,7 +99,7 @@ class HTTPError(Exception):
         if request_id is not None:
             error["request_id"] = request_id
         if self.attempts:
-            error["attempts"] = [_attempt(a) for a in self.attempts]
+            error["attempts"] = [_attempt(a, self.attempt_text) for a in self.attempts]
         return error
 
     def body(self, request_id: str | None = None) -> bytes:
@@ -106,14 +108,15 @@ class HTTPError(Exception):
         return json.dumps({"error": error}, separators=(",", ":")).encode()
 
 
-def _attempt(attempt: AttemptInfo) -> dict[str, Any]:
+def _attempt(attempt: AttemptInfo, text: Callable[[str], str] | None) -> dict[str, Any]:
+    error = attempt.error
     return {
         "target": attempt.target,
         "kind": attempt.kind,
         "outcome": attempt.outcome,
         "status": attempt.status,
         "error_type": attempt.error_type,
-        "error": attempt.error,
+        "error": text(error) if text is not None and error is not None else error,
         "latency_ms": round(attempt.latency_s * 1000, 1),
     }
 
@@ -188,8 +191,21 @@ def _all_failed(exc: AllTargetsFailed) -> HTTPError:
     )
 
 
-def from_exception(exc: LLMRouteError) -> HTTPError:
-    """The error response for an llmroute error raised by the router."""
+def from_exception(exc: LLMRouteError, text: Callable[[str], str] | None = None) -> HTTPError:
+    """The error response for an llmroute error raised by the router.
+
+    `text` filters what came from upstream (provider errors' messages and each
+    attempt's error: see `server.scrub.ErrorText`); the gateway's own messages
+    (limits, budgets, unknown models) are not filtered.
+    """
+    error = _from_exception(exc)
+    if text is not None and isinstance(exc, ProviderError | AllTargetsFailed | StreamInterrupted):
+        error.message = text(error.message)
+        error.attempt_text = text
+    return error
+
+
+def _from_exception(exc: LLMRouteError) -> HTTPError:
     if isinstance(exc, UnknownModel):
         return HTTPError(404, str(exc), code="model_not_found", param="model")
     if isinstance(exc, RequestError):
@@ -216,12 +232,14 @@ def from_exception(exc: LLMRouteError) -> HTTPError:
     return HTTPError(500, str(exc), type="server_error", code=type(exc).__name__)
 
 
-def sse_error_event(exc: LLMRouteError, request_id: str | None = None) -> bytes:
+def sse_error_event(
+    exc: LLMRouteError, request_id: str | None = None, text: Callable[[str], str] | None = None
+) -> bytes:
     """The last event of a stream that failed after its first chunk (no ``[DONE]`` follows).
 
     The OpenAI SDKs raise an ``APIError`` when they read it.
     """
-    error = from_exception(exc)
+    error = from_exception(exc, text)
     if isinstance(exc, StreamInterrupted):
         cause = exc.cause
         error.code = cause.kind if isinstance(cause, ProviderError) else "stream_interrupted"

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic_core import from_json
@@ -26,6 +26,7 @@ from .errors import HTTPError
 from .headers import ANTHROPIC_REQUEST_ID, OPENAI_REQUEST_ID, PREFIX, REQUEST_ID
 from .keys import GatewayIdentity, KeyStore
 from .relay import Pending, start
+from .scrub import ErrorText
 from .types import Headers, Message, Receive, Scope, Send
 
 if TYPE_CHECKING:
@@ -52,6 +53,8 @@ class Gateway:
     routes: frozenset[str]
     #: The largest request body accepted, in bytes (`ServerConfig.max_body_size`).
     max_body: int
+    #: Filters upstream error text before a client sees it (`server.upstream_errors`).
+    error_text: ErrorText = field(default_factory=ErrorText)
     state: Literal["starting", "ready", "stopping", "stopped"] = "starting"
 
 

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from .._types import ChatCompletionChunk, RouteInfo
     from ..pipeline.stream import AsyncChatStream
     from .request import GatewayRequest
+    from .scrub import ErrorText
     from .types import Headers
 
 __all__ = ["JSON", "SSE_HEADERS", "StreamEvents", "answer", "send_json", "send_stream"]
@@ -48,8 +49,9 @@ class StreamEvents(Protocol):
         """The last events of a stream that ended well."""
         ...
 
-    def error(self, failure: LLMRouteError, request_id: str) -> bytes:
-        """The last event of a stream that failed after it started."""
+    def error(self, failure: LLMRouteError, request_id: str, text: ErrorText) -> bytes:
+        """The last event of a stream that failed after it started (`text` filters what came
+        from upstream)."""
         ...
 
 
@@ -95,7 +97,7 @@ async def send_stream(
     request.finished = True
     if failure is not None:
         logger.warning("stream %s failed after its first chunk: %s", info.request_id, failure)
-        last = events.error(failure, info.request_id)
+        last = events.error(failure, info.request_id, request.gateway.error_text)
     else:
         last = events.end()
     await send({"type": "http.response.body", "body": last})

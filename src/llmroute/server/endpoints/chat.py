@@ -8,6 +8,7 @@ from ..errors import HTTPError, sse_error_event
 from ..headers import control_options
 from ..request import GatewayRequest
 from ..responses import answer, send_stream
+from ..scrub import ErrorText
 
 __all__ = ["ChatEvents", "create_chat_completion"]
 
@@ -32,8 +33,8 @@ class ChatEvents:
         return _DONE
 
     @staticmethod
-    def error(failure: LLMRouteError, request_id: str) -> bytes:
-        return sse_error_event(failure, request_id)
+    def error(failure: LLMRouteError, request_id: str, text: ErrorText) -> bytes:
+        return sse_error_event(failure, request_id, text)
 
 
 _EVENTS = ChatEvents()

@@ -36,6 +36,7 @@ from ..errors import HTTPError, from_exception
 from ..headers import control_options
 from ..request import GatewayRequest
 from ..responses import answer, send_stream
+from ..scrub import ErrorText
 
 __all__ = ["MessageEvents", "create_message", "message_json", "stop_reason"]
 
@@ -181,9 +182,9 @@ class MessageEvents:
         return b"".join(out)
 
     @staticmethod
-    def error(failure: LLMRouteError, request_id: str) -> bytes:
+    def error(failure: LLMRouteError, request_id: str, text: ErrorText) -> bytes:
         """An ``event: error`` in Anthropic's error shape."""
-        payload = error_event(from_exception(failure), request_id)
+        payload = error_event(from_exception(failure, text), request_id)
         return b"event: error\ndata: " + payload + b"\n\n"
 
     def _message_start(self, message_id: str, model: str) -> bytes:
