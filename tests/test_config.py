@@ -19,11 +19,6 @@ MOCK = {"m": {"type": "mock"}}
 UNBUILT = ["experiments"]
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def route(**fields: Any) -> dict[str, Any]:
     """A config with route `c` (-> mock/x) extended by `fields`."""
     return {"routes": {"c": {"targets": ["mock/x"], **fields}}}

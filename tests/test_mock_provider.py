@@ -33,11 +33,6 @@ EARLY = 0.003
 LATE = 0.5
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 #: These tests look at the mock's own behaviour, one request at a time: health
 #: tracking (circuits, Retry-After cooldowns) is kept out of the way here and
 #: tested in test_reliability.py.

@@ -11,21 +11,15 @@ import asyncio
 from typing import Any
 
 import anyio
-import looptime
 import pytest
 
 import llmroute
 from _wire import Wire
 from llmroute import AsyncRouter
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.virtual_time]
 
 HI = [{"role": "user", "content": "Hi"}]
-
-
-@pytest.fixture
-def anyio_backend() -> tuple[str, dict[str, Any]]:
-    return "asyncio", {"loop_factory": lambda: looptime.new_event_loop(start=0.0)}
 
 
 def now() -> float:

@@ -9,7 +9,6 @@ from collections import Counter
 from typing import Any
 
 import anyio
-import looptime
 import pytest
 
 import llmroute
@@ -25,14 +24,9 @@ from llmroute.routing.rate_limits import RateLimitBoard
 from llmroute.routing.select import RequestFacts, Selector
 from llmroute.routing.stats import LiveStats
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.virtual_time]
 
 HI = [{"role": "user", "content": "Hi"}]
-
-
-@pytest.fixture
-def anyio_backend() -> tuple[str, dict[str, Any]]:
-    return "asyncio", {"loop_factory": lambda: looptime.new_event_loop(start=0.0)}
 
 
 def router(providers: dict[str, dict[str, Any]], route: dict[str, Any], **kw: Any) -> AsyncRouter:
