@@ -15,11 +15,11 @@ import pytest
 from pydantic import ValidationError
 
 import llmroute
+from _helpers import HI
 from llmroute.providers.configs import LatencySpec
 
 pytestmark = pytest.mark.anyio
 
-USER = [{"role": "user", "content": "hi"}]
 DEFAULT_TEXT = "Hello from the llmroute mock provider."
 ONE_TRY = {"attempts": 1}
 TOOLS = [{"type": "function", "function": {"name": "get_weather", "parameters": {}}}]
@@ -57,7 +57,7 @@ def two_targets(first: dict[str, Any], **route: Any) -> llmroute.AsyncRouter:
 
 
 async def chat(r: llmroute.AsyncRouter, **params: Any) -> Any:
-    return await r.chat.completions.create(**{"model": "r", "messages": USER, **params})
+    return await r.chat.completions.create(**{"model": "r", "messages": HI, **params})
 
 
 async def results(r: llmroute.AsyncRouter, n: int) -> list[Any]:
@@ -558,10 +558,10 @@ def test_blocking_router_chat_stream_and_embeddings() -> None:
     mock = {"type": "mock", "text": "sync one two", "script": ["ok", {"cut_after": 1}]}
     config = {"providers": {"m": mock}, "routes": {"r": {"targets": ["m/x"], "retry": ONE_TRY}}}
     with llmroute.Router(config, env={}) as r:
-        reply = r.chat.completions.create(model="r", messages=USER)
+        reply = r.chat.completions.create(model="r", messages=HI)
         assert reply.choices[0].message.content == "sync one two"
         assert reply.llmroute.target == "m/x"
-        stream = r.chat.completions.create(model="r", messages=USER, stream=True)
+        stream = r.chat.completions.create(model="r", messages=HI, stream=True)
         with pytest.raises(llmroute.StreamInterrupted) as info:
             list(stream)
         assert info.value.partial == stream.text == "sync "
@@ -575,6 +575,6 @@ def test_blocking_router_raises_all_targets_failed() -> None:
         "routes": {"r": {"targets": ["m/x"], "retry": retry}},
     }
     with llmroute.Router(config, env={}) as r, pytest.raises(llmroute.AllTargetsFailed) as info:
-        r.chat.completions.create(model="r", messages=USER)
+        r.chat.completions.create(model="r", messages=HI)
     assert [type(e) for e in info.value.errors] == [llmroute.ProviderUnavailable] * 2
     assert [a.kind for a in info.value.attempts] == ["first", "retry"]

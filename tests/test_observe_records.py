@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 
 import llmroute
+from _helpers import HI
 from llmroute import AsyncRouter
 from llmroute.observe import RequestRecord, SqliteStore
 
 pytestmark = [pytest.mark.anyio, pytest.mark.virtual_time]
 
-HI = [{"role": "user", "content": "Hi"}]
 N_CHAT = 40
 N_SOLO = 12
 A_PRICE = {"input": 1.0, "output": 2.0}

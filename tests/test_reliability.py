@@ -14,12 +14,11 @@ import anyio
 import pytest
 
 import llmroute
+from _helpers import HI, ask
 from _wire import Wire
 from llmroute import AsyncRouter
 
 pytestmark = [pytest.mark.anyio, pytest.mark.virtual_time]
-
-HI = [{"role": "user", "content": "Hi"}]
 
 
 def now() -> float:
@@ -42,10 +41,6 @@ def build(
         seed=11,
         transports=transports,
     )
-
-
-async def ask(router: AsyncRouter, **extra: Any) -> llmroute.ChatCompletion:
-    return await router.chat.completions.create(model="chat", messages=HI, **extra)
 
 
 async def test_flaky_primary_with_healthy_secondary_loses_nothing() -> None:

@@ -10,12 +10,12 @@ import anyio
 import pytest
 
 import llmroute
+from _helpers import HI
 from _wire import Wire
 from llmroute import AsyncRouter
 
 pytestmark = pytest.mark.anyio
 
-HI = [{"role": "user", "content": "Hi"}]
 FAST_RETRY = {"attempts": 2, "initial": 0.001, "max_delay": 0.002}
 
 

@@ -12,6 +12,7 @@ import anyio
 import pytest
 
 import llmroute
+from _helpers import HI, ask
 from _wire import Wire
 from llmroute import AsyncRouter
 from llmroute._clock import SystemClock
@@ -26,8 +27,6 @@ from llmroute.routing.stats import LiveStats
 
 pytestmark = [pytest.mark.anyio, pytest.mark.virtual_time]
 
-HI = [{"role": "user", "content": "Hi"}]
-
 
 def router(providers: dict[str, dict[str, Any]], route: dict[str, Any], **kw: Any) -> AsyncRouter:
     config = {
@@ -36,10 +35,6 @@ def router(providers: dict[str, dict[str, Any]], route: dict[str, Any], **kw: An
         "logging": {"store": None},
     }
     return AsyncRouter(config, env={}, seed=kw.pop("seed", 3), **kw)
-
-
-async def ask(r: AsyncRouter, **extra: Any) -> llmroute.ChatCompletion:
-    return await r.chat.completions.create(model="chat", messages=HI, **extra)
 
 
 def selections(r: AsyncRouter, n: int, **request: Any) -> Counter[str]:

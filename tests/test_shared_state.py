@@ -23,11 +23,11 @@ from typing import Any
 import pytest
 
 import llmroute
+from _helpers import HI, sent
 from llmroute import AsyncRouter
 
 pytestmark = pytest.mark.anyio
 
-HI = [{"role": "user", "content": "Hi"}]
 WORKER = Path(__file__).with_name("_state_worker.py")
 PRICED = [{"provider": "a", "model": "m", "price": {"input": 1.0, "output": 2.0}}]
 
@@ -53,11 +53,6 @@ def run_processes(jobs: list[dict[str, Any]], barrier: Path) -> list[dict[str, A
         assert process.returncode == 0, err
         results.append(json.loads(out.strip().splitlines()[-1]))
     return results
-
-
-def sent(router: AsyncRouter) -> int:
-    """Requests that reached provider a (one per attempt), from the public statistics."""
-    return router.stats()["a/m"].requests
 
 
 # ---------------------------------------------------------------- across processes

@@ -14,12 +14,12 @@ import respx
 from aiohttp import web
 
 import llmroute
+from _helpers import HI
 from _upstream import Upstream, chunk_body, completion_body, sse
 from llmroute import AsyncRouter
 
 pytestmark = pytest.mark.anyio
 
-HI = [{"role": "user", "content": "Hi"}]
 TIMEOUTS = llmroute.Timeouts(connect=5.0, read=5.0)
 
 
