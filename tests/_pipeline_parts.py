@@ -8,6 +8,7 @@ import random
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
+from _helpers import HI
 from llmroute import (
     HttpRequest,
     HttpResponse,
@@ -28,7 +29,6 @@ from llmroute.routing.select import Selector
 from llmroute.routing.stats import LiveStats
 from llmroute.routing.strategies import Strategy
 
-HI = [{"role": "user", "content": "Hi"}]
 NO_OPTIONS = RequestOptions()
 
 

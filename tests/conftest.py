@@ -1,4 +1,5 @@
-"""Shared fixtures: the anyio backend, a loopback OpenAI-compatible upstream, a real Redis."""
+"""Shared fixtures: the anyio backend (virtual time on request), a loopback OpenAI-compatible
+upstream, a real Redis."""
 
 from __future__ import annotations
 
@@ -10,15 +11,33 @@ import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
+import looptime
 import pytest
 from aiohttp import web
 
 from _upstream import Upstream, completion_body
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "virtual_time: run the test's event loop on fast-forwarded time (looptime), from 0.0: "
+        "sleeps and timeouts take no wall time and the loop's clock reads exact",
+    )
+
+
 @pytest.fixture
-def anyio_backend() -> str:
+def anyio_backend(request: pytest.FixtureRequest) -> str | tuple[str, dict[str, Any]]:
+    """asyncio; on virtual time for tests (or modules) marked ``virtual_time``.
+
+    llmroute's `SystemClock` reads the running loop's time, so on virtual time
+    its deadlines, latencies and cooldowns are exact and instant. Only for tests
+    without real sockets or threads: looptime jumps over idle time.
+    """
+    if request.node.get_closest_marker("virtual_time") is not None:
+        return "asyncio", {"loop_factory": lambda: looptime.new_event_loop(start=0.0)}
     return "asyncio"
 
 

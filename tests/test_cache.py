@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import llmroute
+from _helpers import HI, ask, sent
 from _upstream import Upstream, completion_body, sse
 from llmroute import AsyncRouter
 from llmroute._request import validate_chat_request
@@ -20,7 +21,6 @@ from llmroute.cache.keys import key_digest, memory_key
 
 pytestmark = pytest.mark.anyio
 
-HI = [{"role": "user", "content": "Hi"}]
 PRICE = {"input": 1.0, "output": 2.0}
 TOOLS = [{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}]
 
@@ -58,16 +58,6 @@ def build(
     if cache is not None:
         config["cache"] = cache
     return AsyncRouter(config, env={}, clock=clock)
-
-
-def sent(router: AsyncRouter, provider: str = "a") -> int:
-    """Requests that reached the provider (one per attempt), from the public statistics."""
-    return router.stats()[f"{provider}/m"].requests
-
-
-async def ask(router: AsyncRouter, **extra: Any) -> llmroute.ChatCompletion:
-    extra.setdefault("messages", HI)
-    return await router.chat.completions.create(model="chat", **extra)
 
 
 async def ask_stream(router: AsyncRouter, **extra: Any) -> tuple[Any, list[Any]]:

@@ -10,18 +10,13 @@ import pytest
 import yaml
 
 import llmroute
+from _helpers import HI
 from llmroute._config_load import interpolate, load_config, load_file
 
 pytestmark = pytest.mark.anyio
 
-USER = [{"role": "user", "content": "hi"}]
 MOCK = {"m": {"type": "mock"}}
 UNBUILT = ["experiments"]
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 def route(**fields: Any) -> dict[str, Any]:
@@ -32,7 +27,7 @@ def route(**fields: Any) -> dict[str, Any]:
 async def accepted(r: llmroute.AsyncRouter) -> tuple[str, ...]:
     """The names `model=` accepts, as an unknown model's error lists them."""
     with pytest.raises(llmroute.UnknownModel) as info:
-        await r.chat.completions.create(model="not-a-route", messages=USER)
+        await r.chat.completions.create(model="not-a-route", messages=HI)
     return info.value.available
 
 
@@ -241,7 +236,7 @@ def test_interpolation_reads_os_environ_by_default(monkeypatch: pytest.MonkeyPat
 async def test_interpolated_config_drives_the_router() -> None:
     data = {"providers": {"m": {"type": "mock", "text": "${GREETING}"}}, **route(targets=["m/x"])}
     r = llmroute.AsyncRouter(data, env={"GREETING": "interpolated"})
-    reply = await r.chat.completions.create(model="c", messages=USER)
+    reply = await r.chat.completions.create(model="c", messages=HI)
     assert reply.choices[0].message.content == "interpolated"
 
 
@@ -288,7 +283,7 @@ async def test_async_router_from_file(tmp_path: Path, name: str) -> None:
     path.write_text(FILES[name], encoding="utf-8")
     async with llmroute.AsyncRouter.from_file(path, env=ENV) as r:
         assert await accepted(r) == ("chat", "m/*")
-        reply = await r.chat.completions.create(model="chat", messages=USER)
+        reply = await r.chat.completions.create(model="chat", messages=HI)
     assert reply.choices[0].message.content == "from a file"
 
 
@@ -296,7 +291,7 @@ def test_router_from_file(tmp_path: Path) -> None:
     path = tmp_path / "llmroute.yaml"
     path.write_text(FILES["config.yaml"], encoding="utf-8")
     with llmroute.Router.from_file(str(path), env=ENV) as r:
-        reply = r.chat.completions.create(model="chat", messages=USER)
+        reply = r.chat.completions.create(model="chat", messages=HI)
         assert r.config.routes["chat"].retry.attempts == 1
     assert reply.choices[0].message.content == "from a file"
 
@@ -392,7 +387,7 @@ async def test_unknown_model(model: str, expected: str) -> None:
     data = {"providers": MOCK, "routes": {"c": {"targets": ["m/x"]}}}
     r = llmroute.AsyncRouter(data, env={})
     with pytest.raises(llmroute.UnknownModel) as info:
-        await r.chat.completions.create(model=model, messages=USER)
+        await r.chat.completions.create(model=model, messages=HI)
     assert isinstance(info.value, llmroute.RequestError)
     assert (info.value.model, info.value.available, info.value.param) == (
         model,

@@ -9,25 +9,19 @@ from datetime import UTC, datetime
 from typing import Any
 
 import jsonschema
-import looptime
 import pytest
 
 import llmroute
+from _helpers import HI, ask, sent
 from llmroute import AsyncRouter
 from llmroute._clock import SystemClock
 from llmroute.limits.budget_store import Lease, MemoryBudgetStore, WindowKey
 from llmroute.limits.windows import parse_budget
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.virtual_time]
 
-HI = [{"role": "user", "content": "Hi"}]
 #: 2026-03-10 12:00 UTC: far from any day, week or month boundary.
 NOON = datetime(2026, 3, 10, 12, tzinfo=UTC).timestamp()
-
-
-@pytest.fixture
-def anyio_backend() -> tuple[str, dict[str, Any]]:
-    return "asyncio", {"loop_factory": lambda: looptime.new_event_loop(start=0.0)}
 
 
 class LoopClock(SystemClock):
@@ -62,16 +56,6 @@ def build(
         env={},
         clock=clock or LoopClock(),
     )  # fmt: skip
-
-
-def sent(router: AsyncRouter, provider: str = "a") -> int:
-    """Requests that reached the provider (one per attempt), from the public statistics."""
-    return router.stats()[f"{provider}/m"].requests
-
-
-async def ask(router: AsyncRouter, **extra: Any) -> llmroute.ChatCompletion:
-    extra.setdefault("messages", HI)
-    return await router.chat.completions.create(model="chat", **extra)
 
 
 async def allowed(router: AsyncRouter, **extra: Any) -> bool:

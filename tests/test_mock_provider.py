@@ -2,24 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import math
 import random
 import statistics
 import struct
-import time
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
 import llmroute
+from _helpers import HI
 from llmroute.providers.configs import LatencySpec
 
 pytestmark = pytest.mark.anyio
 
-USER = [{"role": "user", "content": "hi"}]
 DEFAULT_TEXT = "Hello from the llmroute mock provider."
 ONE_TRY = {"attempts": 1}
 TOOLS = [{"type": "function", "function": {"name": "get_weather", "parameters": {}}}]
@@ -27,15 +27,6 @@ TOOL_CALLS = [
     {"name": "get_weather", "arguments": {"city": "Paris", "unit": "celsius"}},
     {"name": "noop", "arguments": '{"ok": true}'},
 ]
-# Sleeps never end early by more than the clock's resolution; a loaded machine
-# may run late, so the upper bounds are generous.
-EARLY = 0.003
-LATE = 0.5
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 #: These tests look at the mock's own behaviour, one request at a time: health
@@ -62,7 +53,7 @@ def two_targets(first: dict[str, Any], **route: Any) -> llmroute.AsyncRouter:
 
 
 async def chat(r: llmroute.AsyncRouter, **params: Any) -> Any:
-    return await r.chat.completions.create(**{"model": "r", "messages": USER, **params})
+    return await r.chat.completions.create(**{"model": "r", "messages": HI, **params})
 
 
 async def results(r: llmroute.AsyncRouter, n: int) -> list[Any]:
@@ -151,24 +142,28 @@ async def test_scripted_text_overrides_configured_text() -> None:
 # ---------------------------------------------------------------- latency
 
 
+def now() -> float:
+    """The event loop's time: on virtual time (the latency tests), exact."""
+    return asyncio.get_running_loop().time()
+
+
+@pytest.mark.virtual_time
 async def test_fixed_latency_delays_the_answer() -> None:
-    start = time.perf_counter()
     reply = await chat(router(latency="30ms"))
-    elapsed = time.perf_counter() - start
-    assert 0.03 - EARLY <= elapsed < 0.03 + LATE
-    assert reply.llmroute.latency_s >= 0.03 - EARLY
-    assert reply.llmroute.attempts[0].latency_s >= 0.03 - EARLY
+    assert now() == pytest.approx(0.03)
+    assert reply.llmroute.latency_s == pytest.approx(0.03)
+    assert reply.llmroute.attempts[0].latency_s == pytest.approx(0.03)
 
 
+@pytest.mark.virtual_time
 async def test_scripted_latency_overrides_provider_latency() -> None:
     r = router(script=[{"latency": "40ms"}])
     durations = []
     for _ in range(2):
-        start = time.perf_counter()
+        start = now()
         await chat(r)
-        durations.append(time.perf_counter() - start)
-    assert durations[0] >= 0.04 - EARLY
-    assert durations[1] < 0.02
+        durations.append(now() - start)
+    assert durations == [pytest.approx(0.04), 0.0]  # the script's, then none once it is spent
 
 
 def test_latency_scalar_is_fixed() -> None:
@@ -231,19 +226,18 @@ def test_latency_samples_are_reproducible_with_a_seed() -> None:
 # ---------------------------------------------------------------- streams
 
 
+@pytest.mark.virtual_time
 async def test_stream_ttft_and_chunk_delay() -> None:
     r = router(text="a b c", ttft="40ms", chunk_delay="20ms", latency="1s")
-    start = time.perf_counter()
     stream = await chat(r, stream=True)
-    opened = time.perf_counter() - start
+    opened = now()
     chunks: list[Any] = []
     await drain(stream, chunks)
-    total = time.perf_counter() - start
     # create() returns with the first content chunk, at ttft (not `latency`)
-    assert 0.04 - EARLY <= opened < 0.04 + LATE
-    assert stream.llmroute.ttft_s >= 0.04 - EARLY
-    # then two more content chunks and the finish chunk, each after a chunk delay
-    assert total >= 0.04 + 3 * 0.02 - EARLY
+    assert opened == pytest.approx(0.04)
+    assert stream.llmroute.ttft_s == pytest.approx(0.04)
+    # then two more content chunks, the finish chunk and the usage chunk, each after a delay
+    assert now() == pytest.approx(0.04 + 4 * 0.02)
     assert chunks[0].choices[0].delta.role == "assistant"
     pieces = [c.choices[0].delta.content for c in chunks if c.choices]
     assert [p for p in pieces if p] == ["a ", "b ", "c"]
@@ -252,10 +246,10 @@ async def test_stream_ttft_and_chunk_delay() -> None:
     assert stream.completed
 
 
+@pytest.mark.virtual_time
 async def test_stream_without_ttft_waits_latency() -> None:
-    start = time.perf_counter()
     stream = await chat(router(latency="40ms"), stream=True)
-    assert time.perf_counter() - start >= 0.04 - EARLY
+    assert now() == pytest.approx(0.04)
     chunks: list[Any] = []
     await drain(stream, chunks)
     assert text_of(chunks) == DEFAULT_TEXT
@@ -441,13 +435,12 @@ async def test_unknown_model_is_model_not_found_and_not_retried() -> None:
     assert isinstance(info.value.last_error, llmroute.ModelNotFound)
 
 
+@pytest.mark.virtual_time
 async def test_read_timeout() -> None:
-    start = time.perf_counter()
     error = await failure(router(timeout="50ms", latency="200ms"))
-    elapsed = time.perf_counter() - start
     assert isinstance(error.last_error, llmroute.ProviderTimeout)
     assert error.attempts[0].error_type == "ProviderTimeout"
-    assert 0.05 - EARLY <= elapsed < 0.19
+    assert now() == pytest.approx(0.05)  # the timeout, not the latency
 
 
 # ---------------------------------------------------------------- tool calls
@@ -563,10 +556,10 @@ def test_blocking_router_chat_stream_and_embeddings() -> None:
     mock = {"type": "mock", "text": "sync one two", "script": ["ok", {"cut_after": 1}]}
     config = {"providers": {"m": mock}, "routes": {"r": {"targets": ["m/x"], "retry": ONE_TRY}}}
     with llmroute.Router(config, env={}) as r:
-        reply = r.chat.completions.create(model="r", messages=USER)
+        reply = r.chat.completions.create(model="r", messages=HI)
         assert reply.choices[0].message.content == "sync one two"
         assert reply.llmroute.target == "m/x"
-        stream = r.chat.completions.create(model="r", messages=USER, stream=True)
+        stream = r.chat.completions.create(model="r", messages=HI, stream=True)
         with pytest.raises(llmroute.StreamInterrupted) as info:
             list(stream)
         assert info.value.partial == stream.text == "sync "
@@ -580,6 +573,6 @@ def test_blocking_router_raises_all_targets_failed() -> None:
         "routes": {"r": {"targets": ["m/x"], "retry": retry}},
     }
     with llmroute.Router(config, env={}) as r, pytest.raises(llmroute.AllTargetsFailed) as info:
-        r.chat.completions.create(model="r", messages=USER)
+        r.chat.completions.create(model="r", messages=HI)
     assert [type(e) for e in info.value.errors] == [llmroute.ProviderUnavailable] * 2
     assert [a.kind for a in info.value.attempts] == ["first", "retry"]

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from _helpers import HI
 from _wire import Wire
 from llmroute import AsyncRouter, RequestError
 from llmroute._request import validate_chat_request
@@ -22,7 +23,6 @@ from llmroute.routing.catalog import check_model_name
 
 pytestmark = pytest.mark.anyio
 
-HI = [{"role": "user", "content": "hi"}]
 
 BAD = [
     "../../admin/secret",

@@ -20,6 +20,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 import llmroute
+from _helpers import HI
 from llmroute import AsyncRouter, SystemClock
 from llmroute._config_load import load_config
 from llmroute._prices import PriceBook
@@ -28,7 +29,6 @@ from llmroute.routing.catalog import Catalog
 
 pytestmark = pytest.mark.anyio
 
-HI = [{"role": "user", "content": "Hi"}]
 CONFIG: dict[str, Any] = {
     "providers": {
         "flaky": {"type": "mock", "script": [503], "prompt_tokens": 12, "completion_tokens": 7},

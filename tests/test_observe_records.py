@@ -11,26 +11,20 @@ import json
 from pathlib import Path
 from typing import Any
 
-import looptime
 import numpy as np
 import pytest
 
 import llmroute
+from _helpers import HI
 from llmroute import AsyncRouter
 from llmroute.observe import RequestRecord, SqliteStore
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.virtual_time]
 
-HI = [{"role": "user", "content": "Hi"}]
 N_CHAT = 40
 N_SOLO = 12
 A_PRICE = {"input": 1.0, "output": 2.0}
 B_PRICE = {"input": 3.0, "output": 4.0, "cache_read": 0.5}
-
-
-@pytest.fixture
-def anyio_backend() -> tuple[str, dict[str, Any]]:
-    return "asyncio", {"loop_factory": lambda: looptime.new_event_loop(start=0.0)}
 
 
 def a_latency(i: int) -> float:

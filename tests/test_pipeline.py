@@ -7,12 +7,12 @@ from typing import Any
 import pytest
 
 import llmroute
+from _helpers import HI
 from llmroute import AsyncRouter
 from llmroute.pipeline.stage import Answer, Outcome, RequestContext, Stage
 
 pytestmark = pytest.mark.anyio
 
-HI = [{"role": "user", "content": "Hi"}]
 CONFIG = {"providers": {"a": {"type": "mock", "text": "live answer"}},
           "routes": {"chat": {"targets": ["a/m"]}}}  # fmt: skip
 

@@ -11,21 +11,14 @@ import asyncio
 from typing import Any
 
 import anyio
-import looptime
 import pytest
 
 import llmroute
+from _helpers import HI, ask
 from _wire import Wire
 from llmroute import AsyncRouter
 
-pytestmark = pytest.mark.anyio
-
-HI = [{"role": "user", "content": "Hi"}]
-
-
-@pytest.fixture
-def anyio_backend() -> tuple[str, dict[str, Any]]:
-    return "asyncio", {"loop_factory": lambda: looptime.new_event_loop(start=0.0)}
+pytestmark = [pytest.mark.anyio, pytest.mark.virtual_time]
 
 
 def now() -> float:
@@ -48,10 +41,6 @@ def build(
         seed=11,
         transports=transports,
     )
-
-
-async def ask(router: AsyncRouter, **extra: Any) -> llmroute.ChatCompletion:
-    return await router.chat.completions.create(model="chat", messages=HI, **extra)
 
 
 async def test_flaky_primary_with_healthy_secondary_loses_nothing() -> None:

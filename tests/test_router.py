@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
-import time
 from typing import Any
 
 import anyio
 import pytest
 
 import llmroute
+from _helpers import HI
 from _wire import Wire
 from llmroute import AsyncRouter
 
 pytestmark = pytest.mark.anyio
 
-HI = [{"role": "user", "content": "Hi"}]
 FAST_RETRY = {"attempts": 2, "initial": 0.001, "max_delay": 0.002}
 
 
@@ -26,6 +26,11 @@ def config(*targets: str, **route: Any) -> dict[str, Any]:
 
 def mock(**options: Any) -> dict[str, Any]:
     return {"type": "mock", **options}
+
+
+def now() -> float:
+    """The event loop's time: on virtual time (the tests marked so), exact."""
+    return asyncio.get_running_loop().time()
 
 
 async def test_route_answers_with_openai_shape_and_metadata() -> None:
@@ -149,41 +154,41 @@ async def test_fallback_route_serves_when_route_fails() -> None:
     assert reply.llmroute.route == "main"
 
 
+@pytest.mark.virtual_time
 async def test_retry_after_lengthens_the_wait_between_rounds() -> None:
     cfg = {
         "providers": {"rl": mock(script=[{"status": 429, "retry_after": 0.05}, "ok"])},
         **config("rl/m", retry=FAST_RETRY),
     }
     async with AsyncRouter(cfg) as router:
-        began = time.perf_counter()
         reply = await router.chat.completions.create(model="chat", messages=HI)
-        elapsed = time.perf_counter() - began
-    assert elapsed >= 0.05
+        elapsed = now()
+    assert elapsed >= 0.05  # Retry-After, not the 1-2 ms backoff
+    assert elapsed < 0.05 + FAST_RETRY["max_delay"] + 1e-9
     assert reply.llmroute.attempts[0].error_type == "RateLimited"
 
 
+@pytest.mark.virtual_time
 async def test_wait_beyond_the_deadline_fails_fast() -> None:
     cfg = {
         "providers": {"rl": mock(script=[{"status": 429, "retry_after": 30}, "ok"])},
         **config("rl/m", retry=FAST_RETRY, timeout="2s"),
     }
     async with AsyncRouter(cfg) as router:
-        began = time.perf_counter()
         with pytest.raises(llmroute.ProviderTimeout, match="deadline"):
             await router.chat.completions.create(model="chat", messages=HI)
-    assert time.perf_counter() - began < 1.0
+        assert now() < 0.01  # no waiting: neither the 30 s Retry-After nor until the 2 s deadline
 
 
+@pytest.mark.virtual_time
 @pytest.mark.parametrize("how", ["options", "sdk"])
 async def test_request_deadline_bounds_a_slow_attempt(how: str) -> None:
     cfg = {"providers": {"slow": mock(latency="2s")}, **config("slow/m")}
     extra: dict[str, Any] = {"llmroute": {"timeout": 0.1}} if how == "options" else {"timeout": 0.1}
     async with AsyncRouter(cfg) as router:
-        began = time.perf_counter()
         with pytest.raises(llmroute.ProviderTimeout):
             await router.chat.completions.create(model="chat", messages=HI, **extra)
-        elapsed = time.perf_counter() - began
-    assert 0.09 <= elapsed < 0.5
+        assert now() == pytest.approx(0.1)  # the deadline, not the 2 s latency
 
 
 @pytest.mark.parametrize(

@@ -9,10 +9,10 @@ from collections import Counter
 from typing import Any
 
 import anyio
-import looptime
 import pytest
 
 import llmroute
+from _helpers import HI, ask
 from _wire import Wire
 from llmroute import AsyncRouter
 from llmroute._clock import SystemClock
@@ -25,14 +25,7 @@ from llmroute.routing.rate_limits import RateLimitBoard
 from llmroute.routing.select import RequestFacts, Selector
 from llmroute.routing.stats import LiveStats
 
-pytestmark = pytest.mark.anyio
-
-HI = [{"role": "user", "content": "Hi"}]
-
-
-@pytest.fixture
-def anyio_backend() -> tuple[str, dict[str, Any]]:
-    return "asyncio", {"loop_factory": lambda: looptime.new_event_loop(start=0.0)}
+pytestmark = [pytest.mark.anyio, pytest.mark.virtual_time]
 
 
 def router(providers: dict[str, dict[str, Any]], route: dict[str, Any], **kw: Any) -> AsyncRouter:
@@ -42,10 +35,6 @@ def router(providers: dict[str, dict[str, Any]], route: dict[str, Any], **kw: An
         "logging": {"store": None},
     }
     return AsyncRouter(config, env={}, seed=kw.pop("seed", 3), **kw)
-
-
-async def ask(r: AsyncRouter, **extra: Any) -> llmroute.ChatCompletion:
-    return await r.chat.completions.create(model="chat", messages=HI, **extra)
 
 
 def selections(r: AsyncRouter, n: int, **request: Any) -> Counter[str]:

@@ -9,12 +9,11 @@ from typing import Any
 import pytest
 
 import llmroute
+from _helpers import HI
 from _wire import Wire
 from llmroute import AsyncRouter
 
 pytestmark = pytest.mark.anyio
-
-HI = [{"role": "user", "content": "Hi"}]
 
 
 def routed(*targets: str, **providers: dict[str, Any]) -> dict[str, Any]:

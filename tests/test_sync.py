@@ -12,9 +12,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 import llmroute
+from _helpers import HI
 from llmroute import Router
 
-HI = [{"role": "user", "content": "Hi"}]
 CONFIG = {
     "providers": {"a": {"type": "mock", "echo": True}},
     "routes": {"chat": {"targets": ["a/m"]}},

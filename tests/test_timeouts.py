@@ -11,22 +11,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any
 
-import looptime
 import pytest
 
 from llmroute._timeouts import AttemptTimer, StreamDeadline, TaskInterrupt
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.virtual_time]
 
 Body = Callable[[], Awaitable[None]]
 Bound = Callable[[float, Body], Awaitable[str]]
-
-
-@pytest.fixture
-def anyio_backend() -> tuple[str, dict[str, Any]]:
-    return "asyncio", {"loop_factory": lambda: looptime.new_event_loop(start=0.0)}
 
 
 async def with_asyncio(limit: float, body: Body) -> str:

@@ -14,12 +14,12 @@ import respx
 from aiohttp import web
 
 import llmroute
+from _helpers import HI
 from _upstream import Upstream, chunk_body, completion_body, sse
 from llmroute import AsyncRouter
 
 pytestmark = pytest.mark.anyio
 
-HI = [{"role": "user", "content": "Hi"}]
 TIMEOUTS = llmroute.Timeouts(connect=5.0, read=5.0)
 
 
@@ -97,14 +97,19 @@ async def test_connection_refused_is_a_connection_error() -> None:
 
 
 async def test_slow_upstream_hits_the_attempt_timeout(upstream: Upstream) -> None:
+    done = asyncio.Event()
+
     async def slow(request: web.Request) -> web.StreamResponse:
-        await asyncio.sleep(0.5)
+        await done.wait()  # answers only once the test is over: however late the timer fires
         return web.json_response(completion_body())
 
     upstream.handler = slow
-    async with AsyncRouter(provider(upstream, timeout=0.1)) as router:
-        with pytest.raises(llmroute.AllTargetsFailed) as caught:
-            await router.chat.completions.create(model="chat", messages=HI)
+    try:
+        async with AsyncRouter(provider(upstream, timeout=0.1)) as router:
+            with pytest.raises(llmroute.AllTargetsFailed) as caught:
+                await router.chat.completions.create(model="chat", messages=HI)
+    finally:
+        done.set()
     assert isinstance(caught.value.last_error, llmroute.ProviderTimeout)
 
 
@@ -277,18 +282,21 @@ async def test_a_slow_end_of_body_does_not_hold_up_a_finished_stream(upstream: U
             f"data: {json.dumps(chunk_body({'content': 'hi'}, 'stop'))}\n\n".encode()
         )
         await response.write(b"data: [DONE]\n\n")
-        await asyncio.sleep(3)  # the end of the body lingers
+        await read.wait()  # the end of the body comes only after the client has read it all
         await response.write_eof()
         return response
 
+    read = asyncio.Event()
     upstream.handler = lingering
-    loop = asyncio.get_running_loop()
-    async with AsyncRouter(provider(upstream)) as router:
-        stream = await router.chat.completions.create(model="chat", messages=HI, stream=True)
-        began = loop.time()
-        assert [c.choices[0].delta.content async for c in stream if c.choices] == ["hi"]
-        assert loop.time() - began < 0.5  # the answer is complete: no waiting for the body's end
-        assert stream.completed
+    try:
+        async with AsyncRouter(provider(upstream)) as router:
+            stream = await router.chat.completions.create(model="chat", messages=HI, stream=True)
+            # the answer is complete at [DONE]: waiting for the body's end would never return
+            with anyio_fail_after(10):
+                assert [c.choices[0].delta.content async for c in stream if c.choices] == ["hi"]
+            assert stream.completed
+    finally:
+        read.set()
 
 
 # ---------------------------------------------------------------- the contract

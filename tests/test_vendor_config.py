@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 import llmroute
+from _helpers import HI
 from llmroute._config_load import providers_from_env
 from llmroute.providers import provider_spec, provider_types
 from llmroute.providers.configs import (
@@ -21,7 +22,6 @@ from llmroute.providers.configs import (
 
 pytestmark = pytest.mark.anyio
 
-USER = [{"role": "user", "content": "Hi"}]
 ENDPOINT = "https://contoso.openai.azure.com"
 
 
@@ -39,7 +39,7 @@ class Capture:
 
 async def first_request(router: llmroute.AsyncRouter, model: str, wire: Capture) -> Any:
     with pytest.raises(llmroute.LLMRouteError):
-        await router.chat.completions.create(model=model, messages=USER)
+        await router.chat.completions.create(model=model, messages=HI)
     return wire.requests[-1]
 
 
@@ -116,7 +116,7 @@ async def test_zero_config_router_accepts_the_detected_providers() -> None:
     env = {"ANTHROPIC_API_KEY": "sk-ant", "GEMINI_API_KEY": "g"}
     async with llmroute.AsyncRouter(env=env) as router:
         with pytest.raises(llmroute.UnknownModel) as info:
-            await router.chat.completions.create(model="nope", messages=USER)
+            await router.chat.completions.create(model="nope", messages=HI)
         assert info.value.available == ("anthropic/*", "gemini/*")
         assert router.providers()["anthropic"].base_url == "https://api.anthropic.com"
 
