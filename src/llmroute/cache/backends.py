@@ -40,7 +40,8 @@ class LocalCache(Protocol):
     without creating and awaiting a coroutine, and keys may be `memory_key`
     tuples (hashable values, never serialised) as well as text, which spares a
     hit the canonical JSON and its digest (the figures are in docs/caching.md,
-    "Speed").
+    "Speed"; with tuple keys, the stage 96.5k -> 70.7k instructions per hit, callgrind,
+    b0e5746). Oracle: tests/test_fast_paths.py (the short path against `get_many`'s).
     """
 
     def get_one(self, key: CacheKey) -> StoredAnswer | None:

@@ -26,6 +26,11 @@ of the same values rather than a digest of their JSON: the process's own
 dictionary hashes and compares it exactly, at a third of the cost of
 serialising and hashing. Values that compare equal (``1`` and ``1.0``) share
 an entry there, as they would an answer.
+
+Fast paths, measured with callgrind: the fixed and plain forms took the canonical
+request from 45.6k to 31.2k instructions (c05e6cf); tuple memory keys took the cache
+stage from 96.5k to 70.7k instructions per hit (b0e5746). Oracles: tests/test_cache.py
+(every form, and tuple keys partition requests as digests do, hypothesis).
 """
 
 from __future__ import annotations

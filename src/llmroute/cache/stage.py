@@ -205,7 +205,11 @@ class CacheStage(Stage):
 
     def _short(self, ctx: RequestContext, policy: _RoutePolicy) -> Answer | None:
         """`before` for a request without options on a one-bucket memory cache: the usual
-        case, with none of the per-request choices to make."""
+        case, with none of the per-request choices to make.
+
+        Fast path: a memory hit 209.9k -> 201.2k instructions (callgrind, f446395).
+        Oracle: tests/test_fast_paths.py (same key and answer as the long path).
+        """
         operation = ctx.operation
         if operation == "embeddings" and not self._config.embeddings:
             return None

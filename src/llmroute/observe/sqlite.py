@@ -147,6 +147,9 @@ def _insert_rows(
     adaptation protocol, which fails two attribute lookups per value (with
     exceptions raised and cleared) and cost more than the rest of the row did;
     most columns of most records are empty.
+
+    Fast path: 263k -> 217k instructions per stored record (callgrind, b251237).
+    Oracle: tests/test_fast_paths.py (rows read back as with None bound).
     """
     head = f"INSERT OR IGNORE INTO {table} ({', '.join(columns)}) VALUES "  # noqa: S608
     limit = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)

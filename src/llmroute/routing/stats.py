@@ -200,6 +200,10 @@ _FADED_OUT = 1e200
 class LiveStats:
     """Statistics for every target of one router, keyed by ``provider/model``.
 
+    Fast path: latency draw weights kept current per event, so a latency selection
+    reads them (part of eb689e0: 9-14 µs -> under 5 µs for 10 targets; 1.7 µs today,
+    bench_select.py). Oracle: tests/test_strategy_orders.py.
+
     Args:
         half_life: the half-life, in seconds, of the moving latency averages.
     """

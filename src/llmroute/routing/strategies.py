@@ -60,6 +60,10 @@ class _Memo:
     (a route's own list, unless a filter dropped a target for this request).
 
     Selections share the `orders` lists: nothing downstream mutates `Selection.targets`.
+
+    Fast path: with `LiveStats` weights and `CostLines`, latency and cost selection of 10
+    targets went from 9-14 µs to under 5 µs (eb689e0; today 1.7 and 1.0 µs,
+    bench_select.py). Oracle: tests/test_strategy_orders.py (brute force, hypothesis).
     """
 
     __slots__ = ("candidates", "counters", "cumulative", "lines", "measured", "orders", "rates")

@@ -6,7 +6,9 @@ prometheus-client metric families when ``/metrics`` is scraped (a custom
 collector): a request costs a few list updates, not a lock per series. The
 cells a request updates are found once per kind of answer (endpoint, route,
 target, status, key) and kept, so a request does not build and hash label
-tuples for every series it counts in.
+tuples for every series it counts in (with the cached target headers: 538k -> 520k
+instructions per gateway request, callgrind, 1f23e95; oracle:
+tests/test_fast_paths.py against plain counting).
 
 Labels come from the configuration (route and provider names) and from the
 models requests reach; the number of distinct provider/model pairs is capped
