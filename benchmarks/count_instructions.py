@@ -58,10 +58,16 @@ async def _run(kind: str, count: int) -> None:
                     async for _ in stream:
                         pass
                 else:
-                    await create(model="chat", messages=MESSAGES)
+                    reply = await create(model="chat", messages=MESSAGES)
+                    if kind == "hit" and reply.llmroute.cache not in ("hit", "miss"):
+                        raise RuntimeError(f"not a cache lookup: {reply.llmroute.cache}")
 
             for _ in range(WARMUP):
                 await one()
+            if kind == "hit":  # what is counted must be hits, not misses
+                reply = await create(model="chat", messages=MESSAGES)
+                if reply.llmroute.cache != "hit":
+                    raise RuntimeError(f"the hit benchmark missed: {reply.llmroute.cache}")
             for _ in range(count):
                 await one()
 
