@@ -112,7 +112,7 @@ async def test_a_declared_huge_body_is_refused_before_it_is_read(parser: str) ->
 async def test_a_chunked_body_growing_past_the_limit_is_413(parser: str) -> None:
     async with running_gateway(CONFIG, server={"max_body_size": "10KB"}, http=parser) as gateway:
         head = (
-            b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nconnection: close\r\n"
+            b"POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n"
             b"content-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n"
         )
         chunk = b"x" * 4000

@@ -18,10 +18,14 @@ response (counted in the metrics). Endpoints:
 ``/metrics``               GET   Prometheus text format
 =========================  ====  ==================================================
 
-The ``/v1`` prefix is optional. Per request: the key is checked before the
-body is read; the body is read within `ServerConfig.body_timeout` and
-`max_body_size`; then a watcher waits for the client to go away and cancels
-the request's task if it does (see `GatewayRequest.watch`).
+The ``/v1`` prefix is optional. Per request: the head's size and header
+count are checked first (431), and without gateway keys, on a loopback
+address, that ``Host`` and ``Origin`` name this machine (403); the key is
+checked before the body is read; the body is read within
+`ServerConfig.body_timeout`, `max_body_size` and `max_body_in_flight`, and
+counted (`max_json_values`) before it is parsed; then a watcher waits for
+the client to go away and cancels the request's task if it does (see
+`GatewayRequest.watch`).
 
 Every response carries ``x-llmroute-request-id``: the router's id for the
 request (its record's in the request log), which the router puts in a
@@ -118,9 +122,12 @@ class GatewayApp:
         routes = frozenset(router.config.routes)
         self.keys = KeyStore(self.config.keys, routes)
         self.metrics = GatewayMetrics() if self.config.metrics != "off" else None
+        config = self.config
         self._gateway = Gateway(
-            router, self.config, self.keys, self.metrics, routes, int(self.config.max_body_size),
-            ErrorText(self.config.upstream_errors, configured_secrets(router.config)),
+            router, config, self.keys, self.metrics, routes, int(config.max_body_size),
+            ErrorText(config.upstream_errors, configured_secrets(router.config)),
+            max_in_flight=int(config.max_body_in_flight),
+            local_only=not config.keys and not config.allow_unauthenticated,
         )  # fmt: skip
         self._close_router = close_router
         self._active = 0
@@ -138,6 +145,10 @@ class GatewayApp:
         kind = scope["type"]
         if kind == "http":
             request = GatewayRequest(scope, receive, send, self._gateway)
+            refused = request.screen()
+            if refused is not None:
+                await self._fail(request, refused, None)
+                return
             path: str = scope["path"]
             route = self._paths.get(path)
             if route is not None and scope["method"] == route.method:  # the usual case: answer
@@ -243,6 +254,8 @@ class GatewayApp:
         finally:
             current_request_id.reset(current)
             request.stop_watching()
+            if request.reserved:
+                request.release()
             self._active -= counted
             if metrics is not None:
                 metrics.in_flight -= 1

@@ -22,7 +22,7 @@ from pydantic import (
 
 from .._units import PositiveDuration
 
-__all__ = ["DEFAULT_MAX_BODY_SIZE", "GatewayKeyConfig", "ServerConfig"]
+__all__ = ["DEFAULT_MAX_BODY_SIZE", "DEFAULT_MAX_HEAD_SIZE", "GatewayKeyConfig", "ServerConfig"]
 
 _STRICT = ConfigDict(extra="forbid", defer_build=True)
 _HASHED = re.compile(r"sha256:[0-9a-f]{64}")
@@ -30,6 +30,9 @@ _HASHED = re.compile(r"sha256:[0-9a-f]{64}")
 MIN_PLAIN_KEY_LENGTH = 16
 #: The default limit on a request body: 10 MiB.
 DEFAULT_MAX_BODY_SIZE = 10 * 1024 * 1024
+#: The default limit on a request's head (request line and headers): 32 KiB, nginx's
+#: default (``large_client_header_buffers 4 8k``); Node.js allows 16 KiB.
+DEFAULT_MAX_HEAD_SIZE = 32 * 1024
 
 Size = Annotated[
     ByteSize,
@@ -113,8 +116,11 @@ class ServerConfig(BaseModel):
             may take to finish before they are cancelled.
         keep_alive: how long an idle keep-alive connection stays open (longer
             than a load balancer's idle timeout avoids resets between them).
-        max_connections: concurrent connections and requests at most; more are
-            answered 503 (unset: no limit).
+        max_connections: requests being answered at once at most (a connection
+            counts while it has a complete request head and its answer is not
+            sent); more are answered 503 (unset: no limit). Connections still
+            sending a head, or idle between requests, do not count: `head_timeout`
+            and `keep_alive` bound them.
         metrics: ``GET /metrics``: ``public``, ``key`` (needs a gateway key)
             or ``off``.
         implicit_providers: let clients name providers the config does not list
@@ -127,6 +133,26 @@ class ServerConfig(BaseModel):
             ``generic`` (only the kind of failure), or ``pass`` it unchanged.
         access_log: log one line per request (off: the request log and the
             metrics have more).
+        max_head_size: the largest request head (request line and headers)
+            accepted; 431 beyond, then the connection is closed. Counted as it
+            arrives, before any key is checked.
+        max_headers: the most request headers accepted (431 beyond).
+        head_timeout: how long a connection may take to send a complete request
+            head, from its opening (and from the first byte of each later request
+            on a kept-alive connection); then it is closed (408 if part of a head
+            had arrived).
+        max_body_in_flight: the request bodies being read or answered at once,
+            in bytes, across all requests; a request that would pass it is answered
+            503 (retry later).
+        max_json_values: the most JSON values (objects, arrays, strings, numbers,
+            literals) in a request body; counted on the bytes before they are
+            parsed (413 beyond).
+        max_json_depth: the deepest nesting of JSON objects and arrays in a body
+            (413 beyond).
+        max_messages: the most ``messages`` in a chat or messages request (413
+            beyond).
+        max_content_parts: the most content parts (entries of list-valued
+            ``content`` and ``system``) across a request's messages (413 beyond).
     """
 
     model_config = _STRICT
@@ -144,6 +170,15 @@ class ServerConfig(BaseModel):
     access_log: bool = False
     implicit_providers: bool = False
     upstream_errors: Literal["scrub", "pass", "generic"] = "scrub"
+    # bounds on what a client may make the gateway hold (docs/security.md)
+    max_head_size: Size = ByteSize(DEFAULT_MAX_HEAD_SIZE)
+    max_headers: int = Field(default=100, ge=8, le=10_000)
+    head_timeout: PositiveDuration = 10.0
+    max_body_in_flight: Size = ByteSize(128 * 1024 * 1024)
+    max_json_values: int = Field(default=300_000, ge=1)
+    max_json_depth: int = Field(default=64, ge=2, le=200)
+    max_messages: int = Field(default=2048, ge=1)
+    max_content_parts: int = Field(default=10_000, ge=1)
 
     @model_validator(mode="after")
     def _unique_keys(self) -> ServerConfig:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -56,6 +57,12 @@ class Gateway:
     #: Filters upstream error text before a client sees it (`server.upstream_errors`).
     error_text: ErrorText = field(default_factory=ErrorText)
     state: Literal["starting", "ready", "stopping", "stopped"] = "starting"
+    #: The most bytes of request bodies held at once (`ServerConfig.max_body_in_flight`).
+    max_in_flight: int = 0
+    #: Without gateway keys and not opened to everyone: answer loopback names only.
+    local_only: bool = False
+    #: The bytes of the request bodies being read or answered now.
+    body_in_flight: int = 0
 
 
 class GatewayRequest:
@@ -72,11 +79,15 @@ class GatewayRequest:
         "finished",
         "gateway",
         "gone",
+        "head_size",
+        "host",
         "interrupt",
         "key",
         "model",
+        "origin",
         "receive",
         "request_id",
+        "reserved",
         "scope",
         "send",
         "started",
@@ -103,7 +114,12 @@ class GatewayRequest:
         self.model: str | None = None
         self.request_id: str | None = None  # the router's, once it has started the request
         self.anthropic = False  # an Anthropic-format endpoint (its SDK reads `request-id`)
+        self.host: bytes | None = None
+        self.origin: bytes | None = None
+        self.reserved = 0  # bytes of `Gateway.body_in_flight` this request holds
+        size = len(scope["path"]) + len(scope.get("query_string", b""))
         for name, value in scope["headers"]:
+            size += len(name) + len(value)
             if name == b"authorization":
                 self.authorization = value
             elif name == b"content-type":
@@ -116,6 +132,11 @@ class GatewayRequest:
                 if self.controls is None:
                     self.controls = []
                 self.controls.append((name, value))
+            elif name == b"host":
+                self.host = value
+            elif name == b"origin":
+                self.origin = value
+        self.head_size = size  # the request's target and its headers, without separators
 
     # -------------------------------------------------------------- the request's id
 
@@ -147,6 +168,50 @@ class GatewayRequest:
             {"type": "http.response.start", "status": status, "headers": start + headers}
         )
         await self.send({"type": "http.response.body", "body": body})
+
+    # -------------------------------------------------------------- before anything else
+
+    def screen(self) -> HTTPError | None:
+        """Why the request is refused before the gateway reads anything more of it: a head
+        over `ServerConfig.max_head_size` or `max_headers` (431), or, without gateway keys on a
+        loopback address, a ``Host`` or ``Origin`` that is not a loopback name (403)."""
+        gateway = self.gateway
+        config = gateway.config
+        if self.head_size > config.max_head_size or len(self.scope["headers"]) > config.max_headers:
+            return HTTPError(
+                431,
+                f"the request head is over the gateway's limits of {config.max_headers} "
+                f"headers and {int(config.max_head_size)} bytes "
+                "(server.max_headers, server.max_head_size)",
+                code="request_header_fields_too_large",
+                close=True,
+            )
+        if gateway.local_only:
+            return self._foreign_site()
+        return None
+
+    def _foreign_site(self) -> HTTPError | None:
+        """A 403 for a request that a web page elsewhere made a browser send (a DNS-rebound
+        ``Host``, a cross-site ``Origin``) to a keyless gateway reached on a loopback address."""
+        server = self.scope.get("server")
+        if not server or not _is_loopback_address(server[0]):
+            return None
+        host, origin = self.host, self.origin
+        if host is not None and _host_name(host) not in _LOOPBACK_NAMES:
+            what = f"Host {host.decode('latin-1')!r}"
+        elif origin is not None and _origin_name(origin) not in _LOOPBACK_NAMES:
+            what = f"Origin {origin.decode('latin-1')!r}"
+        else:
+            return None
+        return HTTPError(
+            403,
+            f"{what} is not a loopback name (localhost, 127.0.0.1, [::1]): without gateway keys "
+            "the gateway only answers requests made for this machine, so that web pages cannot "
+            "call it through a browser; configure server.keys (or allow_unauthenticated) to "
+            "answer other names",
+            type="permission_error",
+            code="host_not_allowed",
+        )
 
     # -------------------------------------------------------------- the caller
 
@@ -199,10 +264,13 @@ class GatewayRequest:
     # -------------------------------------------------------------- the body
 
     async def read_json(self) -> dict[str, Any]:
-        """The request's JSON object, read within the size and time limits; then `watch`."""
+        """The request's JSON object, read within the size, time and shape limits; then
+        `watch`."""
         limit = self.gateway.max_body
         self._check_content(limit)
         body = await self._read_body(limit)
+        config = self.gateway.config
+        _check_values(body, config.max_json_values)
         try:
             data = from_json(body)
         except ValueError as exc:
@@ -211,12 +279,25 @@ class GatewayRequest:
             ) from None
         if not isinstance(data, dict):
             raise HTTPError(400, "the request body must be a JSON object", code="invalid_json")
+        messages = data.get("messages")
+        if isinstance(messages, list):
+            _check_messages(messages, data.get("system"), config)
         self.watch()
         return data
 
     def _check_content(self, limit: int) -> None:
-        """Refuse what the headers announce: not JSON, compressed, or larger than `limit`."""
+        """Refuse what the headers announce: not JSON (or no type at all without gateway keys:
+        a browser sends a form or text to any site without asking), compressed, or larger than
+        `limit`; hold the announced size in `Gateway.body_in_flight`."""
         content_type = self.content_type
+        if content_type is None and not self.gateway.keys.required:
+            raise HTTPError(
+                415,
+                "send the request body as JSON, with 'Content-Type: application/json' (required "
+                "when the gateway has no keys)",
+                code="unsupported_media_type",
+                close=True,
+            )
         if (
             content_type is not None
             and content_type != b"application/json"
@@ -243,6 +324,30 @@ class GatewayRequest:
                 raise HTTPError(400, "invalid Content-Length header", close=True) from None
             if declared > limit:
                 raise _too_large(limit)
+            self._hold(declared)
+
+    def _hold(self, size: int) -> None:
+        """Count `size` more bytes of this request's body in `Gateway.body_in_flight`; a 503
+        when that would pass `ServerConfig.max_body_in_flight`."""
+        gateway = self.gateway
+        held = gateway.body_in_flight + size
+        if held > gateway.max_in_flight:
+            raise HTTPError(
+                503,
+                f"the gateway holds too many request bodies at once (server.max_body_in_flight: "
+                f"{gateway.max_in_flight} bytes): retry shortly",
+                type="server_error",
+                code="server_busy",
+                headers=[(b"retry-after", b"1")],
+                close=True,
+            )
+        gateway.body_in_flight = held
+        self.reserved += size
+
+    def release(self) -> None:
+        """Give back what the request held of `Gateway.body_in_flight` (it has ended)."""
+        self.gateway.body_in_flight -= self.reserved
+        self.reserved = 0
 
     async def _read_body(self, limit: int) -> bytes:
         """The whole body, within `limit` bytes and the body timeout."""
@@ -254,6 +359,8 @@ class GatewayRequest:
             body: bytes = first.get("body", b"")  # the usual case: it is all here already
             if len(body) > limit:
                 raise _too_large(limit)
+            if len(body) > self.reserved:  # no Content-Length was announced
+                self._hold(len(body) - self.reserved)
             return body
         timeout = self.gateway.config.body_timeout
         try:
@@ -279,6 +386,8 @@ class GatewayRequest:
             size += len(part)
             if size > limit:
                 raise _too_large(limit)
+            if size > self.reserved:  # a chunked body: held as it arrives
+                self._hold(size - self.reserved)
             parts.append(part)
             if not message.get("more_body", False):
                 return b"".join(parts)
@@ -328,6 +437,81 @@ class GatewayRequest:
             watcher.close()
         elif watcher is not None:
             watcher.cancel()
+
+
+#: The names a keyless gateway answers to on a loopback address (`GatewayRequest.screen`).
+_LOOPBACK_NAMES = frozenset({b"localhost", b"127.0.0.1", b"[::1]"})
+
+
+def _is_loopback_address(address: object) -> bool:
+    return isinstance(address, str) and (address.startswith("127.") or address == "::1")
+
+
+def _host_name(host: bytes) -> bytes:
+    """The name in a ``Host`` value, without its port, lower-cased."""
+    if host.startswith(b"["):
+        return host[: host.find(b"]") + 1]
+    return host.partition(b":")[0].lower()
+
+
+def _origin_name(origin: bytes) -> bytes:
+    """The host name of an ``Origin`` (empty for ``null`` and for schemes other than HTTP)."""
+    scheme, sep, rest = origin.partition(b"://")
+    if not sep or scheme.lower() not in (b"http", b"https"):
+        return b""
+    return _host_name(rest)
+
+
+#: A JSON string (its escapes included), to take strings out before counting the structure.
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+
+
+def _check_values(body: bytes, limit: int) -> None:
+    """Refuse (413) a body of more than `limit` JSON values before it is parsed (a body of
+    millions of ``{}`` would become millions of objects). A value is the top one or an
+    item of an array or object: at most one more than the commas, plus one per container.
+    A body of at most `limit` bytes passes (a value takes a byte at least); a larger one is
+    counted on its bytes (an over-count: strings may hold commas and brackets), then, only
+    when that passes the limit, on its bytes without their strings."""
+    if len(body) <= limit:
+        return
+    count = 1 + body.count(b",") + body.count(b"{") + body.count(b"[")
+    if count <= limit:
+        return
+    bare = _STRING.sub(b"", body)
+    count = 1 + bare.count(b",") + bare.count(b"{") + bare.count(b"[")
+    if count > limit:
+        raise HTTPError(
+            413,
+            f"the request body has more than {limit} JSON values (server.max_json_values)",
+            code="request_too_large",
+            close=True,
+        )
+
+
+def _check_messages(messages: list[Any], system: object, config: ServerConfig) -> None:
+    """Refuse (413) more messages, or content parts across them, than the server allows."""
+    if len(messages) > config.max_messages:
+        raise HTTPError(
+            413,
+            f"the request has more than {config.max_messages} messages (server.max_messages)",
+            code="request_too_large",
+            param="messages",
+        )
+    parts = len(system) if isinstance(system, list) else 0
+    for message in messages:
+        if isinstance(message, dict):
+            content = message.get("content")
+            if isinstance(content, list):
+                parts += len(content)
+    if parts > config.max_content_parts:
+        raise HTTPError(
+            413,
+            f"the request has more than {config.max_content_parts} content parts across its "
+            "messages (server.max_content_parts)",
+            code="request_too_large",
+            param="messages",
+        )
 
 
 def _too_large(limit: int) -> HTTPError:

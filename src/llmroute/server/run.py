@@ -44,8 +44,8 @@ if TYPE_CHECKING:
     import uvicorn
 
 __all__ = [
-    "DEMO_CONFIG", "ServeSource", "discover", "load", "per_worker_state", "refusals", "start",
-    "summary", "worker_app",
+    "DEMO_CONFIG", "ServeSource", "discover", "http_protocol", "load", "per_worker_state",
+    "refusals", "start", "summary", "uvicorn_config", "worker_app",
 ]  # fmt: skip
 
 logger = logging.getLogger("llmroute.server")
@@ -281,13 +281,45 @@ def _uvicorn_settings(server: ServerConfig) -> dict[str, Any]:
         "server_header": False,
         "timeout_graceful_shutdown": math.ceil(server.shutdown_timeout),
         "timeout_keep_alive": math.ceil(server.keep_alive),
-        "limit_concurrency": server.max_connections,
+        # not uvicorn's limit_concurrency, which counts idle connections too: see protocol.py
     }
 
 
 def _implicit(config: Config) -> bool:
     """Whether the served router lets clients reach providers the config does not list."""
     return config.server is not None and config.server.implicit_providers
+
+
+def http_protocol(name: Literal["auto", "h11", "httptools"] = "auto") -> type[asyncio.Protocol]:
+    """uvicorn's HTTP protocol `name` (``auto``: httptools when installed, else h11), with
+    the gateway's bounds on request heads (`llmroute.server.protocol`)."""
+    if name == "httptools" or (name == "auto" and importlib.util.find_spec("httptools")):
+        from .protocol_httptools import BoundedHttpToolsProtocol
+
+        return BoundedHttpToolsProtocol
+    from .protocol import BoundedH11Protocol
+
+    return BoundedH11Protocol
+
+
+def uvicorn_config(
+    app: Any,
+    server: ServerConfig,
+    *,
+    http: Literal["auto", "h11", "httptools"] = "auto",
+    **settings: Any,
+) -> uvicorn.Config:
+    """The uvicorn configuration `llmroute serve` runs `app` with: `server`'s address,
+    timeouts and bounds, the bounded HTTP protocol `http`; `settings` override uvicorn's."""
+    from .protocol import BoundedConfig, HeadBounds
+
+    bounds = HeadBounds(
+        max_size=int(server.max_head_size),
+        timeout=server.head_timeout,
+        max_busy=server.max_connections,
+    )
+    merged = {**_uvicorn_settings(server), **settings}
+    return BoundedConfig(app, bounds=bounds, http=http_protocol(http), **merged)
 
 
 def worker_app() -> Any:
@@ -385,15 +417,17 @@ def _run(source: ServeSource, router: AsyncRouter, server: ServerConfig) -> int:
 
     from .app import create_app
 
-    settings = _uvicorn_settings(server)
     if server.workers > 1:
+        from uvicorn.supervisors import Multiprocess
+
         os.environ[SOURCE_VARIABLE] = source.encode()
-        uvicorn.run(
-            "llmroute.server.run:worker_app", factory=True, workers=server.workers, **settings
-        )
+        # uvicorn.run's own way with workers, with a configuration that carries the bounds
+        config = uvicorn_config("llmroute.server.run:worker_app", server, factory=True,
+                                workers=server.workers)  # fmt: skip
+        Multiprocess(config, sockets=[config.bind_socket()]).run()
         return 0
     app = create_app(router, server)
-    uv = uvicorn.Server(uvicorn.Config(app, **settings))
+    uv = uvicorn.Server(uvicorn_config(app, server))
     with _signals_stop(uv):
         uv.run()
     if app.drained:
