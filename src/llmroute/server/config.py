@@ -66,6 +66,8 @@ class GatewayKeyConfig(BaseModel):
         team: the team requests with this key are billed to.
         routes: the routes and ``provider/model`` names this key may use, as
             names or shell-style patterns (``openai/*``, ``*``); unset: all.
+        admin: whether this key may read what concerns every key (``/metrics``:
+            every key's names, volumes and costs).
     """
 
     model_config = _STRICT
@@ -74,6 +76,7 @@ class GatewayKeyConfig(BaseModel):
     user: str | None = Field(default=None, min_length=1)
     team: str | None = Field(default=None, min_length=1)
     routes: list[str] | None = None
+    admin: bool = False
 
     @field_validator("key")
     @classmethod
@@ -121,8 +124,10 @@ class ServerConfig(BaseModel):
             sent); more are answered 503 (unset: no limit). Connections still
             sending a head, or idle between requests, do not count: `head_timeout`
             and `keep_alive` bound them.
-        metrics: ``GET /metrics``: ``public``, ``key`` (needs a gateway key)
-            or ``off``.
+        metrics: ``GET /metrics``: ``auto`` (the default: ``admin`` when keys are
+            configured, else ``public``, which without keys means loopback
+            only), ``admin`` (needs a key marked ``admin: true``), ``key`` (any
+            gateway key: each then sees every key's data), ``public`` or ``off``.
         implicit_providers: let clients name providers the config does not list
             (``mock``, ``ollama``, ``vllm``, ``lmstudio``, environment-detected
             ones) in ``model="provider/model"``; off: only configured providers
@@ -166,7 +171,7 @@ class ServerConfig(BaseModel):
     shutdown_timeout: PositiveDuration = 30.0
     keep_alive: PositiveDuration = 5.0
     max_connections: int | None = Field(default=None, ge=1)
-    metrics: Literal["public", "key", "off"] = "public"
+    metrics: Literal["auto", "admin", "key", "public", "off"] = "auto"
     access_log: bool = False
     implicit_providers: bool = False
     upstream_errors: Literal["scrub", "pass", "generic"] = "scrub"
@@ -179,6 +184,13 @@ class ServerConfig(BaseModel):
     max_json_depth: int = Field(default=64, ge=2, le=200)
     max_messages: int = Field(default=2048, ge=1)
     max_content_parts: int = Field(default=10_000, ge=1)
+
+    @property
+    def metrics_access(self) -> Literal["admin", "key", "public", "off"]:
+        """Who may read ``/metrics``, with ``auto`` decided."""
+        if self.metrics == "auto":
+            return "admin" if self.keys else "public"
+        return self.metrics
 
     @model_validator(mode="after")
     def _unique_keys(self) -> ServerConfig:

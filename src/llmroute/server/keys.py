@@ -77,6 +77,8 @@ class KeyStore:
 
     def __init__(self, keys: Sequence[GatewayKeyConfig], routes: Collection[str] = ()) -> None:
         self._keys: list[tuple[bytes, GatewayIdentity]] = []
+        #: The names of the keys marked ``admin: true``.
+        self.admins = frozenset(key.name for key in keys if key.admin)
         for i, key in enumerate(keys):
             _check_routes(key, i, routes)
             secret = key.key.get_secret_value()

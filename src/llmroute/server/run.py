@@ -214,7 +214,7 @@ def summary(source: ServeSource, router: AsyncRouter, server: ServerConfig) -> s
         f"  direct:   provider/model for providers {', '.join(sorted(providers)) or '-'}",
         _keys_line(server),
         *_store_lines(router.config, server),
-        f"  metrics:  {metrics}{' (needs a key)' if server.metrics == 'key' else ''}; "
+        f"  metrics:  {metrics}{_METRICS_NOTE[server.metrics_access]}; "
         f"liveness {base}/health; readiness {base}/ready",
         f"  workers:  {server.workers}; on shutdown, in-flight requests get "
         f"{server.shutdown_timeout:g}s",
@@ -283,6 +283,10 @@ def _uvicorn_settings(server: ServerConfig) -> dict[str, Any]:
         "timeout_keep_alive": math.ceil(server.keep_alive),
         # not uvicorn's limit_concurrency, which counts idle connections too: see protocol.py
     }
+
+
+#: What the summary says of who may read /metrics.
+_METRICS_NOTE = {"admin": " (needs an admin key)", "key": " (needs a key)", "public": "", "off": ""}
 
 
 def _implicit(config: Config) -> bool:

@@ -39,10 +39,20 @@ async def ready(request: GatewayRequest) -> None:
 
 
 async def metrics(request: GatewayRequest) -> None:
-    """The Prometheus exposition (``server.metrics: key`` asks for a gateway key first)."""
+    """The Prometheus exposition, for whom ``server.metrics`` allows: an admin key (the
+    default when keys are configured: the metrics name every key, its volumes and costs),
+    any key, or anyone."""
     gateway = request.gateway
     if gateway.metrics is None:
         raise HTTPError(404, "metrics are off (server.metrics: off)")
-    if gateway.config.metrics == "key":
-        request.identity()
+    access = gateway.config.metrics_access
+    if access != "public":
+        identity = request.identity()
+        if access == "admin" and identity.name not in gateway.keys.admins:
+            raise HTTPError(
+                403,
+                "/metrics needs a gateway key marked 'admin: true' (server.metrics: admin)",
+                type="permission_error",
+                code="admin_key_required",
+            )
     await request.respond(200, gateway.metrics.exposition(), [], CONTENT_TYPE)
