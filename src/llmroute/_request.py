@@ -261,6 +261,9 @@ class CacheControl(BaseModel):
         buckets: answers kept for this request's key: while fewer are stored,
             the request is sent and its answer added; then one of them is
             picked at random (variety for sampled answers).
+        scope: whose requests share this request's entries, instead of the
+            cache's own `scope`: ``key``, ``team``, ``user`` (the `user`
+            option, within its `key`) or ``global``; see docs/caching.md.
     """
 
     model_config = _CLOSED
@@ -269,6 +272,7 @@ class CacheControl(BaseModel):
     ttl: float | None = Field(default=None, gt=0)
     namespace: str | None = None
     buckets: int | None = Field(default=None, ge=1, le=100)
+    scope: Literal["key", "team", "user", "global"] | None = None
 
 
 class RequestOptions(BaseModel):
