@@ -4,6 +4,7 @@ deadlines and model listings never reach another (findings 1, 7, 8, 11 and 17)."
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from typing import Any, get_args
 
@@ -229,3 +230,42 @@ async def test_finding_8_a_write_redis_refuses_is_a_failed_write_not_an_outage(
         # Redis answered: it is not taken for down, and every tenant still looks up
         assert cache_of(await chat(http, gateway, "none", "two")) == "MISS"
         assert stats.bypasses == 0
+
+
+# ---------------------------------------------------------------- findings 8 and 11: client durations
+
+OUT_OF_RANGE = ["1e308", "1e300", "1e999", "400d", "-5", "0", "nan", "inf", "-inf"]
+
+
+@pytest.mark.parametrize("header", ["x-llmroute-cache-ttl", "x-llmroute-timeout"])
+async def test_findings_8_and_11_durations_out_of_range_are_a_400_naming_the_header(
+    header: str,
+) -> None:
+    async with (
+        running_gateway({**CONFIG, "cache": {"ttl": "10m"}}) as gateway,
+        gateway.http() as http,
+    ):
+        for value in OUT_OF_RANGE:
+            error = error_of(await chat(http, gateway, "none", **{header: value}), 400)
+            assert error["param"] == header and header in error["message"], value
+            assert error["code"] == "invalid_header"
+
+
+# ---------------------------------------------------------------- finding 11: timeout
+
+
+async def test_finding_11_a_client_deadline_never_outlasts_the_routes() -> None:
+    config = {
+        "providers": {"slow": {"type": "mock", "latency": "2s"}},
+        "routes": {"chat": {"targets": ["slow/m"], "timeout": "300ms"}},
+    }
+    async with running_gateway(config) as gateway, gateway.http() as http:
+        started = time.monotonic()
+        reply = await chat(http, gateway, "none", **{"x-llmroute-timeout": "1m"})
+        took = time.monotonic() - started
+        assert reply.status_code == 504, reply.text
+        assert took < 1.5
+        # shorter than the route's: still the client's to ask
+        started = time.monotonic()
+        reply = await chat(http, gateway, "none", **{"x-llmroute-timeout": "100ms"})
+        assert reply.status_code == 504 and time.monotonic() - started < 0.3 + 0.5

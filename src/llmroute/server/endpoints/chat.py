@@ -44,7 +44,8 @@ async def create_chat_completion(request: GatewayRequest) -> None:
     identity = request.identity()
     body = await request.read_json()
     request.allowed(identity, body)
-    options = control_options(identity, request.controls)
+    routes = request.gateway.router.config.routes
+    options = control_options(identity, request.controls, routes, request.model)
     stream = body.pop("stream", None)
     if stream is not None and not isinstance(stream, bool):
         raise HTTPError(400, "stream: expected true or false", param="stream")

@@ -17,7 +17,8 @@ async def create_embeddings(request: GatewayRequest) -> None:
     identity = request.identity()
     body = await request.read_json()
     request.allowed(identity, body)
-    options = control_options(identity, request.controls)
+    routes = request.gateway.router.config.routes
+    options = control_options(identity, request.controls, routes, request.model)
     model, inputs = body.pop("model", None), body.pop("input", None)
     result = await request.gateway.router.embeddings.create(
         model=model, input=inputs, extra_body=body, llmroute=options

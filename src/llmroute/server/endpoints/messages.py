@@ -253,7 +253,8 @@ async def create_message(request: GatewayRequest) -> None:
     body = await request.read_json()
     request.allowed(identity, body)
     wire = read_request(body)
-    options = control_options(identity, request.controls)
+    routes = request.gateway.router.config.routes
+    options = control_options(identity, request.controls, routes, request.model)
     params = to_chat_params(wire)
     model, messages = params.pop("model"), params.pop("messages")
     completions = request.gateway.router.chat.completions
