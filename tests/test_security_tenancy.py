@@ -15,6 +15,7 @@ from _gateway import KEY, OTHER_KEY, Gateway, in_process_gateway, running_gatewa
 from llmroute import AsyncRouter, CacheControl
 from llmroute.cache.config import CacheScope
 from llmroute.cache.keys import scope_line
+from llmroute.server import GatewayKeyConfig
 
 pytestmark = pytest.mark.anyio
 
@@ -269,3 +270,59 @@ async def test_finding_11_a_client_deadline_never_outlasts_the_routes() -> None:
         started = time.monotonic()
         reply = await chat(http, gateway, "none", **{"x-llmroute-timeout": "100ms"})
         assert reply.status_code == 504 and time.monotonic() - started < 0.3 + 0.5
+
+
+# ---------------------------------------------------------------- finding 7: identity
+
+
+async def test_finding_7_a_key_not_bound_to_a_user_names_none_by_default() -> None:
+    server = keys(
+        {"name": "alice-laptop", "key": KEY, "user": "alice"}, {"name": "plain", "key": OTHER_KEY}
+    )
+    alice = {"x-llmroute-user": "alice"}
+    async with running_gateway(CONFIG, server=server) as gateway, gateway.http() as http:
+        error = error_of(await chat(http, gateway, OTHER_KEY, **alice), 403)
+        assert (error["code"], error["param"]) == ("user_not_allowed", "x-llmroute-user")
+        assert "users" in error["message"]
+        # a bound key still acts for its own user only
+        assert (await chat(http, gateway, KEY, **alice)).status_code == 200
+        error_of(await chat(http, gateway, KEY, **{"x-llmroute-user": "bob"}), 403)
+
+
+async def test_finding_7_a_key_never_spends_the_quota_of_another_keys_user() -> None:
+    config = {**CONFIG, "rate_limits": [{"per": "user", "requests": "1/min"}]}
+    server = keys(
+        {"name": "alice-laptop", "key": KEY, "user": "alice"}, {"name": "plain", "key": OTHER_KEY}
+    )
+    async with running_gateway(config, server=server) as gateway, gateway.http() as http:
+        # the body's OpenAI `user` names alice: that is plain's alice, not alice herself
+        named = await chat(http, gateway, OTHER_KEY, body={"user": "alice"})
+        assert named.status_code == 200
+        assert (await chat(http, gateway, KEY)).status_code == 200
+        assert (await chat(http, gateway, KEY)).status_code == 429  # her own quota, spent
+        again = await chat(http, gateway, OTHER_KEY, body={"user": "alice"})
+        assert again.status_code == 429  # plain's alice has had her one request too
+
+
+async def test_finding_7_users_any_or_a_list_counted_within_the_key() -> None:
+    config = {**CONFIG, "rate_limits": [{"per": "user", "requests": "1/min"}]}
+    server = keys(
+        {"name": "alice-laptop", "key": KEY, "user": "alice"},
+        {"name": "svc", "key": OTHER_KEY, "users": "any"},
+        {"name": "listed", "key": THIRD_KEY, "users": ["team-*", "ops"]},
+    )
+    alice = {"x-llmroute-user": "alice"}
+    async with running_gateway(config, server=server) as gateway, gateway.http() as http:
+        assert (await chat(http, gateway, OTHER_KEY, **alice)).status_code == 200
+        assert (await chat(http, gateway, KEY)).status_code == 200
+        assert (await chat(http, gateway, OTHER_KEY, **alice)).status_code == 429
+        for user in ("team-x", "ops"):
+            named = await chat(http, gateway, THIRD_KEY, **{"x-llmroute-user": user})
+            assert named.status_code == 200
+        error_of(await chat(http, gateway, THIRD_KEY, **alice), 403)
+
+
+def test_users_is_refused_on_a_key_bound_to_a_user() -> None:
+    with pytest.raises(ValueError, match="bound to user"):
+        GatewayKeyConfig.model_validate({"name": "k", "key": KEY, "user": "a", "users": "any"})
+    assert GatewayKeyConfig.model_validate({"name": "k", "key": KEY}).users == "none"

@@ -294,6 +294,10 @@ class RequestOptions(BaseModel):
         capture_content: record this request's prompt and completion (True)
             or not (False) whatever the router's ``logging.capture_content``
             says; None follows the router.
+        user_scope: the key a client-named `user` belongs to: ``per: user``
+            limits and budgets count that user apart for each key, so a key
+            cannot spend the quota of another key's user (the gateway sets it
+            for keys not bound to a user). None: `user` counts as itself.
     """
 
     model_config = _CLOSED
@@ -306,6 +310,7 @@ class RequestOptions(BaseModel):
     targets: list[str] | None = None
     cache: CacheControl = Field(default_factory=CacheControl)
     capture_content: bool | None = None
+    user_scope: str | None = None
 
 
 #: The options of a request that sets none: one shared instance, never mutated, so a

@@ -14,7 +14,8 @@ Request headers (each validated; anything malformed is a 400 naming the header):
                                     most the route's `timeout`
 ==================================  ==============================================
 
-A duration is positive and at most `MAX_SECONDS` (400 otherwise);
+A key not bound to a user names one only as its `users` setting allows (403
+otherwise). A duration is positive and at most `MAX_SECONDS` (400 otherwise);
 within that, a client can shorten the route's TTL or deadline, never lengthen it.
 
 Response headers: ``x-llmroute-request-id`` on every response (errors
@@ -173,6 +174,16 @@ def route_timeout(routes: Mapping[str, RouteConfig], model: str | None) -> float
     return route.timeout if route is not None else _DIRECT_TIMEOUT
 
 
+def _user_not_allowed(identity: GatewayIdentity, user: str) -> HTTPError:
+    if identity.user is not None:
+        message = f"this key acts for user {identity.user!r}; x-llmroute-user cannot name another"
+    else:
+        message = f"this key may not act for user {user!r} (its `users` setting)"
+    return HTTPError(
+        403, message, type="permission_error", code="user_not_allowed", param="x-llmroute-user"
+    )
+
+
 def control_options(
     identity: GatewayIdentity,
     pairs: list[tuple[bytes, bytes]] | None,
@@ -181,8 +192,9 @@ def control_options(
 ) -> RequestOptions:
     """The request's `RequestOptions`: its key's identity and its control headers.
 
-    A key bound to a user cannot act for another: an ``x-llmroute-user``
-    naming someone else is a 403. ``x-llmroute-timeout`` is cut to the deadline
+    A key bound to a user cannot act for another, and a key not bound to one
+    names only the users its `users` setting allows: any other
+    ``x-llmroute-user`` is a 403. ``x-llmroute-timeout`` is cut to the deadline
     of the route `model` names among `routes` (`route_timeout`); the cache cuts
     a TTL to the route's itself.
     """
@@ -190,19 +202,14 @@ def control_options(
         return identity.options
     fields = _parse(pairs)
     user = fields.get("user")
-    if user is not None and identity.user is not None and user != identity.user:
-        raise HTTPError(
-            403,
-            f"this key acts for user {identity.user!r}; x-llmroute-user cannot name another",
-            type="permission_error",
-            code="user_not_allowed",
-            param="x-llmroute-user",
-        )
+    if user is not None and not identity.may_name(user):
+        raise _user_not_allowed(identity, user)
     timeout = fields.get("timeout")
     if timeout is not None and routes is not None:
         fields["timeout"] = min(timeout, route_timeout(routes, model))
-    base = {"key": identity.name, "user": identity.user, "team": identity.team}
-    return RequestOptions.model_validate({**base, **fields})
+    base = identity.options
+    given = {"key": base.key, "user": base.user, "team": base.team, "user_scope": base.user_scope}
+    return RequestOptions.model_validate({**given, **fields})
 
 
 # ---------------------------------------------------------------- response headers
