@@ -326,3 +326,38 @@ def test_users_is_refused_on_a_key_bound_to_a_user() -> None:
     with pytest.raises(ValueError, match="bound to user"):
         GatewayKeyConfig.model_validate({"name": "k", "key": KEY, "user": "a", "users": "any"})
     assert GatewayKeyConfig.model_validate({"name": "k", "key": KEY}).users == "none"
+
+
+# ---------------------------------------------------------------- finding 17: listings
+
+
+async def test_finding_17_a_restricted_key_sees_only_what_it_may_use() -> None:
+    server = keys(
+        {"name": "r", "key": KEY, "routes": ["chat", "c*", "nowhere/*", "steady/m"]},
+        {"name": "u", "key": OTHER_KEY},
+    )
+    async with running_gateway(CONFIG, server=server) as gateway, gateway.http() as http:
+        for model in ("codex", "nowhere/model"):
+            error = error_of(await chat(http, gateway, KEY, model=model), 404)
+            message = error["message"]
+            assert error["code"] == "model_not_found", message
+            assert "internal-billing" not in message and "secretprov" not in message, message
+            assert "chat" in message and "steady/m" in message
+        anthropic = await http.post(
+            f"{gateway.root}/v1/messages",
+            json={
+                "model": "codex",
+                "max_tokens": 5,
+                "messages": [{"role": "user", "content": "x"}],
+            },
+            headers={"x-api-key": KEY},
+        )
+        assert anthropic.status_code == 404
+        assert "internal-billing" not in anthropic.text and "secretprov" not in anthropic.text
+        listed = await http.get(
+            f"{gateway.base_url}/models", headers={"authorization": f"Bearer {KEY}"}
+        )
+        assert [m["id"] for m in listed.json()["data"]] == ["chat", "steady/m"]
+        # a key that may use everything is told everything
+        error = error_of(await chat(http, gateway, OTHER_KEY, model="codex"), 404)
+        assert "internal-billing" in error["message"]

@@ -16,7 +16,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
-from .._errors import ConfigError
+from .._errors import ConfigError, UnknownModel
 from .._request import RequestOptions
 from .config import GatewayKeyConfig
 from .errors import HTTPError
@@ -61,6 +61,28 @@ class GatewayIdentity:
     def allows(self, model: str) -> bool:
         """Whether this identity may use `model` (a route name or ``provider/model``)."""
         return _matches(model, self.routes)
+
+    def visible(self, exc: UnknownModel) -> UnknownModel:
+        """`exc` as this identity may see it: for a key restricted to some routes, an
+        error that lists only what the key may use, so it learns nothing of the other
+        routes, nor of the providers, from a wrong name (unrestricted: `exc` itself)."""
+        routes = self.routes
+        if routes is None:
+            return exc
+        available = exc.available
+        usable = [name for name in available if self.allows(name)]
+        # and the key's own provider/model grants, on providers that exist
+        usable += [
+            name
+            for name in routes
+            if f"{name.partition('/')[0]}/*" in available and name not in usable
+        ]
+        listed = ", ".join(usable) or "(nothing)"
+        return UnknownModel(
+            f"unknown model {exc.model!r}; this key may use: {listed}",
+            model=exc.model,
+            available=usable,
+        )
 
     def may_name(self, user: str) -> bool:
         """Whether a request of this identity may act for `user` (``x-llmroute-user``)."""
