@@ -359,6 +359,9 @@ class CacheControl(BaseModel):
         buckets: answers kept for this request's key: while fewer are stored,
             the request is sent and its answer added; then one of them is
             picked at random (variety for sampled answers).
+        scope: whose requests share this request's entries, instead of the
+            cache's own `scope`: ``key``, ``team``, ``user`` (the `user`
+            option, within its `key`) or ``global``; see docs/caching.md.
     """
 
     model_config = _CLOSED
@@ -367,6 +370,7 @@ class CacheControl(BaseModel):
     ttl: float | None = Field(default=None, gt=0)
     namespace: str | None = None
     buckets: int | None = Field(default=None, ge=1, le=100)
+    scope: Literal["key", "team", "user", "global"] | None = None
 
 
 class RequestOptions(BaseModel):
@@ -388,6 +392,10 @@ class RequestOptions(BaseModel):
         capture_content: record this request's prompt and completion (True)
             or not (False) whatever the router's ``logging.capture_content``
             says; None follows the router.
+        user_scope: the key a client-named `user` belongs to: ``per: user``
+            limits and budgets count that user apart for each key, so a key
+            cannot spend the quota of another key's user (the gateway sets it
+            for keys not bound to a user). None: `user` counts as itself.
     """
 
     model_config = _CLOSED
@@ -400,6 +408,7 @@ class RequestOptions(BaseModel):
     targets: list[str] | None = None
     cache: CacheControl = Field(default_factory=CacheControl)
     capture_content: bool | None = None
+    user_scope: str | None = None
 
 
 #: The options of a request that sets none: one shared instance, never mutated, so a

@@ -7,7 +7,10 @@
 - ``redis://host:port/db`` (or ``rediss://``, ``unix://``): shared by every
   process and machine using it; entries expire through Redis's own TTL and
   are zlib-compressed above `compress_over` bytes. A lookup is one round trip
-  (``MGET``, for every bucket of the key at once).
+  (``MGET``, for every bucket of the key at once). A write Redis answers with
+  an error (out of memory under ``noeviction``, a read-only replica) is a
+  refused write (`CacheWriteRefused`): that entry is not stored, and Redis
+  is not taken for unreachable, so lookups go on.
 
 The memory backend keeps `StoredAnswer` objects as they are; Redis keeps
 their bytes (see `llmroute.cache.entry`).
@@ -28,9 +31,14 @@ from ..stores.redis import RedisConnection
 from .entry import StoredAnswer, decode_answer, encode_answer
 from .keys import CacheKey
 
-__all__ = ["CacheBackend", "LocalCache", "MemoryBackend", "RedisBackend"]
+__all__ = ["CacheBackend", "CacheWriteRefused", "LocalCache", "MemoryBackend", "RedisBackend"]
 
 _log = logging.getLogger("llmroute.cache")
+
+
+class CacheWriteRefused(Exception):
+    """The backend answered and would not store this entry (Redis out of memory, a
+    read-only replica): a failed write, not an unavailable backend."""
 
 
 class LocalCache(Protocol):
@@ -83,7 +91,8 @@ class CacheBackend(Protocol):
         ...
 
     async def set(self, key: CacheKey, answer: StoredAnswer, ttl: float) -> None:
-        """Store `answer` under `key` for `ttl` seconds."""
+        """Store `answer` under `key` for `ttl` seconds; `CacheWriteRefused` when the
+        backend will not take this entry."""
         ...
 
     async def check(self) -> str | None:
@@ -185,8 +194,12 @@ class RedisBackend:
     remote = True
 
     def __init__(self, connection: RedisConnection, compress_over: int) -> None:
+        from redis.exceptions import ResponseError  # the connection has imported redis
+
         self._redis = connection
         self._compress_over = compress_over
+        #: An error Redis answers with: it is reachable, it refused the command.
+        self._refusal: type[Exception] = ResponseError
 
     def local(self) -> None:
         return None
@@ -208,8 +221,20 @@ class RedisBackend:
             packed = _ZLIB + zlib.compress(value, 1)
         else:
             packed = _RAW + value
-        client = self._redis.client
-        await self._redis.call(lambda: client.set(name, packed, px=max(1, int(ttl * 1000))))
+        client, refusal = self._redis.client, self._refusal
+        milliseconds = max(1, int(ttl * 1000))
+
+        async def write() -> Exception | None:
+            # caught here, not by the connection: a refusal is not an outage to rest after
+            try:
+                await client.set(name, packed, px=milliseconds)
+            except refusal as exc:
+                return exc
+            return None
+
+        refused = await self._redis.call(write)
+        if refused is not None:
+            raise CacheWriteRefused(f"cache: Redis refused the write: {refused}") from refused
 
     async def check(self) -> str | None:
         return await self._redis.problem()

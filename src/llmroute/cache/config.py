@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator
 
@@ -13,6 +13,7 @@ __all__ = [
     "BACKEND_SCHEMES",
     "ByteCount",
     "CacheConfig",
+    "CacheScope",
     "RouteCacheConfig",
     "check_backend_url",
     "parse_bytes",
@@ -28,6 +29,10 @@ _SIZE_UNITS = {
     None: 1, "b": 1, "kb": 1_000, "kib": 1_024, "mb": 1_000_000, "mib": 1_048_576,
     "gb": 1_000_000_000, "gib": 1_073_741_824,
 }  # fmt: skip
+
+
+#: Whose requests share cache entries (see `CacheConfig.scope`).
+CacheScope = Literal["key", "team", "user", "global"]
 
 
 def parse_bytes(value: object) -> int:
@@ -98,6 +103,14 @@ class CacheConfig(BaseModel):
         timeout: the Redis socket timeout (connecting, and each command).
         retry_interval: after a Redis failure, how long the cache is bypassed
             before Redis is tried again.
+        scope: whose requests share entries: ``key`` (the default: each
+            gateway key has its own, as if each had its own cache), ``team``
+            (the keys of one team share; a key without a team has its own),
+            ``user`` (each user of each key), or ``global`` (every caller
+            shares every entry: one tenant's answer, its id and whether it was
+            cached, are seen by another). Requests without a key (in process,
+            or a gateway without keys) share the unscoped entries, as with
+            ``global``. A request's own `scope` wins.
     """
 
     model_config = _STRICT
@@ -114,6 +127,7 @@ class CacheConfig(BaseModel):
     prefix: str = Field(default="llmroute:cache", min_length=1)
     timeout: PositiveDuration = 0.25
     retry_interval: PositiveDuration = 1.0
+    scope: CacheScope = "key"
 
     @field_validator("backend")
     @classmethod

@@ -7,6 +7,9 @@ The key covers what decides the answer:
   route and its fallbacks (narrowed by the request's `targets` option), so a
   route that now sends elsewhere does not serve old answers;
 - the namespace (the cache's and the request's);
+- the scope: whose requests share entries (`scope_line`: the gateway key, the
+  team, the user within its key, or nobody's for ``global``), so one tenant
+  never gets another's answer, nor learns from a hit what another asked;
 - the request's parameters, minus those that do not change the answer:
   `stream`, `stream_options`, `user`, `metadata`, `store`, `service_tier` and
   `prompt_cache_key`, and none of llmroute's own options. ``None`` values are
@@ -47,7 +50,15 @@ from .._request import ChatRequest, EmbeddingsRequest
 if TYPE_CHECKING:
     from ..routing.model import Route
 
-__all__ = ["CacheKey", "cache_key", "key_digest", "key_head", "memory_key", "route_identity"]
+__all__ = [
+    "CacheKey",
+    "cache_key",
+    "key_digest",
+    "key_head",
+    "memory_key",
+    "route_identity",
+    "scope_line",
+]
 
 #: A key: a digest's text (every backend), or the tuple `memory_key` gives (memory only).
 CacheKey = str | tuple[object, ...]
@@ -125,6 +136,25 @@ _PLAIN_FORM = b"\x01"
 def key_head(operation: str, route: str, namespace: str) -> bytes:
     """What a key's digest covers before the request: operation, route identity, namespace."""
     return f"{operation}\n{route}\n{namespace}\n".encode()
+
+
+def scope_line(scope: str, key: str | None, team: str | None, user: str | None) -> bytes:
+    """What a key's head holds for its scope (see `CacheConfig.scope`): empty when the
+    request's entries are shared (``global``, or nobody to scope by), so the heads and keys
+    of unscoped requests are those of an unscoped cache.
+
+    ``team`` falls back to the key for a key without a team; ``user`` is the user within
+    its key. The unit separator keeps the parts apart (gateway key names, and users from
+    headers, cannot hold control characters)."""
+    if scope == "global":
+        return b""
+    if scope == "team" and team is not None:
+        return f"team\x1f{team}\n".encode()
+    if scope == "user" and user is not None:
+        return f"user\x1f{key or ''}\x1f{user}\n".encode()
+    if key is not None:
+        return f"key\x1f{key}\n".encode()
+    return b""
 
 
 def key_digest(head: bytes, request: ChatRequest | EmbeddingsRequest) -> str:

@@ -10,14 +10,18 @@ __all__ = ["subject_of"]
 def subject_of(per: str, ctx: RequestContext) -> str | None:
     """The value `per` picks out of the request, or None when the request has none.
 
-    ``user`` is the request option, else the request body's ``user``; ``route``
-    is the route name, or ``provider/model`` for a direct request.
+    ``user`` is the request option, else the request body's ``user``, within
+    its `user_scope` when it has one (``key/user``: a user a gateway key named,
+    not one bound to it); ``route`` is the route name, or ``provider/model``
+    for a direct request.
     """
     options = ctx.options
     if per == "global":
         return "*"
     if per == "user":
-        return options.user or getattr(ctx.request, "user", None)
+        user = options.user or getattr(ctx.request, "user", None)
+        scope = options.user_scope
+        return user if user is None or scope is None else f"{scope}/{user}"
     if per == "key":
         return options.key
     if per == "team":

@@ -68,6 +68,11 @@ class GatewayKeyConfig(BaseModel):
             names or shell-style patterns (``openai/*``, ``*``); unset: all.
         admin: whether this key may read what concerns every key (``/metrics``:
             every key's names, volumes and costs).
+        users: for a key not bound to a `user`, whom a request's
+            ``x-llmroute-user`` may name: ``none`` (the default: the header
+            is refused with 403), ``any``, or a list of names and shell-style
+            patterns. Users a key names count apart from other keys' in
+            ``per: user`` limits and budgets. Not allowed with `user`.
     """
 
     model_config = _STRICT
@@ -77,6 +82,7 @@ class GatewayKeyConfig(BaseModel):
     team: str | None = Field(default=None, min_length=1)
     routes: list[str] | None = None
     admin: bool = False
+    users: Literal["none", "any"] | list[Annotated[str, Field(min_length=1)]] = "none"
 
     @field_validator("key")
     @classmethod
@@ -92,6 +98,15 @@ class GatewayKeyConfig(BaseModel):
                 "its 'sha256:<hex>' hash (see `llmroute new-key`)"
             )
         return SecretStr(text)
+
+    @model_validator(mode="after")
+    def _users_only_when_unbound(self) -> GatewayKeyConfig:
+        if self.user is not None and "users" in self.model_fields_set:
+            raise ValueError(
+                f"users: key {self.name!r} is bound to user {self.user!r} and acts for no "
+                "other; remove `users` (or `user`)"
+            )
+        return self
 
     @property
     def hashed(self) -> bool:

@@ -8,9 +8,15 @@ Request headers (each validated; anything malformed is a 400 naming the header):
 ``x-llmroute-property-<name>``      a property recorded with the request
 ``x-llmroute-cache``                ``no-cache`` (do not answer from the cache),
                                     ``no-store`` (do not store the answer), or both
-``x-llmroute-cache-ttl``            how long to keep the answer (``30s``, ``1h``)
-``x-llmroute-timeout``              the request's deadline (``30s``, ``2m``)
+``x-llmroute-cache-ttl``            how long to keep the answer (``30s``, ``1h``);
+                                    at most the route's cache TTL
+``x-llmroute-timeout``              the request's deadline (``30s``, ``2m``); at
+                                    most the route's `timeout`
 ==================================  ==============================================
+
+A key not bound to a user names one only as its `users` setting allows (403
+otherwise). A duration is positive and at most `MAX_SECONDS` (400 otherwise);
+within that, a client can shorten the route's TTL or deadline, never lengthen it.
 
 Response headers: ``x-llmroute-request-id`` on every response (errors
 included; the app sends it), and from the request's `RouteInfo` ``-route``,
@@ -24,10 +30,12 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 from urllib.parse import quote
 
+from .._config import RouteConfig
 from .._request import RequestOptions
 from .._types import RouteInfo
 from .._units import parse_duration
@@ -36,11 +44,13 @@ from .keys import GatewayIdentity
 
 __all__ = [
     "ANTHROPIC_REQUEST_ID",
+    "MAX_SECONDS",
     "OPENAI_REQUEST_ID",
     "PREFIX",
     "REQUEST_ID",
     "control_options",
     "route_headers",
+    "route_timeout",
 ]
 
 #: Every control header starts with this.
@@ -59,6 +69,11 @@ _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 _CACHE_DIRECTIVES = {"no-cache": "no_cache", "no-store": "no_store"}
 _MAX_VALUE = 1024
 _MAX_PROPERTIES = 32
+#: The longest duration a control header may give: 365 days (a route's own TTL or
+#: deadline caps it further).
+MAX_SECONDS = 365 * 86400.0
+#: The deadline of a ``provider/model`` request: a route's default `timeout`.
+_DIRECT_TIMEOUT: float = RouteConfig.model_fields["timeout"].default
 
 
 def _bad(header: str, problem: str) -> HTTPError:
@@ -87,8 +102,8 @@ def _seconds(header: str, raw: bytes) -> float:
         seconds = parse_duration(value)
     except ValueError:
         raise _bad(header, "expected a duration such as 30s, 1500ms or 2m") from None
-    if not math.isfinite(seconds) or seconds <= 0:
-        raise _bad(header, "expected a positive duration such as 30s, 1500ms or 2m")
+    if not (math.isfinite(seconds) and 0 < seconds <= MAX_SECONDS):
+        raise _bad(header, "expected a positive duration of at most 365d, such as 30s or 2m")
     return seconds
 
 
@@ -152,28 +167,49 @@ def _parse(pairs: list[tuple[bytes, bytes]]) -> dict[str, Any]:
     return fields
 
 
+def route_timeout(routes: Mapping[str, RouteConfig], model: str | None) -> float:
+    """The deadline of the route `model` names (a ``provider/model`` name: a route's
+    default): the longest an ``x-llmroute-timeout`` may ask for."""
+    route = routes.get(model) if model is not None else None
+    return route.timeout if route is not None else _DIRECT_TIMEOUT
+
+
+def _user_not_allowed(identity: GatewayIdentity, user: str) -> HTTPError:
+    if identity.user is not None:
+        message = f"this key acts for user {identity.user!r}; x-llmroute-user cannot name another"
+    else:
+        message = f"this key may not act for user {user!r} (its `users` setting)"
+    return HTTPError(
+        403, message, type="permission_error", code="user_not_allowed", param="x-llmroute-user"
+    )
+
+
 def control_options(
-    identity: GatewayIdentity, pairs: list[tuple[bytes, bytes]] | None
+    identity: GatewayIdentity,
+    pairs: list[tuple[bytes, bytes]] | None,
+    routes: Mapping[str, RouteConfig] | None = None,
+    model: str | None = None,
 ) -> RequestOptions:
     """The request's `RequestOptions`: its key's identity and its control headers.
 
-    A key bound to a user cannot act for another: an ``x-llmroute-user``
-    naming someone else is a 403.
+    A key bound to a user cannot act for another, and a key not bound to one
+    names only the users its `users` setting allows: any other
+    ``x-llmroute-user`` is a 403. ``x-llmroute-timeout`` is cut to the deadline
+    of the route `model` names among `routes` (`route_timeout`); the cache cuts
+    a TTL to the route's itself.
     """
     if not pairs:
         return identity.options
     fields = _parse(pairs)
     user = fields.get("user")
-    if user is not None and identity.user is not None and user != identity.user:
-        raise HTTPError(
-            403,
-            f"this key acts for user {identity.user!r}; x-llmroute-user cannot name another",
-            type="permission_error",
-            code="user_not_allowed",
-            param="x-llmroute-user",
-        )
-    base = {"key": identity.name, "user": identity.user, "team": identity.team}
-    return RequestOptions.model_validate({**base, **fields})
+    if user is not None and not identity.may_name(user):
+        raise _user_not_allowed(identity, user)
+    timeout = fields.get("timeout")
+    if timeout is not None and routes is not None:
+        fields["timeout"] = min(timeout, route_timeout(routes, model))
+    base = identity.options
+    given = {"key": base.key, "user": base.user, "team": base.team, "user_scope": base.user_scope}
+    return RequestOptions.model_validate({**given, **fields})
 
 
 # ---------------------------------------------------------------- response headers

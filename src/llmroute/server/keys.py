@@ -16,7 +16,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
-from .._errors import ConfigError
+from .._errors import ConfigError, UnknownModel
 from .._request import RequestOptions
 from .config import GatewayKeyConfig
 from .errors import HTTPError
@@ -42,10 +42,13 @@ def new_key() -> str:
 
 @dataclass(frozen=True, slots=True, eq=False)
 class GatewayIdentity:
-    """Who a request comes from: a key's name, user, team and allowed routes.
+    """Who a request comes from: a key's name, user, team, allowed routes, and the users its
+    requests may name.
 
     `options` are the `RequestOptions` of a request that sends no control
-    header (built once per key).
+    header (built once per key). `users`: the names and patterns a request's
+    ``x-llmroute-user`` may give (None: any; empty: none); a key bound to a
+    `user` may name only that user.
     """
 
     name: str | None
@@ -53,13 +56,46 @@ class GatewayIdentity:
     team: str | None
     routes: tuple[str, ...] | None
     options: RequestOptions
+    users: tuple[str, ...] | None = None
 
     def allows(self, model: str) -> bool:
         """Whether this identity may use `model` (a route name or ``provider/model``)."""
+        return _matches(model, self.routes)
+
+    def visible(self, exc: UnknownModel) -> UnknownModel:
+        """`exc` as this identity may see it: for a key restricted to some routes, an
+        error that lists only what the key may use, so it learns nothing of the other
+        routes, nor of the providers, from a wrong name (unrestricted: `exc` itself)."""
         routes = self.routes
         if routes is None:
-            return True
-        return any(model == pattern or fnmatchcase(model, pattern) for pattern in routes)
+            return exc
+        available = exc.available
+        usable = [name for name in available if self.allows(name)]
+        # and the key's own provider/model grants, on providers that exist
+        usable += [
+            name
+            for name in routes
+            if f"{name.partition('/')[0]}/*" in available and name not in usable
+        ]
+        listed = ", ".join(usable) or "(nothing)"
+        return UnknownModel(
+            f"unknown model {exc.model!r}; this key may use: {listed}",
+            model=exc.model,
+            available=usable,
+        )
+
+    def may_name(self, user: str) -> bool:
+        """Whether a request of this identity may act for `user` (``x-llmroute-user``)."""
+        if self.user is not None:
+            return user == self.user
+        return _matches(user, self.users)
+
+
+def _matches(name: str, patterns: tuple[str, ...] | None) -> bool:
+    """Whether `name` is one of `patterns` or matches one (None: everything matches)."""
+    if patterns is None:
+        return True
+    return any(name == pattern or fnmatchcase(name, pattern) for pattern in patterns)
 
 
 #: The identity of every request when no key is configured.
@@ -92,9 +128,14 @@ class KeyStore:
                     hash_key(secret),
                 )
                 digest = hashlib.sha256(secret.encode()).digest()
-            options = RequestOptions(key=key.name, user=key.user, team=key.team)
+            # a user the key is bound to is the operator's word; one it names is counted
+            # within the key (`user_scope`), so it cannot spend another key's user's quota
+            scope = None if key.user is not None else key.name
+            options = RequestOptions(key=key.name, user=key.user, team=key.team, user_scope=scope)
             routes_allowed = tuple(key.routes) if key.routes is not None else None
-            identity = GatewayIdentity(key.name, key.user, key.team, routes_allowed, options)
+            users = key.users
+            names = None if users == "any" else () if users == "none" else tuple(users)
+            identity = GatewayIdentity(key.name, key.user, key.team, routes_allowed, options, names)
             self._keys.append((digest, identity))
 
     @property

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..._errors import LLMRouteError
+from ..._errors import LLMRouteError, UnknownModel
 from ..._types import ChatCompletion, ChatCompletionChunk, provider_json
 from ..errors import HTTPError, sse_error_event
 from ..headers import control_options
@@ -45,19 +45,23 @@ async def create_chat_completion(request: GatewayRequest) -> None:
     identity = request.identity()
     body = await request.read_json()
     request.allowed(identity, body)
-    options = control_options(identity, request.controls)
+    routes = request.gateway.router.config.routes
+    options = control_options(identity, request.controls, routes, request.model)
     stream = body.pop("stream", None)
     if stream is not None and not isinstance(stream, bool):
         raise HTTPError(400, "stream: expected true or false", param="stream")
     model, messages = body.pop("model", None), body.pop("messages", None)
     completions = request.gateway.router.chat.completions
-    if stream:
-        opened = await completions.create(
-            model=model, messages=messages, stream=True, extra_body=body, llmroute=options
+    try:
+        if stream:
+            opened = await completions.create(
+                model=model, messages=messages, stream=True, extra_body=body, llmroute=options
+            )
+            await send_stream(request, "chat", opened, _EVENTS)
+            return
+        completion = await completions.create(
+            model=model, messages=messages, extra_body=body, llmroute=options
         )
-        await send_stream(request, "chat", opened, _EVENTS)
-        return
-    completion = await completions.create(
-        model=model, messages=messages, extra_body=body, llmroute=options
-    )
+    except UnknownModel as exc:
+        raise identity.visible(exc) from None
     await answer(request, "chat", _completion_json(completion), completion.llmroute)

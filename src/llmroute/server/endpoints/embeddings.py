@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..._errors import UnknownModel
 from ..._types import CreateEmbeddingResponse
 from ..headers import control_options
 from ..request import GatewayRequest
@@ -17,9 +18,13 @@ async def create_embeddings(request: GatewayRequest) -> None:
     identity = request.identity()
     body = await request.read_json()
     request.allowed(identity, body)
-    options = control_options(identity, request.controls)
+    routes = request.gateway.router.config.routes
+    options = control_options(identity, request.controls, routes, request.model)
     model, inputs = body.pop("model", None), body.pop("input", None)
-    result = await request.gateway.router.embeddings.create(
-        model=model, input=inputs, extra_body=body, llmroute=options
-    )
+    try:
+        result = await request.gateway.router.embeddings.create(
+            model=model, input=inputs, extra_body=body, llmroute=options
+        )
+    except UnknownModel as exc:
+        raise identity.visible(exc) from None
     await answer(request, "embeddings", _embeddings_json(result), result.llmroute)

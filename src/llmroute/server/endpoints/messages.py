@@ -29,7 +29,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..._errors import LLMRouteError
+from ..._errors import LLMRouteError, UnknownModel
 from ..._types import ChatCompletion, ChatCompletionChunk, CompletionUsage, RouteInfo, TokenUsage
 from .._anthropic_wire import error_event, read_request, to_chat_params
 from ..errors import HTTPError, from_exception
@@ -254,19 +254,23 @@ async def create_message(request: GatewayRequest) -> None:
     body = await request.read_json()
     request.allowed(identity, body)
     wire = read_request(body)
-    options = control_options(identity, request.controls)
+    routes = request.gateway.router.config.routes
+    options = control_options(identity, request.controls, routes, request.model)
     params = to_chat_params(wire)
     model, messages = params.pop("model"), params.pop("messages")
     completions = request.gateway.router.chat.completions
-    if wire.stream:
-        params["stream_options"] = {"include_usage": True}
-        opened = await completions.create(
-            model=model, messages=messages, stream=True, extra_body=params, llmroute=options
+    try:
+        if wire.stream:
+            params["stream_options"] = {"include_usage": True}
+            opened = await completions.create(
+                model=model, messages=messages, stream=True, extra_body=params, llmroute=options
+            )
+            await send_stream(request, "messages", opened, MessageEvents(opened.llmroute))
+            return
+        completion = await completions.create(
+            model=model, messages=messages, extra_body=params, llmroute=options
         )
-        await send_stream(request, "messages", opened, MessageEvents(opened.llmroute))
-        return
-    completion = await completions.create(
-        model=model, messages=messages, extra_body=params, llmroute=options
-    )
+    except UnknownModel as exc:
+        raise identity.visible(exc) from None
     body_json = json.dumps(message_json(completion), separators=(",", ":"), ensure_ascii=False)
     await answer(request, "messages", body_json.encode(), completion.llmroute)
