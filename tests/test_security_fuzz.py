@@ -34,6 +34,7 @@ providers:
   mock: {type: mock, latency: 1ms}
 routes:
   echo: {targets: [mock/m]}
+cache: {backend: "memory://", ttl: 10m}
 server:
   head_timeout: 2s
 """
@@ -212,7 +213,8 @@ _TEXT = st.text(max_size=40)
 _NAMES = st.sampled_from(
     ["content-type", "content-length", "content-encoding", "transfer-encoding", "origin",
      "authorization", "x-api-key", "expect", "x-llmroute-user", "x-llmroute-session",
-     "x-llmroute-cache", "x-llmroute-timeout", "x-llmroute-property-team", "x-llmroute-bogus",
+     "x-llmroute-cache", "x-llmroute-cache-ttl", "x-llmroute-timeout", "x-llmroute-property-team",
+     "x-llmroute-bogus",
      "x-other"]
 ) | st.from_regex(r"\A[a-zA-Z0-9!#$%&'*+.^_`|~-]{1,30}\Z")  # fmt: skip
 _VALUES = st.sampled_from(
