@@ -32,7 +32,6 @@ from ._request import (
     validate_embeddings_request,
     validate_options,
 )
-from ._responses import AsyncResponseContext, RawResponse
 from ._structured import (
     AsyncChatCompletionStreamManager,
     ParsedChatCompletion,
@@ -41,6 +40,14 @@ from ._structured import (
 )
 from ._types import ChatCompletion, CreateEmbeddingResponse, Model, ModelList
 from ._views import ProviderView, RouteView, provider_views, route_views
+from ._with_response import (
+    AsyncCompletionsWithRawResponse,
+    AsyncCompletionsWithStreamingResponse,
+    AsyncEmbeddingsWithRawResponse,
+    AsyncEmbeddingsWithStreamingResponse,
+    AsyncModelsWithRawResponse,
+    AsyncModelsWithStreamingResponse,
+)
 from .cache.stage import CacheStage, CacheStats
 from .limits.budget import BudgetStatus
 from .limits.stats import LimitStats
@@ -82,11 +89,6 @@ def _request_options(client: ClientParams) -> tuple[RequestOptions, ExtraRequest
     if client.extra_headers is None and client.extra_query is None:
         return options, _NO_EXTRA
     return options, ExtraRequest(headers=client.extra_headers, query=client.extra_query)
-
-
-_CHAT_PATH = "/v1/chat/completions"
-_EMBEDDINGS_PATH = "/v1/embeddings"
-_MODELS_PATH = "/v1/models"
 
 
 class AsyncCompletions:
@@ -155,49 +157,6 @@ class AsyncCompletions:
         return AsyncChatCompletionStreamManager(open_stream, response_format)
 
 
-class AsyncCompletionsWithRawResponse:
-    """``router.chat.completions.with_raw_response``: the same methods, returning a
-    `RawResponse` (headers, request id; `parse()` gives the result)."""
-
-    def __init__(self, completions: AsyncCompletions) -> None:
-        self._completions = completions
-
-    async def create(self, **params: Any) -> RawResponse[ChatCompletion | AsyncChatStream]:
-        """`AsyncCompletions.create`, with the response's headers."""
-        result = await self._completions.create(**params)
-        stream = not isinstance(result, ChatCompletion)
-        return RawResponse(result, method="POST", path=_CHAT_PATH, stream=stream)
-
-    async def parse(
-        self, **params: Unpack[ChatParseParams]
-    ) -> RawResponse[ParsedChatCompletion[Any]]:
-        """`AsyncCompletions.parse`, with the response's headers."""
-        result = await self._completions.parse(**params)
-        return RawResponse(result, method="POST", path=_CHAT_PATH)
-
-
-class AsyncCompletionsWithStreamingResponse:
-    """``router.chat.completions.with_streaming_response``: the same methods as context
-    managers (``async with ... as response``), a stream closed on leaving the block."""
-
-    def __init__(self, completions: AsyncCompletions) -> None:
-        self._completions = completions
-
-    def create(self, **params: Any) -> AsyncResponseContext[ChatCompletion | AsyncChatStream]:
-        """`AsyncCompletions.create` as a context manager."""
-        return AsyncResponseContext(
-            lambda: self._completions.create(**params), method="POST", path=_CHAT_PATH
-        )
-
-    def parse(
-        self, **params: Unpack[ChatParseParams]
-    ) -> AsyncResponseContext[ParsedChatCompletion[Any]]:
-        """`AsyncCompletions.parse` as a context manager."""
-        return AsyncResponseContext(
-            lambda: self._completions.parse(**params), method="POST", path=_CHAT_PATH
-        )
-
-
 class AsyncChat:
     """``router.chat``."""
 
@@ -219,35 +178,6 @@ class AsyncEmbeddings:
         request = validate_embeddings_request(api)
         options, extra = _request_options(client)
         return await self._executor.embeddings(request, options, extra)
-
-
-class AsyncEmbeddingsWithRawResponse:
-    """``router.embeddings.with_raw_response``."""
-
-    def __init__(self, embeddings: AsyncEmbeddings) -> None:
-        self._embeddings = embeddings
-
-    async def create(
-        self, **params: Unpack[EmbeddingsCreateParams]
-    ) -> RawResponse[CreateEmbeddingResponse]:
-        """`AsyncEmbeddings.create`, with the response's headers."""
-        result = await self._embeddings.create(**params)
-        return RawResponse(result, method="POST", path=_EMBEDDINGS_PATH)
-
-
-class AsyncEmbeddingsWithStreamingResponse:
-    """``router.embeddings.with_streaming_response``."""
-
-    def __init__(self, embeddings: AsyncEmbeddings) -> None:
-        self._embeddings = embeddings
-
-    def create(
-        self, **params: Unpack[EmbeddingsCreateParams]
-    ) -> AsyncResponseContext[CreateEmbeddingResponse]:
-        """`AsyncEmbeddings.create` as a context manager."""
-        return AsyncResponseContext(
-            lambda: self._embeddings.create(**params), method="POST", path=_EMBEDDINGS_PATH
-        )
 
 
 class AsyncModels:
@@ -272,41 +202,6 @@ class AsyncModels:
         or any ``provider/model`` of a known provider; `UnknownModel` (a 404 through the
         gateway) otherwise."""
         return model_info(self._catalog, self._created, model)
-
-
-class AsyncModelsWithRawResponse:
-    """``router.models.with_raw_response``."""
-
-    def __init__(self, models: AsyncModels) -> None:
-        self._models = models
-
-    async def list(self, **client: Unpack[ClientOnlyParams]) -> RawResponse[ModelList]:
-        """`AsyncModels.list`, with the response's headers."""
-        return RawResponse(await self._models.list(), method="GET", path=_MODELS_PATH)
-
-    async def retrieve(self, model: str, **client: Unpack[ClientOnlyParams]) -> RawResponse[Model]:
-        """`AsyncModels.retrieve`, with the response's headers."""
-        result = await self._models.retrieve(model)
-        return RawResponse(result, method="GET", path=f"{_MODELS_PATH}/{model}")
-
-
-class AsyncModelsWithStreamingResponse:
-    """``router.models.with_streaming_response``."""
-
-    def __init__(self, models: AsyncModels) -> None:
-        self._models = models
-
-    def list(self, **client: Unpack[ClientOnlyParams]) -> AsyncResponseContext[ModelList]:
-        """`AsyncModels.list` as a context manager."""
-        return AsyncResponseContext(self._models.list, method="GET", path=_MODELS_PATH)
-
-    def retrieve(
-        self, model: str, **client: Unpack[ClientOnlyParams]
-    ) -> AsyncResponseContext[Model]:
-        """`AsyncModels.retrieve` as a context manager."""
-        return AsyncResponseContext(
-            lambda: self._models.retrieve(model), method="GET", path=f"{_MODELS_PATH}/{model}"
-        )
 
 
 def model_list(catalog: Catalog, created: int) -> ModelList:
