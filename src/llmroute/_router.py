@@ -15,6 +15,7 @@ from typing_extensions import Unpack
 from ._clock import Clock, SystemClock
 from ._config import Config
 from ._config_load import load_config, load_file
+from ._loop import RouterClosed
 from ._params import (
     ChatCreateParams,
     ChatParseParams,
@@ -91,11 +92,21 @@ def _request_options(client: ClientParams) -> tuple[RequestOptions, ExtraRequest
     return options, ExtraRequest(headers=client.extra_headers, query=client.extra_query)
 
 
+class RouterState:
+    """Whether a router is closed, read by its resources before each request."""
+
+    __slots__ = ("closed",)
+
+    def __init__(self) -> None:
+        self.closed = False
+
+
 class AsyncCompletions:
     """``router.chat.completions``."""
 
-    def __init__(self, executor: RequestPipeline) -> None:
+    def __init__(self, executor: RequestPipeline, state: RouterState) -> None:
         self._executor = executor
+        self._state = state
         self.with_raw_response = AsyncCompletionsWithRawResponse(self)
         self.with_streaming_response = AsyncCompletionsWithStreamingResponse(self)
 
@@ -123,6 +134,8 @@ class AsyncCompletions:
         has arrived (so failures before it fail over transparently).
         ``llmroute=`` takes the per-request `RequestOptions`.
         """
+        if self._state.closed:
+            raise RouterClosed()
         api, client = split_client_params(params)
         if stream is not None:
             if type(stream) is not bool and is_sentinel(stream):  # openai-agents: stream=omit
@@ -160,20 +173,23 @@ class AsyncCompletions:
 class AsyncChat:
     """``router.chat``."""
 
-    def __init__(self, executor: RequestPipeline) -> None:
-        self.completions = AsyncCompletions(executor)
+    def __init__(self, executor: RequestPipeline, state: RouterState) -> None:
+        self.completions = AsyncCompletions(executor, state)
 
 
 class AsyncEmbeddings:
     """``router.embeddings``."""
 
-    def __init__(self, executor: RequestPipeline) -> None:
+    def __init__(self, executor: RequestPipeline, state: RouterState) -> None:
         self._executor = executor
+        self._state = state
         self.with_raw_response = AsyncEmbeddingsWithRawResponse(self)
         self.with_streaming_response = AsyncEmbeddingsWithStreamingResponse(self)
 
     async def create(self, **params: Unpack[EmbeddingsCreateParams]) -> CreateEmbeddingResponse:
         """Create embeddings, as ``openai.AsyncOpenAI().embeddings.create``."""
+        if self._state.closed:
+            raise RouterClosed()
         api, client = split_client_params(dict(params))
         request = validate_embeddings_request(api)
         options, extra = _request_options(client)
@@ -301,11 +317,11 @@ class AsyncRouter:
         self._stages.extend(self._configured.ordered)
         self._executor = RequestPipeline(self._catalog, self._clock, prices, driver, self._stages)
         executor = self._executor
-        self.chat = AsyncChat(executor)
-        self.embeddings = AsyncEmbeddings(executor)
+        self._state = RouterState()
+        self.chat = AsyncChat(executor, self._state)
+        self.embeddings = AsyncEmbeddings(executor, self._state)
         self.models = AsyncModels(self._catalog, int(self._clock.time()))
         self._gateway: InProcessGateway | None = None
-        self._closed = False
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str], **options: Unpack[RouterOptions]) -> Self:
@@ -493,6 +509,8 @@ class AsyncRouter:
     def gateway(self) -> InProcessGateway:
         """The gateway application serving this router in process (made on first use, closed
         with the router); the SDK clients below send their requests to it."""
+        if self._state.closed:
+            raise RouterClosed()
         if self._gateway is None:
             from .sdk.gateway import InProcessGateway
 
@@ -519,10 +537,15 @@ class AsyncRouter:
         return clients.async_anthropic_client(self.gateway, **options)
 
     async def aclose(self) -> None:
-        """Close the in-process gateway and every provider connection pool. Safe to call more
-        than once."""
-        if not self._closed:
-            self._closed = True
+        """Close the in-process gateway, the stages (the recorder's sinks, Redis connections)
+        and every provider connection pool. Safe to call more than once; requests after it
+        raise `RuntimeError`.
+
+        A router left open releases its connection pools by itself, like
+        ``openai.AsyncOpenAI()``: when it is garbage-collected, or when the event loop
+        that opened them ends (``asyncio.run`` returning); see docs/sdk-clients.md."""
+        if not self._state.closed:
+            self._state.closed = True
             if self._gateway is not None:
                 await self._gateway.aclose()
             for stage in self._stages:
