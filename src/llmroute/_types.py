@@ -23,7 +23,7 @@ from typing import (
     overload,
 )
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Tag, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter
 from pydantic_core import SchemaValidator, to_json
 
 # the routing metadata the response models carry, kept importable from here
@@ -104,6 +104,18 @@ class ExtraField(Generic[T]):
 
 
 _OPEN = ConfigDict(extra="allow", defer_build=True, ignored_types=(ExtraField,))
+
+
+def _is_none(value: object) -> bool:
+    return value is None
+
+
+#: The default of a field OpenAI leaves out of its JSON when it has no value (a message's
+#: `tool_calls`, a delta's fields, a chunk's `usage`, usage details), unlike those it
+#: sends as null (`refusal`, `logprobs`, `finish_reason`...; see tests/fixtures/openai):
+#: an answer llmroute builds itself (a translation, a cache hit, the mock) is then
+#: serialised as OpenAI would send it, and a relayed one keeps the provider's fields.
+_OMITTED_IF_NONE: Any = Field(default=None, exclude_if=_is_none)
 
 
 class OpenAIObject(BaseModel):
@@ -281,7 +293,7 @@ class ChatCompletionMessage(OpenAIObject):
     role: Literal["assistant"] = "assistant"
     content: str | None = None
     refusal: str | None = None
-    tool_calls: list[ToolCall] | None = None
+    tool_calls: list[ToolCall] | None = _OMITTED_IF_NONE
     function_call: ClassVar[ExtraField[FunctionCall]] = ExtraField(FunctionCall)
     annotations: ClassVar[ExtraField[list[dict[str, Any]]]] = ExtraField(list[dict[str, Any]])
     audio: ClassVar[ExtraField[ChatCompletionAudio]] = ExtraField(ChatCompletionAudio)
@@ -322,8 +334,8 @@ class CompletionUsage(OpenAIObject):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
-    prompt_tokens_details: PromptTokensDetails | None = None
-    completion_tokens_details: CompletionTokensDetails | None = None
+    prompt_tokens_details: PromptTokensDetails | None = _OMITTED_IF_NONE
+    completion_tokens_details: CompletionTokensDetails | None = _OMITTED_IF_NONE
 
     def normalised(self, *, estimated: bool = False) -> TokenUsage:
         """This usage as a `TokenUsage` (OpenAI's prompt tokens already include cached ones).
@@ -400,10 +412,10 @@ class ChoiceDelta(OpenAIObject):
     """What one chunk adds to a choice (`function_call`: legacy function calling's)."""
 
     model_config = _OPEN
-    role: str | None = None
-    content: str | None = None
-    refusal: str | None = None
-    tool_calls: list[ChoiceDeltaToolCall] | None = None
+    role: str | None = _OMITTED_IF_NONE
+    content: str | None = _OMITTED_IF_NONE
+    refusal: str | None = _OMITTED_IF_NONE
+    tool_calls: list[ChoiceDeltaToolCall] | None = _OMITTED_IF_NONE
     function_call: ClassVar[ExtraField[ChoiceDeltaFunction]] = ExtraField(ChoiceDeltaFunction)
     audio: ClassVar[ExtraField[dict[str, Any]]] = ExtraField(dict[str, Any])
 
@@ -431,7 +443,7 @@ class ChatCompletionChunk(OpenAIObject):
     created: int
     model: str
     choices: list[ChunkChoice]
-    usage: CompletionUsage | None = None
+    usage: CompletionUsage | None = _OMITTED_IF_NONE
     system_fingerprint: str | None = None
     service_tier: str | None = None
     moderation: ClassVar[ExtraField[dict[str, Any]]] = ExtraField(dict[str, Any])
