@@ -503,6 +503,20 @@ class AsyncRouter:
             by=[by] if isinstance(by, str) else by, filters=filters
         )
 
+    async def count_tokens(self, **params: Unpack[ChatCreateParams]) -> int:
+        """How many input tokens a chat request is, as the first target of its route whose
+        provider counts tokens counts them (Anthropic's ``count_tokens`` endpoint): the
+        gateway's ``POST /v1/messages/count_tokens``. Nothing is charged, limited, cached or
+        recorded. `RequestError` when no target of the route can count (estimate with
+        `llmroute._tokens` then, as the gateway does)."""
+        if self._state.closed:
+            raise RouterClosed()
+        api, client = split_client_params(dict(params))
+        request = validate_chat_request(api)
+        options, extra = _request_options(client)
+        tokens, _ = await self._executor.count_tokens(request, options, extra)
+        return tokens
+
     # -------------------------------------------------------------- SDK clients in process
 
     @property

@@ -452,6 +452,15 @@ class Router:
         """How many times a stage's `after()` raised (see `AsyncRouter.stage_failures`)."""
         return self._portal.run(lambda: self._async.stage_failures)
 
+    def count_tokens(self, **params: Unpack[ChatCreateParams]) -> int:
+        """How many input tokens a chat request is, counted by a provider that counts them
+        (see `AsyncRouter.count_tokens`)."""
+
+        async def run() -> int:
+            return await self._async.count_tokens(**params)
+
+        return self._portal.call(run)
+
     def http_client(self, **options: Any) -> httpx2.Client:
         """An ``httpx2.Client`` served by this router in process, on its event-loop thread
         (docs/sdk-clients.md)."""
