@@ -97,7 +97,7 @@ class LoopThread:
         return self._thread is threading.current_thread()
 
     def run_soon(self, func: Callable[[], Coroutine[Any, Any, object]]) -> None:
-        """Start `func()` on the loop without waiting (from the loop thread itself)."""
+        """Start `func()` on the loop, from any thread, without waiting for it."""
         loop = self._loop
         if loop is not None and not loop.is_closed():
             loop.call_soon_threadsafe(lambda: _keep(loop.create_task(func())))
@@ -113,8 +113,8 @@ class LoopThread:
             except Exception:
                 logger.exception("llmroute: a router failed to close at exit")
         portal = self._portal
-        if portal is not None and _CLOSING:  # routers dropped just before: let them finish
-            portal.call(_finish_closing)
+        if portal is not None:  # routers dropped just before: let their closing finish
+            portal.call(_finish_closing)  # (after the callbacks that start it: FIFO)
         with self._lock:
             portal, thread = self._portal, self._thread
             self._portal = self._thread = self._loop = None
