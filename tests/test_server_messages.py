@@ -405,13 +405,13 @@ async def test_a_wrong_method_or_an_unknown_path_keeps_the_shape_of_its_endpoint
 ) -> None:
     async with gateway.http() as http:
         wrong = await http.get(f"{gateway.base_url}/messages")
-        unknown = await http.post(f"{gateway.base_url}/messages/count_tokens", json={})
+        unknown = await http.post(f"{gateway.base_url}/messages/batches", json={})
     assert (wrong.status_code, wrong.headers["allow"]) == (405, "POST")
     assert wrong.json()["type"] == "error"  # Anthropic's shape: the path is /v1/messages
     assert wrong.json()["error"]["code"] == "method_not_allowed"
-    assert unknown.status_code == 404
-    assert unknown.json()["error"]["type"] == "invalid_request_error"  # no endpoint: OpenAI's
-    assert "type" not in unknown.json()
+    assert unknown.status_code == 404  # no endpoint, but under /v1/messages: Anthropic's shape
+    assert unknown.json()["type"] == "error"
+    assert unknown.json()["error"]["type"] == "not_found_error"
 
 
 # ---------------------------------------------------------------- the translation, directly

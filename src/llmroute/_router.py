@@ -15,6 +15,7 @@ from typing_extensions import Unpack
 from ._clock import Clock, SystemClock
 from ._config import Config
 from ._config_load import load_config, load_file
+from ._loop import RouterClosed
 from ._params import (
     ChatCreateParams,
     ChatParseParams,
@@ -32,7 +33,6 @@ from ._request import (
     validate_embeddings_request,
     validate_options,
 )
-from ._responses import AsyncResponseContext, RawResponse
 from ._structured import (
     AsyncChatCompletionStreamManager,
     ParsedChatCompletion,
@@ -41,6 +41,14 @@ from ._structured import (
 )
 from ._types import ChatCompletion, CreateEmbeddingResponse, Model, ModelList
 from ._views import ProviderView, RouteView, provider_views, route_views
+from ._with_response import (
+    AsyncCompletionsWithRawResponse,
+    AsyncCompletionsWithStreamingResponse,
+    AsyncEmbeddingsWithRawResponse,
+    AsyncEmbeddingsWithStreamingResponse,
+    AsyncModelsWithRawResponse,
+    AsyncModelsWithStreamingResponse,
+)
 from .cache.stage import CacheStage, CacheStats
 from .limits.budget import BudgetStatus
 from .limits.stats import LimitStats
@@ -84,16 +92,21 @@ def _request_options(client: ClientParams) -> tuple[RequestOptions, ExtraRequest
     return options, ExtraRequest(headers=client.extra_headers, query=client.extra_query)
 
 
-_CHAT_PATH = "/v1/chat/completions"
-_EMBEDDINGS_PATH = "/v1/embeddings"
-_MODELS_PATH = "/v1/models"
+class RouterState:
+    """Whether a router is closed, read by its resources before each request."""
+
+    __slots__ = ("closed",)
+
+    def __init__(self) -> None:
+        self.closed = False
 
 
 class AsyncCompletions:
     """``router.chat.completions``."""
 
-    def __init__(self, executor: RequestPipeline) -> None:
+    def __init__(self, executor: RequestPipeline, state: RouterState) -> None:
         self._executor = executor
+        self._state = state
         self.with_raw_response = AsyncCompletionsWithRawResponse(self)
         self.with_streaming_response = AsyncCompletionsWithStreamingResponse(self)
 
@@ -121,6 +134,8 @@ class AsyncCompletions:
         has arrived (so failures before it fail over transparently).
         ``llmroute=`` takes the per-request `RequestOptions`.
         """
+        if self._state.closed:
+            raise RouterClosed()
         api, client = split_client_params(params)
         if stream is not None:
             if type(stream) is not bool and is_sentinel(stream):  # openai-agents: stream=omit
@@ -155,99 +170,30 @@ class AsyncCompletions:
         return AsyncChatCompletionStreamManager(open_stream, response_format)
 
 
-class AsyncCompletionsWithRawResponse:
-    """``router.chat.completions.with_raw_response``: the same methods, returning a
-    `RawResponse` (headers, request id; `parse()` gives the result)."""
-
-    def __init__(self, completions: AsyncCompletions) -> None:
-        self._completions = completions
-
-    async def create(self, **params: Any) -> RawResponse[ChatCompletion | AsyncChatStream]:
-        """`AsyncCompletions.create`, with the response's headers."""
-        result = await self._completions.create(**params)
-        stream = not isinstance(result, ChatCompletion)
-        return RawResponse(result, method="POST", path=_CHAT_PATH, stream=stream)
-
-    async def parse(
-        self, **params: Unpack[ChatParseParams]
-    ) -> RawResponse[ParsedChatCompletion[Any]]:
-        """`AsyncCompletions.parse`, with the response's headers."""
-        result = await self._completions.parse(**params)
-        return RawResponse(result, method="POST", path=_CHAT_PATH)
-
-
-class AsyncCompletionsWithStreamingResponse:
-    """``router.chat.completions.with_streaming_response``: the same methods as context
-    managers (``async with ... as response``), a stream closed on leaving the block."""
-
-    def __init__(self, completions: AsyncCompletions) -> None:
-        self._completions = completions
-
-    def create(self, **params: Any) -> AsyncResponseContext[ChatCompletion | AsyncChatStream]:
-        """`AsyncCompletions.create` as a context manager."""
-        return AsyncResponseContext(
-            lambda: self._completions.create(**params), method="POST", path=_CHAT_PATH
-        )
-
-    def parse(
-        self, **params: Unpack[ChatParseParams]
-    ) -> AsyncResponseContext[ParsedChatCompletion[Any]]:
-        """`AsyncCompletions.parse` as a context manager."""
-        return AsyncResponseContext(
-            lambda: self._completions.parse(**params), method="POST", path=_CHAT_PATH
-        )
-
-
 class AsyncChat:
     """``router.chat``."""
 
-    def __init__(self, executor: RequestPipeline) -> None:
-        self.completions = AsyncCompletions(executor)
+    def __init__(self, executor: RequestPipeline, state: RouterState) -> None:
+        self.completions = AsyncCompletions(executor, state)
 
 
 class AsyncEmbeddings:
     """``router.embeddings``."""
 
-    def __init__(self, executor: RequestPipeline) -> None:
+    def __init__(self, executor: RequestPipeline, state: RouterState) -> None:
         self._executor = executor
+        self._state = state
         self.with_raw_response = AsyncEmbeddingsWithRawResponse(self)
         self.with_streaming_response = AsyncEmbeddingsWithStreamingResponse(self)
 
     async def create(self, **params: Unpack[EmbeddingsCreateParams]) -> CreateEmbeddingResponse:
         """Create embeddings, as ``openai.AsyncOpenAI().embeddings.create``."""
+        if self._state.closed:
+            raise RouterClosed()
         api, client = split_client_params(dict(params))
         request = validate_embeddings_request(api)
         options, extra = _request_options(client)
         return await self._executor.embeddings(request, options, extra)
-
-
-class AsyncEmbeddingsWithRawResponse:
-    """``router.embeddings.with_raw_response``."""
-
-    def __init__(self, embeddings: AsyncEmbeddings) -> None:
-        self._embeddings = embeddings
-
-    async def create(
-        self, **params: Unpack[EmbeddingsCreateParams]
-    ) -> RawResponse[CreateEmbeddingResponse]:
-        """`AsyncEmbeddings.create`, with the response's headers."""
-        result = await self._embeddings.create(**params)
-        return RawResponse(result, method="POST", path=_EMBEDDINGS_PATH)
-
-
-class AsyncEmbeddingsWithStreamingResponse:
-    """``router.embeddings.with_streaming_response``."""
-
-    def __init__(self, embeddings: AsyncEmbeddings) -> None:
-        self._embeddings = embeddings
-
-    def create(
-        self, **params: Unpack[EmbeddingsCreateParams]
-    ) -> AsyncResponseContext[CreateEmbeddingResponse]:
-        """`AsyncEmbeddings.create` as a context manager."""
-        return AsyncResponseContext(
-            lambda: self._embeddings.create(**params), method="POST", path=_EMBEDDINGS_PATH
-        )
 
 
 class AsyncModels:
@@ -272,41 +218,6 @@ class AsyncModels:
         or any ``provider/model`` of a known provider; `UnknownModel` (a 404 through the
         gateway) otherwise."""
         return model_info(self._catalog, self._created, model)
-
-
-class AsyncModelsWithRawResponse:
-    """``router.models.with_raw_response``."""
-
-    def __init__(self, models: AsyncModels) -> None:
-        self._models = models
-
-    async def list(self, **client: Unpack[ClientOnlyParams]) -> RawResponse[ModelList]:
-        """`AsyncModels.list`, with the response's headers."""
-        return RawResponse(await self._models.list(), method="GET", path=_MODELS_PATH)
-
-    async def retrieve(self, model: str, **client: Unpack[ClientOnlyParams]) -> RawResponse[Model]:
-        """`AsyncModels.retrieve`, with the response's headers."""
-        result = await self._models.retrieve(model)
-        return RawResponse(result, method="GET", path=f"{_MODELS_PATH}/{model}")
-
-
-class AsyncModelsWithStreamingResponse:
-    """``router.models.with_streaming_response``."""
-
-    def __init__(self, models: AsyncModels) -> None:
-        self._models = models
-
-    def list(self, **client: Unpack[ClientOnlyParams]) -> AsyncResponseContext[ModelList]:
-        """`AsyncModels.list` as a context manager."""
-        return AsyncResponseContext(self._models.list, method="GET", path=_MODELS_PATH)
-
-    def retrieve(
-        self, model: str, **client: Unpack[ClientOnlyParams]
-    ) -> AsyncResponseContext[Model]:
-        """`AsyncModels.retrieve` as a context manager."""
-        return AsyncResponseContext(
-            lambda: self._models.retrieve(model), method="GET", path=f"{_MODELS_PATH}/{model}"
-        )
 
 
 def model_list(catalog: Catalog, created: int) -> ModelList:
@@ -406,11 +317,11 @@ class AsyncRouter:
         self._stages.extend(self._configured.ordered)
         self._executor = RequestPipeline(self._catalog, self._clock, prices, driver, self._stages)
         executor = self._executor
-        self.chat = AsyncChat(executor)
-        self.embeddings = AsyncEmbeddings(executor)
+        self._state = RouterState()
+        self.chat = AsyncChat(executor, self._state)
+        self.embeddings = AsyncEmbeddings(executor, self._state)
         self.models = AsyncModels(self._catalog, int(self._clock.time()))
         self._gateway: InProcessGateway | None = None
-        self._closed = False
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str], **options: Unpack[RouterOptions]) -> Self:
@@ -592,12 +503,28 @@ class AsyncRouter:
             by=[by] if isinstance(by, str) else by, filters=filters
         )
 
+    async def count_tokens(self, **params: Unpack[ChatCreateParams]) -> int:
+        """How many input tokens a chat request is, as the first target of its route whose
+        provider counts tokens counts them (Anthropic's ``count_tokens`` endpoint): the
+        gateway's ``POST /v1/messages/count_tokens``. Nothing is charged, limited, cached or
+        recorded. `RequestError` when no target of the route can count (estimate with
+        `llmroute._tokens` then, as the gateway does)."""
+        if self._state.closed:
+            raise RouterClosed()
+        api, client = split_client_params(dict(params))
+        request = validate_chat_request(api)
+        options, extra = _request_options(client)
+        tokens, _ = await self._executor.count_tokens(request, options, extra)
+        return tokens
+
     # -------------------------------------------------------------- SDK clients in process
 
     @property
     def gateway(self) -> InProcessGateway:
         """The gateway application serving this router in process (made on first use, closed
         with the router); the SDK clients below send their requests to it."""
+        if self._state.closed:
+            raise RouterClosed()
         if self._gateway is None:
             from .sdk.gateway import InProcessGateway
 
@@ -624,10 +551,15 @@ class AsyncRouter:
         return clients.async_anthropic_client(self.gateway, **options)
 
     async def aclose(self) -> None:
-        """Close the in-process gateway and every provider connection pool. Safe to call more
-        than once."""
-        if not self._closed:
-            self._closed = True
+        """Close the in-process gateway, the stages (the recorder's sinks, Redis connections)
+        and every provider connection pool. Safe to call more than once; requests after it
+        raise `RuntimeError`.
+
+        A router left open releases its connection pools by itself, like
+        ``openai.AsyncOpenAI()``: when it is garbage-collected, or when the event loop
+        that opened them ends (``asyncio.run`` returning); see docs/sdk-clients.md."""
+        if not self._state.closed:
+            self._state.closed = True
             if self._gateway is not None:
                 await self._gateway.aclose()
             for stage in self._stages:

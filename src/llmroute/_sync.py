@@ -1,25 +1,24 @@
-"""`Router`: the blocking facade. It drives an `AsyncRouter` on a private event-loop thread.
+"""`Router`: the blocking facade. It drives an `AsyncRouter` on llmroute's event-loop thread.
 
 No routing logic lives here: every call is forwarded through an anyio blocking
 portal, so `Router` works from plain scripts, from many threads at once, and
-from code that already runs an event loop in another thread.
+from code that already runs an event loop in another thread. The loop thread is
+one for all the routers of the process (`llmroute._loop` says why).
 """
 
 from __future__ import annotations
 
 import os
-import threading
-from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, Self, overload
 
-import anyio
-from anyio.from_thread import BlockingPortal
 from typing_extensions import Unpack
 
 from ._config import Config
 from ._config_load import load_file
+from ._loop import RouterPortal
 from ._params import ChatCreateParams, ChatParseParams, ClientOnlyParams, EmbeddingsCreateParams
 from ._responses import RawResponse, ResponseContext
 from ._router import AsyncRouter, RouterOptions
@@ -53,89 +52,10 @@ if TYPE_CHECKING:
 
 __all__ = ["ChatStream", "Router"]
 
-T = TypeVar("T")
 _END = object()
 _CHAT_PATH = "/v1/chat/completions"
 _EMBEDDINGS_PATH = "/v1/embeddings"
 _MODELS_PATH = "/v1/models"
-
-
-class _Portal:
-    """A blocking portal on a daemon thread, started on first use and stopped by `stop()`.
-
-    The thread is a daemon so that a script that never closes its router
-    still exits (anyio's own portal thread would keep the interpreter alive).
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._portal: BlockingPortal | None = None
-        self._thread: threading.Thread | None = None
-
-    def get(self) -> BlockingPortal:
-        portal = self._portal
-        if portal is None:
-            with self._lock:
-                if self._portal is None:
-                    self._start()
-                portal = self._portal
-                assert portal is not None
-        return portal
-
-    def _start(self) -> None:
-        ready = threading.Event()
-        failure: list[BaseException] = []
-
-        async def serve() -> None:
-            async with BlockingPortal() as portal:
-                self._portal = portal
-                ready.set()
-                await portal.sleep_until_stopped()
-
-        def run() -> None:
-            try:
-                anyio.run(serve)
-            except BaseException as exc:  # reported to the thread that started us
-                failure.append(exc)
-                ready.set()
-
-        thread = threading.Thread(target=run, name="llmroute-portal", daemon=True)
-        thread.start()
-        ready.wait()
-        if failure:
-            raise RuntimeError("llmroute could not start its event-loop thread") from failure[0]
-        self._thread = thread
-
-    @property
-    def started(self) -> bool:
-        return self._portal is not None
-
-    def call(self, func: Callable[..., Coroutine[Any, Any, T]], *args: object) -> T:
-        result: T = self.get().call(func, *args)
-        return result
-
-    def run(self, func: Callable[..., T], *args: object) -> T:
-        """`func(*args)` on the loop thread if it runs, so that it never reads or changes
-        state while a request does; directly when no loop thread has started (then
-        nothing else touches the router)."""
-        portal = self._portal
-        if portal is None:
-            return func(*args)
-
-        async def run() -> T:
-            return func(*args)
-
-        result: T = portal.call(run)
-        return result
-
-    def stop(self) -> None:
-        with self._lock:
-            portal, thread = self._portal, self._thread
-            self._portal = self._thread = None
-        if portal is not None:
-            portal.call(portal.stop)
-        if thread is not None and thread is not threading.current_thread():
-            thread.join()
 
 
 class ChatStream:
@@ -144,7 +64,7 @@ class ChatStream:
     Close it early with `close()` or a ``with`` block to release the connection.
     """
 
-    def __init__(self, stream: AsyncChatStream, portal: _Portal) -> None:
+    def __init__(self, stream: AsyncChatStream, portal: RouterPortal) -> None:
         self._stream = stream
         self._portal = portal
 
@@ -192,7 +112,7 @@ class ChatStream:
 class Completions:
     """``router.chat.completions``."""
 
-    def __init__(self, router: AsyncRouter, portal: _Portal) -> None:
+    def __init__(self, router: AsyncRouter, portal: RouterPortal) -> None:
         self._router = router
         self._portal = portal
         self.with_raw_response = CompletionsWithRawResponse(self)
@@ -281,14 +201,14 @@ class CompletionsWithStreamingResponse:
 class Chat:
     """``router.chat``."""
 
-    def __init__(self, router: AsyncRouter, portal: _Portal) -> None:
+    def __init__(self, router: AsyncRouter, portal: RouterPortal) -> None:
         self.completions = Completions(router, portal)
 
 
 class Embeddings:
     """``router.embeddings``."""
 
-    def __init__(self, router: AsyncRouter, portal: _Portal) -> None:
+    def __init__(self, router: AsyncRouter, portal: RouterPortal) -> None:
         self._router = router
         self._portal = portal
         self.with_raw_response = EmbeddingsWithRawResponse(self)
@@ -335,7 +255,7 @@ class EmbeddingsWithStreamingResponse:
 class Models:
     """``router.models`` (client-side keyword arguments accepted and ignored)."""
 
-    def __init__(self, router: AsyncRouter, portal: _Portal) -> None:
+    def __init__(self, router: AsyncRouter, portal: RouterPortal) -> None:
         self._router = router
         self._portal = portal
         self.with_raw_response = ModelsWithRawResponse(self)
@@ -387,8 +307,11 @@ class ModelsWithStreamingResponse:
 class Router:
     """An in-process LLM gateway with the ``openai.OpenAI`` client surface (blocking).
 
-    Takes the same arguments as `AsyncRouter`, which it drives on a private
-    event-loop thread started on first use.
+    Takes the same arguments as `AsyncRouter`, which it drives on llmroute's
+    event-loop thread (one for the process, started on first use). Like
+    ``openai.OpenAI()``, it need not be closed: dropped, or still open at exit,
+    it releases its connections by itself; `close()` (or a ``with`` block)
+    releases them at a time of your choosing.
     """
 
     def __init__(
@@ -397,7 +320,9 @@ class Router:
         **options: Unpack[RouterOptions],
     ) -> None:
         self._async = AsyncRouter(config, **options)
-        self._portal = _Portal()
+        # closes the AsyncRouter when nothing holds the portal any more (this router, its
+        # streams and its SDK clients do), or at exit
+        self._portal = RouterPortal(self._async.aclose)
         self.config = self._async.config
         self.chat = Chat(self._async, self._portal)
         self.embeddings = Embeddings(self._async, self._portal)
@@ -468,7 +393,7 @@ class Router:
 
     def flush(self) -> None:
         """Write every record queued so far to the sinks."""
-        if self._portal.started:
+        if self._portal.started and not self._portal.closed:
             self._portal.call(self._async.flush)
 
     def analytics(
@@ -519,13 +444,22 @@ class Router:
 
     def drain(self) -> None:
         """Wait for the cache's and limits' writes off the request path (see `AsyncRouter.drain`)."""
-        if self._portal.started:
+        if self._portal.started and not self._portal.closed:
             self._portal.call(self._async.drain)
 
     @property
     def stage_failures(self) -> int:
         """How many times a stage's `after()` raised (see `AsyncRouter.stage_failures`)."""
         return self._portal.run(lambda: self._async.stage_failures)
+
+    def count_tokens(self, **params: Unpack[ChatCreateParams]) -> int:
+        """How many input tokens a chat request is, counted by a provider that counts them
+        (see `AsyncRouter.count_tokens`)."""
+
+        async def run() -> int:
+            return await self._async.count_tokens(**params)
+
+        return self._portal.call(run)
 
     def http_client(self, **options: Any) -> httpx2.Client:
         """An ``httpx2.Client`` served by this router in process, on its event-loop thread
@@ -548,10 +482,9 @@ class Router:
         return clients.anthropic_client(self._async.gateway, self._portal.call, **options)
 
     def close(self) -> None:
-        """Close connection pools and stop the event-loop thread. Safe to call more than once."""
-        if self._portal.started:
-            self._portal.call(self._async.aclose)
-        self._portal.stop()
+        """Close the connection pools, the in-process gateway and the sinks. Safe to call more
+        than once; requests after it raise `RuntimeError`."""
+        self._portal.close()
 
     def __enter__(self) -> Self:
         return self

@@ -1,4 +1,4 @@
-"""OpenAI-shaped response models and llmroute's routing metadata.
+"""OpenAI-shaped response models (and, from `llmroute._route_info`, llmroute's routing metadata).
 
 The response models follow the Chat Completions and Embeddings schema exactly:
 same field names, same nesting, same `object` values. Unknown fields a
@@ -10,8 +10,7 @@ out.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from typing import (
     Annotated,
     Any,
@@ -24,11 +23,15 @@ from typing import (
     overload,
 )
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Tag, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter
 from pydantic_core import SchemaValidator, to_json
+
+# the routing metadata the response models carry, kept importable from here
+from ._route_info import AttemptInfo, AttemptKind, RouteInfo, TokenUsage
 
 __all__ = [
     "AttemptInfo",
+    "AttemptKind",
     "ChatCompletion",
     "ChatCompletionAudio",
     "ChatCompletionChunk",
@@ -101,6 +104,18 @@ class ExtraField(Generic[T]):
 
 
 _OPEN = ConfigDict(extra="allow", defer_build=True, ignored_types=(ExtraField,))
+
+
+def _is_none(value: object) -> bool:
+    return value is None
+
+
+#: The default of a field OpenAI leaves out of its JSON when it has no value (a message's
+#: `tool_calls`, a delta's fields, a chunk's `usage`, usage details), unlike those it
+#: sends as null (`refusal`, `logprobs`, `finish_reason`...; see tests/fixtures/openai):
+#: an answer llmroute builds itself (a translation, a cache hit, the mock) is then
+#: serialised as OpenAI would send it, and a relayed one keeps the provider's fields.
+_OMITTED_IF_NONE: Any = Field(default=None, exclude_if=_is_none)
 
 
 class OpenAIObject(BaseModel):
@@ -204,132 +219,6 @@ def validator(model: type[BaseModel]) -> SchemaValidator:
     return model.__pydantic_validator__  # type: ignore[return-value]
 
 
-# ---------------------------------------------------------------- routing metadata
-
-
-@dataclass(slots=True)
-class TokenUsage:
-    """Token counts normalised the OpenTelemetry way.
-
-    `input` includes cached tokens; `cache_read` and `cache_write` are parts of
-    it. `reasoning` is part of `output`. `estimated` is true when the provider
-    did not report usage and llmroute counted it itself.
-    """
-
-    input: int = 0
-    output: int = 0
-    cache_read: int = 0
-    cache_write: int = 0
-    reasoning: int = 0
-    estimated: bool = False
-
-    @property
-    def total(self) -> int:
-        """Input plus output tokens."""
-        return self.input + self.output
-
-
-AttemptOutcome = Literal["ok", "error", "cancelled"]
-AttemptKind = Literal["first", "retry", "fallback", "hedge"]
-
-
-@dataclass(slots=True)
-class AttemptInfo:
-    """One try of one target: what was sent where, and how it ended.
-
-    `kind` says why it was sent: the ``first`` try, a ``retry`` of a target
-    already tried, a ``fallback`` to another target, or a ``hedge`` racing a
-    slow attempt. `circuit` is the target's circuit state when it was admitted.
-    `started` is when it was sent, on llmroute's monotonic clock (the clock
-    `latency_s` is measured on; only differences between readings mean anything).
-    """
-
-    target: str
-    provider: str
-    model: str
-    kind: AttemptKind
-    outcome: AttemptOutcome = "ok"
-    status: int | None = None
-    error_type: str | None = None
-    error: str | None = None
-    latency_s: float = 0.0
-    circuit: str = "closed"
-    started: float | None = None
-
-
-CacheStatus = Literal["hit", "miss", "bypass"]
-
-
-@dataclass(slots=True)
-class RouteInfo:
-    """What llmroute did for one request.
-
-    Available as `.llmroute` on every response and on every stream. For a
-    stream, `ttft_s`, `latency_s`, `usage` and `cost_usd` are filled in as the
-    stream progresses and are final once it has ended.
-
-    `cache` is ``hit``, ``miss`` or ``bypass`` when a cache applies to the
-    route (None otherwise). A hit costs nothing (`cost_usd` is 0 and `usage`
-    None); `saved_tokens` and `saved_usd` are what the original answer used
-    and cost.
-    """
-
-    request_id: str
-    route: str | None = None
-    strategy: str | None = None
-    target: str | None = None
-    provider: str | None = None
-    model: str | None = None
-    attempts: list[AttemptInfo] = field(default_factory=list)
-    cache: CacheStatus | None = None
-    usage: TokenUsage | None = None
-    latency_s: float | None = None
-    ttft_s: float | None = None
-    stream: bool = False
-    saved_tokens: TokenUsage | None = None
-    saved_usd: float | None = None
-    _cost: float | None = field(default=None, repr=False)
-    _pricer: Callable[[], float | None] | None = field(default=None, repr=False)
-    _reason: str | Callable[[], str] | None = field(default=None, repr=False)
-    #: The attempt whose answer was delivered (with hedging, not always the last one).
-    served: AttemptInfo | None = field(default=None, repr=False)
-
-    @property
-    def reason(self) -> str | None:
-        """Why the target was chosen: the strategy, what it compared, what it skipped."""
-        reason = self._reason
-        if callable(reason):
-            reason = self._reason = reason()
-        return reason
-
-    @property
-    def has_reason(self) -> bool:
-        """Whether a selection has been explained yet."""
-        return self._reason is not None
-
-    def set_reason(self, strategy: str, reason: str | Callable[[], str]) -> None:
-        """Record the selection's explanation (formatted on first read)."""
-        self._reason = lambda: f"{strategy}: " + (reason() if callable(reason) else reason)
-
-    @property
-    def cost_usd(self) -> float | None:
-        """The cost of the request in US dollars; None when unknown (never guessed as 0).
-
-        Computed from genai-prices on first access, so pricing never slows the
-        request itself.
-        """
-        pricer = self._pricer
-        if pricer is not None:
-            self._pricer = None
-            self._cost = pricer()
-        return self._cost
-
-    def set_cost(self, pricer: Callable[[], float | None] | None) -> None:
-        """Set how the cost is computed (called once the usage is final)."""
-        self._pricer = pricer
-        self._cost = None
-
-
 # ---------------------------------------------------------------- chat completions
 
 
@@ -407,7 +296,7 @@ class ChatCompletionMessage(OpenAIObject):
     role: Literal["assistant"] = "assistant"
     content: str | None = None
     refusal: str | None = None
-    tool_calls: list[ToolCall] | None = None
+    tool_calls: list[ToolCall] | None = _OMITTED_IF_NONE
     function_call: ClassVar[ExtraField[FunctionCall]] = ExtraField(FunctionCall)
     annotations: ClassVar[ExtraField[list[dict[str, Any]]]] = ExtraField(list[dict[str, Any]])
     audio: ClassVar[ExtraField[ChatCompletionAudio]] = ExtraField(ChatCompletionAudio)
@@ -448,8 +337,8 @@ class CompletionUsage(OpenAIObject):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
-    prompt_tokens_details: PromptTokensDetails | None = None
-    completion_tokens_details: CompletionTokensDetails | None = None
+    prompt_tokens_details: PromptTokensDetails | None = _OMITTED_IF_NONE
+    completion_tokens_details: CompletionTokensDetails | None = _OMITTED_IF_NONE
 
     def normalised(self, *, estimated: bool = False) -> TokenUsage:
         """This usage as a `TokenUsage` (OpenAI's prompt tokens already include cached ones).
@@ -526,10 +415,10 @@ class ChoiceDelta(OpenAIObject):
     """What one chunk adds to a choice (`function_call`: legacy function calling's)."""
 
     model_config = _OPEN
-    role: str | None = None
-    content: str | None = None
-    refusal: str | None = None
-    tool_calls: list[ChoiceDeltaToolCall] | None = None
+    role: str | None = _OMITTED_IF_NONE
+    content: str | None = _OMITTED_IF_NONE
+    refusal: str | None = _OMITTED_IF_NONE
+    tool_calls: list[ChoiceDeltaToolCall] | None = _OMITTED_IF_NONE
     function_call: ClassVar[ExtraField[ChoiceDeltaFunction]] = ExtraField(ChoiceDeltaFunction)
     audio: ClassVar[ExtraField[dict[str, Any]]] = ExtraField(dict[str, Any])
 
@@ -557,7 +446,7 @@ class ChatCompletionChunk(OpenAIObject):
     created: int
     model: str
     choices: list[ChunkChoice]
-    usage: CompletionUsage | None = None
+    usage: CompletionUsage | None = _OMITTED_IF_NONE
     system_fingerprint: str | None = None
     service_tier: str | None = None
     moderation: ClassVar[ExtraField[dict[str, Any]]] = ExtraField(dict[str, Any])

@@ -190,6 +190,27 @@ class EmbeddingsExchange(WholeExchange[CreateEmbeddingResponse]):
         raise self.wrong_answer(answer, stage)
 
 
+class CountTokensExchange(Exchange[int]):
+    """Counting a chat request's input tokens, at a provider that counts them (the others
+    refuse, so the route's next target is tried)."""
+
+    __slots__ = ("request",)
+
+    described = "a token count"
+
+    def __init__(self, request: ChatRequest, options: RequestOptions, extra: ExtraRequest) -> None:
+        self.request, self.options, self.extra, self.timing = request, options, extra, None
+
+    def facts(self) -> RequestFacts:
+        return RequestFacts(self.request, self.options, stream=False)
+
+    def build(self, adapter: ProviderAdapter, model: str) -> HttpRequest:
+        return adapter.count_tokens_request(self.request, model, extra=self.extra)
+
+    def parse(self, adapter: ProviderAdapter, body: bytes, model: str) -> int:
+        return adapter.parse_count_tokens(body)
+
+
 class OpenedStream:
     """A stream whose first content has arrived: what `StreamExchange` opens.
 

@@ -25,7 +25,14 @@ from ..providers import ExtraRequest
 from ..routing.catalog import Catalog
 from .accounting import set_cost
 from .driver import AttemptDriver
-from .exchange import ChatExchange, EmbeddingsExchange, Exchange, StreamExchange, WholeExchange
+from .exchange import (
+    ChatExchange,
+    CountTokensExchange,
+    EmbeddingsExchange,
+    Exchange,
+    StreamExchange,
+    WholeExchange,
+)
 from .replay import replay
 from .session import LiveStreamSession, StreamSession
 from .stage import Outcome, RequestContext, Stage
@@ -124,6 +131,17 @@ class RequestPipeline:
     ) -> Coroutine[None, None, AsyncChatStream]:
         """A streamed chat completion, returned once its first content has arrived."""
         return self._stream(StreamExchange(request, options, extra))
+
+    async def count_tokens(
+        self, request: ChatRequest, options: RequestOptions, extra: ExtraRequest
+    ) -> tuple[int, RouteInfo]:
+        """A chat request's input tokens, counted by the first target of its route whose
+        provider counts them. No stage runs: a count is not charged, limited, cached or
+        recorded. Raises the targets' `RequestError` when none can count."""
+        exchange = CountTokensExchange(request, options, extra)
+        ctx = self._context(exchange, request)
+        served = await self.driver.run(ctx.route, ctx.options, ctx.info, exchange)
+        return served.value, ctx.info
 
     # -------------------------------------------------------------- the path
 

@@ -171,6 +171,20 @@ class ProviderAdapter(ABC):
         """Parse a successful embeddings body."""
         raise RequestError(f"provider {self.name!r} does not offer embeddings", param="model")
 
+    def count_tokens_request(
+        self, request: ChatRequest, model: str, *, extra: ExtraRequest = NO_EXTRA
+    ) -> HttpRequest:
+        """Build the HTTP request that counts a chat request's input tokens; providers with
+        no counting endpoint refuse (the gateway then estimates)."""
+        raise RequestError(
+            f"provider {self.name!r} ({type(self).__name__}) does not count tokens",
+            param="model",
+        )
+
+    def parse_count_tokens(self, body: bytes) -> int:
+        """The input tokens of a successful counting answer."""
+        raise RequestError(f"provider {self.name!r} does not count tokens", param="model")
+
     async def prepare(self, request: HttpRequest) -> HttpRequest:
         """Finish a built request just before it is sent: sign it, attach a fresh token.
 

@@ -216,6 +216,12 @@ class _WireMessage(BaseModel):
     usage: WireUsage
 
 
+#: The Messages fields ``count_tokens`` takes.
+_COUNTED = frozenset(
+    {"model", "messages", "system", "tools", "tool_choice", "thinking", "mcp_servers"}
+)
+
+
 class AnthropicAdapter(ProviderAdapter):
     """Chat Completions over Anthropic's Messages API."""
 
@@ -264,6 +270,26 @@ class AnthropicAdapter(ProviderAdapter):
         if extra.query:
             url = f"{url}?{urlencode(extra.query, doseq=True)}"
         return HttpRequest("POST", url, headers, to_json(body))
+
+    def count_tokens_request(
+        self, request: ChatRequest, model: str, *, extra: ExtraRequest = NO_EXTRA
+    ) -> HttpRequest:
+        """``POST /v1/messages/count_tokens``: the Messages body with only the fields that
+        endpoint takes (it refuses ``max_tokens``, sampling and ``stream``)."""
+        sent = self.chat_request(request, model, stream=False, extra=extra)
+        body = {k: v for k, v in from_json(sent.body or b"{}").items() if k in _COUNTED}
+        url, _, query = sent.url.partition("?")
+        url = f"{url}/count_tokens" + (f"?{query}" if query else "")
+        return HttpRequest("POST", url, sent.headers, to_json(body))
+
+    def parse_count_tokens(self, body: bytes) -> int:
+        try:
+            tokens = from_json(body).get("input_tokens")
+        except (ValueError, AttributeError):
+            tokens = None
+        if type(tokens) is not int:
+            raise malformed(self.name, "", body, "input_tokens: expected an integer")
+        return tokens
 
     def build_body(self, request: ChatRequest, model: str) -> tuple[dict[str, Any], list[str]]:
         """The Messages API body for `request`, and the request's extra beta flags."""

@@ -159,6 +159,13 @@ class _Lifespan:
         scope = {"type": "lifespan", "asgi": _ASGI, "state": state}
         self._inbox.put_nowait({"type": "lifespan.startup"})
         task = self._task = asyncio.get_running_loop().create_task(self._run(scope))
+        # The task waits for the shutdown message for as long as the router lives, and it
+        # holds the router (through the application). A router dropped unclosed is
+        # collected with it, still waiting: that is its end, not a lost task, so asyncio
+        # is told not to report it ("Task was destroyed but it is pending!"), as it does
+        # for its own such tasks. Nothing outside the router can hold the task without
+        # keeping the router alive for ever.
+        task._log_destroy_pending = False  # type: ignore[attr-defined]
         reply = await self._reply(task)
         if reply is None:  # no lifespan support: serve without it
             self._task = None

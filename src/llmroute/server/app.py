@@ -96,6 +96,9 @@ ROUTES = {
     "/v1/chat/completions": Route("POST", chat.create_chat_completion, "chat"),
     "/v1/embeddings": Route("POST", embeddings.create_embeddings, "embeddings"),
     "/v1/messages": Route("POST", messages.create_message, "messages", anthropic_error_body),
+    "/v1/messages/count_tokens": Route(
+        "POST", messages.count_tokens, "messages", anthropic_error_body
+    ),
     "/v1/models": Route("GET", models.list_models, "models"),
     "/health": Route("GET", ops.health, "health"),
     "/ready": Route("GET", ops.ready, "ready"),
@@ -103,6 +106,7 @@ ROUTES = {
 }
 #: ``/v1/models/{id}``.
 _MODEL = Route("GET", models.retrieve_model, "models")
+_MESSAGES = ROUTES["/v1/messages"]
 
 
 class GatewayApp:
@@ -205,7 +209,9 @@ class GatewayApp:
         if route is None and path.startswith(("/v1/models/", "/models/")):
             route = _MODEL
         if route is None:
-            await self._fail(request, HTTPError(404, f"unknown path: {method} {path}"), None)
+            error = HTTPError(404, f"unknown path: {method} {path}")
+            anthropic = path.startswith(("/v1/messages/", "/messages/"))  # its error shape
+            await self._fail(request, error, _MESSAGES if anthropic else None)
             return
         if method != route.method:
             error = HTTPError(

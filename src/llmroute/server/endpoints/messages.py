@@ -29,16 +29,18 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..._errors import LLMRouteError, UnknownModel
+from ..._errors import LLMRouteError, RequestError, UnknownModel
+from ..._request import validate_chat_request
+from ..._tokens import estimate_request_tokens
 from ..._types import ChatCompletion, ChatCompletionChunk, CompletionUsage, RouteInfo, TokenUsage
 from .._anthropic_wire import error_event, read_request, to_chat_params
 from ..errors import HTTPError, from_exception
 from ..headers import control_options
 from ..request import GatewayRequest
-from ..responses import answer, send_stream
+from ..responses import answer, send_json, send_stream
 from ..scrub import ErrorText
 
-__all__ = ["MessageEvents", "create_message", "message_json", "stop_reason"]
+__all__ = ["MessageEvents", "count_tokens", "create_message", "message_json", "stop_reason"]
 
 _STOP_REASONS = {
     "stop": "end_turn",
@@ -274,3 +276,36 @@ async def create_message(request: GatewayRequest) -> None:
         raise identity.visible(exc) from None
     body_json = json.dumps(message_json(completion), separators=(",", ":"), ensure_ascii=False)
     await answer(request, "messages", body_json.encode(), completion.llmroute)
+
+
+#: Marks a ``count_tokens`` answer llmroute estimated (no target of the route counts tokens).
+ESTIMATED = (b"x-llmroute-estimated", b"true")
+
+
+async def count_tokens(request: GatewayRequest) -> None:
+    """Answer one ``POST /v1/messages/count_tokens``: ``{"input_tokens": n}``.
+
+    Counted by the route's first target whose provider counts tokens (Anthropic's own
+    ``count_tokens``, through its adapter and transport, failing over like any request);
+    when none can, estimated (`llmroute._tokens`) and marked ``x-llmroute-estimated: true``.
+    """
+    request.anthropic = True
+    identity = request.identity()
+    body = await request.read_json()
+    request.allowed(identity, body)
+    body.setdefault("max_tokens", 1)  # count_tokens takes none; the reader wants one
+    params = to_chat_params(read_request(body))
+    options = control_options(identity, request.controls)
+    chat = validate_chat_request(params)  # an invalid request is a 400, not an estimate
+    model, messages = params.pop("model"), params.pop("messages")
+    headers: list[tuple[bytes, bytes]] = []
+    try:
+        tokens = await request.gateway.router.count_tokens(
+            model=model, messages=messages, extra_body=params, llmroute=options
+        )
+    except UnknownModel:
+        raise
+    except RequestError:  # no target of the route counts tokens
+        tokens = estimate_request_tokens(chat)
+        headers.append(ESTIMATED)
+    await send_json(request, b'{"input_tokens":%d}' % tokens, headers=headers)

@@ -1,0 +1,138 @@
+"""llmroute's own information about a request: `RouteInfo`, its `AttemptInfo`s, `TokenUsage`.
+
+It rides beside the OpenAI-shaped fields of a response (`llmroute._types`) as
+the typed ``llmroute`` attribute, never mixed into them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+__all__ = [
+    "AttemptInfo", "AttemptKind", "AttemptOutcome", "CacheStatus", "RouteInfo", "TokenUsage",
+]  # fmt: skip
+
+
+@dataclass(slots=True)
+class TokenUsage:
+    """Token counts normalised the OpenTelemetry way.
+
+    `input` includes cached tokens; `cache_read` and `cache_write` are parts of
+    it. `reasoning` is part of `output`. `estimated` is true when the provider
+    did not report usage and llmroute counted it itself.
+    """
+
+    input: int = 0
+    output: int = 0
+    cache_read: int = 0
+    cache_write: int = 0
+    reasoning: int = 0
+    estimated: bool = False
+
+    @property
+    def total(self) -> int:
+        """Input plus output tokens."""
+        return self.input + self.output
+
+
+AttemptOutcome = Literal["ok", "error", "cancelled"]
+AttemptKind = Literal["first", "retry", "fallback", "hedge"]
+
+
+@dataclass(slots=True)
+class AttemptInfo:
+    """One try of one target: what was sent where, and how it ended.
+
+    `kind` says why it was sent: the ``first`` try, a ``retry`` of a target
+    already tried, a ``fallback`` to another target, or a ``hedge`` racing a
+    slow attempt. `circuit` is the target's circuit state when it was admitted.
+    `started` is when it was sent, on llmroute's monotonic clock (the clock
+    `latency_s` is measured on; only differences between readings mean anything).
+    """
+
+    target: str
+    provider: str
+    model: str
+    kind: AttemptKind
+    outcome: AttemptOutcome = "ok"
+    status: int | None = None
+    error_type: str | None = None
+    error: str | None = None
+    latency_s: float = 0.0
+    circuit: str = "closed"
+    started: float | None = None
+
+
+CacheStatus = Literal["hit", "miss", "bypass"]
+
+
+@dataclass(slots=True)
+class RouteInfo:
+    """What llmroute did for one request.
+
+    Available as `.llmroute` on every response and on every stream. For a
+    stream, `ttft_s`, `latency_s`, `usage` and `cost_usd` are filled in as the
+    stream progresses and are final once it has ended.
+
+    `cache` is ``hit``, ``miss`` or ``bypass`` when a cache applies to the
+    route (None otherwise). A hit costs nothing (`cost_usd` is 0 and `usage`
+    None); `saved_tokens` and `saved_usd` are what the original answer used
+    and cost.
+    """
+
+    request_id: str
+    route: str | None = None
+    strategy: str | None = None
+    target: str | None = None
+    provider: str | None = None
+    model: str | None = None
+    attempts: list[AttemptInfo] = field(default_factory=list)
+    cache: CacheStatus | None = None
+    usage: TokenUsage | None = None
+    latency_s: float | None = None
+    ttft_s: float | None = None
+    stream: bool = False
+    saved_tokens: TokenUsage | None = None
+    saved_usd: float | None = None
+    _cost: float | None = field(default=None, repr=False)
+    _pricer: Callable[[], float | None] | None = field(default=None, repr=False)
+    _reason: str | Callable[[], str] | None = field(default=None, repr=False)
+    #: The attempt whose answer was delivered (with hedging, not always the last one).
+    served: AttemptInfo | None = field(default=None, repr=False)
+
+    @property
+    def reason(self) -> str | None:
+        """Why the target was chosen: the strategy, what it compared, what it skipped."""
+        reason = self._reason
+        if callable(reason):
+            reason = self._reason = reason()
+        return reason
+
+    @property
+    def has_reason(self) -> bool:
+        """Whether a selection has been explained yet."""
+        return self._reason is not None
+
+    def set_reason(self, strategy: str, reason: str | Callable[[], str]) -> None:
+        """Record the selection's explanation (formatted on first read)."""
+        self._reason = lambda: f"{strategy}: " + (reason() if callable(reason) else reason)
+
+    @property
+    def cost_usd(self) -> float | None:
+        """The cost of the request in US dollars; None when unknown (never guessed as 0).
+
+        Computed from genai-prices on first access, so pricing never slows the
+        request itself.
+        """
+        pricer = self._pricer
+        if pricer is not None:
+            self._pricer = None
+            self._cost = pricer()
+        return self._cost
+
+    def set_cost(self, pricer: Callable[[], float | None] | None) -> None:
+        """Set how the cost is computed (called once the usage is final)."""
+        self._pricer = pricer
+        self._cost = None
