@@ -73,7 +73,7 @@ if TYPE_CHECKING:
     import httpx2
     import openai
 
-    from .observe.analytics import StatsReport
+    from .observe.analytics import Filters, StatsReport
     from .sdk.gateway import InProcessGateway
 
 __all__ = ["AsyncRouter"]
@@ -502,6 +502,12 @@ class AsyncRouter:
         return await self._recorder.analytics(
             by=[by] if isinstance(by, str) else by, filters=filters
         )
+
+    def recorder_query(self, *, by: Sequence[str], filters: Filters) -> StatsReport:
+        """`analytics` with filters already made (`observe.analytics.make_filters`), without
+        flushing, in the calling thread. Kept for code written against earlier releases;
+        `analytics` is the documented way."""
+        return self._recorder.query(by=by, filters=filters)
 
     async def count_tokens(self, **params: Unpack[ChatCreateParams]) -> int:
         """How many input tokens a chat request is, as the first target of its route whose
