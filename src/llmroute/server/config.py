@@ -173,6 +173,10 @@ class ServerConfig(BaseModel):
             beyond).
         max_content_parts: the most content parts (entries of list-valued
             ``content`` and ``system``) across a request's messages (413 beyond).
+        max_n: the most choices (``n``) a request may ask for (400 beyond): each is
+            paid for, and multiplies a budget's estimate.
+        max_output_tokens: the most ``max_tokens``/``max_completion_tokens`` a
+            request may ask for (400 beyond); unset: the model's own limit.
     """
 
     model_config = _STRICT
@@ -199,6 +203,8 @@ class ServerConfig(BaseModel):
     max_json_depth: int = Field(default=64, ge=2, le=200)
     max_messages: int = Field(default=2048, ge=1)
     max_content_parts: int = Field(default=10_000, ge=1)
+    max_n: int = Field(default=16, ge=1)
+    max_output_tokens: int | None = Field(default=None, ge=1)
 
     @property
     def metrics_access(self) -> Literal["admin", "key", "public", "off"]:

@@ -282,6 +282,7 @@ class GatewayRequest:
         messages = data.get("messages")
         if isinstance(messages, list):
             _check_messages(messages, data.get("system"), config)
+        _check_amounts(data, config)
         self.watch()
         return data
 
@@ -487,6 +488,25 @@ def _check_values(body: bytes, limit: int) -> None:
             code="request_too_large",
             close=True,
         )
+
+
+def _check_amounts(data: dict[str, Any], config: ServerConfig) -> None:
+    """Refuse (400) more choices (`n`) or output tokens than the server allows: each
+    multiplies what a request costs, and a budget's estimate."""
+    n = data.get("n")
+    if isinstance(n, int) and not isinstance(n, bool) and n > config.max_n:
+        raise HTTPError(400, f"n may be at most {config.max_n} here (server.max_n)", param="n")
+    limit = config.max_output_tokens
+    if limit is None:
+        return
+    for name in ("max_tokens", "max_completion_tokens"):
+        value = data.get(name)
+        if isinstance(value, int) and not isinstance(value, bool) and value > limit:
+            raise HTTPError(
+                400,
+                f"{name} may be at most {limit} here (server.max_output_tokens)",
+                param=name,
+            )
 
 
 def _check_messages(messages: list[Any], system: object, config: ServerConfig) -> None:
