@@ -58,3 +58,22 @@ async def test_the_summary_says_who_may_read_them() -> None:
     async with AsyncRouter(CONFIG) as router:
         text = summary(ServeSource("demo"), router, ServerConfig.model_validate({"keys": KEYS}))
     assert "(needs an admin key)" in text
+
+
+async def test_the_summary_states_each_safety_and_money_policy() -> None:
+    from llmroute import AsyncRouter
+
+    config = {
+        **CONFIG,
+        "cache": {},
+        "budgets": [{"per": "user", "usd": "5/day"}],
+        "rate_limits": [{"per": "key", "requests": "10/min"}],
+    }
+    async with AsyncRouter(config) as router:
+        text = summary(ServeSource("demo"), router, ServerConfig())
+    (line,) = [line for line in text.splitlines() if line.startswith("  policies:")]
+    assert line == (
+        "  policies: only configured providers; upstream errors scrubbed; cache shared per "
+        "key; budgets: unpriced targets refused, refuse when Redis is lost; rate limits: "
+        "allow when Redis is lost"
+    )

@@ -214,6 +214,7 @@ def summary(source: ServeSource, router: AsyncRouter, server: ServerConfig) -> s
         f"  direct:   provider/model for providers {', '.join(sorted(providers)) or '-'}",
         _keys_line(server),
         *_store_lines(router.config, server),
+        _policy_line(router.config, server),
         f"  metrics:  {metrics}{_METRICS_NOTE[server.metrics_access]}; "
         f"liveness {base}/health; readiness {base}/ready",
         f"  workers:  {server.workers}; on shutdown, in-flight requests get "
@@ -232,6 +233,34 @@ def _keys_line(server: ServerConfig) -> str:
         )
     loopback = ", loopback only" if is_loopback(server.host) else ""
     return f"  keys:     none: no authentication{loopback}"
+
+
+def _policy_line(config: Config, server: ServerConfig) -> str:
+    """What the gateway does where safety and money are at stake (docs/security.md)."""
+    parts = [
+        "any provider/model" if server.implicit_providers else "only configured providers",
+        f"upstream errors {_UPSTREAM_ERRORS[server.upstream_errors]}",
+    ]
+    if config.cache is not None:
+        parts.append(f"cache shared per {config.cache.scope}")
+    budgets = config.budgets
+    if budgets is not None and budgets.rules:
+        unpriced = budgets.unpriced if isinstance(budgets.unpriced, str) else "a set price"
+        parts.append(
+            f"budgets: unpriced targets {_UNPRICED[unpriced]}, "
+            f"{budgets.when_unavailable} when Redis is lost"
+        )
+    limits = config.rate_limits
+    if limits is not None and limits.rules:
+        parts.append(f"rate limits: {limits.when_unavailable} when Redis is lost")
+    return "  policies: " + "; ".join(parts)
+
+
+#: How the summary words `server.upstream_errors`.
+_UPSTREAM_ERRORS = {"scrub": "scrubbed", "generic": "replaced by a generic message",
+                    "pass": "passed through"}  # fmt: skip
+#: How the summary words `budgets.unpriced`.
+_UNPRICED = {"refuse": "refused", "allow": "counted as free", "a set price": "at a set price"}
 
 
 def _store_lines(config: Config, server: ServerConfig) -> list[str]:
