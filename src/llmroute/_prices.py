@@ -119,6 +119,15 @@ class PriceBook:
             return None
         return rates[0] / 1e6, rates[1] / 1e6
 
+    def forget(self, target: Target) -> None:
+        """Drop the memos of a target its catalog forgot (its rates, and its model's
+        genai-prices lookup: looked up again if another target uses the model)."""
+        self._target_rates.pop(target, None)
+        prices_id = target.provider.adapter.prices_id
+        if prices_id is not None:
+            with self._lock:
+                self._models.pop((prices_id, target.model), None)
+
     def target_rates(self, target: Target) -> tuple[float, float] | None:
         """USD per input and per output token on `target`: its `price`, else genai-prices'
         (None when unknown). Looked up once per target."""

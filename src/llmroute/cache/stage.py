@@ -147,6 +147,10 @@ class CacheStage(Stage):
 
     # -------------------------------------------------------------- lookup
 
+    def forget_route(self, key: str) -> None:
+        """Drop the policy of a route the catalog forgot (by `Route.key`)."""
+        self._policies.pop(key, None)
+
     async def before(self, ctx: RequestContext) -> Answer | None:
         config = self._config
         policy = self._policies.get(ctx.route.key) or self._policy(ctx.route)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from pydantic import ValidationError
@@ -25,7 +26,12 @@ from .conditions import ConditionError, compile_condition
 from .model import OrderedStrategy, Provider, Route, Strategy, Target, link_routes
 from .strategies import BUILT_IN, LatencyStrategy
 
-__all__ = ["Catalog", "check_model_name"]
+__all__ = ["MAX_DIRECT_ROUTES", "Catalog", "check_model_name"]
+
+#: How many direct ``provider/model`` addresses a catalog remembers (least recently used
+#: first out): every distinct name a client sends would otherwise stay in memory, with its
+#: statistics, health and price memo, for the life of the process.
+MAX_DIRECT_ROUTES = 1024
 
 
 #: What a direct ``provider/model`` address may not hold: control characters, whitespace,
@@ -66,6 +72,7 @@ class Catalog:
         env: Mapping[str, str] | None = None,
         strategies: Mapping[str, Strategy] | None = None,
         implicit_providers: bool = True,
+        max_direct_routes: int = MAX_DIRECT_ROUTES,
     ) -> None:
         self._clock = clock
         #: Whether `model=` may name a provider nobody configured: ``mock``, a keyless
@@ -97,7 +104,11 @@ class Catalog:
         for name, route_config in config.routes.items():
             self.routes[name] = self._build_route(name, route_config)
         link_routes(self.routes, {name: rc.fallbacks for name, rc in config.routes.items()})
-        self._direct: dict[str, Route] = {}
+        self._direct: OrderedDict[str, Route] = OrderedDict()
+        self._max_direct = max_direct_routes
+        #: The target keys of configured routes: never forgotten.
+        self._configured_keys = {t.key for r in self.routes.values() for t in r.targets}
+        self._forget_listeners: list[Callable[[Route], None]] = []
 
     # -------------------------------------------------------------- building
 
@@ -208,10 +219,19 @@ class Catalog:
 
     # -------------------------------------------------------------- resolution
 
+    def on_forget(self, listener: Callable[[Route], None]) -> None:
+        """Call `listener` with each direct route the catalog forgets (the least recently
+        used, past `MAX_DIRECT_ROUTES`), so the owners of per-target state drop theirs."""
+        self._forget_listeners.append(listener)
+
     def resolve(self, model: str) -> Route:
         """The route for a `model=` value: a route name, or ``provider/model``."""
-        route = self.routes.get(model) or self._direct.get(model)
+        route = self.routes.get(model)
         if route is not None:
+            return route
+        route = self._direct.get(model)
+        if route is not None:
+            self._direct.move_to_end(model)
             return route
         provider_name, slash, model_name = model.partition("/")
         if slash and provider_name and model_name:
@@ -235,6 +255,8 @@ class Catalog:
             config = RouteConfig(targets=[TargetConfig(provider=provider_name, model=model_name)])
             route = Route(None, (target,), config, OrderedStrategy())
             self._direct[model] = route
+            if len(self._direct) > self._max_direct:
+                self._forget_oldest()
             return route
         available = self.available()
         listed = ", ".join(available) or "(no routes or providers configured)"
@@ -243,6 +265,14 @@ class Catalog:
             model=model,
             available=available,
         )
+
+    def _forget_oldest(self) -> None:
+        _, route = self._direct.popitem(last=False)
+        for target in route.targets:
+            if target.key not in self._configured_keys:
+                self._direct_targets.pop(target.key, None)
+        for listener in self._forget_listeners:
+            listener(route)
 
     def provider_for(self, name: str | None) -> Provider | None:
         """The provider called `name`, if any."""

@@ -150,6 +150,10 @@ class HealthTracker:
             target = self._targets[key] = _TargetHealthState(self.config.window)
         return target
 
+    def forget(self, key: str) -> None:
+        """Drop `key`'s health (its catalog forgot it; call only with no attempt under way)."""
+        self._targets.pop(key, None)
+
     def _refresh(self, target: _TargetHealthState, now: float) -> None:
         if target.state == "open" and now >= target.open_until:
             target.state = "half_open"

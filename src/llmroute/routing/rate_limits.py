@@ -46,6 +46,10 @@ class RateLimitBoard:
             self.epoch += 1
         reports[key] = LimitReport(state, now)
 
+    def forget(self, key: str) -> None:
+        """Drop `key`'s last report (its catalog forgot it)."""
+        self._reports.pop(key, None)
+
     def report(self, key: str) -> LimitReport | None:
         """The last report for `key`, or None before its first; a new object per report."""
         return self._reports.get(key)

@@ -204,6 +204,10 @@ class Selector:
         self.limits = limits
         self._plans: dict[str, RoutePlan] = {}
 
+    def forget(self, route: Route) -> None:
+        """Drop the plan of a route the catalog forgot."""
+        self._plans.pop(route.key, None)
+
     def plan(self, route: Route) -> RoutePlan:
         """The selector's plan for `route`, current with the rate-limit board."""
         plan = self._plans.get(route.key)

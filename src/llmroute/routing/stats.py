@@ -258,6 +258,14 @@ class LiveStats:
             target = self._counters[key] = TargetCounters(self._half_life)
         return target
 
+    def forget(self, key: str) -> bool:
+        """Drop `key`'s statistics unless an attempt on it is under way; whether they went."""
+        counters = self._counters.get(key)
+        if counters is not None and counters.in_flight:
+            return False
+        self._counters.pop(key, None)
+        return True
+
     def target(self, key: str) -> TargetCounters | None:
         """The live state of `key` (for strategies), or None before its first attempt."""
         return self._counters.get(key)
