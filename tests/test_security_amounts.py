@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from _gateway import in_process_gateway
+from _gateway import running_gateway
 
 pytestmark = pytest.mark.anyio
 
@@ -16,7 +16,7 @@ HI = [{"role": "user", "content": "hi"}]
 
 
 async def post(server: dict[str, Any], path: str, body: dict[str, Any]) -> tuple[int, Any]:
-    async with in_process_gateway(CONFIG, server=server) as gateway, gateway.http() as http:
+    async with running_gateway(CONFIG, server=server) as gateway, gateway.http() as http:
         answer = await http.post(f"{gateway.root}{path}", json=body)
         return answer.status_code, answer.json()
 

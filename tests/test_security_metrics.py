@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from _gateway import in_process_gateway
+from _gateway import running_gateway
 from llmroute.server import ServerConfig
 from llmroute.server.keys import hash_key
 from llmroute.server.run import ServeSource, summary
@@ -23,7 +23,7 @@ KEYS = [
 
 
 async def statuses(server: dict[str, Any]) -> dict[str, int]:
-    async with in_process_gateway(CONFIG, server=server) as gateway, gateway.http() as http:
+    async with running_gateway(CONFIG, server=server) as gateway, gateway.http() as http:
         url = f"{gateway.root}/metrics"
         found = {"none": (await http.get(url)).status_code}
         for name, key in (("admin", ADMIN), ("tenant", TENANT)):
@@ -48,7 +48,7 @@ async def test_the_operator_may_open_them_to_any_key_or_everyone() -> None:
 
 
 async def test_without_keys_they_stay_public_on_loopback() -> None:
-    async with in_process_gateway(CONFIG) as gateway, gateway.http() as http:
+    async with running_gateway(CONFIG) as gateway, gateway.http() as http:
         assert (await http.get(f"{gateway.root}/metrics")).status_code == 200
 
 

@@ -68,6 +68,9 @@ class GatewayKeyConfig(BaseModel):
             names or shell-style patterns (``openai/*``, ``*``); unset: all.
         admin: whether this key may read what concerns every key (``/metrics``:
             every key's names, volumes and costs).
+        direct: whether this key may name ``provider/model`` directly; ``false``:
+            configured routes only (403 otherwise), so the operator's routes,
+            with their limits and fallbacks, are the only way in.
         users: for a key not bound to a `user`, whom a request's
             ``x-llmroute-user`` may name: ``none`` (the default: the header
             is refused with 403), ``any``, or a list of names and shell-style
@@ -82,6 +85,7 @@ class GatewayKeyConfig(BaseModel):
     team: str | None = Field(default=None, min_length=1)
     routes: list[str] | None = None
     admin: bool = False
+    direct: bool = True
     users: Literal["none", "any"] | list[Annotated[str, Field(min_length=1)]] = "none"
 
     @field_validator("key")

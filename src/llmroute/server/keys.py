@@ -57,9 +57,14 @@ class GatewayIdentity:
     routes: tuple[str, ...] | None
     options: RequestOptions
     users: tuple[str, ...] | None = None
+    #: Whether ``provider/model`` addresses are allowed; if not, only `route_names`.
+    direct: bool = True
+    route_names: frozenset[str] = frozenset()
 
     def allows(self, model: str) -> bool:
         """Whether this identity may use `model` (a route name or ``provider/model``)."""
+        if not self.direct and model not in self.route_names:
+            return False
         return _matches(model, self.routes)
 
     def visible(self, exc: UnknownModel) -> UnknownModel:
@@ -135,7 +140,10 @@ class KeyStore:
             routes_allowed = tuple(key.routes) if key.routes is not None else None
             users = key.users
             names = None if users == "any" else () if users == "none" else tuple(users)
-            identity = GatewayIdentity(key.name, key.user, key.team, routes_allowed, options, names)
+            identity = GatewayIdentity(
+                key.name, key.user, key.team, routes_allowed, options, names,
+                direct=key.direct, route_names=frozenset(routes),
+            )  # fmt: skip
             self._keys.append((digest, identity))
 
     @property
