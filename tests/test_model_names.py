@@ -100,3 +100,21 @@ def test_bedrock_refuses_dot_segments() -> None:
     request = validate_chat_request({"model": "m", "messages": HI})
     with pytest.raises(RequestError, match="URL path"):
         adapter.chat_request(request, "..", stream=False)
+
+
+async def test_the_gateway_refuses_a_traversal_name_and_sends_nothing() -> None:
+    from _gateway import running_gateway
+
+    wire = Wire(text="never")
+    config: dict[str, Any] = {
+        "providers": {"gem": {"type": "gemini", "api_key": "k", "base_url": "http://up/v1beta"}}
+    }
+    router = AsyncRouter(config, transports={"gem": wire.transport})
+    async with running_gateway(config, router=router) as gateway, gateway.http() as http:
+        answer = await http.post(
+            f"{gateway.root}/v1/chat/completions",
+            json={"model": "gem/../../admin/secret", "messages": HI},
+        )
+    assert answer.status_code == 400
+    assert answer.json()["error"]["param"] == "model"
+    assert wire.requests == []
