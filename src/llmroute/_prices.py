@@ -131,10 +131,9 @@ class PriceBook:
     def target_rates(self, target: Target) -> tuple[float, float] | None:
         """USD per input and per output token on `target`: its `price`, else genai-prices'
         (None when unknown). Looked up once per target."""
-        try:
-            return self._target_rates[target]
-        except KeyError:
-            pass
+        memo = self._target_rates
+        if target in memo:
+            return memo[target]
         price = target.price
         if price is not None:
             rates: tuple[float, float] | None = (price.input / 1e6, price.output / 1e6)

@@ -17,6 +17,7 @@ the executor that hands it to the same path.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import AsyncIterator
 from typing import Generic, Literal, TypeVar
@@ -57,7 +58,7 @@ R = TypeVar("R", ChatCompletion, CreateEmbeddingResponse)
 Timing = Literal["answer", "stream"] | None
 
 
-class Exchange(Generic[T]):
+class Exchange(ABC, Generic[T]):
     """One operation's request, as each attempt sends it, and how its answer is read.
 
     `stream` says how the answer is read: whole (`parse` gets the body, and
@@ -83,21 +84,21 @@ class Exchange(Generic[T]):
     #: the wrong type ("stage 'x' answered a chat request with ...").
     described: str = "a request"
 
+    @abstractmethod
     def facts(self) -> RequestFacts:
         """What selection needs to know about the request (made when it is routed)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def build(self, adapter: ProviderAdapter, model: str) -> HttpRequest:
         """The wire request for `model` on `adapter`'s provider."""
-        raise NotImplementedError
 
     def parse(self, adapter: ProviderAdapter, body: bytes, model: str) -> T:
         """A whole answer's body as the operation's value (exchanges that read whole)."""
-        raise NotImplementedError
+        raise TypeError(f"{type(self).__name__} streams its answers: send_attempt opens them")
 
     async def open(self, adapter: ProviderAdapter, response: HttpResponse, target: Target) -> T:
         """A streamed answer read up to its first content (exchanges that stream)."""
-        raise NotImplementedError
+        raise TypeError(f"{type(self).__name__} reads whole answers: send_attempt parses them")
 
     def usage(self, value: T) -> TokenUsage | None:
         """The tokens an answer reports, normalised (None: not reported, or not yet)."""
@@ -121,9 +122,9 @@ class WholeExchange(Exchange[R]):
         """The service tier the answer is priced at (None: the provider's default)."""
         return None
 
+    @abstractmethod
     def stage_answer(self, answer: Answer, stage: str | None) -> R:
         """A stage's answer to this request, refused when it is of the wrong type."""
-        raise NotImplementedError
 
 
 class ChatExchange(WholeExchange[ChatCompletion]):

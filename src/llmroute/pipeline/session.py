@@ -92,7 +92,7 @@ class StreamSession:
         """The stream opened on another target, asked to continue `partial` (the text
         delivered so far), after the served one failed with `cause`. Raises an
         `LLMRouteError` when no target can."""
-        raise NotImplementedError("this stream cannot be continued")
+        raise TypeError(f"{type(self).__name__} cannot continue a stream (see can_continue)")
 
     async def ended(self, stream: EndedStream, error: BaseException | None) -> None:
         """The stream ended (`error`: what ended it, if it failed): account for it."""
