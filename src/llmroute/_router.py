@@ -7,7 +7,6 @@ import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
-from functools import partial
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Self, TypedDict, overload
 
@@ -63,8 +62,8 @@ from .pipeline.stage import Stage
 from .pipeline.stream import AsyncChatStream
 from .providers import ExtraRequest
 from .routing.catalog import Catalog
+from .routing.forget import RouteStateOwners
 from .routing.health import HealthTracker, TargetHealth
-from .routing.model import Route
 from .routing.rate_limits import RateLimitBoard
 from .routing.select import Selector
 from .routing.stats import LiveStats, TargetStats
@@ -249,27 +248,6 @@ class RouterOptions(TypedDict, total=False):
     implicit_providers: bool
 
 
-def _forget_direct(
-    stats: LiveStats,
-    health: HealthTracker,
-    limits: RateLimitBoard,
-    selector: Selector,
-    prices: PriceBook,
-    cache: CacheStage | None,
-    route: Route,
-) -> None:
-    """A direct ``provider/model`` route the catalog forgot: drop what each owner keeps of it
-    (statistics, health and reported limits only when no attempt on it is under way)."""
-    for target in route.targets:
-        if stats.forget(target.key):
-            health.forget(target.key)
-            limits.forget(target.key)
-        prices.forget(target)
-    selector.forget(route)
-    if cache is not None:
-        cache.forget_route(route.key)
-
-
 class AsyncRouter:
     """An in-process LLM gateway with the ``openai.AsyncOpenAI`` client surface.
 
@@ -341,11 +319,10 @@ class AsyncRouter:
         self._executor = RequestPipeline(self._catalog, self._clock, prices, driver, self._stages)
         executor = self._executor
         self._catalog.on_forget(
-            partial(
-                _forget_direct, self._stats, self._health, self._rate_limits, selector, prices,
-                self._configured.cache,
-            )
-        )  # fmt: skip
+            RouteStateOwners(self._stats, self._health, self._rate_limits, selector, prices)
+        )
+        if (cache := self._configured.cache) is not None:
+            self._catalog.on_forget(lambda route: cache.forget_route(route.key))
         self._state = RouterState()
         self.chat = AsyncChat(executor, self._state)
         self.embeddings = AsyncEmbeddings(executor, self._state)
