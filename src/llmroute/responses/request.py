@@ -1,0 +1,737 @@
+"""The Responses API request: validation, conversation history, and its two forms on the wire.
+
+`validate_responses_request` checks a request as OpenAI would (items of `input` by
+type, naming the bad one as ``input[2].content[0].type``); `with_history` makes a
+request self-contained from a stored conversation; `native_body` is what an OpenAI or
+Azure OpenAI target receives; `to_chat` is the Chat Completions request every other
+target receives. `builtin_tools` names the tools only a native target can run.
+
+How `to_chat` translates each parameter (a refusal is a `RequestError` naming the
+parameter: that target is then ineligible, and the router tries the next):
+
+====================== ==========================================================
+Responses              Chat Completions
+====================== ==========================================================
+model                  model
+instructions           the first message, role ``system``
+input (string)         one user message
+input message items    messages of the same role (``system``, ``developer``,
+                       ``user``, ``assistant``); consecutive assistant items
+                       (message, function_call, custom_tool_call) make one
+                       assistant message
+ input_text,           a text part (a message of one text part: string content)
+ output_text
+ refusal part          the assistant message's ``refusal``
+ input_image           an ``image_url`` part (url or data URL, ``detail`` kept);
+                       with ``file_id``: refused (an OpenAI file id means
+                       nothing elsewhere)
+ input_file            with ``file_data``: a ``file`` part (``file_data``,
+                       ``filename``); with ``file_id`` or ``file_url``: refused
+ input_audio           an ``input_audio`` part
+function_call          an assistant ``tool_calls`` entry (id = ``call_id``)
+function_call_output   a ``tool`` message (``tool_call_id`` = ``call_id``;
+                       parts of a list output mapped as above)
+custom_tool_call(_     a custom tool call / a tool message (OpenAI-compatible
+ output)               targets express custom tools; others refuse them)
+reasoning              dropped: its summary is the model's own note of its
+                       thinking, not conversation; its ``encrypted_content``
+                       is readable only by the vendor that wrote it. Except
+                       reasoning llmroute translated from a vendor's signed
+                       thinking (`THINKING_PREFIX`): sent back as that
+                       assistant message's ``thinking_blocks``, as Anthropic
+                       and Bedrock need to continue a tool loop
+web_search_call,       dropped: records of searches the server ran; what they
+ file_search_call      found is in the assistant message that follows
+item_reference and     refused (only OpenAI can resolve or run them)
+ other built-in items
+tools: function        ``{type: function, function: {name, description,
+                       parameters, strict}}``
+tools: custom          ``{type: custom, custom: {name, description, format}}``
+tools: built-in        left out: `builtin_tools` names them, and the exchange
+                       makes every translated target ineligible
+tool_choice            auto / none / required as they are; ``{type: function,
+                       name}`` -> ``{type: function, function: {name}}``;
+                       custom likewise; allowed_tools -> chat's allowed_tools;
+                       a built-in tool's choice: refused
+text.format            json_schema -> ``response_format: {type: json_schema,
+                       json_schema: {name, schema, strict, description}}``;
+                       json_object as is; text -> nothing (the default)
+text.verbosity         ``verbosity`` (OpenAI-compatible targets use it; the
+                       vendor adapters drop it as an OpenAI-only hint)
+max_output_tokens      max_completion_tokens
+reasoning.effort       reasoning_effort
+reasoning.summary,     dropped: they choose how OpenAI presents its reasoning;
+ other reasoning keys  a translated target returns its reasoning text, if any,
+                       as the summary
+parallel_tool_calls,   the same parameter
+ temperature, top_p,
+ user, metadata,
+ service_tier,
+ prompt_cache_key
+top_logprobs           top_logprobs, and ``logprobs: true`` when `include` has
+                       ``message.output_text.logprobs``
+safety_identifier      ``safety_identifier`` (dropped by the vendor adapters as
+                       an OpenAI-only hint)
+stream                 stream, with ``stream_options.include_usage`` (the
+                       final event carries usage); stream_options'
+                       include_obfuscation kept
+store                  dropped: llmroute keeps the conversation itself; chat's
+                       ``store`` would store it at the provider
+previous_response_id   resolved before (`with_history`); still set: refused
+include                logprobs as above; ``reasoning.encrypted_content``:
+                       nothing to ask (translated thinking is always returned);
+                       the built-in tools' outputs: dropped (no built-in tool
+                       runs on a translated target)
+truncation             dropped: ``auto`` matters only when the input overflows
+                       the context, where a translated target fails with
+                       `ContextLengthExceeded` instead of truncating
+max_tool_calls         dropped: it caps built-in tool calls, which a
+                       translated target never makes
+prompt                 refused (a prompt template stored at OpenAI)
+context_management     refused (OpenAI's server-side compaction)
+background: true,      refused by `validate_responses_request` for every target
+ conversation
+other parameters       passed through as chat parameters (OpenAI-compatible
+                       targets receive them; the vendor adapters refuse them
+                       by name)
+====================== ==========================================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import from_json, to_json
+
+from .._errors import RequestError
+from .._request import ChatRequest
+
+__all__ = [
+    "BUILTIN_ITEM_TYPES",
+    "ResponsesRequest",
+    "THINKING_PREFIX",
+    "builtin_tools",
+    "native_body",
+    "thinking_content",
+    "to_chat",
+    "validate_responses_request",
+    "with_history",
+]
+
+#: The `encrypted_content` of a reasoning item llmroute made from a vendor's signed
+#: thinking blocks (Anthropic's, Bedrock's): this prefix, then the blocks as JSON. Such
+#: an item goes back to that kind of target as ``thinking_blocks``; a native OpenAI
+#: target, which could not read it, never receives it (`native_body`).
+THINKING_PREFIX = "llmroute.thinking:"
+
+#: Item types of built-in tools' calls and outputs (and other OpenAI-run items): kept
+#: whole for native targets.
+BUILTIN_ITEM_TYPES = frozenset({
+    "web_search_call", "file_search_call", "computer_call", "computer_call_output",
+    "code_interpreter_call", "image_generation_call", "local_shell_call",
+    "local_shell_call_output", "shell_call", "shell_call_output", "apply_patch_call",
+    "apply_patch_call_output", "mcp_list_tools", "mcp_approval_request",
+    "mcp_approval_response", "mcp_call", "tool_search_call", "tool_search_output",
+    "additional_tools", "compaction", "compaction_trigger", "program", "program_output",
+    "configuration_update", "item_reference",
+})  # fmt: skip
+
+#: Built-in items a translated target leaves out (see the table above).
+_DROPPED_ITEMS = frozenset({"web_search_call", "file_search_call"})
+
+_ROLES = frozenset({"user", "assistant", "system", "developer"})
+_INPUT_PARTS = frozenset({"input_text", "input_image", "input_file", "input_audio"})
+_ASSISTANT_PARTS = frozenset({"output_text", "refusal", "input_text"})
+_OUTPUT_PARTS = frozenset({"input_text", "input_image", "input_file", "output_text"})
+_NOT_BUILTIN = frozenset({"function", "custom"})
+_CHOICES = frozenset({"auto", "none", "required"})
+_FORMATS = frozenset({"text", "json_object", "json_schema"})
+_LOGPROBS = "message.output_text.logprobs"
+#: The names pydantic gives the members of a union in an error's location.
+_UNION_TAGS = frozenset({"str", "bool", "int", "float", "list[dict[str,any]]", "dict[str,any]"})
+
+
+class ResponsesRequest(BaseModel):
+    """A Responses API request. Unknown parameters are kept and passed through to native
+    upstreams (and to chat targets, which refuse what they do not know)."""
+
+    # The chat translation, made once (`to_chat`). A slot, not a pydantic private
+    # attribute: those cost ~5 µs per instance to set up.
+    __slots__ = ("_chat",)
+
+    model_config = ConfigDict(extra="allow", defer_build=True)
+    model: str = Field(min_length=1)
+    input: str | list[dict[str, Any]] | None = None
+    instructions: str | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    text: dict[str, Any] | None = None
+    max_output_tokens: int | None = Field(default=None, ge=1)
+    reasoning: dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, ge=0, le=1)
+    store: bool | None = None
+    previous_response_id: str | None = None
+    metadata: dict[str, str] | None = None
+    stream: bool | None = None
+    stream_options: dict[str, Any] | None = None
+    include: list[str] | None = None
+    truncation: str | None = None
+    user: str | None = None
+    service_tier: str | None = None
+    conversation: str | dict[str, Any] | None = None
+    prompt_cache_key: str | None = None
+    safety_identifier: str | None = None
+    top_logprobs: int | None = Field(default=None, ge=0, le=20)
+    max_tool_calls: int | None = Field(default=None, ge=1)
+    background: bool | None = None
+
+    def input_items(self) -> list[dict[str, Any]]:
+        """`input` as items (a string is one user message; none: no items)."""
+        given = self.input
+        if given is None:
+            return []
+        if isinstance(given, str):
+            return [{"type": "message", "role": "user", "content": given}]
+        return given
+
+
+# ---------------------------------------------------------------- validation
+
+
+def _fail(message: str, param: str) -> RequestError:
+    return RequestError(f"invalid responses request: {param}: {message}", param=param)
+
+
+def _need_str(item: Mapping[str, Any], key: str, where: str) -> str:
+    value = item.get(key)
+    if not isinstance(value, str):
+        kind = "missing" if value is None else f"must be a string, not {type(value).__name__}"
+        raise _fail(f"{key!r} is {kind}" if value is None else kind, f"{where}.{key}")
+    return value
+
+
+def _check_part(part: Any, where: str, allowed: frozenset[str]) -> None:
+    if not isinstance(part, dict):
+        raise _fail("a content part must be an object", where)
+    kind = part.get("type")
+    if kind not in allowed:
+        raise _fail(f"unknown or misplaced content part type {kind!r} (expected one of "
+                    f"{', '.join(sorted(allowed))})", f"{where}.type")  # fmt: skip
+    if kind in ("input_text", "output_text"):
+        _need_str(part, "text", where)
+    elif kind == "refusal":
+        _need_str(part, "refusal", where)
+    elif kind == "input_image" and part.get("image_url") is None and part.get("file_id") is None:
+        raise _fail("an input_image needs image_url or file_id", where)
+    elif kind == "input_file" and not any(
+        part.get(k) is not None for k in ("file_data", "file_id", "file_url")
+    ):
+        raise _fail("an input_file needs file_data, file_id or file_url", where)
+
+
+def _check_content(item: Mapping[str, Any], where: str, allowed: frozenset[str]) -> None:
+    content = item.get("content")
+    if isinstance(content, str):
+        return
+    if not isinstance(content, list):
+        raise _fail("'content' must be a string or a list of content parts", f"{where}.content")
+    for index, part in enumerate(content):
+        _check_part(part, f"{where}.content[{index}]", allowed)
+
+
+def _check_message(item: Mapping[str, Any], where: str) -> None:
+    role = item.get("role")
+    if role not in _ROLES:
+        raise _fail(f"unknown role {role!r} (expected user, assistant, system or developer)",
+                    f"{where}.role")  # fmt: skip
+    _check_content(item, where, _ASSISTANT_PARTS if role == "assistant" else _INPUT_PARTS)
+
+
+def _check_output(item: Mapping[str, Any], where: str) -> None:
+    _need_str(item, "call_id", where)
+    output = item.get("output")
+    if isinstance(output, list):
+        for index, part in enumerate(output):
+            _check_part(part, f"{where}.output[{index}]", _OUTPUT_PARTS)
+    elif not isinstance(output, str):
+        raise _fail("'output' must be a string or a list of content parts", f"{where}.output")
+
+
+def _check_reasoning(item: Mapping[str, Any], where: str) -> None:
+    if not isinstance(item.get("summary"), list):
+        raise _fail("'summary' must be a list", f"{where}.summary")
+
+
+def _strings(*keys: str) -> Callable[[Mapping[str, Any], str], None]:
+    def check(item: Mapping[str, Any], where: str) -> None:
+        for key in keys:
+            _need_str(item, key, where)
+
+    return check
+
+
+#: Item type -> its check (the built-in items' are left to the native upstream).
+_ITEM_CHECKS: dict[str, Callable[[Mapping[str, Any], str], None]] = {
+    "message": _check_message,
+    "function_call": _strings("call_id", "name", "arguments"),
+    "function_call_output": _check_output,
+    "custom_tool_call": _strings("call_id", "name", "input"),
+    "custom_tool_call_output": _check_output,
+    "reasoning": _check_reasoning,
+}
+
+
+def _check_item(item: dict[str, Any], where: str) -> None:
+    kind = item.get("type")
+    if kind is None and "role" in item:
+        kind = "message"
+    check = _ITEM_CHECKS.get(kind)  # type: ignore[arg-type]
+    if check is not None:
+        check(item, where)
+    elif kind not in BUILTIN_ITEM_TYPES:
+        raise _fail(f"unknown item type {kind!r}", f"{where}.type")
+
+
+def _check_tools(tools: list[dict[str, Any]]) -> None:
+    for index, tool in enumerate(tools):
+        where = f"tools[{index}]"
+        kind = tool.get("type")
+        if not isinstance(kind, str):
+            raise _fail("a tool needs a 'type'", f"{where}.type")
+        if kind in ("function", "custom"):
+            _need_str(tool, "name", where)
+        if kind == "function" and not isinstance(tool.get("parameters", {}), dict | None):
+            raise _fail("'parameters' must be a JSON schema object", f"{where}.parameters")
+
+
+def _check_tool_choice(choice: str | dict[str, Any]) -> None:
+    if isinstance(choice, str):
+        if choice not in _CHOICES:
+            raise _fail(f"{choice!r} is not auto, none or required", "tool_choice")
+        return
+    if not isinstance(choice.get("type"), str):
+        raise _fail("a tool choice needs a 'type'", "tool_choice.type")
+    if choice["type"] in ("function", "custom"):
+        _need_str(choice, "name", "tool_choice")
+
+
+def _check_text(text: dict[str, Any]) -> None:
+    fmt = text.get("format")
+    if fmt is None:
+        return
+    if not isinstance(fmt, dict) or fmt.get("type") not in _FORMATS:
+        kind = fmt.get("type") if isinstance(fmt, dict) else fmt
+        raise _fail(f"unknown format {kind!r} (expected text, json_object or json_schema)",
+                    "text.format.type")  # fmt: skip
+    if fmt["type"] == "json_schema":
+        _need_str(fmt, "name", "text.format")
+        if not isinstance(fmt.get("schema"), dict):
+            raise _fail("a json_schema format needs a 'schema' object", "text.format.schema")
+
+
+def _check_call_outputs(items: list[dict[str, Any]]) -> None:
+    """Every function_call_output (custom_tool_call_output) answers an earlier call."""
+    calls: set[str] = set()
+    for index, item in enumerate(items):
+        kind = item.get("type")
+        if kind in ("function_call", "custom_tool_call"):
+            calls.add(item["call_id"])
+        elif kind in ("function_call_output", "custom_tool_call_output"):
+            call_id = item.get("call_id")
+            if call_id not in calls:
+                raise RequestError(
+                    f"No tool call found for function call output with call_id {call_id}.",
+                    param=f"input[{index}].call_id",
+                )
+
+
+def _refuse_unsupported(request: ResponsesRequest) -> None:
+    if request.background:
+        raise RequestError("background responses are not supported: llmroute runs every "
+                           "request in the foreground (leave background unset or false)",
+                           param="background")  # fmt: skip
+    if request.conversation is not None:
+        raise RequestError("conversation objects are not supported: llmroute keeps "
+                           "conversation state by previous_response_id (store: true)",
+                           param="conversation")  # fmt: skip
+
+
+def validate_responses_request(body: Mapping[str, Any]) -> ResponsesRequest:
+    """Validate Responses API parameters, raising `RequestError` (naming the parameter)
+    on bad input and on what llmroute refuses: ``background: true`` and `conversation`."""
+    given = body.get("input")
+    if isinstance(given, list):
+        for index, item in enumerate(given):
+            if not isinstance(item, dict):
+                raise _fail("an input item must be an object", f"input[{index}]")
+    try:
+        request = ResponsesRequest.model_validate(body)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        loc = "".join(
+            f"[{p}]" if isinstance(p, int) else f".{p}"
+            for p in first["loc"]
+            if isinstance(p, int) or p not in _UNION_TAGS
+        ).lstrip(".")
+        raise RequestError(f"invalid responses request: {loc}: {first['msg']}",
+                           param=loc or None) from exc  # fmt: skip
+    _refuse_unsupported(request)
+    if isinstance(request.input, list):
+        for index, item in enumerate(request.input):
+            _check_item(item, f"input[{index}]")
+        if request.previous_response_id is None:
+            _check_call_outputs(request.input)
+    if request.tools:
+        _check_tools(request.tools)
+    if request.tool_choice is not None:
+        _check_tool_choice(request.tool_choice)
+    if request.text is not None:
+        _check_text(request.text)
+    return request
+
+
+def with_history(request: ResponsesRequest, history: list[dict[str, Any]]) -> ResponsesRequest:
+    """A self-contained copy of `request`: `input` is `history` (the stored conversation's
+    input and output items, oldest first) then the request's own items, and no
+    `previous_response_id`. Raises `RequestError` if a function_call_output then answers
+    no call."""
+    items = [*history, *request.input_items()]
+    _check_call_outputs(items)
+    values = {**request.__dict__, **(request.model_extra or {})}
+    values["input"] = items
+    values["previous_response_id"] = None
+    fields = (request.model_fields_set | {"input"}) - {"previous_response_id"}
+    return ResponsesRequest.model_construct(_fields_set=fields, **values)
+
+
+def builtin_tools(request: ResponsesRequest) -> tuple[str, ...]:
+    """The types of the request's tools that only a native target runs (every tool that is
+    not ``function`` or ``custom``: ``web_search``, ``file_search``, ``mcp``, ...)."""
+    return tuple(
+        str(tool["type"]) for tool in request.tools or () if tool["type"] not in _NOT_BUILTIN
+    )
+
+
+def thinking_content(blocks: list[dict[str, Any]]) -> str:
+    """The `encrypted_content` of a reasoning item carrying a vendor's signed thinking."""
+    return THINKING_PREFIX + to_json(blocks).decode()
+
+
+# ---------------------------------------------------------------- native
+
+
+def _native_item(item: dict[str, Any]) -> bool:
+    """Whether OpenAI can take `item` back: reasoning needs its own encrypted content
+    (with ``store: false`` an id alone resolves nothing), not llmroute's thinking."""
+    if item.get("type") != "reasoning":
+        return True
+    encrypted = item.get("encrypted_content")
+    return isinstance(encrypted, str) and not encrypted.startswith(THINKING_PREFIX)
+
+
+def native_body(request: ResponsesRequest, model: str, *, stream: bool) -> dict[str, Any]:
+    """The JSON body for a native (OpenAI, Azure OpenAI) upstream.
+
+    Every parameter the caller set, extras included, with `model` replaced, ``store:
+    false`` (llmroute keeps the conversation), no `previous_response_id` (resolve it
+    first with `with_history`), `stream` set, and ``reasoning.encrypted_content`` added
+    to `include` when reasoning is used, so that the conversation keeps its reasoning.
+    Reasoning items OpenAI could not read back (without encrypted content, or
+    llmroute's translated thinking) are left out of `input`.
+    """
+    body = request.model_dump(exclude_unset=True)
+    body.pop("previous_response_id", None)
+    body["model"] = model
+    body["store"] = False
+    body["stream"] = stream
+    items = body.get("input")
+    reasoned = request.reasoning is not None
+    if isinstance(items, list):
+        reasoned = reasoned or any(i.get("type") == "reasoning" for i in items)
+        body["input"] = [item for item in items if _native_item(item)]
+    if reasoned:
+        include = list(body.get("include") or ())
+        if "reasoning.encrypted_content" not in include:
+            include.append("reasoning.encrypted_content")
+        body["include"] = include
+    return body
+
+
+# ---------------------------------------------------------------- chat
+
+
+def _image_part(part: dict[str, Any], where: str) -> dict[str, Any]:
+    url = part.get("image_url")
+    if url is None:
+        raise RequestError(
+            f"{where}: an input_image with a file_id can only be sent to an OpenAI target "
+            "(other providers cannot read OpenAI files): send image_url (a URL or data URL)",
+            param=f"{where}.file_id",
+        )
+    image: dict[str, Any] = {"url": url}
+    if part.get("detail") in ("auto", "low", "high"):
+        image["detail"] = part["detail"]
+    return {"type": "image_url", "image_url": image}
+
+
+def _file_part(part: dict[str, Any], where: str) -> dict[str, Any]:
+    data = part.get("file_data")
+    if data is None:
+        which = "file_id" if part.get("file_id") is not None else "file_url"
+        raise RequestError(
+            f"{where}: an input_file with a {which} can only be sent to an OpenAI target: "
+            "send file_data (a data URL) to reach other providers",
+            param=f"{where}.{which}",
+        )
+    file: dict[str, Any] = {"file_data": data}
+    if part.get("filename") is not None:
+        file["filename"] = part["filename"]
+    return {"type": "file", "file": file}
+
+
+def _chat_part(part: dict[str, Any], where: str) -> dict[str, Any]:
+    kind = part["type"]
+    if kind in ("input_text", "output_text"):
+        return {"type": "text", "text": part["text"]}
+    if kind == "input_image":
+        return _image_part(part, where)
+    if kind == "input_file":
+        return _file_part(part, where)
+    return {"type": "input_audio", "input_audio": part["input_audio"]}
+
+
+def _chat_content(content: Any, where: str) -> Any:
+    """String content as it is; parts mapped (one text part: its string)."""
+    if isinstance(content, str):
+        return content
+    parts = [_chat_part(p, f"{where}[{i}]") for i, p in enumerate(content)]
+    if len(parts) == 1 and parts[0]["type"] == "text":
+        return parts[0]["text"]
+    return parts
+
+
+class _Messages:
+    """Builds chat messages from input items, one assistant turn at a time."""
+
+    __slots__ = ("messages", "thinking", "turn")
+
+    def __init__(self) -> None:
+        self.messages: list[dict[str, Any]] = []
+        self.turn: dict[str, Any] | None = None  # the open assistant message
+        self.thinking: list[dict[str, Any]] = []  # for the next assistant message
+
+    def assistant(self) -> dict[str, Any]:
+        turn = self.turn
+        if turn is None:
+            turn = self.turn = {"role": "assistant", "content": None}
+            if self.thinking:
+                turn["thinking_blocks"], self.thinking = self.thinking, []
+            self.messages.append(turn)
+        return turn
+
+    def other(self, message: dict[str, Any]) -> None:
+        self.turn = None
+        self.messages.append(message)
+
+    def add(self, item: dict[str, Any], where: str) -> None:
+        kind = item.get("type") or "message"
+        if kind == "message":
+            self.message(item, where)
+        elif kind in ("function_call", "custom_tool_call"):
+            self.call(item)
+        elif kind in ("function_call_output", "custom_tool_call_output"):
+            output = item["output"]
+            content = _chat_content(output, f"{where}.output") if output != [] else ""
+            self.other({"role": "tool", "tool_call_id": item["call_id"], "content": content})
+        elif kind == "reasoning":
+            self.reasoning(item, where)
+        elif kind not in _DROPPED_ITEMS:
+            raise RequestError(
+                f"{where}: a {kind} item can only be sent to a target that runs the Responses "
+                "API natively (OpenAI or Azure OpenAI)",
+                param=f"{where}.type",
+            )
+
+    def message(self, item: dict[str, Any], where: str) -> None:
+        role, content = item["role"], item["content"]
+        if role != "assistant":
+            self.other({"role": role, "content": _chat_content(content, f"{where}.content")})
+            return
+        turn = self.assistant()
+        if turn.get("tool_calls"):  # text after calls: a new assistant message
+            self.turn = None
+            turn = self.assistant()
+        if isinstance(content, str):
+            texts = [content]
+        else:
+            texts = [p["text"] for p in content if p["type"] != "refusal"]
+            refusals = [p["refusal"] for p in content if p["type"] == "refusal"]
+            if refusals:
+                turn["refusal"] = (turn.get("refusal") or "") + "".join(refusals)
+        if texts:
+            turn["content"] = (turn["content"] or "") + "".join(texts)
+
+    def call(self, item: dict[str, Any]) -> None:
+        if item["type"] == "function_call":
+            call = {"id": item["call_id"], "type": "function",
+                    "function": {"name": item["name"], "arguments": item["arguments"]}}  # fmt: skip
+        else:
+            call = {"id": item["call_id"], "type": "custom",
+                    "custom": {"name": item["name"], "input": item["input"]}}  # fmt: skip
+        self.assistant().setdefault("tool_calls", []).append(call)
+
+    def reasoning(self, item: dict[str, Any], where: str) -> None:
+        encrypted = item.get("encrypted_content")
+        if not (isinstance(encrypted, str) and encrypted.startswith(THINKING_PREFIX)):
+            return  # dropped: see the module's table
+        try:
+            blocks = from_json(encrypted[len(THINKING_PREFIX) :])
+        except ValueError as exc:
+            raise RequestError(f"{where}: damaged encrypted_content",
+                               param=f"{where}.encrypted_content") from exc  # fmt: skip
+        self.turn = None
+        self.thinking.extend(blocks)
+
+
+def _tool(tool: dict[str, Any]) -> dict[str, Any] | None:
+    kind = tool["type"]
+    if kind == "function":
+        function = {k: tool[k] for k in ("name", "description", "parameters", "strict")
+                    if tool.get(k) is not None}  # fmt: skip
+        return {"type": "function", "function": function}
+    if kind == "custom":
+        custom = {k: tool[k] for k in ("name", "description", "format") if tool.get(k) is not None}
+        return {"type": "custom", "custom": custom}
+    return None  # built-in: see builtin_tools()
+
+
+def _tool_choice(choice: str | dict[str, Any]) -> str | dict[str, Any]:
+    if isinstance(choice, str):
+        return choice
+    kind = choice["type"]
+    if kind == "function":
+        return {"type": "function", "function": {"name": choice["name"]}}
+    if kind == "custom":
+        return {"type": "custom", "custom": {"name": choice["name"]}}
+    if kind == "allowed_tools":
+        tools = [_tool_choice(t) for t in choice.get("tools") or ()]
+        return {"type": "allowed_tools",
+                "allowed_tools": {"mode": choice.get("mode", "auto"), "tools": tools}}  # fmt: skip
+    raise RequestError(
+        f"tool_choice: the built-in tool {kind!r} can only be chosen on a target that runs the "
+        "Responses API natively (OpenAI or Azure OpenAI)",
+        param="tool_choice",
+    )
+
+
+def _response_format(fmt: dict[str, Any]) -> dict[str, Any] | None:
+    kind = fmt["type"]
+    if kind == "json_schema":
+        schema = {k: fmt[k] for k in ("name", "schema", "strict", "description")
+                  if fmt.get(k) is not None}  # fmt: skip
+        return {"type": "json_schema", "json_schema": schema}
+    if kind == "json_object":
+        return {"type": "json_object"}
+    return None
+
+
+_REFUSED_EXTRAS = {
+    "prompt": "prompt templates are stored at OpenAI: only an OpenAI target can use them",
+    "context_management": "context management is OpenAI's server-side compaction",
+}
+#: Parameters read above or dropped (see the table), never copied as chat parameters.
+_HANDLED = frozenset({
+    "model", "input", "instructions", "tools", "tool_choice", "text", "max_output_tokens",
+    "reasoning", "parallel_tool_calls", "temperature", "top_p", "store",
+    "previous_response_id", "metadata", "stream", "stream_options", "include", "truncation",
+    "user", "service_tier", "conversation", "prompt_cache_key", "safety_identifier",
+    "top_logprobs", "max_tool_calls", "background",
+})  # fmt: skip
+_PASSED = ("parallel_tool_calls", "temperature", "top_p", "user", "metadata", "service_tier",
+           "prompt_cache_key", "safety_identifier", "top_logprobs")  # fmt: skip
+
+
+def _messages(request: ResponsesRequest) -> list[dict[str, Any]]:
+    built = _Messages()
+    if request.instructions is not None:
+        built.other({"role": "system", "content": request.instructions})
+    for index, item in enumerate(request.input_items()):
+        built.add(item, f"input[{index}]")
+    if not built.messages:
+        raise RequestError("a request translated to chat completions needs input or "
+                           "instructions", param="input")  # fmt: skip
+    return built.messages
+
+
+def _chat_options(request: ResponsesRequest, body: dict[str, Any]) -> None:
+    """The parameters besides messages and tools, into `body`."""
+    values = request.__dict__
+    for name in _PASSED:
+        if values[name] is not None:
+            body[name] = values[name]
+    if request.max_output_tokens is not None:
+        body["max_completion_tokens"] = request.max_output_tokens
+    effort = (request.reasoning or {}).get("effort")
+    if effort is not None:
+        body["reasoning_effort"] = effort
+    text = request.text or {}
+    fmt = text.get("format")
+    if fmt is not None and (response_format := _response_format(fmt)) is not None:
+        body["response_format"] = response_format
+    if text.get("verbosity") is not None:
+        body["verbosity"] = text["verbosity"]
+    if _LOGPROBS in (request.include or ()):
+        body["logprobs"] = True
+    if request.stream:
+        body["stream"] = True
+        options = {"include_usage": True}
+        obfuscation = (request.stream_options or {}).get("include_obfuscation")
+        if obfuscation is not None:
+            options["include_obfuscation"] = obfuscation
+        body["stream_options"] = options
+
+
+def _build_chat(request: ResponsesRequest) -> ChatRequest:
+    if request.previous_response_id is not None:
+        raise RequestError("previous_response_id must be resolved (with_history) before the "
+                           "request is translated", param="previous_response_id")  # fmt: skip
+    body: dict[str, Any] = {"model": request.model, "messages": _messages(request)}
+    if request.tools:
+        tools = [t for t in map(_tool, request.tools) if t is not None]
+        if tools:
+            body["tools"] = tools
+    if request.tool_choice is not None:
+        body["tool_choice"] = _tool_choice(request.tool_choice)
+    _chat_options(request, body)
+    for name, value in (request.model_extra or {}).items():
+        if name in _REFUSED_EXTRAS:
+            raise RequestError(f"{name}: {_REFUSED_EXTRAS[name]}", param=name)
+        if name not in _HANDLED:
+            body[name] = value
+    try:
+        return ChatRequest.model_validate(body)
+    except ValidationError as exc:  # what the checks above let through
+        first = exc.errors(include_url=False)[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise RequestError(f"the request cannot be translated to chat completions: {where}: "
+                           f"{first['msg']}", param="input") from exc  # fmt: skip
+
+
+#: The slot holding a request's chat translation (read without pydantic's fallback).
+_CHAT = ResponsesRequest.__dict__["_chat"]
+
+
+def to_chat(request: ResponsesRequest) -> ChatRequest:
+    """The Chat Completions request a translated target receives (see the module's table),
+    made once per request. Raises `RequestError` (naming the parameter) for what no
+    chat target can express."""
+    try:
+        chat: ChatRequest = _CHAT.__get__(request)
+    except AttributeError:
+        chat = _build_chat(request)
+        object.__setattr__(request, "_chat", chat)
+    return chat
