@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal, Self, TypedDict, overload
 
 from typing_extensions import Unpack
 
+from ._client_options import RouterState, request_options
 from ._clock import Clock, SystemClock
 from ._config import Config
 from ._config_load import load_config, load_file
@@ -20,18 +21,14 @@ from ._params import (
     ChatCreateParams,
     ChatParseParams,
     ClientOnlyParams,
-    ClientParams,
     EmbeddingsCreateParams,
     is_sentinel,
     split_client_params,
-    timeout_seconds,
 )
 from ._prices import PriceBook
 from ._request import (
-    RequestOptions,
     validate_chat_request,
     validate_embeddings_request,
-    validate_options,
 )
 from ._structured import (
     AsyncChatCompletionStreamManager,
@@ -60,7 +57,8 @@ from .pipeline.driver import AttemptDriver
 from .pipeline.executor import RequestPipeline
 from .pipeline.stage import Stage
 from .pipeline.stream import AsyncChatStream
-from .providers import ExtraRequest
+from .responses.resource import AsyncResponses
+from .responses.state import ResponseStore, store_from_config
 from .routing.catalog import Catalog
 from .routing.forget import RouteStateOwners
 from .routing.health import HealthTracker, TargetHealth
@@ -78,29 +76,6 @@ if TYPE_CHECKING:
     from .sdk.gateway import InProcessGateway
 
 __all__ = ["AsyncRouter"]
-
-_NO_EXTRA = ExtraRequest()
-
-
-def _request_options(client: ClientParams) -> tuple[RequestOptions, ExtraRequest]:
-    options = validate_options(client.options)  # type: ignore[arg-type]
-    if client.timeout is not None:
-        seconds = timeout_seconds(client.timeout)
-        if seconds is not None:
-            options = options.model_copy(update={"timeout": seconds})
-    if client.extra_headers is None and client.extra_query is None:
-        return options, _NO_EXTRA
-    return options, ExtraRequest(headers=client.extra_headers, query=client.extra_query)
-
-
-class RouterState:
-    """Whether a router is closed, read by its resources before each request."""
-
-    __slots__ = ("closed",)
-
-    def __init__(self) -> None:
-        self.closed = False
-
 
 class AsyncCompletions:
     """``router.chat.completions``."""
@@ -144,7 +119,7 @@ class AsyncCompletions:
             else:
                 api["stream"] = stream
         request = validate_chat_request(api)
-        options, extra = _request_options(client)
+        options, extra = request_options(client)
         if stream:
             return await self._executor.chat_stream(request, options, extra)
         return await self._executor.chat(request, options, extra)
@@ -193,7 +168,7 @@ class AsyncEmbeddings:
             raise RouterClosed()
         api, client = split_client_params(dict(params))
         request = validate_embeddings_request(api)
-        options, extra = _request_options(client)
+        options, extra = request_options(client)
         return await self._executor.embeddings(request, options, extra)
 
 
@@ -327,6 +302,12 @@ class AsyncRouter:
         self.chat = AsyncChat(executor, self._state)
         self.embeddings = AsyncEmbeddings(executor, self._state)
         self.models = AsyncModels(self._catalog, int(self._clock.time()))
+        self._responses_store: ResponseStore | None = store_from_config(
+            self.config.responses, self._clock
+        )
+        self.responses = AsyncResponses(
+            executor, self._state, self._responses_store, self.config.responses, self._clock
+        )
         self._gateway: InProcessGateway | None = None
 
     @classmethod
@@ -474,6 +455,10 @@ class AsyncRouter:
             problem = await stage.check()
             if problem:
                 problems.append(f"{stage.name}: {problem}")
+        if self._responses_store is not None:
+            problem = await self._responses_store.check()
+            if problem:
+                problems.append(f"responses store: {problem}")
         return problems
 
     async def analytics(
@@ -525,7 +510,7 @@ class AsyncRouter:
             raise RouterClosed()
         api, client = split_client_params(dict(params))
         request = validate_chat_request(api)
-        options, extra = _request_options(client)
+        options, extra = request_options(client)
         tokens, _ = await self._executor.count_tokens(request, options, extra)
         return tokens
 
@@ -576,6 +561,8 @@ class AsyncRouter:
                 await self._gateway.aclose()
             for stage in self._stages:
                 await stage.aclose()
+            if self._responses_store is not None:
+                await self._responses_store.aclose()
             await self._catalog.aclose()
 
     async def __aenter__(self) -> Self:

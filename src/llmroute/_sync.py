@@ -37,6 +37,7 @@ from .observe.recorder import HookEvent, RecorderStatus, Redactor
 from .observe.sinks import Sink
 from .pipeline.stage import Stage
 from .pipeline.stream import AsyncChatStream
+from .responses.blocking import Responses
 from .routing.health import TargetHealth
 from .routing.stats import TargetStats
 
@@ -327,6 +328,7 @@ class Router:
         self.chat = Chat(self._async, self._portal)
         self.embeddings = Embeddings(self._async, self._portal)
         self.models = Models(self._async, self._portal)
+        self.responses = Responses(self._async.responses, self._portal)
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str], **options: Unpack[RouterOptions]) -> Self:

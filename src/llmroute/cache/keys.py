@@ -2,7 +2,7 @@
 
 The key covers what decides the answer:
 
-- the operation (chat or embeddings);
+- the operation (chat, embeddings or responses);
 - where it is sent: the route's name and the sorted set of targets of the
   route and its fallbacks (narrowed by the request's `targets` option), so a
   route that now sends elsewhere does not serve old answers;
@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING
 from pydantic_core import to_json
 
 from .._request import ChatRequest, EmbeddingsRequest
+from ..responses.request import ResponsesRequest
 
 if TYPE_CHECKING:
     from ..routing.model import Route
@@ -56,6 +57,7 @@ __all__ = [
     "key_digest",
     "key_head",
     "memory_key",
+    "responses_digest",
     "route_identity",
     "scope_line",
 ]
@@ -67,6 +69,9 @@ _NOT_IN_KEY = {
     "stream", "stream_options", "user", "metadata", "store", "service_tier", "prompt_cache_key",
 }  # fmt: skip
 _NOT_IN_KEY_N = _NOT_IN_KEY | {"n"}
+#: A Responses request's parameters that do not change its answer (its conversation is in
+#: `input` by the time it is keyed: `previous_response_id` is resolved before routing).
+_RESPONSES_NOT_IN_KEY = _NOT_IN_KEY | {"safety_identifier", "previous_response_id", "background"}
 
 
 def route_identity(route: Route, allowed: list[str] | None) -> str:
@@ -203,6 +208,15 @@ def memory_key(head: bytes, request: ChatRequest | EmbeddingsRequest) -> tuple[o
         messages.append((type(message), *fields.values()))
     n = values["n"]
     return (head, tuple(messages), _KEPT_VALUES(values), None if n == 1 else n)
+
+
+def responses_digest(head: bytes, request: ResponsesRequest) -> str:
+    """The hex digest naming a Responses request's cached answer, after `key_head`: its
+    parameters (but those that do not change the answer) as JSON with sorted keys."""
+    data = request.model_dump(mode="json", exclude_none=True, exclude=_RESPONSES_NOT_IN_KEY)
+    digest = hashlib.blake2b(head, digest_size=20)
+    digest.update(json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode())
+    return digest.hexdigest()
 
 
 def cache_key(

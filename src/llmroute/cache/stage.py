@@ -1,11 +1,13 @@
 """The cache stage: answer repeated requests from the cache, and store new complete answers.
 
 Before routing, the request's key (see `llmroute.cache.keys`) is looked up; a
-hit answers at once (a streamed request gets the answer replayed as chunks).
+hit answers at once (a streamed request gets the answer replayed as chunks, or
+as a Responses stream's events).
 On a miss the answer is stored once the request has ended, only if it
 succeeded and is complete: a non-streamed response, or a stream the provider
 finished, with every choice's finish reason one of ``stop``, ``length``,
-``tool_calls``. A stream stitched from two targets (``mid_stream:
+``tool_calls``; a Responses answer whose status is ``completed``, or
+``incomplete`` for its output cap. A stream stitched from two targets (``mid_stream:
 continue``) is not stored.
 
 Entries are scoped (`CacheConfig.scope`, by gateway key unless configured
@@ -34,6 +36,8 @@ from dataclasses import dataclass
 
 from .._request import DEFAULT_OPTIONS, ChatRequest
 from .._types import ChatCompletion, CompletionUsage, CreateEmbeddingResponse
+from ..responses.events import response_events
+from ..responses.types import Response, ResponseStreamEvent
 from ..pipeline.stage import Answer, Outcome, RequestContext, Stage
 from ..routing.model import Route
 from ..stores.redis import RedisUnavailable
@@ -41,7 +45,15 @@ from .backends import CacheBackend, CacheWriteRefused
 from .config import CacheConfig
 from .convert import chunks_to_completion, completion_to_chunks
 from .entry import StoredAnswer
-from .keys import CacheKey, key_digest, key_head, memory_key, route_identity, scope_line
+from .keys import (
+    CacheKey,
+    key_digest,
+    key_head,
+    memory_key,
+    responses_digest,
+    route_identity,
+    scope_line,
+)
 
 __all__ = ["CacheStage", "CacheStats"]
 
@@ -132,7 +144,7 @@ class CacheStage(Stage):
             namespace, prefix = self._config.namespace, self._config.prefix
             plain = {
                 operation: (f"{prefix}:{namespace}:", key_head(operation, identity, namespace))
-                for operation in ("chat", "embeddings")
+                for operation in ("chat", "embeddings", "responses")
             }
             config = self._config
             short = (
@@ -216,6 +228,8 @@ class CacheStage(Stage):
             head = key_head(ctx.operation, identity, namespace)
         if scope:
             head += scope
+        if ctx.source is not None:
+            return prefix + responses_digest(head, ctx.source)
         if self._memory is not None:
             key = memory_key(head, ctx.request)
             if key is not None:
@@ -235,9 +249,13 @@ class CacheStage(Stage):
             return None
         prefix, head = policy.plain[operation]
         request = ctx.request
-        key: CacheKey | None = memory_key(head, request)
-        if key is None:
-            key = prefix + key_digest(head, request)
+        key: CacheKey | None
+        if ctx.source is not None:
+            key = prefix + responses_digest(head, ctx.source)
+        else:
+            key = memory_key(head, request)
+            if key is None:
+                key = prefix + key_digest(head, request)
         assert self._memory is not None
         return self._answer(ctx, self._memory.get_one(key), key, policy.ttl)
 
@@ -286,6 +304,10 @@ class CacheStage(Stage):
             stats.saved_usd += stored.cost_usd
         if ctx.stream and isinstance(response, ChatCompletion):
             return completion_to_chunks(response)
+        if isinstance(response, list):  # a Responses stream's events
+            return response if ctx.stream else _final(response)
+        if ctx.stream and isinstance(response, Response):
+            return response_events(response)
         return response
 
     # -------------------------------------------------------------- store
@@ -318,18 +340,24 @@ class CacheStage(Stage):
 
     def _complete_answer(
         self, ctx: RequestContext, outcome: Outcome
-    ) -> ChatCompletion | CreateEmbeddingResponse | None:
+    ) -> ChatCompletion | CreateEmbeddingResponse | Response | list[ResponseStreamEvent] | None:
         """The answer to store, or None when it must not be cached."""
         if outcome.error is not None or not outcome.completed:
             return None
         response = outcome.response
+        if ctx.operation == "responses":
+            events = outcome.chunks
+            final = _final(events) if events else response  # type: ignore[arg-type]
+            if not isinstance(final, Response) or not _cacheable(final):
+                return None
+            return events if events else final  # type: ignore[return-value]
         if response is None:
             chunks = outcome.chunks
             if not chunks:
                 return None
             if ctx.route.config.mid_stream == "continue" and len(ctx.info.attempts) > 1:
                 return None  # possibly stitched from two targets' answers
-            response = chunks_to_completion(chunks)
+            response = chunks_to_completion(chunks)  # type: ignore[arg-type]
         if isinstance(response, ChatCompletion) and (
             not response.choices
             or any(c.finish_reason not in CACHEABLE_FINISH for c in response.choices)
@@ -369,3 +397,19 @@ class CacheStage(Stage):
     async def aclose(self) -> None:
         await self.drain()
         await self._backend.aclose()
+
+
+def _final(events: list[ResponseStreamEvent]) -> Response | None:
+    """The response a stream's terminal event carries (None: the stream did not end so)."""
+    last = events[-1] if events else None
+    response = last.__dict__.get("response") if last is not None else None
+    return response if isinstance(response, Response) else None
+
+
+def _cacheable(response: Response) -> bool:
+    """Whether a Responses answer is worth keeping: complete, or cut at its output cap."""
+    if response.status == "completed":
+        return True
+    details = response.incomplete_details
+    reason = details.get("reason") if isinstance(details, dict) else getattr(details, "reason", None)
+    return response.status == "incomplete" and reason == "max_output_tokens"

@@ -42,6 +42,10 @@ if TYPE_CHECKING:
 
 __all__ = ["DURATION_BUCKETS", "TOKEN_BUCKETS", "Prepared", "Telemetry", "request_parameters"]
 
+#: The GenAI conventions' operation name of each llmroute operation: the Responses API
+#: generates a chat answer, as the conventions (and openai's own instrumentation) name it.
+_OPERATION_NAMES = {"responses": "chat"}
+
 #: Seconds: 0.01 doubling to 81.92 (the GenAI conventions' recommendation).
 DURATION_BUCKETS = tuple(0.01 * 2**i for i in range(14))
 #: Tokens: 1, 4, 16, ... to 67108864.
@@ -164,7 +168,7 @@ class Telemetry:
             provider_name = record.attempts[-1].provider if record.attempts else prepared.fallback
         system, address, port = self._server(provider_name)
         base: _Attributes = {
-            "gen_ai.operation.name": record.operation,
+            "gen_ai.operation.name": _OPERATION_NAMES.get(record.operation, record.operation),
             "gen_ai.provider.name": system,
             "gen_ai.request.model": record.request_model,
         }
@@ -178,7 +182,7 @@ class Telemetry:
         end = _ns(record.ended_at if record.ended_at is not None else record.started_at)
         parent = prepared.parent
         span = self._tracer.start_span(
-            f"{record.operation} {record.request_model}", context=parent,
+            f"{base['gen_ai.operation.name']} {record.request_model}", context=parent,
             kind=SpanKind.CLIENT, attributes=base, start_time=start,
         )  # fmt: skip
         if span.is_recording():
@@ -197,7 +201,7 @@ class Telemetry:
     def _attempt_span(self, record: RequestRecord, attempt: Any, parent: Context) -> None:
         system, address, port = self._server(attempt.provider)
         attributes: _Attributes = {
-            "gen_ai.operation.name": record.operation,
+            "gen_ai.operation.name": _OPERATION_NAMES.get(record.operation, record.operation),
             "gen_ai.provider.name": system,
             "gen_ai.request.model": attempt.model,
             "llmroute.target": attempt.target,

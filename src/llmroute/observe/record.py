@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from .._errors import BudgetExceeded, LocalRateLimitExceeded
 from .._types import ChatCompletion, ChatCompletionChunk, RouteInfo, TokenUsage
+from ..responses.types import Response
 
 if TYPE_CHECKING:
     from ..pipeline.stage import Outcome, RequestContext
@@ -74,7 +75,7 @@ class RequestRecord:
 
     Attributes:
         request_id: the id on the response's `RouteInfo` (``lr-...``).
-        operation: ``chat`` or ``embeddings``.
+        operation: ``chat``, ``embeddings`` or ``responses``.
         started_at: when it started (Unix seconds).
         ended_at: when it ended (Unix seconds); None in a start record.
         request_model: the `model=` the caller asked for (a route or
@@ -218,13 +219,44 @@ def build_record(ctx: RequestContext, outcome: Outcome, ended: float) -> Request
     if isinstance(response, ChatCompletion):
         record.response_model, record.response_id = response.model, response.id
         record.finish_reasons = [c.finish_reason for c in response.choices if c.finish_reason]
+    elif isinstance(response, Response):
+        _response_facts(record, response)
     elif response is not None:
         record.response_model = response.model
     elif outcome.chunks:
-        first = outcome.chunks[0]
-        record.response_model, record.response_id = first.model, first.id
-        record.finish_reasons = _stream_finish_reasons(outcome.chunks)
+        if ctx.operation == "responses":
+            final = _final_response(outcome.chunks)
+            if final is not None:
+                _response_facts(record, final)
+        else:
+            chunks = cast(list[ChatCompletionChunk], outcome.chunks)
+            record.response_model, record.response_id = chunks[0].model, chunks[0].id
+            record.finish_reasons = _stream_finish_reasons(chunks)
     return record
+
+
+def _response_facts(record: RequestRecord, response: Response) -> None:
+    """A Responses answer's model, id and finish reason (as chat names them: ``stop``,
+    ``tool_calls``, ``length``, ``content_filter``, or ``error``)."""
+    record.response_model, record.response_id = response.model, response.id
+    status = response.status
+    if status == "completed":
+        calls = any(item.type == "function_call" for item in response.output)
+        record.finish_reasons = ["tool_calls" if calls else "stop"]
+    elif status == "incomplete":
+        details = response.incomplete_details
+        reason = getattr(details, "reason", None) if details is not None else None
+        if isinstance(details, dict):
+            reason = details.get("reason")
+        record.finish_reasons = ["length" if reason == "max_output_tokens" else "content_filter"]
+    elif status == "failed":
+        record.finish_reasons = ["error"]
+
+
+def _final_response(events: list[Any]) -> Response | None:
+    """The response a Responses stream's last event carries, if it ended with one."""
+    response = events[-1].__dict__.get("response") if events else None
+    return response if isinstance(response, Response) else None
 
 
 def apply_cost(record: RequestRecord, info: RouteInfo) -> None:
@@ -271,7 +303,7 @@ def add_content(record: RequestRecord, request: Any, outcome: Outcome) -> None:
 
 
 def _prompt(operation: str, request: Any) -> list[dict[str, Any]]:
-    if operation == "chat":
+    if operation in ("chat", "responses"):  # a Responses request: its chat equivalent
         return [m.model_dump(mode="json", exclude_none=True) for m in request.messages]
     return [{"role": "user", "content": request.input}]
 
@@ -280,8 +312,14 @@ def _completion(outcome: Outcome) -> list[dict[str, Any]] | None:
     response = outcome.response
     if isinstance(response, ChatCompletion):
         return [c.message.model_dump(mode="json", exclude_none=True) for c in response.choices]
-    if outcome.chunks:
-        return _assemble(outcome.chunks)
+    chunks = outcome.chunks
+    if chunks and not isinstance(chunks[0], ChatCompletionChunk):  # a Responses stream
+        response = _final_response(chunks)
+    if isinstance(response, Response):
+        output = [item.to_dict(mode="json") for item in response.output]
+        return [{"role": "assistant", "content": response.output_text, "output": output}]
+    if chunks:
+        return _assemble(cast(list[ChatCompletionChunk], chunks))
     return None
 
 

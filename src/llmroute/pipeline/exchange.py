@@ -20,7 +20,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import AsyncIterator
-from typing import Generic, Literal, TypeVar
+from typing import Generic, Literal, TypeVar, cast
 
 from .._clock import Clock
 from .._errors import ProviderUnavailable
@@ -34,6 +34,7 @@ from .._types import (
     TokenUsage,
 )
 from ..providers import ExtraRequest, ProviderAdapter, StreamDecoder
+from ..responses.types import Response
 from ..routing.model import Target
 from ..routing.rate_limits import RateLimitBoard
 from ..routing.select import RequestFacts
@@ -51,7 +52,7 @@ __all__ = [
 
 T = TypeVar("T")
 #: What a whole exchange answers: the caller's response, which a stage may give instead.
-R = TypeVar("R", ChatCompletion, CreateEmbeddingResponse)
+R = TypeVar("R", ChatCompletion, CreateEmbeddingResponse, Response)
 
 #: Which live statistics a served answer feeds: its time to answer and length
 #: (``answer``), its time to first content (``stream``), or none.
@@ -79,7 +80,7 @@ class Exchange(ABC, Generic[T]):
 
     stream: bool = False
     #: The operation, as `RequestContext.operation` names it.
-    operation: Literal["chat", "embeddings"] = "chat"
+    operation: Literal["chat", "embeddings", "responses"] = "chat"
     #: How the executor's refusal names the operation when a stage answers it with
     #: the wrong type ("stage 'x' answered a chat request with ...").
     described: str = "a request"
@@ -310,7 +311,7 @@ class StreamExchange(Exchange[OpenedStream]):
         """A stage's answer to this request (chunks to replay), refused when it is of the
         wrong type."""
         if isinstance(answer, list):
-            return answer
+            return cast(list[ChatCompletionChunk], answer)
         raise self.wrong_answer(answer, stage)
 
 

@@ -21,6 +21,8 @@ from .._clock import Clock
 from .._prices import PriceBook
 from .._request import ChatRequest, EmbeddingsRequest, RequestOptions
 from .._types import ChatCompletion, CreateEmbeddingResponse, RouteInfo
+from ..responses.request import ResponsesRequest
+from ..responses.types import Response
 from ..providers import ExtraRequest
 from ..routing.catalog import Catalog
 from .accounting import set_cost
@@ -34,6 +36,8 @@ from .exchange import (
     WholeExchange,
 )
 from .replay import replay
+from .responses import ResponsesExchange, ResponsesStreamExchange
+from .responses_stream import AsyncResponseStream, ResponsesStreamSession, replay_events
 from .session import LiveStreamSession, StreamSession
 from .stage import Outcome, RequestContext, Stage
 from .stages import StageRunner
@@ -42,7 +46,7 @@ from .stream import AsyncChatStream
 __all__ = ["RequestPipeline", "current_request_id", "new_request_id"]
 
 T = TypeVar("T")
-R = TypeVar("R", ChatCompletion, CreateEmbeddingResponse)
+R = TypeVar("R", ChatCompletion, CreateEmbeddingResponse, Response)
 
 
 #: The id of the request the current task last started: the gateway reads it to name a
@@ -143,15 +147,56 @@ class RequestPipeline:
         served = await self.driver.run(ctx.route, ctx.options, ctx.info, exchange)
         return served.value, ctx.info
 
+    def responses(
+        self, exchange: ResponsesExchange
+    ) -> Coroutine[None, None, Response]:
+        """A non-streamed Responses request (the exchange carries its id and chat view)."""
+        return self._whole(exchange, exchange.chat, exchange.request)
+
+    async def responses_stream(self, exchange: ResponsesStreamExchange) -> AsyncResponseStream:
+        """A streamed Responses request, returned once its first content has arrived."""
+        clock, stages = self._clock, self._stages
+        ctx = self._context(exchange, exchange.chat)
+        ctx.source = exchange.request
+        info = ctx.info
+        try:
+            answer, answered_by = await stages.before(ctx)
+            if answer is not None:
+                events = exchange.stage_answer(answer, answered_by)
+                info.ttft_s = clock.monotonic() - ctx.started
+                session = StreamSession(ctx, stages, clock, answered_by)
+                return replay_events(events, info, session=session, keep=ctx.keep_chunks)
+            served = await self.driver.run(ctx.route, ctx.options, info, exchange)
+        except BaseException as exc:
+            await stages.after_failure(ctx, exc)
+            raise
+        info.ttft_s = clock.monotonic() - ctx.started
+        live = ResponsesStreamSession(
+            ctx,
+            stages,
+            clock,
+            served=served,
+            prices=self._prices,
+            tier=exchange.request.service_tier,
+        )
+        return AsyncResponseStream(
+            served.value, info, session=live, time_left=live.time_left(), keep=ctx.keep_chunks
+        )
+
     # -------------------------------------------------------------- the path
 
     async def _whole(
-        self, exchange: WholeExchange[R], request: ChatRequest | EmbeddingsRequest
+        self,
+        exchange: WholeExchange[R],
+        request: ChatRequest | EmbeddingsRequest,
+        source: ResponsesRequest | None = None,
     ) -> R:
         """An operation answered in one piece: before, the exchange over the route (unless a
         stage answered), usage and cost, route info, after; every stage's after() sees a
         failure."""
         ctx = self._context(exchange, request)
+        if source is not None:
+            ctx.source = source
         info, stages = ctx.info, self._stages
         try:
             answer, answered_by = await stages.before(ctx)

@@ -18,10 +18,10 @@ from .exchange import OpenedStream
 from .session import StreamSession
 from .stream import AsyncChatStream
 
-__all__ = ["replay"]
+__all__ = ["ReplayedResponse", "replay"]
 
 
-class _Replayed(HttpResponse):
+class ReplayedResponse(HttpResponse):
     """The stand-in response of a replayed stream: nothing left to read."""
 
     status = 200
@@ -63,7 +63,7 @@ def replay(
 ) -> AsyncChatStream:
     """A stream that delivers `chunks` (a cached answer), as a live stream would."""
     usage = next((c.usage for c in reversed(chunks) if c.usage is not None), None)
-    response = _Replayed()
+    response = ReplayedResponse()
     opened = OpenedStream(
         response, response.aiter_line_batches(), _ReplayDecoder(usage), deque(chunks)
     )

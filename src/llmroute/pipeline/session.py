@@ -12,19 +12,26 @@ the stream back, so the stream depends on the session and not the reverse
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Protocol, cast
 
 from .._clock import Clock
 from .._prices import PriceBook
 from .._request import AssistantMessage, UserMessage
 from .._types import ChatCompletionChunk, CompletionUsage
+from ..responses.types import ResponseStreamEvent
 from .accounting import set_cost, stream_usage
 from .driver import AttemptDriver, Served
 from .exchange import OpenedStream, StreamExchange
 from .stage import Outcome, RequestContext
 from .stages import StageRunner
 
-__all__ = ["CONTINUE_PROMPT", "EndedStream", "LiveStreamSession", "StreamSession"]
+__all__ = [
+    "CONTINUE_PROMPT",
+    "EndedChatStream",
+    "EndedStream",
+    "LiveStreamSession",
+    "StreamSession",
+]
 
 #: What the next target is asked when it continues a stream another target left unfinished.
 CONTINUE_PROMPT = (
@@ -34,12 +41,22 @@ CONTINUE_PROMPT = (
 
 
 class EndedStream(Protocol):
-    """What a session reads of a stream that has ended (`AsyncChatStream` is one)."""
+    """What a session reads of any stream that has ended (`AsyncChatStream`,
+    `AsyncResponseStream`)."""
 
     @property
     def completed(self) -> bool:
         """Whether the provider finished the stream."""
         ...
+
+    @property
+    def kept(self) -> list[ChatCompletionChunk] | list[ResponseStreamEvent] | None:
+        """Every chunk (or event) received, when a stage asked for them."""
+        ...
+
+
+class EndedChatStream(EndedStream, Protocol):
+    """What a live chat stream's session reads of it (`AsyncChatStream` is one)."""
 
     @property
     def text(self) -> str:
@@ -54,11 +71,6 @@ class EndedStream(Protocol):
     @property
     def seams(self) -> list[int]:
         """Where continuations begin in `text` (empty: one target wrote it all)."""
-        ...
-
-    @property
-    def kept(self) -> list[ChatCompletionChunk] | None:
-        """Every chunk received, when a stage asked for them."""
         ...
 
 
@@ -177,6 +189,7 @@ class LiveStreamSession(StreamSession):
         return self._served.value
 
     async def ended(self, stream: EndedStream, error: BaseException | None) -> None:
+        stream = cast(EndedChatStream, stream)  # a live session's stream is a chat stream
         ctx, served = self._ctx, self._served
         info = ctx.info
         info.latency_s = self._clock.monotonic() - ctx.started

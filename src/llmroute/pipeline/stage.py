@@ -20,16 +20,25 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 from .._types import ChatCompletion, ChatCompletionChunk, CreateEmbeddingResponse, RouteInfo
+from ..responses.types import Response, ResponseStreamEvent
 
 if TYPE_CHECKING:
     from .._request import ChatRequest, EmbeddingsRequest, RequestOptions
+    from ..responses.request import ResponsesRequest
     from ..routing.model import Route
 
 __all__ = ["Answer", "Outcome", "RequestContext", "Stage"]
 
 #: What `Stage.before()` may answer a request with: a completion (non-streamed
-#: chat), the chunks to replay (streamed chat), or an embeddings response.
-Answer = ChatCompletion | list[ChatCompletionChunk] | CreateEmbeddingResponse
+#: chat), the chunks to replay (streamed chat), an embeddings response, a `Response`
+#: (non-streamed Responses request) or the events to replay (streamed Responses).
+Answer = (
+    ChatCompletion
+    | list[ChatCompletionChunk]
+    | CreateEmbeddingResponse
+    | Response
+    | list[ResponseStreamEvent]
+)
 
 
 @dataclass(slots=True, eq=False)
@@ -37,8 +46,10 @@ class RequestContext:
     """One request on its way through the stages.
 
     Attributes:
-        operation: ``chat`` or ``embeddings``.
-        request: the validated request.
+        operation: ``chat``, ``embeddings`` or ``responses``.
+        request: the validated request; for a Responses request, its chat
+            equivalent (what limits, budgets and selection read: input, output
+            cap, user), with the request itself in `source`.
         options: the caller's `RequestOptions`.
         route: the resolved route.
         info: the routing metadata, filled in as the request progresses.
@@ -48,9 +59,11 @@ class RequestContext:
         keep_chunks: set by a stage's `before()` to receive a finished
             stream's chunks in `Outcome.chunks`.
         state: scratch space for stages, keyed by the stage's own name.
+        source: the operation's own request when `request` is its chat
+            equivalent (a `ResponsesRequest`); None otherwise.
     """
 
-    operation: Literal["chat", "embeddings"]
+    operation: Literal["chat", "embeddings", "responses"]
     request: ChatRequest | EmbeddingsRequest
     options: RequestOptions
     route: Route
@@ -60,6 +73,7 @@ class RequestContext:
     started_at: float
     keep_chunks: bool = False
     state: dict[str, object] = field(default_factory=dict)
+    source: ResponsesRequest | None = None
 
 
 @dataclass(slots=True, eq=False)
@@ -67,17 +81,19 @@ class Outcome:
     """How a request ended.
 
     Attributes:
-        response: the completion or embeddings response (non-streamed requests).
+        response: the completion, embeddings response or `Response` (non-streamed
+            requests).
         chunks: a stream's chunks as received, including a usage chunk the
-            caller did not ask to see (only when `keep_chunks` was set).
+            caller did not ask to see, or a Responses stream's events (only when
+            `keep_chunks` was set).
         completed: for a stream, whether the provider finished it (False when
             cut, failed or closed early); True for any other success.
         error: what ended the request, if it failed or was refused.
         answered_by: the name of the stage whose `before()` answered, if any.
     """
 
-    response: ChatCompletion | CreateEmbeddingResponse | None = None
-    chunks: list[ChatCompletionChunk] | None = None
+    response: ChatCompletion | CreateEmbeddingResponse | Response | None = None
+    chunks: list[ChatCompletionChunk] | list[ResponseStreamEvent] | None = None
     completed: bool = False
     error: BaseException | None = None
     answered_by: str | None = None

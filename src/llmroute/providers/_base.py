@@ -138,6 +138,9 @@ class ProviderAdapter(ABC):
         self.otel_name = "openai"
         #: The genai-prices provider id (None: no public prices).
         self.prices_id: str | None = None
+        #: Whether the provider serves OpenAI's Responses API itself (`responses_request`);
+        #: otherwise a Responses request reaches it translated into a chat completion.
+        self.native_responses = False
 
     @property
     def supports_stream_usage(self) -> bool:
@@ -184,6 +187,17 @@ class ProviderAdapter(ABC):
     def parse_count_tokens(self, body: bytes) -> int:
         """The input tokens of a successful counting answer."""
         raise RequestError(f"provider {self.name!r} does not count tokens", param="model")
+
+    def responses_request(
+        self, body: dict[str, Any], model: str, *, stream: bool, extra: ExtraRequest = NO_EXTRA
+    ) -> HttpRequest:
+        """Build the HTTP request for a Responses API request on `model` (`body`: the JSON
+        body, self-contained; only providers with `native_responses` build it)."""
+        raise RequestError(
+            f"provider {self.name!r} ({type(self).__name__}) does not serve the Responses API "
+            "natively",
+            param="model",
+        )
 
     async def prepare(self, request: HttpRequest) -> HttpRequest:
         """Finish a built request just before it is sent: sign it, attach a fresh token.

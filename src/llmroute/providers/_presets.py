@@ -25,6 +25,9 @@ class Preset:
             where it does not, llmroute takes usage from whatever chunk carries
             it, or estimates it and marks it estimated.
         embeddings: whether the service offers ``/embeddings``.
+        responses: whether the service serves OpenAI's Responses API (``/responses``)
+            natively; where it does not, llmroute translates a Responses request
+            into a chat completion (docs/responses.md).
     """
 
     base_url: str
@@ -34,11 +37,13 @@ class Preset:
     prices_id: str | None = None
     stream_usage: bool = True
     embeddings: bool = True
+    responses: bool = False
 
 
 PRESETS: dict[str, Preset] = {
     "openai": Preset(
-        "https://api.openai.com/v1", "OPENAI_API_KEY", "OPENAI_BASE_URL", "openai", "openai"
+        "https://api.openai.com/v1", "OPENAI_API_KEY", "OPENAI_BASE_URL", "openai", "openai",
+        responses=True,
     ),
     "groq": Preset("https://api.groq.com/openai/v1", "GROQ_API_KEY", None, "groq", "groq",
                    embeddings=False),

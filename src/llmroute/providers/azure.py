@@ -19,6 +19,7 @@ import base64
 import inspect
 import time
 from collections.abc import Mapping
+from typing import Any
 from urllib.parse import urlencode
 
 import anyio
@@ -112,6 +113,7 @@ class AzureAdapter(ProviderAdapter):
                 stream_usage=config.stream_usage,
             ),
         )  # fmt: skip
+        self.native_responses = config.responses_api
         self._token: str | None = None
         self._token_until = 0.0
         self._refreshing: anyio.Lock | None = None
@@ -121,7 +123,9 @@ class AzureAdapter(ProviderAdapter):
         return self._wire.supports_stream_usage
 
     def _url(self, model: str, operation: str, extra: ExtraRequest) -> str:
-        if self.classic:
+        if self.classic and operation == "responses":  # not per deployment: `model` names it
+            url = f"{self.base_url}/openai/responses"
+        elif self.classic:
             url = f"{self.base_url}/openai/deployments/{model_path(model)}/{operation}"
         else:
             url = f"{self.base_url}/openai/v1/{operation}"
@@ -154,6 +158,17 @@ class AzureAdapter(ProviderAdapter):
 
     def parse_embeddings(self, body: bytes, model: str) -> CreateEmbeddingResponse:
         return self._wire.parse_embeddings(body, model)
+
+    def responses_request(
+        self, body: dict[str, Any], model: str, *, stream: bool, extra: ExtraRequest = NO_EXTRA
+    ) -> HttpRequest:
+        if not self.native_responses:
+            return super().responses_request(body, model, stream=stream, extra=extra)
+        http = self._wire.responses_request(
+            body, model, stream=stream, extra=ExtraRequest(headers=extra.headers)
+        )
+        http.url = self._url(model, "responses", extra)
+        return http
 
     # ------------------------------------------------------------ credentials
 

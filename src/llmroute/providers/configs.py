@@ -77,7 +77,9 @@ class OpenAIProviderConfig(ProviderConfigBase):
 
     `api_key` defaults to the preset's environment variable and `base_url` to
     the preset's URL. `stream_usage` overrides the preset's knowledge of whether
-    the service accepts ``stream_options.include_usage``.
+    the service accepts ``stream_options.include_usage``. `responses_api` says whether
+    the service serves OpenAI's Responses API natively (default: only ``openai`` does);
+    otherwise a Responses request is translated into a chat completion for it.
     """
 
     type: OpenAIType
@@ -87,6 +89,7 @@ class OpenAIProviderConfig(ProviderConfigBase):
     organization: str | None = None
     project: str | None = None
     stream_usage: bool | None = None
+    responses_api: bool | None = None
 
     def with_env(self, name: str, env: Mapping[str, str]) -> Self:
         """Fill `api_key` and `base_url` from the preset's environment variables when unset.
@@ -408,6 +411,8 @@ class AzureProviderConfig(ProviderConfigBase):
             token that is a JWT is reused until shortly before it expires.
         headers: extra headers on every request.
         stream_usage: whether to send ``stream_options.include_usage``.
+        responses_api: whether the deployment serves the Responses API natively
+            (default true); false translates Responses requests into chat completions.
     """
 
     type: Literal["azure"]
@@ -418,6 +423,7 @@ class AzureProviderConfig(ProviderConfigBase):
     token_provider: SkipJsonSchema[TokenProvider | None] = Field(default=None, exclude=True)
     headers: dict[str, str] = Field(default_factory=dict)
     stream_usage: bool = True
+    responses_api: bool = True
 
     def with_env(self, name: str, env: Mapping[str, str]) -> Self:
         update: dict[str, Any] = {}

@@ -225,6 +225,9 @@ class OpenAIAdapter(ProviderAdapter):
         self._headers = headers
         self._chat_url = f"{self.base_url}/chat/completions"
         self._embeddings_url = f"{self.base_url}/embeddings"
+        self._responses_url = f"{self.base_url}/responses"
+        native = config.responses_api
+        self.native_responses = preset.responses if native is None else native
 
     @property
     def supports_stream_usage(self) -> bool:
@@ -292,6 +295,14 @@ class OpenAIAdapter(ProviderAdapter):
         body = request.model_dump(exclude_unset=True)
         body["model"] = model
         return self._http_request(self._embeddings_url, body, extra)
+
+    def responses_request(
+        self, body: dict[str, Any], model: str, *, stream: bool, extra: ExtraRequest = NO_EXTRA
+    ) -> HttpRequest:
+        if not self.native_responses:
+            return super().responses_request(body, model, stream=stream, extra=extra)
+        body["model"] = model
+        return self._http_request(self._responses_url, body, extra, stream=stream)
 
     def parse_embeddings(self, body: bytes, model: str) -> CreateEmbeddingResponse:
         try:

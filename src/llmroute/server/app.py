@@ -11,6 +11,10 @@ response (counted in the metrics). Endpoints:
 ``/v1/chat/completions``   POST  streamed (SSE) and not
 ``/v1/embeddings``         POST
 ``/v1/messages``           POST  Anthropic Messages API (`llmroute.server.endpoints.messages`)
+``/v1/responses``          POST  OpenAI Responses API, streamed (typed SSE) and not
+``/v1/responses/{id}``     GET   a stored response (``DELETE``: delete it);
+                                 ``.../input_items``: its input items
+``/v1/responses/input_tokens`` POST  a request's input tokens (estimated)
 ``/v1/models``             GET   routes and targets the caller's key may use
 ``/v1/models/{id}``        GET
 ``/health``                GET   liveness: the process answers
@@ -44,7 +48,7 @@ from .._router import AsyncRouter
 from ..pipeline.executor import current_request_id
 from ._anthropic_wire import error_body as anthropic_error_body
 from .config import ServerConfig
-from .endpoints import chat, embeddings, messages, models, ops
+from .endpoints import chat, embeddings, messages, models, ops, responses
 from .errors import HTTPError, from_exception
 from .keys import KeyStore
 from .metrics import GatewayMetrics
@@ -99,6 +103,8 @@ ROUTES = {
     "/v1/messages/count_tokens": Route(
         "POST", messages.count_tokens, "messages", anthropic_error_body
     ),
+    "/v1/responses": Route("POST", responses.create_response, "responses"),
+    "/v1/responses/input_tokens": Route("POST", responses.count_input_tokens, "responses"),
     "/v1/models": Route("GET", models.list_models, "models"),
     "/health": Route("GET", ops.health, "health"),
     "/ready": Route("GET", ops.ready, "ready"),
@@ -106,6 +112,9 @@ ROUTES = {
 }
 #: ``/v1/models/{id}``.
 _MODEL = Route("GET", models.retrieve_model, "models")
+#: ``/v1/responses/{id}`` (GET, DELETE) and ``/v1/responses/{id}/input_items`` (GET): the
+#: endpoint checks the method itself.
+_STORED_RESPONSE = Route("GET", responses.stored_response, "responses")
 _MESSAGES = ROUTES["/v1/messages"]
 
 
@@ -206,6 +215,9 @@ class GatewayApp:
     async def _other(self, request: GatewayRequest, path: str, route: Route | None) -> None:
         """Answer what `_paths` does not: a model's own path, else a 404; a wrong method: a 405."""
         method = request.scope["method"]
+        if route is None and path.startswith(("/v1/responses/", "/responses/")):
+            await self._run(request, _STORED_RESPONSE)
+            return
         if route is None and path.startswith(("/v1/models/", "/models/")):
             route = _MODEL
         if route is None:

@@ -81,15 +81,26 @@ def start(awaitable: Awaitable[T]) -> T | Pending[T]:
     return Pending(coro, waiting)
 
 
+def has_content(chunk: ChatCompletionChunk) -> bool:
+    """Whether a chunk carries something for the reader (text, a tool call, a finish)."""
+    for choice in chunk.choices:
+        delta = choice.delta
+        if delta.content or delta.tool_calls or delta.refusal or choice.finish_reason:
+            return True
+    return False
+
+
 async def relay(
-    stream: AsyncIterator[ChatCompletionChunk],
-    encode: Callable[[ChatCompletionChunk], bytes],
+    stream: AsyncIterator[T],
+    encode: Callable[[T], bytes],
     write: Callable[[bytes], Awaitable[None]],
+    content: Callable[[T], bool] = has_content,  # type: ignore[assignment]
 ) -> LLMRouteError | None:
     """Write `stream`'s chunks as events until it ends; return the error that ended it.
 
     `encode` turns a chunk into its events (OpenAI's ``data:`` line, or
-    Anthropic's event sequence; possibly none). `write` is called with whole
+    Anthropic's event sequence, or a Responses event; possibly none); `content` says
+    whether one carries content (default: a chat chunk's `has_content`). `write` is called with whole
     events, batched as described above; the first content goes out at once
     with what came before it, and a batch holds the events of `MAX_BATCH`
     chunks at most. The closing event (``data: [DONE]``, or an error) is left to the caller.
@@ -111,7 +122,7 @@ async def relay(
             events = encode(chunk)
             if events:
                 pending.append(events)
-                if len(pending) >= MAX_BATCH or (not sent_first and has_content(chunk)):
+                if len(pending) >= MAX_BATCH or (not sent_first and content(chunk)):
                     sent_first = True
                     await write(b"".join(pending))
                     pending.clear()
@@ -122,12 +133,3 @@ async def relay(
     if pending:
         await write(b"".join(pending))
     return failure
-
-
-def has_content(chunk: ChatCompletionChunk) -> bool:
-    """Whether a chunk carries something for the reader (text, a tool call, a finish)."""
-    for choice in chunk.choices:
-        delta = choice.delta
-        if delta.content or delta.tool_calls or delta.refusal or choice.finish_reason:
-            return True
-    return False

@@ -11,15 +11,15 @@ sequence.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from .headers import route_headers
 from .relay import relay
 
 if TYPE_CHECKING:
     from .._errors import LLMRouteError
-    from .._types import ChatCompletionChunk, RouteInfo
-    from ..pipeline.stream import AsyncChatStream
+    from .._types import RouteInfo
     from .request import GatewayRequest
     from .scrub import ErrorText
     from .types import Headers
@@ -38,11 +38,20 @@ SSE_HEADERS = [
 ]
 
 
-class StreamEvents(Protocol):
+T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
+T_contra = TypeVar("T_contra", contravariant=True)
+
+
+class StreamEvents(Protocol[T_contra]):
     """An endpoint's stream format: the events of each chunk, and of the stream's end."""
 
-    def chunk(self, chunk: ChatCompletionChunk) -> bytes:
+    def chunk(self, chunk: T_contra) -> bytes:
         """The events of one chunk (possibly none)."""
+        ...
+
+    def content(self, chunk: T_contra) -> bool:
+        """Whether a chunk carries content (the first one is written at once)."""
         ...
 
     def end(self) -> bytes:
@@ -71,8 +80,22 @@ async def answer(request: GatewayRequest, endpoint: str, body: bytes, info: Rout
         metrics.answered(endpoint, info, key=request.key)
 
 
+class RelayedStream(AsyncIterator[T_co], Protocol):
+    """What `send_stream` relays: an async iterator of chunks (or events) with its
+    `RouteInfo` and `aclose()` (`AsyncChatStream`, a Responses event stream)."""
+
+    @property
+    def llmroute(self) -> RouteInfo:
+        """The request's routing metadata."""
+        ...
+
+    async def aclose(self) -> None:
+        """Stop reading and release the connection."""
+        ...
+
+
 async def send_stream(
-    request: GatewayRequest, endpoint: str, stream: AsyncChatStream, events: StreamEvents
+    request: GatewayRequest, endpoint: str, stream: RelayedStream[T], events: StreamEvents[T]
 ) -> None:
     """Send `stream` as server-sent events in the format of `events`, and count it; a failure
     after the start ends it with `events.error` instead of `events.end`."""
@@ -89,7 +112,7 @@ async def send_stream(
         headers = [*SSE_HEADERS, *request.id_headers()]
         headers += route_headers(info, final=False)
         await send({"type": "http.response.start", "status": 200, "headers": headers})
-        failure = await relay(stream, events.chunk, write)
+        failure = await relay(stream, events.chunk, write, events.content)
     finally:
         await stream.aclose()
         if request.gone and metrics is not None:

@@ -6,6 +6,7 @@ from ..._errors import LLMRouteError, UnknownModel
 from ..._types import ChatCompletion, ChatCompletionChunk, provider_json
 from ..errors import HTTPError, sse_error_event
 from ..headers import control_options
+from ..relay import has_content
 from ..request import GatewayRequest
 from ..responses import answer, send_stream
 from ..scrub import ErrorText
@@ -27,6 +28,10 @@ class ChatEvents:
     def chunk(chunk: ChatCompletionChunk) -> bytes:
         """The chunk's event: the provider's own JSON when it can be forwarded as it is."""
         return b"data: " + (provider_json(chunk) or _chunk_json(chunk)) + b"\n\n"
+
+    @staticmethod
+    def content(chunk: ChatCompletionChunk) -> bool:
+        return has_content(chunk)
 
     @staticmethod
     def end() -> bytes:

@@ -36,6 +36,7 @@ from ..._types import ChatCompletion, ChatCompletionChunk, CompletionUsage, Rout
 from .._anthropic_wire import error_event, read_request, to_chat_params
 from ..errors import HTTPError, from_exception
 from ..headers import control_options
+from ..relay import has_content
 from ..request import GatewayRequest
 from ..responses import answer, send_json, send_stream
 from ..scrub import ErrorText
@@ -146,6 +147,10 @@ class MessageEvents:
         self._tools: dict[int, int] = {}  # OpenAI tool-call index -> block index
         self._finish: str | None = None
         self._usage: CompletionUsage | None = None
+
+    @staticmethod
+    def content(chunk: ChatCompletionChunk) -> bool:
+        return has_content(chunk)
 
     def chunk(self, chunk: ChatCompletionChunk) -> bytes:
         """The events for one chunk (often none)."""

@@ -1,0 +1,324 @@
+"""Streamed Responses: the async iterator of events handed to the caller, and its session.
+
+It reads and decodes as `AsyncChatStream` does, over an `EventDecoder` (native
+events, or a chat stream translated into them). A stream that fails after its
+first content ends as the Responses API ends one: with a ``response.failed``
+event (the attempt is recorded as failed and the error kept on `error`); it is
+not continued on another target (``mid_stream: continue`` applies to chat
+streams).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from types import TracebackType
+
+from .._clock import Clock
+from .._errors import ProviderError, ProviderTimeout, StreamInterrupted
+from .._prices import PriceBook
+from .._timeouts import StreamDeadline
+from .._transports import TransportError
+from .._types import RouteInfo, TokenUsage
+from ..responses.types import Response, ResponseStreamEvent
+from .accounting import set_cost
+from .driver import Served
+from .replay import ReplayedResponse
+from .responses import EventDecoder, OpenedEvents
+from .session import EndedStream, StreamSession
+from .stage import Outcome, RequestContext
+from .stages import StageRunner
+
+__all__ = ["AsyncResponseStream", "ResponsesStreamSession", "replay_events"]
+
+#: The events that end a stream as the API ends one.
+_TERMINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
+
+
+class AsyncResponseStream:
+    """An async iterator of Responses stream events, like the openai SDK's ``AsyncStream``
+    of ``ResponseStreamEvent``.
+
+    Use it with ``async for``; close it early with `aclose()` or ``async with``.
+    `llmroute` describes the request (latency, usage and cost are final once the
+    stream has ended); `response` is the final `Response` once a terminal event
+    (``response.completed``, ``response.incomplete``, ``response.failed``) has
+    been read. A failure after content was delivered ends the stream with a
+    ``response.failed`` event; `error` then holds what happened.
+    """
+
+    def __init__(
+        self,
+        opened: OpenedEvents,
+        info: RouteInfo,
+        *,
+        session: StreamSession,
+        time_left: float | None = None,
+        keep: bool = False,
+    ) -> None:
+        self._response = opened.response
+        self._batches = opened.batches
+        self._backlog = opened.backlog
+        self._decoder: EventDecoder = opened.decoder
+        self._pending = opened.pending
+        self._deferred: ProviderError | None = None
+        self._session = session
+        self._ended = False
+        self._deadline = StreamDeadline(time_left) if time_left is not None else None
+        self.llmroute = info
+        #: The final response, once a terminal event was read.
+        self.response: Response | None = None
+        #: What failed the stream (None: it did not fail).
+        self.error: StreamInterrupted | None = None
+        #: Every event delivered, when the router's stages asked for them.
+        self.kept: list[ResponseStreamEvent] | None = [] if keep else None
+
+    def __aiter__(self) -> AsyncResponseStream:
+        return self
+
+    async def __anext__(self) -> ResponseStreamEvent:
+        pending = self._pending
+        while True:
+            if pending:
+                event = pending.popleft()
+                if event.type in _TERMINAL:
+                    response = event.__dict__.get("response")
+                    if isinstance(response, Response):
+                        self.response = response
+                if self.kept is not None:
+                    self.kept.append(event)
+                return event
+            if self._ended:
+                raise StopAsyncIteration
+            await self._read_more()
+
+    @property
+    def text(self) -> str:
+        """The output text delivered so far."""
+        return self._decoder.text
+
+    @property
+    def usage(self) -> TokenUsage | None:
+        """The response's usage (reported, or estimated), once the stream has finished."""
+        return self._decoder.usage
+
+    @property
+    def completed(self) -> bool:
+        """Whether the provider finished the stream (False if it was cut, failed or closed)."""
+        return self._ended and self._decoder.done and self.error is None
+
+    @property
+    def seams(self) -> list[int]:
+        """Where continuations begin (always none: a Responses stream is not continued)."""
+        return []
+
+    async def _read_more(self) -> None:
+        decoder = self._decoder
+        deadline = self._deadline
+        if deadline is not None and deadline.expired:
+            await self._fail(ProviderTimeout("the request deadline was reached mid-stream"))
+            return
+        if decoder.done:
+            await self._end(None)
+            return
+        if self._deferred is not None:
+            deferred, self._deferred = self._deferred, None
+            await self._fail(deferred)
+            return
+        backlog = self._backlog
+        if not backlog:
+            try:
+                backlog.extend(await self._read_batch())
+            except StopAsyncIteration:
+                await self._body_ended()
+                return
+            except TransportError as exc:
+                await self._fail(exc)
+                return
+        self._decode_backlog()
+        if decoder.done and not self._pending:
+            await self._end(None)
+
+    def _decode_backlog(self) -> None:
+        backlog, pending, decoder = self._backlog, self._pending, self._decoder
+        while backlog:
+            try:
+                events = decoder.feed(backlog.popleft())
+            except ProviderError as exc:
+                self._deferred = exc  # delivered after the events decoded before it
+                backlog.clear()
+                return
+            if events:
+                pending.extend(events)
+            if decoder.done:
+                backlog.clear()
+                return
+
+    async def _body_ended(self) -> None:
+        decoder = self._decoder
+        try:
+            self._pending.extend(decoder.finish())
+        except ProviderError as exc:
+            await self._fail(exc)
+            return
+        if decoder.done:
+            await self._end(None)
+            return
+        await self._fail(None)
+
+    async def _read_batch(self) -> list[bytes]:
+        deadline = self._deadline
+        if deadline is None:
+            return await self._batches.__anext__()
+        deadline.start_read()
+        try:
+            batch = await self._batches.__anext__()
+        except BaseException as exc:
+            if deadline.end_read(exc):
+                raise TransportError("the request deadline was reached mid-stream") from None
+            raise
+        deadline.end_read(None)
+        return batch
+
+    async def _fail(self, cause: BaseException | None) -> None:
+        """End the stream as failed: a ``response.failed`` event follows what was delivered."""
+        if cause is None:
+            message = "the stream ended before the provider finished it"
+        elif isinstance(cause, ProviderError):
+            message = f"the provider failed mid-stream: {cause}"
+        else:
+            message = str(cause)
+        code = "timeout" if isinstance(cause, ProviderTimeout) else "server_error"
+        text = self._decoder.text
+        error = StreamInterrupted(f"{message} (after {len(text)} characters)", partial=text)
+        error.__cause__ = cause
+        self.error = error
+        self._pending.extend(self._decoder.fail(str(error), code))
+        await self._end(error)
+
+    async def _end(self, error: StreamInterrupted | None, *, closing: bool = False) -> None:
+        if self._ended:
+            return
+        self._ended = True
+        if self._deadline is not None:
+            self._deadline.cancel()
+        if error is None and not closing and self._decoder.done:
+            await self._response.release()
+        else:
+            await self._response.aclose()
+        await self._session.ended(self, error)
+
+    async def aclose(self) -> None:
+        """Stop reading and release the connection; safe to call more than once."""
+        if not self._ended:
+            self._pending.clear()
+            await self._end(None, closing=True)
+
+    async def __aenter__(self) -> AsyncResponseStream:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+class ResponsesStreamSession(StreamSession):
+    """The session of a Responses stream a provider serves: ending it settles the served
+    attempt's outcome, the usage (reported or estimated) and the cost, then runs every
+    stage's `after()`."""
+
+    __slots__ = ("_deadline", "_prices", "_served", "_tier")
+
+    def __init__(
+        self,
+        ctx: RequestContext,
+        stages: StageRunner,
+        clock: Clock,
+        *,
+        served: Served[OpenedEvents],
+        prices: PriceBook,
+        tier: str | None,
+    ) -> None:
+        super().__init__(ctx, stages, clock)
+        self._served = served
+        self._prices = prices
+        self._tier = tier
+        self._deadline = ctx.started + (ctx.options.timeout or ctx.route.timeout)
+
+    def time_left(self) -> float:
+        """Seconds left until the request's deadline (none below zero)."""
+        return max(0.0, self._deadline - self._clock.monotonic())
+
+    async def ended(self, stream: EndedStream, error: BaseException | None) -> None:
+        assert isinstance(stream, AsyncResponseStream)  # the only stream it is given
+        ctx, served = self._ctx, self._served
+        info = ctx.info
+        info.latency_s = self._clock.monotonic() - ctx.started
+        usage = stream.usage
+        info.usage = usage
+        last = served.record
+        if error is not None:
+            last.outcome, last.error_type, last.error = "error", type(error).__name__, str(error)
+        elif not stream.completed:
+            last.outcome = "cancelled"
+        set_cost(self._prices, info, served.target, usage, self._tier)
+        await self._stages.after(
+            ctx,
+            Outcome(
+                chunks=stream.kept if ctx.keep_chunks else None,
+                completed=stream.completed,
+                error=error,
+            ),
+        )
+
+
+class _ReplayedEvents(EventDecoder):
+    """A finished decoder over a stage's answer (a cached stream)."""
+
+    __slots__ = ("_text", "_usage")
+
+    def __init__(self, events: list[ResponseStreamEvent]) -> None:
+        final = next(
+            (
+                e.__dict__["response"]
+                for e in reversed(events)
+                if e.type in _TERMINAL and isinstance(e.__dict__.get("response"), Response)
+            ),
+            None,
+        )
+        usage = final.usage if final is not None else None
+        self._usage = usage.normalised() if usage is not None else None
+        self._text = final.output_text if final is not None else ""
+
+    @property
+    def done(self) -> bool:  # type: ignore[override]
+        return True
+
+    @property
+    def usage(self) -> TokenUsage | None:
+        return self._usage
+
+    @property
+    def text(self) -> str:
+        return self._text
+
+    def fail(self, message: str, code: str) -> list[ResponseStreamEvent]:
+        return []
+
+
+def replay_events(
+    events: list[ResponseStreamEvent],
+    info: RouteInfo,
+    *,
+    session: StreamSession,
+    keep: bool = False,
+) -> AsyncResponseStream:
+    """A stream that delivers `events` (a cached answer), as a live stream would."""
+    response = ReplayedResponse()
+    opened = OpenedEvents(
+        response, response.aiter_line_batches(), _ReplayedEvents(events), deque(events)
+    )
+    return AsyncResponseStream(opened, info, session=session, keep=keep)
