@@ -7,6 +7,7 @@ chunks (or a native upstream's SSE lines, or a whole `Response`) into stream eve
 Pure: nothing here does I/O.
 """
 
+from .events import ChunkEvents, NativeEventDecoder, response_events
 from .request import (
     BUILTIN_ITEM_TYPES,
     THINKING_PREFIX,
@@ -18,6 +19,7 @@ from .request import (
     validate_responses_request,
     with_history,
 )
+from .translate import completion_to_response, new_item_id
 from .types import (
     TERMINAL_EVENTS,
     ContentPart,
@@ -68,9 +70,11 @@ from .types import (
 
 __all__ = [
     "BUILTIN_ITEM_TYPES",
+    "ChunkEvents",
     "ContentPart",
     "IncompleteDetails",
     "InputTokensDetails",
+    "NativeEventDecoder",
     "OutputItem",
     "OutputTokensDetails",
     "Response",
@@ -113,9 +117,12 @@ __all__ = [
     "TERMINAL_EVENTS",
     "THINKING_PREFIX",
     "builtin_tools",
+    "completion_to_response",
     "event_class",
     "native_body",
+    "new_item_id",
     "parse_event",
+    "response_events",
     "thinking_content",
     "to_chat",
     "usage_from_tokens",

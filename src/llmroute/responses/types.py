@@ -25,6 +25,7 @@ from .._types import OpenAIObject, validator
 __all__ = [
     "IncompleteDetails",
     "InputTokensDetails",
+    "ItemStatus",
     "OutputItem",
     "OutputTokensDetails",
     "Response",

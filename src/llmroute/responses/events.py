@@ -1,0 +1,608 @@
+"""Responses stream events: from chat chunks, from a native upstream's SSE, from a whole answer.
+
+Three sources, one documented order (``response.created``, ``response.in_progress``;
+per output item ``response.output_item.added``, its parts' ``.added``, deltas and
+``.done`` events, ``response.output_item.done``; then ``response.completed``,
+``response.incomplete`` or ``response.failed``), with sequence numbers from 0:
+
+- `ChunkEvents` turns a translated target's chat chunks into events as they come.
+- `NativeEventDecoder` reads a native upstream's SSE lines, keeping its events as sent
+  (only the response id is rewritten to llmroute's).
+- `response_events` gives the events a stream of a whole `Response` carries (a cached
+  answer replayed as a stream).
+
+Every event built here has all its fields set (constants included), so
+`event_json` (its serializer, ``exclude_unset``) writes it whole: about 1 µs, where
+``to_json()`` takes ten. Events are built without validation (the values are
+llmroute's own), which keeps a text delta at a few microseconds.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+from pydantic_core import from_json
+
+from .._errors import MalformedResponse
+from .._route_info import TokenUsage
+from .._types import ChatCompletionChunk, ChoiceDeltaToolCall, CompletionUsage, validator
+from .request import ResponsesRequest
+from .translate import (
+    annotation,
+    build_response,
+    finish_status,
+    function_call_item,
+    logprobs_of,
+    message_item,
+    new_item_id,
+    output_text,
+    reasoning_item,
+    reasoning_of,
+    refusal_part,
+    usage_of,
+)
+from .types import (
+    TERMINAL_EVENTS,
+    ItemStatus,
+    OutputItem,
+    Response,
+    ResponseCompletedEvent,
+    ResponseContentPartAddedEvent,
+    ResponseContentPartDoneEvent,
+    ResponseCreatedEvent,
+    ResponseError,
+    ResponseFailedEvent,
+    ResponseFunctionCallArgumentsDeltaEvent,
+    ResponseFunctionCallArgumentsDoneEvent,
+    ResponseFunctionToolCall,
+    ResponseIncompleteEvent,
+    ResponseInProgressEvent,
+    ResponseOutputItemAddedEvent,
+    ResponseOutputItemDoneEvent,
+    ResponseOutputMessage,
+    ResponseOutputRefusal,
+    ResponseOutputText,
+    ResponseOutputTextAnnotationAddedEvent,
+    ResponseReasoningItem,
+    ResponseReasoningSummaryPartAddedEvent,
+    ResponseReasoningSummaryPartDoneEvent,
+    ResponseReasoningSummaryTextDeltaEvent,
+    ResponseReasoningSummaryTextDoneEvent,
+    ResponseRefusalDeltaEvent,
+    ResponseRefusalDoneEvent,
+    ResponseStatus,
+    ResponseStreamEvent,
+    ResponseSummaryText,
+    ResponseTextDeltaEvent,
+    ResponseTextDoneEvent,
+    event_class,
+    usage_from_tokens,
+)
+
+__all__ = ["ChunkEvents", "NativeEventDecoder", "event_json", "response_events"]
+
+_setattr = object.__setattr__
+
+
+def _event(cls: type[ResponseStreamEvent], fields: dict[str, Any]) -> Any:
+    """An event of `cls` from `fields` (every field, no validation): what `model_construct`
+    makes, in a fifth of its time (it is called for every delta)."""
+    event = cls.__new__(cls)
+    _setattr(event, "__dict__", fields)
+    _setattr(event, "__pydantic_fields_set__", set(fields))
+    _setattr(event, "__pydantic_extra__", {})
+    _setattr(event, "__pydantic_private__", None)
+    return event
+
+
+def event_json(event: ResponseStreamEvent) -> bytes:
+    """`event` as one line of JSON: every field it has set (all of them, for the events
+    built here; what the upstream sent, for a native one), without ``to_dict()``'s walk."""
+    return type(event).__pydantic_serializer__.to_json(event, exclude_unset=True)
+
+
+# ---------------------------------------------------------------- chat chunks
+
+
+class _Sequence:
+    """Numbers events from 0 and builds them."""
+
+    __slots__ = ("next",)
+
+    def __init__(self) -> None:
+        self.next = 0
+
+    def __call__(self, cls: type[ResponseStreamEvent], **fields: Any) -> Any:
+        fields["type"] = _KINDS[cls]
+        fields["sequence_number"] = self.next
+        self.next += 1
+        return _event(cls, fields)
+
+
+#: Event class -> its type.
+_KINDS: dict[type[ResponseStreamEvent], str] = {
+    cls: event_class_type
+    for event_class_type, cls in ((c.model_fields["type"].default, c) for c in (
+        ResponseCompletedEvent, ResponseContentPartAddedEvent, ResponseContentPartDoneEvent,
+        ResponseCreatedEvent, ResponseFailedEvent, ResponseFunctionCallArgumentsDeltaEvent,
+        ResponseFunctionCallArgumentsDoneEvent, ResponseIncompleteEvent, ResponseInProgressEvent,
+        ResponseOutputItemAddedEvent, ResponseOutputItemDoneEvent,
+        ResponseOutputTextAnnotationAddedEvent, ResponseReasoningSummaryPartAddedEvent,
+        ResponseReasoningSummaryPartDoneEvent, ResponseReasoningSummaryTextDeltaEvent,
+        ResponseReasoningSummaryTextDoneEvent, ResponseRefusalDeltaEvent, ResponseRefusalDoneEvent,
+        ResponseTextDeltaEvent, ResponseTextDoneEvent,
+    ))
+}  # fmt: skip
+
+_TEXT = "output_text"
+_REFUSAL = "refusal"
+
+
+_Item = ResponseOutputMessage | ResponseFunctionToolCall | ResponseReasoningItem
+
+
+class ChunkEvents:
+    """A translated target's chat chunks as Responses stream events.
+
+    `start()` gives the two opening events, `feed(chunk)` the events each chunk makes
+    (items open as their content arrives), `finish(usage)` closes what is open and ends
+    with ``response.completed`` (``response.incomplete`` when the finish reason was
+    ``length`` or ``content_filter``); `fail()` ends with ``response.failed`` instead.
+    `response` is the response so far, and the final one once ended: the same
+    `Response` that `completion_to_response` makes of the same answer (ids apart).
+
+    Only the first choice is read (the Responses API has one). Tool calls are items in
+    their chat index order; a fragment of a call after the next call began raises
+    `MalformedResponse` (no chat provider interleaves them).
+    """
+
+    __slots__ = (
+        "_annotations", "_args", "_blocks", "_call", "_calls", "_created_at", "_done",
+        "_ended", "_finish", "_item_id", "_logprobs", "_model", "_open", "_part", "_parts",
+        "_request", "_response_id", "_seq", "_summary", "_text", "_usage",
+    )  # fmt: skip
+
+    def __init__(
+        self, request: ResponsesRequest, *, response_id: str, created_at: float, model: str
+    ) -> None:
+        self._request = request
+        self._response_id = response_id
+        self._created_at = created_at
+        self._model = model
+        self._seq = _Sequence()
+        self._done: list[OutputItem] = []  # closed items, by output index
+        self._open: str | None = None  # the open item: reasoning, message or function_call
+        self._item_id = ""
+        self._summary: list[str] | None = None  # reasoning text (None: no summary part yet)
+        self._blocks: list[dict[str, Any]] = []
+        self._parts: list[Any] = []  # the open message's closed parts
+        self._part: str | None = None  # its open part: output_text or refusal
+        self._text: list[str] = []
+        self._annotations: list[Any] = []
+        self._logprobs: list[dict[str, Any]] | None = None
+        self._calls: dict[int, list[str]] = {}  # chat index -> [call_id, name]
+        self._call: list[str] | None = None
+        self._args: list[str] = []
+        self._finish: str | None = None
+        self._usage: CompletionUsage | None = None
+        self._ended: Response | None = None
+
+    # ------------------------------------------------------------ the whole
+
+    def _build(self, status: ResponseStatus, output: list[OutputItem], **more: Any) -> Response:
+        return build_response(
+            self._request, response_id=self._response_id, created_at=self._created_at,
+            model=self._model, status=status, output=output, **more,
+        )  # fmt: skip
+
+    def start(self) -> list[Any]:
+        """``response.created`` and ``response.in_progress`` (status in progress, no output)."""
+        response = self._build("in_progress", [])
+        seq = self._seq
+        return [
+            seq(ResponseCreatedEvent, response=response),
+            seq(ResponseInProgressEvent, response=response),
+        ]
+
+    @property
+    def response(self) -> Response:
+        """The final response once ended; before, the response so far (in progress, the
+        open item as it stands)."""
+        if self._ended is not None:
+            return self._ended
+        return self._build("in_progress", [*self._done, *self._current("in_progress")])
+
+    def finish(self, usage: TokenUsage | None = None) -> list[Any]:
+        """Close every open part and item, then ``response.completed`` (or
+        ``response.incomplete``) with `usage` (else the usage chunk's, if any)."""
+        status, details = finish_status(self._finish)
+        events: list[Any] = []
+        self._close(events, "incomplete" if details is not None else "completed")
+        final = usage_from_tokens(usage) if usage is not None else usage_of(self._usage)
+        response = self._ended = self._build(
+            status, list(self._done), usage=final, incomplete_details=details
+        )
+        kind = ResponseCompletedEvent if status == "completed" else ResponseIncompleteEvent
+        events.append(self._seq(kind, response=response))
+        return events
+
+    def fail(self, message: str, code: str = "server_error") -> list[Any]:
+        """``response.failed`` (status failed, `error` {code, message}); what was half
+        written is in its output as ``incomplete``, with no ``.done`` events."""
+        error = ResponseError.model_construct(code=code, message=message)
+        output = [*self._done, *self._current("incomplete")]
+        response = self._ended = self._build("failed", output, error=error)
+        return [self._seq(ResponseFailedEvent, response=response)]
+
+    # ------------------------------------------------------------ chunks
+
+    def feed(self, chunk: ChatCompletionChunk) -> list[Any]:
+        """The events `chunk` makes (none for a chunk with nothing new)."""
+        if chunk.usage is not None:
+            self._usage = chunk.usage
+        events: list[Any] = []
+        for choice in chunk.choices:
+            if choice.index:
+                continue
+            delta = choice.delta
+            extra = delta.__pydantic_extra__
+            if extra:
+                self._extra(extra, events)
+            if delta.content:
+                self._text_delta(delta.content, choice.logprobs, events)
+            if delta.refusal:
+                self._refusal_delta(delta.refusal, events)
+            if delta.tool_calls:
+                for fragment in delta.tool_calls:
+                    self._call_delta(fragment, events)
+            if choice.finish_reason is not None:
+                self._finish = choice.finish_reason
+        return events
+
+    def _extra(self, extra: dict[str, Any], events: list[Any]) -> None:
+        text, blocks = reasoning_of(extra)
+        if text or blocks:
+            self._reasoning_delta(text, blocks, events)
+        found = extra.get("annotations")
+        if found:
+            self._annotate(found, events)
+
+    def _open_item(self, kind: str, item: _Item, events: list[Any]) -> None:
+        self._close(events, "completed")
+        self._open = kind
+        self._item_id = item.id or ""
+        events.append(
+            self._seq(ResponseOutputItemAddedEvent, output_index=len(self._done), item=item)
+        )
+
+    def _reasoning_delta(self, text: str, blocks: list[Any], events: list[Any]) -> None:
+        seq = self._seq
+        if self._open != "reasoning":
+            item = reasoning_item(new_item_id("rs"), "", [])
+            self._open_item("reasoning", item, events)
+            self._summary, self._blocks = None, []
+        self._blocks.extend(blocks)
+        if not text:
+            return
+        where = {"item_id": self._item_id, "output_index": len(self._done), "summary_index": 0}
+        if self._summary is None:
+            self._summary = []
+            part = ResponseSummaryText.model_construct(type="summary_text", text="")
+            events.append(seq(ResponseReasoningSummaryPartAddedEvent, **where, part=part))
+        self._summary.append(text)
+        events.append(seq(ResponseReasoningSummaryTextDeltaEvent, **where, delta=text))
+
+    def _open_message(self, events: list[Any]) -> None:
+        if self._open != "message":
+            self._open_item("message", message_item(new_item_id("msg"), "in_progress", []), events)
+            self._parts, self._part = [], None
+
+    def _open_part(self, kind: str, events: list[Any]) -> None:
+        self._open_message(events)
+        self._close_part(events)
+        self._part = kind
+        if kind == _TEXT:
+            self._text, self._annotations, self._logprobs = [], [], None
+            part: Any = output_text("", [], None)
+        else:
+            self._text = []
+            part = refusal_part("")
+        events.append(self._seq(ResponseContentPartAddedEvent, **self._where(), part=part))
+
+    def _where(self) -> dict[str, Any]:
+        return {
+            "item_id": self._item_id,
+            "output_index": len(self._done),
+            "content_index": len(self._parts),
+        }
+
+    def _text_delta(self, text: str, logprobs: Any, events: list[Any]) -> None:
+        if self._part != _TEXT or self._open != "message":
+            self._open_part(_TEXT, events)
+        self._text.append(text)
+        found = logprobs_of(logprobs) if logprobs is not None else None
+        if found:
+            self._logprobs = [*(self._logprobs or ()), *found]
+        events.append(
+            self._seq(ResponseTextDeltaEvent, **self._where(), delta=text, logprobs=found or [])
+        )
+
+    def _refusal_delta(self, refusal: str, events: list[Any]) -> None:
+        if self._part != _REFUSAL or self._open != "message":
+            self._open_part(_REFUSAL, events)
+        self._text.append(refusal)
+        events.append(self._seq(ResponseRefusalDeltaEvent, **self._where(), delta=refusal))
+
+    def _annotate(self, found: list[Any], events: list[Any]) -> None:
+        if self._part != _TEXT or self._open != "message":
+            self._open_part(_TEXT, events)
+        for given in found:
+            index = len(self._annotations)
+            self._annotations.append(note := annotation(given))
+            events.append(
+                self._seq(
+                    ResponseOutputTextAnnotationAddedEvent,
+                    **self._where(),
+                    annotation_index=index,
+                    annotation=note,
+                )
+            )
+
+    def _call_delta(self, fragment: ChoiceDeltaToolCall, events: list[Any]) -> None:
+        function = fragment.function
+        call = self._calls.get(fragment.index)
+        if call is None:
+            name = (function.name if function else None) or ""
+            call = self._calls[fragment.index] = [fragment.id or "", name]
+            item = function_call_item(new_item_id("fc"), call[0], name, "", "in_progress")
+            self._open_item("function_call", item, events)
+            self._call, self._args = call, []
+        elif call is not self._call:
+            raise MalformedResponse(
+                f"a fragment of tool call {fragment.index} came after the next call began"
+            )
+        elif function is not None and function.name:
+            call[1] += function.name
+        if fragment.id and not call[0]:
+            call[0] = fragment.id
+        arguments = function.arguments if function is not None else None
+        if arguments:
+            self._args.append(arguments)
+            events.append(
+                self._seq(
+                    ResponseFunctionCallArgumentsDeltaEvent,
+                    item_id=self._item_id,
+                    output_index=len(self._done),
+                    delta=arguments,
+                )
+            )
+
+    # ------------------------------------------------------------ closing
+
+    def _close_part(self, events: list[Any]) -> None:
+        kind = self._part
+        if kind is None:
+            return
+        seq, where, text = self._seq, self._where(), "".join(self._text)
+        if kind == _TEXT:
+            logprobs = self._logprobs
+            events.append(seq(ResponseTextDoneEvent, **where, text=text, logprobs=logprobs or []))
+            part: Any = output_text(text, self._annotations, logprobs)
+        else:
+            events.append(seq(ResponseRefusalDoneEvent, **where, refusal=text))
+            part = refusal_part(text)
+        events.append(seq(ResponseContentPartDoneEvent, **where, part=part))
+        self._parts.append(part)
+        self._part = None
+
+    def _current(self, status: ItemStatus) -> list[OutputItem]:
+        """The open item as it stands (for `response` and `fail`), or none."""
+        kind = self._open
+        if kind == "reasoning":
+            return [reasoning_item(self._item_id, "".join(self._summary or ()), self._blocks)]
+        if kind == "message":
+            parts = list(self._parts)
+            text = "".join(self._text)
+            if self._part == _TEXT:
+                parts.append(output_text(text, list(self._annotations), self._logprobs))
+            elif self._part == _REFUSAL:
+                parts.append(refusal_part(text))
+            return [message_item(self._item_id, status, parts)]
+        if kind == "function_call" and self._call is not None:
+            call_id, name = self._call
+            args = "".join(self._args)
+            return [function_call_item(self._item_id, call_id, name, args, status)]
+        return []
+
+    def _close(self, events: list[Any], status: ItemStatus) -> None:
+        """Close the open item (and its open part), `status` its status."""
+        kind = self._open
+        if kind is None:
+            return
+        seq, index, item_id = self._seq, len(self._done), self._item_id
+        if kind == "reasoning" and self._summary is not None:
+            where = {"item_id": item_id, "output_index": index, "summary_index": 0}
+            text = "".join(self._summary)
+            events.append(seq(ResponseReasoningSummaryTextDoneEvent, **where, text=text))
+            part = ResponseSummaryText.model_construct(type="summary_text", text=text)
+            events.append(seq(ResponseReasoningSummaryPartDoneEvent, **where, part=part))
+        elif kind == "message":
+            self._close_part(events)
+        elif kind == "function_call":
+            events.append(
+                seq(
+                    ResponseFunctionCallArgumentsDoneEvent,
+                    item_id=item_id,
+                    output_index=index,
+                    arguments="".join(self._args),
+                )
+            )
+        item = self._current(status)[0]
+        self._open, self._call = None, None
+        self._done.append(item)
+        events.append(seq(ResponseOutputItemDoneEvent, output_index=index, item=item))
+
+
+# ---------------------------------------------------------------- native upstreams
+
+#: The events that carry the whole response (its id is rewritten).
+_WITH_RESPONSE = frozenset({
+    "response.created", "response.in_progress", "response.queued", "response.completed",
+    "response.failed", "response.incomplete",
+})  # fmt: skip
+
+
+class NativeEventDecoder:
+    """A native upstream's Responses stream (SSE lines, one at a time) as events.
+
+    Events are kept as the upstream sent them, sequence numbers included, except the id
+    of the response the lifecycle events carry, which becomes `response_id` (llmroute's,
+    under which the conversation is stored). An ``error`` event or ``response.failed``
+    raises nothing: it is an event like the others. After a terminal event `done` is
+    true and `response` is the final `Response`.
+    """
+
+    __slots__ = ("_data", "_name", "_response_id", "done", "response")
+
+    def __init__(self, *, response_id: str) -> None:
+        self._response_id = response_id
+        self._data: list[bytes] = []
+        self._name = ""
+        self.done = False
+        self.response: Response | None = None
+
+    def feed(self, line: bytes) -> list[ResponseStreamEvent]:
+        """Take one line (without its line ending); the event it completes, if any."""
+        if not line:
+            return self._dispatch()
+        if line.startswith(b"data:"):
+            value = line[5:]
+            self._data.append(value[1:] if value.startswith(b" ") else value)
+        elif line.startswith(b"event:"):
+            self._name = line[6:].strip().decode()
+        return []  # comments, id:, retry:
+
+    def finish(self) -> list[ResponseStreamEvent]:
+        """The event left when the stream ends without a final blank line, if any."""
+        return self._dispatch()
+
+    def _dispatch(self) -> list[ResponseStreamEvent]:
+        data, name = self._data, self._name
+        self._name = ""
+        if not data:
+            return []
+        self._data = []
+        raw = data[0] if len(data) == 1 else b"\n".join(data)
+        return [self._decode(raw, name)]
+
+    def _decode(self, raw: bytes, name: str) -> ResponseStreamEvent:
+        cls = event_class(name) if name else None
+        try:
+            if cls is None or cls is ResponseStreamEvent:  # no event: line, or an unknown one
+                parsed = from_json(raw)
+                cls = event_class(parsed.get("type", "") if isinstance(parsed, dict) else "")
+                event: ResponseStreamEvent = validator(cls).validate_python(parsed)
+            else:
+                event = validator(cls).validate_json(raw)
+        except ValueError as exc:  # pydantic's ValidationError is one
+            detail = exc.errors(include_url=False)[0]["msg"] if isinstance(
+                exc, ValidationError) else str(exc)  # fmt: skip
+            raise MalformedResponse(f"unexpected Responses stream event: {detail}",
+                                    status=200, body=raw) from exc  # fmt: skip
+        kind = event.type
+        if kind in _WITH_RESPONSE:
+            response: Response = event.response  # type: ignore[attr-defined]
+            _setattr(response, "id", self._response_id)
+            if kind in TERMINAL_EVENTS:
+                self.done = True
+                self.response = response
+        return event
+
+
+# ---------------------------------------------------------------- whole responses
+
+
+def _message_events(seq: _Sequence, item: ResponseOutputMessage, index: int) -> list[Any]:
+    events = []
+    for position, part in enumerate(item.content):
+        where = {"item_id": item.id, "output_index": index, "content_index": position}
+        if isinstance(part, ResponseOutputText):
+            logprobs = part.logprobs or []
+            empty: Any = output_text("", [], None)
+            events.append(seq(ResponseContentPartAddedEvent, **where, part=empty))
+            if part.text:
+                events.append(
+                    seq(ResponseTextDeltaEvent, **where, delta=part.text, logprobs=logprobs)
+                )
+            for number, note in enumerate(part.annotations):
+                events.append(seq(ResponseOutputTextAnnotationAddedEvent, **where,
+                                  annotation_index=number, annotation=note))  # fmt: skip
+            events.append(seq(ResponseTextDoneEvent, **where, text=part.text, logprobs=logprobs))
+        elif isinstance(part, ResponseOutputRefusal):
+            events.append(seq(ResponseContentPartAddedEvent, **where, part=refusal_part("")))
+            if part.refusal:
+                events.append(seq(ResponseRefusalDeltaEvent, **where, delta=part.refusal))
+            events.append(seq(ResponseRefusalDoneEvent, **where, refusal=part.refusal))
+        else:
+            events.append(seq(ResponseContentPartAddedEvent, **where, part=part))
+        events.append(seq(ResponseContentPartDoneEvent, **where, part=part))
+    return events
+
+
+def _reasoning_events(seq: _Sequence, item: ResponseReasoningItem, index: int) -> list[Any]:
+    events = []
+    for position, summary in enumerate(item.summary):
+        where = {"item_id": item.id, "output_index": index, "summary_index": position}
+        empty = ResponseSummaryText.model_construct(type="summary_text", text="")
+        events.append(seq(ResponseReasoningSummaryPartAddedEvent, **where, part=empty))
+        events.append(seq(ResponseReasoningSummaryTextDeltaEvent, **where, delta=summary.text))
+        events.append(seq(ResponseReasoningSummaryTextDoneEvent, **where, text=summary.text))
+        events.append(seq(ResponseReasoningSummaryPartDoneEvent, **where, part=summary))
+    return events
+
+
+def _call_events(seq: _Sequence, item: ResponseFunctionToolCall, index: int) -> list[Any]:
+    where = {"item_id": item.id or "", "output_index": index}
+    events = []
+    if item.arguments:
+        events.append(seq(ResponseFunctionCallArgumentsDeltaEvent, **where, delta=item.arguments))
+    events.append(seq(ResponseFunctionCallArgumentsDoneEvent, **where, arguments=item.arguments))
+    return events
+
+
+def _opened(item: OutputItem) -> OutputItem:
+    """`item` as ``response.output_item.added`` shows it: in progress, nothing in it yet."""
+    if isinstance(item, ResponseOutputMessage):
+        return message_item(item.id, "in_progress", [])
+    if isinstance(item, ResponseFunctionToolCall):
+        return function_call_item(item.id or "", item.call_id, item.name, "", "in_progress")
+    if isinstance(item, ResponseReasoningItem):
+        return reasoning_item(item.id, "", [])
+    return item
+
+
+def response_events(response: Response) -> list[Any]:
+    """The events a stream of `response` carries, from ``response.created`` to its end
+    (``response.completed``, ``.incomplete`` or ``.failed``, by its status); each text in
+    one delta. Sequence numbers from 0."""
+    seq = _Sequence()
+    opening = response.model_copy(update={"status": "in_progress", "output": [], "usage": None})
+    events: list[Any] = [
+        seq(ResponseCreatedEvent, response=opening),
+        seq(ResponseInProgressEvent, response=opening),
+    ]
+    for index, item in enumerate(response.output):
+        events.append(seq(ResponseOutputItemAddedEvent, output_index=index, item=_opened(item)))
+        if isinstance(item, ResponseOutputMessage):
+            events.extend(_message_events(seq, item, index))
+        elif isinstance(item, ResponseFunctionToolCall):
+            events.extend(_call_events(seq, item, index))
+        elif isinstance(item, ResponseReasoningItem):
+            events.extend(_reasoning_events(seq, item, index))
+        events.append(seq(ResponseOutputItemDoneEvent, output_index=index, item=item))
+    terminal = {
+        "failed": ResponseFailedEvent, "incomplete": ResponseIncompleteEvent,
+    }.get(response.status or "", ResponseCompletedEvent)  # fmt: skip
+    events.append(seq(terminal, response=response))
+    return events

@@ -1,0 +1,277 @@
+"""A chat completion as a `Response`, for the targets reached through Chat Completions.
+
+The completion's first choice becomes the output items, in the order the Responses
+API gives them: the reasoning (a message's ``reasoning_content``, as a summary; the
+vendor's signed ``thinking_blocks``, if any, as `encrypted_content`, so that they go
+back to the vendor on the next turn), the message (``output_text`` with the
+``annotations`` and logprobs the completion had, and a ``refusal`` part), then one
+``function_call`` item per tool call (``custom_tool_call`` for a custom tool).
+``finish_reason`` ``length`` makes the response ``incomplete`` (``max_output_tokens``),
+``content_filter`` likewise (``content_filter``). Usage keeps its cached and reasoning
+token details. The request's parameters are echoed as OpenAI echoes them.
+
+The streamed form (`llmroute.responses.events.ChunkEvents`) builds its items and its
+final response with the same functions, so both forms give the same `Response`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from .._types import ChatCompletion, ChatCompletionMessage, CompletionUsage, ToolCall
+from .request import ResponsesRequest, thinking_content
+from .types import (
+    IncompleteDetails,
+    ItemStatus,
+    OutputItem,
+    Response,
+    ResponseError,
+    ResponseFunctionToolCall,
+    ResponseOutputItem,
+    ResponseOutputMessage,
+    ResponseOutputRefusal,
+    ResponseOutputText,
+    ResponseReasoningItem,
+    ResponseStatus,
+    ResponseSummaryText,
+    ResponseUsage,
+    usage_from_tokens,
+)
+
+__all__ = [
+    "annotation",
+    "build_response",
+    "completion_to_response",
+    "finish_status",
+    "function_call_item",
+    "logprobs_of",
+    "message_item",
+    "new_item_id",
+    "output_text",
+    "reasoning_item",
+    "reasoning_of",
+    "refusal_part",
+    "usage_of",
+]
+
+
+def new_item_id(prefix: str) -> str:
+    """A fresh id: `prefix` (``msg``, ``fc``, ``rs``, ``resp``...), ``_``, 48 hex digits, as
+    OpenAI's ids look."""
+    return f"{prefix}_{os.urandom(24).hex()}"
+
+
+def finish_status(finish_reason: str | None) -> tuple[ResponseStatus, IncompleteDetails | None]:
+    """The response's status (and why it is incomplete) for a chat finish reason."""
+    if finish_reason == "length":
+        return "incomplete", IncompleteDetails.model_construct(reason="max_output_tokens")
+    if finish_reason == "content_filter":
+        return "incomplete", IncompleteDetails.model_construct(reason="content_filter")
+    return "completed", None
+
+
+def annotation(given: Any) -> Any:
+    """A chat annotation as the Responses API writes it (a URL citation's fields are
+    flattened: ``{type, url_citation: {...}}`` -> ``{type, start_index, ...}``)."""
+    if isinstance(given, dict) and given.get("type") == "url_citation":
+        inner = given.get("url_citation")
+        if isinstance(inner, dict):
+            return {"type": "url_citation", **inner}
+    return given
+
+
+def _logprob(entry: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "token": entry.get("token", ""),
+        "bytes": entry.get("bytes") or [],
+        "logprob": entry.get("logprob", 0.0),
+        "top_logprobs": [
+            {
+                "token": top.get("token", ""),
+                "bytes": top.get("bytes") or [],
+                "logprob": top.get("logprob", 0.0),
+            }
+            for top in entry.get("top_logprobs") or ()
+        ],
+    }
+
+
+def logprobs_of(given: Any) -> list[dict[str, Any]] | None:
+    """A chat choice's content logprobs as the Responses API writes them (None: none)."""
+    if given is None:
+        return None
+    content = given.get("content") if isinstance(given, dict) else getattr(given, "content", None)
+    if not content:
+        return None
+    return [_logprob(e if isinstance(e, dict) else dict(e)) for e in content]
+
+
+def reasoning_of(extra: dict[str, Any] | None) -> tuple[str, list[dict[str, Any]]]:
+    """The reasoning text and the signed thinking blocks among a message's (or a delta's)
+    extra fields."""
+    if not extra:
+        return "", []
+    text = extra.get("reasoning_content")
+    blocks = extra.get("thinking_blocks")
+    return (text if isinstance(text, str) else ""), (blocks if isinstance(blocks, list) else [])
+
+
+def reasoning_item(
+    item_id: str, text: str, blocks: Sequence[dict[str, Any]], *, status: str | None = None
+) -> ResponseReasoningItem:
+    """A reasoning item: `text` as its one summary part (none when empty), `blocks` as its
+    encrypted content."""
+    fields: dict[str, Any] = {
+        "id": item_id,
+        "type": "reasoning",
+        "summary": [ResponseSummaryText.model_construct(type="summary_text", text=text)]
+        if text
+        else [],
+    }
+    if blocks:
+        fields["encrypted_content"] = thinking_content(list(blocks))
+    if status is not None:
+        fields["status"] = status
+    return ResponseReasoningItem.model_construct(**fields)
+
+
+def output_text(
+    text: str, annotations: list[Any], logprobs: list[dict[str, Any]] | None
+) -> ResponseOutputText:
+    """An ``output_text`` part."""
+    if logprobs is None:
+        return ResponseOutputText.model_construct(
+            type="output_text", text=text, annotations=annotations
+        )
+    return ResponseOutputText.model_construct(
+        type="output_text", text=text, annotations=annotations, logprobs=logprobs
+    )
+
+
+def refusal_part(refusal: str) -> ResponseOutputRefusal:
+    """A ``refusal`` part."""
+    return ResponseOutputRefusal.model_construct(type="refusal", refusal=refusal)
+
+
+def message_item(item_id: str, status: ItemStatus, content: list[Any]) -> ResponseOutputMessage:
+    """An assistant message item."""
+    return ResponseOutputMessage.model_construct(
+        id=item_id, type="message", role="assistant", status=status, content=content
+    )
+
+
+def function_call_item(
+    item_id: str, call_id: str, name: str, arguments: str, status: ItemStatus
+) -> ResponseFunctionToolCall:
+    """A ``function_call`` item."""
+    return ResponseFunctionToolCall.model_construct(
+        id=item_id, type="function_call", call_id=call_id, name=name, arguments=arguments,
+        status=status,
+    )  # fmt: skip
+
+
+def _call_item(call: ToolCall, status: ItemStatus) -> OutputItem:
+    if call.type == "custom":
+        custom = call.custom
+        return ResponseOutputItem.model_construct(
+            type="custom_tool_call", id=new_item_id("ctc"), call_id=call.id, name=custom.name,
+            input=custom.input, status=status,
+        )  # fmt: skip
+    function = call.function
+    return function_call_item(new_item_id("fc"), call.id, function.name, function.arguments, status)
+
+
+def _items(message: ChatCompletionMessage, logprobs: Any, last: ItemStatus) -> list[OutputItem]:
+    """The output items of `message`; `last` is the status of the last one (the one a
+    length cut leaves incomplete), the others are completed."""
+    items: list[OutputItem] = []
+    text, blocks = reasoning_of(message.__pydantic_extra__)
+    if text or blocks:
+        items.append(reasoning_item(new_item_id("rs"), text, blocks))
+    content: list[Any] = []
+    if message.content:
+        annotations = [annotation(a) for a in message.annotations or ()]
+        content.append(output_text(message.content, annotations, logprobs_of(logprobs)))
+    if message.refusal:
+        content.append(refusal_part(message.refusal))
+    calls = message.tool_calls or ()
+    if content:
+        status: ItemStatus = "completed" if calls else last
+        items.append(message_item(new_item_id("msg"), status, content))
+    for position, call in enumerate(calls, 1):
+        items.append(_call_item(call, last if position == len(calls) else "completed"))
+    return items
+
+
+def usage_of(usage: CompletionUsage | None) -> ResponseUsage | None:
+    """A chat completion's usage as the Responses API reports it."""
+    return None if usage is None else usage_from_tokens(usage.normalised())
+
+
+def build_response(
+    request: ResponsesRequest,
+    *,
+    response_id: str,
+    created_at: float,
+    model: str,
+    status: ResponseStatus,
+    output: list[OutputItem],
+    usage: ResponseUsage | None = None,
+    incomplete_details: IncompleteDetails | None = None,
+    error: ResponseError | None = None,
+) -> Response:
+    """A `Response` echoing `request`'s parameters as OpenAI does (with its defaults:
+    ``tool_choice: "auto"``, ``parallel_tool_calls: true``, ``store: true``, text format
+    ``text``, ``truncation: "disabled"``, ``metadata: {}``)."""
+    store = request.store
+    return Response.model_construct(
+        id=response_id,
+        object="response",
+        created_at=created_at,
+        status=status,
+        error=error,
+        incomplete_details=incomplete_details,
+        instructions=request.instructions,
+        max_output_tokens=request.max_output_tokens,
+        model=model,
+        output=output,
+        parallel_tool_calls=request.parallel_tool_calls is not False,
+        previous_response_id=request.previous_response_id,
+        reasoning=request.reasoning,
+        store=True if store is None else store,
+        temperature=request.temperature,
+        text=request.text or {"format": {"type": "text"}},
+        tool_choice="auto" if request.tool_choice is None else request.tool_choice,
+        tools=request.tools or [],
+        top_p=request.top_p,
+        truncation=request.truncation or "disabled",
+        usage=usage,
+        user=request.user,
+        metadata=request.metadata or {},
+    )
+
+
+def completion_to_response(
+    completion: ChatCompletion, request: ResponsesRequest, *, response_id: str, created_at: float
+) -> Response:
+    """`completion` (the answer of a translated target) as the `Response` to `request`."""
+    output: list[OutputItem] = []
+    status: ResponseStatus = "completed"
+    details = None
+    if completion.choices:
+        choice = completion.choices[0]
+        status, details = finish_status(choice.finish_reason)
+        last: ItemStatus = "incomplete" if status == "incomplete" else "completed"
+        output = _items(choice.message, choice.logprobs, last)
+    return build_response(
+        request,
+        response_id=response_id,
+        created_at=created_at,
+        model=completion.model,
+        status=status,
+        output=output,
+        usage=usage_of(completion.usage),
+        incomplete_details=details,
+    )
