@@ -1,7 +1,17 @@
-"""The Responses API's conversation state: the `responses` section of the configuration."""
+"""The Responses API's conversation state: stored responses and conversations rebuilt from them.
+
+One contract, run against each store (in memory, for now). Then what the memory store does
+on its own (its bounds); the `responses` section of the configuration; `ResponseNotFound`.
+"""
 
 from __future__ import annotations
 
+import importlib
+import inspect
+import time
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -9,6 +19,382 @@ import pytest
 import yaml
 
 import llmroute
+from llmroute import RequestError
+from llmroute.responses.state import (
+    MemoryResponseStore,
+    ResponseNotFound,
+    ResponseNotStored,
+    ResponseStore,
+    StoredResponse,
+    conversation,
+    input_items,
+)
+from llmroute.responses.state_base import dump_stored
+
+pytestmark = pytest.mark.anyio
+
+RETENTION = 3600.0
+
+
+class FakeClock:
+    """Unix time that moves only when told (from now); `monotonic` is the real one."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def time(self) -> float:
+        return self.now
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    async def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture(params=["memory"])
+async def store(
+    request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock
+) -> AsyncIterator[ResponseStore]:
+    made: ResponseStore
+    if request.param == "memory":
+        made = MemoryResponseStore(100, clock, retention=RETENTION)
+    else:  # pragma: no cover - one store so far
+        raise AssertionError(request.param)
+    try:
+        yield made
+    finally:
+        await made.aclose()
+
+
+def user(text: str) -> dict[str, Any]:
+    return {"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}
+
+
+def assistant(text: str, item_id: str) -> dict[str, Any]:
+    return {
+        "id": item_id,
+        "type": "message",
+        "role": "assistant",
+        "status": "completed",
+        "content": [{"type": "output_text", "text": text, "annotations": []}],
+    }
+
+
+def turn(
+    store: ResponseStore,
+    clock: FakeClock,
+    response_id: str,
+    previous: str | None = None,
+    *,
+    scope: str = "",
+    inputs: list[dict[str, Any]] | None = None,
+) -> StoredResponse:
+    """A stored response as the pipeline would make it: one question, one answer."""
+    created = clock.time()
+    output = [assistant(f"answer to {response_id}", f"msg_{response_id}")]
+    return StoredResponse(
+        id=response_id,
+        scope=scope,
+        created_at=created,
+        expires_at=store.expires_at(created),
+        previous_response_id=previous,
+        model="chat",
+        input_items=inputs if inputs is not None else [user(f"question of {response_id}")],
+        output_items=output,
+        response={
+            "id": response_id,
+            "object": "response",
+            "created_at": created,
+            "status": "completed",
+            "model": "chat",
+            "output": output,
+            "previous_response_id": previous,
+            "metadata": {"note": "ünïcode ✓"},
+        },
+    )
+
+
+async def three_turns(store: ResponseStore, clock: FakeClock, scope: str = "") -> None:
+    await store.put(turn(store, clock, "resp_1", scope=scope))
+    await store.put(turn(store, clock, "resp_2", "resp_1", scope=scope))
+    await store.put(turn(store, clock, "resp_3", "resp_2", scope=scope))
+
+
+# ---------------------------------------------------------------- the contract, every store
+
+
+async def test_put_get_delete(store: ResponseStore, clock: FakeClock) -> None:
+    stored = turn(store, clock, "resp_a", scope="key-1")
+    assert await store.get("key-1", "resp_a") is None
+    await store.put(stored)
+    assert await store.get("key-1", "resp_a") == stored
+    assert await store.delete("key-1", "resp_a") is True
+    assert await store.get("key-1", "resp_a") is None
+    assert await store.delete("key-1", "resp_a") is False
+    assert await store.check() is None
+
+
+async def test_put_replaces_what_was_stored_under_the_id(
+    store: ResponseStore, clock: FakeClock
+) -> None:
+    await store.put(turn(store, clock, "resp_a"))
+    newer = turn(store, clock, "resp_a", inputs=[user("changed")])
+    await store.put(newer)
+    assert await store.get("", "resp_a") == newer
+
+
+async def test_a_response_is_invisible_under_another_scope(
+    store: ResponseStore, clock: FakeClock
+) -> None:
+    await three_turns(store, clock, scope="alice")
+    for response_id in ("resp_1", "resp_2", "resp_3"):
+        assert await store.get("bob", response_id) is None
+        assert await store.get("", response_id) is None
+    with pytest.raises(ResponseNotFound) as info:
+        await conversation(store, "bob", "resp_3", max_turns=10)
+    assert info.value.response_id == "resp_3"
+    with pytest.raises(ResponseNotFound):
+        await input_items(store, "bob", "resp_3")
+    assert await store.delete("bob", "resp_3") is False
+    assert await store.get("alice", "resp_3") is not None  # not deleted by bob's attempt
+
+    # bob's own response under the same id is his, and leaves alice's alone
+    await store.put(turn(store, clock, "resp_1", scope="bob", inputs=[user("bob's")]))
+    assert len(await conversation(store, "alice", "resp_3", max_turns=10)) == 6
+    assert await conversation(store, "bob", "resp_1", max_turns=10) == [
+        user("bob's"),
+        assistant("answer to resp_1", "msg_resp_1"),
+    ]
+
+
+async def test_a_link_is_followed_only_within_its_scope(
+    store: ResponseStore, clock: FakeClock
+) -> None:
+    """bob's response naming alice's as its previous one finds nothing of alice's."""
+    await store.put(turn(store, clock, "resp_1", scope="alice"))
+    await store.put(turn(store, clock, "resp_2", "resp_1", scope="bob"))
+    with pytest.raises(ResponseNotFound) as info:
+        await conversation(store, "bob", "resp_2", max_turns=10)
+    assert info.value.response_id == "resp_1"
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        (("a:b", "c"), ("a", "b:c")),
+        (("a%3Ab", "c"), ("a:b", "c")),
+        (("", "k:resp_1"), ("k", "resp_1")),
+        (("ключ", "resp 1/x"), ("ключ", "resp%201%2Fx")),
+    ],
+)
+async def test_scopes_and_ids_with_separators_never_meet(
+    store: ResponseStore,
+    clock: FakeClock,
+    first: tuple[str, str],
+    second: tuple[str, str],
+) -> None:
+    await store.put(turn(store, clock, first[1], scope=first[0]))
+    assert await store.get(*second) is None
+    await store.put(turn(store, clock, second[1], scope=second[0], inputs=[user("second")]))
+    one, two = await store.get(*first), await store.get(*second)
+    assert one is not None and two is not None
+    assert (one.scope, one.id) == first and (two.scope, two.id) == second
+    assert two.input_items == [user("second")] != one.input_items
+
+
+async def test_an_expired_response_is_gone(store: ResponseStore, clock: FakeClock) -> None:
+    await three_turns(store, clock)
+    clock.advance(RETENTION - 1)
+    assert await store.get("", "resp_3") is not None
+    assert len(await conversation(store, "", "resp_3", max_turns=10)) == 6
+    clock.advance(2)
+    assert await store.get("", "resp_3") is None
+    with pytest.raises(ResponseNotFound):
+        await conversation(store, "", "resp_3", max_turns=10)
+    assert await store.delete("", "resp_3") is False
+
+
+async def test_a_response_stored_already_expired_is_not_kept(
+    store: ResponseStore, clock: FakeClock
+) -> None:
+    await store.put(turn(store, clock, "resp_a"))
+    await store.put(replace(turn(store, clock, "resp_a"), expires_at=clock.time() - 1))
+    assert await store.get("", "resp_a") is None
+
+
+async def test_three_turns_rebuild_the_conversation_root_first(
+    store: ResponseStore, clock: FakeClock
+) -> None:
+    await three_turns(store, clock, scope="k")
+    expected = [
+        user("question of resp_1"),
+        assistant("answer to resp_1", "msg_resp_1"),
+        user("question of resp_2"),
+        assistant("answer to resp_2", "msg_resp_2"),
+        user("question of resp_3"),
+        assistant("answer to resp_3", "msg_resp_3"),
+    ]
+    assert await conversation(store, "k", "resp_3", max_turns=3) == expected
+    assert await conversation(store, "k", "resp_2", max_turns=3) == expected[:4]
+    assert await conversation(store, "k", "resp_1", max_turns=1) == expected[:2]
+    # the model's input for resp_3: the history, then resp_3's own input, not its output
+    assert await input_items(store, "k", "resp_3") == expected[:5]
+    assert await input_items(store, "k", "resp_1") == expected[:1]
+
+
+async def test_a_missing_ancestor_is_not_found_by_its_id(
+    store: ResponseStore, clock: FakeClock
+) -> None:
+    await three_turns(store, clock)
+    assert await store.delete("", "resp_1")
+    assert await store.get("", "resp_3") is not None
+    with pytest.raises(ResponseNotFound) as info:
+        await conversation(store, "", "resp_3", max_turns=10)
+    assert info.value.response_id == "resp_1"
+    assert str(info.value) == "Response with id 'resp_1' not found."
+    assert info.value.param == "previous_response_id"
+    with pytest.raises(ResponseNotFound) as unknown:
+        await input_items(store, "", "resp_unknown")
+    assert unknown.value.response_id == "resp_unknown"
+    assert unknown.value.param is None
+
+
+async def test_an_expired_ancestor_is_not_found(store: ResponseStore, clock: FakeClock) -> None:
+    first = turn(store, clock, "resp_1")
+    await store.put(replace(first, expires_at=clock.time() + 10))
+    await store.put(turn(store, clock, "resp_2", "resp_1"))
+    await store.put(turn(store, clock, "resp_3", "resp_2"))
+    clock.advance(11)
+    assert await store.get("", "resp_3") is not None
+    with pytest.raises(ResponseNotFound) as info:
+        await conversation(store, "", "resp_3", max_turns=10)
+    assert info.value.response_id == "resp_1"
+
+
+async def test_a_chain_longer_than_max_turns_is_refused(
+    store: ResponseStore, clock: FakeClock
+) -> None:
+    await three_turns(store, clock)
+    await store.put(turn(store, clock, "resp_4", "resp_3"))
+    assert len(await conversation(store, "", "resp_4", max_turns=4)) == 8
+    with pytest.raises(RequestError, match=r"more than 3 stored turns") as info:
+        await conversation(store, "", "resp_4", max_turns=3)
+    assert not isinstance(info.value, ResponseNotFound)
+    assert info.value.param == "previous_response_id"
+    with pytest.raises(RequestError, match="max_turns"):
+        await input_items(store, "", "resp_4", max_turns=2)
+
+
+async def test_a_cycle_of_links_ends_at_max_turns(store: ResponseStore, clock: FakeClock) -> None:
+    await store.put(turn(store, clock, "resp_1", "resp_2"))
+    await store.put(turn(store, clock, "resp_2", "resp_1"))
+    with pytest.raises(RequestError, match="more than 5"):
+        await conversation(store, "", "resp_1", max_turns=5)
+
+
+async def test_what_is_stored_and_read_is_a_copy(store: ResponseStore, clock: FakeClock) -> None:
+    stored = turn(store, clock, "resp_a")
+    await store.put(stored)
+    stored.input_items.append(user("added after put"))
+    stored.response["status"] = "changed after put"
+    got = await store.get("", "resp_a")
+    assert got is not None
+    assert got.input_items == [user("question of resp_a")]
+    assert got.response["status"] == "completed"
+    got.output_items.clear()
+    (await conversation(store, "", "resp_a", max_turns=1)).clear()
+    again = await store.get("", "resp_a")
+    assert again is not None and again.output_items != []
+
+
+async def test_a_response_over_the_size_bound_is_not_stored(
+    store: ResponseStore, clock: FakeClock
+) -> None:
+    store.max_entry_size = 2_000  # type: ignore[attr-defined]
+    await store.put(turn(store, clock, "resp_a"))
+    with pytest.raises(ResponseNotStored, match="max_entry_size"):
+        await store.put(turn(store, clock, "resp_a", inputs=[user("x" * 3_000)]))
+    stored = await store.get("", "resp_a")  # the older one stays
+    assert stored is not None and stored.input_items == [user("question of resp_a")]
+
+
+async def test_what_is_not_json_is_not_stored(store: ResponseStore, clock: FakeClock) -> None:
+    for bad in ({"type": "message", "content": {1, 2}}, {"type": "x", "n": float("nan")}):
+        with pytest.raises(ResponseNotStored, match="not JSON"):
+            await store.put(turn(store, clock, "resp_a", inputs=[bad]))
+    assert await store.get("", "resp_a") is None
+
+
+async def test_overlong_ids_find_nothing(store: ResponseStore, clock: FakeClock) -> None:
+    long = "r" * 100_000
+    assert await store.get("", long) is None
+    assert await store.get(long, "resp_a") is None
+    assert await store.delete("", long) is False
+    with pytest.raises(ResponseNotFound):
+        await conversation(store, "", long, max_turns=5)
+    with pytest.raises(ResponseNotStored):
+        await store.put(turn(store, clock, long))
+
+
+# ---------------------------------------------------------------- the memory store
+
+
+async def test_memory_evicts_the_least_recently_used_past_max_responses(
+    clock: FakeClock,
+) -> None:
+    store = MemoryResponseStore(3, clock)
+    for name in ("a", "b", "c"):
+        await store.put(turn(store, clock, name))
+    assert await store.get("", "a") is not None  # a is now more recent than b
+    await store.put(turn(store, clock, "d"))
+    assert len(store) == 3 and store.evictions == 1
+    assert await store.get("", "b") is None
+    assert [await store.get("", n) is not None for n in ("a", "c", "d")] == [True] * 3
+
+
+async def test_memory_reading_a_conversation_keeps_it_from_eviction(clock: FakeClock) -> None:
+    store = MemoryResponseStore(4, clock)
+    await three_turns(store, clock)
+    await store.put(turn(store, clock, "idle"))
+    await conversation(store, "", "resp_3", max_turns=10)
+    await store.put(turn(store, clock, "resp_4", "resp_3"))
+    assert await store.get("", "idle") is None
+    assert len(await conversation(store, "", "resp_4", max_turns=10)) == 8
+
+
+async def test_memory_is_bounded_by_bytes(clock: FakeClock) -> None:
+    store = MemoryResponseStore(1_000, clock, max_size=5_000)
+    one = len(dump_stored(turn(store, clock, "r00")))
+    for number in range(20):
+        await store.put(turn(store, clock, f"r{number:02}"))
+    assert store.size <= 5_000
+    assert len(store) == 5_000 // one
+    assert await store.get("", "r19") is not None and await store.get("", "r00") is None
+    await store.delete("", "r19")
+    assert store.size == (len(store)) * one
+
+
+async def test_memory_sweeps_expired_responses_without_reading_them(clock: FakeClock) -> None:
+    store = MemoryResponseStore(100, clock, retention=10)
+    for name in ("a", "b", "c"):
+        await store.put(turn(store, clock, name))
+    clock.advance(11)
+    assert len(store) == 3  # not read, not swept yet
+    clock.advance(60)
+    await store.put(turn(store, clock, "d"))  # a put sweeps, at most once a minute
+    assert len(store) == 1
+    clock.advance(11)
+    assert store.sweep() == 1 and len(store) == 0 and store.size == 0
+
 
 # ---------------------------------------------------------------- configuration
 
@@ -65,3 +451,29 @@ def test_durations_and_sizes_are_parsed() -> None:
         {"responses": {"retention": "7d", "timeout": "500ms", "max_entry_size": "1MiB"}}
     ).responses
     assert (config.retention, config.timeout, config.max_entry_size) == (604_800, 0.5, 1_048_576)
+
+
+# ---------------------------------------------------------------- the error
+
+
+def test_response_not_found_is_a_documented_404() -> None:
+    import openai
+
+    from llmroute.server.errors import from_exception
+
+    error = ResponseNotFound("resp_x")
+    assert type(error).__bases__ == (llmroute.RequestError,)
+    assert str(error) == "Response with id 'resp_x' not found."
+    served = from_exception(error)
+    assert served.status == 404
+    assert served.error_object() == {
+        "message": "Response with id 'resp_x' not found.",
+        "type": "invalid_request_error",
+        "param": None,
+        "code": None,
+    }
+    assert isinstance(llmroute.to_openai_error(error), openai.NotFoundError)
+    tree = inspect.getdoc(importlib.import_module("llmroute._errors")) or ""
+    assert "│   └── ResponseNotFound " in tree
+    docs = (Path(__file__).parent.parent / "docs" / "errors.md").read_text()
+    assert "│   └── ResponseNotFound " in docs and "| `ResponseNotFound` | 404 |" in docs
