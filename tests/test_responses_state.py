@@ -1,13 +1,18 @@
 """The Responses API's conversation state: stored responses and conversations rebuilt from them.
 
-One contract, run against each store (in memory, for now). Then what the memory store does
-on its own (its bounds); the `responses` section of the configuration; `ResponseNotFound`.
+One contract, run against each store: in memory and a real SQLite file. Then what each
+store does on its own: the memory store's bounds, the SQLite file shared by several store
+objects (and writers); the `responses` section of the configuration; `ResponseNotFound`.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import importlib
 import inspect
+import sqlite3
+import stat
 import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -25,11 +30,14 @@ from llmroute.responses.state import (
     ResponseNotFound,
     ResponseNotStored,
     ResponseStore,
+    ResponseStoreUnavailable,
+    SqliteResponseStore,
     StoredResponse,
     conversation,
     input_items,
 )
 from llmroute.responses.state_base import dump_stored
+from llmroute.responses.state_sqlite import PURGE_INTERVAL, SCHEMA_VERSION, WALK_QUERY
 
 pytestmark = pytest.mark.anyio
 
@@ -60,15 +68,15 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-@pytest.fixture(params=["memory"])
+@pytest.fixture(params=["memory", "sqlite"])
 async def store(
     request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock
 ) -> AsyncIterator[ResponseStore]:
     made: ResponseStore
     if request.param == "memory":
         made = MemoryResponseStore(100, clock, retention=RETENTION)
-    else:  # pragma: no cover - one store so far
-        raise AssertionError(request.param)
+    else:
+        made = SqliteResponseStore(tmp_path / "state.db", clock=clock, retention=RETENTION)
     try:
         yield made
     finally:
@@ -394,6 +402,165 @@ async def test_memory_sweeps_expired_responses_without_reading_them(clock: FakeC
     assert len(store) == 1
     clock.advance(11)
     assert store.sweep() == 1 and len(store) == 0 and store.size == 0
+
+
+# ---------------------------------------------------------------- the SQLite store
+
+
+def sqlite_store(path: Path, clock: Any, **options: Any) -> SqliteResponseStore:
+    return SqliteResponseStore(path, clock=clock, retention=RETENTION, **options)
+
+
+async def test_two_sqlite_stores_on_one_file_see_each_others_writes(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    path = tmp_path / "shared" / "state.db"
+    one, two = sqlite_store(path, clock), sqlite_store(path, clock)
+    try:
+        await one.put(turn(one, clock, "resp_1", scope="k"))
+        await two.put(turn(two, clock, "resp_2", "resp_1", scope="k"))
+        await one.put(turn(one, clock, "resp_3", "resp_2", scope="k"))
+        assert len(await conversation(two, "k", "resp_3", max_turns=5)) == 6
+        assert await two.delete("k", "resp_1") is True
+        assert await one.get("k", "resp_1") is None
+        with pytest.raises(ResponseNotFound):
+            await conversation(one, "k", "resp_3", max_turns=5)
+    finally:
+        await one.aclose()
+        await two.aclose()
+
+
+async def test_sqlite_writers_take_turns(tmp_path: Path, clock: FakeClock) -> None:
+    """Two store objects (two connections, two threads) writing at once lose nothing."""
+    path = tmp_path / "state.db"
+    one, two, reader = (sqlite_store(path, clock) for _ in range(3))
+    try:
+        await asyncio.gather(
+            *(one.put(turn(one, clock, f"one_{n}")) for n in range(40)),
+            *(two.put(turn(two, clock, f"two_{n}")) for n in range(40)),
+        )
+        found = [await reader.get("", f"{w}_{n}") for w in ("one", "two") for n in range(40)]
+        assert all(found)
+    finally:
+        for store in (one, two, reader):
+            await store.aclose()
+
+
+async def test_sqlite_file_layout(tmp_path: Path, clock: FakeClock) -> None:
+    path = tmp_path / "state.db"
+    store = sqlite_store(path, clock)
+    await store.put(turn(store, clock, "resp_1"))
+    await store.aclose()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert conn.execute("SELECT version FROM stored_responses_schema").fetchall() == [
+            (SCHEMA_VERSION,)
+        ]
+        indexes = {row[1] for row in conn.execute("PRAGMA index_list(stored_responses)")}
+        assert "stored_responses_expires" in indexes
+        plan = conn.execute(
+            "EXPLAIN QUERY PLAN DELETE FROM stored_responses WHERE rowid IN (SELECT rowid "
+            "FROM stored_responses WHERE expires_at <= 1 LIMIT 5)"
+        ).fetchall()
+        assert "stored_responses_expires" in str(plan)
+        # a conversation's every step is a lookup by (scope, id), never a scan of the table
+        plan = conn.execute(
+            "EXPLAIN QUERY PLAN " + WALK_QUERY, {"scope": "", "id": "r", "limit": 5, "now": 0}
+        ).fetchall()
+        steps = [row[-1] for row in plan if "stored_responses" in row[-1]]
+        assert len(steps) == 2 and all("(scope=? AND id=?)" in step for step in steps), steps
+
+
+async def test_sqlite_refuses_a_newer_schema(tmp_path: Path, clock: FakeClock) -> None:
+    path = tmp_path / "state.db"
+    first = sqlite_store(path, clock)
+    assert await first.check() is None
+    await first.aclose()
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        conn.execute("UPDATE stored_responses_schema SET version = 99")
+        conn.commit()
+    store = sqlite_store(path, clock)
+    try:
+        problem = await store.check()
+        assert problem is not None and "newer llmroute" in problem
+        with pytest.raises(ResponseStoreUnavailable, match="newer llmroute"):
+            await store.get("", "resp_1")
+    finally:
+        await store.aclose()
+
+
+async def test_sqlite_shares_a_file_with_the_request_log(tmp_path: Path, clock: FakeClock) -> None:
+    from llmroute.observe.sqlite import SCHEMA_VERSION as LOG_VERSION
+    from llmroute.observe.sqlite import SqliteStore
+
+    path = tmp_path / "llmroute.db"
+    store = sqlite_store(path, clock)
+    try:
+        await store.put(turn(store, clock, "resp_1"))
+        assert SqliteStore(path).schema_version() == LOG_VERSION
+        assert await store.get("", "resp_1") is not None
+    finally:
+        await store.aclose()
+
+
+async def test_sqlite_deletes_expired_rows(tmp_path: Path, clock: FakeClock) -> None:
+    path = tmp_path / "state.db"
+    store = sqlite_store(path, clock)
+
+    def rows() -> int:
+        with contextlib.closing(sqlite3.connect(path)) as conn:
+            return int(conn.execute("SELECT count(*) FROM stored_responses").fetchone()[0])
+
+    try:
+        for number in range(3):
+            await store.put(turn(store, clock, f"old_{number}"))
+        clock.advance(RETENTION + 1)
+        assert rows() == 3
+        assert await store.purge() == 3
+        assert rows() == 0
+        for number in range(3):
+            await store.put(turn(store, clock, f"old_{number}"))
+        clock.advance(RETENTION + PURGE_INTERVAL)
+        await store.put(turn(store, clock, "new"))  # queues a purge on the store's thread...
+        assert await store.get("", "new") is not None  # ...which runs before this get
+        assert rows() == 1
+    finally:
+        await store.aclose()
+
+
+async def test_sqlite_waits_for_a_lock_off_the_event_loop(tmp_path: Path, clock: FakeClock) -> None:
+    """Another process holding the write lock: the loop runs on; the put fails after the
+    timeout with a clear error."""
+    path = tmp_path / "state.db"
+    store = sqlite_store(path, clock, timeout=0.5)
+    assert await store.check() is None
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    task = asyncio.create_task(ticker())
+    try:
+        started = time.monotonic()
+        with pytest.raises(ResponseStoreUnavailable, match="locked"):
+            await store.put(turn(store, clock, "resp_1"))
+        waited = time.monotonic() - started
+        assert 0.4 < waited < 5
+        assert ticks >= 10  # the loop was not blocked while SQLite waited
+    finally:
+        task.cancel()
+        holder.execute("ROLLBACK")
+        holder.close()
+    await store.put(turn(store, clock, "resp_1"))  # the lock is gone: it works again
+    await store.aclose()
+    with pytest.raises(ResponseStoreUnavailable, match="closed"):
+        await store.get("", "resp_1")
 
 
 # ---------------------------------------------------------------- configuration

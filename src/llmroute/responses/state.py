@@ -15,6 +15,9 @@ Stores (`ResponseStore`):
   response in it, so a live conversation is not evicted before an idle one).
   An expired response is dropped when read, and by a sweep of the whole store
   at most once a minute, run by `put`.
+- `SqliteResponseStore` (`llmroute.responses.state_sqlite`): a table in a
+  SQLite file (WAL), shared by the processes of one machine; run in a thread
+  of its own, never on the event loop.
 
 Scope isolation is a security property: a response stored under one scope is
 not found, deleted or walked through under another (`ResponseNotFound`, as if
@@ -40,6 +43,7 @@ from .state_base import (
     load_stored,
     unreadable,
 )
+from .state_sqlite import SqliteResponseStore
 
 __all__ = [
     "MemoryResponseStore",
@@ -48,6 +52,7 @@ __all__ = [
     "ResponseStore",
     "ResponseStoreError",
     "ResponseStoreUnavailable",
+    "SqliteResponseStore",
     "StoredResponse",
     "conversation",
     "input_items",
