@@ -446,6 +446,20 @@ async def test_sqlite_writers_take_turns(tmp_path: Path, clock: FakeClock) -> No
             await store.aclose()
 
 
+async def test_sqlite_stores_opening_a_new_file_at_once(tmp_path: Path, clock: FakeClock) -> None:
+    """Processes starting together on a new file: one turns it to WAL and creates the table,
+    the others wait for it rather than fail ("database is locked")."""
+    for attempt in range(10):
+        path = tmp_path / f"new-{attempt}.db"
+        stores = [sqlite_store(path, clock) for _ in range(6)]
+        try:
+            await asyncio.gather(*(s.put(turn(s, clock, f"r{n}")) for n, s in enumerate(stores)))
+            assert all([await stores[0].get("", f"r{n}") for n in range(6)])
+        finally:
+            for store in stores:
+                await store.aclose()
+
+
 async def test_sqlite_file_layout(tmp_path: Path, clock: FakeClock) -> None:
     path = tmp_path / "state.db"
     store = sqlite_store(path, clock)

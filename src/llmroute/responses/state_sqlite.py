@@ -26,6 +26,7 @@ import asyncio
 import functools
 import os
 import sqlite3
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -143,7 +144,7 @@ class SqliteResponseStore(ResponseStore):
             _create_private(self.path)
             conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
             try:
-                conn.execute("PRAGMA journal_mode=WAL")
+                _wal(conn, self.timeout)
                 conn.execute("PRAGMA synchronous=NORMAL")
                 _migrate(conn, self.path)
             except BaseException:
@@ -295,6 +296,27 @@ def _create_private(path: Path) -> None:
     except FileExistsError:
         return
     os.close(fd)
+
+
+def _wal(conn: sqlite3.Connection, timeout: float) -> None:
+    """Put the file in WAL mode (it stays so), waiting up to `timeout` for other openers.
+
+    The change does not wait on SQLite's busy timeout: a process that opens a
+    new file while another is turning it to WAL is told "database is locked"
+    at once (tests/test_responses_state.py sees it). It tries again here until
+    the other is done.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.OperationalError as exc:
+            busy = exc.sqlite_errorcode in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+            if not busy or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.005)
+        else:
+            return
 
 
 def _version(conn: sqlite3.Connection) -> int:
