@@ -1,8 +1,10 @@
 """The Responses API's conversation state: stored responses and conversations rebuilt from them.
 
-One contract, run against each store: in memory and a real SQLite file. Then what each
-store does on its own: the memory store's bounds, the SQLite file shared by several store
-objects (and writers); the `responses` section of the configuration; `ResponseNotFound`.
+One contract, run against each store: in memory, a real redis-server (the `redis_url`
+fixture: skipped when absent, failing when LLMROUTE_REQUIRE_REDIS=1) and a real SQLite file.
+Then what each store does on its own: the memory store's bounds, the SQLite file shared by
+several store objects (and writers), Redis's keys, TTLs and outages; the `responses` section
+of the configuration; `ResponseNotFound`.
 """
 
 from __future__ import annotations
@@ -11,10 +13,12 @@ import asyncio
 import contextlib
 import importlib
 import inspect
+import os
+import socket
 import sqlite3
 import stat
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -27,6 +31,7 @@ import llmroute
 from llmroute import RequestError
 from llmroute.responses.state import (
     MemoryResponseStore,
+    RedisResponseStore,
     ResponseNotFound,
     ResponseNotStored,
     ResponseStore,
@@ -38,6 +43,7 @@ from llmroute.responses.state import (
 )
 from llmroute.responses.state_base import dump_stored
 from llmroute.responses.state_sqlite import PURGE_INTERVAL, SCHEMA_VERSION, WALK_QUERY
+from llmroute.stores.redis import RedisConnection
 
 pytestmark = pytest.mark.anyio
 
@@ -45,7 +51,8 @@ RETENTION = 3600.0
 
 
 class FakeClock:
-    """Unix time that moves only when told (from now); `monotonic` is the real one."""
+    """Unix time that moves only when told (from now, so that Redis TTLs are real ones);
+    `monotonic` is the real one (the Redis outage breaker's)."""
 
     def __init__(self) -> None:
         self.now = time.time()
@@ -68,13 +75,24 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+def redis_store(
+    url: str, clock: Any, *, timeout: float = 2.0, **options: Any
+) -> RedisResponseStore:
+    connection = RedisConnection(
+        url, timeout=timeout, retry_interval=1.0, purpose="responses", clock=clock
+    )
+    return RedisResponseStore(connection, clock=clock, **options)
+
+
+@pytest.fixture(params=["memory", "redis", "sqlite"])
 async def store(
     request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock
 ) -> AsyncIterator[ResponseStore]:
     made: ResponseStore
     if request.param == "memory":
         made = MemoryResponseStore(100, clock, retention=RETENTION)
+    elif request.param == "redis":
+        made = redis_store(request.getfixturevalue("redis_url"), clock, retention=RETENTION)
     else:
         made = SqliteResponseStore(tmp_path / "state.db", clock=clock, retention=RETENTION)
     try:
@@ -575,6 +593,150 @@ async def test_sqlite_waits_for_a_lock_off_the_event_loop(tmp_path: Path, clock:
     await store.aclose()
     with pytest.raises(ResponseStoreUnavailable, match="closed"):
         await store.get("", "resp_1")
+
+
+# ---------------------------------------------------------------- the Redis store
+
+
+async def test_redis_key_layout_and_ttl(redis_url: str, clock: FakeClock) -> None:
+    import redis
+
+    store = redis_store(redis_url, clock, retention=RETENTION)
+    raw = redis.Redis.from_url(redis_url)
+    try:
+        await store.put(turn(store, clock, "resp_1", scope="team:a"))
+        await store.put(turn(store, clock, "resp_2", "resp_1", scope="team:a"))
+        key = "llmroute:responses:team%3Aa:resp_2"
+        assert store.key("team:a", "resp_2") == key
+        assert sorted(raw.keys("*")) == [b"llmroute:responses:team%3Aa:resp_1", key.encode()]
+        assert RETENTION * 1000 - 5_000 < raw.pttl(key) <= RETENTION * 1000
+        assert raw.get(key).startswith(b"1resp_1\n{")  # type: ignore[union-attr]
+    finally:
+        raw.close()
+        await store.aclose()
+
+
+async def test_redis_expires_keys_itself(redis_url: str) -> None:
+    import redis
+
+    store = redis_store(redis_url, llmroute.SystemClock(), retention=0.3)
+    raw = redis.Redis.from_url(redis_url)
+    try:
+        created = time.time()
+        stored = turn(store, FakeClock(), "resp_1")
+        await store.put(replace(stored, created_at=created, expires_at=store.expires_at(created)))
+        assert raw.exists("llmroute:responses::resp_1") == 1
+        await asyncio.sleep(0.5)
+        assert raw.exists("llmroute:responses::resp_1") == 0
+        assert await store.get("", "resp_1") is None
+    finally:
+        raw.close()
+        await store.aclose()
+
+
+async def test_redis_reads_a_conversation_in_one_round_trip(
+    redis_url: str, clock: FakeClock
+) -> None:
+    store = redis_store(redis_url, clock)
+    try:
+        await store.put(turn(store, clock, "resp_0"))
+        for number in range(1, 150):
+            await store.put(turn(store, clock, f"resp_{number}", f"resp_{number - 1}"))
+        calls = 0
+        call = store._redis.call
+
+        async def counted(operation: Any) -> Any:
+            nonlocal calls
+            calls += 1
+            return await call(operation)
+
+        store._redis.call = counted  # type: ignore[method-assign]
+        assert len(await conversation(store, "", "resp_149", max_turns=150)) == 300
+        assert calls == 1
+        with pytest.raises(RequestError, match="more than 149"):
+            await conversation(store, "", "resp_149", max_turns=149)
+    finally:
+        await store.aclose()
+
+
+async def test_redis_ignores_values_it_did_not_write(redis_url: str, clock: FakeClock) -> None:
+    import redis
+
+    store = redis_store(redis_url, clock)
+    raw = redis.Redis.from_url(redis_url)
+    try:
+        await three_turns(store, clock)
+        raw.set("llmroute:responses::resp_2", b"not a stored response")
+        assert await store.get("", "resp_2") is None
+        with pytest.raises(ResponseNotFound) as info:
+            await conversation(store, "", "resp_3", max_turns=10)
+        assert info.value.response_id == "resp_2"
+        # a value copied under another scope's key is not that scope's
+        raw.copy("llmroute:responses::resp_1", "llmroute:responses:bob:resp_1")
+        assert await store.get("bob", "resp_1") is None
+        with pytest.raises(ResponseNotFound):
+            await conversation(store, "bob", "resp_1", max_turns=10)
+    finally:
+        raw.close()
+        await store.aclose()
+
+
+def need_redis_package() -> None:
+    try:
+        import redis  # noqa: F401
+    except ImportError:
+        if os.environ.get("LLMROUTE_REQUIRE_REDIS") == "1":
+            pytest.fail("LLMROUTE_REQUIRE_REDIS=1 but the redis package is not installed")
+        pytest.skip("the redis package is not installed (pip install 'llmroute[redis]')")
+
+
+@pytest.fixture
+def silent_redis() -> Iterator[str]:
+    """A port that accepts connections and never answers: only timeouts end a call."""
+    need_redis_package()
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(100)
+    try:
+        yield f"redis://127.0.0.1:{server.getsockname()[1]}/0"
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def dead_redis() -> str:
+    """A port nobody listens on: connections are refused at once."""
+    need_redis_package()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"redis://127.0.0.1:{port}/0"
+
+
+@pytest.mark.parametrize("server", ["dead_redis", "silent_redis"])
+async def test_redis_unavailable_is_a_clear_error_not_a_hang(
+    request: pytest.FixtureRequest, server: str, clock: FakeClock
+) -> None:
+    store = redis_store(request.getfixturevalue(server), clock, timeout=0.2)
+    stored = turn(store, clock, "resp_1")
+    try:
+        started = time.monotonic()
+        with pytest.raises(ResponseStoreUnavailable, match="responses: Redis is unavailable"):
+            await store.get("", "resp_1")
+        assert time.monotonic() - started < 2
+        for operation in (
+            store.put(stored),
+            store.delete("", "resp_1"),
+            conversation(store, "", "resp_1", max_turns=5),
+        ):  # resting after the failure: refused at once
+            started = time.monotonic()
+            with pytest.raises(ResponseStoreUnavailable):
+                await operation
+            assert time.monotonic() - started < 0.1
+        problem = await store.check()
+        assert problem is not None and "Redis is unavailable" in problem
+    finally:
+        await store.aclose()
 
 
 # ---------------------------------------------------------------- configuration

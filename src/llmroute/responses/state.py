@@ -15,6 +15,8 @@ Stores (`ResponseStore`):
   response in it, so a live conversation is not evicted before an idle one).
   An expired response is dropped when read, and by a sweep of the whole store
   at most once a minute, run by `put`.
+- `RedisResponseStore` (`llmroute.responses.state_redis`): one key per response,
+  expiring through Redis's own TTL; a conversation is read in one round trip.
 - `SqliteResponseStore` (`llmroute.responses.state_sqlite`): a table in a
   SQLite file (WAL), shared by the processes of one machine; run in a thread
   of its own, never on the event loop.
@@ -43,10 +45,12 @@ from .state_base import (
     load_stored,
     unreadable,
 )
+from .state_redis import RedisResponseStore
 from .state_sqlite import SqliteResponseStore
 
 __all__ = [
     "MemoryResponseStore",
+    "RedisResponseStore",
     "ResponseNotFound",
     "ResponseNotStored",
     "ResponseStore",
