@@ -29,6 +29,7 @@ import yaml
 
 import llmroute
 from llmroute import RequestError
+from llmroute.responses.config import ResponsesConfig
 from llmroute.responses.state import (
     MemoryResponseStore,
     RedisResponseStore,
@@ -40,6 +41,7 @@ from llmroute.responses.state import (
     StoredResponse,
     conversation,
     input_items,
+    store_from_config,
 )
 from llmroute.responses.state_base import dump_stored
 from llmroute.responses.state_sqlite import PURGE_INTERVAL, SCHEMA_VERSION, WALK_QUERY
@@ -794,6 +796,26 @@ def test_durations_and_sizes_are_parsed() -> None:
         {"responses": {"retention": "7d", "timeout": "500ms", "max_entry_size": "1MiB"}}
     ).responses
     assert (config.retention, config.timeout, config.max_entry_size) == (604_800, 0.5, 1_048_576)
+
+
+async def test_store_from_config(tmp_path: Path, clock: FakeClock) -> None:
+    assert store_from_config(ResponsesConfig(store="off"), clock) is None
+    memory = store_from_config(ResponsesConfig(max_responses=7, retention=60), clock)
+    assert isinstance(memory, MemoryResponseStore)
+    assert (memory.max_responses, memory.retention) == (7, 60)
+    assert memory.expires_at(100.0) == 160.0
+    path = tmp_path / "x.db"
+    sqlite = store_from_config(ResponsesConfig(store=f"sqlite:///{path}"), clock)
+    assert isinstance(sqlite, SqliteResponseStore) and sqlite.path == path
+    assert not path.exists()  # created on first use
+    await sqlite.aclose()
+    need_redis_package()
+    remote = store_from_config(
+        ResponsesConfig(store="redis://127.0.0.1:1/0", prefix="app:state"), clock
+    )
+    assert isinstance(remote, RedisResponseStore)
+    assert remote.key("k", "resp_1") == "app:state:k:resp_1"
+    await remote.aclose()
 
 
 # ---------------------------------------------------------------- the error

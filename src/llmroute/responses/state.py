@@ -8,7 +8,7 @@ as ``previous_response_id`` is sent as a self-contained conversation:
 response and returns, oldest first, each turn's input items followed by its
 output items. Any target can then continue it, whatever served the turns before.
 
-Stores (`ResponseStore`):
+Stores (`ResponseStore`), chosen by `store_from_config`:
 
 - `MemoryResponseStore`: this process; bounded by a count and by bytes, the
   least recently used response going first (reading a conversation uses every
@@ -32,8 +32,9 @@ from collections import OrderedDict
 from typing import Any, NamedTuple
 
 from .._clock import Clock, SystemClock
-from .._errors import RequestError, ResponseNotFound
-from .config import DEFAULT_MAX_TURNS, DEFAULT_RETENTION
+from .._errors import ConfigError, RequestError, ResponseNotFound
+from ..stores.redis import RedisConnection
+from .config import DEFAULT_MAX_TURNS, DEFAULT_RETENTION, ResponsesConfig
 from .state_base import (
     MAX_ID_LENGTH,
     ResponseNotStored,
@@ -60,6 +61,7 @@ __all__ = [
     "StoredResponse",
     "conversation",
     "input_items",
+    "store_from_config",
 ]
 
 #: The memory store sweeps out expired responses at most this often (seconds).
@@ -253,3 +255,53 @@ class MemoryResponseStore(ResponseStore):
     async def aclose(self) -> None:
         self._entries.clear()
         self._bytes = 0
+
+
+# ---------------------------------------------------------------- from the configuration
+
+
+def store_from_config(config: ResponsesConfig, clock: Clock) -> ResponseStore | None:
+    """The store the `responses` section asks for; None for ``store: off``.
+
+    Nothing is connected or opened yet: Redis is reached, and the SQLite file
+    created, on first use (`check()` tries them).
+    """
+    url = config.store
+    if url == "off":
+        return None
+    if url == "memory":
+        return MemoryResponseStore(
+            config.max_responses,
+            clock,
+            retention=config.retention,
+            max_size=config.max_size,
+            max_entry_size=config.max_entry_size,
+        )
+    if url.startswith("sqlite:///"):
+        return SqliteResponseStore(
+            url[len("sqlite:///") :],
+            clock=clock,
+            retention=config.retention,
+            max_entry_size=config.max_entry_size,
+            timeout=config.timeout,
+        )
+    try:
+        connection = RedisConnection(
+            url,
+            timeout=config.timeout,
+            retry_interval=config.retry_interval,
+            purpose="responses",
+            clock=clock,
+        )
+    except ConfigError as exc:
+        raise ConfigError(
+            f"{url!r} needs the redis package: pip install 'llmroute[redis]'",
+            path="responses.store",
+        ) from exc
+    return RedisResponseStore(
+        connection,
+        clock=clock,
+        prefix=config.prefix,
+        retention=config.retention,
+        max_entry_size=config.max_entry_size,
+    )
