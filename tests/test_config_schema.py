@@ -24,6 +24,7 @@ routes:
     retry: {attempts: 3, backoff: constant, initial: 250ms, max_delay: 4s}
     fallbacks: [backup]
   backup: {targets: [sim/other]}
+responses: {store: off, retention: 7d, max_turns: 50, max_entry_size: 4MiB}
 """
 
 
@@ -40,6 +41,9 @@ def test_a_full_config_validates_against_the_schema_and_the_loader() -> None:
         {"routes": {"c": {"targets": ["a/m"], "timeout": "soon"}}},
         {"routes": {"c": {"targets": ["a/m"], "colour": "red"}}},
         {"cache": {"ttl": "soon"}},
+        {"responses": {"store": "postgres://db"}},
+        {"responses": {"retention": "soon"}},
+        {"responses": {"max_turns": 0}},
         {"providers": {"p": {"type": "mock", "script": ["maybe"]}}},
         {"providers": {"p": {"type": "teleport"}}},
     ],

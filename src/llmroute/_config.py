@@ -1,9 +1,9 @@
 """The configuration models. Strict: an unknown key is an error that names its path.
 
 The document's top-level keys are `providers`, `routes`, `cache`,
-`rate_limits`, `budgets`, `health`, `logging`, `telemetry`, `experiments` and
-`server`. Sections whose feature has not been built yet are refused with a
-clear "not supported yet" error rather than silently ignored.
+`rate_limits`, `budgets`, `health`, `logging`, `telemetry`, `responses`,
+`experiments` and `server`. Sections whose feature has not been built yet are
+refused with a clear "not supported yet" error rather than silently ignored.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from ._units import Duration, PositiveDuration, parse_duration
 from .cache.config import CacheConfig, RouteCacheConfig
 from .limits.config import BudgetsConfig, RateLimitsConfig
 from .providers import ProviderConfigBase, config_models
+from .responses.config import ResponsesConfig
 from .server.config import ServerConfig
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "Capability",
     "PriceConfig",
     "ProviderConfig",
+    "ResponsesConfig",
     "RetryConfig",
     "RouteConfig",
     "TargetConfig",
@@ -333,6 +335,8 @@ class Config(BaseModel):
         budgets: spending budgets (see `llmroute.limits.BudgetsConfig`).
         logging: the request log (see `LoggingConfig`); no store when unset.
         telemetry: OpenTelemetry traces and metrics (see `TelemetryConfig`).
+        responses: the Responses API's conversation state (see
+            `llmroute.responses.config.ResponsesConfig`); in memory by default.
         server: the HTTP gateway run by ``llmroute serve`` (see `llmroute.server.ServerConfig`).
     """
 
@@ -345,6 +349,7 @@ class Config(BaseModel):
     health: HealthConfig = Field(default_factory=HealthConfig)
     logging: LoggingConfig | None = None
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
+    responses: ResponsesConfig = Field(default_factory=ResponsesConfig)
     experiments: Unbuilt = None
     server: ServerConfig | None = None
 

@@ -5,7 +5,8 @@ Every error llmroute raises derives from `LLMRouteError`::
     LLMRouteError
     ├── ConfigError                  a bad config: names the field path and what was expected
     ├── RequestError                 an invalid request, caught before any network call
-    │   └── UnknownModel             `model=` names no route and no provider
+    │   ├── UnknownModel             `model=` names no route and no provider
+    │   └── ResponseNotFound         a stored response asked for is unknown or expired (404)
     ├── ProviderError                a provider answered with an error (or not at all)
     │   ├── retryable
     │   │   ├── RateLimited              429
@@ -106,6 +107,19 @@ class UnknownModel(RequestError):
         self.model = model
         self.available = tuple(available)
         super().__init__(message, param="model")
+
+
+class ResponseNotFound(RequestError):
+    """No stored response has this id (for this caller), or it has expired.
+
+    Raised by the Responses API's conversation state for a `previous_response_id`,
+    a response asked for by id, or an ancestor of either; served over HTTP as a
+    404 with OpenAI's message. `response_id` is the id that was not found.
+    """
+
+    def __init__(self, response_id: str, *, param: str | None = None) -> None:
+        self.response_id = response_id
+        super().__init__(f"Response with id '{response_id}' not found.", param=param)
 
 
 class ProviderError(LLMRouteError):

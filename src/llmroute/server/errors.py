@@ -9,6 +9,7 @@ error                             status  notes
 ================================  ======  =============================================
 `RequestError`                    400     ``param`` names the bad field
 `UnknownModel`                    404     ``code: model_not_found``
+`ResponseNotFound`                404     a stored response: unknown, expired or another key's
 `LocalRateLimitExceeded`          429     ``Retry-After``, ``retry-after-ms``, ``x-ratelimit-*``
 `BudgetExceeded`                  429     ``code: budget_exceeded``, ``x-should-retry: false``
 provider: the request's fault     400     invalid request, context length, content filter
@@ -51,6 +52,7 @@ from .._errors import (
     QuotaExceeded,
     RateLimited,
     RequestError,
+    ResponseNotFound,
     StreamInterrupted,
     UnknownModel,
 )
@@ -208,6 +210,8 @@ def from_exception(exc: LLMRouteError, text: Callable[[str], str] | None = None)
 def _from_exception(exc: LLMRouteError) -> HTTPError:
     if isinstance(exc, UnknownModel):
         return HTTPError(404, str(exc), code="model_not_found", param="model")
+    if isinstance(exc, ResponseNotFound):  # OpenAI's body: no code
+        return HTTPError(404, str(exc), param=exc.param)
     if isinstance(exc, RequestError):
         return HTTPError(400, str(exc), param=exc.param)
     if isinstance(exc, LocalRateLimitExceeded):
