@@ -3,7 +3,8 @@
     python benchmarks/count_instructions.py [--requests 300] [--kinds chat,stream,hit]
 
 For each kind of request (a non-streamed chat completion, a 20-chunk stream read to its
-end, a memory cache hit), runs this script under ``valgrind --tool=callgrind`` twice: once
+end, a memory cache hit; ``responses`` and ``responses-stream``: the same two as
+Responses API requests translated for the same chat upstream), runs this script under ``valgrind --tool=callgrind`` twice: once
 with only the warm-up, once with the warm-up and N more requests of that kind. The
 difference divided by N is what one request costs in this process, whatever else the
 machine is doing (instruction counts do not move with load, unlike time). The upstream
@@ -31,12 +32,19 @@ from upstream import MODEL, running_upstream
 MESSAGES = [{"role": "user", "content": "Say hello in one short sentence."}]
 WARMUP = 200
 KINDS = ("chat", "stream", "hit")
+#: What each Responses kind is compared with, and the budget the issue sets (issue 16).
+COMPARED = {"responses": "chat", "responses-stream": "stream"}
 
 
 def _config(port: int, kind: str) -> dict[str, Any]:
     config: dict[str, Any] = {
         "providers": {
-            "up": {"type": "openai", "base_url": f"http://127.0.0.1:{port}/v1", "api_key": "x"}
+            "up": {
+                "type": "openai",
+                "base_url": f"http://127.0.0.1:{port}/v1",
+                "api_key": "x",
+                "responses_api": False,
+            },  # a Responses request is translated for it
         },
         "routes": {"chat": {"targets": [f"up/{MODEL}"]}},
     }
@@ -51,9 +59,18 @@ async def _run(kind: str, count: int) -> None:
     with running_upstream(chunks=20) as port:
         async with AsyncRouter(_config(port, kind)) as router:
             create = router.chat.completions.create
+            respond = router.responses.create
 
             async def one() -> None:
-                if kind == "stream":
+                if kind == "responses":
+                    await respond(model="chat", input=MESSAGES[0]["content"], store=False)
+                elif kind == "responses-stream":
+                    events = await respond(
+                        model="chat", input=MESSAGES[0]["content"], store=False, stream=True
+                    )
+                    async for _ in events:
+                        pass
+                elif kind == "stream":
                     stream = await create(model="chat", messages=MESSAGES, stream=True)
                     async for _ in stream:
                         pass
@@ -97,9 +114,15 @@ def main() -> None:
         asyncio.run(_run(args.child[0], int(args.child[1])))
         return
     print(f"instructions per request (callgrind; warm-up {WARMUP}, N = {args.requests})")
+    counted: dict[str, float] = {}
     for kind in args.kinds.split(","):
         base, loaded = _count(kind, 0), _count(kind, args.requests)
-        print(f"  {kind:8} {(loaded - base) / args.requests:12,.0f}")
+        counted[kind] = (loaded - base) / args.requests
+        line = f"  {kind:16} {counted[kind]:12,.0f}"
+        other = COMPARED.get(kind)
+        if other in counted:
+            line += f"   {counted[kind] / counted[other]:.3f}x {other}"
+        print(line)
 
 
 if __name__ == "__main__":

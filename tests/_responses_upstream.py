@@ -85,7 +85,9 @@ def _reasoning() -> dict[str, Any]:
     }
 
 
-def response_body(body: dict[str, Any], output: list[dict[str, Any]], status: str) -> dict[str, Any]:
+def response_body(
+    body: dict[str, Any], output: list[dict[str, Any]], status: str
+) -> dict[str, Any]:
     """The whole response object for `body` with `output`."""
     return {
         "id": "resp_upstream",
@@ -110,9 +112,11 @@ def response_body(body: dict[str, Any], output: list[dict[str, Any]], status: st
         "truncation": "disabled",
         "usage": {
             "input_tokens": 11,
-            "input_tokens_details": {"cached_tokens": 0},
+            "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
             "output_tokens": 7,
-            "output_tokens_details": {"reasoning_tokens": 3 if output[0]["type"] == "reasoning" else 0},
+            "output_tokens_details": {
+                "reasoning_tokens": 3 if output[0]["type"] == "reasoning" else 0
+            },
             "total_tokens": 18,
         },
         "user": None,

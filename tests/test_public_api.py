@@ -122,6 +122,7 @@ TREE = {
     "ConfigError": "LLMRouteError",
     "RequestError": "LLMRouteError",
     "UnknownModel": "RequestError",
+    "ResponseNotFound": "RequestError",
     "ProviderError": "LLMRouteError",
     "RateLimited": "ProviderError",
     "ProviderUnavailable": "ProviderError",

@@ -29,6 +29,7 @@ from ._errors import ProviderUnavailable as ProviderUnavailable
 from ._errors import QuotaExceeded as QuotaExceeded
 from ._errors import RateLimited as RateLimited
 from ._errors import RequestError as RequestError
+from ._errors import ResponseNotFound as ResponseNotFound
 from ._errors import StreamInterrupted as StreamInterrupted
 from ._errors import UnknownModel as UnknownModel
 from ._lazy import exports as _exports

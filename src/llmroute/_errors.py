@@ -65,6 +65,7 @@ __all__ = [
     "QuotaExceeded",
     "RateLimited",
     "RequestError",
+    "ResponseNotFound",
     "StreamInterrupted",
     "UnknownModel",
 ]

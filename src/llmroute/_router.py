@@ -77,6 +77,7 @@ if TYPE_CHECKING:
 
 __all__ = ["AsyncRouter"]
 
+
 class AsyncCompletions:
     """``router.chat.completions``."""
 

@@ -215,7 +215,9 @@ def responses_digest(head: bytes, request: ResponsesRequest) -> str:
     parameters (but those that do not change the answer) as JSON with sorted keys."""
     data = request.model_dump(mode="json", exclude_none=True, exclude=_RESPONSES_NOT_IN_KEY)
     digest = hashlib.blake2b(head, digest_size=20)
-    digest.update(json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode())
+    digest.update(
+        json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    )
     return digest.hexdigest()
 
 

@@ -36,9 +36,9 @@ from dataclasses import dataclass
 
 from .._request import DEFAULT_OPTIONS, ChatRequest
 from .._types import ChatCompletion, CompletionUsage, CreateEmbeddingResponse
+from ..pipeline.stage import Answer, Outcome, RequestContext, Stage
 from ..responses.events import response_events
 from ..responses.types import Response, ResponseStreamEvent
-from ..pipeline.stage import Answer, Outcome, RequestContext, Stage
 from ..routing.model import Route
 from ..stores.redis import RedisUnavailable
 from .backends import CacheBackend, CacheWriteRefused
@@ -411,5 +411,7 @@ def _cacheable(response: Response) -> bool:
     if response.status == "completed":
         return True
     details = response.incomplete_details
-    reason = details.get("reason") if isinstance(details, dict) else getattr(details, "reason", None)
+    reason = (
+        details.get("reason") if isinstance(details, dict) else getattr(details, "reason", None)
+    )
     return response.status == "incomplete" and reason == "max_output_tokens"

@@ -21,9 +21,9 @@ from .._clock import Clock
 from .._prices import PriceBook
 from .._request import ChatRequest, EmbeddingsRequest, RequestOptions
 from .._types import ChatCompletion, CreateEmbeddingResponse, RouteInfo
+from ..providers import ExtraRequest
 from ..responses.request import ResponsesRequest
 from ..responses.types import Response
-from ..providers import ExtraRequest
 from ..routing.catalog import Catalog
 from .accounting import set_cost
 from .driver import AttemptDriver
@@ -147,9 +147,7 @@ class RequestPipeline:
         served = await self.driver.run(ctx.route, ctx.options, ctx.info, exchange)
         return served.value, ctx.info
 
-    def responses(
-        self, exchange: ResponsesExchange
-    ) -> Coroutine[None, None, Response]:
+    def responses(self, exchange: ResponsesExchange) -> Coroutine[None, None, Response]:
         """A non-streamed Responses request (the exchange carries its id and chat view)."""
         return self._whole(exchange, exchange.chat, exchange.request)
 

@@ -16,6 +16,7 @@ next target is tried), and when none is left the caller gets that refusal.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import AsyncIterator
 from typing import cast
@@ -30,7 +31,7 @@ from ..providers import ExtraRequest, ProviderAdapter, StreamDecoder
 from ..responses.events import ChunkEvents, NativeEventDecoder
 from ..responses.request import ResponsesRequest, builtin_tools, native_body, to_chat
 from ..responses.translate import completion_to_response
-from ..responses.types import Response, ResponseStreamEvent
+from ..responses.types import Response, ResponseError, ResponseFailedEvent, ResponseStreamEvent
 from ..routing.model import Target
 from ..routing.select import RequestFacts
 from .accounting import stream_usage
@@ -158,59 +159,81 @@ class ResponsesExchange(WholeExchange[Response]):
         raise self.wrong_answer(answer, stage)
 
 
-class EventDecoder:
+class EventDecoder(ABC):
     """Turns one upstream stream into Responses events (the interface both kinds share).
 
-    `done` becomes true when the stream ended as the API ends it (a terminal event);
-    `response` is the response as the events built it so far; `fail()` gives the events
-    that end the stream as failed.
+    `done` is true once the stream ended as the API ends one (a terminal event);
+    `usage` and `text` describe the answer so far; `fail()` gives the events that end
+    the stream as failed.
     """
 
     __slots__ = ()
 
-    done: bool = False
+    @property
+    @abstractmethod
+    def done(self) -> bool:
+        """Whether the stream has ended with a terminal event."""
 
+    @abstractmethod
     def feed(self, data: bytes) -> list[ResponseStreamEvent]:
         """Take one line (or raw chunk) of the body; return the events it completes."""
-        raise NotImplementedError  # pragma: no cover - every decoder defines it
 
     def finish(self) -> list[ResponseStreamEvent]:
         """Called at the end of the body; returns the events still held back."""
         return []
 
     @property
+    @abstractmethod
     def usage(self) -> TokenUsage | None:
-        """The usage of the finished response (None until it is known)."""
-        return None
+        """The usage of the answer (reported, else estimated; None: not known)."""
 
     @property
+    @abstractmethod
     def text(self) -> str:
         """The output text so far."""
-        return ""
 
+    @abstractmethod
     def fail(self, message: str, code: str) -> list[ResponseStreamEvent]:
         """The events that end the stream as failed with `message`."""
-        raise NotImplementedError  # pragma: no cover - every decoder defines it
 
 
 class NativeEvents(EventDecoder):
     """The events of a provider that serves the Responses API, as it sent them (the
     response's id made llmroute's)."""
 
-    __slots__ = ("_decoder",)
+    __slots__ = ("_decoder", "_last", "_number", "_text")
 
     def __init__(self, response_id: str) -> None:
         self._decoder = NativeEventDecoder(response_id=response_id)
+        self._last: Response | None = None  # the response the last lifecycle event carried
+        self._number = -1
+        self._text: list[str] = []
 
     @property
-    def done(self) -> bool:  # type: ignore[override]
+    def done(self) -> bool:
         return self._decoder.done
 
     def feed(self, data: bytes) -> list[ResponseStreamEvent]:
-        return self._decoder.feed(data)
+        events = self._decoder.feed(data)
+        if events:
+            self._note(events)
+        return events
 
     def finish(self) -> list[ResponseStreamEvent]:
-        return self._decoder.finish()
+        events = self._decoder.finish()
+        if events:
+            self._note(events)
+        return events
+
+    def _note(self, events: list[ResponseStreamEvent]) -> None:
+        for event in events:
+            self._number = event.sequence_number
+            values = event.__dict__
+            if event.type == "response.output_text.delta":
+                self._text.append(values.get("delta") or "")
+            response = values.get("response")
+            if isinstance(response, Response):
+                self._last = response
 
     @property
     def usage(self) -> TokenUsage | None:
@@ -220,11 +243,22 @@ class NativeEvents(EventDecoder):
 
     @property
     def text(self) -> str:
-        response = self._decoder.response
-        return response.output_text if response is not None else ""
+        return "".join(self._text)
 
     def fail(self, message: str, code: str) -> list[ResponseStreamEvent]:
-        return self._decoder.fail(message, code)
+        last = self._last
+        if last is None:
+            return []
+        failed = last.model_copy(
+            update={
+                "status": "failed",
+                "error": ResponseError.model_construct(code=code, message=message),
+            }
+        )
+        event = ResponseFailedEvent.model_construct(
+            type="response.failed", sequence_number=self._number + 1, response=failed
+        )
+        return [event]
 
 
 class TranslatedEvents(EventDecoder):
@@ -239,7 +273,7 @@ class TranslatedEvents(EventDecoder):
         self._done = False
 
     @property
-    def done(self) -> bool:  # type: ignore[override]
+    def done(self) -> bool:
         return self._done
 
     def start(self) -> list[ResponseStreamEvent]:

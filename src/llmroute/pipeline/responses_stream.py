@@ -294,8 +294,11 @@ class _ReplayedEvents(EventDecoder):
         self._text = final.output_text if final is not None else ""
 
     @property
-    def done(self) -> bool:  # type: ignore[override]
+    def done(self) -> bool:
         return True
+
+    def feed(self, data: bytes) -> list[ResponseStreamEvent]:
+        return []
 
     @property
     def usage(self) -> TokenUsage | None:

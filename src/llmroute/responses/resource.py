@@ -138,9 +138,7 @@ class AsyncResponses:
     async def create(self, *, stream: Literal[True], **params: Any) -> AsyncResponseEventStream: ...
 
     @overload
-    async def create(
-        self, *, stream: Literal[False] | None = None, **params: Any
-    ) -> Response: ...
+    async def create(self, *, stream: Literal[False] | None = None, **params: Any) -> Response: ...
 
     @overload
     async def create(
@@ -310,12 +308,11 @@ class AsyncResponses:
         if store is None or not turn.store:
             return
         now = self._clock.time()
-        retention = self._config.retention
         stored = StoredResponse(
             id=response.id,
             scope=turn.scope,
             created_at=now,
-            expires_at=now + retention if retention else None,
+            expires_at=store.expires_at(now),
             previous_response_id=turn.given.previous_response_id,
             model=response.model,
             input_items=turn.items,
@@ -330,7 +327,7 @@ class AsyncResponses:
 
 
 def _not_found(response_id: str) -> ResponseNotFound:
-    return ResponseNotFound(f"Response with id '{response_id}' not found.")
+    return ResponseNotFound(response_id, param="response_id")
 
 
 def _with_id(item: dict[str, Any]) -> dict[str, Any]:
@@ -505,4 +502,3 @@ class AsyncInputTokens:
     async def count(self, **params: Any) -> InputTokensCount:
         """A request's input tokens, estimated (see `AsyncResponses.count_input_tokens`)."""
         return await self._responses.count_input_tokens(**params)
-

@@ -210,8 +210,15 @@ def from_exception(exc: LLMRouteError, text: Callable[[str], str] | None = None)
 def _from_exception(exc: LLMRouteError) -> HTTPError:
     if isinstance(exc, UnknownModel):
         return HTTPError(404, str(exc), code="model_not_found", param="model")
-    if isinstance(exc, ResponseNotFound):  # OpenAI's body: no code
-        return HTTPError(404, str(exc), param=exc.param)
+    if isinstance(exc, ResponseNotFound):
+        if exc.param == "previous_response_id":  # creating one: OpenAI's 400, with a code
+            return HTTPError(
+                400,
+                f"Previous response with id '{exc.response_id}' not found.",
+                code="previous_response_not_found",
+                param=exc.param,
+            )
+        return HTTPError(404, str(exc), param=exc.param)  # reading one: OpenAI's body, no code
     if isinstance(exc, RequestError):
         return HTTPError(400, str(exc), param=exc.param)
     if isinstance(exc, LocalRateLimitExceeded):

@@ -80,9 +80,17 @@ async def answer(request: GatewayRequest, endpoint: str, body: bytes, info: Rout
         metrics.answered(endpoint, info, key=request.key)
 
 
-class RelayedStream(AsyncIterator[T_co], Protocol):
+class RelayedStream(Protocol[T_co]):
     """What `send_stream` relays: an async iterator of chunks (or events) with its
     `RouteInfo` and `aclose()` (`AsyncChatStream`, a Responses event stream)."""
+
+    def __aiter__(self) -> AsyncIterator[T_co]:
+        """The stream itself."""
+        ...
+
+    async def __anext__(self) -> T_co:
+        """The next chunk or event."""
+        ...
 
     @property
     def llmroute(self) -> RouteInfo:

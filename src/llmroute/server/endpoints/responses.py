@@ -136,7 +136,9 @@ async def stored_response(request: GatewayRequest) -> None:
                 llmroute=options,
             )
         except ValueError:
-            raise HTTPError(400, f"limit: expected an integer, got {limit!r}", param="limit") from None
+            raise HTTPError(
+                400, f"limit: expected an integer, got {limit!r}", param="limit"
+            ) from None
         await send_json(request, items.__pydantic_serializer__.to_json(items))
         return
     if sub:
