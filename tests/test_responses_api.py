@@ -383,3 +383,43 @@ async def test_the_sdk_in_process_gets_genuine_types(responses_upstream: Upstrea
         await client.responses.delete(response.id)
         with pytest.raises(openai.NotFoundError):
             await client.responses.retrieve(response.id)
+
+
+# ---------------------------------------------------------------- recording
+
+
+async def test_each_request_is_recorded_and_traced_as_a_responses_request(
+    responses_upstream: Upstream,
+) -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    spans = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(spans))
+    records: list[Any] = []
+    cfg = config(responses_upstream, "native/gpt-test", telemetry={"enabled": True},
+                 logging={"capture_content": True})  # fmt: skip
+    async with AsyncRouter(cfg) as router:
+        router.use_telemetry(provider, None)
+        router.add_sink(lambda batch: records.extend(batch))
+        whole = await router.responses.create(model="chat", input="Weather?", tools=WEATHER)
+        stream = await router.responses.create(model="chat", input="Hi", stream=True)
+        await events_of(stream)
+        await router.flush()
+    provider.shutdown()
+    first, second = records
+    assert first.operation == second.operation == "responses"
+    assert first.response_id == whole.id and first.finish_reasons == ["tool_calls"]
+    assert second.finish_reasons == ["stop"] and second.stream
+    assert second.usage is not None and second.usage.input == 11
+    assert first.prompt == [{"role": "user", "content": "Weather?"}]
+    assert (
+        first.completion is not None and first.completion[0]["output"][0]["name"] == "get_weather"
+    )
+    assert second.completion is not None and second.completion[0]["content"] == TEXT
+    names = [span.name for span in spans.get_finished_spans() if span.parent is None]
+    assert names == ["chat chat", "chat chat"]
+    top = next(s for s in spans.get_finished_spans() if s.parent is None)
+    assert top.attributes is not None and top.attributes["gen_ai.operation.name"] == "chat"

@@ -237,7 +237,7 @@ class Telemetry:
         usage = record.usage
         if usage is not None and record.status != "error":
             self._tokens.record(usage.input, {**attributes, "gen_ai.token.type": "input"})
-            if record.operation == "chat":
+            if record.operation != "embeddings":
                 self._tokens.record(usage.output, {**attributes, "gen_ai.token.type": "output"})
 
 
@@ -266,7 +266,7 @@ def request_parameters(ctx: RequestContext) -> _Attributes:
     """The ``gen_ai.request.*`` attributes of a request."""
     attributes: _Attributes = {}
     request: Any = ctx.request
-    if ctx.operation == "chat":
+    if ctx.operation != "embeddings":  # a chat request, or a Responses one's chat equivalent
         for name, value in (
             ("temperature", request.temperature), ("top_p", request.top_p),
             ("max_tokens", request.max_completion_tokens or request.max_tokens),
