@@ -226,6 +226,21 @@ async def test_one_gateway_per_router_closed_with_it() -> None:
         await client.chat.completions.create(model="chat", messages=USER)
 
 
+async def test_the_gateway_starts_ready_and_leaves_no_task_waiting() -> None:
+    """Started and stopped as a lifespan would be, with no lifespan task waiting for as long
+    as the router lives (a task that, holding the router, would be destroyed pending when a
+    router is dropped unclosed)."""
+    async with AsyncRouter(MOCK) as router, router.http_client() as http:
+        before = asyncio.all_tasks()
+        ready = await http.get("http://llmroute.local/ready")
+        assert ready.status_code == 200, ready.text
+        for _ in range(20):  # the request's own task ends just after its last byte
+            if not asyncio.all_tasks() - before:
+                break
+            await asyncio.sleep(0)
+        assert asyncio.all_tasks() - before == set()
+
+
 async def test_http_client_streams_and_serves_other_paths() -> None:
     async with AsyncRouter(MOCK) as router, router.http_client() as http:
         assert str(http.base_url).rstrip("/") == BASE_URL
