@@ -110,9 +110,11 @@ async def test_count_tokens_through_a_real_gateway(upstream: Upstream) -> None:
         "counted": {"targets": ["claude/claude-x"]},
         "other": {"targets": ["other/m"]},
     }
-    async with running_gateway(routes) as gateway:
+    async with (
+        running_gateway(routes) as gateway,
+        gateway.anthropic(api_key="client-key") as client,
+    ):
         assert gateway.port
-        client = gateway.anthropic(api_key="client-key")
         raw = await client.messages.with_raw_response.count_tokens(
             model="counted", messages=MESSAGES, system="be brief"
         )
