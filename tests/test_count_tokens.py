@@ -14,6 +14,7 @@ import anthropic
 import pytest
 from aiohttp import web
 
+from _gateway import running_gateway
 from _upstream import Upstream
 from llmroute import AsyncRouter, RequestError
 
@@ -94,3 +95,42 @@ async def test_errors_on_messages_paths_are_anthropic_shaped(upstream: Upstream)
         async with http:
             wrong = await http.get("/messages/count_tokens")
         assert wrong.status_code == 405 and json.loads(wrong.content)["type"] == "error"
+
+
+# ---------------------------------------------------------------- over a real socket
+
+
+async def test_count_tokens_through_a_real_gateway(upstream: Upstream) -> None:
+    """The anthropic SDK over HTTP to uvicorn on loopback (not the app called in process):
+    a count forwarded to the Anthropic upstream with the operator's key, an estimate marked
+    in a header for a route without an Anthropic target, and an Anthropic-shaped error."""
+    counting(upstream, tokens=17)
+    routes = config(upstream)
+    routes["routes"] = {
+        "counted": {"targets": ["claude/claude-x"]},
+        "other": {"targets": ["other/m"]},
+    }
+    async with (
+        running_gateway(routes) as gateway,
+        gateway.anthropic(api_key="client-key") as client,
+    ):
+        assert gateway.port
+        raw = await client.messages.with_raw_response.count_tokens(
+            model="counted", messages=MESSAGES, system="be brief"
+        )
+        counted = await raw.parse()
+        assert isinstance(counted, anthropic.types.MessageTokensCount)
+        assert counted.input_tokens == 17
+        assert "x-llmroute-estimated" not in raw.headers
+        assert raw.headers["request-id"].startswith("lr-")
+        estimated = await client.messages.with_raw_response.count_tokens(
+            model="other", messages=MESSAGES
+        )
+        assert estimated.headers["x-llmroute-estimated"] == "true"
+        assert (await estimated.parse()).input_tokens > 0
+        with pytest.raises(anthropic.NotFoundError) as unknown:
+            await client.messages.count_tokens(model="nope", messages=MESSAGES)
+        assert unknown.value.body["type"] == "error"  # type: ignore[index]
+    assert len(upstream.requests) == 1  # the estimate and the unknown route sent nothing
+    assert upstream.requests[0]["model"] == "claude-x"
+    assert upstream.headers[0]["x-api-key"] == "sk-ant-test"  # the router's, not the client's

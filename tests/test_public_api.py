@@ -139,6 +139,8 @@ TREE = {
     "LocalRateLimitExceeded": "LLMRouteError",
     "BudgetExceeded": "LLMRouteError",
     "StreamInterrupted": "LLMRouteError",
+    "LengthFinishReasonError": "LLMRouteError",
+    "ContentFilterFinishReasonError": "LLMRouteError",
     "AllTargetsFailed": "LLMRouteError",
 }
 RETRYABLE = {

@@ -8,6 +8,7 @@ SDK and the router, a loopback upstream (or the ``mock`` provider) behind it.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import threading
 import time
@@ -24,7 +25,8 @@ from pydantic import BaseModel
 from _model_upstream import answer, model_config
 from _upstream import Upstream, chunk_body
 from llmroute import AsyncRouter, Router
-from llmroute.sdk import BASE_URL, AsyncInProcessTransport
+from llmroute.sdk import BASE_URL, AsyncInProcessTransport, httpx_transports
+from llmroute.sdk import transports as sdk_transports
 from llmroute.server.keys import hash_key
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(20)]
@@ -226,6 +228,21 @@ async def test_one_gateway_per_router_closed_with_it() -> None:
         await client.chat.completions.create(model="chat", messages=USER)
 
 
+async def test_the_gateway_starts_ready_and_leaves_no_task_waiting() -> None:
+    """Started and stopped as a lifespan would be, with no lifespan task waiting for as long
+    as the router lives (a task that, holding the router, would be destroyed pending when a
+    router is dropped unclosed)."""
+    async with AsyncRouter(MOCK) as router, router.http_client() as http:
+        before = asyncio.all_tasks()
+        ready = await http.get("http://llmroute.local/ready")
+        assert ready.status_code == 200, ready.text
+        for _ in range(20):  # the request's own task ends just after its last byte
+            if not asyncio.all_tasks() - before:
+                break
+            await asyncio.sleep(0)
+        assert asyncio.all_tasks() - before == set()
+
+
 async def test_http_client_streams_and_serves_other_paths() -> None:
     async with AsyncRouter(MOCK) as router, router.http_client() as http:
         assert str(http.base_url).rstrip("/") == BASE_URL
@@ -266,6 +283,45 @@ async def test_older_sdks_on_httpx_get_an_httpx_client() -> None:
             async with http.stream("POST", "/chat/completions", json=body) as response:
                 lines = [line async for line in response.aiter_lines() if line]
         assert lines[-1] == "data: [DONE]"
+
+
+@pytest.mark.parametrize("library", ["httpx2", "httpx"])
+async def test_both_libraries_async_transports(library: str) -> None:
+    """The httpx2 transports and their httpx twins, written once: whole answers, streams,
+    and the library's own ConnectError once the router is closed."""
+    http = importlib.import_module(library)
+    transports = sdk_transports if library == "httpx2" else httpx_transports
+    router = AsyncRouter(MOCK)
+    transport = transports.AsyncInProcessTransport(router.gateway)
+    async with http.AsyncClient(transport=transport, base_url=BASE_URL) as client:
+        whole = await client.post("/chat/completions", json={"model": "chat", "messages": USER})
+        assert whole.json()["choices"][0]["message"]["content"] == "one two three"
+        body = {"model": "chat", "messages": USER, "stream": True}
+        async with client.stream("POST", "/chat/completions", json=body) as response:
+            lines = [line async for line in response.aiter_lines() if line]
+        assert lines[-1] == "data: [DONE]" and len(lines) > 2
+        await router.aclose()
+        with pytest.raises(http.ConnectError):
+            await client.post("/chat/completions", json={"model": "chat", "messages": USER})
+
+
+@pytest.mark.parametrize("library", ["httpx2", "httpx"])
+def test_both_libraries_blocking_transports(library: str) -> None:
+    http = importlib.import_module(library)
+    transports = sdk_transports if library == "httpx2" else httpx_transports
+    router = AsyncRouter(MOCK)
+    with anyio.from_thread.start_blocking_portal() as portal:
+        transport = transports.InProcessTransport(router.gateway, portal.call)
+        with http.Client(transport=transport, base_url=BASE_URL) as client:
+            whole = client.post("/chat/completions", json={"model": "chat", "messages": USER})
+            assert whole.json()["choices"][0]["message"]["content"] == "one two three"
+            body = {"model": "chat", "messages": USER, "stream": True}
+            with client.stream("POST", "/chat/completions", json=body) as response:
+                first = next(line for line in response.iter_lines() if line)
+            assert first.startswith("data: ")  # left early: the stream is closed
+            portal.call(router.aclose)
+            with pytest.raises(http.ConnectError):
+                client.post("/chat/completions", json={"model": "chat", "messages": USER})
 
 
 # ---------------------------------------------------------------- openai, blocking

@@ -399,9 +399,9 @@ async def test_parse_leaves_a_refusal_unparsed() -> None:
             "role": "assistant", "content": None, "refusal": "I cannot help with that."}}],
     }  # fmt: skip
     completion = ChatCompletion.model_validate(body)
-    from llmroute._structured import parse_completion
+    from llmroute._structured import Parsing, parse_completion
 
-    parsed = parse_completion(completion, Person)
+    parsed = parse_completion(completion, Parsing(Person))
     assert parsed.choices[0].message.parsed is None
     assert parsed.choices[0].message.refusal == "I cannot help with that."
 
@@ -424,14 +424,16 @@ async def test_the_stream_helper_yields_sdk_like_events(router: AsyncRouter) -> 
     assert chunk_event.snapshot.id == final.id  # type: ignore[union-attr]
 
 
-async def test_the_stream_helper_reports_tool_call_arguments() -> None:
+@pytest.mark.parametrize(("strict", "parsed"), [(True, {"city": "Paris"}), (False, None)])
+async def test_the_stream_helper_reports_tool_call_arguments(strict: bool, parsed: Any) -> None:
+    """Arguments are parsed for a strict tool only, as the SDK parses them."""
     wire = Wire(tool_calls=[{"name": "lookup", "arguments": {"city": "Paris"}}])
     async with AsyncRouter(config(), transports={"a": wire.transport}) as router:
-        tools = [{"type": "function", "function": {"name": "lookup"}}]
+        tools = [{"type": "function", "function": {"name": "lookup", "strict": strict}}]
         async with router.chat.completions.stream(model="chat", messages=HI, tools=tools) as s:
             events = [e async for e in s]
     done = [e for e in events if e.type == "tool_calls.function.arguments.done"]
-    assert [(e.name, e.parsed_arguments) for e in done] == [("lookup", {"city": "Paris"})]  # type: ignore[union-attr]
+    assert [(e.name, e.parsed_arguments) for e in done] == [("lookup", parsed)]  # type: ignore[union-attr]
 
 
 def test_blocking_parse_stream_and_retrieve(sync_router: Router) -> None:

@@ -15,8 +15,10 @@ from ._errors import AuthenticationError as AuthenticationError
 from ._errors import BudgetExceeded as BudgetExceeded
 from ._errors import ConfigError as ConfigError
 from ._errors import ContentFiltered as ContentFiltered
+from ._errors import ContentFilterFinishReasonError as ContentFilterFinishReasonError
 from ._errors import ContextLengthExceeded as ContextLengthExceeded
 from ._errors import InvalidRequest as InvalidRequest
+from ._errors import LengthFinishReasonError as LengthFinishReasonError
 from ._errors import LLMRouteError as LLMRouteError
 from ._errors import LocalRateLimitExceeded as LocalRateLimitExceeded
 from ._errors import MalformedResponse as MalformedResponse

@@ -25,6 +25,8 @@ Every error llmroute raises derives from `LLMRouteError`::
     ├── LocalRateLimitExceeded       a local rate-limit rule refused the request
     ├── BudgetExceeded               a budget refused the request
     ├── StreamInterrupted            a stream failed after content was sent
+    ├── LengthFinishReasonError      parse()/stream(): the answer was cut at its token limit
+    ├── ContentFilterFinishReasonError  parse()/stream(): the content filter stopped the answer
     └── AllTargetsFailed             every attempt failed; carries them all, in order
 
 Provider errors are classified from the HTTP status and the vendor's own error
@@ -35,6 +37,12 @@ is retryable and every class under "fatal" is not, with no subclass turning it
 back (a test walks the tree). So ``except RateLimited`` means "wait and try
 again" and nothing else: `QuotaExceeded`, a 429 that no wait fixes, is a fatal
 sibling of `AuthenticationError`, not a kind of `RateLimited`.
+
+The two finish-reason errors are the openai SDK's (same names, same messages):
+``chat.completions.parse()`` and the ``stream()`` helper raise them for an
+answer that ended at its token limit or was stopped by the content filter, which
+cannot be parsed; the answer is their `completion`. They are not provider errors:
+the provider answered (`ContentFiltered` is a provider refusing the request).
 """
 
 # No `from __future__ import annotations`: the class-level annotations stay objects, so
@@ -43,17 +51,19 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, ClassVar, Literal
 
 if TYPE_CHECKING:
-    from ._types import AttemptInfo
+    from ._types import AttemptInfo, ChatCompletion
 
 __all__ = [
     "AllTargetsFailed",
     "AuthenticationError",
     "BudgetExceeded",
     "ConfigError",
+    "ContentFilterFinishReasonError",
     "ContentFiltered",
     "ContextLengthExceeded",
     "InvalidRequest",
     "LLMRouteError",
+    "LengthFinishReasonError",
     "LocalRateLimitExceeded",
     "MalformedResponse",
     "ModelNotFound",
@@ -283,6 +293,32 @@ class StreamInterrupted(LLMRouteError):
         self.partial = partial
         self.cause = cause
         super().__init__(message)
+
+
+class LengthFinishReasonError(LLMRouteError):
+    """``parse()`` or the ``stream()`` helper got an answer cut at its token limit
+    (``finish_reason: "length"``), which cannot be parsed, as the openai SDK's error of
+    this name. `completion` is the answer (in a stream: as far as it went, without usage).
+    """
+
+    def __init__(self, *, completion: "ChatCompletion") -> None:
+        message = "Could not parse response content as the length limit was reached"
+        if completion.usage:
+            message += f" - {completion.usage}"
+        super().__init__(message)
+        self.completion = completion
+
+
+class ContentFilterFinishReasonError(LLMRouteError):
+    """``parse()`` or the ``stream()`` helper got an answer the content filter stopped
+    (``finish_reason: "content_filter"``), as the openai SDK's error of this name.
+    `completion` is the answer (in a stream: as far as it went)."""
+
+    def __init__(self, *, completion: "ChatCompletion | None" = None) -> None:
+        super().__init__(
+            "Could not parse response content as the request was rejected by the content filter"
+        )
+        self.completion = completion
 
 
 class AllTargetsFailed(LLMRouteError):

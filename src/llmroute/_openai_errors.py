@@ -4,7 +4,10 @@
 the same request had gone through the gateway (``llmroute serve``, or the SDK
 client served in process): the same status, body and headers, built by the
 gateway's own mapping (`llmroute.server.errors.from_exception`), on a
-synthesized ``httpx2.Response`` (``httpx`` for SDKs older than httpx2). Within
+synthesized ``httpx2.Response`` (``httpx`` for SDKs older than httpx2); the
+finish-reason errors of ``parse()`` and ``stream()`` become the SDK's
+``LengthFinishReasonError`` / ``ContentFilterFinishReasonError``, whose
+``completion`` is an ``openai.types.chat.ChatCompletion``. Within
 ``with openai_errors():``, llmroute errors are re-raised as those exceptions
 (the llmroute error is their ``__cause__``). Needs the openai package.
 """
@@ -14,9 +17,14 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
-from ._errors import LLMRouteError, StreamInterrupted
+from ._errors import (
+    ContentFilterFinishReasonError,
+    LengthFinishReasonError,
+    LLMRouteError,
+    StreamInterrupted,
+)
 from .server.errors import from_exception
 
 if TYPE_CHECKING:
@@ -55,7 +63,34 @@ def _status_class(status: int) -> type[openai.APIStatusError]:
     return by_status.get(status, openai.APIStatusError)
 
 
-def to_openai_error(error: LLMRouteError, *, path: str = "/v1/chat/completions") -> openai.APIError:
+FinishReasonError = LengthFinishReasonError | ContentFilterFinishReasonError
+
+
+def _finish_reason_error(
+    error: FinishReasonError,
+) -> openai.LengthFinishReasonError | openai.ContentFilterFinishReasonError:
+    import openai
+    from openai.types.chat import ChatCompletion
+
+    answer = error.completion
+    completion = ChatCompletion.model_validate(answer.to_dict()) if answer is not None else None
+    if isinstance(error, LengthFinishReasonError):
+        assert completion is not None
+        return openai.LengthFinishReasonError(completion=completion)
+    return openai.ContentFilterFinishReasonError(completion=completion)
+
+
+@overload
+def to_openai_error(  # type: ignore[overload-overlap]
+    error: FinishReasonError, *, path: str = ...
+) -> openai.LengthFinishReasonError | openai.ContentFilterFinishReasonError: ...
+@overload
+def to_openai_error(error: LLMRouteError, *, path: str = ...) -> openai.APIError: ...
+
+
+def to_openai_error(
+    error: LLMRouteError, *, path: str = "/v1/chat/completions"
+) -> openai.OpenAIError:
     """The openai SDK exception for `error` (see the table in docs/errors.md).
 
     An error the gateway answers with a status becomes that status's
@@ -63,9 +98,15 @@ def to_openai_error(error: LLMRouteError, *, path: str = "/v1/chat/completions")
     `status_code`, `body` (the ``error`` object), `code`, `param`, `type` and a
     `response` carrying the gateway's headers (``retry-after``...). A
     `StreamInterrupted` becomes ``openai.APIError``, as the SDK raises for an
-    error event in a stream. `path` names the endpoint in the synthesized request.
+    error event in a stream. `LengthFinishReasonError` and
+    `ContentFilterFinishReasonError` become the SDK's errors of those names, with the
+    answer as an ``openai.types.chat.ChatCompletion``. `path` names the endpoint in the
+    synthesized request.
     """
     import openai
+
+    if isinstance(error, FinishReasonError):
+        return _finish_reason_error(error)
 
     http = _http()
     served = from_exception(error)

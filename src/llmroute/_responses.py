@@ -5,13 +5,17 @@ returns a `RawResponse` (headers, status, request id; `parse()` gives the
 result), and ``with_streaming_response.create(...)`` a context manager whose
 `AsyncStreamedResponse` / `StreamedResponse` is read inside the block.
 
-The headers are those the gateway sends for the same request (built by the
-same code, `llmroute.server.headers`): ``x-request-id`` and
+The headers are the provider's and llmroute's. The provider's are those of
+the attempt whose answer was delivered (`RouteInfo.provider_headers`), less
+hop-by-hop headers (``connection`` and those it names, ``keep-alive``,
+``transfer-encoding``, ...), the body's framing and encoding
+(``content-length``, ``content-encoding``: this body is not the provider's
+bytes) and cookies (``set-cookie``). llmroute's take precedence, those the
+gateway sends for the same request (built by the same code,
+`llmroute.server.headers`): ``content-type``, ``x-request-id`` and
 ``x-llmroute-request-id``, then ``x-llmroute-route``, ``-provider``,
 ``-model``, ``-attempts``, ``-cache`` and, once the request has ended,
-``-latency-ms`` and ``-cost-usd`` (a stream has ``-ttft-ms`` instead). The
-provider's own response headers are not among them yet: the pipeline does not
-keep them.
+``-latency-ms`` and ``-cost-usd`` (a stream has ``-ttft-ms`` instead).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ __all__ = [
     "RawResponse",
     "ResponseHeaders",
     "StreamedResponse",
+    "provider_pairs",
     "response_headers",
 ]
 
@@ -68,10 +73,34 @@ _JSON = ("content-type", "application/json")
 _SSE = ("content-type", "text/event-stream")
 
 
+#: The provider's response headers a raw response leaves out: hop-by-hop ones (RFC 9110
+#: 7.6.1), the body's framing and encoding (the body here is not the provider's bytes), and
+#: cookies (a provider's session, nothing for the caller to hold on to).
+NOT_PASSED = frozenset({
+    "connection", "keep-alive", "proxy-connection", "proxy-authenticate",
+    "proxy-authorization", "te", "trailer", "transfer-encoding", "upgrade",
+    "content-length", "content-encoding", "set-cookie", "set-cookie2",
+})  # fmt: skip
+
+
+def provider_pairs(headers: Mapping[str, str] | None) -> list[tuple[str, str]]:
+    """The provider's response `headers` a raw response passes on (all but `NOT_PASSED` and
+    the hop-by-hop headers its ``connection`` header names), in their order."""
+    if not headers:
+        return []
+    dropped = NOT_PASSED
+    connection = headers.get("connection")
+    if connection:
+        dropped = dropped | {name.strip().lower() for name in connection.split(",")}
+    return [(name, value) for name, value in headers.items() if name.lower() not in dropped]
+
+
 def response_headers(info: RouteInfo | None, *, stream: bool = False) -> ResponseHeaders:
-    """The headers the gateway would send with an answer described by `info` (None: an
-    answer llmroute made itself, such as the model list)."""
-    pairs = [_SSE if stream else _JSON]
+    """The headers of an answer described by `info` (None: an answer llmroute made itself,
+    such as the model list): the provider's (`provider_pairs`), then those the gateway
+    would send, which take precedence."""
+    pairs = provider_pairs(info.provider_headers) if info is not None else []
+    pairs.append(_SSE if stream else _JSON)
     if info is not None and info.request_id:
         pairs += [
             (REQUEST_ID.decode(), info.request_id),

@@ -6,7 +6,7 @@ the typed ``llmroute`` attribute, never mixed into them.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -50,6 +50,9 @@ class AttemptInfo:
     slow attempt. `circuit` is the target's circuit state when it was admitted.
     `started` is when it was sent, on llmroute's monotonic clock (the clock
     `latency_s` is measured on; only differences between readings mean anything).
+    `headers` are the provider's response headers, as its HTTP engine gave them (a
+    case-insensitive mapping; None when no response arrived): kept by reference, so
+    keeping them costs the request nothing.
     """
 
     target: str
@@ -63,6 +66,7 @@ class AttemptInfo:
     latency_s: float = 0.0
     circuit: str = "closed"
     started: float | None = None
+    headers: Mapping[str, str] | None = field(default=None, repr=False)
 
 
 CacheStatus = Literal["hit", "miss", "bypass"]
@@ -101,6 +105,14 @@ class RouteInfo:
     _reason: str | Callable[[], str] | None = field(default=None, repr=False)
     #: The attempt whose answer was delivered (with hedging, not always the last one).
     served: AttemptInfo | None = field(default=None, repr=False)
+
+    @property
+    def provider_headers(self) -> Mapping[str, str] | None:
+        """The response headers of the provider whose answer was delivered (the served
+        attempt's `AttemptInfo.headers`); None when no provider answered (a cache hit, a
+        stage's answer)."""
+        served = self.served
+        return served.headers if served is not None else None
 
     @property
     def reason(self) -> str | None:

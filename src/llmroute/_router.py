@@ -30,12 +30,8 @@ from ._request import (
     validate_chat_request,
     validate_embeddings_request,
 )
-from ._structured import (
-    AsyncChatCompletionStreamManager,
-    ParsedChatCompletion,
-    parse_completion,
-    stream_params,
-)
+from ._stream_helper import AsyncChatCompletionStreamManager
+from ._structured import ParsedChatCompletion, parse_completion, stream_params
 from ._types import ChatCompletion, CreateEmbeddingResponse, Model, ModelList
 from ._views import ProviderView, RouteView, provider_views, route_views
 from ._with_response import (
@@ -129,22 +125,25 @@ class AsyncCompletions:
         """A chat completion whose content is parsed into `response_format` (a pydantic
         model or another type), as ``openai.AsyncOpenAI().chat.completions.parse``: the
         type's strict JSON schema is sent, and each message's `parsed` holds the result
-        (None when the model refused: see `refusal`)."""
-        api, response_format = stream_params(params)
+        (None when the model refused: see `refusal`). Tool calls of strict function tools
+        (``openai.pydantic_function_tool(Model)``) have ``function.parsed_arguments``. An
+        answer cut at its token limit or stopped by the content filter raises
+        `LengthFinishReasonError` / `ContentFilterFinishReasonError`, as in the SDK."""
+        api, parsing = stream_params(params)
         completion = await self.create(**api)
-        return parse_completion(completion, response_format)
+        return parse_completion(completion, parsing)
 
     def stream(self, **params: Unpack[ChatParseParams]) -> AsyncChatCompletionStreamManager:
         """``async with router.chat.completions.stream(...) as stream``: a streamed chat
         completion read as events (``content.delta``, ``content.done``, ``chunk``...), with
         `get_final_completion()`, as the openai SDK's helper."""
-        api, response_format = stream_params(params)
+        api, parsing = stream_params(params)
 
         async def open_stream() -> AsyncChatStream:
             stream: AsyncChatStream = await self.create(stream=True, **api)
             return stream
 
-        return AsyncChatCompletionStreamManager(open_stream, response_format)
+        return AsyncChatCompletionStreamManager(open_stream, parsing)
 
 
 class AsyncChat:

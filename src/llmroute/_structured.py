@@ -1,46 +1,51 @@
-"""Structured outputs and the stream helper: ``chat.completions.parse`` and ``.stream``.
+"""Structured outputs: ``chat.completions.parse``, as in the openai SDK.
 
-As in the openai SDK: `parse(response_format=SomeModel)` sends the model's JSON
-schema as a strict ``json_schema`` response format and returns a
-`ParsedChatCompletion` whose messages carry `parsed` (None when the model
-refused: `refusal` says why). `stream(...)` is a context manager whose stream
-yields typed events (``chunk``, ``content.delta``, ``content.done``,
-``refusal.delta``, ``refusal.done``,
-``tool_calls.function.arguments.delta``/``.done``) and whose
-`get_final_completion()` returns the `ParsedChatCompletion` the stream added up to.
+`parse(response_format=SomeModel)` sends the model's JSON schema as a strict
+``json_schema`` response format and returns a `ParsedChatCompletion` whose
+messages carry `parsed` (None when the model refused: `refusal` says why).
+Tools made with ``openai.pydantic_function_tool(Model)`` (strict function
+tools) are parsed too: each tool call's ``function.parsed_arguments`` is the
+validated model (the JSON arguments for another strict function tool, None
+for a tool that is not strict). An answer that ended at its token limit or
+was stopped by the content filter cannot be parsed: `LengthFinishReasonError`
+and `ContentFilterFinishReasonError`, as the SDK raises. The ``stream()``
+helper, which parses the same way, is in `llmroute._stream_helper`.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
-from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Any, Generic, Literal, TypeVar, cast
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Annotated, Any, Generic, TypeVar, cast
 
-from pydantic import TypeAdapter
+from pydantic import BaseModel, Discriminator, Field, Tag, TypeAdapter
 from pydantic_core import from_json
 
-from ._types import ChatCompletion, ChatCompletionChunk, ChatCompletionMessage, Choice, RouteInfo
-from .cache.convert import chunks_to_completion
+from ._errors import ContentFilterFinishReasonError, LengthFinishReasonError
+from ._params import given
+from ._types import (
+    ChatCompletion,
+    ChatCompletionMessage,
+    ChatCompletionMessageCustomToolCall,
+    ChatCompletionMessageToolCall,
+    Choice,
+    FunctionCall,
+    tool_call_kind,
+)
 
 __all__ = [
-    "AsyncChatCompletionStream",
-    "AsyncChatCompletionStreamManager",
-    "ChatCompletionStream",
-    "ChatCompletionStreamManager",
-    "ChunkEvent",
-    "ContentDeltaEvent",
-    "ContentDoneEvent",
-    "FunctionToolCallArgumentsDeltaEvent",
-    "FunctionToolCallArgumentsDoneEvent",
     "ParsedChatCompletion",
     "ParsedChatCompletionMessage",
     "ParsedChoice",
-    "RefusalDeltaEvent",
-    "RefusalDoneEvent",
+    "ParsedFunction",
+    "ParsedFunctionToolCall",
+    "Parsing",
     "parse_completion",
+    "partial_json",
     "response_format_param",
+    "stream_params",
 ]
 
 ContentT = TypeVar("ContentT")
@@ -49,11 +54,38 @@ ContentT = TypeVar("ContentT")
 # ---------------------------------------------------------------- parsed completions
 
 
+class ParsedFunction(FunctionCall):
+    """A tool call's function with its arguments parsed: into the tool's model for a tool
+    made with ``openai.pydantic_function_tool``, as JSON for another strict function tool,
+    None for a tool that is not strict (as the openai SDK's ``ParsedFunction``)."""
+
+    parsed_arguments: object = None
+
+
+class ParsedFunctionToolCall(ChatCompletionMessageToolCall):
+    """A function tool call whose arguments are parsed (`function.parsed_arguments`)."""
+
+    function: ParsedFunction
+
+
+#: A tool call in a parsed message: a function's, parsed, or a custom tool's, as it came.
+ParsedToolCall = Annotated[
+    Annotated[ParsedFunctionToolCall, Tag("function")]
+    | Annotated[ChatCompletionMessageCustomToolCall, Tag("custom")],
+    Discriminator(tool_call_kind),
+]
+
+
+def _is_none(value: object) -> bool:
+    return value is None
+
+
 class ParsedChatCompletionMessage(ChatCompletionMessage, Generic[ContentT]):
     """An assistant message with its content `parsed` into the requested type (None when
-    the model refused, or no type was requested)."""
+    the model refused, or no type was requested) and its tool calls' arguments parsed."""
 
     parsed: ContentT | None = None
+    tool_calls: list[ParsedToolCall] | None = Field(default=None, exclude_if=_is_none)  # type: ignore[assignment]
 
 
 class ParsedChoice(Choice, Generic[ContentT]):
@@ -67,6 +99,9 @@ class ParsedChatCompletion(ChatCompletion, Generic[ContentT]):
     ``ParsedChatCompletion``."""
 
     choices: list[ParsedChoice[ContentT]]  # type: ignore[assignment]
+
+
+# ---------------------------------------------------------------- what to parse with
 
 
 def _strict(schema: Any) -> Any:
@@ -103,333 +138,126 @@ def response_format_param(response_format: object) -> object:
     }
 
 
-def _parse_content(content: str | None, response_format: object) -> Any:
-    if content is None or not _is_type(response_format):
-        return None
-    # pydantic's ValidationError when the content does not fit (a truncated answer, say)
-    return TypeAdapter[Any](cast(Any, response_format)).validate_json(content)
-
-
-def parse_completion(
-    completion: ChatCompletion, response_format: object
-) -> ParsedChatCompletion[Any]:
-    """`completion` with every message's content parsed into `response_format` (a type);
-    a refusal leaves `parsed` None."""
-    data = completion.model_dump(exclude_unset=True)
-    for choice, raw in zip(completion.choices, data["choices"], strict=True):
-        message = choice.message
-        parsed = None if message.refusal else _parse_content(message.content, response_format)
-        raw["message"]["parsed"] = parsed
-    result = ParsedChatCompletion[Any].model_validate(data)
-    info = completion.llmroute
-    if info.request_id:
-        result.attach_route_info(info)
-    return result
-
-
-# ---------------------------------------------------------------- stream events
-
-
-class ChunkEvent:
-    """Every chunk, as it arrives; `snapshot` is the completion so far."""
-
-    __slots__ = ("_count", "_state", "chunk")
-    type: Literal["chunk"] = "chunk"
-
-    def __init__(self, chunk: ChatCompletionChunk, state: _EventState, count: int) -> None:
-        self.chunk = chunk
-        self._state, self._count = state, count
-
-    @property
-    def snapshot(self) -> ChatCompletion:
-        """The completion the chunks up to this one add up to (built when read)."""
-        return self._state.snapshot(self._count)
-
-
-@dataclass(frozen=True, slots=True)
-class ContentDeltaEvent:
-    """More content: `delta`, the content so far (`snapshot`), and what of it parses
-    (`parsed`, from the partial JSON, when a type was requested)."""
-
-    delta: str
-    snapshot: str
-    parsed: Any = None
-    type: Literal["content.delta"] = "content.delta"
-
-
-@dataclass(frozen=True, slots=True)
-class ContentDoneEvent:
-    """The content is complete (`parsed` into the requested type, if any)."""
-
-    content: str
-    parsed: Any = None
-    type: Literal["content.done"] = "content.done"
-
-
-@dataclass(frozen=True, slots=True)
-class RefusalDeltaEvent:
-    """More of a refusal."""
-
-    delta: str
-    snapshot: str
-    type: Literal["refusal.delta"] = "refusal.delta"
-
-
-@dataclass(frozen=True, slots=True)
-class RefusalDoneEvent:
-    """The refusal is complete."""
-
-    refusal: str
-    type: Literal["refusal.done"] = "refusal.done"
-
-
-@dataclass(frozen=True, slots=True)
-class FunctionToolCallArgumentsDeltaEvent:
-    """More arguments of the tool call at `index`."""
-
-    name: str
-    index: int
-    arguments: str
-    parsed_arguments: Any
-    arguments_delta: str
-    type: Literal["tool_calls.function.arguments.delta"] = "tool_calls.function.arguments.delta"
-
-
-@dataclass(frozen=True, slots=True)
-class FunctionToolCallArgumentsDoneEvent:
-    """The tool call at `index` is complete."""
-
-    name: str
-    index: int
-    arguments: str
-    parsed_arguments: Any
-    type: Literal["tool_calls.function.arguments.done"] = "tool_calls.function.arguments.done"
-
-
-StreamEvent = (
-    ChunkEvent
-    | ContentDeltaEvent
-    | ContentDoneEvent
-    | RefusalDeltaEvent
-    | RefusalDoneEvent
-    | FunctionToolCallArgumentsDeltaEvent
-    | FunctionToolCallArgumentsDoneEvent
-)
-
-
-def _partial(text: str) -> Any:
+def partial_json(text: str) -> Any:
+    """What of `text`, a JSON document still arriving, parses so far (None: nothing yet)."""
     try:
         return from_json(text, allow_partial=True)
     except ValueError:
         return None
 
 
-@dataclass(slots=True)
-class _ChoiceState:
-    content: list[str] = field(default_factory=list)
-    refusal: list[str] = field(default_factory=list)
-    calls: dict[int, list[str]] = field(default_factory=dict)  # index -> [name, arguments]
-    open_call: int | None = None
+def _tool_model(function: object) -> type[BaseModel] | None:
+    """The model of a tool made with ``openai.pydantic_function_tool`` (its function
+    definition is a dict that carries it as ``.model``), else None."""
+    model = getattr(function, "model", None)
+    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
 
 
-class _EventState:
-    """Turns chunks into events, as the openai SDK's ``ChatCompletionStreamState``."""
+@dataclass(frozen=True, slots=True)
+class Parsing:
+    """What a ``parse()`` or ``stream()`` call parses its answer with: the response format
+    (a type, a parameter dict, or None) and the tools the request gave."""
 
-    def __init__(self, response_format: object) -> None:
-        self._format = response_format if _is_type(response_format) else None
-        self._chunks: list[ChatCompletionChunk] = []
-        self._choices: dict[int, _ChoiceState] = {}
-
-    def snapshot(self, count: int | None = None) -> ChatCompletion:
-        chunks = self._chunks if count is None else self._chunks[:count]
-        return chunks_to_completion(chunks)
-
-    def events(self, chunk: ChatCompletionChunk) -> list[StreamEvent]:
-        self._chunks.append(chunk)
-        events: list[StreamEvent] = [ChunkEvent(chunk, self, len(self._chunks))]
-        for choice in chunk.choices:
-            state = self._choices.setdefault(choice.index, _ChoiceState())
-            delta = choice.delta
-            if delta.content:
-                state.content.append(delta.content)
-                text = "".join(state.content)
-                parsed = _partial(text) if self._format is not None else None
-                events.append(ContentDeltaEvent(delta.content, text, parsed))
-            if delta.refusal:
-                state.refusal.append(delta.refusal)
-                events.append(RefusalDeltaEvent(delta.refusal, "".join(state.refusal)))
-            for fragment in delta.tool_calls or ():
-                if state.open_call is not None and state.open_call != fragment.index:
-                    events.append(self._call_done(state, state.open_call))
-                state.open_call = fragment.index
-                call = state.calls.setdefault(fragment.index, ["", ""])
-                function = fragment.function
-                if function is not None:
-                    call[0] += function.name or ""
-                    call[1] += function.arguments or ""
-                    events.append(FunctionToolCallArgumentsDeltaEvent(
-                        call[0], fragment.index, call[1], _partial(call[1]),
-                        function.arguments or "",
-                    ))  # fmt: skip
-            if choice.finish_reason is not None:
-                events.extend(self._choice_done(state))
-        return events
-
-    def _call_done(self, state: _ChoiceState, index: int) -> FunctionToolCallArgumentsDoneEvent:
-        name, arguments = state.calls[index]
-        return FunctionToolCallArgumentsDoneEvent(name, index, arguments, _partial(arguments))
-
-    def _choice_done(self, state: _ChoiceState) -> list[StreamEvent]:
-        done: list[StreamEvent] = []
-        if state.open_call is not None:
-            done.append(self._call_done(state, state.open_call))
-            state.open_call = None
-        if state.content:
-            text = "".join(state.content)
-            done.append(ContentDoneEvent(text, _parse_content(text, self._format)))
-        if state.refusal:
-            done.append(RefusalDoneEvent("".join(state.refusal)))
-        return done
-
-    def final(self, info: RouteInfo | None) -> ParsedChatCompletion[Any]:
-        if not self._chunks:
-            raise RuntimeError("the stream has not delivered any chunk yet")
-        completion = self.snapshot()
-        if info is not None:
-            completion.attach_route_info(info)
-        return parse_completion(completion, self._format)
-
-
-class AsyncChatCompletionStream:
-    """The events of a streamed completion (``async for event in stream``)."""
-
-    def __init__(self, stream: Any, response_format: object) -> None:
-        self._stream = stream
-        self._state = _EventState(response_format)
+    response_format: object = None
+    tools: tuple[Mapping[str, Any], ...] = ()
 
     @property
-    def llmroute(self) -> RouteInfo:
-        """What llmroute did for this request (final once the stream has ended)."""
-        info: RouteInfo = self._stream.llmroute
-        return info
+    def rich_format(self) -> object | None:
+        """The response format when it is a type to parse into, else None."""
+        response_format = self.response_format
+        return response_format if _is_type(response_format) else None
+
+    def function(self, name: str) -> Mapping[str, Any] | None:
+        """The function definition of the tool named `name`, if the request gave one."""
+        for tool in self.tools:
+            function = tool.get("function") if tool.get("type") == "function" else None
+            if isinstance(function, Mapping) and function.get("name") == name:
+                return function
+        return None
+
+    def strict(self, name: str) -> bool:
+        """Whether `name` is a strict function tool (its arguments are parsed)."""
+        function = self.function(name)
+        return function is not None and function.get("strict") is True
 
     @property
-    def current_completion_snapshot(self) -> ChatCompletion:
-        """The completion the chunks received so far add up to."""
-        return self._state.snapshot()
+    def parseable(self) -> bool:
+        """Whether anything is parsed: a type to parse into, or a strict function tool."""
+        if self.rich_format is not None:
+            return True
+        functions = (t.get("function") for t in self.tools if t.get("type") == "function")
+        return any(isinstance(f, Mapping) and f.get("strict") is True for f in functions)
 
-    def __aiter__(self) -> AsyncIterator[StreamEvent]:
-        return self._events()
+    def content(self, content: str | None, refusal: str | None) -> Any:
+        """A message's whole content parsed into the response format (None: a refusal, no
+        content, or no type to parse into); pydantic's ValidationError if it does not fit."""
+        response_format = self.rich_format
+        if response_format is None or not content or refusal:
+            return None
+        return TypeAdapter[Any](cast(Any, response_format)).validate_json(content)
 
-    async def _events(self) -> AsyncIterator[StreamEvent]:
-        async for chunk in self._stream:
-            for event in self._state.events(chunk):
-                yield event
-
-    async def until_done(self) -> AsyncChatCompletionStream:
-        """Read the stream to its end."""
-        async for _ in self:
-            pass
-        return self
-
-    async def get_final_completion(self) -> ParsedChatCompletion[Any]:
-        """Read the stream to its end; the `ParsedChatCompletion` it added up to."""
-        await self.until_done()
-        return self._state.final(self.llmroute)
-
-    async def close(self) -> None:
-        """Stop reading and release the connection."""
-        await self._stream.aclose()
-
-
-class AsyncChatCompletionStreamManager:
-    """``async with router.chat.completions.stream(...) as stream``: the request is made
-    on entry and the stream closed on exit."""
-
-    def __init__(self, open_stream: Callable[[], Awaitable[Any]], response_format: object):
-        self._open = open_stream
-        self._format = response_format
-        self._stream: AsyncChatCompletionStream | None = None
-
-    async def __aenter__(self) -> AsyncChatCompletionStream:
-        self._stream = AsyncChatCompletionStream(await self._open(), self._format)
-        return self._stream
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._stream is not None:
-            await self._stream.close()
+    def arguments(self, name: str, arguments: str) -> object:
+        """A tool call's whole arguments parsed: the tool's model, JSON for a strict tool,
+        None otherwise (as the openai SDK's ``parse_function_tool_arguments``)."""
+        function = self.function(name)
+        if function is None:
+            return None
+        model = _tool_model(function)
+        if model is not None:
+            return model.model_validate_json(arguments)
+        if function.get("strict") is not True:
+            return None
+        return json.loads(arguments)
 
 
-class ChatCompletionStream:
-    """The events of a streamed completion (``for event in stream``; blocking)."""
-
-    def __init__(self, stream: Any, response_format: object) -> None:
-        self._stream = stream
-        self._state = _EventState(response_format)
-
-    @property
-    def llmroute(self) -> RouteInfo:
-        """What llmroute did for this request (final once the stream has ended)."""
-        info: RouteInfo = self._stream.llmroute
-        return info
-
-    @property
-    def current_completion_snapshot(self) -> ChatCompletion:
-        """The completion the chunks received so far add up to."""
-        return self._state.snapshot()
-
-    def __iter__(self) -> Iterator[StreamEvent]:
-        for chunk in self._stream:
-            yield from self._state.events(chunk)
-
-    def until_done(self) -> ChatCompletionStream:
-        """Read the stream to its end."""
-        for _ in self:
-            pass
-        return self
-
-    def get_final_completion(self) -> ParsedChatCompletion[Any]:
-        """Read the stream to its end; the `ParsedChatCompletion` it added up to."""
-        self.until_done()
-        return self._state.final(self.llmroute)
-
-    def close(self) -> None:
-        """Stop reading and release the connection."""
-        self._stream.close()
-
-
-class ChatCompletionStreamManager:
-    """``with router.chat.completions.stream(...) as stream`` (blocking)."""
-
-    def __init__(self, open_stream: Callable[[], Any], response_format: object) -> None:
-        self._open = open_stream
-        self._format = response_format
-        self._stream: ChatCompletionStream | None = None
-
-    def __enter__(self) -> ChatCompletionStream:
-        self._stream = ChatCompletionStream(self._open(), self._format)
-        return self._stream
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._stream is not None:
-            self._stream.close()
-
-
-def stream_params(params: Mapping[str, Any]) -> tuple[dict[str, Any], object]:
-    """`params` for ``create(stream=True)``, with a type `response_format` turned into its
-    schema; and the `response_format` to parse with."""
+def stream_params(params: Mapping[str, Any]) -> tuple[dict[str, Any], Parsing]:
+    """`params` for ``create()``, with a type `response_format` turned into its schema; and
+    what to parse the answer with."""
     out = dict(params)
     response_format = out.get("response_format")
     if response_format is not None:
         out["response_format"] = response_format_param(response_format)
-    return out, response_format
+    tools = out.get("tools")
+    given_tools: Iterable[Any] = tools if tools is not None and given(tools) else ()
+    if not isinstance(given_tools, list | tuple):
+        given_tools = out["tools"] = list(given_tools)  # an iterator, read once: kept
+    listed = tuple(t for t in given_tools if isinstance(t, Mapping))
+    return out, Parsing(response_format, listed)
+
+
+# ---------------------------------------------------------------- parsing an answer
+
+
+def check_finish(choice_finish: str | None, completion: ChatCompletion) -> None:
+    """Raise the openai SDK's error for a finish reason that leaves nothing to parse."""
+    if choice_finish == "length":
+        raise LengthFinishReasonError(completion=completion)
+    if choice_finish == "content_filter":
+        raise ContentFilterFinishReasonError(completion=completion)
+
+
+def parse_completion(completion: ChatCompletion, parsing: Parsing) -> ParsedChatCompletion[Any]:
+    """`completion` with every message's content parsed into the response format (a
+    refusal leaves `parsed` None) and every function tool call's arguments parsed.
+
+    Raises `LengthFinishReasonError` / `ContentFilterFinishReasonError` for a choice that
+    ended at its token limit or was stopped by the content filter, as the openai SDK does.
+    """
+    for choice in completion.choices:
+        check_finish(choice.finish_reason, completion)
+    data = completion.model_dump(exclude_unset=True)
+    for choice, raw in zip(completion.choices, data["choices"], strict=True):
+        message = choice.message
+        raw_message = raw["message"]
+        raw_message["parsed"] = parsing.content(message.content, message.refusal)
+        raw_calls = raw_message.get("tool_calls") or ()
+        for call, raw_call in zip(message.tool_calls or (), raw_calls, strict=True):
+            if isinstance(call, ChatCompletionMessageToolCall):
+                function = call.function
+                parsed = parsing.arguments(function.name, function.arguments)
+                raw_call["function"]["parsed_arguments"] = parsed
+    result = ParsedChatCompletion[Any].model_validate(data)
+    info = completion.llmroute
+    if info.request_id:
+        result.attach_route_info(info)
+    return result

@@ -22,7 +22,8 @@ from ._loop import RouterPortal
 from ._params import ChatCreateParams, ChatParseParams, ClientOnlyParams, EmbeddingsCreateParams
 from ._responses import RawResponse, ResponseContext
 from ._router import AsyncRouter, RouterOptions
-from ._structured import ChatCompletionStreamManager, ParsedChatCompletion, stream_params
+from ._stream_helper import ChatCompletionStreamManager
+from ._structured import ParsedChatCompletion, stream_params
 from ._types import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -156,8 +157,8 @@ class Completions:
     def stream(self, **params: Unpack[ChatParseParams]) -> ChatCompletionStreamManager:
         """``with router.chat.completions.stream(...) as stream``: a streamed completion read
         as events (see `AsyncCompletions.stream`)."""
-        api, response_format = stream_params(params)
-        return ChatCompletionStreamManager(lambda: self.create(stream=True, **api), response_format)
+        api, parsing = stream_params(params)
+        return ChatCompletionStreamManager(lambda: self.create(stream=True, **api), parsing)
 
 
 class CompletionsWithRawResponse:

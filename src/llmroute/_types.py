@@ -55,6 +55,7 @@ __all__ = [
     "RouteInfo",
     "TokenUsage",
     "ToolCall",
+    "tool_call_kind",
 ]
 
 T = TypeVar("T")
@@ -262,7 +263,8 @@ class ChatCompletionMessageCustomToolCall(OpenAIObject):
         return FunctionCall(name=self.custom.name, arguments=self.custom.input)
 
 
-def _call_kind(value: Any) -> str:
+def tool_call_kind(value: Any) -> str:
+    """Which kind of tool call `value` (a dict or a model) is: ``custom`` or ``function``."""
     kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
     return "custom" if kind == "custom" else "function"
 
@@ -271,7 +273,7 @@ def _call_kind(value: Any) -> str:
 ToolCall = Annotated[
     Annotated[ChatCompletionMessageToolCall, Tag("function")]
     | Annotated[ChatCompletionMessageCustomToolCall, Tag("custom")],
-    Discriminator(_call_kind),
+    Discriminator(tool_call_kind),
 ]
 
 

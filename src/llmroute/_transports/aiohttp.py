@@ -7,21 +7,20 @@ stays cheap for those who never send a request.
 A session is closed by `AiohttpTransport.aclose` (the router's ``aclose``), and
 otherwise by itself, as an ``openai.AsyncOpenAI()`` left open is: when its
 transport is garbage-collected (the router was dropped), or when the event loop
-it was opened on ends with it still open (``asyncio.run`` cancels every task
-before closing its loop, and `_LoopSessions` waits for that in one task per
-loop). Either way the session is closed on its own loop, so aiohttp has nothing
-to warn about ("Unclosed client session").
+it was opened on ends with it still open (`llmroute._release`). Either way the
+session is closed on its own loop, so aiohttp has nothing to warn about
+("Unclosed client session").
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import weakref
 from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from .._release import Held, hold
 from .base import (
     ConnectFailed,
     ConnectionLost,
@@ -137,55 +136,6 @@ class _AiohttpResponse(HttpResponse):
                 response.close()
 
 
-class _LoopSessions:
-    """The sessions opened on one event loop, closed when the loop ends with them open.
-
-    Its task waits for nothing until it is cancelled, which ``asyncio.run`` (and
-    ``asyncio.Runner``, anyio's runners) do to every task before closing the loop.
-    """
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.sessions: set[aiohttp.ClientSession] = set()
-        self.task = loop.create_task(self._watch(loop), name="llmroute-sessions")
-
-    async def _watch(self, loop: asyncio.AbstractEventLoop) -> None:
-        try:
-            await loop.create_future()
-        finally:
-            sessions, self.sessions = list(self.sessions), set()
-            for session in sessions:
-                await session.close()
-
-
-_LOOPS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopSessions] = (
-    weakref.WeakKeyDictionary()
-)
-_CLOSING: set[asyncio.Task[None]] = set()
-
-
-def _loop_sessions(loop: asyncio.AbstractEventLoop) -> _LoopSessions:
-    watch = _LOOPS.get(loop)
-    if watch is None or watch.task.done():
-        watch = _LOOPS[loop] = _LoopSessions(loop)
-    return watch
-
-
-def _close_dropped(session: aiohttp.ClientSession, loop: asyncio.AbstractEventLoop) -> None:
-    """Close the session of a transport that was garbage-collected (from any thread)."""
-    watch = _LOOPS.get(loop)
-    if watch is not None:
-        watch.sessions.discard(session)
-    if session.closed or loop.is_closed():
-        return
-
-    def close() -> None:
-        task = loop.create_task(session.close())
-        _CLOSING.add(task)
-        task.add_done_callback(_CLOSING.discard)
-
-    loop.call_soon_threadsafe(close)
-
-
 class AiohttpTransport(Transport):
     """The default engine: one aiohttp session (and connection pool) per provider.
 
@@ -194,15 +144,14 @@ class AiohttpTransport(Transport):
     """
 
     __slots__ = (
-        "__weakref__", "_drains", "_dropped", "_last_proxy", "_loop", "_max_connections",
-        "_proxies", "_session", "_timeouts",
+        "__weakref__", "_drains", "_held", "_last_proxy", "_max_connections", "_proxies",
+        "_session", "_timeouts",
     )  # fmt: skip
 
     def __init__(self, *, max_connections: int = 512) -> None:
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None  # the session's
-        self._dropped: weakref.finalize[..., AiohttpTransport] | None = None
+        self._held: Held | None = None  # the session's release, if this transport is dropped
         self._timeouts: dict[Timeouts, Any] = {}
         self._proxies: dict[str, str | None] = {}
         self._last_proxy: tuple[str, str | None] = ("", None)
@@ -217,21 +166,15 @@ class AiohttpTransport(Transport):
         session = aiohttp.ClientSession(connector=connector, auto_decompress=True, trust_env=False)
         self._forget_session()
         self._session = session
-        loop = self._loop = asyncio.get_running_loop()
-        _loop_sessions(loop).sessions.add(session)
-        self._dropped = weakref.finalize(self, _close_dropped, session, loop)
+        self._held = hold(self, session.close)
         return session
 
     def _forget_session(self) -> aiohttp.ClientSession | None:
         """Take the session out of this transport and out of the closers' sight."""
         session, self._session = self._session, None
-        dropped, self._dropped = self._dropped, None
-        if dropped is not None:
-            dropped.detach()
-        if session is not None and self._loop is not None:
-            watch = _LOOPS.get(self._loop)
-            if watch is not None:
-                watch.sessions.discard(session)
+        held, self._held = self._held, None
+        if held is not None:
+            held.detach()
         return session
 
     def _proxy(self, url: str) -> str | None:

@@ -5,9 +5,12 @@ context and decides whether content is captured; `after()` copies the
 request's fields into its record (microseconds; see `_pending` for why this
 is not left to the worker) and appends it to a bounded queue, or counts it
 as dropped when the queue is full. A background task on the router's event
-loop (started on first use; for the blocking `Router`, on its private loop)
-drains the queue in batches of up to ``batch_size``, waiting at most
-``flush_interval`` to fill one, and hands each batch to a worker thread that
+loop (for the blocking `Router`, on its loop thread) drains the queue in
+batches of up to ``batch_size``, waiting at most ``flush_interval`` to fill
+one; it runs while there are records and ends when the queue is empty (the
+next record starts another), so an idle recorder has no task waiting: a
+router dropped unclosed leaves no task pending for ever, which asyncio would
+report ("Task was destroyed but it is pending!"). It hands each batch to a worker thread that
 prices the records (reading the cost), serialises captured content, applies
 the redactor, emits the OpenTelemetry spans and metric points, and writes
 every sink. Back on the loop, the attempt-end and request-end hooks receive
@@ -132,7 +135,6 @@ class Recorder(Stage):
         self._queue: deque[_Pending] = deque()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
-        self._wake: asyncio.Event | None = None
         self._full: asyncio.Event | None = None
         self._writing: asyncio.Lock | None = None
         self._executor: ThreadPoolExecutor | None = None
@@ -240,15 +242,14 @@ class Recorder(Stage):
             logger.exception("llmroute recorder: could not record request %s",
                              ctx.info.request_id)  # fmt: skip
             return
-        loop = asyncio.get_running_loop()
-        if loop is not self._loop or self._task is None or self._task.done():
+        task, loop = self._task, asyncio.get_running_loop()
+        if task is None or task.done() or loop is not self._loop:
             self._start(loop)
-        wake, full = self._wake, self._full
-        assert wake is not None and full is not None
-        if not wake.is_set():
-            wake.set()
-        if len(queue) >= self._batch_size and not full.is_set():
-            full.set()
+        elif len(queue) >= self._batch_size:
+            full = self._full
+            assert full is not None
+            if not full.is_set():
+                full.set()
 
     def _pending(self, ctx: RequestContext, outcome: Outcome) -> _Pending:
         """The queued form of a finished request.
@@ -274,18 +275,15 @@ class Recorder(Stage):
     def _start(self, loop: asyncio.AbstractEventLoop) -> None:
         if loop is not self._loop:
             self._loop = loop
-            self._wake, self._full, self._writing = asyncio.Event(), asyncio.Event(), asyncio.Lock()
+            self._full, self._writing = asyncio.Event(), asyncio.Lock()
         self._task = loop.create_task(self._drain(), name="llmroute-recorder")
 
     async def _drain(self) -> None:
-        queue = self._queue
-        wake, full = self._wake, self._full
-        assert wake is not None and full is not None
+        """Write the queue in batches until it is empty, then end."""
+        queue, full = self._queue, self._full
+        assert full is not None
         try:
-            while True:
-                if not queue:
-                    wake.clear()
-                    await wake.wait()
+            while queue:
                 if len(queue) < self._batch_size:
                     full.clear()
                     with contextlib.suppress(TimeoutError):
@@ -313,7 +311,12 @@ class Recorder(Stage):
             loop = asyncio.get_running_loop()
             if self._executor is None:
                 self._executor = ThreadPoolExecutor(1, thread_name_prefix="llmroute-recorder")
-            records = await loop.run_in_executor(self._executor, self._process, batch)
+            try:
+                processing = loop.run_in_executor(self._executor, self._process, batch)
+            except RuntimeError:  # the interpreter is exiting: threads take no new work
+                records = self._process(batch)
+            else:
+                records = await processing
             if self._hooks["attempt_end"] or self._hooks["request_end"]:
                 for record in records:
                     for attempt in record.attempts:
@@ -442,10 +445,7 @@ class Recorder(Stage):
             self._executor = None
             for sink in self._sinks:
                 try:
-                    if executor is not None:
-                        await asyncio.get_running_loop().run_in_executor(executor, sink.close)
-                    else:
-                        sink.close()
+                    await _in_thread(executor, sink.close)
                 except Exception:
                     logger.exception("llmroute recorder: sink %r failed to close", sink)
             if executor is not None:
@@ -453,3 +453,17 @@ class Recorder(Stage):
             if self._dropped:
                 logger.warning("llmroute recorder: %d request record(s) were dropped",
                                self._dropped)  # fmt: skip
+
+
+async def _in_thread(executor: ThreadPoolExecutor | None, func: Callable[[], object]) -> None:
+    """`func()` in `executor`'s thread; here when there is none, or the interpreter is
+    exiting (a router closed at exit: threads take no new work then)."""
+    if executor is not None:
+        try:
+            running = asyncio.get_running_loop().run_in_executor(executor, func)
+        except RuntimeError:
+            pass
+        else:
+            await running
+            return
+    func()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import threading
+import weakref
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Protocol, runtime_checkable
@@ -54,6 +55,9 @@ class JsonlSink:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._file: IO[str] | None = None
+        #: Closes the file: once, by `close`, or when the sink is dropped unclosed (its
+        #: router was), whichever comes first: no "unclosed file" warning.
+        self._close_file: weakref.finalize[..., JsonlSink] | None = None
         self._lock = threading.Lock()
 
     def write(self, records: Sequence[RequestRecord]) -> None:
@@ -62,16 +66,17 @@ class JsonlSink:
         with self._lock:
             if self._file is None:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                self._file = self.path.open("a", encoding="utf-8")
+                file = self._file = self.path.open("a", encoding="utf-8")
+                self._close_file = weakref.finalize(self, file.close)
             self._file.write(lines)
             self._file.flush()
 
     def close(self) -> None:
         """Close the file."""
         with self._lock:
-            if self._file is not None:
-                self._file.close()
-                self._file = None
+            if self._close_file is not None:
+                self._close_file()
+                self._close_file = self._file = None
 
 
 class CallbackSink:

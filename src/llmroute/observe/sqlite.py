@@ -18,6 +18,7 @@ import json
 import os
 import sqlite3
 import threading
+import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import closing, contextmanager
 from pathlib import Path
@@ -222,6 +223,9 @@ class SqliteStore:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._writer: sqlite3.Connection | None = None
+        #: Closes the writing connection: once, by `close`, or when the store is dropped
+        #: unclosed (its router was), whichever comes first.
+        self._close_writer: weakref.finalize[..., SqliteStore] | None = None
         self._lock = threading.Lock()
 
     # -------------------------------------------------------------- connections
@@ -257,6 +261,7 @@ class SqliteStore:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 _create_private(self.path)
                 conn = self._writer = self._connect()
+                self._close_writer = weakref.finalize(self, conn.close)
             conn.execute("BEGIN")
             try:
                 self._insert(conn, records)
@@ -292,11 +297,11 @@ class SqliteStore:
         _insert_rows(conn, "properties", _PROPERTY_COLUMNS, properties)
 
     def close(self) -> None:
-        """Close the writing connection (the file stays)."""
+        """Close the writing connection (the file stays; a later write opens it again)."""
         with self._lock:
-            if self._writer is not None:
-                self._writer.close()
-                self._writer = None
+            if self._close_writer is not None:
+                self._close_writer()
+                self._close_writer = self._writer = None
 
     # -------------------------------------------------------------- reading
 

@@ -323,7 +323,8 @@ async def send_attempt(
     clock: Clock,
     limits: RateLimitBoard,
 ) -> T:
-    """Send `exchange` to `target` once and read its answer; `record` gets the status.
+    """Send `exchange` to `target` once and read its answer; `record` gets the status and
+    the response's headers.
 
     The provider's rate-limit headers are noted on `limits` whatever the
     status. A status of 300 or more raises the adapter's typed error, read
@@ -336,6 +337,7 @@ async def send_attempt(
         request = await adapter.prepare(request)
     response = await target.provider.transport.send(request, timeouts)
     status = record.status = response.status
+    record.headers = response.headers  # a reference: read only if someone asks
     if status >= 300 or not exchange.stream:
         try:
             _note_limits(adapter, response, target, clock, limits)

@@ -24,13 +24,13 @@ from .._lazy import exports as _exports
 
 if TYPE_CHECKING:
     from ._exchange import AppFailed as AppFailed
+    from ._serve import PortalCall as PortalCall
     from .clients import BASE_URL as BASE_URL
     from .clients import PLACEHOLDER_KEY as PLACEHOLDER_KEY
     from .gateway import GatewayClosed as GatewayClosed
     from .gateway import InProcessGateway as InProcessGateway
     from .transports import AsyncInProcessTransport as AsyncInProcessTransport
     from .transports import InProcessTransport as InProcessTransport
-    from .transports import PortalCall as PortalCall
 
 _EXPORTS = {
     "AppFailed": "._exchange",
@@ -40,7 +40,7 @@ _EXPORTS = {
     "InProcessGateway": ".gateway",
     "InProcessTransport": ".transports",
     "PLACEHOLDER_KEY": ".clients",
-    "PortalCall": ".transports",
+    "PortalCall": "._serve",
 }
 
 __getattr__, __dir__, __all__ = _exports(__name__, _EXPORTS)

@@ -28,8 +28,9 @@ from typing import TYPE_CHECKING, Any
 
 import httpx2
 
+from ._serve import PortalCall
 from .gateway import HOST, InProcessGateway
-from .transports import AsyncInProcessTransport, InProcessTransport, PortalCall
+from .transports import AsyncInProcessTransport, InProcessTransport
 
 if TYPE_CHECKING:
     import anthropic

@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from ._exchange import App, Exchange, Message, Scope
+from ._exchange import Exchange, Scope
 
 if TYPE_CHECKING:
     from .._router import AsyncRouter
+    from ..server import GatewayApp
 
 __all__ = ["GatewayClosed", "InProcessGateway"]
-
-logger = logging.getLogger("llmroute.sdk")
 
 #: The host the in-process clients name in their URLs (nothing resolves it: no request
 #: leaves the process).
@@ -31,8 +28,12 @@ class InProcessGateway:
     """The gateway application (`llmroute.server.create_app`) of one router, served in process.
 
     Made by `AsyncRouter.gateway` on first use and closed with the router: the
-    application is built once, on the first request, and runs its ASGI
-    lifespan (startup then, shutdown at `aclose`) like under an ASGI server.
+    application is built once, on the first request, and started and stopped
+    as an ASGI server's lifespan would (`GatewayApp.startup` then, its
+    `shutdown` at `aclose`). Those are called directly rather than through the
+    lifespan protocol, whose coroutine would wait in a task for as long as the
+    router lives: a task that holds the router (through the application), so
+    that a router dropped unclosed would be collected with a pending task.
     Its metrics endpoint is off (nothing scrapes an in-process gateway, and
     counting costs time on every request); keys, limits and everything else
     follow the router's ``server`` configuration.
@@ -43,45 +44,27 @@ class InProcessGateway:
 
     def __init__(self, router: AsyncRouter) -> None:
         self.router = router
-        self._app: App | None = None
-        self._starting: asyncio.Future[App] | None = None
-        self._lifespan: _Lifespan | None = None
-        self._state: dict[str, Any] | None = None
+        self._app: GatewayApp | None = None
         self._running: set[Exchange] = set()
         self.closed = False
 
-    async def app(self) -> App:
+    def app(self) -> GatewayApp:
         """The application, built and started on first use."""
         app = self._app
-        if app is not None:
-            return app
-        if self.closed:
-            raise GatewayClosed("the router is closed")
-        starting = self._starting
-        if starting is None:  # the first caller starts it; others wait for the same start
-            starting = self._starting = asyncio.get_running_loop().create_future()
-            try:
-                app = await self._start()
-            except BaseException as exc:
-                self._starting = None
-                starting.set_exception(exc)
-                starting.exception()  # retrieved: the first caller raises it
-                raise
-            self._app = app
-            starting.set_result(app)
-            return app
-        return await asyncio.shield(starting)
+        if app is None:
+            if self.closed:
+                raise GatewayClosed("the router is closed")
+            app = self._app = self._start()
+        return app
 
-    async def _start(self) -> App:
+    def _start(self) -> GatewayApp:
         from ..server import ServerConfig, create_app
 
         config = self.router.config.server or ServerConfig()
-        app: App = create_app(
+        app = create_app(
             self.router, config.model_copy(update={"metrics": "off"}), close_router=False
         )
-        lifespan = _Lifespan(app)
-        self._state = await lifespan.startup()
-        self._lifespan = lifespan
+        app.startup()
         return app
 
     def scope(
@@ -98,8 +81,6 @@ class InProcessGateway:
             "scheme": "http", "path": path, "raw_path": raw_path, "query_string": query,
             "root_path": "", "headers": headers, "server": (HOST, 80), "client": None,
         }  # fmt: skip
-        if self._state:
-            scope["state"] = dict(self._state)
         return scope
 
     async def open(
@@ -110,7 +91,7 @@ class InProcessGateway:
         Raises `GatewayClosed` once the router is closed, and
         `llmroute.sdk.AppFailed` if the application fails before it answers.
         """
-        app = self._app or await self.app()
+        app = self._app or self.app()
         if self.closed:
             raise GatewayClosed("the router is closed")
         exchange = Exchange(app, scope, body, chunks)
@@ -128,8 +109,8 @@ class InProcessGateway:
         return exchange
 
     async def aclose(self) -> None:
-        """Close every open response (their clients have gone, for the application), then run
-        the application's lifespan shutdown. Safe to call more than once."""
+        """Close every open response (their clients have gone, for the application), then
+        shut the application down. Safe to call more than once."""
         if self.closed:
             return
         self.closed = True
@@ -137,67 +118,6 @@ class InProcessGateway:
         self._running.clear()
         if running:
             await asyncio.gather(*(exchange.aclose() for exchange in running))
-        lifespan = self._lifespan
-        if lifespan is not None:
-            self._lifespan = None
-            await lifespan.shutdown()
-
-
-class _Lifespan:
-    """The application's ASGI lifespan, run as an ASGI server runs it (as uvicorn's ``auto``:
-    an application that does not take lifespan events is served without)."""
-
-    def __init__(self, app: App) -> None:
-        self._app = app
-        self._inbox: asyncio.Queue[Message] = asyncio.Queue()
-        self._replies: asyncio.Queue[Message] = asyncio.Queue()
-        self._task: asyncio.Task[None] | None = None
-
-    async def startup(self) -> dict[str, Any]:
-        """Start the application; the lifespan state it set (empty if none)."""
-        state: dict[str, Any] = {}
-        scope = {"type": "lifespan", "asgi": _ASGI, "state": state}
-        self._inbox.put_nowait({"type": "lifespan.startup"})
-        task = self._task = asyncio.get_running_loop().create_task(self._run(scope))
-        # The task waits for the shutdown message for as long as the router lives, and it
-        # holds the router (through the application). A router dropped unclosed is
-        # collected with it, still waiting: that is its end, not a lost task, so asyncio
-        # is told not to report it ("Task was destroyed but it is pending!"), as it does
-        # for its own such tasks. Nothing outside the router can hold the task without
-        # keeping the router alive for ever.
-        task._log_destroy_pending = False  # type: ignore[attr-defined]
-        reply = await self._reply(task)
-        if reply is None:  # no lifespan support: serve without it
-            self._task = None
-            return state
-        if reply["type"] != "lifespan.startup.complete":
-            raise RuntimeError(f"the gateway application failed to start: {reply.get('message')}")
-        return state
-
-    async def shutdown(self) -> None:
-        task = self._task
-        if task is None or task.done():
-            return
-        self._inbox.put_nowait({"type": "lifespan.shutdown"})
-        reply = await self._reply(task)
-        if reply is not None and reply["type"] != "lifespan.shutdown.complete":
-            logger.warning("the gateway application failed to stop: %s", reply.get("message"))
-        if not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    async def _run(self, scope: Scope) -> None:
-        try:
-            await self._app(scope, self._inbox.get, self._replies.put)
-        except Exception:
-            logger.debug("the gateway application does not take lifespan events", exc_info=True)
-
-    async def _reply(self, task: asyncio.Task[None]) -> Message | None:
-        """The application's next lifespan message, or None if it ended without one."""
-        getting = asyncio.ensure_future(self._replies.get())
-        await asyncio.wait((getting, task), return_when=asyncio.FIRST_COMPLETED)
-        if getting.done():
-            return getting.result()
-        getting.cancel()
-        return None
+        app = self._app
+        if app is not None:
+            await app.shutdown()  # the router is not its to close: it only drains

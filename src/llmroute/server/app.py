@@ -124,7 +124,7 @@ class GatewayApp:
     Use `create_app` to make one. It closes the router when the ASGI server
     shuts it down (the ``lifespan`` protocol), after in-flight requests and
     streams have finished or `ServerConfig.shutdown_timeout` has passed; call
-    `shutdown` yourself when serving without lifespan events.
+    `startup` and `shutdown` yourself when serving without lifespan events.
     """
 
     def __init__(
@@ -177,7 +177,7 @@ class GatewayApp:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                self._gateway.state = "ready"
+                self.startup()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.shutdown()
@@ -190,6 +190,11 @@ class GatewayApp:
         cancelled by the ASGI server (uvicorn's graceful shutdown timing out) or still running
         when `ServerConfig.shutdown_timeout` passed."""
         return self._gateway.state == "stopped" and not self._cut_short
+
+    def startup(self) -> None:
+        """Start: ``/ready`` answers ready from now on (the lifespan's startup step)."""
+        if self._gateway.state == "starting":
+            self._gateway.state = "ready"
 
     async def shutdown(self) -> None:
         """Stop: wait for in-flight requests (up to the shutdown timeout), then close the router."""

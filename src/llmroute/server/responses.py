@@ -1,8 +1,9 @@
 """Answers as every endpoint sends them: a JSON body, or a stream of server-sent events.
 
 A routed answer (one the router produced) carries the ``x-llmroute-*``
-headers of its `RouteInfo` and is counted in the metrics, once it has been
-sent; a stream is counted when it ends, however it ends (499: the client
+headers of its `RouteInfo` (and the provider's headers the gateway forwards:
+`llmroute.server.headers.FORWARDED`) and is counted in the metrics, once it
+has been sent; a stream is counted when it ends, however it ends (499: the client
 went away). What differs between endpoints is only the format of their
 events (`StreamEvents`): OpenAI's ``data:`` lines, Anthropic's event
 sequence.
@@ -14,7 +15,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
-from .headers import route_headers
+from .headers import forwarded_headers, route_headers
 from .relay import relay
 
 if TYPE_CHECKING:
@@ -74,7 +75,9 @@ async def send_json(
 async def answer(request: GatewayRequest, endpoint: str, body: bytes, info: RouteInfo) -> None:
     """Send the router's answer as JSON with its route headers, and count it."""
     request.request_id = info.request_id
-    await request.respond(200, body, route_headers(info, final=True), JSON)
+    headers = route_headers(info, final=True)
+    headers += forwarded_headers(info)
+    await request.respond(200, body, headers, JSON)
     metrics = request.gateway.metrics
     if metrics is not None:
         metrics.answered(endpoint, info, key=request.key)
@@ -119,6 +122,7 @@ async def send_stream(
         request.request_id = info.request_id
         headers = [*SSE_HEADERS, *request.id_headers()]
         headers += route_headers(info, final=False)
+        headers += forwarded_headers(info)
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         failure = await relay(stream, events.chunk, write, events.content)
     finally:

@@ -12,6 +12,13 @@ wait their turn (a busy Redis is not an unavailable one), and look at the
 outage breaker again once it comes, so a queue never waits out one timeout
 after another. After a rest, a single call probes Redis; the others go on
 without it until the probe succeeds (no stampede on a Redis coming back).
+
+The client's connections are closed by `RedisConnection.aclose` (the router's
+``aclose``), and otherwise by themselves, as the router's HTTP sessions are:
+when the connection object is garbage-collected (the router was dropped), or
+when the event loop they were opened on ends (`llmroute._release`), so redis-py
+has nothing to warn about ("unclosed Connection"); a later call on another
+loop opens new ones.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from typing import Any, TypeVar
 
 from .._clock import Clock
 from .._errors import ConfigError
+from .._release import Held, hold
 
 __all__ = ["MAX_CONNECTIONS", "RedisConnection", "RedisUnavailable"]
 
@@ -82,6 +90,8 @@ class RedisConnection:
         self._probing = False
         #: Calls that failed or were skipped because Redis was resting.
         self.failures = 0
+        self._loop: asyncio.AbstractEventLoop | None = None  # where the connections are
+        self._held: Held | None = None  # their release, if this object is dropped
 
     def script(self, source: str) -> Any:
         """Register a Lua script (run by SHA, loaded on first use)."""
@@ -89,6 +99,9 @@ class RedisConnection:
 
     async def call(self, operation: Callable[[], Awaitable[T]]) -> T:
         """Run one Redis operation; raise `RedisUnavailable` rather than fail or hang."""
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            self._opened_on(loop)
         probe = self._admit()
         try:
             async with self._turns:
@@ -151,6 +164,18 @@ class RedisConnection:
             return str(exc)
         return None
 
+    def _opened_on(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Connections will open on `loop`: release them if this object is dropped first, or
+        when the loop ends (the client opens new ones on the next loop that calls)."""
+        self._loop = loop
+        if self._held is not None:
+            self._held.detach()
+        self._held = hold(self, self.client.aclose)
+
     async def aclose(self) -> None:
         """Close the client's connections."""
+        held, self._held = self._held, None
+        if held is not None:
+            held.detach()
+        self._loop = None
         await self.client.aclose()
