@@ -5,6 +5,7 @@ streams, conversation state, the cache and the blocking router."""
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import anyio.to_thread
@@ -383,3 +384,22 @@ async def test_the_sdk_in_process_gets_genuine_types(responses_upstream: Upstrea
         await client.responses.delete(response.id)
         with pytest.raises(openai.NotFoundError):
             await client.responses.retrieve(response.id)
+
+
+async def test_a_native_stream_has_llmroute_s_id_and_time(responses_upstream: Upstream) -> None:
+    """As a whole response does: the upstream's id and created_at (1700000000) never show."""
+    async with AsyncRouter(config(responses_upstream)) as router:
+        before = time.time()
+        whole = await router.responses.create(model="chat", input="Hi")
+        events = await events_of(
+            await router.responses.create(model="chat", input="Hi", stream=True)
+        )
+        stored = await router.responses.retrieve(events[-1].response.id)
+    carried = [e.response for e in events if hasattr(e, "response")]
+    assert [r.type for r in events if hasattr(r, "response")] == [
+        "response.created", "response.in_progress", "response.completed"]  # fmt: skip
+    for response in (whole, *carried, stored):
+        assert before <= response.created_at <= time.time()
+    assert {r.created_at for r in carried} == {stored.created_at}
+    assert {r.id for r in carried} == {stored.id} and stored.id.startswith("resp_")
+    assert "resp_upstream" not in (whole.id, stored.id)
