@@ -251,3 +251,93 @@ async def test_anthropic_thinking_goes_back_with_its_turns(
     assert bodies[2]["messages"][1] == bodies[1]["messages"][1]
     assert bodies[2]["messages"][3] == {
         "role": "assistant", "content": [THINKING, {"type": "text", "text": ANSWER}]}  # fmt: skip
+
+
+def get_weather(city: str) -> str:
+    """Get the current weather for a city."""
+    return f"18C, cloudy in {city}"
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+async def test_openai_agents_tool_loop_on_anthropic_with_thinking(
+    vendors: tuple[Vendors, str], stream: bool
+) -> None:
+    """openai-agents' default Responses model on a translated Anthropic target with extended
+    thinking: the agent hands llmroute's reasoning item back on its own, and Anthropic gets
+    its signed thinking before the tool call it made, as it requires."""
+    from agents import (
+        Agent,
+        ModelSettings,
+        OpenAIProvider,
+        RunConfig,
+        Runner,
+        function_tool,
+        set_tracing_disabled,
+    )
+
+    handler, root = vendors
+    route = [f"oai/{MODELS['oai']}", f"claude/{MODELS['claude']}"]
+    handler.fail["resp"] += [OVERLOADED] * 2  # native is down
+    thinking = {"anthropic": {"thinking": {"type": "enabled", "budget_tokens": 1024}}}
+    set_tracing_disabled(True)
+    try:
+        async with AsyncRouter(router_config(root, chat=route), env={}) as router:
+            config = RunConfig(model_provider=OpenAIProvider(openai_client=router.openai_client()))
+            agent = Agent(name="weather", model="chat", tools=[function_tool(get_weather)],
+                          model_settings=ModelSettings(extra_body=thinking))  # fmt: skip
+            if stream:
+                run = Runner.run_streamed(agent, QUESTION_TEXT, run_config=config)
+                raw = [e.data.type async for e in run.stream_events()
+                       if e.type == "raw_response_event"]  # fmt: skip
+                assert "response.reasoning_summary_text.delta" in raw
+                output, items = run.final_output, [i.type for i in run.new_items]
+            else:
+                result = await Runner.run(agent, QUESTION_TEXT, run_config=config)
+                output, items = result.final_output, [i.type for i in result.new_items]
+    finally:
+        set_tracing_disabled(False)
+    assert output == ANSWER
+    assert items == ["reasoning_item", "tool_call_item", "tool_call_output_item",
+                     "reasoning_item", "message_output_item"]  # fmt: skip
+    first, second = handler.bodies("claude")
+    assert first["messages"] == [
+        {"role": "user", "content": [{"type": "text", "text": QUESTION_TEXT}]}
+    ]
+    tool_use = {"type": "tool_use", "id": "toolu_1", "name": "get_weather",
+                "input": {"city": "Paris"}}  # fmt: skip
+    assert second["messages"][1] == {"role": "assistant", "content": [THINKING, tool_use]}
+    assert second["messages"][2]["content"][0]["content"] == "18C, cloudy in Paris"
+    assert all("anthropic" not in body for body in handler.bodies("resp"))
+
+
+async def test_pydantic_ai_tool_loop_on_anthropic_with_thinking(
+    vendors: tuple[Vendors, str],
+) -> None:
+    """pydantic-ai's `OpenAIResponsesModel` (a reasoning model's profile) on a translated
+    Anthropic target with extended thinking: its thinking part goes back as the reasoning
+    item llmroute made, so Anthropic gets its signed thinking with the tool call."""
+    from pydantic_ai import Agent
+    from pydantic_ai.models.openai import OpenAIResponsesModel
+    from pydantic_ai.profiles.openai import openai_model_profile
+    from pydantic_ai.providers.openai import OpenAIProvider
+
+    handler, root = vendors
+    thinking = {"anthropic": {"thinking": {"type": "enabled", "budget_tokens": 1024}}}
+    settings: Any = {"extra_body": thinking, "openai_reasoning_summary": "auto"}
+    route = [f"claude/{MODELS['claude']}"]
+    async with AsyncRouter(router_config(root, chat=route), env={}) as router:
+        model = OpenAIResponsesModel(
+            "chat", provider=OpenAIProvider(openai_client=router.openai_client()),
+            profile=openai_model_profile("gpt-5"),
+        )  # fmt: skip
+        agent = Agent(model, tools=[get_weather], model_settings=settings)
+        result = await agent.run(QUESTION_TEXT)
+        async with agent.run_stream(QUESTION_TEXT) as run:
+            streamed = await run.get_output()
+    assert result.output == streamed == ANSWER
+    bodies = handler.bodies("claude")
+    assert len(bodies) == 4
+    tool_use = {"type": "tool_use", "id": "toolu_1", "name": "get_weather",
+                "input": {"city": "Paris"}}  # fmt: skip
+    for body in (bodies[1], bodies[3]):
+        assert body["messages"][1] == {"role": "assistant", "content": [THINKING, tool_use]}
