@@ -27,6 +27,7 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from _gateway import running_gateway
+from _model_upstream import PERSON
 from _responses_upstream import TEXT
 from _responses_upstream import answer as responses_answer
 from _upstream import Upstream
@@ -47,6 +48,11 @@ class City(BaseModel):
 
     name: str
     country: str
+
+
+class Person(BaseModel):
+    name: str
+    age: int
 
 
 def get_weather(city: str) -> str:
@@ -369,13 +375,17 @@ async def test_langchain_responses_with_structured_output(
     for method in ("json_schema", "function_calling"):
         city = await llm.with_structured_output(City, method=method).ainvoke("a city")
         assert city == City(name="Paris", country="Paris")
-    by_schema, by_tool = served(responses_upstream, route)
+    person = await llm.with_structured_output(Person, method="json_mode").ainvoke("a JSON person")
+    assert person == Person(**PERSON)
+    by_schema, by_tool, by_mode = served(responses_upstream, route)
     if route == "native":
         assert by_schema["text"]["format"]["type"] == "json_schema"
         assert by_tool["tool_choice"]["name"] == "City"
+        assert by_mode["text"]["format"] == {"type": "json_object"}
     else:
         assert by_schema["response_format"]["json_schema"]["name"] == "City"
         assert by_tool["tool_choice"]["function"]["name"] == "City"
+        assert by_mode["response_format"] == {"type": "json_object"}
 
 
 @pytest.mark.parametrize("route", ROUTES)
@@ -439,11 +449,13 @@ async def test_pydantic_ai_responses_agent_with_a_tool(
 async def test_pydantic_ai_responses_structured_output_and_run_stream(
     router: AsyncRouter, responses_upstream: Upstream, route: str
 ) -> None:
-    from pydantic_ai import Agent
+    from pydantic_ai import Agent, NativeOutput
 
     model = _pydantic_ai_model(router.openai_client(), route)
     agent = Agent(model, output_type=City)
     assert (await agent.run("a city")).output == City(name="Paris", country="Paris")
+    native_output = Agent(model, output_type=NativeOutput(City))
+    assert (await native_output.run("a city")).output == City(name="Paris", country="Paris")
 
     text_agent = Agent(model)
     async with text_agent.run_stream("hello") as run:
@@ -456,7 +468,12 @@ async def test_pydantic_ai_responses_structured_output_and_run_stream(
         streamed = [text async for text in run.stream_text(delta=True, debounce_by=None)]
     assert "".join(streamed) == "The tool said: sunny in Paris"
     requests = served(responses_upstream, route)
-    assert len(requests) == 4 and all(r.get("stream") for r in requests[1:])
+    assert len(requests) == 5 and all(r.get("stream") for r in requests[2:])
+    by_tool, by_schema = requests[:2]
+    assert "final_result" in json.dumps(by_tool["tools"])
+    fmt = by_schema["text"]["format"] if route == "native" else by_schema["response_format"]
+    schema = fmt["schema"] if route == "native" else fmt["json_schema"]["schema"]
+    assert sorted(schema["properties"]) == ["country", "name"]
 
 
 @pytest.mark.parametrize("route", ROUTES)
