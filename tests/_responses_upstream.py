@@ -8,8 +8,9 @@ documented event sequence with sequence numbers. Requests that ask for
 reasoning get a reasoning item with a summary and encrypted content first.
 Under ``/down/`` every request fails with a 503; under ``/failing/`` a stream
 sends ``response.created`` and then ``response.failed`` (a failure before the
-first content, which must fail over). Chat paths are answered by
-`_model_upstream.answer`.
+first content, which must fail over). Input item ids must have the prefix OpenAI
+requires of their type (`ID_PREFIXES`), or the answer is OpenAI's 400. Chat paths are
+answered by `_model_upstream.answer`.
 """
 
 from __future__ import annotations
@@ -196,6 +197,25 @@ async def send_events(request: web.Request, sequence: list[dict[str, Any]]) -> w
     return response
 
 
+#: The prefix OpenAI requires of an input item's id, by item type (a wrong one is a 400,
+#: ``invalid_id_prefix``).
+ID_PREFIXES = {"message": "msg", "function_call": "fc", "function_call_output": "fco",
+               "reasoning": "rs", "custom_tool_call": "ctc"}  # fmt: skip
+
+
+def bad_id(body: dict[str, Any]) -> dict[str, Any] | None:
+    """OpenAI's error for an input item whose id has the wrong prefix for its type, if any."""
+    for index, item in enumerate(_items(body)):
+        prefix = ID_PREFIXES.get(item.get("type", "message"))
+        given = item.get("id")
+        if prefix is not None and given is not None and not given.startswith(f"{prefix}_"):
+            message = (f"Invalid 'input[{index}].id': '{given}'. Expected an ID that begins "
+                       f"with '{prefix}'.")  # fmt: skip
+            return {"error": {"message": message, "type": "invalid_request_error",
+                              "param": f"input[{index}].id", "code": "invalid_id_prefix"}}  # fmt: skip
+    return None
+
+
 async def answer(request: web.Request) -> web.StreamResponse:
     """The handler (set it as `Upstream.handler`): Responses natively, chat as a model."""
     if not request.path.endswith("/responses"):
@@ -204,6 +224,9 @@ async def answer(request: web.Request) -> web.StreamResponse:
         error = {"error": {"message": "overloaded", "type": "server_error", "code": None}}
         return web.json_response(error, status=503)
     body = await request.json()
+    refused = bad_id(body)
+    if refused is not None:
+        return web.json_response(refused, status=400)
     if request.path.startswith("/failing/") and body.get("stream"):
         opening = response_body(body, [_message("")], "in_progress")
         failed = {**opening, "status": "failed", "output": [],

@@ -120,6 +120,18 @@ def test_chat_request_body_is_one_valid_json_object(adapter: OpenAIAdapter) -> N
                         "stream_options": {"include_obfuscation": False, "include_usage": True}}  # fmt: skip
 
 
+def test_responses_request_drops_other_vendors_options(adapter: OpenAIAdapter) -> None:
+    """A Responses request whose route also has Anthropic or Gemini targets carries their
+    options (``extra_body={"anthropic": {...}}``): OpenAI would refuse them as unknown
+    parameters, so the native body leaves them out, as the chat body does."""
+    body = {"model": "route", "input": "Hi", "store": False, "anthropic": {"top_k": 5},
+            "gemini": {"x": 1}, "bedrock": {"y": 2}, "metadata": {"a": "b"}}  # fmt: skip
+    http = adapter.responses_request(body, MODEL, stream=True)
+    assert http.url.endswith("/v1/responses")
+    assert body_of(http) == {"model": MODEL, "input": "Hi", "store": False,
+                             "metadata": {"a": "b"}}  # fmt: skip
+
+
 STREAM_USAGE = [
     ("openai", None, True), ("groq", None, True), ("mistral", None, False),
     ("perplexity", None, False), ("lmstudio", None, False), ("mistral", True, True),

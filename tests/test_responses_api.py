@@ -5,6 +5,7 @@ streams, conversation state, the cache and the blocking router."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -480,3 +481,55 @@ async def test_with_the_store_off_nothing_is_kept_and_continuing_is_refused(
             )
         with pytest.raises(RequestError, match=r"responses\.store"):
             await router.responses.retrieve(response.id)
+
+
+async def test_a_native_stream_has_llmroute_s_id_and_time(responses_upstream: Upstream) -> None:
+    """As a whole response does: the upstream's id and created_at (1700000000) never show."""
+    async with AsyncRouter(config(responses_upstream)) as router:
+        before = time.time()
+        whole = await router.responses.create(model="chat", input="Hi")
+        events = await events_of(
+            await router.responses.create(model="chat", input="Hi", stream=True)
+        )
+        stored = await router.responses.retrieve(events[-1].response.id)
+    carried = [e.response for e in events if hasattr(e, "response")]
+    assert [r.type for r in events if hasattr(r, "response")] == [
+        "response.created", "response.in_progress", "response.completed"]  # fmt: skip
+    for response in (whole, *carried, stored):
+        assert before <= response.created_at <= time.time()
+    assert {r.created_at for r in carried} == {stored.created_at}
+    assert {r.id for r in carried} == {stored.id} and stored.id.startswith("resp_")
+    assert "resp_upstream" not in (whole.id, stored.id)
+
+
+async def test_input_items_are_replayed_as_sent_and_listed_with_openai_s_ids(
+    responses_upstream: Upstream,
+) -> None:
+    """A native upstream refuses ids it did not issue, or of the wrong kind (``item_...`` for
+    a function call output): an item sent without an id is replayed without one. Listed, it
+    has an id with its type's prefix, the same in every listing."""
+    async with AsyncRouter(config(responses_upstream)) as router:
+        first = await router.responses.create(model="chat", input="Weather?", tools=WEATHER)
+        call = first.output[-1]
+        assert call.type == "function_call"
+        output = {"type": "function_call_output", "call_id": call.call_id, "output": "18C"}
+        second = await router.responses.create(
+            model="chat", input=[output], previous_response_id=first.id
+        )
+        third = await router.responses.create(
+            model="chat", input="Thanks", previous_response_id=second.id
+        )
+        listed = await router.responses.input_items.list(third.id, order="asc")
+        again = await router.responses.input_items.list(second.id, order="asc")
+        page = await router.responses.input_items.list(
+            third.id, order="asc", after=listed.data[1]["id"], limit=2
+        )
+    assert third.output_text == TEXT
+    sent = responses_upstream.requests[-1]["input"]
+    assert [i.get("type", "message") for i in sent] == [
+        "message", "function_call", "function_call_output", "message", "message"]  # fmt: skip
+    assert "id" not in sent[0] and "id" not in sent[2] and "id" not in sent[4]
+    ids = [i["id"] for i in listed.data]
+    assert [i.split("_")[0] for i in ids] == ["msg", "fc", "fco", "msg", "msg"]
+    assert len(set(ids)) == 5 and [i["id"] for i in again.data] == ids[:3]
+    assert [i["id"] for i in page.data] == ids[2:4] and page.has_more

@@ -199,12 +199,13 @@ class EventDecoder(ABC):
 
 class NativeEvents(EventDecoder):
     """The events of a provider that serves the Responses API, as it sent them (the
-    response's id made llmroute's)."""
+    response's id and creation time made llmroute's, as for a whole response)."""
 
-    __slots__ = ("_decoder", "_last", "_number", "_text")
+    __slots__ = ("_created_at", "_decoder", "_last", "_number", "_text")
 
-    def __init__(self, response_id: str) -> None:
+    def __init__(self, response_id: str, created_at: float) -> None:
         self._decoder = NativeEventDecoder(response_id=response_id)
+        self._created_at = created_at
         self._last: Response | None = None  # the response the last lifecycle event carried
         self._number = -1
         self._text: list[str] = []
@@ -233,6 +234,7 @@ class NativeEvents(EventDecoder):
                 self._text.append(values.get("delta") or "")
             response = values.get("response")
             if isinstance(response, Response):
+                response.created_at = self._created_at
                 self._last = response
 
     @property
@@ -382,7 +384,7 @@ class ResponsesStreamExchange(Exchange[OpenedEvents]):
         self, adapter: ProviderAdapter, target: Target
     ) -> tuple[EventDecoder, list[ResponseStreamEvent]]:
         if adapter.native_responses:
-            return NativeEvents(self.response_id), []
+            return NativeEvents(self.response_id, self.created_at), []
         chat = to_chat(self.request)
         events = ChunkEvents(
             self.request,

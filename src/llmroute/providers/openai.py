@@ -302,6 +302,8 @@ class OpenAIAdapter(ProviderAdapter):
         if not self.native_responses:
             return super().responses_request(body, model, stream=stream, extra=extra)
         body["model"] = model
+        for key in VENDOR_OPTION_KEYS & body.keys():
+            del body[key]  # another vendor's options (for other targets of the same route)
         return self._http_request(self._responses_url, body, extra, stream=stream)
 
     def parse_embeddings(self, body: bytes, model: str) -> CreateEmbeddingResponse:

@@ -30,7 +30,7 @@ from ..pipeline.executor import RequestPipeline
 from ..pipeline.responses import ResponsesExchange, ResponsesStreamExchange, chat_view
 from ..pipeline.responses_stream import AsyncResponseStream
 from .request import ResponsesRequest, validate_responses_request, with_history
-from .state import ResponseStore, StoredResponse, conversation, input_items
+from .state import ResponseStore, StoredResponse, conversation, listed_input_items
 from .types import Response, ResponseStreamEvent
 
 __all__ = [
@@ -252,7 +252,7 @@ class AsyncResponses:
     ) -> InputItemList:
         """The input items of a stored response (`input_items.list`)."""
         store, scope = self._scope(client)
-        items = await input_items(store, scope, response_id)
+        items = await listed_input_items(store, scope, response_id)
         if order in (None, "desc"):
             items = list(reversed(items))
         elif order != "asc":
@@ -289,7 +289,7 @@ class AsyncResponses:
 
     async def _self_contained(self, given: ResponsesRequest, turn: _Turn) -> ResponsesRequest:
         """`given` with the conversation it continues put in front of its input."""
-        turn.items = [_with_id(item) for item in given.input_items()]
+        turn.items = list(given.input_items())  # as sent: ids are made up only to list them
         previous = given.previous_response_id
         if previous is None:
             return given
@@ -328,14 +328,6 @@ class AsyncResponses:
 
 def _not_found(response_id: str) -> ResponseNotFound:
     return ResponseNotFound(response_id, param="response_id")
-
-
-def _with_id(item: dict[str, Any]) -> dict[str, Any]:
-    """`item` with an id, as OpenAI lists input items (``msg_`` and hex for a message)."""
-    if "id" in item:
-        return item
-    prefix = "msg" if item.get("type", "message") == "message" else "item"
-    return {"id": f"{prefix}_{urandom(16).hex()}", **item}
 
 
 def with_text_format(text: object, text_format: object) -> dict[str, Any]:

@@ -29,6 +29,7 @@ it did not exist).
 from __future__ import annotations
 
 from collections import OrderedDict
+from hashlib import sha256
 from typing import Any, NamedTuple
 
 from .._clock import Clock, SystemClock
@@ -61,6 +62,7 @@ __all__ = [
     "StoredResponse",
     "conversation",
     "input_items",
+    "listed_input_items",
     "store_from_config",
 ]
 
@@ -137,6 +139,45 @@ async def input_items(
         items += turn.input_items
         items += turn.output_items
     items += chain[-1].input_items
+    return items
+
+
+#: The prefix of an input item's id, by its type, as OpenAI names them.
+_ID_PREFIXES = {"message": "msg", "function_call": "fc", "function_call_output": "fco",
+                "custom_tool_call": "ctc", "custom_tool_call_output": "ctco"}  # fmt: skip
+
+
+def _listed(turn: StoredResponse, index: int, item: dict[str, Any]) -> dict[str, Any]:
+    """`item` (input item `index` of `turn`) with an id: its own, else one made from its
+    place (the same in every listing), with the prefix OpenAI gives its type."""
+    if "id" in item:
+        return item
+    prefix = _ID_PREFIXES.get(item.get("type", "message"), "item")
+    digest = sha256(f"{turn.id}:{index}".encode()).hexdigest()[:48]
+    return {"id": f"{prefix}_{digest}", **item}
+
+
+async def listed_input_items(
+    store: ResponseStore,
+    scope: str,
+    response_id: str,
+    *,
+    max_turns: int = DEFAULT_MAX_TURNS,
+    param: str | None = None,
+) -> list[dict[str, Any]]:
+    """`input_items`, each with an id (what ``GET /v1/responses/{id}/input_items`` lists).
+
+    An item the caller sent without an id is stored and replayed without one: an id
+    llmroute made up would reach the next turn's native upstream, which refuses ids it
+    did not issue (and ids of the wrong kind: ``item_...`` for a function call output).
+    Listed, it gets one derived from its response and place, stable across listings."""
+    chain = await _chain(store, scope, response_id, max_turns, param)
+    items: list[dict[str, Any]] = []
+    for turn in chain[:-1]:
+        items += [_listed(turn, i, item) for i, item in enumerate(turn.input_items)]
+        items += turn.output_items
+    last = chain[-1]
+    items += [_listed(last, i, item) for i, item in enumerate(last.input_items)]
     return items
 
 
