@@ -107,6 +107,8 @@ from pydantic_core import from_json, to_json
 
 from .._errors import RequestError
 from .._request import ChatRequest
+from .._types import validator
+from .types import construct
 
 __all__ = [
     "BUILTIN_ITEM_TYPES",
@@ -369,7 +371,10 @@ def validate_responses_request(body: Mapping[str, Any]) -> ResponsesRequest:
             if not isinstance(item, dict):
                 raise _fail("an input item must be an object", f"input[{index}]")
     try:
-        request = ResponsesRequest.model_validate(body)
+        # the validator itself: it spares the Python around model_validate (a third here)
+        request: ResponsesRequest = validator(ResponsesRequest).validate_python(
+            body if isinstance(body, dict) else dict(body)
+        )
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
         loc = "".join(
@@ -401,11 +406,9 @@ def with_history(request: ResponsesRequest, history: list[dict[str, Any]]) -> Re
     no call."""
     items = [*history, *request.input_items()]
     _check_call_outputs(items)
-    values = {**request.__dict__, **(request.model_extra or {})}
-    values["input"] = items
-    values["previous_response_id"] = None
+    values = {**request.__dict__, "input": items, "previous_response_id": None}
     fields = (request.model_fields_set | {"input"}) - {"previous_response_id"}
-    return ResponsesRequest.model_construct(_fields_set=fields, **values)
+    return construct(ResponsesRequest, values, fields, dict(request.model_extra or {}))
 
 
 def builtin_tools(request: ResponsesRequest) -> tuple[str, ...]:
@@ -713,12 +716,13 @@ def _build_chat(request: ResponsesRequest) -> ChatRequest:
         if name not in _HANDLED:
             body[name] = value
     try:
-        return ChatRequest.model_validate(body)
+        chat: ChatRequest = validator(ChatRequest).validate_python(body)
     except ValidationError as exc:  # what the checks above let through
         first = exc.errors(include_url=False)[0]
         where = ".".join(str(p) for p in first["loc"])
         raise RequestError(f"the request cannot be translated to chat completions: {where}: "
                            f"{first['msg']}", param="input") from exc  # fmt: skip
+    return chat
 
 
 #: The slot holding a request's chat translation (read without pydantic's fallback).
