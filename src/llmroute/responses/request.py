@@ -68,8 +68,10 @@ parallel_tool_calls,   the same parameter
  user, metadata,
  service_tier,
  prompt_cache_key
-top_logprobs           top_logprobs, and ``logprobs: true`` when `include` has
-                       ``message.output_text.logprobs``
+top_logprobs           top_logprobs when `include` asks for
+                       ``message.output_text.logprobs``; without it, dropped
+                       (the Responses API returns no logprobs then either, and
+                       chat refuses top_logprobs without logprobs)
 safety_identifier      ``safety_identifier`` (dropped by the vendor adapters as
                        an OpenAI-only hint)
 stream                 stream, with ``stream_options.include_usage`` (the
@@ -78,7 +80,9 @@ stream                 stream, with ``stream_options.include_usage`` (the
 store                  dropped: llmroute keeps the conversation itself; chat's
                        ``store`` would store it at the provider
 previous_response_id   resolved before (`with_history`); still set: refused
-include                logprobs as above; ``reasoning.encrypted_content``:
+include                ``message.output_text.logprobs`` -> ``logprobs: true``
+                       (the answer's logprobs come back on its output_text);
+                       ``reasoning.encrypted_content``:
                        nothing to ask (translated thinking is always returned);
                        the built-in tools' outputs: dropped (no built-in tool
                        runs on a translated target)
@@ -655,7 +659,7 @@ _HANDLED = frozenset({
     "top_logprobs", "max_tool_calls", "background",
 })  # fmt: skip
 _PASSED = ("parallel_tool_calls", "temperature", "top_p", "user", "metadata", "service_tier",
-           "prompt_cache_key", "safety_identifier", "top_logprobs")  # fmt: skip
+           "prompt_cache_key", "safety_identifier")  # fmt: skip
 
 
 def _messages(request: ResponsesRequest) -> list[dict[str, Any]]:
@@ -689,6 +693,8 @@ def _chat_options(request: ResponsesRequest, body: dict[str, Any]) -> None:
         body["verbosity"] = text["verbosity"]
     if _LOGPROBS in (request.include or ()):
         body["logprobs"] = True
+        if request.top_logprobs is not None:
+            body["top_logprobs"] = request.top_logprobs
     if request.stream:
         body["stream"] = True
         options = {"include_usage": True}
