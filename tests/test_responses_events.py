@@ -29,10 +29,10 @@ from llmroute.responses import (
     ResponseStreamEvent,
     ResponseTextDeltaEvent,
     completion_to_response,
+    json_bytes,
     response_events,
     validate_responses_request,
 )
-from llmroute.responses.events import event_json
 
 FIXTURES = Path(__file__).parent / "fixtures" / "openai"
 SDK_EVENT: TypeAdapter[Any] = TypeAdapter(sdk.ResponseStreamEvent)
@@ -76,7 +76,7 @@ def check_with_sdk(events: list[ResponseStreamEvent]) -> Any:
     final = None
     for number, event in enumerate(events):
         assert event.sequence_number == number
-        dump = json.loads(event_json(event))
+        dump = json.loads(json_bytes(event))
         assert dump == event.to_dict(mode="json")
         theirs = SDK_EVENT.validate_python(dump)
         assert theirs.model_dump(mode="json", exclude_unset=True, by_alias=True) == dump
@@ -326,7 +326,7 @@ def test_a_native_stream_is_kept_as_sent_with_llmroute_s_response_id() -> None:
         if "response" in original:
             original["response"]["id"] = "resp_llmroute"
         assert event.to_dict(mode="json") == original
-        assert json.loads(event_json(event)) == original
+        assert json.loads(json_bytes(event)) == original
     final = check_with_sdk(found)
     assert final.id == "resp_llmroute"
     assert final.output_text == "Hello there!"

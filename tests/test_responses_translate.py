@@ -304,6 +304,13 @@ def test_the_other_parameters() -> None:
     }  # fmt: skip
 
 
+def test_top_logprobs_only_with_logprobs_asked() -> None:
+    assert "top_logprobs" not in chat({"input": "x", "top_logprobs": 2})
+    assert "logprobs" not in chat({"input": "x", "top_logprobs": 2})
+    asked = chat({"input": "x", "include": ["message.output_text.logprobs"]})
+    assert (asked["logprobs"], "top_logprobs" in asked) == (True, False)
+
+
 @pytest.mark.parametrize("name", ["prompt", "context_management"])
 def test_openai_only_parameters_are_refused(name: str) -> None:
     error = refused({"input": "x", name: {"id": "pmpt_1"}})

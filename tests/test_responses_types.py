@@ -13,8 +13,10 @@ from pydantic import BaseModel, TypeAdapter
 
 from llmroute import MalformedResponse, RequestError
 from llmroute._route_info import RouteInfo, TokenUsage
+from llmroute._types import ChatCompletion
 from llmroute.responses import (
     THINKING_PREFIX,
+    ChunkEvents,
     Response,
     ResponseCompletedEvent,
     ResponseContentPartAddedEvent,
@@ -28,9 +30,13 @@ from llmroute.responses import (
     ResponseTextDeltaEvent,
     ResponseUsage,
     builtin_tools,
+    completion_to_response,
+    construct,
     event_class,
+    json_bytes,
     native_body,
     parse_event,
+    response_events,
     to_chat,
     usage_from_tokens,
     validate_responses_request,
@@ -479,3 +485,58 @@ def test_request_model_is_importable_and_constructible() -> None:
     request = ResponsesRequest(model="m", input="hi")
     assert request.input_items() == [{"type": "message", "role": "user", "content": "hi"}]
     assert ResponsesRequest(model="m").input_items() == []
+
+
+# ---------------------------------------------------------------- the fast builders
+
+
+def _models(value: Any) -> list[BaseModel]:
+    """`value` and every model inside it."""
+    found: list[BaseModel] = []
+    if isinstance(value, BaseModel):
+        found.append(value)
+        value = {**value.__dict__, **(value.__pydantic_extra__ or {})}
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, list):
+        for each in value:
+            found += _models(each)
+    return found
+
+
+def test_what_construct_builds_is_what_validation_builds() -> None:
+    """The oracle of `construct` and `json_bytes`: every model llmroute builds (a translated
+    answer, its stream's events, a replay's events) validates back equal, with the same
+    fields set, and its JSON is its ``to_dict()``."""
+    request = validate_responses_request({"model": "m", "input": "hi", "tools": [
+        {"type": "function", "name": "f"}]})  # fmt: skip
+    answer = ChatCompletion.model_validate({
+        "id": "c", "created": 1, "model": "m", "choices": [{"index": 0, "finish_reason": "length",
+        "message": {"role": "assistant", "content": "Hi", "refusal": "no",
+                    "reasoning_content": "r", "thinking_blocks": [{"type": "thinking"}],
+                    "tool_calls": [
+                        {"id": "1", "type": "function", "function": {"name": "f", "arguments": "{}"}},
+                        {"id": "2", "type": "custom", "custom": {"name": "c", "input": "x"}}]}}],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5},
+    })  # fmt: skip
+    response = completion_to_response(answer, request, response_id="r", created_at=1.0)
+    events = ChunkEvents(request, response_id="r", created_at=1.0, model="m")
+    built = [response, *response_events(response), *events.start(), *events.fail("x")]
+    models = [m for each in built for m in _models(each)]
+    assert len(models) > 60
+    for model in models:
+        dump = model.to_dict() if hasattr(model, "to_dict") else model.model_dump()
+        back = type(model).model_validate(dump)
+        assert back == model, type(model).__name__
+        assert back.model_fields_set == model.model_fields_set, type(model).__name__
+        assert json.loads(json_bytes(model)) == model.to_dict(mode="json"), type(model).__name__
+
+
+def test_construct_takes_fields_set_and_extras() -> None:
+    item = construct(ResponseOutputItem, {"type": "x_call"}, extra={"id": "x1", "status": "done"})
+    assert item.to_dict() == {"type": "x_call", "id": "x1", "status": "done"}
+    usage = construct(ResponseUsage, {
+        "input_tokens": 1, "input_tokens_details": None, "output_tokens": 2,
+        "output_tokens_details": None, "total_tokens": 3}, fields=["input_tokens"])  # fmt: skip
+    assert usage.to_dict() == {"input_tokens": 1}
+    assert usage.model_fields_set == {"input_tokens"}

@@ -68,8 +68,10 @@ parallel_tool_calls,   the same parameter
  user, metadata,
  service_tier,
  prompt_cache_key
-top_logprobs           top_logprobs, and ``logprobs: true`` when `include` has
-                       ``message.output_text.logprobs``
+top_logprobs           top_logprobs when `include` asks for
+                       ``message.output_text.logprobs``; without it, dropped
+                       (the Responses API returns no logprobs then either, and
+                       chat refuses top_logprobs without logprobs)
 safety_identifier      ``safety_identifier`` (dropped by the vendor adapters as
                        an OpenAI-only hint)
 stream                 stream, with ``stream_options.include_usage`` (the
@@ -78,7 +80,9 @@ stream                 stream, with ``stream_options.include_usage`` (the
 store                  dropped: llmroute keeps the conversation itself; chat's
                        ``store`` would store it at the provider
 previous_response_id   resolved before (`with_history`); still set: refused
-include                logprobs as above; ``reasoning.encrypted_content``:
+include                ``message.output_text.logprobs`` -> ``logprobs: true``
+                       (the answer's logprobs come back on its output_text);
+                       ``reasoning.encrypted_content``:
                        nothing to ask (translated thinking is always returned);
                        the built-in tools' outputs: dropped (no built-in tool
                        runs on a translated target)
@@ -107,6 +111,8 @@ from pydantic_core import from_json, to_json
 
 from .._errors import RequestError
 from .._request import ChatRequest
+from .._types import validator
+from .types import construct
 
 __all__ = [
     "BUILTIN_ITEM_TYPES",
@@ -369,7 +375,10 @@ def validate_responses_request(body: Mapping[str, Any]) -> ResponsesRequest:
             if not isinstance(item, dict):
                 raise _fail("an input item must be an object", f"input[{index}]")
     try:
-        request = ResponsesRequest.model_validate(body)
+        # the validator itself: it spares the Python around model_validate (a third here)
+        request: ResponsesRequest = validator(ResponsesRequest).validate_python(
+            body if isinstance(body, dict) else dict(body)
+        )
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
         loc = "".join(
@@ -401,11 +410,9 @@ def with_history(request: ResponsesRequest, history: list[dict[str, Any]]) -> Re
     no call."""
     items = [*history, *request.input_items()]
     _check_call_outputs(items)
-    values = {**request.__dict__, **(request.model_extra or {})}
-    values["input"] = items
-    values["previous_response_id"] = None
+    values = {**request.__dict__, "input": items, "previous_response_id": None}
     fields = (request.model_fields_set | {"input"}) - {"previous_response_id"}
-    return ResponsesRequest.model_construct(_fields_set=fields, **values)
+    return construct(ResponsesRequest, values, fields, dict(request.model_extra or {}))
 
 
 def builtin_tools(request: ResponsesRequest) -> tuple[str, ...]:
@@ -652,7 +659,7 @@ _HANDLED = frozenset({
     "top_logprobs", "max_tool_calls", "background",
 })  # fmt: skip
 _PASSED = ("parallel_tool_calls", "temperature", "top_p", "user", "metadata", "service_tier",
-           "prompt_cache_key", "safety_identifier", "top_logprobs")  # fmt: skip
+           "prompt_cache_key", "safety_identifier")  # fmt: skip
 
 
 def _messages(request: ResponsesRequest) -> list[dict[str, Any]]:
@@ -686,6 +693,8 @@ def _chat_options(request: ResponsesRequest, body: dict[str, Any]) -> None:
         body["verbosity"] = text["verbosity"]
     if _LOGPROBS in (request.include or ()):
         body["logprobs"] = True
+        if request.top_logprobs is not None:
+            body["top_logprobs"] = request.top_logprobs
     if request.stream:
         body["stream"] = True
         options = {"include_usage": True}
@@ -713,12 +722,13 @@ def _build_chat(request: ResponsesRequest) -> ChatRequest:
         if name not in _HANDLED:
             body[name] = value
     try:
-        return ChatRequest.model_validate(body)
+        chat: ChatRequest = validator(ChatRequest).validate_python(body)
     except ValidationError as exc:  # what the checks above let through
         first = exc.errors(include_url=False)[0]
         where = ".".join(str(p) for p in first["loc"])
         raise RequestError(f"the request cannot be translated to chat completions: {where}: "
                            f"{first['msg']}", param="input") from exc  # fmt: skip
+    return chat
 
 
 #: The slot holding a request's chat translation (read without pydantic's fallback).

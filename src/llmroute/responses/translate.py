@@ -20,7 +20,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from .._types import ChatCompletion, ChatCompletionMessage, CompletionUsage, ToolCall
+from .._types import ChatCompletion, ChatCompletionMessage, CompletionUsage, ToolCall, validator
 from .request import ResponsesRequest, thinking_content
 from .types import (
     IncompleteDetails,
@@ -37,7 +37,7 @@ from .types import (
     ResponseStatus,
     ResponseSummaryText,
     ResponseUsage,
-    usage_from_tokens,
+    construct,
 )
 
 __all__ = [
@@ -53,6 +53,7 @@ __all__ = [
     "reasoning_item",
     "reasoning_of",
     "refusal_part",
+    "summary_text",
     "usage_of",
 ]
 
@@ -66,9 +67,9 @@ def new_item_id(prefix: str) -> str:
 def finish_status(finish_reason: str | None) -> tuple[ResponseStatus, IncompleteDetails | None]:
     """The response's status (and why it is incomplete) for a chat finish reason."""
     if finish_reason == "length":
-        return "incomplete", IncompleteDetails.model_construct(reason="max_output_tokens")
+        return "incomplete", construct(IncompleteDetails, {"reason": "max_output_tokens"})
     if finish_reason == "content_filter":
-        return "incomplete", IncompleteDetails.model_construct(reason="content_filter")
+        return "incomplete", construct(IncompleteDetails, {"reason": "content_filter"})
     return "completed", None
 
 
@@ -119,65 +120,70 @@ def reasoning_of(extra: dict[str, Any] | None) -> tuple[str, list[dict[str, Any]
 
 
 def reasoning_item(
-    item_id: str, text: str, blocks: Sequence[dict[str, Any]], *, status: str | None = None
+    item_id: str, text: str, blocks: Sequence[dict[str, Any]], *, status: ItemStatus | None = None
 ) -> ResponseReasoningItem:
     """A reasoning item: `text` as its one summary part (none when empty), `blocks` as its
     encrypted content."""
-    fields: dict[str, Any] = {
-        "id": item_id,
-        "type": "reasoning",
-        "summary": [ResponseSummaryText.model_construct(type="summary_text", text=text)]
-        if text
-        else [],
-    }
-    if blocks:
-        fields["encrypted_content"] = thinking_content(list(blocks))
+    encrypted = thinking_content(list(blocks)) if blocks else None
+    values = {"id": item_id, "type": "reasoning", "summary": [summary_text(text)] if text else [],
+              "content": None, "encrypted_content": encrypted, "status": status}  # fmt: skip
+    fields = ["id", "type", "summary"]
+    if encrypted is not None:
+        fields.append("encrypted_content")
     if status is not None:
-        fields["status"] = status
-    return ResponseReasoningItem.model_construct(**fields)
+        fields.append("status")
+    return construct(ResponseReasoningItem, values, fields)
+
+
+_TEXT_FIELDS = ("type", "text", "annotations")
 
 
 def output_text(
     text: str, annotations: list[Any], logprobs: list[dict[str, Any]] | None
 ) -> ResponseOutputText:
-    """An ``output_text`` part."""
-    if logprobs is None:
-        return ResponseOutputText.model_construct(
-            type="output_text", text=text, annotations=annotations
-        )
-    return ResponseOutputText.model_construct(
-        type="output_text", text=text, annotations=annotations, logprobs=logprobs
-    )
+    """An ``output_text`` part (`logprobs` left out when None)."""
+    values = {"type": "output_text", "text": text, "annotations": annotations, "logprobs": logprobs}
+    return construct(ResponseOutputText, values, _TEXT_FIELDS if logprobs is None else None)
 
 
 def refusal_part(refusal: str) -> ResponseOutputRefusal:
     """A ``refusal`` part."""
-    return ResponseOutputRefusal.model_construct(type="refusal", refusal=refusal)
+    return construct(ResponseOutputRefusal, {"type": "refusal", "refusal": refusal})
+
+
+def summary_text(text: str) -> ResponseSummaryText:
+    """A reasoning summary's part."""
+    return construct(ResponseSummaryText, {"type": "summary_text", "text": text})
 
 
 def message_item(item_id: str, status: ItemStatus, content: list[Any]) -> ResponseOutputMessage:
     """An assistant message item."""
-    return ResponseOutputMessage.model_construct(
-        id=item_id, type="message", role="assistant", status=status, content=content
-    )
+    return construct(
+        ResponseOutputMessage,
+        {"id": item_id, "type": "message", "role": "assistant", "status": status,
+         "content": content},
+    )  # fmt: skip
 
 
 def function_call_item(
     item_id: str, call_id: str, name: str, arguments: str, status: ItemStatus
 ) -> ResponseFunctionToolCall:
     """A ``function_call`` item."""
-    return ResponseFunctionToolCall.model_construct(
-        id=item_id, type="function_call", call_id=call_id, name=name, arguments=arguments,
-        status=status,
+    return construct(
+        ResponseFunctionToolCall,
+        {"id": item_id, "type": "function_call", "call_id": call_id, "name": name,
+         "arguments": arguments, "status": status},
     )  # fmt: skip
 
 
 def _call_item(call: ToolCall, status: ItemStatus) -> OutputItem:
     if call.type == "custom":
         custom = call.custom
-        return ResponseOutputItem.model_construct(
-            type="custom_tool_call", id=new_item_id("ctc"), call_id=call.id, name=custom.name,
-            input=custom.input, status=status,
+        return construct(
+            ResponseOutputItem,
+            {"type": "custom_tool_call"},
+            extra={"id": new_item_id("ctc"), "call_id": call.id, "name": custom.name,
+                   "input": custom.input, "status": status},
         )  # fmt: skip
     function = call.function
     return function_call_item(new_item_id("fc"), call.id, function.name, function.arguments, status)
@@ -206,8 +212,25 @@ def _items(message: ChatCompletionMessage, logprobs: Any, last: ItemStatus) -> l
 
 
 def usage_of(usage: CompletionUsage | None) -> ResponseUsage | None:
-    """A chat completion's usage as the Responses API reports it."""
-    return None if usage is None else usage_from_tokens(usage.normalised())
+    """A chat completion's usage as the Responses API reports it (what
+    `CompletionUsage.normalised` reads, without the `TokenUsage` in between)."""
+    if usage is None:
+        return None
+    given, made = usage.prompt_tokens_details, usage.completion_tokens_details
+    written = (given.__pydantic_extra__ or {}).get("cache_write_tokens") if given else None
+    found: ResponseUsage = validator(ResponseUsage).validate_python({
+        "input_tokens": usage.prompt_tokens,
+        "input_tokens_details": {
+            "cached_tokens": (given.cached_tokens or 0) if given else 0,
+            "cache_write_tokens": written if isinstance(written, int) else 0,
+        },
+        "output_tokens": usage.completion_tokens,
+        "output_tokens_details": {
+            "reasoning_tokens": (made.reasoning_tokens or 0) if made else 0,
+        },
+        "total_tokens": usage.prompt_tokens + usage.completion_tokens,
+    })  # fmt: skip
+    return found
 
 
 def build_response(
@@ -225,32 +248,23 @@ def build_response(
     """A `Response` echoing `request`'s parameters as OpenAI does (with its defaults:
     ``tool_choice: "auto"``, ``parallel_tool_calls: true``, ``store: true``, text format
     ``text``, ``truncation: "disabled"``, ``metadata: {}``)."""
-    store = request.store
-    return Response.model_construct(
-        id=response_id,
-        object="response",
-        created_at=created_at,
-        status=status,
-        error=error,
-        incomplete_details=incomplete_details,
-        instructions=request.instructions,
-        max_output_tokens=request.max_output_tokens,
-        model=model,
-        output=output,
-        parallel_tool_calls=request.parallel_tool_calls is not False,
-        previous_response_id=request.previous_response_id,
-        reasoning=request.reasoning,
-        store=True if store is None else store,
-        temperature=request.temperature,
-        text=request.text or {"format": {"type": "text"}},
-        tool_choice="auto" if request.tool_choice is None else request.tool_choice,
-        tools=request.tools or [],
-        top_p=request.top_p,
-        truncation=request.truncation or "disabled",
-        usage=usage,
-        user=request.user,
-        metadata=request.metadata or {},
-    )
+    given = request.__dict__  # plain reads: a Response is built per request, or twice a stream
+    store, text, choice = given["store"], given["text"], given["tool_choice"]
+    tools, metadata = given["tools"], given["metadata"]
+    return construct(Response, {
+        "id": response_id, "object": "response", "created_at": created_at, "status": status,
+        "error": error, "incomplete_details": incomplete_details,
+        "instructions": given["instructions"], "max_output_tokens": given["max_output_tokens"],
+        "model": model, "output": output,
+        "parallel_tool_calls": given["parallel_tool_calls"] is not False,
+        "previous_response_id": given["previous_response_id"], "reasoning": given["reasoning"],
+        "store": True if store is None else store, "temperature": given["temperature"],
+        "text": {"format": {"type": "text"}} if text is None else text,
+        "tool_choice": "auto" if choice is None else choice,
+        "tools": [] if tools is None else tools, "top_p": given["top_p"],
+        "truncation": given["truncation"] or "disabled", "usage": usage, "user": given["user"],
+        "metadata": {} if metadata is None else metadata,
+    })  # fmt: skip
 
 
 def completion_to_response(
