@@ -103,7 +103,7 @@ other parameters       passed through as chat parameters (OpenAI-compatible
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -112,6 +112,15 @@ from pydantic_core import from_json, to_json
 from .._errors import RequestError
 from .._request import ChatRequest
 from .._types import validator
+from .checks import (
+    BUILTIN_ITEM_TYPES,
+    check_call_outputs,
+    check_item,
+    check_text,
+    check_tool_choice,
+    check_tools,
+    invalid,
+)
 from .types import construct
 
 __all__ = [
@@ -132,28 +141,10 @@ __all__ = [
 #: target, which could not read it, never receives it (`native_body`).
 THINKING_PREFIX = "llmroute.thinking:"
 
-#: Item types of built-in tools' calls and outputs (and other OpenAI-run items): kept
-#: whole for native targets.
-BUILTIN_ITEM_TYPES = frozenset({
-    "web_search_call", "file_search_call", "computer_call", "computer_call_output",
-    "code_interpreter_call", "image_generation_call", "local_shell_call",
-    "local_shell_call_output", "shell_call", "shell_call_output", "apply_patch_call",
-    "apply_patch_call_output", "mcp_list_tools", "mcp_approval_request",
-    "mcp_approval_response", "mcp_call", "tool_search_call", "tool_search_output",
-    "additional_tools", "compaction", "compaction_trigger", "program", "program_output",
-    "configuration_update", "item_reference",
-})  # fmt: skip
-
 #: Built-in items a translated target leaves out (see the table above).
 _DROPPED_ITEMS = frozenset({"web_search_call", "file_search_call"})
 
-_ROLES = frozenset({"user", "assistant", "system", "developer"})
-_INPUT_PARTS = frozenset({"input_text", "input_image", "input_file", "input_audio"})
-_ASSISTANT_PARTS = frozenset({"output_text", "refusal", "input_text"})
-_OUTPUT_PARTS = frozenset({"input_text", "input_image", "input_file", "output_text"})
 _NOT_BUILTIN = frozenset({"function", "custom"})
-_CHOICES = frozenset({"auto", "none", "required"})
-_FORMATS = frozenset({"text", "json_object", "json_schema"})
 _LOGPROBS = "message.output_text.logprobs"
 #: The names pydantic gives the members of a union in an error's location.
 _UNION_TAGS = frozenset({"str", "bool", "int", "float", "list[dict[str,any]]", "dict[str,any]"})
@@ -205,156 +196,6 @@ class ResponsesRequest(BaseModel):
         return given
 
 
-# ---------------------------------------------------------------- validation
-
-
-def _fail(message: str, param: str) -> RequestError:
-    return RequestError(f"invalid responses request: {param}: {message}", param=param)
-
-
-def _need_str(item: Mapping[str, Any], key: str, where: str) -> str:
-    value = item.get(key)
-    if not isinstance(value, str):
-        kind = "missing" if value is None else f"must be a string, not {type(value).__name__}"
-        raise _fail(f"{key!r} is {kind}" if value is None else kind, f"{where}.{key}")
-    return value
-
-
-def _check_part(part: Any, where: str, allowed: frozenset[str]) -> None:
-    if not isinstance(part, dict):
-        raise _fail("a content part must be an object", where)
-    kind = part.get("type")
-    if kind not in allowed:
-        raise _fail(f"unknown or misplaced content part type {kind!r} (expected one of "
-                    f"{', '.join(sorted(allowed))})", f"{where}.type")  # fmt: skip
-    if kind in ("input_text", "output_text"):
-        _need_str(part, "text", where)
-    elif kind == "refusal":
-        _need_str(part, "refusal", where)
-    elif kind == "input_image" and part.get("image_url") is None and part.get("file_id") is None:
-        raise _fail("an input_image needs image_url or file_id", where)
-    elif kind == "input_file" and not any(
-        part.get(k) is not None for k in ("file_data", "file_id", "file_url")
-    ):
-        raise _fail("an input_file needs file_data, file_id or file_url", where)
-
-
-def _check_content(item: Mapping[str, Any], where: str, allowed: frozenset[str]) -> None:
-    content = item.get("content")
-    if isinstance(content, str):
-        return
-    if not isinstance(content, list):
-        raise _fail("'content' must be a string or a list of content parts", f"{where}.content")
-    for index, part in enumerate(content):
-        _check_part(part, f"{where}.content[{index}]", allowed)
-
-
-def _check_message(item: Mapping[str, Any], where: str) -> None:
-    role = item.get("role")
-    if role not in _ROLES:
-        raise _fail(f"unknown role {role!r} (expected user, assistant, system or developer)",
-                    f"{where}.role")  # fmt: skip
-    _check_content(item, where, _ASSISTANT_PARTS if role == "assistant" else _INPUT_PARTS)
-
-
-def _check_output(item: Mapping[str, Any], where: str) -> None:
-    _need_str(item, "call_id", where)
-    output = item.get("output")
-    if isinstance(output, list):
-        for index, part in enumerate(output):
-            _check_part(part, f"{where}.output[{index}]", _OUTPUT_PARTS)
-    elif not isinstance(output, str):
-        raise _fail("'output' must be a string or a list of content parts", f"{where}.output")
-
-
-def _check_reasoning(item: Mapping[str, Any], where: str) -> None:
-    if not isinstance(item.get("summary"), list):
-        raise _fail("'summary' must be a list", f"{where}.summary")
-
-
-def _strings(*keys: str) -> Callable[[Mapping[str, Any], str], None]:
-    def check(item: Mapping[str, Any], where: str) -> None:
-        for key in keys:
-            _need_str(item, key, where)
-
-    return check
-
-
-#: Item type -> its check (the built-in items' are left to the native upstream).
-_ITEM_CHECKS: dict[str, Callable[[Mapping[str, Any], str], None]] = {
-    "message": _check_message,
-    "function_call": _strings("call_id", "name", "arguments"),
-    "function_call_output": _check_output,
-    "custom_tool_call": _strings("call_id", "name", "input"),
-    "custom_tool_call_output": _check_output,
-    "reasoning": _check_reasoning,
-}
-
-
-def _check_item(item: dict[str, Any], where: str) -> None:
-    kind = item.get("type")
-    if kind is None and "role" in item:
-        kind = "message"
-    check = _ITEM_CHECKS.get(kind)  # type: ignore[arg-type]
-    if check is not None:
-        check(item, where)
-    elif kind not in BUILTIN_ITEM_TYPES:
-        raise _fail(f"unknown item type {kind!r}", f"{where}.type")
-
-
-def _check_tools(tools: list[dict[str, Any]]) -> None:
-    for index, tool in enumerate(tools):
-        where = f"tools[{index}]"
-        kind = tool.get("type")
-        if not isinstance(kind, str):
-            raise _fail("a tool needs a 'type'", f"{where}.type")
-        if kind in ("function", "custom"):
-            _need_str(tool, "name", where)
-        if kind == "function" and not isinstance(tool.get("parameters", {}), dict | None):
-            raise _fail("'parameters' must be a JSON schema object", f"{where}.parameters")
-
-
-def _check_tool_choice(choice: str | dict[str, Any]) -> None:
-    if isinstance(choice, str):
-        if choice not in _CHOICES:
-            raise _fail(f"{choice!r} is not auto, none or required", "tool_choice")
-        return
-    if not isinstance(choice.get("type"), str):
-        raise _fail("a tool choice needs a 'type'", "tool_choice.type")
-    if choice["type"] in ("function", "custom"):
-        _need_str(choice, "name", "tool_choice")
-
-
-def _check_text(text: dict[str, Any]) -> None:
-    fmt = text.get("format")
-    if fmt is None:
-        return
-    if not isinstance(fmt, dict) or fmt.get("type") not in _FORMATS:
-        kind = fmt.get("type") if isinstance(fmt, dict) else fmt
-        raise _fail(f"unknown format {kind!r} (expected text, json_object or json_schema)",
-                    "text.format.type")  # fmt: skip
-    if fmt["type"] == "json_schema":
-        _need_str(fmt, "name", "text.format")
-        if not isinstance(fmt.get("schema"), dict):
-            raise _fail("a json_schema format needs a 'schema' object", "text.format.schema")
-
-
-def _check_call_outputs(items: list[dict[str, Any]]) -> None:
-    """Every function_call_output (custom_tool_call_output) answers an earlier call."""
-    calls: set[str] = set()
-    for index, item in enumerate(items):
-        kind = item.get("type")
-        if kind in ("function_call", "custom_tool_call"):
-            calls.add(item["call_id"])
-        elif kind in ("function_call_output", "custom_tool_call_output"):
-            call_id = item.get("call_id")
-            if call_id not in calls:
-                raise RequestError(
-                    f"No tool call found for function call output with call_id {call_id}.",
-                    param=f"input[{index}].call_id",
-                )
-
-
 def _refuse_unsupported(request: ResponsesRequest) -> None:
     if request.background:
         raise RequestError("background responses are not supported: llmroute runs every "
@@ -373,7 +214,7 @@ def validate_responses_request(body: Mapping[str, Any]) -> ResponsesRequest:
     if isinstance(given, list):
         for index, item in enumerate(given):
             if not isinstance(item, dict):
-                raise _fail("an input item must be an object", f"input[{index}]")
+                raise invalid("an input item must be an object", f"input[{index}]")
     try:
         # the validator itself: it spares the Python around model_validate (a third here)
         request: ResponsesRequest = validator(ResponsesRequest).validate_python(
@@ -391,15 +232,15 @@ def validate_responses_request(body: Mapping[str, Any]) -> ResponsesRequest:
     _refuse_unsupported(request)
     if isinstance(request.input, list):
         for index, item in enumerate(request.input):
-            _check_item(item, f"input[{index}]")
+            check_item(item, f"input[{index}]")
         if request.previous_response_id is None:
-            _check_call_outputs(request.input)
+            check_call_outputs(request.input)
     if request.tools:
-        _check_tools(request.tools)
+        check_tools(request.tools)
     if request.tool_choice is not None:
-        _check_tool_choice(request.tool_choice)
+        check_tool_choice(request.tool_choice)
     if request.text is not None:
-        _check_text(request.text)
+        check_text(request.text)
     return request
 
 
@@ -409,7 +250,7 @@ def with_history(request: ResponsesRequest, history: list[dict[str, Any]]) -> Re
     `previous_response_id`. Raises `RequestError` if a function_call_output then answers
     no call."""
     items = [*history, *request.input_items()]
-    _check_call_outputs(items)
+    check_call_outputs(items)
     values = {**request.__dict__, "input": items, "previous_response_id": None}
     fields = (request.model_fields_set | {"input"}) - {"previous_response_id"}
     return construct(ResponsesRequest, values, fields, dict(request.model_extra or {}))

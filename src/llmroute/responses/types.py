@@ -13,15 +13,34 @@ builds the object: `to_dict()` leaves out what was never set.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Tag
+from pydantic import BaseModel, ConfigDict
 from pydantic_core import from_json, to_json
 
 from .._errors import MalformedResponse
-from .._route_info import RouteInfo, TokenUsage
+from .._route_info import RouteInfo
 from .._types import OpenAIObject, validator
+from .items import (
+    ContentPart,
+    InputTokensDetails,
+    ItemStatus,
+    OutputItem,
+    OutputTokensDetails,
+    ResponseContentPart,
+    ResponseFunctionToolCall,
+    ResponseOutputItem,
+    ResponseOutputMessage,
+    ResponseOutputRefusal,
+    ResponseOutputText,
+    ResponseReasoningItem,
+    ResponseReasoningText,
+    ResponseStatus,
+    ResponseSummaryText,
+    ResponseUsage,
+    construct,
+    usage_from_tokens,
+)
 
 __all__ = [
     "IncompleteDetails",
@@ -76,37 +95,6 @@ __all__ = [
 
 _OPEN = ConfigDict(extra="allow", defer_build=True)
 
-M = TypeVar("M", bound=BaseModel)
-_setattr = object.__setattr__
-
-
-def construct(
-    cls: type[M],
-    values: dict[str, Any],
-    fields: Iterable[str] | None = None,
-    extra: dict[str, Any] | None = None,
-) -> M:
-    """A `cls` holding `values`, trusted (not validated; taken, not copied).
-
-    `values` must give every field of `cls`, defaults included; `fields` names those
-    that count as set, so are dumped (all of `values` if None); `extra` holds the extra
-    fields (set too, as validation counts them). What `model_construct` makes, for a third of its instructions (a small model:
-    ~9,300 against ~27,400, callgrind); pydantic-core's validator costs about the same as
-    this for a small flat model, and less for a nested one (`usage_from_tokens`).
-    Oracle: tests/test_responses_types.py (every builder's result validates back equal).
-    """
-    model = cls.__new__(cls)
-    given = set(values if fields is None else fields)
-    if extra is None:
-        extra = {}
-    else:
-        given.update(extra)  # as validation counts them
-    _setattr(model, "__dict__", values)
-    _setattr(model, "__pydantic_fields_set__", given)
-    _setattr(model, "__pydantic_extra__", extra)
-    _setattr(model, "__pydantic_private__", None)
-    return model
-
 
 def json_bytes(model: BaseModel) -> bytes:
     """`model` as compact JSON: the fields it has set, which for what llmroute builds is
@@ -125,195 +113,6 @@ def json_bytes(model: BaseModel) -> bytes:
     ):
         return to_json(model.__dict__)
     return model.__pydantic_serializer__.to_json(model, exclude_unset=True)
-
-
-ResponseStatus = Literal["completed", "failed", "in_progress", "cancelled", "queued", "incomplete"]
-ItemStatus = Literal["in_progress", "completed", "incomplete"]
-
-
-def _kind(value: Any) -> Any:
-    return value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
-
-
-# ---------------------------------------------------------------- content parts
-
-
-class ResponseOutputText(OpenAIObject):
-    """Text the model wrote, with its annotations (citations) and, if asked, logprobs."""
-
-    model_config = _OPEN
-    type: Literal["output_text"] = "output_text"
-    text: str
-    annotations: list[dict[str, Any]]
-    logprobs: list[dict[str, Any]] | None = None
-
-
-class ResponseOutputRefusal(OpenAIObject):
-    """The model's refusal to answer."""
-
-    model_config = _OPEN
-    type: Literal["refusal"] = "refusal"
-    refusal: str
-
-
-class ResponseContentPart(OpenAIObject):
-    """A content part of any other type (``reasoning_text`` in a content-part event, or
-    whatever a native upstream sends), kept whole."""
-
-    model_config = _OPEN
-    type: str
-
-
-def _part_kind(value: Any) -> str:
-    kind = _kind(value)
-    return kind if kind in ("output_text", "refusal") else "other"
-
-
-#: A content part of an output message (or of a content-part event).
-ContentPart = Annotated[
-    Annotated[ResponseOutputText, Tag("output_text")]
-    | Annotated[ResponseOutputRefusal, Tag("refusal")]
-    | Annotated[ResponseContentPart, Tag("other")],
-    Discriminator(_part_kind),
-]
-
-
-class ResponseSummaryText(OpenAIObject):
-    """One part of a reasoning item's summary."""
-
-    model_config = _OPEN
-    type: Literal["summary_text"] = "summary_text"
-    text: str
-
-
-class ResponseReasoningText(OpenAIObject):
-    """Reasoning text (a reasoning item's `content`)."""
-
-    model_config = _OPEN
-    type: Literal["reasoning_text"] = "reasoning_text"
-    text: str
-
-
-# ---------------------------------------------------------------- output items
-
-
-class ResponseOutputMessage(OpenAIObject):
-    """An assistant message: text and refusal parts."""
-
-    model_config = _OPEN
-    id: str
-    type: Literal["message"] = "message"
-    role: Literal["assistant"] = "assistant"
-    status: ItemStatus
-    content: list[ContentPart]
-
-
-class ResponseFunctionToolCall(OpenAIObject):
-    """A call of a function tool; `call_id` is what its `function_call_output` answers."""
-
-    model_config = _OPEN
-    id: str | None = None
-    type: Literal["function_call"] = "function_call"
-    call_id: str
-    name: str
-    arguments: str
-    status: ItemStatus | None = None
-
-
-class ResponseReasoningItem(OpenAIObject):
-    """The model's reasoning: a summary, and (to send back statelessly) its encrypted
-    content."""
-
-    model_config = _OPEN
-    id: str
-    type: Literal["reasoning"] = "reasoning"
-    summary: list[ResponseSummaryText]
-    content: list[ResponseReasoningText] | None = None
-    encrypted_content: str | None = None
-    status: ItemStatus | None = None
-
-
-class ResponseOutputItem(OpenAIObject):
-    """An output item of any other type (``web_search_call``, ``file_search_call``,
-    ``custom_tool_call``, ...), kept whole."""
-
-    model_config = _OPEN
-    type: str
-
-
-_ITEM_TAGS = frozenset({"message", "function_call", "reasoning"})
-
-
-def _item_kind(value: Any) -> str:
-    kind = _kind(value)
-    return kind if kind in _ITEM_TAGS else "other"
-
-
-#: An item of a response's `output`.
-OutputItem = Annotated[
-    Annotated[ResponseOutputMessage, Tag("message")]
-    | Annotated[ResponseFunctionToolCall, Tag("function_call")]
-    | Annotated[ResponseReasoningItem, Tag("reasoning")]
-    | Annotated[ResponseOutputItem, Tag("other")],
-    Discriminator(_item_kind),
-]
-
-
-# ---------------------------------------------------------------- usage
-
-
-class InputTokensDetails(OpenAIObject):
-    """A breakdown of the input tokens."""
-
-    model_config = _OPEN
-    cached_tokens: int = 0
-    cache_write_tokens: int = 0
-
-
-class OutputTokensDetails(OpenAIObject):
-    """A breakdown of the output tokens."""
-
-    model_config = _OPEN
-    reasoning_tokens: int = 0
-
-
-class ResponseUsage(OpenAIObject):
-    """Token usage as the Responses API reports it (input includes cached tokens, output
-    includes reasoning tokens)."""
-
-    model_config = _OPEN
-    input_tokens: int
-    input_tokens_details: InputTokensDetails
-    output_tokens: int
-    output_tokens_details: OutputTokensDetails
-    total_tokens: int
-
-    def normalised(self, *, estimated: bool = False) -> TokenUsage:
-        """This usage as a `TokenUsage`."""
-        given = self.input_tokens_details
-        return TokenUsage(
-            input=self.input_tokens,
-            output=self.output_tokens,
-            cache_read=given.cached_tokens,
-            cache_write=given.cache_write_tokens,
-            reasoning=self.output_tokens_details.reasoning_tokens,
-            estimated=estimated,
-        )
-
-
-def usage_from_tokens(usage: TokenUsage) -> ResponseUsage:
-    """`usage` as the Responses API reports it (every field set, as the SDK requires)."""
-    # one validation of the three models is faster than building them one by one
-    made: ResponseUsage = validator(ResponseUsage).validate_python({
-        "input_tokens": usage.input,
-        "input_tokens_details": {
-            "cached_tokens": usage.cache_read, "cache_write_tokens": usage.cache_write,
-        },
-        "output_tokens": usage.output,
-        "output_tokens_details": {"reasoning_tokens": usage.reasoning},
-        "total_tokens": usage.input + usage.output,
-    })  # fmt: skip
-    return made
 
 
 # ---------------------------------------------------------------- the response
