@@ -15,7 +15,7 @@ from urllib.parse import parse_qs
 
 from ..._errors import LLMRouteError, UnknownModel
 from ..._request import RequestOptions
-from ...responses.types import Response, ResponseStreamEvent
+from ...responses.types import ResponseStreamEvent, json_bytes
 from ..errors import HTTPError, from_exception
 from ..headers import control_options
 from ..request import GatewayRequest
@@ -29,7 +29,9 @@ __all__ = [
     "stored_response",
 ]
 
-_response_json = Response.__pydantic_serializer__.to_json
+#: A response or event as JSON: the fields it has (what an upstream sent, or all of those
+#: llmroute built), so nothing is added that OpenAI would not send.
+_response_json = json_bytes
 #: What a response id in a path may be (llmroute makes ``resp_`` and hex digits).
 _ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
@@ -50,7 +52,7 @@ class ResponsesEvents:
             b"event: "
             + event.type.encode()
             + b"\ndata: "
-            + event.__pydantic_serializer__.to_json(event)
+            + json_bytes(event)
             + b"\n\n"
         )
 
