@@ -54,7 +54,7 @@ __all__ = [
 class TopLogprob(OpenAIObject):
     """One of the most likely tokens at a position, with its log probability."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
     token: str
     logprob: float
     bytes: list[int] | None = None
@@ -64,7 +64,7 @@ class ChatCompletionTokenLogprob(OpenAIObject):
     """A token of the answer with its log probability (and the most likely alternatives),
     as the openai SDK's type of this name."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
     token: str
     logprob: float
     bytes: list[int] | None = None
