@@ -54,7 +54,7 @@ __all__ = [
 class TopLogprob(OpenAIObject):
     """One of the most likely tokens at a position, with its log probability."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
     token: str
     logprob: float
     bytes: list[int] | None = None
@@ -64,7 +64,7 @@ class ChatCompletionTokenLogprob(OpenAIObject):
     """A token of the answer with its log probability (and the most likely alternatives),
     as the openai SDK's type of this name."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
     token: str
     logprob: float
     bytes: list[int] | None = None
@@ -379,8 +379,8 @@ class _EventState:
 # ---------------------------------------------------------------- streams and managers
 
 
-class AsyncChatCompletionStream:
-    """The events of a streamed completion (``async for event in stream``)."""
+class _HelperStream:
+    """What both streams of events have: the router's stream, and the events' state."""
 
     def __init__(self, stream: Any, parsing: Parsing) -> None:
         self._stream = stream
@@ -396,6 +396,10 @@ class AsyncChatCompletionStream:
     def current_completion_snapshot(self) -> ChatCompletion:
         """The completion the chunks received so far add up to."""
         return self._state.snapshot()
+
+
+class AsyncChatCompletionStream(_HelperStream):
+    """The events of a streamed completion (``async for event in stream``)."""
 
     def __aiter__(self) -> AsyncIterator[StreamEvent]:
         return self._events()
@@ -444,23 +448,8 @@ class AsyncChatCompletionStreamManager:
             await self._stream.close()
 
 
-class ChatCompletionStream:
+class ChatCompletionStream(_HelperStream):
     """The events of a streamed completion (``for event in stream``; blocking)."""
-
-    def __init__(self, stream: Any, parsing: Parsing) -> None:
-        self._stream = stream
-        self._state = _EventState(parsing)
-
-    @property
-    def llmroute(self) -> RouteInfo:
-        """What llmroute did for this request (final once the stream has ended)."""
-        info: RouteInfo = self._stream.llmroute
-        return info
-
-    @property
-    def current_completion_snapshot(self) -> ChatCompletion:
-        """The completion the chunks received so far add up to."""
-        return self._state.snapshot()
 
     def __iter__(self) -> Iterator[StreamEvent]:
         for chunk in self._stream:
