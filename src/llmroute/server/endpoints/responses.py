@@ -48,13 +48,7 @@ class ResponsesEvents:
 
     def chunk(self, event: ResponseStreamEvent) -> bytes:
         self._last = event.sequence_number
-        return (
-            b"event: "
-            + event.type.encode()
-            + b"\ndata: "
-            + json_bytes(event)
-            + b"\n\n"
-        )
+        return b"event: " + event.type.encode() + b"\ndata: " + json_bytes(event) + b"\n\n"
 
     @staticmethod
     def content(event: ResponseStreamEvent) -> bool:
