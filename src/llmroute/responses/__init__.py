@@ -1,10 +1,11 @@
 """The OpenAI Responses API, routed: its objects, its request, and the translations.
 
-`types` models what the API returns (`Response`, output items, stream events);
-`request` validates a request and makes its native body or its Chat Completions
-translation; `translate` turns a chat completion into a `Response`; `events` turns chat
-chunks (or a native upstream's SSE lines, or a whole `Response`) into stream events.
-Pure: nothing here does I/O.
+`types` models what the API returns (`Response` and the stream events; its output
+items, content parts and usage are in `items`, re-exported); `request` validates a
+request (`checks` holds the item checks) and makes its native body or its Chat
+Completions translation; `translate` turns a chat completion into a `Response`;
+`events` turns chat chunks (or a native upstream's SSE lines, or a whole `Response`)
+into stream events. Pure: nothing here does I/O.
 """
 
 from .events import ChunkEvents, NativeEventDecoder, response_events

@@ -105,8 +105,7 @@ class _Sequence:
 
 #: Event class -> its type.
 _KINDS: dict[type[ResponseStreamEvent], str] = {
-    cls: event_class_type
-    for event_class_type, cls in ((c.model_fields["type"].default, c) for c in (
+    cls: cls.model_fields["type"].default for cls in (
         ResponseCompletedEvent, ResponseContentPartAddedEvent, ResponseContentPartDoneEvent,
         ResponseCreatedEvent, ResponseFailedEvent, ResponseFunctionCallArgumentsDeltaEvent,
         ResponseFunctionCallArgumentsDoneEvent, ResponseIncompleteEvent, ResponseInProgressEvent,
@@ -115,7 +114,7 @@ _KINDS: dict[type[ResponseStreamEvent], str] = {
         ResponseReasoningSummaryPartDoneEvent, ResponseReasoningSummaryTextDeltaEvent,
         ResponseReasoningSummaryTextDoneEvent, ResponseRefusalDeltaEvent, ResponseRefusalDoneEvent,
         ResponseTextDeltaEvent, ResponseTextDoneEvent,
-    ))
+    )
 }  # fmt: skip
 
 _TEXT = "output_text"
@@ -179,7 +178,7 @@ class ChunkEvents:
             model=self._model, status=status, output=output, **more,
         )  # fmt: skip
 
-    def start(self) -> list[Any]:
+    def start(self) -> list[ResponseStreamEvent]:
         """``response.created`` and ``response.in_progress`` (status in progress, no output)."""
         response = self._build("in_progress", [])
         seq = self._seq
@@ -196,7 +195,7 @@ class ChunkEvents:
             return self._ended
         return self._build("in_progress", [*self._done, *self._current("in_progress")])
 
-    def finish(self, usage: TokenUsage | None = None) -> list[Any]:
+    def finish(self, usage: TokenUsage | None = None) -> list[ResponseStreamEvent]:
         """Close every open part and item, then ``response.completed`` (or
         ``response.incomplete``) with `usage` (else the usage chunk's, if any)."""
         status, details = finish_status(self._finish)
@@ -210,7 +209,7 @@ class ChunkEvents:
         events.append(self._seq(kind, response=response))
         return events
 
-    def fail(self, message: str, code: str = "server_error") -> list[Any]:
+    def fail(self, message: str, code: str = "server_error") -> list[ResponseStreamEvent]:
         """``response.failed`` (status failed, `error` {code, message}); what was half
         written is in its output as ``incomplete``, with no ``.done`` events."""
         error = construct(ResponseError, {"code": code, "message": message})
@@ -220,7 +219,7 @@ class ChunkEvents:
 
     # ------------------------------------------------------------ chunks
 
-    def feed(self, chunk: ChatCompletionChunk) -> list[Any]:
+    def feed(self, chunk: ChatCompletionChunk) -> list[ResponseStreamEvent]:
         """The events `chunk` makes (none for a chunk with nothing new)."""
         if chunk.usage is not None:
             self._usage = chunk.usage
@@ -572,7 +571,7 @@ def _opened(item: OutputItem) -> OutputItem:
     return item
 
 
-def response_events(response: Response) -> list[Any]:
+def response_events(response: Response) -> list[ResponseStreamEvent]:
     """The events a stream of `response` carries, from ``response.created`` to its end
     (``response.completed``, ``.incomplete`` or ``.failed``, by its status); each text in
     one delta. Sequence numbers from 0."""

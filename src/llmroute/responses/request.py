@@ -367,8 +367,8 @@ class _Messages:
 
     __slots__ = ("messages", "thinking", "turn")
 
-    def __init__(self) -> None:
-        self.messages: list[dict[str, Any]] = []
+    def __init__(self, messages: list[dict[str, Any]]) -> None:
+        self.messages = messages
         self.turn: dict[str, Any] | None = None  # the open assistant message
         self.thinking: list[dict[str, Any]] = []  # for the next assistant message
 
@@ -504,15 +504,18 @@ _PASSED = ("parallel_tool_calls", "temperature", "top_p", "user", "metadata", "s
 
 
 def _messages(request: ResponsesRequest) -> list[dict[str, Any]]:
-    built = _Messages()
-    if request.instructions is not None:
-        built.other({"role": "system", "content": request.instructions})
-    for index, item in enumerate(request.input_items()):
-        built.add(item, f"input[{index}]")
-    if not built.messages:
+    given, instructions = request.input, request.instructions
+    messages = [] if instructions is None else [{"role": "system", "content": instructions}]
+    if isinstance(given, str):  # the common case, without the item machinery
+        messages.append({"role": "user", "content": given})
+    elif given:
+        built = _Messages(messages)
+        for index, item in enumerate(given):
+            built.add(item, f"input[{index}]")
+    if not messages:
         raise RequestError("a request translated to chat completions needs input or "
                            "instructions", param="input")  # fmt: skip
-    return built.messages
+    return messages
 
 
 def _chat_options(request: ResponsesRequest, body: dict[str, Any]) -> None:
@@ -557,7 +560,7 @@ def _build_chat(request: ResponsesRequest) -> ChatRequest:
     if request.tool_choice is not None:
         body["tool_choice"] = _tool_choice(request.tool_choice)
     _chat_options(request, body)
-    for name, value in (request.model_extra or {}).items():
+    for name, value in (request.__pydantic_extra__ or {}).items():
         if name in _REFUSED_EXTRAS:
             raise RequestError(f"{name}: {_REFUSED_EXTRAS[name]}", param=name)
         if name not in _HANDLED:

@@ -193,13 +193,17 @@ def _items(message: ChatCompletionMessage, logprobs: Any, last: ItemStatus) -> l
     """The output items of `message`; `last` is the status of the last one (the one a
     length cut leaves incomplete), the others are completed."""
     items: list[OutputItem] = []
-    text, blocks = reasoning_of(message.__pydantic_extra__)
-    if text or blocks:
-        items.append(reasoning_item(new_item_id("rs"), text, blocks))
+    extra = message.__pydantic_extra__  # read once: most answers have none of these
+    if extra:
+        text, blocks = reasoning_of(extra)
+        if text or blocks:
+            items.append(reasoning_item(new_item_id("rs"), text, blocks))
     content: list[Any] = []
     if message.content:
-        annotations = [annotation(a) for a in message.annotations or ()]
-        content.append(output_text(message.content, annotations, logprobs_of(logprobs)))
+        found = extra.get("annotations") if extra else None
+        annotations = [annotation(a) for a in found] if isinstance(found, list) else []
+        probs = logprobs_of(logprobs) if logprobs is not None else None
+        content.append(output_text(message.content, annotations, probs))
     if message.refusal:
         content.append(refusal_part(message.refusal))
     calls = message.tool_calls or ()
@@ -267,6 +271,10 @@ def build_response(
     })  # fmt: skip
 
 
+#: The finish reasons that leave a response incomplete (`finish_status`).
+_CUT = frozenset({"length", "content_filter"})
+
+
 def completion_to_response(
     completion: ChatCompletion, request: ResponsesRequest, *, response_id: str, created_at: float
 ) -> Response:
@@ -274,10 +282,13 @@ def completion_to_response(
     output: list[OutputItem] = []
     status: ResponseStatus = "completed"
     details = None
-    if completion.choices:
-        choice = completion.choices[0]
-        status, details = finish_status(choice.finish_reason)
-        last: ItemStatus = "incomplete" if status == "incomplete" else "completed"
+    choices = completion.choices
+    if choices:
+        choice = choices[0]
+        last: ItemStatus = "completed"
+        if choice.finish_reason in _CUT:
+            status, details = finish_status(choice.finish_reason)
+            last = "incomplete"
         output = _items(choice.message, choice.logprobs, last)
     return build_response(
         request,
