@@ -458,12 +458,12 @@ class Recorder(Stage):
 async def _in_thread(executor: ThreadPoolExecutor | None, func: Callable[[], object]) -> None:
     """`func()` in `executor`'s thread; here when there is none, or the interpreter is
     exiting (a router closed at exit: threads take no new work then)."""
-    if executor is not None:
-        try:
-            running = asyncio.get_running_loop().run_in_executor(executor, func)
-        except RuntimeError:
-            pass
-        else:
-            await running
-            return
-    func()
+    if executor is None:
+        func()
+        return
+    try:
+        running = asyncio.get_running_loop().run_in_executor(executor, func)
+    except RuntimeError:  # the executor was shut down with the interpreter: run it here
+        func()
+        return
+    await running
