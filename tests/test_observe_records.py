@@ -16,8 +16,11 @@ import pytest
 
 import llmroute
 from _helpers import HI
-from llmroute import AsyncRouter
+from _pipeline_parts import NO_OPTIONS, Scripted, catalog, chat_request, route_of
+from llmroute import AsyncRouter, RouteInfo
 from llmroute.observe import RequestRecord, SqliteStore
+from llmroute.observe.record import EXPERIMENT_STATE, ExperimentTag, build_record
+from llmroute.pipeline.stage import Outcome, RequestContext
 
 pytestmark = [pytest.mark.anyio, pytest.mark.virtual_time]
 
@@ -407,3 +410,27 @@ async def test_cache_hits_cost_nothing_and_count_their_savings(tmp_path: Path) -
     assert (total.cache_hits, total.cache_hit_rate) == (3, 0.75)
     assert total.cost_usd == pytest.approx(one)
     assert total.saved_usd == pytest.approx(3 * one)
+
+
+# ---------------------------------------------------------------- experiment tags
+
+
+@pytest.mark.parametrize(
+    ("target", "off"), [("p/a", False), ("p/b", False), ("p/c", True), (None, False)]
+)
+def test_the_record_carries_the_experiment_tag_and_flags_a_target_outside_the_variant(
+    target: str | None, off: bool
+) -> None:
+    info = RouteInfo(request_id="r", stream=False)
+    info.target = target
+    route = route_of(catalog({"targets": ["p/a"]}, p=Scripted()))
+    ctx = RequestContext("chat", chat_request(), NO_OPTIONS, route, info, False, 0.0, 0.0)
+    ctx.state[EXPERIMENT_STATE] = ExperimentTag(
+        "exp", "candidate", "sticky", "d1g35t", frozenset({"p/a", "p/b"})
+    )
+    record = build_record(ctx, Outcome(completed=True), 1.0)
+    assert (record.experiment, record.variant, record.assignment, record.sticky_key) == (
+        "exp", "candidate", "sticky", "d1g35t",
+    )  # fmt: skip
+    assert record.off_variant is off
+    assert RequestRecord.from_dict(record.to_dict()) == record

@@ -57,7 +57,7 @@ def test_a_store_of_an_older_schema_opens_and_migrates(tmp_path: Path) -> None:
     store = SqliteStore(path)
     (old,) = store.records()
     assert (old.request_id, old.latency_s, old.cost_usd, old.experiment) == ("old", 0.25, 0.5, None)
-    assert store.schema_version() == SCHEMA_VERSION == 3
+    assert store.schema_version() == SCHEMA_VERSION == 4
     store.write([record(1, experiment="exp", variant="b", saved_usd=0.25)])
     store.close()
     new = SqliteStore(path).records()[1]
@@ -84,7 +84,7 @@ def test_a_store_of_schema_version_2_gains_key_and_team(
     assert (old.request_id, old.user, old.experiment, old.key, old.team) == (
         "old", "ann", "exp", None, None,
     )  # fmt: skip
-    assert store.schema_version() == 3
+    assert store.schema_version() == SCHEMA_VERSION
     with store.connect() as conn:
         indexes = {row[1] for row in conn.execute("PRAGMA index_list(requests)")}
     assert {"requests_key", "requests_team"} <= indexes
@@ -99,6 +99,37 @@ def test_a_store_of_schema_version_2_gains_key_and_team(
     }  # fmt: skip
     assert main(["stats", str(path), "--where", "team=search", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["total"]["requests"] == 1
+
+
+def test_a_store_of_schema_version_3_gains_the_experiment_columns(tmp_path: Path) -> None:
+    path = tmp_path / "v3.db"
+    with sqlite3.connect(path) as conn:  # what llmroute's schema version 3 wrote
+        for step in MIGRATIONS[:3]:
+            conn.executescript(step)
+        conn.execute("PRAGMA user_version = 3")
+        conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        conn.execute(
+            "INSERT INTO requests (request_id, operation, started_at, request_model, stream, "
+            "status, experiment, variant) VALUES ('old', 'chat', 1.0, 'chat', 0, 'ok', 'exp', 'a')"
+        )
+    conn.close()
+    store = SqliteStore(path)
+    (old,) = store.records()  # opening migrates
+    assert (old.variant, old.assignment, old.sticky_key, old.off_variant) == (
+        "a",
+        None,
+        None,
+        False,
+    )
+    store.write(
+        [record(1, experiment="exp", variant="b", assignment="sticky", sticky_key="k1",
+                off_variant=True),
+         record(2, experiment="exp", variant="a", assignment="forced")]
+    )  # fmt: skip
+    store.close()
+    (_, first, second) = SqliteStore(path).records()
+    assert (first.assignment, first.sticky_key, first.off_variant) == ("sticky", "k1", True)
+    assert (second.assignment, second.sticky_key, second.off_variant) == ("forced", None, False)
 
 
 def test_a_newer_or_foreign_database_is_refused(tmp_path: Path) -> None:

@@ -22,7 +22,10 @@ if TYPE_CHECKING:
     from ..pipeline.stage import Outcome, RequestContext
 
 __all__ = [
+    "EXPERIMENT_STATE",
+    "Assignment",
     "AttemptRecord",
+    "ExperimentTag",
     "RecordStatus",
     "RequestRecord",
     "add_content",
@@ -34,9 +37,36 @@ __all__ = [
 #: How a request ended (``started`` only in the record a request-start hook receives).
 RecordStatus = Literal["started", "ok", "error", "cancelled"]
 
-#: The `RequestContext.state` key where a stage that assigns experiments puts
-#: ``(experiment, variant)``; the record picks it up.
+#: The `RequestContext.state` key where the experiments' assignment puts the
+#: request's `ExperimentTag`; the record picks it up.
 EXPERIMENT_STATE = "experiment"
+
+#: How a request's variant was chosen: by its sticky key, per request (no
+#: sticky key), forced by the caller, as a shadow copy of another request, or
+#: as the winner of a finished adaptive experiment.
+Assignment = Literal["sticky", "unkeyed", "forced", "shadow", "winner"]
+
+
+@dataclass(frozen=True, slots=True)
+class ExperimentTag:
+    """The experiment and variant a request took part in, as the record stores it.
+
+    Attributes:
+        experiment: the experiment's name.
+        variant: the variant's name.
+        assignment: how the variant was chosen (see `Assignment`).
+        sticky_key: a digest of the sticky key (never the key itself), for
+            joining feedback given per sticky key; None when unkeyed.
+        targets: the ``provider/model`` targets that belong to the variant: a
+            request served by any other target (a failover outside the variant)
+            is flagged `RequestRecord.off_variant`.
+    """
+
+    experiment: str
+    variant: str
+    assignment: Assignment
+    sticky_key: str | None = None
+    targets: frozenset[str] = frozenset()
 
 
 @dataclass(slots=True)
@@ -108,6 +138,11 @@ class RequestRecord:
         team: the team the request is billed to; from the request's options
             (the gateway sets it from the key's ``team``).
         experiment, variant: when an experiment assigned the request.
+        assignment: how its variant was chosen (``sticky``, ``unkeyed``,
+            ``forced``, ``shadow`` or ``winner``).
+        sticky_key: a digest of the experiment's sticky key, when it had one.
+        off_variant: the request was served by a target outside its variant
+            (it failed over): left out of the experiment's comparison by default.
         attempts: every attempt, in order.
         prompt: the request's messages (OpenAI format), when content is captured.
         completion: the answer's messages, one per choice, when content is captured.
@@ -145,6 +180,9 @@ class RequestRecord:
     properties: dict[str, str] = field(default_factory=dict)
     experiment: str | None = None
     variant: str | None = None
+    assignment: str | None = None
+    sticky_key: str | None = None
+    off_variant: bool = False
     attempts: list[AttemptRecord] = field(default_factory=list)
     prompt: list[dict[str, Any]] | None = None
     completion: list[dict[str, Any]] | None = None
@@ -212,9 +250,11 @@ def build_record(ctx: RequestContext, outcome: Outcome, ended: float) -> Request
         for a in info.attempts
     ]  # fmt: skip
     _set_status(record, outcome)
-    experiment = ctx.state.get(EXPERIMENT_STATE)
-    if isinstance(experiment, tuple) and len(experiment) == 2:
-        record.experiment, record.variant = str(experiment[0]), str(experiment[1])
+    tag = ctx.state.get(EXPERIMENT_STATE)
+    if isinstance(tag, ExperimentTag):
+        record.experiment, record.variant = tag.experiment, tag.variant
+        record.assignment, record.sticky_key = tag.assignment, tag.sticky_key
+        record.off_variant = record.target is not None and record.target not in tag.targets
     response = outcome.response
     if isinstance(response, ChatCompletion):
         record.response_model, record.response_id = response.model, response.id

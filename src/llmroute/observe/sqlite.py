@@ -116,6 +116,14 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX requests_key ON requests (key, started_at);
     CREATE INDEX requests_team ON requests (team, started_at);
     """,
+    # 4: how an experiment's variant was chosen, the sticky key's digest, failovers
+    # out of the variant (earlier rows: NULL, NULL, 0)
+    """
+    ALTER TABLE requests ADD COLUMN assignment TEXT;
+    ALTER TABLE requests ADD COLUMN sticky_key TEXT;
+    ALTER TABLE requests ADD COLUMN off_variant INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX requests_sticky ON requests (experiment, sticky_key);
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -126,6 +134,7 @@ _REQUEST_COLUMNS = (
     "cache_write_tokens", "reasoning_tokens", "tokens_estimated", "cost_usd", "cache",
     "answered_by", "limit_type", "error_type", "error", "finish_reasons", "user", "session",
     "properties", "prompt", "completion", "experiment", "variant", "saved_usd", "key", "team",
+    "assignment", "sticky_key", "off_variant",
 )  # fmt: skip
 
 
@@ -195,6 +204,7 @@ def _request_row(r: RequestRecord) -> tuple[Any, ...]:
         _json(r.finish_reasons) if r.finish_reasons else None, r.user, r.session,
         _json(r.properties) if r.properties else None, _json(r.prompt), _json(r.completion),
         r.experiment, r.variant, r.saved_usd, r.key, r.team,
+        r.assignment, r.sticky_key, int(r.off_variant),
     )  # fmt: skip
 
 
@@ -370,6 +380,8 @@ def _record(row: dict[str, Any]) -> RequestRecord:
         user=row["user"], key=row["key"], team=row["team"], session=row["session"],
         properties=loads(row["properties"] or "{}"),
         experiment=row["experiment"], variant=row["variant"],
+        assignment=row["assignment"], sticky_key=row["sticky_key"],
+        off_variant=bool(row["off_variant"]),
         prompt=loads(row["prompt"]) if row["prompt"] else None,
         completion=loads(row["completion"]) if row["completion"] else None,
     )  # fmt: skip
