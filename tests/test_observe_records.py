@@ -18,6 +18,7 @@ import llmroute
 from _helpers import HI
 from _pipeline_parts import NO_OPTIONS, Scripted, catalog, chat_request, route_of
 from llmroute import AsyncRouter, RouteInfo
+from llmroute.experiments import sticky_digest
 from llmroute.observe import RequestRecord, SqliteStore
 from llmroute.observe.record import EXPERIMENT_STATE, ExperimentTag, build_record
 from llmroute.pipeline.stage import Outcome, RequestContext
@@ -434,3 +435,11 @@ def test_the_record_carries_the_experiment_tag_and_flags_a_target_outside_the_va
     )  # fmt: skip
     assert record.off_variant is off
     assert RequestRecord.from_dict(record.to_dict()) == record
+
+
+def test_the_sticky_digest_is_stable_salted_by_experiment_and_hides_the_key() -> None:
+    digest = sticky_digest("exp", "user-42")
+    assert digest == sticky_digest("exp", "user-42")
+    assert len(digest) == 16 and "user-42" not in digest
+    assert digest != sticky_digest("other", "user-42")
+    assert digest != sticky_digest("exp", "user-43")

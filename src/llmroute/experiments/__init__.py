@@ -1,0 +1,20 @@
+"""Experiments: A/B tests of models, routes, parameters and prompts (see docs/experiments.md).
+
+Names are imported on first use (see `llmroute._lazy`), so that the
+configuration models load without the rest.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .._lazy import exports as _exports
+
+if TYPE_CHECKING:
+    from .keys import sticky_digest as sticky_digest
+
+_EXPORTS = {
+    "sticky_digest": ".keys",
+}
+
+__getattr__, __dir__, __all__ = _exports(__name__, _EXPORTS)
