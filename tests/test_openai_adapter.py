@@ -474,6 +474,16 @@ def test_map_error_status_code_and_body_shapes(adapter, status, body, cls, messa
     assert (error.status, error.message, error.body) == (status, message, body)
 
 
+@pytest.mark.parametrize(
+    ("param", "kept"),
+    [("messages[0].content", "messages[0].content"), (None, None), ("", None), (7, None),
+     ("x" * 256, "x" * 256), ("x" * 257, None)],
+)  # fmt: skip
+def test_map_error_keeps_the_param_the_provider_blamed(adapter, param, kept) -> None:
+    body = _err({"message": "bad", "type": "invalid_request_error", "param": param, "code": None})
+    assert adapter.map_error(400, {}, body).param == kept
+
+
 RETRY_AFTER = [
     ({"retry-after-ms": "1500"}, 1.5), ({"retry-after-ms": "250", "retry-after": "7"}, 0.25),
     ({"retry-after": "7"}, 7.0), ({"Retry-After": "0.5"}, 0.5), ({"retry-after": "-1"}, None),

@@ -22,7 +22,10 @@ CONFIG: dict[str, Any] = {
         "down1": {"type": "mock", "failure_rate": 1.0, "failure_status": 503, "retry_after": None},
         "down2": {"type": "mock", "failure_rate": 1.0, "failure_status": 503},
         "dropping": {"type": "mock", "script": ["drop"], "repeat_script": True},
-        "invalid": {"type": "mock", "script": [{"status": 400, "message": "bad temperature"}]},
+        "invalid": {
+            "type": "mock",
+            "script": [{"status": 400, "message": "bad temperature", "param": "temperature"}],
+        },
         "badkey": {"type": "mock", "script": [401], "repeat_script": True},
         "cut": {
             "type": "mock",
@@ -100,7 +103,9 @@ async def test_a_request_the_provider_calls_invalid_is_400() -> None:
     async with in_process_gateway(CONFIG) as gateway, gateway.client() as client:
         with pytest.raises(openai.BadRequestError) as info:
             await client.chat.completions.create(model="invalid", messages=USER)
-        assert "bad temperature" in error_body(info.value)["message"]
+        body = error_body(info.value)
+        assert "bad temperature" in body["message"]
+        assert body["param"] == "temperature"  # the field the provider blamed
 
 
 async def test_llmroute_options_in_the_body_are_refused() -> None:

@@ -155,6 +155,7 @@ class ProviderError(LLMRouteError):
         request_id: str | None = None,
         body: bytes | str | None = None,
         code: str | None = None,
+        param: str | None = None,
     ) -> None:
         self.provider = provider
         self.model = model
@@ -163,6 +164,8 @@ class ProviderError(LLMRouteError):
         self.request_id = request_id
         self.body = body
         self.code = code
+        #: The request field the provider blamed (OpenAI's ``error.param``), if it said.
+        self.param = param
         self.message = message
         super().__init__(message)
 

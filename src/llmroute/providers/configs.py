@@ -204,6 +204,7 @@ class MockOutcome(BaseModel):
         status: the HTTP status; non-2xx answers carry an OpenAI-style error body.
         error_type: the ``error.type`` of that body (derived from the status if unset).
         code: the ``error.code`` of that body (for example ``context_length_exceeded``).
+        param: the ``error.param`` of that body (the request field blamed).
         message: the ``error.message`` of that body.
         retry_after: sent as ``retry-after`` (seconds) on an error answer.
         headers: extra response headers (rate-limit headers, for example).
@@ -219,6 +220,7 @@ class MockOutcome(BaseModel):
     status: int = Field(default=200, ge=100, le=599)
     error_type: str | None = None
     code: str | None = None
+    param: str | None = None
     message: str | None = None
     retry_after: Duration | None = None
     headers: dict[str, str] = Field(default_factory=dict)

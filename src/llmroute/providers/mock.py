@@ -157,7 +157,7 @@ class MockTransport(Transport):
         status = outcome.status
         kind = outcome.error_type or _ERROR_TYPES.get(status, "server_error")
         message = outcome.message or f"mock: scripted HTTP {status}"
-        error = {"message": message, "type": kind, "param": None, "code": outcome.code}
+        error = {"message": message, "type": kind, "param": outcome.param, "code": outcome.code}
         if outcome.retry_after is not None:
             headers["retry-after"] = f"{outcome.retry_after:g}"
         return HandlerResponse(status, headers, to_json({"error": error}))

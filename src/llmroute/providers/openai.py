@@ -80,23 +80,30 @@ def _int_header(headers: Mapping[str, str], name: str) -> int | None:
         return None
 
 
-def _error_fields(body: bytes) -> tuple[str | None, str | None, str | None]:
-    """(message, type, code) from an OpenAI-style error body, or Nones."""
+#: The longest ``error.param`` kept from an upstream's error body: a field path
+#: (``messages[3].content[0].image_url``); anything longer is not one.
+_MAX_PARAM = 256
+
+
+def _error_fields(body: bytes) -> tuple[str | None, str | None, str | None, str | None]:
+    """(message, type, code, param) from an OpenAI-style error body, or Nones."""
     try:
         data = from_json(body)
     except ValueError:
-        return None, None, None
+        return None, None, None, None
     error = data.get("error") if isinstance(data, dict) else None
     if isinstance(error, str):
-        return error, None, None
+        return error, None, None, None
     if not isinstance(error, dict):
         message = data.get("message") if isinstance(data, dict) else None
-        return (message if isinstance(message, str) else None), None, None
+        return (message if isinstance(message, str) else None), None, None, None
     message, kind, code = error.get("message"), error.get("type"), error.get("code")
+    param = error.get("param")
     return (
         message if isinstance(message, str) else None,
         kind if isinstance(kind, str) else None,
         str(code) if code is not None else None,
+        param if isinstance(param, str) and 0 < len(param) <= _MAX_PARAM else None,
     )
 
 
@@ -319,7 +326,7 @@ class OpenAIAdapter(ProviderAdapter):
             ) from exc
 
     def map_error(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
-        message, kind, code = _error_fields(body)
+        message, kind, code, param = _error_fields(body)
         cls = classify_openai_error(status, kind, code)
         if message is None:
             text = body[:200].decode("utf-8", "replace").strip() or "(empty body)"
@@ -332,6 +339,7 @@ class OpenAIAdapter(ProviderAdapter):
             request_id=headers.get("x-request-id"),
             body=body,
             code=code or kind,
+            param=param,
         )
 
     def rate_limit_state(self, headers: Mapping[str, str]) -> RateLimitState | None:

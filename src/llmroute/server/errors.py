@@ -153,7 +153,7 @@ _CLIENT_FAULTS = (InvalidRequest, ContextLengthExceeded, ContentFiltered)
 def _provider_error(exc: ProviderError) -> HTTPError:
     """A provider error that ended the request (not failed over)."""
     if isinstance(exc, _CLIENT_FAULTS):
-        return HTTPError(400, str(exc), code=exc.code or exc.kind)
+        return HTTPError(400, str(exc), code=exc.code or exc.kind, param=exc.param)
     if isinstance(exc, ModelNotFound):
         return HTTPError(404, str(exc), code="model_not_found", param="model")
     if isinstance(exc, ProviderTimeout):
@@ -172,7 +172,9 @@ def _all_failed(exc: AllTargetsFailed) -> HTTPError:
     attempts = exc.attempts
     if errors and all(isinstance(e, _CLIENT_FAULTS) for e in errors):
         last = errors[-1]
-        return HTTPError(400, str(exc), code=last.code or last.kind, attempts=attempts)
+        return HTTPError(
+            400, str(exc), code=last.code or last.kind, param=last.param, attempts=attempts
+        )
     if errors and all(isinstance(e, ProviderTimeout) for e in errors):
         return HTTPError(504, str(exc), type="timeout", code="timeout", attempts=attempts)
     overloaded = [
