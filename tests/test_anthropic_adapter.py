@@ -344,7 +344,8 @@ def test_unsupported_features_are_refused(params: dict[str, Any], message: str, 
 
 def test_harmless_openai_only_parameters_are_dropped() -> None:
     body = build(chat(n=1, frequency_penalty=0, store=True, metadata={"k": "v"}, verbosity="low",
-                      gemini={"top_k": 3}, service_tier="flex"))  # fmt: skip
+                      gemini={"top_k": 3}, service_tier="flex", prompt_cache_key="k",
+                      prompt_cache_retention="24h", safety_identifier="s"))  # fmt: skip
     assert set(body) == {"model", "max_tokens", "system", "messages"}
 
 

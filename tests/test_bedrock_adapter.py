@@ -459,3 +459,9 @@ def test_embeddings_refusals(model: str, params: dict[str, Any], message: str) -
     request = validate_embeddings_request({"model": "e", **params})
     with pytest.raises(RequestError, match=message):
         make_adapter().embeddings_request(request, model)
+
+
+def test_openai_only_service_hints_are_dropped_not_refused() -> None:
+    hints = {"prompt_cache_key": "k", "prompt_cache_retention": "24h",
+             "safety_identifier": "s", "verbosity": "low", "store": True}  # fmt: skip
+    assert build(chat(**hints)) == build(chat())

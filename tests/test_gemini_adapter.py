@@ -406,3 +406,9 @@ def test_embeddings_refusals(params: dict[str, Any], message: str) -> None:
         make_adapter().embeddings_request(
             validate_embeddings_request({"model": "e", **params}), "m"
         )
+
+
+def test_openai_only_service_hints_are_dropped_not_refused() -> None:
+    hints = {"prompt_cache_key": "k", "prompt_cache_retention": "24h",
+             "safety_identifier": "s", "verbosity": "low", "store": True}  # fmt: skip
+    assert build(chat(**hints)) == build(chat())

@@ -79,7 +79,9 @@ RESPONSE_TOOL = "json_response"
 #: Extra (undeclared) OpenAI parameters that only tune OpenAI's own service: other vendors
 #: have no counterpart and leaving them out changes nothing about the answer's form, so they
 #: are dropped, like the declared `store`, `metadata`, `service_tier` and `prompt_cache_key`.
-_OPENAI_ONLY_HINTS = frozenset({"safety_identifier", "verbosity"})
+#: (`prompt_cache_retention` asks OpenAI to keep its prompt cache longer: Anthropic's
+#: cache is set per block with `cache_control`, Gemini's and Bedrock's by their own means.)
+_OPENAI_ONLY_HINTS = frozenset({"prompt_cache_retention", "safety_identifier", "verbosity"})
 
 T = TypeVar("T", bound=BaseModel)
 
