@@ -15,7 +15,6 @@ being killed, and readers (`query`, ``llmroute stats``) never block the writer.
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import threading
 import weakref
@@ -26,6 +25,7 @@ from typing import Any
 
 from .._errors import ConfigError
 from .._types import TokenUsage
+from ..stores.sqlite import create_private, enable_wal
 from ._worker import gil_friendly
 from .record import AttemptRecord, RequestRecord
 
@@ -208,19 +208,9 @@ def _request_row(r: RequestRecord) -> tuple[Any, ...]:
     )  # fmt: skip
 
 
-def _create_private(path: Path) -> None:
-    """Create the store file readable by its owner only (0600), if it does not exist.
-
-    The log holds prompts when content capture is on, and keys, users and costs
-    always. SQLite creates the ``-wal`` and ``-shm`` files with the database
-    file's own permissions, so they are private too. An existing file keeps the
-    mode its operator gave it.
-    """
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return
-    os.close(fd)
+#: How long opening the store waits for other processes opening, migrating or
+#: writing it (SQLite's busy timeout, and the wait to turn a new file to WAL).
+_OPEN_TIMEOUT = 10.0
 
 
 class SqliteStore:
@@ -241,10 +231,10 @@ class SqliteStore:
     # -------------------------------------------------------------- connections
 
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, timeout=10.0, isolation_level=None,
+        conn = sqlite3.connect(self.path, timeout=_OPEN_TIMEOUT, isolation_level=None,
                                check_same_thread=False)  # fmt: skip
         try:
-            conn.execute("PRAGMA journal_mode=WAL")
+            enable_wal(conn, _OPEN_TIMEOUT)
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA foreign_keys=OFF")
             _migrate(conn, self.path)
@@ -269,10 +259,14 @@ class SqliteStore:
             conn = self._writer
             if conn is None:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                _create_private(self.path)
+                create_private(self.path)
                 conn = self._writer = self._connect()
                 self._close_writer = weakref.finalize(self, conn.close)
-            conn.execute("BEGIN")
+            # IMMEDIATE: take the write lock first, waiting the busy timeout for another
+            # process's batch. A deferred transaction reads first (the ids already
+            # stored), and upgrading it to a writer after another process committed
+            # fails at once ("database is locked"), without waiting.
+            conn.execute("BEGIN IMMEDIATE")
             try:
                 self._insert(conn, records)
             except BaseException:

@@ -24,9 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import os
 import sqlite3
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -34,6 +32,7 @@ from typing import TypeVar
 
 from .._clock import Clock, SystemClock
 from .._errors import ConfigError, ResponseNotFound
+from ..stores.sqlite import create_private, enable_wal
 from .config import DEFAULT_RETENTION
 from .state_base import (
     MAX_ID_LENGTH,
@@ -141,10 +140,10 @@ class SqliteResponseStore(ResponseStore):
         conn = self._conn
         if conn is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            _create_private(self.path)
+            create_private(self.path)
             conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
             try:
-                _wal(conn, self.timeout)
+                enable_wal(conn, self.timeout)
                 conn.execute("PRAGMA synchronous=NORMAL")
                 _migrate(conn, self.path)
             except BaseException:
@@ -286,37 +285,6 @@ class SqliteResponseStore(ResponseStore):
             await loop.run_in_executor(self._thread, self._close)
         finally:
             self._thread.shutdown(wait=False)
-
-
-def _create_private(path: Path) -> None:
-    """Create the file readable by its owner only (0600), if it does not exist: it holds
-    conversations. SQLite gives its ``-wal`` and ``-shm`` files the same mode."""
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return
-    os.close(fd)
-
-
-def _wal(conn: sqlite3.Connection, timeout: float) -> None:
-    """Put the file in WAL mode (it stays so), waiting up to `timeout` for other openers.
-
-    The change does not wait on SQLite's busy timeout: a process that opens a
-    new file while another is turning it to WAL is told "database is locked"
-    at once (tests/test_responses_state.py sees it). It tries again here until
-    the other is done.
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            conn.execute("PRAGMA journal_mode=WAL")
-        except sqlite3.OperationalError as exc:
-            busy = exc.sqlite_errorcode in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
-            if not busy or time.monotonic() >= deadline:
-                raise
-            time.sleep(0.005)
-        else:
-            return
 
 
 def _version(conn: sqlite3.Connection) -> int:

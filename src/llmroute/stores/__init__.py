@@ -1,1 +1,1 @@
-"""Connections to the shared stores that the cache and the limits use."""
+"""Connections to the shared stores (Redis for the cache and the limits) and opening SQLite files."""
