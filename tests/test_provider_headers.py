@@ -15,9 +15,11 @@ import anyio
 import pytest
 from aiohttp import web
 
+import llmroute
 from _gateway import in_process_gateway
 from _upstream import Upstream, chunk_body, completion_body
 from llmroute import AsyncRouter, Router
+from llmroute._config_load import load_config
 
 pytestmark = pytest.mark.anyio
 
@@ -193,6 +195,40 @@ async def test_the_gateway_forwards_only_its_allow_list(provider: Upstream) -> N
                      "set-cookie", "x-private-hop", "keep-alive"):  # fmt: skip
             assert name not in headers, name
         assert headers["x-request-id"] != "req_provider"
+
+
+async def test_the_operator_chooses_what_the_gateway_forwards(provider: Upstream) -> None:
+    server = {"forward_provider_headers": ["X-Which", "x-which"]}
+    async with (
+        in_process_gateway(config(provider), server=server) as gateway,
+        gateway.http() as http,
+    ):
+        url = f"{gateway.base_url}/chat/completions"
+        whole = await http.post(url, json={"model": "chat", "messages": HI})
+        body = {"model": "chat", "messages": HI, "stream": True}
+        async with http.stream("POST", url, json=body) as streamed:
+            streamed_headers = streamed.headers
+            await streamed.aread()
+    assert (whole.headers["x-which"], streamed_headers["x-which"]) == ("up", "stream")
+    for headers in (whole.headers, streamed_headers):
+        assert len(headers.get_list("x-which")) == 1
+        assert headers["x-request-id"] != "req_provider"
+        assert "openai-processing-ms" not in headers  # the default list is replaced
+        assert "x-ratelimit-remaining-requests" not in headers
+
+
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [("Set-Cookie", "session"), ("x-ratelimit-remaining-requests", "operator's account"),
+     ("anthropic-ratelimit-tokens-remaining", "operator's account"),
+     ("x-llmroute-cost-usd", "gateway's own"), ("transfer-encoding", "connection"),
+     ("proxy-authenticate", "connection"), ("retry-after", "own decision"),
+     ("openai-organization", "organization"), ("X-Request-Id", "its own request id"),
+     ("bad header", "not a header name")],
+)  # fmt: skip
+def test_headers_that_must_not_be_forwarded_are_refused_in_config(name: str, why: str) -> None:
+    with pytest.raises(llmroute.ConfigError, match=why):
+        load_config({"server": {"forward_provider_headers": [name]}}, env={})
 
 
 async def test_the_sdk_client_in_process_sees_what_the_gateway_sends(provider: Upstream) -> None:

@@ -141,6 +141,7 @@ class GatewayApp:
             ErrorText(config.upstream_errors, configured_secrets(router.config)),
             max_in_flight=int(config.max_body_in_flight),
             local_only=not config.keys and not config.allow_unauthenticated,
+            forwarded=tuple(config.forward_provider_headers),
         )  # fmt: skip
         self._close_router = close_router
         self._active = 0

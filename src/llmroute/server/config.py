@@ -26,6 +26,45 @@ __all__ = ["DEFAULT_MAX_BODY_SIZE", "DEFAULT_MAX_HEAD_SIZE", "GatewayKeyConfig",
 
 _STRICT = ConfigDict(extra="forbid", defer_build=True)
 _HASHED = re.compile(r"sha256:[0-9a-f]{64}")
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9a-z-]+")  # RFC 9110 token, lower case
+
+#: Provider response headers `forward_provider_headers` may not name, and why.
+_FRAMING = ("connection", "keep-alive", "te", "trailer", "transfer-encoding", "upgrade",
+            "content-length", "content-encoding", "content-type", "date", "server")  # fmt: skip
+_NOT_FORWARDABLE: dict[str, str] = dict.fromkeys(
+    _FRAMING, "it belongs to the connection or the body's framing, not the answer"
+) | {
+    "set-cookie": "it carries the provider's session with the operator's account",
+    "set-cookie2": "it carries the provider's session with the operator's account",
+    "retry-after": "the gateway sets it from its own decision (a provider's wait is "
+                   "already honoured by failover and cooldowns)",
+    "openai-organization": "it names the operator's organization",
+    "x-request-id": "the gateway sends its own request id under this name",
+    "x-should-retry": "the gateway sets it from its own decision",
+}  # fmt: skip
+_NOT_FORWARDABLE_PREFIXES: dict[str, str] = {
+    "proxy-": "it belongs to the connection",
+    "x-llmroute-": "the gateway's own headers have these names",
+    "x-ratelimit-": "they describe the operator's account, shared by every key, under the "
+                    "names the gateway uses for a key's own limits",
+    "anthropic-ratelimit-": "they describe the operator's account, shared by every key",
+}  # fmt: skip
+
+
+def _forwardable(name: str) -> str:
+    """`name` in lower case, or the ValueError that says why it cannot be forwarded."""
+    low = name.lower()
+    if not _HEADER_NAME.fullmatch(low):
+        raise ValueError(f"{name!r} is not a header name")
+    why = _NOT_FORWARDABLE.get(low) or next(
+        (why for prefix, why in _NOT_FORWARDABLE_PREFIXES.items() if low.startswith(prefix)),
+        None,
+    )
+    if why is not None:
+        raise ValueError(f"the provider header {name!r} cannot be forwarded: {why}")
+    return low
+
+
 #: The shortest plain key accepted: shorter ones can be guessed.
 MIN_PLAIN_KEY_LENGTH = 16
 #: The default limit on a request body: 10 MiB.
@@ -181,6 +220,11 @@ class ServerConfig(BaseModel):
             paid for, and multiplies a budget's estimate.
         max_output_tokens: the most ``max_tokens``/``max_completion_tokens`` a
             request may ask for (400 beyond); unset: the model's own limit.
+        forward_provider_headers: the provider response headers passed on to
+            clients, from the attempt whose answer is sent (case-insensitive);
+            no other. Headers of the connection, cookies, the operator's
+            rate-limit headers and the gateway's own names are refused
+            (docs/security.md#provider-response-headers).
     """
 
     model_config = _STRICT
@@ -209,6 +253,9 @@ class ServerConfig(BaseModel):
     max_content_parts: int = Field(default=10_000, ge=1)
     max_n: int = Field(default=16, ge=1)
     max_output_tokens: int | None = Field(default=None, ge=1)
+    forward_provider_headers: list[str] = Field(
+        default_factory=lambda: ["openai-processing-ms"], max_length=64
+    )
 
     @property
     def metrics_access(self) -> Literal["admin", "key", "public", "off"]:
@@ -216,6 +263,11 @@ class ServerConfig(BaseModel):
         if self.metrics == "auto":
             return "admin" if self.keys else "public"
         return self.metrics
+
+    @field_validator("forward_provider_headers")
+    @classmethod
+    def _forwardable_headers(cls, value: list[str]) -> list[str]:
+        return list(dict.fromkeys(_forwardable(name) for name in value))
 
     @model_validator(mode="after")
     def _unique_keys(self) -> ServerConfig:

@@ -23,7 +23,7 @@ included; the app sends it), and from the request's `RouteInfo` ``-route``,
 ``-provider``, ``-model``, ``-attempts``, ``-cache`` (``HIT``, ``MISS`` or
 ``BYPASS``), ``-latency-ms`` and ``-cost-usd`` (when the price is known); a
 stream, whose headers leave before it ends, has ``-ttft-ms`` instead of the
-last two. Of the provider's own response headers, only those in `FORWARDED`
+last two. Of the provider's own response headers, only those in `server.forward_provider_headers`
 (`forwarded_headers`).
 """
 
@@ -45,7 +45,6 @@ from .keys import GatewayIdentity
 
 __all__ = [
     "ANTHROPIC_REQUEST_ID",
-    "FORWARDED",
     "MAX_SECONDS",
     "OPENAI_REQUEST_ID",
     "PREFIX",
@@ -258,25 +257,20 @@ def route_headers(info: RouteInfo, *, final: bool) -> list[tuple[bytes, bytes]]:
 
 _COUNTS = [str(n).encode() for n in range(10)]
 
-#: The provider's response headers the gateway passes on to its clients, from the attempt
-#: whose answer it sends; no other (docs/security.md#provider-response-headers). The
-#: provider's rate-limit headers (``x-ratelimit-*``, ``anthropic-ratelimit-*``) are not
-#: among them: they describe the operator's account, shared by every key, under the names
-#: the gateway uses for a key's own limits; nor its ``openai-organization`` or cookies.
-FORWARDED = (b"openai-processing-ms",)
 
-
-def forwarded_headers(info: RouteInfo) -> list[tuple[bytes, bytes]]:
-    """The `FORWARDED` headers of the provider's answer to `info`'s request (none for an
-    answer no provider gave), each value made safe for a header (`header_value`)."""
+def forwarded_headers(info: RouteInfo, names: tuple[str, ...]) -> list[tuple[bytes, bytes]]:
+    """The headers named in `names` (``server.forward_provider_headers``, lower case) of the
+    provider's answer to `info`'s request (none for an answer no provider gave), each
+    value made safe for a header (`header_value`); no other
+    (docs/security.md#provider-response-headers)."""
     headers = info.provider_headers
     if not headers:
         return []
     found = []
-    for name in FORWARDED:
-        value = headers.get(name.decode())
+    for name in names:
+        value = headers.get(name)
         if value is not None:
-            found.append((name, header_value(value)))
+            found.append((name.encode(), header_value(value)))
     return found
 
 

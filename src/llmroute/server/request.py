@@ -63,6 +63,8 @@ class Gateway:
     local_only: bool = False
     #: The bytes of the request bodies being read or answered now.
     body_in_flight: int = 0
+    #: The provider response headers passed on (`ServerConfig.forward_provider_headers`).
+    forwarded: tuple[str, ...] = ()
 
 
 class GatewayRequest:

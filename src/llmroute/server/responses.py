@@ -2,7 +2,7 @@
 
 A routed answer (one the router produced) carries the ``x-llmroute-*``
 headers of its `RouteInfo` (and the provider's headers the gateway forwards:
-`llmroute.server.headers.FORWARDED`) and is counted in the metrics, once it
+``server.forward_provider_headers``) and is counted in the metrics, once it
 has been sent; a stream is counted when it ends, however it ends (499: the client
 went away). What differs between endpoints is only the format of their
 events (`StreamEvents`): OpenAI's ``data:`` lines, Anthropic's event
@@ -76,7 +76,7 @@ async def answer(request: GatewayRequest, endpoint: str, body: bytes, info: Rout
     """Send the router's answer as JSON with its route headers, and count it."""
     request.request_id = info.request_id
     headers = route_headers(info, final=True)
-    headers += forwarded_headers(info)
+    headers += forwarded_headers(info, request.gateway.forwarded)
     await request.respond(200, body, headers, JSON)
     metrics = request.gateway.metrics
     if metrics is not None:
@@ -122,7 +122,7 @@ async def send_stream(
         request.request_id = info.request_id
         headers = [*SSE_HEADERS, *request.id_headers()]
         headers += route_headers(info, final=False)
-        headers += forwarded_headers(info)
+        headers += forwarded_headers(info, request.gateway.forwarded)
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         failure = await relay(stream, events.chunk, write, events.content)
     finally:
