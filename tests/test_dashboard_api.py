@@ -18,8 +18,10 @@ import numpy as np
 import pytest
 
 from _dashboard_seed import FAILOVER_ID, seed
+from _dashboard_server import dashboard_command
 from _gateway import IN_PROCESS, KEY, OTHER_KEY, in_process_gateway
 from llmroute import AsyncRouter
+from llmroute.cli import main
 from llmroute.dashboard.api import DashboardSource
 from llmroute.dashboard.app import DashboardApp
 from llmroute.observe import RequestRecord, SqliteStore
@@ -320,3 +322,24 @@ async def test_a_live_router_writing_while_the_dashboard_reads(tmp_path: Path) -
         assert overview["totals"]["requests"] == 3
         served = await get(gateway, "/api/overview")
         assert served["totals"] == overview["totals"]
+
+
+# ---------------------------------------------------------------- the command
+
+
+def test_the_dashboard_command_serves_a_store_read_only(seeded: Any) -> None:
+    path, records = seeded
+    with dashboard_command(path) as (root, process):
+        overview = httpx.get(f"{root}/api/overview", timeout=10).json()
+        page = httpx.get(f"{root}/dashboard", timeout=10)
+    assert overview["totals"]["requests"] == len(recent(records))
+    assert page.status_code == 200 and b"dashboard.js" in page.content
+    output = process.communicate()[0]
+    assert f"llmroute dashboard on {root}/dashboard" in output and "read-only" in output
+
+
+def test_the_dashboard_command_refuses_a_missing_store(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["dashboard", "--store", str(tmp_path / "none.db")]) == 1
+    assert "no llmroute store" in capsys.readouterr().err

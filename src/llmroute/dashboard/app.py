@@ -19,7 +19,7 @@ from ..server.types import Receive, Scope, Send
 from .api import ApiError, DashboardSource, answer, api_path, error_body, live_health, parse_query
 from .assets import PAGE_HEADERS, asset
 
-__all__ = ["DashboardApp", "loopback_name"]
+__all__ = ["DashboardApp", "loopback_name", "run"]
 
 _JSON = b"application/json"
 #: The names a loopback listener answers to.
@@ -104,3 +104,30 @@ class DashboardApp:
             if name == b"origin" and not loopback_name(value.decode("latin-1"), origin=True):
                 return "the dashboard answers only pages of localhost, 127.0.0.1 or [::1]"
         return None
+
+
+def run(store: str, *, host: str = "127.0.0.1", port: int = 8081, open_page: bool = False) -> int:
+    """Serve the dashboard over `store` (a path or ``sqlite:///`` URL) until interrupted
+    (``llmroute dashboard``); `open_page` opens it in the default browser once listening."""
+    import threading
+    import webbrowser
+
+    import uvicorn
+
+    from ..observe.report import store_path
+    from ..observe.sqlite import SqliteStore
+    from ..server.run import is_loopback
+
+    found = SqliteStore(store_path(store))
+    found.schema_version()  # a ConfigError now, not on the first page load, if it is not one
+    local = is_loopback(host)
+    shown = f"[{host}]" if ":" in host else host
+    url = f"http://{shown}:{port}/dashboard"
+    print(f"llmroute dashboard on {url} (store: {found.path}, read-only)")
+    if not local:
+        print("  not on loopback: whoever reaches this address can read the whole request log")
+    if open_page:
+        threading.Timer(0.5, webbrowser.open, [url]).start()
+    app = DashboardApp(DashboardSource(found), local_only=local)
+    uvicorn.run(app, host=host, port=port, log_level="warning", lifespan="on")
+    return 0
