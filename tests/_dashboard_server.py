@@ -21,9 +21,9 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def dashboard_command(store: Path, *args: str) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+def dashboard_command(store: Path, *args: str) -> Iterator[tuple[str, list[str]]]:
     """``llmroute dashboard --store STORE`` until the block ends (then SIGINT); yields the
-    root URL once ``/api/health`` answers."""
+    root URL once ``/api/health`` answers, and a list that holds its output afterwards."""
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "llmroute.cli", "dashboard", "--store", str(store),
@@ -31,6 +31,7 @@ def dashboard_command(store: Path, *args: str) -> Iterator[tuple[str, subprocess
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     root = f"http://127.0.0.1:{port}"
+    output: list[str] = []
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -42,12 +43,12 @@ def dashboard_command(store: Path, *args: str) -> Iterator[tuple[str, subprocess
                     f"llmroute dashboard did not start:\n{process.communicate()[0]}"
                 )
             time.sleep(0.05)
-        yield root, process
+        yield root, output
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGINT)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(20)
-        if process.poll() is None:  # pragma: no cover - only when shutdown hangs
+        try:
+            output.append(process.communicate(timeout=20)[0])
+        except subprocess.TimeoutExpired:  # pragma: no cover - only when shutdown hangs
             process.kill()
-            process.wait()
+            output.append(process.communicate()[0])

@@ -329,13 +329,12 @@ async def test_a_live_router_writing_while_the_dashboard_reads(tmp_path: Path) -
 
 def test_the_dashboard_command_serves_a_store_read_only(seeded: Any) -> None:
     path, records = seeded
-    with dashboard_command(path) as (root, process):
+    with dashboard_command(path) as (root, output):
         overview = httpx.get(f"{root}/api/overview", timeout=10).json()
         page = httpx.get(f"{root}/dashboard", timeout=10)
     assert overview["totals"]["requests"] == len(recent(records))
     assert page.status_code == 200 and b"dashboard.js" in page.content
-    output = process.communicate()[0]
-    assert f"llmroute dashboard on {root}/dashboard" in output and "read-only" in output
+    assert f"llmroute dashboard on {root}/dashboard" in output[0] and "read-only" in output[0]
 
 
 def test_the_dashboard_command_refuses_a_missing_store(
