@@ -79,7 +79,9 @@ class Page:
     def _event(self, message: dict[str, Any]) -> None:
         method, params = message.get("method"), message.get("params", {})
         if method == "Runtime.consoleAPICalled" and params["type"] in ("error", "assert"):
-            self.problems.append(" ".join(str(a.get("value", a.get("description"))) for a in params["args"]))
+            self.problems.append(
+                " ".join(str(a.get("value", a.get("description"))) for a in params["args"])
+            )
         elif method == "Runtime.exceptionThrown":
             details = params["exceptionDetails"]
             self.problems.append(details.get("exception", {}).get("description") or details["text"])
@@ -104,7 +106,9 @@ class Page:
             if value:
                 return value
             if time.monotonic() > deadline:
-                raise AssertionError(f"timed out waiting for {expression}; problems: {self.problems}")
+                raise AssertionError(
+                    f"timed out waiting for {expression}; problems: {self.problems}"
+                )
             time.sleep(0.05)
 
     def goto(self, url: str) -> None:

@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from _browser import Page, browser, require_chromium
 from _dashboard_seed import FAILOVER_ID, seed
 from _dashboard_server import dashboard_command
 from _gateway import running_gateway
-
 from llmroute import AsyncRouter
 from llmroute.observe import RequestRecord
 
@@ -115,7 +115,6 @@ def test_the_page_shows_the_seeded_figures_filters_and_opens_a_request(tmp_path:
             ".map(r => r.getAttribute('class'))"
         )
         assert bars == ["attempt error", "attempt ok"]
-        shoot(page, "dashboard-request.png")
         shoot(page, "dashboard-phone.png", width=390, height=2400)
         assert page.problems == []
 
