@@ -170,10 +170,12 @@ def test_the_summary_names_routes_keys_and_stores_but_never_a_key() -> None:
     assert "1 (ci)" in text and plain not in text
     assert "cache in Redis" in text
     assert "http://127.0.0.1:8080/metrics (needs a key)" in text
+    assert "http://127.0.0.1:8080/dashboard (keys marked admin: true; no log store)" in text
     demo = summary(
         ServeSource("demo", reason="nothing here"), AsyncRouter(DEMO_CONFIG), ServerConfig()
     )
     assert demo.startswith("DEMO (nothing here)") and "curl" in demo and "llmroute stats" in demo
+    assert "http://127.0.0.1:8080/dashboard (clients on this machine only)" in demo
 
 
 def test_serve_refuses_before_listening(

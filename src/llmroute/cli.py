@@ -1,4 +1,5 @@
-"""The ``llmroute`` command: ``check`` a config, print its ``schema``, ``serve``, ``stats``.
+"""The ``llmroute`` command: ``check`` a config, print its ``schema``, ``serve``, ``stats``,
+``dashboard``.
 
 ``serve`` runs the HTTP gateway (`llmroute.server`, the ``server`` extra,
 imported only then). Rich (the ``cli`` extra) is imported only when a table
@@ -213,6 +214,16 @@ def _stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dashboard(args: argparse.Namespace) -> int:
+    from .dashboard.app import run
+
+    try:
+        return run(args.store, host=args.host, port=args.port, open_page=args.open)
+    except ConfigError as exc:
+        _print_error(exc)
+        return 1
+
+
 # ---------------------------------------------------------------- entry point
 
 
@@ -272,6 +283,19 @@ def _parser() -> argparse.ArgumentParser:
         "--format", choices=("auto", "table", "plain"), default="auto",
         help="table needs rich; auto draws tables on a terminal, plain text otherwise",
     )  # fmt: skip
+    dashboard = commands.add_parser(
+        "dashboard", help="serve the dashboard page over a log store, read-only"
+    )
+    dashboard.add_argument(
+        "--store", default="llmroute.db",
+        help="the store: a path or sqlite:/// URL (default: ./llmroute.db)",
+    )  # fmt: skip
+    dashboard.add_argument(
+        "--host", default="127.0.0.1",
+        help="address to listen on (default: 127.0.0.1; any other lets others read the log)",
+    )  # fmt: skip
+    dashboard.add_argument("--port", type=int, default=8081, help="port (default: 8081)")
+    dashboard.add_argument("--open", action="store_true", help="open the page in a browser")
     return parser
 
 
@@ -289,6 +313,8 @@ def main(argv: list[str] | None = None) -> int:
         return _stats(args)
     if args.command == "new-key":
         return _new_key(args.name)
+    if args.command == "dashboard":
+        return _dashboard(args)
     return _serve(args)
 
 

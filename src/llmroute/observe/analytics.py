@@ -33,11 +33,13 @@ __all__ = [
     "Percentiles",
     "StatsReport",
     "StatsRow",
+    "group_expressions",
     "make_filters",
     "parse_time",
     "parse_where",
     "percentile",
     "query_stats",
+    "where_clause",
 ]
 
 #: Group keys and the column (or expression) each groups by.
@@ -264,8 +266,9 @@ def make_filters(
     return parse_where(where, filters)
 
 
-def _group_expressions(by: Sequence[str]) -> tuple[list[str], list[str], list[Any]]:
-    """Per group key: the SQL expression; plus the joins it needs and their parameters."""
+def group_expressions(by: Sequence[str]) -> tuple[list[str], list[str], list[Any]]:
+    """Per group key (`query_stats`'s `by`): the SQL expression over ``requests r``; plus the
+    joins it needs and their parameters. `ConfigError` for an unknown key."""
     exprs, joins, params = [], [], []
     for i, key in enumerate(by):
         prop = _PROPERTY.match(key)
@@ -283,7 +286,8 @@ def _group_expressions(by: Sequence[str]) -> tuple[list[str], list[str], list[An
     return exprs, joins, params
 
 
-def _where(filters: Filters) -> tuple[str, list[Any]]:
+def where_clause(filters: Filters) -> tuple[str, list[Any]]:
+    """The SQL condition on ``requests r`` that `filters` make, and its bound parameters."""
     clauses: list[str] = ["1"]
     params: list[Any] = []
     if filters.since is not None:
@@ -354,8 +358,8 @@ def query_stats(
     """Request figures per group, and attempt errors per provider, over the store."""
     filters = filters or Filters()
     by = list(by)
-    exprs, joins, join_params = _group_expressions(by)
-    where, where_params = _where(filters)
+    exprs, joins, join_params = group_expressions(by)
+    where, where_params = where_clause(filters)
     selected = ", ".join(
         [*exprs, "r.status", "r.latency_s", "r.ttft_s", "r.input_tokens", "r.output_tokens",
          "r.cache_read_tokens", "r.cache_write_tokens", "r.reasoning_tokens", "r.cost_usd",

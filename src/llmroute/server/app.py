@@ -20,6 +20,8 @@ response (counted in the metrics). Endpoints:
 ``/health``                GET   liveness: the process answers
 ``/ready``                 GET   readiness: started, not stopping, stores reachable
 ``/metrics``               GET   Prometheus text format
+``/dashboard``             GET   the dashboard page (`llmroute.server.endpoints.dashboard`)
+``/api/...``               GET   the dashboard's JSON API (admin keys; loopback without keys)
 =========================  ====  ==================================================
 
 The ``/v1`` prefix is optional. Per request: the head's size and header
@@ -48,7 +50,7 @@ from .._router import AsyncRouter
 from ..pipeline.executor import current_request_id
 from ._anthropic_wire import error_body as anthropic_error_body
 from .config import ServerConfig
-from .endpoints import chat, embeddings, messages, models, ops, responses
+from .endpoints import chat, dashboard, embeddings, messages, models, ops, responses
 from .errors import HTTPError, from_exception
 from .keys import KeyStore
 from .metrics import GatewayMetrics
@@ -63,7 +65,7 @@ logger = logging.getLogger("llmroute.server")
 
 _CLOSE = (b"connection", b"close")
 #: The endpoints whose failures the metrics do not count (they are not API calls).
-_UNMETERED = frozenset({"health", "ready", "metrics"})
+_UNMETERED = frozenset({"health", "ready", "metrics", "dashboard"})
 
 
 def _openai_error(error: HTTPError, request_id: str) -> tuple[int, bytes]:
@@ -109,7 +111,11 @@ ROUTES = {
     "/health": Route("GET", ops.health, "health"),
     "/ready": Route("GET", ops.ready, "ready"),
     "/metrics": Route("GET", ops.metrics, "metrics"),
+    "/dashboard": Route("GET", dashboard.page, "dashboard"),
 }
+#: ``/dashboard/...`` (the page's files) and ``/api/...`` (its JSON API).
+_DASHBOARD_FILE = ROUTES["/dashboard"]
+_DASHBOARD_API = Route("GET", dashboard.api, "dashboard")
 #: ``/v1/models/{id}``.
 _MODEL = Route("GET", models.retrieve_model, "models")
 #: ``/v1/responses/{id}`` (GET, DELETE) and ``/v1/responses/{id}/input_items`` (GET): the
@@ -226,6 +232,10 @@ class GatewayApp:
             return
         if route is None and path.startswith(("/v1/models/", "/models/")):
             route = _MODEL
+        elif route is None and path.startswith("/dashboard/"):
+            route = _DASHBOARD_FILE
+        elif route is None and path.startswith("/api/"):
+            route = _DASHBOARD_API
         if route is None:
             error = HTTPError(404, f"unknown path: {method} {path}")
             anthropic = path.startswith(("/v1/messages/", "/messages/"))  # its error shape

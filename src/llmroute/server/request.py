@@ -32,6 +32,7 @@ from .types import Headers, Message, Receive, Scope, Send
 
 if TYPE_CHECKING:
     from .._router import AsyncRouter
+    from ..dashboard.api import DashboardSource
     from .metrics import GatewayMetrics
 
 __all__ = ["ClientGone", "Gateway", "GatewayRequest"]
@@ -65,6 +66,8 @@ class Gateway:
     body_in_flight: int = 0
     #: The provider response headers passed on (`ServerConfig.forward_provider_headers`).
     forwarded: tuple[str, ...] = ()
+    #: What ``/api/`` reads (made on first use: `endpoints.dashboard.source`).
+    dashboard: DashboardSource | None = None
 
 
 class GatewayRequest:

@@ -217,6 +217,10 @@ def summary(source: ServeSource, router: AsyncRouter, server: ServerConfig) -> s
         _policy_line(router.config, server),
         f"  metrics:  {metrics}{_METRICS_NOTE[server.metrics_access]}; "
         f"liveness {base}/health; readiness {base}/ready",
+        f"  dashboard: {base}/dashboard ("
+        + ("keys marked admin: true" if server.keys else "clients on this machine only")
+        + ("" if router.config.logging and router.config.logging.store else "; no log store")
+        + ")",
         f"  workers:  {server.workers}; on shutdown, in-flight requests get "
         f"{server.shutdown_timeout:g}s",
     ]
