@@ -20,6 +20,7 @@ from _pipeline_parts import NO_OPTIONS, Scripted, catalog, chat_request, route_o
 from llmroute import AsyncRouter, RouteInfo
 from llmroute.experiments import sticky_digest
 from llmroute.observe import RequestRecord, SqliteStore
+from llmroute.observe.analytics import parse_time
 from llmroute.observe.record import EXPERIMENT_STATE, ExperimentTag, build_record
 from llmroute.pipeline.stage import Outcome, RequestContext
 
@@ -443,3 +444,13 @@ def test_the_sticky_digest_is_stable_salted_by_experiment_and_hides_the_key() ->
     assert len(digest) == 16 and "user-42" not in digest
     assert digest != sticky_digest("other", "user-42")
     assert digest != sticky_digest("exp", "user-43")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("1700000000", 1_700_000_000.0), ("1700000000.5", 1_700_000_000.5),
+     ("2023-11-14T22:13:20Z", 1_700_000_000.0), ("90m", 1_800_000_000.0 - 5400),
+     ("7d", 1_800_000_000.0 - 7 * 86400)],
+)  # fmt: skip
+def test_a_time_is_unix_seconds_a_date_or_a_duration_ago(text: str, expected: float) -> None:
+    assert parse_time(text, now=1_800_000_000.0) == expected

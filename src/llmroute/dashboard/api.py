@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
@@ -90,7 +89,6 @@ MAX_QUERY_BYTES = 8192
 #: What ``cost`` and ``cache`` may group by, and ``latency`` (two at most).
 TOP_GROUPS = ("model", "provider", "target", "route", "user", "key", "team")
 LATENCY_GROUPS = ("provider", "model", "target", "route")
-_NUMBER = re.compile(r"[0-9]+(?:\.[0-9]*)?")
 _COMMON = frozenset({"since", "until", *FILTER_PARAMS})
 
 
@@ -264,8 +262,7 @@ class _Query:
         if not text:
             return default
         try:
-            # a bare number is Unix seconds (parse_time reads a bare number as seconds ago)
-            value = float(text) if _NUMBER.fullmatch(text) else parse_time(text, now=now)
+            value = parse_time(text, now=now)
         except ConfigError as exc:
             raise ApiError(400, f"{name}: {exc}", name) from None
         if not math.isfinite(value):

@@ -197,6 +197,9 @@ def percentile(ordered: Sequence[float], p: float) -> float | None:
     return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
+_UNIX_SECONDS = re.compile(r"[0-9]+(?:\.[0-9]*)?")
+
+
 def parse_time(value: float | datetime | str, *, now: float | None = None) -> float:
     """A point in time as Unix seconds.
 
@@ -208,6 +211,8 @@ def parse_time(value: float | datetime | str, *, now: float | None = None) -> fl
     if isinstance(value, int | float):
         return float(value)
     text = value.strip()
+    if _UNIX_SECONDS.fullmatch(text):  # not a duration: those need a unit ("90s")
+        return float(text)
     try:
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
