@@ -371,6 +371,15 @@ def openai_router(upstream: Upstream, **cache: Any) -> AsyncRouter:
     )  # fmt: skip
 
 
+def streams(upstream: Upstream, events: list[dict[str, Any] | str]) -> None:
+    """Make `upstream` answer every request with a stream of `events`."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return await sse(request, events)
+
+    upstream.handler = handler
+
+
 async def test_n_choices_are_kept_together(upstream: Upstream) -> None:
     body = completion_body("first")
     second = json.loads(json.dumps(body["choices"][0]))
@@ -426,10 +435,7 @@ async def test_a_stream_without_usage_is_replayed_with_the_usage_its_caller_saw(
         "[DONE]",
     ]  # fmt: skip
 
-    async def handler(request: web.Request) -> web.StreamResponse:
-        return await sse(request, events)
-
-    upstream.handler = handler
+    streams(upstream, events)
     async with openai_router(upstream) as router:
         _, live = await ask_stream(router, stream_options={"include_usage": True})
         _, replayed = await ask_stream(router, stream_options={"include_usage": True})
@@ -481,10 +487,7 @@ async def test_a_streamed_answer_is_stored_with_its_reasoning(upstream: Upstream
         "[DONE]",
     ]  # fmt: skip
 
-    async def handler(request: web.Request) -> web.StreamResponse:
-        return await sse(request, events)
-
-    upstream.handler = handler
+    streams(upstream, events)
     async with openai_router(upstream) as router:
         await ask_stream(router, tools=TOOLS)
         hit = await ask(router, tools=TOOLS)
