@@ -345,9 +345,8 @@ class ChunkEvents:
         call = self._calls.get(fragment.index)
         if call is None:
             more = fragment.__pydantic_extra__
-            signed = signature_block(fragment.id or "", more) if more else None
-            if signed is not None:  # in a reasoning item before the call, as a whole answer
-                self._reasoning_delta("", [signed], events)
+            if more and (signed := signature_block(fragment.id or "", more)) is not None:
+                self._reasoning_delta("", [signed], events)  # before the call, as whole
             name = (function.name if function else None) or ""
             call = self._calls[fragment.index] = [fragment.id or "", name]
             item = function_call_item(new_item_id("fc"), call[0], name, "", "in_progress")

@@ -39,10 +39,8 @@ reasoning              dropped: its summary is the model's own note of its
                        reasoning llmroute translated from a vendor's signed
                        thinking (`THINKING_PREFIX`): sent back as that
                        assistant message's ``thinking_blocks``, as Anthropic
-                       and Bedrock need to continue a tool loop; and
-                       Gemini's thought signatures (`signatures`): put
-                       back on the call of their ``call_id``, as
-                       ``extra_content.google.thought_signature``
+                       and Bedrock need to continue a tool loop; Gemini's
+                       thought signatures go back on their calls (`signatures`)
 web_search_call,       dropped: records of searches the server ran; what they
  file_search_call      found is in the assistant message that follows
 item_reference and     refused (only OpenAI can resolve or run them)
