@@ -108,9 +108,7 @@ def test_close_is_idempotent_and_a_closed_router_can_be_left() -> None:
 def test_script_that_never_closes_its_router_still_exits() -> None:
     code = textwrap.dedent(
         """
-        from llmroute import ChatStream, Router
-from llmroute._loop import BlockingStream
-from llmroute.responses.blocking import ResponseEventStream
+        from llmroute import Router
         r = Router({"providers": {"a": {"type": "mock"}}})
         print(r.chat.completions.create(model="a/m", messages=[{"role": "user", "content": "x"}])
               .choices[0].message.content)
