@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 import llmroute
 from _helpers import HI, ask, sent
-from _upstream import Upstream, completion_body, sse
+from _upstream import Upstream, chunk_body, completion_body, sse
 from llmroute import AsyncRouter
 from llmroute._request import validate_chat_request
 from llmroute.cache import cache_key, chunks_to_completion, completion_to_chunks
@@ -371,6 +371,15 @@ def openai_router(upstream: Upstream, **cache: Any) -> AsyncRouter:
     )  # fmt: skip
 
 
+def streams(upstream: Upstream, events: list[dict[str, Any] | str]) -> None:
+    """Make `upstream` answer every request with a stream of `events`."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return await sse(request, events)
+
+    upstream.handler = handler
+
+
 async def test_n_choices_are_kept_together(upstream: Upstream) -> None:
     body = completion_body("first")
     second = json.loads(json.dumps(body["choices"][0]))
@@ -426,15 +435,64 @@ async def test_a_stream_without_usage_is_replayed_with_the_usage_its_caller_saw(
         "[DONE]",
     ]  # fmt: skip
 
-    async def handler(request: web.Request) -> web.StreamResponse:
-        return await sse(request, events)
-
-    upstream.handler = handler
+    streams(upstream, events)
     async with openai_router(upstream) as router:
         _, live = await ask_stream(router, stream_options={"include_usage": True})
         _, replayed = await ask_stream(router, stream_options={"include_usage": True})
     assert live[-1].usage is not None and live[-1].usage.total_tokens > 0
     assert replayed[-1].usage == live[-1].usage
+
+
+#: An answer with a vendor's reasoning beside OpenAI's fields: the text, the signed
+#: blocks, and a Gemini call's thought signature (each needed again on the next turn).
+REASONED = {
+    "role": "assistant", "reasoning_content": "Paris first.",
+    "thinking_blocks": [{"type": "thinking", "thinking": "Paris first.", "signature": "ANT"}],
+    "tool_calls": [{"id": "call_1", "type": "function",
+                    "function": {"name": "lookup", "arguments": '{"city": "Paris"}'},
+                    "extra_content": {"google": {"thought_signature": "GEM"}}}],
+}  # fmt: skip
+
+
+async def test_a_cached_answer_replays_as_a_stream_with_its_reasoning(upstream: Upstream) -> None:
+    body = completion_body()
+    body["choices"][0].update(message=REASONED, finish_reason="tool_calls")
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return web.json_response(body)
+
+    upstream.handler = handler
+    async with openai_router(upstream) as router:
+        live = await ask(router, tools=TOOLS)
+        stream, chunks = await ask_stream(router, tools=TOOLS)
+    assert stream.llmroute.cache == "hit" and len(upstream.requests) == 1
+    first = chunks[0].choices[0].delta.model_extra or {}
+    assert first["reasoning_content"] == "Paris first."  # with the text, before the calls
+    assert first["thinking_blocks"] == REASONED["thinking_blocks"]
+    fragment = chunks[1].choices[0].delta.tool_calls[0]  # type: ignore[index]
+    assert (fragment.model_extra or {})["extra_content"] == {"google": {"thought_signature": "GEM"}}
+    replayed = chunks_to_completion(chunks).choices[0].message
+    assert replayed.model_dump() == live.choices[0].message.model_dump()
+    assert live.choices[0].message.model_dump(exclude_none=True) == REASONED
+
+
+async def test_a_streamed_answer_is_stored_with_its_reasoning(upstream: Upstream) -> None:
+    call = REASONED["tool_calls"][0]  # type: ignore[index]
+    events: list[dict[str, Any] | str] = [
+        chunk_body({"role": "assistant", "reasoning_content": "Paris "}),
+        chunk_body({"reasoning_content": "first.", "thinking_blocks": [REASONED["thinking_blocks"][0]]}),  # type: ignore[index]
+        chunk_body({"tool_calls": [{"index": 0, **call, "function": {"name": "lookup", "arguments": ""}}]}),
+        chunk_body({"tool_calls": [{"index": 0, "function": {"arguments": call["function"]["arguments"]}}]}),
+        chunk_body({}, "tool_calls"),
+        "[DONE]",
+    ]  # fmt: skip
+
+    streams(upstream, events)
+    async with openai_router(upstream) as router:
+        await ask_stream(router, tools=TOOLS)
+        hit = await ask(router, tools=TOOLS)
+    assert hit.llmroute.cache == "hit" and len(upstream.requests) == 1
+    assert hit.choices[0].message.model_dump(exclude_none=True) == REASONED
 
 
 # ---------------------------------------------------------------- controls

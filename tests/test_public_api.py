@@ -56,6 +56,22 @@ def test_the_export_table_is_all_and_what_type_checkers_see(package: str) -> Non
     assert _type_checking_imports(package) == table
 
 
+def test_the_responses_package_lists_each_name_once() -> None:
+    """`llmroute.responses` exports its `types` module's names by that module's `__all__`,
+    not by a second list of them (issue 16)."""
+    import llmroute.responses
+    from llmroute.responses import types
+
+    path = Path(llmroute.responses.__file__ or "")
+    literal: list[str] = []
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Assign) and ast.unparse(node.targets[0]) == "__all__":
+            literal = [ast.literal_eval(e) for e in node.value.elts]  # type: ignore[attr-defined]
+    assert literal and not set(literal) & set(types.__all__)
+    assert sorted(llmroute.responses.__all__) == sorted({*literal, *types.__all__})
+    assert all(hasattr(llmroute.responses, name) for name in llmroute.responses.__all__)
+
+
 def test_all_names_exist() -> None:
     for package in LAZY_PACKAGES:
         module = importlib.import_module(package)

@@ -31,6 +31,7 @@ from llmroute.responses import (
     completion_to_response,
     json_bytes,
     response_events,
+    thinking_content,
     validate_responses_request,
 )
 
@@ -477,4 +478,27 @@ def test_cached_chat_answers_stream_the_same_as_live_ones() -> None:
     assert kinds(cached) == [k for i, k in enumerate(kinds(live))
                              if not (k.endswith(".delta") and kinds(live)[i - 1].endswith(".delta"))]  # fmt: skip
     check_with_sdk(cached)
+    same_as_whole(events, answer)
+
+
+def test_cached_chat_answers_stream_their_reasoning() -> None:
+    """A chat answer with a vendor's reasoning, in the cache's form, streams the reasoning
+    item a live answer makes: its summary, and the signed thinking as encrypted content
+    (issue 16: the replayed chunks had dropped both)."""
+    blocks = [{"type": "thinking", "thinking": "Say hi.", "signature": "sig"}]
+    answer = ChatCompletion.model_validate({
+        "id": "chatcmpl-1", "created": 1, "model": "claude-x",
+        "choices": [{"index": 0, "finish_reason": "stop", "message": {
+            "role": "assistant", "content": "Hi!", "reasoning_content": "Say hi.",
+            "thinking_blocks": blocks}}],
+    })  # fmt: skip
+    found, events = run(completion_to_chunks(answer))
+    assert kinds(found)[2:7] == [
+        "output_item.added", "reasoning_summary_part.added", "reasoning_summary_text.delta",
+        "reasoning_summary_text.done", "reasoning_summary_part.done",
+    ]  # fmt: skip
+    reasoning = events.response.output[0]
+    assert isinstance(reasoning, ResponseReasoningItem)
+    assert reasoning.encrypted_content == thinking_content(blocks)
+    check_with_sdk(found)
     same_as_whole(events, answer)

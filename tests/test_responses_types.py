@@ -13,7 +13,7 @@ from pydantic import BaseModel, TypeAdapter
 
 from llmroute import MalformedResponse, RequestError
 from llmroute._route_info import RouteInfo, TokenUsage
-from llmroute._types import ChatCompletion
+from llmroute._types import ChatCompletion, CreateEmbeddingResponse, RoutedObject
 from llmroute.responses import (
     THINKING_PREFIX,
     ChunkEvents,
@@ -189,6 +189,15 @@ def test_route_info_rides_beside_the_response_not_in_it() -> None:
     assert ours.llmroute.request_id == "lr_42"
     assert "lr_42" not in ours.model_dump_json()
     assert "llmroute" not in ours.to_dict()
+
+
+def test_route_info_is_the_chat_answers_mechanism() -> None:
+    """One mechanism carries `llmroute` on every answer (issue 16): a Response's is the
+    chat completion's, not a copy of it."""
+    for cls in (Response, ChatCompletion, CreateEmbeddingResponse):
+        assert issubclass(cls, RoutedObject)
+        assert "llmroute" not in vars(cls) and "attach_route_info" not in vars(cls)
+    assert Response.llmroute is ChatCompletion.llmroute
 
 
 def test_output_text_joins_every_text_part_and_skips_refusals() -> None:

@@ -343,32 +343,68 @@ async def test_pydantic_ai_tool_loop_on_anthropic_with_thinking(
         assert body["messages"][1] == {"role": "assistant", "content": [THINKING, tool_use]}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the Responses translation drops Gemini's thought signature (the chat path keeps it "
-    "as extra_content.google.thought_signature): the next turn sends Google's "
-    "skip_thought_signature_validator instead",
-)
-async def test_gemini_thought_signatures_go_back_with_their_calls(
-    vendors: tuple[Vendors, str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Gemini 3 signs its function calls and needs the signature back in a tool loop; through
-    the Responses API (previous_response_id) it must come back as through chat."""
-    import _vendors
+SIGNATURE = "SIGNED-BY-GEMINI"
 
-    def signed(body: dict[str, Any]) -> dict[str, Any]:
-        reply = gemini_reply(body)
-        part = reply["candidates"][0]["content"]["parts"][0]
-        if "functionCall" in part:
-            part["thoughtSignature"] = "SIGNED-BY-GEMINI"
-        return reply
+
+def signed(body: dict[str, Any]) -> dict[str, Any]:
+    """Gemini 3's answer: its function calls signed."""
+    reply = gemini_reply(body)
+    part = reply["candidates"][0]["content"]["parts"][0]
+    if "functionCall" in part:
+        part["thoughtSignature"] = SIGNATURE
+    return reply
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+async def test_gemini_thought_signatures_go_back_with_their_calls(
+    vendors: tuple[Vendors, str], monkeypatch: pytest.MonkeyPatch, stream: bool
+) -> None:
+    """Gemini 3 signs its function calls and needs the signature back in a tool loop: it
+    rides in a reasoning item before the call, and comes back on the call both from the
+    stored conversation (previous_response_id) and from items the client sends itself."""
+    import _vendors
 
     monkeypatch.setattr(_vendors, "gemini_reply", signed)
     handler, root = vendors
     async with AsyncRouter(router_config(root, chat=["gem/gemini-3-pro-preview"]), env={}) as r:
-        first = await ask(r, False, input=QUESTION_TEXT)
-        call = call_of(first)
+        first = await ask(r, stream, input=QUESTION_TEXT)
+        reasoning, call = first.response.output
         output = {"type": "function_call_output", "call_id": call.call_id, "output": "18C, cloudy"}
-        await ask(r, False, input=[output], previous_response_id=first.response.id)
-    model_turn = handler.bodies("gem")[1]["contents"][1]
-    assert model_turn["parts"][0]["thoughtSignature"] == "SIGNED-BY-GEMINI"
+        await ask(r, stream, input=[output], previous_response_id=first.response.id)
+        sent_back = [{"role": "user", "content": QUESTION_TEXT}, reasoning.to_dict(),
+                     call.to_dict(), output]  # fmt: skip
+        await ask(r, stream, input=sent_back, store=False)
+    assert reasoning.type == "reasoning" and reasoning.summary == []
+    assert reasoning.encrypted_content is not None
+    assert reasoning.encrypted_content.startswith(THINKING_PREFIX)
+    assert call.type == "function_call"
+    signed_call = {"functionCall": {"name": "get_weather", "args": {"city": "Paris"}},
+                   "thoughtSignature": SIGNATURE}  # fmt: skip
+    for body in handler.bodies("gem")[1:]:
+        assert body["contents"][1] == {"role": "model", "parts": [signed_call]}
+
+
+@pytest.mark.parametrize("vendor", ["claude", "compat", "oai"])
+async def test_a_gemini_signature_never_reaches_another_vendor(
+    vendors: tuple[Vendors, str], monkeypatch: pytest.MonkeyPatch, vendor: str
+) -> None:
+    """A conversation that fails over from Gemini mid tool loop reaches Anthropic, an
+    OpenAI-compatible target or OpenAI's Responses API without Gemini's signature."""
+    import _vendors
+
+    monkeypatch.setattr(_vendors, "gemini_reply", signed)
+    handler, root = vendors
+    config = router_config(root, chat=["gem/gemini-3-pro-preview", f"{vendor}/model-b"])
+    config["providers"]["compat"] = {"type": "openai", "api_key": "sk-test",
+                                     "base_url": f"{root}/v1", "responses_api": False}  # fmt: skip
+    async with AsyncRouter(config, env={}) as r:
+        first = await ask(r, False, input=QUESTION_TEXT)
+        handler.fail["gem"].append(OVERLOADED)
+        _, call = first.response.output
+        output = {"type": "function_call_output", "call_id": call.call_id, "output": "18C, cloudy"}
+        second = await ask(r, False, input=[output], previous_response_id=first.response.id)
+    assert second.info.target == f"{vendor}/model-b" and "18C" in second.response.output_text
+    wire = {"compat": "oai", "oai": "resp"}.get(vendor, vendor)
+    (body,) = handler.bodies(wire)
+    assert call.call_id in json.dumps(body)  # the call went, its signature did not
+    assert SIGNATURE not in json.dumps(body) and THINKING_PREFIX not in json.dumps(body)

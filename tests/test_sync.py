@@ -13,7 +13,9 @@ import pytest
 
 import llmroute
 from _helpers import HI
-from llmroute import Router
+from llmroute import ChatStream, Router
+from llmroute._loop import BlockingStream
+from llmroute.responses.blocking import ResponseEventStream
 
 CONFIG = {
     "providers": {"a": {"type": "mock", "echo": True}},
@@ -26,6 +28,14 @@ def ask(router: Router, text: str) -> str:
         model="chat", messages=[{"role": "user", "content": text}]
     )
     return reply.choices[0].message.content or ""
+
+
+def test_both_blocking_streams_are_one_wrapper() -> None:
+    """`ChatStream` and the Responses API's event stream drive their async stream through
+    one wrapper (issue 16), each adding only what it reports."""
+    for cls in (ChatStream, ResponseEventStream):
+        assert issubclass(cls, BlockingStream)
+        assert not {"__next__", "close", "llmroute", "__exit__"} & set(vars(cls))
 
 
 def test_plain_script_use() -> None:

@@ -21,15 +21,20 @@ import logging
 import os
 import threading
 import weakref
-from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
+from collections.abc import Callable, Coroutine, Iterator
+from types import TracebackType
+from typing import Any, Generic, Protocol, Self, TypeVar
 
 import anyio
 from anyio.from_thread import BlockingPortal
 
-__all__ = ["LoopThread", "RouterClosed", "RouterPortal", "loop_thread"]
+from ._route_info import RouteInfo
+
+__all__ = ["AsyncStream", "BlockingStream", "LoopThread", "RouterClosed", "RouterPortal",
+           "loop_thread"]  # fmt: skip
 
 T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
 logger = logging.getLogger("llmroute")
 
 
@@ -213,3 +218,66 @@ class RouterPortal:
             _LOOP.run_soon(aclose)
         else:
             _LOOP.portal().call(aclose)
+
+
+class AsyncStream(Protocol[T_co]):
+    """What `BlockingStream` drives: an async iterator that says how it was routed and
+    releases its connection on `aclose`."""
+
+    @property
+    def llmroute(self) -> RouteInfo: ...
+
+    async def __anext__(self) -> T_co: ...
+
+    async def aclose(self) -> None: ...
+
+
+S = TypeVar("S", bound=AsyncStream[Any])
+_END = object()
+
+
+class BlockingStream(Generic[S, T]):
+    """An async stream `S` of `T` read from a blocking caller, each step on the loop thread,
+    like the openai SDK's ``Stream``: iterate it, close it early with `close()` or a
+    ``with`` block to release the connection. `ChatStream` and the Responses API's
+    ``ResponseEventStream`` are its two kinds."""
+
+    def __init__(self, stream: S, portal: RouterPortal) -> None:
+        self._stream = stream
+        self._portal = portal
+
+    @property
+    def llmroute(self) -> RouteInfo:
+        """What llmroute did for this request (final once the stream has ended)."""
+        return self._stream.llmroute
+
+    def __iter__(self) -> Iterator[T]:
+        return self
+
+    def __next__(self) -> T:
+        item = self._portal.call(self._next)
+        if item is _END:
+            raise StopIteration
+        return item  # type: ignore[return-value]
+
+    async def _next(self) -> T | object:
+        try:
+            item: T = await self._stream.__anext__()
+        except StopAsyncIteration:
+            return _END
+        return item
+
+    def close(self) -> None:
+        """Stop reading and release the connection; safe to call more than once."""
+        self._portal.call(self._stream.aclose)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

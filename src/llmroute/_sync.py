@@ -9,7 +9,7 @@ one for all the routers of the process (`llmroute._loop` says why).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Self, overload
@@ -18,7 +18,7 @@ from typing_extensions import Unpack
 
 from ._config import Config
 from ._config_load import load_file
-from ._loop import RouterPortal
+from ._loop import BlockingStream, RouterPortal
 from ._params import ChatCreateParams, ChatParseParams, ClientOnlyParams, EmbeddingsCreateParams
 from ._responses import RawResponse, ResponseContext
 from ._router import AsyncRouter, RouterOptions
@@ -30,7 +30,6 @@ from ._types import (
     CreateEmbeddingResponse,
     Model,
     ModelList,
-    RouteInfo,
 )
 from ._views import ProviderView, RouteView
 from .observe.record import RequestRecord
@@ -54,61 +53,21 @@ if TYPE_CHECKING:
 
 __all__ = ["ChatStream", "Router"]
 
-_END = object()
 _CHAT_PATH = "/v1/chat/completions"
 _EMBEDDINGS_PATH = "/v1/embeddings"
 _MODELS_PATH = "/v1/models"
 
 
-class ChatStream:
+class ChatStream(BlockingStream[AsyncChatStream, ChatCompletionChunk]):
     """An iterator of `ChatCompletionChunk`, like the OpenAI SDK's ``Stream``.
 
     Close it early with `close()` or a ``with`` block to release the connection.
     """
 
-    def __init__(self, stream: AsyncChatStream, portal: RouterPortal) -> None:
-        self._stream = stream
-        self._portal = portal
-
-    @property
-    def llmroute(self) -> RouteInfo:
-        """What llmroute did for this request (final once the stream has ended)."""
-        return self._stream.llmroute
-
     @property
     def text(self) -> str:
         """The assistant text delivered so far (first choice)."""
         return self._stream.text
-
-    def __iter__(self) -> Iterator[ChatCompletionChunk]:
-        return self
-
-    def __next__(self) -> ChatCompletionChunk:
-        chunk = self._portal.call(self._next)
-        if chunk is _END:
-            raise StopIteration
-        return chunk  # type: ignore[return-value]
-
-    async def _next(self) -> ChatCompletionChunk | object:
-        try:
-            return await self._stream.__anext__()
-        except StopAsyncIteration:
-            return _END
-
-    def close(self) -> None:
-        """Stop reading and release the connection; safe to call more than once."""
-        self._portal.call(self._stream.aclose)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 class Completions:

@@ -53,6 +53,7 @@ __all__ = [
     "ModelList",
     "OpenAIObject",
     "RouteInfo",
+    "RoutedObject",
     "TokenUsage",
     "ToolCall",
     "tool_call_kind",
@@ -364,7 +365,11 @@ class CompletionUsage(OpenAIObject):
 _NO_ROUTE = RouteInfo(request_id="")
 
 
-class _Routed(OpenAIObject):
+class RoutedObject(OpenAIObject):
+    """An answer that carries llmroute's metadata beside its schema (`ChatCompletion`,
+    `CreateEmbeddingResponse`, the Responses API's `Response`): the `llmroute` attribute,
+    which dumps leave out."""
+
     # A slot, not a pydantic private attribute: those cost ~5 µs per instance to set up.
     __slots__ = ("_route_info",)
 
@@ -379,7 +384,7 @@ class _Routed(OpenAIObject):
         object.__setattr__(self, "_route_info", info)
 
 
-class ChatCompletion(_Routed):
+class ChatCompletion(RoutedObject):
     """A chat completion, exactly as the Chat Completions API returns it."""
 
     model_config = _OPEN
@@ -534,7 +539,7 @@ class EmbeddingUsage(OpenAIObject):
     total_tokens: int
 
 
-class CreateEmbeddingResponse(_Routed):
+class CreateEmbeddingResponse(RoutedObject):
     """An embeddings response, exactly as the Embeddings API returns it."""
 
     model_config = _OPEN

@@ -3,8 +3,12 @@
 A streamed answer is cached as the completion its chunks add up to, and a
 cached completion is replayed to a streamed request as chunks: the same
 content, refusal, tool calls, finish reasons, logprobs and usage, choice by
-choice. `chunks_to_completion` accumulates as the OpenAI SDK does (strings
-concatenate; tool-call fragments join by their `index`).
+choice, and the fields beyond OpenAI's schema that messages and tool calls
+carry (a vendor's reasoning: ``reasoning_content``, signed ``thinking_blocks``,
+a Gemini call's ``extra_content.google.thought_signature``; ``annotations``...).
+`chunks_to_completion` accumulates as the OpenAI SDK does (strings
+concatenate; tool-call fragments join by their `index`; of the extra fields,
+strings concatenate, lists extend, objects merge key by key).
 """
 
 from __future__ import annotations
@@ -51,7 +55,12 @@ def completion_to_chunks(completion: ChatCompletion) -> list[ChatCompletionChunk
     chunks = []
     for choice in completion.choices:
         message = choice.message
-        first = ChoiceDelta(role=message.role, content=message.content, refusal=message.refusal)
+        first = ChoiceDelta(
+            role=message.role,
+            content=message.content,
+            refusal=message.refusal,
+            **(message.__pydantic_extra__ or {}),
+        )
         chunks.append(chunk(ChunkChoice(index=choice.index, delta=first, logprobs=choice.logprobs)))
         for position, call in enumerate(message.tool_calls or ()):
             fragment = ChoiceDeltaToolCall(
@@ -61,6 +70,7 @@ def completion_to_chunks(completion: ChatCompletion) -> list[ChatCompletionChunk
                 function=ChoiceDeltaFunction(
                     name=call.function.name, arguments=call.function.arguments
                 ),
+                **(call.__pydantic_extra__ or {}),
             )
             delta = ChoiceDelta(tool_calls=[fragment])
             chunks.append(chunk(ChunkChoice(index=choice.index, delta=delta)))
@@ -73,12 +83,28 @@ def completion_to_chunks(completion: ChatCompletion) -> list[ChatCompletionChunk
     return chunks
 
 
+def _merge(extra: dict[str, Any], more: dict[str, Any]) -> None:
+    """Add a fragment's extra fields to those gathered so far (`extra`, changed in place):
+    strings concatenate, lists extend, objects merge key by key, anything else replaces."""
+    for key, value in more.items():
+        held: Any = extra.get(key)
+        if type(held) in (str, list) and type(value) is type(held):
+            extra[key] = held + value
+        elif isinstance(held, dict) and isinstance(value, dict):
+            merged = dict(held)
+            _merge(merged, value)
+            extra[key] = merged
+        else:
+            extra[key] = value
+
+
 @dataclass(slots=True)
 class _Call:
     id: str = ""
     type: str = "function"
     name: list[str] = field(default_factory=list)
     arguments: list[str] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -89,30 +115,38 @@ class _Choice:
     calls: dict[int, _Call] = field(default_factory=dict)
     finish_reason: str | None = None
     logprobs: dict[str, list[Any]] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)  # reasoning, annotations...
 
     def add(self, choice: ChunkChoice) -> None:
         delta = choice.delta
         if delta.role:
             self.role = delta.role
+        if delta.__pydantic_extra__:
+            _merge(self.extra, delta.__pydantic_extra__)
         if delta.content is not None:
             self.content = (self.content or []) + [delta.content]
         if delta.refusal is not None:
             self.refusal = (self.refusal or []) + [delta.refusal]
         for fragment in delta.tool_calls or ():
-            call = self.calls.setdefault(fragment.index, _Call())
-            if fragment.id:
-                call.id = fragment.id
-            if fragment.type:
-                call.type = fragment.type
-            function = fragment.function
-            if function is not None:
-                if function.name:
-                    call.name.append(function.name)
-                if function.arguments:
-                    call.arguments.append(function.arguments)
+            self._add_call(fragment)
         if choice.finish_reason is not None:
             self.finish_reason = choice.finish_reason
         self._add_logprobs(choice.logprobs)
+
+    def _add_call(self, fragment: ChoiceDeltaToolCall) -> None:
+        call = self.calls.setdefault(fragment.index, _Call())
+        if fragment.id:
+            call.id = fragment.id
+        if fragment.type:
+            call.type = fragment.type
+        if fragment.__pydantic_extra__:
+            _merge(call.extra, fragment.__pydantic_extra__)
+        function = fragment.function
+        if function is not None:
+            if function.name:
+                call.name.append(function.name)
+            if function.arguments:
+                call.arguments.append(function.arguments)
 
     def _add_logprobs(self, logprobs: Any) -> None:
         if not isinstance(logprobs, dict):
@@ -130,6 +164,7 @@ class _Choice:
                 id=call.id,
                 type="function",
                 function=FunctionCall(name="".join(call.name), arguments="".join(call.arguments)),
+                **call.extra,
             )
             for _, call in sorted(self.calls.items())
         ]
@@ -140,6 +175,7 @@ class _Choice:
             content=content,
             refusal="".join(self.refusal) if self.refusal is not None else None,
             tool_calls=calls or None,
+            **self.extra,
         )
         logprobs = None
         if self.logprobs is not None:

@@ -30,6 +30,7 @@ from .._types import ChatCompletionChunk, TokenUsage
 from ..providers import ExtraRequest, ProviderAdapter, StreamDecoder
 from ..responses.events import ChunkEvents, NativeEventDecoder
 from ..responses.request import ResponsesRequest, builtin_tools, native_body, to_chat
+from ..responses.signatures import without_signatures
 from ..responses.translate import completion_to_response
 from ..responses.types import Response, ResponseError, ResponseFailedEvent, ResponseStreamEvent
 from ..routing.model import Target
@@ -82,7 +83,8 @@ def chat_view(request: ResponsesRequest) -> ChatRequest:
 
 
 def _translatable(adapter: ProviderAdapter, request: ResponsesRequest) -> ChatRequest:
-    """The chat translation of `request` for `adapter` (not native), or its refusal."""
+    """The chat translation of `request` for `adapter` (not native), or its refusal; only a
+    Gemini target gets the thought signatures of Gemini's calls."""
     builtin = builtin_tools(request)
     if builtin:
         raise RequestError(
@@ -91,7 +93,10 @@ def _translatable(adapter: ProviderAdapter, request: ResponsesRequest) -> ChatRe
             "natively (OpenAI, Azure OpenAI) run them",
             param="tools",
         )
-    return to_chat(request)
+    chat = to_chat(request)
+    if adapter.thought_signatures or not isinstance(request.input, list):
+        return chat
+    return without_signatures(chat)  # Gemini's, for another vendor: left out
 
 
 class ResponsesExchange(WholeExchange[Response]):

@@ -121,15 +121,19 @@ class ProviderAdapter(ABC):
     Subclasses are created once per configured provider with its name and its
     validated config. Every method is pure: it builds or parses, never sends.
 
-    Two class attributes describe what the pipeline must do around the adapter:
+    Three class attributes describe what the pipeline must do around the adapter:
     `stream_framing` says whether a stream's body reaches the decoder line by
-    line (server-sent events) or in raw chunks (binary event streams), and
+    line (server-sent events) or in raw chunks (binary event streams),
     `needs_prepare` says whether each request must pass through `prepare()`
-    (to sign it or attach a fresh token) before it is sent.
+    (to sign it or attach a fresh token) before it is sent, and
+    `thought_signatures` whether the provider takes back Gemini's thought
+    signatures (a tool call's ``extra_content.google.thought_signature``): the
+    Responses translation leaves them out of the requests of every other one.
     """
 
     stream_framing: ClassVar[Literal["lines", "bytes"]] = "lines"
     needs_prepare: ClassVar[bool] = False
+    thought_signatures: ClassVar[bool] = False
 
     def __init__(self, name: str, config: Any) -> None:
         self.name = name

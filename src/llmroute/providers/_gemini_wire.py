@@ -42,6 +42,8 @@ __all__ = [
     "classify_gemini_error",
     "gemini_error_fields",
     "parse_gemini_chat",
+    "signature_extra",
+    "thought_signature",
     "usage_from_metadata",
 ]
 
@@ -79,13 +81,24 @@ def usage_from_metadata(metadata: dict[str, Any]) -> CompletionUsage:
     )
 
 
-def _signature_extra(part: dict[str, Any]) -> dict[str, Any]:
-    """Where a function call's thought signature travels in OpenAI's shape (as Google's own
-    OpenAI-compatible endpoint carries it): ``extra_content.google.thought_signature``."""
-    signature = part.get("thoughtSignature")
-    if not isinstance(signature, str):
-        return {}
+def signature_extra(signature: str) -> dict[str, Any]:
+    """The extra fields of a tool call that carry a Gemini function call's thought
+    signature in OpenAI's shape, as Google's own OpenAI-compatible endpoint carries it:
+    ``extra_content.google.thought_signature``."""
     return {"extra_content": {"google": {"thought_signature": signature}}}
+
+
+def thought_signature(extra: dict[str, Any] | None) -> str | None:
+    """The thought signature among a tool call's extra fields (`signature_extra`), if any."""
+    content = (extra or {}).get("extra_content")
+    google = content.get("google") if isinstance(content, dict) else None
+    signature = google.get("thought_signature") if isinstance(google, dict) else None
+    return signature if isinstance(signature, str) else None
+
+
+def _signature_extra(part: dict[str, Any]) -> dict[str, Any]:
+    signature = part.get("thoughtSignature")
+    return signature_extra(signature) if isinstance(signature, str) else {}
 
 
 class _Reader:

@@ -55,6 +55,7 @@ from ._gemini_wire import (
     classify_gemini_error,
     gemini_error_fields,
     parse_gemini_chat,
+    thought_signature,
 )
 from ._translate import (
     file_data,
@@ -134,6 +135,7 @@ class GeminiAdapter(ProviderAdapter):
     """Chat Completions and Embeddings over the Gemini API."""
 
     config: GeminiProviderConfig
+    thought_signatures = True
 
     def __init__(self, name: str, config: GeminiProviderConfig) -> None:
         super().__init__(name, config)
@@ -312,7 +314,7 @@ class GeminiAdapter(ProviderAdapter):
                 "functionCall": {"name": call.function.name,
                                  "args": parse_tool_arguments(call, self.name)}
             }  # fmt: skip
-            signature = _thought_signature(call.model_extra)
+            signature = thought_signature(call.model_extra)
             if signature is None and sign and position == 0:
                 signature = _SKIP_SIGNATURE
             if signature is not None:
@@ -418,10 +420,3 @@ class GeminiAdapter(ProviderAdapter):
             body=body,
             code=reason or name,
         )
-
-
-def _thought_signature(extra: dict[str, Any] | None) -> str | None:
-    content = (extra or {}).get("extra_content")
-    google = content.get("google") if isinstance(content, dict) else None
-    signature = google.get("thought_signature") if isinstance(google, dict) else None
-    return signature if isinstance(signature, str) else None

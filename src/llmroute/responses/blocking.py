@@ -6,8 +6,7 @@ from collections.abc import Iterator
 from types import TracebackType
 from typing import Any, Literal, Self, overload
 
-from .._loop import RouterPortal
-from .._types import RouteInfo
+from .._loop import BlockingStream, RouterPortal
 from .resource import (
     AsyncResponseEventStream,
     AsyncResponses,
@@ -21,20 +20,9 @@ from .types import Response, ResponseStreamEvent
 
 __all__ = ["InputItems", "InputTokens", "ResponseEventStream", "ResponseStreamManager", "Responses"]
 
-_END = object()
 
-
-class ResponseEventStream:
+class ResponseEventStream(BlockingStream[AsyncResponseEventStream, ResponseStreamEvent]):
     """The events of a streamed response (blocking), like the openai SDK's ``Stream``."""
-
-    def __init__(self, stream: AsyncResponseEventStream, portal: RouterPortal) -> None:
-        self._stream = stream
-        self._portal = portal
-
-    @property
-    def llmroute(self) -> RouteInfo:
-        """What llmroute did for this request (final once the stream has ended)."""
-        return self._stream.llmroute
 
     @property
     def response(self) -> Response | None:
@@ -45,36 +33,6 @@ class ResponseEventStream:
     def error(self) -> Exception | None:
         """What failed the stream, if it ended with ``response.failed``."""
         return self._stream.error
-
-    def __iter__(self) -> Iterator[ResponseStreamEvent]:
-        return self
-
-    def __next__(self) -> ResponseStreamEvent:
-        event = self._portal.call(self._next)
-        if event is _END:
-            raise StopIteration
-        return event  # type: ignore[return-value]
-
-    async def _next(self) -> ResponseStreamEvent | object:
-        try:
-            return await self._stream.__anext__()
-        except StopAsyncIteration:
-            return _END
-
-    def close(self) -> None:
-        """Stop reading and release the connection; safe to call more than once."""
-        self._portal.call(self._stream.aclose)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 class ResponseStreamManager:

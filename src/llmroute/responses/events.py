@@ -28,6 +28,7 @@ from .._errors import MalformedResponse
 from .._route_info import TokenUsage
 from .._types import ChatCompletionChunk, ChoiceDeltaToolCall, CompletionUsage, validator
 from .request import ResponsesRequest
+from .signatures import signature_block
 from .translate import (
     annotation,
     build_response,
@@ -343,6 +344,9 @@ class ChunkEvents:
         function = fragment.function
         call = self._calls.get(fragment.index)
         if call is None:
+            more = fragment.__pydantic_extra__
+            if more and (signed := signature_block(fragment.id or "", more)) is not None:
+                self._reasoning_delta("", [signed], events)  # before the call, as whole
             name = (function.name if function else None) or ""
             call = self._calls[fragment.index] = [fragment.id or "", name]
             item = function_call_item(new_item_id("fc"), call[0], name, "", "in_progress")

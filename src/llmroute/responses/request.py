@@ -39,7 +39,8 @@ reasoning              dropped: its summary is the model's own note of its
                        reasoning llmroute translated from a vendor's signed
                        thinking (`THINKING_PREFIX`): sent back as that
                        assistant message's ``thinking_blocks``, as Anthropic
-                       and Bedrock need to continue a tool loop
+                       and Bedrock need to continue a tool loop; Gemini's
+                       thought signatures go back on their calls (`signatures`)
 web_search_call,       dropped: records of searches the server ran; what they
  file_search_call      found is in the assistant message that follows
 item_reference and     refused (only OpenAI can resolve or run them)
@@ -121,6 +122,7 @@ from .checks import (
     check_tools,
     invalid,
 )
+from .signatures import signed_call, split_thinking
 from .types import construct
 
 __all__ = [
@@ -136,9 +138,10 @@ __all__ = [
 ]
 
 #: The `encrypted_content` of a reasoning item llmroute made from a vendor's signed
-#: thinking blocks (Anthropic's, Bedrock's): this prefix, then the blocks as JSON. Such
-#: an item goes back to that kind of target as ``thinking_blocks``; a native OpenAI
-#: target, which could not read it, never receives it (`native_body`).
+#: thinking blocks (Anthropic's, Bedrock's) or Gemini's thought signatures
+#: (`llmroute.responses.signatures`): this prefix, then the blocks as JSON. Such an item
+#: goes back to that kind of target as ``thinking_blocks`` (a signature: on its call); a
+#: native OpenAI target, which could not read it, never receives it (`native_body`).
 THINKING_PREFIX = "llmroute.thinking:"
 
 #: Built-in items a translated target leaves out (see the table above).
@@ -365,12 +368,13 @@ def _chat_content(content: Any, where: str) -> Any:
 class _Messages:
     """Builds chat messages from input items, one assistant turn at a time."""
 
-    __slots__ = ("messages", "thinking", "turn")
+    __slots__ = ("messages", "signatures", "thinking", "turn")
 
     def __init__(self, messages: list[dict[str, Any]]) -> None:
         self.messages = messages
         self.turn: dict[str, Any] | None = None  # the open assistant message
         self.thinking: list[dict[str, Any]] = []  # for the next assistant message
+        self.signatures: dict[str, str] = {}  # call id -> its thought signature
 
     def assistant(self) -> dict[str, Any]:
         turn = self.turn
@@ -427,6 +431,9 @@ class _Messages:
         if item["type"] == "function_call":
             call = {"id": item["call_id"], "type": "function",
                     "function": {"name": item["name"], "arguments": item["arguments"]}}  # fmt: skip
+            signature = self.signatures.pop(item["call_id"], None) if self.signatures else None
+            if signature is not None:
+                call = signed_call(call, signature)
         else:
             call = {"id": item["call_id"], "type": "custom",
                     "custom": {"name": item["name"], "input": item["input"]}}  # fmt: skip
@@ -437,12 +444,14 @@ class _Messages:
         if not (isinstance(encrypted, str) and encrypted.startswith(THINKING_PREFIX)):
             return  # dropped: see the module's table
         try:
-            blocks = from_json(encrypted[len(THINKING_PREFIX) :])
+            blocks, signatures = split_thinking(from_json(encrypted[len(THINKING_PREFIX) :]))
         except ValueError as exc:
             raise RequestError(f"{where}: damaged encrypted_content",
                                param=f"{where}.encrypted_content") from exc  # fmt: skip
-        self.turn = None
-        self.thinking.extend(blocks)
+        self.signatures.update(signatures)  # for the calls that follow, in this turn or not
+        if blocks:
+            self.turn = None
+            self.thinking.extend(blocks)
 
 
 def _tool(tool: dict[str, Any]) -> dict[str, Any] | None:

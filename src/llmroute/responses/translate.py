@@ -6,6 +6,8 @@ vendor's signed ``thinking_blocks``, if any, as `encrypted_content`, so that the
 back to the vendor on the next turn), the message (``output_text`` with the
 ``annotations`` and logprobs the completion had, and a ``refusal`` part), then one
 ``function_call`` item per tool call (``custom_tool_call`` for a custom tool).
+A Gemini call's thought signature goes before the call, in the encrypted content of a
+reasoning item (`llmroute.responses.signatures`).
 ``finish_reason`` ``length`` makes the response ``incomplete`` (``max_output_tokens``),
 ``content_filter`` likewise (``content_filter``). Usage keeps its cached and reasoning
 token details. The request's parameters are echoed as OpenAI echoes them.
@@ -22,6 +24,7 @@ from typing import Any
 
 from .._types import ChatCompletion, ChatCompletionMessage, CompletionUsage, ToolCall, validator
 from .request import ResponsesRequest, thinking_content
+from .signatures import signature_block
 from .types import (
     IncompleteDetails,
     ItemStatus,
@@ -194,10 +197,9 @@ def _items(message: ChatCompletionMessage, logprobs: Any, last: ItemStatus) -> l
     length cut leaves incomplete), the others are completed."""
     items: list[OutputItem] = []
     extra = message.__pydantic_extra__  # read once: most answers have none of these
-    if extra:
-        text, blocks = reasoning_of(extra)
-        if text or blocks:
-            items.append(reasoning_item(new_item_id("rs"), text, blocks))
+    text, blocks = reasoning_of(extra) if extra else ("", [])
+    if text or blocks:
+        items.append(reasoning_item(new_item_id("rs"), text, blocks))
     content: list[Any] = []
     if message.content:
         found = extra.get("annotations") if extra else None
@@ -211,6 +213,15 @@ def _items(message: ChatCompletionMessage, logprobs: Any, last: ItemStatus) -> l
         status: ItemStatus = "completed" if calls else last
         items.append(message_item(new_item_id("msg"), status, content))
     for position, call in enumerate(calls, 1):
+        more = call.__pydantic_extra__
+        signed = signature_block(call.id, more) if more else None
+        if signed is not None:  # a reasoning item before the call carries it (`signatures`)
+            previous = items[-1] if items else None
+            if isinstance(previous, ResponseReasoningItem):  # the model's, as a stream has it
+                blocks = [*blocks, signed]
+                items[-1] = reasoning_item(previous.id, text, blocks)
+            else:
+                items.append(reasoning_item(new_item_id("rs"), "", [signed]))
         items.append(_call_item(call, last if position == len(calls) else "completed"))
     return items
 

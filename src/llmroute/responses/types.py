@@ -19,8 +19,7 @@ from pydantic import BaseModel, ConfigDict
 from pydantic_core import from_json, to_json
 
 from .._errors import MalformedResponse
-from .._route_info import RouteInfo
-from .._types import OpenAIObject, validator
+from .._types import OpenAIObject, RoutedObject, validator
 from .items import (
     ContentPart,
     InputTokensDetails,
@@ -134,18 +133,12 @@ class IncompleteDetails(OpenAIObject):
     reason: str | None = None
 
 
-_NO_ROUTE = RouteInfo(request_id="")
-
-
-class Response(OpenAIObject):
+class Response(RoutedObject):
     """A response, exactly as the Responses API returns it.
 
     llmroute's metadata rides beside it as `llmroute` (a `RouteInfo`), as on a
     `ChatCompletion`: not part of the schema or of dumps.
     """
-
-    # A slot, not a pydantic private attribute: those cost ~5 µs per instance to set up.
-    __slots__ = ("_route_info",)
 
     model_config = _OPEN
     id: str
@@ -181,16 +174,6 @@ class Response(OpenAIObject):
             if isinstance(item, ResponseOutputMessage):
                 texts.extend(p.text for p in item.content if isinstance(p, ResponseOutputText))
         return "".join(texts)
-
-    @property
-    def llmroute(self) -> RouteInfo:
-        """What llmroute did for this request (not part of the OpenAI schema or dumps)."""
-        info: RouteInfo = getattr(self, "_route_info", _NO_ROUTE)
-        return info
-
-    def attach_route_info(self, info: RouteInfo) -> None:
-        """Attach llmroute's metadata (done by the router before the response is returned)."""
-        object.__setattr__(self, "_route_info", info)
 
 
 # ---------------------------------------------------------------- stream events
