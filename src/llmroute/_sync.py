@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     from .limits.budget import BudgetStatus
     from .limits.stats import LimitStats
     from .observe.analytics import StatsReport
+    from .observe.feedback import Feedback
 
 __all__ = ["ChatStream", "Router"]
 
@@ -429,6 +430,31 @@ class Router:
                 key=key,
                 team=team,
                 properties=properties,
+            )
+
+        return self._portal.call(run)
+
+    def feedback(
+        self, request_id: str, name: str, value: bool | float, *,
+        comment: str | None = None, key: str | None = None,
+    ) -> Feedback:  # fmt: skip
+        """Store feedback on a request in the log store (see `AsyncRouter.feedback`)."""
+
+        async def run() -> Feedback:
+            return await self._async.feedback(request_id, name, value, comment=comment, key=key)
+
+        return self._portal.call(run)
+
+    def sticky_feedback(
+        self, experiment: str, sticky_key: str, name: str, value: bool | float, *,
+        comment: str | None = None, key: str | None = None,
+    ) -> Feedback:  # fmt: skip
+        """Store feedback on everything a sticky key did in an experiment (see
+        `AsyncRouter.sticky_feedback`)."""
+
+        async def run() -> Feedback:
+            return await self._async.sticky_feedback(
+                experiment, sticky_key, name, value, comment=comment, key=key
             )
 
         return self._portal.call(run)
