@@ -79,6 +79,7 @@ if TYPE_CHECKING:
     from ._views import ProviderView as ProviderView
     from ._views import RouteView as RouteView
     from ._views import TargetView as TargetView
+    from .experiments.report import ExperimentReport as ExperimentReport
     from .observe.analytics import StatsReport as StatsReport
     from .observe.feedback import Feedback as Feedback
     from .observe.record import AttemptRecord as AttemptRecord
@@ -109,6 +110,7 @@ _EXPORTS: dict[str, str] = {
     "ConnectFailed": "._transports",
     "ConnectionLost": "._transports",
     "CreateEmbeddingResponse": "._types",
+    "ExperimentReport": ".experiments.report",
     "Feedback": ".observe.feedback",
     "HandlerResponse": "._transports",
     "HandlerTransport": "._transports",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 from collections.abc import Callable, Mapping, Sequence
@@ -68,6 +69,7 @@ if TYPE_CHECKING:
     import httpx2
     import openai
 
+    from .experiments.report import ExperimentReport
     from .observe.analytics import Filters, StatsReport
     from .observe.feedback import Feedback
     from .sdk.gateway import InProcessGateway
@@ -530,6 +532,22 @@ class AsyncRouter:
             experiment, sticky_key, name, value, comment=comment, key=key, now=self._clock.time()
         )
         return await store_feedback(self._recorder, self.config.logging, given, scope=key)
+
+    async def experiment_report(
+        self, name: str, *, since: float | datetime | str | None = None,
+        until: float | datetime | str | None = None, include_off_variant: bool = False,
+    ) -> ExperimentReport:  # fmt: skip
+        """Experiment `name`'s report from the log store, after flushing: each variant's
+        figures and feedback, and each candidate against control with confidence intervals
+        and a plain sentence per metric (docs/experiments.md)."""
+        from .experiments.report import query_report
+
+        await self.flush()
+        store = self._recorder.store
+        return await asyncio.to_thread(
+            query_report, store, name, since=since, until=until,
+            include_off_variant=include_off_variant,
+        )  # fmt: skip
 
     async def count_tokens(self, **params: Unpack[ChatCreateParams]) -> int:
         """How many input tokens a chat request is, as the first target of its route whose

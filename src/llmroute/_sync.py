@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     import openai
 
     from .cache.stage import CacheStats
+    from .experiments.report import ExperimentReport
     from .limits.budget import BudgetStatus
     from .limits.stats import LimitStats
     from .observe.analytics import StatsReport
@@ -455,6 +456,20 @@ class Router:
         async def run() -> Feedback:
             return await self._async.sticky_feedback(
                 experiment, sticky_key, name, value, comment=comment, key=key
+            )
+
+        return self._portal.call(run)
+
+    def experiment_report(
+        self, name: str, *, since: float | datetime | str | None = None,
+        until: float | datetime | str | None = None, include_off_variant: bool = False,
+    ) -> ExperimentReport:  # fmt: skip
+        """An experiment's report from the log store, after flushing (see
+        `AsyncRouter.experiment_report`)."""
+
+        async def run() -> ExperimentReport:
+            return await self._async.experiment_report(
+                name, since=since, until=until, include_off_variant=include_off_variant
             )
 
         return self._portal.call(run)

@@ -1,4 +1,5 @@
-"""The ``llmroute`` command: ``check`` a config, print its ``schema``, ``serve``, ``stats``.
+"""The ``llmroute`` command: ``check`` a config, print its ``schema``, ``serve``, ``stats``,
+``experiments report``.
 
 ``serve`` runs the HTTP gateway (`llmroute.server`, the ``server`` extra,
 imported only then). Rich (the ``cli`` extra) is imported only when a table
@@ -12,6 +13,7 @@ import importlib.util
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from . import AsyncRouter, Config, ConfigError, LLMRouteError, __version__
 from ._config_load import providers_from_env
@@ -213,6 +215,58 @@ def _stats(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- experiments
+
+
+def _experiment_report(args: argparse.Namespace) -> int:
+    from .experiments.report import query_report
+    from .experiments.tables import report_json, report_lines, report_tables
+    from .observe import SqliteStore
+    from .observe.report import store_path
+
+    try:
+        report = query_report(
+            SqliteStore(store_path(args.store)), args.name, since=args.since, until=args.until,
+            include_off_variant=args.include_off_variant,
+        )  # fmt: skip
+    except ConfigError as exc:
+        _print_error(exc)
+        return 1
+    if args.json:
+        print(report_json(report))
+        return 0
+    render = _render_rich if _use_rich(args.format) else _render_plain
+    for table in report_tables(report):
+        render(table)
+    for line in report_lines(report):
+        print(line)
+    return 0
+
+
+def _add_experiments(commands: Any) -> None:
+    experiments = commands.add_parser("experiments", help="experiments: their reports")
+    actions = experiments.add_subparsers(dest="action", required=True, metavar="ACTION")
+    report = actions.add_parser(
+        "report", help="an experiment's variants, and each candidate against control"
+    )
+    report.add_argument("name", help="the experiment's name")
+    report.add_argument(
+        "--store", default="llmroute.db",
+        help="the log store: a path or sqlite:/// URL (default: ./llmroute.db)",
+    )  # fmt: skip
+    report.add_argument("--since", help="start: ISO date/time, Unix seconds, or ago (24h, 7d)")
+    report.add_argument("--until", help="end (exclusive), in the same forms")
+    report.add_argument(
+        "--include-off-variant", action="store_true",
+        help="compare requests that failed over to a target outside their variant too",
+    )  # fmt: skip
+    report.add_argument("--json", action="store_true", help="print the report as JSON")
+    report.add_argument(
+        "--format", choices=("auto", "table", "plain"), default="auto",
+        help="table needs rich; auto draws tables on a terminal, plain text otherwise",
+    )  # fmt: skip
+
+
 # ---------------------------------------------------------------- entry point
 
 
@@ -272,6 +326,7 @@ def _parser() -> argparse.ArgumentParser:
         "--format", choices=("auto", "table", "plain"), default="auto",
         help="table needs rich; auto draws tables on a terminal, plain text otherwise",
     )  # fmt: skip
+    _add_experiments(commands)
     return parser
 
 
@@ -289,6 +344,8 @@ def main(argv: list[str] | None = None) -> int:
         return _stats(args)
     if args.command == "new-key":
         return _new_key(args.name)
+    if args.command == "experiments":
+        return _experiment_report(args)
     return _serve(args)
 
 

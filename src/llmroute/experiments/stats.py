@@ -342,7 +342,7 @@ def bootstrap_medians(values: Sequence[float], resamples: int, rng: random.Rando
         return [ordered[0]] * resamples
     k = (n + 1) // 2
     last = n - 1
-    beta = rng.betavariate
+    beta, uniform = rng.betavariate, rng.random
     medians = []
     for _ in range(resamples):
         u = beta(k, n + 1 - k)
@@ -350,7 +350,8 @@ def bootstrap_medians(values: Sequence[float], resamples: int, rng: random.Rando
         if n % 2:
             medians.append(lower)
             continue
-        upper_u = u + (1.0 - u) * beta(1, n - k)
+        # Beta(1, m) by its inverse distribution function: 1 - (1 - r) ** (1 / m)
+        upper_u = u + (1.0 - u) * -math.expm1(math.log1p(-uniform()) / (n - k))
         medians.append((lower + ordered[min(int(n * upper_u), last)]) / 2.0)
     return medians
 
