@@ -71,7 +71,7 @@ async def create_feedback(request: GatewayRequest) -> None:
             body["experiment"], body["sticky_key"], body["name"], body["value"],
             comment=body.get("comment"), key=identity.name,
         )  # fmt: skip
-    answer = {"object": "feedback", **given.to_dict()}
-    answer["id"] = answer.pop("feedback_id")
-    answer.pop("key")  # the caller knows its own key's name; nothing else needs it
+    stored = given.to_dict()
+    stored.pop("key")  # the caller knows its own key's name
+    answer = {"id": stored.pop("feedback_id"), "object": "feedback", **stored}
     await send_json(request, json.dumps(answer, separators=(",", ":")).encode())
