@@ -12,6 +12,7 @@ import argparse
 import importlib.util
 import json
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -206,12 +207,24 @@ def _stats(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         _print_error(exc)
         return 1
+    return _show(args, lambda: report_json(report), lambda: report_tables(report))
+
+
+def _show(
+    args: argparse.Namespace,
+    as_json: Callable[[], str],
+    tables: Callable[[], list[_Table]],
+    lines: Sequence[str] = (),
+) -> int:
+    """Print a report as JSON (``--json``), or as tables then `lines`."""
     if args.json:
-        print(report_json(report))
+        print(as_json())
         return 0
     render = _render_rich if _use_rich(args.format) else _render_plain
-    for table in report_tables(report):
+    for table in tables():
         render(table)
+    for line in lines:
+        print(line)
     return 0
 
 
@@ -232,15 +245,9 @@ def _experiment_report(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         _print_error(exc)
         return 1
-    if args.json:
-        print(report_json(report))
-        return 0
-    render = _render_rich if _use_rich(args.format) else _render_plain
-    for table in report_tables(report):
-        render(table)
-    for line in report_lines(report):
-        print(line)
-    return 0
+    return _show(
+        args, lambda: report_json(report), lambda: report_tables(report), report_lines(report)
+    )
 
 
 def _add_experiments(commands: Any) -> None:

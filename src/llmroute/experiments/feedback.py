@@ -83,8 +83,16 @@ def _comment(comment: object) -> str | None:
     return comment
 
 
-def _new_id() -> str:
-    return f"fb-{urandom(12).hex()}"
+def _checked(
+    name: object, value: object, comment: object, key: str | None, now: float, **about: str
+) -> Feedback:
+    """A new `Feedback` about `about` (its request, or its experiment and sticky key), with
+    its metric, value and comment checked."""
+    number, kind = _value(value)
+    return Feedback(
+        f"fb-{urandom(12).hex()}", _name(name, "name"), number, kind, now,
+        comment=_comment(comment), key=key, **about,
+    )  # fmt: skip
 
 
 def request_feedback(
@@ -102,11 +110,7 @@ def request_feedback(
             f"request_id: expected a request id such as 'lr-...', got {request_id!r:.80}",
             param="request_id",
         )
-    number, kind = _value(value)
-    return Feedback(
-        _new_id(), _name(name, "name"), number, kind, now,
-        request_id=request_id, comment=_comment(comment), key=key,
-    )  # fmt: skip
+    return _checked(name, value, comment, key, now, request_id=request_id)
 
 
 def sticky_key_feedback(
@@ -127,12 +131,8 @@ def sticky_key_feedback(
             f"sticky_key: expected a string of 1 to {MAX_STICKY_KEY} characters",
             param="sticky_key",
         )
-    number, kind = _value(value)
-    return Feedback(
-        _new_id(), _name(name, "name"), number, kind, now,
-        experiment=experiment, sticky_key=sticky_digest(experiment, sticky_key),
-        comment=_comment(comment), key=key,
-    )  # fmt: skip
+    digest = sticky_digest(experiment, sticky_key)
+    return _checked(name, value, comment, key, now, experiment=experiment, sticky_key=digest)
 
 
 async def store_feedback(
