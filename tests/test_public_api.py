@@ -139,6 +139,7 @@ TREE = {
     "RequestError": "LLMRouteError",
     "UnknownModel": "RequestError",
     "ResponseNotFound": "RequestError",
+    "UnknownRequest": "RequestError",
     "ProviderError": "LLMRouteError",
     "RateLimited": "ProviderError",
     "ProviderUnavailable": "ProviderError",

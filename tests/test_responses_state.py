@@ -839,6 +839,6 @@ def test_response_not_found_is_a_documented_404() -> None:
     }
     assert isinstance(llmroute.to_openai_error(error), openai.NotFoundError)
     tree = inspect.getdoc(importlib.import_module("llmroute._errors")) or ""
-    assert "│   └── ResponseNotFound " in tree
+    assert "│   ├── ResponseNotFound " in tree
     docs = (Path(__file__).parent.parent / "docs" / "errors.md").read_text()
-    assert "│   └── ResponseNotFound " in docs and "| `ResponseNotFound` | 404 |" in docs
+    assert "│   ├── ResponseNotFound " in docs and "| `ResponseNotFound` | 404 |" in docs

@@ -34,6 +34,7 @@ from ._errors import RequestError as RequestError
 from ._errors import ResponseNotFound as ResponseNotFound
 from ._errors import StreamInterrupted as StreamInterrupted
 from ._errors import UnknownModel as UnknownModel
+from ._errors import UnknownRequest as UnknownRequest
 from ._lazy import exports as _exports
 from ._version import __version__ as __version__
 
@@ -78,7 +79,9 @@ if TYPE_CHECKING:
     from ._views import ProviderView as ProviderView
     from ._views import RouteView as RouteView
     from ._views import TargetView as TargetView
+    from .experiments.report import ExperimentReport as ExperimentReport
     from .observe.analytics import StatsReport as StatsReport
+    from .observe.feedback import Feedback as Feedback
     from .observe.record import AttemptRecord as AttemptRecord
     from .observe.record import RequestRecord as RequestRecord
     from .observe.recorder import RecorderStatus as RecorderStatus
@@ -107,6 +110,8 @@ _EXPORTS: dict[str, str] = {
     "ConnectFailed": "._transports",
     "ConnectionLost": "._transports",
     "CreateEmbeddingResponse": "._types",
+    "ExperimentReport": ".experiments.report",
+    "Feedback": ".observe.feedback",
     "HandlerResponse": "._transports",
     "HandlerTransport": "._transports",
     "HealthConfig": "._config",

@@ -6,7 +6,8 @@ Every error llmroute raises derives from `LLMRouteError`::
     ├── ConfigError                  a bad config: names the field path and what was expected
     ├── RequestError                 an invalid request, caught before any network call
     │   ├── UnknownModel             `model=` names no route and no provider
-    │   └── ResponseNotFound         a stored response asked for is unknown or expired (404)
+    │   ├── ResponseNotFound         a stored response asked for is unknown or expired (404)
+    │   └── UnknownRequest           feedback names a request (or sticky key) not recorded (404)
     ├── ProviderError                a provider answered with an error (or not at all)
     │   ├── retryable
     │   │   ├── RateLimited              429
@@ -78,6 +79,7 @@ __all__ = [
     "ResponseNotFound",
     "StreamInterrupted",
     "UnknownModel",
+    "UnknownRequest",
 ]
 
 
@@ -131,6 +133,30 @@ class ResponseNotFound(RequestError):
     def __init__(self, response_id: str, *, param: str | None = None) -> None:
         self.response_id = response_id
         super().__init__(f"Response with id '{response_id}' not found.", param=param)
+
+
+class UnknownRequest(RequestError):
+    """Feedback names a request the log store does not hold (for this caller): unknown,
+    not ended yet, or not recorded (dropped, or kept out by a redactor); or, given per
+    sticky key, an experiment in which that key made no recorded request.
+
+    `request_id` is the request's id, or None for feedback per sticky key (then
+    `experiment` names the experiment). Served over HTTP as a 404.
+    """
+
+    def __init__(self, request_id: str | None, experiment: str | None = None) -> None:
+        self.request_id = request_id
+        self.experiment = experiment
+        if request_id is not None:
+            message = (
+                f"unknown request {request_id!r}: no recorded request has this id (a request "
+                "is recorded once it has ended)"
+            )
+            param = "request_id"
+        else:
+            message = f"no recorded request of experiment {experiment!r} has this sticky key"
+            param = "sticky_key"
+        super().__init__(message, param=param)
 
 
 class ProviderError(LLMRouteError):

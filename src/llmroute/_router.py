@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 from collections.abc import Callable, Mapping, Sequence
@@ -68,7 +69,9 @@ if TYPE_CHECKING:
     import httpx2
     import openai
 
+    from .experiments.report import ExperimentReport
     from .observe.analytics import Filters, StatsReport
+    from .observe.feedback import Feedback
     from .sdk.gateway import InProcessGateway
 
 __all__ = ["AsyncRouter"]
@@ -499,6 +502,52 @@ class AsyncRouter:
         flushing, in the calling thread. Kept for code written against earlier releases;
         `analytics` is the documented way."""
         return self._recorder.query(by=by, filters=filters)
+
+    # -------------------------------------------------------------- experiments
+
+    async def feedback(
+        self, request_id: str, name: str, value: bool | float, *,
+        comment: str | None = None, key: str | None = None,
+    ) -> Feedback:  # fmt: skip
+        """Store feedback on a request (``thumbs_up``: a boolean or a number, with an optional
+        comment) in the log store, however late; with `key`, only on a request made with
+        that gateway key. `UnknownRequest` when no recorded request has the id (records are
+        flushed and awaited first). See docs/experiments.md."""
+        from .experiments.feedback import request_feedback, store_feedback
+
+        given = request_feedback(
+            request_id, name, value, comment=comment, key=key, now=self._clock.time()
+        )
+        return await store_feedback(self._recorder, self.config.logging, given, scope=key)
+
+    async def sticky_feedback(
+        self, experiment: str, sticky_key: str, name: str, value: bool | float, *,
+        comment: str | None = None, key: str | None = None,
+    ) -> Feedback:  # fmt: skip
+        """Store feedback on everything `sticky_key` (the experiment's user, session or
+        key) did in `experiment`, as `feedback` does on one request."""
+        from .experiments.feedback import sticky_key_feedback, store_feedback
+
+        given = sticky_key_feedback(
+            experiment, sticky_key, name, value, comment=comment, key=key, now=self._clock.time()
+        )
+        return await store_feedback(self._recorder, self.config.logging, given, scope=key)
+
+    async def experiment_report(
+        self, name: str, *, since: float | datetime | str | None = None,
+        until: float | datetime | str | None = None, include_off_variant: bool = False,
+    ) -> ExperimentReport:  # fmt: skip
+        """Experiment `name`'s report from the log store, after flushing: each variant's
+        figures and feedback, and each candidate against control with confidence intervals
+        and a plain sentence per metric (docs/experiments.md)."""
+        from .experiments.report import query_report
+
+        await self.flush()
+        store = self._recorder.store
+        return await asyncio.to_thread(
+            query_report, store, name, since=since, until=until,
+            include_off_variant=include_off_variant,
+        )  # fmt: skip
 
     async def count_tokens(self, **params: Unpack[ChatCreateParams]) -> int:
         """How many input tokens a chat request is, as the first target of its route whose

@@ -47,9 +47,11 @@ if TYPE_CHECKING:
     import openai
 
     from .cache.stage import CacheStats
+    from .experiments.report import ExperimentReport
     from .limits.budget import BudgetStatus
     from .limits.stats import LimitStats
     from .observe.analytics import StatsReport
+    from .observe.feedback import Feedback
 
 __all__ = ["ChatStream", "Router"]
 
@@ -388,6 +390,45 @@ class Router:
                 key=key,
                 team=team,
                 properties=properties,
+            )
+
+        return self._portal.call(run)
+
+    def feedback(
+        self, request_id: str, name: str, value: bool | float, *,
+        comment: str | None = None, key: str | None = None,
+    ) -> Feedback:  # fmt: skip
+        """Store feedback on a request in the log store (see `AsyncRouter.feedback`)."""
+
+        async def run() -> Feedback:
+            return await self._async.feedback(request_id, name, value, comment=comment, key=key)
+
+        return self._portal.call(run)
+
+    def sticky_feedback(
+        self, experiment: str, sticky_key: str, name: str, value: bool | float, *,
+        comment: str | None = None, key: str | None = None,
+    ) -> Feedback:  # fmt: skip
+        """Store feedback on everything a sticky key did in an experiment (see
+        `AsyncRouter.sticky_feedback`)."""
+
+        async def run() -> Feedback:
+            return await self._async.sticky_feedback(
+                experiment, sticky_key, name, value, comment=comment, key=key
+            )
+
+        return self._portal.call(run)
+
+    def experiment_report(
+        self, name: str, *, since: float | datetime | str | None = None,
+        until: float | datetime | str | None = None, include_off_variant: bool = False,
+    ) -> ExperimentReport:  # fmt: skip
+        """An experiment's report from the log store, after flushing (see
+        `AsyncRouter.experiment_report`)."""
+
+        async def run() -> ExperimentReport:
+            return await self._async.experiment_report(
+                name, since=since, until=until, include_off_variant=include_off_variant
             )
 
         return self._portal.call(run)

@@ -1,5 +1,5 @@
 """The ``llmroute`` command: ``check`` a config, print its ``schema``, ``serve``, ``stats``,
-``dashboard``.
+``dashboard``, ``experiments report``.
 
 ``serve`` runs the HTTP gateway (`llmroute.server`, the ``server`` extra,
 imported only then). Rich (the ``cli`` extra) is imported only when a table
@@ -12,7 +12,9 @@ import argparse
 import importlib.util
 import json
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from . import AsyncRouter, Config, ConfigError, LLMRouteError, __version__
 from ._config_load import providers_from_env
@@ -205,12 +207,24 @@ def _stats(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         _print_error(exc)
         return 1
+    return _show(args, lambda: report_json(report), lambda: report_tables(report))
+
+
+def _show(
+    args: argparse.Namespace,
+    as_json: Callable[[], str],
+    tables: Callable[[], list[_Table]],
+    lines: Sequence[str] = (),
+) -> int:
+    """Print a report as JSON (``--json``), or as tables then `lines`."""
     if args.json:
-        print(report_json(report))
+        print(as_json())
         return 0
     render = _render_rich if _use_rich(args.format) else _render_plain
-    for table in report_tables(report):
+    for table in tables():
         render(table)
+    for line in lines:
+        print(line)
     return 0
 
 
@@ -222,6 +236,52 @@ def _dashboard(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         _print_error(exc)
         return 1
+
+
+# ---------------------------------------------------------------- experiments
+
+
+def _experiment_report(args: argparse.Namespace) -> int:
+    from .experiments.report import query_report
+    from .experiments.tables import report_json, report_lines, report_tables
+    from .observe import SqliteStore
+    from .observe.report import store_path
+
+    try:
+        report = query_report(
+            SqliteStore(store_path(args.store)), args.name, since=args.since, until=args.until,
+            include_off_variant=args.include_off_variant,
+        )  # fmt: skip
+    except ConfigError as exc:
+        _print_error(exc)
+        return 1
+    return _show(
+        args, lambda: report_json(report), lambda: report_tables(report), report_lines(report)
+    )
+
+
+def _add_experiments(commands: Any) -> None:
+    experiments = commands.add_parser("experiments", help="experiments: their reports")
+    actions = experiments.add_subparsers(dest="action", required=True, metavar="ACTION")
+    report = actions.add_parser(
+        "report", help="an experiment's variants, and each candidate against control"
+    )
+    report.add_argument("name", help="the experiment's name")
+    report.add_argument(
+        "--store", default="llmroute.db",
+        help="the log store: a path or sqlite:/// URL (default: ./llmroute.db)",
+    )  # fmt: skip
+    report.add_argument("--since", help="start: ISO date/time, Unix seconds, or ago (24h, 7d)")
+    report.add_argument("--until", help="end (exclusive), in the same forms")
+    report.add_argument(
+        "--include-off-variant", action="store_true",
+        help="compare requests that failed over to a target outside their variant too",
+    )  # fmt: skip
+    report.add_argument("--json", action="store_true", help="print the report as JSON")
+    report.add_argument(
+        "--format", choices=("auto", "table", "plain"), default="auto",
+        help="table needs rich; auto draws tables on a terminal, plain text otherwise",
+    )  # fmt: skip
 
 
 # ---------------------------------------------------------------- entry point
@@ -296,6 +356,7 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     dashboard.add_argument("--port", type=int, default=8081, help="port (default: 8081)")
     dashboard.add_argument("--open", action="store_true", help="open the page in a browser")
+    _add_experiments(commands)
     return parser
 
 
@@ -315,6 +376,8 @@ def main(argv: list[str] | None = None) -> int:
         return _new_key(args.name)
     if args.command == "dashboard":
         return _dashboard(args)
+    if args.command == "experiments":
+        return _experiment_report(args)
     return _serve(args)
 
 

@@ -12,9 +12,19 @@ from .._lazy import exports as _exports
 
 if TYPE_CHECKING:
     from .keys import sticky_digest as sticky_digest
+    from .report import Comparison as Comparison
+    from .report import ExperimentReport as ExperimentReport
+    from .report import MetricFigure as MetricFigure
+    from .report import VariantFigures as VariantFigures
+    from .stats import Interval as Interval
 
 _EXPORTS = {
     "sticky_digest": ".keys",
+    "Comparison": ".report",
+    "ExperimentReport": ".report",
+    "MetricFigure": ".report",
+    "VariantFigures": ".report",
+    "Interval": ".stats",
 }
 
 __getattr__, __dir__, __all__ = _exports(__name__, _EXPORTS)

@@ -1,15 +1,20 @@
 """The SQLite log store: WAL mode, batched writes, a versioned schema with migrations.
 
-One file holds three tables: ``requests`` (one row per record), ``attempts``
-(one row per attempt, keyed by request id and position) and ``properties``
+One file holds four tables: ``requests`` (one row per record), ``attempts``
+(one row per attempt, keyed by request id and position), ``properties``
 (one row per request property, indexed by key and value for filtering and
-grouping). The schema version is SQLite's ``user_version``; opening a store
+grouping) and ``feedback`` (one row per feedback given, on a request or on an
+experiment's sticky key). The schema version is SQLite's ``user_version``; opening a store
 written by an older llmroute migrates it in place, step by step, in one
 transaction. A store from a newer llmroute is refused.
 
 Writes come from the recorder's worker thread, one transaction per batch, in
 WAL mode with ``synchronous=NORMAL``: a committed batch survives the process
 being killed, and readers (`query`, ``llmroute stats``) never block the writer.
+Feedback is written through the same connection, under the same lock, from
+whichever thread gives it: one writer connection per store, so the process
+never competes with itself for SQLite's write lock (other processes sharing
+the file wait for it up to the busy timeout, 10 s).
 """
 
 from __future__ import annotations
@@ -27,9 +32,10 @@ from .._errors import ConfigError
 from .._types import TokenUsage
 from ..stores.sqlite import create_private, enable_wal
 from ._worker import gil_friendly
+from .feedback import Feedback
 from .record import AttemptRecord, RequestRecord
 
-__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "SqliteStore"]
+__all__ = ["FEEDBACK_COLUMNS", "MIGRATIONS", "SCHEMA_VERSION", "SqliteStore"]
 
 #: Marks a database as an llmroute store (SQLite's ``application_id``): "LRT1".
 APPLICATION_ID = 0x4C525431
@@ -124,6 +130,23 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE requests ADD COLUMN off_variant INTEGER NOT NULL DEFAULT 0;
     CREATE INDEX requests_sticky ON requests (experiment, sticky_key);
     """,
+    # 5: feedback, on a request or on an experiment's sticky key (its digest)
+    """
+    CREATE TABLE feedback (
+        feedback_id TEXT PRIMARY KEY,
+        request_id TEXT,
+        experiment TEXT,
+        sticky_key TEXT,
+        name TEXT NOT NULL,
+        value REAL NOT NULL,
+        kind TEXT NOT NULL,
+        comment TEXT,
+        key TEXT,
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX feedback_request ON feedback (request_id);
+    CREATE INDEX feedback_sticky ON feedback (experiment, sticky_key);
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -143,6 +166,10 @@ _ATTEMPT_COLUMNS = (
     "error_type", "error", "started_s", "latency_s",
 )  # fmt: skip
 _PROPERTY_COLUMNS = ("request_id", "key", "value")
+FEEDBACK_COLUMNS = (
+    "feedback_id", "request_id", "experiment", "sticky_key", "name", "value", "kind",
+    "comment", "key", "created_at",
+)  # fmt: skip
 
 
 def _insert_rows(
@@ -253,15 +280,21 @@ class SqliteStore:
 
     # -------------------------------------------------------------- the sink
 
+    def _writing(self) -> sqlite3.Connection:
+        """The writing connection, opened (and the file created) on first use; call it
+        with `_lock` held."""
+        conn = self._writer
+        if conn is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            create_private(self.path)
+            conn = self._writer = self._connect()
+            self._close_writer = weakref.finalize(self, conn.close)
+        return conn
+
     def write(self, records: Sequence[RequestRecord]) -> None:
         """Store a batch in one transaction; a request id already stored is skipped."""
         with self._lock:
-            conn = self._writer
-            if conn is None:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                create_private(self.path)
-                conn = self._writer = self._connect()
-                self._close_writer = weakref.finalize(self, conn.close)
+            conn = self._writing()
             # IMMEDIATE: take the write lock first, waiting the busy timeout for another
             # process's batch. A deferred transaction reads first (the ids already
             # stored), and upgrading it to a writer after another process committed
@@ -273,6 +306,57 @@ class SqliteStore:
                 conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
+
+    def add_feedback(self, feedback: Feedback, *, scope: str | None = None) -> bool:
+        """Store `feedback` if what it is about is recorded: its request, or a request of
+        its experiment under its sticky key; with `scope`, only a request made with that
+        gateway key counts. Returns whether it was stored (checked and written in one
+        transaction)."""
+        if feedback.request_id is not None:
+            about, params = "request_id = ?", [feedback.request_id]
+        elif feedback.experiment is not None and feedback.sticky_key is not None:
+            about, params = "experiment = ? AND sticky_key = ?", [
+                feedback.experiment, feedback.sticky_key,
+            ]  # fmt: skip
+        else:
+            raise ValueError("feedback is about a request, or an experiment's sticky key")
+        if scope is not None:
+            about += " AND key = ?"
+            params.append(scope)
+        if not self.path.exists():
+            return False  # nothing was ever recorded here
+        row = [getattr(feedback, name) for name in FEEDBACK_COLUMNS]
+        with self._lock:
+            conn = self._writing()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                # fixed clauses; every value is a bound parameter
+                sql = f"SELECT 1 FROM requests WHERE {about} LIMIT 1"  # noqa: S608
+                found = conn.execute(sql, params).fetchone()
+                if found is not None:
+                    marks = ", ".join("?" * len(FEEDBACK_COLUMNS))
+                    conn.execute(
+                        f"INSERT INTO feedback ({', '.join(FEEDBACK_COLUMNS)}) "  # noqa: S608
+                        f"VALUES ({marks})",
+                        row,
+                    )
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+        return found is not None
+
+    def feedback(self, *, since: float | None = None) -> list[Feedback]:
+        """Stored feedback, oldest first, given at `since` (Unix seconds) or later."""
+        columns = ", ".join(FEEDBACK_COLUMNS)
+        where, params = ("WHERE created_at >= ?", [since]) if since is not None else ("", [])
+        with self.connect() as conn:
+            rows = conn.execute(
+                f"SELECT {columns} FROM feedback {where} "  # noqa: S608
+                "ORDER BY created_at, feedback_id",
+                params,
+            ).fetchall()
+        return [Feedback(**dict(zip(FEEDBACK_COLUMNS, row, strict=True))) for row in rows]
 
     @staticmethod
     def _insert(conn: sqlite3.Connection, records: Sequence[RequestRecord]) -> None:

@@ -15,6 +15,7 @@ response (counted in the metrics). Endpoints:
 ``/v1/responses/{id}``     GET   a stored response (``DELETE``: delete it);
                                  ``.../input_items``: its input items
 ``/v1/responses/input_tokens`` POST  a request's input tokens (estimated)
+``/v1/feedback``           POST  feedback on a request or a sticky key (`llmroute.server.endpoints.feedback`)
 ``/v1/models``             GET   routes and targets the caller's key may use
 ``/v1/models/{id}``        GET
 ``/health``                GET   liveness: the process answers
@@ -50,7 +51,7 @@ from .._router import AsyncRouter
 from ..pipeline.executor import current_request_id
 from ._anthropic_wire import error_body as anthropic_error_body
 from .config import ServerConfig
-from .endpoints import chat, dashboard, embeddings, messages, models, ops, responses
+from .endpoints import chat, dashboard, embeddings, feedback, messages, models, ops, responses
 from .errors import HTTPError, from_exception
 from .keys import KeyStore
 from .metrics import GatewayMetrics
@@ -107,6 +108,7 @@ ROUTES = {
     ),
     "/v1/responses": Route("POST", responses.create_response, "responses"),
     "/v1/responses/input_tokens": Route("POST", responses.count_input_tokens, "responses"),
+    "/v1/feedback": Route("POST", feedback.create_feedback, "feedback"),
     "/v1/models": Route("GET", models.list_models, "models"),
     "/health": Route("GET", ops.health, "health"),
     "/ready": Route("GET", ops.ready, "ready"),

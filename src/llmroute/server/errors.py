@@ -10,6 +10,7 @@ error                             status  notes
 `RequestError`                    400     ``param`` names the bad field
 `UnknownModel`                    404     ``code: model_not_found``
 `ResponseNotFound`                404     a stored response: unknown, expired or another key's
+`UnknownRequest`                  404     feedback on a request not recorded, or another key's
 `LocalRateLimitExceeded`          429     ``Retry-After``, ``retry-after-ms``, ``x-ratelimit-*``
 `BudgetExceeded`                  429     ``code: budget_exceeded``, ``x-should-retry: false``
 provider: the request's fault     400     invalid request, context length, content filter
@@ -55,6 +56,7 @@ from .._errors import (
     ResponseNotFound,
     StreamInterrupted,
     UnknownModel,
+    UnknownRequest,
 )
 from .._types import AttemptInfo
 from .types import Headers
@@ -221,6 +223,8 @@ def _from_exception(exc: LLMRouteError) -> HTTPError:
                 param=exc.param,
             )
         return HTTPError(404, str(exc), param=exc.param)  # reading one: OpenAI's body, no code
+    if isinstance(exc, UnknownRequest):
+        return HTTPError(404, str(exc), code="request_not_found", param=exc.param)
     if isinstance(exc, RequestError):
         return HTTPError(400, str(exc), param=exc.param)
     if isinstance(exc, LocalRateLimitExceeded):

@@ -268,10 +268,10 @@ class GatewayRequest:
 
     # -------------------------------------------------------------- the body
 
-    async def read_json(self) -> dict[str, Any]:
-        """The request's JSON object, read within the size, time and shape limits; then
-        `watch`."""
-        limit = self.gateway.max_body
+    async def read_json(self, limit: int | None = None) -> dict[str, Any]:
+        """The request's JSON object, read within the size (`limit` bytes if smaller than
+        the gateway's), time and shape limits; then `watch`."""
+        limit = self.gateway.max_body if limit is None else min(limit, self.gateway.max_body)
         self._check_content(limit)
         body = await self._read_body(limit)
         config = self.gateway.config
