@@ -11,9 +11,17 @@ from typing import TYPE_CHECKING
 from .._lazy import exports as _exports
 
 if TYPE_CHECKING:
+    from .config import ExperimentConfig as ExperimentConfig
+    from .config import ShadowConfig as ShadowConfig
+    from .config import VariantConfig as VariantConfig
     from .keys import sticky_digest as sticky_digest
+    from .shadow import ShadowStatus as ShadowStatus
 
 _EXPORTS = {
+    "ExperimentConfig": ".config",
+    "ShadowConfig": ".config",
+    "ShadowStatus": ".shadow",
+    "VariantConfig": ".config",
     "sticky_digest": ".keys",
 }
 
