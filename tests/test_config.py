@@ -16,7 +16,6 @@ from llmroute._config_load import interpolate, load_config, load_file
 pytestmark = pytest.mark.anyio
 
 MOCK = {"m": {"type": "mock"}}
-UNBUILT = ["experiments"]
 
 
 def route(**fields: Any) -> dict[str, Any]:
@@ -95,18 +94,6 @@ def test_unknown_provider_type_lists_known_types() -> None:
     assert "'bedrock-ish'" in str(error)
     for known in ("'openai'", "'groq'", "'ollama'", "'mock'"):
         assert known in str(error)
-
-
-@pytest.mark.parametrize("section", UNBUILT)
-def test_unbuilt_sections_are_refused(section: str) -> None:
-    error = config_error({section: {"enabled": True}})
-    assert error.path == section
-    assert "not supported yet" in str(error)
-
-
-def test_unbuilt_sections_are_allowed_when_null() -> None:
-    config = load_config(dict.fromkeys(UNBUILT), env={})
-    assert (config.providers, config.routes) == ({}, {})
 
 
 @pytest.mark.parametrize(

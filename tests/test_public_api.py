@@ -17,6 +17,7 @@ import llmroute
 LAZY_PACKAGES = [
     "llmroute",
     "llmroute.cache",
+    "llmroute.experiments",
     "llmroute.limits",
     "llmroute.observe",
     "llmroute.sdk",

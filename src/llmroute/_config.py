@@ -2,29 +2,19 @@
 
 The document's top-level keys are `providers`, `routes`, `cache`,
 `rate_limits`, `budgets`, `health`, `logging`, `telemetry`, `responses`,
-`experiments` and `server`. Sections whose feature has not been built yet are
-refused with a clear "not supported yet" error rather than silently ignored.
+`experiments`, `prompts` and `server`.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    GetJsonSchemaHandler,
-    WithJsonSchema,
-    field_validator,
-    model_validator,
-)
-from pydantic.json_schema import JsonSchemaValue
-from pydantic_core import CoreSchema
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
+from ._config_target import Capability, PriceConfig, TargetConfig
 from ._units import Duration, PositiveDuration, parse_duration
 from .cache.config import CacheConfig, RouteCacheConfig
+from .experiments.config import ExperimentConfig, PromptTemplate
 from .limits.config import BudgetsConfig, RateLimitsConfig
 from .providers import ProviderConfigBase, config_models
 from .responses.config import ResponsesConfig
@@ -108,77 +98,6 @@ class HealthConfig(BaseModel):
     half_open_probes: int = Field(default=1, ge=1)
     max_retry_after: PositiveDuration = 300.0
     when_unavailable: Literal["wait", "fail"] = "wait"
-
-
-class PriceConfig(BaseModel):
-    """A target's price in US dollars per million tokens, overriding genai-prices.
-
-    Attributes:
-        input: per million input tokens (those not read from or written to a cache).
-        output: per million output tokens (reasoning included).
-        cache_read: per million input tokens read from the provider's cache
-            (defaults to `input`).
-        cache_write: per million input tokens written to the provider's cache
-            (defaults to `input`).
-    """
-
-    model_config = _STRICT
-    input: float = Field(ge=0)
-    output: float = Field(ge=0)
-    cache_read: float | None = Field(default=None, ge=0)
-    cache_write: float | None = Field(default=None, ge=0)
-
-
-Capability = Literal["tools", "json_schema", "json_object", "vision", "audio"]
-
-
-class TargetConfig(BaseModel):
-    """One provider and model a route can send to; the string ``"provider/model"`` is shorthand.
-
-    Attributes:
-        provider: a provider name.
-        model: the model name sent to it.
-        weight: the share of traffic under the ``weighted`` strategy (0: only
-            as a fallback).
-        context_window: the model's context window in tokens, if known.
-        price: overrides genai-prices for this target (USD per million tokens).
-        capabilities: what the target supports; a request that needs one it
-            lacks skips it (unset: assumed to support everything).
-        when: a condition on the request (see `llmroute.routing.conditions`);
-            the target is only used when it holds.
-    """
-
-    model_config = _STRICT
-    provider: str = Field(min_length=1)
-    model: str = Field(min_length=1)
-    weight: float = Field(default=1.0, ge=0)
-    context_window: int | None = Field(default=None, ge=1)
-    price: PriceConfig | None = None
-    capabilities: list[Capability] | None = None
-    when: dict[str, Any] | None = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _from_string(cls, data: Any) -> Any:
-        if isinstance(data, str):
-            provider, slash, model = data.partition("/")
-            if not slash or not provider or not model:
-                raise ValueError(f"expected 'provider/model', got {data!r}")
-            return {"provider": provider, "model": model}
-        return data
-
-    @property
-    def key(self) -> str:
-        """The target's name, ``provider/model``."""
-        return f"{self.provider}/{self.model}"
-
-    @classmethod
-    def __get_pydantic_json_schema__(
-        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
-    ) -> JsonSchemaValue:
-        table = handler(core_schema)
-        shorthand = {"type": "string", "pattern": "^[^/]+/.+$", "description": "provider/model"}
-        return {"anyOf": [shorthand, table]}
 
 
 FailoverKind = Literal[
@@ -316,14 +235,6 @@ class TelemetryConfig(BaseModel):
     enabled: bool = True
 
 
-#: A top-level section whose feature is not built yet: only null is accepted.
-Unbuilt = Annotated[
-    Any, WithJsonSchema({"type": "null", "description": "not supported yet by this version"})
-]
-
-_UNBUILT_SECTIONS = ("experiments",)
-
-
 class Config(BaseModel):
     """A whole llmroute configuration.
 
@@ -337,6 +248,10 @@ class Config(BaseModel):
         telemetry: OpenTelemetry traces and metrics (see `TelemetryConfig`).
         responses: the Responses API's conversation state (see
             `llmroute.responses.config.ResponsesConfig`); in memory by default.
+        experiments: A/B tests on routes, by name (see
+            `llmroute.experiments.config.ExperimentConfig`, docs/experiments.md).
+        prompts: named prompt templates experiments' variants use, by name: a system
+            prompt with ``{variables}`` filled in per request.
         server: the HTTP gateway run by ``llmroute serve`` (see `llmroute.server.ServerConfig`).
     """
 
@@ -350,18 +265,9 @@ class Config(BaseModel):
     logging: LoggingConfig | None = None
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
     responses: ResponsesConfig = Field(default_factory=ResponsesConfig)
-    experiments: Unbuilt = None
+    experiments: dict[str, ExperimentConfig] = Field(default_factory=dict)
+    prompts: dict[str, PromptTemplate] = Field(default_factory=dict)
     server: ServerConfig | None = None
-
-    @field_validator(*_UNBUILT_SECTIONS)
-    @classmethod
-    def _refuse_unbuilt(cls, value: Any) -> Any:
-        if value is not None:
-            raise ValueError(
-                "this section is not supported yet by this llmroute version; remove it "
-                "(it would otherwise be silently ignored)"
-            )
-        return value
 
     @field_validator("providers", "routes")
     @classmethod

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ValidationError
 
 from ._config import Config
 from ._errors import ConfigError
+from .experiments.config import check_references as check_experiments
 from .providers import PROVIDERS, ProviderConfigBase, provider_types
 
 __all__ = ["interpolate", "load_config", "load_file", "providers_from_env"]
@@ -177,7 +178,8 @@ def load_config(
 
 
 def check_references(config: Config) -> None:
-    """Check that every fallback names another existing route."""
+    """Check that every fallback names another existing route, and what experiments name
+    (their route, their variants' routes and prompt templates)."""
     for name, route in config.routes.items():
         for i, fallback in enumerate(route.fallbacks):
             path = f"routes.{name}.fallbacks.{i}"
@@ -186,6 +188,7 @@ def check_references(config: Config) -> None:
             if fallback not in config.routes:
                 known = ", ".join(sorted(config.routes)) or "(none)"
                 raise ConfigError(f"unknown route {fallback!r}; routes: {known}", path=path)
+    check_experiments(config.experiments, config.routes, config.prompts)
 
 
 def _parse(file: Path, text: str) -> Any:

@@ -396,6 +396,11 @@ class RequestOptions(BaseModel):
             limits and budgets count that user apart for each key, so a key
             cannot spend the quota of another key's user (the gateway sets it
             for keys not bound to a user). None: `user` counts as itself.
+        variant: force an experiment's variant, as ``"experiment=variant"``
+            (for tests and demos; recorded as ``forced``, apart from the
+            comparison). An unknown experiment or variant is a `RequestError`.
+        prompt_variables: the values of the ``{variables}`` of a prompt template
+            an experiment's variant uses (see docs/experiments.md).
     """
 
     model_config = _CLOSED
@@ -409,6 +414,8 @@ class RequestOptions(BaseModel):
     cache: CacheControl = Field(default_factory=CacheControl)
     capture_content: bool | None = None
     user_scope: str | None = None
+    variant: str | None = Field(default=None, pattern=r"^[^=\s]+=[^=\s]+$")
+    prompt_variables: dict[str, str] = Field(default_factory=dict)
 
 
 #: The options of a request that sets none: one shared instance, never mutated, so a

@@ -84,6 +84,10 @@ class RouteInfo:
     route (None otherwise). A hit costs nothing (`cost_usd` is 0 and `usage`
     None); `saved_tokens` and `saved_usd` are what the original answer used
     and cost.
+
+    `experiment` and `variant` name the experiment the request took part in
+    and the variant it got (None when its route runs none, or outside the
+    experiment's window); see docs/experiments.md.
     """
 
     request_id: str
@@ -100,6 +104,8 @@ class RouteInfo:
     stream: bool = False
     saved_tokens: TokenUsage | None = None
     saved_usd: float | None = None
+    experiment: str | None = None
+    variant: str | None = None
     _cost: float | None = field(default=None, repr=False)
     _pricer: Callable[[], float | None] | None = field(default=None, repr=False)
     _reason: str | Callable[[], str] | None = field(default=None, repr=False)

@@ -44,6 +44,7 @@ from ._with_response import (
     AsyncModelsWithStreamingResponse,
 )
 from .cache.stage import CacheStage, CacheStats
+from .experiments.shadow import ShadowStatus
 from .limits.budget import BudgetStatus
 from .limits.stats import LimitStats
 from .observe.record import RequestRecord
@@ -52,6 +53,7 @@ from .observe.sinks import Sink
 from .pipeline.assemble import build_stages
 from .pipeline.driver import AttemptDriver
 from .pipeline.executor import RequestPipeline
+from .pipeline.experiment import experiment_hook
 from .pipeline.stage import Stage
 from .pipeline.stream import AsyncChatStream
 from .responses.resource import AsyncResponses
@@ -294,7 +296,12 @@ class AsyncRouter:
         # recorder reads what they decided from the request's RouteInfo)
         self._configured = build_stages(self.config, self._clock, prices)
         self._stages.extend(self._configured.ordered)
-        self._executor = RequestPipeline(self._catalog, self._clock, prices, driver, self._stages)
+        experiments = experiment_hook(
+            self.config, self._catalog, driver, self._clock, prices, self._recorder, rng
+        )
+        self._executor = RequestPipeline(
+            self._catalog, self._clock, prices, driver, self._stages, experiments
+        )
         executor = self._executor
         self._catalog.on_forget(
             RouteStateOwners(self._stats, self._health, self._rate_limits, selector, prices)
@@ -440,6 +447,12 @@ class AsyncRouter:
         (stores and reconciliations sent to Redis), as `aclose` does; `flush` is the
         recorder's."""
         await self._configured.drain()
+
+    def shadow_status(self) -> dict[str, ShadowStatus]:
+        """Each experiment with shadow traffic: its shadow copies' counters (running,
+        started, completed, dropped over `max_in_flight`...); see docs/experiments.md."""
+        experiments = self._executor.experiments
+        return experiments.shadow_status() if experiments is not None else {}
 
     @property
     def stage_failures(self) -> int:
@@ -608,6 +621,8 @@ class AsyncRouter:
             self._state.closed = True
             if self._gateway is not None:
                 await self._gateway.aclose()
+            if (experiments := self._executor.experiments) is not None:
+                await experiments.aclose()  # shadow copies still running: recorded, cancelled
             for stage in self._stages:
                 await stage.aclose()
             if self._responses_store is not None:

@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 
     from .cache.stage import CacheStats
     from .experiments.report import ExperimentReport
+    from .experiments.shadow import ShadowStatus
     from .limits.budget import BudgetStatus
     from .limits.stats import LimitStats
     from .observe.analytics import StatsReport
@@ -444,6 +445,10 @@ class Router:
     def limit_stats(self) -> LimitStats:
         """The rate-limit and budget counters (see `AsyncRouter.limit_stats`)."""
         return self._portal.run(self._async.limit_stats)
+
+    def shadow_status(self) -> dict[str, ShadowStatus]:
+        """Each experiment's shadow copies' counters (see `AsyncRouter.shadow_status`)."""
+        return self._portal.run(self._async.shadow_status)
 
     def drain(self) -> None:
         """Wait for the cache's and limits' writes off the request path (see `AsyncRouter.drain`)."""

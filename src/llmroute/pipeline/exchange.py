@@ -20,7 +20,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import AsyncIterator
-from typing import Generic, Literal, TypeVar, cast
+from typing import TYPE_CHECKING, Generic, Literal, TypeVar, cast
 
 from .._clock import Clock
 from .._errors import ProviderUnavailable
@@ -39,6 +39,9 @@ from ..routing.model import Target
 from ..routing.rate_limits import RateLimitBoard
 from ..routing.select import RequestFacts
 from .stage import Answer
+
+if TYPE_CHECKING:
+    from ..responses.request import ResponsesRequest
 
 __all__ = [
     "ChatExchange",
@@ -79,6 +82,9 @@ class Exchange(ABC, Generic[T]):
     timing: Timing
 
     stream: bool = False
+    #: Whether an experiment on the request's route may vary it (a token count is not
+    #: part of any: the route as configured counts it).
+    varies: bool = True
     #: The operation, as `RequestContext.operation` names it.
     operation: Literal["chat", "embeddings", "responses"] = "chat"
     #: How the executor's refusal names the operation when a stage answers it with
@@ -92,6 +98,14 @@ class Exchange(ABC, Generic[T]):
     @abstractmethod
     def build(self, adapter: ProviderAdapter, model: str) -> HttpRequest:
         """The wire request for `model` on `adapter`'s provider."""
+
+    @abstractmethod
+    def vary(
+        self, request: ChatRequest | EmbeddingsRequest, source: ResponsesRequest | None
+    ) -> None:
+        """Send `request` instead of the caller's: an experiment's variant of it (with
+        `source`, the variant of the operation's own request, when `request` is its chat
+        view). Called before the first attempt, on the request's own exchange."""
 
     def parse(self, adapter: ProviderAdapter, body: bytes, model: str) -> T:
         """A whole answer's body as the operation's value (exchanges that read whole)."""
@@ -141,6 +155,12 @@ class ChatExchange(WholeExchange[ChatCompletion]):
     def facts(self) -> RequestFacts:
         return RequestFacts(self.request, self.options, stream=False)
 
+    def vary(
+        self, request: ChatRequest | EmbeddingsRequest, source: ResponsesRequest | None
+    ) -> None:
+        assert isinstance(request, ChatRequest)
+        self.request = request
+
     def build(self, adapter: ProviderAdapter, model: str) -> HttpRequest:
         return adapter.chat_request(self.request, model, stream=False, extra=self.extra)
 
@@ -176,6 +196,12 @@ class EmbeddingsExchange(WholeExchange[CreateEmbeddingResponse]):
     def facts(self) -> RequestFacts:
         return RequestFacts(self.request, self.options, stream=False)
 
+    def vary(
+        self, request: ChatRequest | EmbeddingsRequest, source: ResponsesRequest | None
+    ) -> None:
+        assert isinstance(request, EmbeddingsRequest)
+        self.request = request
+
     def build(self, adapter: ProviderAdapter, model: str) -> HttpRequest:
         return adapter.embeddings_request(self.request, model, extra=self.extra)
 
@@ -199,12 +225,19 @@ class CountTokensExchange(Exchange[int]):
     __slots__ = ("request",)
 
     described = "a token count"
+    varies = False
 
     def __init__(self, request: ChatRequest, options: RequestOptions, extra: ExtraRequest) -> None:
         self.request, self.options, self.extra, self.timing = request, options, extra, None
 
     def facts(self) -> RequestFacts:
         return RequestFacts(self.request, self.options, stream=False)
+
+    def vary(
+        self, request: ChatRequest | EmbeddingsRequest, source: ResponsesRequest | None
+    ) -> None:
+        assert isinstance(request, ChatRequest)
+        self.request = request
 
     def build(self, adapter: ProviderAdapter, model: str) -> HttpRequest:
         return adapter.count_tokens_request(self.request, model, extra=self.extra)
@@ -266,6 +299,12 @@ class StreamExchange(Exchange[OpenedStream]):
 
     def facts(self) -> RequestFacts:
         return RequestFacts(self.request, self.options, stream=True)
+
+    def vary(
+        self, request: ChatRequest | EmbeddingsRequest, source: ResponsesRequest | None
+    ) -> None:
+        assert isinstance(request, ChatRequest)
+        self.request = request
 
     def build(self, adapter: ProviderAdapter, model: str) -> HttpRequest:
         return adapter.chat_request(self.request, model, stream=True, extra=self.extra)

@@ -21,6 +21,7 @@ from .._clock import Clock
 from .._prices import PriceBook
 from .._request import ChatRequest, EmbeddingsRequest, RequestOptions
 from .._types import ChatCompletion, CreateEmbeddingResponse, RouteInfo
+from ..experiments.runtime import unknown_experiment
 from ..providers import ExtraRequest
 from ..responses.request import ResponsesRequest
 from ..responses.types import Response
@@ -35,6 +36,7 @@ from .exchange import (
     StreamExchange,
     WholeExchange,
 )
+from .experiment import ExperimentHook
 from .replay import replay
 from .responses import ResponsesExchange, ResponsesStreamExchange
 from .responses_stream import AsyncResponseStream, ResponsesStreamSession, replay_events
@@ -75,12 +77,15 @@ class RequestPipeline:
         prices: PriceBook,
         driver: AttemptDriver,
         stages: list[Stage] | None = None,
+        experiments: ExperimentHook | None = None,
     ) -> None:
         self._catalog = catalog
         self._clock = clock
         self._prices = prices
         self.driver = driver
         self._stages = StageRunner(stages if stages is not None else [])
+        #: The experiments' assignment and shadow traffic (None: no experiments, no cost).
+        self.experiments = experiments
 
     @property
     def stages(self) -> list[Stage]:
@@ -93,24 +98,40 @@ class RequestPipeline:
         return self._stages.failures
 
     def _context(
-        self, exchange: Exchange[T], request: ChatRequest | EmbeddingsRequest
+        self,
+        exchange: Exchange[T],
+        request: ChatRequest | EmbeddingsRequest,
+        source: ResponsesRequest | None = None,
     ) -> RequestContext:
+        """The request's context; an experiment on its route gives it its variant here,
+        before any stage sees it."""
         route = self._catalog.resolve(request.model)
         request_id = new_request_id()
         current_request_id.set(request_id)
         stream = exchange.stream
         info = RouteInfo(request_id=request_id, stream=stream)
         clock = self._clock
-        return RequestContext(
+        options = exchange.options
+        ctx = RequestContext(
             exchange.operation,
             request,
-            exchange.options,
+            options,
             route,
             info,
             stream,
             clock.monotonic(),
             clock.time(),
+            False,
+            {},  # given, not left to the default factory: a call less per request
+            source,
         )
+        experiments = self.experiments
+        if experiments is not None:
+            if exchange.varies:
+                experiments.enter(ctx, exchange)
+        elif options.variant is not None and exchange.varies:
+            raise unknown_experiment(options.variant, ())
+        return ctx
 
     # -------------------------------------------------------------- operations
 
@@ -141,7 +162,8 @@ class RequestPipeline:
     ) -> tuple[int, RouteInfo]:
         """A chat request's input tokens, counted by the first target of its route whose
         provider counts them. No stage runs: a count is not charged, limited, cached or
-        recorded. Raises the targets' `RequestError` when none can count."""
+        recorded, nor part of an experiment (the route as configured counts it). Raises
+        the targets' `RequestError` when none can count."""
         exchange = CountTokensExchange(request, options, extra)
         ctx = self._context(exchange, request)
         served = await self.driver.run(ctx.route, ctx.options, ctx.info, exchange)
@@ -154,8 +176,7 @@ class RequestPipeline:
     async def responses_stream(self, exchange: ResponsesStreamExchange) -> AsyncResponseStream:
         """A streamed Responses request, returned once its first content has arrived."""
         clock, stages = self._clock, self._stages
-        ctx = self._context(exchange, exchange.chat)
-        ctx.source = exchange.request
+        ctx = self._context(exchange, exchange.chat, exchange.request)
         info = ctx.info
         try:
             answer, answered_by = await stages.before(ctx)
@@ -163,12 +184,16 @@ class RequestPipeline:
                 events = exchange.stage_answer(answer, answered_by)
                 info.ttft_s = clock.monotonic() - ctx.started
                 session = StreamSession(ctx, stages, clock, answered_by)
+                if self.experiments is not None:
+                    self.experiments.served(ctx)
                 return replay_events(events, info, session=session, keep=ctx.keep_chunks)
             served = await self.driver.run(ctx.route, ctx.options, info, exchange)
         except BaseException as exc:
             await stages.after_failure(ctx, exc)
             raise
         info.ttft_s = clock.monotonic() - ctx.started
+        if self.experiments is not None:
+            self.experiments.served(ctx)
         live = ResponsesStreamSession(
             ctx,
             stages,
@@ -192,9 +217,7 @@ class RequestPipeline:
         """An operation answered in one piece: before, the exchange over the route (unless a
         stage answered), usage and cost, route info, after; every stage's after() sees a
         failure."""
-        ctx = self._context(exchange, request)
-        if source is not None:
-            ctx.source = source
+        ctx = self._context(exchange, request, source)
         info, stages = ctx.info, self._stages
         try:
             answer, answered_by = await stages.before(ctx)
@@ -212,6 +235,8 @@ class RequestPipeline:
         info.latency_s = self._clock.monotonic() - ctx.started
         result.attach_route_info(info)
         await stages.after(ctx, Outcome(response=result, completed=True, answered_by=answered_by))
+        if self.experiments is not None:
+            self.experiments.served(ctx)
         return result
 
     async def _stream(self, exchange: StreamExchange) -> AsyncChatStream:
@@ -226,6 +251,8 @@ class RequestPipeline:
                 chunks = exchange.stage_answer(answer, answered_by)
                 info.ttft_s = clock.monotonic() - ctx.started
                 session = StreamSession(ctx, stages, clock, answered_by)
+                if self.experiments is not None:
+                    self.experiments.served(ctx)
                 return replay(
                     chunks, info, hide_usage_chunk=hide, session=session, keep=ctx.keep_chunks
                 )
@@ -234,6 +261,8 @@ class RequestPipeline:
             await stages.after_failure(ctx, exc)
             raise
         info.ttft_s = clock.monotonic() - ctx.started
+        if self.experiments is not None:
+            self.experiments.served(ctx)
         live = LiveStreamSession(
             ctx,
             stages,

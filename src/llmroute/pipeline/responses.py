@@ -24,7 +24,7 @@ from typing import cast
 from pydantic import ValidationError
 
 from .._errors import MalformedResponse, ProviderUnavailable, RequestError
-from .._request import ChatRequest, RequestOptions, UserMessage
+from .._request import ChatRequest, EmbeddingsRequest, RequestOptions, UserMessage
 from .._transports import HttpRequest, HttpResponse
 from .._types import ChatCompletionChunk, TokenUsage
 from ..providers import ExtraRequest, ProviderAdapter, StreamDecoder
@@ -122,6 +122,12 @@ class ResponsesExchange(WholeExchange[Response]):
 
     def facts(self) -> RequestFacts:
         return RequestFacts(self.chat, self.options, stream=False)
+
+    def vary(
+        self, request: ChatRequest | EmbeddingsRequest, source: ResponsesRequest | None
+    ) -> None:
+        assert isinstance(request, ChatRequest) and source is not None
+        self.chat, self.request = request, source
 
     def build(self, adapter: ProviderAdapter, model: str) -> HttpRequest:
         if adapter.native_responses:
@@ -377,6 +383,12 @@ class ResponsesStreamExchange(Exchange[OpenedEvents]):
 
     def facts(self) -> RequestFacts:
         return RequestFacts(self.chat, self.options, stream=True)
+
+    def vary(
+        self, request: ChatRequest | EmbeddingsRequest, source: ResponsesRequest | None
+    ) -> None:
+        assert isinstance(request, ChatRequest) and source is not None
+        self.chat, self.request = request, source
 
     def build(self, adapter: ProviderAdapter, model: str) -> HttpRequest:
         if adapter.native_responses:

@@ -49,9 +49,11 @@ class RequestContext:
         operation: ``chat``, ``embeddings`` or ``responses``.
         request: the validated request; for a Responses request, its chat
             equivalent (what limits, budgets and selection read: input, output
-            cap, user), with the request itself in `source`.
+            cap, user), with the request itself in `source`. With an
+            experiment on the route, the request as its variant sends it.
         options: the caller's `RequestOptions`.
-        route: the resolved route.
+        route: the resolved route (with an experiment, the route that serves
+            the request's variant).
         info: the routing metadata, filled in as the request progresses.
         stream: whether the caller asked for a stream.
         started: when the request began, on llmroute's (event loop) clock.

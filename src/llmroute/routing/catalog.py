@@ -109,6 +109,8 @@ class Catalog:
         #: The target keys of configured routes: never forgotten.
         self._configured_keys = {t.key for r in self.routes.values() for t in r.targets}
         self._forget_listeners: list[Callable[[Route], None]] = []
+        #: The routes made for experiments' variants (`variant_route`).
+        self._variants: list[Route] = []
 
     # -------------------------------------------------------------- building
 
@@ -145,17 +147,26 @@ class Catalog:
             return LatencyStrategy(explore=config.explore)
         return factory()
 
-    def _build_route(self, name: str, config: RouteConfig) -> Route:
+    def _build_route(
+        self,
+        name: str,
+        config: RouteConfig,
+        *,
+        path: str | None = None,
+        key: str = "",
+        fallbacks: tuple[Route, ...] = (),
+    ) -> Route:
+        path = path or f"routes.{name}"
         targets = []
         for i, spec in enumerate(config.targets):
-            path = f"routes.{name}.targets.{i}"
+            where = f"{path}.targets.{i}"
             provider = self.providers.get(spec.provider) or self._implicit_provider(
-                spec.provider, path=f"{path}.provider"
+                spec.provider, path=f"{where}.provider"
             )
             when = None
             if spec.when is not None:
                 try:
-                    when = compile_condition(spec.when, f"{path}.when")
+                    when = compile_condition(spec.when, f"{where}.when")
                 except ConditionError as exc:
                     raise ConfigError(
                         str(exc).removeprefix(f"{exc.path}: "), path=exc.path
@@ -173,13 +184,26 @@ class Catalog:
                     when,
                 )
             )
-        route = Route(
-            name, tuple(targets), config, self._strategy(name, config, f"routes.{name}.strategy")
-        )
-        self._check_prices(route)
+        strategy = self._strategy(name, config, f"routes.{name}.strategy")
+        route = Route(name, tuple(targets), config, strategy, fallbacks, key=key)
+        self._check_prices(route, path)
         return route
 
-    def _check_prices(self, route: Route) -> None:
+    def variant_route(
+        self, route: Route, key: str, targets: list[TargetConfig], path: str, *, fallback: bool
+    ) -> Route:
+        """A route for an experiment's variant of `route`: `targets` with `route`'s settings,
+        under `route`'s name (its limits and records count it there) and kept apart by
+        `key` (its cache entries, its selection's state); `route` is its fallback when
+        `fallback` is true. `path` names the targets' place in the configuration."""
+        assert route.name is not None, "experiments run on named routes"
+        config = route.config.model_copy(update={"targets": targets, "fallbacks": []})
+        fallbacks = (route,) if fallback else ()
+        made = self._build_route(route.name, config, path=path, key=key, fallbacks=fallbacks)
+        self._variants.append(made)
+        return made
+
+    def _check_prices(self, route: Route, path: str) -> None:
         """Where prices decide, a target without one needs the user's explicit choice."""
         config = route.config
         priced = config.strategy == "cost" or config.max_cost_per_request is not None
@@ -190,7 +214,7 @@ class Catalog:
             raise ConfigError(
                 f"no known price for {', '.join(unknown)}: give them a `price`, or set "
                 "`unknown_price: last` or `unknown_price: exclude` on the route",
-                path=f"routes.{route.name}.unknown_price",
+                path=f"{path}.unknown_price",
             )
 
     def _implicit_provider(self, name: str, *, path: str = "") -> Provider:
@@ -279,9 +303,10 @@ class Catalog:
         return self.providers.get(name) if name else None
 
     def targets(self) -> list[Target]:
-        """Every target of every route and every direct address resolved so far."""
+        """Every target of every route (experiments' variants' included) and every direct
+        address resolved so far."""
         found: dict[str, Target] = {}
-        for route in [*self.routes.values(), *self._direct.values()]:
+        for route in [*self.routes.values(), *self._variants, *self._direct.values()]:
             for target in route.targets:
                 found.setdefault(target.key, target)
         return list(found.values())

@@ -106,9 +106,11 @@ class Target:
 class Route:
     """A resolved route; `name` is None for a direct ``provider/model`` address.
 
-    `key` names it among the router's routes: the route's name, or the
-    address for a direct one. `fallbacks` are wired by `link_routes` once
-    every named route exists (routes may name each other in any order).
+    `key` names it among the router's routes (what per-route state is kept
+    under): the route's name, or the address for a direct one; a route made
+    for an experiment's variant shares its route's name and gives a key of its
+    own. `fallbacks` are wired by `link_routes` once every named route exists
+    (routes may name each other in any order).
     """
 
     name: str | None
@@ -116,13 +118,14 @@ class Route:
     config: RouteConfig
     strategy_impl: Strategy
     fallbacks: tuple[Route, ...] = ()
-    key: str = field(init=False)
+    key: str = field(default="", kw_only=True)
     _chain: tuple[Route, ...] = field(init=False, repr=False)
     _by_key: Mapping[str, Target] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        key = self.name if self.name is not None else self.targets[0].key
-        object.__setattr__(self, "key", key)
+        if not self.key:
+            key = self.name if self.name is not None else self.targets[0].key
+            object.__setattr__(self, "key", key)
         _derive(self)
 
     @property

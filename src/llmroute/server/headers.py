@@ -12,6 +12,12 @@ Request headers (each validated; anything malformed is a 400 naming the header):
                                     at most the route's cache TTL
 ``x-llmroute-timeout``              the request's deadline (``30s``, ``2m``); at
                                     most the route's `timeout`
+``x-llmroute-variant``              ``<experiment>=<variant>``: force an experiment's
+                                    variant (recorded ``forced``; an unknown one is
+                                    a 400)
+``x-llmroute-prompt-<name>``        the value of variable ``<name>`` of the prompt
+                                    template an experiment's variant uses (``-`` in
+                                    the name reads as ``_``)
 ==================================  ==============================================
 
 A key not bound to a user names one only as its `users` setting allows (403
@@ -21,7 +27,8 @@ within that, a client can shorten the route's TTL or deadline, never lengthen it
 Response headers: ``x-llmroute-request-id`` on every response (errors
 included; the app sends it), and from the request's `RouteInfo` ``-route``,
 ``-provider``, ``-model``, ``-attempts``, ``-cache`` (``HIT``, ``MISS`` or
-``BYPASS``), ``-latency-ms`` and ``-cost-usd`` (when the price is known); a
+``BYPASS``), ``-experiment`` and ``-variant`` (when an experiment assigned the
+request), ``-latency-ms`` and ``-cost-usd`` (when the price is known); a
 stream, whose headers leave before it ends, has ``-ttft-ms`` instead of the
 last two. Of the provider's own response headers, only those in `server.forward_provider_headers`
 (`forwarded_headers`).
@@ -65,8 +72,11 @@ REQUEST_ID = b"x-llmroute-request-id"
 OPENAI_REQUEST_ID = b"x-request-id"
 ANTHROPIC_REQUEST_ID = b"request-id"
 _PROPERTY = b"x-llmroute-property-"
-_KNOWN = (b"user", b"session", b"cache", b"cache-ttl", b"timeout")
+_PROMPT = b"x-llmroute-prompt-"
+_KNOWN = (b"user", b"session", b"cache", b"cache-ttl", b"timeout", b"variant")
 _PROPERTY_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+_VARIABLE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,63}")
+_VARIANT = re.compile(r"[^=\s]+=[^=\s]+")
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 _CACHE_DIRECTIVES = {"no-cache": "no_cache", "no-store": "no_store"}
 _MAX_VALUE = 1024
@@ -120,13 +130,23 @@ def _cache(header: str, raw: bytes) -> dict[str, bool]:
     return flags
 
 
-def _property(properties: dict[str, str], header: str, raw_value: bytes) -> None:
-    name = header[len(_PROPERTY) :]
-    if not _PROPERTY_NAME.fullmatch(name):
-        raise _bad(header, "a property name is 1-64 letters, digits, '-' or '_'")
-    if len(properties) == _MAX_PROPERTIES:
-        raise _bad(header, f"at most {_MAX_PROPERTIES} properties per request")
-    properties[name] = _text(header, raw_value)
+def _named(
+    found: dict[str, str], header: str, name: str, what: str, raw_value: bytes, *, limit: int
+) -> None:
+    """A property's or a prompt variable's header: its name checked, its value added."""
+    pattern = _PROPERTY_NAME if what == "property" else _VARIABLE_NAME
+    if not pattern.fullmatch(name):
+        raise _bad(header, f"a {what} name is 1-64 letters, digits, '-' or '_'")
+    if len(found) == _MAX_PROPERTIES:
+        raise _bad(header, f"at most {_MAX_PROPERTIES} {what} headers per request")
+    found[name] = _text(header, raw_value, limit=limit)
+
+
+def _variant(header: str, raw_value: bytes) -> str:
+    value = _text(header, raw_value, limit=160)
+    if not _VARIANT.fullmatch(value):
+        raise _bad(header, "expected <experiment>=<variant>, such as haiku-vs-mini=candidate")
+    return value
 
 
 def _control(
@@ -142,15 +162,22 @@ def _control(
         cache["ttl"] = _seconds(header, raw_value)
     elif kind == b"timeout":
         fields["timeout"] = _seconds(header, raw_value)
+    elif kind == b"variant":
+        fields["variant"] = _variant(header, raw_value)
     else:
         known = ", ".join(f"x-llmroute-{k.decode()}" for k in _KNOWN)
-        raise _bad(header, f"unknown control header; known: {known}, x-llmroute-property-<name>")
+        raise _bad(
+            header,
+            f"unknown control header; known: {known}, x-llmroute-property-<name>, "
+            "x-llmroute-prompt-<name>",
+        )
 
 
 def _parse(pairs: list[tuple[bytes, bytes]]) -> dict[str, Any]:
     """The `RequestOptions` fields the control headers set."""
     fields: dict[str, Any] = {}
     properties: dict[str, str] = {}
+    variables: dict[str, str] = {}
     cache: dict[str, Any] = {}
     seen: set[bytes] = set()
     for raw_name, raw_value in pairs:
@@ -159,11 +186,17 @@ def _parse(pairs: list[tuple[bytes, bytes]]) -> dict[str, Any]:
             raise _bad(header, "given more than once")
         seen.add(raw_name)
         if raw_name.startswith(_PROPERTY):
-            _property(properties, header, raw_value)
+            name = header[len(_PROPERTY) :]
+            _named(properties, header, name, "property", raw_value, limit=_MAX_VALUE)
+        elif raw_name.startswith(_PROMPT):
+            name = header[len(_PROMPT) :].replace("-", "_")
+            _named(variables, header, name, "prompt variable", raw_value, limit=4096)
         else:
             _control(fields, cache, header, raw_name[len(PREFIX) :], raw_value)
     if properties:
         fields["properties"] = properties
+    if variables:
+        fields["prompt_variables"] = variables
     if cache:
         fields["cache"] = cache
     return fields
@@ -244,6 +277,9 @@ def route_headers(info: RouteInfo, *, final: bool) -> list[tuple[bytes, bytes]]:
         (b"x-llmroute-cache", _CACHE_STATUS.get(info.cache or "miss", b"MISS")),
         *_target_headers(info.route, info.provider, info.model),
     ]
+    if info.experiment is not None:
+        headers.append((b"x-llmroute-experiment", info.experiment.encode()))
+        headers.append((b"x-llmroute-variant", (info.variant or "").encode()))
     if final:
         if info.latency_s is not None:
             headers.append((b"x-llmroute-latency-ms", f"{info.latency_s * 1000:.1f}".encode()))
