@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 pytestmark = pytest.mark.skipif(
@@ -142,9 +142,16 @@ def status_of(answer: bytes) -> int:
     return int(match.group(1))
 
 
+#: An interim answer (``100 Continue`` to ``expect: 100-continue``) before the final one.
+INTERIM = re.compile(rb"HTTP/1\.1 1\d\d [^\r\n]*\r\n(?:[^\r\n]+\r\n)*\r\n")
+
+
 def well_formed(answer: bytes) -> int:
     """The status of `answer`, checked to be a whole HTTP/1.1 response (head, then a body of
-    the announced length) that is not a 500."""
+    the announced length) that is not a 500; interim 1xx answers before it are skipped, as
+    clients must (RFC 9110 15.2)."""
+    while interim := INTERIM.match(answer):
+        answer = answer[interim.end() :]
     status = status_of(answer)
     head, sep, body = answer.partition(b"\r\n\r\n")
     assert sep, answer[:300]
@@ -284,6 +291,10 @@ def fuzzed_gateway(gateway: Served) -> Served:
     body=_BODIES,
     typed=st.booleans(),
 )
+@example(  # uvicorn answers 100 Continue first (a flake until interim answers were skipped)
+    method="POST", path="/v1/chat/completions", headers=[("expect", "100-continue")],
+    body=b"{}", typed=True,
+)  # fmt: skip
 def test_fuzzed_requests_get_well_formed_answers(
     fuzzed_gateway: Served,
     method: str,
