@@ -90,9 +90,11 @@ async def test_adaptive_mode_finds_the_better_variant_keeps_the_floor_and_stops(
     first_winner = next(i for i, (_, _, how) in enumerate(rows) if how == "winner")
     adapting = batches[: first_winner // 250]
     assert adapting and all(b["control"] >= 0.1 * 250 * 0.6 for b in adapting), adapting
-    # after it, everyone gets the winner, recorded as such
-    after = rows[first_winner:]
-    assert {(v, how) for _, v, how in after} == {("candidate", "winner")}
+    # after it, everyone gets the winner, recorded as such (the batch it stopped in is mixed:
+    # its requests were assigned as their lookups ended, some before the stop)
+    after = rows[(first_winner // 250 + 1) * 250 :]
+    assert after and {(v, how) for _, v, how in after} == {("candidate", "winner")}
+    assert {v for _, v, how in rows if how == "winner"} == {"candidate"}
     assert report_lines(report)[0].startswith("Stopped at ")
     assert "candidate is the best variant on thumbs_up" in report_lines(report)[0]
     assert report.to_dict()["stopped"]["winner"] == "candidate"
