@@ -100,6 +100,10 @@ def test_the_issue_example_is_accepted() -> None:
         (variants(b={"weight": 1}) | {"sticky_by": "ip"}, "experiments.e.sticky_by", "'user'"),
         (variants(b={"weight": 1}) | {"stop_at": 0.9}, "experiments.e",
          "stop_at applies to `mode: adaptive` only"),
+        (variants(b={"weight": 1}) | {"min_samples": 10, "refresh": 5}, "experiments.e",
+         "min_samples, refresh apply to `mode: adaptive` only"),
+        (variants(b={"weight": 1}) | {"mode": "adaptive", "metric": "m", "refresh": 0},
+         "experiments.e.refresh", "greater than 0"),
         (variants(b={"weight": 1}) | {"mode": "adaptive"}, "experiments.e", "needs `metric`"),
         (variants(b={"weight": 1}, c={"weight": 1}) | {"mode": "adaptive", "metric": "m",
                                                         "floor": 0.4},
@@ -128,12 +132,27 @@ def test_bad_experiments_are_refused_with_their_path(
         (variants(b={"weight": 1, "prompt": "missing"}), "experiments.e.variants.b.prompt",
          "unknown prompt 'missing'"),
         (variants(b={"weight": 1}) | {"mode": "adaptive", "metric": "thumbs_up"},
-         "experiments.e.mode", "later step"),
+         "experiments.e.mode", "reads its metric's feedback from the log store, and this "
+         "configuration has none: set `logging.store`"),
     ],
 )  # fmt: skip
 def test_references_are_checked(experiment: dict[str, Any], path: str, words: str) -> None:
     error = refused(config(experiment))
     assert (error.path, words in str(error)) == (path, True), str(error)
+
+
+def test_adaptive_mode_is_accepted_with_a_log_store() -> None:
+    adaptive = variants(b={"weight": 1}) | {
+        "mode": "adaptive", "metric": "thumbs_up", "stop_at": 0.99, "floor": 0.1,
+        "min_samples": 50, "refresh": 2,
+    }  # fmt: skip
+    loaded = load_config(config(adaptive, logging={"store": "sqlite:///x.db"}), env={})
+    spec = loaded.experiments["e"]
+    assert (spec.mode, spec.metric, spec.stop_at, spec.floor, spec.min_samples, spec.refresh) == (
+        "adaptive", "thumbs_up", 0.99, 0.1, 50, 2.0,
+    )  # fmt: skip
+    error = refused(config(adaptive, logging={"store": None}))
+    assert error.path == "experiments.e.mode" and "set `logging.store`" in str(error)
 
 
 def test_one_experiment_per_route() -> None:

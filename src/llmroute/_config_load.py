@@ -188,7 +188,8 @@ def check_references(config: Config) -> None:
             if fallback not in config.routes:
                 known = ", ".join(sorted(config.routes)) or "(none)"
                 raise ConfigError(f"unknown route {fallback!r}; routes: {known}", path=path)
-    check_experiments(config.experiments, config.routes, config.prompts)
+    store = config.logging.store if config.logging is not None else None
+    check_experiments(config.experiments, config.routes, config.prompts, store=store)
 
 
 def _parse(file: Path, text: str) -> Any:

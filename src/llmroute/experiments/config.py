@@ -56,6 +56,8 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _VARIABLE = re.compile(r"[a-z_][a-z0-9_]{0,63}")
 #: Chat parameters a variant may not set: they are the request itself, not how it is asked.
 _NOT_PARAMS = frozenset({"model", "messages", "stream", "stream_options"})
+#: The keys that only `mode: adaptive` reads.
+_ADAPTIVE_ONLY = ("stop_at", "floor", "min_samples", "refresh")
 
 
 def _check_name(kind: str, name: str) -> None:
@@ -233,6 +235,10 @@ class ExperimentConfig(BaseModel):
         stop_at: adaptive mode: the probability of being best at which a
             variant wins and everyone gets it (default 0.95).
         floor: adaptive mode: the smallest share any variant keeps (default 0.05).
+        min_samples: adaptive mode: the feedback values every variant needs
+            before the experiment may stop (default 100).
+        refresh: adaptive mode: seconds between two reads of the feedback that
+            move the weights (default 30).
         starts, ends: the window in which the experiment runs (dates or
             datetimes, UTC unless they say otherwise; an `ends` date includes
             that day). Outside it the route behaves as configured.
@@ -247,6 +253,8 @@ class ExperimentConfig(BaseModel):
     metric: str | None = Field(default=None, min_length=1)
     stop_at: float | None = Field(default=None, gt=0.5, lt=1)
     floor: float | None = Field(default=None, ge=0, lt=0.5)
+    min_samples: int | None = Field(default=None, ge=0)
+    refresh: float | None = Field(default=None, gt=0, le=86_400)
     starts: Moment | None = None
     ends: Moment | None = None
 
@@ -295,10 +303,10 @@ class ExperimentConfig(BaseModel):
 
     def _check_mode(self) -> None:
         if self.mode == "fixed":
-            given = [name for name in ("stop_at", "floor") if getattr(self, name) is not None]
+            given = [name for name in _ADAPTIVE_ONLY if getattr(self, name) is not None]
             if given:
                 verb = "applies" if len(given) == 1 else "apply"
-                raise ValueError(f"{' and '.join(given)} {verb} to `mode: adaptive` only")
+                raise ValueError(f"{', '.join(given)} {verb} to `mode: adaptive` only")
             return
         if self.metric is None:
             raise ValueError("`mode: adaptive` needs `metric`: the feedback metric to optimise")
@@ -321,9 +329,12 @@ def check_references(
     experiments: dict[str, ExperimentConfig],
     routes: dict[str, Any],
     prompts: dict[str, str],
+    *,
+    store: str | None = None,
 ) -> None:
     """Check what experiments name elsewhere in the configuration: their route (one
-    experiment per route), the routes and templates their variants use.
+    experiment per route), the routes and templates their variants use, and the log
+    `store` an adaptive experiment reads its feedback from.
 
     Raises:
         ConfigError: naming the path of the first bad reference.
@@ -365,9 +376,9 @@ def check_references(
                 raise ConfigError(
                     f"unknown prompt {variant.prompt!r}; prompts: {listed}", path=f"{where}.prompt"
                 )
-        if experiment.mode == "adaptive":
+        if experiment.mode == "adaptive" and store is None:
             raise ConfigError(
-                "`mode: adaptive` is validated but cannot run in this build: adaptive "
-                "allocation is wired in a later step of issue 17; use `mode: fixed` meanwhile",
+                "`mode: adaptive` reads its metric's feedback from the log store, and this "
+                "configuration has none: set `logging.store` (for example sqlite:///llmroute.db)",
                 path=f"{path}.mode",
             )

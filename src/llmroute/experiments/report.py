@@ -22,13 +22,13 @@ import statistics
 import zlib
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from .._errors import ConfigError
 from ..observe.analytics import parse_time, percentile
-from ..observe.feedback import FeedbackKind
+from ..observe.feedback import ExperimentStop, FeedbackKind
 from .sentences import describe
 from .stats import (
     Interval,
@@ -198,6 +198,8 @@ class ExperimentReport:
         variants: control first, then the candidates by name.
         shadows: each variant's shadow copies' figures (not compared).
         comparisons: each candidate against control, metric by metric.
+        stopped: when, why and for which winner an adaptive experiment stopped
+            (None: it has not, or it is not adaptive).
     """
 
     experiment: str
@@ -209,6 +211,7 @@ class ExperimentReport:
     variants: tuple[VariantFigures, ...]
     shadows: tuple[VariantFigures, ...] = ()
     comparisons: tuple[Comparison, ...] = field(default=())
+    stopped: ExperimentStop | None = None
 
     @property
     def sentences(self) -> list[str]:
@@ -292,10 +295,12 @@ def query_report(
             conn.execute(_REQUEST_FEEDBACK.format(window=window), [name, *window_params])
         )
         on_keys: list[_Feedback] = list(conn.execute(_STICKY_FEEDBACK, [name]))
-    return build_report(
+    report = build_report(
         name, rows, on_requests, on_keys,
         since=start, until=end, include_off_variant=include_off_variant,
     )  # fmt: skip
+    stopped = store.experiment_stop(name)
+    return report if stopped is None else replace(report, stopped=stopped)
 
 
 def _row(values: Sequence[Any]) -> ReportRow:

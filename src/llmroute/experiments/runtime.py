@@ -4,8 +4,9 @@ allocators, and the choice of a variant for one request."""
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .._config import Config
 from .._errors import RequestError
@@ -13,11 +14,15 @@ from .._request import ChatRequest, EmbeddingsRequest, RequestOptions
 from ..observe.record import Assignment
 from ..routing.catalog import Catalog
 from ..routing.model import Route
+from .adaptive import AdaptiveAllocator, AdaptiveSettings
 from .assign import Allocator, FixedAllocator, sticky_key
 from .config import CONTROL, ExperimentConfig, StickyBy, VariantConfig
 from .keys import sticky_digest
 from .shadow import ShadowPool
 from .variant import Template, Variant
+
+if TYPE_CHECKING:
+    from ..observe.sqlite import SqliteStore
 
 __all__ = ["Experiment", "Experiments", "build_experiments", "unknown_experiment"]
 
@@ -113,6 +118,12 @@ class Experiments:
             )
         return experiment, variant
 
+    def adaptive(self) -> list[AdaptiveAllocator]:
+        """The allocators of the adaptive experiments."""
+        return [
+            e.allocator for e in self.by_name.values() if isinstance(e.allocator, AdaptiveAllocator)
+        ]
+
     def pools(self) -> list[ShadowPool]:
         """The shadow pools of the experiments that have shadow traffic."""
         return [e.shadows for e in self.by_name.values() if e.shadows is not None]
@@ -128,24 +139,54 @@ def unknown_experiment(value: str, known: Iterable[str]) -> RequestError:
     )
 
 
-def build_experiments(config: Config, catalog: Catalog) -> Experiments | None:
+def build_experiments(
+    config: Config,
+    catalog: Catalog,
+    store: SqliteStore | None = None,
+    clock: Callable[[], float] | None = None,
+) -> Experiments | None:
     """The configuration's experiments (None when it has none), their variants' routes
-    made by `catalog`."""
+    made by `catalog`; adaptive ones read their feedback from `store` (required then) and
+    date their stop by `clock`."""
     if not config.experiments:
         return None
     templates = {name: Template(name, text) for name, text in config.prompts.items()}
     return Experiments(
-        [_experiment(name, spec, catalog, templates) for name, spec in config.experiments.items()]
+        [
+            _experiment(name, spec, catalog, templates, store, clock)
+            for name, spec in config.experiments.items()
+        ]
     )
 
 
+def _allocator(
+    name: str,
+    spec: ExperimentConfig,
+    weights: list[tuple[str, float]],
+    store: SqliteStore | None,
+    clock: Callable[[], float] | None,
+) -> Allocator:
+    if spec.mode == "fixed":
+        return FixedAllocator(name, weights)
+    if store is None or clock is None or spec.metric is None:
+        raise ValueError(f"experiment {name!r}: adaptive mode needs a metric, a store and a clock")
+    settings = AdaptiveSettings.of(spec.metric, spec)
+    return AdaptiveAllocator(name, weights, settings, store, clock)
+
+
 def _experiment(
-    name: str, spec: ExperimentConfig, catalog: Catalog, templates: Mapping[str, Template]
+    name: str,
+    spec: ExperimentConfig,
+    catalog: Catalog,
+    templates: Mapping[str, Template],
+    store: SqliteStore | None,
+    clock: Callable[[], float] | None,
 ) -> Experiment:
     control = catalog.routes[spec.route]
     ordered = {CONTROL: spec.variants[CONTROL], **spec.variants}
     variants = {v: _variant(name, v, vs, control, catalog, templates) for v, vs in ordered.items()}
-    allocator = FixedAllocator(name, [(v.name, v.weight) for v in variants.values()])
+    weights = [(v.name, v.weight) for v in variants.values()]
+    allocator = _allocator(name, spec, weights, store, clock)
     starts, ends = spec.window
     shadow = spec.shadow
     return Experiment(

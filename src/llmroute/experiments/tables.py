@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 from .._text import printable
+from ..observe.feedback import ExperimentStop
 from ..observe.report import Table
 from .report import Comparison, ExperimentReport, VariantFigures
 
-__all__ = ["report_json", "report_lines", "report_tables"]
+__all__ = ["report_json", "report_lines", "report_tables", "stop_sentence"]
 
 
 def _ms(seconds: float | None) -> str:
@@ -115,6 +117,8 @@ def report_tables(report: ExperimentReport) -> list[Table]:
 def report_lines(report: ExperimentReport) -> list[str]:
     """What the comparisons mean, one sentence each, and how the intervals were corrected."""
     lines = [printable(sentence) + "." for sentence in report.sentences]
+    if report.stopped is not None:
+        lines.insert(0, stop_sentence(report.stopped))
     candidates = len({c.variant for c in report.comparisons})
     if candidates > 1:
         lines.append(
@@ -126,6 +130,17 @@ def report_lines(report: ExperimentReport) -> list[str]:
         lines.append("Nothing to compare: the report needs requests of control and of another "
                      "variant.")  # fmt: skip
     return lines
+
+
+def stop_sentence(stop: ExperimentStop) -> str:
+    """When and why an adaptive experiment stopped, in one sentence."""
+    when = datetime.fromtimestamp(stop.stopped_at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    samples = ", ".join(f"{variant} {n:,}" for variant, n in stop.samples.items())
+    return printable(
+        f"Stopped at {when}: {stop.winner} is the best variant on {stop.metric} with "
+        f"probability {stop.probability * 100:.1f}% (feedback values: {samples}); every "
+        f"request since gets {stop.winner} (assignment winner)."
+    )
 
 
 def report_json(report: ExperimentReport) -> str:

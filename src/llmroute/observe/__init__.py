@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from .analytics import parse_where as parse_where
     from .analytics import percentile as percentile
     from .analytics import query_stats as query_stats
+    from .feedback import ExperimentStop as ExperimentStop
     from .feedback import Feedback as Feedback
     from .sqlite import SqliteStore as SqliteStore
 
@@ -51,6 +52,7 @@ _EXPORTS = {
     "parse_where": ".analytics",
     "percentile": ".analytics",
     "query_stats": ".analytics",
+    "ExperimentStop": ".feedback",
     "Feedback": ".feedback",
     "SqliteStore": ".sqlite",
 }

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-__all__ = ["Feedback", "FeedbackKind"]
+__all__ = ["ExperimentStop", "Feedback", "FeedbackKind"]
 
 #: A boolean value is stored as 1.0 or 0.0, and compared as a proportion; a number is
 #: compared as a mean.
@@ -54,3 +54,24 @@ class Feedback:
         if self.kind == "boolean":
             data["value"] = bool(self.value)
         return data
+
+
+@dataclass(frozen=True, slots=True)
+class ExperimentStop:
+    """An adaptive experiment that stopped with a winner, as stored.
+
+    Attributes:
+        experiment: the experiment's name.
+        winner: the variant everyone gets from then on.
+        stopped_at: when it stopped (Unix seconds).
+        probability: the winner's posterior probability of being the best.
+        metric: the feedback metric it was decided on.
+        samples: the feedback values each variant had then, by variant.
+    """
+
+    experiment: str
+    winner: str
+    stopped_at: float
+    probability: float
+    metric: str
+    samples: dict[str, int]

@@ -1,10 +1,11 @@
 """The SQLite log store: WAL mode, batched writes, a versioned schema with migrations.
 
-One file holds four tables: ``requests`` (one row per record), ``attempts``
+One file holds five tables: ``requests`` (one row per record), ``attempts``
 (one row per attempt, keyed by request id and position), ``properties``
 (one row per request property, indexed by key and value for filtering and
-grouping) and ``feedback`` (one row per feedback given, on a request or on an
-experiment's sticky key). The schema version is SQLite's ``user_version``; opening a store
+grouping), ``feedback`` (one row per feedback given, on a request or on an
+experiment's sticky key) and ``experiment_stops`` (one row per adaptive
+experiment that stopped with a winner). The schema version is SQLite's ``user_version``; opening a store
 written by an older llmroute migrates it in place, step by step, in one
 transaction. A store from a newer llmroute is refused.
 
@@ -32,7 +33,7 @@ from .._errors import ConfigError
 from .._types import TokenUsage
 from ..stores.sqlite import create_private, enable_wal
 from ._worker import gil_friendly
-from .feedback import Feedback
+from .feedback import ExperimentStop, Feedback
 from .record import AttemptRecord, RequestRecord
 
 __all__ = ["FEEDBACK_COLUMNS", "MIGRATIONS", "SCHEMA_VERSION", "SqliteStore"]
@@ -146,6 +147,17 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX feedback_request ON feedback (request_id);
     CREATE INDEX feedback_sticky ON feedback (experiment, sticky_key);
+    """,
+    # 6: adaptive experiments that stopped with a winner (one row each: the first kept)
+    """
+    CREATE TABLE experiment_stops (
+        experiment TEXT PRIMARY KEY,
+        winner TEXT NOT NULL,
+        stopped_at REAL NOT NULL,
+        probability REAL NOT NULL,
+        metric TEXT NOT NULL,
+        samples TEXT NOT NULL
+    );
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -346,6 +358,30 @@ class SqliteStore:
             conn.execute("COMMIT")
         return found is not None
 
+    def stop_experiment(self, stop: ExperimentStop) -> ExperimentStop:
+        """Store that `stop.experiment` stopped, unless a stop is stored already (another
+        process decided first); return the stop stored."""
+        row = (stop.experiment, stop.winner, stop.stopped_at, stop.probability, stop.metric,
+               json.dumps(stop.samples, sort_keys=True))  # fmt: skip
+        with self._lock:
+            conn = self._writing()
+            conn.execute(
+                "INSERT OR IGNORE INTO experiment_stops (experiment, winner, stopped_at, "
+                "probability, metric, samples) VALUES (?, ?, ?, ?, ?, ?)",
+                row,
+            )
+            stored = _stop_of(conn, stop.experiment)
+        assert stored is not None  # inserted, or there already
+        return stored
+
+    def experiment_stop(self, experiment: str) -> ExperimentStop | None:
+        """When and why adaptive experiment `experiment` stopped (None: it has not, or
+        nothing was ever stored)."""
+        if not self.path.exists():
+            return None
+        with self.connect() as conn:
+            return _stop_of(conn, experiment)
+
     def feedback(self, *, since: float | None = None) -> list[Feedback]:
         """Stored feedback, oldest first, given at `since` (Unix seconds) or later."""
         columns = ", ".join(FEEDBACK_COLUMNS)
@@ -463,6 +499,18 @@ def _record(row: dict[str, Any]) -> RequestRecord:
         prompt=loads(row["prompt"]) if row["prompt"] else None,
         completion=loads(row["completion"]) if row["completion"] else None,
     )  # fmt: skip
+
+
+def _stop_of(conn: sqlite3.Connection, experiment: str) -> ExperimentStop | None:
+    row = conn.execute(
+        "SELECT experiment, winner, stopped_at, probability, metric, samples "
+        "FROM experiment_stops WHERE experiment = ?",
+        (experiment,),
+    ).fetchone()
+    if row is None:
+        return None
+    experiment, winner, stopped_at, probability, metric, samples = row
+    return ExperimentStop(experiment, winner, stopped_at, probability, metric, json.loads(samples))
 
 
 def _migrate(conn: sqlite3.Connection, path: Path) -> None:

@@ -128,7 +128,7 @@ class RequestPipeline:
         experiments = self.experiments
         if experiments is not None:
             if exchange.varies:
-                experiments.enter(ctx, exchange)
+                ctx.assigning = experiments.enter(ctx, exchange)
         elif options.variant is not None and exchange.varies:
             raise unknown_experiment(options.variant, ())
         return ctx
@@ -177,6 +177,8 @@ class RequestPipeline:
         """A streamed Responses request, returned once its first content has arrived."""
         clock, stages = self._clock, self._stages
         ctx = self._context(exchange, exchange.chat, exchange.request)
+        if ctx.assigning is not None:
+            await ctx.assigning
         info = ctx.info
         try:
             answer, answered_by = await stages.before(ctx)
@@ -218,6 +220,8 @@ class RequestPipeline:
         stage answered), usage and cost, route info, after; every stage's after() sees a
         failure."""
         ctx = self._context(exchange, request, source)
+        if ctx.assigning is not None:  # an adaptive experiment reads its store first
+            await ctx.assigning
         info, stages = ctx.info, self._stages
         try:
             answer, answered_by = await stages.before(ctx)
@@ -243,6 +247,8 @@ class RequestPipeline:
         """A stream: the same path up to its first content; its session ends it later."""
         clock, stages = self._clock, self._stages
         ctx = self._context(exchange, exchange.request)
+        if ctx.assigning is not None:
+            await ctx.assigning
         info, route = ctx.info, ctx.route
         hide = not exchange.request.wants_usage_chunk
         try:

@@ -20,9 +20,10 @@ request id), priced like any request.
 from __future__ import annotations
 
 import random
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from os import urandom
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._clock import Clock
 from .._config import Config
@@ -30,6 +31,7 @@ from .._errors import LLMRouteError
 from .._prices import PriceBook
 from .._request import ChatRequest, EmbeddingsRequest, RequestOptions
 from .._types import ChatCompletion, CreateEmbeddingResponse, RouteInfo
+from ..experiments.adaptive import AdaptiveAllocator
 from ..experiments.runtime import Experiment, Experiments, build_experiments
 from ..experiments.shadow import ShadowStatus
 from ..experiments.variant import Variant
@@ -42,8 +44,11 @@ from .accounting import set_cost
 from .driver import AttemptDriver
 from .exchange import ChatExchange, EmbeddingsExchange, Exchange, WholeExchange
 from .responses import ResponsesExchange, chat_view
-from .stage import Outcome, RequestContext, Stage
+from .stage import Outcome, RequestContext
 from .stages import StageRunner
+
+if TYPE_CHECKING:
+    from ..observe.recorder import Recorder
 
 __all__ = ["SHADOW_STATE", "ExperimentHook", "experiment_hook"]
 
@@ -91,9 +96,15 @@ class ExperimentHook:
 
     # -------------------------------------------------------------- the caller's request
 
-    def enter(self, ctx: RequestContext, exchange: Exchange[Any]) -> None:
+    def enter(
+        self, ctx: RequestContext, exchange: Exchange[Any]
+    ) -> Coroutine[None, None, None] | None:
         """Give the request its variant, if its route runs an experiment now or the caller
-        forces one (`RequestOptions.variant`; a `RequestError` when it names none)."""
+        forces one (`RequestOptions.variant`; a `RequestError` when it names none).
+
+        Returns None once assigned, or, for an adaptive experiment that must first read
+        the store (its first refresh, or a sticky key new to this process), a coroutine
+        that assigns the request: await it before any stage runs."""
         options = ctx.options
         how: Assignment
         if options.variant is not None:
@@ -102,10 +113,39 @@ class ExperimentHook:
         else:
             found = self._by_route.get(ctx.route.name)
             if found is None or not found.running(ctx.started_at):
-                return
+                return None
             experiment = found
+            allocator = experiment.allocator
+            if isinstance(allocator, AdaptiveAllocator):
+                digest = experiment.key_digest(options, ctx.request)[1]
+                if allocator.pending(digest):
+                    return self._settled(ctx, exchange, experiment, allocator, digest)
             variant, how, digest = experiment.choose(options, ctx.request, self._rng)
-        original, source = ctx.request, ctx.source
+        self._assign(ctx, exchange, experiment, variant, how, digest)
+        return None
+
+    async def _settled(
+        self,
+        ctx: RequestContext,
+        exchange: Exchange[Any],
+        experiment: Experiment,
+        allocator: AdaptiveAllocator,
+        digest: str | None,
+    ) -> None:
+        await allocator.settle(digest)
+        variant, how, digest = experiment.choose(ctx.options, ctx.request, self._rng)
+        self._assign(ctx, exchange, experiment, variant, how, digest)
+
+    def _assign(
+        self,
+        ctx: RequestContext,
+        exchange: Exchange[Any],
+        experiment: Experiment,
+        variant: Variant,
+        how: Assignment,
+        digest: str | None,
+    ) -> None:
+        original, source, options = ctx.request, ctx.source, ctx.options
         self._vary(ctx, exchange, variant)
         ctx.state[EXPERIMENT_STATE] = ExperimentTag(
             experiment.name, variant.name, how, digest, variant.targets
@@ -206,7 +246,10 @@ class ExperimentHook:
         return {pool.name: pool.status() for pool in self._experiments.pools()}
 
     async def aclose(self) -> None:
-        """Cancel the shadow copies still running and wait for them (each is recorded)."""
+        """Stop the adaptive experiments' refreshing; cancel the shadow copies still
+        running and wait for them (each is recorded)."""
+        for allocator in self._experiments.adaptive():
+            await allocator.aclose()
         for pool in self._experiments.pools():
             await pool.aclose()
 
@@ -247,12 +290,12 @@ def experiment_hook(
     driver: AttemptDriver,
     clock: Clock,
     prices: PriceBook,
-    recorder: Stage,
+    recorder: Recorder,
     rng: random.Random,
 ) -> ExperimentHook | None:
     """The hook of `config`'s experiments (None without any: requests pay nothing for
-    them); shadow copies pass `recorder` alone."""
-    experiments = build_experiments(config, catalog)
+    them); shadow copies pass `recorder` alone, adaptive experiments read its store."""
+    experiments = build_experiments(config, catalog, recorder.store, clock.time)
     if experiments is None:
         return None
     return ExperimentHook(experiments, driver, clock, prices, StageRunner([recorder]), rng)

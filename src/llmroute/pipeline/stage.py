@@ -23,6 +23,8 @@ from .._types import ChatCompletion, ChatCompletionChunk, CreateEmbeddingRespons
 from ..responses.types import Response, ResponseStreamEvent
 
 if TYPE_CHECKING:
+    from collections.abc import Coroutine
+
     from .._request import ChatRequest, EmbeddingsRequest, RequestOptions
     from ..responses.request import ResponsesRequest
     from ..routing.model import Route
@@ -63,6 +65,8 @@ class RequestContext:
         state: scratch space for stages, keyed by the stage's own name.
         source: the operation's own request when `request` is its chat
             equivalent (a `ResponsesRequest`); None otherwise.
+        assigning: what gives the request its variant when an adaptive
+            experiment must read its store first (awaited before any stage).
     """
 
     operation: Literal["chat", "embeddings", "responses"]
@@ -76,6 +80,7 @@ class RequestContext:
     keep_chunks: bool = False
     state: dict[str, object] = field(default_factory=dict)
     source: ResponsesRequest | None = None
+    assigning: Coroutine[None, None, None] | None = None
 
 
 @dataclass(slots=True, eq=False)
