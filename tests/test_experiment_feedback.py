@@ -155,6 +155,8 @@ async def test_feedback_on_a_store_that_does_not_exist_yet_is_unknown(
     [
         (("lr-1", "thumbs_up", float("nan")), {}, "value"),
         (("lr-1", "thumbs_up", float("inf")), {}, "value"),
+        (("lr-1", "thumbs_up", 10**400), {}, "value"),  # no float holds it
+        (("lr-1", "thumbs_up", -1e13), {}, "value"),  # its square would overflow the sums
         (("lr-1", "thumbs_up", "yes"), {}, "value"),
         (("lr-1", "thumbs_up", None), {}, "value"),
         (("lr-1", "", 1), {}, "name"),
@@ -319,6 +321,8 @@ async def test_the_gateway_scopes_feedback_by_key(upstream: Upstream, tmp_path: 
     [
         ({"request_id": "lr-1", "name": "x", "value": "yes"}, 400, "value"),
         ({"request_id": "lr-1", "name": "x", "value": 1e400}, 400, "value"),
+        ({"request_id": "lr-1", "name": "x", "value": 10**400}, 400, "value"),
+        ({"request_id": "lr-1", "name": "x", "value": 2e12}, 400, "value"),
         ({"request_id": "lr-1", "name": "x y", "value": 1}, 400, "name"),
         ({"request_id": "lr-1", "value": 1}, 400, "name"),
         ({"request_id": "lr-1", "name": "x"}, 400, "value"),

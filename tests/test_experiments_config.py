@@ -10,6 +10,7 @@ import pytest
 
 from llmroute import ConfigError
 from llmroute._config_load import load_config
+from llmroute.experiments.adaptive import AdaptiveSettings
 
 
 def config(experiment: dict[str, Any] | None = None, **top: Any) -> dict[str, Any]:
@@ -105,6 +106,12 @@ def test_the_issue_example_is_accepted() -> None:
         (variants(b={"weight": 1}) | {"mode": "adaptive", "metric": "m", "refresh": 0},
          "experiments.e.refresh", "greater than 0"),
         (variants(b={"weight": 1}) | {"mode": "adaptive"}, "experiments.e", "needs `metric`"),
+        (variants(b={"weight": 0}) | {"mode": "adaptive", "metric": "m"}, "experiments.e",
+         "at least two variants with a weight above 0"),
+        (variants(b={"weight": 1}) | {"goal": "minimize"}, "experiments.e",
+         "goal applies to `mode: adaptive` only"),
+        (variants(b={"weight": 1}) | {"mode": "adaptive", "metric": "m", "goal": "less"},
+         "experiments.e.goal", "'maximize' or 'minimize'"),
         (variants(b={"weight": 1}, c={"weight": 1}) | {"mode": "adaptive", "metric": "m",
                                                         "floor": 0.4},
          "experiments.e", "leaves nothing to adapt"),
@@ -144,13 +151,14 @@ def test_references_are_checked(experiment: dict[str, Any], path: str, words: st
 def test_adaptive_mode_is_accepted_with_a_log_store() -> None:
     adaptive = variants(b={"weight": 1}) | {
         "mode": "adaptive", "metric": "thumbs_up", "stop_at": 0.99, "floor": 0.1,
-        "min_samples": 50, "refresh": 2,
+        "min_samples": 50, "refresh": 2, "goal": "minimize",
     }  # fmt: skip
     loaded = load_config(config(adaptive, logging={"store": "sqlite:///x.db"}), env={})
     spec = loaded.experiments["e"]
     assert (spec.mode, spec.metric, spec.stop_at, spec.floor, spec.min_samples, spec.refresh) == (
         "adaptive", "thumbs_up", 0.99, 0.1, 50, 2.0,
     )  # fmt: skip
+    assert AdaptiveSettings.of("thumbs_up", spec).minimize is True
     error = refused(config(adaptive, logging={"store": None}))
     assert error.path == "experiments.e.mode" and "set `logging.store`" in str(error)
 

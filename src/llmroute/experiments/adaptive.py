@@ -129,6 +129,8 @@ class AdaptiveSettings:
     floor: float = 0.05
     min_samples: int = 100
     refresh: float = 30.0
+    #: Whether lower values of the metric are better (a cost, a latency, a number of retries).
+    minimize: bool = False
 
     @classmethod
     def of(cls, metric: str, spec: ExperimentConfig) -> AdaptiveSettings:
@@ -140,6 +142,7 @@ class AdaptiveSettings:
             default.floor if spec.floor is None else spec.floor,
             default.min_samples if spec.min_samples is None else spec.min_samples,
             default.refresh if spec.refresh is None else spec.refresh,
+            spec.goal == "minimize",
         )
 
 
@@ -238,7 +241,7 @@ class AdaptiveAllocator(Allocator):
                 "weights", self.experiment,
             )  # fmt: skip
             variant = None
-        if variant not in self.variants:  # new, or a variant no longer configured
+        if variant not in self.arms:  # new, or a variant no longer configured or now off
             variant = rendezvous(self.experiment, digest, self._weights)
         self._remember(digest, variant)
         return variant
@@ -272,8 +275,10 @@ class AdaptiveAllocator(Allocator):
     # -------------------------------------------------------------- refreshing
 
     def start(self) -> None:
-        """Start refreshing in the background on the running loop (once)."""
-        if self._task is None:
+        """Start refreshing in the background on the running loop (once; again if the loop
+        that ran it has ended before the experiment stopped)."""
+        task = self._task
+        if task is None or (task.done() and self.stopped is None):
             self._first = asyncio.get_running_loop().create_future()
             self._task = asyncio.create_task(
                 self._run(), name=f"llmroute-adaptive-{self.experiment}"
@@ -300,6 +305,11 @@ class AdaptiveAllocator(Allocator):
                     "experiment %r: reading feedback failed; the weights stay as they were",
                     self.experiment,
                 )
+            except (ArithmeticError, ValueError):  # feedback the maths cannot take
+                logger.exception(
+                    "experiment %r: the feedback could not be summed up; the weights stay as "
+                    "they were until the next refresh", self.experiment,
+                )  # fmt: skip
             if not first.done():
                 first.set_result(None)
             if self.stopped is not None:
@@ -310,14 +320,14 @@ class AdaptiveAllocator(Allocator):
         """Read the feedback, move the weights, and stop once a variant wins."""
         decided = await asyncio.to_thread(self._decide)
         if isinstance(decided, ExperimentStop):
-            if decided.winner in self.variants:
+            if decided.winner in self.arms and decided.metric == self.settings.metric:
                 self.stopped = decided
                 self._weights = tuple((v, float(v == decided.winner)) for v in self.variants)
             else:
                 logger.warning(
-                    "experiment %r: the store says it stopped with %r, which is not a variant "
-                    "any more; still adapting (give a new experiment a new name)",
-                    self.experiment, decided.winner,
+                    "experiment %r: the store says it stopped with %r on %r, which is not a "
+                    "variant or the metric any more; still adapting (give a new experiment a "
+                    "new name)", self.experiment, decided.winner, decided.metric,
                 )  # fmt: skip
             return
         arms = dict(zip(self.arms, decided.weights, strict=True))
@@ -335,6 +345,7 @@ class AdaptiveAllocator(Allocator):
         allocation = allocate(
             posteriors(found, arms), floor=settings.floor, stop_at=settings.stop_at,
             min_samples=settings.min_samples, seed=zlib.crc32(f"{name}:{total}".encode()),
+            minimize=settings.minimize,
         )  # fmt: skip
         if allocation.winner is None or allocation.best is None:
             return allocation
@@ -346,8 +357,13 @@ class AdaptiveAllocator(Allocator):
         return store.stop_experiment(stop)
 
     async def aclose(self) -> None:
-        """Stop refreshing."""
+        """Stop refreshing (a task of another event loop is cancelled through its own loop)."""
         task = self._task
-        if task is not None and not task.done():
+        if task is None or task.done():
+            return
+        owner = task.get_loop()
+        if owner is asyncio.get_running_loop():
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+        elif not owner.is_closed():
+            owner.call_soon_threadsafe(task.cancel)

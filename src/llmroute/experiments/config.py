@@ -57,7 +57,7 @@ _VARIABLE = re.compile(r"[a-z_][a-z0-9_]{0,63}")
 #: Chat parameters a variant may not set: they are the request itself, not how it is asked.
 _NOT_PARAMS = frozenset({"model", "messages", "stream", "stream_options"})
 #: The keys that only `mode: adaptive` reads.
-_ADAPTIVE_ONLY = ("stop_at", "floor", "min_samples", "refresh")
+_ADAPTIVE_ONLY = ("goal", "stop_at", "floor", "min_samples", "refresh")
 
 
 def _check_name(kind: str, name: str) -> None:
@@ -232,6 +232,8 @@ class ExperimentConfig(BaseModel):
         mode: ``fixed`` (the weights as given) or ``adaptive`` (the weights move
             toward the variant that does best on `metric`).
         metric: the feedback metric adaptive mode optimises (required there).
+        goal: adaptive mode: ``maximize`` the metric (the default: a thumbs up, a
+            rating) or ``minimize`` it (a number of retries, a correction time).
         stop_at: adaptive mode: the probability of being best at which a
             variant wins and everyone gets it (default 0.95).
         floor: adaptive mode: the smallest share any variant keeps (default 0.05).
@@ -251,6 +253,7 @@ class ExperimentConfig(BaseModel):
     shadow: ShadowConfig | None = None
     mode: Literal["fixed", "adaptive"] = "fixed"
     metric: str | None = Field(default=None, min_length=1)
+    goal: Literal["maximize", "minimize"] | None = None
     stop_at: float | None = Field(default=None, gt=0.5, lt=1)
     floor: float | None = Field(default=None, ge=0, lt=0.5)
     min_samples: int | None = Field(default=None, ge=0)
@@ -310,6 +313,11 @@ class ExperimentConfig(BaseModel):
             return
         if self.metric is None:
             raise ValueError("`mode: adaptive` needs `metric`: the feedback metric to optimise")
+        if sum(v.weight > 0 for v in self.variants.values()) < 2:
+            raise ValueError(
+                "`mode: adaptive` needs at least two variants with a weight above 0 to choose "
+                "between (a weight-0 variant is off)"
+            )
         floor = self.floor if self.floor is not None else 0.05
         if floor * len(self.variants) >= 1:
             raise ValueError(

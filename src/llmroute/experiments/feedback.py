@@ -58,16 +58,27 @@ def _name(value: object, param: str) -> str:
     return value
 
 
+#: The largest magnitude of a numeric feedback value: a score, a rating, a duration or an
+#: amount, not an overflow. (Squares of larger values overflow the statistics.)
+MAX_VALUE = 1e12
+
+
 def _value(value: object) -> tuple[float, FeedbackKind]:
-    """A feedback value as stored: a boolean as 1.0 or 0.0, a number as a finite float."""
+    """A feedback value as stored: a boolean as 1.0 or 0.0, a number as a finite float of
+    magnitude at most `MAX_VALUE`."""
     if isinstance(value, bool):
         return float(value), "boolean"
     if isinstance(value, numbers.Real):
-        number = float(value)
-        if math.isfinite(number):
+        try:
+            number = float(value)
+        except OverflowError:  # an integer beyond any float
+            number = math.inf
+        if math.isfinite(number) and abs(number) <= MAX_VALUE:
             return number, "number"
     raise RequestError(
-        f"value: expected true, false or a finite number, got {value!r:.80}", param="value"
+        f"value: expected true, false or a number between -{MAX_VALUE:g} and {MAX_VALUE:g}, "
+        f"got {value!r:.80}",
+        param="value",
     )
 
 
