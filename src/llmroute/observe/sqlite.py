@@ -3,7 +3,10 @@
 One file holds three tables: ``requests`` (one row per record), ``attempts``
 (one row per attempt, keyed by request id and position) and ``properties``
 (one row per request property, indexed by key and value for filtering and
-grouping). The schema version is SQLite's ``user_version``; opening a store
+grouping), and the rollups of ``requests`` per minute, hour and day (see
+`llmroute.observe.rollup`), updated in each batch's transaction.
+
+The schema version is SQLite's ``user_version``; opening a store
 written by an older llmroute migrates it in place, step by step, in one
 transaction. A store from a newer llmroute is refused.
 
@@ -26,6 +29,7 @@ from typing import Any
 from .._errors import ConfigError
 from .._types import TokenUsage
 from ..stores.sqlite import create_private, enable_wal
+from . import rollup
 from ._worker import gil_friendly
 from .record import AttemptRecord, RequestRecord
 
@@ -124,6 +128,8 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE requests ADD COLUMN off_variant INTEGER NOT NULL DEFAULT 0;
     CREATE INDEX requests_sticky ON requests (experiment, sticky_key);
     """,
+    # 6 (5 until the feedback table's step lands): the rollup tables, filled from the rows
+    rollup.MIGRATION,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -294,11 +300,13 @@ class SqliteStore:
             for i, a in enumerate(r.attempts)
         ]  # fmt: skip
         properties = [(r.request_id, k, v) for r in records for k, v in r.properties.items()]
+        after = rollup.last_rowid(conn)
         _insert_rows(
             conn, "requests", _REQUEST_COLUMNS, [_request_row(r) for r in gil_friendly(records)]
         )
         _insert_rows(conn, "attempts", _ATTEMPT_COLUMNS, attempts)
         _insert_rows(conn, "properties", _PROPERTY_COLUMNS, properties)
+        rollup.update(conn, after)
 
     def close(self) -> None:
         """Close the writing connection (the file stays; a later write opens it again)."""
