@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +31,8 @@ __all__ = [
     "LatencyBucket",
     "RequestPage",
     "error_breakdown",
-    "latency_series",
+    "LatencyReport",
+    "latency_report",
     "request_detail",
     "request_page",
     "rollup_sums",
@@ -259,33 +260,75 @@ def _raw_totals(
     return rows, int(count)
 
 
-def latency_series(
-    store: SqliteStore, filters: Filters, *, origin: float, width: float
-) -> list[LatencyBucket]:
-    """Exact latency and TTFT percentiles per bucket (reads each matching latency once)."""
+@dataclass(slots=True)
+class LatencyReport:
+    """Latency and TTFT percentiles of the requests matching some filters: over them all
+    (`latency`, `ttft`), per group (`groups`: the group's values, ``requests``, ``errors``,
+    ``latency`` and ``ttft``; busiest first) and per time bucket (`series`)."""
+
+    latency: Percentiles
+    ttft: Percentiles
+    groups: list[dict[str, Any]]
+    series: list[LatencyBucket]
+
+
+def latency_report(
+    store: SqliteStore, filters: Filters, *, by: Sequence[str], origin: float, width: float
+) -> LatencyReport:
+    """Exact latency and TTFT percentiles in all, per group of `by` (group keys of
+    `query_stats`) and per bucket of `width` seconds from `origin`, from one read of the
+    matching rows' few columns (the percentiles are those of `query_stats`)."""
     expr, params = _bucket_expr(origin, width)
+    exprs, joins, join_params = group_expressions(by)
     where, where_params = where_clause(filters)
-    sql = (
-        f"SELECT {expr}, r.latency_s, r.ttft_s FROM requests r "  # noqa: S608
-        f"WHERE {where} AND r.latency_s IS NOT NULL"
-    )
-    latencies: dict[int, list[float]] = {}
-    ttfts: dict[int, list[float]] = {}
+    selected = ", ".join([expr, *exprs, "r.status", "r.latency_s", "r.ttft_s"])
+    sql = f"SELECT {selected} FROM requests r {' '.join(joins)} WHERE {where}"  # noqa: S608
+    latencies: list[float] = []
+    ttfts: list[float] = []
+    groups: dict[tuple[Any, ...], list[Any]] = {}  # requests, errors, latencies, ttfts
+    buckets: dict[int, tuple[list[float], list[float]]] = {}
+    n = len(exprs)
     with store.connect() as conn:
         _read_only(conn)
-        for b, latency, ttft in conn.execute(sql, [*params, *where_params]):
-            latencies.setdefault(b, []).append(latency)
+        for row in conn.execute(sql, [*params, *join_params, *where_params]):
+            b, key, (status, latency, ttft) = row[0], row[1 : n + 1], row[n + 1 :]
+            group = groups.get(key)
+            if group is None:
+                group = groups[key] = [0, 0, [], []]
+            group[0] += 1
+            group[1] += status == "error"
+            if latency is None:
+                continue
+            in_bucket = buckets.get(b)
+            if in_bucket is None:
+                in_bucket = buckets[b] = ([], [])
+            latencies.append(latency)
+            group[2].append(latency)
+            in_bucket[0].append(latency)
             if ttft is not None:
-                ttfts.setdefault(b, []).append(ttft)
-    return [
-        LatencyBucket(
-            origin + b * width,
-            len(values),
-            Percentiles.of(values),
-            Percentiles.of(ttfts.get(b, [])),
-        )
-        for b, values in sorted(latencies.items())
+                ttfts.append(ttft)
+                group[3].append(ttft)
+                in_bucket[1].append(ttft)
+    rows = [
+        {
+            **dict(zip(by, key, strict=True)),
+            "requests": g[0],
+            "errors": g[1],
+            "latency": Percentiles.of(g[2]),
+            "ttft": Percentiles.of(g[3]),
+        }
+        for key, g in groups.items()
     ]
+    rows.sort(key=lambda r: (-r["requests"], tuple((r[k] is None, r[k] or "") for k in by)))
+    return LatencyReport(
+        Percentiles.of(latencies),
+        Percentiles.of(ttfts),
+        rows,
+        [
+            LatencyBucket(origin + b * width, len(lat), Percentiles.of(lat), Percentiles.of(tt))
+            for b, (lat, tt) in sorted(buckets.items())
+        ],
+    )
 
 
 def error_breakdown(store: SqliteStore, filters: Filters, *, limit: int) -> ErrorBreakdown:
