@@ -9,7 +9,7 @@ page's requests run, without HTTP). The overview must answer in under
 `TARGET_MS` for every range of the page's range picker, without filters and
 with a provider filter; the other views are reported without a target.
 ``--write-cost`` writes ``--records`` synthetic records (those of
-``make_store.py``) into a new store in batches of ``--batch`` and prints the
+``make_store.py``, ``--rate`` a second) into a new store in batches of ``--batch`` and prints the
 CPU time per record (median of ``--rounds``), to compare a branch with and
 without rollups (run it with each one's ``src`` on ``PYTHONPATH``).
 """
@@ -82,10 +82,10 @@ def measure(path: Path, runs: int) -> bool:
     return ok
 
 
-def write_cost(records: int, batch: int, rounds: int) -> None:
+def write_cost(records: int, batch: int, rounds: int, rate: float) -> None:
     rng = random.Random(7)
-    start = time.time() - 86400
-    made = [record(rng, i, start + i * 86400 / records) for i in range(records)]
+    start = time.time() - records / rate
+    made = [record(rng, i, start + i / rate) for i in range(records)]
     per_record = []
     for _ in range(rounds):
         with tempfile.TemporaryDirectory() as folder:
@@ -97,7 +97,7 @@ def write_cost(records: int, batch: int, rounds: int) -> None:
             per_record.append((time.process_time() - began) / (records - 1) * 1e6)
             store.close()
     print(f"write: {statistics.median(per_record):.1f} µs of CPU per record "
-          f"(batches of {batch}, {records:,} records, median of {rounds})")  # fmt: skip
+          f"(batches of {batch}, {records:,} records at {rate:g}/s, median of {rounds})")  # fmt: skip
 
 
 def main() -> None:
@@ -108,9 +108,10 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=50_000)
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rate", type=float, default=500.0, help="requests a second")
     args = parser.parse_args()
     if args.write_cost:
-        write_cost(args.records, args.batch, args.rounds)
+        write_cost(args.records, args.batch, args.rounds, args.rate)
         return
     if args.path is None:
         parser.error("give the store's path (or --write-cost)")

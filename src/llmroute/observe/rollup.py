@@ -75,30 +75,48 @@ _BUCKET = "CAST(r.started_at AS INTEGER) / {g} * {g}"
 FILTER_DIMENSIONS = frozenset(DIMENSIONS) - {"limit_type"}
 
 
-def _table_sql(table: str) -> str:
+def _table_sql(table: str, *, keyed: bool = True) -> str:
     dims = ", ".join(f"{d} TEXT NOT NULL" for d in DIMENSIONS)
     measures = ", ".join(
         f"{m} {'INTEGER' if m in INTEGER_MEASURES else 'REAL'} NOT NULL" for m in MEASURES
     )
+    if not keyed:
+        return (
+            f"CREATE TEMP TABLE IF NOT EXISTS {table} (bucket INTEGER NOT NULL, {dims}, {measures})"
+        )
     return (
         f"CREATE TABLE {table} (bucket INTEGER NOT NULL, {dims}, {measures}, "
         f"PRIMARY KEY (bucket, {', '.join(DIMENSIONS)})) WITHOUT ROWID"
     )
 
 
-def _sums_sql(table: str, grain: int, where: str) -> str:
+def _sums_sql(table: str, grain: int, where: str, *, upsert: bool = True) -> str:
     """``INSERT`` the sums of the rows of ``requests r`` matching `where` into `table`,
     adding them to a bucket's row already there."""
     apart = table not in dict(TOTAL_GRAINS)
     dims = ", ".join(f"IFNULL(r.{d}, '')" if apart else "''" for d in DIMENSIONS)
     sums = ", ".join(f"CAST({s} AS INTEGER)" if m in INTEGER_MEASURES else s
                      for m, s in MEASURES.items())  # fmt: skip
-    update = ", ".join(f"{m} = {m} + excluded.{m}" for m in MEASURES)
     return (
         f"INSERT INTO {table} (bucket, {', '.join(DIMENSIONS)}, {', '.join(MEASURES)}) "  # noqa: S608
         f"SELECT {_BUCKET.format(g=grain)} AS b, {dims}, {sums} FROM requests r "
-        f"WHERE {where} GROUP BY b, {', '.join(DIMENSIONS)} "
-        f"ON CONFLICT DO UPDATE SET {update}"
+        f"WHERE {where} GROUP BY b, {', '.join(DIMENSIONS)}" + (_UPSERT if upsert else "")
+    )
+
+
+_UPSERT = " ON CONFLICT DO UPDATE SET " + ", ".join(f"{m} = {m} + excluded.{m}" for m in MEASURES)
+
+
+def _merge_sql(table: str, grain: int) -> str:
+    """``INSERT`` the sums of `_BATCH` (a batch summed per minute) into `table`, adding them
+    to a bucket's row already there."""
+    apart = table not in dict(TOTAL_GRAINS)
+    dims = ", ".join(d if apart else "''" for d in DIMENSIONS)
+    return (
+        f"INSERT INTO {table} (bucket, {', '.join(DIMENSIONS)}, {', '.join(MEASURES)}) "  # noqa: S608
+        f"SELECT bucket / {grain} * {grain} AS b, {dims}, "
+        f"{', '.join(f'SUM({m})' for m in MEASURES)} FROM {_BATCH} "
+        f"WHERE 1 GROUP BY b, {', '.join(DIMENSIONS)}{_UPSERT}"
     )
 
 
@@ -109,14 +127,26 @@ MIGRATION = ";\n".join(
     + [_sums_sql(table, grain, "1") for table, grain in GRAINS + TOTAL_GRAINS]
 )
 
-_UPDATES = tuple(_sums_sql(table, grain, "r.rowid > ?") for table, grain in GRAINS + TOTAL_GRAINS)
+#: A batch summed per minute and dimensions, once; every rollup is then summed from it.
+_BATCH = "temp.rollup_batch"
+_BATCH_STEPS = (
+    _table_sql(_BATCH, keyed=False),
+    f"DELETE FROM {_BATCH}",  # noqa: S608
+    _sums_sql(_BATCH, 60, "r.rowid > ?", upsert=False),
+)
+_MERGES = tuple(_merge_sql(table, grain) for table, grain in GRAINS + TOTAL_GRAINS)
 
 
 def update(conn: sqlite3.Connection, after_rowid: int) -> None:
     """Add the rows of ``requests`` past `after_rowid` (a batch just inserted, in the same
-    transaction) to every rollup."""
-    for sql in _UPDATES:
-        conn.execute(sql, (after_rowid,))
+    transaction) to every rollup: summed per minute and dimensions into a temporary table,
+    then from it into each rollup, one ``INSERT ... ON CONFLICT DO UPDATE`` each."""
+    create, empty, fill = _BATCH_STEPS
+    conn.execute(create)
+    conn.execute(empty)
+    conn.execute(fill, (after_rowid,))
+    for sql in _MERGES:
+        conn.execute(sql)
 
 
 def last_rowid(conn: sqlite3.Connection) -> int:
