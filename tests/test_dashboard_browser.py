@@ -20,7 +20,8 @@ from _browser import Page, browser, require_chromium
 from _dashboard_seed import FAILOVER_ID, seed
 from _dashboard_server import dashboard_command
 from _gateway import running_gateway
-from llmroute import AsyncRouter
+from _helpers import ask
+from llmroute import AsyncRouter, LocalRateLimitExceeded
 from llmroute.observe import RequestRecord
 
 pytestmark = pytest.mark.timeout(120)
@@ -130,6 +131,7 @@ async def test_the_live_health_view_follows_the_router(tmp_path: Path) -> None:
         "providers": {"alpha": {"type": "mock"}, "beta": {"type": "mock"}},
         "routes": {"chat": {"targets": ["alpha/a-1", "beta/b-2"]}},
         "logging": {"store": f"sqlite:///{path}"},
+        "rate_limits": [{"per": "global", "requests": "2/min"}],
     }
     router = AsyncRouter(config)
     async with running_gateway({}, router=router) as gateway:
@@ -146,8 +148,10 @@ async def test_the_live_health_view_follows_the_router(tmp_path: Path) -> None:
             page.evaluate("document.querySelector('#controls button[type=submit]').click()")
             loaded(page, 1)
             return page.evaluate(
-                "[...document.querySelectorAll('#health-table tbody tr')]"
-                ".map(r => [r.cells[0].textContent, r.cells[3].textContent])"
+                "[[...document.querySelectorAll('#health-table tbody tr')]"
+                ".map(r => [r.cells[0].textContent, r.cells[3].textContent]),"
+                " [...document.querySelectorAll('#limits-table tbody tr')]"
+                ".map(r => [...r.cells].slice(0, 4).map(c => c.textContent))]"
             )
 
         with browser() as page:
@@ -155,7 +159,19 @@ async def test_the_live_health_view_follows_the_router(tmp_path: Path) -> None:
             assert shown is True
             assert rows == [["alpha/a-1", "closed", "-"], ["beta/b-2", "closed", "-"]]
             router.cool_down("alpha/a-1", 60, "maintenance")
-            rows = await asyncio.to_thread(drive, page, "refresh")
+            outcomes = []
+            for _ in range(3):  # the rule lets 2 a minute through
+                try:
+                    await ask(router)
+                    outcomes.append("ok")
+                except LocalRateLimitExceeded:
+                    outcomes.append("refused")
+            assert outcomes == ["ok", "ok", "refused"]
+            rows, limits = await asyncio.to_thread(drive, page, "refresh")
+            assert limits == [
+                ["rate limits", "2", "1", "33.3%"],
+                ["budgets", "not configured", "-", "-"],
+            ]
             assert rows[0][0] == "alpha/a-1" and rows[0][1].endswith(" s")
             assert rows[1] == ["beta/b-2", "-"]
             assert page.problems == []

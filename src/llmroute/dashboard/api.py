@@ -39,11 +39,11 @@ from urllib.parse import parse_qsl
 
 from .._errors import ConfigError
 from .._units import parse_duration
-from ..observe.analytics import Filters, parse_time, query_stats
+from ..observe.analytics import Filters, parse_time
 from ..observe.explore import (
     TOTALS_ORDER,
     error_breakdown,
-    latency_series,
+    latency_report,
     request_detail,
     request_page,
     series,
@@ -343,21 +343,14 @@ def _latency(store: SqliteStore, query: _Query) -> dict[str, Any]:
         raise ApiError(
             400, f"by must be one or two of {', '.join(LATENCY_GROUPS)}, comma-separated", "by"
         )
-    report = query_stats(store, by=by, filters=query.filters)
+    report = latency_report(store, query.filters, by=by, origin=origin, width=width)
     groups = [
-        {
-            **row.group,
-            "requests": row.requests,
-            "errors": row.errors,
-            "latency": asdict(row.latency),
-            "ttft": asdict(row.ttft),
-        }
-        for row in report.rows
+        {**row, "latency": asdict(row["latency"]), "ttft": asdict(row["ttft"])}
+        for row in report.groups
     ]
-    buckets = latency_series(store, query.filters, origin=origin, width=width)
-    return {**query.head(width), "by": by, "total": {"latency": asdict(report.total.latency),
-            "ttft": asdict(report.total.ttft)}, "groups": groups,
-            "series": [asdict(b) for b in buckets]}  # fmt: skip
+    return {**query.head(width), "by": by, "total": {"latency": asdict(report.latency),
+            "ttft": asdict(report.ttft)}, "groups": groups,
+            "series": [asdict(b) for b in report.series]}  # fmt: skip
 
 
 def _errors(store: SqliteStore, query: _Query) -> dict[str, Any]:

@@ -12,9 +12,12 @@ parameter.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
+from . import rollup
 from .analytics import Filters, Percentiles, group_expressions, where_clause
 
 if TYPE_CHECKING:
@@ -28,9 +31,12 @@ __all__ = [
     "LatencyBucket",
     "RequestPage",
     "error_breakdown",
-    "latency_series",
+    "LatencyReport",
+    "latency_report",
     "request_detail",
     "request_page",
+    "rollup_sums",
+    "rollups_cover",
     "series",
     "totals_by",
 ]
@@ -96,9 +102,51 @@ def _bucket_expr(origin: float, width: float) -> tuple[str, list[Any]]:
     return "CAST((r.started_at - ?) / ? AS INTEGER)", [origin, width]
 
 
-def series(store: SqliteStore, filters: Filters, *, origin: float, width: float) -> list[Bucket]:
+def series(
+    store: SqliteStore,
+    filters: Filters,
+    *,
+    origin: float,
+    width: float,
+    use_rollups: bool = True,
+) -> list[Bucket]:
     """Requests, errors, tokens, cost and cache outcomes per bucket of `width` seconds from
-    `origin`, summed in SQL; buckets without requests are left out."""
+    `origin`, summed in SQL; buckets without requests are left out.
+
+    From the rollups (unless `use_rollups` is false) when they cover the filters
+    (`rollup.covers`), the range is set and the buckets are whole seconds; from the raw
+    rows otherwise. The figures are the same (a cost summed in another order may differ
+    in its last bits).
+    """
+    if (
+        use_rollups
+        and rollups_cover(filters)
+        and filters.since is not None
+        and filters.until is not None
+        and width == int(width)
+        and origin == int(origin)
+    ):
+        with store.connect() as conn:
+            _read_only(conn)
+            sums = rollup_sums(conn, filters, width=int(width), origin=int(origin))
+        return [_summed(origin + b * width, sums[b]) for b in sorted(sums)]
+    return _raw_series(store, filters, origin=origin, width=width)
+
+
+def _summed(start: float, sums: dict[str, float]) -> Bucket:
+    bucket = Bucket(start, cost_usd=sums["cost_usd"], saved_usd=sums["saved_usd"])
+    for name in _BUCKET_COUNTS:
+        setattr(bucket, name, int(sums[name]))
+    return bucket
+
+
+_BUCKET_COUNTS = ("requests", "errors", "input_tokens", "output_tokens", "cache_read_tokens",
+                  "reasoning_tokens", "cache_hits", "cache_misses")  # fmt: skip
+
+
+def _raw_series(
+    store: SqliteStore, filters: Filters, *, origin: float, width: float
+) -> list[Bucket]:
     expr, params = _bucket_expr(origin, width)
     where, where_params = where_clause(filters)
     sql = (
@@ -148,12 +196,50 @@ _INTEGERS = ("requests", "errors", "input_tokens", "output_tokens", "cache_read_
 
 
 def totals_by(
-    store: SqliteStore, filters: Filters, *, by: str, order: str, limit: int
+    store: SqliteStore,
+    filters: Filters,
+    *,
+    by: str,
+    order: str,
+    limit: int,
+    use_rollups: bool = True,
 ) -> tuple[list[dict[str, Any]], int]:
     """Sums per value of `by` (a `query_stats` group key), summed in SQL: the `limit` largest
-    by `order` (one of `TOTALS_ORDER`), and how many groups there are in all."""
+    by `order` (one of `TOTALS_ORDER`), and how many groups there are in all.
+
+    From the rollups, as `series`, when `by` is one of their dimensions."""
     if order not in TOTALS_ORDER:
         raise ValueError(f"cannot order by {order!r}: expected one of {', '.join(TOTALS_ORDER)}")
+    if (
+        use_rollups
+        and by in rollup.DIMENSIONS
+        and rollups_cover(filters)
+        and filters.since is not None
+        and filters.until is not None
+    ):
+        with store.connect() as conn:
+            _read_only(conn)
+            sums = rollup_sums(conn, filters, by=by)
+        grouped = [
+            {"value": value, **{n: v for n, v in s.items() if n != "cache_write_tokens"}}
+            for value, s in sums.items()
+        ]
+        grouped.sort(key=lambda r: (-r[order], r["value"] is not None, r["value"] or ""))
+        rows, count = grouped[:limit], len(grouped)
+    else:
+        rows, count = _raw_totals(store, filters, by=by, order=order, limit=limit)
+    for row in rows:
+        for name in _INTEGERS:
+            row[name] = int(row[name])
+        seen = row["cache_hits"] + row["cache_misses"]
+        row["cache_hit_rate"] = row["cache_hits"] / seen if seen else None
+        row["error_rate"] = row["errors"] / row["requests"]
+    return rows, count
+
+
+def _raw_totals(
+    store: SqliteStore, filters: Filters, *, by: str, order: str, limit: int
+) -> tuple[list[dict[str, Any]], int]:
     exprs, joins, join_params = group_expressions([by])
     where, params = where_clause(filters)
     grouped = (
@@ -171,42 +257,78 @@ def totals_by(
             f"SELECT COUNT(*) AS n FROM ({grouped})",  # noqa: S608
             [*join_params, *params],
         ).fetchone()["n"]
-    for row in rows:
-        for name in _INTEGERS:
-            row[name] = int(row[name])
-        seen = row["cache_hits"] + row["cache_misses"]
-        row["cache_hit_rate"] = row["cache_hits"] / seen if seen else None
-        row["error_rate"] = row["errors"] / row["requests"]
     return rows, int(count)
 
 
-def latency_series(
-    store: SqliteStore, filters: Filters, *, origin: float, width: float
-) -> list[LatencyBucket]:
-    """Exact latency and TTFT percentiles per bucket (reads each matching latency once)."""
+@dataclass(slots=True)
+class LatencyReport:
+    """Latency and TTFT percentiles of the requests matching some filters: over them all
+    (`latency`, `ttft`), per group (`groups`: the group's values, ``requests``, ``errors``,
+    ``latency`` and ``ttft``; busiest first) and per time bucket (`series`)."""
+
+    latency: Percentiles
+    ttft: Percentiles
+    groups: list[dict[str, Any]]
+    series: list[LatencyBucket]
+
+
+def latency_report(
+    store: SqliteStore, filters: Filters, *, by: Sequence[str], origin: float, width: float
+) -> LatencyReport:
+    """Exact latency and TTFT percentiles in all, per group of `by` (group keys of
+    `query_stats`) and per bucket of `width` seconds from `origin`, from one read of the
+    matching rows' few columns (the percentiles are those of `query_stats`)."""
     expr, params = _bucket_expr(origin, width)
+    exprs, joins, join_params = group_expressions(by)
     where, where_params = where_clause(filters)
-    sql = (
-        f"SELECT {expr}, r.latency_s, r.ttft_s FROM requests r "  # noqa: S608
-        f"WHERE {where} AND r.latency_s IS NOT NULL"
-    )
-    latencies: dict[int, list[float]] = {}
-    ttfts: dict[int, list[float]] = {}
+    selected = ", ".join([expr, *exprs, "r.status", "r.latency_s", "r.ttft_s"])
+    sql = f"SELECT {selected} FROM requests r {' '.join(joins)} WHERE {where}"  # noqa: S608
+    latencies: list[float] = []
+    ttfts: list[float] = []
+    groups: dict[tuple[Any, ...], list[Any]] = {}  # requests, errors, latencies, ttfts
+    buckets: dict[int, tuple[list[float], list[float]]] = {}
+    n = len(exprs)
     with store.connect() as conn:
         _read_only(conn)
-        for b, latency, ttft in conn.execute(sql, [*params, *where_params]):
-            latencies.setdefault(b, []).append(latency)
+        for row in conn.execute(sql, [*params, *join_params, *where_params]):
+            b, key, (status, latency, ttft) = row[0], row[1 : n + 1], row[n + 1 :]
+            group = groups.get(key)
+            if group is None:
+                group = groups[key] = [0, 0, [], []]
+            group[0] += 1
+            group[1] += status == "error"
+            if latency is None:
+                continue
+            in_bucket = buckets.get(b)
+            if in_bucket is None:
+                in_bucket = buckets[b] = ([], [])
+            latencies.append(latency)
+            group[2].append(latency)
+            in_bucket[0].append(latency)
             if ttft is not None:
-                ttfts.setdefault(b, []).append(ttft)
-    return [
-        LatencyBucket(
-            origin + b * width,
-            len(values),
-            Percentiles.of(values),
-            Percentiles.of(ttfts.get(b, [])),
-        )
-        for b, values in sorted(latencies.items())
+                ttfts.append(ttft)
+                group[3].append(ttft)
+                in_bucket[1].append(ttft)
+    rows = [
+        {
+            **dict(zip(by, key, strict=True)),
+            "requests": g[0],
+            "errors": g[1],
+            "latency": Percentiles.of(g[2]),
+            "ttft": Percentiles.of(g[3]),
+        }
+        for key, g in groups.items()
     ]
+    rows.sort(key=lambda r: (-r["requests"], tuple((r[k] is None, r[k] or "") for k in by)))
+    return LatencyReport(
+        Percentiles.of(latencies),
+        Percentiles.of(ttfts),
+        rows,
+        [
+            LatencyBucket(origin + b * width, len(lat), Percentiles.of(lat), Percentiles.of(tt))
+            for b, (lat, tt) in sorted(buckets.items())
+        ],
+    )
 
 
 def error_breakdown(store: SqliteStore, filters: Filters, *, limit: int) -> ErrorBreakdown:
@@ -322,3 +444,108 @@ def _dict_row(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> dict[str, Any]:
 def _read_only(conn: sqlite3.Connection) -> None:
     """Make the connection refuse writes: browsing a store never changes it."""
     conn.execute("PRAGMA query_only = ON")
+
+
+# ---------------------------------------------------------------- rollups
+
+
+def rollups_cover(filters: Filters) -> bool:
+    """Whether the rollups can answer `filters`: only dimensions filter (and none by ``''``,
+    which a rollup cannot tell from a missing value)."""
+    if filters.properties:
+        return False
+    for f in fields(Filters):
+        if f.name in ("since", "until", "properties"):
+            continue
+        value = getattr(filters, f.name)
+        if value is not None and (f.name not in rollup.FILTER_DIMENSIONS or value == ""):
+            return False
+    return True
+
+
+def _pieces(
+    lo: float, hi: float, grains: tuple[tuple[str, int], ...]
+) -> Iterator[tuple[str | None, float, float]]:
+    """Cover ``[lo, hi)`` with whole buckets of the coarsest grain that fits, finer grains
+    either side, and raw rows (table None) for what no whole minute covers."""
+    if hi <= lo:
+        return
+    if not grains:
+        yield None, lo, hi
+        return
+    (table, grain), rest = grains[0], grains[1:]
+    first = -(-math.ceil(lo) // grain) * grain  # the first multiple of grain >= lo
+    last = math.floor(hi) // grain * grain  # the last <= hi
+    if first >= last:
+        yield from _pieces(lo, hi, rest)
+        return
+    yield from _pieces(lo, first, rest)
+    yield table, first, last
+    yield from _pieces(last, hi, rest)
+
+
+def _keys(width: int | None, origin: int, by: str | None) -> tuple[str, str]:
+    """What `rollup_sums` groups by: over raw rows, and over a rollup."""
+    if width is not None:
+        raw = f"CAST((CAST(r.started_at AS INTEGER) - {int(origin)}) / {int(width)} AS INTEGER)"
+        return raw, "bucket"  # in the primary key's order: summed without sorting
+    if by is not None:
+        return f"r.{by}", f"NULLIF({by}, '')"
+    return "NULL", "NULL"
+
+
+def rollup_sums(
+    conn: sqlite3.Connection,
+    filters: Filters,
+    *,
+    width: int | None = None,
+    origin: int = 0,
+    by: str | None = None,
+) -> dict[Any, dict[str, float]]:
+    """The `rollup.MEASURES` of the requests matching `filters` (which `rollups_cover` must accept, with
+    `since` and `until` set), keyed by their bucket index ``(start - origin) // width`` when
+    `width` is given, else by their value of the dimension `by` (None: one key, None).
+
+    Only grains that divide `width` serve (and `origin` must be a multiple of it): a bucket
+    of a grain then falls in one bucket of the series.
+    """
+    if filters.since is None or filters.until is None:
+        raise ValueError("rollup_sums needs a range: filters.since and filters.until")
+    if by is not None and by not in rollup.DIMENSIONS:
+        raise ValueError(f"cannot group rollups by {by!r}: expected one of {rollup.DIMENSIONS}")
+    dims = {
+        d: getattr(filters, d) for d in rollup.FILTER_DIMENSIONS if getattr(filters, d) is not None
+    }
+    tables = rollup.TOTAL_GRAINS if not dims and by is None else rollup.GRAINS
+    grains = tuple((t, g) for t, g in tables if width is None or width % g == 0)
+    raw_where, raw_params = where_clause(Filters(**dims))
+    rolled_where = " AND ".join(["1", *(f"{d} = ?" for d in dims)])
+    rolled_params = list(dims.values())
+    raw_key, rolled_key = _keys(width, origin, by)
+    names = list(rollup.MEASURES)
+    result: dict[Any, dict[str, float]] = {}
+    for table, lo, hi in _pieces(filters.since, filters.until, grains):
+        if table is None:
+            sql = (
+                f"SELECT {raw_key} AS k, {', '.join(rollup.MEASURES.values())} FROM requests r "  # noqa: S608
+                f"WHERE {raw_where} AND r.started_at >= ? AND r.started_at < ? GROUP BY k"
+            )
+        else:
+            sql = (
+                f"SELECT {rolled_key} AS k, {', '.join(f'SUM({m})' for m in names)} "  # noqa: S608
+                f"FROM {table} WHERE {rolled_where} AND bucket >= ? AND bucket < ? GROUP BY k"
+            )
+        params = [*(raw_params if table is None else rolled_params), lo, hi]
+        for key, *values in conn.execute(sql, params):
+            if table is not None and width is not None:
+                key = (key - origin) // width
+            sums = result.get(key)
+            if sums is None:
+                result[key] = dict(zip(names, values, strict=True))
+            else:
+                for name, value in zip(names, values, strict=True):
+                    sums[name] += value
+    for sums in result.values():
+        for name in rollup.INTEGER_MEASURES:
+            sums[name] = int(sums[name])
+    return result

@@ -1,11 +1,15 @@
 """The SQLite log store: WAL mode, batched writes, a versioned schema with migrations.
 
-One file holds five tables: ``requests`` (one row per record), ``attempts``
+One file holds these tables: ``requests`` (one row per record), ``attempts``
 (one row per attempt, keyed by request id and position), ``properties``
 (one row per request property, indexed by key and value for filtering and
 grouping), ``feedback`` (one row per feedback given, on a request or on an
-experiment's sticky key) and ``experiment_stops`` (one row per adaptive
-experiment that stopped with a winner). The schema version is SQLite's ``user_version``; opening a store
+experiment's sticky key), ``experiment_stops`` (one row per adaptive
+experiment that stopped with a winner), and the rollups of ``requests`` per
+minute, hour and day (see `llmroute.observe.rollup`), updated in each batch's
+transaction.
+
+The schema version is SQLite's ``user_version``; opening a store
 written by an older llmroute migrates it in place, step by step, in one
 transaction. A store from a newer llmroute is refused.
 
@@ -32,6 +36,7 @@ from typing import Any
 from .._errors import ConfigError
 from .._types import TokenUsage
 from ..stores.sqlite import create_private, enable_wal
+from . import rollup
 from ._worker import gil_friendly
 from .feedback import ExperimentStop, Feedback
 from .record import AttemptRecord, RequestRecord
@@ -159,6 +164,8 @@ MIGRATIONS: tuple[str, ...] = (
         samples TEXT NOT NULL
     );
     """,
+    # 7: the rollup tables, filled from the rows
+    rollup.MIGRATION,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -414,11 +421,13 @@ class SqliteStore:
             for i, a in enumerate(r.attempts)
         ]  # fmt: skip
         properties = [(r.request_id, k, v) for r in records for k, v in r.properties.items()]
+        after = rollup.last_rowid(conn)
         _insert_rows(
             conn, "requests", _REQUEST_COLUMNS, [_request_row(r) for r in gil_friendly(records)]
         )
         _insert_rows(conn, "attempts", _ATTEMPT_COLUMNS, attempts)
         _insert_rows(conn, "properties", _PROPERTY_COLUMNS, properties)
+        rollup.update(conn, after)
 
     def close(self) -> None:
         """Close the writing connection (the file stays; a later write opens it again)."""

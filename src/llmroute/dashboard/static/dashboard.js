@@ -245,6 +245,19 @@ async function health() {
     { label: "TTFT EWMA", get: (r) => fmt.s(r.ewma_ttft_s), num: true },
     { label: "last error", get: (r) => r.last_error || "-" },
   ], data.targets);
+  const limits = data.limits || {};
+  $("redis-failures").textContent = fmt.int(limits.redis_failures || 0);
+  const stages = [["rate limits", limits.rate_limits], ["budgets", limits.budgets]];
+  table("limits-table", [
+    { label: "stage", get: (r) => r[0] },
+    { label: "allowed", get: (r) => (r[1] ? fmt.int(r[1].allowed) : "not configured"), num: true },
+    { label: "refused", get: (r) => (r[1] ? fmt.int(r[1].refused) : "-"), num: true },
+    { label: "refused share", get: (r) => (r[1] && r[1].allowed + r[1].refused ? fmt.pct(r[1].refused / (r[1].allowed + r[1].refused)) : "-"), num: true },
+    { label: "unchecked (Redis down)", get: (r) => (r[1] ? fmt.int(r[1].allowed_unavailable) : "-"), num: true },
+    { label: "refused (Redis down)", get: (r) => (r[1] ? fmt.int(r[1].refused_unavailable) : "-"), num: true },
+    { label: "lost updates", get: (r) => (r[1] ? fmt.int(r[1].lost_updates) : "-"), num: true },
+    { label: "unpriced", get: (r) => (r[1] ? fmt.int(r[1].unpriced) : "-"), num: true },
+  ], stages);
 }
 
 async function requests() {
