@@ -28,7 +28,12 @@ from llmroute import (
 )
 from llmroute.experiments import sticky_digest
 from llmroute.observe import RequestRecord, SqliteStore
-from llmroute.observe.sqlite import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
+from llmroute.observe.sqlite import (
+    APPLICATION_ID,
+    MAX_FEEDBACK_PER_REQUEST,
+    MIGRATIONS,
+    SCHEMA_VERSION,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -230,6 +235,18 @@ def test_the_blocking_router_gives_feedback(tmp_path: Path) -> None:
         assert isinstance(given, Feedback) and given.value == 0.0
         with pytest.raises(UnknownRequest):
             router.feedback("lr-unknown", "thumbs_up", False)
+
+
+def test_feedback_on_one_request_is_bounded(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "log.db")
+    store.write([record("lr-1")])
+    for n in range(MAX_FEEDBACK_PER_REQUEST):
+        assert store.add_feedback(Feedback(f"fb-{n}", "thumbs_up", 1.0, "boolean", 2.0, "lr-1"))
+    with pytest.raises(RequestError, match="100 feedback entries already") as info:
+        store.add_feedback(Feedback("fb-x", "thumbs_up", 0.0, "boolean", 3.0, "lr-1"))
+    assert info.value.param == "request_id"
+    assert not store.add_feedback(Feedback("fb-y", "thumbs_up", 0.0, "boolean", 3.0, "lr-2"))
+    assert len(store.feedback()) == MAX_FEEDBACK_PER_REQUEST
 
 
 # ---------------------------------------------------------------- the store's migration

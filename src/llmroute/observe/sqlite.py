@@ -33,7 +33,7 @@ from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
-from .._errors import ConfigError
+from .._errors import ConfigError, RequestError
 from .._types import TokenUsage
 from ..stores.sqlite import create_private, enable_wal
 from . import rollup
@@ -42,6 +42,12 @@ from .feedback import ExperimentStop, Feedback
 from .record import AttemptRecord, RequestRecord
 
 __all__ = ["FEEDBACK_COLUMNS", "MIGRATIONS", "SCHEMA_VERSION", "SqliteStore"]
+
+#: The most feedback entries kept on one request, and on one experiment's sticky key:
+#: feedback is a few named metrics, given again when a user changes their mind; a
+#: client that keeps sending it is refused rather than growing the store.
+MAX_FEEDBACK_PER_REQUEST = 100
+MAX_FEEDBACK_PER_STICKY_KEY = 1_000
 
 #: Marks a database as an llmroute store (SQLite's ``application_id``): "LRT1".
 APPLICATION_ID = 0x4C525431
@@ -329,8 +335,10 @@ class SqliteStore:
     def add_feedback(self, feedback: Feedback, *, scope: str | None = None) -> bool:
         """Store `feedback` if what it is about is recorded: its request, or a request of
         its experiment under its sticky key; with `scope`, only a request made with that
-        gateway key counts. Returns whether it was stored (checked and written in one
-        transaction)."""
+        gateway key counts. Returns whether it was stored (looked up on a read connection,
+        then counted and written in one transaction). Raises `RequestError` when what it
+        is about has `MAX_FEEDBACK_PER_REQUEST` (or `MAX_FEEDBACK_PER_STICKY_KEY`)
+        entries already."""
         if feedback.request_id is not None:
             about, params = "request_id = ?", [feedback.request_id]
         elif feedback.experiment is not None and feedback.sticky_key is not None:
@@ -344,26 +352,39 @@ class SqliteStore:
             params.append(scope)
         if not self.path.exists():
             return False  # nothing was ever recorded here
+        # fixed clauses; every value is a bound parameter
+        sql = f"SELECT 1 FROM requests WHERE {about} LIMIT 1"  # noqa: S608
+        with self.connect() as reader:  # an unknown id costs a read, not the write lock
+            if reader.execute(sql, params).fetchone() is None:
+                return False
+        if feedback.request_id is not None:
+            subject, bound = "request_id = ?", [feedback.request_id]
+            most, what = MAX_FEEDBACK_PER_REQUEST, "request"
+        else:
+            subject, bound = "experiment = ? AND sticky_key = ?", params[:2]
+            most, what = MAX_FEEDBACK_PER_STICKY_KEY, "sticky key"
         row = [getattr(feedback, name) for name in FEEDBACK_COLUMNS]
         with self._lock:
             conn = self._writing()
             conn.execute("BEGIN IMMEDIATE")
             try:
-                # fixed clauses; every value is a bound parameter
-                sql = f"SELECT 1 FROM requests WHERE {about} LIMIT 1"  # noqa: S608
-                found = conn.execute(sql, params).fetchone()
-                if found is not None:
-                    marks = ", ".join("?" * len(FEEDBACK_COLUMNS))
-                    conn.execute(
-                        f"INSERT INTO feedback ({', '.join(FEEDBACK_COLUMNS)}) "  # noqa: S608
-                        f"VALUES ({marks})",
-                        row,
+                count = f"SELECT count(*) FROM feedback WHERE {subject}"  # noqa: S608
+                if conn.execute(count, bound).fetchone()[0] >= most:
+                    raise RequestError(
+                        f"this {what} has {most} feedback entries already, the most kept",
+                        param="request_id" if feedback.request_id is not None else "sticky_key",
                     )
+                marks = ", ".join("?" * len(FEEDBACK_COLUMNS))
+                conn.execute(
+                    f"INSERT INTO feedback ({', '.join(FEEDBACK_COLUMNS)}) "  # noqa: S608
+                    f"VALUES ({marks})",
+                    row,
+                )
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
-        return found is not None
+        return True
 
     def stop_experiment(self, stop: ExperimentStop) -> ExperimentStop:
         """Store that `stop.experiment` stopped, unless a stop is stored already (another
