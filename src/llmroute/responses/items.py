@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Discriminator, Tag
 
 from .._route_info import TokenUsage
-from .._types import OpenAIObject, validator
+from .._types import OpenAIObject
 
 __all__ = [
     "ContentPart",
@@ -32,6 +32,7 @@ __all__ = [
     "ResponseSummaryText",
     "ResponseUsage",
     "construct",
+    "response_usage",
     "usage_from_tokens",
 ]
 
@@ -214,18 +215,23 @@ OutputItem = Annotated[
 # ---------------------------------------------------------------- usage
 
 
-class InputTokensDetails(OpenAIObject):
-    """A breakdown of the input tokens."""
+#: Usage details are values, never changed once made (``frozen``): a response whose
+#: details are all zero shares one instance of each (`response_usage`).
+_DETAILS = ConfigDict(extra="allow", defer_build=True, frozen=True)
 
-    model_config = _OPEN
+
+class InputTokensDetails(OpenAIObject):
+    """A breakdown of the input tokens (immutable)."""
+
+    model_config = _DETAILS
     cached_tokens: int = 0
     cache_write_tokens: int = 0
 
 
 class OutputTokensDetails(OpenAIObject):
-    """A breakdown of the output tokens."""
+    """A breakdown of the output tokens (immutable)."""
 
-    model_config = _OPEN
+    model_config = _DETAILS
     reasoning_tokens: int = 0
 
 
@@ -253,16 +259,39 @@ class ResponseUsage(OpenAIObject):
         )
 
 
+_NO_INPUT_DETAILS = construct(InputTokensDetails, {"cached_tokens": 0, "cache_write_tokens": 0})
+_NO_OUTPUT_DETAILS = construct(OutputTokensDetails, {"reasoning_tokens": 0})
+
+
+def response_usage(
+    input_tokens: int, output_tokens: int, cached: int, written: int, reasoning: int
+) -> ResponseUsage:
+    """A `ResponseUsage` with every field set (as the SDK requires), built trusted: the
+    counts must be ints. Details that are all zero are shared constants (frozen).
+
+    Fast path: a chat completion's usage read in ~29,200 instructions (one validation of
+    the three models) -> ~12,800 with zero details (callgrind, `usage_of`). Oracle:
+    tests/test_responses_fast_paths.py (what one validation builds).
+    """
+    given = (
+        _NO_INPUT_DETAILS
+        if not (cached or written)
+        else construct(InputTokensDetails, {"cached_tokens": cached, "cache_write_tokens": written})
+    )
+    made = (
+        _NO_OUTPUT_DETAILS
+        if not reasoning
+        else construct(OutputTokensDetails, {"reasoning_tokens": reasoning})
+    )
+    return construct(ResponseUsage, {
+        "input_tokens": input_tokens, "input_tokens_details": given,
+        "output_tokens": output_tokens, "output_tokens_details": made,
+        "total_tokens": input_tokens + output_tokens,
+    })  # fmt: skip
+
+
 def usage_from_tokens(usage: TokenUsage) -> ResponseUsage:
     """`usage` as the Responses API reports it (every field set, as the SDK requires)."""
-    # one validation of the three models is faster than building them one by one
-    made: ResponseUsage = validator(ResponseUsage).validate_python({
-        "input_tokens": usage.input,
-        "input_tokens_details": {
-            "cached_tokens": usage.cache_read, "cache_write_tokens": usage.cache_write,
-        },
-        "output_tokens": usage.output,
-        "output_tokens_details": {"reasoning_tokens": usage.reasoning},
-        "total_tokens": usage.input + usage.output,
-    })  # fmt: skip
-    return made
+    return response_usage(
+        usage.input, usage.output, usage.cache_read, usage.cache_write, usage.reasoning
+    )

@@ -20,7 +20,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from .._types import ChatCompletion, ChatCompletionMessage, CompletionUsage, ToolCall, validator
+from .._types import ChatCompletion, ChatCompletionMessage, CompletionUsage, ToolCall
 from .request import ResponsesRequest, thinking_content
 from .types import (
     IncompleteDetails,
@@ -38,6 +38,7 @@ from .types import (
     ResponseSummaryText,
     ResponseUsage,
     construct,
+    response_usage,
 )
 
 __all__ = [
@@ -222,19 +223,13 @@ def usage_of(usage: CompletionUsage | None) -> ResponseUsage | None:
         return None
     given, made = usage.prompt_tokens_details, usage.completion_tokens_details
     written = (given.__pydantic_extra__ or {}).get("cache_write_tokens") if given else None
-    found: ResponseUsage = validator(ResponseUsage).validate_python({
-        "input_tokens": usage.prompt_tokens,
-        "input_tokens_details": {
-            "cached_tokens": (given.cached_tokens or 0) if given else 0,
-            "cache_write_tokens": written if isinstance(written, int) else 0,
-        },
-        "output_tokens": usage.completion_tokens,
-        "output_tokens_details": {
-            "reasoning_tokens": (made.reasoning_tokens or 0) if made else 0,
-        },
-        "total_tokens": usage.prompt_tokens + usage.completion_tokens,
-    })  # fmt: skip
-    return found
+    return response_usage(
+        usage.prompt_tokens,
+        usage.completion_tokens,
+        (given.cached_tokens or 0) if given else 0,
+        int(written) if isinstance(written, int) else 0,
+        (made.reasoning_tokens or 0) if made else 0,
+    )
 
 
 def build_response(

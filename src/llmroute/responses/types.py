@@ -39,6 +39,7 @@ from .items import (
     ResponseSummaryText,
     ResponseUsage,
     construct,
+    response_usage,
     usage_from_tokens,
 )
 
@@ -90,6 +91,7 @@ __all__ = [
     "event_class",
     "json_bytes",
     "parse_event",
+    "response_usage",
     "usage_from_tokens",
 ]
 
