@@ -121,6 +121,7 @@ from .checks import (
     check_tools,
     invalid,
 )
+from .trusted import trusted_chat
 from .types import construct
 
 __all__ = [
@@ -501,6 +502,8 @@ _HANDLED = frozenset({
 })  # fmt: skip
 _PASSED = ("parallel_tool_calls", "temperature", "top_p", "user", "metadata", "service_tier",
            "prompt_cache_key", "safety_identifier")  # fmt: skip
+#: What `_chat_options` reads (top_logprobs and stream_options only beside two of these).
+_OPTIONS = frozenset((*_PASSED, "max_output_tokens", "reasoning", "text", "include", "stream"))
 
 
 def _messages(request: ResponsesRequest) -> list[dict[str, Any]]:
@@ -559,12 +562,15 @@ def _build_chat(request: ResponsesRequest) -> ChatRequest:
             body["tools"] = tools
     if request.tool_choice is not None:
         body["tool_choice"] = _tool_choice(request.tool_choice)
-    _chat_options(request, body)
+    if not request.__pydantic_fields_set__.isdisjoint(_OPTIONS):  # most requests: none set
+        _chat_options(request, body)
     for name, value in (request.__pydantic_extra__ or {}).items():
         if name in _REFUSED_EXTRAS:
             raise RequestError(f"{name}: {_REFUSED_EXTRAS[name]}", param=name)
         if name not in _HANDLED:
             body[name] = value
+    if (trusted := trusted_chat(body, request.__pydantic_extra__)) is not None:
+        return trusted  # what validation below would make, without its cost
     try:
         chat: ChatRequest = validator(ChatRequest).validate_python(body)
     except ValidationError as exc:  # what the checks above let through
