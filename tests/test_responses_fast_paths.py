@@ -3,7 +3,8 @@ against the plain way it replaces, over many shapes drawn by hypothesis.
 
 - `trusted_chat` (a request's chat view built trusted) against validating the body;
   `to_chat` of varied requests against `to_chat` without its fast paths;
-- `response_usage` (shared all-zero details) against validating the usage.
+- `response_usage` (shared all-zero details) against validating the usage;
+- `build_response` (a template copied) against the 25 fields written out and validated.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from llmroute._types import CompletionUsage, validator
 from llmroute.responses import (
     THINKING_PREFIX,
     InputTokensDetails,
+    Response,
     ResponsesRequest,
     ResponseUsage,
     to_chat,
@@ -28,7 +30,7 @@ from llmroute.responses import (
     validate_responses_request,
 )
 from llmroute.responses import request as request_module
-from llmroute.responses.translate import usage_of
+from llmroute.responses.translate import build_response, usage_of
 from llmroute.responses.trusted import trusted_chat
 from llmroute.responses.types import response_usage
 
@@ -326,3 +328,43 @@ def test_shared_usage_details_cannot_be_changed() -> None:
     with pytest.raises(ValidationError, match="frozen"):
         usage.input_tokens_details.cached_tokens = 1
     assert response_usage(3, 2, 0, 0, 0).input_tokens_details == InputTokensDetails()
+
+
+def _written_out(request: Any, **given: Any) -> Response:
+    """The response `build_response` makes, its 25 fields written out and validated."""
+    echo = request.__dict__
+    return Response.model_validate({
+        "id": given["response_id"], "object": "response", "created_at": given["created_at"],
+        "status": given["status"], "error": None, "incomplete_details": None,
+        "instructions": echo["instructions"], "max_output_tokens": echo["max_output_tokens"],
+        "model": given["model"], "output": given["output"],
+        "parallel_tool_calls": echo["parallel_tool_calls"] is not False,
+        "previous_response_id": echo["previous_response_id"], "reasoning": echo["reasoning"],
+        "store": True if echo["store"] is None else echo["store"],
+        "temperature": echo["temperature"],
+        "text": {"format": {"type": "text"}} if echo["text"] is None else echo["text"],
+        "tool_choice": "auto" if echo["tool_choice"] is None else echo["tool_choice"],
+        "tools": [] if echo["tools"] is None else echo["tools"], "top_p": echo["top_p"],
+        "truncation": echo["truncation"] or "disabled", "usage": given["usage"],
+        "user": echo["user"], "metadata": {} if echo["metadata"] is None else echo["metadata"],
+    })  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(items=st.one_of(_TEXT, _items()), params=_RESPONSES_PARAMS, store=st.sampled_from(
+    [None, True, False]), truncation=st.sampled_from([None, "auto", "disabled"]))  # fmt: skip
+def test_build_response_is_the_response_written_out(
+    items: str | list[dict[str, Any]], params: dict[str, Any], store: bool | None,
+    truncation: str | None,
+) -> None:  # fmt: skip
+    """`build_response` (a template copied, a dozen fields set) makes the response its 25
+    fields written out make."""
+    body = {"model": "m", "input": items, "store": store, "truncation": truncation, **params}
+    try:
+        request = validate_responses_request(body)
+    except RequestError:
+        return
+    usage = response_usage(4, 2, 1, 0, 0)
+    given: dict[str, Any] = {"response_id": "resp_1", "created_at": 1.0, "model": "x",
+                             "status": "completed", "output": [], "usage": usage}  # fmt: skip
+    _same(build_response(request, **given), _written_out(request, **given))

@@ -232,6 +232,17 @@ def usage_of(usage: CompletionUsage | None) -> ResponseUsage | None:
     )
 
 
+#: What `build_response` starts from: every field of a `Response`, in order, None but
+#: the constant. Fast path: copying it and setting a dozen fields costs ~19,400
+#: instructions against ~26,400 for the 25-entry dict written out (callgrind). Oracle:
+#: tests/test_responses_fast_paths.py (the response written out and validated).
+_RESPONSE = dict.fromkeys(Response.model_fields, None) | {"object": "response"}
+_RESPONSE_FIELDS = frozenset(_RESPONSE)
+#: The parameters a response echoes as they are when the request sets them.
+_ECHOED = ("instructions", "max_output_tokens", "previous_response_id", "reasoning",
+           "temperature", "top_p", "user")  # fmt: skip
+
+
 def build_response(
     request: ResponsesRequest,
     *,
@@ -246,24 +257,26 @@ def build_response(
 ) -> Response:
     """A `Response` echoing `request`'s parameters as OpenAI does (with its defaults:
     ``tool_choice: "auto"``, ``parallel_tool_calls: true``, ``store: true``, text format
-    ``text``, ``truncation: "disabled"``, ``metadata: {}``)."""
+    ``text``, ``truncation: "disabled"``, ``metadata: {}``); every field is set."""
     given = request.__dict__  # plain reads: a Response is built per request, or twice a stream
+    values = _RESPONSE.copy()
+    values["id"], values["created_at"], values["status"] = response_id, created_at, status
+    values["model"], values["output"], values["usage"] = model, output, usage
+    values["error"], values["incomplete_details"] = error, incomplete_details
+    for name in _ECHOED:
+        value = given[name]
+        if value is not None:
+            values[name] = value
     store, text, choice = given["store"], given["text"], given["tool_choice"]
     tools, metadata = given["tools"], given["metadata"]
-    return construct(Response, {
-        "id": response_id, "object": "response", "created_at": created_at, "status": status,
-        "error": error, "incomplete_details": incomplete_details,
-        "instructions": given["instructions"], "max_output_tokens": given["max_output_tokens"],
-        "model": model, "output": output,
-        "parallel_tool_calls": given["parallel_tool_calls"] is not False,
-        "previous_response_id": given["previous_response_id"], "reasoning": given["reasoning"],
-        "store": True if store is None else store, "temperature": given["temperature"],
-        "text": {"format": {"type": "text"}} if text is None else text,
-        "tool_choice": "auto" if choice is None else choice,
-        "tools": [] if tools is None else tools, "top_p": given["top_p"],
-        "truncation": given["truncation"] or "disabled", "usage": usage, "user": given["user"],
-        "metadata": {} if metadata is None else metadata,
-    })  # fmt: skip
+    values["parallel_tool_calls"] = given["parallel_tool_calls"] is not False
+    values["store"] = True if store is None else store
+    values["text"] = {"format": {"type": "text"}} if text is None else text
+    values["tool_choice"] = "auto" if choice is None else choice
+    values["tools"] = [] if tools is None else tools
+    values["truncation"] = given["truncation"] or "disabled"
+    values["metadata"] = {} if metadata is None else metadata
+    return construct(Response, values, _RESPONSE_FIELDS)
 
 
 #: The finish reasons that leave a response incomplete (`finish_status`).
