@@ -197,6 +197,11 @@ class ResponsesRequest(BaseModel):
         return given
 
 
+#: The slot holding a request's chat translation (`to_chat`), read and written without
+#: pydantic's fallbacks; None until it is made (an unset slot costs an exception).
+_CHAT = ResponsesRequest.__dict__["_chat"]
+
+
 def _refuse_unsupported(request: ResponsesRequest) -> None:
     if request.background:
         raise RequestError("background responses are not supported: llmroute runs every "
@@ -242,6 +247,7 @@ def validate_responses_request(body: Mapping[str, Any]) -> ResponsesRequest:
         check_tool_choice(request.tool_choice)
     if request.text is not None:
         check_text(request.text)
+    _CHAT.__set__(request, None)
     return request
 
 
@@ -260,9 +266,8 @@ def with_history(request: ResponsesRequest, history: list[dict[str, Any]]) -> Re
 def builtin_tools(request: ResponsesRequest) -> tuple[str, ...]:
     """The types of the request's tools that only a native target runs (every tool that is
     not ``function`` or ``custom``: ``web_search``, ``file_search``, ``mcp``, ...)."""
-    return tuple(
-        str(tool["type"]) for tool in request.tools or () if tool["type"] not in _NOT_BUILTIN
-    )
+    tools = request.tools  # most requests have none: no generator (~3,500 instructions)
+    return tuple(str(t["type"]) for t in tools if t["type"] not in _NOT_BUILTIN) if tools else ()
 
 
 def thinking_content(blocks: list[dict[str, Any]]) -> str:
@@ -581,17 +586,14 @@ def _build_chat(request: ResponsesRequest) -> ChatRequest:
     return chat
 
 
-#: The slot holding a request's chat translation (read without pydantic's fallback).
-_CHAT = ResponsesRequest.__dict__["_chat"]
-
-
 def to_chat(request: ResponsesRequest) -> ChatRequest:
     """The Chat Completions request a translated target receives (see the module's table),
     made once per request. Raises `RequestError` (naming the parameter) for what no
     chat target can express."""
     try:
-        chat: ChatRequest = _CHAT.__get__(request)
-    except AttributeError:
-        chat = _build_chat(request)
-        object.__setattr__(request, "_chat", chat)
+        chat: ChatRequest | None = _CHAT.__get__(request)
+    except AttributeError:  # a request not made by validate_responses_request
+        chat = None
+    if chat is None:
+        _CHAT.__set__(request, chat := _build_chat(request))
     return chat
