@@ -4,7 +4,9 @@
 
 For each kind of request (a non-streamed chat completion, a 20-chunk stream read to its
 end, a memory cache hit; ``responses`` and ``responses-stream``: the same two as
-Responses API requests translated for the same chat upstream), runs this script under ``valgrind --tool=callgrind`` twice: once
+Responses API requests translated for the same chat upstream, each printed with its ratio
+to the chat kind counted in the same run, and PASS or FAIL against the budget of issue
+16: at most 1.15x), runs this script under ``valgrind --tool=callgrind`` twice: once
 with only the warm-up, once with the warm-up and N more requests of that kind. The
 difference divided by N is what one request costs in this process, whatever else the
 machine is doing (instruction counts do not move with load, unlike time). The upstream
@@ -34,6 +36,7 @@ WARMUP = 200
 KINDS = ("chat", "stream", "hit")
 #: What each Responses kind is compared with, and the budget the issue sets (issue 16).
 COMPARED = {"responses": "chat", "responses-stream": "stream"}
+BUDGET = 1.15
 
 
 def _config(port: int, kind: str) -> dict[str, Any]:
@@ -121,7 +124,9 @@ def main() -> None:
         line = f"  {kind:16} {counted[kind]:12,.0f}"
         other = COMPARED.get(kind)
         if other in counted:
-            line += f"   {counted[kind] / counted[other]:.3f}x {other}"
+            ratio = counted[kind] / counted[other]
+            verdict = "PASS" if ratio <= BUDGET else "FAIL"
+            line += f"   {ratio:.3f}x {other}: {verdict} (budget {BUDGET:.2f}x)"
         print(line)
 
 

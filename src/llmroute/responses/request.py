@@ -123,6 +123,7 @@ from .checks import (
     invalid,
 )
 from .signatures import signed_call, split_thinking
+from .trusted import trusted_chat
 from .types import construct
 
 __all__ = [
@@ -199,6 +200,11 @@ class ResponsesRequest(BaseModel):
         return given
 
 
+#: The slot holding a request's chat translation (`to_chat`), read and written without
+#: pydantic's fallbacks; None until it is made (an unset slot costs an exception).
+_CHAT = ResponsesRequest.__dict__["_chat"]
+
+
 def _refuse_unsupported(request: ResponsesRequest) -> None:
     if request.background:
         raise RequestError("background responses are not supported: llmroute runs every "
@@ -244,6 +250,7 @@ def validate_responses_request(body: Mapping[str, Any]) -> ResponsesRequest:
         check_tool_choice(request.tool_choice)
     if request.text is not None:
         check_text(request.text)
+    _CHAT.__set__(request, None)
     return request
 
 
@@ -262,9 +269,8 @@ def with_history(request: ResponsesRequest, history: list[dict[str, Any]]) -> Re
 def builtin_tools(request: ResponsesRequest) -> tuple[str, ...]:
     """The types of the request's tools that only a native target runs (every tool that is
     not ``function`` or ``custom``: ``web_search``, ``file_search``, ``mcp``, ...)."""
-    return tuple(
-        str(tool["type"]) for tool in request.tools or () if tool["type"] not in _NOT_BUILTIN
-    )
+    tools = request.tools  # most requests have none: no generator (~3,500 instructions)
+    return tuple(str(t["type"]) for t in tools if t["type"] not in _NOT_BUILTIN) if tools else ()
 
 
 def thinking_content(blocks: list[dict[str, Any]]) -> str:
@@ -510,6 +516,8 @@ _HANDLED = frozenset({
 })  # fmt: skip
 _PASSED = ("parallel_tool_calls", "temperature", "top_p", "user", "metadata", "service_tier",
            "prompt_cache_key", "safety_identifier")  # fmt: skip
+#: What `_chat_options` reads (top_logprobs and stream_options only beside two of these).
+_OPTIONS = frozenset((*_PASSED, "max_output_tokens", "reasoning", "text", "include", "stream"))
 
 
 def _messages(request: ResponsesRequest) -> list[dict[str, Any]]:
@@ -568,12 +576,15 @@ def _build_chat(request: ResponsesRequest) -> ChatRequest:
             body["tools"] = tools
     if request.tool_choice is not None:
         body["tool_choice"] = _tool_choice(request.tool_choice)
-    _chat_options(request, body)
+    if not request.__pydantic_fields_set__.isdisjoint(_OPTIONS):  # most requests: none set
+        _chat_options(request, body)
     for name, value in (request.__pydantic_extra__ or {}).items():
         if name in _REFUSED_EXTRAS:
             raise RequestError(f"{name}: {_REFUSED_EXTRAS[name]}", param=name)
         if name not in _HANDLED:
             body[name] = value
+    if (trusted := trusted_chat(body, request.__pydantic_extra__)) is not None:
+        return trusted  # what validation below would make, without its cost
     try:
         chat: ChatRequest = validator(ChatRequest).validate_python(body)
     except ValidationError as exc:  # what the checks above let through
@@ -584,17 +595,14 @@ def _build_chat(request: ResponsesRequest) -> ChatRequest:
     return chat
 
 
-#: The slot holding a request's chat translation (read without pydantic's fallback).
-_CHAT = ResponsesRequest.__dict__["_chat"]
-
-
 def to_chat(request: ResponsesRequest) -> ChatRequest:
     """The Chat Completions request a translated target receives (see the module's table),
     made once per request. Raises `RequestError` (naming the parameter) for what no
     chat target can express."""
     try:
-        chat: ChatRequest = _CHAT.__get__(request)
-    except AttributeError:
-        chat = _build_chat(request)
-        object.__setattr__(request, "_chat", chat)
+        chat: ChatRequest | None = _CHAT.__get__(request)
+    except AttributeError:  # a request not made by validate_responses_request
+        chat = None
+    if chat is None:
+        _CHAT.__set__(request, chat := _build_chat(request))
     return chat

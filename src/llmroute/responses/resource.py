@@ -61,6 +61,8 @@ _CARRY_RESPONSE = frozenset(
     }
 )
 _STORED_AFTER = frozenset({"response.completed", "response.incomplete"})
+#: The fields `_Turn.finish` gives a response.
+_FINISHED = ("previous_response_id", "store")
 
 
 def new_response_id() -> str:
@@ -98,14 +100,19 @@ class _Turn:
 
     __slots__ = ("given", "items", "scope", "store")
 
-    def __init__(self, given: ResponsesRequest, scope: str, items: list[dict[str, Any]]) -> None:
-        self.given, self.scope, self.items = given, scope, items
-        self.store = given.store is not False
+    def __init__(self, given: ResponsesRequest, scope: str) -> None:
+        self.given, self.scope = given, scope
+        self.store = store = given.store is not False
+        # as sent (ids are made up only to list them); kept only to be stored
+        self.items: list[dict[str, Any]] = list(given.input_items()) if store else []
 
     def finish(self, response: Response) -> None:
         """Give `response` what the caller asked for, rather than what the upstream saw."""
-        response.previous_response_id = self.given.previous_response_id
-        response.store = self.store
+        # written as pydantic's __setattr__ writes them, without its ~3,600 instructions each
+        values = response.__dict__
+        values["previous_response_id"] = self.given.previous_response_id
+        values["store"] = self.store
+        response.__pydantic_fields_set__.update(_FINISHED)
 
 
 class AsyncResponses:
@@ -162,8 +169,8 @@ class AsyncResponses:
             api["stream"] = stream
         given = validate_responses_request(api)
         options, extra = request_options(client)
-        turn = _Turn(given, options.key or "", [])
-        request = await self._self_contained(given, turn)
+        turn = _Turn(given, options.key or "")
+        request = given if given.previous_response_id is None else await self._continued(turn)
         chat = chat_view(request)
         response_id, created_at = new_response_id(), self._clock.time()
         if given.stream:
@@ -282,14 +289,16 @@ class AsyncResponses:
         api.pop("stream", None)
         given = validate_responses_request(api)
         options, _ = request_options(client)
-        request = await self._self_contained(given, _Turn(given, options.key or "", []))
+        turn = _Turn(given, options.key or "")
+        request = given if given.previous_response_id is None else await self._continued(turn)
         return InputTokensCount(input_tokens=estimate_request_tokens(chat_view(request)))
 
     # ---------------------------------------------------------------- state
 
-    async def _self_contained(self, given: ResponsesRequest, turn: _Turn) -> ResponsesRequest:
-        """`given` with the conversation it continues put in front of its input."""
-        turn.items = list(given.input_items())  # as sent: ids are made up only to list them
+    async def _continued(self, turn: _Turn) -> ResponsesRequest:
+        """The caller's request, which names a previous response, with the conversation it
+        continues put in front of its input."""
+        given = turn.given
         previous = given.previous_response_id
         if previous is None:
             return given

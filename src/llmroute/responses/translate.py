@@ -22,7 +22,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from .._types import ChatCompletion, ChatCompletionMessage, CompletionUsage, ToolCall, validator
+from .._types import ChatCompletion, ChatCompletionMessage, CompletionUsage, ToolCall
 from .request import ResponsesRequest, thinking_content
 from .signatures import signature_block
 from .types import (
@@ -41,6 +41,7 @@ from .types import (
     ResponseSummaryText,
     ResponseUsage,
     construct,
+    response_usage,
 )
 
 __all__ = [
@@ -233,19 +234,24 @@ def usage_of(usage: CompletionUsage | None) -> ResponseUsage | None:
         return None
     given, made = usage.prompt_tokens_details, usage.completion_tokens_details
     written = (given.__pydantic_extra__ or {}).get("cache_write_tokens") if given else None
-    found: ResponseUsage = validator(ResponseUsage).validate_python({
-        "input_tokens": usage.prompt_tokens,
-        "input_tokens_details": {
-            "cached_tokens": (given.cached_tokens or 0) if given else 0,
-            "cache_write_tokens": written if isinstance(written, int) else 0,
-        },
-        "output_tokens": usage.completion_tokens,
-        "output_tokens_details": {
-            "reasoning_tokens": (made.reasoning_tokens or 0) if made else 0,
-        },
-        "total_tokens": usage.prompt_tokens + usage.completion_tokens,
-    })  # fmt: skip
-    return found
+    return response_usage(
+        usage.prompt_tokens,
+        usage.completion_tokens,
+        (given.cached_tokens or 0) if given else 0,
+        int(written) if isinstance(written, int) else 0,
+        (made.reasoning_tokens or 0) if made else 0,
+    )
+
+
+#: What `build_response` starts from: every field of a `Response`, in order, None but
+#: the constant. Fast path: copying it and setting a dozen fields costs ~19,400
+#: instructions against ~26,400 for the 25-entry dict written out (callgrind). Oracle:
+#: tests/test_responses_fast_paths.py (the response written out and validated).
+_RESPONSE = dict.fromkeys(Response.model_fields, None) | {"object": "response"}
+_RESPONSE_FIELDS = frozenset(_RESPONSE)
+#: The parameters a response echoes as they are when the request sets them.
+_ECHOED = ("instructions", "max_output_tokens", "previous_response_id", "reasoning",
+           "temperature", "top_p", "user")  # fmt: skip
 
 
 def build_response(
@@ -262,24 +268,26 @@ def build_response(
 ) -> Response:
     """A `Response` echoing `request`'s parameters as OpenAI does (with its defaults:
     ``tool_choice: "auto"``, ``parallel_tool_calls: true``, ``store: true``, text format
-    ``text``, ``truncation: "disabled"``, ``metadata: {}``)."""
+    ``text``, ``truncation: "disabled"``, ``metadata: {}``); every field is set."""
     given = request.__dict__  # plain reads: a Response is built per request, or twice a stream
+    values = _RESPONSE.copy()
+    values["id"], values["created_at"], values["status"] = response_id, created_at, status
+    values["model"], values["output"], values["usage"] = model, output, usage
+    values["error"], values["incomplete_details"] = error, incomplete_details
+    for name in _ECHOED:
+        value = given[name]
+        if value is not None:
+            values[name] = value
     store, text, choice = given["store"], given["text"], given["tool_choice"]
     tools, metadata = given["tools"], given["metadata"]
-    return construct(Response, {
-        "id": response_id, "object": "response", "created_at": created_at, "status": status,
-        "error": error, "incomplete_details": incomplete_details,
-        "instructions": given["instructions"], "max_output_tokens": given["max_output_tokens"],
-        "model": model, "output": output,
-        "parallel_tool_calls": given["parallel_tool_calls"] is not False,
-        "previous_response_id": given["previous_response_id"], "reasoning": given["reasoning"],
-        "store": True if store is None else store, "temperature": given["temperature"],
-        "text": {"format": {"type": "text"}} if text is None else text,
-        "tool_choice": "auto" if choice is None else choice,
-        "tools": [] if tools is None else tools, "top_p": given["top_p"],
-        "truncation": given["truncation"] or "disabled", "usage": usage, "user": given["user"],
-        "metadata": {} if metadata is None else metadata,
-    })  # fmt: skip
+    values["parallel_tool_calls"] = given["parallel_tool_calls"] is not False
+    values["store"] = True if store is None else store
+    values["text"] = {"format": {"type": "text"}} if text is None else text
+    values["tool_choice"] = "auto" if choice is None else choice
+    values["tools"] = [] if tools is None else tools
+    values["truncation"] = given["truncation"] or "disabled"
+    values["metadata"] = {} if metadata is None else metadata
+    return construct(Response, values, _RESPONSE_FIELDS)
 
 
 #: The finish reasons that leave a response incomplete (`finish_status`).

@@ -38,6 +38,7 @@ from .items import (
     ResponseSummaryText,
     ResponseUsage,
     construct,
+    response_usage,
     usage_from_tokens,
 )
 
@@ -89,6 +90,7 @@ __all__ = [
     "event_class",
     "json_bytes",
     "parse_event",
+    "response_usage",
     "usage_from_tokens",
 ]
 
