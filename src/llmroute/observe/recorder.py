@@ -46,7 +46,7 @@ from .record import (
     build_record,
     start_record,
 )
-from .sinks import CallbackSink, Sink, sink_from_url
+from .sinks import CallbackSink, Sink, open_store, sink_from_url
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
@@ -57,6 +57,7 @@ if TYPE_CHECKING:
     from ..routing.catalog import Catalog
     from .analytics import Filters, StatsReport
     from .otel import Prepared, Telemetry
+    from .postgres import PostgresStore
     from .sqlite import SqliteStore
 
 __all__ = ["HookEvent", "Recorder", "RecorderStatus", "Redactor"]
@@ -118,11 +119,12 @@ class Recorder(Stage):
         self._queue_size = config.queue_size if config else 10_000
         self._batch_size = config.batch_size if config else 500
         self._flush_interval = config.flush_interval if config else 0.2
-        self.store: SqliteStore | None = None
+        self.store: SqliteStore | PostgresStore | None = None
         self._sinks: list[Sink] = []
         if config is not None:
             if config.store is not None:
-                self.store = self._add_url(config.store)  # type: ignore[assignment]
+                self.store = open_store(config.store, retention=config.retention)
+                self._sinks.append(self.store)
             for url in config.sinks:
                 self._add_url(url)
         self._hooks: dict[HookEvent, list[Callable[..., object]]] = {
