@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from conftest import new_store_url
 from llmroute._types import TokenUsage
-from llmroute.observe import RequestRecord, SqliteStore
-from llmroute.observe.analytics import Filters
+from llmroute.observe import RequestRecord, SqliteStore, open_store
+from llmroute.observe.analytics import Filters, query_stats
+from llmroute.observe.dialect import LogStore
 from llmroute.observe.explore import rollups_cover, series, totals_by
 from llmroute.observe.rollup import DIMENSIONS, GRAINS, MEASURES, TOTAL_GRAINS
 from llmroute.observe.rollup import MIGRATION as ROLLUP_MIGRATION
@@ -65,18 +67,36 @@ def seeded_records(seed: int = 3, count: int = 3000) -> list[RequestRecord]:
     return out
 
 
-@pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> SqliteStore:
-    made = SqliteStore(tmp_path_factory.mktemp("rollup") / "log.db")
+def filled(made: LogStore) -> LogStore:
+    """`made` with `seeded_records` written."""
     records = seeded_records()
     rng = random.Random(5)
     i = 0
     while i < len(records):  # batches of every size, and some records written twice
         size = rng.randrange(1, 400)
-        made.write(records[i : i + size] + records[max(0, i - 3) : i])
+        made.write(records[i : i + size] + records[max(0, i - 3) : i])  # type: ignore[attr-defined]
         i += size
-    made.close()
+    made.close()  # type: ignore[attr-defined]
     return made
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> LogStore:
+    """The seeded store, SQLite then PostgreSQL: every test over it runs over both."""
+    folder = tmp_path_factory.mktemp("rollup")
+    return filled(open_store(new_store_url(request, request.param, folder)))
+
+
+@pytest.fixture(scope="module")
+def sqlite_store(tmp_path_factory: pytest.TempPathFactory) -> SqliteStore:
+    made = SqliteStore(tmp_path_factory.mktemp("rollup-sqlite") / "log.db")
+    filled(made)
+    return made
+
+
+@pytest.fixture(scope="module")
+def postgres_store(request: pytest.FixtureRequest) -> LogStore:
+    return filled(open_store(new_store_url(request, "postgresql", Path())))
 
 
 RANGES = [
@@ -103,7 +123,7 @@ WIDTHS = [60, 300, 900, 3600, 3 * 3600, 86400, 7 * 86400, 45, 1.5]
 @pytest.mark.parametrize(("since", "until"), RANGES)
 @pytest.mark.parametrize("changes", FILTERS, ids=lambda c: ",".join(c) or "none")
 def test_series_from_rollups_equals_series_from_rows(
-    store: SqliteStore, since: float, until: float, changes: dict[str, object]
+    store: LogStore, since: float, until: float, changes: dict[str, object]
 ) -> None:
     filters = Filters(since=since, until=until, **changes)  # type: ignore[arg-type]
     for width in WIDTHS:
@@ -117,7 +137,7 @@ def test_series_from_rollups_equals_series_from_rows(
 @pytest.mark.parametrize(("since", "until"), RANGES)
 @pytest.mark.parametrize("by", ["model", "provider", "route", "target", "user"])
 def test_totals_from_rollups_equal_totals_from_rows(
-    store: SqliteStore, since: float, until: float, by: str
+    store: LogStore, since: float, until: float, by: str
 ) -> None:
     for changes in FILTERS[:4]:
         filters = Filters(since=since, until=until, **changes)  # type: ignore[arg-type]
@@ -127,10 +147,10 @@ def test_totals_from_rollups_equal_totals_from_rows(
             assert rolled == raw
 
 
-def test_every_grain_holds_every_request_once(store: SqliteStore) -> None:
+def test_every_grain_holds_every_request_once(store: LogStore) -> None:
     with store.connect() as conn:
         raw = conn.execute(
-            "SELECT COUNT(*), TOTAL(input_tokens), TOTAL(cost_usd) FROM requests"
+            "SELECT COUNT(*), SUM(input_tokens), SUM(cost_usd) FROM requests"
         ).fetchone()
         assert raw[0] == 3000
         for table, grain in GRAINS + TOTAL_GRAINS:
@@ -138,16 +158,41 @@ def test_every_grain_holds_every_request_once(store: SqliteStore) -> None:
                 f"SELECT SUM(requests), SUM(input_tokens), SUM(cost_usd), "
                 f"SUM(bucket % {grain}) FROM {table}"
             ).fetchone()
-            assert rolled == (*raw, 0)
+            assert tuple(rolled) == (*raw, 0)
+
+
+@pytest.mark.parametrize(("since", "until"), RANGES)
+def test_postgresql_answers_as_sqlite(
+    sqlite_store: SqliteStore, postgres_store: LogStore, since: float, until: float
+) -> None:
+    """The same questions over both stores, holding the same records, get the same figures
+    (costs are multiples of 2**-20: their sums are exact in any order)."""
+    for changes in FILTERS:
+        filters = Filters(since=since, until=until, **changes)  # type: ignore[arg-type]
+        for width in (60, 3600, 45, 1.5):
+            origin = since // width * width
+            for use_rollups in (True, False):
+                lite = series(sqlite_store, filters, origin=origin, width=width,
+                              use_rollups=use_rollups)  # fmt: skip
+                assert lite == series(postgres_store, filters, origin=origin, width=width,
+                                      use_rollups=use_rollups)  # fmt: skip
+        for by in ("model", "user", "property.feature", "hour", "day"):
+            lite_rows = totals_by(sqlite_store, filters, by=by, order="requests", limit=50)
+            assert lite_rows == totals_by(
+                postgres_store, filters, by=by, order="requests", limit=50
+            )
+            lite_report = query_stats(sqlite_store, by=[by, "status"], filters=filters)
+            assert lite_report == query_stats(postgres_store, by=[by, "status"], filters=filters)
 
 
 def test_the_migration_fills_the_rollups_from_the_stored_rows(
-    store: SqliteStore, tmp_path: Path
+    sqlite_store: SqliteStore, tmp_path: Path
 ) -> None:
     """A store from before the rollups (its tables dropped, its version set back) gains
     them on opening, with the same rows as those the writes kept."""
     step = MIGRATIONS.index(ROLLUP_MIGRATION)
     assert step < SCHEMA_VERSION
+    store = sqlite_store
     old = tmp_path / "old.db"
     with store.connect() as conn:
         conn.execute("VACUUM INTO ?", (str(old),))

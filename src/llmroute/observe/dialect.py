@@ -125,7 +125,9 @@ class Dialect(ABC):
 
     @abstractmethod
     def hour(self, expr: str) -> str:
-        """The UTC hour of `expr` (Unix seconds) as ``YYYY-MM-DDTHH:00Z``."""
+        """The UTC hour of `expr` (Unix seconds) as ``YYYY-MM-DDTHH:00Z``, from its whole
+        second (as the rollups bucket it; SQLite's ``strftime`` would round the
+        milliseconds, moving a request a microsecond before the hour into the next)."""
 
     @abstractmethod
     def day(self, expr: str) -> str:
@@ -146,10 +148,10 @@ class SqliteDialect(Dialect):
         return f"CAST({expr} AS INTEGER)"
 
     def hour(self, expr: str) -> str:
-        return f"strftime('%Y-%m-%dT%H:00Z', {expr}, 'unixepoch')"
+        return f"strftime('%Y-%m-%dT%H:00Z', {self.integer(expr)}, 'unixepoch')"
 
     def day(self, expr: str) -> str:
-        return f"strftime('%Y-%m-%d', {expr}, 'unixepoch')"
+        return f"strftime('%Y-%m-%d', {self.integer(expr)}, 'unixepoch')"
 
 
 class PostgresDialect(Dialect):
@@ -167,10 +169,11 @@ class PostgresDialect(Dialect):
         return f"CAST(TRUNC({expr}) AS BIGINT)"
 
     def hour(self, expr: str) -> str:
-        return f"to_char(to_timestamp({expr}) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:00\"Z\"')"
+        seconds = self.integer(expr)
+        return f"to_char(to_timestamp({seconds}) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:00\"Z\"')"
 
     def day(self, expr: str) -> str:
-        return f"to_char(to_timestamp({expr}) AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
+        return f"to_char(to_timestamp({self.integer(expr)}) AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
 
     def sql(self, text: str) -> str:
         """``?`` becomes ``%s`` and a literal ``%`` doubles (psycopg's placeholders).

@@ -395,48 +395,50 @@ class PostgresStore:
 
     def add_feedback(self, feedback: Feedback, *, scope: str | None = None) -> bool:
         """Store `feedback` if what it is about is recorded (see `SqliteStore.add_feedback`:
-        the same rules and bounds). The count and the insert run in one transaction under
-        an advisory lock on the subject, so concurrent writers respect the bound."""
+        the same rules and bounds), on the writing connection. The count and the insert
+        run in one transaction holding an advisory lock on the subject, so that concurrent
+        processes respect the bound too."""
         if feedback.request_id is not None:
             about, params = "request_id = ?", [feedback.request_id]
             subject, bound = "request_id = ?", [feedback.request_id]
-            most, what = MAX_FEEDBACK_PER_REQUEST, "request"
+            most, what, param = MAX_FEEDBACK_PER_REQUEST, "request", "request_id"
         elif feedback.experiment is not None and feedback.sticky_key is not None:
             about = subject = "experiment = ? AND sticky_key = ?"
             params = [feedback.experiment, feedback.sticky_key]
             bound = list(params)
-            most, what = MAX_FEEDBACK_PER_STICKY_KEY, "sticky key"
+            most, what, param = MAX_FEEDBACK_PER_STICKY_KEY, "sticky key", "sticky_key"
         else:
             raise ValueError("feedback is about a request, or an experiment's sticky key")
         if scope is not None:
             about += " AND key = ?"
             params.append(scope)
-        row = [getattr(feedback, name) for name in FEEDBACK_COLUMNS]
-        with self.connect() as reader:
-            conn = reader
-            # fixed clauses; every value is a bound parameter
-            known = f"SELECT 1 FROM requests WHERE {about} LIMIT 1"  # noqa: S608
-            if conn.execute(known, params).fetchone() is None:
-                return False
-            conn.execute("BEGIN")
+        row = _clean([getattr(feedback, name) for name in FEEDBACK_COLUMNS])
+        # fixed clauses; every value is a bound parameter
+        known = f"SELECT 1 FROM requests WHERE {about} LIMIT 1"  # noqa: S608
+        count = f"SELECT count(*) FROM feedback WHERE {subject}"  # noqa: S608
+        insert = (
+            f"INSERT INTO feedback ({', '.join(FEEDBACK_COLUMNS)}) "  # noqa: S608
+            f"VALUES ({', '.join('?' * len(FEEDBACK_COLUMNS))})"
+        )
+        import psycopg
+
+        with self._lock:
             try:
-                conn.execute("SELECT pg_advisory_xact_lock(hashtext(?))", ["|".join(bound)])
-                count = f"SELECT count(*) FROM feedback WHERE {subject}"  # noqa: S608
-                if _one(conn.execute(count, bound)) >= most:
-                    raise RequestError(
-                        f"this {what} has {most} feedback entries already, the most kept",
-                        param="request_id" if feedback.request_id is not None else "sticky_key",
-                    )
-                marks = ", ".join("?" * len(FEEDBACK_COLUMNS))
-                conn.execute(
-                    f"INSERT INTO feedback ({', '.join(FEEDBACK_COLUMNS)}) "  # noqa: S608
-                    f"VALUES ({marks})",
-                    _clean(row),
-                )
-            except BaseException:
-                conn.execute("ROLLBACK")
+                raw = self._writing()
+                conn = _Connection(raw)
+                if conn.execute(known, params).fetchone() is None:
+                    return False
+                with raw.transaction():
+                    conn.execute("SELECT pg_advisory_xact_lock(hashtext(?))", ["|".join(bound)])
+                    if _one(conn.execute(count, bound)) >= most:
+                        raise RequestError(
+                            f"this {what} has {most} feedback entries already, the most kept",
+                            param=param,
+                        )
+                    conn.execute(insert, row)
+            except psycopg.OperationalError:
+                self._drop_writer()
                 raise
-            conn.execute("COMMIT")
         return True
 
     def stop_experiment(self, stop: ExperimentStop) -> ExperimentStop:
