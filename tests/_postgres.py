@@ -71,6 +71,8 @@ class PostgresServer:
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
     databases: int = 0
+    #: Tests skip fsync (nothing here must survive a crash); a benchmark keeps the defaults.
+    durable: bool = False
 
     @staticmethod
     def _as_owner() -> dict[str, Any]:
@@ -105,9 +107,9 @@ class PostgresServer:
         log = (self.folder / "server.log").open("ab")
         self.process = subprocess.Popen(
             [str(self.bindir / "postgres"), "-D", str(data), "-p", str(self.port),
-             "-h", "127.0.0.1", "-k", str(self.folder), "-c", "fsync=off",
-             "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
-             "-c", "max_connections=200"],
+             "-h", "127.0.0.1", "-k", str(self.folder), "-c", "max_connections=200",
+             *([] if self.durable else ["-c", "fsync=off", "-c", "synchronous_commit=off",
+                                        "-c", "full_page_writes=off"])],
             stdout=log, stderr=subprocess.STDOUT, cwd=self.folder, **self._as_owner(),
         )  # fmt: skip
         log.close()

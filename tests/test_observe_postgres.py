@@ -272,3 +272,42 @@ def test_feedback_and_stops(postgres_url: str) -> None:
     assert store.stop_experiment(first) == first
     assert store.stop_experiment(ExperimentStop("e", "b", T0 + 1, 0.99, "x", {})) == first
     assert store.experiment_stop("e") == first and store.experiment_stop("f") is None
+
+
+@pytest.mark.anyio
+async def test_a_router_answers_through_an_outage_and_its_log_catches_up(
+    own_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Requests are answered at full speed while the database is down; the recorder's
+    status shows what the store keeps, and every request is in the log once it is back."""
+    import llmroute.observe.postgres as pg
+
+    monkeypatch.setattr(pg, "RETRY_FIRST", 0.0)
+    url = own_server.create_database()
+    config = {
+        "providers": {"m": {"type": "mock", "latency": 0}},
+        "routes": {"chat": {"targets": ["m/echo"]}},
+        "logging": {"store": url, "flush_interval": 0.01},
+    }
+    messages = [{"role": "user", "content": "hi"}]
+    async with llmroute.AsyncRouter(config) as router:
+        ids = [(await router.chat.completions.create(model="chat", messages=messages))
+               .llmroute.request_id for _ in range(3)]  # fmt: skip
+        await router.flush()
+        own_server.stop(remove=False)
+        began = time.monotonic()
+        for _ in range(20):
+            reply = await router.chat.completions.create(model="chat", messages=messages)
+            ids.append(reply.llmroute.request_id)
+        assert time.monotonic() - began < 1.0  # no request waited for the database
+        await router.flush()
+        status = router.recording
+        assert (status.store_waiting, status.store_outages, status.dropped) == (20, 1, 0)
+        own_server.launch()
+        reply = await router.chat.completions.create(model="chat", messages=messages)
+        ids.append(reply.llmroute.request_id)
+        await router.flush()
+        assert router.recording.store_waiting == 0
+        report = await router.analytics()
+    assert report.total.requests == len(ids) == 24
+    assert sorted(r.request_id for r in PostgresStore(url).records()) == sorted(ids)

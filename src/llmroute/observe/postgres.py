@@ -11,7 +11,10 @@ on the event loop). A batch is copied (``COPY``) into temporary tables, then
 inserted in one transaction: rows whose request id is stored already are
 skipped (``ON CONFLICT DO NOTHING``), and the rollups add the rows actually
 inserted, in key order (concurrent writers of a fleet take their locks in one
-order). The driver is psycopg 3, through its blocking API: the writer already
+order). The session commits with ``synchronous_commit = off`` (SQLite's
+``synchronous=NORMAL``: a server crash may lose the last moments, never
+consistency). A batch the server refuses as data (a NUL character, which text
+columns cannot hold) is written again with NULs replaced by U+FFFD. The driver is psycopg 3, through its blocking API: the writer already
 runs in its own thread, and an asynchronous connection would have to run on
 the router's event loop, the request path.
 
@@ -251,6 +254,11 @@ class PostgresStore:
         conn = self._writer
         if conn is None or conn.closed:
             conn = self._writer = self._open()
+            # SQLite's synchronous=NORMAL, in PostgreSQL's terms: a commit is acknowledged
+            # before its WAL reaches the disk, so a crash of the server (not of this process)
+            # may lose the last fraction of a second of batches; never the database's
+            # consistency. The server's setting stays for every other session.
+            conn.execute("SET synchronous_commit = off")
             for sql in _TEMP_TABLES:
                 conn.execute(sql)
             self._close_writer = weakref.finalize(self, conn.close)
@@ -296,7 +304,12 @@ class PostgresStore:
         while backlog:
             chunk = [backlog[i] for i in range(min(len(backlog), CHUNK))]
             try:
-                self._transaction(chunk)
+                try:
+                    self._transaction(chunk)
+                except psycopg.DataError:
+                    # most likely a NUL character, which text columns cannot hold: again,
+                    # with them replaced (checking every value up front costs 5% of a write)
+                    self._transaction(chunk, clean=True)
             except operational as exc:
                 self._drop_writer()
                 self._unreachable(exc)
@@ -332,25 +345,29 @@ class PostgresStore:
         self._retry_at = time.monotonic() + self._pause
         self._pause = min(self._pause * 2, RETRY_MAX)
 
-    def _transaction(self, records: list[RequestRecord]) -> None:
+    def _transaction(self, records: list[RequestRecord], *, clean: bool = False) -> None:
         conn = self._writing()
         with conn.transaction(), conn.cursor() as cur:
             self._copy(cur, "requests", REQUEST_COLUMNS,
-                       [_clean(request_row(r)) for r in gil_friendly(records)])  # fmt: skip
-            self._copy(cur, "attempts", ATTEMPT_COLUMNS, attempt_rows(records))
-            self._copy(cur, "properties", PROPERTY_COLUMNS, property_rows(records))
+                       [request_row(r) for r in gil_friendly(records)], clean)  # fmt: skip
+            self._copy(cur, "attempts", ATTEMPT_COLUMNS, attempt_rows(records), clean)
+            self._copy(cur, "properties", PROPERTY_COLUMNS, property_rows(records), clean)
             for sql in _INSERT:
                 cur.execute(sql)
 
     @staticmethod
     def _copy(
-        cur: psycopg.Cursor[Any], table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+        cur: psycopg.Cursor[Any],
+        table: str,
+        columns: Sequence[str],
+        rows: Sequence[Sequence[Any]],
+        clean: bool,
     ) -> None:
         if not rows:
             return
         with cur.copy(f"COPY {_NEW}{table} ({_quoted(columns)}) FROM STDIN") as copy:
             for row in gil_friendly(rows):
-                copy.write_row(_clean(row) if table != "requests" else row)
+                copy.write_row(_clean(row) if clean else row)
 
     def _prune(self) -> None:
         assert self.retention is not None

@@ -31,7 +31,7 @@ import logging
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from .._errors import ConfigError
@@ -89,6 +89,10 @@ class RecorderStatus:
         failed: records lost to an error while building or redacting them.
         sink_errors: batches a sink failed to write.
         hook_errors: hook calls that raised.
+        store_waiting: records a PostgreSQL store keeps while its server is
+            unreachable (0 for a SQLite store).
+        store_outages: times a PostgreSQL store's server became unreachable.
+        store_dropped: records a PostgreSQL store dropped, its backlog full.
     """
 
     queued: int
@@ -97,6 +101,9 @@ class RecorderStatus:
     failed: int
     sink_errors: int
     hook_errors: int
+    store_waiting: int = 0
+    store_outages: int = 0
+    store_dropped: int = 0
 
 
 class Recorder(Stage):
@@ -202,11 +209,19 @@ class Recorder(Stage):
         self._update_active()
 
     def status(self) -> RecorderStatus:
-        """The recorder's counters."""
-        return RecorderStatus(
+        """The recorder's counters (and its PostgreSQL store's, if it has one)."""
+        status = RecorderStatus(
             len(self._queue), self._recorded, self._dropped, self._failed,
             self._sink_errors, self._hook_errors,
         )  # fmt: skip
+        from .postgres import PostgresStore  # imports no driver: psycopg comes with a write
+
+        store = self.store
+        if not isinstance(store, PostgresStore):
+            return status
+        held = store.status()
+        return replace(status, store_waiting=held.waiting, store_outages=held.outages,
+                       store_dropped=held.dropped)  # fmt: skip
 
     # -------------------------------------------------------------- the stage
 
