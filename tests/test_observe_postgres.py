@@ -311,3 +311,19 @@ async def test_a_router_answers_through_an_outage_and_its_log_catches_up(
         report = await router.analytics()
     assert report.total.requests == len(ids) == 24
     assert sorted(r.request_id for r in PostgresStore(url).records()) == sorted(ids)
+
+
+def test_readers_are_kept_open_and_a_dead_one_is_replaced(own_server: Any) -> None:
+    url = own_server.create_database()
+    store = PostgresStore(url)
+    store.write([record(1)])
+    with store.connect() as first:
+        pid = first.execute("SELECT pg_backend_pid()").fetchone()[0]
+    with store.connect(read_only=True) as again:  # the same session, now read-only
+        assert again.execute("SELECT pg_backend_pid()").fetchone()[0] == pid
+        with pytest.raises(Exception, match="read-only"):
+            again.execute("DELETE FROM requests")
+    own_server.stop(remove=False)
+    own_server.launch()
+    assert [r.request_id for r in store.records()] == ["r00001"]  # a new connection
+    store.close()

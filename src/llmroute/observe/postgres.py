@@ -57,7 +57,7 @@ from . import rollup
 from ._worker import gil_friendly
 from .dialect import POSTGRES, Dialect
 from .feedback import ExperimentStop, Feedback
-from .pg_schema import migrate
+from .pg_schema import SCHEMA_VERSION, migrate
 from .record import RequestRecord
 from .rows import (
     ATTEMPT_COLUMNS,
@@ -80,7 +80,13 @@ from .rows import (
 if TYPE_CHECKING:
     import psycopg
 
-__all__ = ["BACKLOG", "PRUNE_EVERY", "RETRY_MAX", "PostgresStore", "PostgresStoreStatus"]
+__all__ = [
+    "BACKLOG",
+    "IDLE_READERS",
+    "RETRY_MAX",
+    "PostgresStore",
+    "PostgresStoreStatus",
+]
 
 logger = logging.getLogger("llmroute.observe")
 
@@ -92,6 +98,8 @@ RETRY_MAX = 30.0
 RETRY_FIRST = 0.5
 #: The longest a connection attempt waits (seconds).
 CONNECT_TIMEOUT = 5
+#: Reader connections kept open between uses, at most.
+IDLE_READERS = 4
 #: Records written in one transaction at most when a backlog is caught up.
 CHUNK = 5_000
 
@@ -192,6 +200,11 @@ class PostgresStore:
         self._writer: psycopg.Connection[Any] | None = None
         self._close_writer: weakref.finalize[..., PostgresStore] | None = None
         self._lock = threading.Lock()
+        #: Readers kept open between uses (`connect`), closed by `close` or when the store
+        #: is dropped unclosed.
+        self._idle: list[psycopg.Connection[Any]] = []
+        self._idle_lock = threading.Lock()
+        self._close_idle = weakref.finalize(self, _close_all, self._idle)
         self._retry_at = 0.0
         self._pause = RETRY_FIRST
         self._down = False
@@ -233,21 +246,52 @@ class PostgresStore:
 
     @contextmanager
     def connect(self, *, read_only: bool = False) -> Iterator[_Connection]:
-        """A connection for reading (migrates an older schema first); closed afterwards.
+        """A connection for reading (the schema migrated first), in autocommit mode.
         `read_only`: its transactions refuse writes. `ConfigError` when the server cannot be
-        reached."""
+        reached.
+
+        Up to `IDLE_READERS` connections are kept open between uses (a dashboard page asks
+        several questions; connecting costs milliseconds): each is checked with a round
+        trip (reading the schema version, which must still be this version's) before it is
+        used again, and one left in a transaction or by an error is closed instead."""
         import psycopg
 
+        conn = self._checkout()
+        kept = False
         try:
-            conn = self._open()
+            mode = "READ ONLY" if read_only else "READ WRITE"
+            conn.execute(f"SET SESSION CHARACTERISTICS AS TRANSACTION {mode}")
+            yield _Connection(conn)
+            kept = conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        finally:
+            if kept:
+                with self._idle_lock:
+                    kept = len(self._idle) < IDLE_READERS
+                    if kept:
+                        self._idle.append(conn)
+            if not kept:
+                conn.close()
+
+    def _checkout(self) -> psycopg.Connection[Any]:
+        """An idle reader that still answers, or a new connection."""
+        import psycopg
+
+        while True:
+            with self._idle_lock:
+                conn = self._idle.pop() if self._idle else None
+            if conn is None:
+                break
+            try:  # it still answers, and the schema is still this version's
+                row = conn.execute("SELECT version FROM llmroute_schema").fetchone()
+            except psycopg.Error:
+                row = None
+            if row is not None and row[0] == SCHEMA_VERSION:
+                return conn
+            conn.close()  # a new connection migrates, or refuses a newer schema
+        try:
+            return self._open()
         except psycopg.OperationalError as exc:
             raise ConfigError(f"cannot reach the PostgreSQL store {self.location}: {exc}") from exc
-        try:
-            if read_only:
-                conn.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
-            yield _Connection(conn)
-        finally:
-            conn.close()
 
     def _writing(self) -> psycopg.Connection[Any]:
         """The writing connection, opened on first use; call it with `_lock` held."""
@@ -407,6 +451,8 @@ class PostgresStore:
                     _redacted(self.url), lost,
                 )  # fmt: skip
             self._drop_writer()
+        with self._idle_lock:
+            _close_all(self._idle)
 
     # -------------------------------------------------------------- feedback, stops
 
@@ -494,6 +540,12 @@ class PostgresStore:
         """Stored records, oldest first, started in ``[since, until)`` (Unix seconds)."""
         with self.connect() as conn:
             return read_records(conn, since=since, until=until, limit=limit)
+
+
+def _close_all(connections: list[psycopg.Connection[Any]]) -> None:
+    """Close and forget `connections`."""
+    while connections:
+        connections.pop().close()
 
 
 def _one(cursor: psycopg.Cursor[Any]) -> Any:
