@@ -19,7 +19,7 @@ rows already stored (`MIGRATION`).
 Readers (`rollup_series`, `rollup_totals`) cover a range ``[since, until)``
 with whole days, then whole hours, then whole minutes, and read the raw rows
 for the seconds left at either end, so the figures are exactly those of the
-raw rows. A rollup serves only the filters among its dimensions (`covers`):
+raw rows. A rollup serves only the filters among its dimensions (`rollup_read.covers`):
 a user, key, team, session, experiment or property filter reads the raw rows.
 Every bucket start is computed from the integer second, ``CAST(started_at AS
 INTEGER)``, so a row is in the same bucket in every grain and in the raw edges.
