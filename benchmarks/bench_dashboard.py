@@ -6,9 +6,11 @@
 
 The views run in process through `llmroute.dashboard.api.answer` (what the
 page's requests run, without HTTP), their ranges ending a second after the
-store's newest request. The overview must answer in under
-`TARGET_MS` for every range of the page's range picker, without filters and
-with a provider filter; the other views are reported without a target.
+store's newest request. The overview and the latency view (from the rollups'
+histograms) must answer in under `TARGET_MS` for every range of the page's
+range picker, without filters and with a provider filter; the exact latency
+view (``exact=1``, the raw rows) is timed in the same run for the ratio; the
+other views are reported without a target.
 ``--write-cost`` writes ``--records`` synthetic records (those of
 ``make_store.py``, ``--rate`` a second) into a new store in batches of ``--batch`` and prints the
 CPU time per record (median of ``--rounds``), to compare a branch with and
@@ -52,8 +54,12 @@ def views() -> dict[str, tuple[str, dict[str, str], bool]]:
     timed["overview 7d property.feature (raw)"] = (
         "overview", {"since": "7d", "property.feature": "inbox"}, False,
     )  # fmt: skip
-    for since in ("24h", "7d"):
-        timed[f"latency {since}"] = ("latency", {"since": since}, False)
+    for since in ("24h", "7d", "30d"):
+        timed[f"latency {since}"] = ("latency", {"since": since}, True)
+        timed[f"latency {since} exact (raw rows)"] = (
+            "latency", {"since": since, "exact": "1"}, False,
+        )  # fmt: skip
+    timed["latency 7d provider=openai"] = ("latency", {"since": "7d", "provider": "openai"}, True)
     timed["errors 24h"] = ("errors", {"since": "24h"}, False)
     timed["cost 24h by model"] = ("cost", {"since": "24h"}, False)
     timed["cost 30d by model"] = ("cost", {"since": "30d"}, False)
@@ -120,7 +126,7 @@ def main() -> None:
     if args.path is None:
         parser.error("give the store's path (or --write-cost)")
     if not measure(args.path, args.runs):
-        sys.exit(f"FAIL: an overview took {TARGET_MS:g} ms or more")
+        sys.exit(f"FAIL: a view held to {TARGET_MS:g} ms took longer")
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from llmroute.cli import main
 from llmroute.dashboard.api import DashboardSource
 from llmroute.dashboard.app import DashboardApp
 from llmroute.observe import RequestRecord, SqliteStore, open_store
+from llmroute.observe.histogram import RELATIVE_ERROR
 from llmroute.server.keys import hash_key
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
@@ -97,24 +98,33 @@ async def test_overview_figures_match_the_seeded_records(seeded: Any) -> None:
         assert week["bucket_s"] == 86400
 
 
-async def test_latency_percentiles_by_provider_and_model(seeded: Any) -> None:
+@pytest.mark.parametrize("exact", [False, True], ids=["binned", "exact"])
+async def test_latency_percentiles_by_provider_and_model(seeded: Any, exact: bool) -> None:
+    """From the rollups' histograms, each percentile within the bins' relative error of
+    numpy's; with ``exact=1``, from the rows: numpy's own."""
     path, records = seeded
     mine = recent(records)
+    tolerance = 1e-9 if exact else RELATIVE_ERROR
     async with in_process_gateway(router_config(path)) as gateway:
-        data = await get(gateway, "/api/latency")
+        data = await get(gateway, "/api/latency", **({"exact": "1"} if exact else {}))
+    assert data["exact"] is exact
+    assert data["relative_error"] == (0.0 if exact else RELATIVE_ERROR)
     groups = {(g["provider"], g["model"]): g for g in data["groups"]}
     for (provider, model), group in groups.items():
         latencies = [r.latency_s for r in mine if r.provider == provider and r.model == model]
         assert group["requests"] == len(latencies)
         for p in (50, 95, 99):
-            assert group["latency"][f"p{p}"] == pytest.approx(np.percentile(latencies, p))
+            expected = np.percentile(latencies, p)
+            assert group["latency"][f"p{p}"] == pytest.approx(expected, rel=tolerance)
         ttfts = [r.ttft_s for r in mine if r.provider == provider and r.ttft_s is not None]
         if ttfts:
-            assert group["ttft"]["p50"] == pytest.approx(np.percentile(ttfts, 50))
+            expected = np.percentile(ttfts, 50)
+            assert group["ttft"]["p50"] == pytest.approx(expected, rel=tolerance)
     assert ("alpha", "a-1") in groups and ("beta", "b-2") in groups
     assert sum(b["requests"] for b in data["series"]) == len(mine)
     everything = [r.latency_s for r in mine if r.latency_s is not None]
-    assert data["total"]["latency"]["p95"] == pytest.approx(np.percentile(everything, 95))
+    expected = np.percentile(everything, 95)
+    assert data["total"]["latency"]["p95"] == pytest.approx(expected, rel=tolerance)
 
 
 async def test_errors_count_failed_attempts_and_limit_refusals(seeded: Any) -> None:
@@ -241,6 +251,7 @@ async def test_without_keys_only_loopback_clients_read_the_api(seeded: Any) -> N
         ("/api/cost", {"by": "prompt"}, 400, "by"),
         ("/api/cost", {"order": "latency"}, 400, "order"),
         ("/api/latency", {"by": "provider,model,route"}, 400, "by"),
+        ("/api/latency", {"exact": "yes"}, 400, "exact"),
         ("/api/overview", {"since": "401d"}, 400, "since"),
         ("/api/overview", {"since": "1h", "until": "2h"}, 400, "since"),
         ("/api/overview", {"since": "yesterday-ish"}, 400, "since"),

@@ -81,6 +81,12 @@ def test_the_page_shows_the_seeded_figures_filters_and_opens_a_request(tmp_path:
             "[...document.querySelectorAll('#errors-requests tbody tr')].map(r => r.cells[1].textContent)"
         )
         assert "BudgetExceeded" in refusals
+        # latency per provider and model, read off the rollups' histograms, and says so
+        assert "within 2.89% of the exact value" in text(page, "#latency-method")
+        providers = page.evaluate(
+            "[...document.querySelectorAll('#latency-table tbody tr')].map(r => r.cells[0].textContent)"
+        )
+        assert sorted(providers) == ["-", "alpha", "beta"]  # the refusal has no provider
         shoot(page, "dashboard-overview.png")
 
         # a filter changes the figures

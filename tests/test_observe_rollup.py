@@ -1,102 +1,43 @@
 """The rollup tables: kept by the store's writes and filled by the migration; every figure
-read through them equals the one read from the raw rows (the oracle)."""
+read through them equals the one read from the raw rows (the oracle). The latency
+histograms' oracle is tests/test_observe_histogram.py."""
 
 from __future__ import annotations
 
-import random
 import sqlite3
 from pathlib import Path
 
 import pytest
 
+from _rollup_seed import DAYS, T0, seeded_store
 from conftest import new_store_url
-from llmroute._types import TokenUsage
-from llmroute.observe import RequestRecord, SqliteStore, open_store
+from llmroute.observe import SqliteStore
 from llmroute.observe.analytics import Filters, query_stats
 from llmroute.observe.dialect import LogStore
 from llmroute.observe.explore import rollups_cover, series, totals_by
+from llmroute.observe.histogram import TABLES, TOTAL_TABLES
 from llmroute.observe.rollup import DIMENSIONS, GRAINS, MEASURES, TOTAL_GRAINS
 from llmroute.observe.rollup import MIGRATION as ROLLUP_MIGRATION
 from llmroute.observe.sqlite import MIGRATIONS, SCHEMA_VERSION
-
-#: A Monday, midnight UTC: day, hour and minute boundaries fall on round offsets from it.
-T0 = 1_700_438_400.0
-DAYS = 3
-
-
-def seeded_records(seed: int = 3, count: int = 3000) -> list[RequestRecord]:
-    """Requests over `DAYS` days from `T0`, some exactly on a minute, hour or day boundary
-    or a hair either side; costs are multiples of 2**-20, so sums are exact in any order."""
-    rng = random.Random(seed)
-    out = []
-    for i in range(count):
-        if i % 10 == 0:
-            edge = rng.choice([60, 3600, 86400]) * rng.randrange(1, DAYS * 86400 // 3600)
-            started = T0 + min(edge, DAYS * 86400 - 1) + rng.choice([0.0, -1e-6, 1e-6, 0.5])
-        else:
-            started = T0 + rng.uniform(0, DAYS * 86400)
-        provider, model = rng.choice([("alpha", "a-1"), ("beta", "b-2"), ("gamma", "g-3")])
-        failed = rng.random() < 0.1
-        refused = failed and rng.random() < 0.3
-        hit = not failed and rng.random() < 0.25
-        tin, tout = rng.randrange(1, 3000), rng.randrange(1, 900)
-        out.append(
-            RequestRecord(
-                request_id=f"lr-roll-{i:05d}",
-                operation=rng.choice(["chat", "chat", "embeddings"]),
-                started_at=started,
-                request_model="m",
-                route=rng.choice(["chat", "search", None]),
-                target=None if refused else f"{provider}/{model}",
-                provider=None if refused else provider,
-                model=None if refused else model,
-                status="error" if failed else "ok",
-                latency_s=rng.uniform(0.01, 3),
-                usage=None if failed else TokenUsage(tin, tout, tin // 4, tin // 9, tout // 5),
-                cost_usd=None if failed or rng.random() < 0.05 else rng.randrange(1, 4000) / 2**20,
-                saved_usd=rng.randrange(1, 900) / 2**20 if hit else None,
-                cache=None if rng.random() < 0.1 else ("hit" if hit else "miss"),
-                limit="rate" if refused else None,
-                error_type=rng.choice(["ServerError", "RateLimited"]) if failed else None,
-                user=f"user-{rng.randrange(4)}",
-                key="app",
-                team=rng.choice(["ads", "search"]),
-                properties={"feature": rng.choice(["inbox", "reports"])},
-            )
-        )
-    return out
-
-
-def filled(made: LogStore) -> LogStore:
-    """`made` with `seeded_records` written."""
-    records = seeded_records()
-    rng = random.Random(5)
-    i = 0
-    while i < len(records):  # batches of every size, and some records written twice
-        size = rng.randrange(1, 400)
-        made.write(records[i : i + size] + records[max(0, i - 3) : i])  # type: ignore[attr-defined]
-        i += size
-    made.close()  # type: ignore[attr-defined]
-    return made
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> LogStore:
     """The seeded store, SQLite then PostgreSQL: every test over it runs over both."""
     folder = tmp_path_factory.mktemp("rollup")
-    return filled(open_store(new_store_url(request, request.param, folder)))
+    return seeded_store(new_store_url(request, request.param, folder))
 
 
 @pytest.fixture(scope="module")
 def sqlite_store(tmp_path_factory: pytest.TempPathFactory) -> SqliteStore:
-    made = SqliteStore(tmp_path_factory.mktemp("rollup-sqlite") / "log.db")
-    filled(made)
+    made = seeded_store(tmp_path_factory.mktemp("rollup-sqlite") / "log.db")
+    assert isinstance(made, SqliteStore)
     return made
 
 
 @pytest.fixture(scope="module")
 def postgres_store(request: pytest.FixtureRequest) -> LogStore:
-    return filled(open_store(new_store_url(request, "postgresql", Path())))
+    return seeded_store(new_store_url(request, "postgresql", Path()))
 
 
 RANGES = [
@@ -197,7 +138,7 @@ def test_the_migration_fills_the_rollups_from_the_stored_rows(
     with store.connect() as conn:
         conn.execute("VACUUM INTO ?", (str(old),))
     with sqlite3.connect(old) as conn:
-        for table, _ in GRAINS + TOTAL_GRAINS:
+        for table, _ in GRAINS + TOTAL_GRAINS + TABLES + TOTAL_TABLES:  # and later steps'
             conn.execute(f"DROP TABLE {table}")
         conn.execute(f"PRAGMA user_version = {step}")
     assert SqliteStore(old).schema_version() == SCHEMA_VERSION

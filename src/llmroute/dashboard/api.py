@@ -12,8 +12,10 @@ hours and spans at most `MAX_RANGE_S`):
 ============  =====================================  ==================================
 ``overview``  ``bucket``                             requests, errors, tokens, cost and
                                                      cache outcomes per time bucket
-``latency``   ``bucket``, ``by``                     latency and TTFT percentiles per
-                                                     bucket and per group
+``latency``   ``bucket``, ``by``, ``exact``            latency and TTFT percentiles per
+                                                     bucket and per group (from the
+                                                     rollups' histograms, within 2.9%,
+                                                     unless ``exact=1``)
 ``errors``    ``limit``                              failed attempts by provider, target
                                                      and type; failed requests by type
                                                      and refusing limit
@@ -43,12 +45,13 @@ from ..observe.analytics import Filters, parse_time
 from ..observe.explore import (
     TOTALS_ORDER,
     error_breakdown,
-    latency_report,
     request_detail,
     request_page,
     series,
     totals_by,
 )
+from ..observe.histogram import RELATIVE_ERROR
+from ..observe.latency import latency_report
 
 if TYPE_CHECKING:
     from .._router import AsyncRouter
@@ -343,14 +346,16 @@ def _latency(store: LogStore, query: _Query) -> dict[str, Any]:
         raise ApiError(
             400, f"by must be one or two of {', '.join(LATENCY_GROUPS)}, comma-separated", "by"
         )
-    report = latency_report(store, query.filters, by=by, origin=origin, width=width)
+    exact = query.choice("exact", "0", ("0", "1")) == "1"
+    report = latency_report(store, query.filters, by=by, origin=origin, width=width, exact=exact)
     groups = [
         {**row, "latency": asdict(row["latency"]), "ttft": asdict(row["ttft"])}
         for row in report.groups
     ]
-    return {**query.head(width), "by": by, "total": {"latency": asdict(report.latency),
-            "ttft": asdict(report.ttft)}, "groups": groups,
-            "series": [asdict(b) for b in report.series]}  # fmt: skip
+    return {**query.head(width), "by": by, "exact": report.exact,
+            "relative_error": 0.0 if report.exact else RELATIVE_ERROR,
+            "total": {"latency": asdict(report.latency), "ttft": asdict(report.ttft)},
+            "groups": groups, "series": [asdict(b) for b in report.series]}  # fmt: skip
 
 
 def _errors(store: LogStore, query: _Query) -> dict[str, Any]:
@@ -396,7 +401,7 @@ _VIEWS: dict[str, Callable[[LogStore, _Query], dict[str, Any]]] = {
 }
 _VIEW_PARAMS = {
     "overview": frozenset({"bucket"}),
-    "latency": frozenset({"bucket", "by"}),
+    "latency": frozenset({"bucket", "by", "exact"}),
     "errors": frozenset({"limit"}),
     "cost": frozenset({"by", "order", "limit"}),
     "cache": frozenset({"by", "order", "limit"}),

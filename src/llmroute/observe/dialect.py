@@ -6,9 +6,9 @@ their SQL once, in the subset both databases read alike (``COALESCE``,
 placeholders, ``GROUP BY`` positions), and ask the store's `Dialect` for the
 few things that differ: turning seconds into an integer (SQLite's ``CAST``
 truncates, PostgreSQL's rounds), formatting an hour or a day, a
-case-insensitive ``LIKE``, the column types of a new table, and the
-placeholders themselves (the PostgreSQL connection rewrites ``?`` as
-``%s``; see `PostgresDialect.sql`).
+case-insensitive ``LIKE``, the column types of a new table, the smaller of
+two values, and the placeholders themselves (the PostgreSQL connection
+rewrites ``?`` as ``%s``; see `PostgresDialect.sql`).
 
 `LogStore` is what those readers need of a store: a dialect, `connect()` for
 reading (a DB-API-shaped connection whose ``execute`` takes ``?``
@@ -133,6 +133,11 @@ class Dialect(ABC):
     def day(self, expr: str) -> str:
         """The UTC day of `expr` (Unix seconds) as ``YYYY-MM-DD``."""
 
+    @abstractmethod
+    def least(self, a: str, b: str) -> str:
+        """The smaller of two values that are not NULL (SQLite's ``MIN(a, b)`` is NULL when
+        one is; PostgreSQL's ``LEAST`` is the other)."""
+
     def sql(self, text: str) -> str:
         """`text` (written with ``?`` placeholders) as this database's driver takes it."""
         return text
@@ -152,6 +157,9 @@ class SqliteDialect(Dialect):
 
     def day(self, expr: str) -> str:
         return f"strftime('%Y-%m-%d', {self.integer(expr)}, 'unixepoch')"
+
+    def least(self, a: str, b: str) -> str:
+        return f"MIN({a}, {b})"
 
 
 class PostgresDialect(Dialect):
@@ -174,6 +182,9 @@ class PostgresDialect(Dialect):
 
     def day(self, expr: str) -> str:
         return f"to_char(to_timestamp({self.integer(expr)}) AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
+
+    def least(self, a: str, b: str) -> str:
+        return f"LEAST({a}, {b})"
 
     def sql(self, text: str) -> str:
         """``?`` becomes ``%s`` and a literal ``%`` doubles (psycopg's placeholders).

@@ -12,14 +12,14 @@ parameter.
 from __future__ import annotations
 
 import json
-import math
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from . import rollup
-from .analytics import Filters, Percentiles, group_expressions, where_clause
+from .analytics import Filters, group_expressions, where_clause
 from .dialect import SQLITE, Cursor, Dialect, count_if, total
+from .rollup_read import covers as rollups_cover
+from .rollup_read import pieces
 
 if TYPE_CHECKING:
     from .dialect import Connection, LogStore
@@ -27,11 +27,8 @@ if TYPE_CHECKING:
 __all__ = [
     "Bucket",
     "ErrorBreakdown",
-    "LatencyBucket",
     "RequestPage",
     "error_breakdown",
-    "LatencyReport",
-    "latency_report",
     "request_detail",
     "request_page",
     "rollup_sums",
@@ -71,16 +68,6 @@ class Bucket:
 
 
 @dataclass(slots=True)
-class LatencyBucket:
-    """Latency and time-to-first-token percentiles of the requests of one time bucket."""
-
-    start: float
-    requests: int
-    latency: Percentiles
-    ttft: Percentiles
-
-
-@dataclass(slots=True)
 class ErrorBreakdown:
     """Failed attempts by provider, target and error type; failed requests by error type and
     the limit that refused them (``limit``: None when no rate limit or budget did)."""
@@ -113,7 +100,7 @@ def series(
     `origin`, summed in SQL; buckets without requests are left out.
 
     From the rollups (unless `use_rollups` is false) when they cover the filters
-    (`rollup.covers`), the range is set and the buckets are whole seconds; from the raw
+    (`rollups_cover`), the range is set and the buckets are whole seconds; from the raw
     rows otherwise. The figures are the same (a cost summed in another order may differ
     in its last bits).
     """
@@ -260,76 +247,6 @@ def _raw_totals(
     return rows, int(count)
 
 
-@dataclass(slots=True)
-class LatencyReport:
-    """Latency and TTFT percentiles of the requests matching some filters: over them all
-    (`latency`, `ttft`), per group (`groups`: the group's values, ``requests``, ``errors``,
-    ``latency`` and ``ttft``; busiest first) and per time bucket (`series`)."""
-
-    latency: Percentiles
-    ttft: Percentiles
-    groups: list[dict[str, Any]]
-    series: list[LatencyBucket]
-
-
-def latency_report(
-    store: LogStore, filters: Filters, *, by: Sequence[str], origin: float, width: float
-) -> LatencyReport:
-    """Exact latency and TTFT percentiles in all, per group of `by` (group keys of
-    `query_stats`) and per bucket of `width` seconds from `origin`, from one read of the
-    matching rows' few columns (the percentiles are those of `query_stats`)."""
-    expr, params = _bucket_expr(store.dialect, origin, width)
-    exprs, joins, join_params = group_expressions(by, store.dialect)
-    where, where_params = where_clause(filters)
-    selected = ", ".join([expr, *exprs, "r.status", "r.latency_s", "r.ttft_s"])
-    sql = f"SELECT {selected} FROM requests r {' '.join(joins)} WHERE {where}"  # noqa: S608
-    latencies: list[float] = []
-    ttfts: list[float] = []
-    groups: dict[tuple[Any, ...], list[Any]] = {}  # requests, errors, latencies, ttfts
-    buckets: dict[int, tuple[list[float], list[float]]] = {}
-    n = len(exprs)
-    with store.connect(read_only=True) as conn:
-        for row in conn.execute(sql, [*params, *join_params, *where_params]):
-            b, key, (status, latency, ttft) = row[0], row[1 : n + 1], row[n + 1 :]
-            group = groups.get(key)
-            if group is None:
-                group = groups[key] = [0, 0, [], []]
-            group[0] += 1
-            group[1] += status == "error"
-            if latency is None:
-                continue
-            in_bucket = buckets.get(b)
-            if in_bucket is None:
-                in_bucket = buckets[b] = ([], [])
-            latencies.append(latency)
-            group[2].append(latency)
-            in_bucket[0].append(latency)
-            if ttft is not None:
-                ttfts.append(ttft)
-                group[3].append(ttft)
-                in_bucket[1].append(ttft)
-    rows = [
-        {
-            **dict(zip(by, key, strict=True)),
-            "requests": g[0],
-            "errors": g[1],
-            "latency": Percentiles.of(g[2]),
-            "ttft": Percentiles.of(g[3]),
-        }
-        for key, g in groups.items()
-    ]
-    rows.sort(key=lambda r: (-r["requests"], tuple((r[k] is None, r[k] or "") for k in by)))
-    return LatencyReport(
-        Percentiles.of(latencies),
-        Percentiles.of(ttfts),
-        rows,
-        [
-            LatencyBucket(origin + b * width, len(lat), Percentiles.of(lat), Percentiles.of(tt))
-            for b, (lat, tt) in sorted(buckets.items())
-        ],
-    )
-
-
 def error_breakdown(store: LogStore, filters: Filters, *, limit: int) -> ErrorBreakdown:
     """The `limit` most frequent failures of attempts (with every attempt of the provider,
     for a rate) and of requests (refusals by rate limits and budgets included)."""
@@ -441,41 +358,6 @@ def _dicts(cursor: Cursor) -> list[dict[str, Any]]:
 # ---------------------------------------------------------------- rollups
 
 
-def rollups_cover(filters: Filters) -> bool:
-    """Whether the rollups can answer `filters`: only dimensions filter (and none by ``''``,
-    which a rollup cannot tell from a missing value)."""
-    if filters.properties:
-        return False
-    for f in fields(Filters):
-        if f.name in ("since", "until", "properties"):
-            continue
-        value = getattr(filters, f.name)
-        if value is not None and (f.name not in rollup.FILTER_DIMENSIONS or value == ""):
-            return False
-    return True
-
-
-def _pieces(
-    lo: float, hi: float, grains: tuple[tuple[str, int], ...]
-) -> Iterator[tuple[str | None, float, float]]:
-    """Cover ``[lo, hi)`` with whole buckets of the coarsest grain that fits, finer grains
-    either side, and raw rows (table None) for what no whole minute covers."""
-    if hi <= lo:
-        return
-    if not grains:
-        yield None, lo, hi
-        return
-    (table, grain), rest = grains[0], grains[1:]
-    first = -(-math.ceil(lo) // grain) * grain  # the first multiple of grain >= lo
-    last = math.floor(hi) // grain * grain  # the last <= hi
-    if first >= last:
-        yield from _pieces(lo, hi, rest)
-        return
-    yield from _pieces(lo, first, rest)
-    yield table, first, last
-    yield from _pieces(last, hi, rest)
-
-
 def _keys(dialect: Dialect, width: int | None, origin: int, by: str | None) -> tuple[str, str]:
     """What `rollup_sums` groups by: over raw rows, and over a rollup."""
     if width is not None:
@@ -519,7 +401,7 @@ def rollup_sums(
     raw_key, rolled_key = _keys(dialect, width, origin, by)
     names = list(rollup.MEASURES)
     result: dict[Any, dict[str, float]] = {}
-    for table, lo, hi in _pieces(filters.since, filters.until, grains):
+    for table, lo, hi in pieces(filters.since, filters.until, grains):
         if table is None:
             sql = (
                 f"SELECT {raw_key} AS k, {', '.join(rollup.MEASURES.values())} FROM requests r "  # noqa: S608

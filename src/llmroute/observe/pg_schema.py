@@ -2,7 +2,8 @@
 
 Versions follow SQLite's (`llmroute.observe.sqlite.SCHEMA_VERSION`): the
 first step takes an empty database to version 7 at once (the first version
-PostgreSQL stores have), each later step to the next version. The version
+PostgreSQL stores have), each later step to the next version (8: the
+rollups' latency histograms, `llmroute.observe.histogram`). The version
 lives in ``llmroute_schema`` (one row); `migrate` runs the steps in one
 transaction holding an advisory lock, so processes opening a new database
 together migrate it once.
@@ -18,7 +19,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .._errors import ConfigError
-from . import rollup
+from . import histogram, rollup
 from .dialect import POSTGRES
 
 if TYPE_CHECKING:
@@ -128,7 +129,11 @@ CREATE TABLE experiment_stops (
 """
 
 #: (the version a step brings the schema to, its statements separated by ``;``).
-MIGRATIONS: tuple[tuple[int, str], ...] = ((7, _REQUESTS + ";\n" + rollup.migration(POSTGRES)),)
+MIGRATIONS: tuple[tuple[int, str], ...] = (
+    (7, _REQUESTS + ";\n" + rollup.migration(POSTGRES)),
+    # the rollups' latency histograms, filled from the rows
+    (8, histogram.migration(POSTGRES)),
+)
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 #: A key for ``pg_advisory_xact_lock``: "LRT1" (SQLite's application id for the store).

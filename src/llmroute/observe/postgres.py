@@ -53,7 +53,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .._errors import ConfigError, RequestError
-from . import rollup
+from . import histogram, rollup
 from ._worker import gil_friendly
 from .dialect import POSTGRES, Dialect
 from .feedback import ExperimentStop, Feedback
@@ -116,6 +116,8 @@ def _quoted(columns: Sequence[str]) -> str:
     return ", ".join(f'"{c}"' for c in columns)
 
 
+#: The rows of ``requests r`` a batch inserted.
+_INSERTED = f"r.request_id IN (SELECT request_id FROM {_NEW}ids)"  # noqa: S608
 _INSERT = (
     f"WITH ins AS (INSERT INTO requests ({_quoted(REQUEST_COLUMNS)}) "  # noqa: S608
     f"SELECT {_quoted(REQUEST_COLUMNS)} FROM {_NEW}requests "
@@ -127,7 +129,8 @@ _INSERT = (
     f"INSERT INTO properties ({_quoted(PROPERTY_COLUMNS)}) "  # noqa: S608
     f"SELECT {_quoted(PROPERTY_COLUMNS)} FROM {_NEW}properties "
     f"WHERE request_id IN (SELECT request_id FROM {_NEW}ids) ON CONFLICT DO NOTHING",
-    *rollup.batch_statements(POSTGRES, f"r.request_id IN (SELECT request_id FROM {_NEW}ids)"),  # noqa: S608
+    *rollup.batch_statements(POSTGRES, _INSERTED),
+    *histogram.batch_statements(POSTGRES, _INSERTED),
 )
 
 

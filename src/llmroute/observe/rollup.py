@@ -19,7 +19,7 @@ rows already stored (`migration`; SQLite's is `MIGRATION`).
 Readers (`rollup_series`, `rollup_totals`) cover a range ``[since, until)``
 with whole days, then whole hours, then whole minutes, and read the raw rows
 for the seconds left at either end, so the figures are exactly those of the
-raw rows. A rollup serves only the filters among its dimensions (`covers`):
+raw rows. A rollup serves only the filters among its dimensions (`rollup_read.covers`):
 a user, key, team, session, experiment or property filter reads the raw rows.
 Every bucket start is computed from the integer second (the store's
 `Dialect.integer` of ``started_at``: truncated in both databases), so a row is

@@ -207,7 +207,7 @@ PRUNE_EVERY = 600.0
 def prune_statements() -> tuple[str, ...]:
     """The deletes of retention, each taking the cutoff (Unix seconds) as its one parameter:
     requests started before it with their attempts and properties, feedback given before
-    it, and minute rollups of buckets before it."""
+    it, and minute rollups (and minute latency histograms) of buckets before it."""
     old = "SELECT request_id FROM requests WHERE started_at < ?"
     return (
         f"DELETE FROM attempts WHERE request_id IN ({old})",  # noqa: S608
@@ -216,4 +216,6 @@ def prune_statements() -> tuple[str, ...]:
         "DELETE FROM feedback WHERE created_at < ?",
         "DELETE FROM rollup_minute WHERE bucket < ?",
         "DELETE FROM rollup_total_minute WHERE bucket < ?",
+        "DELETE FROM rollup_latency_minute WHERE bucket < ?",
+        "DELETE FROM rollup_latency_total_minute WHERE bucket < ?",
     )

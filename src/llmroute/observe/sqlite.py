@@ -6,8 +6,8 @@ One file holds these tables: ``requests`` (one row per record), ``attempts``
 grouping), ``feedback`` (one row per feedback given, on a request or on an
 experiment's sticky key), ``experiment_stops`` (one row per adaptive
 experiment that stopped with a winner), and the rollups of ``requests`` per
-minute, hour and day (see `llmroute.observe.rollup`), updated in each batch's
-transaction.
+minute, hour and day with their latency histograms (see `llmroute.observe.rollup`
+and `llmroute.observe.histogram`), updated in each batch's transaction.
 
 The schema version is SQLite's ``user_version``; opening a store
 written by an older llmroute migrates it in place, step by step, in one
@@ -35,7 +35,7 @@ from typing import Any
 
 from .._errors import ConfigError, RequestError
 from ..stores.sqlite import create_private, enable_wal
-from . import rollup
+from . import histogram, rollup
 from ._worker import gil_friendly
 from .dialect import SQLITE, Dialect
 from .feedback import ExperimentStop, Feedback
@@ -184,6 +184,8 @@ MIGRATIONS: tuple[str, ...] = (
     """,
     # 7: the rollup tables, filled from the rows
     rollup.MIGRATION,
+    # 8: the rollups' latency histograms, filled from the rows
+    histogram.MIGRATION,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -260,6 +262,7 @@ class SqliteStore:
             enable_wal(conn, _OPEN_TIMEOUT)
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA foreign_keys=OFF")
+            histogram.register_ln(conn)  # the latency bins' SQL needs ln()
             _migrate(conn, self.path)
         except BaseException:
             conn.close()
@@ -429,6 +432,7 @@ class SqliteStore:
         _insert_rows(conn, "attempts", ATTEMPT_COLUMNS, attempts)
         _insert_rows(conn, "properties", PROPERTY_COLUMNS, properties)
         rollup.update(conn, after)
+        histogram.update(conn, after)
 
     def close(self) -> None:
         """Close the writing connection (the file stays; a later write opens it again)."""

@@ -190,6 +190,9 @@ async function latency() {
     { label: "TTFT p50", get: (r) => fmt.s(r.ttft.p50), num: true },
     { label: "TTFT p95", get: (r) => fmt.s(r.ttft.p95), num: true },
   ], data.groups);
+  $("latency-method").textContent = data.exact
+    ? "Exact percentiles, from every request's latency."
+    : `From the rollups' histograms: each percentile within ${fmt.pct(data.relative_error)} of the exact value.`;
 }
 
 async function errors() {
