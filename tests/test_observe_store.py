@@ -302,12 +302,14 @@ def test_llmroute_stats_cli(
     out = capsys.readouterr().out
     assert out.startswith("Requests\n")
     assert "1 (33.3%)" in out and "4910 ms" in out  # p99 of 0.05, 0.5, 5
-    assert main(["stats", store_url, "--by", "day", "--format", "plain"]) == 0
+    assert main(["stats", "--store", store_url, "--by", "day", "--format", "plain"]) == 0
     assert "2023-11-14" in capsys.readouterr().out
     assert main(["stats", str(tmp_path / "missing.db")]) == 1
     assert "no llmroute store" in capsys.readouterr().err
     assert main(["stats", store_url, "--where", "colour=red"]) == 1
     assert "unknown filter 'colour'" in capsys.readouterr().err
+    assert main(["stats", str(tmp_path / "other.db"), "--store", store_url]) == 1
+    assert "give the store once" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------- the blocking router

@@ -202,7 +202,9 @@ def _stats(args: argparse.Namespace) -> int:
     from .observe.sinks import open_store
 
     try:
-        store = open_store(args.store)
+        if args.store_option is not None and args.store not in ("llmroute.db", args.store_option):
+            raise ConfigError("give the store once: as an argument or with --store")
+        store = open_store(args.store_option or args.store)
         filters = make_filters(since=args.since, until=args.until, where=args.where)
         report = query_stats(store, by=args.by, filters=filters)
     except ConfigError as exc:
@@ -325,6 +327,10 @@ def _parser() -> argparse.ArgumentParser:
     stats.add_argument(
         "store", nargs="?", default="llmroute.db",
         help="the store: a path, a sqlite:/// or a postgresql:// URL (default: ./llmroute.db)",
+    )  # fmt: skip
+    stats.add_argument(
+        "--store", dest="store_option", metavar="STORE",
+        help="the store, as an option (as for the dashboard and experiment reports)",
     )  # fmt: skip
     stats.add_argument(
         "--by", action="append", default=[], metavar="KEY",
