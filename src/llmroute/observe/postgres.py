@@ -13,10 +13,11 @@ skipped (``ON CONFLICT DO NOTHING``), and the rollups add the rows actually
 inserted, in key order (concurrent writers of a fleet take their locks in one
 order). The session commits with ``synchronous_commit = off`` (SQLite's
 ``synchronous=NORMAL``: a server crash may lose the last moments, never
-consistency). A batch the server refuses as data (a NUL character, which text
-columns cannot hold) is written again with NULs replaced by U+FFFD. The driver is psycopg 3, through its blocking API: the writer already
-runs in its own thread, and an asynchronous connection would have to run on
-the router's event loop, the request path.
+consistency). A batch the server refuses as data (a NUL character, which
+text columns cannot hold) is written again with NULs replaced by U+FFFD. The
+driver is psycopg 3, through its blocking API: the writer already runs in its
+own thread, and an asynchronous connection would have to run on the router's
+event loop, the request path.
 
 Outages. When the server cannot be reached (a connection error, a server
 shutting down, a deadlock or serialisation failure), the batch is kept in a
@@ -32,12 +33,13 @@ Schema. ``llmroute_schema`` holds the schema version (SQLite's
 advisory lock (processes starting together migrate once). A database with a
 ``requests`` table but no ``llmroute_schema`` is not an llmroute store and is
 refused; a newer version is refused. The first step creates the schema of
-SQLite's version 7; later steps follow SQLite's numbering.
+SQLite's version 7; later steps follow SQLite's numbering (`pg_schema`).
 
 Retention. With ``retention`` set, the writer deletes, at most once every
 `PRUNE_EVERY` seconds, the requests (their attempts and properties), the
-feedback and the minute rollups older than it; the hour and day rollups are
-kept, so long-range charts still cover what the raw rows no longer do.
+feedback and the minute rollups and latency histograms older than it; the hour
+and day ones are kept, so long-range charts still cover what the raw rows no
+longer do.
 """
 
 from __future__ import annotations
@@ -440,22 +442,25 @@ class PostgresStore:
 
     def close(self) -> None:
         """Write what is kept (one attempt), then close the writing connection; records the
-        server still cannot take are counted as dropped and logged."""
-        with self._lock:
-            if self._backlog:
-                self._retry_at = 0.0
-                self._catch_up()
-            if self._backlog:
-                lost = len(self._backlog)
-                self._dropped += lost
-                self._backlog.clear()
-                logger.error(
-                    "llmroute PostgreSQL store %s closed unreachable: %d kept record(s) lost",
-                    _redacted(self.url), lost,
-                )  # fmt: skip
-            self._drop_writer()
-        with self._idle_lock:
-            _close_all(self._idle)
+        server still cannot take are counted as dropped and logged. The kept readers are
+        closed too."""
+        try:
+            with self._lock:
+                if self._backlog:
+                    self._retry_at = 0.0
+                    self._catch_up()
+                if self._backlog:
+                    lost = len(self._backlog)
+                    self._dropped += lost
+                    self._backlog.clear()
+                    logger.error(
+                        "llmroute PostgreSQL store %s closed unreachable: %d kept record(s) "
+                        "lost", _redacted(self.url), lost,
+                    )  # fmt: skip
+                self._drop_writer()
+        finally:
+            with self._idle_lock:
+                _close_all(self._idle)
 
     # -------------------------------------------------------------- feedback, stops
 
