@@ -401,8 +401,9 @@ class PostgresStore:
                        [request_row(r) for r in gil_friendly(records)], clean)  # fmt: skip
             self._copy(cur, "attempts", ATTEMPT_COLUMNS, attempt_rows(records), clean)
             self._copy(cur, "properties", PROPERTY_COLUMNS, property_rows(records), clean)
-            for sql in _INSERT:
-                cur.execute(sql)
+            with conn.pipeline():  # the statements sent at once, not a round trip each
+                for sql in _INSERT:
+                    cur.execute(sql)
 
     @staticmethod
     def _copy(
