@@ -327,3 +327,38 @@ def test_readers_are_kept_open_and_a_dead_one_is_replaced(own_server: Any) -> No
     own_server.launch()
     assert [r.request_id for r in store.records()] == ["r00001"]  # a new connection
     store.close()
+
+
+@pytest.mark.anyio
+async def test_an_adaptive_experiment_and_the_dashboard_through_an_outage(
+    own_server: Any,
+) -> None:
+    """With the database down, an adaptive experiment assigns new sticky keys by its weights
+    (the request is answered) and the dashboard's API says 503, not 404."""
+    from llmroute.dashboard.api import DashboardSource, answer
+
+    url = own_server.create_database()
+    config = {
+        "providers": {"m": {"type": "mock", "latency": 0}},
+        "routes": {"chat": {"targets": ["m/a"]}},
+        "logging": {"store": url, "flush_interval": 0.01},
+        "experiments": {
+            "thumbs": {
+                "route": "chat", "mode": "adaptive", "metric": "thumbs_up", "refresh": 0.05,
+                "variants": {"control": {"weight": 50}, "candidate": {"weight": 50}},
+            }
+        },
+    }  # fmt: skip
+    messages = [{"role": "user", "content": "hi"}]
+    async with llmroute.AsyncRouter(config) as router:
+        await router.chat.completions.create(model="chat", messages=messages,
+                                             llmroute={"user": "ann"})  # fmt: skip
+        await router.flush()
+        own_server.stop(remove=False)
+        reply = await router.chat.completions.create(
+            model="chat", messages=messages, llmroute={"user": "bob"}
+        )
+        assert reply.llmroute.variant in ("control", "candidate")
+        status, body = answer(DashboardSource(PostgresStore(url)), "overview", {})
+        assert status == 503 and b"cannot reach" in body
+        own_server.launch()

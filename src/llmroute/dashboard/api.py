@@ -42,6 +42,7 @@ from urllib.parse import parse_qsl
 from .._errors import ConfigError
 from .._units import parse_duration
 from ..observe.analytics import Filters, parse_time
+from ..observe.dialect import StoreUnavailable
 from ..observe.explore import (
     TOTALS_ORDER,
     error_breakdown,
@@ -178,6 +179,8 @@ def answer(
         return 200, _dumps(handler(source.store, query))
     except ApiError as exc:
         return exc.status, error_body(exc.status, exc.message, exc.param)
+    except StoreUnavailable as exc:  # its server is down: try again later
+        return 503, error_body(503, str(exc))
     except ConfigError as exc:  # a store that is not one, or a newer one
         return 404, error_body(404, str(exc))
 

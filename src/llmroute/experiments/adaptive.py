@@ -35,7 +35,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from ..observe.dialect import LogStore
+from ..observe.dialect import LogStore, StoreUnavailable
 from ..observe.feedback import ExperimentStop
 from .assign import Allocator, Choice, rendezvous
 from .bandit import Allocation, BetaPosterior, NormalPosterior, Posterior, allocate
@@ -235,7 +235,7 @@ class AdaptiveAllocator(Allocator):
     async def _lookup(self, digest: str) -> str:
         try:
             variant = await asyncio.to_thread(last_variant, self.store, self.experiment, digest)
-        except (sqlite3.Error, OSError):
+        except (sqlite3.Error, OSError, StoreUnavailable):
             logger.exception(
                 "experiment %r: looking up a sticky key failed; assigned by the current "
                 "weights", self.experiment,
@@ -300,7 +300,7 @@ class AdaptiveAllocator(Allocator):
         while True:
             try:
                 await self.refresh()
-            except (sqlite3.Error, OSError):
+            except (sqlite3.Error, OSError, StoreUnavailable):
                 logger.exception(
                     "experiment %r: reading feedback failed; the weights stay as they were",
                     self.experiment,

@@ -22,6 +22,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
+from .._errors import ConfigError
 from .feedback import ExperimentStop, Feedback
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "LogStore",
     "PostgresDialect",
     "SqliteDialect",
+    "StoreUnavailable",
     "count_if",
     "total",
 ]
@@ -94,6 +96,12 @@ class LogStore(Protocol):
     def add_feedback(self, feedback: Feedback, *, scope: str | None = None) -> bool:
         """Store `feedback` if what it is about is recorded; whether it was."""
         ...
+
+
+class StoreUnavailable(ConfigError):
+    """The store's server cannot be reached (a PostgreSQL store: refused, down, or the
+    connection lost during a query). Readers that can go on without the store (adaptive
+    experiments' lookups) catch it with SQLite's own errors; the dashboard answers 503."""
 
 
 def total(expr: str) -> str:

@@ -57,7 +57,7 @@ from typing import TYPE_CHECKING, Any
 from .._errors import ConfigError, RequestError
 from . import histogram, rollup
 from ._worker import gil_friendly
-from .dialect import POSTGRES, Dialect
+from .dialect import POSTGRES, Dialect, StoreUnavailable
 from .feedback import ExperimentStop, Feedback
 from .pg_schema import SCHEMA_VERSION, migrate
 from .record import RequestRecord
@@ -268,6 +268,13 @@ class PostgresStore:
             conn.execute(f"SET SESSION CHARACTERISTICS AS TRANSACTION {mode}")
             yield _Connection(conn)
             kept = conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        except psycopg.OperationalError as exc:
+            state = exc.sqlstate  # None: the connection was lost on this side
+            if state == "57014" or (state is not None and not state.startswith(("08", "57"))):
+                raise  # not the connection or the server going away (a query canceled, ...)
+            raise StoreUnavailable(
+                f"lost the PostgreSQL store {self.location} during a query: {exc}"
+            ) from exc
         finally:
             if kept:
                 with self._idle_lock:
@@ -296,7 +303,9 @@ class PostgresStore:
         try:
             return self._open()
         except psycopg.OperationalError as exc:
-            raise ConfigError(f"cannot reach the PostgreSQL store {self.location}: {exc}") from exc
+            raise StoreUnavailable(
+                f"cannot reach the PostgreSQL store {self.location}: {exc}"
+            ) from exc
 
     def _writing(self) -> psycopg.Connection[Any]:
         """The writing connection, opened on first use; call it with `_lock` held."""
