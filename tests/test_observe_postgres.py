@@ -15,6 +15,7 @@ import llmroute
 from llmroute import TokenUsage
 from llmroute.observe import AttemptRecord, Feedback, RequestRecord, SqliteStore
 from llmroute.observe.analytics import Filters, query_stats
+from llmroute.observe.dialect import StoreUnavailable
 from llmroute.observe.explore import series
 from llmroute.observe.feedback import ExperimentStop
 from llmroute.observe.pg_schema import SCHEMA_VERSION
@@ -361,4 +362,6 @@ async def test_an_adaptive_experiment_and_the_dashboard_through_an_outage(
         assert reply.llmroute.variant in ("control", "candidate")
         status, body = answer(DashboardSource(PostgresStore(url)), "overview", {})
         assert status == 503 and b"cannot reach" in body
+        with pytest.raises(StoreUnavailable, match="cannot store feedback"):
+            await router.feedback(reply.llmroute.request_id, "thumbs_up", True)
         own_server.launch()

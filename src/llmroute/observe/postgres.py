@@ -517,9 +517,11 @@ class PostgresStore:
                             param=param,
                         )
                     conn.execute(insert, row)
-            except psycopg.OperationalError:
+            except psycopg.OperationalError as exc:
                 self._drop_writer()
-                raise
+                raise StoreUnavailable(
+                    f"cannot store feedback in the PostgreSQL store {self.location}: {exc}"
+                ) from exc
         return True
 
     def stop_experiment(self, stop: ExperimentStop) -> ExperimentStop:
