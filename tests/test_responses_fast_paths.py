@@ -4,7 +4,8 @@ against the plain way it replaces, over many shapes drawn by hypothesis.
 - `trusted_chat` (a request's chat view built trusted) against validating the body;
   `to_chat` of varied requests against `to_chat` without its fast paths;
 - `response_usage` (shared all-zero details) against validating the usage;
-- `build_response` (a template copied) against the 25 fields written out and validated.
+- `build_response` (a template copied) against the 25 fields written out and validated;
+- `ChunkEvents`' text deltas (the fast path of a stream's bulk) against its general path.
 """
 
 from __future__ import annotations
@@ -16,19 +17,23 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
-from llmroute import RequestError
+from llmroute import MalformedResponse, RequestError
 from llmroute._request import ChatRequest
-from llmroute._types import CompletionUsage, validator
+from llmroute._types import ChatCompletionChunk, CompletionUsage, validator
 from llmroute.responses import (
     THINKING_PREFIX,
+    ChunkEvents,
     InputTokensDetails,
     Response,
     ResponsesRequest,
+    ResponseTextDeltaEvent,
     ResponseUsage,
+    json_bytes,
     to_chat,
     usage_from_tokens,
     validate_responses_request,
 )
+from llmroute.responses import events as events_module
 from llmroute.responses import request as request_module
 from llmroute.responses.translate import build_response, usage_of
 from llmroute.responses.trusted import trusted_chat
@@ -368,3 +373,95 @@ def test_build_response_is_the_response_written_out(
     given: dict[str, Any] = {"response_id": "resp_1", "created_at": 1.0, "model": "x",
                              "status": "completed", "output": [], "usage": usage}  # fmt: skip
     _same(build_response(request, **given), _written_out(request, **given))
+
+
+# ---------------------------------------------------------------- stream events
+
+_TEXT = st.text(alphabet='ab \u00e9\n"\\{', max_size=6)
+_DELTA = st.one_of(
+    _TEXT.map(lambda text: {"delta": {"content": text}}),  # the bulk of a stream ("" too)
+    _TEXT.map(lambda text: {"delta": {"role": "assistant", "content": text}}),
+    _TEXT.map(lambda text: {"delta": {"refusal": text or "no"}}),
+    _TEXT.map(lambda text: {"delta": {"content": text, "reasoning_content": "hm"}}),
+    _TEXT.map(
+        lambda text: {
+            "delta": {"content": text or "x"},
+            "logprobs": {"content": [{"token": "x", "logprob": -0.5, "top_logprobs": []}]},
+        }
+    ),
+    st.sampled_from([0, 1]).map(
+        lambda index: {
+            "delta": {
+                "tool_calls": [
+                    {
+                        "index": index,
+                        "id": f"call_{index}",
+                        "type": "function",
+                        "function": {"name": "get_weather", "arguments": '{"a":'},
+                    }
+                ]
+            }
+        }
+    ),
+    st.sampled_from(["stop", "length", "tool_calls"]).map(
+        lambda reason: {"delta": {}, "finish_reason": reason}
+    ),
+)
+
+
+def _chunks(deltas: list[dict[str, Any]], padded: bool) -> list[ChatCompletionChunk]:
+    """A chat stream of `deltas`; `padded`, each chunk has a second choice (index 1: a
+    choice the Responses API does not read), which sends it down the general path."""
+    made = []
+    for delta in deltas:
+        choices = [{"index": 0, "finish_reason": None, **delta}]
+        if padded:
+            choices.append({"index": 1, "delta": {"content": "other"}, "finish_reason": None})
+        made.append(
+            validator(ChatCompletionChunk).validate_python(
+                {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
+                 "choices": choices}
+            )
+        )  # fmt: skip
+    return made
+
+
+def _stream_events(chunks: list[ChatCompletionChunk]) -> tuple[list[Any], ChunkEvents]:
+    events = ChunkEvents(_STREAMED, response_id="resp_1", created_at=7.0, model="m")
+    found = events.start()
+    try:
+        for chunk in chunks:
+            found += events.feed(chunk)
+    except MalformedResponse:  # a fragment of a call after the next began: refused alike
+        return found, events
+    found += events.finish(None)
+    return found, events
+
+
+_STREAMED = validate_responses_request({"model": "m", "input": "hi", "stream": True})
+
+
+@settings(max_examples=300, deadline=None)
+@given(deltas=st.lists(_DELTA, max_size=12))
+def test_text_deltas_are_what_the_general_path_makes(deltas: list[dict[str, Any]]) -> None:
+    """`ChunkEvents.feed`'s fast path for text deltas makes, event for event and type for
+    type, what the general path makes of the same chunks (sent down it by a second choice
+    it ignores); every event is what validating its own dump builds."""
+
+    def numbered(prefix: str) -> str:
+        numbered.count += 1  # type: ignore[attr-defined]
+        return f"{prefix}_{numbered.count}"  # type: ignore[attr-defined]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(events_module, "new_item_id", numbered)
+        numbered.count = 0  # type: ignore[attr-defined]
+        fast, fast_events = _stream_events(_chunks(deltas, padded=False))
+        numbered.count = 0  # type: ignore[attr-defined]
+        plain, plain_events = _stream_events(_chunks(deltas, padded=True))
+    _same(fast, plain)
+    assert fast_events.text == plain_events.text
+    assert fast_events.finished == plain_events.finished
+    for event in fast:
+        _same(event, validator(type(event)).validate_json(json_bytes(event)), event.type)
+    deltas_made = [e for e in fast if isinstance(e, ResponseTextDeltaEvent)]
+    assert "".join(e.delta for e in deltas_made) == fast_events.text

@@ -277,12 +277,10 @@ class NativeEvents(EventDecoder):
 class TranslatedEvents(EventDecoder):
     """The events of a chat stream translated into the Responses API's."""
 
-    __slots__ = ("_chat", "_decoder", "_done", "_events", "_finished", "_text")
+    __slots__ = ("_chat", "_decoder", "_done", "_events")
 
     def __init__(self, decoder: StreamDecoder, events: ChunkEvents, chat: ChatRequest) -> None:
         self._decoder, self._events, self._chat = decoder, events, chat
-        self._text: list[str] = []
-        self._finished = False  # a choice said why it finished
         self._done = False
 
     @property
@@ -294,26 +292,24 @@ class TranslatedEvents(EventDecoder):
         return self._events.start()
 
     def feed(self, data: bytes) -> list[ResponseStreamEvent]:
-        out = self._translate(self._decoder.feed(data))
-        if self._decoder.done and not self._done:
+        decoder = self._decoder
+        chunks = decoder.feed(data)
+        # most lines make one chunk, or none
+        out = self._events.feed(chunks[0]) if len(chunks) == 1 else self._translate(chunks)
+        if decoder.done and not self._done:
             out.extend(self._close())
         return out
 
     def finish(self) -> list[ResponseStreamEvent]:
         out = self._translate(self._decoder.finish())
-        if (self._decoder.done or self._finished) and not self._done:
+        if (self._decoder.done or self._events.finished) and not self._done:
             out.extend(self._close())
         return out
 
     def _translate(self, chunks: list[ChatCompletionChunk]) -> list[ResponseStreamEvent]:
         out: list[ResponseStreamEvent] = []
-        events, text = self._events, self._text
+        events = self._events
         for chunk in chunks:
-            for choice in chunk.choices:
-                if choice.delta.content:
-                    text.append(choice.delta.content)
-                if choice.finish_reason is not None:
-                    self._finished = True
             out.extend(events.feed(chunk))
         return out
 
@@ -327,7 +323,7 @@ class TranslatedEvents(EventDecoder):
 
     @property
     def text(self) -> str:
-        return "".join(self._text)
+        return self._events.text
 
     def fail(self, message: str, code: str) -> list[ResponseStreamEvent]:
         self._done = True

@@ -11,6 +11,7 @@ streams).
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Awaitable, Callable
 from types import TracebackType
 
 from .._clock import Clock
@@ -28,10 +29,16 @@ from .session import EndedStream, StreamSession
 from .stage import Outcome, RequestContext
 from .stages import StageRunner
 
-__all__ = ["AsyncResponseStream", "ResponsesStreamSession", "replay_events"]
+__all__ = ["AsyncResponseStream", "ResponseHook", "ResponsesStreamSession", "replay_events"]
 
 #: The events that end a stream as the API ends one.
 _TERMINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
+#: The events that carry the whole response (the lifecycle events).
+_CARRY = _TERMINAL | {"response.created", "response.in_progress", "response.queued"}
+
+#: What `AsyncResponseStream.on_response` is: called, before the event is delivered, with
+#: each lifecycle event's type and the `Response` it carries.
+ResponseHook = Callable[[str, Response], Awaitable[None]]
 
 
 class AsyncResponseStream:
@@ -43,7 +50,9 @@ class AsyncResponseStream:
     stream has ended); `response` is the final `Response` once a terminal event
     (``response.completed``, ``response.incomplete``, ``response.failed``) has
     been read. A failure after content was delivered ends the stream with a
-    ``response.failed`` event; `error` then holds what happened.
+    ``response.failed`` event; `error` then holds what happened. `on_response`, when set,
+    sees each lifecycle event's response before the event is delivered (the caller's
+    conversation state completes and stores it there).
     """
 
     def __init__(
@@ -71,6 +80,8 @@ class AsyncResponseStream:
         self.error: StreamInterrupted | None = None
         #: Every event delivered, when the router's stages asked for them.
         self.kept: list[ResponseStreamEvent] | None = [] if keep else None
+        #: Called with each lifecycle event's type and response, before it is delivered.
+        self.on_response: ResponseHook | None = None
 
     def __aiter__(self) -> AsyncResponseStream:
         return self
@@ -80,16 +91,25 @@ class AsyncResponseStream:
         while True:
             if pending:
                 event = pending.popleft()
-                if event.type in _TERMINAL:
-                    response = event.__dict__.get("response")
-                    if isinstance(response, Response):
-                        self.response = response
+                kind = event.type
+                if kind in _CARRY:
+                    await self._carried(kind, event)
                 if self.kept is not None:
                     self.kept.append(event)
                 return event
             if self._ended:
                 raise StopAsyncIteration
             await self._read_more()
+
+    async def _carried(self, kind: str, event: ResponseStreamEvent) -> None:
+        response = event.__dict__.get("response")
+        if not isinstance(response, Response):
+            return
+        if kind in _TERMINAL:
+            self.response = response
+        hook = self.on_response
+        if hook is not None:
+            await hook(kind, response)
 
     @property
     def text(self) -> str:

@@ -26,7 +26,13 @@ from pydantic_core import from_json
 
 from .._errors import MalformedResponse
 from .._route_info import TokenUsage
-from .._types import ChatCompletionChunk, ChoiceDeltaToolCall, CompletionUsage, validator
+from .._types import (
+    ChatCompletionChunk,
+    ChoiceDeltaToolCall,
+    ChunkChoice,
+    CompletionUsage,
+    validator,
+)
 from .request import ResponsesRequest
 from .signatures import signature_block
 from .translate import (
@@ -120,6 +126,8 @@ _KINDS: dict[type[ResponseStreamEvent], str] = {
 
 _TEXT = "output_text"
 _REFUSAL = "refusal"
+#: A text delta's fields: every one is set.
+_DELTA_FIELDS = frozenset(ResponseTextDeltaEvent.model_fields)
 
 
 _Item = ResponseOutputMessage | ResponseFunctionToolCall | ResponseReasoningItem
@@ -143,7 +151,7 @@ class ChunkEvents:
     __slots__ = (
         "_annotations", "_args", "_blocks", "_call", "_calls", "_created_at", "_done",
         "_ended", "_finish", "_item_id", "_logprobs", "_model", "_open", "_part", "_parts",
-        "_request", "_response_id", "_seq", "_summary", "_text", "_usage",
+        "_request", "_response_id", "_seq", "_summary", "_text", "_usage", "_written",
     )  # fmt: skip
 
     def __init__(
@@ -161,7 +169,8 @@ class ChunkEvents:
         self._blocks: list[dict[str, Any]] = []
         self._parts: list[Any] = []  # the open message's closed parts
         self._part: str | None = None  # its open part: output_text or refusal
-        self._text: list[str] = []
+        self._text: list[str] = []  # the open part's
+        self._written: list[str] = []  # every output_text delta, in order
         self._annotations: list[Any] = []
         self._logprobs: list[dict[str, Any]] | None = None
         self._calls: dict[int, list[str]] = {}  # chat index -> [call_id, name]
@@ -220,8 +229,60 @@ class ChunkEvents:
 
     # ------------------------------------------------------------ chunks
 
+    @property
+    def text(self) -> str:
+        """The output text written so far (every ``output_text`` part's)."""
+        return "".join(self._written)
+
+    @property
+    def finished(self) -> bool:
+        """Whether a chunk said why the answer finished (its finish reason)."""
+        return self._finish is not None
+
     def feed(self, chunk: ChatCompletionChunk) -> list[ResponseStreamEvent]:
         """The events `chunk` makes (none for a chunk with nothing new)."""
+        choices = chunk.choices
+        if self._part is _TEXT and len(choices) == 1 and chunk.usage is None:
+            event = self._more_text(choices[0])
+            if event is not None:
+                return [event]
+        return self._feed(chunk)
+
+    def _more_text(self, choice: ChunkChoice) -> ResponseTextDeltaEvent | None:
+        """Fast path, the bulk of a stream: the event of a choice that only adds text to the
+        open ``output_text`` part (None for any other, which `_feed` takes). Fields are read
+        from ``__dict__`` (a pydantic model's attribute costs a ``__getattr__`` hook) and
+        the event built with its field names given: ~21.5k instructions per delta against
+        ~23.1k through `_feed` (callgrind, `feed` over a 200-chunk stream). Oracle:
+        tests/test_responses_fast_paths.py::test_text_deltas_are_what_the_general_path_makes.
+        """
+        values = choice.__dict__
+        delta = values["delta"]
+        fields = delta.__dict__
+        text = fields.get("content")
+        if (
+            not text
+            or values["index"]
+            or values.get("finish_reason") is not None
+            or values.get("logprobs") is not None
+            or delta.__pydantic_extra__
+            or fields.get("refusal")
+            or fields.get("tool_calls")
+        ):
+            return None
+        self._text.append(text)
+        self._written.append(text)
+        seq = self._seq
+        number = seq.next
+        seq.next = number + 1
+        return construct(ResponseTextDeltaEvent, {
+            "type": "response.output_text.delta", "sequence_number": number,
+            "item_id": self._item_id, "output_index": len(self._done),
+            "content_index": len(self._parts), "delta": text, "logprobs": [],
+        }, _DELTA_FIELDS)  # fmt: skip
+
+    def _feed(self, chunk: ChatCompletionChunk) -> list[ResponseStreamEvent]:
+        """The events of any chunk (the general path)."""
         if chunk.usage is not None:
             self._usage = chunk.usage
         events: list[Any] = []
@@ -307,6 +368,7 @@ class ChunkEvents:
         if self._part is not _TEXT:
             self._open_part(_TEXT, events)
         self._text.append(text)
+        self._written.append(text)
         found = logprobs_of(logprobs) if logprobs is not None else None
         if found:
             self._logprobs = [*(self._logprobs or ()), *found]
