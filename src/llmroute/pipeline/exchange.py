@@ -41,7 +41,7 @@ from ..routing.select import RequestFacts
 from .stage import Answer
 
 if TYPE_CHECKING:
-    from ..responses.request import ResponsesRequest
+    from ..responses.request_model import ResponsesRequest
 
 __all__ = [
     "ChatExchange",

@@ -29,7 +29,8 @@ from .._transports import HttpRequest, HttpResponse
 from .._types import ChatCompletionChunk, TokenUsage
 from ..providers import ExtraRequest, ProviderAdapter, StreamDecoder
 from ..responses.events import ChunkEvents, NativeEventDecoder
-from ..responses.request import ResponsesRequest, builtin_tools, native_body, to_chat
+from ..responses.request import native_body, to_chat
+from ..responses.request_model import ResponsesRequest, builtin_tools
 from ..responses.signatures import without_signatures
 from ..responses.translate import completion_to_response
 from ..responses.types import Response, ResponseError, ResponseFailedEvent, ResponseStreamEvent

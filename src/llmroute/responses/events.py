@@ -33,7 +33,7 @@ from .._types import (
     CompletionUsage,
     validator,
 )
-from .request import ResponsesRequest
+from .request_model import ResponsesRequest
 from .signatures import signature_block
 from .translate import (
     annotation,

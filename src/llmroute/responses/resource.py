@@ -30,7 +30,7 @@ from .._types import OpenAIObject
 from ..pipeline.executor import RequestPipeline
 from ..pipeline.responses import ResponsesExchange, ResponsesStreamExchange, chat_view
 from ..pipeline.responses_stream import AsyncResponseStream
-from .request import ResponsesRequest, validate_responses_request, with_history
+from .request_model import ResponsesRequest, validate_responses_request, with_history
 from .state import ResponseStore, StoredResponse, conversation, listed_input_items
 from .types import Response
 
