@@ -19,7 +19,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import AsyncIterator
-from typing import cast
+from typing import TypeVar, cast
 
 from pydantic import ValidationError
 
@@ -44,10 +44,13 @@ __all__ = [
     "EventDecoder",
     "OpenedEvents",
     "ResponsesExchange",
+    "ResponsesParts",
     "ResponsesStreamExchange",
     "TranslatedEvents",
     "chat_view",
 ]
+
+T = TypeVar("T")
 
 #: The events after which a stream has content worth serving (before one of them, a
 #: failure fails over to the next target).
@@ -100,13 +103,14 @@ def _translatable(adapter: ProviderAdapter, request: ResponsesRequest) -> ChatRe
     return without_signatures(chat)  # Gemini's, for another vendor: left out
 
 
-class ResponsesExchange(WholeExchange[Response]):
-    """A non-streamed Responses request."""
+class ResponsesParts(Exchange[T]):
+    """What both Responses exchanges share: the request (and its chat view, for what the
+    stages and selection read), the response's id and time, and how each attempt's wire
+    request is built, native or translated."""
 
     __slots__ = ("chat", "created_at", "request", "response_id")
 
     operation = "responses"
-    described = "a Responses request"
 
     def __init__(
         self,
@@ -119,10 +123,11 @@ class ResponsesExchange(WholeExchange[Response]):
         created_at: float,
     ) -> None:
         self.request, self.chat, self.options, self.extra = request, chat, options, extra
-        self.response_id, self.created_at, self.timing = response_id, created_at, "answer"
+        self.response_id, self.created_at = response_id, created_at
+        self.timing = "stream" if self.stream else "answer"
 
     def facts(self) -> RequestFacts:
-        return RequestFacts(self.chat, self.options, stream=False)
+        return RequestFacts(self.chat, self.options, stream=self.stream)
 
     def vary(
         self, request: ChatRequest | EmbeddingsRequest, source: ResponsesRequest | None
@@ -131,11 +136,20 @@ class ResponsesExchange(WholeExchange[Response]):
         self.chat, self.request = request, source
 
     def build(self, adapter: ProviderAdapter, model: str) -> HttpRequest:
+        stream = self.stream
         if adapter.native_responses:
-            body = native_body(self.request, model, stream=False)
-            return adapter.responses_request(body, model, stream=False, extra=self.extra)
+            body = native_body(self.request, model, stream=stream)
+            return adapter.responses_request(body, model, stream=stream, extra=self.extra)
         chat = _translatable(adapter, self.request)
-        return adapter.chat_request(chat, model, stream=False, extra=self.extra)
+        return adapter.chat_request(chat, model, stream=stream, extra=self.extra)
+
+
+class ResponsesExchange(ResponsesParts[Response], WholeExchange[Response]):
+    """A non-streamed Responses request."""
+
+    __slots__ = ()
+
+    described = "a Responses request"
 
     def parse(self, adapter: ProviderAdapter, body: bytes, model: str) -> Response:
         if adapter.native_responses:
@@ -351,7 +365,7 @@ class OpenedEvents:
         self.backlog = backlog if backlog is not None else deque()
 
 
-class ResponsesStreamExchange(Exchange[OpenedEvents]):
+class ResponsesStreamExchange(ResponsesParts[OpenedEvents]):
     """A streamed Responses request, opened up to its first content.
 
     A stream that fails before its first content (an error status, a
@@ -359,40 +373,10 @@ class ResponsesStreamExchange(Exchange[OpenedEvents]):
     attempt; what was read of it is never delivered.
     """
 
-    __slots__ = ("chat", "created_at", "request", "response_id")
+    __slots__ = ()
 
     stream = True
-    operation = "responses"
     described = "a Responses stream"
-
-    def __init__(
-        self,
-        request: ResponsesRequest,
-        chat: ChatRequest,
-        options: RequestOptions,
-        extra: ExtraRequest,
-        *,
-        response_id: str,
-        created_at: float,
-    ) -> None:
-        self.request, self.chat, self.options, self.extra = request, chat, options, extra
-        self.response_id, self.created_at, self.timing = response_id, created_at, "stream"
-
-    def facts(self) -> RequestFacts:
-        return RequestFacts(self.chat, self.options, stream=True)
-
-    def vary(
-        self, request: ChatRequest | EmbeddingsRequest, source: ResponsesRequest | None
-    ) -> None:
-        assert isinstance(request, ChatRequest) and source is not None
-        self.chat, self.request = request, source
-
-    def build(self, adapter: ProviderAdapter, model: str) -> HttpRequest:
-        if adapter.native_responses:
-            body = native_body(self.request, model, stream=True)
-            return adapter.responses_request(body, model, stream=True, extra=self.extra)
-        chat = _translatable(adapter, self.request)
-        return adapter.chat_request(chat, model, stream=True, extra=self.extra)
 
     def _decoder(
         self, adapter: ProviderAdapter, target: Target
