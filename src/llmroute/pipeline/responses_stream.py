@@ -12,10 +12,9 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Awaitable, Callable
-from types import TracebackType
 
 from .._clock import Clock
-from .._errors import ProviderError, ProviderTimeout, StreamInterrupted
+from .._errors import LLMRouteError, ProviderError, ProviderTimeout, StreamInterrupted
 from .._prices import PriceBook
 from .._timeouts import StreamDeadline
 from .._transports import TransportError
@@ -23,6 +22,7 @@ from .._types import RouteInfo, TokenUsage
 from ..responses.types import Response, ResponseStreamEvent
 from .accounting import set_cost
 from .driver import Served
+from .reader import StreamReader
 from .replay import ReplayedResponse
 from .responses import EventDecoder, OpenedEvents
 from .session import EndedStream, StreamSession
@@ -41,7 +41,7 @@ _CARRY = _TERMINAL | {"response.created", "response.in_progress", "response.queu
 ResponseHook = Callable[[str, Response], Awaitable[None]]
 
 
-class AsyncResponseStream:
+class AsyncResponseStream(StreamReader[ResponseStreamEvent]):
     """An async iterator of Responses stream events, like the openai SDK's ``AsyncStream``
     of ``ResponseStreamEvent``.
 
@@ -185,20 +185,6 @@ class AsyncResponseStream:
             return
         await self._fail(None)
 
-    async def _read_batch(self) -> list[bytes]:
-        deadline = self._deadline
-        if deadline is None:
-            return await self._batches.__anext__()
-        deadline.start_read()
-        try:
-            batch = await self._batches.__anext__()
-        except BaseException as exc:
-            if deadline.end_read(exc):
-                raise TransportError("the request deadline was reached mid-stream") from None
-            raise
-        deadline.end_read(None)
-        return batch
-
     async def _fail(self, cause: BaseException | None) -> None:
         """End the stream as failed: a ``response.failed`` event follows what was delivered."""
         if cause is None:
@@ -215,34 +201,11 @@ class AsyncResponseStream:
         self._pending.extend(self._decoder.fail(str(error), code))
         await self._end(error)
 
-    async def _end(self, error: StreamInterrupted | None, *, closing: bool = False) -> None:
+    async def _end(self, error: LLMRouteError | None, *, closing: bool = False) -> None:
         if self._ended:
             return
-        self._ended = True
-        if self._deadline is not None:
-            self._deadline.cancel()
-        if error is None and not closing and self._decoder.done:
-            await self._response.release()
-        else:
-            await self._response.aclose()
+        await self._stop(error is None and not closing and self._decoder.done)
         await self._session.ended(self, error)
-
-    async def aclose(self) -> None:
-        """Stop reading and release the connection; safe to call more than once."""
-        if not self._ended:
-            self._pending.clear()
-            await self._end(None, closing=True)
-
-    async def __aenter__(self) -> AsyncResponseStream:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
 
 class ResponsesStreamSession(StreamSession):
