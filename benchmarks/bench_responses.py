@@ -1,6 +1,6 @@
 """A streamed Responses request against the same chat stream, timed in one run (issue 16).
 
-    python benchmarks/bench_responses.py [--chunks 200 --rounds 200]
+    python benchmarks/bench_responses.py [--chunks 200 --rounds 200 --batch 5]
 
 One `AsyncRouter`, one loopback OpenAI-compatible upstream (`upstream.py`, in its own
 process, so its work is not the client's), one ``openai``-type provider set to take
@@ -10,8 +10,10 @@ order alternates round by round), a chat stream of ``--chunks`` content chunks w
 Responses stream with ``router.responses.create(stream=True)``; then the same two with
 the 1-chunk stream the upstream gives model ``bench-short``.
 
-Printed, from the medians over the rounds (the client process's CPU time, which the
-upstream's work does not enter, and wall time beside it):
+Each sample times ``--batch`` streams of one kind read one after the other. Printed,
+from the medians over the rounds (per stream: the CPU time of the thread running the
+event loop, which neither the upstream's process nor the router's recording thread
+enters, and wall time beside it):
 
 - each kind's time per stream and the events it delivered;
 - **extra per event**: the Responses stream's time less the chat stream's, over the
@@ -65,12 +67,13 @@ def config(port: int) -> dict[str, Any]:
     }
 
 
-async def measured(read: Callable[[], Awaitable[int]]) -> tuple[float, float, int]:
-    """(CPU µs, wall µs, items delivered) of one whole stream read."""
-    cpu, wall = time.process_time(), time.perf_counter()
-    delivered = await read()
-    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    return cpu * 1e6, wall * 1e6, delivered
+async def measured(read: Callable[[], Awaitable[int]], batch: int) -> tuple[float, float, int]:
+    """(CPU µs, wall µs, items delivered) of one whole stream read, the mean of `batch`."""
+    cpu, wall = time.thread_time(), time.perf_counter()
+    for _ in range(batch):
+        delivered = await read()
+    wall, cpu = time.perf_counter() - wall, time.thread_time() - cpu
+    return cpu * 1e6 / batch, wall * 1e6 / batch, delivered
 
 
 async def run(
@@ -109,7 +112,7 @@ async def run(
         for number in range(args.rounds):
             order = keys if number % 2 == 0 else keys[::-1]
             for key in order:
-                samples[key].append(await measured(readers[key]))
+                samples[key].append(await measured(readers[key], args.batch))
     return samples
 
 
@@ -152,6 +155,7 @@ def main() -> None:
     parser.add_argument("--chunks", type=int, default=200, help="content chunks per stream")
     parser.add_argument("--rounds", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=30)
+    parser.add_argument("--batch", type=int, default=5, help="streams per sample")
     args = parser.parse_args()
     if args.chunks <= SHORT_CHUNKS:
         parser.error(f"--chunks must be more than the short stream's {SHORT_CHUNKS}")
