@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import AsyncIterator
+from functools import partial
 from typing import TypeVar, cast
 
 from pydantic import ValidationError
@@ -37,7 +37,14 @@ from ..responses.types import Response, ResponseError, ResponseFailedEvent, Resp
 from ..routing.model import Target
 from ..routing.select import RequestFacts
 from .accounting import stream_usage
-from .exchange import Exchange, WholeExchange, single_batches
+from .exchange import (
+    Exchange,
+    Opened,
+    WholeExchange,
+    no_batches,
+    read_to_content,
+    single_batches,
+)
 from .stage import Answer
 
 __all__ = [
@@ -345,24 +352,10 @@ class TranslatedEvents(EventDecoder):
         return self._events.fail(message, code)
 
 
-class OpenedEvents:
+class OpenedEvents(Opened[EventDecoder, ResponseStreamEvent]):
     """A stream of Responses events whose first content has arrived."""
 
-    __slots__ = ("backlog", "batches", "decoder", "pending", "response")
-
-    def __init__(
-        self,
-        response: HttpResponse,
-        batches: AsyncIterator[list[bytes]],
-        decoder: EventDecoder,
-        pending: deque[ResponseStreamEvent],
-        backlog: deque[bytes] | None = None,
-    ) -> None:
-        self.response = response
-        self.batches = batches
-        self.decoder = decoder
-        self.pending = pending
-        self.backlog = backlog if backlog is not None else deque()
+    __slots__ = ()
 
 
 class ResponsesStreamExchange(ResponsesParts[OpenedEvents]):
@@ -402,22 +395,14 @@ class ResponsesStreamExchange(ResponsesParts[OpenedEvents]):
         else:
             batches = single_batches(response.aiter_bytes())
         pending: deque[ResponseStreamEvent] = deque(opening)
-        async for batch in batches:
-            backlog = deque(batch)
-            while backlog:
-                events = decoder.feed(backlog.popleft())
-                if events:
-                    pending.extend(events)
-                    if _opened(events, target, response.status):
-                        return OpenedEvents(response, batches, decoder, pending, backlog)
-                if decoder.done:
-                    break
-            if decoder.done:
-                break
+        opened = partial(_opened, target=target, status=response.status)
+        backlog = await read_to_content(batches, decoder, pending, opened)
+        if backlog is not None:
+            return OpenedEvents(response, batches, decoder, pending, backlog)
         events = decoder.finish()
         pending.extend(events)
-        if _opened(events, target, response.status):
-            return OpenedEvents(response, _no_batches(), decoder, pending)
+        if opened(events):
+            return OpenedEvents(response, no_batches(), decoder, pending)
         raise ProviderUnavailable(
             "the stream ended before its first content",
             provider=target.provider.name,
@@ -466,8 +451,3 @@ def _failure(event: ResponseStreamEvent) -> str:
         return f"{error.code}: {error.message}"
     message, code = values.get("message"), values.get("code")
     return f"{code}: {message}" if code else str(message or event.type)
-
-
-async def _no_batches() -> AsyncIterator[list[bytes]]:
-    return
-    yield []  # pragma: no cover - makes this an async generator
