@@ -20,13 +20,12 @@ from .._timeouts import StreamDeadline
 from .._transports import TransportError
 from .._types import RouteInfo, TokenUsage
 from ..responses.types import Response, ResponseStreamEvent
-from .accounting import set_cost
 from .driver import Served
 from .reader import StreamReader
 from .replay import ReplayedResponse
 from .responses import EventDecoder, OpenedEvents
 from .session import EndedStream, StreamSession
-from .stage import Outcome, RequestContext
+from .stage import RequestContext
 from .stages import StageRunner
 
 __all__ = ["AsyncResponseStream", "ResponseHook", "ResponsesStreamSession", "replay_events"]
@@ -237,25 +236,9 @@ class ResponsesStreamSession(StreamSession):
 
     async def ended(self, stream: EndedStream, error: BaseException | None) -> None:
         assert isinstance(stream, AsyncResponseStream)  # the only stream it is given
-        ctx, served = self._ctx, self._served
-        info = ctx.info
-        info.latency_s = self._clock.monotonic() - ctx.started
-        usage = stream.usage
-        info.usage = usage
-        last = served.record
-        if error is not None:
-            last.outcome, last.error_type, last.error = "error", type(error).__name__, str(error)
-        elif not stream.completed:
-            last.outcome = "cancelled"
-        set_cost(self._prices, info, served.target, usage, self._tier)
-        await self._stages.after(
-            ctx,
-            Outcome(
-                chunks=stream.kept if ctx.keep_chunks else None,
-                completed=stream.completed,
-                error=error,
-            ),
-        )
+        ended_at = self._clock.monotonic()
+        cost = (self._prices, self._tier)
+        await self._settle(stream, error, self._served, ended_at, stream.usage, cost)
 
 
 class _ReplayedEvents(EventDecoder):
