@@ -28,7 +28,8 @@ from .._request import ChatRequest, EmbeddingsRequest, RequestOptions, UserMessa
 from .._transports import HttpRequest, HttpResponse
 from .._types import ChatCompletionChunk, TokenUsage
 from ..providers import ExtraRequest, ProviderAdapter, StreamDecoder
-from ..responses.events import ChunkEvents, NativeEventDecoder
+from ..responses.events import ChunkEvents
+from ..responses.native_events import NativeEventDecoder
 from ..responses.request import native_body, to_chat
 from ..responses.request_model import ResponsesRequest, builtin_tools
 from ..responses.signatures import without_signatures

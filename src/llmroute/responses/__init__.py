@@ -9,7 +9,8 @@ into stream events. Pure: nothing here does I/O.
 """
 
 from . import types
-from .events import ChunkEvents, NativeEventDecoder, response_events
+from .events import ChunkEvents, response_events
+from .native_events import NativeEventDecoder
 from .request import BUILTIN_ITEM_TYPES, THINKING_PREFIX, native_body, thinking_content, to_chat
 from .request_model import (
     ResponsesRequest,

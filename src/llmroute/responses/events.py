@@ -6,8 +6,8 @@ per output item ``response.output_item.added``, its parts' ``.added``, deltas an
 ``response.incomplete`` or ``response.failed``), with sequence numbers from 0:
 
 - `ChunkEvents` turns a translated target's chat chunks into events as they come.
-- `NativeEventDecoder` reads a native upstream's SSE lines, keeping its events as sent
-  (only the response id is rewritten to llmroute's).
+- `NativeEventDecoder` (`llmroute.responses.native_events`) reads a native upstream's SSE
+  lines, keeping its events as sent (only the response id is rewritten to llmroute's).
 - `response_events` gives the events a stream of a whole `Response` carries (a cached
   answer replayed as a stream).
 
@@ -21,9 +21,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import ValidationError
-from pydantic_core import from_json
-
 from .._errors import MalformedResponse
 from .._route_info import TokenUsage
 from .._types import (
@@ -31,7 +28,6 @@ from .._types import (
     ChoiceDeltaToolCall,
     ChunkChoice,
     CompletionUsage,
-    validator,
 )
 from .request_model import ResponsesRequest
 from .signatures import signature_block
@@ -51,7 +47,6 @@ from .translate import (
     usage_of,
 )
 from .types import (
-    TERMINAL_EVENTS,
     ItemStatus,
     OutputItem,
     Response,
@@ -84,13 +79,10 @@ from .types import (
     ResponseTextDeltaEvent,
     ResponseTextDoneEvent,
     construct,
-    event_class,
     usage_from_tokens,
 )
 
-__all__ = ["ChunkEvents", "NativeEventDecoder", "response_events"]
-
-_setattr = object.__setattr__
+__all__ = ["ChunkEvents", "response_events"]
 
 
 # ---------------------------------------------------------------- chat chunks
@@ -497,82 +489,6 @@ class ChunkEvents:
         self._open, self._call = None, None
         self._done.append(item)
         events.append(seq(ResponseOutputItemDoneEvent, output_index=index, item=item))
-
-
-# ---------------------------------------------------------------- native upstreams
-
-#: The events that carry the whole response (its id is rewritten).
-_WITH_RESPONSE = frozenset({
-    "response.created", "response.in_progress", "response.queued", "response.completed",
-    "response.failed", "response.incomplete",
-})  # fmt: skip
-
-
-class NativeEventDecoder:
-    """A native upstream's Responses stream (SSE lines, one at a time) as events.
-
-    Events are kept as the upstream sent them, sequence numbers included, except the id
-    of the response the lifecycle events carry, which becomes `response_id` (llmroute's,
-    under which the conversation is stored). An ``error`` event or ``response.failed``
-    raises nothing: it is an event like the others. After a terminal event `done` is
-    true and `response` is the final `Response`.
-    """
-
-    __slots__ = ("_data", "_name", "_response_id", "done", "response")
-
-    def __init__(self, *, response_id: str) -> None:
-        self._response_id = response_id
-        self._data: list[bytes] = []
-        self._name = ""
-        self.done = False
-        self.response: Response | None = None
-
-    def feed(self, line: bytes) -> list[ResponseStreamEvent]:
-        """Take one line (without its line ending); the event it completes, if any."""
-        if not line:
-            return self._dispatch()
-        if line.startswith(b"data:"):
-            value = line[5:]
-            self._data.append(value[1:] if value.startswith(b" ") else value)
-        elif line.startswith(b"event:"):
-            self._name = line[6:].strip().decode()
-        return []  # comments, id:, retry:
-
-    def finish(self) -> list[ResponseStreamEvent]:
-        """The event left when the stream ends without a final blank line, if any."""
-        return self._dispatch()
-
-    def _dispatch(self) -> list[ResponseStreamEvent]:
-        data, name = self._data, self._name
-        self._name = ""
-        if not data:
-            return []
-        self._data = []
-        raw = data[0] if len(data) == 1 else b"\n".join(data)
-        return [self._decode(raw, name)]
-
-    def _decode(self, raw: bytes, name: str) -> ResponseStreamEvent:
-        cls = event_class(name) if name else None
-        try:
-            if cls is None or cls is ResponseStreamEvent:  # no event: line, or an unknown one
-                parsed = from_json(raw)
-                cls = event_class(parsed.get("type", "") if isinstance(parsed, dict) else "")
-                event: ResponseStreamEvent = validator(cls).validate_python(parsed)
-            else:
-                event = validator(cls).validate_json(raw)
-        except ValueError as exc:  # pydantic's ValidationError is one
-            detail = exc.errors(include_url=False)[0]["msg"] if isinstance(
-                exc, ValidationError) else str(exc)  # fmt: skip
-            raise MalformedResponse(f"unexpected Responses stream event: {detail}",
-                                    status=200, body=raw) from exc  # fmt: skip
-        kind = event.type
-        if kind in _WITH_RESPONSE:
-            response: Response = event.response  # type: ignore[attr-defined]
-            _setattr(response, "id", self._response_id)
-            if kind in TERMINAL_EVENTS:
-                self.done = True
-                self.response = response
-        return event
 
 
 # ---------------------------------------------------------------- whole responses
