@@ -5,17 +5,19 @@ against the plain way it replaces, over many shapes drawn by hypothesis.
   `to_chat` of varied requests against `to_chat` without its fast paths;
 - `response_usage` (shared all-zero details) against validating the usage;
 - `build_response` (a template copied) against the 25 fields written out and validated;
-- `ChunkEvents`' text deltas (the fast path of a stream's bulk) against its general path.
+- `ChunkEvents`' text deltas (the fast path of a stream's bulk) against its general path;
+- the gateway's text delta template against `json_bytes`.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import openai.types.responses as sdk
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from llmroute import MalformedResponse, RequestError
 from llmroute._request import ChatRequest
@@ -38,6 +40,9 @@ from llmroute.responses import request as request_module
 from llmroute.responses.translate import build_response, usage_of
 from llmroute.responses.trusted import trusted_chat
 from llmroute.responses.types import response_usage
+from llmroute.server.endpoints.responses import ResponsesEvents
+
+SDK_TEXT_DELTA: TypeAdapter[Any] = TypeAdapter(sdk.ResponseTextDeltaEvent)
 
 
 def _same(fast: Any, plain: Any, where: str = "") -> None:
@@ -465,3 +470,46 @@ def test_text_deltas_are_what_the_general_path_makes(deltas: list[dict[str, Any]
         _same(event, validator(type(event)).validate_json(json_bytes(event)), event.type)
     deltas_made = [e for e in fast if isinstance(e, ResponseTextDeltaEvent)]
     assert "".join(e.delta for e in deltas_made) == fast_events.text
+
+
+_DELTA_TEXT = st.text(max_size=40)  # every code point: escapes, controls, non-ASCII
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    text=_DELTA_TEXT,
+    item_id=st.text(max_size=20),
+    numbers=st.tuples(st.integers(0, 10**9), st.integers(0, 999), st.integers(0, 999)),
+    logprobs=st.booleans(),
+)
+def test_a_text_delta_is_written_as_json_bytes_writes_it(
+    text: str, item_id: str, numbers: tuple[int, int, int], logprobs: bool
+) -> None:
+    """The gateway writes a text delta from its template (no logprobs), or through
+    `json_bytes` (logprobs), byte for byte as the general path writes any event; and what
+    it writes reads back as the SDK's event."""
+    number, output_index, content_index = numbers
+    values = {
+        "type": "response.output_text.delta", "sequence_number": number, "item_id": item_id,
+        "output_index": output_index, "content_index": content_index, "delta": text,
+        "logprobs": [{"token": "x", "logprob": -0.5, "bytes": [120], "top_logprobs": []}]
+        if logprobs else [],
+    }  # fmt: skip
+    event = validator(ResponseTextDeltaEvent).validate_python(values)
+    written = ResponsesEvents().chunk(event)
+    plain = b"event: " + event.type.encode() + b"\ndata: " + json_bytes(event) + b"\n\n"
+    assert written == plain
+    data = written.split(b"\ndata: ", 1)[1].removesuffix(b"\n\n")
+    sdk_event = SDK_TEXT_DELTA.validate_json(data)
+    assert (sdk_event.delta, sdk_event.item_id) == (text, item_id)
+
+
+def test_other_events_and_extras_take_the_general_path() -> None:
+    """A text delta with an extra field, or any other event, is written by `json_bytes`."""
+    extra = validator(ResponseTextDeltaEvent).validate_python({
+        "type": "response.output_text.delta", "sequence_number": 3, "item_id": "m",
+        "output_index": 0, "content_index": 0, "delta": "hi", "logprobs": [], "obfuscation": "x",
+    })  # fmt: skip
+    written = ResponsesEvents().chunk(extra)
+    assert written == b"event: response.output_text.delta\ndata: " + json_bytes(extra) + b"\n\n"
+    assert b'"obfuscation":"x"' in written
