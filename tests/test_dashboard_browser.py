@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from _browser import Page, browser, require_chromium
-from _dashboard_seed import FAILOVER_ID, seed
+from _dashboard_seed import EXPERIMENT, FAILOVER_ID, seed, thumbs_up
 from _dashboard_server import dashboard_command
 from _gateway import running_gateway
 from _helpers import ask
@@ -87,6 +87,27 @@ def test_the_page_shows_the_seeded_figures_filters_and_opens_a_request(tmp_path:
             "[...document.querySelectorAll('#latency-table tbody tr')].map(r => r.cells[0].textContent)"
         )
         assert sorted(providers) == ["-", "alpha", "beta"]  # the refusal has no provider
+        # the experiment: each variant's requests and feedback, the comparisons' sentences
+        assert text(page, "#experiments article.experiment h3").startswith(EXPERIMENT)
+        variants = page.evaluate(
+            "[...document.querySelectorAll('#experiment-0-variants tbody tr')]"
+            ".map(r => [r.cells[0].textContent, r.cells[1].textContent, r.cells[7].textContent])"
+        )
+        given = {p: [thumbs_up(i) for i in range(p, 36, 2) if thumbs_up(i) is not None]
+                 for p in (0, 1)}  # fmt: skip
+        assert variants == [
+            [name, "18", f"thumbs_up {100 * sum(g) / len(g):.1f}% (n={len(g)})"]
+            for name, g in (("control", given[0]), ("friendly", given[1]))
+        ]
+        metrics = page.evaluate(
+            "[...document.querySelectorAll('#experiment-0-comparisons tbody tr')]"
+            ".map(r => r.cells[1].textContent)"
+        )
+        assert {"error_rate", "latency_p50", "thumbs_up"} <= set(metrics)
+        sentences = page.evaluate(
+            "[...document.querySelectorAll('#experiments .sentences li')].map(l => l.textContent)"
+        )
+        assert len(sentences) == len(metrics) and all("friendly" in t for t in sentences)
         shoot(page, "dashboard-overview.png")
 
         # a filter changes the figures
