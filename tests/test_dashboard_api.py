@@ -8,6 +8,7 @@ loopback without keys) and the bounds of every parameter.
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections import Counter
 from pathlib import Path
@@ -198,6 +199,14 @@ async def test_live_health_shows_the_routers_targets(seeded: Any) -> None:
     assert targets["beta/b-2"]["state"] == "closed"
     assert targets["beta/b-2"]["cooldown_remaining_s"] == 0
     assert 0 < targets["alpha/a-1"]["cooldown_remaining_s"] <= 30
+    assert data["worker"] == {"pid": os.getpid(), "workers": 1}
+
+
+async def test_live_health_says_it_is_one_workers_of_several(seeded: Any) -> None:
+    """Each gateway worker keeps its own health and counters: the answer says whose."""
+    async with in_process_gateway(router_config(seeded[0]), server={"workers": 3}) as gateway:
+        data = await get(gateway, "/api/health")
+    assert data["worker"] == {"pid": os.getpid(), "workers": 3}
 
 
 # ---------------------------------------------------------------- access

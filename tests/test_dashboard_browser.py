@@ -161,7 +161,8 @@ async def test_the_live_health_view_follows_the_router(tmp_path: Path) -> None:
         "rate_limits": [{"per": "global", "requests": "2/min"}],
     }
     router = AsyncRouter(config)
-    async with running_gateway({}, router=router) as gateway:
+    # one process, configured as one of two workers: the page says whose figures it shows
+    async with running_gateway({}, router=router, server={"workers": 2}) as gateway:
 
         def drive(page: Page, step: str) -> Any:
             if step == "load":
@@ -170,7 +171,8 @@ async def test_the_live_health_view_follows_the_router(tmp_path: Path) -> None:
                 return page.evaluate(
                     "[!document.getElementById('health').hidden,"
                     " [...document.querySelectorAll('#health-table tbody tr')]"
-                    ".map(r => [r.cells[0].textContent, r.cells[1].textContent, r.cells[3].textContent])]"
+                    ".map(r => [r.cells[0].textContent, r.cells[1].textContent, r.cells[3].textContent]),"
+                    " document.getElementById('health-worker').textContent]"
                 )
             page.evaluate("document.querySelector('#controls button[type=submit]').click()")
             loaded(page, 1)
@@ -182,8 +184,9 @@ async def test_the_live_health_view_follows_the_router(tmp_path: Path) -> None:
             )
 
         with browser() as page:
-            shown, rows = await asyncio.to_thread(drive, page, "load")
+            shown, rows, worker = await asyncio.to_thread(drive, page, "load")
             assert shown is True
+            assert worker.startswith(f"Worker process {os.getpid()}, one of 2:")
             assert rows == [["alpha/a-1", "closed", "-"], ["beta/b-2", "closed", "-"]]
             router.cool_down("alpha/a-1", 60, "maintenance")
             outcomes = []

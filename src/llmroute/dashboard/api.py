@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
@@ -189,9 +190,12 @@ def answer(
         return 404, error_body(404, str(exc))
 
 
-def live_health(router: AsyncRouter | None) -> bytes:
+def live_health(router: AsyncRouter | None, *, workers: int = 1) -> bytes:
     """The live router's targets (circuit, error ratio, cooldown, in flight, latency), cache
-    and limit counters; ``{"live": false}`` without a router. Call it on the router's loop."""
+    and limit counters; ``{"live": false}`` without a router. Call it on the router's loop.
+
+    They are this process's: with `workers` gateway processes, each keeps its own (the
+    answer's ``worker`` says which process answered, and of how many)."""
     if router is None:
         return _dumps({"live": False, "targets": []})
     health, stats = router.health(), router.stats()
@@ -222,6 +226,7 @@ def live_health(router: AsyncRouter | None) -> bytes:
             "targets": targets,
             "cache": None if cache is None else asdict(cache),
             "limits": asdict(router.limit_stats()),
+            "worker": {"pid": os.getpid(), "workers": workers},
         }
     )
 

@@ -243,6 +243,11 @@ async function health() {
   const data = await api("health", null);
   $("health").hidden = !data.live;
   if (!data.live) return;
+  const worker = data.worker || { workers: 1 };
+  $("health-worker").hidden = worker.workers <= 1;
+  $("health-worker").textContent = worker.workers > 1
+    ? `Worker process ${worker.pid}, one of ${worker.workers}: each gateway worker keeps its own health, statistics and counters, so these are this worker's alone (a refresh may reach another).`
+    : "";
   table("health-table", [
     { label: "target", get: (r) => r.target },
     { label: "circuit", get: (r) => r.state.replace("_", "-"), cls: (r) => `state-${r.state}` },
