@@ -114,10 +114,16 @@ class Page:
     def goto(self, url: str) -> None:
         self.send("Page.navigate", {"url": url})
 
-    def screenshot(self, path: Path, width: int = 1280, height: int = 1600) -> None:
+    def screenshot(
+        self, path: Path, width: int = 1280, height: int = 1600, *, whole: bool = True
+    ) -> None:
+        """A PNG of the page at `width` (a phone's when under 700): all of it, or (not
+        `whole`) its first `height` pixels."""
         self.send("Emulation.setDeviceMetricsOverride",
                   {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 700})  # fmt: skip
-        data = self.send("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True})
+        data = self.send(
+            "Page.captureScreenshot", {"format": "png", "captureBeyondViewport": whole}
+        )
         path.write_bytes(base64.b64decode(data["data"]))
 
 

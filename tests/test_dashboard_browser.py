@@ -36,7 +36,7 @@ def loaded(page: Page, after: int) -> None:
     page.wait_for(f"document.body && Number(document.body.dataset.loaded || 0) > {after}")
 
 
-def shoot(page: Page, name: str, **size: int) -> None:
+def shoot(page: Page, name: str, **size: Any) -> None:
     folder = os.environ.get("LLMROUTE_SCREENSHOTS")
     if folder:
         page.screenshot(Path(folder) / name, **size)
@@ -204,4 +204,5 @@ async def test_the_live_health_view_follows_the_router(tmp_path: Path) -> None:
             ]
             assert rows[0][0] == "alpha/a-1" and rows[0][1].endswith(" s")
             assert rows[1] == ["beta/b-2", "-"]
+            await asyncio.to_thread(shoot, page, "dashboard-live.png", height=820, whole=False)
             assert page.problems == []
