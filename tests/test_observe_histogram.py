@@ -161,6 +161,7 @@ def test_what_the_histograms_cannot_serve_reads_the_rows(store: SqliteStore) -> 
         (Filters(**everything), ("user",), 3600),  # type: ignore[arg-type]
         (Filters(**everything), ("provider",), 1.5),  # type: ignore[arg-type]
         (Filters(), ("provider",), 3600),  # no range
+        (Filters(**everything), (), 3600),  # type: ignore[arg-type]  # no groups
     ]:
         assert not served_by_rollups(filters, by=by, origin=0, width=width)
         report = latency_report(store, filters, by=by, origin=0, width=width)
