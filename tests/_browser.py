@@ -16,6 +16,7 @@ import itertools
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -135,6 +136,7 @@ def browser() -> Iterator[Page]:
         process = subprocess.Popen(
             [executable, *FLAGS, f"--user-data-dir={profile}", "about:blank"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True,  # its own process group: its helpers end with it
         )  # fmt: skip
         try:
             port = _devtools_port(Path(profile), process)
@@ -146,12 +148,26 @@ def browser() -> Iterator[Page]:
                     page.send(f"{domain}.enable")
                 yield page
         finally:
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:  # pragma: no cover - only when it hangs
-                process.kill()
-                process.wait()
+            _end_group(process)
+
+
+def _end_group(process: subprocess.Popen[bytes]) -> None:
+    """End the browser and its helper processes (its process group), and wait until they
+    are gone: a helper still writing to the profile would make removing it fail."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:  # pragma: no cover - only when it hangs
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(process.pid, 0)  # any helper of the group left?
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
 
 
 def _devtools_port(profile: Path, process: subprocess.Popen[bytes]) -> int:
