@@ -30,6 +30,7 @@ __all__ = [
     "ErrorBreakdown",
     "RequestPage",
     "error_breakdown",
+    "experiment_counts",
     "request_detail",
     "request_page",
     "rollup_sums",
@@ -287,6 +288,27 @@ def error_breakdown(store: SqliteStore, filters: Filters, *, limit: int) -> Erro
             for e, lim, n in conn.execute(requests_sql, [*params, limit])
         ]
     return result
+
+
+def experiment_counts(
+    store: SqliteStore, since: float, until: float, *, limit: int
+) -> tuple[list[tuple[str, int]], int]:
+    """The `limit` experiments with the most requests started in ``[since, until)`` (their
+    name and requests, most first), and how many experiments there are in all.
+
+    Read through the experiment index (the ``+`` keeps SQLite from scanning the range by
+    time instead): a store without experiments answers at once, whatever the range."""
+    grouped = (
+        "SELECT r.experiment AS name, COUNT(*) AS n FROM requests r "
+        "WHERE r.experiment IS NOT NULL AND +r.started_at >= ? AND +r.started_at < ? "
+        "AND r.status <> 'started' GROUP BY r.experiment"
+    )
+    with store.connect() as conn:
+        _read_only(conn)
+        rows = conn.execute(f"{grouped} ORDER BY n DESC, name LIMIT ?", [since, until, limit])
+        top = [(str(name), int(n)) for name, n in rows]
+        (count,) = conn.execute(f"SELECT COUNT(*) FROM ({grouped})", [since, until]).fetchone()  # noqa: S608
+    return top, int(count)
 
 
 def request_page(

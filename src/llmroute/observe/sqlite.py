@@ -2,8 +2,8 @@
 
 One file holds these tables: ``requests`` (one row per record), ``attempts``
 (one row per attempt, keyed by request id and position), ``properties``
-(one row per request property, indexed by key and value for filtering and
-grouping), ``feedback`` (one row per feedback given, on a request or on an
+(one row per request property with its request's start, indexed by key, value
+and start for filtering over a time range, and grouping), ``feedback`` (one row per feedback given, on a request or on an
 experiment's sticky key), ``experiment_stops`` (one row per adaptive
 experiment that stopped with a winner), and the rollups of ``requests`` per
 minute, hour and day with their latency histograms (see `llmroute.observe.rollup`
@@ -174,6 +174,14 @@ MIGRATIONS: tuple[str, ...] = (
     rollup.MIGRATION,
     # 8: the rollups' latency histograms, filled from the rows
     histogram.MIGRATION,
+    # 9: each property's request start, so that a property filter over a time range reads
+    # the index, not every request of the range
+    """
+    ALTER TABLE properties ADD COLUMN started_at REAL;
+    UPDATE properties SET started_at = (
+        SELECT r.started_at FROM requests r WHERE r.request_id = properties.request_id);
+    CREATE INDEX properties_time ON properties (key, value, started_at);
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -192,7 +200,7 @@ _ATTEMPT_COLUMNS = (
     "request_id", "idx", "target", "provider", "model", "kind", "outcome", "status",
     "error_type", "error", "started_s", "latency_s",
 )  # fmt: skip
-_PROPERTY_COLUMNS = ("request_id", "key", "value")
+_PROPERTY_COLUMNS = ("request_id", "key", "value", "started_at")
 FEEDBACK_COLUMNS = (
     "feedback_id", "request_id", "experiment", "sticky_key", "name", "value", "kind",
     "comment", "key", "created_at",
@@ -444,7 +452,9 @@ class SqliteStore:
             for r in records
             for i, a in enumerate(r.attempts)
         ]  # fmt: skip
-        properties = [(r.request_id, k, v) for r in records for k, v in r.properties.items()]
+        properties = [
+            (r.request_id, k, v, r.started_at) for r in records for k, v in r.properties.items()
+        ]
         after = rollup.last_rowid(conn)
         _insert_rows(
             conn, "requests", _REQUEST_COLUMNS, [_request_row(r) for r in gil_friendly(records)]
