@@ -13,6 +13,11 @@ outage breaker again once it comes, so a queue never waits out one timeout
 after another. After a rest, a single call probes Redis; the others go on
 without it until the probe succeeds (no stampede on a Redis coming back).
 
+The URL picks the client (`llmroute.stores.redis_urls`): one server, a Redis
+Cluster (``redis+cluster://``) or a master behind Sentinel (``redis+sentinel://``),
+all with the bounds above. On a cluster, the keys one Lua script touches share a
+hash tag (`hash_tag`), so each script runs on one slot's master.
+
 The client's connections are closed by `RedisConnection.aclose` (the router's
 ``aclose``), and otherwise by themselves, as the router's HTTP sessions are:
 when the connection object is garbage-collected (the router was dropped), or
@@ -31,8 +36,9 @@ from typing import Any, TypeVar
 from .._clock import Clock
 from .._errors import ConfigError
 from .._release import Held, hold
+from .redis_urls import open_redis, parse_redis_url
 
-__all__ = ["MAX_CONNECTIONS", "RedisConnection", "RedisUnavailable"]
+__all__ = ["MAX_CONNECTIONS", "RedisConnection", "RedisUnavailable", "hash_tag"]
 
 #: Redis connections (and commands in flight) per `RedisConnection`.
 MAX_CONNECTIONS = 16
@@ -40,6 +46,14 @@ MAX_CONNECTIONS = 16
 logger = logging.getLogger("llmroute.redis")
 
 T = TypeVar("T")
+
+
+def hash_tag(name: str) -> str:
+    """`name` as a Redis Cluster hash tag (``{name}``): keys that begin with it share a slot,
+    so one Lua script may touch them all. The same keys on one server or behind Sentinel."""
+    if "{" in name or "}" in name:
+        raise ValueError(f"a Redis key prefix cannot hold '{{' or '}}', got {name!r}")
+    return "{" + name + "}"
 
 
 class RedisUnavailable(Exception):
@@ -50,7 +64,9 @@ class RedisConnection:
     """One Redis client for one purpose (``cache``, ``rate_limits``, ``budgets``).
 
     Args:
-        url: ``redis://host:port/db``, ``rediss://...`` or ``unix:///path``.
+        url: ``redis://host:port/db``, ``rediss://...``, ``unix:///path``,
+            ``redis+cluster://host:port,...`` or ``redis+sentinel://host:port,.../service/db``
+            (see `llmroute.stores.redis_urls`).
         timeout: the socket timeout for connecting and for each command.
         retry_interval: how long to leave Redis alone after a failure.
         purpose: names the configuration section in errors and logs.
@@ -61,25 +77,31 @@ class RedisConnection:
         self, url: str, *, timeout: float, retry_interval: float, purpose: str, clock: Clock
     ) -> None:
         try:
-            import redis.asyncio as aioredis
-            from redis.asyncio.retry import Retry
-            from redis.backoff import NoBackoff
-            from redis.exceptions import RedisError
+            target = parse_redis_url(url)
+        except ValueError as exc:
+            raise ConfigError(f"{purpose}.backend: {exc}", path=f"{purpose}.backend") from exc
+        try:
+            from redis.exceptions import RedisClusterException, RedisError
+
+            opened = open_redis(target, timeout=timeout, max_connections=MAX_CONNECTIONS)
         except ImportError as exc:
             raise ConfigError(
                 f"{purpose}.backend {url!r} needs the redis package: pip install 'llmroute[redis]'",
                 path=f"{purpose}.backend",
             ) from exc
-        self.client: Any = aioredis.Redis.from_url(
-            url,
-            max_connections=MAX_CONNECTIONS,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            retry=Retry(NoBackoff(), 0),
-            health_check_interval=0,
-        )
+        #: The redis-py asyncio client (a `RedisCluster` for a ``redis+cluster://`` URL).
+        self.client: Any = opened.client
+        #: Whether the client is a Redis Cluster's: keys of one multi-key command must then
+        #: share a slot (see `hash_tag`).
+        self.cluster = opened.cluster
+        self._close = opened.aclose
         self._turns = asyncio.Semaphore(MAX_CONNECTIONS)
-        self._errors: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError)
+        self._errors: tuple[type[BaseException], ...] = (
+            RedisError,
+            RedisClusterException,
+            OSError,
+            TimeoutError,
+        )
         self._timeout = timeout
         self._retry_interval = retry_interval
         #: The configuration section this connection serves.
@@ -92,6 +114,9 @@ class RedisConnection:
         self.failures = 0
         self._loop: asyncio.AbstractEventLoop | None = None  # where the connections are
         self._held: Held | None = None  # their release, if this object is dropped
+        # a cluster client learns the slots before its first command (again after a failure)
+        self._learn_slots = opened.cluster
+        self._learning: asyncio.Lock | None = None
 
     def script(self, source: str) -> Any:
         """Register a Lua script (run by SHA, loaded on first use)."""
@@ -109,6 +134,8 @@ class RedisConnection:
                 try:
                     # belt and braces over the socket timeouts: connect + one command at most
                     async with asyncio.timeout(self._timeout * 2 + 0.05):
+                        if self._learn_slots:
+                            await self._learn_cluster()
                         result = await operation()
                 except self._errors as exc:
                     self._failed(exc)
@@ -146,8 +173,20 @@ class RedisConnection:
                 f"{self.purpose}: Redis is unavailable (resting after a failure)"
             )
 
+    async def _learn_cluster(self) -> None:
+        """Have the cluster client learn the slots' masters, one call at a time: redis-py's
+        cluster client, asked by many commands at once before it knows them, breaks
+        connections that other commands are using."""
+        if self._learning is None:
+            self._learning = asyncio.Lock()
+        async with self._learning:
+            if self._learn_slots:
+                await self.client.initialize()
+                self._learn_slots = False
+
     def _failed(self, exc: BaseException) -> None:
         self.failures += 1
+        self._learn_slots = self.cluster
         self._resting_until = self._clock.monotonic() + self._retry_interval
         if not self._down:
             self._down = True
@@ -168,9 +207,11 @@ class RedisConnection:
         """Connections will open on `loop`: release them if this object is dropped first, or
         when the loop ends (the client opens new ones on the next loop that calls)."""
         self._loop = loop
+        self._learning = None  # a lock belongs to one loop
+        self._learn_slots = self.cluster
         if self._held is not None:
             self._held.detach()
-        self._held = hold(self, self.client.aclose)
+        self._held = hold(self, self._close)
 
     async def aclose(self) -> None:
         """Close the client's connections."""
@@ -178,4 +219,4 @@ class RedisConnection:
         if held is not None:
             held.detach()
         self._loop = None
-        await self.client.aclose()
+        await self._close()

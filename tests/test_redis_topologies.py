@@ -1,0 +1,245 @@
+"""Redis Cluster and Sentinel: the URLs, keys hash-tagged to one slot per script, three processes
+sharing a limit and a budget through a real cluster, and a failover under load.
+
+The cluster (three masters, a replica of the limits' master) and the Sentinel setup (a master,
+a replica, three sentinels) are real redis-servers started once per session by the fixtures in
+tests/conftest.py (skipped when redis-server is absent, failing when LLMROUTE_REQUIRE_REDIS=1 or
+LLMROUTE_REQUIRE_SERVICES=1). The behaviour tests of tests/test_shared_state.py and the
+Responses store's tests run over both too.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+import llmroute
+from _helpers import HI
+from llmroute import AsyncRouter
+from llmroute.stores.redis_urls import RedisUrl, parse_redis_url
+from test_shared_state import config, run_processes
+
+pytestmark = pytest.mark.anyio
+
+
+# ---------------------------------------------------------------- URLs
+
+
+def test_urls_name_one_server_a_cluster_or_a_sentinel_master() -> None:
+    assert parse_redis_url("redis://h:6379/2") == RedisUrl("server", "redis://h:6379/2")
+    cluster = parse_redis_url("redis+cluster://u:p%40ss@a:7000,b,[::1]:7002")
+    assert cluster.kind == "cluster"
+    assert cluster.nodes == (("a", 7000), ("b", 6379), ("::1", 7002))
+    assert (cluster.username, cluster.password) == ("u", "p@ss")
+    sentinel = parse_redis_url("redis+sentinel://:secret@s1,s2:26380/my%20master/3")
+    assert sentinel.nodes == (("s1", 26379), ("s2", 26380))
+    assert (sentinel.service, sentinel.db, sentinel.password) == ("my master", 3, "secret")
+    assert parse_redis_url("redis+sentinel://s1/svc").db == 0
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("redis+cluster://a:7000/3", "no database but 0"),
+        ("redis+cluster://a:7000?ssl=true", "query parameters"),
+        ("redis+cluster://a:port", "expected host:port"),
+        ("redis+cluster://a:70000", "expected host:port"),
+        ("redis+cluster://a,,b", "expected host:port"),
+        ("redis+sentinel://s1:26379", "/service"),
+        ("redis+sentinel://s1:26379/svc/zero", "must be a number"),
+        ("redis+sentinel://s1/svc/0/extra", "/service"),
+        ("redis+cluster://" + ",".join(f"h{i}" for i in range(65)), "more than 64"),
+    ],
+)
+def test_a_malformed_url_says_what_is_wrong(url: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        parse_redis_url(url)
+    with pytest.raises(llmroute.ConfigError, match=message):
+        AsyncRouter(config(cache={"backend": url}), env={})
+
+
+def test_a_limits_prefix_cannot_hold_a_hash_tag() -> None:
+    with pytest.raises(llmroute.ConfigError, match="cannot hold"):
+        AsyncRouter(config(rate_limits={"prefix": "app{1}", "rules": ["10/s"]}), env={})
+
+
+# ---------------------------------------------------------------- keys and slots
+
+
+async def test_each_scripts_keys_share_one_slot(redis_cluster: Any) -> None:
+    import redis
+
+    redis_cluster.flush()
+    url = redis_cluster.url
+    rules = [{"per": "global", "requests": "100/min", "tokens": "10000/min"},
+             {"per": "user", "requests": "50/min"}, {"per": "team", "requests": "70/min"}]  # fmt: skip
+    budgets = [{"per": "team", "usd": "1/day"}, {"per": "user", "usd": "5/month"}]
+    shared = config(cache={"backend": url}, rate_limits={"backend": url, "rules": rules},
+                    budgets={"backend": url, "rules": budgets})  # fmt: skip
+    async with AsyncRouter(shared, env={}) as router:
+        for who in ("ann", "bob"):
+            for team in ("red", "blue"):
+                options = {"user": who, "team": team}
+                await router.chat.completions.create(model="chat", messages=HI, llmroute=options)
+        await router.drain()
+        assert router.limit_stats().redis_failures == 0
+    slots: dict[str, set[int]] = {"rl": set(), "budget": set(), "cache": set()}
+    for node in redis_cluster.primaries():
+        with node.client() as client:
+            for raw in client.keys("*"):
+                key = raw.decode()
+                kind = "rl" if key.startswith("{llmroute:rl}") else key.split(":")[1]
+                kind = "budget" if kind == "budget}" else kind
+                slots[kind].add(int(client.execute_command("CLUSTER", "KEYSLOT", key)))
+    # every rate-limit key in one slot, every budget key in one (their scripts touch several)
+    assert len(slots["rl"]) == 1 and len(slots["budget"]) == 1
+    assert slots["cache"] and slots["rl"] != slots["budget"]
+    # what the tags avoid: a command (or script) over keys of two slots is refused
+    with (
+        redis_cluster.primaries()[0].client() as client,
+        pytest.raises(redis.ResponseError, match="same slot"),
+    ):
+        client.execute_command("MGET", "{a}x", "{b}y")
+
+
+# ---------------------------------------------------------------- three processes
+
+
+def test_three_processes_share_one_exact_limit_through_the_cluster(
+    redis_cluster: Any, tmp_path: Path
+) -> None:
+    redis_cluster.flush()
+    # per hour: nothing comes back within the test, so exactly the bucket passes
+    rule = {"per": "global", "requests": "90/hour"}
+    shared = config(rate_limits={"backend": redis_cluster.url, "rules": [rule], "timeout": "5s"})
+    job = {"kind": "rate", "config": shared, "seconds": 1.5, "workers": 30}
+    results = run_processes([job, job, job], tmp_path / "barrier")
+    per_process = [len(r["passed"]) for r in results]
+    print(f"\ncluster, 3 processes x 30 workers, 90/hour: {per_process} passed, "
+          f"{[r['refused'] for r in results]} refused")  # fmt: skip
+    assert sum(per_process) == 90
+    assert all(r["refused"] > 0 for r in results)  # each process met the one shared limit
+
+
+def test_three_processes_share_one_budget_through_the_cluster(
+    redis_cluster: Any, tmp_path: Path
+) -> None:
+    redis_cluster.flush()
+    c = (10 * 1.0 + 4 * 2.0) / 1e6  # a request's cost (see test_shared_state)
+    limit = 150.5 * c
+    provider = {"latency": "50ms", "completion_tokens": 4}
+    shared = config(provider, budgets={"backend": redis_cluster.url, "timeout": "5s",
+                                       "rules": [{"per": "global", "usd": f"{limit!r}/day"}]})  # fmt: skip
+    job = {"kind": "budget", "config": shared, "workers": 20}
+    results = run_processes([job, job, job], tmp_path / "barrier")
+    spent = sum(cost for r in results for cost in r["costs"])
+    print(f"\ncluster budget, 3 processes x 20 workers: {[len(r['costs']) for r in results]} "
+          f"admitted, spent {spent / c:.2f} request costs of a 150.5 budget")  # fmt: skip
+    assert limit <= spent <= limit + 3 * c  # one in-flight request per process at most
+    assert all(r["refused"] > 0 for r in results)
+
+
+# ---------------------------------------------------------------- failover under load
+
+
+def sentinel_failover(setup: Any) -> Callable[[], None]:
+    def run() -> None:
+        old = setup.master()
+        with setup.sentinels[0].client() as client:
+            client.execute_command("SENTINEL", "FAILOVER", "llmroute-test")
+        from _redis_services import wait_for
+
+        wait_for("the failover", lambda: setup.master() is not old and setup.settled(), 30)
+
+    return run
+
+
+def cluster_failover(setup: Any) -> Callable[[], None]:
+    from _redis_services import LIMITS_TAG, wait_for
+
+    def run() -> None:
+        old = setup.node_of(LIMITS_TAG)
+        old.kill()  # the replica is promoted once the others agree the master has failed
+        wait_for("the replica's promotion",
+                 lambda: setup.node_of(LIMITS_TAG) is not old and setup.healthy(), 30)  # fmt: skip
+
+    return run
+
+
+def cluster_restore(setup: Any) -> None:
+    """Start the killed master again: it comes back as the new master's replica."""
+    from _redis_services import wait_for
+
+    for node in setup.nodes:
+        if node.process is not None and node.process.poll() is not None:
+            node.start()
+
+            def in_sync(node: Any = node) -> bool:
+                with node.client() as client:
+                    return bool(client.info("replication").get("master_link_status") == "up")
+
+            wait_for("the old master's return as a replica", in_sync, 30)
+    wait_for("cluster_state:ok", setup.healthy, 30)
+
+
+@pytest.mark.parametrize("kind", ["sentinel", "cluster"])
+async def test_a_failover_under_load(kind: str, request: pytest.FixtureRequest) -> None:
+    setup = request.getfixturevalue(f"redis_{kind}")
+    setup.flush()
+    rate, burst = 50, 5
+    limits = {"backend": setup.url, "when_unavailable": "refuse", "timeout": "500ms",
+              "retry_interval": "100ms",
+              "rules": [{"per": "global", "requests": f"{rate}/s", "burst": burst}]}  # fmt: skip
+    fail_over = sentinel_failover(setup) if kind == "sentinel" else cluster_failover(setup)
+    passed: list[float] = []
+    unavailable: list[float] = []
+    async with AsyncRouter(config(rate_limits=limits), env={}) as router:
+        await router.check()
+        stop = False
+
+        async def worker() -> None:
+            while not stop:
+                try:
+                    await router.chat.completions.create(model="chat", messages=HI)
+                except llmroute.LocalRateLimitExceeded as exc:
+                    if "cannot be checked" in str(exc):
+                        unavailable.append(time.monotonic())
+                    await anyio.sleep(0.002)
+                else:
+                    passed.append(time.monotonic())
+
+        try:
+            async with anyio.create_task_group() as tasks:
+                for _ in range(20):
+                    tasks.start_soon(worker)
+                start = time.monotonic()
+                await anyio.sleep(1.0)
+                failed_over = time.monotonic()
+                await anyio.to_thread.run_sync(fail_over)
+                settled = time.monotonic()
+                await anyio.sleep(1.5)
+                stop = True
+            end = time.monotonic()
+        finally:
+            if kind == "cluster":
+                await anyio.to_thread.run_sync(cluster_restore, setup)
+    allowed = burst + rate * (end - start)  # the most a limit of 50/s with a burst of 5 lets by
+    before = sum(1 for t in passed if t < failed_over)
+    after = [t for t in passed if t > settled + 0.5]
+    outage = (max(unavailable) - min(unavailable)) if unavailable else 0.0
+    print(f"\n{kind} failover under load, {rate}/s burst {burst}: {len(passed)} passed in "
+          f"{end - start:.2f}s (at most {allowed:.0f} by the limit; {before} before the "
+          f"failover), {len(unavailable)} refused as unavailable over {outage:.2f}s, failover "
+          f"took {settled - failed_over:.2f}s")  # fmt: skip
+    # the limit held through the failover: whatever the old master took and the new one
+    # never heard of is at most one more bucket (the burst) on top of the rate
+    assert len(passed) <= allowed + burst + 1
+    assert before >= rate * 0.5  # the load really ran before the failover
+    # after it, the new master counts: requests pass at the rate again, and no more outage
+    assert len(after) >= rate * 0.5
+    assert not [t for t in unavailable if t > settled + 0.5]
