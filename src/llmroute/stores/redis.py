@@ -16,7 +16,10 @@ without it until the probe succeeds (no stampede on a Redis coming back).
 The URL picks the client (`llmroute.stores.redis_urls`): one server, a Redis
 Cluster (``redis+cluster://``) or a master behind Sentinel (``redis+sentinel://``),
 all with the bounds above. On a cluster, the keys one Lua script touches share a
-hash tag (`hash_tag`), so each script runs on one slot's master.
+hash tag (`hash_tag`), so each script runs on one slot's master. Behind
+Sentinel, the sentinels are asked which is the master every `FOLLOW_INTERVAL`
+(at once after a failure), off the request's path, and `client` is replaced
+by one for a new master they name: read `client` at each call.
 
 The client's connections are closed by `RedisConnection.aclose` (the router's
 ``aclose``), and otherwise by themselves, as the router's HTTP sessions are:
@@ -29,8 +32,9 @@ loop opens new ones.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from .._clock import Clock
@@ -38,10 +42,12 @@ from .._errors import ConfigError
 from .._release import Held, hold
 from .redis_urls import open_redis, parse_redis_url
 
-__all__ = ["MAX_CONNECTIONS", "RedisConnection", "RedisUnavailable", "hash_tag"]
+__all__ = ["FOLLOW_INTERVAL", "MAX_CONNECTIONS", "RedisConnection", "RedisUnavailable", "hash_tag"]
 
 #: Redis connections (and commands in flight) per `RedisConnection`.
 MAX_CONNECTIONS = 16
+#: Behind Sentinel, how often (seconds) a connection asks the sentinels which is the master.
+FOLLOW_INTERVAL = 1.0
 
 logger = logging.getLogger("llmroute.redis")
 
@@ -117,16 +123,30 @@ class RedisConnection:
         # a cluster client learns the slots before its first command (again after a failure)
         self._learn_slots = opened.cluster
         self._learning: asyncio.Lock | None = None
+        # behind Sentinel, which master the sentinels name is asked every FOLLOW_INTERVAL
+        self._sentinel = opened.sentinel
+        self._next_follow = float("-inf")
+        self._following: asyncio.Task[None] | None = None
 
     def script(self, source: str) -> Any:
-        """Register a Lua script (run by SHA, loaded on first use)."""
-        return self.client.register_script(source)
+        """Register a Lua script (run by SHA, loaded on first use), on `client` as it is
+        at each call (behind Sentinel it changes with the master)."""
+        registered = self.client.register_script(source)
+        if self._sentinel is None:
+            return registered
+
+        def run(keys: Sequence[str] = (), args: Sequence[Any] = ()) -> Awaitable[Any]:
+            return registered(keys=keys, args=args, client=self.client)  # type: ignore[no-any-return]
+
+        return run
 
     async def call(self, operation: Callable[[], Awaitable[T]]) -> T:
         """Run one Redis operation; raise `RedisUnavailable` rather than fail or hang."""
         loop = asyncio.get_running_loop()
         if loop is not self._loop:
             self._opened_on(loop)
+        if self._sentinel is not None:
+            self._follow_sentinels(loop)
         probe = self._admit()
         try:
             async with self._turns:
@@ -184,9 +204,38 @@ class RedisConnection:
                 await self.client.initialize()
                 self._learn_slots = False
 
+    def _follow_sentinels(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Every FOLLOW_INTERVAL (at once after a failure), ask the sentinels for the master
+        off the request's path, and move `client` to a new one they name."""
+        now = self._clock.monotonic()
+        if now < self._next_follow or self._following is not None:
+            return
+        self._next_follow = now + FOLLOW_INTERVAL
+        self._following = loop.create_task(self._follow())
+
+    async def _follow(self) -> None:
+        sentinel = self._sentinel
+        assert sentinel is not None
+        try:
+            async with asyncio.timeout(self._timeout * 2 + 0.05):
+                moved = await sentinel.follow()
+        except self._errors as exc:
+            # the sentinels unreachable: the master may still be; its commands will say
+            logger.debug("llmroute %s: the sentinels did not answer: %r", self.purpose, exc)
+            moved = False
+        finally:
+            self._following = None
+        if moved:
+            self.client = sentinel.client
+            logger.warning(
+                "llmroute %s: Sentinel names a new master, %s:%s; moving to it",
+                self.purpose, *(sentinel.address or ("?", "?")),
+            )  # fmt: skip
+
     def _failed(self, exc: BaseException) -> None:
         self.failures += 1
         self._learn_slots = self.cluster
+        self._next_follow = float("-inf")  # a failover, perhaps: ask the sentinels at once
         self._resting_until = self._clock.monotonic() + self._retry_interval
         if not self._down:
             self._down = True
@@ -208,6 +257,7 @@ class RedisConnection:
         when the loop ends (the client opens new ones on the next loop that calls)."""
         self._loop = loop
         self._learning = None  # a lock belongs to one loop
+        self._following = None  # and so does a task
         self._learn_slots = self.cluster
         if self._held is not None:
             self._held.detach()
@@ -215,6 +265,11 @@ class RedisConnection:
 
     async def aclose(self) -> None:
         """Close the client's connections."""
+        following, self._following = self._following, None
+        if following is not None and following.get_loop() is asyncio.get_running_loop():
+            following.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await following
         held, self._held = self._held, None
         if held is not None:
             held.detach()

@@ -35,6 +35,7 @@ __all__ = [
     "SENTINEL_SCHEME",
     "OpenedRedis",
     "RedisUrl",
+    "SentinelMaster",
     "open_redis",
     "parse_redis_url",
 ]
@@ -119,11 +120,55 @@ def _node(text: str, default_port: int, url: str) -> tuple[str, int]:
 
 @dataclass(frozen=True, slots=True)
 class OpenedRedis:
-    """A redis-py asyncio client and how to close everything it opened."""
+    """A redis-py asyncio client and how to close everything it opened; for Sentinel, the
+    `SentinelMaster` that replaces the client when the sentinels name another master."""
 
     client: Any
     cluster: bool
     aclose: Callable[[], Coroutine[Any, Any, None]]
+    sentinel: SentinelMaster | None = None
+
+
+class SentinelMaster:
+    """The master Sentinel names, followed: `follow` asks the sentinels, and when they name
+    another master, `client` becomes a new client for it.
+
+    redis-py's Sentinel client asks the sentinels only when it opens a connection, and a
+    connection stays with the old master until that fails. After a ``SENTINEL FAILOVER``
+    the old master keeps taking writes until the sentinels demote it (up to their 10 s
+    INFO period), and every write it takes is lost when it resynchronises from the new
+    one. Following the sentinels bounds that window by how often `follow` runs.
+    """
+
+    def __init__(self, sentinel: Any, service: str, options: dict[str, Any]) -> None:
+        self._sentinel = sentinel
+        self._service = service
+        self._options = options
+        self.client: Any = self._new()
+        #: The master's address when `follow` last asked (None before it has).
+        self.address: tuple[str, int] | None = None
+        self._retired: list[Any] = []  # clients of former masters, closed by `aclose`
+
+    def _new(self) -> Any:
+        return self._sentinel.master_for(self._service, **self._options)
+
+    async def follow(self) -> bool:
+        """Ask the sentinels for the master; True when it moved (`client` is then new)."""
+        host, port = await self._sentinel.discover_master(self._service)
+        address = (str(host), int(port))
+        moved = self.address is not None and address != self.address
+        self.address = address
+        if moved:
+            # the old client's commands in flight end on their own (each is bounded by its
+            # timeout); closing it now would cut them mid-reply
+            self._retired.append(self.client)
+            self.client = self._new()
+        return moved
+
+    async def aclose(self) -> None:
+        for client in [*self._retired, self.client, *self._sentinel.sentinels]:
+            await client.aclose()
+        self._retired.clear()
 
 
 def open_redis(target: RedisUrl, *, timeout: float, max_connections: int) -> OpenedRedis:
@@ -156,13 +201,6 @@ def open_redis(target: RedisUrl, *, timeout: float, max_connections: int) -> Ope
     from redis.asyncio.sentinel import Sentinel
 
     sentinel = Sentinel(list(target.nodes), sentinel_kwargs=dict(bounds))  # type: ignore[no-untyped-call]
-    master = sentinel.master_for(
-        target.service, db=target.db, max_connections=max_connections, **credentials, **bounds
-    )
-
-    async def aclose() -> None:
-        await master.aclose()
-        for client in sentinel.sentinels:
-            await client.aclose()
-
-    return OpenedRedis(master, False, aclose)
+    options = {"db": target.db, "max_connections": max_connections, **credentials, **bounds}
+    master = SentinelMaster(sentinel, target.service, options)
+    return OpenedRedis(master.client, False, master.aclose, master)
