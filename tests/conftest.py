@@ -89,15 +89,20 @@ def _no_redis(reason: str) -> None:
     pytest.skip(f"{reason} (install it: apt-get install redis-server, pip install redis)")
 
 
+def _redis_package() -> None:
+    """redis-py present, or a skip (a failure when required)."""
+    try:
+        import redis  # noqa: F401
+    except ImportError:
+        _no_redis("the redis package is not installed")
+
+
 def _redis_binary() -> str:
     """redis-server's path and redis-py present, or a skip (a failure when required)."""
     binary = shutil.which("redis-server")
     if binary is None:
         _no_redis("redis-server is not installed")
-    try:
-        import redis  # noqa: F401
-    except ImportError:
-        _no_redis("the redis package is not installed")
+    _redis_package()
     assert binary is not None
     return binary
 
@@ -129,6 +134,30 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+@pytest.fixture
+def dead_redis() -> str:
+    """A port nobody listens on (connections are refused at once): its ``redis://`` URL."""
+    _redis_package()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"redis://127.0.0.1:{port}/0"
+
+
+@pytest.fixture
+def silent_redis() -> Iterator[str]:
+    """A port that accepts connections and never answers (only timeouts end a call): its
+    ``redis://`` URL."""
+    _redis_package()
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(100)
+    try:
+        yield f"redis://127.0.0.1:{server.getsockname()[1]}/0"
+    finally:
+        server.close()
 
 
 @pytest.fixture

@@ -69,6 +69,44 @@ def test_a_limits_prefix_cannot_hold_a_hash_tag() -> None:
         AsyncRouter(config(rate_limits={"prefix": "app{1}", "rules": ["10/s"]}), env={})
 
 
+# ---------------------------------------------------------------- outages
+
+
+@pytest.mark.parametrize("kind", ["cluster", "sentinel"])
+@pytest.mark.parametrize("where", ["dead_redis", "silent_redis"])
+async def test_an_unreachable_cluster_or_sentinel_is_quick_and_counted(
+    kind: str, where: str, request: pytest.FixtureRequest
+) -> None:
+    # the port of `dead_redis` (refused at once) or `silent_redis` (never answers)
+    address = request.getfixturevalue(where).removeprefix("redis://").removesuffix("/0")
+    url = f"redis+cluster://{address}" if kind == "cluster" else f"redis+sentinel://{address}/svc"
+    fast = {"backend": url, "timeout": "100ms", "retry_interval": "10s"}
+    shared = config(
+        cache=fast,
+        rate_limits={**fast, "rules": [{"per": "global", "requests": "1/min"}]},
+        budgets={
+            **fast,
+            "when_unavailable": "refuse",
+            "rules": [{"per": "global", "usd": "1/day"}],
+        },
+    )
+    async with AsyncRouter(shared, env={}) as router:
+        started = time.monotonic()
+        with pytest.raises(llmroute.BudgetExceeded, match="cannot be checked"):
+            await router.chat.completions.create(model="chat", messages=HI)
+        for _ in range(3):
+            with pytest.raises(llmroute.BudgetExceeded, match="cannot be checked"):
+                await router.chat.completions.create(model="chat", messages=HI)
+        took = time.monotonic() - started
+        problems = await router.check()
+        stats = router.limit_stats()
+    # one bounded wait per section, then each rests: no request waits on it again
+    assert took < 2.0
+    assert stats.rate_limits is not None and stats.rate_limits.allowed_unavailable == 4
+    assert stats.budgets is not None and stats.budgets.refused_unavailable == 4
+    assert len(problems) == 3 and all("unavailable" in p for p in problems)
+
+
 # ---------------------------------------------------------------- keys and slots
 
 

@@ -10,14 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import socket
 import statistics
 import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -227,39 +224,6 @@ async def test_check_reports_redis(shared_redis: str) -> None:
 
 
 # ---------------------------------------------------------------- when Redis cannot be reached
-
-
-def need_redis_package() -> None:
-    """These tests need no server, but they need redis-py."""
-    try:
-        import redis  # noqa: F401
-    except ImportError:
-        if os.environ.get("LLMROUTE_REQUIRE_REDIS") == "1":
-            pytest.fail("LLMROUTE_REQUIRE_REDIS=1 but the redis package is not installed")
-        pytest.skip("the redis package is not installed (pip install 'llmroute[redis]')")
-
-
-@pytest.fixture
-def dead_redis() -> str:
-    """A port nobody listens on: connections are refused at once."""
-    need_redis_package()
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    return f"redis://127.0.0.1:{port}/0"
-
-
-@pytest.fixture
-def silent_redis() -> Iterator[str]:
-    """A port that accepts connections and never answers: only timeouts end a call."""
-    need_redis_package()
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(100)
-    try:
-        yield f"redis://127.0.0.1:{server.getsockname()[1]}/0"
-    finally:
-        server.close()
 
 
 @pytest.mark.parametrize("where", ["dead_redis", "silent_redis"])

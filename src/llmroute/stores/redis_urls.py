@@ -24,6 +24,7 @@ without redis-py installed; `open_redis` imports redis-py.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -47,6 +48,8 @@ REDIS_SCHEMES = ("redis://", "rediss://", "unix://", CLUSTER_SCHEME, SENTINEL_SC
 #: The most nodes (or sentinels) one URL may list.
 MAX_NODES = 64
 _DEFAULT_PORTS = {"cluster": 6379, "sentinel": 26379}
+#: How long (seconds) the client of a former master is kept for the commands still on it.
+RETIRED_FOR = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,13 +150,17 @@ class SentinelMaster:
         self.client: Any = self._new()
         #: The master's address when `follow` last asked (None before it has).
         self.address: tuple[str, int] | None = None
-        self._retired: list[Any] = []  # clients of former masters, closed by `aclose`
+        # clients of former masters and when they were left, closed RETIRED_FOR later
+        self._retired: list[tuple[float, Any]] = []
 
     def _new(self) -> Any:
         return self._sentinel.master_for(self._service, **self._options)
 
     async def follow(self) -> bool:
         """Ask the sentinels for the master; True when it moved (`client` is then new)."""
+        now = time.monotonic()
+        while self._retired and self._retired[0][0] < now - RETIRED_FOR:
+            await self._retired.pop(0)[1].aclose()
         host, port = await self._sentinel.discover_master(self._service)
         address = (str(host), int(port))
         moved = self.address is not None and address != self.address
@@ -161,14 +168,15 @@ class SentinelMaster:
         if moved:
             # the old client's commands in flight end on their own (each is bounded by its
             # timeout); closing it now would cut them mid-reply
-            self._retired.append(self.client)
+            self._retired.append((now, self.client))
             self.client = self._new()
         return moved
 
     async def aclose(self) -> None:
-        for client in [*self._retired, self.client, *self._sentinel.sentinels]:
-            await client.aclose()
+        retired = [client for _, client in self._retired]
         self._retired.clear()
+        for client in [*retired, self.client, *self._sentinel.sentinels]:
+            await client.aclose()
 
 
 def open_redis(target: RedisUrl, *, timeout: float, max_connections: int) -> OpenedRedis:
