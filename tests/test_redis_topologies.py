@@ -11,6 +11,7 @@ Responses store's tests run over both too.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -124,10 +125,14 @@ async def test_each_scripts_keys_share_one_slot(redis_cluster: Any) -> None:
         for who in ("ann", "bob"):
             for team in ("red", "blue"):
                 options = {"user": who, "team": team}
-                await router.chat.completions.create(model="chat", messages=HI, llmroute=options)
+                messages = [{"role": "user", "content": f"{who} of {team}"}]  # 4 cache misses
+                await router.chat.completions.create(
+                    model="chat", messages=messages, llmroute=options
+                )
         await router.drain()
         assert router.limit_stats().redis_failures == 0
     slots: dict[str, set[int]] = {"rl": set(), "budget": set(), "cache": set()}
+    keys: Counter[str] = Counter()
     for node in redis_cluster.primaries():
         with node.client() as client:
             for raw in client.keys("*"):
@@ -135,8 +140,13 @@ async def test_each_scripts_keys_share_one_slot(redis_cluster: Any) -> None:
                 kind = "rl" if key.startswith("{llmroute:rl}") else key.split(":")[1]
                 kind = "budget" if kind == "budget}" else kind
                 slots[kind].add(int(client.execute_command("CLUSTER", "KEYSLOT", key)))
-    # every rate-limit key in one slot, every budget key in one (their scripts touch several)
-    assert len(slots["rl"]) == 1 and len(slots["budget"]) == 1
+                keys[kind] += 1
+    # every rate-limit key in one slot, every budget key in one (their scripts touch several):
+    # the global buckets and those of 2 users and 2 teams; per budget rule, 2 subjects' windows
+    # and the rule's list of subjects (a window's leases are gone once released)
+    assert keys["rl"] == 2 + 2 + 2 and len(slots["rl"]) == 1
+    assert keys["budget"] == 2 * (2 + 1) and len(slots["budget"]) == 1
+    assert keys["cache"] == 4 and len(slots["cache"]) > 1  # the cache's keys spread
     assert slots["cache"] and slots["rl"] != slots["budget"]
     # what the tags avoid: a command (or script) over keys of two slots is refused
     with (
