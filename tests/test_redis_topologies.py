@@ -156,6 +156,20 @@ async def test_each_scripts_keys_share_one_slot(redis_cluster: Any) -> None:
         client.execute_command("MGET", "{a}x", "{b}y")
 
 
+async def test_cache_buckets_are_read_across_slots(shared_redis: str) -> None:
+    # three answers per key: keys of three slots on a cluster, read in one MGET per slot
+    shared = config({"echo": True}, cache={"backend": shared_redis, "buckets": 3})
+    async with AsyncRouter(shared, env={}) as router:
+        statuses = []
+        for _ in range(5):
+            reply = await router.chat.completions.create(model="chat", messages=HI)
+            statuses.append(reply.llmroute.cache)
+            await router.drain()
+        stats = router.cache_stats()
+    assert statuses == ["miss", "miss", "miss", "hit", "hit"]  # each miss fills a bucket
+    assert stats is not None and stats.errors == 0
+
+
 # ---------------------------------------------------------------- three processes
 
 
