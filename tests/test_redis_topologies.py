@@ -21,8 +21,8 @@ import pytest
 
 import llmroute
 from _helpers import HI
-from llmroute import AsyncRouter
-from llmroute.stores.redis import FOLLOW_INTERVAL
+from llmroute import AsyncRouter, SystemClock
+from llmroute.stores.redis import FOLLOW_INTERVAL, RedisConnection, RedisUnavailable
 from llmroute.stores.redis_urls import RedisUrl, parse_redis_url
 from test_shared_state import config, run_processes
 
@@ -106,6 +106,30 @@ async def test_an_unreachable_cluster_or_sentinel_is_quick_and_counted(
     assert stats.rate_limits is not None and stats.rate_limits.allowed_unavailable == 4
     assert stats.budgets is not None and stats.budgets.refused_unavailable == 4
     assert len(problems) == 3 and all("unavailable" in p for p in problems)
+
+
+async def test_what_redis_py_lets_escape_is_an_outage_and_our_bugs_are_not(
+    dead_redis: str,
+) -> None:
+    # a connection closed under a command can fail inside redis-py with an AttributeError or
+    # TypeError instead of a ConnectionError (redis/redis-py#4287; seen here when the cluster
+    # client closed its connections on CLUSTERDOWN during a failover): Redis lost, for the
+    # request; the same errors raised by our own code are bugs, and are not swallowed
+    import redis.asyncio as aioredis
+
+    connection = RedisConnection(
+        dead_redis, timeout=0.1, retry_interval=0.01, purpose="cache", clock=SystemClock()
+    )
+    try:
+        with pytest.raises(RedisUnavailable, match="AttributeError"):
+            await connection.call(lambda: aioredis.Redis(connection_pool=object()).ping())  # type: ignore[arg-type]
+        await anyio.sleep(0.02)  # past the rest
+        with pytest.raises(AttributeError):
+            await connection.call(lambda: None.ping())  # type: ignore[attr-defined]
+        with pytest.raises(TypeError):
+            await connection.call(lambda: len(5))  # type: ignore[arg-type]
+    finally:
+        await connection.aclose()
 
 
 # ---------------------------------------------------------------- keys and slots

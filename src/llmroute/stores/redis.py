@@ -62,6 +62,23 @@ def hash_tag(name: str) -> str:
     return "{" + name + "}"
 
 
+def _from_redis_py(exc: BaseException) -> bool:
+    """Whether `exc` was raised inside redis-py (or asyncio's transport under it).
+
+    A connection that redis-py's asyncio client closes while another command is using it
+    (its cluster client closes every node's connections on a CLUSTERDOWN reply, as in a
+    failover), or that the peer has reset, can fail with an AttributeError or TypeError
+    from the stream writer instead of a ConnectionError (redis/redis-py#4287, #3546). That
+    is Redis lost, not a reason to fail the request.
+    """
+    trace = exc.__traceback__
+    while trace is not None:
+        if str(trace.tb_frame.f_globals.get("__name__", "")).startswith("redis."):
+            return True
+        trace = trace.tb_next
+    return False
+
+
 class RedisUnavailable(Exception):
     """Redis could not be used for this call (unreachable, timed out, or resting after a failure)."""
 
@@ -108,6 +125,8 @@ class RedisConnection:
             OSError,
             TimeoutError,
         )
+        # and what redis-py lets escape when a connection is closed under a command
+        self._caught: tuple[type[BaseException], ...] = (*self._errors, AttributeError, TypeError)
         self._timeout = timeout
         self._retry_interval = retry_interval
         #: The configuration section this connection serves.
@@ -157,7 +176,9 @@ class RedisConnection:
                         if self._learn_slots:
                             await self._learn_cluster()
                         result = await operation()
-                except self._errors as exc:
+                except self._caught as exc:
+                    if isinstance(exc, AttributeError | TypeError) and not _from_redis_py(exc):
+                        raise  # a bug of ours, not an outage
                     self._failed(exc)
                     raise RedisUnavailable(
                         f"{self.purpose}: Redis is unavailable: {exc!r}"
