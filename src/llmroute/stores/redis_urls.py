@@ -197,8 +197,12 @@ def open_redis(target: RedisUrl, *, timeout: float, max_connections: int) -> Ope
         return OpenedRedis(client, False, client.aclose)
     credentials: dict[str, Any] = {"username": target.username, "password": target.password}
     if target.kind == "cluster":
+        import redis
         from redis.asyncio.cluster import ClusterNode, RedisCluster
 
+        if int(redis.__version__.split(".")[0]) < 6:
+            # before redis-py 6, `retry` is each node's; the cluster's own retries are these
+            bounds["cluster_error_retry_attempts"] = 0
         cluster = RedisCluster(
             startup_nodes=[ClusterNode(host, port) for host, port in target.nodes],
             max_connections=max_connections,  # per node
