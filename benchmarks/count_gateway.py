@@ -1,6 +1,7 @@
 """Instructions per gateway request, counted with callgrind: the ASGI app driven in process.
 
     python benchmarks/count_gateway.py [--requests 300] [--kinds chat,stream,messages,refused]
+        (also: responses-stream)
 
 The twin of `count_instructions.py` for the HTTP gateway. For each kind of request, runs
 this script under ``valgrind --tool=callgrind`` twice: once with only the warm-up, once
@@ -15,7 +16,10 @@ does not follow.
 
 Kinds: ``chat`` (a non-streamed ``/v1/chat/completions``), ``stream`` (the same,
 streamed, read to ``[DONE]``), ``messages`` (a non-streamed ``/v1/messages``),
-``refused`` (a request without the gateway key: a 401 the router never sees).
+``refused`` (a request without the gateway key: a 401 the router never sees);
+``responses-stream`` (a streamed ``/v1/responses`` translated for the same chat upstream,
+its events written as SSE: printed with the extra instructions per event over
+``stream``, when both are counted in the run).
 
 Needs ``valgrind`` on the PATH. PYTHONHASHSEED is fixed so both runs hash alike.
 """
@@ -42,6 +46,9 @@ from upstream import MODEL, running_upstream
 MESSAGES = [{"role": "user", "content": "Say hello in one short sentence."}]
 WARMUP = 200
 KINDS = ("chat", "stream", "messages", "refused")
+#: Events of a translated Responses stream of the upstream's 20 chunks (created, in
+#: progress, item and part added, 20 deltas, text, part and item done, completed).
+RESPONSES_EVENTS = 28
 KEY = "count-gateway-key-0123456789abcdef"
 
 Message = MutableMapping[str, Any]
@@ -54,6 +61,8 @@ def _config(port: int, kind: str) -> dict[str, Any]:
         },
         "routes": {"chat": {"targets": [f"up/{MODEL}"]}},
     }
+    if kind == "responses-stream":  # translated for the chat upstream
+        config["providers"]["up"]["responses_api"] = False
     if kind == "refused":
         stored = "sha256:" + hashlib.sha256(KEY.encode()).hexdigest()
         config["server"] = {"keys": [{"name": "bench", "key": stored}]}
@@ -67,11 +76,15 @@ def _request(kind: str) -> tuple[str, bytes]:
     if kind == "messages":
         body["max_tokens"] = 64
         return "/v1/messages", json.dumps(body).encode()
+    if kind == "responses-stream":
+        given = {"model": "chat", "input": MESSAGES[0]["content"], "stream": True, "store": False}
+        return "/v1/responses", json.dumps(given).encode()
     return "/v1/chat/completions", json.dumps(body).encode()
 
 
-async def _one(app: Any, path: str, body: bytes) -> int:
-    """One request through the app: uvicorn's message sequence, the answer discarded."""
+async def _one(app: Any, path: str, body: bytes) -> tuple[int, int]:
+    """One request through the app: uvicorn's message sequence, the answer discarded; its
+    status and how many SSE ``event:`` lines it wrote."""
     done = asyncio.get_running_loop().create_future()
     scope = {
         "type": "http",
@@ -94,7 +107,7 @@ async def _one(app: Any, path: str, body: bytes) -> int:
         ],
     }
     received = False
-    status = 0
+    status = events = 0
 
     async def receive() -> Message:
         nonlocal received
@@ -105,14 +118,16 @@ async def _one(app: Any, path: str, body: bytes) -> int:
         return {"type": "http.disconnect"}
 
     async def send(message: Message) -> None:
-        nonlocal status
+        nonlocal status, events
         if message["type"] == "http.response.start":
             status = message["status"]
-        elif not message.get("more_body", False) and not done.done():
+            return
+        events += message.get("body", b"").count(b"event: ")
+        if not message.get("more_body", False) and not done.done():
             done.set_result(None)
 
     await app(scope, receive, send)
-    return status
+    return status, events
 
 
 async def _run(kind: str, count: int) -> None:
@@ -125,9 +140,11 @@ async def _run(kind: str, count: int) -> None:
         async with AsyncRouter(_config(port, kind)) as router:
             app = create_app(router, close_router=False)
             for _ in range(WARMUP + count):
-                status = await _one(app, path, body)
+                status, events = await _one(app, path, body)
                 if status != expected:
                     raise RuntimeError(f"{kind}: status {status}, expected {expected}")
+                if kind == "responses-stream" and events != RESPONSES_EVENTS:
+                    raise RuntimeError(f"{events} events, expected {RESPONSES_EVENTS}")
 
 
 def _count(kind: str, requests: int) -> int:
@@ -166,9 +183,15 @@ def main() -> None:
         asyncio.run(_run(args.child[0], int(args.child[1])))
         return
     print(f"gateway instructions per request (callgrind; warm-up {WARMUP}, N = {args.requests})")
+    counted: dict[str, float] = {}
     for kind in args.kinds.split(","):
         base, loaded = _count(kind, 0), _count(kind, args.requests)
-        print(f"  {kind:8} {(loaded - base) / args.requests:12,.0f}")
+        counted[kind] = (loaded - base) / args.requests
+        line = f"  {kind:16} {counted[kind]:12,.0f}"
+        if kind == "responses-stream" and "stream" in counted:
+            extra = (counted[kind] - counted["stream"]) / RESPONSES_EVENTS
+            line += f"   {extra:,.0f} more per event than stream ({RESPONSES_EVENTS} events)"
+        print(line)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import itertools
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -114,10 +115,16 @@ class Page:
     def goto(self, url: str) -> None:
         self.send("Page.navigate", {"url": url})
 
-    def screenshot(self, path: Path, width: int = 1280, height: int = 1600) -> None:
+    def screenshot(
+        self, path: Path, width: int = 1280, height: int = 1600, *, whole: bool = True
+    ) -> None:
+        """A PNG of the page at `width` (a phone's when under 700): all of it, or (not
+        `whole`) its first `height` pixels."""
         self.send("Emulation.setDeviceMetricsOverride",
                   {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 700})  # fmt: skip
-        data = self.send("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True})
+        data = self.send(
+            "Page.captureScreenshot", {"format": "png", "captureBeyondViewport": whole}
+        )
         path.write_bytes(base64.b64decode(data["data"]))
 
 
@@ -129,6 +136,7 @@ def browser() -> Iterator[Page]:
         process = subprocess.Popen(
             [executable, *FLAGS, f"--user-data-dir={profile}", "about:blank"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True,  # its own process group: its helpers end with it
         )  # fmt: skip
         try:
             port = _devtools_port(Path(profile), process)
@@ -140,12 +148,26 @@ def browser() -> Iterator[Page]:
                     page.send(f"{domain}.enable")
                 yield page
         finally:
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:  # pragma: no cover - only when it hangs
-                process.kill()
-                process.wait()
+            _end_group(process)
+
+
+def _end_group(process: subprocess.Popen[bytes]) -> None:
+    """End the browser and its helper processes (its process group), and wait until they
+    are gone: a helper still writing to the profile would make removing it fail."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:  # pragma: no cover - only when it hangs
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(process.pid, 0)  # any helper of the group left?
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
 
 
 def _devtools_port(profile: Path, process: subprocess.Popen[bytes]) -> int:

@@ -12,15 +12,24 @@ from pathlib import Path
 
 from llmroute._types import TokenUsage
 from llmroute.observe import AttemptRecord, RequestRecord, open_store
+from llmroute.observe.feedback import Feedback
 
 #: The id of the one request that failed over (two attempts).
 FAILOVER_ID = "lr-seed-failover"
+#: The experiment the 36 regular requests are in: even ones control, odd ones ``friendly``,
+#: assigned by six sticky keys; a thumbs-up or down on every third.
+EXPERIMENT = "tone"
+
+
+def thumbs_up(i: int) -> bool | None:
+    """The feedback given on regular request `i` (None: none)."""
+    return None if i % 3 else i % 2 == 1 or i % 4 == 0
 
 
 def records(now: float) -> list[RequestRecord]:
     """40 requests over the last 3 hours: two providers, three users, a ``feature`` property,
     cache hits, a refusal by a budget, a failover, an upstream error, an old request (8 days
-    ago, outside the default range)."""
+    ago, outside the default range); 36 of them in `EXPERIMENT`."""
     out = []
     for i in range(36):
         provider, model = ("alpha", "a-1") if i % 3 else ("beta", "b-2")
@@ -50,6 +59,10 @@ def records(now: float) -> list[RequestRecord]:
                 key="app",
                 team="search" if i % 4 else "ads",
                 properties={"feature": "inbox" if i % 2 else "reports"},
+                experiment=EXPERIMENT,
+                variant="friendly" if i % 2 else "control",
+                assignment="sticky",
+                sticky_key=f"sticky-{i % 6}",
                 attempts=[]
                 if hit
                 else [
@@ -175,5 +188,11 @@ def seed(store_at: Path | str, now: float | None = None) -> list[RequestRecord]:
     written = records(time.time() if now is None else now)
     store = open_store(str(store_at))
     store.write(written)
+    for i in range(36):
+        value = thumbs_up(i)
+        if value is not None:
+            given = Feedback(f"fb-seed-{i}", "thumbs_up", float(value), "boolean",
+                             written[i].started_at + 5, request_id=written[i].request_id)  # fmt: skip
+            assert store.add_feedback(given)
     store.close()
     return written

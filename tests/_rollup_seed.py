@@ -4,10 +4,13 @@ either side of a minute, hour or day boundary, written in batches of every size.
 from __future__ import annotations
 
 import random
+import sqlite3
 from pathlib import Path
 
 from llmroute._types import TokenUsage
 from llmroute.observe import PostgresStore, RequestRecord, SqliteStore, open_store
+from llmroute.observe.histogram import TABLES, TOTAL_TABLES
+from llmroute.observe.rollup import GRAINS, TOTAL_GRAINS
 
 #: A Monday, midnight UTC: day, hour and minute boundaries fall on round offsets from it.
 T0 = 1_700_438_400.0
@@ -81,3 +84,33 @@ def seeded_store(store_at: Path | str) -> SqliteStore | PostgresStore:
         i += size
     made.close()
     return made
+
+
+def set_back(path: Path, version: int) -> None:
+    """Undo the schema steps of the store at `path` after `version` (7: the rollups, 8: their
+    histograms, 9: the properties' start) and set its version back: opening it migrates it
+    again, filling what the steps add from the stored rows."""
+    with sqlite3.connect(path) as conn:
+        if version < 9:
+            conn.execute("DROP INDEX properties_time")
+            conn.execute("ALTER TABLE properties DROP COLUMN started_at")
+        for step, tables in ((8, TABLES + TOTAL_TABLES), (7, GRAINS + TOTAL_GRAINS)):
+            if version < step:
+                for table, _ in tables:
+                    conn.execute(f"DROP TABLE {table}")
+        conn.execute(f"PRAGMA user_version = {version}")
+    conn.close()
+
+
+def set_back_postgres(url: str, version: int) -> None:
+    """`set_back` for the PostgreSQL store at `url` (whose first version is 7)."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        if version < 9:
+            conn.execute("DROP INDEX properties_time")
+            conn.execute("ALTER TABLE properties DROP COLUMN started_at")
+        if version < 8:
+            for table, _ in TABLES + TOTAL_TABLES:
+                conn.execute(f"DROP TABLE {table}")  # type: ignore[arg-type]
+        conn.execute("UPDATE llmroute_schema SET version = %s", (version,))

@@ -11,13 +11,16 @@ import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import looptime
 import pytest
 from aiohttp import web
 
 from _upstream import Upstream, completion_body
+
+if TYPE_CHECKING:  # it imports redis-py, which the tests without Redis do without
+    from _redis_services import ClusterSetup, SentinelSetup
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -78,22 +81,36 @@ async def upstream() -> AsyncIterator[Upstream]:
 
 
 def _no_redis(reason: str) -> None:
-    """Skip, or fail when CI said Redis must be there (LLMROUTE_REQUIRE_REDIS=1)."""
-    if os.environ.get("LLMROUTE_REQUIRE_REDIS") == "1":
-        pytest.fail(f"LLMROUTE_REQUIRE_REDIS=1 but {reason}")
+    """Skip, or fail when CI said Redis must be there (LLMROUTE_REQUIRE_REDIS=1 or
+    LLMROUTE_REQUIRE_SERVICES=1)."""
+    for variable in ("LLMROUTE_REQUIRE_REDIS", "LLMROUTE_REQUIRE_SERVICES"):
+        if os.environ.get(variable) == "1":
+            pytest.fail(f"{variable}=1 but {reason}")
     pytest.skip(f"{reason} (install it: apt-get install redis-server, pip install redis)")
+
+
+def _redis_package() -> None:
+    """redis-py present, or a skip (a failure when required)."""
+    try:
+        import redis  # noqa: F401
+    except ImportError:
+        _no_redis("the redis package is not installed")
+
+
+def _redis_binary() -> str:
+    """redis-server's path and redis-py present, or a skip (a failure when required)."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        _no_redis("redis-server is not installed")
+    _redis_package()
+    assert binary is not None
+    return binary
 
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real redis-server on a free loopback port, for the whole session: its base URL."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        _no_redis("redis-server is not installed")
-    try:
-        import redis  # noqa: F401
-    except ImportError:
-        _no_redis("the redis package is not installed")
+    binary = _redis_binary()
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -117,6 +134,30 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+@pytest.fixture
+def dead_redis() -> str:
+    """A port nobody listens on (connections are refused at once): its ``redis://`` URL."""
+    _redis_package()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"redis://127.0.0.1:{port}/0"
+
+
+@pytest.fixture
+def silent_redis() -> Iterator[str]:
+    """A port that accepts connections and never answers (only timeouts end a call): its
+    ``redis://`` URL."""
+    _redis_package()
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(100)
+    try:
+        yield f"redis://127.0.0.1:{server.getsockname()[1]}/0"
+    finally:
+        server.close()
 
 
 @pytest.fixture
@@ -188,3 +229,42 @@ def new_store_url(request: pytest.FixtureRequest, kind: str, folder: Path) -> st
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """An empty log store's URL, once per kind of store: the same test runs over both."""
     return new_store_url(request, request.param, tmp_path)
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterSetup]:
+    """A real Redis Cluster for the whole session: three masters and one replica (see
+    tests/_redis_services.py)."""
+    binary = _redis_binary()
+    from _redis_services import start_cluster
+
+    setup = start_cluster(binary, tmp_path_factory.mktemp("cluster"))
+    try:
+        yield setup
+    finally:
+        setup.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_sentinel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentinelSetup]:
+    """A real master, replica and three sentinels for the whole session."""
+    binary = _redis_binary()
+    from _redis_services import start_sentinel
+
+    setup = start_sentinel(binary, tmp_path_factory.mktemp("sentinel"))
+    try:
+        yield setup
+    finally:
+        setup.stop()
+
+
+@pytest.fixture(params=["server", "cluster", "sentinel"])
+def shared_redis(request: pytest.FixtureRequest) -> str:
+    """An emptied Redis of each kind in turn: one server, a Cluster, a master behind
+    Sentinel. Its URL (``redis://``, ``redis+cluster://``, ``redis+sentinel://``)."""
+    if request.param == "server":
+        url: str = request.getfixturevalue("redis_url")
+        return url
+    setup: ClusterSetup | SentinelSetup = request.getfixturevalue(f"redis_{request.param}")
+    setup.flush()
+    return setup.url

@@ -8,6 +8,7 @@ loopback without keys) and the bounds of every parameter.
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections import Counter
 from pathlib import Path
@@ -17,7 +18,7 @@ import httpx
 import numpy as np
 import pytest
 
-from _dashboard_seed import FAILOVER_ID, seed
+from _dashboard_seed import EXPERIMENT, FAILOVER_ID, seed, thumbs_up
 from _dashboard_server import dashboard_command
 from _gateway import IN_PROCESS, KEY, OTHER_KEY, in_process_gateway
 from llmroute import AsyncRouter
@@ -201,6 +202,14 @@ async def test_live_health_shows_the_routers_targets(seeded: Any) -> None:
     assert targets["beta/b-2"]["state"] == "closed"
     assert targets["beta/b-2"]["cooldown_remaining_s"] == 0
     assert 0 < targets["alpha/a-1"]["cooldown_remaining_s"] <= 30
+    assert data["worker"] == {"pid": os.getpid(), "workers": 1}
+
+
+async def test_live_health_says_it_is_one_workers_of_several(seeded: Any) -> None:
+    """Each gateway worker keeps its own health and counters: the answer says whose."""
+    async with in_process_gateway(router_config(seeded[0]), server={"workers": 3}) as gateway:
+        data = await get(gateway, "/api/health")
+    assert data["worker"] == {"pid": os.getpid(), "workers": 3}
 
 
 # ---------------------------------------------------------------- access
@@ -237,6 +246,37 @@ async def test_without_keys_only_loopback_clients_read_the_api(seeded: Any) -> N
             assert (await http.get(f"{IN_PROCESS}/api/overview")).status_code == 200
 
 
+async def test_experiments_report_each_variant_with_feedback_and_sentences(seeded: Any) -> None:
+    path, records = seeded
+    mine = [r for r in recent(records) if r.experiment == EXPERIMENT]
+    async with in_process_gateway(router_config(path)) as gateway:
+        data = await get(gateway, "/api/experiments")
+        named = await get(gateway, "/api/experiments", experiment="nothing-here", since="2h")
+    assert data["count"] == 1
+    (found,) = data["experiments"]
+    assert len(mine) == 36 and (found["name"], found["requests"]) == (EXPERIMENT, 36)
+    report = found["report"]
+    variants = {v["variant"]: v for v in report["variants"]}
+    assert list(variants) == ["control", "friendly"]
+    for name, parity in (("control", 0), ("friendly", 1)):
+        theirs = [r for i, r in enumerate(mine) if i % 2 == parity]
+        assert variants[name]["requests"] == len(theirs) == 18
+        latencies = [r.latency_s for r in theirs]
+        assert variants[name]["latency_p50"] == pytest.approx(np.percentile(latencies, 50))
+        given = [thumbs_up(i) for i in range(parity, 36, 2) if thumbs_up(i) is not None]
+        (thumbs,) = variants[name]["feedback"]
+        assert (thumbs["name"], thumbs["n"]) == ("thumbs_up", len(given))
+        assert thumbs["mean"] == pytest.approx(sum(given) / len(given))
+    metrics = {c["metric"] for c in report["comparisons"]}
+    assert {"error_rate", "latency_p50", "cost_per_request", "thumbs_up"} <= metrics
+    assert len(report["sentences"]) == len(report["comparisons"]) >= 5
+    assert all(c["variant"] == "friendly" for c in report["comparisons"])
+    # an experiment asked for by name, without requests in the range: an empty report
+    (nothing,) = named["experiments"]
+    assert nothing["name"] == "nothing-here" and nothing["requests"] == 0
+    assert nothing["report"]["variants"] == nothing["report"]["comparisons"] == []
+
+
 # ---------------------------------------------------------------- bounds
 
 
@@ -260,6 +300,9 @@ async def test_without_keys_only_loopback_clients_read_the_api(seeded: Any) -> N
         ("/api/overview", {"bucket": "soon"}, 400, "bucket"),
         ("/api/overview", {"limit": "5"}, 400, "limit"),
         ("/api/overview", {"provider": "p" * 501}, 400, "provider"),
+        ("/api/experiments", {"provider": "alpha"}, 400, "provider"),
+        ("/api/experiments", {"property.feature": "inbox"}, 400, "property.feature"),
+        ("/api/experiments", {"limit": "21"}, 400, "limit"),
         ("/api/requests/lr-nowhere", {}, 404, None),
         ("/api/nothing", {}, 404, None),
     ],

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from _browser import Page, browser, require_chromium
-from _dashboard_seed import FAILOVER_ID, seed
+from _dashboard_seed import EXPERIMENT, FAILOVER_ID, seed, thumbs_up
 from _dashboard_server import dashboard_command
 from _gateway import running_gateway
 from _helpers import ask
@@ -36,7 +36,7 @@ def loaded(page: Page, after: int) -> None:
     page.wait_for(f"document.body && Number(document.body.dataset.loaded || 0) > {after}")
 
 
-def shoot(page: Page, name: str, **size: int) -> None:
+def shoot(page: Page, name: str, **size: Any) -> None:
     folder = os.environ.get("LLMROUTE_SCREENSHOTS")
     if folder:
         page.screenshot(Path(folder) / name, **size)
@@ -87,6 +87,27 @@ def test_the_page_shows_the_seeded_figures_filters_and_opens_a_request(tmp_path:
             "[...document.querySelectorAll('#latency-table tbody tr')].map(r => r.cells[0].textContent)"
         )
         assert sorted(providers) == ["-", "alpha", "beta"]  # the refusal has no provider
+        # the experiment: each variant's requests and feedback, the comparisons' sentences
+        assert text(page, "#experiments article.experiment h3").startswith(EXPERIMENT)
+        variants = page.evaluate(
+            "[...document.querySelectorAll('#experiment-0-variants tbody tr')]"
+            ".map(r => [r.cells[0].textContent, r.cells[1].textContent, r.cells[7].textContent])"
+        )
+        given = {p: [thumbs_up(i) for i in range(p, 36, 2) if thumbs_up(i) is not None]
+                 for p in (0, 1)}  # fmt: skip
+        assert variants == [
+            [name, "18", f"thumbs_up {100 * sum(g) / len(g):.1f}% (n={len(g)})"]
+            for name, g in (("control", given[0]), ("friendly", given[1]))
+        ]
+        metrics = page.evaluate(
+            "[...document.querySelectorAll('#experiment-0-comparisons tbody tr')]"
+            ".map(r => r.cells[1].textContent)"
+        )
+        assert {"error_rate", "latency_p50", "thumbs_up"} <= set(metrics)
+        sentences = page.evaluate(
+            "[...document.querySelectorAll('#experiments .sentences li')].map(l => l.textContent)"
+        )
+        assert len(sentences) == len(metrics) and all("friendly" in t for t in sentences)
         shoot(page, "dashboard-overview.png")
 
         # a filter changes the figures
@@ -140,7 +161,8 @@ async def test_the_live_health_view_follows_the_router(tmp_path: Path) -> None:
         "rate_limits": [{"per": "global", "requests": "2/min"}],
     }
     router = AsyncRouter(config)
-    async with running_gateway({}, router=router) as gateway:
+    # one process, configured as one of two workers: the page says whose figures it shows
+    async with running_gateway({}, router=router, server={"workers": 2}) as gateway:
 
         def drive(page: Page, step: str) -> Any:
             if step == "load":
@@ -149,7 +171,8 @@ async def test_the_live_health_view_follows_the_router(tmp_path: Path) -> None:
                 return page.evaluate(
                     "[!document.getElementById('health').hidden,"
                     " [...document.querySelectorAll('#health-table tbody tr')]"
-                    ".map(r => [r.cells[0].textContent, r.cells[1].textContent, r.cells[3].textContent])]"
+                    ".map(r => [r.cells[0].textContent, r.cells[1].textContent, r.cells[3].textContent]),"
+                    " document.getElementById('health-worker').textContent]"
                 )
             page.evaluate("document.querySelector('#controls button[type=submit]').click()")
             loaded(page, 1)
@@ -161,8 +184,9 @@ async def test_the_live_health_view_follows_the_router(tmp_path: Path) -> None:
             )
 
         with browser() as page:
-            shown, rows = await asyncio.to_thread(drive, page, "load")
+            shown, rows, worker = await asyncio.to_thread(drive, page, "load")
             assert shown is True
+            assert worker.startswith(f"Worker process {os.getpid()}, one of 2:")
             assert rows == [["alpha/a-1", "closed", "-"], ["beta/b-2", "closed", "-"]]
             router.cool_down("alpha/a-1", 60, "maintenance")
             outcomes = []
@@ -180,4 +204,5 @@ async def test_the_live_health_view_follows_the_router(tmp_path: Path) -> None:
             ]
             assert rows[0][0] == "alpha/a-1" and rows[0][1].endswith(" s")
             assert rows[1] == ["beta/b-2", "-"]
+            await asyncio.to_thread(shoot, page, "dashboard-live.png", height=820, whole=False)
             assert page.problems == []

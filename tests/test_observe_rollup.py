@@ -4,18 +4,16 @@ histograms' oracle is tests/test_observe_histogram.py."""
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 import pytest
 
-from _rollup_seed import DAYS, T0, seeded_store
+from _rollup_seed import DAYS, T0, seeded_records, seeded_store, set_back, set_back_postgres
 from conftest import new_store_url
-from llmroute.observe import SqliteStore
+from llmroute.observe import PostgresStore, SqliteStore
 from llmroute.observe.analytics import Filters, query_stats
 from llmroute.observe.dialect import LogStore
 from llmroute.observe.explore import rollups_cover, series, totals_by
-from llmroute.observe.histogram import TABLES, TOTAL_TABLES
 from llmroute.observe.rollup import DIMENSIONS, GRAINS, MEASURES, TOTAL_GRAINS
 from llmroute.observe.rollup import MIGRATION as ROLLUP_MIGRATION
 from llmroute.observe.sqlite import MIGRATIONS, SCHEMA_VERSION
@@ -137,10 +135,7 @@ def test_the_migration_fills_the_rollups_from_the_stored_rows(
     old = tmp_path / "old.db"
     with store.connect() as conn:
         conn.execute("VACUUM INTO ?", (str(old),))
-    with sqlite3.connect(old) as conn:
-        for table, _ in GRAINS + TOTAL_GRAINS + TABLES + TOTAL_TABLES:  # and later steps'
-            conn.execute(f"DROP TABLE {table}")
-        conn.execute(f"PRAGMA user_version = {step}")
+    set_back(old, step)
     assert SqliteStore(old).schema_version() == SCHEMA_VERSION
     columns = ", ".join(["bucket", *DIMENSIONS, *MEASURES])
     for table, _ in GRAINS + TOTAL_GRAINS:
@@ -157,3 +152,54 @@ def test_rollups_serve_only_dimension_filters() -> None:
     assert not rollups_cover(Filters(experiment="e"))
     assert not rollups_cover(Filters(properties={"feature": "inbox"}))
     assert not rollups_cover(Filters(route=""))  # '' is how a rollup stores a missing route
+
+
+@pytest.mark.parametrize(("since", "until"), [*RANGES, (None, T0 + 86400), (None, None)])
+def test_a_property_filter_reads_the_requests_with_it_in_the_range(
+    store: LogStore, since: float | None, until: float | None
+) -> None:
+    """Through the index on the properties' key, value and start (schema version 9)."""
+    filters = Filters(since=since, until=until, properties={"feature": "inbox"})
+    expected = sum(
+        1
+        for r in seeded_records()
+        if r.properties.get("feature") == "inbox"
+        and (since is None or r.started_at >= since)
+        and (until is None or r.started_at < until)
+    )
+    buckets = series(store, filters, origin=T0 - 86400, width=3600)
+    assert sum(b.requests for b in buckets) == expected > 0
+
+
+_SAME_START = (
+    "SELECT COUNT(*), SUM(CASE WHEN p.started_at = r.started_at THEN 1 ELSE 0 END) "
+    "FROM properties p JOIN requests r ON r.request_id = p.request_id"
+)
+
+
+def test_the_migration_gives_each_property_its_requests_start(
+    sqlite_store: SqliteStore, tmp_path: Path
+) -> None:
+    old = tmp_path / "v8.db"
+    with sqlite_store.connect() as conn:
+        conn.execute("VACUUM INTO ?", (str(old),))
+    set_back(old, 8)
+    assert SqliteStore(old).schema_version() == SCHEMA_VERSION == 9
+    with SqliteStore(old).connect() as conn:
+        assert tuple(conn.execute(_SAME_START).fetchone()) == (3000, 3000)
+
+
+def test_postgresql_migration_gives_each_property_its_requests_start(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """PostgreSQL's step 9, on a store set back to version 8."""
+    from llmroute.observe.pg_schema import SCHEMA_VERSION as PG_VERSION
+
+    url = new_store_url(request, "postgresql", tmp_path)
+    seeded_store(url)
+    set_back_postgres(url, 8)
+    again = PostgresStore(url)
+    assert again.schema_version() == PG_VERSION == SCHEMA_VERSION == 9
+    with again.connect() as conn:
+        assert tuple(conn.execute(_SAME_START).fetchone()) == (3000, 3000)
+    again.close()

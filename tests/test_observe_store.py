@@ -58,7 +58,7 @@ def test_a_store_of_an_older_schema_opens_and_migrates(tmp_path: Path) -> None:
     store = SqliteStore(path)
     (old,) = store.records()
     assert (old.request_id, old.latency_s, old.cost_usd, old.experiment) == ("old", 0.25, 0.5, None)
-    assert store.schema_version() == SCHEMA_VERSION == 8
+    assert store.schema_version() == SCHEMA_VERSION == 9
     store.write([record(1, experiment="exp", variant="b", saved_usd=0.25)])
     store.close()
     new = SqliteStore(path).records()[1]

@@ -4,35 +4,45 @@ against the plain way it replaces, over many shapes drawn by hypothesis.
 - `trusted_chat` (a request's chat view built trusted) against validating the body;
   `to_chat` of varied requests against `to_chat` without its fast paths;
 - `response_usage` (shared all-zero details) against validating the usage;
-- `build_response` (a template copied) against the 25 fields written out and validated.
+- `build_response` (a template copied) against the 25 fields written out and validated;
+- `ChunkEvents`' text deltas (the fast path of a stream's bulk) against its general path;
+- the gateway's text delta template against `json_bytes`.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import openai.types.responses as sdk
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from llmroute import RequestError
+from llmroute import MalformedResponse, RequestError
 from llmroute._request import ChatRequest
-from llmroute._types import CompletionUsage, validator
+from llmroute._types import ChatCompletionChunk, CompletionUsage, validator
 from llmroute.responses import (
     THINKING_PREFIX,
+    ChunkEvents,
     InputTokensDetails,
     Response,
     ResponsesRequest,
+    ResponseTextDeltaEvent,
     ResponseUsage,
+    json_bytes,
     to_chat,
     usage_from_tokens,
     validate_responses_request,
 )
+from llmroute.responses import events as events_module
 from llmroute.responses import request as request_module
 from llmroute.responses.translate import build_response, usage_of
 from llmroute.responses.trusted import trusted_chat
 from llmroute.responses.types import response_usage
+from llmroute.server.endpoints.responses import ResponsesEvents
+
+SDK_TEXT_DELTA: TypeAdapter[Any] = TypeAdapter(sdk.ResponseTextDeltaEvent)
 
 
 def _same(fast: Any, plain: Any, where: str = "") -> None:
@@ -368,3 +378,138 @@ def test_build_response_is_the_response_written_out(
     given: dict[str, Any] = {"response_id": "resp_1", "created_at": 1.0, "model": "x",
                              "status": "completed", "output": [], "usage": usage}  # fmt: skip
     _same(build_response(request, **given), _written_out(request, **given))
+
+
+# ---------------------------------------------------------------- stream events
+
+_TEXT = st.text(alphabet='ab \u00e9\n"\\{', max_size=6)
+_DELTA = st.one_of(
+    _TEXT.map(lambda text: {"delta": {"content": text}}),  # the bulk of a stream ("" too)
+    _TEXT.map(lambda text: {"delta": {"role": "assistant", "content": text}}),
+    _TEXT.map(lambda text: {"delta": {"refusal": text or "no"}}),
+    _TEXT.map(lambda text: {"delta": {"content": text, "reasoning_content": "hm"}}),
+    _TEXT.map(
+        lambda text: {
+            "delta": {"content": text or "x"},
+            "logprobs": {"content": [{"token": "x", "logprob": -0.5, "top_logprobs": []}]},
+        }
+    ),
+    st.sampled_from([0, 1]).map(
+        lambda index: {
+            "delta": {
+                "tool_calls": [
+                    {
+                        "index": index,
+                        "id": f"call_{index}",
+                        "type": "function",
+                        "function": {"name": "get_weather", "arguments": '{"a":'},
+                    }
+                ]
+            }
+        }
+    ),
+    st.sampled_from(["stop", "length", "tool_calls"]).map(
+        lambda reason: {"delta": {}, "finish_reason": reason}
+    ),
+)
+
+
+def _chunks(deltas: list[dict[str, Any]], padded: bool) -> list[ChatCompletionChunk]:
+    """A chat stream of `deltas`; `padded`, each chunk has a second choice (index 1: a
+    choice the Responses API does not read), which sends it down the general path."""
+    made = []
+    for delta in deltas:
+        choices = [{"index": 0, "finish_reason": None, **delta}]
+        if padded:
+            choices.append({"index": 1, "delta": {"content": "other"}, "finish_reason": None})
+        made.append(
+            validator(ChatCompletionChunk).validate_python(
+                {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
+                 "choices": choices}
+            )
+        )  # fmt: skip
+    return made
+
+
+def _stream_events(chunks: list[ChatCompletionChunk]) -> tuple[list[Any], ChunkEvents]:
+    events = ChunkEvents(_STREAMED, response_id="resp_1", created_at=7.0, model="m")
+    found = events.start()
+    try:
+        for chunk in chunks:
+            found += events.feed(chunk)
+    except MalformedResponse:  # a fragment of a call after the next began: refused alike
+        return found, events
+    found += events.finish(None)
+    return found, events
+
+
+_STREAMED = validate_responses_request({"model": "m", "input": "hi", "stream": True})
+
+
+@settings(max_examples=300, deadline=None)
+@given(deltas=st.lists(_DELTA, max_size=12))
+def test_text_deltas_are_what_the_general_path_makes(deltas: list[dict[str, Any]]) -> None:
+    """`ChunkEvents.feed`'s fast path for text deltas makes, event for event and type for
+    type, what the general path makes of the same chunks (sent down it by a second choice
+    it ignores); every event is what validating its own dump builds."""
+
+    def numbered(prefix: str) -> str:
+        numbered.count += 1  # type: ignore[attr-defined]
+        return f"{prefix}_{numbered.count}"  # type: ignore[attr-defined]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(events_module, "new_item_id", numbered)
+        numbered.count = 0  # type: ignore[attr-defined]
+        fast, fast_events = _stream_events(_chunks(deltas, padded=False))
+        numbered.count = 0  # type: ignore[attr-defined]
+        plain, plain_events = _stream_events(_chunks(deltas, padded=True))
+    _same(fast, plain)
+    assert fast_events.text == plain_events.text
+    assert fast_events.finished == plain_events.finished
+    for event in fast:
+        _same(event, validator(type(event)).validate_json(json_bytes(event)), event.type)
+    deltas_made = [e for e in fast if isinstance(e, ResponseTextDeltaEvent)]
+    assert "".join(e.delta for e in deltas_made) == fast_events.text
+
+
+_DELTA_TEXT = st.text(max_size=40)  # every code point: escapes, controls, non-ASCII
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    text=_DELTA_TEXT,
+    item_id=st.text(max_size=20),
+    numbers=st.tuples(st.integers(0, 10**9), st.integers(0, 999), st.integers(0, 999)),
+    logprobs=st.booleans(),
+)
+def test_a_text_delta_is_written_as_json_bytes_writes_it(
+    text: str, item_id: str, numbers: tuple[int, int, int], logprobs: bool
+) -> None:
+    """The gateway writes a text delta from its template (no logprobs), or through
+    `json_bytes` (logprobs), byte for byte as the general path writes any event; and what
+    it writes reads back as the SDK's event."""
+    number, output_index, content_index = numbers
+    values = {
+        "type": "response.output_text.delta", "sequence_number": number, "item_id": item_id,
+        "output_index": output_index, "content_index": content_index, "delta": text,
+        "logprobs": [{"token": "x", "logprob": -0.5, "bytes": [120], "top_logprobs": []}]
+        if logprobs else [],
+    }  # fmt: skip
+    event = validator(ResponseTextDeltaEvent).validate_python(values)
+    written = ResponsesEvents().chunk(event)
+    plain = b"event: " + event.type.encode() + b"\ndata: " + json_bytes(event) + b"\n\n"
+    assert written == plain
+    data = written.split(b"\ndata: ", 1)[1].removesuffix(b"\n\n")
+    sdk_event = SDK_TEXT_DELTA.validate_json(data)
+    assert (sdk_event.delta, sdk_event.item_id) == (text, item_id)
+
+
+def test_other_events_and_extras_take_the_general_path() -> None:
+    """A text delta with an extra field, or any other event, is written by `json_bytes`."""
+    extra = validator(ResponseTextDeltaEvent).validate_python({
+        "type": "response.output_text.delta", "sequence_number": 3, "item_id": "m",
+        "output_index": 0, "content_index": 0, "delta": "hi", "logprobs": [], "obfuscation": "x",
+    })  # fmt: skip
+    written = ResponsesEvents().chunk(extra)
+    assert written == b"event: response.output_text.delta\ndata: " + json_bytes(extra) + b"\n\n"
+    assert b'"obfuscation":"x"' in written

@@ -86,7 +86,7 @@ def redis_store(
     return RedisResponseStore(connection, clock=clock, **options)
 
 
-@pytest.fixture(params=["memory", "redis", "sqlite"])
+@pytest.fixture(params=["memory", "redis", "redis-cluster", "redis-sentinel", "sqlite"])
 async def store(
     request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock
 ) -> AsyncIterator[ResponseStore]:
@@ -95,6 +95,10 @@ async def store(
         made = MemoryResponseStore(100, clock, retention=RETENTION)
     elif request.param == "redis":
         made = redis_store(request.getfixturevalue("redis_url"), clock, retention=RETENTION)
+    elif request.param.startswith("redis-"):  # a conversation's keys share its scope's slot
+        setup = request.getfixturevalue(request.param.replace("-", "_"))
+        setup.flush()
+        made = redis_store(setup.url, clock, retention=RETENTION)
     else:
         made = SqliteResponseStore(tmp_path / "state.db", clock=clock, retention=RETENTION)
     try:
@@ -608,9 +612,12 @@ async def test_redis_key_layout_and_ttl(redis_url: str, clock: FakeClock) -> Non
     try:
         await store.put(turn(store, clock, "resp_1", scope="team:a"))
         await store.put(turn(store, clock, "resp_2", "resp_1", scope="team:a"))
-        key = "llmroute:responses:team%3Aa:resp_2"
+        key = "llmroute:responses:{scope:team%3Aa}:resp_2"
         assert store.key("team:a", "resp_2") == key
-        assert sorted(raw.keys("*")) == [b"llmroute:responses:team%3Aa:resp_1", key.encode()]
+        assert sorted(raw.keys("*")) == [
+            b"llmroute:responses:{scope:team%3Aa}:resp_1",
+            key.encode(),
+        ]
         assert RETENTION * 1000 - 5_000 < raw.pttl(key) <= RETENTION * 1000
         assert raw.get(key).startswith(b"1resp_1\n{")  # type: ignore[union-attr]
     finally:
@@ -627,9 +634,9 @@ async def test_redis_expires_keys_itself(redis_url: str) -> None:
         created = time.time()
         stored = turn(store, FakeClock(), "resp_1")
         await store.put(replace(stored, created_at=created, expires_at=store.expires_at(created)))
-        assert raw.exists("llmroute:responses::resp_1") == 1
+        assert raw.exists("llmroute:responses:{scope:}:resp_1") == 1
         await asyncio.sleep(0.5)
-        assert raw.exists("llmroute:responses::resp_1") == 0
+        assert raw.exists("llmroute:responses:{scope:}:resp_1") == 0
         assert await store.get("", "resp_1") is None
     finally:
         raw.close()
@@ -668,13 +675,13 @@ async def test_redis_ignores_values_it_did_not_write(redis_url: str, clock: Fake
     raw = redis.Redis.from_url(redis_url)
     try:
         await three_turns(store, clock)
-        raw.set("llmroute:responses::resp_2", b"not a stored response")
+        raw.set("llmroute:responses:{scope:}:resp_2", b"not a stored response")
         assert await store.get("", "resp_2") is None
         with pytest.raises(ResponseNotFound) as info:
             await conversation(store, "", "resp_3", max_turns=10)
         assert info.value.response_id == "resp_2"
         # a value copied under another scope's key is not that scope's
-        raw.copy("llmroute:responses::resp_1", "llmroute:responses:bob:resp_1")
+        raw.copy("llmroute:responses:{scope:}:resp_1", "llmroute:responses:{scope:bob}:resp_1")
         assert await store.get("bob", "resp_1") is None
         with pytest.raises(ResponseNotFound):
             await conversation(store, "bob", "resp_1", max_turns=10)
@@ -814,7 +821,7 @@ async def test_store_from_config(tmp_path: Path, clock: FakeClock) -> None:
         ResponsesConfig(store="redis://127.0.0.1:1/0", prefix="app:state"), clock
     )
     assert isinstance(remote, RedisResponseStore)
-    assert remote.key("k", "resp_1") == "app:state:k:resp_1"
+    assert remote.key("k", "resp_1") == "app:state:{scope:k}:resp_1"
     await remote.aclose()
 
 

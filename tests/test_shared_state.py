@@ -1,22 +1,20 @@
 """State shared through a real Redis: exact limits and budgets across processes, a shared cache,
 and what happens when Redis cannot be reached (never a hang).
 
-Every test here needs the `redis_url` fixture: a real redis-server on a free port (skipped
-when absent, failing when LLMROUTE_REQUIRE_REDIS=1).
+Every test here needs a real redis-server on a free port (skipped when absent, failing when
+LLMROUTE_REQUIRE_REDIS=1): the behaviour tests run on `shared_redis`, so over one server, a
+Redis Cluster and a master behind Sentinel in turn.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
-import socket
 import statistics
 import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -60,13 +58,13 @@ def run_processes(jobs: list[dict[str, Any]], barrier: Path) -> list[dict[str, A
 
 @pytest.mark.parametrize("burst", [None, 1])
 def test_two_processes_share_one_exact_rate_limit(
-    redis_url: str, burst: int | None, tmp_path: Path
+    shared_redis: str, burst: int | None, tmp_path: Path
 ) -> None:
     rate, seconds = 10, 3.4
     rule: dict[str, Any] = {"per": "global", "requests": f"{rate}/s"}
     if burst is not None:
         rule["burst"] = burst
-    shared = config(rate_limits={"backend": redis_url, "rules": [rule], "timeout": "5s"})
+    shared = config(rate_limits={"backend": shared_redis, "rules": [rule], "timeout": "5s"})
     job = {"kind": "rate", "config": shared, "seconds": seconds, "workers": 50}
     results = run_processes([job, job], tmp_path / "barrier")
     passed = sorted(t for r in results for t in r["passed"])
@@ -94,11 +92,11 @@ def test_two_processes_share_one_exact_rate_limit(
     assert refused > 10 * sum(per_process)  # they really were driven hard
 
 
-def test_two_processes_share_one_budget(redis_url: str, tmp_path: Path) -> None:
+def test_two_processes_share_one_budget(shared_redis: str, tmp_path: Path) -> None:
     c = (10 * 1.0 + 4 * 2.0) / 1e6  # 10 prompt tokens ("q000-0000") and 4 completion tokens
     limit = 200.5 * c
     provider = {"latency": "100ms", "completion_tokens": 4}
-    shared = config(provider, budgets={"backend": redis_url, "timeout": "5s",
+    shared = config(provider, budgets={"backend": shared_redis, "timeout": "5s",
                                        "rules": [{"per": "global", "usd": f"{limit!r}/day"}]})  # fmt: skip
     job = {"kind": "budget", "config": shared, "workers": 40}
     results = run_processes([job, job], tmp_path / "barrier")
@@ -119,8 +117,8 @@ def test_two_processes_share_one_budget(redis_url: str, tmp_path: Path) -> None:
     assert status.reserved_usd == 0.0
 
 
-def test_an_answer_from_one_process_is_a_hit_in_another(redis_url: str, tmp_path: Path) -> None:
-    shared = config({"echo": True}, cache={"backend": redis_url})
+def test_an_answer_from_one_process_is_a_hit_in_another(shared_redis: str, tmp_path: Path) -> None:
+    shared = config({"echo": True}, cache={"backend": shared_redis})
     first = {"kind": "cache", "config": shared,
              "asks": [["plain question", False], ["streamed question", True]]}  # fmt: skip
     (written,) = run_processes([first], tmp_path / "first")
@@ -138,14 +136,14 @@ def test_an_answer_from_one_process_is_a_hit_in_another(redis_url: str, tmp_path
 # ---------------------------------------------------------------- in one process, through Redis
 
 
-async def test_two_hundred_at_once_through_redis(redis_url: str) -> None:
+async def test_two_hundred_at_once_through_redis(shared_redis: str) -> None:
     # per hour: at 50/min a token comes back every 1.2 s, and 400 requests through Redis on a
     # loaded machine can take that long (then 51 pass); an hour's refill is 72 s
     rule = {"per": "global", "requests": "50/hour"}
     # a generous socket timeout: 200 requests at once on a loaded machine can take longer
     # than the default 250 ms per command, and a timeout would mean fail-open, not exactness
-    shared = config({"echo": True}, cache={"backend": redis_url, "timeout": "5s"},
-                    rate_limits={"backend": redis_url, "rules": [rule], "timeout": "5s"})  # fmt: skip
+    shared = config({"echo": True}, cache={"backend": shared_redis, "timeout": "5s"},
+                    rate_limits={"backend": shared_redis, "rules": [rule], "timeout": "5s"})  # fmt: skip
     async with AsyncRouter(shared, env={}) as router:
 
         async def one(i: int) -> str:
@@ -167,8 +165,8 @@ async def test_two_hundred_at_once_through_redis(redis_url: str) -> None:
     assert second["refused"] == 100
 
 
-async def test_tokens_are_reconciled_through_redis(redis_url: str) -> None:
-    limits = {"backend": redis_url, "output_estimate": 0,
+async def test_tokens_are_reconciled_through_redis(shared_redis: str) -> None:
+    limits = {"backend": shared_redis, "output_estimate": 0,
               "rules": [{"per": "user", "tokens": "1000/min"}]}  # fmt: skip
     shared = config({"prompt_tokens": 8, "completion_tokens": 400}, rate_limits=limits)
     async with AsyncRouter(shared, env={}) as router:
@@ -185,8 +183,8 @@ async def test_tokens_are_reconciled_through_redis(redis_url: str) -> None:
     assert refused.value.retry_after == pytest.approx((1224 + 8 - 1000) * 0.06, abs=0.05)
 
 
-async def test_budgets_report_from_redis(redis_url: str) -> None:
-    budgets = {"backend": redis_url, "rules": [{"per": "team", "usd": "1/month"},
+async def test_budgets_report_from_redis(shared_redis: str) -> None:
+    budgets = {"backend": shared_redis, "rules": [{"per": "team", "usd": "1/month"},
                                                {"per": "user", "usd": "0.5/day"}]}  # fmt: skip
     async with AsyncRouter(config(budgets=budgets), env={}) as router:
         reply = await router.chat.completions.create(
@@ -220,45 +218,12 @@ async def test_large_entries_are_compressed(redis_url: str) -> None:
     assert 3_500_000 < ttl <= 3_600_000
 
 
-async def test_check_reports_redis(redis_url: str) -> None:
-    async with AsyncRouter(config(cache={"backend": redis_url}), env={}) as router:
+async def test_check_reports_redis(shared_redis: str) -> None:
+    async with AsyncRouter(config(cache={"backend": shared_redis}), env={}) as router:
         assert await router.check() == []
 
 
 # ---------------------------------------------------------------- when Redis cannot be reached
-
-
-def need_redis_package() -> None:
-    """These tests need no server, but they need redis-py."""
-    try:
-        import redis  # noqa: F401
-    except ImportError:
-        if os.environ.get("LLMROUTE_REQUIRE_REDIS") == "1":
-            pytest.fail("LLMROUTE_REQUIRE_REDIS=1 but the redis package is not installed")
-        pytest.skip("the redis package is not installed (pip install 'llmroute[redis]')")
-
-
-@pytest.fixture
-def dead_redis() -> str:
-    """A port nobody listens on: connections are refused at once."""
-    need_redis_package()
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    return f"redis://127.0.0.1:{port}/0"
-
-
-@pytest.fixture
-def silent_redis() -> Iterator[str]:
-    """A port that accepts connections and never answers: only timeouts end a call."""
-    need_redis_package()
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(100)
-    try:
-        yield f"redis://127.0.0.1:{server.getsockname()[1]}/0"
-    finally:
-        server.close()
 
 
 @pytest.mark.parametrize("where", ["dead_redis", "silent_redis"])

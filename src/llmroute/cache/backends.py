@@ -4,10 +4,12 @@
   of its entries (least recently used dropped first), each entry with its own
   time to live (an expired entry is dropped when it is next looked up, or
   when the least recently used make room).
-- ``redis://host:port/db`` (or ``rediss://``, ``unix://``): shared by every
+- ``redis://host:port/db`` (or ``rediss://``, ``unix://``, ``redis+cluster://``,
+  ``redis+sentinel://``): shared by every
   process and machine using it; entries expire through Redis's own TTL and
   are zlib-compressed above `compress_over` bytes. A lookup is one round trip
-  (``MGET``, for every bucket of the key at once). A write Redis answers with
+  (``MGET``, for every bucket of the key at once; on a Redis Cluster,
+  ``redis+cluster://``, one ``MGET`` per slot, pipelined). A write Redis answers with
   an error (out of memory under ``noeviction``, a read-only replica) is a
   refused write (`CacheWriteRefused`): that entry is not stored, and Redis
   is not taken for unreachable, so lookups go on.
@@ -210,6 +212,8 @@ class RedisBackend:
         if len(names) == 1:
             name = names[0]
             raw: list[bytes | None] = [await self._redis.call(lambda: client.get(name))]
+        elif self._redis.cluster:  # keys of many slots: one MGET per slot, in one pipeline
+            raw = await self._redis.call(lambda: client.mget_nonatomic(names))
         else:
             raw = await self._redis.call(lambda: client.mget(names))
         return [_unpack(value) if value is not None else None for value in raw]

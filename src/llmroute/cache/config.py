@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator
 
 from .._units import PositiveDuration
+from ..stores.redis_urls import REDIS_SCHEMES, parse_redis_url
 
 __all__ = [
     "BACKEND_SCHEMES",
@@ -22,7 +23,7 @@ __all__ = [
 _STRICT = ConfigDict(extra="forbid", defer_build=True)
 
 #: The URL schemes a cache, rate-limit or budget backend may use.
-BACKEND_SCHEMES = ("memory://", "redis://", "rediss://", "unix://")
+BACKEND_SCHEMES = ("memory://", *REDIS_SCHEMES)
 
 _SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*(b|kb|kib|mb|mib|gb|gib)?")
 _SIZE_UNITS = {
@@ -68,12 +69,16 @@ ByteCount = Annotated[
 
 
 def check_backend_url(value: str) -> str:
-    """A backend URL: ``memory://`` or a Redis URL (``redis://host:port/db``)."""
+    """A backend URL: ``memory://`` or a Redis URL (``redis://host:port/db``,
+    ``redis+cluster://host:port,...``, ``redis+sentinel://host:port,.../service/db``)."""
     if not value.startswith(BACKEND_SCHEMES):
         raise ValueError(
             f"expected 'memory://' or a Redis URL ('redis://host:6379/0', 'rediss://...', "
-            f"'unix:///path/redis.sock'), got {value!r}"
+            f"'unix:///path/redis.sock', 'redis+cluster://host:6379,host:6380', "
+            f"'redis+sentinel://host:26379,host:26380/service/0'), got {value!r}"
         )
+    if value.startswith(REDIS_SCHEMES):
+        parse_redis_url(value)  # a malformed cluster or Sentinel URL: its ValueError
     return value
 
 

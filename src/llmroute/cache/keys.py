@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING
 from pydantic_core import to_json
 
 from .._request import ChatRequest, EmbeddingsRequest
-from ..responses.request import ResponsesRequest
+from ..responses.request_model import ResponsesRequest
 
 if TYPE_CHECKING:
     from ..routing.model import Route

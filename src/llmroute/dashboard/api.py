@@ -24,6 +24,9 @@ hours and spans at most `MAX_RANGE_S`):
 ``cache``     ``by``, ``limit``                      hit rate and savings, per group
 ``requests``  ``search``, ``limit``, ``offset``      a page of requests, newest first
 ``request``   (the id, in the path)                  one request with its attempts
+``experi-     ``experiment``, ``limit`` (and only    each experiment's report
+ments``       ``since``/``until``: no other filter)  (`experiments.report`): variants,
+                                                     metrics, comparisons, sentences
 ============  =====================================  ==================================
 
 Every bound is a 400 with a message naming the parameter.
@@ -33,6 +36,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
@@ -41,11 +45,13 @@ from urllib.parse import parse_qsl
 
 from .._errors import ConfigError
 from .._units import parse_duration
+from ..experiments.report import query_report
 from ..observe.analytics import Filters, parse_time
 from ..observe.dialect import StoreUnavailable
 from ..observe.explore import (
     TOTALS_ORDER,
     error_breakdown,
+    experiment_counts,
     request_detail,
     request_page,
     series,
@@ -86,6 +92,8 @@ NICE_WIDTHS = (60, 300, 600, 900, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 864
 MAX_PAGE = 200
 MAX_OFFSET = 100_000
 MAX_TOP = 100
+#: The most experiments ``experiments`` reports at once (each report reads its requests).
+MAX_EXPERIMENTS = 20
 MAX_PROPERTIES = 8
 MAX_VALUE_CHARS = 500
 MAX_SEARCH_CHARS = 200
@@ -185,9 +193,12 @@ def answer(
         return 404, error_body(404, str(exc))
 
 
-def live_health(router: AsyncRouter | None) -> bytes:
+def live_health(router: AsyncRouter | None, *, workers: int = 1) -> bytes:
     """The live router's targets (circuit, error ratio, cooldown, in flight, latency), cache
-    and limit counters; ``{"live": false}`` without a router. Call it on the router's loop."""
+    and limit counters; ``{"live": false}`` without a router. Call it on the router's loop.
+
+    They are this process's: with `workers` gateway processes, each keeps its own (the
+    answer's ``worker`` says which process answered, and of how many)."""
     if router is None:
         return _dumps({"live": False, "targets": []})
     health, stats = router.health(), router.stats()
@@ -218,6 +229,7 @@ def live_health(router: AsyncRouter | None) -> bytes:
             "targets": targets,
             "cache": None if cache is None else asdict(cache),
             "limits": asdict(router.limit_stats()),
+            "worker": {"pid": os.getpid(), "workers": workers},
         }
     )
 
@@ -226,9 +238,16 @@ def live_health(router: AsyncRouter | None) -> bytes:
 
 
 def _accept(params: Mapping[str, str], extra: frozenset[str], view: str) -> None:
-    allowed = _COMMON | extra
+    only = _ONLY_PARAMS.get(view)
+    allowed = only if only is not None else _COMMON | extra
     for name, value in params.items():
-        if name not in allowed and not name.startswith("property."):
+        if name not in allowed and (only is not None or not name.startswith("property.")):
+            if only is not None:
+                raise ApiError(
+                    400, f"unknown parameter {name!r} for {view}: it takes only "
+                    f"{', '.join(sorted(only))} (an experiment compares its variants over "
+                    "all their requests)", name,
+                )  # fmt: skip
             known = ", ".join(sorted(allowed))
             raise ApiError(
                 400, f"unknown parameter {name!r} for {view}: expected {known} or property.NAME",
@@ -394,6 +413,20 @@ def _requests(store: LogStore, query: _Query) -> dict[str, Any]:
             "requests": page.rows}  # fmt: skip
 
 
+def _experiments(store: LogStore, query: _Query) -> dict[str, Any]:
+    limit = query.integer("limit", 5, 1, MAX_EXPERIMENTS)
+    found, count = experiment_counts(store, query.since, query.until, limit=limit)
+    name = query.params.get("experiment")
+    if name:
+        found = [(n, c) for n, c in found if n == name] or [(name, 0)]
+    reports = [
+        {"name": n, "requests": c,
+         "report": query_report(store, n, since=query.since, until=query.until).to_dict()}
+        for n, c in found
+    ]  # fmt: skip
+    return {**query.head(), "count": count, "experiments": reports}
+
+
 _VIEWS: dict[str, Callable[[LogStore, _Query], dict[str, Any]]] = {
     "overview": _overview,
     "latency": _latency,
@@ -401,6 +434,7 @@ _VIEWS: dict[str, Callable[[LogStore, _Query], dict[str, Any]]] = {
     "cost": _cost,
     "cache": _cache,
     "requests": _requests,
+    "experiments": _experiments,
 }
 _VIEW_PARAMS = {
     "overview": frozenset({"bucket"}),
@@ -409,7 +443,10 @@ _VIEW_PARAMS = {
     "cost": frozenset({"by", "order", "limit"}),
     "cache": frozenset({"by", "order", "limit"}),
     "requests": frozenset({"search", "limit", "offset"}),
+    "experiments": frozenset({"experiment", "limit"}),
 }
+#: The views that take no filter but their own parameters and the range.
+_ONLY_PARAMS = {"experiments": frozenset({"since", "until", "experiment", "limit"})}
 #: The views `answer` serves from the store.
 STORE_VIEWS = frozenset([*_VIEWS, "request"])
 

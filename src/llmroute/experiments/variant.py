@@ -28,7 +28,7 @@ from .._request import (
     RequestOptions,
     SystemMessage,
 )
-from ..responses.request import ResponsesRequest
+from ..responses.request_model import ResponsesRequest
 from .config import template_fields
 
 if TYPE_CHECKING:

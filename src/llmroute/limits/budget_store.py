@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from ..stores.redis import RedisConnection
+from ..stores.redis import RedisConnection, hash_tag
 
 __all__ = ["BudgetStore", "Lease", "MemoryBudgetStore", "RedisBudgetStore", "WindowKey", "Usage"]
 
@@ -240,7 +240,9 @@ class RedisBudgetStore:
 
     def __init__(self, connection: RedisConnection, prefix: str) -> None:
         self._redis = connection
-        self._prefix = f"{prefix}:budget"
+        # one hash tag: a request's windows (every rule's) are reserved by one script, which
+        # on a Redis Cluster must find them all in one slot
+        self._prefix = hash_tag(f"{prefix}:budget")
         self._reserve = connection.script(_RESERVE)
         self._release = connection.script(_RELEASE)
 

@@ -149,6 +149,14 @@ class _Shared(BaseModel):
     def _known_backend(cls, value: str) -> str:
         return check_backend_url(value)
 
+    @field_validator("prefix")
+    @classmethod
+    def _no_braces(cls, value: str) -> str:
+        if "{" in value or "}" in value:
+            # the keys' Redis Cluster hash tag is built around the prefix (see docs/limits.md)
+            raise ValueError(f"a key prefix cannot hold '{{' or '}}', got {value!r}")
+        return value
+
 
 class RateLimitsConfig(_Shared):
     """The `rate_limits` section: rules, and where their state lives.

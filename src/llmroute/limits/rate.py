@@ -26,7 +26,7 @@ from .._errors import LocalRateLimitExceeded
 from .._request import ChatRequest, EmbeddingsRequest
 from .._tokens import estimate_request_tokens, estimate_text_tokens
 from ..pipeline.stage import Answer, Outcome, RequestContext, Stage
-from ..stores.redis import RedisUnavailable
+from ..stores.redis import RedisUnavailable, hash_tag
 from .config import RateLimitRule, RateLimitsConfig
 from .gcra import Charge, GcraStore
 from .stats import LimitCounters
@@ -79,6 +79,9 @@ class _Reservation:
 
 
 def _buckets(rule: RateLimitRule, prefix: str) -> list[_Bucket]:
+    # one hash tag for every bucket: a request's buckets (global, per user, per key...) are
+    # charged by one script, which on a Redis Cluster must find them all in one slot
+    tag = hash_tag(f"{prefix}:rl")
     buckets = []
     if rule.requests is not None:
         amount, period = rule.requests
@@ -86,16 +89,14 @@ def _buckets(rule: RateLimitRule, prefix: str) -> list[_Bucket]:
         burst = rule.burst if rule.burst is not None else amount
         shape = f"{rule.per}:requests:{amount:g}/{period:g}s:{burst:g}"
         buckets.append(
-            _Bucket(rule, "requests", f"{prefix}:rl:{shape}:", interval, burst * interval,
+            _Bucket(rule, "requests", f"{tag}:{shape}:", interval, burst * interval,
                     amount, period)
         )  # fmt: skip
     if rule.tokens is not None:
         amount, period = rule.tokens
         interval = period / amount
         shape = f"{rule.per}:tokens:{amount:g}/{period:g}s"
-        buckets.append(
-            _Bucket(rule, "tokens", f"{prefix}:rl:{shape}:", interval, period, amount, period)
-        )
+        buckets.append(_Bucket(rule, "tokens", f"{tag}:{shape}:", interval, period, amount, period))
     return buckets
 
 

@@ -313,12 +313,20 @@ def where_clause(filters: Filters) -> tuple[str, list[Any]]:
         if value is not None:
             clauses.append(f"r.{name} = ?")
             params.append(value)
+    # the requests with the property in the range, from the index on (key, value, start)
+    window, window_params = "", list[float]()
+    if filters.since is not None:
+        window += " AND p.started_at >= ?"
+        window_params.append(filters.since)
+    if filters.until is not None:
+        window += " AND p.started_at < ?"
+        window_params.append(filters.until)
     for key, value in filters.properties.items():
         clauses.append(
-            "EXISTS (SELECT 1 FROM properties p WHERE p.request_id = r.request_id "
-            "AND p.key = ? AND p.value = ?)"
+            "r.request_id IN (SELECT p.request_id FROM properties p "  # noqa: S608 (fixed text)
+            f"WHERE p.key = ? AND p.value = ?{window})"
         )
-        params += [key, value]
+        params += [key, value, *window_params]
     return " AND ".join(clauses), params
 
 

@@ -9,15 +9,17 @@ dimensions add up, and a percentile read off the summed bins (`latency.percentil
 is within `RELATIVE_ERROR` (2.9%) of the exact one, for values from 1 µs to
 the top bin.
 
-``rollup_latency_minute``, ``_hour`` and ``_day`` hold, per time bucket, per
-combination of the rollups' dimensions (`rollup.DIMENSIONS`) and per bin, how
-many latencies and how many times to first token fell in it (a row only for
-a bin with some); ``rollup_latency_total_*`` the same without dimensions. The
-writer keeps them in each batch's transaction (`update`), as the rollups: the
-batch's bins summed per minute and dimensions into a temporary table, then
-added to each table with an upsert, all in SQL (the writer thread runs no
-Python per row and keeps the GIL released). The migration that creates them
-fills them from the stored rows (`MIGRATION`).
+``rollup_latency_minute``, ``_hour`` and ``_day`` hold, per time bucket and
+per combination of the rollups' dimensions (`rollup.DIMENSIONS`), how many
+latencies (``kind`` `LATENCY`) and times to first token (`TTFT`) fell in each
+bin: a row per doubling with any (``octave``), its 12 bins in columns
+`COUNTS` (one row per bin took five times the rows to read and twice the
+time to write). ``rollup_latency_total_*`` hold the same without dimensions.
+The writer keeps them in each batch's transaction (`update`), as the rollups:
+the batch's bins summed per minute and dimensions into a temporary table,
+then added to each table with an upsert, all in SQL (the writer thread runs
+no Python per row and keeps the GIL released). The migration that creates
+them fills them from the stored rows (`MIGRATION`).
 
 The bin is computed in SQL with ``ln()``, one of SQLite's math functions;
 `register_ln` supplies Python's ``math.log`` on a SQLite built without them

@@ -64,11 +64,13 @@ class LatencyReport:
 
 def served_by_rollups(filters: Filters, *, by: Sequence[str], origin: float, width: float) -> bool:
     """Whether the rollups' histograms can answer: the filters among their dimensions
-    (`rollup_read.covers`), a range set, every group a dimension, buckets of whole seconds."""
+    (`rollup_read.covers`), a range set, one or more groups, each a dimension, buckets of
+    whole seconds."""
     return (
         covers(filters)
         and filters.since is not None
         and filters.until is not None
+        and bool(by)
         and all(b in rollup.DIMENSIONS for b in by)
         and width == int(width)
         and origin == int(origin)

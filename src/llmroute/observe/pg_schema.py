@@ -3,7 +3,8 @@
 Versions follow SQLite's (`llmroute.observe.sqlite.SCHEMA_VERSION`): the
 first step takes an empty database to version 7 at once (the first version
 PostgreSQL stores have), each later step to the next version (8: the
-rollups' latency histograms, `llmroute.observe.histogram`). The version
+rollups' latency histograms, `llmroute.observe.histogram`; 9: each property's
+request start, indexed with its key and value). The version
 lives in ``llmroute_schema`` (one row); `migrate` runs the steps in one
 transaction holding an advisory lock, so processes opening a new database
 together migrate it once.
@@ -133,6 +134,17 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
     (7, _REQUESTS + ";\n" + rollup.migration(POSTGRES)),
     # the rollups' latency histograms, filled from the rows
     (8, histogram.migration(POSTGRES)),
+    # each property's request start, so that a property filter over a time range reads the
+    # index, not every request of the range
+    (
+        9,
+        """
+        ALTER TABLE properties ADD COLUMN started_at DOUBLE PRECISION;
+        UPDATE properties SET started_at = (
+            SELECT r.started_at FROM requests r WHERE r.request_id = properties.request_id);
+        CREATE INDEX properties_time ON properties (key, value, started_at)
+        """,
+    ),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

@@ -57,7 +57,7 @@ ATTEMPT_COLUMNS = (
     "request_id", "idx", "target", "provider", "model", "kind", "outcome", "status",
     "error_type", "error", "started_s", "latency_s",
 )  # fmt: skip
-PROPERTY_COLUMNS = ("request_id", "key", "value")
+PROPERTY_COLUMNS = ("request_id", "key", "value", "started_at")
 FEEDBACK_COLUMNS = (
     "feedback_id", "request_id", "experiment", "sticky_key", "name", "value", "kind",
     "comment", "key", "created_at",
@@ -102,9 +102,10 @@ def attempt_rows(records: Sequence[RequestRecord]) -> list[tuple[Any, ...]]:
     ]  # fmt: skip
 
 
-def property_rows(records: Sequence[RequestRecord]) -> list[tuple[str, str, str]]:
-    """The values of `PROPERTY_COLUMNS` for every property of `records`."""
-    return [(r.request_id, k, v) for r in records for k, v in r.properties.items()]
+def property_rows(records: Sequence[RequestRecord]) -> list[tuple[str, str, str, float]]:
+    """The values of `PROPERTY_COLUMNS` for every property of `records` (each with its
+    request's ``started_at``, so a property filter reads its index by time)."""
+    return [(r.request_id, k, v, r.started_at) for r in records for k, v in r.properties.items()]
 
 
 def stop_row(stop: ExperimentStop) -> tuple[Any, ...]:

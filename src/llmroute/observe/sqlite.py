@@ -2,8 +2,8 @@
 
 One file holds these tables: ``requests`` (one row per record), ``attempts``
 (one row per attempt, keyed by request id and position), ``properties``
-(one row per request property, indexed by key and value for filtering and
-grouping), ``feedback`` (one row per feedback given, on a request or on an
+(one row per request property with its request's start, indexed by key, value
+and start for filtering over a time range, and grouping), ``feedback`` (one row per feedback given, on a request or on an
 experiment's sticky key), ``experiment_stops`` (one row per adaptive
 experiment that stopped with a winner), and the rollups of ``requests`` per
 minute, hour and day with their latency histograms (see `llmroute.observe.rollup`
@@ -186,6 +186,14 @@ MIGRATIONS: tuple[str, ...] = (
     rollup.MIGRATION,
     # 8: the rollups' latency histograms, filled from the rows
     histogram.MIGRATION,
+    # 9: each property's request start, so that a property filter over a time range reads
+    # the index, not every request of the range
+    """
+    ALTER TABLE properties ADD COLUMN started_at REAL;
+    UPDATE properties SET started_at = (
+        SELECT r.started_at FROM requests r WHERE r.request_id = properties.request_id);
+    CREATE INDEX properties_time ON properties (key, value, started_at);
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Generic, Literal, TypeVar, cast
+from collections.abc import AsyncIterator, Callable, Iterable
+from typing import TYPE_CHECKING, Generic, Literal, Protocol, TypeVar, cast
 
 from .._clock import Clock
 from .._errors import ProviderUnavailable
@@ -41,15 +41,18 @@ from ..routing.select import RequestFacts
 from .stage import Answer
 
 if TYPE_CHECKING:
-    from ..responses.request import ResponsesRequest
+    from ..responses.request_model import ResponsesRequest
 
 __all__ = [
     "ChatExchange",
     "EmbeddingsExchange",
     "Exchange",
+    "Opened",
     "OpenedStream",
     "StreamExchange",
     "WholeExchange",
+    "no_batches",
+    "read_to_content",
     "send_attempt",
 ]
 
@@ -246,12 +249,16 @@ class CountTokensExchange(Exchange[int]):
         return adapter.parse_count_tokens(body)
 
 
-class OpenedStream:
-    """A stream whose first content has arrived: what `StreamExchange` opens.
+D = TypeVar("D")
+
+
+class Opened(Generic[D, T]):
+    """A stream whose first content has arrived: what a streaming exchange opens.
 
     `batches` yields the decoder's inputs (lines, or byte chunks for framings
     that are not lines) in batches, one per network read; `backlog` holds the
-    inputs already read but not yet decoded.
+    inputs already read but not yet decoded; `pending`, what was decoded and not
+    yet delivered (chunks, or events).
     """
 
     __slots__ = ("backlog", "batches", "decoder", "pending", "response")
@@ -260,8 +267,8 @@ class OpenedStream:
         self,
         response: HttpResponse,
         batches: AsyncIterator[list[bytes]],
-        decoder: StreamDecoder,
-        pending: deque[ChatCompletionChunk],
+        decoder: D,
+        pending: deque[T],
         backlog: deque[bytes] | None = None,
     ) -> None:
         self.response = response
@@ -269,6 +276,12 @@ class OpenedStream:
         self.decoder = decoder
         self.pending = pending
         self.backlog = backlog if backlog is not None else deque()
+
+
+class OpenedStream(Opened[StreamDecoder, ChatCompletionChunk]):
+    """A chat stream opened (`StreamExchange`)."""
+
+    __slots__ = ()
 
 
 class StreamExchange(Exchange[OpenedStream]):
@@ -318,24 +331,12 @@ class StreamExchange(Exchange[OpenedStream]):
         else:
             batches = single_batches(response.aiter_bytes())
         pending: deque[ChatCompletionChunk] = deque()
-        done = False
-        async for batch in batches:
-            backlog = deque(batch)
-            while backlog:
-                chunks = decoder.feed(backlog.popleft())
-                if chunks:
-                    pending.extend(chunks)
-                    if any(_has_content(c) for c in chunks):
-                        # the rest of this batch is decoded as the caller reads
-                        return OpenedStream(response, batches, decoder, pending, backlog)
-                if decoder.done:
-                    done = True
-                    break
-            if done:
-                break
+        backlog = await read_to_content(batches, decoder, pending, _any_content)
+        if backlog is not None:  # the rest of its batch is decoded as the caller reads
+            return OpenedStream(response, batches, decoder, pending, backlog)
         pending.extend(decoder.finish())
-        if any(_has_content(c) for c in pending):
-            return OpenedStream(response, _no_batches(), decoder, pending)
+        if _any_content(pending):
+            return OpenedStream(response, no_batches(), decoder, pending)
         raise ProviderUnavailable(
             "the stream ended before its first content",
             provider=target.provider.name,
@@ -412,14 +413,52 @@ async def single_batches(pieces: AsyncIterator[bytes]) -> AsyncIterator[list[byt
         yield [piece]
 
 
-async def _no_batches() -> AsyncIterator[list[bytes]]:
+async def no_batches() -> AsyncIterator[list[bytes]]:
+    """No more batches (a stream whose body was read to its end while opening)."""
     return
     yield []  # pragma: no cover - makes this an async generator
 
 
-def _has_content(chunk: ChatCompletionChunk) -> bool:
-    for choice in chunk.choices:
-        delta = choice.delta
-        if delta.content or delta.tool_calls or delta.refusal or choice.finish_reason:
-            return True
+class Feeder(Protocol[T]):
+    """What `read_to_content` feeds: a stream decoder (chat chunks, or Responses events)."""
+
+    @property
+    def done(self) -> bool:
+        """Whether the stream has ended as its protocol ends one."""
+        ...
+
+    def feed(self, data: bytes) -> list[T]:
+        """What one line (or raw chunk) of the body completes."""
+        ...
+
+
+async def read_to_content(
+    batches: AsyncIterator[list[bytes]],
+    decoder: Feeder[T],
+    pending: deque[T],
+    has_content: Callable[[list[T]], bool],
+) -> deque[bytes] | None:
+    """Feed `decoder` the lines of `batches` until what one line makes has content
+    (`has_content`, which may raise to fail the attempt); what it makes goes into `pending`.
+    Returns the rest of that line's batch, not decoded yet; None when the stream ended
+    first (the decoder done, or the body over)."""
+    async for batch in batches:
+        backlog = deque(batch)
+        while backlog:
+            made = decoder.feed(backlog.popleft())
+            if made:
+                pending.extend(made)
+                if has_content(made):
+                    return backlog
+            if decoder.done:
+                return None
+    return None
+
+
+def _any_content(chunks: Iterable[ChatCompletionChunk]) -> bool:
+    for chunk in chunks:
+        for choice in chunk.choices:
+            delta = choice.delta
+            if delta.content or delta.tool_calls or delta.refusal or choice.finish_reason:
+                return True
     return False

@@ -23,7 +23,7 @@ from .._request import ChatRequest, EmbeddingsRequest, RequestOptions
 from .._types import ChatCompletion, CreateEmbeddingResponse, RouteInfo
 from ..experiments.runtime import unknown_experiment
 from ..providers import ExtraRequest
-from ..responses.request import ResponsesRequest
+from ..responses.request_model import ResponsesRequest
 from ..responses.types import Response
 from ..routing.catalog import Catalog
 from .accounting import set_cost

@@ -37,7 +37,7 @@ from ..experiments.shadow import ShadowStatus
 from ..experiments.variant import Variant
 from ..observe.record import EXPERIMENT_STATE, Assignment, ExperimentTag
 from ..providers import ExtraRequest
-from ..responses.request import ResponsesRequest
+from ..responses.request_model import ResponsesRequest
 from ..responses.types import Response
 from ..routing.catalog import Catalog
 from .accounting import set_cost

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import AsyncIterator
-from typing import cast
+from functools import partial
+from typing import TypeVar, cast
 
 from pydantic import ValidationError
 
@@ -28,25 +28,37 @@ from .._request import ChatRequest, EmbeddingsRequest, RequestOptions, UserMessa
 from .._transports import HttpRequest, HttpResponse
 from .._types import ChatCompletionChunk, TokenUsage
 from ..providers import ExtraRequest, ProviderAdapter, StreamDecoder
-from ..responses.events import ChunkEvents, NativeEventDecoder
-from ..responses.request import ResponsesRequest, builtin_tools, native_body, to_chat
+from ..responses.events import ChunkEvents
+from ..responses.native_events import NativeEventDecoder
+from ..responses.request import native_body, to_chat
+from ..responses.request_model import ResponsesRequest, builtin_tools
 from ..responses.signatures import without_signatures
 from ..responses.translate import completion_to_response
 from ..responses.types import Response, ResponseError, ResponseFailedEvent, ResponseStreamEvent
 from ..routing.model import Target
 from ..routing.select import RequestFacts
 from .accounting import stream_usage
-from .exchange import Exchange, WholeExchange, single_batches
+from .exchange import (
+    Exchange,
+    Opened,
+    WholeExchange,
+    no_batches,
+    read_to_content,
+    single_batches,
+)
 from .stage import Answer
 
 __all__ = [
     "EventDecoder",
     "OpenedEvents",
     "ResponsesExchange",
+    "ResponsesParts",
     "ResponsesStreamExchange",
     "TranslatedEvents",
     "chat_view",
 ]
+
+T = TypeVar("T")
 
 #: The events after which a stream has content worth serving (before one of them, a
 #: failure fails over to the next target).
@@ -99,13 +111,14 @@ def _translatable(adapter: ProviderAdapter, request: ResponsesRequest) -> ChatRe
     return without_signatures(chat)  # Gemini's, for another vendor: left out
 
 
-class ResponsesExchange(WholeExchange[Response]):
-    """A non-streamed Responses request."""
+class ResponsesParts(Exchange[T]):
+    """What both Responses exchanges share: the request (and its chat view, for what the
+    stages and selection read), the response's id and time, and how each attempt's wire
+    request is built, native or translated."""
 
     __slots__ = ("chat", "created_at", "request", "response_id")
 
     operation = "responses"
-    described = "a Responses request"
 
     def __init__(
         self,
@@ -118,10 +131,11 @@ class ResponsesExchange(WholeExchange[Response]):
         created_at: float,
     ) -> None:
         self.request, self.chat, self.options, self.extra = request, chat, options, extra
-        self.response_id, self.created_at, self.timing = response_id, created_at, "answer"
+        self.response_id, self.created_at = response_id, created_at
+        self.timing = "stream" if self.stream else "answer"
 
     def facts(self) -> RequestFacts:
-        return RequestFacts(self.chat, self.options, stream=False)
+        return RequestFacts(self.chat, self.options, stream=self.stream)
 
     def vary(
         self, request: ChatRequest | EmbeddingsRequest, source: ResponsesRequest | None
@@ -130,11 +144,20 @@ class ResponsesExchange(WholeExchange[Response]):
         self.chat, self.request = request, source
 
     def build(self, adapter: ProviderAdapter, model: str) -> HttpRequest:
+        stream = self.stream
         if adapter.native_responses:
-            body = native_body(self.request, model, stream=False)
-            return adapter.responses_request(body, model, stream=False, extra=self.extra)
+            body = native_body(self.request, model, stream=stream)
+            return adapter.responses_request(body, model, stream=stream, extra=self.extra)
         chat = _translatable(adapter, self.request)
-        return adapter.chat_request(chat, model, stream=False, extra=self.extra)
+        return adapter.chat_request(chat, model, stream=stream, extra=self.extra)
+
+
+class ResponsesExchange(ResponsesParts[Response], WholeExchange[Response]):
+    """A non-streamed Responses request."""
+
+    __slots__ = ()
+
+    described = "a Responses request"
 
     def parse(self, adapter: ProviderAdapter, body: bytes, model: str) -> Response:
         if adapter.native_responses:
@@ -277,12 +300,10 @@ class NativeEvents(EventDecoder):
 class TranslatedEvents(EventDecoder):
     """The events of a chat stream translated into the Responses API's."""
 
-    __slots__ = ("_chat", "_decoder", "_done", "_events", "_finished", "_text")
+    __slots__ = ("_chat", "_decoder", "_done", "_events")
 
     def __init__(self, decoder: StreamDecoder, events: ChunkEvents, chat: ChatRequest) -> None:
         self._decoder, self._events, self._chat = decoder, events, chat
-        self._text: list[str] = []
-        self._finished = False  # a choice said why it finished
         self._done = False
 
     @property
@@ -294,26 +315,24 @@ class TranslatedEvents(EventDecoder):
         return self._events.start()
 
     def feed(self, data: bytes) -> list[ResponseStreamEvent]:
-        out = self._translate(self._decoder.feed(data))
-        if self._decoder.done and not self._done:
+        decoder = self._decoder
+        chunks = decoder.feed(data)
+        # most lines make one chunk, or none
+        out = self._events.feed(chunks[0]) if len(chunks) == 1 else self._translate(chunks)
+        if decoder.done and not self._done:
             out.extend(self._close())
         return out
 
     def finish(self) -> list[ResponseStreamEvent]:
         out = self._translate(self._decoder.finish())
-        if (self._decoder.done or self._finished) and not self._done:
+        if (self._decoder.done or self._events.finished) and not self._done:
             out.extend(self._close())
         return out
 
     def _translate(self, chunks: list[ChatCompletionChunk]) -> list[ResponseStreamEvent]:
         out: list[ResponseStreamEvent] = []
-        events, text = self._events, self._text
+        events = self._events
         for chunk in chunks:
-            for choice in chunk.choices:
-                if choice.delta.content:
-                    text.append(choice.delta.content)
-                if choice.finish_reason is not None:
-                    self._finished = True
             out.extend(events.feed(chunk))
         return out
 
@@ -327,34 +346,20 @@ class TranslatedEvents(EventDecoder):
 
     @property
     def text(self) -> str:
-        return "".join(self._text)
+        return self._events.text
 
     def fail(self, message: str, code: str) -> list[ResponseStreamEvent]:
         self._done = True
         return self._events.fail(message, code)
 
 
-class OpenedEvents:
+class OpenedEvents(Opened[EventDecoder, ResponseStreamEvent]):
     """A stream of Responses events whose first content has arrived."""
 
-    __slots__ = ("backlog", "batches", "decoder", "pending", "response")
-
-    def __init__(
-        self,
-        response: HttpResponse,
-        batches: AsyncIterator[list[bytes]],
-        decoder: EventDecoder,
-        pending: deque[ResponseStreamEvent],
-        backlog: deque[bytes] | None = None,
-    ) -> None:
-        self.response = response
-        self.batches = batches
-        self.decoder = decoder
-        self.pending = pending
-        self.backlog = backlog if backlog is not None else deque()
+    __slots__ = ()
 
 
-class ResponsesStreamExchange(Exchange[OpenedEvents]):
+class ResponsesStreamExchange(ResponsesParts[OpenedEvents]):
     """A streamed Responses request, opened up to its first content.
 
     A stream that fails before its first content (an error status, a
@@ -362,40 +367,10 @@ class ResponsesStreamExchange(Exchange[OpenedEvents]):
     attempt; what was read of it is never delivered.
     """
 
-    __slots__ = ("chat", "created_at", "request", "response_id")
+    __slots__ = ()
 
     stream = True
-    operation = "responses"
     described = "a Responses stream"
-
-    def __init__(
-        self,
-        request: ResponsesRequest,
-        chat: ChatRequest,
-        options: RequestOptions,
-        extra: ExtraRequest,
-        *,
-        response_id: str,
-        created_at: float,
-    ) -> None:
-        self.request, self.chat, self.options, self.extra = request, chat, options, extra
-        self.response_id, self.created_at, self.timing = response_id, created_at, "stream"
-
-    def facts(self) -> RequestFacts:
-        return RequestFacts(self.chat, self.options, stream=True)
-
-    def vary(
-        self, request: ChatRequest | EmbeddingsRequest, source: ResponsesRequest | None
-    ) -> None:
-        assert isinstance(request, ChatRequest) and source is not None
-        self.chat, self.request = request, source
-
-    def build(self, adapter: ProviderAdapter, model: str) -> HttpRequest:
-        if adapter.native_responses:
-            body = native_body(self.request, model, stream=True)
-            return adapter.responses_request(body, model, stream=True, extra=self.extra)
-        chat = _translatable(adapter, self.request)
-        return adapter.chat_request(chat, model, stream=True, extra=self.extra)
 
     def _decoder(
         self, adapter: ProviderAdapter, target: Target
@@ -421,22 +396,14 @@ class ResponsesStreamExchange(Exchange[OpenedEvents]):
         else:
             batches = single_batches(response.aiter_bytes())
         pending: deque[ResponseStreamEvent] = deque(opening)
-        async for batch in batches:
-            backlog = deque(batch)
-            while backlog:
-                events = decoder.feed(backlog.popleft())
-                if events:
-                    pending.extend(events)
-                    if _opened(events, target, response.status):
-                        return OpenedEvents(response, batches, decoder, pending, backlog)
-                if decoder.done:
-                    break
-            if decoder.done:
-                break
+        opened = partial(_opened, target=target, status=response.status)
+        backlog = await read_to_content(batches, decoder, pending, opened)
+        if backlog is not None:
+            return OpenedEvents(response, batches, decoder, pending, backlog)
         events = decoder.finish()
         pending.extend(events)
-        if _opened(events, target, response.status):
-            return OpenedEvents(response, _no_batches(), decoder, pending)
+        if opened(events):
+            return OpenedEvents(response, no_batches(), decoder, pending)
         raise ProviderUnavailable(
             "the stream ended before its first content",
             provider=target.provider.name,
@@ -485,8 +452,3 @@ def _failure(event: ResponseStreamEvent) -> str:
         return f"{error.code}: {error.message}"
     message, code = values.get("message"), values.get("code")
     return f"{code}: {message}" if code else str(message or event.type)
-
-
-async def _no_batches() -> AsyncIterator[list[bytes]]:
-    return
-    yield []  # pragma: no cover - makes this an async generator

@@ -11,30 +11,36 @@ streams).
 from __future__ import annotations
 
 from collections import deque
-from types import TracebackType
+from collections.abc import Awaitable, Callable
 
 from .._clock import Clock
-from .._errors import ProviderError, ProviderTimeout, StreamInterrupted
+from .._errors import LLMRouteError, ProviderError, ProviderTimeout, StreamInterrupted
 from .._prices import PriceBook
 from .._timeouts import StreamDeadline
 from .._transports import TransportError
 from .._types import RouteInfo, TokenUsage
 from ..responses.types import Response, ResponseStreamEvent
-from .accounting import set_cost
 from .driver import Served
+from .reader import StreamReader
 from .replay import ReplayedResponse
 from .responses import EventDecoder, OpenedEvents
 from .session import EndedStream, StreamSession
-from .stage import Outcome, RequestContext
+from .stage import RequestContext
 from .stages import StageRunner
 
-__all__ = ["AsyncResponseStream", "ResponsesStreamSession", "replay_events"]
+__all__ = ["AsyncResponseStream", "ResponseHook", "ResponsesStreamSession", "replay_events"]
 
 #: The events that end a stream as the API ends one.
 _TERMINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
+#: The events that carry the whole response (the lifecycle events).
+_CARRY = _TERMINAL | {"response.created", "response.in_progress", "response.queued"}
+
+#: What `AsyncResponseStream.on_response` is: called, before the event is delivered, with
+#: each lifecycle event's type and the `Response` it carries.
+ResponseHook = Callable[[str, Response], Awaitable[None]]
 
 
-class AsyncResponseStream:
+class AsyncResponseStream(StreamReader[ResponseStreamEvent]):
     """An async iterator of Responses stream events, like the openai SDK's ``AsyncStream``
     of ``ResponseStreamEvent``.
 
@@ -43,7 +49,9 @@ class AsyncResponseStream:
     stream has ended); `response` is the final `Response` once a terminal event
     (``response.completed``, ``response.incomplete``, ``response.failed``) has
     been read. A failure after content was delivered ends the stream with a
-    ``response.failed`` event; `error` then holds what happened.
+    ``response.failed`` event; `error` then holds what happened. `on_response`, when set,
+    sees each lifecycle event's response before the event is delivered (the caller's
+    conversation state completes and stores it there).
     """
 
     def __init__(
@@ -71,6 +79,8 @@ class AsyncResponseStream:
         self.error: StreamInterrupted | None = None
         #: Every event delivered, when the router's stages asked for them.
         self.kept: list[ResponseStreamEvent] | None = [] if keep else None
+        #: Called with each lifecycle event's type and response, before it is delivered.
+        self.on_response: ResponseHook | None = None
 
     def __aiter__(self) -> AsyncResponseStream:
         return self
@@ -80,16 +90,25 @@ class AsyncResponseStream:
         while True:
             if pending:
                 event = pending.popleft()
-                if event.type in _TERMINAL:
-                    response = event.__dict__.get("response")
-                    if isinstance(response, Response):
-                        self.response = response
+                kind = event.type
+                if kind in _CARRY:
+                    await self._carried(kind, event)
                 if self.kept is not None:
                     self.kept.append(event)
                 return event
             if self._ended:
                 raise StopAsyncIteration
             await self._read_more()
+
+    async def _carried(self, kind: str, event: ResponseStreamEvent) -> None:
+        response = event.__dict__.get("response")
+        if not isinstance(response, Response):
+            return
+        if kind in _TERMINAL:
+            self.response = response
+        hook = self.on_response
+        if hook is not None:
+            await hook(kind, response)
 
     @property
     def text(self) -> str:
@@ -165,20 +184,6 @@ class AsyncResponseStream:
             return
         await self._fail(None)
 
-    async def _read_batch(self) -> list[bytes]:
-        deadline = self._deadline
-        if deadline is None:
-            return await self._batches.__anext__()
-        deadline.start_read()
-        try:
-            batch = await self._batches.__anext__()
-        except BaseException as exc:
-            if deadline.end_read(exc):
-                raise TransportError("the request deadline was reached mid-stream") from None
-            raise
-        deadline.end_read(None)
-        return batch
-
     async def _fail(self, cause: BaseException | None) -> None:
         """End the stream as failed: a ``response.failed`` event follows what was delivered."""
         if cause is None:
@@ -195,34 +200,11 @@ class AsyncResponseStream:
         self._pending.extend(self._decoder.fail(str(error), code))
         await self._end(error)
 
-    async def _end(self, error: StreamInterrupted | None, *, closing: bool = False) -> None:
+    async def _end(self, error: LLMRouteError | None, *, closing: bool = False) -> None:
         if self._ended:
             return
-        self._ended = True
-        if self._deadline is not None:
-            self._deadline.cancel()
-        if error is None and not closing and self._decoder.done:
-            await self._response.release()
-        else:
-            await self._response.aclose()
+        await self._stop(error is None and not closing and self._decoder.done)
         await self._session.ended(self, error)
-
-    async def aclose(self) -> None:
-        """Stop reading and release the connection; safe to call more than once."""
-        if not self._ended:
-            self._pending.clear()
-            await self._end(None, closing=True)
-
-    async def __aenter__(self) -> AsyncResponseStream:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
 
 class ResponsesStreamSession(StreamSession):
@@ -254,25 +236,9 @@ class ResponsesStreamSession(StreamSession):
 
     async def ended(self, stream: EndedStream, error: BaseException | None) -> None:
         assert isinstance(stream, AsyncResponseStream)  # the only stream it is given
-        ctx, served = self._ctx, self._served
-        info = ctx.info
-        info.latency_s = self._clock.monotonic() - ctx.started
-        usage = stream.usage
-        info.usage = usage
-        last = served.record
-        if error is not None:
-            last.outcome, last.error_type, last.error = "error", type(error).__name__, str(error)
-        elif not stream.completed:
-            last.outcome = "cancelled"
-        set_cost(self._prices, info, served.target, usage, self._tier)
-        await self._stages.after(
-            ctx,
-            Outcome(
-                chunks=stream.kept if ctx.keep_chunks else None,
-                completed=stream.completed,
-                error=error,
-            ),
-        )
+        ended_at = self._clock.monotonic()
+        cost = (self._prices, self._tier)
+        await self._settle(stream, error, self._served, ended_at, stream.usage, cost)
 
 
 class _ReplayedEvents(EventDecoder):

@@ -12,12 +12,12 @@ the stream back, so the stream depends on the session and not the reverse
 
 from __future__ import annotations
 
-from typing import Protocol, cast
+from typing import Any, Protocol, cast
 
 from .._clock import Clock
 from .._prices import PriceBook
 from .._request import AssistantMessage, UserMessage
-from .._types import ChatCompletionChunk, CompletionUsage
+from .._types import ChatCompletionChunk, CompletionUsage, TokenUsage
 from ..responses.types import ResponseStreamEvent
 from .accounting import set_cost, stream_usage
 from .driver import AttemptDriver, Served
@@ -112,6 +112,31 @@ class StreamSession:
         ctx.info.latency_s = self._clock.monotonic() - ctx.started
         await self._stages.after(ctx, self._outcome(stream, error))
 
+    async def _settle(
+        self,
+        stream: EndedStream,
+        error: BaseException | None,
+        served: Served[Any],
+        ended_at: float,
+        usage: TokenUsage | None,
+        cost: tuple[PriceBook, str | None],
+    ) -> None:
+        """End a stream a provider served: its latency (to `ended_at`), `usage`, the served
+        attempt's outcome (failed, or cancelled when not completed), its cost (the prices
+        and the service tier), then every stage's `after()`."""
+        ctx = self._ctx
+        info = ctx.info
+        info.latency_s = ended_at - ctx.started
+        info.usage = usage
+        last = served.record
+        if error is not None:
+            last.outcome, last.error_type, last.error = "error", type(error).__name__, str(error)
+        elif not stream.completed:
+            last.outcome = "cancelled"
+        prices, tier = cost
+        set_cost(prices, info, served.target, usage, tier)
+        await self._stages.after(ctx, self._outcome(stream, error))
+
     def _outcome(self, stream: EndedStream, error: BaseException | None) -> Outcome:
         return Outcome(
             chunks=stream.kept if self._ctx.keep_chunks else None,
@@ -190,16 +215,8 @@ class LiveStreamSession(StreamSession):
 
     async def ended(self, stream: EndedStream, error: BaseException | None) -> None:
         stream = cast(EndedChatStream, stream)  # a live session's stream is a chat stream
-        ctx, served = self._ctx, self._served
-        info = ctx.info
-        info.latency_s = self._clock.monotonic() - ctx.started
+        ended_at = self._clock.monotonic()
         request = self._exchange.request
         usage = stream_usage(request, stream.provider_usage, stream.text, bool(stream.seams))
-        info.usage = usage
-        last = served.record
-        if error is not None:
-            last.outcome, last.error_type, last.error = "error", type(error).__name__, str(error)
-        elif not stream.completed:
-            last.outcome = "cancelled"
-        set_cost(self._prices, info, served.target, usage, request.service_tier)
-        await self._stages.after(ctx, self._outcome(stream, error))
+        cost = (self._prices, request.service_tier)
+        await self._settle(stream, error, self._served, ended_at, usage, cost)

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from collections.abc import Coroutine
 
     from .._request import ChatRequest, EmbeddingsRequest, RequestOptions
-    from ..responses.request import ResponsesRequest
+    from ..responses.request_model import ResponsesRequest
     from ..routing.model import Route
 
 __all__ = ["Answer", "Outcome", "RequestContext", "Stage"]

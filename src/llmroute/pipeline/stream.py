@@ -7,19 +7,18 @@ the `StreamSession` the executor gives it, whose methods it calls.
 
 from __future__ import annotations
 
-from types import TracebackType
-
 from .._errors import LLMRouteError, ProviderError, ProviderTimeout, StreamInterrupted
 from .._timeouts import StreamDeadline
 from .._transports import TransportError
 from .._types import ChatCompletionChunk, CompletionUsage, RouteInfo
 from .exchange import OpenedStream
+from .reader import StreamReader
 from .session import StreamSession
 
 __all__ = ["AsyncChatStream"]
 
 
-class AsyncChatStream:
+class AsyncChatStream(StreamReader[ChatCompletionChunk]):
     """An async iterator of `ChatCompletionChunk`, like the OpenAI SDK's ``AsyncStream``.
 
     Use it with ``async for``; close it early with `aclose()` or ``async with``,
@@ -172,21 +171,6 @@ class AsyncChatStream:
             return
         await self._fail(None, "the stream ended before the provider finished it")
 
-    async def _read_batch(self) -> list[bytes]:
-        """The next batch of lines; the request's deadline may interrupt the wait for it."""
-        deadline = self._deadline
-        if deadline is None:
-            return await self._batches.__anext__()
-        deadline.start_read()
-        try:
-            batch = await self._batches.__anext__()
-        except BaseException as exc:
-            if deadline.end_read(exc):
-                raise TransportError("the request deadline was reached mid-stream") from None
-            raise
-        deadline.end_read(None)
-        return batch
-
     async def _fail(self, cause: BaseException | None, message: str) -> None:
         if self._timed_out:
             cause = ProviderTimeout("the request deadline was reached mid-stream")
@@ -223,13 +207,7 @@ class AsyncChatStream:
     async def _end(self, error: LLMRouteError | None, *, closing: bool = False) -> None:
         if self._ended:
             return
-        self._ended = True
-        if self._deadline is not None:
-            self._deadline.cancel()
-        if error is None and not closing and self._decoder.done:
-            await self._response.release()  # a finished stream's connection is reused
-        else:
-            await self._response.aclose()
+        await self._stop(error is None and not closing and self._decoder.done)
         await self._session.ended(self, error)
         if error is None and not closing and not self._hide_usage_chunk and self.completed:
             self._pending.extend(self._usage_chunk())
@@ -252,23 +230,6 @@ class AsyncChatStream:
                 id=last.id, created=last.created, model=last.model, choices=[], usage=reported
             )
         ]
-
-    async def aclose(self) -> None:
-        """Stop reading and release the connection; safe to call more than once."""
-        if not self._ended:
-            self._pending.clear()
-            await self._end(None, closing=True)
-
-    async def __aenter__(self) -> AsyncChatStream:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     @property
     def completed(self) -> bool:

@@ -7,8 +7,8 @@ from types import TracebackType
 from typing import Any, Literal, Self, overload
 
 from .._loop import BlockingStream, RouterPortal
+from ..pipeline.responses_stream import AsyncResponseStream
 from .resource import (
-    AsyncResponseEventStream,
     AsyncResponses,
     InputItemList,
     InputTokensCount,
@@ -21,7 +21,7 @@ from .types import Response, ResponseStreamEvent
 __all__ = ["InputItems", "InputTokens", "ResponseEventStream", "ResponseStreamManager", "Responses"]
 
 
-class ResponseEventStream(BlockingStream[AsyncResponseEventStream, ResponseStreamEvent]):
+class ResponseEventStream(BlockingStream[AsyncResponseStream, ResponseStreamEvent]):
     """The events of a streamed response (blocking), like the openai SDK's ``Stream``."""
 
     @property
@@ -107,11 +107,11 @@ class Responses:
     ) -> Response | ResponseEventStream:
         """Create a response, as ``openai.OpenAI().responses.create`` (see `AsyncResponses`)."""
 
-        async def run() -> Response | AsyncResponseEventStream:
+        async def run() -> Response | AsyncResponseStream:
             return await self._async.create(stream=stream, **params)
 
         result = self._portal.call(run)
-        if isinstance(result, AsyncResponseEventStream):
+        if isinstance(result, AsyncResponseStream):
             return ResponseEventStream(result, self._portal)
         return result
 

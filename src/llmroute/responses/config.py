@@ -12,6 +12,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSche
 
 from .._units import PositiveDuration
 from ..cache.config import ByteCount
+from ..stores.redis_urls import REDIS_SCHEMES, parse_redis_url
 
 __all__ = ["DEFAULT_MAX_TURNS", "DEFAULT_RETENTION", "ResponsesConfig", "check_store_url"]
 
@@ -22,8 +23,6 @@ DEFAULT_RETENTION = 30 * 86_400.0
 #: The longest chain of stored responses a conversation is rebuilt from.
 DEFAULT_MAX_TURNS = 100
 
-_REDIS = ("redis://", "rediss://", "unix://")
-
 
 def check_store_url(value: object) -> object:
     """``memory``, ``off``, a Redis URL or ``sqlite:///path``; YAML's ``off`` (false) and
@@ -31,7 +30,10 @@ def check_store_url(value: object) -> object:
     if value is False or value is None:
         return "off"
     if isinstance(value, str):
-        if value in ("memory", "off") or value.startswith(_REDIS):
+        if value in ("memory", "off"):
+            return value
+        if value.startswith(REDIS_SCHEMES):
+            parse_redis_url(value)  # a malformed cluster or Sentinel URL: its ValueError
             return value
         if value.startswith("sqlite:///") and len(value) > len("sqlite:///"):
             return value
@@ -49,12 +51,16 @@ StoreUrl = Annotated[
             "anyOf": [
                 {
                     "type": "string",
-                    "pattern": r"^(memory|off|(redis|rediss|unix)://.*|sqlite:///.+)$",
+                    "pattern": (
+                        r"^(memory|off|(redis|rediss|unix|redis\+cluster|redis\+sentinel)://.*"
+                        r"|sqlite:///.+)$"
+                    ),
                 },
                 {"const": False},
                 {"type": "null"},
             ],
             "description": "memory, off, redis://host:port/db, rediss://..., unix:///path, "
+            "redis+cluster://host:port,..., redis+sentinel://host:port,.../service/db, "
             "or sqlite:///path",
         }
     ),

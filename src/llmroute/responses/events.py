@@ -6,8 +6,8 @@ per output item ``response.output_item.added``, its parts' ``.added``, deltas an
 ``response.incomplete`` or ``response.failed``), with sequence numbers from 0:
 
 - `ChunkEvents` turns a translated target's chat chunks into events as they come.
-- `NativeEventDecoder` reads a native upstream's SSE lines, keeping its events as sent
-  (only the response id is rewritten to llmroute's).
+- `NativeEventDecoder` (`llmroute.responses.native_events`) reads a native upstream's SSE
+  lines, keeping its events as sent (only the response id is rewritten to llmroute's).
 - `response_events` gives the events a stream of a whole `Response` carries (a cached
   answer replayed as a stream).
 
@@ -21,13 +21,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import ValidationError
-from pydantic_core import from_json
-
 from .._errors import MalformedResponse
 from .._route_info import TokenUsage
-from .._types import ChatCompletionChunk, ChoiceDeltaToolCall, CompletionUsage, validator
-from .request import ResponsesRequest
+from .._types import (
+    ChatCompletionChunk,
+    ChoiceDeltaToolCall,
+    ChunkChoice,
+    CompletionUsage,
+)
+from .request_model import ResponsesRequest
 from .signatures import signature_block
 from .translate import (
     annotation,
@@ -45,7 +47,6 @@ from .translate import (
     usage_of,
 )
 from .types import (
-    TERMINAL_EVENTS,
     ItemStatus,
     OutputItem,
     Response,
@@ -78,13 +79,10 @@ from .types import (
     ResponseTextDeltaEvent,
     ResponseTextDoneEvent,
     construct,
-    event_class,
     usage_from_tokens,
 )
 
-__all__ = ["ChunkEvents", "NativeEventDecoder", "response_events"]
-
-_setattr = object.__setattr__
+__all__ = ["ChunkEvents", "response_events"]
 
 
 # ---------------------------------------------------------------- chat chunks
@@ -120,6 +118,8 @@ _KINDS: dict[type[ResponseStreamEvent], str] = {
 
 _TEXT = "output_text"
 _REFUSAL = "refusal"
+#: A text delta's fields: every one is set.
+_DELTA_FIELDS = frozenset(ResponseTextDeltaEvent.model_fields)
 
 
 _Item = ResponseOutputMessage | ResponseFunctionToolCall | ResponseReasoningItem
@@ -143,7 +143,7 @@ class ChunkEvents:
     __slots__ = (
         "_annotations", "_args", "_blocks", "_call", "_calls", "_created_at", "_done",
         "_ended", "_finish", "_item_id", "_logprobs", "_model", "_open", "_part", "_parts",
-        "_request", "_response_id", "_seq", "_summary", "_text", "_usage",
+        "_request", "_response_id", "_seq", "_summary", "_text", "_usage", "_written",
     )  # fmt: skip
 
     def __init__(
@@ -161,7 +161,8 @@ class ChunkEvents:
         self._blocks: list[dict[str, Any]] = []
         self._parts: list[Any] = []  # the open message's closed parts
         self._part: str | None = None  # its open part: output_text or refusal
-        self._text: list[str] = []
+        self._text: list[str] = []  # the open part's
+        self._written: list[str] = []  # every output_text delta, in order
         self._annotations: list[Any] = []
         self._logprobs: list[dict[str, Any]] | None = None
         self._calls: dict[int, list[str]] = {}  # chat index -> [call_id, name]
@@ -220,8 +221,60 @@ class ChunkEvents:
 
     # ------------------------------------------------------------ chunks
 
+    @property
+    def text(self) -> str:
+        """The output text written so far (every ``output_text`` part's)."""
+        return "".join(self._written)
+
+    @property
+    def finished(self) -> bool:
+        """Whether a chunk said why the answer finished (its finish reason)."""
+        return self._finish is not None
+
     def feed(self, chunk: ChatCompletionChunk) -> list[ResponseStreamEvent]:
         """The events `chunk` makes (none for a chunk with nothing new)."""
+        choices = chunk.choices
+        if self._part is _TEXT and len(choices) == 1 and chunk.usage is None:
+            event = self._more_text(choices[0])
+            if event is not None:
+                return [event]
+        return self._feed(chunk)
+
+    def _more_text(self, choice: ChunkChoice) -> ResponseTextDeltaEvent | None:
+        """Fast path, the bulk of a stream: the event of a choice that only adds text to the
+        open ``output_text`` part (None for any other, which `_feed` takes). Fields are read
+        from ``__dict__`` (a pydantic model's attribute costs a ``__getattr__`` hook) and
+        the event built with its field names given: ~21.5k instructions per delta against
+        ~23.1k through `_feed` (callgrind, `feed` over a 200-chunk stream). Oracle:
+        tests/test_responses_fast_paths.py::test_text_deltas_are_what_the_general_path_makes.
+        """
+        values = choice.__dict__
+        delta = values["delta"]
+        fields = delta.__dict__
+        text = fields.get("content")
+        if (
+            not text
+            or values["index"]
+            or values.get("finish_reason") is not None
+            or values.get("logprobs") is not None
+            or delta.__pydantic_extra__
+            or fields.get("refusal")
+            or fields.get("tool_calls")
+        ):
+            return None
+        self._text.append(text)
+        self._written.append(text)
+        seq = self._seq
+        number = seq.next
+        seq.next = number + 1
+        return construct(ResponseTextDeltaEvent, {
+            "type": "response.output_text.delta", "sequence_number": number,
+            "item_id": self._item_id, "output_index": len(self._done),
+            "content_index": len(self._parts), "delta": text, "logprobs": [],
+        }, _DELTA_FIELDS)  # fmt: skip
+
+    def _feed(self, chunk: ChatCompletionChunk) -> list[ResponseStreamEvent]:
+        """The events of any chunk (the general path)."""
         if chunk.usage is not None:
             self._usage = chunk.usage
         events: list[Any] = []
@@ -307,6 +360,7 @@ class ChunkEvents:
         if self._part is not _TEXT:
             self._open_part(_TEXT, events)
         self._text.append(text)
+        self._written.append(text)
         found = logprobs_of(logprobs) if logprobs is not None else None
         if found:
             self._logprobs = [*(self._logprobs or ()), *found]
@@ -435,82 +489,6 @@ class ChunkEvents:
         self._open, self._call = None, None
         self._done.append(item)
         events.append(seq(ResponseOutputItemDoneEvent, output_index=index, item=item))
-
-
-# ---------------------------------------------------------------- native upstreams
-
-#: The events that carry the whole response (its id is rewritten).
-_WITH_RESPONSE = frozenset({
-    "response.created", "response.in_progress", "response.queued", "response.completed",
-    "response.failed", "response.incomplete",
-})  # fmt: skip
-
-
-class NativeEventDecoder:
-    """A native upstream's Responses stream (SSE lines, one at a time) as events.
-
-    Events are kept as the upstream sent them, sequence numbers included, except the id
-    of the response the lifecycle events carry, which becomes `response_id` (llmroute's,
-    under which the conversation is stored). An ``error`` event or ``response.failed``
-    raises nothing: it is an event like the others. After a terminal event `done` is
-    true and `response` is the final `Response`.
-    """
-
-    __slots__ = ("_data", "_name", "_response_id", "done", "response")
-
-    def __init__(self, *, response_id: str) -> None:
-        self._response_id = response_id
-        self._data: list[bytes] = []
-        self._name = ""
-        self.done = False
-        self.response: Response | None = None
-
-    def feed(self, line: bytes) -> list[ResponseStreamEvent]:
-        """Take one line (without its line ending); the event it completes, if any."""
-        if not line:
-            return self._dispatch()
-        if line.startswith(b"data:"):
-            value = line[5:]
-            self._data.append(value[1:] if value.startswith(b" ") else value)
-        elif line.startswith(b"event:"):
-            self._name = line[6:].strip().decode()
-        return []  # comments, id:, retry:
-
-    def finish(self) -> list[ResponseStreamEvent]:
-        """The event left when the stream ends without a final blank line, if any."""
-        return self._dispatch()
-
-    def _dispatch(self) -> list[ResponseStreamEvent]:
-        data, name = self._data, self._name
-        self._name = ""
-        if not data:
-            return []
-        self._data = []
-        raw = data[0] if len(data) == 1 else b"\n".join(data)
-        return [self._decode(raw, name)]
-
-    def _decode(self, raw: bytes, name: str) -> ResponseStreamEvent:
-        cls = event_class(name) if name else None
-        try:
-            if cls is None or cls is ResponseStreamEvent:  # no event: line, or an unknown one
-                parsed = from_json(raw)
-                cls = event_class(parsed.get("type", "") if isinstance(parsed, dict) else "")
-                event: ResponseStreamEvent = validator(cls).validate_python(parsed)
-            else:
-                event = validator(cls).validate_json(raw)
-        except ValueError as exc:  # pydantic's ValidationError is one
-            detail = exc.errors(include_url=False)[0]["msg"] if isinstance(
-                exc, ValidationError) else str(exc)  # fmt: skip
-            raise MalformedResponse(f"unexpected Responses stream event: {detail}",
-                                    status=200, body=raw) from exc  # fmt: skip
-        kind = event.type
-        if kind in _WITH_RESPONSE:
-            response: Response = event.response  # type: ignore[attr-defined]
-            _setattr(response, "id", self._response_id)
-            if kind in TERMINAL_EVENTS:
-                self.done = True
-                self.response = response
-        return event
 
 
 # ---------------------------------------------------------------- whole responses

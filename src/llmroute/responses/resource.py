@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Mapping
+from functools import partial
 from os import urandom
 from types import TracebackType
 from typing import Any, Literal, Self, cast, overload
@@ -25,18 +26,17 @@ from .._loop import RouterClosed
 from .._params import is_sentinel, split_client_params
 from .._structured import response_format_param
 from .._tokens import estimate_request_tokens
-from .._types import OpenAIObject, RouteInfo
+from .._types import OpenAIObject
 from ..pipeline.executor import RequestPipeline
 from ..pipeline.responses import ResponsesExchange, ResponsesStreamExchange, chat_view
 from ..pipeline.responses_stream import AsyncResponseStream
-from .request import ResponsesRequest, validate_responses_request, with_history
+from .request_model import ResponsesRequest, validate_responses_request, with_history
 from .state import ResponseStore, StoredResponse, conversation, listed_input_items
-from .types import Response, ResponseStreamEvent
+from .types import Response
 
 __all__ = [
     "AsyncInputItems",
     "AsyncInputTokens",
-    "AsyncResponseEventStream",
     "AsyncResponses",
     "AsyncResponseStreamManager",
     "InputItemList",
@@ -49,17 +49,8 @@ __all__ = [
 
 _log = logging.getLogger("llmroute.responses")
 
-#: The events whose `response` llmroute completes with what the caller asked (its
-#: previous_response_id and store), and the terminal ones after which it is stored.
-_CARRY_RESPONSE = frozenset(
-    {
-        "response.created",
-        "response.in_progress",
-        "response.completed",
-        "response.incomplete",
-        "response.failed",
-    }
-)
+#: The events after which a streamed response is stored (each lifecycle event's response
+#: is completed with what the caller asked: its previous_response_id and store).
 _STORED_AFTER = frozenset({"response.completed", "response.incomplete"})
 #: The fields `_Turn.finish` gives a response.
 _FINISHED = ("previous_response_id", "store")
@@ -142,19 +133,17 @@ class AsyncResponses:
     # ---------------------------------------------------------------- create
 
     @overload
-    async def create(self, *, stream: Literal[True], **params: Any) -> AsyncResponseEventStream: ...
+    async def create(self, *, stream: Literal[True], **params: Any) -> AsyncResponseStream: ...
 
     @overload
     async def create(self, *, stream: Literal[False] | None = None, **params: Any) -> Response: ...
 
     @overload
-    async def create(
-        self, *, stream: bool, **params: Any
-    ) -> Response | AsyncResponseEventStream: ...
+    async def create(self, *, stream: bool, **params: Any) -> Response | AsyncResponseStream: ...
 
     async def create(
         self, *, stream: bool | None = None, **params: Any
-    ) -> Response | AsyncResponseEventStream:
+    ) -> Response | AsyncResponseStream:
         """Create a response, as ``openai.AsyncOpenAI().responses.create``.
 
         Every parameter of the SDK's method is taken; unknown ones are passed
@@ -179,7 +168,8 @@ class AsyncResponses:
                     request, chat, options, extra, response_id=response_id, created_at=created_at
                 )
             )
-            return AsyncResponseEventStream(opened, turn, self._save)
+            opened.on_response = partial(self._finish_streamed, turn)
+            return opened
         response = await self._executor.responses(
             ResponsesExchange(
                 request, chat, options, extra, response_id=response_id, created_at=created_at
@@ -209,7 +199,7 @@ class AsyncResponses:
             params["text"] = with_text_format(params.get("text"), text_format)
         params.pop("stream", None)
 
-        async def open_stream() -> AsyncResponseEventStream:
+        async def open_stream() -> AsyncResponseStream:
             return await self.create(stream=True, **params)
 
         return AsyncResponseStreamManager(open_stream, text_format)
@@ -312,6 +302,13 @@ class AsyncResponses:
         )
         return with_history(given, history)
 
+    async def _finish_streamed(self, turn: _Turn, kind: str, response: Response) -> None:
+        """A streamed response's lifecycle event: its response given what the caller asked,
+        and stored once it is complete."""
+        turn.finish(response)
+        if kind in _STORED_AFTER and turn.store:
+            await self._save(turn, response)
+
     async def _save(self, turn: _Turn, response: Response) -> None:
         store = self._store
         if store is None or not turn.store:
@@ -376,76 +373,16 @@ def parse_response(response: Response, text_format: object) -> ParsedResponse:
     return result
 
 
-class AsyncResponseEventStream:
-    """The events of a streamed response (what ``responses.create(stream=True)`` returns):
-    an async iterator of `ResponseStreamEvent`, closed with `aclose()` or ``async with``.
-
-    `response` is the final `Response` once its terminal event was read; `llmroute`
-    describes the request; `error` says what failed a stream that ended with
-    ``response.failed``.
-    """
-
-    def __init__(
-        self,
-        stream: AsyncResponseStream,
-        turn: _Turn,
-        save: Callable[[_Turn, Response], Awaitable[None]],
-    ) -> None:
-        self._stream = stream
-        self._turn = turn
-        self._save = save
-        self.llmroute: RouteInfo = stream.llmroute
-
-    @property
-    def response(self) -> Response | None:
-        """The final response, once the stream has delivered it."""
-        return self._stream.response
-
-    @property
-    def error(self) -> Exception | None:
-        """What failed the stream, if it ended with ``response.failed``."""
-        return self._stream.error
-
-    def __aiter__(self) -> AsyncResponseEventStream:
-        return self
-
-    async def __anext__(self) -> ResponseStreamEvent:
-        event = await self._stream.__anext__()
-        kind = event.type
-        if kind in _CARRY_RESPONSE:
-            response = event.__dict__.get("response")
-            if isinstance(response, Response):
-                self._turn.finish(response)
-                if kind in _STORED_AFTER and self._turn.store:
-                    await self._save(self._turn, response)
-        return event
-
-    async def aclose(self) -> None:
-        """Stop reading and release the connection; safe to call more than once."""
-        await self._stream.aclose()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-
 class AsyncResponseStreamManager:
     """``async with router.responses.stream(...) as stream``: the response's events, and
     `get_final_response()` once they are read."""
 
     def __init__(
-        self, open_stream: Callable[[], Awaitable[AsyncResponseEventStream]], text_format: object
+        self, open_stream: Callable[[], Awaitable[AsyncResponseStream]], text_format: object
     ) -> None:
         self._open = open_stream
         self._text_format = text_format
-        self._stream: AsyncResponseEventStream | None = None
+        self._stream: AsyncResponseStream | None = None
 
     async def __aenter__(self) -> AsyncResponseStreamManager:
         self._stream = await self._open()
@@ -460,7 +397,7 @@ class AsyncResponseStreamManager:
         if self._stream is not None:
             await self._stream.aclose()
 
-    def __aiter__(self) -> AsyncResponseEventStream:
+    def __aiter__(self) -> AsyncResponseStream:
         if self._stream is None:
             raise RuntimeError("use the stream inside `async with`")
         return self._stream

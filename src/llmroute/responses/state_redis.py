@@ -1,7 +1,7 @@
 """Responses kept in Redis, through `llmroute.stores.redis.RedisConnection`.
 
-One string key per response, ``<prefix>:<scope>:<id>`` with the scope and the
-id percent-encoded (every byte but ``A-Za-z0-9_.-~``), so no ``:`` in a scope
+One string key per response, ``<prefix>:{scope:<scope>}:<id>`` with the scope
+and the id percent-encoded (every byte but ``A-Za-z0-9_.-~``), so no ``:`` in a scope
 or an id can make two keys meet: ``a:b`` + ``c`` and ``a`` + ``b:c`` are
 different keys. The key expires through Redis's own TTL, set from the
 response's `expires_at` (the store's retention after its creation).
@@ -9,9 +9,10 @@ response's `expires_at` (the store's retention after its creation).
 The value is ``1``, the previous response's encoded id (empty for the first of
 a conversation), a newline, then the JSON document every store keeps
 (`dump_stored`). The first line lets a Lua script follow a conversation's links
-without decoding any JSON: `walk` reads a whole conversation in one round trip
-(the script reads keys it computes itself, so it needs a single Redis, not a
-cluster). Every value read is checked against the scope and id it was asked
+without decoding any JSON: `walk` reads a whole conversation in one round trip.
+The script reads keys it computes itself, all of the one scope: the braces make
+the scope the key's Redis Cluster hash tag, so a scope's responses share a slot
+and the script runs on a cluster too. Every value read is checked against the scope and id it was asked
 for before it is used.
 
 Every command goes through the connection: bounded by its timeout, never
@@ -113,7 +114,11 @@ class RedisResponseStore(ResponseStore):
 
     def key(self, scope: str, response_id: str) -> str:
         """The Redis key of a response."""
-        return f"{self.prefix}:{_quote(scope)}:{_quote(response_id)}"
+        return f"{self._scope_prefix(scope)}{_quote(response_id)}"
+
+    def _scope_prefix(self, scope: str) -> str:
+        # the scope is the hash tag (never empty: ``{}`` would not be a tag)
+        return f"{self.prefix}:{{scope:{_quote(scope)}}}:"
 
     async def _call(self, operation: Callable[[], Awaitable[T]]) -> T:
         try:
@@ -204,7 +209,7 @@ class RedisResponseStore(ResponseStore):
         if len(response_id) > MAX_ID_LENGTH or len(scope) > MAX_ID_LENGTH:
             raise ResponseNotFound(response_id)
         key = self.key(scope, response_id)
-        scope_prefix = f"{self.prefix}:{_quote(scope)}:"
+        scope_prefix = self._scope_prefix(scope)
         script = self._walk
         values: list[Any] = await self._call(lambda: script(keys=[key], args=[scope_prefix, limit]))
         chain: list[StoredResponse] = []

@@ -23,7 +23,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from .._types import ChatCompletion, ChatCompletionMessage, CompletionUsage, ToolCall
-from .request import ResponsesRequest, thinking_content
+from .request import thinking_content
+from .request_model import ResponsesRequest
 from .signatures import signature_block
 from .types import (
     IncompleteDetails,

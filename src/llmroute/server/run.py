@@ -38,6 +38,7 @@ from .._errors import ConfigError
 from .._router import AsyncRouter
 from .._text import printable
 from .._views import RouteView
+from ..stores.redis_urls import REDIS_SCHEMES
 from .config import ServerConfig
 
 if TYPE_CHECKING:
@@ -150,7 +151,7 @@ def is_loopback(host: str) -> bool:
 def _redis(value: object) -> bool:
     """Whether a config section names a Redis URL anywhere (its state is then shared)."""
     if isinstance(value, str):
-        return value.startswith(("redis://", "rediss://", "unix://"))
+        return value.startswith(REDIS_SCHEMES)
     if hasattr(value, "model_dump"):
         value = value.model_dump()
     if isinstance(value, Mapping):

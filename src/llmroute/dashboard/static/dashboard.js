@@ -44,11 +44,16 @@ function params(extra) {
 
 class NeedKey extends Error {}
 
-async function api(path, extra) {
+async function api(path, extra, only) {
   const headers = {};
   const key = sessionStorage.getItem("llmroute-key");
   if (key) headers.authorization = `Bearer ${key}`;
-  const query = extra === null ? "" : "?" + params(extra).toString();
+  let query = extra === null ? "" : "?" + params(extra).toString();
+  if (only) {  // a view that takes only these parameters
+    const all = params(extra), kept = new URLSearchParams();
+    for (const name of only) if (all.has(name)) kept.set(name, all.get(name));
+    query = "?" + kept.toString();
+  }
   const response = await fetch(`/api/${path}${query}`, { headers });
   const body = await response.json();
   if (response.status === 401 || (response.status === 403 && body.error && body.error.code === "admin_key_required")) {
@@ -238,6 +243,11 @@ async function health() {
   const data = await api("health", null);
   $("health").hidden = !data.live;
   if (!data.live) return;
+  const worker = data.worker || { workers: 1 };
+  $("health-worker").hidden = worker.workers <= 1;
+  $("health-worker").textContent = worker.workers > 1
+    ? `Worker process ${worker.pid}, one of ${worker.workers}: each gateway worker keeps its own health, statistics and counters, so these are this worker's alone (a refresh may reach another).`
+    : "";
   table("health-table", [
     { label: "target", get: (r) => r.target },
     { label: "circuit", get: (r) => r.state.replace("_", "-"), cls: (r) => `state-${r.state}` },
@@ -348,13 +358,78 @@ function timeline(r) {
   box.append(root);
 }
 
+// ---------------------------------------------------------------- experiments
+
+// A metric's value: rates as percentages, times in seconds, costs in dollars.
+function metricValue(metric, x) {
+  if (x == null) return "-";
+  if (metric === "error_rate") return fmt.pct(x);
+  if (metric === "latency_p50" || metric === "ttft_p50") return fmt.s(x);
+  if (metric === "cost_per_request") return fmt.usd(x);
+  return Number(x).toPrecision(3);
+}
+
+// A comparison's estimate and interval: "x0.812 [0.70, 0.94]" or "+0.0123 [-0.01, 0.03]".
+function estimate(c) {
+  const i = c.interval;
+  if (!i) return "too little data";
+  const num = (x) => (i.kind === "ratio" ? x.toFixed(3) : (x > 0 ? "+" : "") + x.toPrecision(3));
+  return `${i.kind === "ratio" ? "\u00d7" : ""}${num(i.estimate)} [${num(i.low)}, ${num(i.high)}] at ${fmt.pct(i.confidence)}`;
+}
+
+async function experiments() {
+  const data = await api("experiments", {}, ["since", "until"]);
+  const list = $("experiments-list");
+  list.replaceChildren();
+  $("experiments-note").textContent = data.count
+    ? `${data.count} experiment${data.count === 1 ? "" : "s"} in this range` + (data.count > data.experiments.length ? ` (the ${data.experiments.length} with the most requests shown)` : "")
+    : "No experiment's requests in this range.";
+  data.experiments.forEach((exp, n) => {
+    const r = exp.report;
+    const part = el("article", null, "experiment");
+    part.dataset.name = exp.name;
+    const title = el("h3", exp.name);
+    const stopped = r.stopped ? `; stopped ${fmt.time(r.stopped.stopped_at)}, winner ${r.stopped.winner}` : "";
+    title.append(el("span", ` ${fmt.int(exp.requests)} requests${stopped}`, "note"));
+    const variants = el("table");
+    variants.id = `experiment-${n}-variants`;
+    variants.append(el("caption", `${exp.name}: each variant's requests compared`));
+    const comparisons = el("table");
+    comparisons.id = `experiment-${n}-comparisons`;
+    comparisons.append(el("caption", `Against control; intervals hold together at ${fmt.pct(r.confidence)}`));
+    const sentences = el("ul", null, "sentences");
+    for (const text of r.sentences) sentences.append(el("li", text));
+    const wrap = (t) => { const d = el("div", null, "scroll"); d.append(t); return d; };
+    part.append(title, wrap(variants), wrap(comparisons), sentences);
+    list.append(part);
+    table(variants.id, [
+      { label: "variant", get: (v) => v.variant },
+      { label: "requests", get: (v) => fmt.int(v.requests), num: true },
+      { label: "error rate", get: (v) => fmt.pct(v.error_rate), num: true },
+      { label: "latency p50", get: (v) => fmt.s(v.latency_p50), num: true },
+      { label: "latency p95", get: (v) => fmt.s(v.latency_p95), num: true },
+      { label: "TTFT p50", get: (v) => fmt.s(v.ttft_p50), num: true },
+      { label: "cost / request", get: (v) => fmt.usd(v.cost_per_request), num: true },
+      { label: "feedback", get: (v) => v.feedback.map((f) => `${f.name} ${f.kind === "boolean" ? fmt.pct(f.mean) : f.mean.toPrecision(3)} (n=${f.n})`).join(", ") || "-" },
+    ], r.variants);
+    table(comparisons.id, [
+      { label: "candidate", get: (c) => c.variant },
+      { label: "metric", get: (c) => c.metric },
+      { label: "control", get: (c) => metricValue(c.metric, c.control_value), num: true },
+      { label: "candidate value", get: (c) => metricValue(c.metric, c.candidate_value), num: true },
+      { label: "estimate [interval]", get: estimate },
+      { label: "more requests", get: (c) => (c.more_requests == null ? "-" : c.more_requests > 1e9 ? "over a billion" : fmt.int(c.more_requests)), num: true },
+    ], r.comparisons);
+  });
+}
+
 // ---------------------------------------------------------------- refreshing
 
 async function refresh() {
   const status = $("status");
   status.classList.remove("error");
   status.textContent = "loading…";
-  const parts = [overview, latency, errors, cost, cache, health, requests];
+  const parts = [overview, latency, errors, cost, cache, health, experiments, requests];
   const results = await Promise.allSettled(parts.map((part) => part()));
   const failed = results.filter((r) => r.status === "rejected").map((r) => r.reason);
   if (failed.some((e) => e instanceof NeedKey)) {

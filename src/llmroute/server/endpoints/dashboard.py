@@ -54,7 +54,7 @@ async def api(request: GatewayRequest) -> None:
         return
     gateway = request.gateway
     if view == "health":
-        status, body = 200, live_health(gateway.router)
+        status, body = 200, live_health(gateway.router, workers=gateway.config.workers)
     else:
         status, body = await asyncio.to_thread(
             answer, source(gateway), view, params, request_id=request_id

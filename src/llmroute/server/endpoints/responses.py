@@ -13,9 +13,11 @@ import json
 import re
 from urllib.parse import parse_qs
 
+from pydantic_core import to_json
+
 from ..._errors import LLMRouteError, UnknownModel
 from ..._request import RequestOptions
-from ...responses.types import ResponseStreamEvent, json_bytes
+from ...responses.types import ResponseStreamEvent, ResponseTextDeltaEvent, json_bytes
 from ..errors import HTTPError, from_exception
 from ..headers import control_options
 from ..request import GatewayRequest
@@ -34,6 +36,12 @@ __all__ = [
 _response_json = json_bytes
 #: What a response id in a path may be (llmroute makes ``resp_`` and hex digits).
 _ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
+#: A text delta without logprobs as `chunk` writes it, its five values left to fill in.
+_TEXT_DELTA = (
+    b'event: response.output_text.delta\ndata: {"type":"response.output_text.delta",'
+    b'"sequence_number":%d,"item_id":%b,"output_index":%d,"content_index":%d,"delta":%b,'
+    b'"logprobs":[]}\n\n'
+)
 
 
 class ResponsesEvents:
@@ -47,7 +55,22 @@ class ResponsesEvents:
         self._last = -1
 
     def chunk(self, event: ResponseStreamEvent) -> bytes:
-        self._last = event.sequence_number
+        values = event.__dict__
+        self._last = values["sequence_number"]
+        if (
+            type(event) is ResponseTextDeltaEvent
+            and not values["logprobs"]
+            and len(event.__pydantic_fields_set__) == 7
+            and not event.__pydantic_extra__
+        ):
+            # Fast path, the bulk of a stream: the template filled in, what the lines
+            # below write for it (bytes for bytes); a translated 20-chunk stream through
+            # the gateway 3.81M -> 3.74M instructions (callgrind). Oracle:
+            # tests/test_responses_fast_paths.py::test_a_text_delta_is_written_as_json_bytes_writes_it
+            return _TEXT_DELTA % (
+                values["sequence_number"], to_json(values["item_id"]), values["output_index"],
+                values["content_index"], to_json(values["delta"]),
+            )  # fmt: skip
         return b"event: " + event.type.encode() + b"\ndata: " + json_bytes(event) + b"\n\n"
 
     @staticmethod
