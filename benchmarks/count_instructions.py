@@ -1,6 +1,7 @@
 """Instructions per request on llmroute's request path, counted with callgrind.
 
     python benchmarks/count_instructions.py [--requests 300] [--kinds chat,stream,hit]
+                                            [--state redis://127.0.0.1:6379/0]
 
 For each kind of request (a non-streamed chat completion, a 20-chunk stream read to its
 end, a memory cache hit; ``responses`` and ``responses-stream``: the same two as
@@ -11,6 +12,9 @@ with only the warm-up, once with the warm-up and N more requests of that kind. T
 difference divided by N is what one request costs in this process, whatever else the
 machine is doing (instruction counts do not move with load, unlike time). The upstream
 runs in a child process that callgrind does not follow, so its work is not counted.
+
+With ``--state``, the router shares its health through that Redis (the ``state`` section):
+the request path must cost what it costs without it (docs/reliability.md#shared-state).
 
 Needs ``valgrind`` on the PATH. PYTHONHASHSEED is fixed so both runs hash alike.
 """
@@ -39,7 +43,7 @@ COMPARED = {"responses": "chat", "responses-stream": "stream"}
 BUDGET = 1.15
 
 
-def _config(port: int, kind: str) -> dict[str, Any]:
+def _config(port: int, kind: str, state: str | None = None) -> dict[str, Any]:
     config: dict[str, Any] = {
         "providers": {
             "up": {
@@ -53,14 +57,16 @@ def _config(port: int, kind: str) -> dict[str, Any]:
     }
     if kind == "hit":
         config["cache"] = {"backend": "memory://", "ttl": "1h"}
+    if state is not None:
+        config["state"] = state
     return config
 
 
-async def _run(kind: str, count: int) -> None:
+async def _run(kind: str, count: int, state: str | None) -> None:
     from llmroute import AsyncRouter
 
     with running_upstream(chunks=20) as port:
-        async with AsyncRouter(_config(port, kind)) as router:
+        async with AsyncRouter(_config(port, kind, state)) as router:
             create = router.chat.completions.create
             respond = router.responses.create
 
@@ -92,13 +98,13 @@ async def _run(kind: str, count: int) -> None:
                 await one()
 
 
-def _count(kind: str, requests: int) -> int:
+def _count(kind: str, requests: int, state: str | None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "callgrind.out"
         env = {**os.environ, "PYTHONHASHSEED": "0"}
         subprocess.run(
             ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable,
-             __file__, "--child", kind, str(requests)],
+             __file__, "--child", kind, str(requests), *(["--state", state] if state else [])],
             check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         match = re.search(r"^(?:summary|totals): (\d+)", out.read_text(), re.MULTILINE)
@@ -111,15 +117,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--kinds", default=",".join(KINDS))
+    parser.add_argument("--state", help="share health through this Redis URL")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        asyncio.run(_run(args.child[0], int(args.child[1])))
+        asyncio.run(_run(args.child[0], int(args.child[1]), args.state))
         return
-    print(f"instructions per request (callgrind; warm-up {WARMUP}, N = {args.requests})")
+    shared = f"; state: {args.state}" if args.state else ""
+    print(f"instructions per request (callgrind; warm-up {WARMUP}, N = {args.requests}{shared})")
     counted: dict[str, float] = {}
     for kind in args.kinds.split(","):
-        base, loaded = _count(kind, 0), _count(kind, args.requests)
+        base, loaded = _count(kind, 0, args.state), _count(kind, args.requests, args.state)
         counted[kind] = (loaded - base) / args.requests
         line = f"  {kind:16} {counted[kind]:12,.0f}"
         other = COMPARED.get(kind)

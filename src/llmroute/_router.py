@@ -329,8 +329,12 @@ class AsyncRouter:
         """What keeps the router from serving, such as a store it cannot reach (empty: ready).
 
         Each pipeline stage reports through `Stage.check`; the gateway's
-        ``/ready`` answers 503 with these problems.
+        ``/ready`` answers 503 with these problems. With shared state, it also starts
+        listening to the other routers and reads their state (see `degraded` for Redis
+        being lost: not a problem that stops serving).
         """
+        if self._shared is not None:
+            await self._shared.start()
         problems = []
         for stage in self._stages:
             problem = await stage.check()
@@ -510,6 +514,8 @@ class AsyncRouter:
             await self._catalog.aclose()
 
     async def __aenter__(self) -> Self:
+        if self._shared is not None:
+            await self._shared.start()  # knowing the fleet's state before the first request
         return self
 
     async def __aexit__(

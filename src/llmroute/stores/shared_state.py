@@ -189,6 +189,7 @@ class SharedHealth:
         self.channel = f"{config.prefix}:changes"
         self._poll = config.poll_interval
         self._retry = config.retry_interval
+        self._start_limit = config.timeout * 4  # subscribe and read, with room
         self._publish = self.connection.script(_PUBLISH)
         self._read = self.connection.script(_READ)
         self._lease = self.connection.script(_LEASE)
@@ -200,6 +201,7 @@ class SharedHealth:
         self._listening: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._connected = False
+        self._settled: asyncio.Event | None = None  # the listener's first try ended
         self._closed = False
         self.published = self.merged = self.granted = self.denied = 0
         health.listener = self._changed
@@ -226,6 +228,7 @@ class SharedHealth:
             return
         loop = asyncio.get_running_loop()
         self._loop = loop
+        self._settled = asyncio.Event()
         self._listening = loop.create_task(
             _listen(weakref.ref(self), self.connection, self.channel, self._poll, self._retry),
             name="llmroute-shared-state",
@@ -335,10 +338,23 @@ class SharedHealth:
         await asyncio.gather(*(one(k) for k in keys))
 
     def connected(self, up: bool) -> None:
-        """The listener's news: subscribed (publish what waited) or lost."""
+        """The listener's news: subscribed and read (publish what waited), or lost."""
         self._connected = up
+        if self._settled is not None:
+            self._settled.set()
         if up and self._pending:
             self._flush_soon()
+
+    async def start(self) -> None:
+        """Listen on the running loop, and wait (a few Redis timeouts at most) for the first
+        reading of the fleet's state or for Redis to fail: a router started this way takes
+        its first request knowing what the others know."""
+        self.ensure()
+        settled = self._settled
+        if settled is not None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._start_limit):
+                    await settled.wait()
 
     # -------------------------------------------------------------- probes
 
