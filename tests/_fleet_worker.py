@@ -162,6 +162,7 @@ async def outage(job: dict[str, Any], router: AsyncRouter) -> dict[str, Any]:
     await barrier(folder, "degraded", parties)
     while not (folder / "back").exists():
         await asyncio.sleep(0.005)
+
     # Redis is back: the change made during the outage reaches every process
     async def clean() -> bool:
         return not (await ready()).get("degraded")

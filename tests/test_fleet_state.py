@@ -101,11 +101,11 @@ def fleet_config(port: int, state: Any, **health: Any) -> dict[str, Any]:
 def start_fleet(jobs: list[dict[str, Any]], folder: Path) -> list[subprocess.Popen[str]]:
     folder.mkdir(exist_ok=True)
     command = [sys.executable, str(WORKER)]
+    pipes: dict[str, Any] = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
     return [
         subprocess.Popen(
-            [*command, json.dumps({**job, "folder": str(folder), "parties": len(jobs)})],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
+            [*command, json.dumps({**job, "folder": str(folder), "parties": len(jobs)})], **pipes
+        )
         for job in jobs
     ]
 

@@ -295,7 +295,7 @@ class SharedHealth:
 
     def merge(self, target: str, redis_now: float, fields: dict[str, str]) -> None:
         """Take in a target's shared state (times in Redis milliseconds, read at
-        `redis_now`)."""
+        `redis_now`); ValueError when a field is not a number."""
         now = self._clock.monotonic()
 
         def local(name: str) -> float:
@@ -304,24 +304,23 @@ class SharedHealth:
 
         change = HealthChange(
             target, local("open_until"), int(fields.get("opens", "0")), local("closed_at"),
-            local("cooldown_until"), fields.get("error"),
+            local("cooldown_until"), (fields.get("error") or "")[:MAX_ERROR] or None,
         )  # fmt: skip
         if self._health.merge(change, now):
             self.merged += 1
 
     def took_message(self, data: bytes | str) -> None:
-        """Merge one message from the channel (others' changes; our own are skipped)."""
+        """Merge one message from the channel: another router's change to a target this
+        router knows (our own messages, and other targets, are skipped)."""
         try:
             message = json.loads(data)
-            if message["o"] == self.origin:
+            if message["o"] == self.origin or message["k"] not in set(self._targets()):
                 return
             state = message["s"]
             fields = {str(state[i]): str(state[i + 1]) for i in range(0, len(state) - 1, 2)}
-            target, redis_now = str(message["k"]), float(message["t"])
+            self.merge(str(message["k"]), float(message["t"]), fields)
         except (ValueError, KeyError, TypeError, IndexError):
             logger.warning("llmroute state: ignored a malformed message on %s", self.channel)
-            return
-        self.merge(target, redis_now, fields)
 
     async def load(self) -> None:
         """Read every target's shared state and merge it (on connecting, and each poll)."""
@@ -332,8 +331,12 @@ class SharedHealth:
                 lambda: self._read(keys=[self._key(target)])
             )
             fields = {_text(pairs[i]): _text(pairs[i + 1]) for i in range(0, len(pairs) - 1, 2)}
-            if fields:
+            if not fields:
+                return
+            try:
                 self.merge(target, float(redis_now), fields)
+            except ValueError:
+                logger.warning("llmroute state: ignored %s: not llmroute's", self._key(target))
 
         await asyncio.gather(*(one(k) for k in keys))
 
