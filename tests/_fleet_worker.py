@@ -190,7 +190,12 @@ async def outage(job: dict[str, Any], router: AsyncRouter) -> dict[str, Any]:
 async def main(job: dict[str, Any]) -> None:
     router = AsyncRouter(job["config"], env={})
     folder = Path(job["folder"])
-    await router.check()
+    await router.check()  # starts listening to the fleet
+    for _ in range(1000):  # ready as a load balancer would see it: listening (on a busy machine
+        status = await router.shared_state()  # it may take longer than check() waits)
+        if status is not None and status.connected:
+            break
+        await asyncio.sleep(0.01)
     await barrier(folder, "start", job["parties"])
     kinds = {"cooldown": cooldown, "circuit": circuit, "outage": outage}
     try:

@@ -283,3 +283,46 @@ def test_redis_lost_then_back(
     assert first["local"] is True  # it cooled down on its own while Redis was away
     assert [r["local"] for r in found[1:]] == [False] * (PROCESSES - 1)  # the others could not know
     assert first["published"] >= 1
+
+
+# ---------------------------------------------------------------- in one process
+
+
+def test_a_router_whose_redis_is_down_serves_on_its_own_state(tmp_path: Path) -> None:
+    pytest.importorskip("redis", reason="the redis package is not installed")
+    port = free_port()  # nobody listens: connections are refused at once
+    config = {
+        "providers": {"a": {"type": "mock", "text": "on my own"}},
+        "routes": {"chat": {"targets": ["a/m"]}},
+        "state": {
+            "backend": f"redis://127.0.0.1:{port}/0",
+            "timeout": "100ms",
+            "retry_interval": "10s",
+        },
+        "logging": {"store": None},
+    }
+
+    async def run() -> tuple[list[str], list[str], Any, float, Any]:
+        from llmroute import AsyncRouter
+
+        async with AsyncRouter(config, env={}) as router:
+            started = time.monotonic()
+            replies = [
+                await router.chat.completions.create(
+                    model="chat", messages=[{"role": "user", "content": "hi"}]
+                )
+                for _ in range(20)
+            ]
+            took = time.monotonic() - started
+            router.cool_down("a/m", 0.01, "by hand")  # a change that cannot be published
+            await router.drain()  # returns: Redis failed, the change waits
+            status = await router.shared_state()
+            return await router.check(), await router.degraded(), status, took, replies
+
+    problems, degraded, status, took, replies = asyncio.run(run())
+    assert len(replies) == 20 and took < 1.0  # nothing waited on the Redis that is not there
+    assert problems == []  # not a reason to stop serving
+    assert len(degraded) == 1 and degraded[0].startswith("shared state: Redis is unavail")
+    assert status.connected is False and status.problem is not None
+    assert status.pending == 1 and status.published == 0
+    assert status.redis_failures >= 1

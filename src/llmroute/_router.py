@@ -357,7 +357,8 @@ class AsyncRouter:
         problem = await shared.problem()
         if problem is None:
             return []
-        return [f"shared state: {problem}; deciding on this process's own health state"]
+        why = problem.removeprefix("state: ")  # the connection names its purpose
+        return [f"shared state: {why}; deciding on this process's own health state"]
 
     async def analytics(
         self,

@@ -20,7 +20,7 @@ requests remaining until a reset) is cooling down until then: no request is
 sent to it. A later, longer deadline replaces an earlier, shorter one, never
 the reverse, and no cooldown is longer than `max_retry_after`.
 
-With shared state (`llmroute.routing.shared`), the tracker stays the source of
+With shared state (`llmroute.stores.shared_state`), the tracker stays the source of
 every decision: it tells its `listener` when a circuit opens or closes and when
 a cooldown is extended (never for an outcome that changes nothing, so a healthy
 target's requests cost no more), and `merge` takes in what other routers did.
@@ -315,14 +315,6 @@ class HealthTracker:
                     target.cooldown_until, error,
                 )
             )  # fmt: skip
-
-    def change(self, key: str) -> HealthChange:
-        """What `key`'s circuit and cooldown are now, as `listener` is told."""
-        target = self._get(key)
-        return HealthChange(
-            key, target.open_until, target.opens, target.closed_at, target.cooldown_until,
-            target.last_error,
-        )  # fmt: skip
 
     def merge(self, change: HealthChange, now: float) -> bool:
         """Take in another router's `change` (times on this tracker's clock); the later of
