@@ -1,7 +1,7 @@
 """Instructions per request on llmroute's request path, counted with callgrind.
 
     python benchmarks/count_instructions.py [--requests 300] [--kinds chat,stream,hit]
-        [--chunks 20]
+        [--chunks 20] [--state redis://127.0.0.1:6379/0]
 
 For each kind of request (a non-streamed chat completion, a stream of ``--chunks``
 content chunks read to its end, a memory cache hit; ``responses`` and
@@ -18,6 +18,9 @@ Issue 16's budgets: ``responses`` at most 1.15x ``chat`` (PASS or FAIL printed);
 callgrind counts, so for the stream the extra instructions per Responses event (the
 whole stream's difference over the events it delivers) are printed without a verdict;
 ``bench_responses.py`` times the same two streams and gives the verdict in µs.
+
+With ``--state``, the router shares its health through that Redis (the ``state`` section):
+the request path must cost what it costs without it (docs/reliability.md#shared-state).
 
 Needs ``valgrind`` on the PATH. PYTHONHASHSEED is fixed so both runs hash alike.
 """
@@ -48,7 +51,7 @@ BUDGET = 1.15
 PER_EVENT = frozenset({"responses-stream"})
 
 
-def _config(port: int, kind: str) -> dict[str, Any]:
+def _config(port: int, kind: str, state: str | None = None) -> dict[str, Any]:
     config: dict[str, Any] = {
         "providers": {
             "up": {
@@ -62,15 +65,19 @@ def _config(port: int, kind: str) -> dict[str, Any]:
     }
     if kind == "hit":
         config["cache"] = {"backend": "memory://", "ttl": "1h"}
+    if state is not None:
+        config["state"] = state
     return config
 
 
-async def _run(kind: str, count: int, chunks: int, delivered: Path) -> None:
+async def _run(
+    kind: str, count: int, chunks: int, delivered: Path, state: str | None = None
+) -> None:
     from llmroute import AsyncRouter
 
     seen = 0  # what one request delivers: its stream's chunks or events (1 if not streamed)
     with running_upstream(chunks=chunks) as port:
-        async with AsyncRouter(_config(port, kind)) as router:
+        async with AsyncRouter(_config(port, kind, state)) as router:
             create = router.chat.completions.create
             respond = router.responses.create
 
@@ -107,14 +114,15 @@ async def _run(kind: str, count: int, chunks: int, delivered: Path) -> None:
     delivered.write_text(str(seen))
 
 
-def _count(kind: str, requests: int, chunks: int) -> tuple[int, int]:
+def _count(kind: str, requests: int, chunks: int, state: str | None) -> tuple[int, int]:
     """Instructions of the child run, and what its last request delivered."""
     with tempfile.TemporaryDirectory() as tmp:
         out, delivered = Path(tmp) / "callgrind.out", Path(tmp) / "delivered"
         env = {**os.environ, "PYTHONHASHSEED": "0"}
         subprocess.run(
             ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable,
-             __file__, "--child", kind, str(requests), str(chunks), str(delivered)],
+             __file__, "--child", kind, str(requests), str(chunks), str(delivered),
+             *(["--state", state] if state else [])],
             check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         match = re.search(r"^(?:summary|totals): (\d+)", out.read_text(), re.MULTILINE)
@@ -128,11 +136,12 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--kinds", default=",".join(KINDS))
     parser.add_argument("--chunks", type=int, default=20, help="content chunks per stream")
+    parser.add_argument("--state", help="share health through this Redis URL")
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         kind, count, chunks, delivered = args.child
-        asyncio.run(_run(kind, int(count), int(chunks), Path(delivered)))
+        asyncio.run(_run(kind, int(count), int(chunks), Path(delivered), args.state))
         return
     print(
         f"instructions per request (callgrind; warm-up {WARMUP}, N = {args.requests}, "
@@ -140,8 +149,8 @@ def main() -> None:
     )
     counted: dict[str, float] = {}
     for kind in args.kinds.split(","):
-        base, _ = _count(kind, 0, args.chunks)
-        loaded, delivered = _count(kind, args.requests, args.chunks)
+        base, _ = _count(kind, 0, args.chunks, args.state)
+        loaded, delivered = _count(kind, args.requests, args.chunks, args.state)
         counted[kind] = (loaded - base) / args.requests
         line = f"  {kind:16} {counted[kind]:12,.0f}"
         other = COMPARED.get(kind)

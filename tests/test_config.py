@@ -382,3 +382,32 @@ async def test_unknown_model(model: str, expected: str) -> None:
         "model",
     )
     assert expected in str(info.value)
+
+
+# ---------------------------------------------------------------- state (shared health)
+
+
+def test_state_takes_a_url_or_names_a_section_with_redis() -> None:
+    base = {"providers": {"a": {"type": "mock"}}}
+    config = load_config({**base, "state": "redis://127.0.0.1:6379/2"}, env={})
+    assert config.state is not None and config.state.backend == "redis://127.0.0.1:6379/2"
+    assert config.state.prefix == "llmroute:state" and config.state.poll_interval == 5.0
+    limits = {"backend": "redis://limits:6379/0", "rules": []}
+    config = load_config({**base, "rate_limits": limits, "state": {"backend": "rate_limits"}},
+                         env={})  # fmt: skip
+    assert config.state is not None and config.state.backend == "redis://limits:6379/0"
+
+
+@pytest.mark.parametrize(
+    ("state", "extra", "message"),
+    [
+        ("memory://", {}, "shared state needs Redis"),
+        ({"backend": "budgets"}, {}, "which is not configured"),
+        ({"backend": "cache"}, {"cache": {"backend": "memory://"}}, "which uses memory://"),
+        ({"backend": "redis://h/0", "prefix": "a{b}"}, {}, "prefix"),
+        ({"backend": "redis://h/0", "poll": "1s"}, {}, "poll"),
+    ],
+)
+def test_state_refuses_what_cannot_be_shared(state: Any, extra: Any, message: str) -> None:
+    with pytest.raises(llmroute.ConfigError, match=message):
+        load_config({"providers": {"a": {"type": "mock"}}, "state": state, **extra}, env={})

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 
 from llmroute import HealthConfig
-from llmroute.routing.health import HealthTracker
+from llmroute.routing.health import HealthChange, HealthTracker
 
 KEY = "p/m"
+NEVER = float("-inf")
 
 
 def tracker(**config: float) -> HealthTracker:
@@ -128,3 +129,63 @@ def test_a_stale_probe_does_not_close_a_reopened_circuit() -> None:
     assert health.state(KEY, 15.1) == "half_open"
     health.succeeded(KEY, 15.2, newer)
     assert health.state(KEY, 15.2) == "closed"
+
+
+# ---------------------------------------------------------------- shared with other routers
+
+
+def test_the_listener_hears_openings_closes_and_longer_cooldowns_only() -> None:
+    health = tracker()
+    heard: list[HealthChange] = []
+    health.listener = heard.append
+    succeed(health, 0.0, 3)
+    fail(health, 1.0, 3)  # 3 of 6 failed: the error ratio reaches 0.5
+    assert [(c.key, c.open_until, c.opens) for c in heard] == [(KEY, 6.0, 1)]
+    health.cool_down(KEY, 2.0, 10, "RateLimited: slow down")
+    health.cool_down(KEY, 3.0, 1, "RateLimited: shorter")  # changes nothing: not heard
+    assert [c.cooldown_until for c in heard[1:]] == [12.0]
+    assert heard[1].error == "RateLimited: slow down"
+    succeed(health, 12.0)  # the half-open probe closes it
+    assert heard[-1].closed_at == 12.0 and heard[-1].open_until == 6.0
+    count = len(heard)
+    succeed(health, 13.0, 5)  # a healthy target's outcomes change nothing worth sharing
+    assert len(heard) == count
+
+
+def test_a_later_opening_from_elsewhere_opens_here_and_a_later_close_closes() -> None:
+    health = tracker()
+    change = HealthChange(KEY, open_until=8.0, opens=2, closed_at=NEVER, cooldown_until=NEVER,
+                          error="ProviderUnavailable: elsewhere")  # fmt: skip
+    assert health.merge(change, 1.0)
+    assert health.state(KEY, 1.0) == "open" and health.available_at(KEY, 1.0) == 8.0
+    assert health.snapshot(KEY, 1.0).last_error == "ProviderUnavailable: elsewhere"
+    assert not health.merge(change, 2.0)  # the same change again: nothing moves
+    fail(health, 8.5)  # the half-open probe fails here: the count goes on from 2
+    assert health.available_at(KEY, 8.5) == 8.5 + 12  # min(5 * 2**2, max_cooldown 12)
+    closed = HealthChange(KEY, 8.0, 2, closed_at=9.0, cooldown_until=NEVER)
+    assert not health.merge(closed, 9.0)  # a close older than the opening here: ignored
+    later = HealthChange(KEY, 8.0, 2, closed_at=21.0, cooldown_until=NEVER)
+    assert health.merge(later, 21.0)
+    assert health.state(KEY, 21.0) == "closed"
+    fail(health, 22.0, 4)  # a fresh window and count: the first cooldown again
+    assert health.available_at(KEY, 22.0) == 27.0
+
+
+def test_a_cooldown_from_elsewhere_is_capped_and_the_later_wins() -> None:
+    health = tracker(max_retry_after=30)
+    assert health.merge(HealthChange(KEY, NEVER, 0, NEVER, cooldown_until=500.0), 0.0)
+    assert health.available_at(KEY, 0.0) == 30.0
+    assert not health.merge(HealthChange(KEY, NEVER, 0, NEVER, cooldown_until=20.0), 1.0)
+    assert not health.merge(HealthChange(KEY, NEVER, 0, NEVER, cooldown_until=-5.0), 40.0)
+
+
+def test_a_probe_leased_elsewhere_holds_probes_here_until_its_outcome() -> None:
+    health = tracker()
+    fail(health, 0.0, 4)
+    assert health.state(KEY, 5.0) == "half_open"
+    health.probing_elsewhere(KEY, 7.5)
+    assert health.admit(KEY, 5.0) is None
+    assert health.available_at(KEY, 5.0) == 6.0  # polls, but not past the lease's end
+    assert health.available_at(KEY, 7.0) == 7.5
+    probe = health.admit(KEY, 7.5)  # the lease ran out with no outcome: probe from here
+    assert probe is not None and probe.probe

@@ -91,6 +91,8 @@ if TYPE_CHECKING:
     from .pipeline.stream import AsyncChatStream as AsyncChatStream
     from .routing.health import TargetHealth as TargetHealth
     from .routing.stats import TargetStats as TargetStats
+    from .stores.shared_config import SharedStateConfig as SharedStateConfig
+    from .stores.shared_state import SharedStateStatus as SharedStateStatus
 
 
 # Everything but the errors is imported on first use (PEP 562, see `_lazy`), so
@@ -138,6 +140,8 @@ _EXPORTS: dict[str, str] = {
     "RouteConfig": "._config",
     "RouteInfo": "._types",
     "Router": "._sync",
+    "SharedStateConfig": ".stores.shared_config",
+    "SharedStateStatus": ".stores.shared_state",
     "StatsReport": ".observe.analytics",
     "SystemClock": "._clock",
     "TargetConfig": "._config",

@@ -1,7 +1,7 @@
 """The configuration models. Strict: an unknown key is an error that names its path.
 
 The document's top-level keys are `providers`, `routes`, `cache`,
-`rate_limits`, `budgets`, `health`, `logging`, `telemetry`, `responses`,
+`rate_limits`, `budgets`, `health`, `state`, `logging`, `telemetry`, `responses`,
 `experiments`, `prompts` and `server`.
 """
 
@@ -9,7 +9,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from ._config_target import Capability, PriceConfig, TargetConfig
 from ._units import Duration, PositiveDuration, parse_duration
@@ -19,6 +26,7 @@ from .limits.config import BudgetsConfig, RateLimitsConfig
 from .providers import ProviderConfigBase, config_models
 from .responses.config import ResponsesConfig
 from .server.config import ServerConfig
+from .stores.shared_config import SharedStateConfig
 
 __all__ = [
     "Config",
@@ -32,6 +40,7 @@ __all__ = [
     "ResponsesConfig",
     "RetryConfig",
     "RouteConfig",
+    "SharedStateConfig",
     "TargetConfig",
     "TelemetryConfig",
 ]
@@ -258,6 +267,10 @@ class Config(BaseModel):
         cache: the response cache (see `llmroute.cache.CacheConfig`); off when unset.
         rate_limits: rate-limit rules (see `llmroute.limits.RateLimitsConfig`).
         budgets: spending budgets (see `llmroute.limits.BudgetsConfig`).
+        health: circuit breaking and cooldowns (see `HealthConfig`).
+        state: circuit state and cooldowns shared through Redis with every router
+            naming the same Redis (see `llmroute.stores.shared_config.SharedStateConfig`);
+            each router's own when unset.
         logging: the request log (see `LoggingConfig`); no store when unset.
         telemetry: OpenTelemetry traces and metrics (see `TelemetryConfig`).
         responses: the Responses API's conversation state (see
@@ -276,6 +289,7 @@ class Config(BaseModel):
     rate_limits: RateLimitsConfig | None = None
     budgets: BudgetsConfig | None = None
     health: HealthConfig = Field(default_factory=HealthConfig)
+    state: SharedStateConfig | None = None
     logging: LoggingConfig | None = None
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
     responses: ResponsesConfig = Field(default_factory=ResponsesConfig)
@@ -290,3 +304,19 @@ class Config(BaseModel):
             if "/" in name or not name:
                 raise ValueError(f"name {name!r} must be non-empty and contain no '/'")
         return value
+
+    @model_validator(mode="after")
+    def _state_backend(self) -> Config:
+        """`state.backend` naming a section: that section's Redis URL."""
+        state = self.state
+        if state is None or "://" in state.backend:
+            return self
+        section = getattr(self, state.backend)
+        url = section.backend if section is not None else None
+        if url is None or url.startswith("memory://"):
+            raise ValueError(
+                f"state.backend: {state.backend!r} names the Redis of the {state.backend} "
+                f"section, which {'uses memory://' if url else 'is not configured'}"
+            )
+        state.backend = url
+        return self

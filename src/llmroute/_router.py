@@ -49,6 +49,7 @@ from .routing.rate_limits import RateLimitBoard
 from .routing.select import Selector
 from .routing.stats import LiveStats, TargetStats
 from .routing.strategies import Strategy
+from .stores.shared_state import SharedHealth, SharedStateStatus
 
 if TYPE_CHECKING:
     import anthropic
@@ -132,6 +133,13 @@ class AsyncRouter:
         self._rate_limits = RateLimitBoard()
         selector = Selector(self._stats, prices, rng, self._rate_limits)
         driver = AttemptDriver(self._clock, rng, self._health, self._stats, selector)
+        self._shared: SharedHealth | None = None
+        if self.config.state is not None:
+            catalog = self._catalog
+            self._shared = driver.shared = SharedHealth(
+                self.config.state, self._health, self._clock,
+                lambda: [t.key for t in catalog.targets()],
+            )  # fmt: skip
         self._stages: list[Stage] = []
         # first: its before() runs before any stage may answer or refuse the request
         self._recorder = Recorder(
@@ -216,6 +224,15 @@ class AsyncRouter:
         now = self._clock.monotonic()
         return {t.key: self._health.snapshot(t.key, now) for t in self._catalog.targets()}
 
+    async def shared_state(self) -> SharedStateStatus | None:
+        """How the health shared through Redis (the `state` section) is doing: listening or
+        not, why Redis cannot be used (a PING is sent), and the counters; None without
+        shared state. See docs/reliability.md#shared-state."""
+        shared = self._shared
+        if shared is None:
+            return None
+        return shared.status(await shared.problem())
+
     def stats(self) -> dict[str, TargetStats]:
         """Each known target's live statistics: requests in flight, latency percentiles and
         moving averages, error ratio, and the provider's last reported rate limits."""
@@ -290,9 +307,11 @@ class AsyncRouter:
 
     async def drain(self) -> None:
         """Wait for the writes the cache, rate limits and budgets run off the request's path
-        (stores and reconciliations sent to Redis), as `aclose` does; `flush` is the
-        recorder's."""
+        (stores and reconciliations sent to Redis, health changes shared), as `aclose` does;
+        `flush` is the recorder's."""
         await self._configured.drain()
+        if self._shared is not None:
+            await self._shared.drain()
 
     def shadow_status(self) -> dict[str, ShadowStatus]:
         """Each experiment with shadow traffic: its shadow copies' counters (running,
@@ -310,8 +329,12 @@ class AsyncRouter:
         """What keeps the router from serving, such as a store it cannot reach (empty: ready).
 
         Each pipeline stage reports through `Stage.check`; the gateway's
-        ``/ready`` answers 503 with these problems.
+        ``/ready`` answers 503 with these problems. With shared state, it also starts
+        listening to the other routers and reads their state (see `degraded` for Redis
+        being lost: not a problem that stops serving).
         """
+        if self._shared is not None:
+            await self._shared.start()
         problems = []
         for stage in self._stages:
             problem = await stage.check()
@@ -322,6 +345,20 @@ class AsyncRouter:
             if problem:
                 problems.append(f"responses store: {problem}")
         return problems
+
+    async def degraded(self) -> list[str]:
+        """What works, but not as configured (empty: everything). Today: health shared
+        through Redis (`state`) while Redis cannot be reached, when each router decides on
+        its own state. The gateway's ``/ready`` reports these and still answers 200: a load
+        balancer must not take every replica out because the state they share is down."""
+        shared = self._shared
+        if shared is None:
+            return []
+        problem = await shared.problem()
+        if problem is None:
+            return []
+        why = problem.removeprefix("state: ")  # the connection names its purpose
+        return [f"shared state: {why}; deciding on this process's own health state"]
 
     async def analytics(
         self,
@@ -473,9 +510,13 @@ class AsyncRouter:
                 await stage.aclose()
             if self._responses_store is not None:
                 await self._responses_store.aclose()
+            if self._shared is not None:
+                await self._shared.aclose()
             await self._catalog.aclose()
 
     async def __aenter__(self) -> Self:
+        if self._shared is not None:
+            await self._shared.start()  # knowing the fleet's state before the first request
         return self
 
     async def __aexit__(

@@ -53,6 +53,7 @@ if TYPE_CHECKING:
     from .limits.stats import LimitStats
     from .observe.analytics import StatsReport
     from .observe.feedback import Feedback
+    from .stores.shared_state import SharedStateStatus
 
 __all__ = ["ChatStream", "Router"]
 
@@ -323,6 +324,10 @@ class Router:
     def health(self) -> dict[str, TargetHealth]:
         """Each known target's health (see `AsyncRouter.health`)."""
         return self._portal.run(self._async.health)
+
+    def shared_state(self) -> SharedStateStatus | None:
+        """How the health shared through Redis is doing (see `AsyncRouter.shared_state`)."""
+        return self._portal.call(self._async.shared_state)
 
     def stats(self) -> dict[str, TargetStats]:
         """Each known target's live statistics (see `AsyncRouter.stats`)."""

@@ -22,7 +22,9 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -31,6 +33,7 @@ from opentelemetry import metrics, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from .record import RequestRecord
+from .sampling import Decider
 
 if TYPE_CHECKING:
     from opentelemetry.context import Context
@@ -52,6 +55,8 @@ DURATION_BUCKETS = tuple(0.01 * 2**i for i in range(14))
 TOKEN_BUCKETS = tuple(float(4**i) for i in range(14))
 
 _Attributes = dict[str, Any]
+#: The parameters of a request whose span is not kept (none are read).
+_NOTHING: Mapping[str, Any] = MappingProxyType({})
 #: Seconds `Telemetry.active` keeps its answer.
 _RECHECK = 1.0
 
@@ -104,33 +109,61 @@ class Telemetry:
             explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
         )  # fmt: skip
         self._servers: dict[str, tuple[str, str | None, int | None]] = {}
-        self._active, self._active_until = False, float("-inf")
         self._own_tracer = tracer_provider is not None
         self._own_meter = meter_provider is not None
+        self._decider = Decider.of(self._tracer) if self._own_tracer else None
+        self._global: object = None  # the global tracer provider our tracer comes from
+        self._active = self._metering = False
+        self._tracing = self._own_tracer
+        self._active_until = float("-inf")
 
     def tracing(self) -> bool:
         """Whether spans are recorded: an SDK's tracer provider is given or installed."""
-        if self._own_tracer:
-            return True
-        provider = trace.get_tracer_provider()
-        return not isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider)
+        self.active()
+        return self._tracing
 
     def active(self) -> bool:
         """Whether anything receives spans or metrics (otherwise records need not be built).
 
-        Asked at the end of every request, so the answer is kept for a second: an
-        SDK installed globally after the router started is noticed within that.
+        Asked on every request, so the answer is kept for a second: an SDK
+        installed globally after the router started is noticed within that.
         """
         now = time.monotonic()
         if now < self._active_until:
             return self._active
-        self._active = (
-            self._own_meter
-            or self.tracing()
-            or not isinstance(metrics.get_meter_provider(), _NO_METERS)
-        )
+        if not self._own_tracer:
+            self._follow_global_tracer()
+        self._metering = self._own_meter or not isinstance(metrics.get_meter_provider(), _NO_METERS)
+        self._active = self._tracing or self._metering
         self._active_until = now + _RECHECK
         return self._active
+
+    def _follow_global_tracer(self) -> None:
+        provider = trace.get_tracer_provider()
+        if provider is self._global:
+            return
+        self._global = provider
+        self._tracing = not isinstance(
+            provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider
+        )
+        if self._tracing:  # our own tracer of the SDK's, so its sampling can be decided early
+            self._tracer = provider.get_tracer("llmroute", _version())
+            self._decider = Decider.of(self._tracer)
+        else:
+            self._decider = None
+
+    def decide(self, parent: Context | None) -> int | None:
+        """Whether this request's span will be kept, decided when the request starts.
+
+        Returns 0 when no span will be kept (nothing is built for it), the kept
+        span's trace id when the sampler could be asked early, and None when the
+        SDK's sampler decides as the span starts (a sampler that may read the
+        span's attributes; see `llmroute.observe.sampling`).
+        """
+        if not self.active() or not self._tracing:
+            return 0
+        decider = self._decider
+        return decider.decide(parent) if decider is not None else None
 
     @staticmethod
     def caller_context() -> Context:
@@ -154,12 +187,21 @@ class Telemetry:
 
     # -------------------------------------------------------------- emitting
 
-    @staticmethod
-    def prepare(ctx: RequestContext, parent: Context | None) -> Prepared:
-        """What the spans need from the request itself, read when it ends (cheap)."""
+    def prepare(
+        self, ctx: RequestContext, parent: Context | None, trace_id: int | None
+    ) -> Prepared | None:
+        """What the span and metrics need from the request itself, read when it ends (cheap).
+
+        None when nothing would be emitted: the span was not sampled (`decide`
+        gave 0) and no meter reads the metrics.
+        """
+        if trace_id == 0 and not self._metering:
+            return None
         fallback = ctx.route.targets[0].provider.name if ctx.route.targets else None
+        if trace_id == 0:
+            return Prepared(parent, _NOTHING, fallback, None, 0)
         tools = ctx.request.__dict__.get("tools")  # embeddings requests have none
-        return Prepared(parent, request_parameters(ctx), fallback, tools)
+        return Prepared(parent, request_parameters(ctx), fallback, tools, trace_id)
 
     def emit(self, record: RequestRecord, prepared: Prepared) -> None:
         """The record's span (with its attempts as children) and metric points."""
@@ -177,14 +219,25 @@ class Telemetry:
         if port is not None:
             base["server.port"] = port
         error_type = record.error_type if record.status == "error" else None
-        self._metrics(record, base, error_type)
+        if self._metering:
+            self._metrics(record, base, error_type)
+        trace_id = prepared.trace_id
+        if trace_id == 0:
+            return
         start = _ns(record.started_at)
         end = _ns(record.ended_at if record.ended_at is not None else record.started_at)
         parent = prepared.parent
-        span = self._tracer.start_span(
-            f"{base['gen_ai.operation.name']} {record.request_model}", context=parent,
-            kind=SpanKind.CLIENT, attributes=base, start_time=start,
-        )  # fmt: skip
+        decider = self._decider if trace_id is not None else None
+        if decider is not None:
+            decider.hand(trace_id)  # type: ignore[arg-type]
+        try:
+            span = self._tracer.start_span(
+                f"{base['gen_ai.operation.name']} {record.request_model}", context=parent,
+                kind=SpanKind.CLIENT, attributes=base, start_time=start,
+            )  # fmt: skip
+        finally:
+            if decider is not None:
+                decider.hand(0)  # unused when the parent gave the trace id
         if span.is_recording():
             span.set_attributes(prepared.parameters)
             span.set_attributes(_response_attributes(record))
@@ -254,12 +307,14 @@ class Prepared:
         parameters: the ``gen_ai.request.*`` attributes.
         fallback: the provider named on the span when no attempt was made.
         tools: the request's tool definitions (for content capture).
+        trace_id: as `Telemetry.decide` gave it (0: metrics only).
     """
 
     parent: Context | None
-    parameters: _Attributes
+    parameters: Mapping[str, Any]
     fallback: str | None
     tools: Any = None
+    trace_id: int | None = None
 
 
 def request_parameters(ctx: RequestContext) -> _Attributes:

@@ -230,19 +230,29 @@ class Recorder(Stage):
         if capture is None:
             capture = self._capture
         telemetry = self._telemetry
-        parent = telemetry.caller_context() if telemetry is not None else None
-        ctx.state[_STATE] = (capture, parent)
-        if capture or (ctx.stream and parent is not None and telemetry.tracing()):  # type: ignore[union-attr]
-            ctx.keep_chunks = True  # for the completion and the finish reasons
+        keep_chunks = capture  # for the completion and the finish reasons
+        if telemetry is None:
+            ctx.state[_STATE] = (capture, None, 0)
+        else:
+            parent = telemetry.caller_context()
+            trace_id = telemetry.decide(parent)  # taken now: an unsampled request builds no span
+            ctx.state[_STATE] = (capture, parent, trace_id)
+            keep_chunks = keep_chunks or (ctx.stream and trace_id != 0)
+        if keep_chunks:
+            ctx.keep_chunks = True
         if self._hooks["request_start"]:
             await self._call_hooks("request_start", start_record(ctx))
         return None
 
     async def after(self, ctx: RequestContext, outcome: Outcome) -> None:
-        if not self._active:
-            telemetry = self._telemetry
-            if telemetry is None or not telemetry.active():
-                return  # nothing would receive the record
+        telemetry = self._telemetry
+        state: Any = ctx.state.get(_STATE)
+        capture, parent, trace_id = state if isinstance(state, tuple) else (self._capture, None, 0)
+        prepared = None
+        if telemetry is not None:
+            prepared = telemetry.prepare(ctx, parent, trace_id)
+        if prepared is None and not self._active:
+            return  # nothing would receive the record
         queue = self._queue
         if self._closed or len(queue) >= self._queue_size:
             self._dropped += 1
@@ -253,7 +263,7 @@ class Recorder(Stage):
                 )  # fmt: skip
             return
         try:
-            queue.append(self._pending(ctx, outcome))
+            queue.append(self._pending(ctx, outcome, capture, prepared))
         except Exception:
             self._failed += 1
             logger.exception("llmroute recorder: could not record request %s",
@@ -268,7 +278,9 @@ class Recorder(Stage):
             if not full.is_set():
                 full.set()
 
-    def _pending(self, ctx: RequestContext, outcome: Outcome) -> _Pending:
+    def _pending(
+        self, ctx: RequestContext, outcome: Outcome, capture: bool, prepared: Prepared | None
+    ) -> _Pending:
         """The queued form of a finished request.
 
         The record is built now (copying fields: microseconds) so that the
@@ -280,11 +292,7 @@ class Recorder(Stage):
         serialised by the worker.
         """
         record = build_record(ctx, outcome, self._clock.monotonic())
-        state: Any = ctx.state.get(_STATE)
-        capture, parent = state if isinstance(state, tuple) else (self._capture, None)
         content = (ctx.request, outcome) if capture else None
-        telemetry = self._telemetry
-        prepared = telemetry.prepare(ctx, parent) if telemetry is not None else None
         return record, ctx.info, content, prepared
 
     # -------------------------------------------------------------- the background task

@@ -14,7 +14,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 import anyio
 
@@ -42,6 +42,9 @@ from ..routing.plan import AttemptPlan, Order, Try, Wait
 from ..routing.select import RequestFacts, Selector
 from ..routing.stats import LiveStats
 from .exchange import Exchange, send_attempt
+
+if TYPE_CHECKING:
+    from ..stores.shared_state import ProbeLease, SharedHealth
 
 __all__ = ["AttemptDriver", "Served"]
 
@@ -136,6 +139,8 @@ class AttemptDriver:
         self.selector = selector
         #: The rate limits providers reported (the selector's board: one per router).
         self.limits = selector.limits
+        #: The fleet's shared health (the `state` section), or None: this router's alone.
+        self.shared: SharedHealth | None = None
 
     async def run(
         self,
@@ -217,6 +222,8 @@ class AttemptDriver:
     ) -> None:
         """Order `route`'s targets for the plan (its strategy, at `now`); the first
         route ordered explains the request's selection."""
+        if self.shared is not None:
+            self.shared.ensure()  # listening to the fleet's changes on this loop
         selection = self.selector.select(route, facts, now)
         if not info.has_reason:
             info.set_reason(route.config.strategy, selection.reason)
@@ -358,17 +365,22 @@ class AttemptDriver:
         if admission is None:
             raise _Unavailable(key)
         provider = target.provider
+        route = plan_route.config
+        limit = min(deadline - now, route.attempt_timeout or provider.attempt_timeout)
+        lease = None
+        if admission.probe:  # the time it takes counts in the attempt's
+            lease = await self._probe_lease(key, admission, limit)
         record = AttemptInfo(key, provider.name, target.model, step.kind)
         record.circuit, record.started = admission.state, now
         info.attempts.append(record)
-        route = plan_route.config
-        limit = min(deadline - now, route.attempt_timeout or provider.attempt_timeout)
-        if not exchange.stream:
-            timeouts = provider.whole_timeouts  # bounded as a whole by `limit`
-        elif route.idle_timeout is not None:
-            timeouts = Timeouts(connect=provider.timeouts.connect, read=route.idle_timeout)
-        else:
-            timeouts = provider.timeouts
+        # a whole answer is bounded as a whole by `limit`; a stream's reads by the idle timeout
+        timeouts = (
+            provider.whole_timeouts
+            if not exchange.stream
+            else provider.timeouts
+            if route.idle_timeout is None
+            else Timeouts(connect=provider.timeouts.connect, read=route.idle_timeout)
+        )
         known_limits = self.limits.report(key)
         stats.started(key)
         try:
@@ -411,11 +423,32 @@ class AttemptDriver:
             stats.ended(key)
             if self.limits.report(key) is not known_limits:
                 self._respect_limits(target, clock.monotonic())
+            if lease is not None:
+                # sent after the outcome the tracker publishes (succeeded() below, or the
+                # failure already reported): the next prober learns the outcome first
+                lease.end()
         ended = clock.monotonic()
         record.latency_s = ended - now
         health.succeeded(key, ended, admission)
         stats.latency(key, record.latency_s)
         return value, record
+
+    async def _probe_lease(self, key: str, admission: Admission, limit: float) -> ProbeLease | None:
+        """The fleet's lease for a half-open probe of `key`, held for the attempt's `limit`;
+        None without shared state or when Redis cannot be asked (the local bound applies).
+        Raises `_Unavailable` when other routers hold every lease."""
+        shared = self.shared
+        if shared is None:
+            return None
+        try:
+            lease = await shared.probe(key, self.health.config.half_open_probes, limit)
+        except BaseException:
+            self.health.released(key, admission)
+            raise
+        if lease is False:
+            self.health.released(key, admission)
+            raise _Unavailable(key)
+        return lease
 
     def _report_failure(
         self, target: Target, admission: Admission, error: ProviderError, now: float

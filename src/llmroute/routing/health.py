@@ -19,16 +19,22 @@ Independently, a target that answered 429 with a delay (or reported zero
 requests remaining until a reset) is cooling down until then: no request is
 sent to it. A later, longer deadline replaces an earlier, shorter one, never
 the reverse, and no cooldown is longer than `max_retry_after`.
+
+With shared state (`llmroute.stores.shared_state`), the tracker stays the source of
+every decision: it tells its `listener` when a circuit opens or closes and when
+a cooldown is extended (never for an outcome that changes nothing, so a healthy
+target's requests cost no more), and `merge` takes in what other routers did.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
 from .._config import HealthConfig
 
-__all__ = ["Admission", "CircuitState", "HealthTracker", "TargetHealth"]
+__all__ = ["Admission", "CircuitState", "HealthChange", "HealthTracker", "TargetHealth"]
 
 CircuitState = Literal["closed", "open", "half_open"]
 _BUCKETS = 10
@@ -68,6 +74,34 @@ class Admission:
     state: CircuitState
     probe: bool
     generation: int = 0
+
+
+@dataclass(slots=True, frozen=True)
+class HealthChange:
+    """What one target's circuit and cooldown are, to share with other routers.
+
+    Times are seconds on the tracker's clock (the event loop's); ``-inf`` means never.
+    The later of two values wins when changes are merged, so a change can be applied
+    twice, late, or out of order.
+
+    Attributes:
+        key: the target (``provider/model``).
+        open_until: when the target's latest circuit opening ends.
+        opens: how many times in a row it has opened (its cooldown doubles with each).
+        closed_at: when a probe's success last closed the circuit.
+        cooldown_until: when its Retry-After (or rate-limit reset) cooldown ends.
+        error: the error that caused the change, if any.
+    """
+
+    key: str
+    open_until: float
+    opens: int
+    closed_at: float
+    cooldown_until: float
+    error: str | None = None
+
+
+_NEVER = float("-inf")
 
 
 class _Window:
@@ -116,7 +150,9 @@ class _TargetHealthState:
     """One target's circuit, its rolling window and its Retry-After cooldown."""
 
     __slots__ = (
+        "closed_at",
         "cooldown_until",
+        "elsewhere_until",
         "epoch",
         "last_error",
         "open_until",
@@ -129,7 +165,9 @@ class _TargetHealthState:
     def __init__(self, span: float) -> None:
         self.state: CircuitState = "closed"
         self.window = _Window(span)
-        self.open_until = 0.0
+        self.open_until = _NEVER
+        self.closed_at = _NEVER
+        self.elsewhere_until = _NEVER  # another router's half-open probe holds the lease
         self.opens = 0
         self.probes = 0
         self.cooldown_until = 0.0
@@ -143,6 +181,8 @@ class HealthTracker:
     def __init__(self, config: HealthConfig) -> None:
         self.config = config
         self._targets: dict[str, _TargetHealthState] = {}
+        #: Told of every change worth sharing (an opening, a close, a longer cooldown).
+        self.listener: Callable[[HealthChange], None] | None = None
 
     def _get(self, key: str) -> _TargetHealthState:
         target = self._targets.get(key)
@@ -170,9 +210,14 @@ class HealthTracker:
         ready = max(now, target.cooldown_until)
         if target.state == "open":
             ready = max(ready, target.open_until)
-        elif target.state == "half_open" and target.probes >= self.config.half_open_probes:
+        elif target.state == "half_open" and (
+            target.probes >= self.config.half_open_probes or now < target.elsewhere_until
+        ):
             # a probe is in flight; the earliest news is when it ends: poll shortly
-            ready = max(ready, now + min(self.config.cooldown, 1.0))
+            soon = now + min(self.config.cooldown, 1.0)
+            if target.probes < self.config.half_open_probes:
+                soon = min(soon, target.elsewhere_until)  # another router's, leased until then
+            ready = max(ready, soon)
         return ready
 
     def state(self, key: str, now: float) -> CircuitState:
@@ -190,7 +235,7 @@ class HealthTracker:
         if now < target.cooldown_until or target.state == "open":
             return None
         if target.state == "half_open":
-            if target.probes >= self.config.half_open_probes:
+            if target.probes >= self.config.half_open_probes or now < target.elsewhere_until:
                 return None
             target.probes += 1
             return Admission("half_open", probe=True, generation=target.epoch)
@@ -209,6 +254,8 @@ class HealthTracker:
                 target.state = "closed"
                 target.opens = 0
                 target.window.clear()
+                target.closed_at = now
+                self._changed(key, target, None)
         target.window.add(now, True)
 
     def failed(self, key: str, now: float, admission: Admission, error: str) -> None:
@@ -220,7 +267,7 @@ class HealthTracker:
                 return  # a stale probe: the circuit has re-opened since
             target.probes = max(0, target.probes - 1)
             if target.state == "half_open":
-                self._open(target, now)
+                self._open(key, target, now)
             return
         target.window.add(now, False)
         if target.state != "closed":
@@ -228,7 +275,7 @@ class HealthTracker:
         requests, failures = target.window.counts(now)
         config = self.config
         if requests >= config.min_requests and failures >= config.error_threshold * requests:
-            self._open(target, now)
+            self._open(key, target, now)
 
     def released(self, key: str, admission: Admission) -> None:
         """An admitted attempt ended without an outcome that says anything (cancelled)."""
@@ -237,7 +284,7 @@ class HealthTracker:
             if admission.generation == target.epoch:
                 target.probes = max(0, target.probes - 1)
 
-    def _open(self, target: _TargetHealthState, now: float) -> None:
+    def _open(self, key: str, target: _TargetHealthState, now: float) -> None:
         config = self.config
         target.opens += 1
         target.epoch += 1
@@ -245,14 +292,72 @@ class HealthTracker:
         target.state = "open"
         target.open_until = now + cooldown
         target.probes = 0
+        target.elsewhere_until = _NEVER
+        self._changed(key, target, target.last_error)
 
     def cool_down(self, key: str, now: float, seconds: float, reason: str) -> None:
         """Send `key` no traffic for `seconds` (capped); a shorter deadline never wins."""
         target = self._get(key)
         until = now + min(max(seconds, 0.0), self.config.max_retry_after)
+        target.last_error = reason
         if until > target.cooldown_until:
             target.cooldown_until = until
-        target.last_error = reason
+            self._changed(key, target, reason)
+
+    # -------------------------------------------------------------- sharing
+
+    def _changed(self, key: str, target: _TargetHealthState, error: str | None) -> None:
+        listener = self.listener
+        if listener is not None:
+            listener(
+                HealthChange(
+                    key, target.open_until, target.opens, target.closed_at,
+                    target.cooldown_until, error,
+                )
+            )  # fmt: skip
+
+    def merge(self, change: HealthChange, now: float) -> bool:
+        """Take in another router's `change` (times on this tracker's clock); the later of
+        each value wins, capped as this tracker would cap its own. Whether anything changed.
+
+        A later opening opens the circuit here too (it half-opens when its time has come);
+        a close later than every opening closes it. Probes in flight here become stale.
+        The listener is not told: the change came from where it would be told to.
+        """
+        target = self._get(change.key)
+        config = self.config
+        moved = False
+        cooldown = min(change.cooldown_until, now + config.max_retry_after)
+        if cooldown > target.cooldown_until and cooldown > now:
+            target.cooldown_until = cooldown
+            moved = True
+        opened = min(change.open_until, now + config.max_cooldown)
+        if opened > target.open_until and opened > target.closed_at:
+            target.open_until = opened
+            target.opens = max(target.opens, change.opens)
+            target.state = "open"  # `_refresh` half-opens it when the time has come
+            target.epoch += 1
+            target.probes = 0
+            target.elsewhere_until = _NEVER
+            moved = True
+        if change.closed_at > target.closed_at and change.closed_at >= target.open_until:
+            target.closed_at = change.closed_at
+            if target.state != "closed":
+                target.state = "closed"
+                target.opens = 0
+                target.window.clear()
+                target.epoch += 1
+                target.probes = 0
+                moved = True
+        if moved and change.error:
+            target.last_error = change.error
+        return moved
+
+    def probing_elsewhere(self, key: str, until: float) -> None:
+        """Another router holds `key`'s half-open probe lease until `until`: send no probe
+        from here before then (its outcome, merged, closes or re-opens the circuit)."""
+        target = self._get(key)
+        target.elsewhere_until = max(target.elsewhere_until, until)
 
     # -------------------------------------------------------------- reporting
 

@@ -180,6 +180,7 @@ class RedisConnection:
                     if isinstance(exc, AttributeError | TypeError) and not _from_redis_py(exc):
                         raise  # a bug of ours, not an outage
                     self._failed(exc)
+                    await self._forget_idle()
                     raise RedisUnavailable(
                         f"{self.purpose}: Redis is unavailable: {exc!r}"
                     ) from exc
@@ -189,6 +190,7 @@ class RedisConnection:
         if self._down:
             self._down = False
             logger.warning("llmroute %s: Redis is reachable again", self.purpose)
+            await self._forget_idle()  # any left from before the outage
         return result
 
     def _admit(self) -> bool:
@@ -264,6 +266,16 @@ class RedisConnection:
                 "llmroute %s: Redis is unavailable (%r); going on without it by the "
                 "section's policy, trying again in %gs", self.purpose, exc, self._retry_interval,
             )  # fmt: skip
+
+    async def _forget_idle(self) -> None:
+        """Disconnect the pool's idle connections after a failure and after an outage: if Redis
+        went away, they point at a server that is gone, and with retries off redis-py fails
+        the first command on each once it is back (a failure per pooled connection, each
+        logged as a new outage)."""
+        pool = getattr(self.client, "connection_pool", None)  # a cluster client has none
+        if pool is not None:
+            with contextlib.suppress(*self._errors):
+                await pool.disconnect(inuse_connections=False)
 
     async def problem(self) -> str | None:
         """Why Redis cannot be used right now (a PING fails), or None."""

@@ -22,19 +22,31 @@ async def health(request: GatewayRequest) -> None:
 
 
 async def ready(request: GatewayRequest) -> None:
-    """Readiness: started, not stopping, and every store of the router reachable (else 503)."""
+    """Readiness: started, not stopping, and every store of the router reachable (else 503).
+
+    What works in a degraded way (`AsyncRouter.degraded`: shared health state while its
+    Redis is lost) is listed under ``degraded`` without failing readiness: every replica
+    shares that Redis, and a load balancer must not take them all out because it is down.
+    """
     gateway = request.gateway
     problems: list[str] = []
+    degraded: list[str] = []
     if gateway.state != "ready":
         problems.append(f"the gateway is {gateway.state}")
     else:
+        router = gateway.router
         try:
             async with asyncio.timeout(READY_TIMEOUT):
-                problems = await gateway.router.check()
+                problems = await router.check()
+                degraded = await router.degraded()
         except TimeoutError:
             problems = [f"the router's stores did not answer within {READY_TIMEOUT:g}s"]
     status = 503 if problems else 200
-    body = {"status": "unavailable", "problems": problems} if problems else {"status": "ready"}
+    body: dict[str, object] = (
+        {"status": "unavailable", "problems": problems} if problems else {"status": "ready"}
+    )
+    if degraded:
+        body["degraded"] = degraded
     await send_json(request, json.dumps(body).encode(), status=status)
 
 

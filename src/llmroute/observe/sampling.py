@@ -1,0 +1,114 @@
+"""The span sampling decision, taken when a request starts, so an unsampled one builds nothing.
+
+The OpenTelemetry SDK decides whether a span is kept inside ``start_span``, by
+which time the caller has built the span's name and attribute dictionaries; a
+request that no sampler keeps would pay for them (and for the non-recording
+span object) on every request. `Decider` takes the same decision first, with
+the SDK's own sampler and id generator: it draws the trace id the SDK would
+draw (or takes the parent's) and asks the sampler. A dropped request then
+builds no span and no attributes at all. A kept one is started with that very
+trace id (the tracer's id generator is wrapped to hand it over once, per
+thread), so the SDK's sampler, asked again inside ``start_span``, gives the
+same answer: the decision is the SDK's, taken once.
+
+Only samplers whose answer depends on nothing but the parent context and the
+trace id are decided early: the SDK's ``AlwaysOn``/``AlwaysOff``,
+``TraceIdRatioBased`` and ``ParentBased`` over those (told apart by their home
+module and public descriptions: a sampler of another module inside ``ParentBased``
+that describes itself as one of these is taken at its word). Any other sampler
+may look at the span's name or attributes, so it is asked by the SDK as usual,
+with everything built.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
+
+if TYPE_CHECKING:
+    from opentelemetry.context import Context
+
+__all__ = ["Decider"]
+
+#: The SDK's samplers that read only the parent and the trace id.
+_PLAIN = re.compile(r"AlwaysOnSampler|AlwaysOffSampler|TraceIdRatioBased\{[^{}]*\}")
+_PARENT_BASED = re.compile(
+    r"ParentBased\{root:S,remoteParentSampled:S,remoteParentNotSampled:S,"
+    r"localParentSampled:S,localParentNotSampled:S\}"
+)
+_SDK_SAMPLERS = "opentelemetry.sdk.trace.sampling"
+
+
+def decided_early(sampler: Any) -> bool:
+    """Whether a sampler's answer depends only on the parent context and the trace id."""
+    if type(sampler).__module__ != _SDK_SAMPLERS:
+        return False
+    try:
+        described = _PLAIN.sub("S", sampler.get_description())
+    except Exception:  # a sampler whose description cannot be read is asked as usual
+        return False
+    return described == "S" or _PARENT_BASED.fullmatch(described) is not None
+
+
+class _HandedIds:
+    """A tracer's id generator that gives, once per thread, the trace id handed to it."""
+
+    def __init__(self, ids: Any) -> None:
+        self.ids = ids
+        self._next = threading.local()
+
+    def hand(self, trace_id: int) -> None:
+        self._next.trace_id = trace_id
+
+    def generate_trace_id(self) -> int:
+        trace_id: int = getattr(self._next, "trace_id", 0)
+        if trace_id:
+            self._next.trace_id = 0
+            return trace_id
+        return int(self.ids.generate_trace_id())
+
+    def generate_span_id(self) -> int:
+        return int(self.ids.generate_span_id())
+
+    def is_trace_id_random(self) -> bool:
+        random = getattr(self.ids, "is_trace_id_random", None)
+        return bool(random()) if random is not None else False
+
+
+class Decider:
+    """The early sampling decision for one SDK tracer (see the module's docstring).
+
+    Build it with `Decider.of`, which answers None for a tracer it cannot decide
+    for (not the SDK's, or a sampler that may read more than the trace id).
+    """
+
+    def __init__(self, tracer: Any, ids: _HandedIds) -> None:
+        self._sampler = tracer.sampler
+        self._ids = ids
+
+    @classmethod
+    def of(cls, tracer: Any) -> Decider | None:
+        """A decider for an SDK tracer, whose id generator it wraps; None when it cannot decide."""
+        sampler = getattr(tracer, "sampler", None)
+        ids = getattr(tracer, "id_generator", None)
+        if sampler is None or ids is None or not decided_early(sampler):
+            return None
+        if not isinstance(ids, _HandedIds):
+            ids = _HandedIds(ids)
+            tracer.id_generator = ids
+        return cls(tracer, ids)
+
+    def decide(self, parent: Context | None) -> int:
+        """The trace id of a kept span with this parent, or 0 when the span would be dropped."""
+        span = trace.get_current_span(parent).get_span_context()
+        trace_id = span.trace_id if span.is_valid else self._ids.generate_trace_id()
+        result = self._sampler.should_sample(parent, trace_id, "", SpanKind.CLIENT)
+        return trace_id if result.decision.is_recording() else 0
+
+    def hand(self, trace_id: int) -> None:
+        """Make this thread's next span start with this (already sampled) trace id."""
+        self._ids.hand(trace_id)
