@@ -1,6 +1,6 @@
 """A request log with known contents, for the dashboard's API and browser tests.
 
-`seed` writes `records` (made relative to `now`) through `SqliteStore.write`,
+`seed` writes `records` (made relative to `now`) through the store's `write`,
 the path a router's records take; the tests compute what the dashboard must
 show from the same list.
 """
@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from llmroute._types import TokenUsage
-from llmroute.observe import AttemptRecord, RequestRecord, SqliteStore
+from llmroute.observe import AttemptRecord, RequestRecord, open_store
 from llmroute.observe.feedback import Feedback
 
 #: The id of the one request that failed over (two attempts).
@@ -182,10 +182,11 @@ def records(now: float) -> list[RequestRecord]:
     return out
 
 
-def seed(path: Path, now: float | None = None) -> list[RequestRecord]:
-    """Write the seeded records to the store at `path`; return them."""
+def seed(store_at: Path | str, now: float | None = None) -> list[RequestRecord]:
+    """Write the seeded records to the store at `store_at` (a SQLite file's path, or any
+    store's URL); return them."""
     written = records(time.time() if now is None else now)
-    store = SqliteStore(path)
+    store = open_store(str(store_at))
     store.write(written)
     for i in range(36):
         value = thumbs_up(i)

@@ -21,7 +21,7 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def dashboard_command(store: Path, *args: str) -> Iterator[tuple[str, list[str]]]:
+def dashboard_command(store: Path | str, *args: str) -> Iterator[tuple[str, list[str]]]:
     """``llmroute dashboard --store STORE`` until the block ends (then SIGINT); yields the
     root URL once ``/api/health`` answers, and a list that holds its output afterwards."""
     port = free_port()

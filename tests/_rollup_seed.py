@@ -8,7 +8,7 @@ import sqlite3
 from pathlib import Path
 
 from llmroute._types import TokenUsage
-from llmroute.observe import RequestRecord, SqliteStore
+from llmroute.observe import PostgresStore, RequestRecord, SqliteStore, open_store
 from llmroute.observe.histogram import TABLES, TOTAL_TABLES
 from llmroute.observe.rollup import GRAINS, TOTAL_GRAINS
 
@@ -71,10 +71,10 @@ def seeded_records(seed: int = 3, count: int = 3000) -> list[RequestRecord]:
     return out
 
 
-def seeded_store(path: Path) -> SqliteStore:
-    """A store of `seeded_records`, written in batches of 1 to 400 records, some records
-    written twice (a store skips an id it has)."""
-    made = SqliteStore(path)
+def seeded_store(store_at: Path | str) -> SqliteStore | PostgresStore:
+    """A store of `seeded_records` (a SQLite file's path, or any store's URL), written in
+    batches of 1 to 400 records, some records written twice (a store skips an id it has)."""
+    made = open_store(str(store_at))
     records = seeded_records()
     rng = random.Random(5)
     i = 0
@@ -100,3 +100,17 @@ def set_back(path: Path, version: int) -> None:
                     conn.execute(f"DROP TABLE {table}")
         conn.execute(f"PRAGMA user_version = {version}")
     conn.close()
+
+
+def set_back_postgres(url: str, version: int) -> None:
+    """`set_back` for the PostgreSQL store at `url` (whose first version is 7)."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        if version < 9:
+            conn.execute("DROP INDEX properties_time")
+            conn.execute("ALTER TABLE properties DROP COLUMN started_at")
+        if version < 8:
+            for table, _ in TABLES + TOTAL_TABLES:
+                conn.execute(f"DROP TABLE {table}")  # type: ignore[arg-type]
+        conn.execute("UPDATE llmroute_schema SET version = %s", (version,))

@@ -171,6 +171,66 @@ def redis_url(redis_server: str) -> str:
     return f"{redis_server}/0"
 
 
+# ---------------------------------------------------------------- a real PostgreSQL
+
+
+def _no_postgres(reason: str) -> None:
+    """Skip, or fail when CI said the services must be there (LLMROUTE_REQUIRE_SERVICES=1)."""
+    if os.environ.get("LLMROUTE_REQUIRE_SERVICES") == "1":
+        pytest.fail(f"LLMROUTE_REQUIRE_SERVICES=1 but {reason}")
+    pytest.skip(f"{reason} (install it: apt-get install postgresql, pip install 'psycopg[binary]')")
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[Any]:
+    """A real PostgreSQL (Debian's binaries), initialised into a temp folder and listening on
+    a free loopback port, for the whole session (see tests/_postgres.py)."""
+    from _postgres import PostgresServer, find_bindir
+
+    bindir = find_bindir()
+    if bindir is None:
+        _no_postgres("the PostgreSQL server binaries (initdb, postgres) are not installed")
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        _no_postgres("the psycopg package is not installed")
+    assert bindir is not None
+    server = PostgresServer(bindir)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: Any) -> Iterator[str]:
+    """A new empty database on the session's server, dropped after the test: its URL."""
+    url = postgres_server.create_database()
+    try:
+        yield url
+    finally:
+        postgres_server.drop_database(url)
+
+
+def new_store_url(request: pytest.FixtureRequest, kind: str, folder: Path) -> str:
+    """A URL for an empty log store of `kind` (``sqlite`` or ``postgresql``): a file in
+    `folder`, or a new database on the session's PostgreSQL (dropped at the end of the
+    requesting fixture's scope)."""
+    if kind == "sqlite":
+        return f"sqlite:///{folder / 'log.db'}"
+    server = request.getfixturevalue("postgres_server")
+    url: str = server.create_database()
+    request.addfinalizer(lambda: server.drop_database(url))
+    return url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty log store's URL, once per kind of store: the same test runs over both."""
+    return new_store_url(request, request.param, tmp_path)
+
+
 @pytest.fixture(scope="session")
 def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterSetup]:
     """A real Redis Cluster for the whole session: three masters and one replica (see

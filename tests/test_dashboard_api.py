@@ -25,25 +25,28 @@ from llmroute import AsyncRouter
 from llmroute.cli import main
 from llmroute.dashboard.api import DashboardSource
 from llmroute.dashboard.app import DashboardApp
-from llmroute.observe import RequestRecord, SqliteStore
+from llmroute.observe import RequestRecord, SqliteStore, open_store
 from llmroute.observe.histogram import RELATIVE_ERROR
 from llmroute.server.keys import hash_key
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
 
 
-def router_config(path: Path) -> dict[str, Any]:
+def router_config(store: Path | str) -> dict[str, Any]:
+    """A gateway's configuration logging to `store` (a SQLite file's path, or a URL)."""
+    url = store if isinstance(store, str) else f"sqlite:///{store}"
     return {
         "providers": {"alpha": {"type": "mock"}, "beta": {"type": "mock"}},
         "routes": {"chat": {"targets": ["alpha/a-1", "beta/b-2"]}},
-        "logging": {"store": f"sqlite:///{path}"},
+        "logging": {"store": url},
     }
 
 
 @pytest.fixture
-def seeded(tmp_path: Path) -> tuple[Path, list[RequestRecord]]:
-    path = tmp_path / "log.db"
-    return path, seed(path)
+def seeded(store_url: str) -> tuple[str, list[RequestRecord]]:
+    """A store seeded with known records (SQLite, then PostgreSQL: every test that reads
+    it runs over both, against the same figures): its URL and the records."""
+    return store_url, seed(store_url)
 
 
 def recent(records: list[RequestRecord]) -> list[RequestRecord]:
@@ -336,7 +339,7 @@ async def test_repeated_parameters_other_methods_and_no_store(tmp_path: Path) ->
 
 async def test_the_standalone_app_serves_the_same_views_read_only(seeded: Any) -> None:
     path, records = seeded
-    app = DashboardApp(DashboardSource(SqliteStore(path)))
+    app = DashboardApp(DashboardSource(open_store(path)))
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8081") as http:
         overview = (await http.get("/api/overview")).json()
@@ -355,7 +358,7 @@ async def test_the_standalone_app_serves_the_same_views_read_only(seeded: Any) -
         assert rebound.status_code == 403
         cross = await http.get("/api/overview", headers={"origin": "http://evil.example"})
         assert cross.status_code == 403
-    assert SqliteStore(path).records(limit=1000) and len(SqliteStore(path).records()) == 40
+    assert open_store(path).records(limit=1000) and len(open_store(path).records()) == 40
 
 
 async def test_a_live_router_writing_while_the_dashboard_reads(tmp_path: Path) -> None:

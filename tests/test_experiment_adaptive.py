@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-import sqlite3
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,7 +14,7 @@ import pytest
 from llmroute import AsyncRouter
 from llmroute.experiments import sticky_digest
 from llmroute.experiments.tables import report_lines
-from llmroute.observe import SqliteStore
+from llmroute.observe import open_store
 
 pytestmark = pytest.mark.anyio
 
@@ -24,11 +22,11 @@ pytestmark = pytest.mark.anyio
 RATES = {"control": 0.5, "candidate": 0.7}
 
 
-def config(store: Path, **adaptive: Any) -> dict[str, Any]:
+def config(store: str, **adaptive: Any) -> dict[str, Any]:
     return {
         "providers": {"m": {"type": "mock", "latency": 0}},
         "routes": {"chat": {"targets": ["m/a"]}},
-        "logging": {"store": f"sqlite:///{store}", "flush_interval": 0.05},
+        "logging": {"store": store, "flush_interval": 0.05},
         "experiments": {
             "thumbs": {
                 "route": "chat",
@@ -49,9 +47,9 @@ async def ask(router: AsyncRouter, user: str) -> tuple[str, str]:
     return reply.llmroute.request_id, reply.llmroute.variant
 
 
-def assignments(store: Path) -> list[tuple[str, str, str]]:
+def assignments(store: str) -> list[tuple[str, str, str]]:
     """(sticky key digest, variant, assignment) of every record, oldest first."""
-    with sqlite3.connect(store) as conn:
+    with open_store(store).connect() as conn:
         rows = conn.execute(
             "SELECT sticky_key, variant, assignment FROM requests ORDER BY started_at"
         ).fetchall()
@@ -59,9 +57,9 @@ def assignments(store: Path) -> list[tuple[str, str, str]]:
 
 
 async def test_adaptive_mode_finds_the_better_variant_keeps_the_floor_and_stops(
-    tmp_path: Path,
+    store_url: str,
 ) -> None:
-    path = tmp_path / "log.db"
+    path = store_url  # SQLite, then PostgreSQL
     rng = random.Random(17)
     settings = {"floor": 0.1, "stop_at": 0.99, "min_samples": 200, "refresh": 0.02}
     batches: list[Counter[str]] = []
@@ -111,11 +109,11 @@ async def test_adaptive_mode_finds_the_better_variant_keeps_the_floor_and_stops(
         _, variant = await ask(again, control_user)
         assert variant == "candidate"
     assert assignments(path)[-1][1:] == ("candidate", "winner")
-    assert SqliteStore(path).experiment_stop("thumbs") == stop
+    assert open_store(path).experiment_stop("thumbs") == stop
 
 
-async def test_keys_keep_their_variant_across_refreshes_and_routers(tmp_path: Path) -> None:
-    path = tmp_path / "log.db"
+async def test_keys_keep_their_variant_across_refreshes_and_routers(store_url: str) -> None:
+    path = store_url  # SQLite, then PostgreSQL
     settings = {"floor": 0.05, "min_samples": 1_000_000, "refresh": 0.02}
     users = [f"early-{i}" for i in range(200)]
     async with AsyncRouter(config(path, **settings)) as router:
@@ -146,8 +144,8 @@ def map_ask(router: AsyncRouter, users: list[str]) -> list[Any]:
     return [ask(router, user) for user in users]
 
 
-async def test_unkeyed_requests_get_the_winner_once_stopped(tmp_path: Path) -> None:
-    path = tmp_path / "log.db"
+async def test_unkeyed_requests_get_the_winner_once_stopped(store_url: str) -> None:
+    path = store_url  # SQLite, then PostgreSQL
     settings = {"min_samples": 5, "stop_at": 0.9, "refresh": 0.02}
     async with AsyncRouter(config(path, **settings)) as router:
         for i in range(40):

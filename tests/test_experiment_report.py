@@ -15,10 +15,11 @@ import pytest
 from scipy import stats as scipy_stats
 from statsmodels.stats.proportion import confint_proportions_2indep
 
+from conftest import new_store_url
 from llmroute import AsyncRouter, ConfigError, ExperimentReport, TokenUsage
 from llmroute.cli import main
 from llmroute.experiments import Comparison, sticky_digest
-from llmroute.observe import Feedback, RequestRecord, SqliteStore
+from llmroute.observe import Feedback, RequestRecord, SqliteStore, open_store
 
 NAME = "haiku-vs-mini"
 START = 1_760_000_000.0
@@ -45,9 +46,10 @@ class World:
     """A seeded experiment: 3 variants, about 2,000 compared requests each, feedback on
     some, plus requests counted apart; `values` keeps what the report should compare."""
 
-    def __init__(self, path: Path, seed: int = 5) -> None:
+    def __init__(self, url: str, seed: int = 5) -> None:
         rng = random.Random(seed)
-        self.store = SqliteStore(path)
+        self.url = url
+        self.store = open_store(url)
         self.values: dict[str, dict[str, list[float]]] = {
             v: {"latency": [], "ttft": [], "cost": [], "tokens": [], "errors": [],
                 "thumbs_up": [], "rating": []}
@@ -111,9 +113,11 @@ class World:
         self.store.close()
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> World:
-    return World(tmp_path_factory.mktemp("report") / "log.db")
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> World:
+    """The seeded experiment in SQLite, then in PostgreSQL: the report's tests run over both
+    against the same figures."""
+    return World(new_store_url(request, request.param, tmp_path_factory.mktemp("report")))
 
 
 def report_of(world: World, **options: Any) -> ExperimentReport:
@@ -386,8 +390,10 @@ def strict_json(text: str) -> Any:
     return json.loads(text, parse_constant=refuse)
 
 
-def test_the_cli_prints_the_report(world: World, capsys: pytest.CaptureFixture[str]) -> None:
-    store = f"sqlite:///{world.store.path}"
+def test_the_cli_prints_the_report(
+    world: World, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    store = world.url
     assert main(["experiments", "report", NAME, "--store", store, "--json"]) == 0
     data = strict_json(capsys.readouterr().out)
     assert [v["variant"] for v in data["variants"]] == ["control", "candidate", "terse"]
@@ -399,7 +405,7 @@ def test_the_cli_prints_the_report(world: World, capsys: pytest.CaptureFixture[s
     )  # fmt: skip
     assert cost["interval"]["kind"] == "ratio" and cost["interval"]["high"] < 1
 
-    args = ["experiments", "report", NAME, "--store", str(world.store.path), "--format", "plain"]
+    args = ["experiments", "report", NAME, "--store", world.url, "--format", "plain"]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert out.startswith(f"Experiment {NAME}: variants\n")
@@ -412,7 +418,7 @@ def test_the_cli_prints_the_report(world: World, capsys: pytest.CaptureFixture[s
     assert "Against control" in capsys.readouterr().out
     assert main([*args, "--until", "2000-01-01"]) == 0
     assert "Nothing to compare" in capsys.readouterr().out
-    assert main(["experiments", "report", NAME, "--store", str(world.store.path) + "x"]) == 1
+    assert main(["experiments", "report", NAME, "--store", str(tmp_path / "none.db")]) == 1
     assert "no llmroute store" in capsys.readouterr().err
     assert main(["experiments", "report", NAME, "--since", "soon"]) == 1
     assert "expected a time" in capsys.readouterr().err

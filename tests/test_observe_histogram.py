@@ -12,9 +12,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from _rollup_seed import DAYS, T0, seeded_store, set_back
-from llmroute.observe import SqliteStore
+from _rollup_seed import DAYS, T0, seeded_store, set_back, set_back_postgres
+from conftest import new_store_url
+from llmroute.observe import PostgresStore, SqliteStore
 from llmroute.observe.analytics import Filters, Percentiles, percentile
+from llmroute.observe.dialect import POSTGRES, LogStore
 from llmroute.observe.histogram import (
     BIN_SQL,
     COUNTS,
@@ -27,6 +29,7 @@ from llmroute.observe.histogram import (
     TOTAL_TABLES,
     TTFT,
     bin_of,
+    bin_sql,
     bounds,
     estimate,
     register_ln,
@@ -36,9 +39,18 @@ from llmroute.observe.rollup import DIMENSIONS
 from llmroute.observe.sqlite import MIGRATIONS, SCHEMA_VERSION
 
 
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> LogStore:
+    """The seeded store, SQLite then PostgreSQL: the tests over it run over both."""
+    folder = tmp_path_factory.mktemp("histogram")
+    return seeded_store(new_store_url(request, request.param, folder))
+
+
 @pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> SqliteStore:
-    return seeded_store(tmp_path_factory.mktemp("histogram") / "log.db")
+def sqlite_store(tmp_path_factory: pytest.TempPathFactory) -> SqliteStore:
+    made = seeded_store(tmp_path_factory.mktemp("histogram-sqlite") / "log.db")
+    assert isinstance(made, SqliteStore)
+    return made
 
 
 def close(binned: float | None, exact: float | None) -> bool:
@@ -75,6 +87,20 @@ def test_the_bins_in_sql_and_in_python_agree_and_hold_their_values() -> None:
     assert 0.028 < RELATIVE_ERROR < 0.029
     with pytest.raises(ValueError, match="no bin 481"):
         bounds(TOP_BIN + 1)
+
+
+def test_the_bins_in_postgresql_are_those_in_sqlite(postgres_url: str) -> None:
+    rng = random.Random(1)
+    values = EDGES + [rng.lognormvariate(0, 4) for _ in range(20_000)]
+    values += [bounds(i)[0] for i in range(1, TOP_BIN + 1)]
+    with PostgresStore(postgres_url).connect() as conn:
+        rows = conn.execute(
+            f"SELECT {bin_sql(POSTGRES, 'v')} FROM unnest(CAST(? AS DOUBLE PRECISION[])) "
+            "WITH ORDINALITY AS t(v, n) ORDER BY n",
+            [values],
+        ).fetchall()
+        assert conn.execute(f"SELECT {bin_sql(POSTGRES, 'NULL')}").fetchone() == (None,)
+    assert [row[0] for row in rows] == [bin_of(v) for v in values]
 
 
 def test_python_ln_gives_the_same_bins_where_sqlite_has_no_math_functions() -> None:
@@ -128,7 +154,7 @@ GROUPINGS = [("provider", "model"), ("route",), ("target", "route")]
 @pytest.mark.parametrize(("since", "until"), RANGES)
 @pytest.mark.parametrize("changes", FILTERS, ids=lambda c: ",".join(c) or "none")
 def test_binned_percentiles_are_within_the_relative_error_of_the_exact_ones(
-    store: SqliteStore, since: float, until: float, changes: dict[str, str]
+    store: LogStore, since: float, until: float, changes: dict[str, str]
 ) -> None:
     filters = Filters(since=since, until=until, **changes)  # type: ignore[arg-type]
     checked = 0
@@ -153,7 +179,7 @@ def test_binned_percentiles_are_within_the_relative_error_of_the_exact_ones(
     assert checked > 0 or since > T0 + 86400
 
 
-def test_what_the_histograms_cannot_serve_reads_the_rows(store: SqliteStore) -> None:
+def test_what_the_histograms_cannot_serve_reads_the_rows(store: LogStore) -> None:
     everything = {"since": T0, "until": T0 + DAYS * 86400}
     for filters, by, width in [
         (Filters(**everything, user="user-1"), ("provider",), 3600),  # type: ignore[arg-type]
@@ -169,7 +195,7 @@ def test_what_the_histograms_cannot_serve_reads_the_rows(store: SqliteStore) -> 
     assert served_by_rollups(Filters(**everything), by=("model",), origin=0, width=60)  # type: ignore[arg-type]
 
 
-def test_every_table_counts_every_latency_once(store: SqliteStore) -> None:
+def test_every_table_counts_every_latency_once(store: LogStore) -> None:
     counts = " + ".join(COUNTS)
     with store.connect() as conn:
         latencies, ttfts = conn.execute(
@@ -181,17 +207,19 @@ def test_every_table_counts_every_latency_once(store: SqliteStore) -> None:
             rolled = conn.execute(
                 f"SELECT SUM(CASE kind WHEN {LATENCY} THEN {counts} END), "
                 f"SUM(CASE kind WHEN {TTFT} THEN {counts} END), SUM(bucket % {grain}), "
-                f"MIN(octave), MAX(octave), SUM({counts} = 0) FROM {table}"
+                f"MIN(octave), MAX(octave), SUM(CASE WHEN {counts} = 0 THEN 1 ELSE 0 END) "
+                f"FROM {table}"
             ).fetchone()
-            assert rolled == (latencies, ttfts, 0, 0, rolled[4], 0), table
+            assert tuple(rolled) == (latencies, ttfts, 0, 0, rolled[4], 0), table
             assert rolled[4] < TOP_BIN // len(COUNTS)
 
 
 def test_the_migration_fills_the_histograms_from_the_stored_rows(
-    store: SqliteStore, tmp_path: Path
+    sqlite_store: SqliteStore, tmp_path: Path
 ) -> None:
     """A store of schema version 7 (the rollups without histograms) gains them on opening,
     with the same rows as those the writes kept."""
+    store = sqlite_store
     step = MIGRATIONS.index(MIGRATION)
     assert step == 7
     old = tmp_path / "v7.db"
@@ -206,3 +234,25 @@ def test_the_migration_fills_the_histograms_from_the_stored_rows(
             rows = kept.execute(query).fetchall()
             assert rows == filled.execute(query).fetchall()
             assert len(rows) > 100 or table.endswith("day")
+
+
+def test_a_postgresql_store_of_version_7_gains_the_histograms(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """PostgreSQL's step 8 fills the tables from the rows as its writes keep them."""
+
+    from llmroute.observe.pg_schema import SCHEMA_VERSION as PG_VERSION
+
+    url = new_store_url(request, "postgresql", tmp_path)
+    kept = seeded_store(url)
+    order = ", ".join(["bucket", *DIMENSIONS, "kind", "octave"])
+    queries = [f"SELECT {order}, {', '.join(COUNTS)} FROM {t} ORDER BY {order}"
+               for t, _ in TABLES + TOTAL_TABLES]  # fmt: skip
+    with kept.connect() as conn:
+        written = [conn.execute(q).fetchall() for q in queries]
+    set_back_postgres(url, 7)
+    again = PostgresStore(url)
+    assert again.schema_version() == PG_VERSION == SCHEMA_VERSION
+    with again.connect() as conn:
+        assert [conn.execute(q).fetchall() for q in queries] == written
+    assert sum(len(rows) for rows in written) > 300

@@ -8,18 +8,34 @@ from pathlib import Path
 
 import pytest
 
-from _rollup_seed import DAYS, T0, seeded_records, seeded_store, set_back
-from llmroute.observe import SqliteStore
-from llmroute.observe.analytics import Filters
+from _rollup_seed import DAYS, T0, seeded_records, seeded_store, set_back, set_back_postgres
+from conftest import new_store_url
+from llmroute.observe import PostgresStore, SqliteStore
+from llmroute.observe.analytics import Filters, query_stats
+from llmroute.observe.dialect import LogStore
 from llmroute.observe.explore import rollups_cover, series, totals_by
 from llmroute.observe.rollup import DIMENSIONS, GRAINS, MEASURES, TOTAL_GRAINS
 from llmroute.observe.rollup import MIGRATION as ROLLUP_MIGRATION
 from llmroute.observe.sqlite import MIGRATIONS, SCHEMA_VERSION
 
 
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> LogStore:
+    """The seeded store, SQLite then PostgreSQL: every test over it runs over both."""
+    folder = tmp_path_factory.mktemp("rollup")
+    return seeded_store(new_store_url(request, request.param, folder))
+
+
 @pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> SqliteStore:
-    return seeded_store(tmp_path_factory.mktemp("rollup") / "log.db")
+def sqlite_store(tmp_path_factory: pytest.TempPathFactory) -> SqliteStore:
+    made = seeded_store(tmp_path_factory.mktemp("rollup-sqlite") / "log.db")
+    assert isinstance(made, SqliteStore)
+    return made
+
+
+@pytest.fixture(scope="module")
+def postgres_store(request: pytest.FixtureRequest) -> LogStore:
+    return seeded_store(new_store_url(request, "postgresql", Path()))
 
 
 RANGES = [
@@ -46,7 +62,7 @@ WIDTHS = [60, 300, 900, 3600, 3 * 3600, 86400, 7 * 86400, 45, 1.5]
 @pytest.mark.parametrize(("since", "until"), RANGES)
 @pytest.mark.parametrize("changes", FILTERS, ids=lambda c: ",".join(c) or "none")
 def test_series_from_rollups_equals_series_from_rows(
-    store: SqliteStore, since: float, until: float, changes: dict[str, object]
+    store: LogStore, since: float, until: float, changes: dict[str, object]
 ) -> None:
     filters = Filters(since=since, until=until, **changes)  # type: ignore[arg-type]
     for width in WIDTHS:
@@ -60,7 +76,7 @@ def test_series_from_rollups_equals_series_from_rows(
 @pytest.mark.parametrize(("since", "until"), RANGES)
 @pytest.mark.parametrize("by", ["model", "provider", "route", "target", "user"])
 def test_totals_from_rollups_equal_totals_from_rows(
-    store: SqliteStore, since: float, until: float, by: str
+    store: LogStore, since: float, until: float, by: str
 ) -> None:
     for changes in FILTERS[:4]:
         filters = Filters(since=since, until=until, **changes)  # type: ignore[arg-type]
@@ -70,10 +86,10 @@ def test_totals_from_rollups_equal_totals_from_rows(
             assert rolled == raw
 
 
-def test_every_grain_holds_every_request_once(store: SqliteStore) -> None:
+def test_every_grain_holds_every_request_once(store: LogStore) -> None:
     with store.connect() as conn:
         raw = conn.execute(
-            "SELECT COUNT(*), TOTAL(input_tokens), TOTAL(cost_usd) FROM requests"
+            "SELECT COUNT(*), SUM(input_tokens), SUM(cost_usd) FROM requests"
         ).fetchone()
         assert raw[0] == 3000
         for table, grain in GRAINS + TOTAL_GRAINS:
@@ -81,16 +97,41 @@ def test_every_grain_holds_every_request_once(store: SqliteStore) -> None:
                 f"SELECT SUM(requests), SUM(input_tokens), SUM(cost_usd), "
                 f"SUM(bucket % {grain}) FROM {table}"
             ).fetchone()
-            assert rolled == (*raw, 0)
+            assert tuple(rolled) == (*raw, 0)
+
+
+@pytest.mark.parametrize(("since", "until"), RANGES)
+def test_postgresql_answers_as_sqlite(
+    sqlite_store: SqliteStore, postgres_store: LogStore, since: float, until: float
+) -> None:
+    """The same questions over both stores, holding the same records, get the same figures
+    (costs are multiples of 2**-20: their sums are exact in any order)."""
+    for changes in FILTERS:
+        filters = Filters(since=since, until=until, **changes)  # type: ignore[arg-type]
+        for width in (60, 3600, 45, 1.5):
+            origin = since // width * width
+            for use_rollups in (True, False):
+                lite = series(sqlite_store, filters, origin=origin, width=width,
+                              use_rollups=use_rollups)  # fmt: skip
+                assert lite == series(postgres_store, filters, origin=origin, width=width,
+                                      use_rollups=use_rollups)  # fmt: skip
+        for by in ("model", "user", "property.feature", "hour", "day"):
+            lite_rows = totals_by(sqlite_store, filters, by=by, order="requests", limit=50)
+            assert lite_rows == totals_by(
+                postgres_store, filters, by=by, order="requests", limit=50
+            )
+            lite_report = query_stats(sqlite_store, by=[by, "status"], filters=filters)
+            assert lite_report == query_stats(postgres_store, by=[by, "status"], filters=filters)
 
 
 def test_the_migration_fills_the_rollups_from_the_stored_rows(
-    store: SqliteStore, tmp_path: Path
+    sqlite_store: SqliteStore, tmp_path: Path
 ) -> None:
     """A store from before the rollups (its tables dropped, its version set back) gains
     them on opening, with the same rows as those the writes kept."""
     step = MIGRATIONS.index(ROLLUP_MIGRATION)
     assert step < SCHEMA_VERSION
+    store = sqlite_store
     old = tmp_path / "old.db"
     with store.connect() as conn:
         conn.execute("VACUUM INTO ?", (str(old),))
@@ -115,7 +156,7 @@ def test_rollups_serve_only_dimension_filters() -> None:
 
 @pytest.mark.parametrize(("since", "until"), [*RANGES, (None, T0 + 86400), (None, None)])
 def test_a_property_filter_reads_the_requests_with_it_in_the_range(
-    store: SqliteStore, since: float | None, until: float | None
+    store: LogStore, since: float | None, until: float | None
 ) -> None:
     """Through the index on the properties' key, value and start (schema version 9)."""
     filters = Filters(since=since, until=until, properties={"feature": "inbox"})
@@ -130,17 +171,35 @@ def test_a_property_filter_reads_the_requests_with_it_in_the_range(
     assert sum(b.requests for b in buckets) == expected > 0
 
 
+_SAME_START = (
+    "SELECT COUNT(*), SUM(CASE WHEN p.started_at = r.started_at THEN 1 ELSE 0 END) "
+    "FROM properties p JOIN requests r ON r.request_id = p.request_id"
+)
+
+
 def test_the_migration_gives_each_property_its_requests_start(
-    store: SqliteStore, tmp_path: Path
+    sqlite_store: SqliteStore, tmp_path: Path
 ) -> None:
     old = tmp_path / "v8.db"
-    with store.connect() as conn:
+    with sqlite_store.connect() as conn:
         conn.execute("VACUUM INTO ?", (str(old),))
     set_back(old, 8)
     assert SqliteStore(old).schema_version() == SCHEMA_VERSION == 9
-    query = (
-        "SELECT COUNT(*), SUM(p.started_at = r.started_at) FROM properties p "
-        "JOIN requests r ON r.request_id = p.request_id"
-    )
     with SqliteStore(old).connect() as conn:
-        assert conn.execute(query).fetchone() == (3000, 3000)
+        assert tuple(conn.execute(_SAME_START).fetchone()) == (3000, 3000)
+
+
+def test_postgresql_migration_gives_each_property_its_requests_start(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """PostgreSQL's step 9, on a store set back to version 8."""
+    from llmroute.observe.pg_schema import SCHEMA_VERSION as PG_VERSION
+
+    url = new_store_url(request, "postgresql", tmp_path)
+    seeded_store(url)
+    set_back_postgres(url, 8)
+    again = PostgresStore(url)
+    assert again.schema_version() == PG_VERSION == SCHEMA_VERSION == 9
+    with again.connect() as conn:
+        assert tuple(conn.execute(_SAME_START).fetchone()) == (3000, 3000)
+    again.close()

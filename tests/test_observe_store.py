@@ -24,7 +24,7 @@ import llmroute
 from llmroute import Router, TokenUsage
 from llmroute._prices import PriceBook, _calc
 from llmroute.cli import main
-from llmroute.observe import AttemptRecord, RequestRecord, SqliteStore, percentile
+from llmroute.observe import AttemptRecord, RequestRecord, SqliteStore, open_store, percentile
 from llmroute.observe.sqlite import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
 from llmroute.routing import Target
 
@@ -273,8 +273,11 @@ def test_percentile_is_numpys_linear_interpolation(values: list[float], p: float
     assert got == pytest.approx(float(np.percentile(values, p)), rel=1e-9, abs=1e-9)
 
 
-def test_llmroute_stats_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    store = SqliteStore(tmp_path / "cli.db")
+def test_llmroute_stats_cli(
+    store_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``llmroute stats`` over SQLite, then PostgreSQL: the same figures."""
+    store = open_store(store_url)
     latencies = {"p": [0.1 * (i + 1) for i in range(10)], "q": [0.05, 0.5, 5.0]}
     records = [
         record(i * 10 + j, provider=name, target=f"{name}/m", latency_s=lat,
@@ -285,7 +288,7 @@ def test_llmroute_stats_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     ]  # fmt: skip
     store.write(records)
     store.close()
-    assert main(["stats", f"sqlite:///{tmp_path / 'cli.db'}", "--by", "provider", "--json"]) == 0
+    assert main(["stats", store_url, "--by", "provider", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     rows = {row["group"]["provider"]: row for row in report["rows"]}
     for name, values in latencies.items():
@@ -294,17 +297,19 @@ def test_llmroute_stats_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert rows["q"]["error_rate"] == pytest.approx(1 / 3)
     assert report["total"]["cost_usd"] == pytest.approx(0.001 * 13)
 
-    args = ["stats", str(tmp_path / "cli.db"), "--where", "provider=q", "--format", "plain"]
+    args = ["stats", store_url, "--where", "provider=q", "--format", "plain"]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert out.startswith("Requests\n")
     assert "1 (33.3%)" in out and "4910 ms" in out  # p99 of 0.05, 0.5, 5
-    assert main(["stats", str(tmp_path / "cli.db"), "--by", "day", "--format", "plain"]) == 0
+    assert main(["stats", "--store", store_url, "--by", "day", "--format", "plain"]) == 0
     assert "2023-11-14" in capsys.readouterr().out
     assert main(["stats", str(tmp_path / "missing.db")]) == 1
     assert "no llmroute store" in capsys.readouterr().err
-    assert main(["stats", str(tmp_path / "cli.db"), "--where", "colour=red"]) == 1
+    assert main(["stats", store_url, "--where", "colour=red"]) == 1
     assert "unknown filter 'colour'" in capsys.readouterr().err
+    assert main(["stats", str(tmp_path / "other.db"), "--store", store_url]) == 1
+    assert "give the store once" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------- the blocking router

@@ -191,12 +191,20 @@ class RouteConfig(BaseModel):
     cache: RouteCacheConfig | None = None
 
 
+#: The URL prefixes of the log stores.
+STORE_SCHEMES = ("sqlite:///", "postgresql://", "postgres://")
+
+
 class LoggingConfig(BaseModel):
     """The request log: where records are stored, and what they hold.
 
     Attributes:
-        store: the queryable store (``sqlite:///path``; a relative path is
-            relative to the working directory); null for none.
+        store: the queryable store: ``sqlite:///path`` (a relative path is
+            relative to the working directory) or ``postgresql://user:pass@host/db``
+            (needs the ``postgres`` extra); null for none.
+        retention: delete records (with their attempts, properties and feedback)
+            older than this from the store, and its minute rollups; hour and day
+            rollups are kept. Null: keep everything.
         sinks: more destinations for every record, by URL
             (``jsonl:///path/to/file.jsonl``, ``sqlite:///other.db``).
         capture_content: record prompts and completions (off by default;
@@ -210,6 +218,7 @@ class LoggingConfig(BaseModel):
 
     model_config = _STRICT
     store: str | None = "sqlite:///llmroute.db"
+    retention: PositiveDuration | None = None
     sinks: list[str] = Field(default_factory=list)
     capture_content: bool = False
     queue_size: int = Field(default=10_000, ge=1)
@@ -218,17 +227,22 @@ class LoggingConfig(BaseModel):
 
     @field_validator("store")
     @classmethod
-    def _sqlite_store(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith("sqlite:///"):
-            raise ValueError(f"expected a 'sqlite:///path' URL, got {value!r}")
+    def _known_store(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(STORE_SCHEMES):
+            raise ValueError(
+                f"expected a 'sqlite:///path' or 'postgresql://...' URL, got {value[:60]!r}"
+            )
         return value
 
     @field_validator("sinks")
     @classmethod
     def _known_sinks(cls, value: list[str]) -> list[str]:
         for url in value:
-            if not url.startswith(("sqlite:///", "jsonl:///")):
-                raise ValueError(f"expected a 'sqlite:///path' or 'jsonl:///path' URL, got {url!r}")
+            if not url.startswith((*STORE_SCHEMES, "jsonl:///")):
+                raise ValueError(
+                    "expected a 'sqlite:///path', 'postgresql://...' or 'jsonl:///path' URL, "
+                    f"got {url[:60]!r}"
+                )
         return value
 
 

@@ -197,11 +197,14 @@ def _new_key(name: str) -> int:
 
 
 def _stats(args: argparse.Namespace) -> int:
-    from .observe import SqliteStore, make_filters, query_stats
-    from .observe.report import report_json, report_tables, store_path
+    from .observe import make_filters, query_stats
+    from .observe.report import report_json, report_tables
+    from .observe.sinks import open_store
 
     try:
-        store = SqliteStore(store_path(args.store))
+        if args.store_option is not None and args.store not in ("llmroute.db", args.store_option):
+            raise ConfigError("give the store once: as an argument or with --store")
+        store = open_store(args.store_option or args.store)
         filters = make_filters(since=args.since, until=args.until, where=args.where)
         report = query_stats(store, by=args.by, filters=filters)
     except ConfigError as exc:
@@ -244,12 +247,11 @@ def _dashboard(args: argparse.Namespace) -> int:
 def _experiment_report(args: argparse.Namespace) -> int:
     from .experiments.report import query_report
     from .experiments.tables import report_json, report_lines, report_tables
-    from .observe import SqliteStore
-    from .observe.report import store_path
+    from .observe.sinks import open_store
 
     try:
         report = query_report(
-            SqliteStore(store_path(args.store)), args.name, since=args.since, until=args.until,
+            open_store(args.store), args.name, since=args.since, until=args.until,
             include_off_variant=args.include_off_variant,
         )  # fmt: skip
     except ConfigError as exc:
@@ -269,7 +271,7 @@ def _add_experiments(commands: Any) -> None:
     report.add_argument("name", help="the experiment's name")
     report.add_argument(
         "--store", default="llmroute.db",
-        help="the log store: a path or sqlite:/// URL (default: ./llmroute.db)",
+        help="the log store: a path, a sqlite:/// or a postgresql:// URL (default: ./llmroute.db)",
     )  # fmt: skip
     report.add_argument("--since", help="start: ISO date/time, Unix seconds, or ago (24h, 7d)")
     report.add_argument("--until", help="end (exclusive), in the same forms")
@@ -324,7 +326,11 @@ def _parser() -> argparse.ArgumentParser:
     stats = commands.add_parser("stats", help="request analytics from a log store")
     stats.add_argument(
         "store", nargs="?", default="llmroute.db",
-        help="the store: a path or sqlite:/// URL (default: ./llmroute.db)",
+        help="the store: a path, a sqlite:/// or a postgresql:// URL (default: ./llmroute.db)",
+    )  # fmt: skip
+    stats.add_argument(
+        "--store", dest="store_option", metavar="STORE",
+        help="the store, as an option (as for the dashboard and experiment reports)",
     )  # fmt: skip
     stats.add_argument(
         "--by", action="append", default=[], metavar="KEY",
@@ -348,7 +354,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     dashboard.add_argument(
         "--store", default="llmroute.db",
-        help="the store: a path or sqlite:/// URL (default: ./llmroute.db)",
+        help="the store: a path, a sqlite:/// or a postgresql:// URL (default: ./llmroute.db)",
     )  # fmt: skip
     dashboard.add_argument(
         "--host", default="127.0.0.1",

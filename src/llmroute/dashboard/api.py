@@ -47,6 +47,7 @@ from .._errors import ConfigError
 from .._units import parse_duration
 from ..experiments.report import query_report
 from ..observe.analytics import Filters, parse_time
+from ..observe.dialect import StoreUnavailable
 from ..observe.explore import (
     TOTALS_ORDER,
     error_breakdown,
@@ -61,7 +62,7 @@ from ..observe.latency import latency_report
 
 if TYPE_CHECKING:
     from .._router import AsyncRouter
-    from ..observe.sqlite import SqliteStore
+    from ..observe.dialect import LogStore
 
 __all__ = [
     "FILTER_PARAMS",
@@ -123,7 +124,7 @@ class DashboardSource:
     """What the dashboard reads: the request log's `store` (None: the router has none), and
     the live `router` whose targets ``health`` shows (None: a store only)."""
 
-    store: SqliteStore | None
+    store: LogStore | None
     router: AsyncRouter | None = None
 
 
@@ -186,6 +187,8 @@ def answer(
         return 200, _dumps(handler(source.store, query))
     except ApiError as exc:
         return exc.status, error_body(exc.status, exc.message, exc.param)
+    except StoreUnavailable as exc:  # its server is down: try again later
+        return 503, error_body(503, str(exc))
     except ConfigError as exc:  # a store that is not one, or a newer one
         return 404, error_body(404, str(exc))
 
@@ -345,7 +348,7 @@ class _Query:
 # ---------------------------------------------------------------- the views
 
 
-def _overview(store: SqliteStore, query: _Query) -> dict[str, Any]:
+def _overview(store: LogStore, query: _Query) -> dict[str, Any]:
     origin, width = query.buckets()
     buckets = series(store, query.filters, origin=origin, width=width)
     totals: dict[str, Any] = {}
@@ -358,7 +361,7 @@ def _overview(store: SqliteStore, query: _Query) -> dict[str, Any]:
     return {**query.head(width), "totals": totals, "series": [asdict(b) for b in buckets]}
 
 
-def _latency(store: SqliteStore, query: _Query) -> dict[str, Any]:
+def _latency(store: LogStore, query: _Query) -> dict[str, Any]:
     origin, width = query.buckets()
     by = (query.params.get("by") or "provider,model").split(",")
     if len(by) > 2 or any(b not in LATENCY_GROUPS for b in by) or len(set(by)) != len(by):
@@ -377,13 +380,13 @@ def _latency(store: SqliteStore, query: _Query) -> dict[str, Any]:
             "groups": groups, "series": [asdict(b) for b in report.series]}  # fmt: skip
 
 
-def _errors(store: SqliteStore, query: _Query) -> dict[str, Any]:
+def _errors(store: LogStore, query: _Query) -> dict[str, Any]:
     limit = query.integer("limit", 20, 1, MAX_TOP)
     breakdown = error_breakdown(store, query.filters, limit=limit)
     return {**query.head(), "attempts": breakdown.attempts, "requests": breakdown.requests}
 
 
-def _top(store: SqliteStore, query: _Query, default_by: str, default_order: str) -> dict[str, Any]:
+def _top(store: LogStore, query: _Query, default_by: str, default_order: str) -> dict[str, Any]:
     by = query.choice("by", default_by, TOP_GROUPS)
     order = query.choice("order", default_order, TOTALS_ORDER)
     limit = query.integer("limit", 10, 1, MAX_TOP)
@@ -391,15 +394,15 @@ def _top(store: SqliteStore, query: _Query, default_by: str, default_order: str)
     return {**query.head(), "by": by, "order": order, "groups": groups, "rows": rows}
 
 
-def _cost(store: SqliteStore, query: _Query) -> dict[str, Any]:
+def _cost(store: LogStore, query: _Query) -> dict[str, Any]:
     return _top(store, query, "model", "cost_usd")
 
 
-def _cache(store: SqliteStore, query: _Query) -> dict[str, Any]:
+def _cache(store: LogStore, query: _Query) -> dict[str, Any]:
     return _top(store, query, "route", "cache_hits")
 
 
-def _requests(store: SqliteStore, query: _Query) -> dict[str, Any]:
+def _requests(store: LogStore, query: _Query) -> dict[str, Any]:
     search = query.params.get("search") or None
     if search is not None and len(search) > MAX_SEARCH_CHARS:
         raise ApiError(400, f"search is longer than {MAX_SEARCH_CHARS} characters", "search")
@@ -410,7 +413,7 @@ def _requests(store: SqliteStore, query: _Query) -> dict[str, Any]:
             "requests": page.rows}  # fmt: skip
 
 
-def _experiments(store: SqliteStore, query: _Query) -> dict[str, Any]:
+def _experiments(store: LogStore, query: _Query) -> dict[str, Any]:
     limit = query.integer("limit", 5, 1, MAX_EXPERIMENTS)
     found, count = experiment_counts(store, query.since, query.until, limit=limit)
     name = query.params.get("experiment")
@@ -424,7 +427,7 @@ def _experiments(store: SqliteStore, query: _Query) -> dict[str, Any]:
     return {**query.head(), "count": count, "experiments": reports}
 
 
-_VIEWS: dict[str, Callable[[SqliteStore, _Query], dict[str, Any]]] = {
+_VIEWS: dict[str, Callable[[LogStore, _Query], dict[str, Any]]] = {
     "overview": _overview,
     "latency": _latency,
     "errors": _errors,

@@ -107,23 +107,23 @@ class DashboardApp:
 
 
 def run(store: str, *, host: str = "127.0.0.1", port: int = 8081, open_page: bool = False) -> int:
-    """Serve the dashboard over `store` (a path or ``sqlite:///`` URL) until interrupted
+    """Serve the dashboard over `store` (a path, a ``sqlite:///`` or a ``postgresql://`` URL)
+    until interrupted
     (``llmroute dashboard``); `open_page` opens it in the default browser once listening."""
     import threading
     import webbrowser
 
     import uvicorn
 
-    from ..observe.report import store_path
-    from ..observe.sqlite import SqliteStore
+    from ..observe.sinks import open_store
     from ..server.run import is_loopback
 
-    found = SqliteStore(store_path(store))
+    found = open_store(store)
     found.schema_version()  # a ConfigError now, not on the first page load, if it is not one
     local = is_loopback(host)
     shown = f"[{host}]" if ":" in host else host
     url = f"http://{shown}:{port}/dashboard"
-    print(f"llmroute dashboard on {url} (store: {found.path}, read-only)")
+    print(f"llmroute dashboard on {url} (store: {found.location}, read-only)")
     if not local:
         print("  not on loopback: whoever reaches this address can read the whole request log")
     if open_page:

@@ -35,8 +35,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from ..observe.dialect import LogStore, StoreUnavailable
 from ..observe.feedback import ExperimentStop
-from ..observe.sqlite import SqliteStore
 from .assign import Allocator, Choice, rendezvous
 from .bandit import Allocation, BetaPosterior, NormalPosterior, Posterior, allocate
 from .config import ExperimentConfig
@@ -94,11 +94,11 @@ class MetricValues:
     boolean: bool
 
 
-def read_metric(store: SqliteStore, experiment: str, metric: str) -> MetricValues:
+def read_metric(store: LogStore, experiment: str, metric: str) -> MetricValues:
     """`metric`'s feedback on `experiment`'s compared requests (not forced, shadow or
     off-variant), per request and per sticky key, the latest value of each (blocking)."""
     latest: dict[tuple[str, str], tuple[str, float, str]] = {}
-    if store.path.exists():
+    if store.exists():
         with store.connect() as conn:
             for variant, subject, value, kind in conn.execute(_ON_REQUESTS, (experiment, metric)):
                 latest["request", subject] = (variant, value, kind)
@@ -111,9 +111,9 @@ def read_metric(store: SqliteStore, experiment: str, metric: str) -> MetricValue
     return MetricValues(values, all(kind == "boolean" for _, _, kind in latest.values()))
 
 
-def last_variant(store: SqliteStore, experiment: str, digest: str) -> str | None:
+def last_variant(store: LogStore, experiment: str, digest: str) -> str | None:
     """The variant the store last recorded for sticky key `digest` (None: never seen)."""
-    if not store.path.exists():
+    if not store.exists():
         return None
     with store.connect() as conn:
         row = conn.execute(_LAST_VARIANT, (experiment, digest)).fetchone()
@@ -181,7 +181,7 @@ class AdaptiveAllocator(Allocator):
         experiment: str,
         weights: Sequence[tuple[str, float]],
         settings: AdaptiveSettings,
-        store: SqliteStore,
+        store: LogStore,
         clock: Callable[[], float],
     ) -> None:
         super().__init__(experiment)
@@ -235,7 +235,7 @@ class AdaptiveAllocator(Allocator):
     async def _lookup(self, digest: str) -> str:
         try:
             variant = await asyncio.to_thread(last_variant, self.store, self.experiment, digest)
-        except (sqlite3.Error, OSError):
+        except (sqlite3.Error, OSError, StoreUnavailable):
             logger.exception(
                 "experiment %r: looking up a sticky key failed; assigned by the current "
                 "weights", self.experiment,
@@ -300,7 +300,7 @@ class AdaptiveAllocator(Allocator):
         while True:
             try:
                 await self.refresh()
-            except (sqlite3.Error, OSError):
+            except (sqlite3.Error, OSError, StoreUnavailable):
                 logger.exception(
                     "experiment %r: reading feedback failed; the weights stay as they were",
                     self.experiment,

@@ -42,7 +42,7 @@ from .stats import (
 )
 
 if TYPE_CHECKING:
-    from ..observe.sqlite import SqliteStore
+    from ..observe.dialect import LogStore
 
 __all__ = [
     "CONTROL",
@@ -268,7 +268,7 @@ _Feedback = tuple[str, str, float, str]
 
 
 def query_report(
-    store: SqliteStore | None,
+    store: LogStore | None,
     name: str,
     *,
     since: float | datetime | str | None = None,

@@ -22,7 +22,7 @@ from .shadow import ShadowPool
 from .variant import Template, Variant
 
 if TYPE_CHECKING:
-    from ..observe.sqlite import SqliteStore
+    from ..observe.dialect import LogStore
 
 __all__ = ["Experiment", "Experiments", "build_experiments", "unknown_experiment"]
 
@@ -142,7 +142,7 @@ def unknown_experiment(value: str, known: Iterable[str]) -> RequestError:
 def build_experiments(
     config: Config,
     catalog: Catalog,
-    store: SqliteStore | None = None,
+    store: LogStore | None = None,
     clock: Callable[[], float] | None = None,
 ) -> Experiments | None:
     """The configuration's experiments (None when it has none), their variants' routes
@@ -163,7 +163,7 @@ def _allocator(
     name: str,
     spec: ExperimentConfig,
     weights: list[tuple[str, float]],
-    store: SqliteStore | None,
+    store: LogStore | None,
     clock: Callable[[], float] | None,
 ) -> Allocator:
     if spec.mode == "fixed":
@@ -179,7 +179,7 @@ def _experiment(
     spec: ExperimentConfig,
     catalog: Catalog,
     templates: Mapping[str, Template],
-    store: SqliteStore | None,
+    store: LogStore | None,
     clock: Callable[[], float] | None,
 ) -> Experiment:
     control = catalog.routes[spec.route]

@@ -1,13 +1,14 @@
-"""Observability: a record of every request, sinks, the SQLite store, analytics, OpenTelemetry.
+"""Observability: a record of every request, sinks, the log stores, analytics, OpenTelemetry.
 
 Every router has a `Recorder` stage. It turns each request into a
 `RequestRecord` off the request path and hands it to the sinks (the SQLite
-store of ``logging.store``, JSON Lines files, your own), to OpenTelemetry,
-and to the router's hooks. `SqliteStore` and `query_stats` read a store
-back, as `AsyncRouter.analytics()` and ``llmroute stats`` do.
+or PostgreSQL store of ``logging.store``, JSON Lines files, your own), to
+OpenTelemetry, and to the router's hooks. `SqliteStore`, `PostgresStore`
+(`open_store` makes either from a URL) and `query_stats` read a store back,
+as `AsyncRouter.analytics()` and ``llmroute stats`` do.
 
-The analytics and the store are imported on first use (the store brings in
-``sqlite3``), so a router that only records pays for neither.
+The analytics and the stores are imported on first use (they bring in
+``sqlite3`` or psycopg), so a router that only records pays for neither.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from .recorder import Redactor as Redactor
 from .sinks import CallbackSink as CallbackSink
 from .sinks import JsonlSink as JsonlSink
 from .sinks import Sink as Sink
+from .sinks import open_store as open_store
 from .sinks import sink_from_url as sink_from_url
 
 if TYPE_CHECKING:
@@ -39,6 +41,8 @@ if TYPE_CHECKING:
     from .analytics import query_stats as query_stats
     from .feedback import ExperimentStop as ExperimentStop
     from .feedback import Feedback as Feedback
+    from .postgres import PostgresStore as PostgresStore
+    from .postgres import PostgresStoreStatus as PostgresStoreStatus
     from .sqlite import SqliteStore as SqliteStore
 
 _EXPORTS = {
@@ -54,6 +58,8 @@ _EXPORTS = {
     "query_stats": ".analytics",
     "ExperimentStop": ".feedback",
     "Feedback": ".feedback",
+    "PostgresStore": ".postgres",
+    "PostgresStoreStatus": ".postgres",
     "SqliteStore": ".sqlite",
 }
 
@@ -70,6 +76,7 @@ __getattr__, __dir__, __all__ = _exports(
         "Redactor",
         "RequestRecord",
         "Sink",
+        "open_store",
         "sink_from_url",
     ],
 )

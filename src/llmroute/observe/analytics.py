@@ -1,4 +1,4 @@
-"""Analytics over a SQLite store: filters, group-bys, exact percentiles, error rates.
+"""Analytics over a log store (SQLite or PostgreSQL): filters, group-bys, exact percentiles, error rates.
 
 `query_stats()` answers "how many requests, how many failed, how slow, how
 many tokens, how much money, how often from cache" for any slice of the
@@ -23,9 +23,10 @@ from typing import TYPE_CHECKING, Any
 
 from .._errors import ConfigError
 from .._units import parse_duration
+from .dialect import SQLITE, Dialect
 
 if TYPE_CHECKING:
-    from .sqlite import SqliteStore
+    from .dialect import LogStore
 
 __all__ = [
     "ErrorRow",
@@ -48,9 +49,8 @@ _GROUP_COLUMNS = {
     "user": "r.user", "key": "r.key", "team": "r.team", "session": "r.session",
     "operation": "r.operation", "status": "r.status", "error_type": "r.error_type",
     "cache": "r.cache", "experiment": "r.experiment", "variant": "r.variant",
-    "hour": "strftime('%Y-%m-%dT%H:00Z', r.started_at, 'unixepoch')",
-    "day": "strftime('%Y-%m-%d', r.started_at, 'unixepoch')",
 }  # fmt: skip
+#: Group keys by time bucket: each dialect formats them (`Dialect.hour`, `Dialect.day`).
 _TIME_GROUPS = frozenset({"hour", "day"})
 #: The `Filters` fields that compare a column of ``requests`` with a value.
 _FILTER_COLUMNS = (
@@ -271,9 +271,12 @@ def make_filters(
     return parse_where(where, filters)
 
 
-def group_expressions(by: Sequence[str]) -> tuple[list[str], list[str], list[Any]]:
-    """Per group key (`query_stats`'s `by`): the SQL expression over ``requests r``; plus the
-    joins it needs and their parameters. `ConfigError` for an unknown key."""
+def group_expressions(
+    by: Sequence[str], dialect: Dialect = SQLITE
+) -> tuple[list[str], list[str], list[Any]]:
+    """Per group key (`query_stats`'s `by`): the SQL expression over ``requests r`` in
+    `dialect`; plus the joins it needs and their parameters. `ConfigError` for an unknown
+    key."""
     exprs, joins, params = [], [], []
     for i, key in enumerate(by):
         prop = _PROPERTY.match(key)
@@ -285,15 +288,19 @@ def group_expressions(by: Sequence[str]) -> tuple[list[str], list[str], list[Any
             exprs.append(f"g{i}.value")
         elif key in _GROUP_COLUMNS:
             exprs.append(_GROUP_COLUMNS[key])
+        elif key in _TIME_GROUPS:
+            exprs.append(
+                dialect.hour("r.started_at") if key == "hour" else dialect.day("r.started_at")
+            )
         else:
-            known = ", ".join(sorted(_GROUP_COLUMNS))
+            known = ", ".join(sorted([*_GROUP_COLUMNS, *_TIME_GROUPS]))
             raise ConfigError(f"cannot group by {key!r}: expected {known} or property.NAME")
     return exprs, joins, params
 
 
 def where_clause(filters: Filters) -> tuple[str, list[Any]]:
     """The SQL condition on ``requests r`` that `filters` make, and its bound parameters."""
-    clauses: list[str] = ["1"]
+    clauses: list[str] = ["1 = 1"]
     params: list[Any] = []
     if filters.since is not None:
         clauses.append("r.started_at >= ?")
@@ -366,12 +373,12 @@ class _Accumulator:
 
 
 def query_stats(
-    store: SqliteStore, *, by: Sequence[str] = (), filters: Filters | None = None
+    store: LogStore, *, by: Sequence[str] = (), filters: Filters | None = None
 ) -> StatsReport:
     """Request figures per group, and attempt errors per provider, over the store."""
     filters = filters or Filters()
     by = list(by)
-    exprs, joins, join_params = group_expressions(by)
+    exprs, joins, join_params = group_expressions(by, store.dialect)
     where, where_params = where_clause(filters)
     selected = ", ".join(
         [*exprs, "r.status", "r.latency_s", "r.ttft_s", "r.input_tokens", "r.output_tokens",

@@ -17,13 +17,12 @@ from typing import TYPE_CHECKING, Any
 
 from . import rollup
 from .analytics import Filters, group_expressions, where_clause
+from .dialect import SQLITE, Cursor, Dialect, count_if, total
 from .rollup_read import covers as rollups_cover
 from .rollup_read import pieces
 
 if TYPE_CHECKING:
-    import sqlite3
-
-    from .sqlite import SqliteStore
+    from .dialect import Connection, LogStore
 
 __all__ = [
     "Bucket",
@@ -86,12 +85,12 @@ class RequestPage:
     rows: list[dict[str, Any]]
 
 
-def _bucket_expr(origin: float, width: float) -> tuple[str, list[Any]]:
-    return "CAST((r.started_at - ?) / ? AS INTEGER)", [origin, width]
+def _bucket_expr(dialect: Dialect, origin: float, width: float) -> tuple[str, list[Any]]:
+    return dialect.integer("(r.started_at - ?) / ?"), [origin, width]
 
 
 def series(
-    store: SqliteStore,
+    store: LogStore,
     filters: Filters,
     *,
     origin: float,
@@ -114,9 +113,10 @@ def series(
         and width == int(width)
         and origin == int(origin)
     ):
-        with store.connect() as conn:
-            _read_only(conn)
-            sums = rollup_sums(conn, filters, width=int(width), origin=int(origin))
+        with store.connect(read_only=True) as conn:
+            sums = rollup_sums(
+                conn, filters, width=int(width), origin=int(origin), dialect=store.dialect
+            )
         return [_summed(origin + b * width, sums[b]) for b in sorted(sums)]
     return _raw_series(store, filters, origin=origin, width=width)
 
@@ -132,21 +132,20 @@ _BUCKET_COUNTS = ("requests", "errors", "input_tokens", "output_tokens", "cache_
                   "reasoning_tokens", "cache_hits", "cache_misses")  # fmt: skip
 
 
-def _raw_series(
-    store: SqliteStore, filters: Filters, *, origin: float, width: float
-) -> list[Bucket]:
-    expr, params = _bucket_expr(origin, width)
+def _raw_series(store: LogStore, filters: Filters, *, origin: float, width: float) -> list[Bucket]:
+    expr, params = _bucket_expr(store.dialect, origin, width)
     where, where_params = where_clause(filters)
+    sums = ", ".join(
+        [count_if("r.status = 'error'"), total("r.input_tokens"), total("r.output_tokens"),
+         total("r.cache_read_tokens"), total("r.reasoning_tokens"), total("r.cost_usd"),
+         count_if("r.cache = 'hit'"), count_if("r.cache = 'miss'"), total("r.saved_usd")]
+    )  # fmt: skip
     sql = (
-        f"SELECT {expr} AS b, COUNT(*), SUM(r.status = 'error'), "  # noqa: S608
-        "TOTAL(r.input_tokens), TOTAL(r.output_tokens), TOTAL(r.cache_read_tokens), "
-        "TOTAL(r.reasoning_tokens), TOTAL(r.cost_usd), SUM(r.cache = 'hit'), "
-        "SUM(r.cache = 'miss'), TOTAL(r.saved_usd) "
-        f"FROM requests r WHERE {where} GROUP BY b ORDER BY b"
+        f"SELECT {expr} AS b, COUNT(*), {sums} "  # noqa: S608
+        f"FROM requests r WHERE {where} GROUP BY 1 ORDER BY 1"
     )
     buckets = []
-    with store.connect() as conn:
-        _read_only(conn)
+    with store.connect(read_only=True) as conn:
         for b, n, err, tin, tout, tcr, tre, cost, hits, misses, saved in conn.execute(
             sql, [*params, *where_params]
         ):
@@ -159,10 +158,10 @@ def _raw_series(
                     int(tout),
                     int(tcr),
                     int(tre),
-                    cost,
+                    float(cost),
                     hits or 0,
                     misses or 0,
-                    saved,
+                    float(saved),
                 )
             )
     return buckets
@@ -171,20 +170,22 @@ def _raw_series(
 #: What `totals_by` can order its groups by (largest first).
 TOTALS_ORDER = ("cost_usd", "requests", "input_tokens", "output_tokens", "errors", "cache_hits",
                 "saved_usd")  # fmt: skip
-_TOTALS = (
-    "COUNT(*) AS requests, TOTAL(r.status = 'error') AS errors, "
-    "TOTAL(r.input_tokens) AS input_tokens, TOTAL(r.output_tokens) AS output_tokens, "
-    "TOTAL(r.cache_read_tokens) AS cache_read_tokens, "
-    "TOTAL(r.reasoning_tokens) AS reasoning_tokens, TOTAL(r.cost_usd) AS cost_usd, "
-    "TOTAL(r.cost_usd IS NULL) AS cost_unknown, TOTAL(r.cache = 'hit') AS cache_hits, "
-    "TOTAL(r.cache = 'miss') AS cache_misses, TOTAL(r.saved_usd) AS saved_usd"
-)
+_ERROR = "r.status = 'error'"
+_HIT, _MISS = "r.cache = 'hit'", "r.cache = 'miss'"
+_TOTALS = ", ".join(
+    ["COUNT(*) AS requests", f"{count_if(_ERROR)} AS errors",
+     f"{total('r.input_tokens')} AS input_tokens", f"{total('r.output_tokens')} AS output_tokens",
+     f"{total('r.cache_read_tokens')} AS cache_read_tokens",
+     f"{total('r.reasoning_tokens')} AS reasoning_tokens", f"{total('r.cost_usd')} AS cost_usd",
+     f"{count_if('r.cost_usd IS NULL')} AS cost_unknown", f"{count_if(_HIT)} AS cache_hits",
+     f"{count_if(_MISS)} AS cache_misses", f"{total('r.saved_usd')} AS saved_usd"]
+)  # fmt: skip
 _INTEGERS = ("requests", "errors", "input_tokens", "output_tokens", "cache_read_tokens",
              "reasoning_tokens", "cost_unknown", "cache_hits", "cache_misses")  # fmt: skip
 
 
 def totals_by(
-    store: SqliteStore,
+    store: LogStore,
     filters: Filters,
     *,
     by: str,
@@ -205,9 +206,8 @@ def totals_by(
         and filters.since is not None
         and filters.until is not None
     ):
-        with store.connect() as conn:
-            _read_only(conn)
-            sums = rollup_sums(conn, filters, by=by)
+        with store.connect(read_only=True) as conn:
+            sums = rollup_sums(conn, filters, by=by, dialect=store.dialect)
         grouped = [
             {"value": value, **{n: v for n, v in s.items() if n != "cache_write_tokens"}}
             for value, s in sums.items()
@@ -226,29 +226,29 @@ def totals_by(
 
 
 def _raw_totals(
-    store: SqliteStore, filters: Filters, *, by: str, order: str, limit: int
+    store: LogStore, filters: Filters, *, by: str, order: str, limit: int
 ) -> tuple[list[dict[str, Any]], int]:
-    exprs, joins, join_params = group_expressions([by])
+    exprs, joins, join_params = group_expressions([by], store.dialect)
     where, params = where_clause(filters)
     grouped = (
         f"SELECT {exprs[0]} AS value, {_TOTALS} FROM requests r {' '.join(joins)} "  # noqa: S608
-        f"WHERE {where} GROUP BY value"
+        f"WHERE {where} GROUP BY 1"
     )
-    with store.connect() as conn:
-        _read_only(conn)
-        conn.row_factory = _dict_row
-        rows = conn.execute(
-            f"SELECT * FROM ({grouped}) ORDER BY {order} DESC, value LIMIT ?",  # noqa: S608
+    with store.connect(read_only=True) as conn:
+        # NULL first in both databases (PostgreSQL puts it last by default)
+        rows = _dicts(conn.execute(
+            f"SELECT * FROM ({grouped}) AS g "  # noqa: S608
+            f"ORDER BY {order} DESC, value IS NOT NULL, value LIMIT ?",
             [*join_params, *params, limit],
-        ).fetchall()
+        ))  # fmt: skip
         count = conn.execute(
-            f"SELECT COUNT(*) AS n FROM ({grouped})",  # noqa: S608
+            f"SELECT COUNT(*) AS n FROM ({grouped}) AS g",  # noqa: S608
             [*join_params, *params],
-        ).fetchone()["n"]
+        ).fetchone()[0]
     return rows, int(count)
 
 
-def error_breakdown(store: SqliteStore, filters: Filters, *, limit: int) -> ErrorBreakdown:
+def error_breakdown(store: LogStore, filters: Filters, *, limit: int) -> ErrorBreakdown:
     """The `limit` most frequent failures of attempts (with every attempt of the provider,
     for a rate) and of requests (refusals by rate limits and budgets included)."""
     where, params = where_clause(filters)
@@ -260,11 +260,10 @@ def error_breakdown(store: SqliteStore, filters: Filters, *, limit: int) -> Erro
     requests_sql = (
         "SELECT r.error_type, r.limit_type, COUNT(*) FROM requests r "  # noqa: S608
         f"WHERE {where} AND r.status = 'error' GROUP BY r.error_type, r.limit_type "
-        "ORDER BY COUNT(*) DESC, r.error_type LIMIT ?"
+        "ORDER BY COUNT(*) DESC, r.error_type IS NOT NULL, r.error_type LIMIT ?"
     )
     result = ErrorBreakdown()
-    with store.connect() as conn:
-        _read_only(conn)
+    with store.connect(read_only=True) as conn:
         per_target: dict[str, int] = {}
         failed = []
         for provider, target, error_type, count in conn.execute(attempts_sql, params):
@@ -291,39 +290,38 @@ def error_breakdown(store: SqliteStore, filters: Filters, *, limit: int) -> Erro
 
 
 def experiment_counts(
-    store: SqliteStore, since: float, until: float, *, limit: int
+    store: LogStore, since: float, until: float, *, limit: int
 ) -> tuple[list[tuple[str, int]], int]:
     """The `limit` experiments with the most requests started in ``[since, until)`` (their
     name and requests, most first), and how many experiments there are in all.
 
     Read through the experiment index (the ``+`` keeps SQLite from scanning the range by
-    time instead): a store without experiments answers at once, whatever the range."""
+    time instead; PostgreSQL reads it as the plain column): a store without experiments answers at once, whatever the range."""
     grouped = (
         "SELECT r.experiment AS name, COUNT(*) AS n FROM requests r "
         "WHERE r.experiment IS NOT NULL AND +r.started_at >= ? AND +r.started_at < ? "
         "AND r.status <> 'started' GROUP BY r.experiment"
     )
-    with store.connect() as conn:
-        _read_only(conn)
+    with store.connect(read_only=True) as conn:
         rows = conn.execute(f"{grouped} ORDER BY n DESC, name LIMIT ?", [since, until, limit])
         top = [(str(name), int(n)) for name, n in rows]
-        (count,) = conn.execute(f"SELECT COUNT(*) FROM ({grouped})", [since, until]).fetchone()  # noqa: S608
+        (count,) = conn.execute(f"SELECT COUNT(*) FROM ({grouped}) AS e", [since, until]).fetchone()  # noqa: S608
     return top, int(count)
 
 
 def request_page(
-    store: SqliteStore, filters: Filters, *, search: str | None, limit: int, offset: int
+    store: LogStore, filters: Filters, *, search: str | None, limit: int, offset: int
 ) -> RequestPage:
     """Requests matching `filters` (and `search`, a substring of an id, route, model, user,
     key, team or error), newest first: `limit` of them from `offset`."""
     where, params = where_clause(filters)
     if search:
         pattern = "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        where += " AND (" + " OR ".join(f"r.{c} LIKE ? ESCAPE '\\'" for c in SEARCH_COLUMNS) + ")"
+        like = store.dialect.like
+        where += " AND (" + " OR ".join(f"r.{c} {like} ? ESCAPE '\\'" for c in SEARCH_COLUMNS) + ")"
         params = [*params, *[pattern] * len(SEARCH_COLUMNS)]
     columns = ", ".join(f"r.{c}" for c in LIST_COLUMNS)
-    with store.connect() as conn:
-        _read_only(conn)
+    with store.connect(read_only=True) as conn:
         total = conn.execute(f"SELECT COUNT(*) FROM requests r WHERE {where}", params)  # noqa: S608
         count = int(total.fetchone()[0])
         rows = conn.execute(
@@ -341,22 +339,19 @@ def _listed(row: tuple[Any, ...]) -> dict[str, Any]:
     return item
 
 
-def request_detail(store: SqliteStore, request_id: str) -> dict[str, Any] | None:
+def request_detail(store: LogStore, request_id: str) -> dict[str, Any] | None:
     """One request's whole record and its attempts (None if the store has no such request);
     captured content (already redacted when it was recorded) is cut to `MAX_CONTENT_CHARS`."""
-    with store.connect() as conn:
-        _read_only(conn)
-        conn.row_factory = _dict_row
-        found = conn.execute("SELECT * FROM requests WHERE request_id = ?", (request_id,))
-        row = found.fetchone()
-        if row is None:
+    with store.connect(read_only=True) as conn:
+        found = _dicts(conn.execute("SELECT * FROM requests WHERE request_id = ?", (request_id,)))
+        if not found:
             return None
-        attempts = conn.execute(
+        attempts = _dicts(conn.execute(
             "SELECT idx, target, provider, model, kind, outcome, status, error_type, error, "
             "started_s, latency_s FROM attempts WHERE request_id = ? ORDER BY idx",
             (request_id,),
-        ).fetchall()
-    detail: dict[str, Any] = dict(row)
+        ))  # fmt: skip
+    detail: dict[str, Any] = found[0]
     detail["stream"] = bool(detail["stream"])
     detail["tokens_estimated"] = bool(detail["tokens_estimated"])
     detail["off_variant"] = bool(detail["off_variant"])
@@ -375,42 +370,42 @@ def request_detail(store: SqliteStore, request_id: str) -> dict[str, Any] | None
     return detail
 
 
-def _dict_row(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> dict[str, Any]:
-    return {d[0]: value for d, value in zip(cursor.description, row, strict=True)}
-
-
-def _read_only(conn: sqlite3.Connection) -> None:
-    """Make the connection refuse writes: browsing a store never changes it."""
-    conn.execute("PRAGMA query_only = ON")
+def _dicts(cursor: Cursor) -> list[dict[str, Any]]:
+    """Every row of `cursor`, by column name."""
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
 # ---------------------------------------------------------------- rollups
 
 
-def _keys(width: int | None, origin: int, by: str | None) -> tuple[str, str]:
+def _keys(dialect: Dialect, width: int | None, origin: int, by: str | None) -> tuple[str, str]:
     """What `rollup_sums` groups by: over raw rows, and over a rollup."""
     if width is not None:
-        raw = f"CAST((CAST(r.started_at AS INTEGER) - {int(origin)}) / {int(width)} AS INTEGER)"
+        # integer division of integers: truncated in both databases
+        raw = f"({dialect.integer('r.started_at')} - {int(origin)}) / {int(width)}"
         return raw, "bucket"  # in the primary key's order: summed without sorting
     if by is not None:
         return f"r.{by}", f"NULLIF({by}, '')"
-    return "NULL", "NULL"
+    return "CAST(NULL AS TEXT)", "CAST(NULL AS TEXT)"
 
 
 def rollup_sums(
-    conn: sqlite3.Connection,
+    conn: Connection,
     filters: Filters,
     *,
     width: int | None = None,
     origin: int = 0,
     by: str | None = None,
+    dialect: Dialect = SQLITE,
 ) -> dict[Any, dict[str, float]]:
     """The `rollup.MEASURES` of the requests matching `filters` (which `rollups_cover` must accept, with
     `since` and `until` set), keyed by their bucket index ``(start - origin) // width`` when
     `width` is given, else by their value of the dimension `by` (None: one key, None).
 
     Only grains that divide `width` serve (and `origin` must be a multiple of it): a bucket
-    of a grain then falls in one bucket of the series.
+    of a grain then falls in one bucket of the series. `dialect`: the store's (that of
+    `conn`).
     """
     if filters.since is None or filters.until is None:
         raise ValueError("rollup_sums needs a range: filters.since and filters.until")
@@ -422,21 +417,21 @@ def rollup_sums(
     tables = rollup.TOTAL_GRAINS if not dims and by is None else rollup.GRAINS
     grains = tuple((t, g) for t, g in tables if width is None or width % g == 0)
     raw_where, raw_params = where_clause(Filters(**dims))
-    rolled_where = " AND ".join(["1", *(f"{d} = ?" for d in dims)])
+    rolled_where = " AND ".join(["1 = 1", *(f"{d} = ?" for d in dims)])
     rolled_params = list(dims.values())
-    raw_key, rolled_key = _keys(width, origin, by)
+    raw_key, rolled_key = _keys(dialect, width, origin, by)
     names = list(rollup.MEASURES)
     result: dict[Any, dict[str, float]] = {}
     for table, lo, hi in pieces(filters.since, filters.until, grains):
         if table is None:
             sql = (
                 f"SELECT {raw_key} AS k, {', '.join(rollup.MEASURES.values())} FROM requests r "  # noqa: S608
-                f"WHERE {raw_where} AND r.started_at >= ? AND r.started_at < ? GROUP BY k"
+                f"WHERE {raw_where} AND r.started_at >= ? AND r.started_at < ? GROUP BY 1"
             )
         else:
             sql = (
                 f"SELECT {rolled_key} AS k, {', '.join(f'SUM({m})' for m in names)} "  # noqa: S608
-                f"FROM {table} WHERE {rolled_where} AND bucket >= ? AND bucket < ? GROUP BY k"
+                f"FROM {table} WHERE {rolled_where} AND bucket >= ? AND bucket < ? GROUP BY 1"
             )
         params = [*(raw_params if table is None else rolled_params), lo, hi]
         for key, *values in conn.execute(sql, params):

@@ -23,7 +23,9 @@ them fills them from the stored rows (`MIGRATION`).
 
 The bin is computed in SQL with ``ln()``, one of SQLite's math functions;
 `register_ln` supplies Python's ``math.log`` on a SQLite built without them
-(the same C function: the same bins).
+(the same C function: the same bins). PostgreSQL has its own ``ln()`` (C's
+``log`` too); the SQL is written once for both (`llmroute.observe.dialect`):
+the PostgreSQL store runs `batch_statements` and `migration` in its dialect.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
 
 from . import rollup
+from .dialect import SQLITE, Dialect, count_if
 
 __all__ = [
     "BINS_PER_DOUBLING",
@@ -46,10 +49,13 @@ __all__ = [
     "TOP_BIN",
     "TOTAL_TABLES",
     "TTFT",
+    "batch_statements",
     "bin_of",
+    "bin_sql",
     "binned_sql",
     "bounds",
     "estimate",
+    "migration",
     "register_ln",
     "unpack",
     "update",
@@ -69,12 +75,20 @@ RELATIVE_ERROR = (_GAMMA - 1) / (_GAMMA + 1)
 #: Bins per unit of ``ln(seconds / LOWEST_S)``.
 _SCALE = BINS_PER_DOUBLING / math.log(2)
 
-#: The bin of a value in SQL (``{0}``: the value's expression, in seconds; NULL stays NULL):
-#: the value in µs, its natural logarithm, scaled, truncated.
-BIN_SQL = (
-    "CASE WHEN {0} * 1000000.0 < 1.0 THEN 0 "
-    f"ELSE MIN(CAST(ln({{0}} * 1000000.0) * {_SCALE!r} AS INTEGER) + 1, {TOP_BIN}) END"
-)
+
+def bin_sql(dialect: Dialect, value: str) -> str:
+    """The bin of `value` (an SQL expression, in seconds; NULL stays NULL) in `dialect`: the
+    value in µs, its natural logarithm, scaled, truncated."""
+    scaled = dialect.integer(f"ln({value} * 1000000.0) * {_SCALE!r}")
+    # NULL first: PostgreSQL's LEAST skips a NULL where SQLite's MIN returns it
+    return (
+        f"CASE WHEN {value} IS NULL THEN NULL WHEN {value} * 1000000.0 < 1.0 THEN 0 "
+        f"ELSE {dialect.least(f'{scaled} + 1', str(TOP_BIN))} END"
+    )
+
+
+#: `bin_sql` in SQLite, with ``{0}`` for the value's expression.
+BIN_SQL = bin_sql(SQLITE, "{0}")
 
 
 def bin_of(seconds: float) -> int:
@@ -143,100 +157,126 @@ COUNTS = tuple(f"c{i}" for i in range(BINS_PER_DOUBLING))
 _DIMS = ", ".join(rollup.DIMENSIONS)
 _KEY = f"{_DIMS}, kind, octave"
 _COLUMNS = f"bucket, {_KEY}, {', '.join(COUNTS)}"
-_UPSERT = " ON CONFLICT DO UPDATE SET " + ", ".join(f"{c} = {c} + excluded.{c}" for c in COUNTS)
 
 
-def _table_sql(table: str, *, keyed: bool = True) -> str:
+def _upsert(table: str) -> str:
+    return f" ON CONFLICT (bucket, {_KEY}) DO UPDATE SET " + ", ".join(
+        f"{c} = {table}.{c} + excluded.{c}" for c in COUNTS
+    )
+
+
+def _table_sql(dialect: Dialect, table: str, *, keyed: bool = True) -> str:
+    integer = dialect.integer_type
     dims = ", ".join(f"{d} TEXT NOT NULL" for d in rollup.DIMENSIONS)
-    counts = ", ".join(f"{c} INTEGER NOT NULL" for c in COUNTS)
+    counts = ", ".join(f"{c} {integer} NOT NULL" for c in COUNTS)
     columns = (
-        f"bucket INTEGER NOT NULL, {dims}, kind INTEGER NOT NULL, octave INTEGER NOT NULL, {counts}"
+        f"bucket {integer} NOT NULL, {dims}, kind INTEGER NOT NULL, octave INTEGER NOT NULL, "
+        f"{counts}"
     )
     if not keyed:
         return f"CREATE TEMP TABLE IF NOT EXISTS {table} ({columns})"
-    return f"CREATE TABLE {table} ({columns}, PRIMARY KEY (bucket, {_KEY})) WITHOUT ROWID"
+    return f"CREATE TABLE {table} ({columns}, PRIMARY KEY (bucket, {_KEY})){dialect.keyed_table_suffix}"
 
 
-def binned_sql(keys: Mapping[str, str], where: str) -> str:
+def binned_sql(keys: Mapping[str, str], where: str, dialect: Dialect = SQLITE) -> str:
     """A ``SELECT`` of each of `keys` (alias: SQL over ``requests r``), ``kind``, ``octave``
     and the `COUNTS` of the latencies (kind `LATENCY`) and times to first token (`TTFT`) of
     the rows matching `where` (bind its parameters twice), per keys, kind and octave. A time
     to first token counts only with its latency, as in an exact report."""
     columns = ", ".join(f"{expr} AS {alias}" for alias, expr in keys.items())
     names = ", ".join(keys)
-    counts = ", ".join(f"SUM(bin % {BINS_PER_DOUBLING} = {i})" for i in range(len(COUNTS)))
+    counts = ", ".join(count_if(f"bin % {BINS_PER_DOUBLING} = {i}") for i in range(len(COUNTS)))
+    latency, ttft = bin_sql(dialect, "r.latency_s"), bin_sql(dialect, "r.ttft_s")
     values = (  # a compound subquery: each row's bin computed once
-        f"SELECT {columns}, {LATENCY} AS kind, {BIN_SQL.format('r.latency_s')} AS bin "  # noqa: S608
+        f"SELECT {columns}, {LATENCY} AS kind, {latency} AS bin "  # noqa: S608
         f"FROM requests r WHERE {where} AND r.latency_s IS NOT NULL UNION ALL "
-        f"SELECT {columns}, {TTFT}, {BIN_SQL.format('r.ttft_s')} FROM requests r "
+        f"SELECT {columns}, {TTFT}, {ttft} FROM requests r "
         f"WHERE {where} AND r.latency_s IS NOT NULL AND r.ttft_s IS NOT NULL"
     )
     return (
         f"SELECT {names}, kind, bin / {BINS_PER_DOUBLING} AS octave, {counts} "  # noqa: S608
-        f"FROM ({values}) WHERE 1 GROUP BY {names}, kind, octave"
+        f"FROM ({values}) AS v WHERE 1 = 1 GROUP BY {names}, kind, octave"
     )
 
 
-def _binned_sql(table: str, where: str) -> str:
+def _binned_sql(dialect: Dialect, table: str, where: str) -> str:
     """``INSERT`` into `table` (by dimensions, per minute) the bins of the rows of
     ``requests r`` matching `where` (with one ``?`` at most: bound twice)."""
-    keys = {"b": "CAST(r.started_at AS INTEGER) / 60 * 60"}
-    keys.update({d: f"IFNULL(r.{d}, '')" for d in rollup.DIMENSIONS})
-    return f"INSERT INTO {table} ({_COLUMNS}) " + binned_sql(keys, where)
+    keys = {"b": f"{dialect.integer('r.started_at')} / 60 * 60"}
+    keys.update({d: f"COALESCE(r.{d}, '')" for d in rollup.DIMENSIONS})
+    return f"INSERT INTO {table} ({_COLUMNS}) " + binned_sql(keys, where, dialect)
 
 
 def _merged_sql(table: str, grain: int, source: str, *, grouped: bool = True) -> str:
     """``INSERT`` into `table` the counts of `source` (a finer grain, by dimensions) per
     bucket of `grain` (and dimensions, unless `table` has none), adding them to a row already
-    there: summed first when `grouped`, else one upsert per row of `source` (cheaper when
-    most rows of `source` are a row of `table` already: sorting them to sum them costs
-    more)."""
+    there: summed first (in key order, so that concurrent writers lock rows in one order)
+    when `grouped`, else one upsert per row of `source` (cheaper when most rows of `source`
+    are a row of `table` already: sorting them to sum them costs more; SQLite only, as
+    PostgreSQL refuses an insert that updates one row twice)."""
     total = table in dict(TOTAL_TABLES)
     dims = ", ".join("''" for _ in rollup.DIMENSIONS) if total else _DIMS
     if grouped:
         sums = ", ".join(f"SUM({c})" for c in COUNTS)
-        keys = " GROUP BY b, kind, octave" if total else f" GROUP BY b, {_KEY}"
+        order = "1, kind, octave" if total else f"1, {_KEY}"
+        keys = f" GROUP BY {order} ORDER BY {order}"
     else:
         sums, keys = ", ".join(COUNTS), ""
     return (
         f"INSERT INTO {table} ({_COLUMNS}) "  # noqa: S608
         f"SELECT bucket / {grain} * {grain} AS b, {dims}, kind, octave, {sums} "
-        f"FROM {source} WHERE 1{keys}{_UPSERT}"
+        f"FROM {source} WHERE 1 = 1{keys}{_upsert(table)}"
     )
 
 
 _MINUTE = TABLES[-1][0]
 
-#: The schema step that creates the tables and fills them from the stored rows: the minute
-#: grain from the rows, every other from it (the same sums, from fewer rows).
-MIGRATION = ";\n".join(
-    [_table_sql(table) for table, _ in TABLES + TOTAL_TABLES]
-    + [_binned_sql(_MINUTE, "1")]
-    + [_merged_sql(table, grain, _MINUTE) for table, grain in TABLES[:-1] + TOTAL_TABLES]
-)
+
+def migration(dialect: Dialect) -> str:
+    """The schema step that creates the tables and fills them from the stored rows: the
+    minute grain from the rows, every other from it (the same sums, from fewer rows)."""
+    return ";\n".join(
+        [_table_sql(dialect, table) for table, _ in TABLES + TOTAL_TABLES]
+        + [_binned_sql(dialect, _MINUTE, "1 = 1")]
+        + [_merged_sql(table, grain, _MINUTE) for table, grain in TABLES[:-1] + TOTAL_TABLES]
+    )
+
+
+#: SQLite's step (schema version 8).
+MIGRATION = migration(SQLITE)
 
 #: A batch's bins summed per minute and dimensions, once; every table is then summed from it.
-_BATCH = "temp.rollup_latency_batch"
-_BATCH_STEPS = (
-    _table_sql(_BATCH, keyed=False),
-    f"DELETE FROM {_BATCH}",  # noqa: S608
-    _binned_sql(_BATCH, "r.rowid > ?"),
-)
-#: Into the tables by dimensions, a row of the batch each; into the totals, summed first
-#: (a batch has fewer minutes than minutes and dimensions).
-_MERGES = tuple(
-    _merged_sql(table, grain, _BATCH, grouped=False) for table, grain in TABLES
-) + tuple(_merged_sql(table, grain, _BATCH) for table, grain in TOTAL_TABLES)
+_BATCH = "rollup_latency_batch"
+
+
+def batch_statements(dialect: Dialect, where: str) -> tuple[str, ...]:
+    """The statements that add the bins of the rows of ``requests r`` matching `where` (a
+    batch just inserted, in the same transaction; one ``?`` at most, bound twice) to every
+    latency table: summed per minute and dimensions into a temporary table, then into each
+    table. Into SQLite's tables by dimensions, a row of the batch each; into the totals
+    (and every PostgreSQL table), summed first (a batch has fewer minutes than minutes and
+    dimensions)."""
+    each = dialect.name == "sqlite"
+    return (
+        _table_sql(dialect, _BATCH, keyed=False),
+        f"DELETE FROM {_BATCH}",  # noqa: S608
+        _binned_sql(dialect, _BATCH, where),
+        *(_merged_sql(table, grain, _BATCH, grouped=not each) for table, grain in TABLES),
+        *(_merged_sql(table, grain, _BATCH) for table, grain in TOTAL_TABLES),
+    )
+
+
+_SQLITE_BATCH = batch_statements(SQLITE, "r.rowid > ?")
 
 
 def update(conn: sqlite3.Connection, after_rowid: int) -> None:
-    """Add the bins of the rows of ``requests`` past `after_rowid` (a batch just inserted,
-    in the same transaction) to every latency table."""
-    create, empty, fill = _BATCH_STEPS
+    """Add the bins of the rows of a SQLite store's ``requests`` past `after_rowid` (a batch
+    just inserted, in the same transaction) to every latency table (`batch_statements`)."""
+    create, empty, fill, *merges = _SQLITE_BATCH
     conn.execute(create)
     conn.execute(empty)
     conn.execute(fill, (after_rowid, after_rowid))
-    for sql in _MERGES:
+    for sql in merges:
         conn.execute(sql)
 
 

@@ -21,12 +21,11 @@ from typing import TYPE_CHECKING, Any
 
 from . import histogram, rollup
 from .analytics import Filters, Percentiles, group_expressions, where_clause
+from .dialect import Dialect, count_if
 from .rollup_read import covers, pieces
 
 if TYPE_CHECKING:
-    import sqlite3
-
-    from .sqlite import SqliteStore
+    from .dialect import Connection, LogStore
 
 __all__ = [
     "LatencyBucket",
@@ -79,7 +78,7 @@ def served_by_rollups(filters: Filters, *, by: Sequence[str], origin: float, wid
 
 
 def latency_report(
-    store: SqliteStore,
+    store: LogStore,
     filters: Filters,
     *,
     by: Sequence[str],
@@ -92,9 +91,8 @@ def latency_report(
     serve the query (`served_by_rollups`) unless `exact`, else from one read of the
     matching rows' few columns (the percentiles are then those of `query_stats`)."""
     if not exact and served_by_rollups(filters, by=by, origin=origin, width=width):
-        with store.connect() as conn:
-            _read_only(conn)
-            return _binned_report(conn, filters, by, int(origin), int(width))
+        with store.connect(read_only=True) as conn:
+            return _binned_report(conn, store.dialect, filters, by, int(origin), int(width))
     return _exact_report(store, filters, by, origin, width)
 
 
@@ -107,10 +105,10 @@ def _sorted_groups(rows: list[dict[str, Any]], by: Sequence[str]) -> list[dict[s
 
 
 def _exact_report(
-    store: SqliteStore, filters: Filters, by: Sequence[str], origin: float, width: float
+    store: LogStore, filters: Filters, by: Sequence[str], origin: float, width: float
 ) -> LatencyReport:
-    expr = "CAST((r.started_at - ?) / ? AS INTEGER)"
-    exprs, joins, join_params = group_expressions(by)
+    expr = store.dialect.integer("(r.started_at - ?) / ?")
+    exprs, joins, join_params = group_expressions(by, store.dialect)
     where, where_params = where_clause(filters)
     selected = ", ".join([expr, *exprs, "r.status", "r.latency_s", "r.ttft_s"])
     sql = f"SELECT {selected} FROM requests r {' '.join(joins)} WHERE {where}"  # noqa: S608
@@ -119,8 +117,7 @@ def _exact_report(
     groups: dict[tuple[Any, ...], list[Any]] = {}  # requests, errors, latencies, ttfts
     buckets: dict[int, tuple[list[float], list[float]]] = {}
     n = len(exprs)
-    with store.connect() as conn:
-        _read_only(conn)
+    with store.connect(read_only=True) as conn:
         for row in conn.execute(sql, [origin, width, *join_params, *where_params]):
             b, key, (status, latency, ttft) = row[0], row[1 : n + 1], row[n + 1 :]
             group = groups.get(key)
@@ -200,18 +197,24 @@ def _estimates_at(ordered: Iterable[tuple[int, int]], ranks: list[int]) -> list[
 
 
 _Bins = dict[int, int]
+_ERROR = "r.status = 'error'"
 
 
 def _binned_report(
-    conn: sqlite3.Connection, filters: Filters, by: Sequence[str], origin: int, width: int
+    conn: Connection,
+    dialect: Dialect,
+    filters: Filters,
+    by: Sequence[str],
+    origin: int,
+    width: int,
 ) -> LatencyReport:
     dims = {d: getattr(filters, d) for d in sorted(rollup.FILTER_DIMENSIONS)
             if getattr(filters, d) is not None}  # fmt: skip
-    read = _Reader(conn, filters, dims)
+    read = _Reader(conn, dialect, filters, dims)
 
     series: dict[int, tuple[_Bins, _Bins]] = {}
     tables = histogram.TABLES if dims else histogram.TOTAL_TABLES
-    bucket = (f"(CAST(r.started_at AS INTEGER) - {origin}) / {width}",
+    bucket = (f"({dialect.integer('r.started_at')} - {origin}) / {width}",
               f"(bucket - {origin}) / {width}")  # fmt: skip
     for (b,), kind, octave, counts in read.bins([bucket], [t for t in tables if width % t[1] == 0]):
         _add(series.setdefault(b, ({}, {})), kind, octave, counts)
@@ -264,9 +267,12 @@ class _Reader:
     the rollups' whole days, hours and minutes, and the rows for the seconds at either end.
     Each key is a pair of SQL expressions: over ``requests r``, and over a rollup table."""
 
-    def __init__(self, conn: sqlite3.Connection, filters: Filters, dims: dict[str, Any]) -> None:
+    def __init__(
+        self, conn: Connection, dialect: Dialect, filters: Filters, dims: dict[str, Any]
+    ) -> None:
         assert filters.since is not None and filters.until is not None
         self.conn, self.since, self.until = conn, filters.since, filters.until
+        self.dialect = dialect
         raw_where, self.raw_params = where_clause(Filters(**dims))
         self.raw_where = raw_where + " AND r.started_at >= ? AND r.started_at < ?"
         self.rolled_where = " AND ".join([*(f"{d} = ?" for d in dims), "bucket >= ?",
@@ -285,11 +291,11 @@ class _Reader:
         n = len(keys)
         rolled = ", ".join(f"{k} AS k{i}" for i, (_, k) in enumerate(keys))
         grouped = ", ".join(f"k{i}" for i in range(n))
-        sums = ", ".join(f"SUM({c})" for c in histogram.COUNTS)
+        sums = ", ".join(f"CAST(SUM({c}) AS BIGINT)" for c in histogram.COUNTS)
         for table, params in self._pieces(grains):
             if table is None:
                 sql = histogram.binned_sql({f"k{i}": k for i, (k, _) in enumerate(keys)},
-                                           self.raw_where)  # fmt: skip
+                                           self.raw_where, self.dialect)  # fmt: skip
                 params += params  # the rows with a latency, then those with a TTFT
             else:
                 sql = (
@@ -309,7 +315,7 @@ class _Reader:
         for table, params in self._pieces(rollup.GRAINS):
             if table is None:
                 sql = (
-                    f"SELECT {raw}, COUNT(*), TOTAL(r.status = 'error') FROM requests r "  # noqa: S608
+                    f"SELECT {raw}, COUNT(*), {count_if(_ERROR)} FROM requests r "  # noqa: S608
                     f"WHERE {self.raw_where} GROUP BY {grouped}"
                 )
             else:
@@ -322,8 +328,3 @@ class _Reader:
                 sums[0] += int(row[n])
                 sums[1] += int(row[n + 1])
         return summed
-
-
-def _read_only(conn: sqlite3.Connection) -> None:
-    """Make the connection refuse writes: a report never changes the store."""
-    conn.execute("PRAGMA query_only = ON")

@@ -31,7 +31,7 @@ import logging
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from .._errors import ConfigError
@@ -46,7 +46,7 @@ from .record import (
     build_record,
     start_record,
 )
-from .sinks import CallbackSink, Sink, sink_from_url
+from .sinks import CallbackSink, Sink, open_store, sink_from_url
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
@@ -57,6 +57,7 @@ if TYPE_CHECKING:
     from ..routing.catalog import Catalog
     from .analytics import Filters, StatsReport
     from .otel import Prepared, Telemetry
+    from .postgres import PostgresStore
     from .sqlite import SqliteStore
 
 __all__ = ["HookEvent", "Recorder", "RecorderStatus", "Redactor"]
@@ -88,6 +89,10 @@ class RecorderStatus:
         failed: records lost to an error while building or redacting them.
         sink_errors: batches a sink failed to write.
         hook_errors: hook calls that raised.
+        store_waiting: records a PostgreSQL store keeps while its server is
+            unreachable (0 for a SQLite store).
+        store_outages: times a PostgreSQL store's server became unreachable.
+        store_dropped: records a PostgreSQL store dropped, its backlog full.
     """
 
     queued: int
@@ -96,6 +101,9 @@ class RecorderStatus:
     failed: int
     sink_errors: int
     hook_errors: int
+    store_waiting: int = 0
+    store_outages: int = 0
+    store_dropped: int = 0
 
 
 class Recorder(Stage):
@@ -118,11 +126,12 @@ class Recorder(Stage):
         self._queue_size = config.queue_size if config else 10_000
         self._batch_size = config.batch_size if config else 500
         self._flush_interval = config.flush_interval if config else 0.2
-        self.store: SqliteStore | None = None
+        self.store: SqliteStore | PostgresStore | None = None
         self._sinks: list[Sink] = []
         if config is not None:
             if config.store is not None:
-                self.store = self._add_url(config.store)  # type: ignore[assignment]
+                self.store = open_store(config.store, retention=config.retention)
+                self._sinks.append(self.store)
             for url in config.sinks:
                 self._add_url(url)
         self._hooks: dict[HookEvent, list[Callable[..., object]]] = {
@@ -200,11 +209,19 @@ class Recorder(Stage):
         self._update_active()
 
     def status(self) -> RecorderStatus:
-        """The recorder's counters."""
-        return RecorderStatus(
+        """The recorder's counters (and its PostgreSQL store's, if it has one)."""
+        status = RecorderStatus(
             len(self._queue), self._recorded, self._dropped, self._failed,
             self._sink_errors, self._hook_errors,
         )  # fmt: skip
+        from .postgres import PostgresStore  # imports no driver: psycopg comes with a write
+
+        store = self.store
+        if not isinstance(store, PostgresStore):
+            return status
+        held = store.status()
+        return replace(status, store_waiting=held.waiting, store_outages=held.outages,
+                       store_dropped=held.dropped)  # fmt: skip
 
     # -------------------------------------------------------------- the stage
 

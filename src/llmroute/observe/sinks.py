@@ -13,13 +13,24 @@ import threading
 import weakref
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import IO, Protocol, runtime_checkable
+from typing import IO, TYPE_CHECKING, Protocol, runtime_checkable
 
 from .._errors import ConfigError
 from ._worker import gil_friendly
 from .record import RequestRecord
 
-__all__ = ["CallbackSink", "JsonlSink", "Sink", "path_from_url", "sink_from_url"]
+if TYPE_CHECKING:
+    from .postgres import PostgresStore
+    from .sqlite import SqliteStore
+
+__all__ = [
+    "CallbackSink",
+    "JsonlSink",
+    "Sink",
+    "open_store",
+    "path_from_url",
+    "sink_from_url",
+]
 
 _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
@@ -93,12 +104,26 @@ class CallbackSink:
         """Nothing to release."""
 
 
-def sink_from_url(url: str) -> Sink:
-    """The built-in sink a URL names: ``sqlite:///path`` or ``jsonl:///path``."""
-    if url.startswith("sqlite:"):
-        from .sqlite import SqliteStore
+def open_store(url: str, *, retention: float | None = None) -> SqliteStore | PostgresStore:
+    """The log store a URL names: ``sqlite:///path``, ``postgresql://...`` (or
+    ``postgres://``), or a plain path to a SQLite file; `retention` in seconds."""
+    if url.startswith(("postgresql://", "postgres://")):
+        from .postgres import PostgresStore
 
-        return SqliteStore(path_from_url(url, "sqlite"))
+        return PostgresStore(url, retention=retention)
+    from .sqlite import SqliteStore
+
+    path = path_from_url(url, "sqlite") if url.startswith("sqlite:") else Path(url)
+    return SqliteStore(path, retention=retention)
+
+
+def sink_from_url(url: str) -> Sink:
+    """The built-in sink a URL names: ``sqlite:///path``, ``postgresql://...`` or
+    ``jsonl:///path``."""
+    if url.startswith(("sqlite:", "postgresql:", "postgres:")):
+        return open_store(url)
     if url.startswith("jsonl:"):
         return JsonlSink(path_from_url(url, "jsonl"))
-    raise ConfigError(f"unknown sink URL {url!r}: expected sqlite:///path or jsonl:///path")
+    raise ConfigError(
+        f"unknown sink URL {url[:60]!r}: expected sqlite:///path, postgresql://... or jsonl:///path"
+    )

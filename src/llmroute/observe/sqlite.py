@@ -24,9 +24,9 @@ the file wait for it up to the busy timeout, 10 s).
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import threading
+import time
 import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import closing, contextmanager
@@ -34,20 +34,32 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import ConfigError, RequestError
-from .._types import TokenUsage
 from ..stores.sqlite import create_private, enable_wal
 from . import histogram, rollup
 from ._worker import gil_friendly
+from .dialect import SQLITE, Dialect
 from .feedback import ExperimentStop, Feedback
-from .record import AttemptRecord, RequestRecord
+from .record import RequestRecord
+from .rows import (
+    ATTEMPT_COLUMNS,
+    FEEDBACK_COLUMNS,
+    MAX_FEEDBACK_PER_REQUEST,
+    MAX_FEEDBACK_PER_STICKY_KEY,
+    PROPERTY_COLUMNS,
+    PRUNE_EVERY,
+    REQUEST_COLUMNS,
+    attempt_rows,
+    encode_json,
+    property_rows,
+    prune_statements,
+    read_feedback,
+    read_records,
+    read_stop,
+    request_row,
+    stop_row,
+)
 
 __all__ = ["FEEDBACK_COLUMNS", "MIGRATIONS", "SCHEMA_VERSION", "SqliteStore"]
-
-#: The most feedback entries kept on one request, and on one experiment's sticky key:
-#: feedback is a few named metrics, given again when a user changes their mind; a
-#: client that keeps sending it is refused rather than growing the store.
-MAX_FEEDBACK_PER_REQUEST = 100
-MAX_FEEDBACK_PER_STICKY_KEY = 1_000
 
 #: Marks a database as an llmroute store (SQLite's ``application_id``): "LRT1".
 APPLICATION_ID = 0x4C525431
@@ -185,27 +197,6 @@ MIGRATIONS: tuple[str, ...] = (
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
-_REQUEST_COLUMNS = (
-    "request_id", "operation", "started_at", "ended_at", "request_model", "route", "strategy",
-    "target", "provider", "model", "response_model", "response_id", "stream", "status",
-    "latency_s", "ttft_s", "input_tokens", "output_tokens", "cache_read_tokens",
-    "cache_write_tokens", "reasoning_tokens", "tokens_estimated", "cost_usd", "cache",
-    "answered_by", "limit_type", "error_type", "error", "finish_reasons", "user", "session",
-    "properties", "prompt", "completion", "experiment", "variant", "saved_usd", "key", "team",
-    "assignment", "sticky_key", "off_variant",
-)  # fmt: skip
-
-
-_ATTEMPT_COLUMNS = (
-    "request_id", "idx", "target", "provider", "model", "kind", "outcome", "status",
-    "error_type", "error", "started_s", "latency_s",
-)  # fmt: skip
-_PROPERTY_COLUMNS = ("request_id", "key", "value", "started_at")
-FEEDBACK_COLUMNS = (
-    "feedback_id", "request_id", "experiment", "sticky_key", "name", "value", "kind",
-    "comment", "key", "created_at",
-)  # fmt: skip
-
 
 def _insert_rows(
     conn: sqlite3.Connection, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
@@ -243,33 +234,6 @@ def _insert_rows(
         conn.execute(head + ", ".join(values), params)
 
 
-#: `json.dumps` with its defaults takes the C encoder's fast path (about 1 µs here).
-_encode = json.dumps
-
-
-def _json(value: Any) -> str | None:
-    return None if value is None else _encode(value)
-
-
-def _request_row(r: RequestRecord) -> tuple[Any, ...]:
-    u = r.usage
-    tokens: tuple[Any, ...] = (
-        (u.input, u.output, u.cache_read, u.cache_write, u.reasoning, int(u.estimated))
-        if u is not None
-        else (None,) * 6
-    )
-    return (
-        r.request_id, r.operation, r.started_at, r.ended_at, r.request_model, r.route,
-        r.strategy, r.target, r.provider, r.model, r.response_model, r.response_id,
-        int(r.stream), r.status, r.latency_s, r.ttft_s, *tokens, r.cost_usd, r.cache,
-        r.answered_by, r.limit, r.error_type, r.error,
-        _json(r.finish_reasons) if r.finish_reasons else None, r.user, r.session,
-        _json(r.properties) if r.properties else None, _json(r.prompt), _json(r.completion),
-        r.experiment, r.variant, r.saved_usd, r.key, r.team,
-        r.assignment, r.sticky_key, int(r.off_variant),
-    )  # fmt: skip
-
-
 #: How long opening the store waits for other processes opening, migrating or
 #: writing it (SQLite's busy timeout, and the wait to turn a new file to WAL).
 _OPEN_TIMEOUT = 10.0
@@ -286,10 +250,17 @@ class SqliteStore:
 
     Args:
         path: the database file (created, with its folder, on first write).
+        retention: delete what is older than this many seconds, at most every
+            `PRUNE_EVERY` seconds, in a write's transaction: requests with their
+            attempts and properties, feedback, minute rollups (None: keep everything).
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, retention: float | None = None) -> None:
+        if retention is not None and retention <= 0:
+            raise ConfigError(f"retention must be positive, got {retention!r}")
         self.path = Path(path)
+        self.retention = retention
+        self._pruned_at = 0.0
         self._writer: sqlite3.Connection | None = None
         #: Closes the writing connection: once, by `close`, or when the store is dropped
         #: unclosed (its router was), whichever comes first.
@@ -313,12 +284,29 @@ class SqliteStore:
             raise
         return conn
 
+    @property
+    def dialect(self) -> Dialect:
+        """SQLite's SQL (`llmroute.observe.dialect`)."""
+        return SQLITE
+
+    @property
+    def location(self) -> str:
+        """Where the store is, for messages: its path."""
+        return str(self.path)
+
+    def exists(self) -> bool:
+        """Whether the file exists (nothing was ever stored when it does not)."""
+        return self.path.exists()
+
     @contextmanager
-    def connect(self) -> Iterator[sqlite3.Connection]:
-        """A connection for reading (migrates an older store first); closed afterwards."""
+    def connect(self, *, read_only: bool = False) -> Iterator[sqlite3.Connection]:
+        """A connection for reading (migrates an older store first); closed afterwards.
+        `read_only`: it refuses writes (browsing a store never changes it)."""
         if not self.path.exists():
             raise ConfigError(f"no llmroute store at {self.path}")
         with closing(self._connect()) as conn:
+            if read_only:
+                conn.execute("PRAGMA query_only = ON")
             yield conn
 
     # -------------------------------------------------------------- the sink
@@ -345,6 +333,11 @@ class SqliteStore:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 self._insert(conn, records)
+                if self.retention is not None and time.monotonic() - self._pruned_at >= PRUNE_EVERY:
+                    cutoff = time.time() - self.retention
+                    for sql in prune_statements():
+                        conn.execute(sql, (cutoff,))
+                    self._pruned_at = time.monotonic()
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
@@ -407,8 +400,7 @@ class SqliteStore:
     def stop_experiment(self, stop: ExperimentStop) -> ExperimentStop:
         """Store that `stop.experiment` stopped, unless a stop is stored already (another
         process decided first); return the stop stored."""
-        row = (stop.experiment, stop.winner, stop.stopped_at, stop.probability, stop.metric,
-               json.dumps(stop.samples, sort_keys=True))  # fmt: skip
+        row = stop_row(stop)
         with self._lock:
             conn = self._writing()
             conn.execute(
@@ -416,7 +408,7 @@ class SqliteStore:
                 "probability, metric, samples) VALUES (?, ?, ?, ?, ?, ?)",
                 row,
             )
-            stored = _stop_of(conn, stop.experiment)
+            stored = read_stop(conn, stop.experiment)
         assert stored is not None  # inserted, or there already
         return stored
 
@@ -426,23 +418,16 @@ class SqliteStore:
         if not self.path.exists():
             return None
         with self.connect() as conn:
-            return _stop_of(conn, experiment)
+            return read_stop(conn, experiment)
 
     def feedback(self, *, since: float | None = None) -> list[Feedback]:
         """Stored feedback, oldest first, given at `since` (Unix seconds) or later."""
-        columns = ", ".join(FEEDBACK_COLUMNS)
-        where, params = ("WHERE created_at >= ?", [since]) if since is not None else ("", [])
         with self.connect() as conn:
-            rows = conn.execute(
-                f"SELECT {columns} FROM feedback {where} "  # noqa: S608
-                "ORDER BY created_at, feedback_id",
-                params,
-            ).fetchall()
-        return [Feedback(**dict(zip(FEEDBACK_COLUMNS, row, strict=True))) for row in rows]
+            return read_feedback(conn, since=since)
 
     @staticmethod
     def _insert(conn: sqlite3.Connection, records: Sequence[RequestRecord]) -> None:
-        ids = _encode([r.request_id for r in records])
+        ids = encode_json([r.request_id for r in records])
         stored = {
             row[0]
             for row in conn.execute(
@@ -453,21 +438,14 @@ class SqliteStore:
         }
         if stored:
             records = [r for r in records if r.request_id not in stored]
-        attempts = [
-            (r.request_id, i, a.target, a.provider, a.model, a.kind, a.outcome, a.status,
-             a.error_type, a.error, a.started_s, a.latency_s)
-            for r in records
-            for i, a in enumerate(r.attempts)
-        ]  # fmt: skip
-        properties = [
-            (r.request_id, k, v, r.started_at) for r in records for k, v in r.properties.items()
-        ]
+        attempts = attempt_rows(records)
+        properties = property_rows(records)
         after = rollup.last_rowid(conn)
         _insert_rows(
-            conn, "requests", _REQUEST_COLUMNS, [_request_row(r) for r in gil_friendly(records)]
+            conn, "requests", REQUEST_COLUMNS, [request_row(r) for r in gil_friendly(records)]
         )
-        _insert_rows(conn, "attempts", _ATTEMPT_COLUMNS, attempts)
-        _insert_rows(conn, "properties", _PROPERTY_COLUMNS, properties)
+        _insert_rows(conn, "attempts", ATTEMPT_COLUMNS, attempts)
+        _insert_rows(conn, "properties", PROPERTY_COLUMNS, properties)
         rollup.update(conn, after)
         histogram.update(conn, after)
 
@@ -493,75 +471,8 @@ class SqliteStore:
         limit: int | None = None,
     ) -> list[RequestRecord]:
         """Stored records, oldest first, started in ``[since, until)`` (Unix seconds)."""
-        where, params = ["1"], []
-        if since is not None:
-            where.append("started_at >= ?")
-            params.append(since)
-        if until is not None:
-            where.append("started_at < ?")
-            params.append(until)
-        # fixed clauses and column names; every value is a bound parameter
-        chosen = (
-            f"SELECT request_id FROM requests WHERE {' AND '.join(where)} "  # noqa: S608
-            f"ORDER BY started_at, request_id LIMIT {-1 if limit is None else int(limit)}"
-        )
-        columns = ", ".join(_REQUEST_COLUMNS)
         with self.connect() as conn:
-            rows = conn.execute(
-                f"SELECT {columns} FROM requests WHERE request_id IN ({chosen}) "  # noqa: S608
-                "ORDER BY started_at, request_id",
-                params,
-            ).fetchall()
-            records = [_record(dict(zip(_REQUEST_COLUMNS, row, strict=True))) for row in rows]
-            by_id = {r.request_id: r for r in records}
-            fields = (
-                "request_id, target, provider, model, kind, outcome, status, error_type, error, "
-                "started_s, latency_s"
-            )
-            attempts = f"SELECT {fields} FROM attempts WHERE request_id IN ({chosen})"  # noqa: S608
-            for row in conn.execute(attempts + " ORDER BY request_id, idx", params):
-                by_id[row[0]].attempts.append(AttemptRecord(*row[1:]))
-        return records
-
-
-def _record(row: dict[str, Any]) -> RequestRecord:
-    usage = None
-    if row["input_tokens"] is not None:
-        usage = TokenUsage(
-            row["input_tokens"], row["output_tokens"], row["cache_read_tokens"],
-            row["cache_write_tokens"], row["reasoning_tokens"], bool(row["tokens_estimated"]),
-        )  # fmt: skip
-    loads = json.loads
-    return RequestRecord(
-        request_id=row["request_id"], operation=row["operation"], started_at=row["started_at"],
-        request_model=row["request_model"], ended_at=row["ended_at"], route=row["route"],
-        strategy=row["strategy"], target=row["target"], provider=row["provider"],
-        model=row["model"], response_model=row["response_model"],
-        response_id=row["response_id"], stream=bool(row["stream"]), status=row["status"],
-        latency_s=row["latency_s"], ttft_s=row["ttft_s"], usage=usage,
-        cost_usd=row["cost_usd"], saved_usd=row["saved_usd"], cache=row["cache"],
-        answered_by=row["answered_by"], limit=row["limit_type"], error_type=row["error_type"],
-        error=row["error"], finish_reasons=loads(row["finish_reasons"] or "[]"),
-        user=row["user"], key=row["key"], team=row["team"], session=row["session"],
-        properties=loads(row["properties"] or "{}"),
-        experiment=row["experiment"], variant=row["variant"],
-        assignment=row["assignment"], sticky_key=row["sticky_key"],
-        off_variant=bool(row["off_variant"]),
-        prompt=loads(row["prompt"]) if row["prompt"] else None,
-        completion=loads(row["completion"]) if row["completion"] else None,
-    )  # fmt: skip
-
-
-def _stop_of(conn: sqlite3.Connection, experiment: str) -> ExperimentStop | None:
-    row = conn.execute(
-        "SELECT experiment, winner, stopped_at, probability, metric, samples "
-        "FROM experiment_stops WHERE experiment = ?",
-        (experiment,),
-    ).fetchone()
-    if row is None:
-        return None
-    experiment, winner, stopped_at, probability, metric, samples = row
-    return ExperimentStop(experiment, winner, stopped_at, probability, metric, json.loads(samples))
+            return read_records(conn, since=since, until=until, limit=limit)
 
 
 def _migrate(conn: sqlite3.Connection, path: Path) -> None:

@@ -59,6 +59,7 @@ from .._errors import (
     UnknownRequest,
 )
 from .._types import AttemptInfo
+from ..observe.dialect import StoreUnavailable
 from .types import Headers
 
 __all__ = ["HTTPError", "from_exception", "sse_error_event"]
@@ -244,8 +245,15 @@ def _from_exception(exc: LLMRouteError) -> HTTPError:
         return _all_failed(exc)
     if isinstance(exc, ProviderError):
         return _provider_error(exc)
+    return _server_side(exc)
+
+
+def _server_side(exc: LLMRouteError) -> HTTPError:
+    """What went wrong on this side of the gateway (or past the first byte of a stream)."""
     if isinstance(exc, StreamInterrupted):
         return HTTPError(502, str(exc), type="upstream_error", code="stream_interrupted")
+    if isinstance(exc, StoreUnavailable):  # the log store's server is down: try again later
+        return HTTPError(503, str(exc), type="server_error", code="store_unavailable")
     return HTTPError(500, str(exc), type="server_error", code=type(exc).__name__)
 
 

@@ -25,8 +25,7 @@ from ...dashboard.api import (
     parse_query,
 )
 from ...dashboard.assets import PAGE_HEADERS, asset
-from ...observe.report import store_path
-from ...observe.sqlite import SqliteStore
+from ...observe.sinks import open_store
 from ..errors import HTTPError
 from ..request import Gateway, GatewayRequest
 from ..responses import JSON
@@ -84,12 +83,12 @@ def _check_access(request: GatewayRequest) -> None:
 
 
 def source(gateway: Gateway) -> DashboardSource:
-    """What the gateway's dashboard reads: the router's SQLite log (if it has one), and the
+    """What the gateway's dashboard reads: the router's log store (if it has one), and the
     router; made on first use and kept."""
     found = gateway.dashboard
     if found is None:
         logging = gateway.router.config.logging
         url = logging.store if logging is not None else None
-        store = SqliteStore(store_path(url)) if url else None
+        store = open_store(url) if url else None
         found = gateway.dashboard = DashboardSource(store, gateway.router)
     return found

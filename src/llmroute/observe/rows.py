@@ -1,0 +1,222 @@
+"""The rows of a request log, the same in every store: columns, a record's row and back.
+
+`SqliteStore` and `PostgresStore` write these columns and read them back
+through the same statements (`read_records`, `read_feedback`, `read_stop`,
+written once with ``?`` placeholders: see `llmroute.observe.dialect`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from .._types import TokenUsage
+from .dialect import Connection
+from .feedback import ExperimentStop, Feedback
+from .record import AttemptRecord, RequestRecord
+
+__all__ = [
+    "ATTEMPT_COLUMNS",
+    "FEEDBACK_COLUMNS",
+    "MAX_FEEDBACK_PER_REQUEST",
+    "MAX_FEEDBACK_PER_STICKY_KEY",
+    "PROPERTY_COLUMNS",
+    "REQUEST_COLUMNS",
+    "attempt_rows",
+    "PRUNE_EVERY",
+    "encode_json",
+    "prune_statements",
+    "property_rows",
+    "read_feedback",
+    "read_records",
+    "read_stop",
+    "record_from_row",
+    "request_row",
+    "stop_row",
+]
+
+#: The most feedback entries kept on one request, and on one experiment's sticky key:
+#: feedback is a few named metrics, given again when a user changes their mind; a
+#: client that keeps sending it is refused rather than growing the store.
+MAX_FEEDBACK_PER_REQUEST = 100
+MAX_FEEDBACK_PER_STICKY_KEY = 1_000
+
+REQUEST_COLUMNS = (
+    "request_id", "operation", "started_at", "ended_at", "request_model", "route", "strategy",
+    "target", "provider", "model", "response_model", "response_id", "stream", "status",
+    "latency_s", "ttft_s", "input_tokens", "output_tokens", "cache_read_tokens",
+    "cache_write_tokens", "reasoning_tokens", "tokens_estimated", "cost_usd", "cache",
+    "answered_by", "limit_type", "error_type", "error", "finish_reasons", "user", "session",
+    "properties", "prompt", "completion", "experiment", "variant", "saved_usd", "key", "team",
+    "assignment", "sticky_key", "off_variant",
+)  # fmt: skip
+
+
+ATTEMPT_COLUMNS = (
+    "request_id", "idx", "target", "provider", "model", "kind", "outcome", "status",
+    "error_type", "error", "started_s", "latency_s",
+)  # fmt: skip
+PROPERTY_COLUMNS = ("request_id", "key", "value", "started_at")
+FEEDBACK_COLUMNS = (
+    "feedback_id", "request_id", "experiment", "sticky_key", "name", "value", "kind",
+    "comment", "key", "created_at",
+)  # fmt: skip
+
+
+#: `json.dumps` with its defaults takes the C encoder's fast path (about 1 µs here).
+encode_json = json.dumps
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else encode_json(value)
+
+
+def request_row(r: RequestRecord) -> tuple[Any, ...]:
+    """The values of `REQUEST_COLUMNS` for `r` (content and lists as JSON text)."""
+    u = r.usage
+    tokens: tuple[Any, ...] = (
+        (u.input, u.output, u.cache_read, u.cache_write, u.reasoning, int(u.estimated))
+        if u is not None
+        else (None,) * 6
+    )
+    return (
+        r.request_id, r.operation, r.started_at, r.ended_at, r.request_model, r.route,
+        r.strategy, r.target, r.provider, r.model, r.response_model, r.response_id,
+        int(r.stream), r.status, r.latency_s, r.ttft_s, *tokens, r.cost_usd, r.cache,
+        r.answered_by, r.limit, r.error_type, r.error,
+        _json(r.finish_reasons) if r.finish_reasons else None, r.user, r.session,
+        _json(r.properties) if r.properties else None, _json(r.prompt), _json(r.completion),
+        r.experiment, r.variant, r.saved_usd, r.key, r.team,
+        r.assignment, r.sticky_key, int(r.off_variant),
+    )  # fmt: skip
+
+
+def attempt_rows(records: Sequence[RequestRecord]) -> list[tuple[Any, ...]]:
+    """The values of `ATTEMPT_COLUMNS` for every attempt of `records`."""
+    return [
+        (r.request_id, i, a.target, a.provider, a.model, a.kind, a.outcome, a.status,
+         a.error_type, a.error, a.started_s, a.latency_s)
+        for r in records
+        for i, a in enumerate(r.attempts)
+    ]  # fmt: skip
+
+
+def property_rows(records: Sequence[RequestRecord]) -> list[tuple[str, str, str, float]]:
+    """The values of `PROPERTY_COLUMNS` for every property of `records` (each with its
+    request's ``started_at``, so a property filter reads its index by time)."""
+    return [(r.request_id, k, v, r.started_at) for r in records for k, v in r.properties.items()]
+
+
+def stop_row(stop: ExperimentStop) -> tuple[Any, ...]:
+    """The values of ``experiment_stops``' columns for `stop`."""
+    return (stop.experiment, stop.winner, stop.stopped_at, stop.probability, stop.metric,
+            json.dumps(stop.samples, sort_keys=True))  # fmt: skip
+
+
+def record_from_row(row: dict[str, Any]) -> RequestRecord:
+    """The record a row of ``requests`` (by column name) holds, without its attempts."""
+    usage = None
+    if row["input_tokens"] is not None:
+        usage = TokenUsage(
+            row["input_tokens"], row["output_tokens"], row["cache_read_tokens"],
+            row["cache_write_tokens"], row["reasoning_tokens"], bool(row["tokens_estimated"]),
+        )  # fmt: skip
+    loads = json.loads
+    return RequestRecord(
+        request_id=row["request_id"], operation=row["operation"], started_at=row["started_at"],
+        request_model=row["request_model"], ended_at=row["ended_at"], route=row["route"],
+        strategy=row["strategy"], target=row["target"], provider=row["provider"],
+        model=row["model"], response_model=row["response_model"],
+        response_id=row["response_id"], stream=bool(row["stream"]), status=row["status"],
+        latency_s=row["latency_s"], ttft_s=row["ttft_s"], usage=usage,
+        cost_usd=row["cost_usd"], saved_usd=row["saved_usd"], cache=row["cache"],
+        answered_by=row["answered_by"], limit=row["limit_type"], error_type=row["error_type"],
+        error=row["error"], finish_reasons=loads(row["finish_reasons"] or "[]"),
+        user=row["user"], key=row["key"], team=row["team"], session=row["session"],
+        properties=loads(row["properties"] or "{}"),
+        experiment=row["experiment"], variant=row["variant"],
+        assignment=row["assignment"], sticky_key=row["sticky_key"],
+        off_variant=bool(row["off_variant"]),
+        prompt=loads(row["prompt"]) if row["prompt"] else None,
+        completion=loads(row["completion"]) if row["completion"] else None,
+    )  # fmt: skip
+
+
+def read_records(
+    conn: Connection, *, since: float | None, until: float | None, limit: int | None
+) -> list[RequestRecord]:
+    """Stored records with their attempts, oldest first, started in ``[since, until)``."""
+    where, params = ["1 = 1"], []
+    if since is not None:
+        where.append("started_at >= ?")
+        params.append(since)
+    if until is not None:
+        where.append("started_at < ?")
+        params.append(until)
+    # fixed clauses and column names; every value is a bound parameter
+    chosen = (
+        f"SELECT request_id FROM requests WHERE {' AND '.join(where)} "  # noqa: S608
+        "ORDER BY started_at, request_id" + ("" if limit is None else f" LIMIT {int(limit)}")
+    )
+    columns = ", ".join(f'"{c}"' for c in REQUEST_COLUMNS)
+    rows = conn.execute(
+        f"SELECT {columns} FROM requests WHERE request_id IN ({chosen}) "  # noqa: S608
+        "ORDER BY started_at, request_id",
+        params,
+    ).fetchall()
+    records = [record_from_row(dict(zip(REQUEST_COLUMNS, row, strict=True))) for row in rows]
+    by_id = {r.request_id: r for r in records}
+    fields = (
+        "request_id, target, provider, model, kind, outcome, status, error_type, error, "
+        "started_s, latency_s"
+    )
+    attempts = f"SELECT {fields} FROM attempts WHERE request_id IN ({chosen})"  # noqa: S608
+    for row in conn.execute(attempts + " ORDER BY request_id, idx", params):
+        by_id[row[0]].attempts.append(AttemptRecord(*row[1:]))
+    return records
+
+
+def read_feedback(conn: Connection, *, since: float | None) -> list[Feedback]:
+    """Stored feedback, oldest first, given at `since` (Unix seconds) or later."""
+    columns = ", ".join(FEEDBACK_COLUMNS)
+    where, params = ("WHERE created_at >= ?", [since]) if since is not None else ("", [])
+    rows = conn.execute(
+        f"SELECT {columns} FROM feedback {where} ORDER BY created_at, feedback_id",  # noqa: S608
+        params,
+    ).fetchall()
+    return [Feedback(**dict(zip(FEEDBACK_COLUMNS, row, strict=True))) for row in rows]
+
+
+def read_stop(conn: Connection, experiment: str) -> ExperimentStop | None:
+    """When and why `experiment` stopped (None: no stop is stored)."""
+    row = conn.execute(
+        "SELECT experiment, winner, stopped_at, probability, metric, samples "
+        "FROM experiment_stops WHERE experiment = ?",
+        (experiment,),
+    ).fetchone()
+    if row is None:
+        return None
+    experiment, winner, stopped_at, probability, metric, samples = row
+    return ExperimentStop(experiment, winner, stopped_at, probability, metric, json.loads(samples))
+
+
+#: How often a store's writer deletes what is older than its retention (seconds).
+PRUNE_EVERY = 600.0
+
+
+def prune_statements() -> tuple[str, ...]:
+    """The deletes of retention, each taking the cutoff (Unix seconds) as its one parameter:
+    requests started before it with their attempts and properties, feedback given before
+    it, and minute rollups (and minute latency histograms) of buckets before it."""
+    old = "SELECT request_id FROM requests WHERE started_at < ?"
+    return (
+        f"DELETE FROM attempts WHERE request_id IN ({old})",  # noqa: S608
+        f"DELETE FROM properties WHERE request_id IN ({old})",  # noqa: S608
+        "DELETE FROM requests WHERE started_at < ?",
+        "DELETE FROM feedback WHERE created_at < ?",
+        "DELETE FROM rollup_minute WHERE bucket < ?",
+        "DELETE FROM rollup_total_minute WHERE bucket < ?",
+        "DELETE FROM rollup_latency_minute WHERE bucket < ?",
+        "DELETE FROM rollup_latency_total_minute WHERE bucket < ?",
+    )
