@@ -14,11 +14,10 @@ import contextlib
 import importlib
 import inspect
 import os
-import socket
 import sqlite3
 import stat
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -697,29 +696,6 @@ def need_redis_package() -> None:
         if os.environ.get("LLMROUTE_REQUIRE_REDIS") == "1":
             pytest.fail("LLMROUTE_REQUIRE_REDIS=1 but the redis package is not installed")
         pytest.skip("the redis package is not installed (pip install 'llmroute[redis]')")
-
-
-@pytest.fixture
-def silent_redis() -> Iterator[str]:
-    """A port that accepts connections and never answers: only timeouts end a call."""
-    need_redis_package()
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(100)
-    try:
-        yield f"redis://127.0.0.1:{server.getsockname()[1]}/0"
-    finally:
-        server.close()
-
-
-@pytest.fixture
-def dead_redis() -> str:
-    """A port nobody listens on: connections are refused at once."""
-    need_redis_package()
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    return f"redis://127.0.0.1:{port}/0"
 
 
 @pytest.mark.parametrize("server", ["dead_redis", "silent_redis"])

@@ -128,8 +128,9 @@ def register_ln(conn: sqlite3.Connection, *, force: bool = False) -> None:
     if not force:
         try:
             conn.execute("SELECT ln(1)")
-        except sqlite3.OperationalError:
-            pass
+        except sqlite3.OperationalError as exc:
+            if "no such function" not in str(exc):
+                raise  # not the missing function: a real error, for the caller
         else:
             return
     conn.create_function("ln", 1, _ln, deterministic=True)

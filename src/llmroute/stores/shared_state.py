@@ -269,7 +269,9 @@ class SharedHealth:
                         partial(self._release, keys=[lease.key], args=[lease.token])
                     )
             except RedisUnavailable:
-                self._releases.clear()  # they expire by themselves
+                # the connection's breaker has logged and counted the outage; what is
+                # pending is published when Redis is back, and leases expire by themselves
+                self._releases.clear()
                 return
 
     async def _send(self, change: HealthChange) -> None:
@@ -375,8 +377,8 @@ class SharedHealth:
             taken, left = await self.connection.call(
                 lambda: self._lease(keys=keys, args=[token, str(ms)])
             )
-        except RedisUnavailable:
-            return None
+        except RedisUnavailable:  # logged and counted by the connection's breaker
+            return None  # the caller applies the local probe bound (see the docstring)
         if int(taken):
             self.granted += 1
             return ProbeLease(keys[int(taken) - 1], token, self)
@@ -464,7 +466,7 @@ async def _listen(
                     next_poll = loop.time() + poll
                 del shared
         except RedisUnavailable:
-            pass
+            pass  # resting after an outage its breaker logged: subscribe again below
         except (OSError, RedisError) as exc:
             # the subscription broke: tell the connection's breaker (it logs an outage once)
             logger.debug("llmroute state: the subscription broke: %r", exc)
