@@ -44,8 +44,10 @@ from upstream import MODEL, running_upstream
 MESSAGES = [{"role": "user", "content": "Say hello in one short sentence."}]
 WARMUP = 200
 KINDS = ("chat", "stream", "hit")
+#: ``raw``: the same request with aiohttp alone (post, read, ``json.loads``): the floor
+#: llmroute's ``chat`` is compared with.
 #: What each Responses kind is compared with, and the budget the issue sets (issue 16).
-COMPARED = {"responses": "chat", "responses-stream": "stream"}
+COMPARED = {"responses": "chat", "responses-stream": "stream", "chat": "raw"}
 BUDGET = 1.15
 #: The kinds whose extra cost is counted per event delivered (their budget is in time).
 PER_EVENT = frozenset({"responses-stream"})
@@ -75,6 +77,10 @@ async def _run(
 ) -> None:
     from llmroute import AsyncRouter
 
+    if kind == "raw":
+        await _run_raw(count)
+        delivered.write_text("1")
+        return
     seen = 0  # what one request delivers: its stream's chunks or events (1 if not streamed)
     with running_upstream(chunks=chunks) as port:
         async with AsyncRouter(_config(port, kind, state)) as router:
@@ -112,6 +118,20 @@ async def _run(
             for _ in range(count):
                 await one()
     delivered.write_text(str(seen))
+
+
+async def _run_raw(count: int) -> None:
+    import json
+
+    import aiohttp
+
+    with running_upstream() as port:
+        url = f"http://127.0.0.1:{port}/v1/chat/completions"
+        body = {"model": MODEL, "messages": MESSAGES}
+        async with aiohttp.ClientSession() as session:
+            for _ in range(WARMUP + count):
+                async with session.post(url, json=body) as response:
+                    json.loads(await response.read())
 
 
 def _count(kind: str, requests: int, chunks: int, state: str | None) -> tuple[int, int]:
@@ -156,7 +176,9 @@ def main() -> None:
         other = COMPARED.get(kind)
         if other in counted:
             ratio = counted[kind] / counted[other]
-            if kind in PER_EVENT:
+            if other == "raw":  # the floor: a ratio to read, with no budget of its own
+                line += f"   {ratio:.2f}x {other} ({counted[kind] - counted[other]:,.0f} more)"
+            elif kind in PER_EVENT:
                 extra = (counted[kind] - counted[other]) / delivered
                 line += f"   {ratio:.3f}x {other}; {extra:,.0f} more per event ({delivered} events)"
             else:
