@@ -77,10 +77,6 @@ async def _run(
 ) -> None:
     from llmroute import AsyncRouter
 
-    if kind == "raw":
-        await _run_raw(count)
-        delivered.write_text("1")
-        return
     seen = 0  # what one request delivers: its stream's chunks or events (1 if not streamed)
     with running_upstream(chunks=chunks) as port:
         async with AsyncRouter(_config(port, kind, state)) as router:
@@ -161,7 +157,11 @@ def main() -> None:
     args = parser.parse_args()
     if args.child:
         kind, count, chunks, delivered = args.child
-        asyncio.run(_run(kind, int(count), int(chunks), Path(delivered), args.state))
+        if kind == "raw":
+            asyncio.run(_run_raw(int(count)))
+            Path(delivered).write_text("1")
+        else:
+            asyncio.run(_run(kind, int(count), int(chunks), Path(delivered), args.state))
         return
     print(
         f"instructions per request (callgrind; warm-up {WARMUP}, N = {args.requests}, "

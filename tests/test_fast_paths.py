@@ -45,6 +45,8 @@ from llmroute.observe import _worker
 from llmroute.observe.sqlite import _insert_rows
 from llmroute.pipeline.executor import new_request_id
 from llmroute.pipeline.stage import Outcome, RequestContext
+from llmroute.providers.configs import OpenAIProviderConfig
+from llmroute.providers.openai import OpenAIAdapter
 from llmroute.routing.catalog import Catalog
 from llmroute.routing.rate_limits import RateLimitBoard
 from llmroute.routing.select import RequestFacts, Selector
@@ -560,3 +562,74 @@ def test_request_ids_are_random_hex_out_of_reach_of_random_seed() -> None:
     second = [new_request_id() for _ in range(500)]
     assert len(set(first + second)) == 1000
     assert all(re.fullmatch(r"lr-[0-9a-f]{24}", i) for i in first)
+
+
+# ---------------------------------------------------------------- the chat body
+
+_WORDS = st.text(max_size=12)
+_MESSAGE = st.one_of(
+    st.fixed_dictionaries({"role": st.sampled_from(["user", "system", "developer"]),
+                           "content": _WORDS}),
+    st.fixed_dictionaries(
+        {"role": st.just("user"),
+         "content": st.lists(st.fixed_dictionaries({"type": st.just("text"), "text": _WORDS}),
+                             min_size=1, max_size=2)},
+        optional={"name": _WORDS},
+    ),
+)  # fmt: skip
+_PARAMS = st.fixed_dictionaries(
+    {"model": st.just("chat"), "messages": st.lists(_MESSAGE, min_size=1, max_size=3)},
+    optional={
+        "stream": st.booleans() | st.none(),
+        "stream_options": st.none() | st.fixed_dictionaries(
+            {}, optional={"include_usage": st.booleans(), "include_obfuscation": st.booleans()}
+        ),
+        "temperature": st.none() | st.integers(0, 2) | st.floats(0, 2),
+        "max_tokens": st.integers(1, 10_000),
+        "stop": st.none() | _WORDS | st.lists(_WORDS, max_size=2),
+        "metadata": st.dictionaries(_WORDS, _WORDS, max_size=2),
+        "anthropic": st.fixed_dictionaries({"thinking": st.just({"type": "enabled"})}),
+        "gemini": st.just({"safety_settings": []}),
+        "my_extra": st.none() | st.integers() | st.lists(_WORDS, max_size=2),
+    },
+)  # fmt: skip
+
+
+def _dumped_body(request: Any, model: str, stream: bool, stream_usage: bool) -> dict[str, Any]:
+    """The body as it was written before the fast path: the dumped request, changed."""
+    body: dict[str, Any] = request.model_dump(exclude_unset=True)
+    body["model"] = model
+    for key in ("anthropic", "gemini", "bedrock"):
+        body.pop(key, None)
+    if stream:
+        body["stream"] = True
+        options = dict(body.get("stream_options") or {})
+        if stream_usage:
+            options["include_usage"] = True
+        else:
+            options.pop("include_usage", None)
+        if options:
+            body["stream_options"] = options
+        else:
+            body.pop("stream_options", None)
+    else:
+        body.pop("stream", None)
+        body.pop("stream_options", None)
+    return body
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(params=_PARAMS, stream=st.booleans(), stream_usage=st.booleans())
+def test_the_chat_body_is_the_dumped_request_with_its_changes(
+    params: dict[str, Any], stream: bool, stream_usage: bool
+) -> None:
+    """`OpenAIAdapter.chat_request` writes the request with its serializer: the same JSON
+    as the dumped request with the target's model, this call's stream and stream options,
+    and without other vendors' options."""
+    config = OpenAIProviderConfig(type="openai", api_key="k", stream_usage=stream_usage)
+    adapter = OpenAIAdapter("up", config)
+    request = validate_chat_request(params)
+    sent = adapter.chat_request(request, "up-model", stream=stream)
+    assert sent.body is not None
+    assert json.loads(sent.body) == _dumped_body(request, "up-model", stream, stream_usage)
+    assert next(iter(json.loads(sent.body))) == "model"

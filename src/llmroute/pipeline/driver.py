@@ -37,13 +37,14 @@ from .._timeouts import AttemptTimer
 from .._transports import TimedOut, Timeouts, TransportError
 from .._types import AttemptInfo, RouteInfo, TokenUsage
 from ..routing.health import Admission, HealthTracker
-from ..routing.model import Route, Target
+from ..routing.model import Provider, Route, Target
 from ..routing.plan import AttemptPlan, Order, Try, Wait
 from ..routing.select import RequestFacts, Selector
 from ..routing.stats import LiveStats
 from .exchange import Exchange, send_attempt
 
 if TYPE_CHECKING:
+    from .._config import RouteConfig
     from ..stores.shared_state import ProbeLease, SharedHealth
 
 __all__ = ["AttemptDriver", "Served"]
@@ -244,9 +245,8 @@ class AttemptDriver:
         info.served = record
         usage = exchange.usage(value)
         timing = exchange.timing
-        if timing is not None:
+        if timing is not None:  # each records `took` as the time to first content too
             stats, key, took = self.stats, target.key, record.latency_s
-            stats.first_token(key, took)
             if timing == "stream":
                 stats.streamed(key, took, self._clock.monotonic())
             else:
@@ -367,22 +367,15 @@ class AttemptDriver:
         provider = target.provider
         route = plan_route.config
         limit = min(deadline - now, route.attempt_timeout or provider.attempt_timeout)
-        lease = None
-        if admission.probe:  # the time it takes counts in the attempt's
-            lease = await self._probe_lease(key, admission, limit)
+        # a probe's lease: the time it takes counts in the attempt's
+        lease = await self._probe_lease(key, admission, limit) if admission.probe else None
         record = AttemptInfo(key, provider.name, target.model, step.kind)
         record.circuit, record.started = admission.state, now
         info.attempts.append(record)
-        # a whole answer is bounded as a whole by `limit`; a stream's reads by the idle timeout
-        timeouts = (
-            provider.whole_timeouts
-            if not exchange.stream
-            else provider.timeouts
-            if route.idle_timeout is None
-            else Timeouts(connect=provider.timeouts.connect, read=route.idle_timeout)
-        )
+        timeouts = _attempt_timeouts(provider, route, exchange.stream)
         known_limits = self.limits.report(key)
         stats.started(key)
+        answered = False  # ended by stats.succeeded() below, else in the finally clause
         try:
             timer = AttemptTimer(limit)
             try:
@@ -396,6 +389,7 @@ class AttemptDriver:
                     raise _as_provider_error(exc, target, limit) from exc
                 raise
             timer.stop(None)
+            answered = True
         except ProviderError as error:
             ended = clock.monotonic()
             error.provider, error.model = provider.name, target.model
@@ -420,7 +414,8 @@ class AttemptDriver:
             health.released(key, admission)
             raise
         finally:
-            stats.ended(key)
+            if not answered:
+                stats.ended(key)
             if self.limits.report(key) is not known_limits:
                 self._respect_limits(target, clock.monotonic())
             if lease is not None:
@@ -430,7 +425,7 @@ class AttemptDriver:
         ended = clock.monotonic()
         record.latency_s = ended - now
         health.succeeded(key, ended, admission)
-        stats.latency(key, record.latency_s)
+        stats.succeeded(key, record.latency_s)
         return value, record
 
     async def _probe_lease(self, key: str, admission: Admission, limit: float) -> ProbeLease | None:
@@ -513,6 +508,16 @@ class AttemptDriver:
             )
         error.__cause__ = last
         return error
+
+
+def _attempt_timeouts(provider: Provider, route: RouteConfig, stream: bool) -> Timeouts:
+    """A whole answer is bounded as a whole by the attempt's limit; a stream's reads by the
+    idle timeout."""
+    if not stream:
+        return provider.whole_timeouts
+    if route.idle_timeout is None:
+        return provider.timeouts
+    return Timeouts(connect=provider.timeouts.connect, read=route.idle_timeout)
 
 
 def _target_fault(error: ProviderError) -> bool:

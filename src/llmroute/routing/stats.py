@@ -283,14 +283,17 @@ class LiveStats:
         return exp(min((now - origin) * self.decay, _MAX_EXPONENT)) / weight
 
     def streamed(self, key: str, ttft: float, now: float) -> None:
-        """A stream's time to first token, for the latency average."""
+        """A stream's time to first token: its recent samples and the latency average."""
         target = self._get(key)
+        target.ttft.add(ttft)
         target.ewma_ttft.add(ttft, now)
         self._rescore(target, now)
 
     def answered(self, key: str, latency: float, output_tokens: int, now: float) -> None:
-        """A non-streamed answer's latency and length, for the per-token average."""
+        """A non-streamed answer's latency (its time to first content too) and length, for
+        the per-token average."""
         target = self._get(key)
+        target.ttft.add(latency)
         target.ewma_per_token.add(latency / max(output_tokens, 1), now)
         target.output_tokens += output_tokens
         target.output_count += 1
@@ -310,13 +313,14 @@ class LiveStats:
         target.requests += 1
         self._rescore(target)
 
-    def latency(self, key: str, seconds: float) -> None:
-        """A successful attempt's total latency."""
-        self._get(key).latency.add(seconds)
-
-    def first_token(self, key: str, seconds: float) -> None:
-        """A stream's (or, for non-streams, the answer's) time to first content."""
-        self._get(key).ttft.add(seconds)
+    def succeeded(self, key: str, seconds: float) -> None:
+        """An attempt to `key` ended with an answer after `seconds` (`ended` and the
+        latency sample in one call: the request path's)."""
+        target = self._get(key)
+        target.in_flight = max(0, target.in_flight - 1)
+        target.requests += 1
+        target.latency.add(seconds)
+        self._rescore(target)
 
     def ttft_percentile(self, key: str, q: float) -> float | None:
         """The `q`-th percentile of `key`'s recent time to first content."""
