@@ -54,6 +54,7 @@ from .config import ServerConfig
 from .endpoints import chat, dashboard, embeddings, feedback, messages, models, ops, responses
 from .errors import HTTPError, from_exception
 from .keys import KeyStore
+from .log_metrics import RecorderMetrics
 from .metrics import GatewayMetrics
 from .request import ClientGone, Gateway, GatewayRequest
 from .responses import JSON
@@ -143,6 +144,8 @@ class GatewayApp:
         routes = frozenset(router.config.routes)
         self.keys = KeyStore(self.config.keys, routes)
         self.metrics = GatewayMetrics() if self.config.metrics != "off" else None
+        if self.metrics is not None:
+            self.metrics.registry.register(RecorderMetrics(lambda: router.recording))
         config = self.config
         self._gateway = Gateway(
             router, config, self.keys, self.metrics, routes, int(config.max_body_size),
