@@ -44,6 +44,7 @@ import os
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,6 +78,7 @@ class Settings:
     concurrency: int = 48
     limit: int = 500
     retry_after: int = 5
+    live: bool = True
 
 
 @dataclass
@@ -291,6 +293,33 @@ def cooldown(fleet: list[Gateway], load: LoadClient, upstream: ScriptedUpstream,
             after["models"] == {PRIMARY_MODEL: len(fleet)})  # fmt: skip
 
 
+def live_cooldown(fleet: list[Gateway], load: LoadClient, upstream: ScriptedUpstream,
+                  s: Settings, out: Results) -> None:  # fmt: skip
+    """The 429 arrives while every gateway is busy: requests already on their way to the
+    primary, and those sent before a gateway has heard of it, still reach it."""
+    urls = [g.url for g in fleet]
+    found: dict[str, Any] = {}
+    lead = 1.0
+    running = threading.Thread(target=lambda: found.update(load.run(
+        urls, "cool", concurrency=4 * len(fleet), seconds=lead + s.retry_after + 0.5)))  # fmt: skip
+    running.start()
+    time.sleep(lead)
+    upstream.script_429(PRIMARY_MODEL, s.retry_after)
+    running.join()
+    out.took(found)
+    t429 = upstream.refusals(PRIMARY_MODEL)[-1]
+    late = [
+        t - t429 for t in upstream.hits(PRIMARY_MODEL) if t429 < t < t429 + s.retry_after - 0.05
+    ]
+    within = sum(1 for t in late if t <= 0.05)
+    out.figures.update(live_hits=len(late), live_last=max(late, default=0.0))
+    out.say(f"  the same with every gateway already loaded when the 429 arrives: "
+            f"{sum(found['statuses'].values()):,} requests in {found['elapsed']:.1f} s; primary "
+            f"hits during the cooldown after the 429: {len(late)} ({within} within 50 ms of it, "
+            f"the last {1000 * max(late, default=0.0):.0f} ms after it): requests already sent, "
+            "or sent before their gateway heard of it through Redis")  # fmt: skip
+
+
 def shutdown(fleet: list[Gateway], store: str, out: Results) -> None:
     codes = [g.stop() for g in fleet]
     stored = stored_ids(store)
@@ -326,6 +355,9 @@ def measure(
                 absorption(fleet, s, out)
             limits(fleet, load, upstream, s, out)
             cooldown(fleet, load, upstream, s, out)
+            if s.live:
+                time.sleep(0.5)  # past the first cooldown everywhere (checked by `cooldown`)
+                live_cooldown(fleet, load, upstream, s, out)
             shutdown(fleet, store_url, out)
     finally:
         load.close()

@@ -101,6 +101,7 @@ def _serve_upstream(port: int, ready: Any) -> None:
     from aiohttp import web
 
     hits: dict[str, list[float]] = {}
+    refused: dict[str, list[float]] = {}
     #: model -> [answers still to give as 429, their Retry-After]
     scripted: dict[str, list[int]] = {}
     bodies: dict[str, bytes] = {}
@@ -113,6 +114,7 @@ def _serve_upstream(port: int, ready: Any) -> None:
         script = scripted.get(model)
         if script and script[0] > 0:
             script[0] -= 1
+            refused.setdefault(model, []).append(hits[model][-1])
             return web.Response(
                 status=429, body=error, content_type="application/json",
                 headers={"retry-after": str(script[1])},
@@ -128,7 +130,7 @@ def _serve_upstream(port: int, ready: Any) -> None:
         return web.json_response({})
 
     async def seen(request: web.Request) -> web.Response:
-        return web.json_response(hits)
+        return web.json_response({"hits": hits, "refused": refused})
 
     app = web.Application()
     app.router.add_post("/v1/chat/completions", chat)
@@ -176,7 +178,12 @@ class ScriptedUpstream:
 
     def hits(self, model: str) -> list[float]:
         """When each request for `model` arrived (``time.time()``), in order."""
-        found: dict[str, list[float]] = _call(f"http://127.0.0.1:{self.port}/hits")
+        found: dict[str, list[float]] = _call(f"http://127.0.0.1:{self.port}/hits")["hits"]
+        return found.get(model, [])
+
+    def refusals(self, model: str) -> list[float]:
+        """When each request for `model` answered with 429 arrived."""
+        found: dict[str, list[float]] = _call(f"http://127.0.0.1:{self.port}/hits")["refused"]
         return found.get(model, [])
 
     def stop(self) -> None:

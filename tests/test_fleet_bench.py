@@ -1,0 +1,51 @@
+"""A fleet of three ``llmroute serve`` processes on one real Redis and one real PostgreSQL
+(issue 19, item 4): the fleet benchmark's machinery (benchmarks/bench_fleet.py) in a small run.
+
+Three gateways (the CLI, real subprocesses) serve one config: rate limits and provider state
+on the Redis, the request log on the PostgreSQL; a separate process loads them round-robin.
+Checked: a request limit holds exactly across the fleet; a 429 with ``Retry-After`` met by
+one gateway keeps every gateway off that target until it ends (no upstream hit after the
+first) and no longer; after SIGTERM (each gateway drains and flushes) every answered
+request is a row of the shared log, and none was dropped on the way.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+
+from bench_fleet import Settings, measure
+from fleet import BACKUP_MODEL, PRIMARY_MODEL
+
+PROCESSES = 3
+
+
+def test_a_fleet_of_three_gateways_shares_limits_cooldowns_and_one_log(
+    redis_url: str, postgres_url: str
+) -> None:
+    pytest.importorskip("aiohttp", reason="the load process needs aiohttp")
+    settings = Settings(processes=PROCESSES, requests=300, rounds=1, concurrency=24, limit=40,
+                        retry_after=2)  # fmt: skip
+    out = measure(redis_url, postgres_url, settings)
+    figures = out.figures
+    # the limit: exactly `limit` of twice as many requests, spread over three processes
+    assert figures["let_through"] == settings.limit
+    assert figures["refused"] == settings.limit
+    assert figures["limit_upstream"] == settings.limit
+    # Retry-After: the primary met once (the 429), then nothing from any gateway until it ended
+    assert figures["cooldown_hits"] == 0
+    assert figures["during"] > PROCESSES and figures["backup"] == figures["during"]
+    assert figures["after"] == {PRIMARY_MODEL: PROCESSES}
+    assert BACKUP_MODEL not in figures["after"]
+    # the shared log: each gateway exited 0 after SIGTERM, and every answer is a row
+    assert figures["exit_codes"] == [0] * PROCESSES
+    assert figures["missing"] == 0
+    assert figures["stored"] == figures["answered"] > settings.requests * 2
+    assert figures["dropped"] == 0
+    # the throughput round ran on both shapes and the log absorbed it
+    assert figures["single"] > 0 and figures["fleet"] > 0 and figures["absorbed"] > 0
+    assert all(out.checks.values()), out.checks
