@@ -16,7 +16,10 @@ the request log on the PostgreSQL (`fleet.fleet_config`). A separate load proces
    them, taking turns; requests per second of each, and the fleet's as a multiple
    of one process's (the median of the rounds' ratios). The load process, the
    upstream, Redis and PostgreSQL share the machine's cores with the gateways, so
-   on a small machine the factor is bounded by the cores, not by llmroute.
+   on a small machine the factor is bounded by the cores, not by llmroute: each
+   round prints the cores every party used (from /proc; ``others``: the rest of
+   the machine) and the gateways' CPU time per request, and, as a control, one
+   gateway loaded at a fleet member's share of the concurrency.
    Meanwhile **PostgreSQL absorption**: records stored per second during the
    fleet's rounds, the records not yet written when each round ends, and how long
    the writers took to catch up; records dropped by any gateway fail the check.
@@ -28,7 +31,9 @@ the request log on the PostgreSQL (`fleet.fleet_config`). A separate load proces
    meets it (and is served by the fallback); then every gateway is loaded until
    just before the cooldown ends. The primary's hits during the cooldown: the 429
    itself and nothing else. After it, each gateway's next request reaches the
-   primary again.
+   primary again. Then the same 429 while every gateway is already loaded
+   (no target: requests already sent, or sent before their gateway heard of it
+   through Redis, still reach the primary; printed with how late the last was).
 4. **Every request in the shared log**: the gateways are stopped with SIGTERM
    (a graceful shutdown: each drains, closes its router and flushes its
    records; exit status 0); then every request id the load process received
@@ -180,6 +185,11 @@ def throughput(fleet: list[Gateway], load: LoadClient, store: str, s: Settings, 
         busy = Busy({"gateways": [g.pid for g in fleet], **pids})
         one = out.took(load.run(urls[:1], "bench", concurrency=s.concurrency, requests=s.requests))
         cores_one = busy.cores()
+        # the control: one gateway at a fleet member's share of the concurrency
+        share = max(1, s.concurrency // len(fleet))
+        busy = Busy({"gateways": [g.pid for g in fleet]})
+        third = out.took(load.run(urls[:1], "bench", concurrency=share, requests=s.requests))
+        cpu_share = busy.cores()["gateways"] * third["elapsed"] / s.requests * 1000
         settle(store, len(out.ids))  # every earlier record stored: the round counts its own
         before = count_rows(store)
         expected = before + s.requests
@@ -198,7 +208,7 @@ def throughput(fleet: list[Gateway], load: LoadClient, store: str, s: Settings, 
         ratios.append(rate_many / rate_one)
         per_request = [c["gateways"] * r["elapsed"] / s.requests * 1000
                        for c, r in ((cores_one, one), (cores_many, many))]  # fmt: skip
-        cpu_ms.append(per_request)
+        cpu_ms.append([*per_request, cpu_share])
         absorbed.append((at_end - before) / many["elapsed"])
         lags.append(expected - at_end)
         out.say(
@@ -211,12 +221,18 @@ def throughput(fleet: list[Gateway], load: LoadClient, store: str, s: Settings, 
             f"    cores used, 1 process: {_cores(cores_one)}; gateway CPU "
             f"{per_request[0]:.2f} ms a request"
         )
-        out.say(f"    cores used, {len(fleet)} processes: {_cores(cores_many)}; gateway CPU "
-                f"{per_request[1]:.2f} ms a request")  # fmt: skip
+        out.say(
+            f"    cores used, {len(fleet)} processes: {_cores(cores_many)}; gateway CPU "
+            f"{per_request[1]:.2f} ms a request"
+        )
+        out.say(f"    control: 1 process at concurrency {share} (a fleet member's share): "
+                f"{s.requests / third['elapsed']:,.0f} req/s, gateway CPU {cpu_share:.2f} ms "
+                "a request")  # fmt: skip
     factor = statistics.median(ratios)
     cpu_one = statistics.median(c[0] for c in cpu_ms)
     cpu_many = statistics.median(c[1] for c in cpu_ms)
-    out.figures.update(cpu_one=cpu_one, cpu_many=cpu_many)
+    cpu_share = statistics.median(c[2] for c in cpu_ms)
+    out.figures.update(cpu_one=cpu_one, cpu_many=cpu_many, cpu_share=cpu_share)
     out.figures.update(factor=factor, single=statistics.median(singles),
                        fleet=statistics.median(fleets), absorbed=statistics.median(absorbed),
                        lag=max(lags), catch_up=max(catch_ups))  # fmt: skip
@@ -225,7 +241,8 @@ def throughput(fleet: list[Gateway], load: LoadClient, store: str, s: Settings, 
             f"{statistics.median(singles):,.0f}); on {os.cpu_count()} cores shared with the load "
             "process, the upstream, Redis, PostgreSQL and other work, the factor is bounded by "
             f"the cores, not by the fleet. Gateway CPU a request (median): {cpu_one:.2f} ms in "
-            f"one process, {cpu_many:.2f} ms spread over {len(fleet)}")  # fmt: skip
+            f"one process, {cpu_many:.2f} ms spread over {len(fleet)}, {cpu_share:.2f} ms in one "
+            "process at a fleet member's share of the concurrency")  # fmt: skip
 
 
 def absorption(fleet: list[Gateway], s: Settings, out: Results) -> None:

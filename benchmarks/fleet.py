@@ -36,7 +36,7 @@ from typing import Any
 
 __all__ = [
     "Gateway", "LoadClient", "ScriptedUpstream", "count_rows", "fleet_config", "free_port",
-    "start_redis", "stop_process",
+    "redis_binary", "running_fleet", "start_redis", "stop_process", "stored_ids",
 ]  # fmt: skip
 
 #: The models of the upstream each route reaches.

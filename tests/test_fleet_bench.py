@@ -14,8 +14,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import pytest
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 
 from bench_fleet import Settings, measure
@@ -27,7 +25,6 @@ PROCESSES = 3
 def test_a_fleet_of_three_gateways_shares_limits_cooldowns_and_one_log(
     redis_url: str, postgres_url: str
 ) -> None:
-    pytest.importorskip("aiohttp", reason="the load process needs aiohttp")
     settings = Settings(processes=PROCESSES, requests=300, rounds=1, concurrency=24, limit=40,
                         retry_after=2)  # fmt: skip
     out = measure(redis_url, postgres_url, settings)
