@@ -34,10 +34,11 @@ the request log on the PostgreSQL (`fleet.fleet_config`). A separate load proces
    primary again. Then the same 429 while every gateway is already loaded
    (no target: requests already sent, or sent before their gateway heard of it
    through Redis, still reach the primary; printed with how late the last was).
-4. **Every request in the shared log**: the gateways are stopped with SIGTERM
-   (a graceful shutdown: each drains, closes its router and flushes its
-   records; exit status 0); then every request id the load process received
-   (``x-llmroute-request-id``) must be a row of the shared log.
+4. **Every request in the shared log**: the gateways are stopped, the first with
+   SIGINT and the others with SIGTERM (a graceful shutdown: each drains, closes
+   its router and flushes its records; exit status 0); then every request id
+   the load process received (``x-llmroute-request-id``) must be a row of the
+   shared log.
 
 The exit status is 0 only if every check passes.
 """
@@ -46,6 +47,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import statistics
 import sys
 import tempfile
@@ -267,8 +269,9 @@ def limits(fleet: list[Gateway], load: LoadClient, upstream: ScriptedUpstream, s
            out: Results) -> None:  # fmt: skip
     urls = [g.url for g in fleet]
     burst = 2 * s.limit
+    bucket = {"x-llmroute-property-bucket": "b1"}
     result = out.took(load.run(urls, "limited", concurrency=min(s.concurrency, 60),
-                               requests=burst, headers={"x-llmroute-property-bucket": "b1"}))  # fmt: skip
+                               requests=burst, headers=bucket))  # fmt: skip
     passed, refused = _ok(result), int(result["statuses"].get("429", 0))
     reached = len(upstream.hits(LIMITED_MODEL))
     out.figures.update(let_through=passed, refused=refused, limit_upstream=reached)
@@ -338,15 +341,18 @@ def live_cooldown(fleet: list[Gateway], load: LoadClient, upstream: ScriptedUpst
 
 
 def shutdown(fleet: list[Gateway], store: str, out: Results) -> None:
-    codes = [g.stop() for g in fleet]
+    # the first as Ctrl-C would, the others as a container runtime or systemd would
+    codes = [g.stop(how=signal.SIGINT if n == 0 else signal.SIGTERM) for n, g in enumerate(fleet)]
     stored = stored_ids(store)
     missing = [i for i in out.ids if i not in stored]
+    out.figures["missing_ids"] = missing[:10]
     extra = len(stored - set(out.ids))
     dropped = [g.port for g in fleet if "dropped" in g.output()]
     out.figures.update(exit_codes=codes, answered=len(out.ids), stored=len(stored),
                        missing=len(missing))  # fmt: skip
-    out.say(f"shared log after SIGTERM to {len(fleet)} gateways (exit status {codes}): "
-            f"{len(out.ids):,} responses received, {len(stored):,} rows, {len(missing)} missing, "
+    out.say(f"shared log after SIGINT to one gateway, SIGTERM to the others (exit status "
+            f"{codes}): {len(out.ids):,} responses received, {len(stored):,} rows, "
+            f"{len(missing)} missing, "
             f"{extra} rows of requests the load process got no answer for"
             + (f" (gateways on ports {dropped} logged dropped records)" if dropped else ""),
             "every request in the shared log", not missing and codes == [0] * len(fleet)

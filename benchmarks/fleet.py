@@ -273,11 +273,12 @@ class Gateway:
         with urllib.request.urlopen(f"{self.url}/metrics", timeout=10) as answer:
             return str(answer.read().decode())
 
-    def stop(self, timeout: float = 60) -> int:
-        """SIGTERM (a graceful shutdown) and wait: the exit status (-9 if it had to be killed)."""
+    def stop(self, timeout: float = 60, how: signal.Signals = signal.SIGTERM) -> int:
+        """Send `how` (SIGTERM or SIGINT: a graceful shutdown) and wait: the exit status (-9
+        if it had to be killed)."""
         assert self.process is not None
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
+            self.process.send_signal(how)
             try:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:
@@ -309,12 +310,12 @@ def running_fleet(config: dict[str, Any], processes: int) -> Iterator[list[Gatew
                     gateway.process.wait(10)
 
 
-def count_rows(url: str, where: str = "TRUE", *params: object) -> int:
-    """Rows of the shared log's ``requests`` table matching `where`."""
+def count_rows(url: str) -> int:
+    """Rows of the shared log's ``requests`` table."""
     import psycopg
 
     with psycopg.connect(url) as conn:
-        row = conn.execute(f"SELECT COUNT(*) FROM requests WHERE {where}", params).fetchone()  # type: ignore[call-overload]
+        row = conn.execute("SELECT COUNT(*) FROM requests").fetchone()
     return int(row[0]) if row else 0
 
 
@@ -332,8 +333,8 @@ async def _load(job: dict[str, Any]) -> dict[str, Any]:
     import aiohttp
 
     urls: list[str] = [f"{u}/v1/chat/completions" for u in job["urls"]]
-    body = json.dumps({"model": job["route"], "max_tokens": 16,
-                       "messages": [{"role": "user", "content": "Say hello."}]}).encode()  # fmt: skip
+    messages = [{"role": "user", "content": "Say hello."}]
+    body = json.dumps({"model": job["route"], "max_tokens": 16, "messages": messages}).encode()
     headers = {"content-type": "application/json", **job.get("headers", {})}
     requests: int | None = job.get("requests")
     until = time.monotonic() + job["seconds"] if job.get("seconds") else None

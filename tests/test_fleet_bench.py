@@ -26,7 +26,7 @@ def test_a_fleet_of_three_gateways_shares_limits_cooldowns_and_one_log(
     redis_url: str, postgres_url: str
 ) -> None:
     settings = Settings(processes=PROCESSES, requests=300, rounds=1, concurrency=24, limit=40,
-                        retry_after=2)  # fmt: skip
+                        retry_after=2, live=False)  # fmt: skip
     out = measure(redis_url, postgres_url, settings)
     figures = out.figures
     # the limit: exactly `limit` of twice as many requests, spread over three processes
