@@ -28,8 +28,9 @@ the request log on the PostgreSQL (`fleet.fleet_config`). A separate load proces
    through must be exactly the limit (and the upstream must have received as many).
 3. **Retry-After fleet-wide**: the upstream answers the primary's next request
    with 429 and ``Retry-After: --retry-after``; one request to the first gateway
-   meets it (and is served by the fallback); then every gateway is loaded until
-   just before the cooldown ends. The primary's hits during the cooldown: the 429
+   meets it (and is served by the fallback); once each gateway's ``/api/health``
+   shows the cooldown (asked in turn every 2 ms; how long after the 429 is
+   printed), every gateway is loaded until just before the cooldown ends. The primary's hits during the cooldown: the 429
    itself and nothing else. After it, each gateway's next request reaches the
    primary again. Then the same 429 while every gateway is already loaded
    (no target: requests already sent, or sent before their gateway heard of it
@@ -289,8 +290,7 @@ def cooldown(fleet: list[Gateway], load: LoadClient, upstream: ScriptedUpstream,
     first = out.took(load.run(urls[:1], "cool", concurrency=1, requests=1))
     hits = upstream.hits(PRIMARY_MODEL)
     t0 = hits[0]
-    # the others learn of it through Redis in milliseconds (tests/test_fleet_state.py)
-    time.sleep(0.05)
+    learned = [knows(g, t0, s.retry_after) for g in fleet]  # the others, through Redis
     seconds = t0 + s.retry_after - 0.5 - time.time()
     during = out.took(load.run(urls, "cool", concurrency=4 * len(fleet), seconds=seconds))
     time.sleep(max(0.0, t0 + s.retry_after + 0.3 - time.time()))
@@ -300,17 +300,30 @@ def cooldown(fleet: list[Gateway], load: LoadClient, upstream: ScriptedUpstream,
     backup = during["models"].get(BACKUP_MODEL, 0)
     answered = sum(during["statuses"].values())
     out.figures.update(cooldown_hits=len(inside) - 1, backup=backup, during=answered,
-                       after=after["models"])  # fmt: skip
-    out.say(f"Retry-After {s.retry_after} s from the upstream to one gateway: "
+                       after=after["models"], learned=learned)  # fmt: skip
+    spread = ", ".join("-" if t is None else f"{1000 * t:.0f} ms" for t in learned)
+    out.say(f"Retry-After {s.retry_after} s from the upstream to one gateway; each gateway's "
+            f"/api/health showed the cooldown {spread} after the upstream sent it; "
             f"{answered:,} requests to {len(fleet)} gateways during the cooldown, "
             f"{backup:,} served by the fallback; primary hits during the cooldown after the "
             f"429: {len(inside) - 1}",
             "Retry-After honoured fleet-wide (0 hits after the first)",
-            len(inside) == 1 and backup == answered == _ok(during)
+            len(inside) == 1 and backup == answered == _ok(during) and None not in learned
             and first["models"] == {BACKUP_MODEL: 1})  # fmt: skip
     out.say(f"  after the cooldown, each gateway's next request went to "
             f"{after['models']}", "cooldown ended fleet-wide",
             after["models"] == {PRIMARY_MODEL: len(fleet)})  # fmt: skip
+
+
+def knows(gateway: Gateway, since: float, limit: float) -> float | None:
+    """Seconds from `since` until `gateway` shows the primary cooling down (asked every
+    few milliseconds), None if not within `limit` seconds."""
+    target = f"up/{PRIMARY_MODEL}"
+    while time.time() - since < limit:
+        if gateway.cooldown_s(target):
+            return time.time() - since
+        time.sleep(0.002)
+    return None
 
 
 def live_cooldown(fleet: list[Gateway], load: LoadClient, upstream: ScriptedUpstream,

@@ -269,6 +269,15 @@ class Gateway:
                 raise RuntimeError(f"llmroute serve did not get ready:\n{self.output()}")
             time.sleep(0.1)
 
+    def cooldown_s(self, target: str) -> float | None:
+        """How long `target` cools down for in this gateway (``/api/health``), None if not."""
+        with urllib.request.urlopen(f"{self.url}/api/health", timeout=10) as answer:
+            health = json.loads(answer.read())
+        for found in health["targets"]:
+            if found["target"] == target:
+                return found["cooldown_remaining_s"]  # type: ignore[no-any-return]
+        return None
+
     def metrics(self) -> str:
         with urllib.request.urlopen(f"{self.url}/metrics", timeout=10) as answer:
             return str(answer.read().decode())
