@@ -301,9 +301,10 @@ def cooldown(fleet: list[Gateway], load: LoadClient, upstream: ScriptedUpstream,
     answered = sum(during["statuses"].values())
     out.figures.update(cooldown_hits=len(inside) - 1, backup=backup, during=answered,
                        after=after["models"], learned=learned)  # fmt: skip
-    spread = ", ".join("-" if t is None else f"{1000 * t:.0f} ms" for t in learned)
+    spread = ", ".join("never" if k is None else f"{1000 * k[0]:.0f} ms"
+                       + (" (first look)" if k[1] == 1 else f" ({k[1]} looks)") for k in learned)  # fmt: skip
     out.say(f"Retry-After {s.retry_after} s from the upstream to one gateway; each gateway's "
-            f"/api/health showed the cooldown {spread} after the upstream sent it; "
+            f"/api/health showed the cooldown {spread} after the upstream sent the 429; "
             f"{answered:,} requests to {len(fleet)} gateways during the cooldown, "
             f"{backup:,} served by the fallback; primary hits during the cooldown after the "
             f"429: {len(inside) - 1}",
@@ -315,13 +316,15 @@ def cooldown(fleet: list[Gateway], load: LoadClient, upstream: ScriptedUpstream,
             after["models"] == {PRIMARY_MODEL: len(fleet)})  # fmt: skip
 
 
-def knows(gateway: Gateway, since: float, limit: float) -> float | None:
+def knows(gateway: Gateway, since: float, limit: float) -> tuple[float, int] | None:
     """Seconds from `since` until `gateway` shows the primary cooling down (asked every
-    few milliseconds), None if not within `limit` seconds."""
+    few milliseconds) and how many times it was asked; None if not within `limit` seconds."""
     target = f"up/{PRIMARY_MODEL}"
+    asked = 0
     while time.time() - since < limit:
+        asked += 1
         if gateway.cooldown_s(target):
-            return time.time() - since
+            return time.time() - since, asked
         time.sleep(0.002)
     return None
 
