@@ -11,7 +11,13 @@ serving one config: rate limits and provider state (``state:``) on the Redis,
 the request log on the PostgreSQL (`fleet.fleet_config`). A separate load process
 (aiohttp) sends the requests, round-robin across the gateways. Phases:
 
-1. **Throughput**: ``--rounds`` rounds of ``--requests`` non-streamed requests at
+1. **Limits exact across the fleet**: a rule of ``--limit`` requests a day per
+   ``bucket`` property; twice as many requests for one bucket, round-robin. Let
+   through must be exactly the limit (and the upstream must have received as many).
+   These are the first requests the gateways get, as soon as they are ready: a
+   fleet's limits must hold from its first second (they did not, before a
+   gateway imported its HTTP engine before it said it was ready).
+2. **Throughput**: ``--rounds`` rounds of ``--requests`` non-streamed requests at
    ``--concurrency``, to the first gateway alone and then round-robin to all of
    them, taking turns; requests per second of each, and the fleet's as a multiple
    of one process's (the median of the rounds' ratios). The load process, the
@@ -23,18 +29,16 @@ the request log on the PostgreSQL (`fleet.fleet_config`). A separate load proces
    Meanwhile **PostgreSQL absorption**: records stored per second during the
    fleet's rounds, the records not yet written when each round ends, and how long
    the writers took to catch up; records dropped by any gateway fail the check.
-2. **Limits exact across the fleet**: a rule of ``--limit`` requests a day per
-   ``bucket`` property; twice as many requests for one bucket, round-robin. Let
-   through must be exactly the limit (and the upstream must have received as many).
 3. **Retry-After fleet-wide**: the upstream answers the primary's next request
    with 429 and ``Retry-After: --retry-after``; one request to the first gateway
    meets it (and is served by the fallback); once each gateway's ``/api/health``
    shows the cooldown (asked in turn every 2 ms; how long after the 429 is
-   printed), every gateway is loaded until just before the cooldown ends. The primary's hits during the cooldown: the 429
-   itself and nothing else. After it, each gateway's next request reaches the
-   primary again. Then the same 429 while every gateway is already loaded
-   (no target: requests already sent, or sent before their gateway heard of it
-   through Redis, still reach the primary; printed with how late the last was).
+   printed), every gateway is loaded until just before the cooldown ends. The
+   primary's hits during the cooldown: the 429 itself and nothing else. After
+   it, each gateway's next request reaches the primary again. Then the same 429
+   while every gateway is already loaded (no target: requests already sent, or
+   sent before their gateway heard of it through Redis, still reach the
+   primary; printed with how late the last was).
 4. **Every request in the shared log**: the gateways are stopped, the first with
    SIGINT and the others with SIGTERM (a graceful shutdown: each drains, closes
    its router and flushes its records; exit status 0); then every request id
@@ -388,11 +392,11 @@ def measure(
         with running_fleet(config, s.processes) as fleet:
             out.say(f"fleet: {s.processes} x llmroute serve on one redis-server and one "
                     f"PostgreSQL; the load from a separate process; CPU count {os.cpu_count()}")  # fmt: skip
+            limits(fleet, load, upstream, s, out)  # the fresh gateways' first requests
             if s.rounds:
                 pids = {"load": [load.pid], "upstream": [upstream.pid], **(services or {})}
                 throughput(fleet, load, store_url, s, out, pids)
                 absorption(fleet, s, out)
-            limits(fleet, load, upstream, s, out)
             cooldown(fleet, load, upstream, s, out)
             if s.live:
                 time.sleep(0.5)  # past the first cooldown everywhere (checked by `cooldown`)
