@@ -210,8 +210,8 @@ class GatewayApp:
         upstream request otherwise (aiohttp and its TLS context: 0.2-0.4 s of blocked
         event loop): a gateway taking a burst as soon as it is ready would hold every
         request's Redis call past its timeout meanwhile, and its rate limits would fail
-        open (measured: 137 and 199 of a limit of 100 let through by three fresh
-        gateways, tests/test_fleet_bench.py)."""
+        open (137 and 199 of a limit of 100 let through by three fresh gateways, with
+        benchmarks/fleet.py; tests/test_fleet_bench.py checks the import)."""
         if self._gateway.state == "starting":
             import aiohttp  # noqa: F401
 
