@@ -280,6 +280,23 @@ async def test_metrics_count_requests_tokens_attempts_and_errors() -> None:
     assert samples[("llmroute_requests_in_flight", frozenset())] == 0
 
 
+async def test_metrics_show_whether_the_request_log_keeps_up(tmp_path: Any) -> None:
+    logged = {**CONFIG, "logging": {"store": f"sqlite:///{tmp_path / 'log.db'}"}}
+    async with in_process_gateway(logged) as gateway, gateway.client() as client:
+        for _ in range(3):
+            await client.chat.completions.create(model="echo", messages=USER)
+        await gateway.router.flush()
+        async with gateway.http() as http:
+            samples = _samples((await http.get(f"{gateway.root}/metrics")).text)
+    log = {name: value for (name, _), value in samples.items() if name.startswith("llmroute_log_")}
+    assert log == {
+        "llmroute_log_records_queued": 0, "llmroute_log_store_waiting": 0,
+        "llmroute_log_records_recorded_total": 3, "llmroute_log_records_dropped_total": 0,
+        "llmroute_log_records_failed_total": 0, "llmroute_log_sink_errors_total": 0,
+        "llmroute_log_store_outages_total": 0, "llmroute_log_store_dropped_total": 0,
+    }  # fmt: skip
+
+
 async def test_metrics_can_need_a_key_or_be_off() -> None:
     server = {"keys": [{"name": "k", "key": "a-long-enough-plain-key"}], "metrics": "key"}
     async with in_process_gateway(CONFIG, server=server) as gateway, gateway.http() as http:

@@ -54,6 +54,7 @@ from .config import ServerConfig
 from .endpoints import chat, dashboard, embeddings, feedback, messages, models, ops, responses
 from .errors import HTTPError, from_exception
 from .keys import KeyStore
+from .log_metrics import RecorderMetrics
 from .metrics import GatewayMetrics
 from .request import ClientGone, Gateway, GatewayRequest
 from .responses import JSON
@@ -143,6 +144,8 @@ class GatewayApp:
         routes = frozenset(router.config.routes)
         self.keys = KeyStore(self.config.keys, routes)
         self.metrics = GatewayMetrics() if self.config.metrics != "off" else None
+        if self.metrics is not None:
+            self.metrics.registry.register(RecorderMetrics(lambda: router.recording))
         config = self.config
         self._gateway = Gateway(
             router, config, self.keys, self.metrics, routes, int(config.max_body_size),
@@ -201,8 +204,17 @@ class GatewayApp:
         return self._gateway.state == "stopped" and not self._cut_short
 
     def startup(self) -> None:
-        """Start: ``/ready`` answers ready from now on (the lifespan's startup step)."""
+        """Start: ``/ready`` answers ready from now on (the lifespan's startup step).
+
+        First it imports the default HTTP engine, which the router imports on its first
+        upstream request otherwise (aiohttp and its TLS context: 0.2-0.4 s of blocked
+        event loop): a gateway taking a burst as soon as it is ready would hold every
+        request's Redis call past its timeout meanwhile, and its rate limits would fail
+        open (137 and 199 of a limit of 100 let through by three fresh gateways, with
+        benchmarks/fleet.py; tests/test_fleet_bench.py checks the import)."""
         if self._gateway.state == "starting":
+            import aiohttp  # noqa: F401
+
             self._gateway.state = "ready"
 
     async def shutdown(self) -> None:
