@@ -454,7 +454,7 @@ def report(args: argparse.Namespace, results: dict[str, Samples], skipped: list[
         return True
     ok = targets(summaries, results, args)
     if "TensorZero" in summaries:
-        beside_tensorzero(summaries, results, args.concurrency)
+        beside_tensorzero(summaries, results, args.concurrency, args.chunks)
     return ok
 
 
@@ -509,7 +509,7 @@ def targets(
 
 
 def beside_tensorzero(
-    summaries: dict[str, Summary], results: dict[str, Samples], concurrency: int
+    summaries: dict[str, Summary], results: dict[str, Samples], concurrency: int, chunks: int
 ) -> None:
     """TensorZero's ratios beside llmroute's, and llmroute over TensorZero: no verdict."""
     raw = summaries["raw aiohttp"]
@@ -539,6 +539,10 @@ def beside_tensorzero(
     print(
         f"  llmroute / TensorZero p50 latency: {lr.p50_us / tz.p50_us:.2f}x "
         f"({lr.p50_us:.0f} vs {tz.p50_us:.0f} µs; below 1 is faster)"
+    )
+    print(
+        f"  llmroute / TensorZero {chunks}-chunk stream time: {lr.stream_us / tz.stream_us:.2f}x "
+        f"({lr.stream_us / 1000:.2f} vs {tz.stream_us / 1000:.2f} ms; below 1 is faster)"
     )
 
 
