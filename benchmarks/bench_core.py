@@ -2,8 +2,8 @@
 
     python benchmarks/bench_core.py [--requests 3000 --concurrency 100 --chunks 200]
 
-Three clients hit the same loopback OpenAI-compatible upstream (see
-`upstream.py`, run in its own process):
+Three clients (four with TensorZero) hit the same loopback OpenAI-compatible
+upstream (see `upstream.py`, run in its own process):
 
 - ``raw aiohttp``: one ``aiohttp.ClientSession``; POST the JSON body, read the
   response, ``json.loads`` it. Streams: ``readline()`` on the body and
