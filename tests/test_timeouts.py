@@ -195,3 +195,36 @@ async def test_an_interrupt_not_fired_claims_nothing() -> None:
     interrupt = TaskInterrupt(task)
     assert not interrupt.claim(asyncio.CancelledError())
     assert task.cancelling() == 0
+
+
+async def test_attempt_timers_sharing_one_loop_timer_each_expire_at_their_own_deadline() -> None:
+    """Attempt timers share one loop timer (armed at the earliest deadline): each attempt
+    still times out at its own deadline, not earlier or later, whatever order they start
+    in, whichever stop early, and however a deadline earlier than the armed one arrives."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    ended: dict[str, tuple[str, float]] = {}
+
+    async def attempt(name: str, limit: float, work: float, delay: float) -> None:
+        await asyncio.sleep(delay)
+        result = await with_attempt_timer(limit, lambda: asyncio.sleep(work))
+        ended[name] = (result, round(loop.time() - started, 6))
+
+    await asyncio.gather(
+        attempt("late", 10.0, 100.0, 0.0),  # armed first, at 10
+        attempt("early", 3.0, 100.0, 1.0),  # earlier than the armed one: re-arms at 4
+        attempt("done", 2.0, 0.5, 0.0),  # stops before its deadline: never cancelled
+        attempt("gone", 1.5, 1.0, 2.0),  # the earliest deadline (3.5), gone by 3: fires early
+        attempt("same", 3.0, 100.0, 1.0),  # the same deadline as "early"
+        attempt("after", 6.0, 5.0, 4.0),  # started after the first expiry: ends at 9, in time
+        attempt("later", 1.0, 100.0, 20.0),  # after every other one ended: armed again at 21
+    )
+    assert ended == {
+        "late": ("timeout", 10.0),
+        "early": ("timeout", 4.0),
+        "done": ("ok", 0.5),
+        "gone": ("ok", 3.0),
+        "same": ("timeout", 4.0),
+        "after": ("ok", 9.0),
+        "later": ("timeout", 21.0),
+    }

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError
 
 from ._errors import RequestError
+from ._types import validator
 
 __all__ = [
     "AssistantMessage",
@@ -439,9 +440,10 @@ def _invalid(kind: str, error: ValidationError) -> RequestError:
 def validate_chat_request(params: Mapping[str, Any]) -> ChatRequest:
     """Validate Chat Completions parameters, raising `RequestError` on bad input."""
     try:
-        return ChatRequest.model_validate(params)
+        request: ChatRequest = validator(ChatRequest).validate_python(params)
     except ValidationError as exc:
         raise _invalid("chat completion", exc) from exc
+    return request
 
 
 def validate_embeddings_request(params: Mapping[str, Any]) -> EmbeddingsRequest:
