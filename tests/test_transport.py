@@ -60,6 +60,27 @@ async def test_connections_are_pooled_and_reused(upstream: Upstream) -> None:
     assert len(set(upstream.peers)) == 1
 
 
+async def test_a_cookie_one_answer_sets_is_not_sent_with_the_next_request(
+    upstream: Upstream,
+) -> None:
+    """The default engine keeps no cookies: the pool serves every caller of the router."""
+
+    async def with_cookie(request: web.Request) -> web.StreamResponse:
+        response = web.json_response(completion_body())
+        response.set_cookie("session", "caller-one", path="/")
+        return response
+
+    upstream.handler = with_cookie
+    config = provider(upstream)  # by name: a cookie jar would keep no cookie of an IP address
+    up = config["providers"]["up"]
+    up["base_url"] = up["base_url"].replace("127.0.0.1", "localhost")
+    async with AsyncRouter(config) as router:
+        for _ in range(2):
+            await router.chat.completions.create(model="chat", messages=HI)
+    assert len(upstream.headers) == 2
+    assert all("Cookie" not in headers for headers in upstream.headers)
+
+
 async def test_rate_limit_headers_and_retry_after(upstream: Upstream) -> None:
     async def limited(request: web.Request) -> web.StreamResponse:
         return web.json_response(
