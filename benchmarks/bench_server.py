@@ -97,10 +97,10 @@ def running_gateway(
             process.wait(30)
 
 
-def floor_proxy(port: int, upstream_port: int) -> None:
-    """Serve a bare pass-through proxy to the upstream: uvicorn and aiohttp, nothing else."""
+def floor_app(upstream_port: int) -> Any:
+    """A bare pass-through proxy to the upstream as an ASGI app: one aiohttp session, the
+    body forwarded as it came and the answer as it arrives; nothing else."""
     import aiohttp
-    import uvicorn
 
     url = f"http://127.0.0.1:{upstream_port}/v1/chat/completions"
     sessions: list[aiohttp.ClientSession] = []
@@ -129,6 +129,14 @@ def floor_proxy(port: int, upstream_port: int) -> None:
                 await send({"type": "http.response.body", "body": data, "more_body": True})
         await send({"type": "http.response.body", "body": b""})
 
+    return app
+
+
+def floor_proxy(port: int, upstream_port: int) -> None:
+    """Serve the bare pass-through proxy (`floor_app`) with uvicorn."""
+    import uvicorn
+
+    app = floor_app(upstream_port)
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 

@@ -1,7 +1,7 @@
 """Instructions per gateway request, counted with callgrind: the ASGI app driven in process.
 
     python benchmarks/count_gateway.py [--requests 300] [--kinds chat,stream,messages,refused]
-        (also: responses-stream)
+        (also: responses-stream; bare, bare-stream: the bare pass-through proxy, the floor)
 
 The twin of `count_instructions.py` for the HTTP gateway. For each kind of request, runs
 this script under ``valgrind --tool=callgrind`` twice: once with only the warm-up, once
@@ -46,6 +46,10 @@ from upstream import MODEL, running_upstream
 MESSAGES = [{"role": "user", "content": "Say hello in one short sentence."}]
 WARMUP = 200
 KINDS = ("chat", "stream", "messages", "refused")
+#: The floor: bench_server.py's bare pass-through proxy (one aiohttp session, no parsing),
+#: driven the same way, for a request and for a stream (printed as the share of the
+#: gateway's count it is).
+FLOORS = {"bare": "chat", "bare-stream": "stream"}
 #: Events of a translated Responses stream of the upstream's 20 chunks (created, in
 #: progress, item and part added, 20 deltas, text, part and item done, completed).
 RESPONSES_EVENTS = 28
@@ -134,8 +138,18 @@ async def _run(kind: str, count: int) -> None:
     from llmroute import AsyncRouter
     from llmroute.server import create_app
 
-    path, body = _request(kind)
+    path, body = _request(FLOORS.get(kind, kind))
     expected = 401 if kind == "refused" else 200
+    if kind in FLOORS:
+        from bench_server import floor_app
+
+        with running_upstream(chunks=20) as port:
+            app = floor_app(port)
+            for _ in range(WARMUP + count):
+                status, _ = await _one(app, path, body)
+                if status != expected:
+                    raise RuntimeError(f"{kind}: status {status}, expected {expected}")
+        return
     with running_upstream(chunks=20) as port:
         async with AsyncRouter(_config(port, kind)) as router:
             app = create_app(router, close_router=False)
@@ -188,6 +202,9 @@ def main() -> None:
         base, loaded = _count(kind, 0), _count(kind, args.requests)
         counted[kind] = (loaded - base) / args.requests
         line = f"  {kind:16} {counted[kind]:12,.0f}"
+        floor = FLOORS.get(kind)
+        if floor in counted:
+            line += f"   {counted[kind] / counted[floor]:.2f}x of {floor}'s"
         if kind == "responses-stream" and "stream" in counted:
             extra = (counted[kind] - counted["stream"]) / RESPONSES_EVENTS
             line += f"   {extra:,.0f} more per event than stream ({RESPONSES_EVENTS} events)"
