@@ -42,7 +42,7 @@ from llmroute.cache.backends import MemoryBackend
 from llmroute.cache.config import CacheConfig
 from llmroute.cache.stage import CacheStage
 from llmroute.observe import _worker
-from llmroute.observe.sqlite import _insert_rows
+from llmroute.observe.sqlite_writer import insert_rows
 from llmroute.pipeline.executor import new_request_id
 from llmroute.pipeline.stage import Outcome, RequestContext
 from llmroute.routing.catalog import Catalog
@@ -248,7 +248,7 @@ _CELL = st.one_of(
 def test_rows_with_literal_nulls_read_back_as_rows_with_bound_nones(
     rows: list[list[Any]], limit: int
 ) -> None:
-    """`_insert_rows` (`observe/sqlite.py`) writes an empty column as a literal NULL and
+    """`insert_rows` (`observe/sqlite_writer.py`) writes an empty column as a literal NULL and
     several rows per statement (as many as SQLite's variable limit allows): what it stores
     reads back as the rows inserted one by one with None bound."""
     conn = sqlite3.connect(":memory:")
@@ -256,7 +256,7 @@ def test_rows_with_literal_nulls_read_back_as_rows_with_bound_nones(
     columns = ("a", "b", "c", "d")
     for table in ("fast", "plain"):
         conn.execute(f"CREATE TABLE {table} (a, b, c, d)")
-    _insert_rows(conn, "fast", columns, rows)
+    insert_rows(conn, "fast", columns, rows)
     conn.executemany("INSERT INTO plain (a, b, c, d) VALUES (?, ?, ?, ?)", rows)
     read = [conn.execute(f"SELECT * FROM {t} ORDER BY rowid").fetchall() for t in ("fast", "plain")]
     assert read[0] == read[1]

@@ -130,7 +130,8 @@ class Recorder(Stage):
         self._sinks: list[Sink] = []
         if config is not None:
             if config.store is not None:
-                self.store = open_store(config.store, retention=config.retention)
+                self.store = open_store(config.store, retention=config.retention,
+                                        writer=config.writer)  # fmt: skip
                 self._sinks.append(self.store)
             for url in config.sinks:
                 self._add_url(url)

@@ -1,0 +1,160 @@
+"""The SQLite store's writer process: the same rows and rollups as writing inline, nothing
+lost on close, a dead child reported and replaced, a router's store written by it."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import llmroute
+from llmroute import TokenUsage
+from llmroute._config import LoggingConfig
+from llmroute.observe import AttemptRecord, RequestRecord, SqliteStore
+from llmroute.observe.sqlite_writer import Plan, WriterProcess
+
+
+def record(i: int, **changes: Any) -> RequestRecord:
+    values: dict[str, Any] = {
+        "request_id": f"r{i}", "operation": "chat", "started_at": 1_700_000_000.0 + i * 7.5,
+        "request_model": "chat", "ended_at": 1_700_000_000.5 + i * 7.5, "route": "chat",
+        "target": f"p/m{i % 3}", "provider": "p", "model": f"m{i % 3}",
+        "status": "error" if i % 5 == 0 else "ok", "latency_s": 0.01 * (1 + i % 17),
+        "ttft_s": 0.002 * (1 + i % 4) if i % 2 else None, "usage": TokenUsage(10 + i, 5),
+        "cost_usd": 0.001 * i if i % 4 else None, "properties": {"team": f"t{i % 2}"},
+        "attempts": [AttemptRecord(f"p/m{i % 3}", "p", f"m{i % 3}", "first", latency_s=0.5)],
+    }  # fmt: skip
+    values.update(changes)
+    return RequestRecord(**values)
+
+
+def dump(path: Path) -> dict[str, list[tuple[Any, ...]]]:
+    """Every table's rows, sorted (rowids aside)."""
+    with sqlite3.connect(path) as conn:
+        tables = [
+            row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        ]
+        rows = {t: sorted(conn.execute(f"SELECT * FROM {t}"), key=repr) for t in tables}
+    conn.close()
+    return rows
+
+
+def test_a_process_writes_what_inline_writes_rollups_and_histograms_included(
+    tmp_path: Path,
+) -> None:
+    batches = [[record(i) for i in range(j, j + 40)] for j in range(0, 400, 40)]
+    batches.append([record(3), record(999)])  # r3 is stored already: skipped
+    stores = {w: SqliteStore(tmp_path / f"{w}.db", writer=w) for w in ("inline", "process")}
+    for store in stores.values():
+        for batch in batches:
+            store.write(batch)
+        store.close()
+    inline, process = dump(tmp_path / "inline.db"), dump(tmp_path / "process.db")
+    assert len(process["requests"]) == 401
+    assert len(process["rollup_latency_minute"]) > 0 and len(process["rollup_hour"]) > 0
+    assert process == inline
+    assert [r.request_id for r in stores["process"].records()][:3] == ["r0", "r1", "r2"]
+
+
+def test_close_ends_the_child_after_its_last_batch(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "s.db", writer="process")
+    store.write([record(i) for i in range(5)])
+    pid = store.writer_pid
+    assert pid is not None and pid != os.getpid()
+    store.close()
+    assert store.writer_pid is None
+    with pytest.raises(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)  # reaped: no zombie left
+    assert len(store.records()) == 5
+    store.write([record(5)])  # a write after close starts a new child
+    store.close()
+    assert len(store.records()) == 6
+
+
+def test_a_dead_child_fails_its_batch_and_the_next_batch_starts_another(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "s.db"
+    SqliteStore(path).write([record(0)])  # created and migrated
+    from llmroute.observe.sqlite import PLAN
+
+    writer = WriterProcess(path, PLAN, timeout=1.0, cached_statements=4)
+    writer.start()
+    assert writer.pid is not None
+    os.kill(writer.pid, 9)
+    with pytest.raises(RuntimeError, match=r"writer process .* ended"):
+        writer.write([("r1",)], [], [], None)
+    assert writer.pid is None
+    from llmroute.observe.rows import attempt_rows, property_rows, request_row
+
+    rows = [record(2)]
+    stored = writer.write(
+        [request_row(r) for r in rows], attempt_rows(rows), property_rows(rows), None
+    )
+    assert stored == 1
+    writer.close()
+    assert [r.request_id for r in SqliteStore(path).records()] == ["r0", "r2"]
+
+
+def test_an_error_in_the_child_rolls_its_batch_back_and_is_raised(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    SqliteStore(path).write([record(0)])
+    broken = Plan(("request_id", "no_such_column"), (), (), (), ())
+    writer = WriterProcess(path, broken, timeout=1.0, cached_statements=4)
+    with pytest.raises(sqlite3.OperationalError, match="no_such_column"):
+        writer.write([("r1", 1)], [], [], None)
+    writer.close()
+    assert [r.request_id for r in SqliteStore(path).records()] == ["r0"]
+
+
+def test_values_of_subclasses_are_stored_as_their_base_type(tmp_path: Path) -> None:
+    class Name(str):
+        __slots__ = ()
+
+    store = SqliteStore(tmp_path / "s.db", writer="process")
+    store.write([record(1, user=Name("ann"), properties={"team": Name("a")})])
+    store.close()
+    (stored,) = store.records()
+    assert (stored.user, stored.properties) == ("ann", {"team": "a"})
+
+
+def test_without_a_process_the_store_writes_inline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "no-such-python"))
+    store = SqliteStore(tmp_path / "s.db", writer="process")
+    with caplog.at_level(logging.WARNING, logger="llmroute.observe"):
+        store.write([record(1)])
+    assert store.writer == "inline"
+    assert "cannot start a writer process" in caplog.text
+    store.close()
+    assert len(store.records()) == 1
+
+
+@pytest.mark.anyio
+async def test_a_routers_store_is_written_by_a_process_and_loses_nothing_on_close(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "log.db"
+    router = llmroute.AsyncRouter(
+        {
+            "providers": {"p": {"type": "mock", "latency": "0ms"}},
+            "routes": {"chat": {"targets": ["p/m"]}},
+            "logging": {"store": f"sqlite:///{path}", "batch_size": 7},
+            "telemetry": {"enabled": False},
+        },
+        env={},
+    )
+    assert LoggingConfig().writer == "process"  # the default this router has
+    for _ in range(50):
+        await router.chat.completions.create(
+            model="chat", messages=[{"role": "user", "content": "x"}]
+        )
+    await router.aclose()  # no flush: closing writes what is queued
+    assert len(SqliteStore(path).records()) == 50
+    assert router.recording.dropped == 0 and router.recording.sink_errors == 0
