@@ -42,6 +42,8 @@ from llmroute.cache.backends import MemoryBackend
 from llmroute.cache.config import CacheConfig
 from llmroute.cache.stage import CacheStage
 from llmroute.observe import _worker
+from llmroute.observe.record import RequestRecord
+from llmroute.observe.rows import REQUEST_COLUMNS, request_row
 from llmroute.observe.sqlite_writer import insert_rows
 from llmroute.pipeline.executor import new_request_id
 from llmroute.pipeline.stage import Outcome, RequestContext
@@ -560,3 +562,17 @@ def test_request_ids_are_random_hex_out_of_reach_of_random_seed() -> None:
     second = [new_request_id() for _ in range(500)]
     assert len(set(first + second)) == 1000
     assert all(re.fullmatch(r"lr-[0-9a-f]{24}", i) for i in first)
+
+
+@given(
+    st.lists(st.sampled_from(["stop", "length", "tool_calls"]) | st.text(max_size=8), max_size=4)
+)
+def test_a_rows_finish_reasons_are_the_json_text_encode_json_gives(reasons: list[str]) -> None:
+    """`request_row` (`observe/rows.py`) looks the finish reasons' JSON text up: it is the
+    text `json.dumps` gives, for any list, kept or not."""
+    record = RequestRecord("r", "chat", 1.0, "m", finish_reasons=reasons)
+    for _ in range(2):  # encoded, then looked up
+        row = request_row(record)
+        assert row[REQUEST_COLUMNS.index("finish_reasons")] == (
+            json.dumps(reasons) if reasons else None
+        )

@@ -3,7 +3,9 @@ lost on close, a dead child reported and replaced, a router's store written by i
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import marshal
 import os
 import sqlite3
 import sys
@@ -16,6 +18,7 @@ import llmroute
 from llmroute import TokenUsage
 from llmroute._config import LoggingConfig
 from llmroute.observe import AttemptRecord, RequestRecord, SqliteStore
+from llmroute.observe.rows import decode_record, encode_record
 from llmroute.observe.sqlite_writer import Plan, WriterProcess
 
 
@@ -88,15 +91,9 @@ def test_a_dead_child_fails_its_batch_and_the_next_batch_starts_another(
     assert writer.pid is not None
     os.kill(writer.pid, 9)
     with pytest.raises(RuntimeError, match=r"writer process .* ended"):
-        writer.write([("r1",)], [], [], None)
+        writer.write([encode_record(record(1))], None)
     assert writer.pid is None
-    from llmroute.observe.rows import attempt_rows, property_rows, request_row
-
-    rows = [record(2)]
-    stored = writer.write(
-        [request_row(r) for r in rows], attempt_rows(rows), property_rows(rows), None
-    )
-    assert stored == 1
+    assert writer.write([encode_record(record(2))], None) == 1
     writer.close()
     assert [r.request_id for r in SqliteStore(path).records()] == ["r0", "r2"]
 
@@ -107,7 +104,7 @@ def test_an_error_in_the_child_rolls_its_batch_back_and_is_raised(tmp_path: Path
     broken = Plan(("request_id", "no_such_column"), (), (), (), ())
     writer = WriterProcess(path, broken, timeout=1.0, cached_statements=4)
     with pytest.raises(sqlite3.OperationalError, match="no_such_column"):
-        writer.write([("r1", 1)], [], [], None)
+        writer.write([marshal.dumps((("r1", 1), [], []))], None)
     writer.close()
     assert [r.request_id for r in SqliteStore(path).records()] == ["r0"]
 
@@ -158,3 +155,48 @@ async def test_a_routers_store_is_written_by_a_process_and_loses_nothing_on_clos
     await router.aclose()  # no flush: closing writes what is queued
     assert len(SqliteStore(path).records()) == 50
     assert router.recording.dropped == 0 and router.recording.sink_errors == 0
+
+
+def test_an_encoded_record_decodes_to_itself() -> None:
+    records = [
+        record(1),
+        record(2, stream=True, ttft_s=0.01, finish_reasons=["stop", "length"], user="ann",
+               session="s", key="k", team="t", experiment="e", variant="b",
+               assignment="sticky", sticky_key="d", off_variant=True, saved_usd=0.5,
+               cache="hit", answered_by="cache", usage=None, properties={}, attempts=[]),
+        record(3, status="error", error_type="ProviderTimeout", error="slow", limit=None,
+               attempts=[AttemptRecord("p/m", "p", "m", "first", "error", 504, "ProviderTimeout",
+                                       "slow", 0.0, 1.5),
+                         AttemptRecord("p/n", "p", "n", "fallback", "ok", None, None, None,
+                                       1.5, 0.25)]),
+    ]  # fmt: skip
+    for original in records:
+        assert decode_record(encode_record(original)) == original
+
+
+@pytest.mark.anyio
+async def test_records_queued_encoded_reach_a_redactor_and_hooks_added_before_the_write(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "log.db"
+    router = llmroute.AsyncRouter(
+        {
+            "providers": {"p": {"type": "mock", "latency": "0ms"}},
+            "routes": {"chat": {"targets": ["p/m"]}},
+            "logging": {"store": f"sqlite:///{path}", "flush_interval": "60s"},
+            "telemetry": {"enabled": False},
+        },
+        env={},
+    )
+    ask = [{"role": "user", "content": "x"}]
+    for _ in range(3):  # the store is all that reads them: queued encoded
+        await router.chat.completions.create(model="chat", messages=ask, user="ann")
+    ended: list[RequestRecord] = []
+    router.add_hook("request_end", ended.append)
+    router.set_redactor(lambda r: dataclasses.replace(r, user="redacted"))
+    await router.chat.completions.create(model="chat", messages=ask, user="bob")
+    await router.aclose()
+    assert [r.user for r in ended] == ["redacted"] * 4
+    stored = SqliteStore(path).records()
+    assert [r.user for r in stored] == ["redacted"] * 4
+    assert {r.status for r in stored} == {"ok"} and all(r.attempts for r in stored)

@@ -49,16 +49,14 @@ from .rows import (
     PROPERTY_COLUMNS,
     PRUNE_EVERY,
     REQUEST_COLUMNS,
-    attempt_rows,
-    property_rows,
+    encode_record,
     prune_statements,
     read_feedback,
     read_records,
     read_stop,
-    request_row,
     stop_row,
 )
-from .sqlite_writer import Plan, WriterProcess, write_batch
+from .sqlite_writer import Plan, WriterProcess, decode_rows, write_batch
 
 __all__ = ["FEEDBACK_COLUMNS", "MIGRATIONS", "PLAN", "SCHEMA_VERSION", "SqliteStore", "Writer"]
 
@@ -315,8 +313,12 @@ class SqliteStore:
     def write(self, records: Sequence[RequestRecord]) -> None:
         """Store a batch in one transaction (`write_batch`), here or in the writer process;
         a request id already stored is skipped. Returns once the batch is committed."""
-        requests = [request_row(r) for r in gil_friendly(records)]
-        attempts, properties = attempt_rows(records), property_rows(records)
+        self.write_encoded([encode_record(r) for r in gil_friendly(records)])
+
+    def write_encoded(self, items: Sequence[bytes]) -> None:
+        """`write` for records already encoded (`llmroute.observe.rows.encode_record`: the
+        recorder encodes a request's record at its end when this store is all that reads
+        it)."""
         with self._lock:
             conn = self._writing()
             cutoff = None
@@ -324,9 +326,9 @@ class SqliteStore:
                 cutoff = time.time() - self.retention
             process = self._writer_process()
             if process is None:
-                write_batch(conn, PLAN, requests, attempts, properties, cutoff)
+                write_batch(conn, PLAN, *decode_rows(items), cutoff)
             else:
-                process.write(requests, attempts, properties, cutoff)
+                process.write(items, cutoff)
             if cutoff is not None:
                 self._pruned_at = time.monotonic()
 

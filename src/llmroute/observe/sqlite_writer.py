@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     import subprocess
     from pathlib import Path
 
-__all__ = ["Plan", "WriterProcess", "insert_rows", "open_writer", "write_batch"]
+__all__ = ["Plan", "WriterProcess", "decode_rows", "insert_rows", "open_writer", "write_batch"]
 
 Row = Sequence[Any]
 
@@ -171,30 +171,28 @@ def _ln(value: float | None) -> float | None:
     return math.log(value)
 
 
+def decode_rows(items: Sequence[bytes]) -> tuple[list[Row], list[Row], list[Row]]:
+    """The rows of records encoded by `llmroute.observe.rows.encode_record` (each item: its
+    request row, attempt rows and property rows, marshalled), table by table."""
+    requests: list[Row] = []
+    attempts: list[Row] = []
+    properties: list[Row] = []
+    loads = marshal.loads
+    for item in items:
+        request, more, props = loads(item)
+        requests.append(request)
+        attempts += more
+        properties += props
+    return requests, attempts, properties
+
+
 # ---------------------------------------------------------------- frames
 
 
 def _send(out: IO[bytes], payload: Any) -> None:
-    _send_frame(out, marshal.dumps(payload))
-
-
-def _send_frame(out: IO[bytes], data: bytes) -> None:
+    data = marshal.dumps(payload)
     out.write(len(data).to_bytes(4, "little") + data)
     out.flush()
-
-
-def _plain(batch: tuple[list[Row], list[Row], list[Row], float | None]) -> Any:
-    """`batch` with every value of a subclass of str, int or float turned into its base type,
-    as SQLite stores it."""
-
-    def value(v: Any) -> Any:
-        for kind in (bool, str, int, float):
-            if isinstance(v, kind):
-                return v if type(v) is kind else kind(v)
-        return bytes(v) if isinstance(v, bytes) else v
-
-    *tables, cutoff = batch
-    return (*([tuple(value(v) for v in row) for row in rows] for rows in tables), cutoff)
 
 
 def _receive(source: IO[bytes]) -> Any:
@@ -256,24 +254,14 @@ class WriterProcess:
         self._child = child
         return child
 
-    def write(
-        self,
-        requests: Sequence[Row],
-        attempts: Sequence[Row],
-        properties: Sequence[Row],
-        cutoff: float | None,
-    ) -> int:
-        """Have the child store a batch (`write_batch`); returns once it is committed."""
+    def write(self, items: Sequence[bytes], cutoff: float | None) -> int:
+        """Have the child store a batch of encoded records (`decode_rows`, `write_batch`);
+        returns once it is committed."""
         with self._lock:
             child = self._child or self.start()
             assert child.stdin is not None and child.stdout is not None
-            batch = (list(requests), list(attempts), list(properties), cutoff)
             try:
-                frame = marshal.dumps(batch)
-            except ValueError:  # a value of a subclass (a redactor's str subclass, say)
-                frame = marshal.dumps(_plain(batch))
-            try:
-                _send_frame(child.stdin, frame)
+                _send(child.stdin, (list(items), cutoff))
                 answer = _receive(child.stdout)
             except (OSError, EOFError) as exc:
                 self._child = None
@@ -337,12 +325,12 @@ def _serve(path: str, timeout: float, cached: int) -> int:
     try:
         while True:
             try:
-                requests, attempts, properties, cutoff = _receive(source)
+                items, cutoff = _receive(source)
             except EOFError:
                 return 0
             answer: tuple[object, ...]
             try:
-                answer = ("ok", write_batch(conn, plan, requests, attempts, properties, cutoff))
+                answer = ("ok", write_batch(conn, plan, *decode_rows(items), cutoff))
             except Exception as exc:  # rolled back; reported to the parent, which raises it
                 answer = ("error", type(exc).__name__, str(exc))
             try:
