@@ -1,7 +1,7 @@
 """Instructions per request on llmroute's request path, counted with callgrind.
 
     python benchmarks/count_instructions.py [--requests 300] [--kinds chat,stream,hit]
-        [--chunks 20] [--state redis://127.0.0.1:6379/0] [--log process|inline]
+        [--chunks 20] [--state redis://127.0.0.1:6379/0] [--log process|inline|default]
 
 For each kind of request (a non-streamed chat completion, a stream of ``--chunks``
 content chunks read to its end, a memory cache hit; ``responses`` and
@@ -24,7 +24,8 @@ the request path must cost what it costs without it (docs/reliability.md#shared-
 
 With ``--log``, the router keeps the SQLite request log (a temporary file), its batches
 written by a writer process (``process``, the default of ``logging.writer``) or by the
-recorder's worker thread (``inline``); each run ends with a flush, so every request's
+recorder's worker thread (``inline``); ``default`` leaves ``logging.writer`` unset (to
+count older code, which has no such key, with the same script); each run ends with a flush, so every request's
 record is built and handed to the store within what is counted. Callgrind counts every
 thread of the router's process (the worker thread's rows and SQLite work included), not
 the writer process: what the log costs the process that serves requests.
@@ -78,7 +79,9 @@ def _config(
         config["state"] = state
     if log is not None:
         writer, path = log
-        config["logging"] = {"store": f"sqlite:///{path}", "writer": writer}
+        config["logging"] = {"store": f"sqlite:///{path}"}
+        if writer != "default":
+            config["logging"]["writer"] = writer
     return config
 
 
@@ -159,7 +162,7 @@ def main() -> None:
     parser.add_argument("--kinds", default=",".join(KINDS))
     parser.add_argument("--chunks", type=int, default=20, help="content chunks per stream")
     parser.add_argument("--state", help="share health through this Redis URL")
-    parser.add_argument("--log", choices=("process", "inline"),
+    parser.add_argument("--log", choices=("process", "inline", "default"),
                         help="keep the SQLite request log, written by this writer")  # fmt: skip
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
