@@ -52,8 +52,10 @@ from upstream import MODEL, running_upstream
 MESSAGES = [{"role": "user", "content": "Say hello in one short sentence."}]
 WARMUP = 200
 KINDS = ("chat", "stream", "hit")
+#: ``raw``: the same request with aiohttp alone (post, read, ``json.loads``): the floor
+#: llmroute's ``chat`` is compared with.
 #: What each Responses kind is compared with, and the budget the issue sets (issue 16).
-COMPARED = {"responses": "chat", "responses-stream": "stream"}
+COMPARED = {"responses": "chat", "responses-stream": "stream", "chat": "raw"}
 BUDGET = 1.15
 #: The kinds whose extra cost is counted per event delivered (their budget is in time).
 PER_EVENT = frozenset({"responses-stream"})
@@ -92,6 +94,16 @@ async def _run(
     delivered: Path,
     state: str | None = None,
     log: str | None = None,
+) -> None:
+    if kind == "raw":
+        await _run_raw(count)
+        delivered.write_text("1")
+        return
+    await _run_router(kind, count, chunks, delivered, state, log)
+
+
+async def _run_router(
+    kind: str, count: int, chunks: int, delivered: Path, state: str | None, log: str | None
 ) -> None:
     from llmroute import AsyncRouter
 
@@ -135,6 +147,20 @@ async def _run(
                 await one()
             await router.flush()
     delivered.write_text(str(seen))
+
+
+async def _run_raw(count: int) -> None:
+    import json
+
+    import aiohttp
+
+    with running_upstream() as port:
+        url = f"http://127.0.0.1:{port}/v1/chat/completions"
+        body = {"model": MODEL, "messages": MESSAGES}
+        async with aiohttp.ClientSession() as session:
+            for _ in range(WARMUP + count):
+                async with session.post(url, json=body) as response:
+                    json.loads(await response.read())
 
 
 def _count(
@@ -184,7 +210,9 @@ def main() -> None:
         other = COMPARED.get(kind)
         if other in counted:
             ratio = counted[kind] / counted[other]
-            if kind in PER_EVENT:
+            if other == "raw":  # the floor: a ratio to read, with no budget of its own
+                line += f"   {ratio:.2f}x {other} ({counted[kind] - counted[other]:,.0f} more)"
+            elif kind in PER_EVENT:
                 extra = (counted[kind] - counted[other]) / delivered
                 line += f"   {ratio:.3f}x {other}; {extra:,.0f} more per event ({delivered} events)"
             else:
