@@ -200,3 +200,24 @@ async def test_records_queued_encoded_reach_a_redactor_and_hooks_added_before_th
     stored = SqliteStore(path).records()
     assert [r.user for r in stored] == ["redacted"] * 4
     assert {r.status for r in stored} == {"ok"} and all(r.attempts for r in stored)
+
+
+def test_a_forked_process_starts_its_own_writer(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "s.db", writer="process")
+    store.write([record(1)])
+    parents = store.writer_pid
+    pid = os.fork()
+    if pid == 0:  # the fork: its own child, not its parent's pipe
+        code = 1
+        try:
+            store.write([record(2)])
+            code = 0 if store.writer_pid not in (None, parents) else 1
+            store.close()
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert store.writer_pid == parents
+    store.write([record(3)])
+    store.close()
+    assert [r.request_id for r in store.records()] == ["r1", "r2", "r3"]

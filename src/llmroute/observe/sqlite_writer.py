@@ -226,13 +226,28 @@ class WriterProcess:
         self._timeout = timeout
         self._cached = cached_statements
         self._child: subprocess.Popen[bytes] | None = None
+        self._owner = 0  # the process that started the child (a fork starts its own)
         self._lock = threading.Lock()
 
     @property
     def pid(self) -> int | None:
-        """The child's process id (None when none is running)."""
-        child = self._child
+        """The child's process id (None when none is running for this process)."""
+        child = self._running()
         return None if child is None else child.pid
+
+    def _running(self) -> subprocess.Popen[bytes] | None:
+        """The child, if this process started it. A process forked from the one that did
+        must not write into its pipe (their frames would interleave): it lets go of its
+        copies of the pipe's ends and starts a child of its own."""
+        child = self._child
+        if child is not None and self._owner != os.getpid():
+            self._child = None
+            for stream in (child.stdin, child.stdout):
+                if stream is not None:
+                    with contextlib.suppress(OSError):
+                        stream.close()  # this process's copy; the owner keeps its own
+            return None
+        return child
 
     def start(self) -> subprocess.Popen[bytes]:
         """Start the child and have it open the store (`write` does when none runs);
@@ -251,14 +266,14 @@ class WriterProcess:
         except BaseException:
             _stop(child)
             raise
-        self._child = child
+        self._child, self._owner = child, os.getpid()
         return child
 
     def write(self, items: Sequence[bytes], cutoff: float | None) -> int:
         """Have the child store a batch of encoded records (`decode_rows`, `write_batch`);
         returns once it is committed."""
         with self._lock:
-            child = self._child or self.start()
+            child = self._running() or self.start()
             assert child.stdin is not None and child.stdout is not None
             try:
                 _send(child.stdin, (list(items), cutoff))
@@ -283,7 +298,8 @@ class WriterProcess:
         """End the child once it has written what it was sent (it commits each batch
         before answering, so this only closes its connection)."""
         with self._lock:
-            child, self._child = self._child, None
+            child = self._running()
+            self._child = None
             if child is not None:
                 _stop(child)
 
