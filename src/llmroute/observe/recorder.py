@@ -4,7 +4,9 @@ On the request path it does little: `before()` reads the caller's trace
 context and decides whether content is captured; `after()` copies the
 request's fields into its record (microseconds; see `_pending` for why this
 is not left to the worker) and appends it to a bounded queue, or counts it
-as dropped when the queue is full. A background task on the router's event
+as dropped when the queue is full. When the store is all that reads the
+record, `after()` also prices it and encodes it for the store (`_encoded`:
+one bytes object, which the garbage collector does not track). A background task on the router's event
 loop (for the blocking `Router`, on its loop thread) drains the queue in
 batches of up to ``batch_size``, waiting at most ``flush_interval`` to fill
 one; it runs while there are records and ends when the queue is empty (the

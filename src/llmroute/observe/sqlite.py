@@ -13,7 +13,10 @@ The schema version is SQLite's ``user_version``; opening a store
 written by an older llmroute migrates it in place, step by step, in one
 transaction. A store from a newer llmroute is refused.
 
-Writes come from the recorder's worker thread, one transaction per batch, in
+Writes come from the recorder's worker thread, one transaction per batch
+(`llmroute.observe.sqlite_writer.write_batch`), run there (``writer="inline"``)
+or in a writer process (``writer="process"``, a router's default: the SQLite
+work then costs the router's process nothing but the rows' marshalling), in
 WAL mode with ``synchronous=NORMAL``: a committed batch survives the process
 being killed, and readers (`query`, ``llmroute stats``) never block the writer.
 Feedback is written through the same connection, under the same lock, from
