@@ -7,6 +7,7 @@ import dataclasses
 import logging
 import marshal
 import os
+import shutil
 import sqlite3
 import sys
 from pathlib import Path
@@ -120,10 +121,16 @@ def test_values_of_subclasses_are_stored_as_their_base_type(tmp_path: Path) -> N
     assert (stored.user, stored.properties) == ("ann", {"team": "a"})
 
 
+@pytest.mark.parametrize("python", ["no-such-python", "false"])
 def test_without_a_process_the_store_writes_inline(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    python: str,
 ) -> None:
-    monkeypatch.setattr(sys, "executable", str(tmp_path / "no-such-python"))
+    # a missing interpreter, or a program that is not Python (it exits at once)
+    executable = shutil.which(python) if python == "false" else str(tmp_path / python)
+    monkeypatch.setattr(sys, "executable", executable)
     store = SqliteStore(tmp_path / "s.db", writer="process")
     with caplog.at_level(logging.WARNING, logger="llmroute.observe"):
         store.write([record(1)])

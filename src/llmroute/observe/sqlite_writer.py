@@ -286,6 +286,9 @@ class WriterProcess:
         try:
             _send(child.stdin, tuple(self._plan))
             self._check(_receive(child.stdout))  # it opened the store
+        except EOFError as exc:  # it could not run (this file is not one Python can run)
+            code = _stop(child)
+            raise OSError(f"the SQLite writer process ended at start (exit status {code})") from exc
         except BaseException:
             _stop(child)
             raise
