@@ -238,3 +238,28 @@ def test_the_writer_runs_at_a_lower_priority_than_the_router(tmp_path: Path) -> 
     ours = os.getpriority(os.PRIO_PROCESS, 0)
     assert os.getpriority(os.PRIO_PROCESS, pid) == min(ours + NICENESS, 19)
     store.close()
+
+
+@pytest.mark.anyio
+async def test_a_request_queued_encoded_is_priced_by_the_worker_not_at_its_end(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "log.db"
+    router = llmroute.AsyncRouter(
+        {
+            "providers": {"p": {"type": "mock", "prompt_tokens": 100, "completion_tokens": 10}},
+            "routes": {"chat": {"targets": [{"provider": "p", "model": "m",
+                                             "price": {"input": 1.0, "output": 2.0}}]}},
+            "logging": {"store": f"sqlite:///{path}", "flush_interval": "60s"},
+        },
+        env={},
+    )  # fmt: skip
+    reply = await router.chat.completions.create(
+        model="chat", messages=[{"role": "user", "content": "x"}]
+    )
+    info = reply.llmroute
+    assert info.pending_cost() is not None  # queued (encoded) without pricing it
+    await router.aclose()
+    assert info.pending_cost() is not None  # the worker priced it with its own call
+    (stored,) = SqliteStore(path).records()
+    assert stored.cost_usd == pytest.approx((100 * 1.0 + 10 * 2.0) / 1e6) == info.cost_usd

@@ -30,8 +30,10 @@ __all__ = [
     "RequestRecord",
     "add_content",
     "apply_cost",
+    "cost_fields",
     "build_record",
     "start_record",
+    "unsent",
 ]
 
 #: How a request ended (``started`` only in the record a request-start hook receives).
@@ -303,13 +305,25 @@ def _final_response(events: list[Any]) -> Response | None:
 
 def apply_cost(record: RequestRecord, info: RouteInfo) -> None:
     """Set the record's cost (reading it prices the request) and what a cache hit saved."""
-    cost = info.cost_usd
-    if record.cache == "hit" or (record.answered_by is not None and not record.attempts):
-        # nothing was sent: it cost nothing; what it would have cost was saved
-        saved = getattr(info, "saved_usd", None)
-        record.cost_usd, record.saved_usd = 0.0, saved if saved is not None else (cost or None)
-    else:
-        record.cost_usd = cost
+    sent_nothing = unsent(record)
+    saved = getattr(info, "saved_usd", None) if sent_nothing else None
+    record.cost_usd, record.saved_usd = cost_fields(sent_nothing, info.cost_usd, saved)
+
+
+def unsent(record: RequestRecord) -> bool:
+    """Whether nothing was sent for the record's request (a cache hit, a stage's answer)."""
+    return record.cache == "hit" or (record.answered_by is not None and not record.attempts)
+
+
+def cost_fields(
+    sent_nothing: bool, cost: float | None, saved: float | None
+) -> tuple[float | None, float | None]:
+    """A record's ``cost_usd`` and ``saved_usd`` given its request's priced `cost` and, for
+    a request that sent nothing (`unsent`), what its routing metadata says it `saved`: it
+    cost nothing, and what it would have cost was saved."""
+    if sent_nothing:
+        return 0.0, saved if saved is not None else (cost or None)
+    return cost, None
 
 
 def _set_status(record: RequestRecord, outcome: Outcome) -> None:

@@ -34,7 +34,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from .._errors import ConfigError
 from .._types import RouteInfo
@@ -46,9 +46,11 @@ from .record import (
     add_content,
     apply_cost,
     build_record,
+    cost_fields,
     start_record,
+    unsent,
 )
-from .rows import decode_record, encode_record
+from .rows import decode_record, encode_record, with_cost
 from .sinks import CallbackSink, Sink, open_store, sink_from_url
 
 if TYPE_CHECKING:
@@ -78,6 +80,22 @@ _STATE = "recorder"
 #: its routing metadata (which prices it), the request and outcome when content is
 #: captured, and what its spans need.
 _Pending = tuple[RequestRecord, RouteInfo | None, tuple[Any, Outcome] | None, "Prepared | None"]
+
+
+class _Priced(NamedTuple):
+    """A record encoded before its request was priced: the worker prices it (`pricer`,
+    `RouteInfo.pending_cost`), so that pricing (a genai-prices lookup, hundreds of µs for a
+    tiered price, its data's loading on first use) stays off the event loop; `unsent`
+    and `saved` are `cost_fields`' other arguments."""
+
+    encoded: bytes
+    pricer: Callable[[], float | None]
+    unsent: bool
+    saved: float | None
+
+
+#: A finished request as queued: for the usual path, or encoded for the store.
+_Queued = _Pending | bytes | _Priced
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +165,7 @@ class Recorder(Stage):
             self.use_telemetry()
         #: Finished requests waiting to be written: queued (`_pending`), or encoded
         #: (`_encoded`) when the store is all that reads them.
-        self._queue: deque[_Pending | bytes] = deque()
+        self._queue: deque[_Queued] = deque()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
         self._full: asyncio.Event | None = None
@@ -170,11 +188,12 @@ class Recorder(Stage):
         ends = hooks["attempt_end"] or hooks["request_end"]
         self._active = bool(self._sinks or ends)
         #: The store's `write_encoded` when the store is all that reads a finished record
-        #: (no other sink, end hook, redactor or telemetry): a request's end then encodes
-        #: its record at once (`_encoded`).
+        #: (no other sink, end hook or redactor; and, request by request, no span or metric
+        #: point to emit, no content to capture): a request's end then encodes its record
+        #: at once (`_encoded`).
         self._write_encoded: Callable[[Sequence[bytes]], None] | None = None
         sinks = self._sinks
-        if len(sinks) == 1 and not ends and self._redactor is None and self._telemetry is None:
+        if len(sinks) == 1 and not ends and self._redactor is None:
             self._write_encoded = getattr(sinks[0], "write_encoded", None)
 
     def add_sink(self, sink: Sink | str | Callable[[Sequence[RequestRecord]], object]) -> None:
@@ -314,18 +333,24 @@ class Recorder(Stage):
         content = (ctx.request, outcome) if capture else None
         return record, ctx.info, content, prepared
 
-    def _encoded(self, ctx: RequestContext, outcome: Outcome) -> bytes:
+    def _encoded(self, ctx: RequestContext, outcome: Outcome) -> bytes | _Priced:
         """The queued form of a finished request when the store is all that reads it: its
-        record, priced, encoded for the store (`encode_record`: one bytes object, which the
-        garbage collector does not track). Queued as records and routing metadata, a few
-        containers each held for a flush interval, they were promoted into the collector's
-        older generations and made it cost more than the recording: 65 against 24 µs of
-        collection per request at concurrency 100 (gc.callbacks), full collections
-        included. A redactor, hook or sink added before it is written gets it decoded
-        (`decode_record`)."""
+        record, encoded for the store (`encode_record`: one bytes object, which the
+        garbage collector does not track), with what prices it when it is not priced yet
+        (`_Priced`). Queued as records and routing metadata, a few containers each held
+        for a flush interval, they were promoted into the collector's older generations
+        and made it cost more than the recording: 65 against 24 µs of collection per
+        request at concurrency 100 (gc.callbacks), full collections included. A redactor,
+        hook or sink added before it is written gets it decoded (`decode_record`)."""
         record = build_record(ctx, outcome, self._clock.monotonic())
-        apply_cost(record, ctx.info)
-        return encode_record(record)
+        info = ctx.info
+        pricer = info.pending_cost()
+        if pricer is None:  # priced already, or nothing to price: no lookup left
+            apply_cost(record, info)
+            return encode_record(record)
+        sent_nothing = unsent(record)
+        saved = getattr(info, "saved_usd", None) if sent_nothing else None
+        return _Priced(encode_record(record), pricer, sent_nothing, saved)
 
     # -------------------------------------------------------------- the background task
 
@@ -354,7 +379,7 @@ class Recorder(Stage):
                     self._deliver_sync(self._process(self._take()))
             raise
 
-    def _take(self) -> list[_Pending | bytes]:
+    def _take(self) -> list[_Queued]:
         queue = self._queue
         return [queue.popleft() for _ in range(min(len(queue), self._batch_size))]
 
@@ -380,7 +405,7 @@ class Recorder(Stage):
                         await self._call_hooks("attempt_end", record, attempt)
                     await self._call_hooks("request_end", record)
 
-    def _process(self, batch: list[_Pending | bytes]) -> list[RequestRecord]:
+    def _process(self, batch: list[_Queued]) -> list[RequestRecord]:
         """Price, redact, trace and store a batch (in the worker thread)."""
         pending = self._store_encoded(batch)
         if not pending:
@@ -420,14 +445,22 @@ class Recorder(Stage):
         self._recorded += len(records)
         return records
 
-    def _store_encoded(self, batch: list[_Pending | bytes]) -> list[_Pending]:
-        """Write the encoded requests of `batch` to the store when it is still all that
-        reads them; return the others, each encoded one decoded (something else reads it
-        now)."""
+    def _store_encoded(self, batch: list[_Queued]) -> list[_Pending]:
+        """Price the encoded requests of `batch` and write them to the store when it is still
+        all that reads them; return the others, each encoded one decoded (something else
+        reads it now)."""
         write_encoded = self._write_encoded
         encoded: list[bytes] = []
         pending: list[_Pending] = []
         for item in batch:
+            if isinstance(item, _Priced):
+                try:
+                    cost, saved = cost_fields(item.unsent, item.pricer(), item.saved)
+                    item = with_cost(item.encoded, cost, saved)
+                except Exception:
+                    self._failed += 1
+                    logger.exception("llmroute recorder: could not price a request")
+                    continue
             if not isinstance(item, bytes):
                 pending.append(item)
             elif write_encoded is not None:

@@ -29,6 +29,7 @@ __all__ = [
     "decode_record",
     "encode_json",
     "encode_record",
+    "with_cost",
     "prune_statements",
     "property_rows",
     "read_feedback",
@@ -151,6 +152,17 @@ def _plain(row: Sequence[Any]) -> tuple[Any, ...]:
                 break
         plain.append(value)
     return tuple(plain)
+
+
+_COST, _SAVED = REQUEST_COLUMNS.index("cost_usd"), REQUEST_COLUMNS.index("saved_usd")
+
+
+def with_cost(item: bytes, cost_usd: float | None, saved_usd: float | None) -> bytes:
+    """`item` (`encode_record`) with its record's ``cost_usd`` and ``saved_usd`` set."""
+    request, attempts, properties = marshal.loads(item)  # noqa: S302 - our own encoding
+    row = list(request)
+    row[_COST], row[_SAVED] = cost_usd, saved_usd
+    return marshal.dumps((tuple(row), attempts, properties))
 
 
 def decode_record(item: bytes) -> RequestRecord:
