@@ -20,7 +20,7 @@ from llmroute import TokenUsage
 from llmroute._config import LoggingConfig
 from llmroute.observe import AttemptRecord, RequestRecord, SqliteStore
 from llmroute.observe.rows import decode_record, encode_record
-from llmroute.observe.sqlite_writer import NICENESS, Plan, WriterProcess
+from llmroute.observe.sqlite_writer import Plan, WriterProcess
 
 
 def record(i: int, **changes: Any) -> RequestRecord:
@@ -228,16 +228,6 @@ def test_a_forked_process_starts_its_own_writer(tmp_path: Path) -> None:
     store.write([record(3)])
     store.close()
     assert [r.request_id for r in store.records()] == ["r1", "r2", "r3"]
-
-
-def test_the_writer_runs_at_a_lower_priority_than_the_router(tmp_path: Path) -> None:
-    store = SqliteStore(tmp_path / "s.db", writer="process")
-    store.write([record(1)])
-    pid = store.writer_pid
-    assert pid is not None
-    ours = os.getpriority(os.PRIO_PROCESS, 0)
-    assert os.getpriority(os.PRIO_PROCESS, pid) == min(ours + NICENESS, 19)
-    store.close()
 
 
 @pytest.mark.anyio

@@ -40,22 +40,9 @@ if TYPE_CHECKING:
     import subprocess
     from pathlib import Path
 
-__all__ = [
-    "NICENESS",
-    "Plan",
-    "WriterProcess",
-    "decode_rows",
-    "insert_rows",
-    "open_writer",
-    "write_batch",
-]
+__all__ = ["Plan", "WriterProcess", "decode_rows", "insert_rows", "open_writer", "write_batch"]
 
 Row = Sequence[Any]
-
-#: How much lower the writer process's scheduling priority is than the router's (POSIX
-#: ``nice``): on a machine whose cores are busy, the requests get the CPU first and the
-#: writer catches up when they leave some (its backlog is the recorder's bounded queue).
-NICENESS = 10
 
 
 class Plan(NamedTuple):
@@ -231,20 +218,10 @@ class WriterProcess:
         plan: the batch's SQL.
         timeout: SQLite's busy timeout in the child (seconds).
         cached_statements: prepared statements the child's connection keeps.
-        niceness: how much lower the child's scheduling priority is (`NICENESS`).
     """
 
-    def __init__(
-        self,
-        path: Path,
-        plan: Plan,
-        *,
-        timeout: float,
-        cached_statements: int,
-        niceness: int = NICENESS,
-    ) -> None:
+    def __init__(self, path: Path, plan: Plan, *, timeout: float, cached_statements: int) -> None:
         self._path = path
-        self._niceness = niceness
         self._plan = plan
         self._timeout = timeout
         self._cached = cached_statements
@@ -279,7 +256,7 @@ class WriterProcess:
 
         child = subprocess.Popen(  # noqa: S603 - this interpreter, this file, the store's path
             [sys.executable, "-I", "-S", os.path.abspath(__file__), str(self._path),
-             repr(self._timeout), str(self._cached), str(self._niceness)],
+             repr(self._timeout), str(self._cached)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
         )  # fmt: skip
         assert child.stdin is not None and child.stdout is not None
@@ -349,12 +326,10 @@ def _stop(child: subprocess.Popen[bytes], timeout: float = 30.0) -> int | None:
 # ---------------------------------------------------------------- the child's side
 
 
-def _serve(path: str, timeout: float, cached: int, niceness: int) -> int:
+def _serve(path: str, timeout: float, cached: int) -> int:
     # an interrupt meant for the parent (^C reaches the whole process group) must not cut a
     # batch short: the child ends at the end of its input, when the parent closes it
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if niceness and hasattr(os, "nice"):  # background work: requests go first for the CPU
-        os.nice(niceness)
     source, out = sys.stdin.buffer, sys.stdout.buffer
     try:
         plan = Plan(*_receive(source))
@@ -386,4 +361,4 @@ def _serve(path: str, timeout: float, cached: int, niceness: int) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(_serve(sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])))
+    sys.exit(_serve(sys.argv[1], float(sys.argv[2]), int(sys.argv[3])))
