@@ -50,8 +50,9 @@ from .record import (
     start_record,
     unsent,
 )
-from .rows import decode_record, encode_record, with_cost
+from .rows import decode_record, encode_record
 from .sinks import CallbackSink, Sink, open_store, sink_from_url
+from .sqlite_writer import Encoded
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
@@ -191,7 +192,7 @@ class Recorder(Stage):
         #: (no other sink, end hook or redactor; and, request by request, no span or metric
         #: point to emit, no content to capture): a request's end then encodes its record
         #: at once (`_encoded`).
-        self._write_encoded: Callable[[Sequence[bytes]], None] | None = None
+        self._write_encoded: Callable[[Sequence[Encoded]], None] | None = None
         sinks = self._sinks
         if len(sinks) == 1 and not ends and self._redactor is None:
             self._write_encoded = getattr(sinks[0], "write_encoded", None)
@@ -450,23 +451,27 @@ class Recorder(Stage):
         all that reads them; return the others, each encoded one decoded (something else
         reads it now)."""
         write_encoded = self._write_encoded
-        encoded: list[bytes] = []
+        encoded: list[Encoded] = []
         pending: list[_Pending] = []
         for item in batch:
+            one: Encoded
             if isinstance(item, _Priced):
-                try:
+                try:  # the store sets the cost columns as it decodes the record
                     cost, saved = cost_fields(item.unsent, item.pricer(), item.saved)
-                    item = with_cost(item.encoded, cost, saved)
                 except Exception:
                     self._failed += 1
                     logger.exception("llmroute recorder: could not price a request")
                     continue
-            if not isinstance(item, bytes):
-                pending.append(item)
-            elif write_encoded is not None:
-                encoded.append(item)
+                one = (item.encoded, cost, saved)
+            elif isinstance(item, bytes):
+                one = item
             else:
-                pending.append((decode_record(item), None, None, None))
+                pending.append(item)  # a record for the usual path
+                continue
+            if write_encoded is not None:
+                encoded.append(one)
+            else:  # encoded while the store was all that read it; something else does now
+                pending.append((decode_record(one), None, None, None))
         if encoded:
             assert write_encoded is not None
             try:

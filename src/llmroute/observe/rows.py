@@ -29,7 +29,6 @@ __all__ = [
     "decode_record",
     "encode_json",
     "encode_record",
-    "with_cost",
     "prune_statements",
     "property_rows",
     "read_feedback",
@@ -154,22 +153,15 @@ def _plain(row: Sequence[Any]) -> tuple[Any, ...]:
     return tuple(plain)
 
 
-_COST, _SAVED = REQUEST_COLUMNS.index("cost_usd"), REQUEST_COLUMNS.index("saved_usd")
-
-
-def with_cost(item: bytes, cost_usd: float | None, saved_usd: float | None) -> bytes:
-    """`item` (`encode_record`) with its record's ``cost_usd`` and ``saved_usd`` set."""
-    request, attempts, properties = marshal.loads(item)  # noqa: S302 - our own encoding
-    row = list(request)
-    row[_COST], row[_SAVED] = cost_usd, saved_usd
-    return marshal.dumps((tuple(row), attempts, properties))
-
-
-def decode_record(item: bytes) -> RequestRecord:
-    """The record `encode_record` encoded (as the store reads it back)."""
-    request, attempts, _ = marshal.loads(item)  # noqa: S302 - our own encoding, in memory
+def decode_record(item: bytes | tuple[bytes, float | None, float | None]) -> RequestRecord:
+    """The record `encode_record` encoded (as the store reads it back); with its cost and
+    savings when given with them (priced after it was encoded)."""
+    encoded = item if isinstance(item, bytes) else item[0]
+    request, attempts, _ = marshal.loads(encoded)  # noqa: S302 - our own encoding, in memory
     record = record_from_row(dict(zip(REQUEST_COLUMNS, request, strict=True)))
     record.attempts = [AttemptRecord(*row[2:]) for row in attempts]
+    if not isinstance(item, bytes):
+        record.cost_usd, record.saved_usd = item[1], item[2]
     return record
 
 

@@ -59,7 +59,7 @@ from .rows import (
     read_stop,
     stop_row,
 )
-from .sqlite_writer import Plan, WriterProcess, decode_rows, write_batch
+from .sqlite_writer import Encoded, Plan, WriterProcess, decode_rows, write_batch
 
 __all__ = ["FEEDBACK_COLUMNS", "MIGRATIONS", "PLAN", "SCHEMA_VERSION", "SqliteStore", "Writer"]
 
@@ -318,7 +318,7 @@ class SqliteStore:
         a request id already stored is skipped. Returns once the batch is committed."""
         self.write_encoded([encode_record(r) for r in gil_friendly(records)])
 
-    def write_encoded(self, items: Sequence[bytes]) -> None:
+    def write_encoded(self, items: Sequence[Encoded]) -> None:
         """`write` for records already encoded (`llmroute.observe.rows.encode_record`: the
         recorder encodes a request's record at its end when this store is all that reads
         it)."""
@@ -329,7 +329,7 @@ class SqliteStore:
                 cutoff = time.time() - self.retention
             process = self._writer_process()
             if process is None:
-                write_batch(conn, PLAN, *decode_rows(items), cutoff)
+                write_batch(conn, PLAN, *decode_rows(items, PLAN), cutoff)
             else:
                 process.write(items, cutoff)
             if cutoff is not None:

@@ -40,9 +40,20 @@ if TYPE_CHECKING:
     import subprocess
     from pathlib import Path
 
-__all__ = ["Plan", "WriterProcess", "decode_rows", "insert_rows", "open_writer", "write_batch"]
+__all__ = [
+    "Encoded",
+    "Plan",
+    "WriterProcess",
+    "decode_rows",
+    "insert_rows",
+    "open_writer",
+    "write_batch",
+]
 
 Row = Sequence[Any]
+#: A record as the store receives it: encoded (`llmroute.observe.rows.encode_record`), or
+#: encoded before its request was priced, with its ``cost_usd`` and ``saved_usd``.
+Encoded = bytes | tuple[bytes, float | None, float | None]
 
 
 class Plan(NamedTuple):
@@ -171,15 +182,25 @@ def _ln(value: float | None) -> float | None:
     return math.log(value)
 
 
-def decode_rows(items: Sequence[bytes]) -> tuple[list[Row], list[Row], list[Row]]:
+def decode_rows(items: Sequence[Encoded], plan: Plan) -> tuple[list[Row], list[Row], list[Row]]:
     """The rows of records encoded by `llmroute.observe.rows.encode_record` (each item: its
-    request row, attempt rows and property rows, marshalled), table by table."""
+    request row, attempt rows and property rows, marshalled; or that with the request's
+    ``cost_usd`` and ``saved_usd``, priced after it was encoded), table by table."""
     requests: list[Row] = []
     attempts: list[Row] = []
     properties: list[Row] = []
     loads = marshal.loads
+    cost = saved = -1
     for item in items:
-        request, more, props = loads(item)
+        if isinstance(item, bytes):
+            request, more, props = loads(item)
+        else:
+            if cost < 0:
+                cost, saved = plan.requests.index("cost_usd"), plan.requests.index("saved_usd")
+            encoded, cost_usd, saved_usd = item
+            row, more, props = loads(encoded)
+            request = list(row)
+            request[cost], request[saved] = cost_usd, saved_usd
         requests.append(request)
         attempts += more
         properties += props
@@ -272,7 +293,7 @@ class WriterProcess:
         self._child, self._owner = child, os.getpid()
         return child
 
-    def write(self, items: Sequence[bytes], cutoff: float | None) -> int:
+    def write(self, items: Sequence[Encoded], cutoff: float | None) -> int:
         """Have the child store a batch of encoded records (`decode_rows`, `write_batch`);
         returns once it is committed."""
         with self._lock:
@@ -349,7 +370,7 @@ def _serve(path: str, timeout: float, cached: int) -> int:
                 return 0
             answer: tuple[object, ...]
             try:
-                answer = ("ok", write_batch(conn, plan, *decode_rows(items), cutoff))
+                answer = ("ok", write_batch(conn, plan, *decode_rows(items, plan), cutoff))
             except Exception as exc:  # rolled back; reported to the parent, which raises it
                 answer = ("error", type(exc).__name__, str(exc))
             try:
