@@ -231,7 +231,7 @@ def test_a_forked_process_starts_its_own_writer(tmp_path: Path) -> None:
 
 
 @pytest.mark.anyio
-async def test_a_request_queued_encoded_is_priced_by_the_worker_not_at_its_end(
+async def test_the_first_request_queued_encoded_is_priced_by_the_worker_later_ones_at_end(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "log.db"
@@ -249,7 +249,14 @@ async def test_a_request_queued_encoded_is_priced_by_the_worker_not_at_its_end(
     )
     info = reply.llmroute
     assert info.pending_cost() is not None  # queued (encoded) without pricing it
-    await router.aclose()
+    await router.flush()
     assert info.pending_cost() is not None  # the worker priced it with its own call
-    (stored,) = SqliteStore(path).records()
-    assert stored.cost_usd == pytest.approx((100 * 1.0 + 10 * 2.0) / 1e6) == info.cost_usd
+    # the prices loaded, a request is priced at its end (microseconds): nothing kept
+    later = await router.chat.completions.create(
+        model="chat", messages=[{"role": "user", "content": "x"}]
+    )
+    assert later.llmroute.pending_cost() is None
+    await router.aclose()
+    price = (100 * 1.0 + 10 * 2.0) / 1e6
+    assert [r.cost_usd for r in SqliteStore(path).records()] == pytest.approx([price] * 2)
+    assert info.cost_usd == pytest.approx(price)
