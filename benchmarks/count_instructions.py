@@ -1,7 +1,7 @@
 """Instructions per request on llmroute's request path, counted with callgrind.
 
     python benchmarks/count_instructions.py [--requests 300] [--kinds chat,stream,hit]
-        [--chunks 20] [--state redis://127.0.0.1:6379/0]
+        [--chunks 20] [--state redis://127.0.0.1:6379/0] [--log process|inline|default]
 
 For each kind of request (a non-streamed chat completion, a stream of ``--chunks``
 content chunks read to its end, a memory cache hit; ``responses`` and
@@ -21,6 +21,14 @@ whole stream's difference over the events it delivers) are printed without a ver
 
 With ``--state``, the router shares its health through that Redis (the ``state`` section):
 the request path must cost what it costs without it (docs/reliability.md#shared-state).
+
+With ``--log``, the router keeps the SQLite request log (a temporary file), its batches
+written by a writer process (``process``, the default of ``logging.writer``) or by the
+recorder's worker thread (``inline``); ``default`` leaves ``logging.writer`` unset (to
+count older code, which has no such key, with the same script); each run ends with a flush, so every request's
+record is built and handed to the store within what is counted. Callgrind counts every
+thread of the router's process (the worker thread's rows and SQLite work included), not
+the writer process: what the log costs the process that serves requests.
 
 Needs ``valgrind`` on the PATH. PYTHONHASHSEED is fixed so both runs hash alike.
 """
@@ -57,7 +65,9 @@ BUDGET = 1.15
 PER_EVENT = frozenset({"responses-stream"})
 
 
-def _config(port: int, kind: str, state: str | None = None) -> dict[str, Any]:
+def _config(
+    port: int, kind: str, state: str | None = None, log: tuple[str, Path] | None = None
+) -> dict[str, Any]:
     config: dict[str, Any] = {
         "providers": {
             "up": {
@@ -73,17 +83,28 @@ def _config(port: int, kind: str, state: str | None = None) -> dict[str, Any]:
         config["cache"] = {"backend": "memory://", "ttl": "1h"}
     if state is not None:
         config["state"] = state
+    if log is not None:
+        writer, path = log
+        config["logging"] = {"store": f"sqlite:///{path}"}
+        if writer != "default":
+            config["logging"]["writer"] = writer
     return config
 
 
 async def _run(
-    kind: str, count: int, chunks: int, delivered: Path, state: str | None = None
+    kind: str,
+    count: int,
+    chunks: int,
+    delivered: Path,
+    state: str | None = None,
+    log: str | None = None,
 ) -> None:
     from llmroute import AsyncRouter
 
     seen = 0  # what one request delivers: its stream's chunks or events (1 if not streamed)
     with running_upstream(chunks=chunks) as port:
-        async with AsyncRouter(_config(port, kind, state)) as router:
+        store = (log, delivered.with_name("log.db")) if log else None
+        async with AsyncRouter(_config(port, kind, state, store)) as router:
             create = router.chat.completions.create
             respond = router.responses.create
 
@@ -111,12 +132,14 @@ async def _run(
 
             for _ in range(WARMUP):
                 await one()
+            await router.flush()
             if kind == "hit":  # what is counted must be hits, not misses
                 reply = await create(model="chat", messages=MESSAGES)
                 if reply.llmroute.cache != "hit":
                     raise RuntimeError(f"the hit benchmark missed: {reply.llmroute.cache}")
             for _ in range(count):
                 await one()
+            await router.flush()
     delivered.write_text(str(seen))
 
 
@@ -165,7 +188,9 @@ async def _run_own(count: int) -> None:
             await create(model="chat", messages=MESSAGES)
 
 
-def _count(kind: str, requests: int, chunks: int, state: str | None) -> tuple[int, int]:
+def _count(
+    kind: str, requests: int, chunks: int, state: str | None, log: str | None = None
+) -> tuple[int, int]:
     """Instructions of the child run, and what its last request delivered."""
     with tempfile.TemporaryDirectory() as tmp:
         out, delivered = Path(tmp) / "callgrind.out", Path(tmp) / "delivered"
@@ -173,7 +198,7 @@ def _count(kind: str, requests: int, chunks: int, state: str | None) -> tuple[in
         subprocess.run(
             ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable,
              __file__, "--child", kind, str(requests), str(chunks), str(delivered),
-             *(["--state", state] if state else [])],
+             *(["--state", state] if state else []), *(["--log", log] if log else [])],
             check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         match = re.search(r"^(?:summary|totals): (\d+)", out.read_text(), re.MULTILINE)
@@ -188,6 +213,8 @@ def main() -> None:
     parser.add_argument("--kinds", default=",".join(KINDS))
     parser.add_argument("--chunks", type=int, default=20, help="content chunks per stream")
     parser.add_argument("--state", help="share health through this Redis URL")
+    parser.add_argument("--log", choices=("process", "inline", "default"),
+                        help="keep the SQLite request log, written by this writer")  # fmt: skip
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -196,16 +223,17 @@ def main() -> None:
             asyncio.run((_run_raw if kind == "raw" else _run_own)(int(count)))
             Path(delivered).write_text("1")
         else:
-            asyncio.run(_run(kind, int(count), int(chunks), Path(delivered), args.state))
+            asyncio.run(_run(kind, int(count), int(chunks), Path(delivered), args.state, args.log))
         return
     print(
         f"instructions per request (callgrind; warm-up {WARMUP}, N = {args.requests}, "
-        f"streams of {args.chunks} content chunks)"
+        f"streams of {args.chunks} content chunks"
+        + (f"; SQLite log, {args.log} writer)" if args.log else ")")
     )
     counted: dict[str, float] = {}
     for kind in args.kinds.split(","):
-        base, _ = _count(kind, 0, args.chunks, args.state)
-        loaded, delivered = _count(kind, args.requests, args.chunks, args.state)
+        base, _ = _count(kind, 0, args.chunks, args.state, args.log)
+        loaded, delivered = _count(kind, args.requests, args.chunks, args.state, args.log)
         counted[kind] = (loaded - base) / args.requests
         line = f"  {kind:16} {counted[kind]:12,.0f}"
         other = COMPARED.get(kind)

@@ -42,7 +42,9 @@ from llmroute.cache.backends import MemoryBackend
 from llmroute.cache.config import CacheConfig
 from llmroute.cache.stage import CacheStage
 from llmroute.observe import _worker
-from llmroute.observe.sqlite import _insert_rows
+from llmroute.observe.record import RequestRecord
+from llmroute.observe.rows import REQUEST_COLUMNS, request_row
+from llmroute.observe.sqlite_writer import insert_rows
 from llmroute.pipeline.executor import new_request_id
 from llmroute.pipeline.stage import Outcome, RequestContext
 from llmroute.providers.configs import OpenAIProviderConfig
@@ -250,7 +252,7 @@ _CELL = st.one_of(
 def test_rows_with_literal_nulls_read_back_as_rows_with_bound_nones(
     rows: list[list[Any]], limit: int
 ) -> None:
-    """`_insert_rows` (`observe/sqlite.py`) writes an empty column as a literal NULL and
+    """`insert_rows` (`observe/sqlite_writer.py`) writes an empty column as a literal NULL and
     several rows per statement (as many as SQLite's variable limit allows): what it stores
     reads back as the rows inserted one by one with None bound."""
     conn = sqlite3.connect(":memory:")
@@ -258,7 +260,7 @@ def test_rows_with_literal_nulls_read_back_as_rows_with_bound_nones(
     columns = ("a", "b", "c", "d")
     for table in ("fast", "plain"):
         conn.execute(f"CREATE TABLE {table} (a, b, c, d)")
-    _insert_rows(conn, "fast", columns, rows)
+    insert_rows(conn, "fast", columns, rows)
     conn.executemany("INSERT INTO plain (a, b, c, d) VALUES (?, ?, ?, ?)", rows)
     read = [conn.execute(f"SELECT * FROM {t} ORDER BY rowid").fetchall() for t in ("fast", "plain")]
     assert read[0] == read[1]
@@ -633,3 +635,16 @@ def test_the_chat_body_is_the_dumped_request_with_its_changes(
     assert sent.body is not None
     assert json.loads(sent.body) == _dumped_body(request, "up-model", stream, stream_usage)
     assert next(iter(json.loads(sent.body))) == "model"
+
+@given(
+    st.lists(st.sampled_from(["stop", "length", "tool_calls"]) | st.text(max_size=8), max_size=4)
+)
+def test_a_rows_finish_reasons_are_the_json_text_encode_json_gives(reasons: list[str]) -> None:
+    """`request_row` (`observe/rows.py`) looks the finish reasons' JSON text up: it is the
+    text `json.dumps` gives, for any list, kept or not."""
+    record = RequestRecord("r", "chat", 1.0, "m", finish_reasons=reasons)
+    for _ in range(2):  # encoded, then looked up
+        row = request_row(record)
+        assert row[REQUEST_COLUMNS.index("finish_reasons")] == (
+            json.dumps(reasons) if reasons else None
+        )

@@ -214,6 +214,10 @@ class LoggingConfig(BaseModel):
         batch_size: records written in one transaction at most.
         flush_interval: the longest a record waits before it is written; with
             `batch_size` it bounds what a killed process loses.
+        writer: where a SQLite store's batches are written: ``process`` (a
+            child process per store, so the SQLite work takes no CPU from the
+            router's process; falls back to ``inline`` when no process can be
+            started) or ``inline`` (the recorder's worker thread).
     """
 
     model_config = _STRICT
@@ -224,6 +228,7 @@ class LoggingConfig(BaseModel):
     queue_size: int = Field(default=10_000, ge=1)
     batch_size: int = Field(default=500, ge=1)
     flush_interval: PositiveDuration = 0.2
+    writer: Literal["process", "inline"] = "process"
 
     @field_validator("store")
     @classmethod

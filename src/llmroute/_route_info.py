@@ -150,6 +150,12 @@ class RouteInfo:
             self._cost = pricer()
         return self._cost
 
+    def pending_cost(self) -> Callable[[], float | None] | None:
+        """What computes `cost_usd` on its first read (None once it is computed: read
+        `cost_usd`). A recorder calls it off the request path, without keeping this
+        object (and what it holds) alive until then."""
+        return self._pricer
+
     def set_cost(self, pricer: Callable[[], float | None] | None) -> None:
         """Set how the cost is computed (called once the usage is final)."""
         self._pricer = pricer

@@ -15,7 +15,7 @@ latencies (``kind`` `LATENCY`) and times to first token (`TTFT`) fell in each
 bin: a row per doubling with any (``octave``), its 12 bins in columns
 `COUNTS` (one row per bin took five times the rows to read and twice the
 time to write). ``rollup_latency_total_*`` hold the same without dimensions.
-The writer keeps them in each batch's transaction (`update`), as the rollups:
+The writer keeps them in each batch's transaction (`batch_sql`), as the rollups:
 the batch's bins summed per minute and dimensions into a temporary table,
 then added to each table with an upsert, all in SQL (the writer thread runs
 no Python per row and keeps the GIL released). The migration that creates
@@ -49,6 +49,7 @@ __all__ = [
     "TOP_BIN",
     "TOTAL_TABLES",
     "TTFT",
+    "batch_sql",
     "batch_statements",
     "bin_of",
     "bin_sql",
@@ -58,7 +59,6 @@ __all__ = [
     "migration",
     "register_ln",
     "unpack",
-    "update",
 ]
 
 #: Bins per doubling of the value: each bin's upper bound is 2 ** (1/12) (5.9%) above its
@@ -270,15 +270,10 @@ def batch_statements(dialect: Dialect, where: str) -> tuple[str, ...]:
 _SQLITE_BATCH = batch_statements(SQLITE, "r.rowid > ?")
 
 
-def update(conn: sqlite3.Connection, after_rowid: int) -> None:
-    """Add the bins of the rows of a SQLite store's ``requests`` past `after_rowid` (a batch
-    just inserted, in the same transaction) to every latency table (`batch_statements`)."""
-    create, empty, fill, *merges = _SQLITE_BATCH
-    conn.execute(create)
-    conn.execute(empty)
-    conn.execute(fill, (after_rowid, after_rowid))
-    for sql in merges:
-        conn.execute(sql)
+def batch_sql() -> tuple[str, ...]:
+    """SQLite's `batch_statements` over the rows of ``requests`` past a rowid (each ``?``:
+    the largest rowid before the batch), in the order the writer runs them."""
+    return _SQLITE_BATCH
 
 
 def unpack(octave: int, counts: Sequence[int]) -> Iterator[tuple[int, int]]:

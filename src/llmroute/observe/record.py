@@ -30,8 +30,10 @@ __all__ = [
     "RequestRecord",
     "add_content",
     "apply_cost",
+    "cost_fields",
     "build_record",
     "start_record",
+    "unsent",
 ]
 
 #: How a request ended (``started`` only in the record a request-start hook receives).
@@ -230,25 +232,27 @@ def build_record(ctx: RequestContext, outcome: Outcome, ended: float) -> Request
     content (`add_content`, which serialises the messages): both are left to
     the recorder's worker thread.
     """
-    info = ctx.info
-    record = start_record(ctx)
+    info, options, route = ctx.info, ctx.options, ctx.route
     latency = info.latency_s if info.latency_s is not None else ended - ctx.started
-    record.latency_s = latency
-    record.ended_at = ctx.started_at + latency
-    record.route = info.route if info.route is not None else record.route
-    record.strategy = info.strategy or record.strategy
-    record.target, record.provider, record.model = info.target, info.provider, info.model
-    record.ttft_s = info.ttft_s
-    record.usage = info.usage
-    record.cache = info.cache
-    record.answered_by = outcome.answered_by
-    record.attempts = [
-        AttemptRecord(
-            a.target, a.provider, a.model, a.kind, a.outcome, a.status, a.error_type, a.error,
-            (a.started - ctx.started) if a.started is not None else 0.0, a.latency_s,
-        )
-        for a in info.attempts
-    ]  # fmt: skip
+    started = ctx.started
+    # one constructor call: a request's end builds its record on the event loop
+    record = RequestRecord(
+        request_id=info.request_id, operation=ctx.operation, started_at=ctx.started_at,
+        request_model=ctx.request.model, ended_at=ctx.started_at + latency,
+        route=info.route if info.route is not None else route.name,
+        strategy=info.strategy or route.strategy, target=info.target,
+        provider=info.provider, model=info.model, stream=ctx.stream, latency_s=latency,
+        ttft_s=info.ttft_s, usage=info.usage, cache=info.cache,
+        answered_by=outcome.answered_by, user=options.user, key=options.key,
+        team=options.team, session=options.session, properties=dict(options.properties),
+        attempts=[
+            AttemptRecord(
+                a.target, a.provider, a.model, a.kind, a.outcome, a.status, a.error_type,
+                a.error, (a.started - started) if a.started is not None else 0.0, a.latency_s,
+            )
+            for a in info.attempts
+        ],
+    )  # fmt: skip
     _set_status(record, outcome)
     tag = ctx.state.get(EXPERIMENT_STATE)
     if isinstance(tag, ExperimentTag):
@@ -301,13 +305,25 @@ def _final_response(events: list[Any]) -> Response | None:
 
 def apply_cost(record: RequestRecord, info: RouteInfo) -> None:
     """Set the record's cost (reading it prices the request) and what a cache hit saved."""
-    cost = info.cost_usd
-    if record.cache == "hit" or (record.answered_by is not None and not record.attempts):
-        # nothing was sent: it cost nothing; what it would have cost was saved
-        saved = getattr(info, "saved_usd", None)
-        record.cost_usd, record.saved_usd = 0.0, saved if saved is not None else (cost or None)
-    else:
-        record.cost_usd = cost
+    sent_nothing = unsent(record)
+    saved = getattr(info, "saved_usd", None) if sent_nothing else None
+    record.cost_usd, record.saved_usd = cost_fields(sent_nothing, info.cost_usd, saved)
+
+
+def unsent(record: RequestRecord) -> bool:
+    """Whether nothing was sent for the record's request (a cache hit, a stage's answer)."""
+    return record.cache == "hit" or (record.answered_by is not None and not record.attempts)
+
+
+def cost_fields(
+    sent_nothing: bool, cost: float | None, saved: float | None
+) -> tuple[float | None, float | None]:
+    """A record's ``cost_usd`` and ``saved_usd`` given its request's priced `cost` and, for
+    a request that sent nothing (`unsent`), what its routing metadata says it `saved`: it
+    cost nothing, and what it would have cost was saved."""
+    if sent_nothing:
+        return 0.0, saved if saved is not None else (cost or None)
+    return cost, None
 
 
 def _set_status(record: RequestRecord, outcome: Outcome) -> None:

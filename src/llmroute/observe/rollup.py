@@ -10,7 +10,7 @@ value. ``rollup_total_minute``, ``_hour`` and ``_day`` hold one row per
 bucket, every dimension ``''``: an unfiltered view reads as many rows as it
 has buckets.
 
-The store keeps them in the writer's transaction (`update`): after a batch's
+The store keeps them in the writer's transaction (`batch_sql`): after a batch's
 rows are inserted, one ``INSERT ... SELECT ... GROUP BY ... ON CONFLICT DO
 UPDATE`` per grain adds the batch's sums, reading back only the rows just
 written (by rowid). The migration that creates the tables fills them from the
@@ -30,12 +30,7 @@ store runs `batch_statements` over the ids of the rows its batch inserted.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from .dialect import SQLITE, Dialect, count_if, total
-
-if TYPE_CHECKING:
-    import sqlite3
 
 __all__ = [
     "DIMENSIONS",
@@ -45,10 +40,9 @@ __all__ = [
     "TOTAL_GRAINS",
     "MEASURES",
     "MIGRATION",
+    "batch_sql",
     "batch_statements",
-    "last_rowid",
     "migration",
-    "update",
 ]
 
 #: The columns of ``requests`` a rollup keeps apart (and so can filter and group by).
@@ -167,17 +161,7 @@ def batch_statements(dialect: Dialect, where: str) -> tuple[str, ...]:
 _SQLITE_BATCH = batch_statements(SQLITE, "r.rowid > ?")
 
 
-def update(conn: sqlite3.Connection, after_rowid: int) -> None:
-    """Add the rows of a SQLite store's ``requests`` past `after_rowid` to every rollup
-    (`batch_statements`)."""
-    create, empty, fill, *merges = _SQLITE_BATCH
-    conn.execute(create)
-    conn.execute(empty)
-    conn.execute(fill, (after_rowid,))
-    for sql in merges:
-        conn.execute(sql)
-
-
-def last_rowid(conn: sqlite3.Connection) -> int:
-    """The largest rowid of ``requests`` (0 when empty): a batch inserted next comes after it."""
-    return int(conn.execute("SELECT COALESCE(MAX(rowid), 0) FROM requests").fetchone()[0])
+def batch_sql() -> tuple[str, ...]:
+    """SQLite's `batch_statements` over the rows of ``requests`` past a rowid (the one
+    ``?``: the largest rowid before the batch), in the order the writer runs them."""
+    return _SQLITE_BATCH

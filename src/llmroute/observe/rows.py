@@ -8,6 +8,7 @@ written once with ``?`` placeholders: see `llmroute.observe.dialect`).
 from __future__ import annotations
 
 import json
+import marshal
 from collections.abc import Sequence
 from typing import Any
 
@@ -25,7 +26,9 @@ __all__ = [
     "REQUEST_COLUMNS",
     "attempt_rows",
     "PRUNE_EVERY",
+    "decode_record",
     "encode_json",
+    "encode_record",
     "prune_statements",
     "property_rows",
     "read_feedback",
@@ -68,8 +71,21 @@ FEEDBACK_COLUMNS = (
 encode_json = json.dumps
 
 
-def _json(value: Any) -> str | None:
-    return None if value is None else encode_json(value)
+#: The JSON text of each list of finish reasons seen (a request's are one of a few).
+_REASONS: dict[tuple[str, ...], str] = {}
+
+
+def _reasons_json(reasons: list[str]) -> str:
+    """`encode_json(reasons)`, looked up: a request's end encodes its record on the event
+    loop (`encode_record`), and encoding ``["stop"]`` each time cost more than the lookup.
+    Fast path: oracle tests/test_fast_paths.py (the text `encode_json` gives)."""
+    key = tuple(reasons)
+    text = _REASONS.get(key)
+    if text is None:
+        text = encode_json(reasons)
+        if len(_REASONS) < 256:  # the same few lists; a model inventing reasons is not kept
+            _REASONS[key] = text
+    return text
 
 
 def request_row(r: RequestRecord) -> tuple[Any, ...]:
@@ -85,8 +101,10 @@ def request_row(r: RequestRecord) -> tuple[Any, ...]:
         r.strategy, r.target, r.provider, r.model, r.response_model, r.response_id,
         int(r.stream), r.status, r.latency_s, r.ttft_s, *tokens, r.cost_usd, r.cache,
         r.answered_by, r.limit, r.error_type, r.error,
-        _json(r.finish_reasons) if r.finish_reasons else None, r.user, r.session,
-        _json(r.properties) if r.properties else None, _json(r.prompt), _json(r.completion),
+        _reasons_json(r.finish_reasons) if r.finish_reasons else None, r.user, r.session,
+        encode_json(r.properties) if r.properties else None,
+        None if r.prompt is None else encode_json(r.prompt),
+        None if r.completion is None else encode_json(r.completion),
         r.experiment, r.variant, r.saved_usd, r.key, r.team,
         r.assignment, r.sticky_key, int(r.off_variant),
     )  # fmt: skip
@@ -106,6 +124,45 @@ def property_rows(records: Sequence[RequestRecord]) -> list[tuple[str, str, str,
     """The values of `PROPERTY_COLUMNS` for every property of `records` (each with its
     request's ``started_at``, so a property filter reads its index by time)."""
     return [(r.request_id, k, v, r.started_at) for r in records for k, v in r.properties.items()]
+
+
+def encode_record(r: RequestRecord) -> bytes:
+    """`r`'s rows (`request_row`, `attempt_rows`, `property_rows`), marshalled: one bytes
+    object, which the garbage collector does not track (a record queued as it would be, a
+    few containers each, promoted into older generations while it waits, made the
+    collector cost more than the recording). `decode_record` gives the record back."""
+    rows = (request_row(r), attempt_rows((r,)), property_rows((r,)))
+    try:
+        return marshal.dumps(rows)
+    except ValueError:  # a value of a subclass of str, int or float: stored as its base type
+        request, attempts, properties = rows
+        return marshal.dumps(
+            (_plain(request), [_plain(a) for a in attempts], [_plain(p) for p in properties])
+        )
+
+
+def _plain(row: Sequence[Any]) -> tuple[Any, ...]:
+    """`row` with each value of a subclass of bool, str, int or float as its base type."""
+    plain = []
+    for value in row:
+        for kind in (bool, str, int, float):
+            if isinstance(value, kind):
+                value = value if type(value) is kind else kind(value)
+                break
+        plain.append(value)
+    return tuple(plain)
+
+
+def decode_record(item: bytes | tuple[bytes, float | None, float | None]) -> RequestRecord:
+    """The record `encode_record` encoded (as the store reads it back); with its cost and
+    savings when given with them (priced after it was encoded)."""
+    encoded = item if isinstance(item, bytes) else item[0]
+    request, attempts, _ = marshal.loads(encoded)  # noqa: S302 - our own encoding, in memory
+    record = record_from_row(dict(zip(REQUEST_COLUMNS, request, strict=True)))
+    record.attempts = [AttemptRecord(*row[2:]) for row in attempts]
+    if not isinstance(item, bytes):
+        record.cost_usd, record.saved_usd = item[1], item[2]
+    return record
 
 
 def stop_row(stop: ExperimentStop) -> tuple[Any, ...]:

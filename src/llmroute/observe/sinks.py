@@ -21,7 +21,7 @@ from .record import RequestRecord
 
 if TYPE_CHECKING:
     from .postgres import PostgresStore
-    from .sqlite import SqliteStore
+    from .sqlite import SqliteStore, Writer
 
 __all__ = [
     "CallbackSink",
@@ -104,9 +104,12 @@ class CallbackSink:
         """Nothing to release."""
 
 
-def open_store(url: str, *, retention: float | None = None) -> SqliteStore | PostgresStore:
+def open_store(
+    url: str, *, retention: float | None = None, writer: Writer = "inline"
+) -> SqliteStore | PostgresStore:
     """The log store a URL names: ``sqlite:///path``, ``postgresql://...`` (or
-    ``postgres://``), or a plain path to a SQLite file; `retention` in seconds."""
+    ``postgres://``), or a plain path to a SQLite file; `retention` in seconds; `writer`:
+    where a SQLite store writes (`SqliteStore`)."""
     if url.startswith(("postgresql://", "postgres://")):
         from .postgres import PostgresStore
 
@@ -114,7 +117,7 @@ def open_store(url: str, *, retention: float | None = None) -> SqliteStore | Pos
     from .sqlite import SqliteStore
 
     path = path_from_url(url, "sqlite") if url.startswith("sqlite:") else Path(url)
-    return SqliteStore(path, retention=retention)
+    return SqliteStore(path, retention=retention, writer=writer)
 
 
 def sink_from_url(url: str) -> Sink:

@@ -13,7 +13,10 @@ The schema version is SQLite's ``user_version``; opening a store
 written by an older llmroute migrates it in place, step by step, in one
 transaction. A store from a newer llmroute is refused.
 
-Writes come from the recorder's worker thread, one transaction per batch, in
+Writes come from the recorder's worker thread, one transaction per batch
+(`llmroute.observe.sqlite_writer.write_batch`), run there (``writer="inline"``)
+or in a writer process (``writer="process"``, a router's default: the SQLite
+work then costs the router's process nothing but the rows' marshalling), in
 WAL mode with ``synchronous=NORMAL``: a committed batch survives the process
 being killed, and readers (`query`, ``llmroute stats``) never block the writer.
 Feedback is written through the same connection, under the same lock, from
@@ -24,6 +27,7 @@ the file wait for it up to the busy timeout, 10 s).
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 import time
@@ -31,7 +35,7 @@ import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import closing, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Literal
 
 from .._errors import ConfigError, RequestError
 from ..stores.sqlite import create_private, enable_wal
@@ -48,18 +52,21 @@ from .rows import (
     PROPERTY_COLUMNS,
     PRUNE_EVERY,
     REQUEST_COLUMNS,
-    attempt_rows,
-    encode_json,
-    property_rows,
+    encode_record,
     prune_statements,
     read_feedback,
     read_records,
     read_stop,
-    request_row,
     stop_row,
 )
+from .sqlite_writer import Encoded, Plan, WriterProcess, decode_rows, write_batch
 
-__all__ = ["FEEDBACK_COLUMNS", "MIGRATIONS", "SCHEMA_VERSION", "SqliteStore"]
+__all__ = ["FEEDBACK_COLUMNS", "MIGRATIONS", "PLAN", "SCHEMA_VERSION", "SqliteStore", "Writer"]
+
+#: Where a store's batches are written: in the calling thread, or in a child process.
+Writer = Literal["inline", "process"]
+
+logger = logging.getLogger("llmroute.observe")
 
 #: Marks a database as an llmroute store (SQLite's ``application_id``): "LRT1".
 APPLICATION_ID = 0x4C525431
@@ -197,41 +204,13 @@ MIGRATIONS: tuple[str, ...] = (
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
-
-def _insert_rows(
-    conn: sqlite3.Connection, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
-) -> None:
-    """Insert `rows` with as few statements as SQLite's variable limit allows.
-
-    A multi-row INSERT runs as one step: SQLite releases the GIL once per
-    statement rather than once per row, which matters because the event
-    loop's thread wants the GIL back each time. A None is written as a literal
-    NULL rather than bound: the sqlite3 module binds None through its
-    adaptation protocol, which fails two attribute lookups per value (with
-    exceptions raised and cleared) and cost more than the rest of the row did;
-    most columns of most records are empty.
-
-    Fast path: 263k -> 217k instructions per stored record (callgrind, b251237).
-    Oracle: tests/test_fast_paths.py (rows read back as with None bound).
-    """
-    head = f"INSERT OR IGNORE INTO {table} ({', '.join(columns)}) VALUES "  # noqa: S608
-    limit = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
-    row_sql: dict[tuple[bool, ...], str] = {}
-    values: list[str] = []
-    params: list[Any] = []
-    for row in rows:
-        empty = tuple([value is None for value in row])
-        one = row_sql.get(empty)
-        if one is None:
-            one = row_sql[empty] = "(" + ", ".join(["NULL" if e else "?" for e in empty]) + ")"
-        bound = [value for value in row if value is not None]
-        if len(params) + len(bound) > limit:
-            conn.execute(head + ", ".join(values), params)
-            values, params = [], []
-        values.append(one)
-        params += bound
-    if values:
-        conn.execute(head + ", ".join(values), params)
+#: A batch's transaction (`llmroute.observe.sqlite_writer.write_batch`): the inserts, then
+#: the rollups' and latency histograms' statements (over the rows past the rowid before it).
+PLAN = Plan(
+    REQUEST_COLUMNS, ATTEMPT_COLUMNS, PROPERTY_COLUMNS,
+    tuple((sql, sql.count("?")) for sql in rollup.batch_sql() + histogram.batch_sql()),
+    prune_statements(),
+)  # fmt: skip
 
 
 #: How long opening the store waits for other processes opening, migrating or
@@ -253,18 +232,30 @@ class SqliteStore:
         retention: delete what is older than this many seconds, at most every
             `PRUNE_EVERY` seconds, in a write's transaction: requests with their
             attempts and properties, feedback, minute rollups (None: keep everything).
+        writer: where `write` runs a batch's transaction: ``inline`` (in the calling
+            thread) or ``process`` (in a child process, `WriterProcess`, started on the
+            first write: the SQLite work costs this process nothing; a router's store
+            uses it, see ``logging.writer``). If no process can be started, the store
+            writes inline (logged once).
     """
 
-    def __init__(self, path: str | Path, *, retention: float | None = None) -> None:
+    def __init__(
+        self, path: str | Path, *, retention: float | None = None, writer: Writer = "inline"
+    ) -> None:
         if retention is not None and retention <= 0:
             raise ConfigError(f"retention must be positive, got {retention!r}")
+        if writer not in ("inline", "process"):
+            raise ConfigError(f"writer must be 'inline' or 'process', got {writer!r}")
         self.path = Path(path)
         self.retention = retention
+        self.writer: Writer = writer
         self._pruned_at = 0.0
         self._writer: sqlite3.Connection | None = None
         #: Closes the writing connection: once, by `close`, or when the store is dropped
         #: unclosed (its router was), whichever comes first.
         self._close_writer: weakref.finalize[..., SqliteStore] | None = None
+        self._process: WriterProcess | None = None
+        self._close_process: weakref.finalize[..., SqliteStore] | None = None
         self._lock = threading.Lock()
 
     # -------------------------------------------------------------- connections
@@ -323,25 +314,53 @@ class SqliteStore:
         return conn
 
     def write(self, records: Sequence[RequestRecord]) -> None:
-        """Store a batch in one transaction; a request id already stored is skipped."""
+        """Store a batch in one transaction (`write_batch`), here or in the writer process;
+        a request id already stored is skipped. Returns once the batch is committed."""
+        self.write_encoded([encode_record(r) for r in gil_friendly(records)])
+
+    def write_encoded(self, items: Sequence[Encoded]) -> None:
+        """`write` for records already encoded (`llmroute.observe.rows.encode_record`: the
+        recorder encodes a request's record at its end when this store is all that reads
+        it)."""
         with self._lock:
             conn = self._writing()
-            # IMMEDIATE: take the write lock first, waiting the busy timeout for another
-            # process's batch. A deferred transaction reads first (the ids already
-            # stored), and upgrading it to a writer after another process committed
-            # fails at once ("database is locked"), without waiting.
-            conn.execute("BEGIN IMMEDIATE")
+            cutoff = None
+            if self.retention is not None and time.monotonic() - self._pruned_at >= PRUNE_EVERY:
+                cutoff = time.time() - self.retention
+            process = self._writer_process()
+            if process is None:
+                write_batch(conn, PLAN, *decode_rows(items, PLAN), cutoff)
+            else:
+                process.write(items, cutoff)
+            if cutoff is not None:
+                self._pruned_at = time.monotonic()
+
+    @property
+    def writer_pid(self) -> int | None:
+        """The writer process's id while one runs (None: none runs, or the store writes
+        inline)."""
+        process = self._process
+        return None if process is None else process.pid
+
+    def _writer_process(self) -> WriterProcess | None:
+        """The writer process (None: write inline); call it with `_lock` held."""
+        if self.writer != "process":
+            return None
+        process = self._process
+        if process is None:
+            process = self._process = WriterProcess(
+                self.path, PLAN, timeout=_OPEN_TIMEOUT, cached_statements=_CACHED_STATEMENTS
+            )
+            self._close_process = weakref.finalize(self, process.close)
+        if process.pid is None:
             try:
-                self._insert(conn, records)
-                if self.retention is not None and time.monotonic() - self._pruned_at >= PRUNE_EVERY:
-                    cutoff = time.time() - self.retention
-                    for sql in prune_statements():
-                        conn.execute(sql, (cutoff,))
-                    self._pruned_at = time.monotonic()
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+                process.start()
+            except OSError:
+                logger.warning("llmroute: cannot start a writer process for %s; writing it "
+                               "in this process", self.path, exc_info=True)  # fmt: skip
+                self.writer = "inline"
+                return None
+        return process
 
     def add_feedback(self, feedback: Feedback, *, scope: str | None = None) -> bool:
         """Store `feedback` if what it is about is recorded: its request, or a request of
@@ -425,33 +444,12 @@ class SqliteStore:
         with self.connect() as conn:
             return read_feedback(conn, since=since)
 
-    @staticmethod
-    def _insert(conn: sqlite3.Connection, records: Sequence[RequestRecord]) -> None:
-        ids = encode_json([r.request_id for r in records])
-        stored = {
-            row[0]
-            for row in conn.execute(
-                "SELECT request_id FROM requests WHERE request_id IN "
-                "(SELECT value FROM json_each(?))",
-                (ids,),
-            )
-        }
-        if stored:
-            records = [r for r in records if r.request_id not in stored]
-        attempts = attempt_rows(records)
-        properties = property_rows(records)
-        after = rollup.last_rowid(conn)
-        _insert_rows(
-            conn, "requests", REQUEST_COLUMNS, [request_row(r) for r in gil_friendly(records)]
-        )
-        _insert_rows(conn, "attempts", ATTEMPT_COLUMNS, attempts)
-        _insert_rows(conn, "properties", PROPERTY_COLUMNS, properties)
-        rollup.update(conn, after)
-        histogram.update(conn, after)
-
     def close(self) -> None:
         """Close the writing connection (the file stays; a later write opens it again)."""
         with self._lock:
+            if self._close_process is not None:
+                self._close_process()  # the child commits each batch before answering
+                self._close_process = self._process = None
             if self._close_writer is not None:
                 self._close_writer()
                 self._close_writer = self._writer = None
