@@ -291,7 +291,19 @@ async def measure(args: argparse.Namespace, targets: list[Target]) -> dict[str, 
     return results
 
 
-def report(results: dict[str, object], rss: float, concurrency: int) -> bool:
+def children_rss_mb(pid: int) -> float:
+    """The resident memory of process `pid`'s children (the request log's writer), in MB."""
+    total = 0.0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            try:
+                total += rss_mb(int(child))
+            except FileNotFoundError:  # ended meanwhile
+                continue
+    return total
+
+
+def report(results: dict[str, object], rss: float, children: float, concurrency: int) -> bool:
     ok = True
     print(f"{'':24}{'c=1 p50':>9}{'p99':>8}{'added p50':>11}{'p99':>8}"
           f"{f'c={concurrency} req/s':>14}{'share':>7}   (ms; share: of direct)")  # fmt: skip
@@ -309,7 +321,10 @@ def report(results: dict[str, object], rss: float, concurrency: int) -> bool:
                 line += f"{figures['rps'][name]:>14.0f}"
                 line += f"{figures['share'][name]:>7.0%}" if name != "direct" else ""
             print(line)
-    print(f"\nllmroute serve resident memory after the load: {rss:.1f} MB\n")
+    print(
+        f"\nllmroute serve resident memory after the load: {rss:.1f} MB "
+        f"(its child processes, the request log's writer: {children:.1f} MB more)\n"
+    )
     for kind in ("non-streamed", "streamed: first token"):
         figures = results[kind]
         assert isinstance(figures, dict)
@@ -389,8 +404,8 @@ def main() -> int:
                    "--requests", str(args.requests), "--concurrency", str(args.concurrency),
                    "--sequential", str(args.sequential), "--rounds", str(args.rounds)]  # fmt: skip
         output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-        rss = rss_mb(pid)
-    return 0 if report(json.loads(output), rss, args.concurrency) else 1
+        rss, children = rss_mb(pid), children_rss_mb(pid)
+    return 0 if report(json.loads(output), rss, children, args.concurrency) else 1
 
 
 def _has(module: str) -> bool:
