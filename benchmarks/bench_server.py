@@ -71,16 +71,17 @@ TARGET_OVER_FLOOR_MS = 0.3
 
 @contextmanager
 def running_gateway(
-    upstream_port: int, extra: list[str], log: bool = True
+    upstream_port: int, extra: list[str], log: bool = False
 ) -> Iterator[tuple[int, int]]:
-    """``llmroute serve`` in front of the upstream, with its default SQLite request log
-    unless `log` is False; yields its port and process id."""
+    """``llmroute serve`` in front of the upstream, from a config file with only the
+    provider and the route (so no request log), or with a SQLite request log when `log`;
+    yields its port and process id."""
     port = free_port()
     config = (
         "providers:\n"
         f"  up: {{type: openai, base_url: 'http://127.0.0.1:{upstream_port}/v1', api_key: x}}\n"
         f"routes:\n  bench: {{targets: [up/{MODEL}]}}\n"
-    ) + ("" if log else "logging: {store: null}\n")
+    ) + ("logging: {store: 'sqlite:///llmroute.db'}\n" if log else "")
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "llmroute.yaml"
         path.write_text(config)
@@ -369,8 +370,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2, help="bursts per target and mode")
     parser.add_argument("--serve-args", default="", help="extra `llmroute serve` arguments")
     parser.add_argument(
-        "--no-log", action="store_true",
-        help="turn the gateway's request log off (on by default, as `llmroute serve` runs)",
+        "--log", action="store_true",
+        help="give the gateway a SQLite request log (its config file has none by default)",
     )  # fmt: skip
     parser.add_argument("--client", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--floor-proxy", type=int, help=argparse.SUPPRESS)
@@ -390,10 +391,10 @@ def main() -> int:
     parsers = "httptools" if _has("httptools") else "h11"
     print(f"Python {sys.version.split()[0]}, uvicorn {uvicorn.__version__} ({parsers}, {loops}), "
           f"{os.cpu_count()} cores; {args.chunks} chunks per stream; the gateway's request log "
-          f"{'off' if args.no_log else 'on (SQLite, the default)'}\n")  # fmt: skip
+          f"{'on (SQLite)' if args.log else 'off (none configured)'}\n")  # fmt: skip
     with (
         running_upstream(chunks=args.chunks) as upstream_port,
-        running_gateway(upstream_port, args.serve_args.split(), not args.no_log) as (
+        running_gateway(upstream_port, args.serve_args.split(), args.log) as (
             gateway_port,
             pid,
         ),
