@@ -636,6 +636,7 @@ def test_the_chat_body_is_the_dumped_request_with_its_changes(
     assert json.loads(sent.body) == _dumped_body(request, "up-model", stream, stream_usage)
     assert next(iter(json.loads(sent.body))) == "model"
 
+
 @given(
     st.lists(st.sampled_from(["stop", "length", "tool_calls"]) | st.text(max_size=8), max_size=4)
 )

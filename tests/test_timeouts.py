@@ -228,3 +228,24 @@ async def test_attempt_timers_sharing_one_loop_timer_each_expire_at_their_own_de
         "after": ("ok", 9.0),
         "later": ("timeout", 21.0),
     }
+
+
+def test_a_loop_that_bounded_attempts_is_collected_once_it_is_gone() -> None:
+    """The loops' deadline keepers hold their loops weakly: a script that runs
+    `asyncio.run()` again and again leaves no loop behind."""
+    import gc
+    import weakref
+
+    async def bounded() -> None:
+        await with_attempt_timer(5.0, lambda: asyncio.sleep(0))
+
+    loop = asyncio.new_event_loop()
+    loop.run_until_complete(bounded())
+    loop.close()
+    gone = weakref.ref(loop)
+    del loop
+    other = asyncio.new_event_loop()  # the next loop's keeper takes the last one's place
+    other.run_until_complete(bounded())
+    other.close()
+    gc.collect()
+    assert gone() is None

@@ -88,14 +88,18 @@ class _Deadlines:
     the loop timer stays armed at or before the earliest deadline in the set (an
     earlier deadline re-arms it; one that leaves only makes it fire early, and then
     it expires what is due and re-arms at the earliest left), so with deadlines of
-    seconds it fires about once per deadline, not once per attempt.
+    seconds it fires about once per deadline, not once per attempt. A loop timer an
+    earlier deadline superseded is left to fire and do nothing (cancelling it would
+    mean keeping its handle).
     """
 
-    __slots__ = ("_armed_at", "_handle", "_loop", "timers")
+    __slots__ = ("_armed_at", "_generation", "loop", "timers")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
-        self._handle: asyncio.TimerHandle | None = None
+        #: Its loop, weakly; nor does it keep its loop timer's handle (which holds the
+        #: loop): either would keep the loop, a key of the weak `_deadlines`, alive for good.
+        self.loop = weakref.ref(loop)
+        self._generation = 0  # of the loop timer armed last: an older one does nothing
         self._armed_at = math.inf
         #: The attempts under way, each removed when it stops or expires.
         self.timers: set[AttemptTimer] = set()
@@ -106,16 +110,21 @@ class _Deadlines:
             self._arm(timer.deadline)
 
     def _arm(self, when: float) -> None:
-        if self._handle is not None:
-            self._handle.cancel()
+        loop = self.loop()
+        assert loop is not None  # armed by an attempt running on it, or by its own timer
         self._armed_at = when
-        self._handle = self._loop.call_at(when, self._fire)
+        self._generation += 1  # a later loop timer armed before is superseded
+        loop.call_at(when, self._fire, self._generation)
 
-    def _fire(self) -> None:
+    def _fire(self, generation: int) -> None:
+        if generation != self._generation:
+            return  # superseded by an earlier deadline, which fired before
+        loop = self.loop()
+        assert loop is not None  # it is running this
         # the loop runs a timer once its time is within the clock's resolution: what it
         # was armed for is due, whatever time() says now
-        due_by = max(self._loop.time(), self._armed_at)
-        self._handle, self._armed_at = None, math.inf
+        due_by = max(loop.time(), self._armed_at)
+        self._armed_at = math.inf
         timers = self.timers
         due = [timer for timer in timers if timer.deadline <= due_by]
         timers.difference_update(due)
@@ -130,19 +139,18 @@ class _Deadlines:
 _deadlines: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Deadlines] = (
     weakref.WeakKeyDictionary()
 )
-_last: tuple[asyncio.AbstractEventLoop | None, _Deadlines | None] = (None, None)
+_last: _Deadlines | None = None
 
 
 def _deadlines_of(loop: asyncio.AbstractEventLoop) -> _Deadlines:
     global _last
     last = _last  # one read: another thread may replace it (its own loop)
-    if last[0] is loop:
-        assert last[1] is not None
-        return last[1]
+    if last is not None and last.loop() is loop:
+        return last
     found = _deadlines.get(loop)
     if found is None:
         found = _deadlines[loop] = _Deadlines(loop)
-    _last = (loop, found)
+    _last = found
     return found
 
 
