@@ -649,3 +649,17 @@ def test_a_rows_finish_reasons_are_the_json_text_encode_json_gives(reasons: list
         assert row[REQUEST_COLUMNS.index("finish_reasons")] == (
             json.dumps(reasons) if reasons else None
         )
+
+
+def test_an_infinite_float_in_a_chat_body_is_written_as_before() -> None:
+    """Written as `to_json` of the dumped request wrote it (``Infinity``, which the
+    provider refuses), not quietly as ``null``."""
+    adapter = OpenAIAdapter("up", OpenAIProviderConfig(type="openai", api_key="k"))
+    request = validate_chat_request(
+        {"model": "chat", "messages": [{"role": "user", "content": "hi"}],
+         "logit_bias": {"1": float("inf")}, "my_extra": float("nan")}
+    )  # fmt: skip
+    body = adapter.chat_request(request, "up-model", stream=False).body
+    assert body is not None
+    assert b'"logit_bias":{"1":Infinity}' in body
+    assert b'"my_extra":NaN' in body

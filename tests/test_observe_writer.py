@@ -11,6 +11,7 @@ import shutil
 import signal
 import sqlite3
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -288,6 +289,26 @@ def test_a_forked_process_starts_its_own_writer(tmp_path: Path) -> None:
     store.write([record(3)])
     store.close()
     assert [r.request_id for r in store.records()] == ["r1", "r2", "r3"]
+
+
+def test_a_fork_that_never_writes_does_not_hold_up_its_parents_close(tmp_path: Path) -> None:
+    """A fork holds copies of the pipe to its parent's writer: let go of at once, or the
+    parent's close would wait (30 s, then kill) for a child that never sees its input end."""
+    store = SqliteStore(tmp_path / "s.db", writer="process")
+    store.write([record(1)])
+    pid = os.fork()
+    if pid == 0:  # the fork lives on without touching the store
+        time.sleep(10)
+        os._exit(0)
+    try:
+        started = time.monotonic()
+        store.close()
+        took = time.monotonic() - started
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    assert took < 5
+    assert [r.request_id for r in store.records()] == ["r1"]
 
 
 @pytest.mark.anyio

@@ -298,7 +298,9 @@ class StreamOptions(BaseModel):
 class ChatRequest(BaseModel):
     """A Chat Completions request. Unknown parameters are kept and passed through."""
 
-    model_config = _OPEN
+    # written to JSON as it came: an infinite or NaN float as Infinity / NaN (which the
+    # provider refuses), not quietly as null
+    model_config = ConfigDict(extra="allow", defer_build=True, ser_json_inf_nan="constants")
     model: str = Field(min_length=1)
     messages: list[Message] = Field(min_length=1)
     stream: bool | None = None

@@ -90,7 +90,8 @@ class _Deadlines:
     it expires what is due and re-arms at the earliest left), so with deadlines of
     seconds it fires about once per deadline, not once per attempt. A loop timer an
     earlier deadline superseded is left to fire and do nothing (cancelling it would
-    mean keeping its handle).
+    mean keeping its handle). A loop closed with attempts still pending (its tasks
+    never finished, which `asyncio.run` never leaves) is kept with them.
     """
 
     __slots__ = ("_armed_at", "_generation", "loop", "timers")

@@ -33,6 +33,7 @@ import signal
 import sqlite3
 import sys
 import threading
+import weakref
 from collections.abc import Sequence
 from typing import IO, TYPE_CHECKING, Any, NamedTuple
 
@@ -250,6 +251,15 @@ class WriterProcess:
         self._child: subprocess.Popen[bytes] | None = None
         self._owner = 0  # the process that started the child (a fork starts its own)
         self._lock = threading.Lock()
+        _WRITERS.add(self)
+
+    def _after_fork(self) -> None:
+        """In a forked process: let go of the parent's child at once (the parent's `close`
+        waits for its child to see the end of its input, which it would not while this
+        process held copies of the pipe), with a lock of its own (the parent's may have
+        been held by another thread when it forked)."""
+        self._lock = threading.Lock()
+        self._running()
 
     @property
     def pid(self) -> int | None:
@@ -322,6 +332,12 @@ class WriterProcess:
                         f"the SQLite writer process of {self._path} ended twice (exit status "
                         f"{code}) before storing this batch; the next batch starts a new one"
                     ) from exc
+                except BaseException:
+                    # interrupted between a frame and its answer: the next batch must not
+                    # read this one's answer, so this child goes (it ends its batch first)
+                    self._child = None
+                    _stop(child)
+                    raise
                 return int(self._check(answer))
         raise AssertionError("unreachable: the loop returns or raises")
 
@@ -340,6 +356,19 @@ class WriterProcess:
             self._child = None
             if child is not None:
                 _stop(child)
+
+
+#: The live writers of this process, for `_after_fork`.
+_WRITERS: weakref.WeakSet[WriterProcess] = weakref.WeakSet()
+
+
+def _forget_parents_children() -> None:
+    for writer in list(_WRITERS):
+        writer._after_fork()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows, which does not fork
+    os.register_at_fork(after_in_child=_forget_parents_children)
 
 
 def _frozen() -> bool:

@@ -375,7 +375,7 @@ class AttemptDriver:
         timeouts = _attempt_timeouts(provider, route, exchange.stream)
         known_limits = self.limits.report(key)
         stats.started(key)
-        answered = False  # ended by stats.succeeded() below, else in the finally clause
+        answered = False  # the answer's latency is a sample of the target's
         try:
             timer = AttemptTimer(limit)
             try:
@@ -414,8 +414,7 @@ class AttemptDriver:
             health.released(key, admission)
             raise
         finally:
-            if not answered:
-                stats.ended(key)
+            stats.ended(key, clock.monotonic() - now if answered else None)
             if self.limits.report(key) is not known_limits:
                 self._respect_limits(target, clock.monotonic())
             if lease is not None:
@@ -425,7 +424,6 @@ class AttemptDriver:
         ended = clock.monotonic()
         record.latency_s = ended - now
         health.succeeded(key, ended, admission)
-        stats.succeeded(key, record.latency_s)
         return value, record
 
     async def _probe_lease(self, key: str, admission: Admission, limit: float) -> ProbeLease | None:

@@ -306,20 +306,14 @@ class LiveStats:
         target.in_flight += 1
         self._rescore(target)
 
-    def ended(self, key: str) -> None:
-        """An attempt to `key` ended, whatever its outcome."""
+    def ended(self, key: str, latency: float | None = None) -> None:
+        """An attempt to `key` ended, whatever its outcome; `latency`: it answered, after
+        that many seconds (a sample of its total latency)."""
         target = self._get(key)
         target.in_flight = max(0, target.in_flight - 1)
         target.requests += 1
-        self._rescore(target)
-
-    def succeeded(self, key: str, seconds: float) -> None:
-        """An attempt to `key` ended with an answer after `seconds` (`ended` and the
-        latency sample in one call: the request path's)."""
-        target = self._get(key)
-        target.in_flight = max(0, target.in_flight - 1)
-        target.requests += 1
-        target.latency.add(seconds)
+        if latency is not None:
+            target.latency.add(latency)
         self._rescore(target)
 
     def ttft_percentile(self, key: str, q: float) -> float | None:
