@@ -117,7 +117,7 @@ class AsyncRouter:
         environ = os.environ if env is None else env
         self.config = load_config(config if config is not None else {}, env=environ)
         self._clock = clock or SystemClock()
-        prices = PriceBook()
+        prices = self._prices = PriceBook()
         rng = random.Random(seed)
         self._catalog = Catalog(
             self.config,
@@ -273,6 +273,20 @@ class AsyncRouter:
     ) -> None:
         """Send spans and metrics to these OpenTelemetry providers (default: the global ones)."""
         self._recorder.use_telemetry(tracer_provider, meter_provider, enabled=enabled)
+
+    def warm_up(self) -> None:
+        """Load now what the first requests would load on their way: the HTTP engine
+        (aiohttp and its TLS context) and genai-prices' data.
+
+        Several tenths of a second on a small machine, spent on the event loop or in the
+        log's worker thread (holding the GIL) during the first requests otherwise, long enough for a burst's
+        Redis calls (rate limits, budgets) to time out and fail open. `llmroute serve`
+        calls it before it reports ready; call it at start-up in a process that takes a
+        burst at once. Blocking: call it before the event loop takes traffic.
+        """
+        import aiohttp  # noqa: F401
+
+        self._prices.load()
 
     @property
     def recording(self) -> RecorderStatus:

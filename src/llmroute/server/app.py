@@ -206,15 +206,16 @@ class GatewayApp:
     def startup(self) -> None:
         """Start: ``/ready`` answers ready from now on (the lifespan's startup step).
 
-        First it imports the default HTTP engine, which the router imports on its first
-        upstream request otherwise (aiohttp and its TLS context: 0.2-0.4 s of blocked
-        event loop): a gateway taking a burst as soon as it is ready would hold every
-        request's Redis call past its timeout meanwhile, and its rate limits would fail
-        open (137 and 199 of a limit of 100 let through by three fresh gateways, with
-        benchmarks/fleet.py; tests/test_fleet_bench.py checks the import)."""
+        First it warms the router up (`AsyncRouter.warm_up`: the HTTP engine and
+        genai-prices' data), which its first requests load otherwise (aiohttp and its TLS
+        context alone: 0.2-0.4 s of blocked event loop; the prices in the log's worker
+        thread, holding the GIL): a gateway taking a burst as soon as it is ready
+        would hold every request's Redis call past its timeout meanwhile, and its rate
+        limits would fail open (137 and 199 of a limit of 100 let through by three fresh
+        gateways, with benchmarks/fleet.py; 65 of 40 in CI with only aiohttp imported
+        first; tests/test_fleet_bench.py checks what is loaded)."""
         if self._gateway.state == "starting":
-            import aiohttp  # noqa: F401
-
+            self._gateway.router.warm_up()
             self._gateway.state = "ready"
 
     async def shutdown(self) -> None:
