@@ -178,7 +178,13 @@ async def outage(job: dict[str, Any], router: AsyncRouter) -> dict[str, Any]:
     shared = await wait_for(lambda: cooling(router), 10.0)
     after = await ask(router)
     await client.aclose()
+    # what the last request changed is published off its path, soon after it: nothing is
+    # left pending once that has had its moment (reading at once raced it)
+    deadline = time.monotonic() + 5
     status = await router.shared_state()
+    while status is not None and status.pending and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+        status = await router.shared_state()
     assert status is not None
     return {
         "before": before, "during": during, "degraded": seen, "local": local,
