@@ -61,9 +61,10 @@ def stop_process(process: subprocess.Popen[Any]) -> None:
             process.wait(10)
 
 
-def start_redis(binary: str, folder: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """A redis-server on a free loopback port (no persistence): the process and its URL."""
-    port = free_port()
+def start_redis(binary: str, folder: Path, port: int = 0) -> tuple[subprocess.Popen[bytes], str]:
+    """A redis-server on loopback (no persistence), on `port` or a free one: the process and
+    its URL."""
+    port = port or free_port()
     process = subprocess.Popen(
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
          "--dir", str(folder)],
@@ -78,6 +79,7 @@ def start_redis(binary: str, folder: Path) -> tuple[subprocess.Popen[bytes], str
             if process.poll() is not None or time.monotonic() > deadline:
                 stop_process(process)
                 raise RuntimeError(f"redis-server did not start on port {port}") from None
+            time.sleep(0.02)
             time.sleep(0.02)
 
 

@@ -27,6 +27,10 @@ from aiohttp import web
 
 from _upstream import completion_body
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+
+import fleet
+
 WORKER = Path(__file__).with_name("_fleet_worker.py")
 PROCESSES = 3
 
@@ -205,21 +209,10 @@ def free_port() -> int:
 
 
 def start_redis(port: int, folder: Path) -> subprocess.Popen[bytes]:
+    """A redis-server on `port` (the same port again after a kill: Redis back)."""
     binary = shutil.which("redis-server")
     assert binary is not None  # the redis_server fixture skipped otherwise
-    process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(folder)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return process
-        except OSError:
-            assert process.poll() is None and time.monotonic() < deadline, "redis did not start"
-            time.sleep(0.02)
+    return fleet.start_redis(binary, folder, port)[0]
 
 
 def wait_files(folder: Path, count: int, processes: list[subprocess.Popen[str]]) -> None:

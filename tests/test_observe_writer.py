@@ -22,6 +22,7 @@ from llmroute import TokenUsage
 from llmroute._config import LoggingConfig
 from llmroute.observe import AttemptRecord, RequestRecord, SqliteStore
 from llmroute.observe.rows import decode_record, encode_record
+from llmroute.observe.sqlite import PLAN
 from llmroute.observe.sqlite_writer import Plan, WriterProcess
 
 
@@ -37,6 +38,13 @@ def record(i: int, **changes: Any) -> RequestRecord:
     }  # fmt: skip
     values.update(changes)
     return RequestRecord(**values)
+
+
+def store_with_writer(path: Path) -> WriterProcess:
+    """A store at `path` holding ``r0`` (created and migrated), and a writer process for it
+    (not started)."""
+    SqliteStore(path).write([record(0)])
+    return WriterProcess(path, PLAN, timeout=1.0, cached_statements=4)
 
 
 def dump(path: Path) -> dict[str, list[tuple[Any, ...]]]:
@@ -86,10 +94,7 @@ def test_a_dead_childs_batch_is_sent_again_to_a_new_child_and_stored_once(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "s.db"
-    SqliteStore(path).write([record(0)])  # created and migrated
-    from llmroute.observe.sqlite import PLAN
-
-    writer = WriterProcess(path, PLAN, timeout=1.0, cached_statements=4)
+    writer = store_with_writer(path)
     writer.start()
     first = writer.pid
     assert first is not None
@@ -106,10 +111,7 @@ def test_a_child_that_keeps_dying_fails_the_batch_and_the_next_batch_starts_anot
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / "s.db"
-    SqliteStore(path).write([record(0)])
-    from llmroute.observe.sqlite import PLAN
-
-    writer = WriterProcess(path, PLAN, timeout=1.0, cached_statements=4)
+    writer = store_with_writer(path)
     started = writer.start
 
     def start_and_kill() -> Any:  # every child dies before it can answer the batch
@@ -132,10 +134,7 @@ def test_the_child_outlives_a_sigterm_meant_for_its_parent(tmp_path: Path) -> No
     """systemd stops a service by sending SIGTERM to all of its processes at once: the
     child goes on until its parent closes its input (or is gone)."""
     path = tmp_path / "s.db"
-    SqliteStore(path).write([record(0)])
-    from llmroute.observe.sqlite import PLAN
-
-    writer = WriterProcess(path, PLAN, timeout=1.0, cached_statements=4)
+    writer = store_with_writer(path)
     writer.start()
     pid = writer.pid
     assert pid is not None

@@ -84,7 +84,7 @@ if TYPE_CHECKING:
     from .observe.feedback import Feedback as Feedback
     from .observe.record import AttemptRecord as AttemptRecord
     from .observe.record import RequestRecord as RequestRecord
-    from .observe.recorder import RecorderStatus as RecorderStatus
+    from .observe.status import RecorderStatus as RecorderStatus
     from .pipeline.stage import Outcome as Outcome
     from .pipeline.stage import RequestContext as RequestContext
     from .pipeline.stage import Stage as Stage
@@ -133,7 +133,7 @@ _EXPORTS: dict[str, str] = {
     "LoggingConfig": "._config",
     "Model": "._types",
     "ModelList": "._types",
-    "RecorderStatus": ".observe.recorder",
+    "RecorderStatus": ".observe.status",
     "RequestOptions": "._request",
     "RequestRecord": ".observe.record",
     "RetryConfig": "._config",

@@ -33,8 +33,9 @@ from .experiments.shadow import ShadowStatus
 from .limits.budget import BudgetStatus
 from .limits.stats import LimitStats
 from .observe.record import RequestRecord
-from .observe.recorder import HookEvent, Recorder, RecorderStatus, Redactor
+from .observe.recorder import HookEvent, Recorder, Redactor
 from .observe.sinks import Sink
+from .observe.status import RecorderStatus
 from .pipeline.assemble import build_stages
 from .pipeline.driver import AttemptDriver
 from .pipeline.executor import RequestPipeline

@@ -33,8 +33,9 @@ from ._types import (
 )
 from ._views import ProviderView, RouteView
 from .observe.record import RequestRecord
-from .observe.recorder import HookEvent, RecorderStatus, Redactor
+from .observe.recorder import HookEvent, Redactor
 from .observe.sinks import Sink
+from .observe.status import RecorderStatus
 from .pipeline.stage import Stage
 from .pipeline.stream import AsyncChatStream
 from .responses.blocking import Responses

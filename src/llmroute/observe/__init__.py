@@ -20,13 +20,13 @@ from .record import AttemptRecord as AttemptRecord
 from .record import RequestRecord as RequestRecord
 from .recorder import HookEvent as HookEvent
 from .recorder import Recorder as Recorder
-from .recorder import RecorderStatus as RecorderStatus
 from .recorder import Redactor as Redactor
 from .sinks import CallbackSink as CallbackSink
 from .sinks import JsonlSink as JsonlSink
 from .sinks import Sink as Sink
 from .sinks import open_store as open_store
 from .sinks import sink_from_url as sink_from_url
+from .status import RecorderStatus as RecorderStatus
 
 if TYPE_CHECKING:
     from .analytics import ErrorRow as ErrorRow

@@ -33,7 +33,7 @@ import logging
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from .._errors import ConfigError
@@ -53,6 +53,7 @@ from .record import (
 from .rows import decode_record, encode_record
 from .sinks import CallbackSink, Sink, open_store, sink_from_url
 from .sqlite_writer import Encoded
+from .status import RecorderStatus
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
@@ -66,7 +67,7 @@ if TYPE_CHECKING:
     from .postgres import PostgresStore
     from .sqlite import SqliteStore
 
-__all__ = ["HookEvent", "Recorder", "RecorderStatus", "Redactor"]
+__all__ = ["HookEvent", "Recorder", "Redactor"]
 
 logger = logging.getLogger("llmroute.observe")
 
@@ -97,35 +98,6 @@ class _Priced(NamedTuple):
 
 #: A finished request as queued: for the usual path, or encoded for the store.
 _Queued = _Pending | bytes | _Priced
-
-
-@dataclass(frozen=True, slots=True)
-class RecorderStatus:
-    """What the recorder has done so far.
-
-    Attributes:
-        queued: records waiting to be written.
-        recorded: records built and handed to the sinks.
-        dropped: requests not recorded because the queue was full (or the
-            router closed).
-        failed: records lost to an error while building or redacting them.
-        sink_errors: batches a sink failed to write.
-        hook_errors: hook calls that raised.
-        store_waiting: records a PostgreSQL store keeps while its server is
-            unreachable (0 for a SQLite store).
-        store_outages: times a PostgreSQL store's server became unreachable.
-        store_dropped: records a PostgreSQL store dropped, its backlog full.
-    """
-
-    queued: int
-    recorded: int
-    dropped: int
-    failed: int
-    sink_errors: int
-    hook_errors: int
-    store_waiting: int = 0
-    store_outages: int = 0
-    store_dropped: int = 0
 
 
 class Recorder(Stage):

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from ..observe.recorder import RecorderStatus
+from ..observe.status import RecorderStatus
 
 __all__ = ["RecorderMetrics"]
 
