@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import socket
+import sys
 from typing import Any
 
 import httpx
@@ -393,3 +395,41 @@ async def test_each_engine_raises_only_transport_errors(engine: str) -> None:
             await client.aclose()
         await runner.cleanup()
     assert issubclass(llmroute.ConnectionLost, llmroute.TransportError)
+
+
+@pytest.mark.parametrize("engine", ["aiohttp", "httpx2"])
+async def test_a_finished_stream_leaves_no_generator_to_the_loops_finalizer(
+    upstream: Upstream, engine: str
+) -> None:
+    """The body's iterators are closed when the stream ends, not by the garbage collector
+    through the event loop's finalizer hook (a self-pipe write, a wake-up and a task each)."""
+
+    async def stream(request: web.Request) -> web.StreamResponse:
+        return await sse(request, [chunk_body({"content": "hi"}, "stop"), "[DONE]"])
+
+    upstream.handler = stream
+    client = httpx2.AsyncClient() if engine == "httpx2" else None
+    transports = {"up": client} if client is not None else None
+    firstiter, finalizer = sys.get_asyncgen_hooks()
+    finalized: list[str] = []
+
+    def recording(agen: Any) -> None:
+        finalized.append(agen.__qualname__)
+        assert finalizer is not None
+        finalizer(agen)
+
+    sys.set_asyncgen_hooks(firstiter=firstiter, finalizer=recording)
+    try:
+        async with AsyncRouter(provider(upstream), transports=transports) as router:
+            for _ in range(3):
+                result = await router.chat.completions.create(
+                    model="chat", messages=HI, stream=True
+                )
+                assert [c.choices[0].delta.content async for c in result if c.choices] == ["hi"]
+                del result
+                gc.collect()
+    finally:
+        sys.set_asyncgen_hooks(firstiter=firstiter, finalizer=finalizer)
+        if client is not None:
+            await client.aclose()
+    assert finalized == []

@@ -22,7 +22,7 @@ from .base import (
 )
 from .handler import Handler, HandlerResponse, HandlerTransport
 from .httpx import HttpxTransport, transport_from_client
-from .lines import SseDecoder, SseEvent, line_batches, split_lines
+from .lines import SseDecoder, SseEvent, close_iterator, line_batches, split_lines
 
 __all__ = [
     "AiohttpTransport",
@@ -40,6 +40,7 @@ __all__ = [
     "Timeouts",
     "Transport",
     "TransportError",
+    "close_iterator",
     "line_batches",
     "split_lines",
     "transport_from_client",

@@ -9,22 +9,37 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["SseDecoder", "SseEvent", "line_batches", "split_lines"]
+__all__ = ["SseDecoder", "SseEvent", "close_iterator", "line_batches", "split_lines"]
+
+
+async def close_iterator(iterator: AsyncIterator[Any]) -> None:
+    """Close `iterator` now if it is an async generator left suspended (its ``finally``
+    clauses run here). Left to the garbage collector, the event loop's finalizer hook
+    would close it through the loop's self-pipe: a system call, a wake-up of the loop
+    and a task, per generator, which a stream that ends at its ``[DONE]`` paid twice.
+    A generator another task is running is left to that hook."""
+    close = getattr(iterator, "aclose", None)
+    if close is not None and not getattr(iterator, "ag_running", False):
+        await close()
 
 
 async def line_batches(chunks: AsyncIterator[bytes]) -> AsyncIterator[list[bytes]]:
     """Turn a byte stream into batches of lines (without ``\\n`` / ``\\r\\n``): the lines
-    each chunk completes."""
+    each chunk completes. Closing it closes `chunks`."""
     buffer = b""
-    async for chunk in chunks:
-        buffer += chunk
-        if b"\n" not in chunk:
-            continue
-        *lines, buffer = buffer.split(b"\n")
-        yield [line[:-1] if line.endswith(b"\r") else line for line in lines]
-    if buffer:
-        yield [buffer[:-1] if buffer.endswith(b"\r") else buffer]
+    try:
+        async for chunk in chunks:
+            buffer += chunk
+            if b"\n" not in chunk:
+                continue
+            *lines, buffer = buffer.split(b"\n")
+            yield [line[:-1] if line.endswith(b"\r") else line for line in lines]
+        if buffer:
+            yield [buffer[:-1] if buffer.endswith(b"\r") else buffer]
+    finally:
+        await close_iterator(chunks)
 
 
 async def split_lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:

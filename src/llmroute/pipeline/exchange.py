@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Generic, Literal, Protocol, TypeVar, cast
 from .._clock import Clock
 from .._errors import ProviderUnavailable
 from .._request import ChatRequest, EmbeddingsRequest, RequestOptions
-from .._transports import HttpRequest, HttpResponse, Timeouts
+from .._transports import HttpRequest, HttpResponse, Timeouts, close_iterator
 from .._types import (
     AttemptInfo,
     ChatCompletion,
@@ -408,9 +408,13 @@ def _note_limits(
 
 
 async def single_batches(pieces: AsyncIterator[bytes]) -> AsyncIterator[list[bytes]]:
-    """Each piece as a batch of its own (for framings that are not lines)."""
-    async for piece in pieces:
-        yield [piece]
+    """Each piece as a batch of its own (for framings that are not lines). Closing it
+    closes `pieces`."""
+    try:
+        async for piece in pieces:
+            yield [piece]
+    finally:
+        await close_iterator(pieces)
 
 
 async def no_batches() -> AsyncIterator[list[bytes]]:

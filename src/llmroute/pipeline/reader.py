@@ -17,7 +17,7 @@ from typing import Generic, Self, TypeVar
 
 from .._errors import LLMRouteError
 from .._timeouts import StreamDeadline
-from .._transports import HttpResponse, TransportError
+from .._transports import HttpResponse, TransportError, close_iterator
 
 __all__ = ["StreamReader"]
 
@@ -64,6 +64,8 @@ class StreamReader(ABC, Generic[T]):
             await self._response.release()
         else:
             await self._response.aclose()
+        # after the release: an engine may read the body's tail through the same iterator
+        await close_iterator(self._batches)
 
     async def aclose(self) -> None:
         """Stop reading and release the connection; safe to call more than once."""
