@@ -23,11 +23,18 @@ from urllib.parse import urlsplit
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from llmroute import AsyncRouter
 from llmroute._clock import SystemClock
 from llmroute._prices import PriceBook
-from llmroute._request import DEFAULT_OPTIONS, RequestOptions, validate_chat_request
+from llmroute._request import (
+    DEFAULT_OPTIONS,
+    ChatRequest,
+    RequestOptions,
+    plain_chat_request,
+    validate_chat_request,
+)
 from llmroute._transports.aiohttp import AiohttpTransport
 from llmroute._types import (
     ChatCompletion,
@@ -234,6 +241,103 @@ def test_the_forwarded_completion_json_is_the_completion_serialised_again(
         assert completion_body(parsed) == plain
     keep_completion_json(parsed, b"{}")
     assert (completion_json(parsed) == b"{}") is kept  # kept only when it may be
+
+
+# ---------------------------------------------------------------- a plain chat request
+
+_ROLE = st.sampled_from(["system", "developer", "user", "assistant", "tool", "function", "User"])
+_MESSAGE_CONTENT = st.one_of(
+    _TEXT,
+    st.none(),
+    st.integers(),
+    st.lists(st.fixed_dictionaries({"type": st.just("text"), "text": _TEXT}), max_size=1),
+)
+_PLAIN_MESSAGE = st.one_of(
+    st.fixed_dictionaries(
+        {"role": _ROLE, "content": _MESSAGE_CONTENT},
+        optional={"name": _TEXT, "tool_call_id": _TEXT},
+    ),
+    st.fixed_dictionaries({"content": _TEXT}, optional={"role": st.lists(_ROLE, max_size=1)}),
+    st.none(),
+    _TEXT,
+)
+#: Requests near the plain shape: one thing off at most, usually.
+_NEAR_PLAIN = st.fixed_dictionaries(
+    {
+        "model": st.sampled_from(["chat", "", "a", "up/gpt"]),
+        "messages": st.lists(
+            st.fixed_dictionaries(
+                {
+                    "role": st.sampled_from(["system", "developer", "user", "assistant", "tool"]),
+                    "content": st.one_of(_TEXT, _TEXT, st.none(), st.integers()),
+                },
+                optional={"name": _TEXT},
+            ),
+            max_size=3,
+        ),
+    },
+    optional={"stream": st.one_of(st.booleans(), st.none(), st.integers(0, 1))},
+)
+_ANY_PARAMS = st.fixed_dictionaries(
+    {},
+    optional={
+        "model": st.one_of(st.just("chat"), _TEXT, st.none(), st.integers()),
+        "messages": st.one_of(
+            st.lists(_PLAIN_MESSAGE, max_size=3), st.none(), _TEXT, st.tuples(_PLAIN_MESSAGE)
+        ),
+        "stream": st.one_of(st.booleans(), st.none(), st.integers(0, 1), st.just("true")),
+        "temperature": st.floats(0, 3),
+        "verbosity": _TEXT,  # not a chat field: an extra
+    },
+)
+_CHAT_PARAMS = st.one_of(_NEAR_PLAIN, _ANY_PARAMS)
+
+
+def _same_request(built: ChatRequest, validated: ChatRequest) -> None:
+    assert type(built) is ChatRequest and built == validated
+    assert built.model_fields_set == validated.model_fields_set
+    assert built.model_extra == validated.model_extra
+    assert list(built.__dict__) == list(validated.__dict__)
+    for mine, theirs in zip(built.messages, validated.messages, strict=True):
+        assert type(mine) is type(theirs) and mine == theirs
+        assert mine.model_fields_set == theirs.model_fields_set
+        assert mine.model_extra == theirs.model_extra
+    dumped = built.model_dump_json(exclude_unset=True)
+    assert dumped == validated.model_dump_json(exclude_unset=True)
+
+
+@settings(max_examples=400, deadline=None)
+@given(params=_CHAT_PARAMS)
+def test_a_plain_chat_request_is_what_validation_makes(params: dict[str, Any]) -> None:
+    """`plain_chat_request` (`_request.py`): what it builds is what validation makes, and
+    it builds nothing validation would refuse."""
+    built = plain_chat_request(params)
+    try:
+        validated = validator(ChatRequest).validate_python(params)
+    except ValidationError:
+        assert built is None
+        return
+    if built is not None:
+        _same_request(built, validated)
+
+
+@pytest.mark.parametrize("stream", [None, True, False])
+def test_a_plain_chat_request_is_built_without_validation(stream: bool | None) -> None:
+    """The fast path is taken for the plain requests it is for (and `validate_chat_request`
+    takes it)."""
+    messages = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "developer", "content": ""},
+        {"role": "user", "content": "Say hello in one short sentence. é"},
+    ]
+    params: dict[str, Any] = {"model": "chat", "messages": messages}
+    if stream is not None:
+        params["stream"] = stream
+    built = plain_chat_request(params)
+    assert built is not None
+    _same_request(built, validator(ChatRequest).validate_python(params))
+    _same_request(validate_chat_request(params), built)
+    assert plain_chat_request({**params, "temperature": 1.0}) is None  # validated
 
 
 def test_validator_builds_a_deferred_model_from_a_shallow_stack(tmp_path: Any) -> None:
