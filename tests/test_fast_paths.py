@@ -26,7 +26,10 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from llmroute import AsyncRouter
+from llmroute._async_resources import AsyncCompletions
+from llmroute._client_options import RouterState
 from llmroute._clock import SystemClock
+from llmroute._errors import RequestError
 from llmroute._prices import PriceBook
 from llmroute._request import (
     DEFAULT_OPTIONS,
@@ -338,6 +341,71 @@ def test_a_plain_chat_request_is_built_without_validation(stream: bool | None) -
     _same_request(built, validator(ChatRequest).validate_python(params))
     _same_request(validate_chat_request(params), built)
     assert plain_chat_request({**params, "temperature": 1.0}) is None  # validated
+
+
+class _Recording:
+    """An executor that records what reaches it."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Any, ...]] = []
+
+    async def _done(self) -> None:
+        return None
+
+    def chat(self, *args: Any) -> Any:
+        self.calls.append(args)
+        return self._done()
+
+
+def _reached(call: Any) -> tuple[Any, ...]:
+    """What a call gave the executor, or the error it raised instead."""
+    recording = _Recording()
+    completions = AsyncCompletions(recording, RouterState())  # type: ignore[arg-type]
+    try:
+        asyncio.run(call(completions))
+    except RequestError as exc:
+        return ("error", str(exc), exc.param)
+    assert len(recording.calls) == 1
+    return recording.calls[0]
+
+
+_BODY = st.one_of(
+    _CHAT_PARAMS,
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "model": st.one_of(st.none(), st.just("chat")),
+            "messages": st.one_of(st.none(), st.just([{"role": "user", "content": "hi"}])),
+            "max_tokens": st.one_of(st.none(), st.integers(-1, 9), st.just(2.0)),
+            "timeout": st.floats(0, 9),  # an API parameter in a body, not the client's
+            "extra_headers": st.dictionaries(_TEXT, _TEXT, max_size=1),
+            "user": st.one_of(st.none(), _TEXT),
+        },
+    ),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(body=_BODY)
+def test_a_body_reaches_the_pipeline_as_create_sends_it(body: dict[str, Any]) -> None:
+    """`AsyncCompletions.create_from_body` (the gateway's way in) gives the pipeline what
+    ``create()`` gives it for the same body, or raises what it raises."""
+    options = RequestOptions(user="u")
+
+    async def plain(completions: AsyncCompletions) -> None:
+        rest = dict(body)
+        model, messages = rest.pop("model", None), rest.pop("messages", None)
+        await completions.create(model=model, messages=messages, extra_body=rest, llmroute=options)
+
+    async def direct(completions: AsyncCompletions) -> None:
+        await completions.create_from_body(dict(body), options)
+
+    expected, got = _reached(plain), _reached(direct)
+    if expected[0] == "error":
+        assert got == expected
+        return
+    _same_request(got[0], expected[0])
+    assert got[1:] == expected[1:]
 
 
 def test_validator_builds_a_deferred_model_from_a_shallow_stack(tmp_path: Any) -> None:

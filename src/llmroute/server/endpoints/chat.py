@@ -70,9 +70,8 @@ async def create_chat_completion(request: GatewayRequest) -> None:
             )
             await send_stream(request, "chat", opened, _EVENTS)
             return
-        completion = await completions.create(
-            model=model, messages=messages, extra_body=body, llmroute=options
-        )
+        params = {"model": model, "messages": messages, **body}
+        completion = await completions.create_from_body(params, options)
     except UnknownModel as exc:
         raise identity.visible(exc) from None
     await answer(request, "chat", completion_body(completion), completion.llmroute)
