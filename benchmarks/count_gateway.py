@@ -1,6 +1,7 @@
 """Instructions per gateway request, counted with callgrind: the ASGI app driven in process.
 
     python benchmarks/count_gateway.py [--requests 300] [--kinds chat,stream,messages,refused]
+        [--chunks 20]
         (also: own, responses-stream; bare, bare-stream: the bare pass-through proxy, the floor)
 
 The twin of `count_instructions.py` for the HTTP gateway. For each kind of request, runs
@@ -147,7 +148,7 @@ async def _run(kind: str, count: int) -> None:
     if kind in FLOORS:
         from bench_server import floor_app
 
-        with running_upstream(chunks=20) as port:
+        with running_upstream(chunks=_chunks()) as port:
             app = floor_app(port)
             for _ in range(WARMUP + count):
                 status, _ = await _one(app, path, body)
@@ -157,7 +158,7 @@ async def _run(kind: str, count: int) -> None:
     if kind == "own":
         await _run_own(path, body, count)
         return
-    with running_upstream(chunks=20) as port:
+    with running_upstream(chunks=_chunks()) as port:
         async with AsyncRouter(_config(port, kind)) as router:
             app = create_app(router, close_router=False)
             for _ in range(WARMUP + count):
@@ -202,6 +203,12 @@ async def _run_own(path: str, body: bytes, count: int) -> None:
                 raise RuntimeError(f"own: status {status}, expected 200")
 
 
+def _chunks() -> int:
+    """Content chunks per stream (``--chunks``; counting at two lengths separates what a
+    stream costs once from what each chunk costs)."""
+    return int(os.environ.get("COUNT_GATEWAY_CHUNKS", "20"))
+
+
 def _count(kind: str, requests: int) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "callgrind.out"
@@ -232,12 +239,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--kinds", default=",".join(KINDS))
+    parser.add_argument("--chunks", type=int, default=20, help="content chunks per stream")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         asyncio.run(_run(args.child[0], int(args.child[1])))
         return
-    print(f"gateway instructions per request (callgrind; warm-up {WARMUP}, N = {args.requests})")
+    os.environ["COUNT_GATEWAY_CHUNKS"] = str(args.chunks)  # for the counted children
+    print(
+        f"gateway instructions per request (callgrind; warm-up {WARMUP}, N = {args.requests},"
+        f" streams of {args.chunks} content chunks)"
+    )
     counted: dict[str, float] = {}
     for kind in args.kinds.split(","):
         base, loaded = _count(kind, 0), _count(kind, args.requests)

@@ -72,6 +72,22 @@ class SseDecoder:
             self._event = (value[1:] if value.startswith(b" ") else value).decode()
         return None
 
+    def feed_data(self, line: bytes) -> bytes | None:
+        """`feed` for a reader of the events' data alone (the event name is not kept): the
+        data of the event `line` completes, if it completes one."""
+        if line:
+            if line.startswith(b"data: "):
+                self._data.append(line[6:])
+            else:
+                self.feed(line)  # another field, a comment, or ``data:`` without its space
+            return None
+        data = self._data
+        self._event = ""
+        if not data:
+            return None
+        self._data = []
+        return data[0] if len(data) == 1 else b"\n".join(data)
+
     def flush(self) -> SseEvent | None:
         """The event left when the stream ends without a final blank line, if any."""
         return self._dispatch()

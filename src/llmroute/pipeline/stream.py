@@ -7,15 +7,19 @@ the `StreamSession` the executor gives it, whose methods it calls.
 
 from __future__ import annotations
 
+from collections.abc import Coroutine
+from typing import Any
+
 from .._errors import LLMRouteError, ProviderError, ProviderTimeout, StreamInterrupted
 from .._timeouts import StreamDeadline
 from .._transports import TransportError
 from .._types import ChatCompletionChunk, CompletionUsage, RouteInfo
+from .._wire import WireChunk, chunk_event
 from .exchange import OpenedStream
 from .reader import StreamReader
 from .session import StreamSession
 
-__all__ = ["AsyncChatStream"]
+__all__ = ["AsyncChatStream", "ChatWireEvents"]
 
 
 class AsyncChatStream(StreamReader[ChatCompletionChunk]):
@@ -50,7 +54,9 @@ class AsyncChatStream(StreamReader[ChatCompletionChunk]):
         self._deferred: ProviderError | None = None
         self._hide_usage_chunk = hide_usage_chunk
         self._saw_usage_chunk = False
-        self._last: ChatCompletionChunk | None = None
+        self._last: ChatCompletionChunk | WireChunk | None = None
+        #: The events decoded and not yet delivered, when read as `wire_events()`.
+        self._wire: list[bytes] | None = None
         self._session = session
         self._text: list[str] = []
         self._finished_choices = 0
@@ -87,24 +93,63 @@ class AsyncChatStream(StreamReader[ChatCompletionChunk]):
         while True:
             if pending:
                 chunk = pending.popleft()
-                self._last = chunk
-                if self.kept is not None:
-                    self.kept.append(chunk)
-                choices = chunk.choices
-                if choices:
-                    choice = choices[0]
-                    delta = choice.delta
-                    if delta.content:
-                        self._text.append(delta.content)
-                    if delta.tool_calls:
-                        self._tool_calls = True
-                    if choice.finish_reason is not None:
-                        self._finished_choices += 1
-                elif chunk.usage is not None:
-                    if self._hide_usage_chunk:
-                        continue
-                    self._saw_usage_chunk = True
-                return chunk
+                if self._tally(chunk):
+                    return chunk
+                continue
+            if self._ended:
+                raise StopAsyncIteration
+            await self._read_more()
+
+    def _tally(self, chunk: ChatCompletionChunk) -> bool:
+        """Note what `chunk` delivers (text, tool calls, finishes, usage); False when it is
+        the usage chunk the caller did not ask for, which is not delivered."""
+        self._last = chunk
+        if self.kept is not None:
+            self.kept.append(chunk)
+        choices = chunk.choices
+        if choices:
+            choice = choices[0]
+            delta = choice.delta
+            if delta.content:
+                self._text.append(delta.content)
+            if delta.tool_calls:
+                self._tool_calls = True
+            if choice.finish_reason is not None:
+                self._finished_choices += 1
+        elif chunk.usage is not None:
+            if self._hide_usage_chunk:
+                return False
+            self._saw_usage_chunk = True
+        return True
+
+    def wire_events(self) -> ChatWireEvents | None:
+        """This stream as OpenAI's server-sent events, to relay it in that format: an async
+        iterator of bytes, the ``data:`` events of the chunks that one network read
+        completes (the provider's own JSON where it can be forwarded as it is). The
+        closing ``data: [DONE]`` (or an error event) is the caller's to write.
+
+        Read it instead of the stream itself, from the start. None when the router's
+        stages keep the stream's chunks (they need them typed): iterate the stream then.
+        """
+        if self.kept is not None:
+            return None
+        self._wire = []
+        return ChatWireEvents(self)
+
+    async def _next_events(self) -> bytes:
+        """The events of the next chunks, at least one (`wire_events`)."""
+        out = self._wire
+        assert out is not None
+        pending = self._pending
+        while True:
+            while pending:
+                chunk = pending.popleft()
+                if self._tally(chunk):
+                    out.append(chunk_event(chunk))
+            if out:
+                events = b"".join(out)
+                out.clear()
+                return events
             if self._ended:
                 raise StopAsyncIteration
             await self._read_more()
@@ -137,13 +182,16 @@ class AsyncChatStream(StreamReader[ChatCompletionChunk]):
         except ProviderError as exc:
             await self._fail(exc, f"the provider sent an error mid-stream: {exc}")
             return
-        if decoder.done and not self._pending:
+        if decoder.done and not self._pending and not self._wire:
             await self._end(None)  # else it ends once the chunks before the end are delivered
 
     def _decode_backlog(self) -> None:
         """Decode the lines read so far into chunks. A provider error after some chunks is
         kept for when they have been delivered; before any, it is raised."""
         backlog, pending, decoder = self._backlog, self._pending, self._decoder
+        if self._wire is not None:
+            self._decode_wire(self._wire)
+            return
         while backlog:
             try:
                 chunks = decoder.feed(backlog.popleft())
@@ -154,6 +202,33 @@ class AsyncChatStream(StreamReader[ChatCompletionChunk]):
                 return
             if chunks:
                 pending.extend(chunks)
+            if decoder.done:
+                backlog.clear()
+                return
+
+    def _decode_wire(self, out: list[bytes]) -> None:
+        """`_decode_backlog` for `wire_events`: the chunks' events go to `out`."""
+        backlog, decoder, text = self._backlog, self._decoder, self._text
+        while backlog:
+            try:
+                made = decoder.feed_wire(backlog.popleft())
+            except ProviderError as exc:
+                if not out:
+                    raise
+                self._deferred = exc
+                return
+            for chunk in made:
+                if type(chunk) is WireChunk:
+                    self._last = chunk
+                    if chunk.content:
+                        text.append(chunk.content)
+                    if chunk.finished:
+                        self._finished_choices += 1
+                    out.append(b"data: " + chunk.data + b"\n\n")
+                else:
+                    assert isinstance(chunk, ChatCompletionChunk)
+                    if self._tally(chunk):
+                        out.append(chunk_event(chunk))
             if decoder.done:
                 backlog.clear()
                 return
@@ -207,6 +282,8 @@ class AsyncChatStream(StreamReader[ChatCompletionChunk]):
     async def _end(self, error: LLMRouteError | None, *, closing: bool = False) -> None:
         if self._ended:
             return
+        if closing and self._wire:
+            self._wire.clear()
         await self._stop(error is None and not closing and self._decoder.done)
         await self._session.ended(self, error)
         if error is None and not closing and not self._hide_usage_chunk and self.completed:
@@ -235,3 +312,33 @@ class AsyncChatStream(StreamReader[ChatCompletionChunk]):
     def completed(self) -> bool:
         """Whether the provider finished the stream (False if it was cut or closed early)."""
         return self._ended and (self._decoder.done or self._finished_choices > 0)
+
+
+class ChatWireEvents:
+    """An `AsyncChatStream` read as OpenAI's server-sent events (`wire_events()`): an async
+    iterator of bytes with the stream's `llmroute` and `aclose()`."""
+
+    __slots__ = ("_stream",)
+
+    def __init__(self, stream: AsyncChatStream) -> None:
+        self._stream = stream
+
+    def __aiter__(self) -> ChatWireEvents:
+        return self
+
+    def __anext__(self) -> Coroutine[Any, Any, bytes]:
+        return self._stream._next_events()
+
+    @property
+    def llmroute(self) -> RouteInfo:
+        """The request's routing metadata (final once the stream has ended)."""
+        return self._stream.llmroute
+
+    @property
+    def stream(self) -> AsyncChatStream:
+        """The chat stream these events are read from (its `text`, `seams`, `completed`)."""
+        return self._stream
+
+    async def aclose(self) -> None:
+        """Stop reading and release the connection; safe to call more than once."""
+        await self._stream.aclose()

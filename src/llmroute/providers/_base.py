@@ -11,7 +11,7 @@ from __future__ import annotations
 import email.utils
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, Protocol
 from urllib.parse import quote
@@ -20,6 +20,7 @@ from .._errors import ProviderError, RequestError
 from .._request import ChatRequest, EmbeddingsRequest
 from .._transports import HttpRequest
 from .._types import ChatCompletion, ChatCompletionChunk, CompletionUsage, CreateEmbeddingResponse
+from .._wire import WireChunk
 
 __all__ = [
     "ErrorMapper",
@@ -113,6 +114,11 @@ class StreamDecoder(ABC):
     def finish(self) -> list[ChatCompletionChunk]:
         """Called at the end of the body; returns any chunk still held back."""
         return []
+
+    def feed_wire(self, data: bytes) -> Sequence[ChatCompletionChunk | WireChunk]:
+        """`feed`, for a stream relayed in OpenAI's format: a decoder of that format may
+        return a plain text chunk as a `WireChunk` (its JSON, forwarded as it is)."""
+        return self.feed(data)
 
 
 class ProviderAdapter(ABC):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlencode
 
@@ -34,6 +34,7 @@ from .._types import (
     keep_provider_json,
     validator,
 )
+from .._wire import WireChunk, wire_chunk
 from ._base import (
     NO_EXTRA,
     ExtraRequest,
@@ -56,6 +57,9 @@ _BARE_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
 _SET_HERE: set[str] = {"model", "stream", "stream_options", *VENDOR_OPTION_KEYS}
 _chat_json = ChatRequest.__pydantic_serializer__.to_json
 _RESET_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+#: How many chunks of a stream relayed in OpenAI's format may fail to be plain text before
+#: the decoder stops trying (a stream of tool calls would pay for both readings of each).
+_MAX_MISSES = 3
 
 
 def parse_reset_duration(value: str | None) -> float | None:
@@ -161,12 +165,13 @@ def classify_openai_error(status: int, kind: str | None, code: str | None) -> ty
 class OpenAIStreamDecoder(StreamDecoder):
     """Decodes an OpenAI ``chat.completion.chunk`` SSE stream."""
 
-    __slots__ = ("_adapter", "_model", "_sse", "done", "usage")
+    __slots__ = ("_adapter", "_misses", "_model", "_sse", "done", "usage")
 
     def __init__(self, adapter: OpenAIAdapter, model: str) -> None:
         self._adapter = adapter
         self._model = model
         self._sse = SseDecoder()
+        self._misses = 0
         self.done = False
         self.usage = None
 
@@ -179,6 +184,17 @@ class OpenAIStreamDecoder(StreamDecoder):
     def finish(self) -> list[ChatCompletionChunk]:
         event = self._sse.flush()
         return [] if event is None else self._decode(event.data)
+
+    def feed_wire(self, line: bytes) -> Sequence[ChatCompletionChunk | WireChunk]:
+        data = self._sse.feed_data(line)
+        if data is None:
+            return ()
+        if self._misses < _MAX_MISSES and data != b"[DONE]":
+            chunk = wire_chunk(data)  # an error event is no plain text chunk
+            if chunk is not None:
+                return (chunk,)
+            self._misses += 1
+        return self._decode(data)
 
     def _decode(self, data: bytes) -> list[ChatCompletionChunk]:
         if data == b"[DONE]":

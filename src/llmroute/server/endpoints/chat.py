@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from ..._errors import LLMRouteError, UnknownModel
-from ..._types import ChatCompletion, ChatCompletionChunk, completion_json, provider_json
+from ..._types import ChatCompletion, ChatCompletionChunk, completion_json
+from ..._wire import chunk_event
 from ..errors import HTTPError, sse_error_event
 from ..headers import control_options
 from ..relay import has_content
@@ -11,27 +12,17 @@ from ..request import GatewayRequest
 from ..responses import answer, send_stream
 from ..scrub import ErrorText
 
-__all__ = ["ChatEvents", "completion_body", "create_chat_completion"]
+__all__ = ["ChatEvents", "ChatWire", "completion_body", "create_chat_completion"]
 
 _DONE = b"data: [DONE]\n\n"
 _completion_json = ChatCompletion.__pydantic_serializer__.to_json
-_chunk_json = ChatCompletionChunk.__pydantic_serializer__.to_json
 
 
-class ChatEvents:
-    """OpenAI's stream format: a ``data:`` event per chunk, then ``data: [DONE]``; a failure
-    is a last ``data: {"error": ...}`` event (the OpenAI SDKs raise it), with no ``[DONE]``."""
+class _Ending:
+    """How an OpenAI stream ends: ``data: [DONE]``, or after a failure a last
+    ``data: {"error": ...}`` event (the OpenAI SDKs raise it), with no ``[DONE]``."""
 
     __slots__ = ()
-
-    @staticmethod
-    def chunk(chunk: ChatCompletionChunk) -> bytes:
-        """The chunk's event: the provider's own JSON when it can be forwarded as it is."""
-        return b"data: " + (provider_json(chunk) or _chunk_json(chunk)) + b"\n\n"
-
-    @staticmethod
-    def content(chunk: ChatCompletionChunk) -> bool:
-        return has_content(chunk)
 
     @staticmethod
     def end() -> bytes:
@@ -42,7 +33,39 @@ class ChatEvents:
         return sse_error_event(failure, request_id, text)
 
 
+class ChatEvents(_Ending):
+    """OpenAI's stream format for chunks: a ``data:`` event per chunk, then the end."""
+
+    __slots__ = ()
+
+    @staticmethod
+    def chunk(chunk: ChatCompletionChunk) -> bytes:
+        """The chunk's event: the provider's own JSON when it can be forwarded as it is."""
+        return chunk_event(chunk)
+
+    @staticmethod
+    def content(chunk: ChatCompletionChunk) -> bool:
+        return has_content(chunk)
+
+
+class ChatWire(_Ending):
+    """OpenAI's stream format for a stream read as its events (`AsyncChatStream.wire_events`):
+    each item, the events of one network read, is written as it is. The first holds the
+    first content (the stream opened up to it), so it goes out at once."""
+
+    __slots__ = ()
+
+    @staticmethod
+    def chunk(chunk: bytes) -> bytes:
+        return chunk
+
+    @staticmethod
+    def content(chunk: bytes) -> bool:
+        return True
+
+
 _EVENTS = ChatEvents()
+_WIRE = ChatWire()
 
 
 def completion_body(completion: ChatCompletion) -> bytes:
@@ -68,7 +91,11 @@ async def create_chat_completion(request: GatewayRequest) -> None:
             opened = await completions.create(
                 model=model, messages=messages, stream=True, extra_body=body, llmroute=options
             )
-            await send_stream(request, "chat", opened, _EVENTS)
+            wire = opened.wire_events()
+            if wire is not None:
+                await send_stream(request, "chat", wire, _WIRE)
+            else:
+                await send_stream(request, "chat", opened, _EVENTS)
             return
         params = {"model": model, "messages": messages, **body}
         completion = await completions.create_from_body(params, options)

@@ -1,0 +1,277 @@
+"""Oracle tests of the OpenAI wire fast path (`llmroute._wire`, `AsyncChatStream.wire_events`).
+
+A plain text chunk read as a `WireChunk` must be what the typed path makes of it: the same
+event bytes, text and finish; anything the fast path declines must take the typed path,
+which accepts or rejects it as before. A whole stream read as events must give the bytes,
+text, usage and ending that reading it chunk by chunk gives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from llmroute import AsyncRouter, HttpRequest, HttpResponse, StreamInterrupted, Timeouts, Transport
+from llmroute._types import ChatCompletionChunk, keep_provider_json, validator
+from llmroute._wire import WireChunk, chunk_event, wire_chunk
+
+_typed = validator(ChatCompletionChunk)
+
+# ---------------------------------------------------------------- one chunk
+
+_text = st.one_of(st.none(), st.text(max_size=8))
+_odd = st.one_of(
+    st.integers(),
+    st.floats(allow_nan=False),
+    st.booleans(),
+    st.lists(st.integers(), max_size=2),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+)
+_maybe_odd = st.one_of(_text, _odd)
+
+
+@st.composite
+def _chunks(draw: st.DrawFn) -> Any:
+    """Chunk-like JSON values: mostly plain text chunks, with a field changed or added
+    now and then (a wrong type, a tool call, usage, a missing field, an extra)."""
+    delta: dict[str, Any] = {}
+    for name in draw(st.lists(st.sampled_from(["role", "content", "refusal"]), unique=True)):
+        delta[name] = draw(_text if draw(st.integers(0, 9)) else _maybe_odd)
+    if not draw(st.integers(0, 9)):
+        delta[draw(st.sampled_from(["tool_calls", "function_call", "audio", "other"]))] = draw(
+            st.one_of(_odd, st.just([{"index": 0, "function": {"arguments": "{}"}}]))
+        )
+    choice: dict[str, Any] = {"index": 0, "delta": delta}
+    if draw(st.booleans()):
+        choice["finish_reason"] = draw(st.sampled_from([None, "stop", "length"]))
+    if draw(st.booleans()):
+        choice["logprobs"] = draw(st.one_of(st.none(), _odd))
+    chunk: dict[str, Any] = {
+        "id": "chatcmpl-1",
+        "object": "chat.completion.chunk",
+        "created": 1700000000,
+        "model": "m",
+        "choices": [choice] * draw(st.integers(0, 2)),
+    }
+    if draw(st.booleans()):
+        chunk["system_fingerprint"] = draw(
+            st.one_of(_text, _odd) if draw(st.integers(0, 4)) == 0 else _text
+        )
+    if draw(st.integers(0, 5)) == 0:
+        chunk["usage"] = draw(
+            st.one_of(
+                st.none(),
+                st.just({"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}),
+                _odd,
+            )
+        )
+    for _ in range(draw(st.integers(0, 2))):  # a field of an odd type, missing, or extra
+        target = draw(st.sampled_from([chunk, choice, delta]))
+        key = draw(st.sampled_from([*sorted(target), "extra"]))
+        if draw(st.booleans()):
+            target.pop(key, None)
+        else:
+            target[key] = draw(_maybe_odd)
+    return draw(st.one_of(st.just(chunk), st.just(chunk), st.just(chunk), _odd))
+
+
+@settings(max_examples=600, suppress_health_check=[HealthCheck.too_slow])
+@given(_chunks(), st.booleans())
+def test_a_wire_chunk_is_what_the_typed_path_makes_and_declines_the_rest(
+    value: Any, spaced: bool
+) -> None:
+    data = json.dumps(value, separators=None if spaced else (",", ":")).encode()
+    try:
+        typed: ChatCompletionChunk | None = _typed.validate_json(data)
+    except ValidationError:
+        typed = None
+    wire = wire_chunk(data)
+    if wire is None:
+        return  # the typed path reads it, exactly as without the fast path
+    assert typed is not None, "the fast path accepted what the typed model rejects"
+    keep_provider_json(typed, data)
+    assert chunk_event(wire) == chunk_event(typed)
+    assert (wire.id, wire.created, wire.model) == (typed.id, typed.created, typed.model)
+    if typed.choices:
+        first = typed.choices[0]
+        assert wire.content == first.delta.content
+        assert wire.finished == (first.finish_reason is not None)
+    else:
+        assert (wire.content, wire.finished) == (None, False)
+    assert typed.usage is None and all(not c.delta.tool_calls for c in typed.choices)
+
+
+def test_plain_text_chunks_take_the_fast_path_and_others_do_not() -> None:
+    plain = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
+             "choices": [{"index": 0, "delta": {"content": "hi"}, "finish_reason": None}]}  # fmt: skip
+    assert isinstance(wire_chunk(json.dumps(plain).encode()), WireChunk)
+    declined = [
+        {**plain, "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}},
+        {**plain, "created": "1"},  # the typed model takes it (lax), the fast path does not
+        {**plain, "choices": [{"index": 0, "delta": {"tool_calls": []}}]},
+        {"error": {"message": "overloaded"}},
+    ]
+    for value in declined:
+        assert wire_chunk(json.dumps(value).encode()) is None
+    assert wire_chunk(b"[DONE]") is None
+    assert wire_chunk(json.dumps(plain).encode().replace(b",", b",\r", 1)) is None
+
+
+# ---------------------------------------------------------------- whole streams
+
+
+class _Pieces(HttpResponse):
+    status, headers = 200, {"content-type": "text/event-stream"}
+
+    def __init__(self, pieces: list[bytes]) -> None:
+        self._pieces = pieces
+
+    async def read(self) -> bytes:
+        return b"".join(self._pieces)
+
+    async def aiter_bytes(self) -> AsyncIterator[bytes]:
+        for piece in self._pieces:
+            yield piece
+
+    async def aclose(self) -> None:
+        return None
+
+
+class _Scripted(Transport):
+    def __init__(self, pieces: list[bytes]) -> None:
+        self.pieces = pieces
+
+    async def send(self, request: HttpRequest, timeouts: Timeouts) -> HttpResponse:
+        return _Pieces(self.pieces)
+
+    async def aclose(self) -> None:
+        return None
+
+
+def _router(pieces: list[bytes]) -> AsyncRouter:
+    config = {
+        "providers": {"a": {"type": "openai", "api_key": "k", "base_url": "http://up.invalid/v1"}},
+        "routes": {"chat": {"targets": ["a/m"]}},
+        "logging": {"store": None},
+    }
+    return AsyncRouter(config, env={}, transports={"a": _Scripted(pieces)})
+
+
+def _event(value: Any) -> bytes:
+    return b"data: " + (value if isinstance(value, bytes) else json.dumps(value).encode()) + b"\n\n"
+
+
+def _chunk(delta: dict[str, Any], finish: str | None = None, **more: Any) -> dict[str, Any]:
+    return {"id": "c1", "object": "chat.completion.chunk", "created": 1700000000,
+            "model": "m", "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            **more}  # fmt: skip
+
+
+_USAGE = {"id": "c1", "object": "chat.completion.chunk", "created": 1700000000, "model": "m",
+          "choices": [], "usage": {"prompt_tokens": 4, "completion_tokens": 3, "total_tokens": 7}}  # fmt: skip
+_TOOL = _chunk({"tool_calls": [{"index": 0, "id": "t", "type": "function",
+                                "function": {"name": "f", "arguments": "{}"}}]})  # fmt: skip
+_EVENTS = [
+    _event(_chunk({"role": "assistant", "content": ""})),
+    _event(_chunk({"content": "Hel"})),
+    b": a comment\n\n",
+    _event(_chunk({"content": 'lo\u00e9 \\" '}, system_fingerprint="fp")),
+    _event(_chunk({"content": "x"}, created="1700000000")),  # lax: the typed path, re-encoded
+    _event(_TOOL),
+    _event(_chunk({"content": " there"})),
+    _event(_chunk({}, "stop")),
+    _event(_USAGE),
+    b"data: [DONE]\n\n",
+]
+
+
+async def _typed_read(pieces: list[bytes], usage: bool) -> tuple[bytes, Any]:
+    async with _router(pieces) as router:
+        extra = {"stream_options": {"include_usage": True}} if usage else {}
+        stream = await router.chat.completions.create(
+            model="chat", messages=[{"role": "user", "content": "hi"}], stream=True, **extra
+        )
+        out, failure = [], None
+        try:
+            async for chunk in stream:
+                out.append(chunk_event(chunk))
+        except StreamInterrupted as exc:
+            failure = (str(exc), exc.partial)
+        return b"".join(out), (stream.text, stream.completed, stream.llmroute.usage, failure)
+
+
+async def _wire_read(pieces: list[bytes], usage: bool) -> tuple[bytes, Any]:
+    async with _router(pieces) as router:
+        extra = {"stream_options": {"include_usage": True}} if usage else {}
+        stream = await router.chat.completions.create(
+            model="chat", messages=[{"role": "user", "content": "hi"}], stream=True, **extra
+        )
+        events = stream.wire_events()
+        assert events is not None
+        out, failure = [], None
+        try:
+            async for data in events:
+                out.append(data)
+        except StreamInterrupted as exc:
+            failure = (str(exc), exc.partial)
+        return b"".join(out), (stream.text, stream.completed, stream.llmroute.usage, failure)
+
+
+def _cut(body: bytes, cuts: list[int]) -> list[bytes]:
+    points = sorted({min(c, len(body)) for c in cuts} | {0, len(body)})
+    return [body[a:b] for a, b in itertools.pairwise(points) if b > a]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(st.sampled_from(range(1, len(_EVENTS) - 1)), max_size=12),
+    st.lists(st.integers(0, 3000), max_size=6),
+    st.booleans(),
+    st.sampled_from(["done", "no-done", "cut", "error", "garbage"]),
+)
+def test_a_stream_read_as_events_is_the_stream_read_chunk_by_chunk(
+    middle: list[int], cuts: list[int], usage: bool, ending: str
+) -> None:
+    events = [_EVENTS[0], _EVENTS[1], *(_EVENTS[i] for i in middle)]
+    if ending in ("done", "no-done"):
+        events += [_EVENTS[-3], _EVENTS[-2]] + ([_EVENTS[-1]] if ending == "done" else [])
+    elif ending == "error":
+        events.append(_event({"error": {"message": "overloaded", "type": "server_error"}}))
+    elif ending == "garbage":
+        events.append(_event(b'{"id": 1, "choices": "no"}'))
+    body = b"".join(events)
+    typed = asyncio.run(_typed_read(_cut(body, cuts), usage))
+    wire = asyncio.run(_wire_read(_cut(body, cuts), usage))
+    assert wire == typed
+
+
+@pytest.mark.anyio
+async def test_a_stream_whose_stages_keep_its_chunks_has_no_wire_events() -> None:
+    config = {
+        "providers": {"a": {"type": "openai", "api_key": "k", "base_url": "http://up.invalid/v1"}},
+        "routes": {"chat": {"targets": ["a/m"]}},
+        "cache": {"backend": "memory://"},
+        "logging": {"store": None},
+    }
+    body = b"".join([_EVENTS[0], _EVENTS[1], _EVENTS[-3], _EVENTS[-1]])
+    async with AsyncRouter(config, env={}, transports={"a": _Scripted([body])}) as router:
+        stream = await router.chat.completions.create(
+            model="chat", messages=[{"role": "user", "content": "hi"}], stream=True
+        )
+        assert stream.wire_events() is None
+        assert [c.choices[0].delta.content async for c in stream if c.choices] == ["", "Hel", None]
+
+
+@pytest.mark.parametrize("text", ["a", 'é\\n"', ""])
+def test_a_wire_chunks_event_is_its_data_line(text: str) -> None:
+    data = json.dumps(_chunk({"content": text})).encode()
+    chunk = wire_chunk(data)
+    assert chunk is not None and chunk_event(chunk) == b"data: " + data + b"\n\n"
