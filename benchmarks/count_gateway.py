@@ -2,7 +2,7 @@
 
     python benchmarks/count_gateway.py [--requests 300] [--kinds chat,stream,messages,refused]
         [--chunks 20]
-        (also: responses-stream; bare, bare-stream: the bare pass-through proxy, the floor)
+        (also: own, responses-stream; bare, bare-stream: the bare pass-through proxy, the floor)
 
 The twin of `count_instructions.py` for the HTTP gateway. For each kind of request, runs
 this script under ``valgrind --tool=callgrind`` twice: once with only the warm-up, once
@@ -18,6 +18,8 @@ does not follow.
 Kinds: ``chat`` (a non-streamed ``/v1/chat/completions``), ``stream`` (the same,
 streamed, read to ``[DONE]``), ``messages`` (a non-streamed ``/v1/messages``),
 ``refused`` (a request without the gateway key: a 401 the router never sees);
+``own`` (the ``chat`` request through a transport that answers at once with the
+upstream's body: the gateway's and the router's own work, no socket; deterministic);
 ``responses-stream`` (a streamed ``/v1/responses`` translated for the same chat upstream,
 its events written as SSE: printed with the extra instructions per event over
 ``stream``, when both are counted in the run).
@@ -36,13 +38,13 @@ import re
 import subprocess
 import sys
 import tempfile
-from collections.abc import MutableMapping
+from collections.abc import AsyncIterator, MutableMapping
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from upstream import MODEL, running_upstream
+from upstream import MODEL, completion_body, running_upstream
 
 MESSAGES = [{"role": "user", "content": "Say hello in one short sentence."}]
 WARMUP = 200
@@ -75,6 +77,8 @@ def _config(port: int, kind: str) -> dict[str, Any]:
 
 
 def _request(kind: str) -> tuple[str, bytes]:
+    if kind == "own":
+        kind = "chat"
     body: dict[str, Any] = {"model": "chat", "messages": MESSAGES}
     if kind == "stream":
         body["stream"] = True
@@ -151,6 +155,9 @@ async def _run(kind: str, count: int) -> None:
                 if status != expected:
                     raise RuntimeError(f"{kind}: status {status}, expected {expected}")
         return
+    if kind == "own":
+        await _run_own(path, body, count)
+        return
     with running_upstream(chunks=_chunks()) as port:
         async with AsyncRouter(_config(port, kind)) as router:
             app = create_app(router, close_router=False)
@@ -160,6 +167,40 @@ async def _run(kind: str, count: int) -> None:
                     raise RuntimeError(f"{kind}: status {status}, expected {expected}")
                 if kind == "responses-stream" and events != RESPONSES_EVENTS:
                     raise RuntimeError(f"{events} events, expected {RESPONSES_EVENTS}")
+
+
+async def _run_own(path: str, body: bytes, count: int) -> None:
+    """The ``chat`` request through the gateway to a transport that answers at once."""
+    from llmroute import AsyncRouter, HttpResponse, Transport
+    from llmroute.server import create_app
+
+    answer, headers = completion_body(), {"content-type": "application/json"}
+
+    class Answer(HttpResponse):
+        __slots__ = ("headers", "status")
+
+        def __init__(self) -> None:
+            self.status, self.headers = 200, headers
+
+        async def read(self) -> bytes:
+            return answer
+
+        async def aiter_bytes(self) -> AsyncIterator[bytes]:
+            yield answer
+
+        async def aclose(self) -> None:
+            return None
+
+    class AtOnce(Transport):
+        async def send(self, request: Any, timeouts: Any) -> HttpResponse:
+            return Answer()
+
+    async with AsyncRouter(_config(1, "own"), transports={"up": AtOnce()}) as router:
+        app = create_app(router, close_router=False)
+        for _ in range(WARMUP + count):
+            status, _ = await _one(app, path, body)
+            if status != 200:
+                raise RuntimeError(f"own: status {status}, expected 200")
 
 
 def _chunks() -> int:

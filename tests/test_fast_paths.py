@@ -23,17 +23,30 @@ from urllib.parse import urlsplit
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from llmroute import AsyncRouter
+from llmroute._async_resources import AsyncCompletions
+from llmroute._client_options import RouterState
 from llmroute._clock import SystemClock
+from llmroute._errors import RequestError
 from llmroute._prices import PriceBook
-from llmroute._request import DEFAULT_OPTIONS, RequestOptions, validate_chat_request
+from llmroute._request import (
+    DEFAULT_OPTIONS,
+    ChatRequest,
+    RequestOptions,
+    plain_chat_request,
+    validate_chat_request,
+)
 from llmroute._transports.aiohttp import AiohttpTransport
 from llmroute._types import (
     ChatCompletion,
     ChatCompletionChunk,
     RouteInfo,
     TokenUsage,
+    completion_json,
+    drop_completion_json,
+    keep_completion_json,
     keep_provider_json,
     provider_json,
     validator,
@@ -54,7 +67,7 @@ from llmroute.routing.rate_limits import RateLimitBoard
 from llmroute.routing.select import RequestFacts, Selector
 from llmroute.routing.stats import LiveStats
 from llmroute.server import headers
-from llmroute.server.endpoints.chat import ChatEvents
+from llmroute.server.endpoints.chat import ChatEvents, completion_body
 from llmroute.server.metrics import GatewayMetrics
 from llmroute.server.relay import Pending, start
 
@@ -143,6 +156,256 @@ def test_the_forwarded_provider_json_is_the_chunk_serialised_again(
     assert _no_nulls(json.loads(body)) == _no_nulls(json.loads(plain))
     if indent is None and "object" in chunk:
         assert provider_json(parsed) == data  # the fast path was taken
+
+
+_USAGE = st.fixed_dictionaries(
+    {
+        "prompt_tokens": st.integers(0, 9),
+        "completion_tokens": st.integers(0, 9),
+        "total_tokens": st.integers(0, 18),
+    },
+    optional={
+        "prompt_tokens_details": st.one_of(
+            st.none(), st.fixed_dictionaries({}, optional={"cached_tokens": st.integers(0, 9)})
+        ),
+        "cost": st.floats(0, 1),  # a provider's own field: kept
+    },
+)
+_COMPLETION = st.fixed_dictionaries(
+    {
+        "id": _TEXT,
+        "created": st.one_of(st.integers(0, 2**40), st.just(1.0)),
+        "model": _TEXT,
+        "choices": st.lists(
+            st.fixed_dictionaries(
+                {
+                    "index": st.integers(0, 3),
+                    "message": st.fixed_dictionaries(
+                        {"role": st.just("assistant")},
+                        optional={
+                            "content": st.one_of(st.none(), _TEXT),
+                            "refusal": st.one_of(st.none(), _TEXT),
+                            "tool_calls": st.lists(
+                                st.fixed_dictionaries(
+                                    {
+                                        "id": _TEXT,
+                                        "type": st.just("function"),
+                                        "function": st.fixed_dictionaries(
+                                            {"name": _TEXT, "arguments": _TEXT}
+                                        ),
+                                    }
+                                ),
+                                max_size=2,
+                            ),
+                            "reasoning": _TEXT,
+                        },
+                    ),
+                },
+                optional={
+                    "finish_reason": st.sampled_from([None, "stop", "length", "tool_calls"]),
+                    "logprobs": st.none(),
+                },
+            ),
+            max_size=2,
+        ),
+    },
+    optional={
+        "object": st.just("chat.completion"),
+        "usage": st.one_of(st.none(), _USAGE),
+        "system_fingerprint": st.one_of(st.none(), _TEXT),
+        "service_tier": st.one_of(st.none(), _TEXT),
+        "metadata": st.dictionaries(_TEXT, _TEXT, max_size=2),
+    },
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(completion=_COMPLETION, indent=st.sampled_from([None, 2]), ascii_only=st.booleans())
+def test_the_forwarded_completion_json_is_the_completion_serialised_again(
+    completion: dict[str, Any], indent: int | None, ascii_only: bool
+) -> None:
+    """`completion_json` (`_types.py`): the gateway's body for a non-streamed answer is the
+    provider's own JSON when it may be; read by a client, it says what serialising the
+    completion says. A completion parsed by the OpenAI adapter keeps it; one that changes
+    after it is parsed drops it."""
+    data = json.dumps(completion, indent=indent, ensure_ascii=ascii_only).encode()
+    adapter = OpenAIAdapter("up", OpenAIProviderConfig(type="openai", api_key="x"))
+    parsed = adapter.parse_chat(data, "m")
+    plain = ChatCompletion.__pydantic_serializer__.to_json(parsed)
+    body = completion_body(parsed)
+    assert _no_nulls(json.loads(body)) == _no_nulls(json.loads(plain))
+    kept = "object" in completion and completion.get("usage") is not None
+    assert (completion_json(parsed) == data) is kept  # the fast path was taken when it may be
+    if kept:
+        copied = parsed.model_copy(update={"model": "other"})
+        assert completion_json(copied) is None  # a copy is serialised
+        drop_completion_json(parsed)
+        assert completion_json(parsed) is None
+        assert completion_body(parsed) == plain
+    keep_completion_json(parsed, b"{}")
+    assert (completion_json(parsed) == b"{}") is kept  # kept only when it may be
+
+
+# ---------------------------------------------------------------- a plain chat request
+
+_ROLE = st.sampled_from(["system", "developer", "user", "assistant", "tool", "function", "User"])
+_MESSAGE_CONTENT = st.one_of(
+    _TEXT,
+    st.none(),
+    st.integers(),
+    st.lists(st.fixed_dictionaries({"type": st.just("text"), "text": _TEXT}), max_size=1),
+)
+_PLAIN_MESSAGE = st.one_of(
+    st.fixed_dictionaries(
+        {"role": _ROLE, "content": _MESSAGE_CONTENT},
+        optional={"name": _TEXT, "tool_call_id": _TEXT},
+    ),
+    st.fixed_dictionaries({"content": _TEXT}, optional={"role": st.lists(_ROLE, max_size=1)}),
+    st.none(),
+    _TEXT,
+)
+#: Requests near the plain shape: one thing off at most, usually.
+_NEAR_PLAIN = st.fixed_dictionaries(
+    {
+        "model": st.sampled_from(["chat", "", "a", "up/gpt"]),
+        "messages": st.lists(
+            st.fixed_dictionaries(
+                {
+                    "role": st.sampled_from(["system", "developer", "user", "assistant", "tool"]),
+                    "content": st.one_of(_TEXT, _TEXT, st.none(), st.integers()),
+                },
+                optional={"name": _TEXT},
+            ),
+            max_size=3,
+        ),
+    },
+    optional={"stream": st.one_of(st.booleans(), st.none(), st.integers(0, 1))},
+)
+_ANY_PARAMS = st.fixed_dictionaries(
+    {},
+    optional={
+        "model": st.one_of(st.just("chat"), _TEXT, st.none(), st.integers()),
+        "messages": st.one_of(
+            st.lists(_PLAIN_MESSAGE, max_size=3), st.none(), _TEXT, st.tuples(_PLAIN_MESSAGE)
+        ),
+        "stream": st.one_of(st.booleans(), st.none(), st.integers(0, 1), st.just("true")),
+        "temperature": st.floats(0, 3),
+        "verbosity": _TEXT,  # not a chat field: an extra
+    },
+)
+_CHAT_PARAMS = st.one_of(_NEAR_PLAIN, _ANY_PARAMS)
+
+
+def _same_request(built: ChatRequest, validated: ChatRequest) -> None:
+    assert type(built) is ChatRequest and built == validated
+    assert built.model_fields_set == validated.model_fields_set
+    assert built.model_extra == validated.model_extra
+    assert list(built.__dict__) == list(validated.__dict__)
+    for mine, theirs in zip(built.messages, validated.messages, strict=True):
+        assert type(mine) is type(theirs) and mine == theirs
+        assert mine.model_fields_set == theirs.model_fields_set
+        assert mine.model_extra == theirs.model_extra
+    dumped = built.model_dump_json(exclude_unset=True)
+    assert dumped == validated.model_dump_json(exclude_unset=True)
+
+
+@settings(max_examples=400, deadline=None)
+@given(params=_CHAT_PARAMS)
+def test_a_plain_chat_request_is_what_validation_makes(params: dict[str, Any]) -> None:
+    """`plain_chat_request` (`_request.py`): what it builds is what validation makes, and
+    it builds nothing validation would refuse."""
+    built = plain_chat_request(params)
+    try:
+        validated = validator(ChatRequest).validate_python(params)
+    except ValidationError:
+        assert built is None
+        return
+    if built is not None:
+        _same_request(built, validated)
+
+
+@pytest.mark.parametrize("stream", [None, True, False])
+def test_a_plain_chat_request_is_built_without_validation(stream: bool | None) -> None:
+    """The fast path is taken for the plain requests it is for (and `validate_chat_request`
+    takes it)."""
+    messages = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "developer", "content": ""},
+        {"role": "user", "content": "Say hello in one short sentence. é"},
+    ]
+    params: dict[str, Any] = {"model": "chat", "messages": messages}
+    if stream is not None:
+        params["stream"] = stream
+    built = plain_chat_request(params)
+    assert built is not None
+    _same_request(built, validator(ChatRequest).validate_python(params))
+    _same_request(validate_chat_request(params), built)
+    assert plain_chat_request({**params, "temperature": 1.0}) is None  # validated
+
+
+class _Recording:
+    """An executor that records what reaches it."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Any, ...]] = []
+
+    async def _done(self) -> None:
+        return None
+
+    def chat(self, *args: Any) -> Any:
+        self.calls.append(args)
+        return self._done()
+
+
+def _reached(call: Any) -> tuple[Any, ...]:
+    """What a call gave the executor, or the error it raised instead."""
+    recording = _Recording()
+    completions = AsyncCompletions(recording, RouterState())  # type: ignore[arg-type]
+    try:
+        asyncio.run(call(completions))
+    except RequestError as exc:
+        return ("error", str(exc), exc.param)
+    assert len(recording.calls) == 1
+    return recording.calls[0]
+
+
+_BODY = st.one_of(
+    _CHAT_PARAMS,
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "model": st.one_of(st.none(), st.just("chat")),
+            "messages": st.one_of(st.none(), st.just([{"role": "user", "content": "hi"}])),
+            "max_tokens": st.one_of(st.none(), st.integers(-1, 9), st.just(2.0)),
+            "timeout": st.floats(0, 9),  # an API parameter in a body, not the client's
+            "extra_headers": st.dictionaries(_TEXT, _TEXT, max_size=1),
+            "user": st.one_of(st.none(), _TEXT),
+        },
+    ),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(body=_BODY)
+def test_a_body_reaches_the_pipeline_as_create_sends_it(body: dict[str, Any]) -> None:
+    """`AsyncCompletions.create_from_body` (the gateway's way in) gives the pipeline what
+    ``create()`` gives it for the same body, or raises what it raises."""
+    options = RequestOptions(user="u")
+
+    async def plain(completions: AsyncCompletions) -> None:
+        rest = dict(body)
+        model, messages = rest.pop("model", None), rest.pop("messages", None)
+        await completions.create(model=model, messages=messages, extra_body=rest, llmroute=options)
+
+    async def direct(completions: AsyncCompletions) -> None:
+        await completions.create_from_body(dict(body), options)
+
+    expected, got = _reached(plain), _reached(direct)
+    if expected[0] == "error":
+        assert got == expected
+        return
+    _same_request(got[0], expected[0])
+    assert got[1:] == expected[1:]
 
 
 def test_validator_builds_a_deferred_model_from_a_shallow_stack(tmp_path: Any) -> None:

@@ -35,7 +35,12 @@ import random
 from dataclasses import dataclass
 
 from .._request import DEFAULT_OPTIONS, ChatRequest
-from .._types import ChatCompletion, CompletionUsage, CreateEmbeddingResponse
+from .._types import (
+    ChatCompletion,
+    CompletionUsage,
+    CreateEmbeddingResponse,
+    drop_completion_json,
+)
 from ..pipeline.stage import Answer, Outcome, RequestContext, Stage
 from ..responses.events import response_events
 from ..responses.types import Response, ResponseStreamEvent
@@ -324,6 +329,7 @@ class CacheStage(Stage):
             return
         if isinstance(response, ChatCompletion) and response.usage is None and info.usage:
             usage = info.usage  # what the stream's caller was told (the provider sent none)
+            drop_completion_json(response)
             response.usage = CompletionUsage(
                 prompt_tokens=usage.input, completion_tokens=usage.output, total_tokens=usage.total
             )

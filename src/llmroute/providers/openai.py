@@ -30,6 +30,7 @@ from .._types import (
     ChatCompletion,
     ChatCompletionChunk,
     CreateEmbeddingResponse,
+    keep_completion_json,
     keep_provider_json,
     validator,
 )
@@ -303,7 +304,6 @@ class OpenAIAdapter(ProviderAdapter):
     def parse_chat(self, body: bytes, model: str) -> ChatCompletion:
         try:
             completion: ChatCompletion = validator(ChatCompletion).validate_json(body)
-            return completion
         except ValidationError as exc:
             raise MalformedResponse(
                 f"unexpected chat completion body: {_first_problem(exc)}",
@@ -312,6 +312,8 @@ class OpenAIAdapter(ProviderAdapter):
                 status=200,
                 body=body,
             ) from exc
+        keep_completion_json(completion, body)
+        return completion
 
     def stream_decoder(self, request: ChatRequest, model: str) -> StreamDecoder:
         return OpenAIStreamDecoder(self, model)

@@ -1,4 +1,5 @@
-"""The Responses API's output items, their content parts and usage, and `construct`.
+"""The Responses API's output items, their content parts and usage (and `construct`, from
+`llmroute._construct`).
 
 `llmroute.responses.types` re-exports every name here (the `Response` that holds them
 and the stream events are there).
@@ -6,11 +7,11 @@ and the stream events are there).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Tag
+from pydantic import ConfigDict, Discriminator, Tag
 
+from .._construct import construct
 from .._route_info import TokenUsage
 from .._types import OpenAIObject
 
@@ -37,48 +38,6 @@ __all__ = [
 ]
 
 _OPEN = ConfigDict(extra="allow", defer_build=True)
-
-M = TypeVar("M", bound=BaseModel)
-_new = object.__new__
-# The setters of the slots every pydantic model has, called directly: they take their
-# two arguments without `object.__setattr__`'s argument slicing, type check and name
-# lookup (~2,900 of a small model's ~10,100 instructions, callgrind).
-_SLOTS = BaseModel.__dict__
-_set_dict = _SLOTS["__dict__"].__set__
-_set_fields = _SLOTS["__pydantic_fields_set__"].__set__
-_set_extra = _SLOTS["__pydantic_extra__"].__set__
-_set_private = _SLOTS["__pydantic_private__"].__set__
-
-
-def construct(
-    cls: type[M],
-    values: dict[str, Any],
-    fields: Iterable[str] | None = None,
-    extra: dict[str, Any] | None = None,
-) -> M:
-    """A `cls` holding `values`, trusted (not validated; taken, not copied).
-
-    `values` must give every field of `cls`, defaults included; `fields` names those
-    that count as set, so are dumped (all of `values` if None); `extra` holds the extra
-    fields (set too, as validation counts them). What `model_construct` makes, for a
-    quarter of its instructions (a small model: ~7,300 against ~27,400, callgrind;
-    ~10,100 when it set the slots through `object.__setattr__`, bca4e87); pydantic-core's
-    validator costs ~7,800 for a small flat model, and less per model for a nested one
-    (`usage_from_tokens`).
-    Oracle: tests/test_responses_types.py (every builder's result validates back equal).
-    """
-    model = _new(cls)
-    given = set(values if fields is None else fields)
-    if extra is None:
-        extra = {}
-    else:
-        given.update(extra)  # as validation counts them
-    _set_dict(model, values)
-    _set_fields(model, given)
-    _set_extra(model, extra)
-    _set_private(model, None)
-    return model
-
 
 ResponseStatus = Literal["completed", "failed", "in_progress", "cancelled", "queued", "incomplete"]
 ItemStatus = Literal["in_progress", "completed", "incomplete"]
