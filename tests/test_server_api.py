@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from _gateway import USER, in_process_gateway, running_gateway
 from _upstream import Upstream
-from llmroute import Stage
+from llmroute import ChatCompletion, Outcome, RequestContext, Stage
 from llmroute.observe import RequestRecord
 
 pytestmark = pytest.mark.anyio
@@ -306,3 +306,38 @@ async def test_metrics_can_need_a_key_or_be_off() -> None:
     off = {"metrics": "off"}
     async with in_process_gateway(CONFIG, server=off) as gateway, gateway.http() as http:
         assert (await http.get(f"{gateway.root}/metrics")).status_code == 404
+
+
+async def test_a_stage_that_changes_a_completion_changes_what_the_gateway_sends(
+    upstream: Upstream,
+) -> None:
+    """The gateway forwards a provider's own JSON only while no stage may have changed the
+    completion: a stage's change in `after()` is what the client gets."""
+
+    class Redact(Stage):
+        name = "redact"
+
+        async def after(self, ctx: RequestContext, outcome: Outcome) -> None:
+            response = outcome.response
+            if isinstance(response, ChatCompletion):
+                response.choices[0].message.content = "[redacted]"
+
+    class Reads(Stage):
+        name = "reads"
+        changes_answers = False
+
+    config = {
+        "providers": {"up": {"type": "openai", "base_url": upstream.base_url, "api_key": "k"}},
+        "routes": {"chat": {"targets": ["up/up-model"]}},
+        "logging": {"store": None},
+    }
+    async with in_process_gateway(config) as gateway, gateway.http() as http:
+        body = {"model": "chat", "messages": USER}
+        plain = await http.post(f"{gateway.root}/v1/chat/completions", json=body)
+        assert plain.json()["choices"][0]["message"]["content"] == "Hello!"
+        gateway.router.add_stage(Reads())
+        read = await http.post(f"{gateway.root}/v1/chat/completions", json=body)
+        assert read.content == plain.content  # still the provider's own bytes
+        gateway.router.add_stage(Redact())
+        redacted = await http.post(f"{gateway.root}/v1/chat/completions", json=body)
+        assert redacted.json()["choices"][0]["message"]["content"] == "[redacted]"

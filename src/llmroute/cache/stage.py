@@ -126,6 +126,7 @@ class CacheStage(Stage):
     """The response cache (see the module docstring)."""
 
     name = "cache"
+    changes_answers = False  # a usage it fills in drops the provider's JSON itself
 
     def __init__(self, config: CacheConfig, backend: CacheBackend) -> None:
         self._config = config
