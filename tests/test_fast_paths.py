@@ -44,9 +44,6 @@ from llmroute._types import (
     ChatCompletionChunk,
     RouteInfo,
     TokenUsage,
-    completion_json,
-    drop_completion_json,
-    keep_completion_json,
     keep_provider_json,
     provider_json,
     validator,
@@ -67,7 +64,7 @@ from llmroute.routing.rate_limits import RateLimitBoard
 from llmroute.routing.select import RequestFacts, Selector
 from llmroute.routing.stats import LiveStats
 from llmroute.server import headers
-from llmroute.server.endpoints.chat import ChatEvents, completion_body
+from llmroute.server.endpoints.chat import ChatEvents
 from llmroute.server.metrics import GatewayMetrics
 from llmroute.server.relay import Pending, start
 
@@ -156,94 +153,6 @@ def test_the_forwarded_provider_json_is_the_chunk_serialised_again(
     assert _no_nulls(json.loads(body)) == _no_nulls(json.loads(plain))
     if indent is None and "object" in chunk:
         assert provider_json(parsed) == data  # the fast path was taken
-
-
-_USAGE = st.fixed_dictionaries(
-    {
-        "prompt_tokens": st.integers(0, 9),
-        "completion_tokens": st.integers(0, 9),
-        "total_tokens": st.integers(0, 18),
-    },
-    optional={
-        "prompt_tokens_details": st.one_of(
-            st.none(), st.fixed_dictionaries({}, optional={"cached_tokens": st.integers(0, 9)})
-        ),
-        "cost": st.floats(0, 1),  # a provider's own field: kept
-    },
-)
-_COMPLETION = st.fixed_dictionaries(
-    {
-        "id": _TEXT,
-        "created": st.one_of(st.integers(0, 2**40), st.just(1.0)),
-        "model": _TEXT,
-        "choices": st.lists(
-            st.fixed_dictionaries(
-                {
-                    "index": st.integers(0, 3),
-                    "message": st.fixed_dictionaries(
-                        {"role": st.just("assistant")},
-                        optional={
-                            "content": st.one_of(st.none(), _TEXT),
-                            "refusal": st.one_of(st.none(), _TEXT),
-                            "tool_calls": st.lists(
-                                st.fixed_dictionaries(
-                                    {
-                                        "id": _TEXT,
-                                        "type": st.just("function"),
-                                        "function": st.fixed_dictionaries(
-                                            {"name": _TEXT, "arguments": _TEXT}
-                                        ),
-                                    }
-                                ),
-                                max_size=2,
-                            ),
-                            "reasoning": _TEXT,
-                        },
-                    ),
-                },
-                optional={
-                    "finish_reason": st.sampled_from([None, "stop", "length", "tool_calls"]),
-                    "logprobs": st.none(),
-                },
-            ),
-            max_size=2,
-        ),
-    },
-    optional={
-        "object": st.just("chat.completion"),
-        "usage": st.one_of(st.none(), _USAGE),
-        "system_fingerprint": st.one_of(st.none(), _TEXT),
-        "service_tier": st.one_of(st.none(), _TEXT),
-        "metadata": st.dictionaries(_TEXT, _TEXT, max_size=2),
-    },
-)
-
-
-@settings(max_examples=200, deadline=None)
-@given(completion=_COMPLETION, indent=st.sampled_from([None, 2]), ascii_only=st.booleans())
-def test_the_forwarded_completion_json_is_the_completion_serialised_again(
-    completion: dict[str, Any], indent: int | None, ascii_only: bool
-) -> None:
-    """`completion_json` (`_types.py`): the gateway's body for a non-streamed answer is the
-    provider's own JSON when it may be; read by a client, it says what serialising the
-    completion says. A completion parsed by the OpenAI adapter keeps it; one that changes
-    after it is parsed drops it."""
-    data = json.dumps(completion, indent=indent, ensure_ascii=ascii_only).encode()
-    adapter = OpenAIAdapter("up", OpenAIProviderConfig(type="openai", api_key="x"))
-    parsed = adapter.parse_chat(data, "m")
-    plain = ChatCompletion.__pydantic_serializer__.to_json(parsed)
-    body = completion_body(parsed)
-    assert _no_nulls(json.loads(body)) == _no_nulls(json.loads(plain))
-    kept = "object" in completion and completion.get("usage") is not None
-    assert (completion_json(parsed) == data) is kept  # the fast path was taken when it may be
-    if kept:
-        copied = parsed.model_copy(update={"model": "other"})
-        assert completion_json(copied) is None  # a copy is serialised
-        drop_completion_json(parsed)
-        assert completion_json(parsed) is None
-        assert completion_body(parsed) == plain
-    keep_completion_json(parsed, b"{}")
-    assert (completion_json(parsed) == b"{}") is kept  # kept only when it may be
 
 
 # ---------------------------------------------------------------- a plain chat request

@@ -311,8 +311,8 @@ async def test_metrics_can_need_a_key_or_be_off() -> None:
 async def test_a_stage_that_changes_a_completion_changes_what_the_gateway_sends(
     upstream: Upstream,
 ) -> None:
-    """The gateway forwards a provider's own JSON only while no stage may have changed the
-    completion: a stage's change in `after()` is what the client gets."""
+    """A stage's change to the completion in `after()` is what the gateway's client gets
+    (the gateway serialises the completion the router returned, not the provider's body)."""
 
     class Redact(Stage):
         name = "redact"
@@ -321,10 +321,6 @@ async def test_a_stage_that_changes_a_completion_changes_what_the_gateway_sends(
             response = outcome.response
             if isinstance(response, ChatCompletion):
                 response.choices[0].message.content = "[redacted]"
-
-    class Reads(Stage):
-        name = "reads"
-        changes_answers = False
 
     config = {
         "providers": {"up": {"type": "openai", "base_url": upstream.base_url, "api_key": "k"}},
@@ -335,9 +331,6 @@ async def test_a_stage_that_changes_a_completion_changes_what_the_gateway_sends(
         body = {"model": "chat", "messages": USER}
         plain = await http.post(f"{gateway.root}/v1/chat/completions", json=body)
         assert plain.json()["choices"][0]["message"]["content"] == "Hello!"
-        gateway.router.add_stage(Reads())
-        read = await http.post(f"{gateway.root}/v1/chat/completions", json=body)
-        assert read.content == plain.content  # still the provider's own bytes
         gateway.router.add_stage(Redact())
         redacted = await http.post(f"{gateway.root}/v1/chat/completions", json=body)
         assert redacted.json()["choices"][0]["message"]["content"] == "[redacted]"

@@ -275,3 +275,46 @@ def test_a_wire_chunks_event_is_its_data_line(text: str) -> None:
     data = json.dumps(_chunk({"content": text})).encode()
     chunk = wire_chunk(data)
     assert chunk is not None and chunk_event(chunk) == b"data: " + data + b"\n\n"
+
+
+def test_a_service_tier_of_another_type_takes_the_typed_path() -> None:
+    data = json.dumps(_chunk({"content": "x"}, service_tier=5)).encode()
+    assert wire_chunk(data) is None
+    with pytest.raises(ValidationError):
+        _typed.validate_json(data)
+
+
+class _FailingCleanup(_Pieces):
+    """A custom engine's body whose generator fails as it is closed (its body never ends)."""
+
+    async def aiter_bytes(self) -> AsyncIterator[bytes]:
+        try:
+            for piece in self._pieces:
+                yield piece
+            yield b": keep-alive\n\n"
+        finally:
+            raise OSError("cleanup failed")
+
+
+@pytest.mark.anyio
+async def test_a_body_whose_cleanup_fails_still_ends_the_stream_and_accounts_for_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    body = b"".join([_EVENTS[0], _EVENTS[1], _EVENTS[-3], _EVENTS[-2], _EVENTS[-1]])
+
+    class Failing(_Scripted):
+        async def send(self, request: HttpRequest, timeouts: Timeouts) -> HttpResponse:
+            return _FailingCleanup(self.pieces)
+
+    config = {
+        "providers": {"a": {"type": "openai", "api_key": "k", "base_url": "http://up.invalid/v1"}},
+        "routes": {"chat": {"targets": ["a/m"]}},
+        "logging": {"store": None},
+    }
+    async with AsyncRouter(config, env={}, transports={"a": Failing([body])}) as router:
+        stream = await router.chat.completions.create(
+            model="chat", messages=[{"role": "user", "content": "hi"}], stream=True
+        )
+        assert [c.choices[0].delta.content async for c in stream if c.choices] == ["", "Hel", None]
+        assert stream.completed and stream.llmroute.usage is not None
+    assert "closing a finished stream's body failed" in caplog.text

@@ -387,10 +387,6 @@ class RoutedObject(OpenAIObject):
 class ChatCompletion(RoutedObject):
     """A chat completion, exactly as the Chat Completions API returns it."""
 
-    # The provider's own JSON for the completion, when it was validated from it and says
-    # everything the completion says (`keep_completion_json`): the gateway forwards it.
-    __slots__ = ("_raw",)
-
     model_config = _OPEN
     id: str
     object: Literal["chat.completion"] = "chat.completion"
@@ -493,48 +489,6 @@ def keep_provider_json(chunk: ChatCompletionChunk, data: bytes) -> None:
 _RAW = ChatCompletionChunk.__dict__["_raw"]
 #: The fields a forwarded chunk's own JSON must have set (`object` has a default).
 _CHUNK_FIELDS = frozenset({"id", "object", "created", "model", "choices"})
-
-
-def completion_json(completion: ChatCompletion) -> bytes | None:
-    """The JSON body the provider sent for `completion`, if it was validated from one and
-    kept (`keep_completion_json`).
-
-    Fast path: the gateway forwards it instead of serialising the completion again
-    (pydantic's serializer: ~24,000 instructions for a one-choice completion; a
-    non-streamed gateway chat completion 883,641 -> 859,853, callgrind, count_gateway.py,
-    this branch). Oracle: tests/test_fast_paths.py
-    (``test_the_forwarded_completion_json_is_the_completion_serialised_again``).
-    """
-    try:
-        raw: bytes = _COMPLETION_RAW.__get__(completion)  # the slot: see `provider_json`
-    except AttributeError:
-        return None
-    return raw
-
-
-def keep_completion_json(completion: ChatCompletion, body: bytes) -> None:
-    """Remember `body`, the JSON `completion` was validated from: kept only when it states
-    every field the schema requires itself and a usage, so that forwarding it is the same
-    as serialising the completion (but for null fields left out), and nothing that fills
-    a missing usage in (the cache stores one it estimated) makes the two differ.
-
-    Code that changes a completion after it is parsed calls `drop_completion_json`.
-    """
-    fields = completion.__pydantic_fields_set__
-    if fields >= _COMPLETION_FIELDS and completion.__dict__["usage"] is not None:
-        object.__setattr__(completion, "_raw", body)
-
-
-def drop_completion_json(completion: ChatCompletion) -> None:
-    """Forget the provider's JSON of `completion` (it is about to change)."""
-    if completion_json(completion) is not None:
-        _COMPLETION_RAW.__delete__(completion)
-
-
-#: The slot holding a completion's own JSON.
-_COMPLETION_RAW = ChatCompletion.__dict__["_raw"]
-#: The fields a forwarded completion's own JSON must have set.
-_COMPLETION_FIELDS = frozenset({"id", "object", "created", "model", "choices", "usage"})
 
 
 # ---------------------------------------------------------------- models

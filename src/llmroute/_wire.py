@@ -86,6 +86,7 @@ def _plain_chunk_schema() -> SchemaValidator:
             "model": core_schema.typed_dict_field(text),
             "choices": core_schema.typed_dict_field(core_schema.list_schema(choice, strict=True)),
             "system_fingerprint": maybe_text,
+            "service_tier": maybe_text,
             # a usage chunk takes the typed path (its usage is read); null is no usage
             "usage": core_schema.typed_dict_field(core_schema.none_schema(), required=False),
         },

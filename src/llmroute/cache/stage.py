@@ -35,12 +35,7 @@ import random
 from dataclasses import dataclass
 
 from .._request import DEFAULT_OPTIONS, ChatRequest
-from .._types import (
-    ChatCompletion,
-    CompletionUsage,
-    CreateEmbeddingResponse,
-    drop_completion_json,
-)
+from .._types import ChatCompletion, CompletionUsage, CreateEmbeddingResponse
 from ..pipeline.stage import Answer, Outcome, RequestContext, Stage
 from ..responses.events import response_events
 from ..responses.types import Response, ResponseStreamEvent
@@ -126,7 +121,6 @@ class CacheStage(Stage):
     """The response cache (see the module docstring)."""
 
     name = "cache"
-    changes_answers = False  # a usage it fills in drops the provider's JSON itself
 
     def __init__(self, config: CacheConfig, backend: CacheBackend) -> None:
         self._config = config
@@ -330,7 +324,6 @@ class CacheStage(Stage):
             return
         if isinstance(response, ChatCompletion) and response.usage is None and info.usage:
             usage = info.usage  # what the stream's caller was told (the provider sent none)
-            drop_completion_json(response)
             response.usage = CompletionUsage(
                 prompt_tokens=usage.input, completion_tokens=usage.output, total_tokens=usage.total
             )

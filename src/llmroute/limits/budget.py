@@ -88,7 +88,6 @@ class BudgetStage(Stage):
     """Enforces the `budgets` rules (see the module docstring)."""
 
     name = "budgets"
-    changes_answers = False  # it charges; the answer is left as it is
 
     def __init__(
         self, config: BudgetsConfig, store: BudgetStore, clock: Clock, prices: PriceBook

@@ -104,7 +104,6 @@ class RateLimitStage(Stage):
     """Enforces the `rate_limits` rules (see the module docstring)."""
 
     name = "rate_limits"
-    changes_answers = False  # it counts; the answer is left as it is
 
     def __init__(self, config: RateLimitsConfig, store: GcraStore, clock: Clock) -> None:
         self._config = config

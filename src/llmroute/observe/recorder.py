@@ -104,7 +104,6 @@ class Recorder(Stage):
     """Records every request of a router: sinks, OpenTelemetry, hooks."""
 
     name = "recorder"
-    changes_answers = False  # it records; the answer is left as it is
 
     def __init__(
         self,

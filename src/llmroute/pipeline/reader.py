@@ -9,6 +9,7 @@ they decode and deliver, and what their end means, is each stream's own
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import AsyncIterator
@@ -20,6 +21,8 @@ from .._timeouts import StreamDeadline
 from .._transports import HttpResponse, TransportError, close_iterator
 
 __all__ = ["StreamReader"]
+
+_log = logging.getLogger("llmroute")
 
 T = TypeVar("T")
 
@@ -64,8 +67,17 @@ class StreamReader(ABC, Generic[T]):
             await self._response.release()
         else:
             await self._response.aclose()
-        # after the release: an engine may read the body's tail through the same iterator
-        await close_iterator(self._batches)
+        await self._close_batches()
+
+    async def _close_batches(self) -> None:
+        """Close the body's iterators now rather than leave them to the event loop's
+        finalizer hook (after the release: an engine may read the body's tail through
+        them). A failure there is a custom transport's cleanup failing after the stream
+        ended: logged, so that the stream still ends and is accounted for."""
+        try:
+            await close_iterator(self._batches)
+        except Exception:
+            _log.warning("llmroute: closing a finished stream's body failed", exc_info=True)
 
     async def aclose(self) -> None:
         """Stop reading and release the connection; safe to call more than once."""

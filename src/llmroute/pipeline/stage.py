@@ -17,7 +17,7 @@ disk) hands it to a background task and returns.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, ClassVar, Literal
+from typing import TYPE_CHECKING, Literal
 
 from .._types import ChatCompletion, ChatCompletionChunk, CreateEmbeddingResponse, RouteInfo
 from ..responses.types import Response, ResponseStreamEvent
@@ -111,10 +111,6 @@ class Stage:
 
     #: The stage's name, used for `RequestContext.state` and `Outcome.answered_by`.
     name: str = "stage"
-    #: Whether `after()` may change the answer it is given (`Outcome.response`). The
-    #: gateway forwards a provider's own JSON only when no stage may have changed it;
-    #: a stage that only reads the outcome sets this to False.
-    changes_answers: ClassVar[bool] = True
 
     async def before(self, ctx: RequestContext) -> Answer | None:
         """Run before routing: raise to refuse, return an `Answer` to answer, None to go on."""

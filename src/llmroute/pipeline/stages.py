@@ -12,7 +12,6 @@ import logging
 
 import anyio
 
-from .._types import ChatCompletion, drop_completion_json
 from .stage import Answer, Outcome, RequestContext, Stage
 
 __all__ = ["StageRunner"]
@@ -44,8 +43,6 @@ class StageRunner:
         # Every stage sees every outcome: one stage's failure must not cost the others
         # their accounting (limits, budgets), nor the caller an answer it already has.
         for stage in self.stages:
-            if stage.changes_answers and isinstance(outcome.response, ChatCompletion):
-                drop_completion_json(outcome.response)  # what it makes of it is sent
             try:
                 await stage.after(ctx, outcome)
             except Exception:

@@ -12,7 +12,7 @@ from typing import Any
 
 from .._errors import LLMRouteError, ProviderError, ProviderTimeout, StreamInterrupted
 from .._timeouts import StreamDeadline
-from .._transports import TransportError, close_iterator
+from .._transports import TransportError
 from .._types import ChatCompletionChunk, CompletionUsage, RouteInfo
 from .._wire import WireChunk, chunk_event
 from .exchange import OpenedStream
@@ -261,7 +261,7 @@ class AsyncChatStream(StreamReader[ChatCompletionChunk]):
     async def _continue(self, cause: BaseException | None) -> bool:
         """Hand the rest of the answer to the next target; False when none could take it."""
         await self._response.aclose()
-        await close_iterator(self._batches)
+        await self._close_batches()
         try:
             opened = await self._session.continue_after(self.text, cause)
         except LLMRouteError:

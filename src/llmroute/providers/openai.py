@@ -30,7 +30,6 @@ from .._types import (
     ChatCompletion,
     ChatCompletionChunk,
     CreateEmbeddingResponse,
-    keep_completion_json,
     keep_provider_json,
     validator,
 )
@@ -312,7 +311,6 @@ class OpenAIAdapter(ProviderAdapter):
                 status=200,
                 body=body,
             ) from exc
-        keep_completion_json(completion, body)
         return completion
 
     def stream_decoder(self, request: ChatRequest, model: str) -> StreamDecoder:

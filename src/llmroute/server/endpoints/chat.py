@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..._errors import LLMRouteError, UnknownModel
-from ..._types import ChatCompletion, ChatCompletionChunk, completion_json
+from ..._types import ChatCompletion, ChatCompletionChunk
 from ..._wire import chunk_event
 from ..errors import HTTPError, sse_error_event
 from ..headers import control_options
@@ -12,7 +12,7 @@ from ..request import GatewayRequest
 from ..responses import answer, send_stream
 from ..scrub import ErrorText
 
-__all__ = ["ChatEvents", "ChatWire", "completion_body", "create_chat_completion"]
+__all__ = ["ChatEvents", "ChatWire", "create_chat_completion"]
 
 _DONE = b"data: [DONE]\n\n"
 _completion_json = ChatCompletion.__pydantic_serializer__.to_json
@@ -68,12 +68,6 @@ _EVENTS = ChatEvents()
 _WIRE = ChatWire()
 
 
-def completion_body(completion: ChatCompletion) -> bytes:
-    """A non-streamed answer's body: the provider's own JSON when it can be forwarded as it
-    is (`completion_json`), else the completion serialised."""
-    return completion_json(completion) or _completion_json(completion)
-
-
 async def create_chat_completion(request: GatewayRequest) -> None:
     """Answer one chat completion request through the router."""
     identity = request.identity()
@@ -101,4 +95,4 @@ async def create_chat_completion(request: GatewayRequest) -> None:
         completion = await completions.create_from_body(params, options)
     except UnknownModel as exc:
         raise identity.visible(exc) from None
-    await answer(request, "chat", completion_body(completion), completion.llmroute)
+    await answer(request, "chat", _completion_json(completion), completion.llmroute)
