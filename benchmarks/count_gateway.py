@@ -38,13 +38,13 @@ import re
 import subprocess
 import sys
 import tempfile
-from collections.abc import AsyncIterator, MutableMapping
+from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from upstream import MODEL, completion_body, running_upstream
+from upstream import MODEL, at_once_transport, running_upstream
 
 MESSAGES = [{"role": "user", "content": "Say hello in one short sentence."}]
 WARMUP = 200
@@ -171,31 +171,10 @@ async def _run(kind: str, count: int) -> None:
 
 async def _run_own(path: str, body: bytes, count: int) -> None:
     """The ``chat`` request through the gateway to a transport that answers at once."""
-    from llmroute import AsyncRouter, HttpResponse, Transport
+    from llmroute import AsyncRouter
     from llmroute.server import create_app
 
-    answer, headers = completion_body(), {"content-type": "application/json"}
-
-    class Answer(HttpResponse):
-        __slots__ = ("headers", "status")
-
-        def __init__(self) -> None:
-            self.status, self.headers = 200, headers
-
-        async def read(self) -> bytes:
-            return answer
-
-        async def aiter_bytes(self) -> AsyncIterator[bytes]:
-            yield answer
-
-        async def aclose(self) -> None:
-            return None
-
-    class AtOnce(Transport):
-        async def send(self, request: Any, timeouts: Any) -> HttpResponse:
-            return Answer()
-
-    async with AsyncRouter(_config(1, "own"), transports={"up": AtOnce()}) as router:
+    async with AsyncRouter(_config(1, "own"), transports={"up": at_once_transport()}) as router:
         app = create_app(router, close_router=False)
         for _ in range(WARMUP + count):
             status, _ = await _one(app, path, body)

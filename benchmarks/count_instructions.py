@@ -42,13 +42,12 @@ import re
 import subprocess
 import sys
 import tempfile
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from upstream import MODEL, completion_body, running_upstream
+from upstream import MODEL, at_once_transport, running_upstream
 
 MESSAGES = [{"role": "user", "content": "Say hello in one short sentence."}]
 WARMUP = 200
@@ -158,31 +157,10 @@ async def _run_raw(count: int) -> None:
 
 
 async def _run_own(count: int) -> None:
-    from llmroute import AsyncRouter, HttpResponse, Transport
-
-    body, headers = completion_body(), {"content-type": "application/json"}
-
-    class Answer(HttpResponse):
-        __slots__ = ("headers", "status")
-
-        def __init__(self) -> None:
-            self.status, self.headers = 200, headers
-
-        async def read(self) -> bytes:
-            return body
-
-        async def aiter_bytes(self) -> AsyncIterator[bytes]:
-            yield body
-
-        async def aclose(self) -> None:
-            return None
-
-    class AtOnce(Transport):
-        async def send(self, request: Any, timeouts: Any) -> HttpResponse:
-            return Answer()
+    from llmroute import AsyncRouter
 
     config = _config(1, "own")
-    async with AsyncRouter(config, transports={"up": AtOnce()}) as router:
+    async with AsyncRouter(config, transports={"up": at_once_transport()}) as router:
         create = router.chat.completions.create
         for _ in range(WARMUP + count):
             await create(model="chat", messages=MESSAGES)

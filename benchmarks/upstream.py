@@ -31,7 +31,8 @@ import contextlib
 import json
 import multiprocessing
 import socket
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 CREATED = 1_700_000_000
 MODEL = "bench-model"
@@ -77,6 +78,36 @@ def _chunk(delta: dict[str, object], finish: str | None = None, usage: object = 
     if usage:
         payload["usage"] = usage
     return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
+
+
+def at_once_transport() -> Any:
+    """An llmroute `Transport` that answers every request at once with `completion_body()`,
+    without a socket: what is left to count is llmroute's own work (the ``own`` kinds of
+    `count_instructions.py` and `count_gateway.py`)."""
+    from llmroute import HttpResponse, Transport
+
+    body, headers = completion_body(), {"content-type": "application/json"}
+
+    class Answer(HttpResponse):
+        __slots__ = ("headers", "status")
+
+        def __init__(self) -> None:
+            self.status, self.headers = 200, headers
+
+        async def read(self) -> bytes:
+            return body
+
+        async def aiter_bytes(self) -> AsyncIterator[bytes]:
+            yield body
+
+        async def aclose(self) -> None:
+            return None
+
+    class AtOnce(Transport):
+        async def send(self, request: Any, timeouts: Any) -> HttpResponse:
+            return Answer()
+
+    return AtOnce()
 
 
 def stream_events(chunks: int) -> list[bytes]:

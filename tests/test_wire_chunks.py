@@ -38,6 +38,10 @@ _odd = st.one_of(
 _maybe_odd = st.one_of(_text, _odd)
 
 
+#: Fields the typed models declare that a chunk may leave out (each with a type of its own).
+_DECLARED = ["service_tier", "system_fingerprint", "usage", "logprobs", "finish_reason", "index"]
+
+
 @st.composite
 def _chunks(draw: st.DrawFn) -> Any:
     """Chunk-like JSON values: mostly plain text chunks, with a field changed or added
@@ -75,7 +79,7 @@ def _chunks(draw: st.DrawFn) -> Any:
         )
     for _ in range(draw(st.integers(0, 2))):  # a field of an odd type, missing, or extra
         target = draw(st.sampled_from([chunk, choice, delta]))
-        key = draw(st.sampled_from([*sorted(target), "extra"]))
+        key = draw(st.sampled_from([*sorted(target), *_DECLARED, "extra"]))
         if draw(st.booleans()):
             target.pop(key, None)
         else:

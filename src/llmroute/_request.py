@@ -24,6 +24,7 @@ __all__ = [
     "CustomToolCallParam",
     "CustomToolDefinition",
     "DEFAULT_OPTIONS",
+    "NO_CHAT_FIELDS",
     "DeveloperMessage",
     "EmbeddingsRequest",
     "FunctionDefinition",
@@ -40,6 +41,7 @@ __all__ = [
     "ToolMessage",
     "UserMessage",
     "plain_chat_request",
+    "plain_message",
     "validate_chat_request",
     "validate_embeddings_request",
     "validate_options",
@@ -441,8 +443,9 @@ def _invalid(kind: str, error: ValidationError) -> RequestError:
     return RequestError(f"invalid {kind} request: {message}", param=param)
 
 
-#: Every field of a chat request, None (`plain_chat_request` sets those it is given).
-_NO_CHAT_FIELDS = dict.fromkeys(ChatRequest.model_fields)
+#: Every field of a chat request, None (the trusted builders set those they are given:
+#: `plain_chat_request`, and the Responses translation's `trusted_chat`). Copy it.
+NO_CHAT_FIELDS = dict.fromkeys(ChatRequest.model_fields)
 #: The messages `plain_chat_request` builds: those of a string content and a role only.
 _PLAIN_MESSAGES: dict[str, type[BaseModel]] = {
     "system": SystemMessage,
@@ -469,20 +472,28 @@ def plain_chat_request(params: Mapping[str, Any]) -> ChatRequest | None:
         return None
     built: list[BaseModel] = []
     for message in messages:
-        if type(message) is not dict or len(message) != 2:
+        made = plain_message(message)
+        if made is None:
             return None
-        role, content = message.get("role"), message.get("content")
-        if type(role) is not str or type(content) is not str:
-            return None
-        kind = _PLAIN_MESSAGES.get(role)
-        if kind is None:
-            return None
-        values = {"role": role, "content": content, "name": None}
-        built.append(construct(kind, values, _ROLE_CONTENT))
-    fields = _NO_CHAT_FIELDS.copy()
+        built.append(made)
+    fields = NO_CHAT_FIELDS.copy()
     fields.update(params)
     fields["messages"] = built
     return construct(ChatRequest, fields, params)
+
+
+def plain_message(message: Any) -> BaseModel | None:
+    """The message validating `message` makes, when it is a system, developer or user
+    message of a string content and nothing else (built with `construct`); else None."""
+    if type(message) is not dict or len(message) != 2:
+        return None
+    role, content = message.get("role"), message.get("content")
+    if type(content) is not str:
+        return None
+    kind = _PLAIN_MESSAGES.get(role) if type(role) is str else None
+    if kind is None:
+        return None
+    return construct(kind, {"role": role, "content": content, "name": None}, _ROLE_CONTENT)
 
 
 def validate_chat_request(params: Mapping[str, Any]) -> ChatRequest:

@@ -22,30 +22,25 @@ from typing import Any
 from pydantic import BaseModel
 
 from .._request import (
+    NO_CHAT_FIELDS,
     AssistantMessage,
     ChatRequest,
-    DeveloperMessage,
     FunctionCallParam,
     FunctionDefinition,
     FunctionTool,
     FunctionToolCallParam,
     StreamOptions,
-    SystemMessage,
     ToolMessage,
-    UserMessage,
+    plain_message,
 )
 from .items import construct
 
 __all__ = ["trusted_chat"]
 
 #: Every field of a chat request, None (`model` and `messages` are always given).
-_CHAT = dict.fromkeys(ChatRequest.model_fields)
-_PLAIN: dict[str, type[BaseModel]] = {
-    "system": SystemMessage,
-    "developer": DeveloperMessage,
-    "user": UserMessage,
-}
-_ROLE_CONTENT = ("role", "content")
+_CHAT = NO_CHAT_FIELDS
+#: The roles `plain_message` builds.
+_PLAIN = frozenset({"system", "developer", "user"})
 _ASSISTANT_KEYS = frozenset({"role", "content", "refusal", "tool_calls", "thinking_blocks"})
 _FUNCTION_KEYS = frozenset({"name", "description", "parameters", "strict"})
 
@@ -92,11 +87,8 @@ def trusted_chat(body: dict[str, Any], passed: Mapping[str, Any] | None) -> Chat
 
 def _message(message: dict[str, Any]) -> BaseModel | None:
     role, content = message["role"], message["content"]
-    cls = _PLAIN.get(role)
-    if cls is not None:
-        if type(content) is not str or len(message) != 2:
-            return None
-        return construct(cls, {"role": role, "content": content, "name": None}, _ROLE_CONTENT)
+    if role in _PLAIN:
+        return plain_message(message)
     if role == "tool":
         if type(content) is not str or len(message) != 3:
             return None
