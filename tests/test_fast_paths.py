@@ -36,6 +36,7 @@ from llmroute._request import (
     ChatRequest,
     RequestOptions,
     plain_chat_request,
+    plain_messages_json,
     validate_chat_request,
 )
 from llmroute._transports.aiohttp import AiohttpTransport
@@ -746,7 +747,8 @@ _MESSAGE = st.one_of(
                            "content": _WORDS}),
     st.fixed_dictionaries(
         {"role": st.just("user"),
-         "content": st.lists(st.fixed_dictionaries({"type": st.just("text"), "text": _WORDS}),
+         "content": st.lists(st.fixed_dictionaries({"type": st.just("text"), "text": _WORDS})
+                             | st.just({"type": "image_url", "image_url": {"url": "https://x"}}),
                              min_size=1, max_size=2)},
         optional={"name": _WORDS},
     ),
@@ -835,3 +837,51 @@ def test_an_infinite_float_in_a_chat_body_is_written_as_before() -> None:
     assert body is not None
     assert b'"logit_bias":{"1":Infinity}' in body
     assert b'"my_extra":NaN' in body
+
+
+_CHANGES = st.one_of(
+    st.just({}),
+    st.fixed_dictionaries({}, optional={"temperature": st.floats(0, 2), "user": _WORDS}),
+)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(params=st.one_of(_NEAR_PLAIN, _PARAMS), changes=_CHANGES, name=st.none() | _WORDS)
+def test_a_plain_body_is_what_the_serializer_writes(
+    params: dict[str, Any], changes: dict[str, Any], name: str | None
+) -> None:
+    """`plain_messages_json` (`_request.py`) writes what the request's serializer writes
+    (unset fields left out; model, stream and stream options excluded), byte for byte, or
+    declines; it declines once a stage sets another field or a message's name."""
+    try:
+        validated = validator(ChatRequest).validate_python(params)
+    except ValidationError:
+        return
+    built = plain_chat_request(params)
+    if built is not None:  # the requests the fast path is for: it takes them
+        assert plain_messages_json(built) is not None
+    variants = [validated, *([built] if built is not None else [])]
+    if changes:
+        variants.append(validated.model_copy(update=changes))
+    named = validated.model_copy(deep=True)
+    named.messages[0].name = name
+    extended = validated.model_copy(deep=True)  # extras written into their dicts directly
+    assert extended.model_extra is not None
+    extended.model_extra["my_extra"] = name
+    extended_message = validated.model_copy(deep=True)
+    assert extended_message.messages[-1].model_extra is not None
+    extended_message.messages[-1].model_extra["my_extra"] = name
+    variants += [named, extended, extended_message]
+    for request in variants:
+        fast = plain_messages_json(request)
+        whole = ChatRequest.__pydantic_serializer__.to_json(
+            request, exclude_unset=True, exclude={"model", "stream", "stream_options"}
+        )
+        if fast is not None:
+            assert fast == whole
+            assert not request.model_extra
+    assert plain_messages_json(named) is None
+    assert plain_messages_json(extended) is None
+    assert plain_messages_json(extended_message) is None
+    if changes:
+        assert plain_messages_json(variants[-4]) is None
