@@ -414,14 +414,14 @@ class AttemptDriver:
             health.released(key, admission)
             raise
         finally:
-            stats.ended(key, clock.monotonic() - now if answered else None)
+            ended = clock.monotonic()  # one reading for the stats, the limits and health
+            stats.ended(key, ended - now if answered else None)
             if self.limits.report(key) is not known_limits:
-                self._respect_limits(target, clock.monotonic())
+                self._respect_limits(target, ended)
             if lease is not None:
                 # sent after the outcome the tracker publishes (succeeded() below, or the
                 # failure already reported): the next prober learns the outcome first
                 lease.end()
-        ended = clock.monotonic()
         record.latency_s = ended - now
         health.succeeded(key, ended, admission)
         return value, record
