@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -19,7 +20,7 @@ import httpx
 import openai
 import pytest
 
-from llmroute import ConfigError
+from llmroute import AsyncRouter, ConfigError
 from llmroute._config_load import load_config
 from llmroute.cli import main
 from llmroute.observe import SqliteStore
@@ -28,12 +29,14 @@ from llmroute.server.config import ServerConfig
 from llmroute.server.keys import hash_key
 from llmroute.server.run import (
     DEMO_CONFIG,
+    YOUNG_COLLECTION_EVERY,
     ServeSource,
     discover,
     is_loopback,
     load,
     per_worker_state,
     refusals,
+    settle_heap,
     summary,
     with_flags,
 )
@@ -398,3 +401,23 @@ def test_a_drain_that_times_out_exits_1(tmp_path: Path) -> None:
     assert "data: [DONE]" not in events
     (record,) = SqliteStore(store).records()  # recorded, as cancelled, and flushed
     assert record.status == "cancelled"
+
+
+def test_the_serving_process_settles_its_heap_before_traffic() -> None:
+    """`settle_heap` (what `llmroute serve` does before uvicorn takes traffic) warms the
+    router up, freezes what is alive (a full collection no longer walks it) and collects
+    the youngest generation less often; the process's collector is restored after."""
+    import gc
+
+    threshold = gc.get_threshold()
+    router = AsyncRouter({"routes": {"r": {"targets": ["mock/x"]}}})
+    try:
+        gc.unfreeze()
+        settle_heap(router)
+        assert gc.get_freeze_count() > 1000
+        assert gc.get_threshold() == (YOUNG_COLLECTION_EVERY, *threshold[1:])
+        assert "aiohttp" in sys.modules
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*threshold)
+        asyncio.run(router.aclose())
