@@ -266,6 +266,10 @@ class _Recording:
         self.calls.append(args)
         return self._done()
 
+    def chat_stream(self, *args: Any) -> Any:
+        self.calls.append(("stream", *args))
+        return self._done()
+
 
 def _reached(call: Any) -> tuple[Any, ...]:
     """What a call gave the executor, or the error it raised instead."""
@@ -316,6 +320,38 @@ def test_a_body_reaches_the_pipeline_as_create_sends_it(body: dict[str, Any]) ->
         return
     _same_request(got[0], expected[0])
     assert got[1:] == expected[1:]
+
+
+_CALL = st.one_of(_NEAR_PLAIN, _ANY_PARAMS).map(
+    lambda params: {k: v for k, v in params.items() if k != "stream"}  # given on its own
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(params=_CALL, stream=st.one_of(st.none(), st.booleans(), st.just(0)))
+def test_a_plain_call_reaches_the_pipeline_as_the_general_path_sends_it(
+    params: dict[str, Any], stream: bool | None
+) -> None:
+    """``create(model=..., messages=...)`` (perhaps with `stream`) skips the client
+    arguments' split: the pipeline gets what the general path gives it (an empty
+    `extra_body` sends the same call down that path), or the same error."""
+
+    async def fast(completions: AsyncCompletions) -> None:
+        await completions.create(**dict(params), stream=stream)  # type: ignore[call-overload]
+
+    async def general(completions: AsyncCompletions) -> None:
+        await completions.create(**dict(params), stream=stream, extra_body={})  # type: ignore[call-overload]
+
+    expected, got = _reached(general), _reached(fast)
+    if expected[0] == "error":
+        assert got == expected
+        return
+    assert got[0] == expected[0]  # streamed or not
+    request, expected_request = got[-3], expected[-3]
+    _same_request(request, expected_request)
+    assert got[-2:] == expected[-2:]
+    if set(params) == {"model", "messages"} and plain_chat_request(params) is not None:
+        assert got[-2] is DEFAULT_OPTIONS  # the fast path was taken
 
 
 def test_validator_builds_a_deferred_model_from_a_shallow_stack(tmp_path: Any) -> None:
