@@ -159,8 +159,10 @@ class AttemptPlan:
         self._route_index = 0
         self._round = 1
         self._position = 0
-        self._excluded: set[str] = set()
-        self._tried: set[str] = set()
+        # frozen and rebuilt on the rare change: most plans never change them, and two
+        # empty sets were 432 bytes of every request in flight
+        self._excluded: frozenset[str] = frozenset()
+        self._tried: tuple[str, ...] = ()
         self._skipped: dict[str, Target] = {}
         self._resume: list[Target] = []
         self._waits = 0
@@ -203,7 +205,7 @@ class AttemptPlan:
             kind = "retry"
         else:
             kind = "fallback"
-        self._tried.add(target.key)
+        self._tried += (target.key,)
         return Try(target, kind)
 
     def _available(self, target: Target, now: float) -> bool:
@@ -266,14 +268,14 @@ class AttemptPlan:
                 continue
             if self._health.available_at(target.key, now) <= now:
                 self._count += 1
-                self._tried.add(target.key)
+                self._tried += (target.key,)
                 return Try(target, "hedge")
         return None
 
     def exclude(self, keys: frozenset[str]) -> None:
         """Leave these targets out of the whole plan (a continuation: its tries are fallbacks)."""
-        self._excluded.update(keys)
         if keys:
+            self._excluded |= keys
             self._count = max(self._count, 1)
 
     def would_end(self, error: ProviderError) -> bool:
@@ -294,12 +296,12 @@ class AttemptPlan:
             return True
         if self.would_end(error):
             return False
-        self._excluded.add(target.key)
+        self._excluded |= {target.key}
         if isinstance(error, ContextLengthExceeded) and target.context_window is not None:
             # only a larger window can help
             failed_window = target.context_window
             for route in self._routes:
                 for other in route.targets:
                     if other.context_window is not None and other.context_window <= failed_window:
-                        self._excluded.add(other.key)
+                        self._excluded |= {other.key}
         return True
