@@ -21,7 +21,7 @@ from pydantic import ValidationError
 
 from llmroute import AsyncRouter, HttpRequest, HttpResponse, StreamInterrupted, Timeouts, Transport
 from llmroute._types import ChatCompletionChunk, keep_provider_json, validator
-from llmroute._wire import WireChunk, chunk_event, wire_chunk
+from llmroute._wire import WireChunk, WireReader, chunk_event, wire_chunk
 
 _typed = validator(ChatCompletionChunk)
 
@@ -127,6 +127,116 @@ def test_plain_text_chunks_take_the_fast_path_and_others_do_not() -> None:
         assert wire_chunk(json.dumps(value).encode()) is None
     assert wire_chunk(b"[DONE]") is None
     assert wire_chunk(json.dumps(plain).encode().replace(b",", b",\r", 1)) is None
+
+
+# ---------------------------------------------------------------- a stream's template
+
+
+def _same_reading(got: WireChunk | None, expected: WireChunk | None) -> None:
+    if expected is None:
+        assert got is None
+        return
+    assert got is not None
+    assert (got.data, got.content, got.finished) == (expected.data, expected.content,
+                                                     expected.finished)  # fmt: skip
+    assert (got.id, got.created, got.model) == (expected.id, expected.created, expected.model)
+
+
+def _with_text(shape: Any, text: str) -> Any:
+    """`shape` with its first choice's text replaced, where it has one."""
+    value = json.loads(json.dumps(shape))
+    choices = value.get("choices") if isinstance(value, dict) else None
+    first = choices[0] if isinstance(choices, list) and choices else None
+    if isinstance(first, dict) and isinstance(first.get("delta"), dict):
+        first["delta"]["content"] = text
+    return value
+
+
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(_chunks(), min_size=1, max_size=3),
+    st.lists(st.tuples(st.integers(0, 2), st.text(max_size=6)), max_size=12),
+    st.booleans(),
+    st.booleans(),
+)
+def test_a_readers_template_reads_every_chunk_as_wire_chunk_does(
+    shapes: list[Any], texts: list[tuple[int, str]], spaced: bool, ascii_only: bool
+) -> None:
+    """`WireReader` (`_wire.py`) reads each chunk of a stream as `wire_chunk` does (which
+    the test above holds to the typed model), whatever the texts hold (quotes, escapes,
+    control characters, any script) and however the chunks' shapes alternate."""
+    reader = WireReader()
+    separators = None if spaced else (",", ":")
+    for index, text in texts or [(0, "")]:
+        value = _with_text(shapes[index % len(shapes)], text)
+        data = json.dumps(value, separators=separators, ensure_ascii=ascii_only).encode()
+        _same_reading(reader.read(data), wire_chunk(data))
+
+
+def test_a_streams_text_chunks_are_read_by_the_template(monkeypatch: pytest.MonkeyPatch) -> None:
+    """After two chunks (the role's, the first text's), a provider's text chunks match the
+    template; one with an escape in its text, or another shape, does not (and is read by
+    the schema, as every chunk before the template)."""
+    calls = 0
+    reader = WireReader()
+
+    def counting(data: bytes) -> WireChunk | None:
+        nonlocal calls
+        calls += 1
+        return wire_chunk(data)
+
+    base = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
+            "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
+                         "logprobs": None, "finish_reason": None}]}  # fmt: skip
+    first = json.dumps(base, separators=(",", ":")).encode()
+    assert reader.read(first) is not None
+    del base["choices"][0]["delta"]["role"]
+    texts = [" Hello", " wörld", " 日本", "", " a\\b", ' "q"', "\t"]
+    for text in texts:
+        data = json.dumps(_with_text(base, text), separators=(",", ":")).encode()
+        read = reader.read(data)
+        assert (
+            read is not None and read.content == json.loads(data)["choices"][0]["delta"]["content"]
+        )
+    # bytes JSON does not allow raw in a string, where the text is: declined, as the
+    # schema declines them
+    template = json.dumps(_with_text(base, "XY"), separators=(",", ":")).encode()
+    for raw in [b"a\tb", b"a\x01", b"\xff\xfe", b"\xed\xa0\x80"]:
+        odd = template.replace(b"XY", raw)
+        assert wire_chunk(odd) is None
+        assert reader.read(odd) is None
+    # what went through the schema: learning twice (a chunk and its probe each time),
+    # then only the texts the template cannot take raw (a backslash, a quote, a tab)
+    import llmroute._wire as wire
+
+    monkeypatch.setattr(wire, "wire_chunk", counting)
+    for text in [" again", " more"]:
+        reader.read(json.dumps(_with_text(base, text), separators=(",", ":")).encode())
+    assert calls == 0
+    reader.read(json.dumps(_with_text(base, "a\\b"), separators=(",", ":")).encode())
+    assert calls == 1
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        # a key named x"content, ahead of the text written with spaces
+        b'{"id":"c","object":"chat.completion.chunk","created":1,"model":"m",'
+        b'"x\\"content":"hi","choices":[{"index":0,"delta":{"content" : "hi"}}]}',
+        # another object's "content" key, the first choice's written with spaces
+        b'{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":'
+        b'[{"index":0,"delta":{"content" : "hi"},"logprobs":{"content":"hi"}}]}',
+    ],
+)
+def test_a_template_is_learnt_only_where_the_first_choices_text_is(data: bytes) -> None:
+    """A lookalike of the text's place (the same key and value elsewhere) teaches the
+    reader nothing: the next chunk, changed there, is read by the schema, correctly."""
+    reader = WireReader()
+    assert json.loads(data)  # valid JSON
+    _same_reading(reader.read(data), wire_chunk(data))
+    changed = data.replace(b':"hi"', b':"yo"', 1)
+    _same_reading(reader.read(changed), wire_chunk(changed))
+    assert wire_chunk(changed) is not None and reader.read(changed).content == "hi"  # type: ignore[union-attr]
 
 
 # ---------------------------------------------------------------- whole streams

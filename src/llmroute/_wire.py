@@ -20,13 +20,14 @@ the typed path).
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from pydantic_core import SchemaValidator, core_schema
 
 from ._types import ChatCompletionChunk, provider_json
 
-__all__ = ["WireChunk", "chunk_event", "wire_chunk"]
+__all__ = ["WireChunk", "WireReader", "chunk_event", "wire_chunk"]
 
 _chunk_json = ChatCompletionChunk.__pydantic_serializer__.to_json
 
@@ -114,6 +115,87 @@ def wire_chunk(data: bytes) -> WireChunk | None:
     return WireChunk(
         data, first["delta"].get("content"), first.get("finish_reason") is not None, parsed
     )
+
+
+#: What a chunk's text may not hold raw in its JSON for the template to take it: the end of
+#: the string, an escape, a control character (JSON allows none of them unescaped).
+_UNSAFE = re.compile(rb'["\\\x00-\x1f]')
+_CONTENT_KEY = b'"content":"'
+_PROBE = "llmroute-probe"
+
+
+def _raw_text(text: bytes) -> str | None:
+    """`text` as a JSON string's content holds it, when it has nothing to unescape and is
+    UTF-8; else None (the schema reads, or refuses, its chunk)."""
+    if _UNSAFE.search(text) is not None:
+        return None
+    try:
+        return text.decode()
+    except UnicodeDecodeError:
+        return None
+
+
+class WireReader:
+    """`wire_chunk` for one stream, with a template of its chunks.
+
+    Fast path. A provider writes its text chunks alike but for the text: the same id,
+    model and creation time, the same keys in the same order. After a chunk has passed
+    the schema, the reader keeps the bytes before its text (``...{"content":"``) and
+    after it (``","finish_reason":null}]}`` or so), once a probe (another text in their
+    place, validated) has shown that what lies between them is the first choice's text
+    and nothing else. A later chunk made of the same two and a text with nothing to
+    unescape is then that chunk with another text: it is read without the schema. Any
+    other chunk goes through `wire_chunk`, and teaches the reader its shape if it can.
+    ~27.4k -> ~7.6k instructions per text chunk (`wire_chunk` against a template hit, callgrind,
+    2026-12-03). Oracle:
+    ``tests/test_wire_chunks.py`` (hypothesis: every chunk of many streams against
+    `wire_chunk` and the typed model).
+    """
+
+    __slots__ = ("_finished", "_fixed", "_parsed", "_prefix", "_suffix")
+
+    def __init__(self) -> None:
+        self._prefix: bytes | None = None
+        self._suffix = b""
+        self._fixed = 0  # the template's own length: a chunk must be longer than both parts
+        self._finished = False
+        self._parsed: dict[str, Any] = {}
+
+    def read(self, data: bytes) -> WireChunk | None:
+        """`data` as `wire_chunk` reads it."""
+        prefix = self._prefix
+        if (
+            prefix is not None
+            and len(data) >= self._fixed
+            and data.startswith(prefix)
+            and data.endswith(self._suffix)
+        ):
+            text = data[len(prefix) : len(data) - len(self._suffix)]
+            content = _raw_text(text)
+            if content is not None:
+                return WireChunk(data, content, self._finished, self._parsed)
+        chunk = wire_chunk(data)
+        if chunk is not None and chunk.content is not None:
+            self._learn(chunk.data, chunk.content)
+        return chunk
+
+    def _learn(self, data: bytes, content: str) -> None:
+        """Take `data`'s shape as the template, when its text is written raw, after the
+        only ``"content":`` key of its kind, and a probe shows it is the first choice's."""
+        text = content.encode()
+        at = data.find(_CONTENT_KEY)
+        if at <= 0 or data[at - 1] not in b"{," or data.count(b'"content":') != 1:
+            return
+        start = at + len(_CONTENT_KEY)
+        end = start + len(text)
+        if data[start:end] != text or data[end : end + 1] != b'"' or _UNSAFE.search(text):
+            return
+        prefix, suffix = data[:start], data[end:]
+        probe = wire_chunk(prefix + _PROBE.encode() + suffix)
+        if probe is None or probe.content != _PROBE:
+            return
+        self._prefix, self._suffix, self._fixed = prefix, suffix, len(prefix) + len(suffix)
+        self._finished, self._parsed = probe.finished, probe._parsed
 
 
 def chunk_event(chunk: ChatCompletionChunk | WireChunk) -> bytes:

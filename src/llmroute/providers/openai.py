@@ -33,7 +33,7 @@ from .._types import (
     keep_provider_json,
     validator,
 )
-from .._wire import WireChunk, wire_chunk
+from .._wire import WireChunk, WireReader
 from ._base import (
     NO_EXTRA,
     ExtraRequest,
@@ -164,13 +164,14 @@ def classify_openai_error(status: int, kind: str | None, code: str | None) -> ty
 class OpenAIStreamDecoder(StreamDecoder):
     """Decodes an OpenAI ``chat.completion.chunk`` SSE stream."""
 
-    __slots__ = ("_adapter", "_misses", "_model", "_sse", "done", "usage")
+    __slots__ = ("_adapter", "_misses", "_model", "_sse", "_wire", "done", "usage")
 
     def __init__(self, adapter: OpenAIAdapter, model: str) -> None:
         self._adapter = adapter
         self._model = model
         self._sse = SseDecoder()
         self._misses = 0
+        self._wire: WireReader | None = None  # made by the first feed_wire
         self.done = False
         self.usage = None
 
@@ -189,7 +190,10 @@ class OpenAIStreamDecoder(StreamDecoder):
         if data is None:
             return ()
         if self._misses < _MAX_MISSES and data != b"[DONE]":
-            chunk = wire_chunk(data)  # an error event is no plain text chunk
+            reader = self._wire
+            if reader is None:
+                reader = self._wire = WireReader()
+            chunk = reader.read(data)  # an error event is no plain text chunk
             if chunk is not None:
                 return (chunk,)
             self._misses += 1
