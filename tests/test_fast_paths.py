@@ -18,6 +18,7 @@ from collections import Counter
 from datetime import UTC, datetime
 from functools import cache
 from typing import Any
+from unittest.mock import patch
 from urllib.parse import urlsplit
 
 import pytest
@@ -350,8 +351,30 @@ def test_a_plain_call_reaches_the_pipeline_as_the_general_path_sends_it(
     request, expected_request = got[-3], expected[-3]
     _same_request(request, expected_request)
     assert got[-2:] == expected[-2:]
-    if set(params) == {"model", "messages"} and plain_chat_request(params) is not None:
-        assert got[-2] is DEFAULT_OPTIONS  # the fast path was taken
+
+
+@pytest.mark.parametrize("stream", [None, False, True])
+def test_a_plain_call_takes_the_fast_path(stream: bool | None) -> None:
+    """A call of a model and plain messages never reaches the client arguments' split; one
+    with anything more does."""
+    import llmroute._async_resources as resources
+
+    def refused(params: dict[str, Any]) -> Any:
+        raise AssertionError("the general path was taken")
+
+    messages = [{"role": "user", "content": "hi"}]
+
+    async def plain(completions: AsyncCompletions) -> None:
+        await completions.create(model="chat", messages=messages, stream=stream)  # type: ignore[call-overload]
+
+    async def more(completions: AsyncCompletions) -> None:
+        await completions.create(model="chat", messages=messages, stream=stream, user="u")  # type: ignore[call-overload]
+
+    with patch.object(resources, "split_client_params", refused):
+        reached = _reached(plain)
+        assert isinstance(reached[-3], ChatRequest) and reached[-2] is DEFAULT_OPTIONS
+        with pytest.raises(AssertionError, match="general path"):
+            _reached(more)
 
 
 def test_validator_builds_a_deferred_model_from_a_shallow_stack(tmp_path: Any) -> None:

@@ -13,6 +13,7 @@ import itertools
 import json
 from collections.abc import AsyncIterator
 from typing import Any
+from unittest.mock import patch
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -171,6 +172,72 @@ def test_a_readers_template_reads_every_chunk_as_wire_chunk_does(
         value = _with_text(shapes[index % len(shapes)], text)
         data = json.dumps(value, separators=separators, ensure_ascii=ascii_only).encode()
         _same_reading(reader.read(data), wire_chunk(data))
+
+
+_PROBE_TEXTS = st.sampled_from(["llmroute-probe-1", "llmroute-probe-2", "p1", ""])
+_SAFE_TEXT = st.text(st.characters(exclude_characters='"\\', min_codepoint=32), max_size=6)
+
+
+@st.composite
+def _real_streams(draw: st.DrawFn) -> tuple[list[bytes], bool]:
+    """A stream's text chunks as providers write them: one compact shape (OpenAI's padding
+    or not, usage null or not, a lookalike of the text's place or a duplicate key now and
+    then) and many texts, the probes' among them; and whether the shape is one a template
+    must read (no lookalike, no duplicate)."""
+    padded, lookalike, duplicate = draw(st.booleans()), draw(st.booleans()), draw(st.booleans())
+    usage = draw(st.booleans())
+    lookalike, duplicate = lookalike and draw(st.booleans()), duplicate and draw(st.booleans())
+    texts = draw(st.lists(st.one_of(_SAFE_TEXT, _PROBE_TEXTS, st.text(max_size=4)),
+                          min_size=3, max_size=10))  # fmt: skip
+    chunks = []
+    for text in texts:
+        value: dict[str, Any] = {"id": "chatcmpl-1", "object": "chat.completion.chunk",
+                                 "created": 1, "model": "m", "system_fingerprint": "fp"}  # fmt: skip
+        if lookalike:
+            value["x"] = {"content": draw(st.one_of(_PROBE_TEXTS, st.just(text)))}
+        finish = draw(st.sampled_from([None] * 5 + ["stop"]))  # a last text, now and then
+        value["choices"] = [{"index": 0, "delta": {"content": text}, "logprobs": None,
+                             "finish_reason": finish}]  # fmt: skip
+        if usage:
+            value["usage"] = None
+        if padded:
+            value["obfuscation"] = draw(
+                st.one_of(st.text(max_size=5), _PROBE_TEXTS, st.just("RAW"))
+            )
+        data = json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+        data = data.replace(b'"obfuscation":"RAW"', b'"obfuscation":"a\x01"')  # not JSON
+        if duplicate:  # a second text after the first: JSON's last one counts
+            data = data.replace(b'"delta":{', b'"delta":{"content" : "dup",', 1)
+        chunks.append(data)
+    return chunks, not (lookalike or duplicate)
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(_real_streams())
+def test_a_readers_template_reads_real_shaped_streams_as_wire_chunk_does(
+    stream: tuple[list[bytes], bool],
+) -> None:
+    """Streams of one shape and many texts (the probes' texts too; OpenAI's padding; a
+    lookalike of the text's place; a duplicate key): each chunk read as `wire_chunk`
+    reads it; and a plain shape's safe texts are read by the template."""
+    import llmroute._wire as wire
+
+    chunks, plain = stream
+    reader = WireReader()
+    schema = 0
+    real = wire.wire_chunk
+
+    def counting(data: bytes) -> WireChunk | None:
+        nonlocal schema
+        schema += 1
+        return real(data)
+
+    with patch.object(wire, "wire_chunk", counting):
+        for data in chunks:
+            _same_reading(reader.read(data), real(data))
+    odd = [data for data in chunks if b"\\" in data or b"\x01" in data or b'"stop"' in data]
+    if plain and not odd:  # the first learns (with two probes); the rest hit
+        assert schema == 3
 
 
 def test_a_streams_text_chunks_are_read_by_the_template(monkeypatch: pytest.MonkeyPatch) -> None:

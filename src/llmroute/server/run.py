@@ -373,8 +373,9 @@ def worker_app() -> Any:
     source = ServeSource.decode(os.environ[SOURCE_VARIABLE])
     loaded = load(source)
     router = AsyncRouter(loaded, implicit_providers=_implicit(loaded))
-    settle_heap(router)
-    return create_app(router)
+    app = create_app(router)
+    settle_heap(router)  # uvicorn calls this factory before the worker takes traffic
+    return app
 
 
 def settle_heap(router: AsyncRouter) -> None:
