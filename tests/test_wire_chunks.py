@@ -204,7 +204,9 @@ def _real_streams(draw: st.DrawFn) -> tuple[list[bytes], bool]:
             value["obfuscation"] = draw(
                 st.one_of(st.text(max_size=5), _PROBE_TEXTS, st.just("RAW"))
             )
-        data = json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+        data = json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode(
+            errors="surrogatepass"  # a lone surrogate: bytes no UTF-8 decoder takes
+        )
         data = data.replace(b'"obfuscation":"RAW"', b'"obfuscation":"a\x01"')  # not JSON
         if duplicate:  # a second text after the first: JSON's last one counts
             data = data.replace(b'"delta":{', b'"delta":{"content" : "dup",', 1)
