@@ -84,7 +84,7 @@ class AsyncCompletions:
         if len(params) == 2 and (stream is None or type(stream) is bool):
             # A model and messages only: no client argument to split. Fast path: llmroute's
             # own work per chat request 249.6k -> 244.7k instructions (callgrind,
-            # count_instructions.py --kinds own, 2026-12-03). Oracle: tests/test_fast_paths.py
+            # count_instructions.py --kinds own, 2026-12-03). Oracle: tests/test_fast_paths_requests.py
             # (``test_a_plain_call_reaches_the_pipeline_as_the_general_path_sends_it``).
             if stream is not None:
                 params["stream"] = stream  # where the general path below puts it too
@@ -115,7 +115,7 @@ class AsyncCompletions:
         keyword arguments to sort out. The gateway's way in.
 
         Fast path: a gateway chat completion ~14k instructions less (the keyword
-        arguments' split alone; callgrind, this branch). Oracle: tests/test_fast_paths.py
+        arguments' split alone; callgrind, this branch). Oracle: tests/test_fast_paths_requests.py
         (``test_a_body_reaches_the_pipeline_as_create_sends_it``, hypothesis).
         """
         if self._state.closed:

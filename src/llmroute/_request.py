@@ -465,7 +465,7 @@ def plain_chat_request(params: Mapping[str, Any]) -> ChatRequest | None:
 
     Fast path: built with `construct`, its types checked here, instead of validated:
     ~15.4k against ~28.1k instructions for a one-message request (callgrind, this
-    branch). Oracle: tests/test_fast_paths.py
+    branch). Oracle: tests/test_fast_paths_requests.py
     (``test_a_plain_chat_request_is_what_validation_makes``, hypothesis).
     """
     model, messages = params.get("model"), params.get("messages")
@@ -515,7 +515,7 @@ def plain_messages_json(request: ChatRequest) -> bytes | None:
     serializer walks every field and the message union); llmroute's own work per chat
     request 275.3k -> 250.7k (callgrind, ``count_instructions.py --kinds own``,
     2026-12-03). Oracle:
-    tests/test_fast_paths.py (``test_a_plain_body_is_what_the_serializer_writes``,
+    tests/test_fast_paths_requests.py (``test_a_plain_body_is_what_the_serializer_writes``,
     hypothesis).
     """
     if request.__pydantic_extra__ or not request.__pydantic_fields_set__ <= _WRITTEN_BY_ADAPTER:

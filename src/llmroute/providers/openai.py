@@ -287,7 +287,7 @@ class OpenAIAdapter(ProviderAdapter):
         ``model_dump`` builds and ``to_json`` writes again (3.8 -> 3.3 µs for a
         one-message request, timeit, 2026-12); a plain request's messages written by
         `plain_messages_json` (the whole body ~18.6k instructions, callgrind). Oracle:
-        ``tests/test_fast_paths.py::test_the_chat_body_is_the_dumped_request_with_its_changes``.
+        ``tests/test_fast_paths_requests.py::test_the_chat_body_is_the_dumped_request_with_its_changes``.
         """
         rest = plain_messages_json(request)
         if rest is None:
