@@ -134,13 +134,17 @@ _MAX_WASTED = 2
 
 def _raw_text(text: bytes) -> str | None:
     """`text` as a JSON string's content holds it, when it has nothing to unescape and is
-    UTF-8; else None (the schema reads, or refuses, its chunk)."""
+    UTF-8; else None. None is an answer, not a lost error: the reader then hands the
+    chunk to `wire_chunk`, which declines bytes that are not UTF-8 too, and the typed
+    path reports them (`MalformedResponse`)."""
     if _UNSAFE.search(text) is not None:
         return None
+    if text.isascii():  # most text: nothing that can fail to decode
+        return text.decode("ascii")
     try:
         return text.decode()
     except UnicodeDecodeError:
-        return None
+        return None  # see above: the typed path reports the chunk
 
 
 class WireReader:
@@ -157,9 +161,10 @@ class WireReader:
     the schema. Any other chunk goes through `wire_chunk`, and teaches the reader its
     shape if it can (not a role's chunk, which comes once; and a stream whose chunks
     differ by more stops learning after `_MAX_WASTED` unused templates).
-    ~27.4k -> ~8.6k instructions per text chunk (`wire_chunk` against a template hit,
-    callgrind, 2026-12-03); a 20-chunk stream through the gateway 1,953,832 -> 1,698,654. Oracle: ``tests/test_wire_chunks.py`` (hypothesis: every
-    chunk of many streams against `wire_chunk`, which is held to the typed model).
+    ~27.4k -> ~9.0k instructions per text chunk (`wire_chunk` against a template hit,
+    callgrind, 2026-12-03); a 20-chunk stream through the gateway 1,953,832 -> 1,698,654.
+    Oracle: ``tests/test_wire_chunks.py`` (hypothesis: every chunk of many streams against
+    `wire_chunk`, which is held to the typed model).
     """
 
     __slots__ = (
@@ -187,17 +192,12 @@ class WireReader:
             and data.startswith(prefix)
             and data.endswith(self._tail)
         ):
-            text: bytes | None = data[self._start : self._end]
-            if self._middle:
-                text = self._unpadded(data[self._start : self._end])
-            if text is not None and _UNSAFE.search(text) is None:
-                try:
-                    content = text.decode()
-                except UnicodeDecodeError:
-                    content = None  # not UTF-8: the schema below says what it is
-                if content is not None:
-                    self._hits += 1
-                    return WireChunk(data, content, self._finished, self._parsed)
+            rest = data[self._start : self._end]
+            text = self._unpadded(rest) if self._middle else rest
+            content = _raw_text(text) if text is not None else None
+            if content is not None:
+                self._hits += 1
+                return WireChunk(data, content, self._finished, self._parsed)
         chunk = wire_chunk(data)
         if chunk is not None and chunk.content is not None and self._wasted < _MAX_WASTED:
             self._learn(chunk)
@@ -220,7 +220,8 @@ class WireReader:
         data = chunk.data
         if b'"role":' in data:  # a stream's first chunk: its shape does not come again
             return
-        text = chunk.content.encode() if chunk.content is not None else b""
+        assert chunk.content is not None  # `read` teaches text chunks only
+        text = chunk.content.encode()
         at = data.find(_CONTENT_KEY)
         if at <= 0 or data[at - 1] not in b"{," or data.count(b'"content":') != 1:
             return
