@@ -44,7 +44,6 @@ from ..routing.stats import LiveStats
 from .exchange import Exchange, send_attempt
 
 if TYPE_CHECKING:
-    from .._config import RouteConfig
     from ..stores.shared_state import ProbeLease, SharedHealth
 
 __all__ = ["AttemptDriver", "Served"]
@@ -161,9 +160,8 @@ class AttemptDriver:
         request it continues.
         """
         clock = self._clock
-        config = route.config
-        info.route, info.strategy = route.name, config.strategy
-        timeout = options.timeout or config.timeout
+        info.route, info.strategy = route.name, route.strategy
+        timeout = options.timeout or route.timeout
         now = clock.monotonic()  # one reading per step: deciding it, then sending it
         own = now + timeout
         deadline = own if deadline is None else min(own, deadline)
@@ -198,7 +196,7 @@ class AttemptDriver:
                 out_of_time = True
                 break
             current = plan.route
-            if current.config.hedge is None:
+            if current.hedge is None:
                 # alone (no task group, no extra task): a win returns with no race to record
                 try:
                     value, record = await self._attempt(
@@ -227,7 +225,7 @@ class AttemptDriver:
             self.shared.ensure()  # listening to the fleet's changes on this loop
         selection = self.selector.select(route, facts, now)
         if not info.has_reason:
-            info.set_reason(route.config.strategy, selection.reason)
+            info.set_reason(route.strategy, selection.reason)
         plan.ordered(route, selection.targets)
 
     def _serve(
@@ -321,7 +319,7 @@ class AttemptDriver:
         return race
 
     def _hedge_delay(self, route: Route, target: Target) -> float | None:
-        hedge = route.config.hedge
+        hedge = route.hedge
         if hedge is None:
             return None
         if hedge.after == "p95":
@@ -332,7 +330,7 @@ class AttemptDriver:
         self, race: _Race[T], plan: AttemptPlan, after: float, start: Callable[[Try], object]
     ) -> None:
         """Start up to `max_extra` hedges, each when the race has gone `after` without news."""
-        hedge = plan.route.config.hedge
+        hedge = plan.route.hedge
         assert hedge is not None
         for _ in range(hedge.max_extra):
             with anyio.move_on_after(after):
@@ -365,14 +363,13 @@ class AttemptDriver:
         if admission is None:
             raise _Unavailable(key)
         provider = target.provider
-        route = plan_route.config
-        limit = min(deadline - now, route.attempt_timeout or provider.attempt_timeout)
+        limit = min(deadline - now, plan_route.attempt_timeout or provider.attempt_timeout)
         # a probe's lease: the time it takes counts in the attempt's
         lease = await self._probe_lease(key, admission, limit) if admission.probe else None
         record = AttemptInfo(key, provider.name, target.model, step.kind)
         record.circuit, record.started = admission.state, now
         info.attempts.append(record)
-        timeouts = _attempt_timeouts(provider, route, exchange.stream)
+        timeouts = _attempt_timeouts(provider, plan_route, exchange.stream)
         known_limits = self.limits.report(key)
         stats.started(key)
         answered = False  # the answer's latency is a sample of the target's
@@ -508,14 +505,15 @@ class AttemptDriver:
         return error
 
 
-def _attempt_timeouts(provider: Provider, route: RouteConfig, stream: bool) -> Timeouts:
+def _attempt_timeouts(provider: Provider, route: Route, stream: bool) -> Timeouts:
     """A whole answer is bounded as a whole by the attempt's limit; a stream's reads by the
     idle timeout."""
     if not stream:
         return provider.whole_timeouts
-    if route.idle_timeout is None:
+    idle = route.config.idle_timeout
+    if idle is None:
         return provider.timeouts
-    return Timeouts(connect=provider.timeouts.connect, read=route.idle_timeout)
+    return Timeouts(connect=provider.timeouts.connect, read=idle)
 
 
 def _target_fault(error: ProviderError) -> bool:

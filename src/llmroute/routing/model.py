@@ -27,7 +27,7 @@ from .._transports import Timeouts
 from .stats import DEFAULT_OUTPUT, LiveStats
 
 if TYPE_CHECKING:
-    from .._config import FailoverKind, PriceConfig, RetryConfig, RouteConfig
+    from .._config import FailoverKind, HedgeConfig, PriceConfig, RetryConfig, RouteConfig
     from .._transports import Transport
     from ..providers import ProviderAdapter
     from .conditions import Condition
@@ -119,6 +119,18 @@ class Route:
     strategy_impl: Strategy
     fallbacks: tuple[Route, ...] = ()
     key: str = field(default="", kw_only=True)
+    # What every request reads of `config`, read from it once here (the config of a route
+    # never changes: a reload builds new routes). A field of a pydantic model costs ~360
+    # instructions more to read than a slot; llmroute's own work per chat request
+    # 234.8k -> 231.3k (callgrind, 2026-12-03).
+    #: How the route orders its targets (`RouteConfig.strategy`).
+    strategy: str = field(init=False)
+    #: The deadline of a whole request on this route (`RouteConfig.timeout`).
+    timeout: float = field(init=False)
+    #: The limit of one attempt, None: the provider's (`RouteConfig.attempt_timeout`).
+    attempt_timeout: float | None = field(init=False, repr=False)
+    #: Hedged requests, None: off (`RouteConfig.hedge`).
+    hedge: HedgeConfig | None = field(init=False, repr=False)
     _chain: tuple[Route, ...] = field(init=False, repr=False)
     _by_key: Mapping[str, Target] = field(init=False, repr=False)
 
@@ -126,22 +138,17 @@ class Route:
         if not self.key:
             key = self.name if self.name is not None else self.targets[0].key
             object.__setattr__(self, "key", key)
+        config = self.config
+        object.__setattr__(self, "strategy", config.strategy)
+        object.__setattr__(self, "timeout", config.timeout)
+        object.__setattr__(self, "attempt_timeout", config.attempt_timeout)
+        object.__setattr__(self, "hedge", config.hedge)
         _derive(self)
 
     @property
     def retry(self) -> RetryConfig:
         """The route's retry rounds and backoff."""
         return self.config.retry
-
-    @property
-    def timeout(self) -> float:
-        """The deadline of a whole request on this route."""
-        return self.config.timeout
-
-    @property
-    def strategy(self) -> str:
-        """How the route orders its targets."""
-        return self.config.strategy
 
     @property
     def failover_on(self) -> list[FailoverKind]:
