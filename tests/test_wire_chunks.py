@@ -214,6 +214,16 @@ def _real_streams(draw: st.DrawFn) -> tuple[list[bytes], bool]:
     return chunks, not (lookalike or duplicate)
 
 
+def _is_utf8(data: bytes) -> bool:
+    """Whether `data` decodes as UTF-8 (a drawn lone surrogate is written as bytes that do
+    not: the template leaves such a chunk to the schema, which declines it)."""
+    try:
+        data.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
 @given(_real_streams())
 def test_a_readers_template_reads_real_shaped_streams_as_wire_chunk_does(
@@ -237,7 +247,8 @@ def test_a_readers_template_reads_real_shaped_streams_as_wire_chunk_does(
     with patch.object(wire, "wire_chunk", counting):
         for data in chunks:
             _same_reading(reader.read(data), real(data))
-    odd = [data for data in chunks if b"\\" in data or b"\x01" in data or b'"stop"' in data]
+    odd = [data for data in chunks if b"\\" in data or b"\x01" in data or b'"stop"' in data
+           or not _is_utf8(data)]  # fmt: skip
     if plain and not odd:  # the first learns (with two probes); the rest hit
         assert schema == 3
 
