@@ -2,7 +2,8 @@
 
     python benchmarks/count_gateway.py [--requests 300] [--kinds chat,stream,messages,refused]
         [--chunks 20]
-        (also: own, responses-stream; bare, bare-stream: the bare pass-through proxy, the floor)
+        (also: own, own-stream, responses-stream; bare, bare-stream: the bare pass-through
+        proxy, the floor)
 
 The twin of `count_instructions.py` for the HTTP gateway. For each kind of request, runs
 this script under ``valgrind --tool=callgrind`` twice: once with only the warm-up, once
@@ -20,6 +21,8 @@ streamed, read to ``[DONE]``), ``messages`` (a non-streamed ``/v1/messages``),
 ``refused`` (a request without the gateway key: a 401 the router never sees);
 ``own`` (the ``chat`` request through a transport that answers at once with the
 upstream's body: the gateway's and the router's own work, no socket; deterministic);
+``own-stream`` (the ``stream`` request through the same transport, which answers it
+with the upstream's events, one per read);
 ``responses-stream`` (a streamed ``/v1/responses`` translated for the same chat upstream,
 its events written as SSE: printed with the extra instructions per event over
 ``stream``, when both are counted in the run).
@@ -77,8 +80,8 @@ def _config(port: int, kind: str) -> dict[str, Any]:
 
 
 def _request(kind: str) -> tuple[str, bytes]:
-    if kind == "own":
-        kind = "chat"
+    if kind.startswith("own"):
+        kind = "stream" if kind == "own-stream" else "chat"
     body: dict[str, Any] = {"model": "chat", "messages": MESSAGES}
     if kind == "stream":
         body["stream"] = True
@@ -155,8 +158,8 @@ async def _run(kind: str, count: int) -> None:
                 if status != expected:
                     raise RuntimeError(f"{kind}: status {status}, expected {expected}")
         return
-    if kind == "own":
-        await _run_own(path, body, count)
+    if kind.startswith("own"):
+        await _run_own(kind, path, body, count)
         return
     with running_upstream(chunks=_chunks()) as port:
         async with AsyncRouter(_config(port, kind)) as router:
@@ -169,17 +172,19 @@ async def _run(kind: str, count: int) -> None:
                     raise RuntimeError(f"{events} events, expected {RESPONSES_EVENTS}")
 
 
-async def _run_own(path: str, body: bytes, count: int) -> None:
-    """The ``chat`` request through the gateway to a transport that answers at once."""
+async def _run_own(kind: str, path: str, body: bytes, count: int) -> None:
+    """The ``chat`` (or ``stream``) request through the gateway to a transport that answers
+    at once."""
     from llmroute import AsyncRouter
     from llmroute.server import create_app
 
-    async with AsyncRouter(_config(1, "own"), transports={"up": at_once_transport()}) as router:
+    transports = {"up": at_once_transport(_chunks())}
+    async with AsyncRouter(_config(1, "own"), transports=transports) as router:
         app = create_app(router, close_router=False)
         for _ in range(WARMUP + count):
             status, _ = await _one(app, path, body)
             if status != 200:
-                raise RuntimeError(f"own: status {status}, expected 200")
+                raise RuntimeError(f"{kind}: status {status}, expected 200")
 
 
 def _chunks() -> int:

@@ -80,13 +80,15 @@ def _chunk(delta: dict[str, object], finish: str | None = None, usage: object = 
     return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
 
 
-def at_once_transport() -> Any:
-    """An llmroute `Transport` that answers every request at once with `completion_body()`,
-    without a socket: what is left to count is llmroute's own work (the ``own`` kinds of
+def at_once_transport(chunks: int = 20) -> Any:
+    """An llmroute `Transport` that answers every request at once, without a socket: with
+    `completion_body()`, or a streamed request with `stream_events(chunks)` (an event per
+    read). What is left to count is llmroute's own work (the ``own`` kinds of
     `count_instructions.py` and `count_gateway.py`)."""
     from llmroute import HttpResponse, Transport
 
     body, headers = completion_body(), {"content-type": "application/json"}
+    events, sse = stream_events(chunks), {"content-type": "text/event-stream"}
 
     class Answer(HttpResponse):
         __slots__ = ("headers", "status")
@@ -103,9 +105,22 @@ def at_once_transport() -> Any:
         async def aclose(self) -> None:
             return None
 
+    class Streamed(Answer):
+        __slots__ = ()
+
+        def __init__(self) -> None:
+            self.status, self.headers = 200, sse
+
+        async def read(self) -> bytes:
+            return b"".join(events)
+
+        async def aiter_bytes(self) -> AsyncIterator[bytes]:
+            for event in events:
+                yield event
+
     class AtOnce(Transport):
         async def send(self, request: Any, timeouts: Any) -> HttpResponse:
-            return Answer()
+            return Streamed() if b'"stream":true' in request.body else Answer()
 
     return AtOnce()
 
