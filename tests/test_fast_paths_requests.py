@@ -197,6 +197,34 @@ def test_a_body_reaches_the_pipeline_as_create_sends_it(body: dict[str, Any]) ->
     assert got[1:] == expected[1:]
 
 
+@settings(max_examples=300, deadline=None)
+@given(body=_BODY.map(lambda body: {k: v for k, v in body.items() if k != "stream"}))
+def test_a_streamed_body_reaches_the_pipeline_as_create_sends_it(body: dict[str, Any]) -> None:
+    """`AsyncCompletions.stream_from_body` (the gateway's way in for a stream, its body's
+    `stream` taken out) gives the pipeline what ``create(..., stream=True)`` gives it for
+    the same body, or raises what it raises."""
+    options = RequestOptions(user="u")
+
+    async def plain(completions: AsyncCompletions) -> None:
+        rest = dict(body)
+        model, messages = rest.pop("model", None), rest.pop("messages", None)
+        await completions.create(
+            model=model, messages=messages, stream=True, extra_body=rest, llmroute=options
+        )
+
+    async def direct(completions: AsyncCompletions) -> None:
+        await completions.stream_from_body(dict(body), options)
+
+    expected, got = _reached(plain), _reached(direct)
+    if expected[0] == "error":
+        assert got == expected
+        return
+    assert got[0] == expected[0] == "stream"
+    _same_request(got[1], expected[1])
+    assert got[1].stream is True
+    assert got[2:] == expected[2:]
+
+
 _CALL = st.one_of(_NEAR_PLAIN, _ANY_PARAMS).map(
     lambda params: {k: v for k, v in params.items() if k != "stream"}  # given on its own
 )

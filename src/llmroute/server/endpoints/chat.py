@@ -78,21 +78,17 @@ async def create_chat_completion(request: GatewayRequest) -> None:
     stream = body.pop("stream", None)
     if stream is not None and not isinstance(stream, bool):
         raise HTTPError(400, "stream: expected true or false", param="stream")
-    model, messages = body.pop("model", None), body.pop("messages", None)
     completions = request.gateway.router.chat.completions
     try:
         if stream:
-            opened = await completions.create(
-                model=model, messages=messages, stream=True, extra_body=body, llmroute=options
-            )
+            opened = await completions.stream_from_body(body, options)
             wire = opened.wire_events()
             if wire is not None:
                 await send_stream(request, "chat", wire, _WIRE)
             else:
                 await send_stream(request, "chat", opened, _EVENTS)
             return
-        params = {"model": model, "messages": messages, **body}
-        completion = await completions.create_from_body(params, options)
+        completion = await completions.create_from_body(body, options)
     except UnknownModel as exc:
         raise identity.visible(exc) from None
     await answer(request, "chat", _completion_json(completion), completion.llmroute)
