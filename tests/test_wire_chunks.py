@@ -126,6 +126,12 @@ def test_plain_text_chunks_take_the_fast_path_and_others_do_not() -> None:
     ]
     for value in declined:
         assert wire_chunk(json.dumps(value).encode()) is None
+    # a usage object anywhere in the compact JSON sends the chunk to the typed path
+    # without the schema's parse, even nested where the schema would take it
+    usage = {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}
+    nested = json.dumps({**plain, "x": {"usage": usage}}, separators=(",", ":")).encode()
+    assert wire_chunk(nested) is None
+    assert isinstance(wire_chunk(nested.replace(b'"usage":{', b'"usage": {')), WireChunk)
     assert wire_chunk(b"[DONE]") is None
     assert wire_chunk(json.dumps(plain).encode().replace(b",", b",\r", 1)) is None
 
