@@ -230,6 +230,38 @@ async def test_attempt_timers_sharing_one_loop_timer_each_expire_at_their_own_de
     }
 
 
+async def test_stream_deadlines_and_attempt_timers_share_one_keeper() -> None:
+    """A stream's deadline joins its loop's attempt timers (one loop timer for all): each
+    still ends at its own deadline, a stream deadline cancelled early never fires, and one
+    that passes between reads only flags the stream."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    ended: dict[str, tuple[str, float]] = {}
+
+    async def bounded(name: str, bound: Bound, limit: float, work: float, delay: float) -> None:
+        await asyncio.sleep(delay)
+        result = await bound(limit, lambda: asyncio.sleep(work))
+        ended[name] = (result, round(loop.time() - started, 6))
+
+    idle = StreamDeadline(2.5)  # read by no one when it passes
+    await asyncio.gather(
+        bounded("attempt", with_attempt_timer, 10.0, 100.0, 0.0),  # armed first, at 10
+        bounded("stream", with_stream_deadline, 3.0, 100.0, 1.0),  # re-arms at 4
+        bounded("read", with_stream_deadline, 2.0, 0.5, 0.0),  # cancelled at 0.5
+        bounded("early", with_attempt_timer, 1.0, 100.0, 2.0),  # the earliest: 3
+        bounded("late", with_stream_deadline, 5.0, 100.0, 20.0),  # armed again at 25
+    )
+    assert ended == {
+        "attempt": ("timeout", 10.0),
+        "stream": ("timeout", 4.0),
+        "read": ("ok", 0.5),
+        "early": ("timeout", 3.0),
+        "late": ("timeout", 25.0),
+    }
+    assert idle.expired
+    idle.cancel()
+
+
 def test_a_loop_that_bounded_attempts_is_collected_once_it_is_gone() -> None:
     """The loops' deadline keepers hold their loops weakly: a script that runs
     `asyncio.run()` again and again leaves no loop behind."""
