@@ -244,6 +244,8 @@ async def test_stream_deadlines_and_attempt_timers_share_one_keeper() -> None:
         ended[name] = (result, round(loop.time() - started, 6))
 
     idle = StreamDeadline(2.5)  # read by no one when it passes
+    disarmed = StreamDeadline(1.5)
+    disarmed.cancel()  # the stream ended: it never expires
     await asyncio.gather(
         bounded("attempt", with_attempt_timer, 10.0, 100.0, 0.0),  # armed first, at 10
         bounded("stream", with_stream_deadline, 3.0, 100.0, 1.0),  # re-arms at 4
@@ -259,6 +261,7 @@ async def test_stream_deadlines_and_attempt_timers_share_one_keeper() -> None:
         "late": ("timeout", 25.0),
     }
     assert idle.expired
+    assert not disarmed.expired
     idle.cancel()
 
 

@@ -113,7 +113,8 @@ class _Deadlines:
         self.loop = weakref.ref(loop)
         self._generation = 0  # of the loop timer armed last: an older one does nothing
         self._armed_at = math.inf
-        #: The attempts under way, each removed when it stops or expires.
+        #: The attempt timers and stream deadlines under way, each removed when it stops
+        #: (or is cancelled) or expires.
         self.timers: set[_Deadline] = set()
 
     def add(self, timer: _Deadline) -> None:

@@ -119,8 +119,8 @@ class Route:
     strategy_impl: Strategy
     fallbacks: tuple[Route, ...] = ()
     key: str = field(default="", kw_only=True)
-    # What every request reads of `config`, read from it once here (the config of a route
-    # never changes: a reload builds new routes). A field of a pydantic model costs ~360
+    # What every request reads of `config`, read from it once here (nothing changes a
+    # route's config once the catalog has built the route from it). A field of a pydantic model costs ~360
     # instructions more to read than a slot; llmroute's own work per chat request
     # 234.8k -> 231.3k (callgrind, 2026-12-03).
     #: How the route orders its targets (`RouteConfig.strategy`).
