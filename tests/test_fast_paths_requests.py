@@ -175,54 +175,39 @@ _BODY = st.one_of(
 
 
 @settings(max_examples=300, deadline=None)
-@given(body=_BODY)
-def test_a_body_reaches_the_pipeline_as_create_sends_it(body: dict[str, Any]) -> None:
-    """`AsyncCompletions.create_from_body` (the gateway's way in) gives the pipeline what
-    ``create()`` gives it for the same body, or raises what it raises."""
+@given(body=_BODY, stream=st.booleans())
+def test_a_body_reaches_the_pipeline_as_create_sends_it(body: dict[str, Any], stream: bool) -> None:
+    """`AsyncCompletions.create_from_body` and, for a stream (its body's `stream` taken out),
+    `stream_from_body` (the gateway's ways in) give the pipeline what ``create()`` gives it
+    for the same body, or raise what it raises."""
     options = RequestOptions(user="u")
+    if stream:
+        body = {k: v for k, v in body.items() if k != "stream"}
 
     async def plain(completions: AsyncCompletions) -> None:
         rest = dict(body)
         model, messages = rest.pop("model", None), rest.pop("messages", None)
-        await completions.create(model=model, messages=messages, extra_body=rest, llmroute=options)
-
-    async def direct(completions: AsyncCompletions) -> None:
-        await completions.create_from_body(dict(body), options)
-
-    expected, got = _reached(plain), _reached(direct)
-    if expected[0] == "error":
-        assert got == expected
-        return
-    _same_request(got[0], expected[0])
-    assert got[1:] == expected[1:]
-
-
-@settings(max_examples=300, deadline=None)
-@given(body=_BODY.map(lambda body: {k: v for k, v in body.items() if k != "stream"}))
-def test_a_streamed_body_reaches_the_pipeline_as_create_sends_it(body: dict[str, Any]) -> None:
-    """`AsyncCompletions.stream_from_body` (the gateway's way in for a stream, its body's
-    `stream` taken out) gives the pipeline what ``create(..., stream=True)`` gives it for
-    the same body, or raises what it raises."""
-    options = RequestOptions(user="u")
-
-    async def plain(completions: AsyncCompletions) -> None:
-        rest = dict(body)
-        model, messages = rest.pop("model", None), rest.pop("messages", None)
+        streamed = {"stream": True} if stream else {}
         await completions.create(
-            model=model, messages=messages, stream=True, extra_body=rest, llmroute=options
+            model=model, messages=messages, extra_body=rest, llmroute=options, **streamed
         )
 
     async def direct(completions: AsyncCompletions) -> None:
-        await completions.stream_from_body(dict(body), options)
+        if stream:
+            await completions.stream_from_body(dict(body), options)
+        else:
+            await completions.create_from_body(dict(body), options)
 
     expected, got = _reached(plain), _reached(direct)
     if expected[0] == "error":
         assert got == expected
         return
-    assert got[0] == expected[0] == "stream"
-    _same_request(got[1], expected[1])
-    assert got[1].stream is True
-    assert got[2:] == expected[2:]
+    if stream:  # the pipeline's stream entry: its calls are marked
+        assert got[0] == expected[0] == "stream"
+        expected, got = expected[1:], got[1:]
+        assert got[0].stream is True
+    _same_request(got[0], expected[0])
+    assert got[1:] == expected[1:]
 
 
 _CALL = st.one_of(_NEAR_PLAIN, _ANY_PARAMS).map(

@@ -197,28 +197,38 @@ async def test_an_interrupt_not_fired_claims_nothing() -> None:
     assert task.cancelling() == 0
 
 
-async def test_attempt_timers_sharing_one_loop_timer_each_expire_at_their_own_deadline() -> None:
-    """Attempt timers share one loop timer (armed at the earliest deadline): each attempt
-    still times out at its own deadline, not earlier or later, whatever order they start
-    in, whichever stop early, and however a deadline earlier than the armed one arrives."""
+async def _endings(
+    runs: dict[str, tuple[Bound, float, float, float]],
+) -> dict[str, tuple[str, float]]:
+    """How and when each run ended: a name's bound, limit, work and delay before it starts,
+    all running at once."""
     loop = asyncio.get_running_loop()
     started = loop.time()
     ended: dict[str, tuple[str, float]] = {}
 
-    async def attempt(name: str, limit: float, work: float, delay: float) -> None:
+    async def run(name: str, bound: Bound, limit: float, work: float, delay: float) -> None:
         await asyncio.sleep(delay)
-        result = await with_attempt_timer(limit, lambda: asyncio.sleep(work))
+        result = await bound(limit, lambda: asyncio.sleep(work))
         ended[name] = (result, round(loop.time() - started, 6))
 
-    await asyncio.gather(
-        attempt("late", 10.0, 100.0, 0.0),  # armed first, at 10
-        attempt("early", 3.0, 100.0, 1.0),  # earlier than the armed one: re-arms at 4
-        attempt("done", 2.0, 0.5, 0.0),  # stops before its deadline: never cancelled
-        attempt("gone", 1.5, 1.0, 2.0),  # the earliest deadline (3.5), gone by 3: fires early
-        attempt("same", 3.0, 100.0, 1.0),  # the same deadline as "early"
-        attempt("after", 6.0, 5.0, 4.0),  # started after the first expiry: ends at 9, in time
-        attempt("later", 1.0, 100.0, 20.0),  # after every other one ended: armed again at 21
-    )
+    await asyncio.gather(*(run(name, *given) for name, given in runs.items()))
+    return ended
+
+
+async def test_attempt_timers_sharing_one_loop_timer_each_expire_at_their_own_deadline() -> None:
+    """Attempt timers share one loop timer (armed at the earliest deadline): each attempt
+    still times out at its own deadline, not earlier or later, whatever order they start
+    in, whichever stop early, and however a deadline earlier than the armed one arrives."""
+    attempt = with_attempt_timer
+    ended = await _endings({
+        "late": (attempt, 10.0, 100.0, 0.0),  # armed first, at 10
+        "early": (attempt, 3.0, 100.0, 1.0),  # earlier than the armed one: re-arms at 4
+        "done": (attempt, 2.0, 0.5, 0.0),  # stops before its deadline: never cancelled
+        "gone": (attempt, 1.5, 1.0, 2.0),  # the earliest deadline (3.5), gone by 3: fires early
+        "same": (attempt, 3.0, 100.0, 1.0),  # the same deadline as "early"
+        "after": (attempt, 6.0, 5.0, 4.0),  # started after the first expiry: ends at 9, in time
+        "later": (attempt, 1.0, 100.0, 20.0),  # after every other one ended: armed again at 21
+    })  # fmt: skip
     assert ended == {
         "late": ("timeout", 10.0),
         "early": ("timeout", 4.0),
@@ -234,25 +244,17 @@ async def test_stream_deadlines_and_attempt_timers_share_one_keeper() -> None:
     """A stream's deadline joins its loop's attempt timers (one loop timer for all): each
     still ends at its own deadline, a stream deadline cancelled early never fires, and one
     that passes between reads only flags the stream."""
-    loop = asyncio.get_running_loop()
-    started = loop.time()
-    ended: dict[str, tuple[str, float]] = {}
-
-    async def bounded(name: str, bound: Bound, limit: float, work: float, delay: float) -> None:
-        await asyncio.sleep(delay)
-        result = await bound(limit, lambda: asyncio.sleep(work))
-        ended[name] = (result, round(loop.time() - started, 6))
-
     idle = StreamDeadline(2.5)  # read by no one when it passes
     disarmed = StreamDeadline(1.5)
     disarmed.cancel()  # the stream ended: it never expires
-    await asyncio.gather(
-        bounded("attempt", with_attempt_timer, 10.0, 100.0, 0.0),  # armed first, at 10
-        bounded("stream", with_stream_deadline, 3.0, 100.0, 1.0),  # re-arms at 4
-        bounded("read", with_stream_deadline, 2.0, 0.5, 0.0),  # cancelled at 0.5
-        bounded("early", with_attempt_timer, 1.0, 100.0, 2.0),  # the earliest: 3
-        bounded("late", with_stream_deadline, 5.0, 100.0, 20.0),  # armed again at 25
-    )
+    attempt, stream = with_attempt_timer, with_stream_deadline
+    ended = await _endings({
+        "attempt": (attempt, 10.0, 100.0, 0.0),  # armed first, at 10
+        "stream": (stream, 3.0, 100.0, 1.0),  # re-arms at 4
+        "read": (stream, 2.0, 0.5, 0.0),  # cancelled at 0.5
+        "early": (attempt, 1.0, 100.0, 2.0),  # the earliest: 3
+        "late": (stream, 5.0, 100.0, 20.0),  # armed again at 25
+    })  # fmt: skip
     assert ended == {
         "attempt": ("timeout", 10.0),
         "stream": ("timeout", 4.0),

@@ -142,7 +142,7 @@ class AsyncCompletions:
         Fast path: the gateway's own work per 1-chunk stream 819.4k -> 806.2k instructions
         (the keyword arguments' split; callgrind, ``count_gateway.py --kinds own-stream
         --chunks 1``, 2026-12-03). Oracle: tests/test_fast_paths_requests.py
-        (``test_a_streamed_body_reaches_the_pipeline_as_create_sends_it``, hypothesis).
+        (``test_a_body_reaches_the_pipeline_as_create_sends_it``, hypothesis).
         """
         if self._state.closed:
             raise RouterClosed()
