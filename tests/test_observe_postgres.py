@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 import llmroute
+from _store_race import reads_beside_a_writer
 from llmroute import TokenUsage
 from llmroute.observe import AttemptRecord, Feedback, RequestRecord, SqliteStore
 from llmroute.observe.analytics import Filters, query_stats
@@ -70,6 +71,10 @@ def test_records_round_trip_as_in_sqlite(postgres_url: str, tmp_path: Any) -> No
     assert store.records(limit=1) == [batch[0]]
     assert store.schema_version() == SCHEMA_VERSION == SQLITE_VERSION
     assert store.status().written == 3 and store.status().waiting == 0
+
+
+def test_a_read_beside_a_writer_sees_each_batch_whole(postgres_url: str) -> None:
+    reads_beside_a_writer(lambda: PostgresStore(postgres_url), record)
 
 
 def test_text_postgresql_cannot_hold_is_stored_replaced(postgres_url: str) -> None:

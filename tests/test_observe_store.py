@@ -21,6 +21,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import llmroute
+from _store_race import reads_beside_a_writer
 from llmroute import Router, TokenUsage
 from llmroute._prices import PriceBook, _calc
 from llmroute.cli import main
@@ -245,6 +246,22 @@ asyncio.run(main())
 """
 
 
+def writers_gone(db: Path, timeout: float = 30.0) -> None:
+    """Wait until no process runs with `db` on its command line (a store's writer)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        running = []
+        for proc in Path("/proc").iterdir():
+            try:
+                running.append(str(db).encode() in (proc / "cmdline").read_bytes())
+            except OSError:  # not a process, or it ended meanwhile
+                continue
+        if not any(running):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"a writer of {db} still runs after {timeout} s")
+
+
 def test_a_killed_process_loses_at_most_its_last_batch(tmp_path: Path) -> None:
     db = tmp_path / "crash.db"
     with subprocess.Popen(
@@ -260,8 +277,14 @@ def test_a_killed_process_loses_at_most_its_last_batch(tmp_path: Path) -> None:
         rest = child.stdout.read().split()
     done = int(rest[-1]) if rest else done
     assert done >= 300
+    writers_gone(db)  # the orphaned writer process writes what its pipe still held
     stored = len(SqliteStore(db).records())
     assert done - 20 <= stored <= done + 1  # batch_size 20; the last request may be unprinted
+
+
+def test_a_read_beside_a_writer_sees_each_batch_whole(tmp_path: Path) -> None:
+    path = tmp_path / "race.db"
+    reads_beside_a_writer(lambda: SqliteStore(path), record)
 
 
 # ---------------------------------------------------------------- percentiles and stats

@@ -77,7 +77,7 @@ class LogStore(Protocol):
 
     def connect(self, *, read_only: bool = False) -> AbstractContextManager[Connection]:
         """A connection for reading (the schema migrated first); `ConfigError` when there
-        is no store to read."""
+        is no store to read. A `read_only` one's reads share one snapshot."""
         ...
 
     def exists(self) -> bool:

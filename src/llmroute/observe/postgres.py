@@ -252,8 +252,9 @@ class PostgresStore:
     @contextmanager
     def connect(self, *, read_only: bool = False) -> Iterator[_Connection]:
         """A connection for reading (the schema migrated first), in autocommit mode.
-        `read_only`: its transactions refuse writes. `ConfigError` when the server cannot be
-        reached.
+        `read_only`: its reads share one snapshot (a repeatable-read transaction: a batch
+        committed meanwhile is seen whole or not at all) and refuse writes. `ConfigError`
+        when the server cannot be reached.
 
         Up to `IDLE_READERS` connections are kept open between uses (a dashboard page asks
         several questions; connecting costs milliseconds): each is checked with a round
@@ -266,7 +267,11 @@ class PostgresStore:
         try:
             mode = "READ ONLY" if read_only else "READ WRITE"
             conn.execute(f"SET SESSION CHARACTERISTICS AS TRANSACTION {mode}")
+            if read_only:  # one snapshot for all its reads (a batch is seen whole or not)
+                conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
             yield _Connection(conn)
+            if read_only:
+                conn.execute("COMMIT")
             kept = conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
         except psycopg.OperationalError as exc:
             state = exc.sqlstate  # None: the connection was lost on this side
@@ -558,7 +563,7 @@ class PostgresStore:
         self, *, since: float | None = None, until: float | None = None, limit: int | None = None
     ) -> list[RequestRecord]:
         """Stored records, oldest first, started in ``[since, until)`` (Unix seconds)."""
-        with self.connect() as conn:
+        with self.connect(read_only=True) as conn:
             return read_records(conn, since=since, until=until, limit=limit)
 
 

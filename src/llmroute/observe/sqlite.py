@@ -292,13 +292,18 @@ class SqliteStore:
     @contextmanager
     def connect(self, *, read_only: bool = False) -> Iterator[sqlite3.Connection]:
         """A connection for reading (migrates an older store first); closed afterwards.
-        `read_only`: it refuses writes (browsing a store never changes it)."""
+        `read_only`: it refuses writes (browsing a store never changes it), and its reads
+        share one snapshot (a transaction: a batch committed meanwhile is seen whole or not
+        at all, never requests without their attempts)."""
         if not self.path.exists():
             raise ConfigError(f"no llmroute store at {self.path}")
         with closing(self._connect()) as conn:
             if read_only:
                 conn.execute("PRAGMA query_only = ON")
+                conn.execute("BEGIN")
             yield conn
+            if read_only:
+                conn.execute("COMMIT")
 
     # -------------------------------------------------------------- the sink
 
@@ -469,7 +474,7 @@ class SqliteStore:
         limit: int | None = None,
     ) -> list[RequestRecord]:
         """Stored records, oldest first, started in ``[since, until)`` (Unix seconds)."""
-        with self.connect() as conn:
+        with self.connect(read_only=True) as conn:
             return read_records(conn, since=since, until=until, limit=limit)
 
 
