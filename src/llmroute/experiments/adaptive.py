@@ -99,7 +99,7 @@ def read_metric(store: LogStore, experiment: str, metric: str) -> MetricValues:
     off-variant), per request and per sticky key, the latest value of each (blocking)."""
     latest: dict[tuple[str, str], tuple[str, float, str]] = {}
     if store.exists():
-        with store.connect() as conn:
+        with store.connect(read_only=True) as conn:
             for variant, subject, value, kind in conn.execute(_ON_REQUESTS, (experiment, metric)):
                 latest["request", subject] = (variant, value, kind)
             for first, last, subject, value, kind in conn.execute(_ON_KEYS, (experiment, metric)):
@@ -115,7 +115,7 @@ def last_variant(store: LogStore, experiment: str, digest: str) -> str | None:
     """The variant the store last recorded for sticky key `digest` (None: never seen)."""
     if not store.exists():
         return None
-    with store.connect() as conn:
+    with store.connect(read_only=True) as conn:
         row = conn.execute(_LAST_VARIANT, (experiment, digest)).fetchone()
     return None if row is None else str(row[0])
 

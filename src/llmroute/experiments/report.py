@@ -289,7 +289,7 @@ def query_report(
         f"SELECT {_ROW_COLUMNS} FROM requests r "  # noqa: S608 (fixed text, bound values)
         f"WHERE r.experiment = ? AND r.status <> 'started'{window}"
     )
-    with store.connect() as conn:
+    with store.connect(read_only=True) as conn:
         rows = [_row(values) for values in conn.execute(rows_sql, [name, *window_params])]
         on_requests: list[_Feedback] = list(
             conn.execute(_REQUEST_FEEDBACK.format(window=window), [name, *window_params])

@@ -390,7 +390,7 @@ def query_stats(
     total = _Accumulator(StatsRow(group={}))
     groups: dict[tuple[Any, ...], _Accumulator] = {}
     width = len(exprs)
-    with store.connect() as conn:
+    with store.connect(read_only=True) as conn:
         for values in conn.execute(sql, [*join_params, *where_params]):
             key = tuple(values[:width])
             rest = values[width:]
