@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 
 from llmroute import AsyncRouter
 from llmroute._clock import SystemClock
+from llmroute._errors import ContextLengthExceeded, ModelNotFound, ProviderError, RateLimited
 from llmroute._prices import PriceBook
 from llmroute._request import (
     DEFAULT_OPTIONS,
@@ -52,6 +53,9 @@ from llmroute.observe.sqlite_writer import insert_rows
 from llmroute.pipeline.executor import new_request_id
 from llmroute.pipeline.stage import Outcome, RequestContext
 from llmroute.routing.catalog import Catalog
+from llmroute.routing.health import HealthTracker
+from llmroute.routing.model import Target
+from llmroute.routing.plan import AttemptPlan, Order, Try, first_try
 from llmroute.routing.rate_limits import RateLimitBoard
 from llmroute.routing.select import RequestFacts, Selector
 from llmroute.routing.stats import LiveStats
@@ -411,6 +415,95 @@ def test_the_route_plan_shortcuts_select_as_the_general_path(
             made.append(([t.key for t in selection.targets], reason))
         orders.append(made)
     assert orders[0] == orders[1]
+
+
+# ---------------------------------------------------------------- the driver's first try
+
+_OUTCOME = st.sampled_from(["retryable", "retry_after", "model", "context", "unavailable"])
+
+
+def _failure(kind: str, target: Target) -> ProviderError:
+    if kind == "context":
+        return ContextLengthExceeded("too long", provider=target.provider.name, model=target.model)
+    if kind == "model":
+        return ModelNotFound("no such model", provider=target.provider.name, model=target.model)
+    retry_after = 0.5 if kind == "retry_after" else None
+    return RateLimited("slow", provider=target.provider.name, model=target.model,
+                       retry_after=retry_after)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    windows=st.lists(st.sampled_from([None, 10, 100_000]), min_size=1, max_size=4),
+    allowed=st.one_of(st.none(), st.sets(st.integers(0, 3), min_size=1)),
+    cooled=st.sets(st.integers(0, 3)),
+    fallback=st.booleans(),
+    outcomes=st.lists(_OUTCOME, max_size=8),
+    seed=st.integers(0, 9),
+)
+def test_the_first_try_without_a_plan_is_the_plans_first_step(
+    windows: list[int | None],
+    allowed: set[int] | None,
+    cooled: set[int],
+    fallback: bool,
+    outcomes: list[str],
+    seed: int,
+) -> None:
+    """`first_try` (with which `AttemptDriver.run` tries the first ordered target before
+    making a plan) answers exactly when a new plan's `next()` answers ``Try(first,
+    "first")``; and a plan told `tried_first` then steps as the plan that answered it,
+    whatever the attempts that follow do."""
+    count = len(windows)
+    targets = [{"provider": "p", "model": f"m{i}", **({"context_window": w} if w else {})}
+               for i, w in enumerate(windows)]  # fmt: skip
+    routes: dict[str, Any] = {"chat": {"targets": targets, "retry": {"attempts": 2}}}
+    if fallback:
+        routes["chat"]["fallbacks"] = ["spare"]
+        routes["spare"] = {"targets": [{"provider": "p", "model": "s"}]}
+    config = AsyncRouter({"providers": {"p": {"type": "mock"}}, "routes": routes}, env={}).config
+    route = Catalog(config, clock=SystemClock(), prices=PriceBook(), env={}).resolve("chat")
+    request = validate_chat_request(
+        {"model": "chat", "messages": [{"role": "user", "content": "Hi " * 40}]}
+    )
+    facts = RequestFacts(request, RequestOptions(), False)
+    keys = None if allowed is None else frozenset(f"p/m{i}" for i in allowed if i < count)
+    now = 100.0
+
+    def plan() -> tuple[AttemptPlan, HealthTracker]:
+        health = HealthTracker(config.health)
+        for i in cooled:
+            health.cool_down(f"p/m{i}", now, 5.0, "cooling")
+        made = AttemptPlan(route, rng=random.Random(seed), health=health, allowed=keys or None,
+                           request=facts)  # fmt: skip
+        made.ordered(route, list(route.targets))
+        return made, health
+
+    general, health = plan()
+    first = route.targets[0]
+    taken = first_try(route.targets, health=health, allowed=keys or None, request=facts, now=now)
+    step = general.next(now)
+    assert taken == (step if step == Try(first, "first") else None)
+    if taken is None:
+        return
+    fast, _ = plan()
+    fast.tried_first(first)
+    steps: list[list[Any]] = [[], []]
+    for made, seen in ((general, steps[0]), (fast, steps[1])):
+        last: Any = step
+        for kind in outcomes:
+            if isinstance(last, Try):
+                if kind == "unavailable":
+                    made.passed_over(last.target)
+                elif not made.failed(last.target, _failure(kind, last.target)):
+                    seen.append("ends")
+                    break
+            if isinstance(last, Order):
+                made.ordered(last.route, list(last.route.targets))
+            last = made.next(now)
+            seen.append(last)
+            if last is None:
+                break
+    assert steps[0] == steps[1]
 
 
 # ---------------------------------------------------------------- the relay's trampoline

@@ -38,7 +38,7 @@ from .._transports import TimedOut, Timeouts, TransportError
 from .._types import AttemptInfo, RouteInfo, TokenUsage
 from ..routing.health import Admission, HealthTracker
 from ..routing.model import Provider, Route, Target
-from ..routing.plan import AttemptPlan, Order, Try, Wait
+from ..routing.plan import AttemptPlan, Order, Try, Wait, first_try
 from ..routing.select import RequestFacts, Selector
 from ..routing.stats import LiveStats
 from .exchange import Exchange, send_attempt
@@ -166,20 +166,48 @@ class AttemptDriver:
         own = now + timeout
         deadline = own if deadline is None else min(own, deadline)
         facts = exchange.facts()
-        plan = AttemptPlan(
-            route,
-            rng=self._rng,
-            health=self.health,
-            allowed=_allowed(route, options),
-            request=facts,
-        )
-        plan.exclude(exclude)
-        # the route's own targets ordered now, not at the plan's first step (an `Order`
-        # made, a step more): llmroute's own work per chat request 231.3k -> 227.8k
-        # (callgrind, 2026-12-03)
-        self._order(route, plan, info, facts, now)
+        allowed = _allowed(route, options)
+        targets = self._select(route, info, facts, now)
         errors: list[ProviderError] = []
         refusals: list[RequestError] = []  # targets that cannot express the request
+        step = None
+        if not exclude and route.hedge is None and now < deadline:
+            step = first_try(targets, health=self.health, allowed=allowed, request=facts, now=now)
+        if step is None:
+            plan = self._plan(route, allowed, facts, exclude, targets)
+        else:
+            # The plan's first step, taken before there is a plan (most requests end with
+            # it): llmroute's own work per chat request 229.1k -> 213.5k (callgrind,
+            # count_instructions.py --kinds own, 2026-12-03). Oracle:
+            # tests/test_fast_paths.py (``test_the_first_try_without_a_plan_...``).
+            try:
+                value, record = await self._attempt(step, route, info, exchange, deadline, now)
+            except (_Unavailable, _Refused, ProviderError) as exc:
+                plan = self._plan(route, allowed, facts, exclude, targets)
+                plan.tried_first(step.target)
+                self._learn_from(_lone_loss(step, plan, exc), plan, errors, refusals)
+                now = clock.monotonic()
+            else:
+                return self._serve(exchange, info, step.target, record, value)
+        return await self._follow(
+            plan, info, exchange, facts, deadline, timeout, now, errors, refusals
+        )
+
+    async def _follow(
+        self,
+        plan: AttemptPlan,
+        info: RouteInfo,
+        exchange: Exchange[T],
+        facts: RequestFacts,
+        deadline: float,
+        request_timeout: float,
+        now: float,
+        errors: list[ProviderError],
+        refusals: list[RequestError],
+    ) -> Served[T]:
+        """Follow `plan` from `now` until an attempt succeeds; raise when none can
+        (`errors` and `refusals`: what the attempts so far gave)."""
+        clock = self._clock
         out_of_time = False
         while True:
             step = plan.next(now)
@@ -218,19 +246,39 @@ class AttemptDriver:
             now = clock.monotonic()
         if refusals and not errors:
             raise refusals[0]  # no target could even take the request
-        raise self._exhausted(info, plan, errors, out_of_time, timeout)
+        raise self._exhausted(info, plan, errors, out_of_time, request_timeout)
 
-    def _order(
-        self, route: Route, plan: AttemptPlan, info: RouteInfo, facts: RequestFacts, now: float
-    ) -> None:
-        """Order `route`'s targets for the plan (its strategy, at `now`); the first
-        route ordered explains the request's selection."""
+    def _plan(
+        self,
+        route: Route,
+        allowed: frozenset[str] | None,
+        facts: RequestFacts,
+        exclude: frozenset[str],
+        targets: list[Target],
+    ) -> AttemptPlan:
+        """The request's plan, its own route ordered (`targets`)."""
+        plan = AttemptPlan(route, rng=self._rng, health=self.health, allowed=allowed, request=facts)
+        plan.exclude(exclude)
+        plan.ordered(route, targets)
+        return plan
+
+    def _select(
+        self, route: Route, info: RouteInfo, facts: RequestFacts, now: float
+    ) -> list[Target]:
+        """`route`'s targets in its strategy's order at `now`; the first route ordered
+        explains the request's selection."""
         if self.shared is not None:
             self.shared.ensure()  # listening to the fleet's changes on this loop
         selection = self.selector.select(route, facts, now)
         if not info.has_reason:
             info.set_reason(route.strategy, selection.reason)
-        plan.ordered(route, selection.targets)
+        return selection.targets
+
+    def _order(
+        self, route: Route, plan: AttemptPlan, info: RouteInfo, facts: RequestFacts, now: float
+    ) -> None:
+        """Order `route`'s targets for the plan (its strategy, at `now`)."""
+        plan.ordered(route, self._select(route, info, facts, now))
 
     def _serve(
         self,

@@ -22,6 +22,7 @@ and the plan stays a pure function of what it is told.
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -42,7 +43,10 @@ if TYPE_CHECKING:
     from .health import HealthTracker
     from .model import Route, Target
 
-__all__ = ["AttemptPlan", "Order", "RequestSize", "Try", "Wait", "backoff_delay", "failover_kind"]
+__all__ = [
+    "AttemptPlan", "Order", "RequestSize", "Try", "Wait", "backoff_delay", "eligible", "failover_kind",
+    "first_try",
+]  # fmt: skip
 
 #: How many times a request waits for unavailable targets to come back.
 _MAX_WAITS = 8
@@ -117,6 +121,35 @@ class RequestSize(Protocol):
         ...
 
 
+def eligible(target: Target, allowed: frozenset[str] | None, request: RequestSize | None) -> bool:
+    """Whether `target` may take a request of `request`'s size, among the `allowed` targets
+    or providers (None: all); a plan also leaves out the targets it excluded."""
+    window = target.context_window
+    if window is not None and request is not None and request.input_tokens > window:
+        return False
+    return allowed is None or target.key in allowed or target.provider.name in allowed
+
+
+def first_try(
+    targets: Sequence[Target],
+    *,
+    health: HealthTracker,
+    allowed: frozenset[str] | None,
+    request: RequestSize | None,
+    now: float,
+) -> Try | None:
+    """``Try(targets[0], "first")`` when that is what a new plan's `next()` answers first
+    for a route ordered as `targets` with nothing excluded (its first target `eligible`
+    and available at `now`), else None: the driver then tries it before making any plan,
+    and makes one, told `AttemptPlan.tried_first`, only if the try fails."""
+    if not targets:
+        return None
+    first = targets[0]
+    if eligible(first, allowed, request) and health.available_at(first.key, now) <= now:
+        return Try(first, "first")
+    return None
+
+
 class AttemptPlan:
     """The sequence of tries and waits for one request."""
 
@@ -181,16 +214,19 @@ class AttemptPlan:
     def _eligible(self, target: Target) -> bool:
         if target.key in self._excluded:
             return False
-        window = target.context_window
-        request = self._request
-        if window is not None and request is not None and request.input_tokens > window:
-            return False
-        allowed = self._allowed
-        return allowed is None or target.key in allowed or target.provider.name in allowed
+        return eligible(target, self._allowed, self._request)
 
     def ordered(self, route: Route, targets: list[Target]) -> None:
         """`route`'s targets in strategy order, as `Order(route)` asked (once per route)."""
         self._ordered[id(route)] = targets
+
+    def tried_first(self, target: Target) -> None:
+        """The route's first ordered target was tried without asking `next()`: the state
+        `next()` leaves after answering ``Try(target, "first")`` (the driver's first try,
+        made before any plan exists)."""
+        self._position = 1
+        self._count = self._round_tries = 1
+        self._tried = (target.key,)
 
     def passed_over(self, target: Target) -> None:
         """`target` could not take the attempt it was given (health refused it at admission)."""
