@@ -15,12 +15,14 @@ import re
 import sqlite3
 import urllib.request
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+import yarl
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -647,6 +649,29 @@ def test_the_engine_resolves_proxies_as_urllib_does_each_time(
     rng = random.Random(5)
     for url in rng.choices(_URLS, k=200):
         assert engine._proxy(url) == _plain_proxy(url)
+
+
+def _parsed(url: str | Callable[[], yarl.URL]) -> tuple[Any, ...]:
+    try:
+        made = url() if callable(url) else yarl.URL(url)
+    except ValueError as exc:
+        return ("refused", str(exc))
+    return (str(made), made.raw_path_qs, made.host, made.port, made.scheme)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.one_of(st.sampled_from(_URLS), st.builds("http://h:8/{}".format, st.text(max_size=12))),
+        max_size=12,
+    )
+)
+def test_the_engine_parses_urls_as_aiohttp_does(urls: list[str]) -> None:
+    """The aiohttp engine's one-entry URL cache gives each request the `yarl.URL` aiohttp
+    makes of its string (equal, whatever came before)."""
+    engine = AiohttpTransport()
+    for url in urls:
+        assert _parsed(lambda url=url: engine._url(url)) == _parsed(url)  # type: ignore[misc]
 
 
 # ---------------------------------------------------------------- small ones

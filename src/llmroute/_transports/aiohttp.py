@@ -34,6 +34,7 @@ from .drains import DRAIN_BYTES, DRAIN_SECONDS, Drains
 
 if TYPE_CHECKING:
     import aiohttp
+    import yarl
 
 __all__ = ["AiohttpTransport"]
 
@@ -144,8 +145,8 @@ class AiohttpTransport(Transport):
     """
 
     __slots__ = (
-        "__weakref__", "_drains", "_held", "_last_proxy", "_max_connections", "_proxies",
-        "_session", "_timeouts",
+        "__weakref__", "_drains", "_held", "_last_proxy", "_last_url", "_max_connections",
+        "_proxies", "_session", "_timeouts",
     )  # fmt: skip
 
     def __init__(self, *, max_connections: int = 512) -> None:
@@ -155,6 +156,7 @@ class AiohttpTransport(Transport):
         self._timeouts: dict[Timeouts, Any] = {}
         self._proxies: dict[str, str | None] = {}
         self._last_proxy: tuple[str, str | None] = ("", None)
+        self._last_url: tuple[str, yarl.URL] | None = None
         self._drains = Drains()
 
     def _open_session(self) -> aiohttp.ClientSession:
@@ -198,6 +200,23 @@ class AiohttpTransport(Transport):
         self._last_proxy = (url, proxy)
         return proxy
 
+    def _url(self, url: str) -> yarl.URL:
+        """`url` parsed as aiohttp parses a string it is given (`yarl.URL`), once for a
+        run of requests to one URL (a provider sends most to one); URLs are immutable.
+
+        Fast path: 2.8k instructions a request less (callgrind, bench_core's client, 634.7k
+        -> 631.9k, 2026-12-03). Oracle:
+        tests/test_fast_paths.py (``test_the_engine_parses_urls_as_aiohttp_does``).
+        """
+        last = self._last_url
+        if last is not None and last[0] == url:
+            return last[1]
+        import yarl
+
+        parsed = yarl.URL(url)
+        self._last_url = (url, parsed)
+        return parsed
+
     def _origin_proxy(self, url: str) -> str | None:
         origin = url.split("/", 3)
         key = "/".join(origin[:3])
@@ -234,7 +253,7 @@ class AiohttpTransport(Transport):
         with _map_errors(_SENDING, url):
             response = await session.request(
                 request.method,
-                url,
+                self._url(url),
                 data=request.body,
                 headers=request.headers,
                 timeout=self._client_timeout(timeouts),
