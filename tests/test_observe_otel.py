@@ -252,3 +252,65 @@ def test_a_globally_installed_sdk_is_noticed_within_a_second(
     now[0] += 0.6
     assert telemetry.active()
     installed.shutdown()
+
+
+async def test_a_recorder_with_no_one_to_record_for_is_passed_by(
+    otel: Otel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With no sink, no hook and no OpenTelemetry SDK, a request skips the recorder's
+    `before()` and `after()` (`Stage.idle`), streamed or not; a sink, a hook, an SDK or a
+    busy stage of the user's, added at any time, gets every request from then on."""
+    from llmroute.observe.recorder import Recorder
+    from llmroute.pipeline.stage import Stage
+
+    calls: list[str] = []
+    for hook in ("before", "after"):
+        plain = getattr(Recorder, hook)
+
+        async def counted(
+            self: Recorder, *args: Any, _hook: str = hook, _plain: Any = plain
+        ) -> Any:
+            calls.append(_hook)
+            return await _plain(self, *args)
+
+        monkeypatch.setattr(Recorder, hook, counted)
+
+    async def one(router: AsyncRouter, *, stream: bool = False) -> None:
+        create = router.chat.completions.create
+        if stream:
+            async for _ in await create(model="chat", messages=HI, stream=True):
+                pass
+        else:
+            await create(model="chat", messages=HI)
+
+    config = {**CONFIG, "routes": {"chat": {"targets": ["steady/small"]}}}
+    async with AsyncRouter(config, env={}) as router:  # telemetry on, but no SDK
+        await one(router)
+        await one(router, stream=True)
+        assert calls == []
+        records: list[Any] = []
+        router.add_sink(records.extend)
+        await one(router)
+        await one(router, stream=True)
+        await router.flush()
+        assert calls == ["before", "after"] * 2 and len(records) == 2
+    for wake in ("hook", "telemetry", "stage"):
+        calls.clear()
+        seen: list[Any] = []
+        async with AsyncRouter(config, env={}) as router:
+            await one(router)
+            assert calls == []
+            if wake == "hook":
+                router.add_hook("request_start", seen.append)
+            elif wake == "telemetry":
+                router.use_telemetry(otel.tracer_provider, otel.meter_provider)
+            else:
+                router.add_stage(Stage())
+            await one(router)
+            await one(router, stream=True)
+        assert calls == ["before", "after"] * 2, wake
+        if wake == "hook":
+            assert len(seen) == 2
+        if wake == "telemetry":
+            assert len(otel.finished()) >= 2
+    assert not Stage().idle()

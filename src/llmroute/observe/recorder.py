@@ -166,6 +166,7 @@ class Recorder(Stage):
         hooks = self._hooks
         ends = hooks["attempt_end"] or hooks["request_end"]
         self._active = bool(self._sinks or ends)
+        self._busy = self._active or bool(hooks["request_start"])
         #: The store's `write_encoded` when the store is all that reads a finished record
         #: (no other sink, end hook or redactor; and, request by request, no span or metric
         #: point to emit, no content to capture): a request's end then encodes its record
@@ -238,6 +239,16 @@ class Recorder(Stage):
                        store_dropped=held.dropped)  # fmt: skip
 
     # -------------------------------------------------------------- the stage
+
+    def idle(self) -> bool:
+        """Nothing would receive a record: no sink, no hook, and no OpenTelemetry SDK
+        that keeps spans or reads metrics (asked of `Telemetry.active`, which looks again
+        once a second). `before()` would then change nothing a reader sees, and `after()`
+        return at once."""
+        if self._busy:
+            return False
+        telemetry = self._telemetry
+        return telemetry is None or not telemetry.active()
 
     async def before(self, ctx: RequestContext) -> Answer | None:
         capture = ctx.options.capture_content

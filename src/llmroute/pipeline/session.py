@@ -110,7 +110,8 @@ class StreamSession:
         """The stream ended (`error`: what ended it, if it failed): account for it."""
         ctx = self._ctx
         ctx.info.latency_s = self._clock.monotonic() - ctx.started
-        await self._stages.after(ctx, self._outcome(stream, error))
+        if error is not None or not self._stages.idle():
+            await self._stages.after(ctx, self._outcome(stream, error))
 
     async def _settle(
         self,
@@ -135,7 +136,8 @@ class StreamSession:
             last.outcome = "cancelled"
         prices, tier = cost
         set_cost(prices, info, served.target, usage, tier)
-        await self._stages.after(ctx, self._outcome(stream, error))
+        if error is not None or not self._stages.idle():
+            await self._stages.after(ctx, self._outcome(stream, error))
 
     def _outcome(self, stream: EndedStream, error: BaseException | None) -> Outcome:
         return Outcome(

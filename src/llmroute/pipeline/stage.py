@@ -112,6 +112,14 @@ class Stage:
     #: The stage's name, used for `RequestContext.state` and `Outcome.answered_by`.
     name: str = "stage"
 
+    def idle(self) -> bool:
+        """Whether the stage would do nothing for any request now: its `before()` changes
+        nothing and its `after()` returns at once. While every stage is idle, a request
+        passes them by without the calls. Asked at each end of a request: a stage that
+        turns busy while one is under way gets its `after()` without its `before()`. The
+        default: never idle."""
+        return False
+
     async def before(self, ctx: RequestContext) -> Answer | None:
         """Run before routing: raise to refuse, return an `Answer` to answer, None to go on."""
         return None

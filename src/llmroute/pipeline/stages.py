@@ -30,6 +30,13 @@ class StageRunner:
         #: How many times a stage's after() raised (logged with its traceback).
         self.failures = 0
 
+    def idle(self) -> bool:
+        """Whether every stage is idle now (`Stage.idle`): a request then skips them."""
+        for stage in self.stages:  # noqa: SIM110 - all() of a generator: a frame more
+            if not stage.idle():
+                return False
+        return True
+
     async def before(self, ctx: RequestContext) -> tuple[Answer | None, str | None]:
         """Each stage's `before()` until one answers: its answer and name, or two Nones."""
         for stage in self.stages:
