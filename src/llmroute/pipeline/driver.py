@@ -1,12 +1,14 @@
 """The attempt driver: carries out an `AttemptPlan` for one request.
 
 Decisions live in `routing.plan` (what to try, how long to wait),
-`routing.select` (in which order) and `routing.health` (who may take
-traffic); this module orders the request's route at once and each fallback
-when the plan reaches it, sends each attempt through `send_attempt()`, times
-it, races hedges and classifies failures. It is the one place that reports
-attempts to health and live statistics and the one place that names the
-served target in `RouteInfo`; it returns the winner as `Served`.
+`routing.select` (in which order) and `routing.health` (who may take traffic);
+this module orders the request's route at once and each fallback when the plan
+reaches it, sends each attempt through `send_attempt()`, times it, races
+hedges and classifies failures. The plan's first step
+(`routing.plan.first_try`) is taken before the plan is made, which happens
+only if that attempt fails: most requests end with it. It is the one place
+that reports attempts to health and live statistics and the one place that
+names the served target in `RouteInfo`; it returns the winner as `Served`.
 """
 
 from __future__ import annotations
