@@ -231,8 +231,9 @@ class RequestPipeline:
         if ctx.assigning is not None:  # an adaptive experiment reads its store first
             await ctx.assigning
         info, stages = ctx.info, self._stages
+        idle = stages.idle()  # asked once: a stage that wakes meanwhile sees the next request
         try:
-            answer, answered_by = _PASSED_BY if stages.idle() else await stages.before(ctx)
+            answer, answered_by = _PASSED_BY if idle else await stages.before(ctx)
             if answer is not None:
                 result = exchange.stage_answer(answer, answered_by)
             else:
@@ -246,7 +247,7 @@ class RequestPipeline:
             raise
         info.latency_s = self._clock.monotonic() - ctx.started
         result.attach_route_info(info)
-        if not stages.idle():
+        if not idle:
             await stages.after(
                 ctx, Outcome(response=result, completed=True, answered_by=answered_by)
             )

@@ -115,9 +115,9 @@ class Stage:
     def idle(self) -> bool:
         """Whether the stage would do nothing for any request now: its `before()` changes
         nothing and its `after()` returns at once. While every stage is idle, a request
-        passes them by without the calls. Asked at each end of a request: a stage that
-        turns busy while one is under way gets its `after()` without its `before()`. The
-        default: never idle."""
+        passes them by without the calls. Asked as a request starts (and as a stream
+        ends: a stage that turns busy meanwhile gets that stream's `after()` without its
+        `before()`). The default: never idle."""
         return False
 
     async def before(self, ctx: RequestContext) -> Answer | None:
