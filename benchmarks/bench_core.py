@@ -555,7 +555,7 @@ def main(argv: list[str] | None = None) -> int:
         "--sequential", type=int, default=1000, help="sequential requests per client (latency)"
     )
     parser.add_argument("--streams", type=int, default=40, help="streams of each length per client")
-    parser.add_argument("--rounds", type=int, default=4, help="throughput runs per client")
+    parser.add_argument("--rounds", type=int, default=12, help="throughput runs per client")
     parser.add_argument(
         "--clients",
         nargs="+",
