@@ -168,13 +168,10 @@ class PriceBook:
         own = target.price
         if own is not None:
             return partial(custom_cost, own, usage)
-        return partial(
-            self.cost,
-            target.provider.adapter.prices_id,
-            target.model,
-            usage,
-            service_tier=service_tier,
-        )
+        prices_id = target.provider.adapter.prices_id
+        if service_tier is None:  # most requests: a partial without a keywords dict
+            return partial(self.cost, prices_id, target.model, usage)
+        return partial(self.cost, prices_id, target.model, usage, service_tier=service_tier)
 
 
 def _unknown() -> None:

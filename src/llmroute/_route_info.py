@@ -108,7 +108,9 @@ class RouteInfo:
     variant: str | None = None
     _cost: float | None = field(default=None, repr=False)
     _pricer: Callable[[], float | None] | None = field(default=None, repr=False)
-    _reason: str | Callable[[], str] | None = field(default=None, repr=False)
+    #: The explanation, or until first read what it is made of: (strategy, reason or its
+    #: maker), a tuple rather than a closure (a function object less per request).
+    _reason: str | tuple[str, str | Callable[[], str]] | None = field(default=None, repr=False)
     #: The attempt whose answer was delivered (with hedging, not always the last one).
     served: AttemptInfo | None = field(default=None, repr=False)
 
@@ -124,8 +126,9 @@ class RouteInfo:
     def reason(self) -> str | None:
         """Why the target was chosen: the strategy, what it compared, what it skipped."""
         reason = self._reason
-        if callable(reason):
-            reason = self._reason = reason()
+        if isinstance(reason, tuple):
+            strategy, made = reason
+            reason = self._reason = f"{strategy}: " + (made() if callable(made) else made)
         return reason
 
     @property
@@ -135,7 +138,7 @@ class RouteInfo:
 
     def set_reason(self, strategy: str, reason: str | Callable[[], str]) -> None:
         """Record the selection's explanation (formatted on first read)."""
-        self._reason = lambda: f"{strategy}: " + (reason() if callable(reason) else reason)
+        self._reason = (strategy, reason)
 
     @property
     def cost_usd(self) -> float | None:

@@ -145,8 +145,8 @@ class AiohttpTransport(Transport):
     """
 
     __slots__ = (
-        "__weakref__", "_drains", "_held", "_last_proxy", "_last_url", "_max_connections",
-        "_proxies", "_session", "_timeouts",
+        "__weakref__", "_drains", "_held", "_last_proxy", "_last_timeouts", "_last_url",
+        "_max_connections", "_proxies", "_session", "_timeouts",
     )  # fmt: skip
 
     def __init__(self, *, max_connections: int = 512) -> None:
@@ -154,6 +154,7 @@ class AiohttpTransport(Transport):
         self._session: aiohttp.ClientSession | None = None
         self._held: Held | None = None  # the session's release, if this transport is dropped
         self._timeouts: dict[Timeouts, Any] = {}
+        self._last_timeouts: tuple[Timeouts, Any] | None = None
         self._proxies: dict[str, str | None] = {}
         self._last_proxy: tuple[str, str | None] = ("", None)
         self._last_url: tuple[str, yarl.URL] | None = None
@@ -234,7 +235,11 @@ class AiohttpTransport(Transport):
 
     def _client_timeout(self, timeouts: Timeouts) -> Any:
         """aiohttp's timeout object for `timeouts`, built once per distinct value (a
-        provider has two: streamed and whole attempts)."""
+        provider has two: streamed and whole attempts); the last one asked for is known by
+        identity, without hashing the (frozen) `Timeouts` again."""
+        last = self._last_timeouts
+        if last is not None and last[0] is timeouts:
+            return last[1]
         cached = self._timeouts.get(timeouts)
         if cached is None:
             import aiohttp
@@ -243,6 +248,7 @@ class AiohttpTransport(Transport):
                 total=None, sock_connect=timeouts.connect, sock_read=timeouts.read
             )
             self._timeouts[timeouts] = cached
+        self._last_timeouts = (timeouts, cached)
         return cached
 
     async def send(self, request: HttpRequest, timeouts: Timeouts) -> HttpResponse:

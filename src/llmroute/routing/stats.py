@@ -8,7 +8,8 @@ are exact over the ring (nearest-rank).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections import deque
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from math import exp, log
 from typing import TYPE_CHECKING
@@ -32,7 +33,7 @@ SAMPLES = 256
 DEFAULT_OUTPUT = 256
 
 
-def percentile(values: list[float], q: float) -> float | None:
+def percentile(values: Collection[float], q: float) -> float | None:
     """The nearest-rank `q`-th percentile (0-100) of `values`, or None when empty."""
     if not values:
         return None
@@ -42,31 +43,23 @@ def percentile(values: list[float], q: float) -> float | None:
 
 
 class _Ring:
-    __slots__ = ("_added", "_next", "_p95", "_p95_added", "_values")
+    """The last `SAMPLES` values added (a bounded deque: appending is one C call) and how
+    many were ever added. The live events append inline (``ring.values.append(x);
+    ring.added += 1``): a Python call less per sample."""
+
+    __slots__ = ("_p95", "_p95_added", "added", "values")
 
     def __init__(self) -> None:
-        self._values: list[float] = []
-        self._next = 0
-        self._added = 0
+        self.values: deque[float] = deque(maxlen=SAMPLES)
+        self.added = 0
         self._p95: float | None = None
         self._p95_added = -1
 
-    def add(self, value: float) -> None:
-        self._added += 1
-        if len(self._values) < SAMPLES:
-            self._values.append(value)
-        else:
-            self._values[self._next] = value
-            self._next = (self._next + 1) % SAMPLES
-
-    def values(self) -> list[float]:
-        return list(self._values)
-
     def recent_p95(self) -> float | None:
         """The 95th percentile, recomputed once a sixteenth of the ring has changed."""
-        values = self._values
-        if self._added - self._p95_added >= max(1, len(values) // 16):
-            self._p95, self._p95_added = percentile(values, 95), self._added
+        values = self.values
+        if self.added - self._p95_added >= max(1, len(values) // 16):
+            self._p95, self._p95_added = percentile(values, 95), self.added
         return self._p95
 
 
@@ -94,7 +87,9 @@ class PeakEwma:
         if value is None or sample >= value:
             self.value = sample
         else:
-            keep = min(self._keep, 0.5 ** (max(now - self.at, 0.0) / self._half_life))
+            age = now - self.at  # min() and max() as expressions: two calls less a sample
+            fade = 0.5 ** (age / self._half_life) if age > 0.0 else 1.0
+            keep = self._keep if self._keep <= fade else fade
             self.value = value * keep + sample * (1.0 - keep)
         self.at = now
 
@@ -258,7 +253,8 @@ class LiveStats:
 
     # The events below read the counters with ``.get(key) or self._get(key)`` and call
     # `_rescore` only while scoring: two calls less per event, six per request
-    # (llmroute's own work per chat request 213.5k -> 211.8k, callgrind, 2026-12-03).
+    # (llmroute's own work per chat request 213.5k -> 211.8k, callgrind, 2026-12-03);
+    # they append to the rings inline and call no max(): see docs/performance.md.
 
     def forget(self, key: str) -> bool:
         """Drop `key`'s statistics unless an attempt on it is under way; whether they went."""
@@ -287,7 +283,9 @@ class LiveStats:
     def streamed(self, key: str, ttft: float, now: float) -> None:
         """A stream's time to first token: its recent samples and the latency average."""
         target = self._counters.get(key) or self._get(key)
-        target.ttft.add(ttft)
+        ring = target.ttft
+        ring.values.append(ttft)
+        ring.added += 1
         target.ewma_ttft.add(ttft, now)
         if self.scoring:
             self._rescore(target, now)
@@ -296,8 +294,10 @@ class LiveStats:
         """A non-streamed answer's latency (its time to first content too) and length, for
         the per-token average."""
         target = self._counters.get(key) or self._get(key)
-        target.ttft.add(latency)
-        target.ewma_per_token.add(latency / max(output_tokens, 1), now)
+        ring = target.ttft
+        ring.values.append(latency)
+        ring.added += 1
+        target.ewma_per_token.add(latency / output_tokens if output_tokens > 1 else latency, now)
         target.output_tokens += output_tokens
         target.output_count += 1
         target.expected_output = round(target.output_tokens / target.output_count)
@@ -315,22 +315,25 @@ class LiveStats:
         """An attempt to `key` ended, whatever its outcome; `latency`: it answered, after
         that many seconds (a sample of its total latency)."""
         target = self._counters.get(key) or self._get(key)
-        target.in_flight = max(0, target.in_flight - 1)
+        if target.in_flight > 0:
+            target.in_flight -= 1
         target.requests += 1
         if latency is not None:
-            target.latency.add(latency)
+            ring = target.latency
+            ring.values.append(latency)
+            ring.added += 1
         if self.scoring:
             self._rescore(target)
 
     def ttft_percentile(self, key: str, q: float) -> float | None:
         """The `q`-th percentile of `key`'s recent time to first content."""
         target = self._counters.get(key)
-        return percentile(target.ttft.values(), q) if target else None
+        return percentile(target.ttft.values, q) if target else None
 
     def latency_percentile(self, key: str, q: float) -> float | None:
         """The `q`-th percentile of `key`'s recent total latency."""
         target = self._counters.get(key)
-        return percentile(target.latency.values(), q) if target else None
+        return percentile(target.latency.values, q) if target else None
 
     def recent_latency_p95(self, key: str) -> float | None:
         """About the 95th percentile of `key`'s recent total latency, for selection: exact
@@ -346,7 +349,7 @@ class LiveStats:
     def snapshot(self, key: str) -> TargetStats:
         """`key`'s statistics now."""
         target = self._counters.get(key) or TargetCounters(self._half_life)
-        latency, ttft = target.latency.values(), target.ttft.values()
+        latency, ttft = target.latency.values, target.ttft.values
         count = target.output_count
         return TargetStats(
             in_flight=target.in_flight,
