@@ -123,17 +123,15 @@ class _Window:
         self._successes = [0] * _BUCKETS
         self._failures = [0] * _BUCKETS
 
-    def _bucket(self, now: float) -> int:
-        index = int(now // self._width) % _BUCKETS
-        start = (now // self._width) * self._width
-        if self._starts[index] != start:
+    def add(self, now: float, ok: bool) -> None:
+        width = self._width
+        slot = now // width
+        index = int(slot) % _BUCKETS
+        start = slot * width
+        if self._starts[index] != start:  # the bucket's time has come round again
             self._starts[index] = start
             self._successes[index] = 0
             self._failures[index] = 0
-        return index
-
-    def add(self, now: float, ok: bool) -> None:
-        index = self._bucket(now)
         if ok:
             self._successes[index] += 1
         else:
@@ -213,6 +211,9 @@ class HealthTracker:
         target = self._targets.get(key)
         if target is None:
             return now
+        if target.state == "closed":  # most calls: nothing to refresh, no probe to wait for
+            cooldown = target.cooldown_until
+            return now if now >= cooldown else cooldown
         self._refresh(target, now)
         ready = max(now, target.cooldown_until)
         if target.state == "open":
@@ -237,8 +238,9 @@ class HealthTracker:
 
     def admit(self, key: str, now: float) -> Admission | None:
         """Let one attempt go to `key`, or None when its circuit or a cooldown forbids it."""
-        target = self._get(key)
-        self._refresh(target, now)
+        target = self._targets.get(key) or self._get(key)
+        if target.state == "open":
+            self._refresh(target, now)
         if now < target.cooldown_until or target.state == "open":
             return None
         if target.state == "half_open":
@@ -252,7 +254,7 @@ class HealthTracker:
 
     def succeeded(self, key: str, now: float, admission: Admission) -> None:
         """An attempt admitted by `admission` succeeded."""
-        target = self._get(key)
+        target = self._targets.get(key) or self._get(key)
         if admission.probe:
             if admission.generation != target.epoch:
                 return  # a stale probe: the circuit has re-opened since
