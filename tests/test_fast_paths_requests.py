@@ -133,6 +133,7 @@ class _Recording:
 
     def __init__(self) -> None:
         self.calls: list[tuple[Any, ...]] = []
+        self.wire: list[bool] = []
 
     async def _done(self) -> None:
         return None
@@ -141,13 +142,15 @@ class _Recording:
         self.calls.append(args)
         return self._done()
 
-    def chat_stream(self, *args: Any) -> Any:
+    def chat_stream(self, *args: Any, wire: bool = False) -> Any:
         self.calls.append(("stream", *args))
+        self.wire.append(wire)  # how the stream will be read: not part of the request
         return self._done()
 
 
-def _reached(call: Any) -> tuple[Any, ...]:
-    """What a call gave the executor, or the error it raised instead."""
+def _reached(call: Any, wire: list[bool] | None = None) -> tuple[Any, ...]:
+    """What a call gave the executor, or the error it raised instead (`wire` gets how a
+    stream was to be read)."""
     recording = _Recording()
     completions = AsyncCompletions(recording, RouterState())  # type: ignore[arg-type]
     try:
@@ -155,6 +158,8 @@ def _reached(call: Any) -> tuple[Any, ...]:
     except RequestError as exc:
         return ("error", str(exc), exc.param)
     assert len(recording.calls) == 1
+    if wire is not None:
+        wire.extend(recording.wire)
     return recording.calls[0]
 
 
@@ -198,7 +203,9 @@ def test_a_body_reaches_the_pipeline_as_create_sends_it(body: dict[str, Any], st
         else:
             await completions.create_from_body(dict(body), options)
 
-    expected, got = _reached(plain), _reached(direct)
+    create_wire: list[bool] = []
+    body_wire: list[bool] = []
+    expected, got = _reached(plain, create_wire), _reached(direct, body_wire)
     if expected[0] == "error":
         assert got == expected
         return
@@ -206,6 +213,8 @@ def test_a_body_reaches_the_pipeline_as_create_sends_it(body: dict[str, Any], st
         assert got[0] == expected[0] == "stream"
         expected, got = expected[1:], got[1:]
         assert got[0].stream is True
+        # the gateway relays what it asks for as wire events; a caller of create() reads typed
+        assert body_wire == [True] and create_wire == [False]
     _same_request(got[0], expected[0])
     assert got[1:] == expected[1:]
 

@@ -20,7 +20,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from llmroute import AsyncRouter, HttpRequest, HttpResponse, StreamInterrupted, Timeouts, Transport
+from llmroute import (
+    AsyncRouter,
+    HttpRequest,
+    HttpResponse,
+    LLMRouteError,
+    StreamInterrupted,
+    Timeouts,
+    Transport,
+)
+from llmroute._request import RequestOptions
 from llmroute._types import ChatCompletionChunk, keep_provider_json, validator
 from llmroute._wire import WireChunk, WireReader, chunk_event, wire_chunk
 
@@ -451,6 +460,83 @@ def test_a_stream_read_as_events_is_the_stream_read_chunk_by_chunk(
     typed = asyncio.run(_typed_read(_cut(body, cuts), usage))
     wire = asyncio.run(_wire_read(_cut(body, cuts), usage))
     assert wire == typed
+
+
+#: What may come before a stream's first content, and its first content.
+_OPENINGS = [
+    _event(_chunk({"role": "assistant", "content": ""})),
+    _event(_chunk({"role": "assistant"})),
+    b": a comment\n\n",
+    _event(_chunk({"content": "Hel"})),
+    _event(_chunk({"refusal": "I cannot"})),
+    _event(_chunk({"content": None})),
+    _event(
+        {
+            **_chunk({}),
+            "choices": [
+                {"index": 0, "delta": {}, "finish_reason": None},
+                {"index": 1, "delta": {"content": "b"}, "finish_reason": None},
+            ],
+        }
+    ),
+    _event(_chunk({}, "stop")),
+    _event(_chunk({"content": "x"}, created="1700000000")),  # lax: the typed path
+    _event(_TOOL),
+    _event(_USAGE),
+    _event({"error": {"message": "overloaded", "type": "server_error"}}),
+    b"data: [DONE]\n\n",
+]
+
+
+async def _read_from_body(pieces: list[bytes], usage: bool, typed: bool) -> tuple[bytes, Any]:
+    """The gateway's way in (`stream_from_body`), its stream read typed or as events."""
+    async with _router(pieces) as router:
+        body: dict[str, Any] = {"model": "chat", "messages": [{"role": "user", "content": "hi"}]}
+        if usage:
+            body["stream_options"] = {"include_usage": True}
+        try:
+            stream = await router.chat.completions.stream_from_body(body, RequestOptions())
+        except LLMRouteError as exc:
+            return b"", ("unopened", type(exc), str(exc))
+        out, failure = [], None
+        try:
+            if typed:
+                async for chunk in stream:
+                    out.append(chunk_event(chunk))
+            else:
+                events = stream.wire_events()
+                assert events is not None
+                async for data in events:
+                    out.append(data)
+        except StreamInterrupted as exc:
+            failure = (str(exc), exc.partial)
+        return b"".join(out), (stream.text, stream.completed, stream.llmroute.usage, failure)
+
+
+async def _read_created(pieces: list[bytes], usage: bool) -> tuple[bytes, Any]:
+    try:
+        return await _typed_read(pieces, usage)
+    except LLMRouteError as exc:
+        return b"", ("unopened", type(exc), str(exc))
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(st.sampled_from(_OPENINGS), min_size=1, max_size=5),
+    st.lists(st.integers(0, 2000), max_size=4),
+    st.booleans(),
+)
+def test_a_stream_opened_for_the_wire_reads_as_one_opened_typed(
+    opening: list[bytes], cuts: list[int], usage: bool
+) -> None:
+    """A stream the gateway opens to relay (`stream_from_body`: its opening's plain chunks
+    kept as their JSON) opens, fails to open, and reads, as events or typed, as a stream
+    `create()` opened typed does."""
+    rest = [_EVENTS[1], _EVENTS[-3], _EVENTS[-2], _EVENTS[-1]]
+    pieces = _cut(b"".join([*opening, *rest]), cuts)
+    typed = asyncio.run(_read_created(pieces, usage))
+    assert asyncio.run(_read_from_body(pieces, usage, typed=False)) == typed
+    assert asyncio.run(_read_from_body(pieces, usage, typed=True)) == typed
 
 
 @pytest.mark.anyio

@@ -25,9 +25,9 @@ from typing import Any
 
 from pydantic_core import SchemaValidator, core_schema
 
-from ._types import ChatCompletionChunk, provider_json
+from ._types import ChatCompletionChunk, keep_provider_json, provider_json, validator
 
-__all__ = ["WireChunk", "WireReader", "chunk_event", "wire_chunk"]
+__all__ = ["WireChunk", "WireReader", "chunk_event", "typed_chunk", "wire_chunk"]
 
 _chunk_json = ChatCompletionChunk.__pydantic_serializer__.to_json
 
@@ -58,6 +58,24 @@ class WireChunk:
     @property
     def model(self) -> str:
         return self._parsed["model"]  # type: ignore[no-any-return]
+
+    def has_content(self) -> bool:
+        """Whether any choice carries text, a refusal or a finish, as `_any_content` asks of
+        a typed chunk (a plain chunk's delta holds no tool call). Read from the chunk's own
+        parse: ask it of chunks `wire_chunk` made, not of a template's."""
+        for choice in self._parsed["choices"]:
+            delta = choice["delta"]
+            if delta.get("content") or delta.get("refusal") or choice.get("finish_reason"):
+                return True
+        return False
+
+
+def typed_chunk(chunk: WireChunk) -> ChatCompletionChunk:
+    """`chunk` as the typed path reads it: validated from its JSON, which it keeps to
+    forward (the decoder's `feed` makes the same; a plain chunk has no usage)."""
+    typed: ChatCompletionChunk = validator(ChatCompletionChunk).validate_json(chunk.data)
+    keep_provider_json(typed, chunk.data)
+    return typed
 
 
 def _plain_chunk_schema() -> SchemaValidator:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Generic, Literal, Protocol, TypeVar, cast
 
 from .._clock import Clock
@@ -33,6 +33,7 @@ from .._types import (
     CreateEmbeddingResponse,
     TokenUsage,
 )
+from .._wire import WireChunk
 from ..providers import ExtraRequest, ProviderAdapter, StreamDecoder
 from ..responses.types import Response
 from ..routing.model import Target
@@ -57,6 +58,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
 #: What a whole exchange answers: the caller's response, which a stage may give instead.
 R = TypeVar("R", ChatCompletion, CreateEmbeddingResponse, Response)
 
@@ -278,8 +280,9 @@ class Opened(Generic[D, T]):
         self.backlog = backlog if backlog is not None else deque()
 
 
-class OpenedStream(Opened[StreamDecoder, ChatCompletionChunk]):
-    """A chat stream opened (`StreamExchange`)."""
+class OpenedStream(Opened[StreamDecoder, "ChatCompletionChunk | WireChunk"]):
+    """A chat stream opened (`StreamExchange`): its chunks so far are typed, or, opened
+    for relaying (`StreamExchange.wire`), plain text chunks kept as their JSON."""
 
     __slots__ = ()
 
@@ -292,9 +295,16 @@ class StreamExchange(Exchange[OpenedStream]):
     unfinished) the served attempt feeds no time-to-first-content statistic:
     its prompt carries the partial answer, so its time says little about
     the target, and only a request's own first opening was ever counted.
+    With `wire` (the gateway relays the stream in OpenAI's format) the chunks up to
+    the first content are read as `WireChunk`s where they are plain (the stream
+    types them if it is read typed after all).
+
+    Fast path: the opening's chunks read by the wire schema, not validated typed
+    (see docs/performance.md). Oracle: tests/test_wire_chunks.py
+    (``test_a_stream_opened_for_the_wire_reads_as_one_opened_typed``).
     """
 
-    __slots__ = ("request",)
+    __slots__ = ("request", "wire")
 
     stream = True
     described = "a stream"
@@ -306,9 +316,11 @@ class StreamExchange(Exchange[OpenedStream]):
         extra: ExtraRequest,
         *,
         timed: bool = True,
+        wire: bool = False,
     ) -> None:
         self.request, self.options, self.extra = request, options, extra
         self.timing = "stream" if timed else None
+        self.wire = wire
 
     def facts(self) -> RequestFacts:
         return RequestFacts(self.request, self.options, stream=True)
@@ -330,8 +342,11 @@ class StreamExchange(Exchange[OpenedStream]):
             batches = response.aiter_line_batches()
         else:
             batches = single_batches(response.aiter_bytes())
-        pending: deque[ChatCompletionChunk] = deque()
-        backlog = await read_to_content(batches, decoder, pending, _any_content)
+        pending: deque[ChatCompletionChunk | WireChunk] = deque()
+        feeder: Feeder[ChatCompletionChunk | WireChunk] = (
+            _WireOpening(decoder) if self.wire else decoder
+        )
+        backlog = await read_to_content(batches, feeder, pending, _any_content)
         if backlog is not None:  # the rest of its batch is decoded as the caller reads
             return OpenedStream(response, batches, decoder, pending, backlog)
         pending.extend(decoder.finish())
@@ -423,7 +438,7 @@ async def no_batches() -> AsyncIterator[list[bytes]]:
     yield []  # pragma: no cover - makes this an async generator
 
 
-class Feeder(Protocol[T]):
+class Feeder(Protocol[T_co]):
     """What `read_to_content` feeds: a stream decoder (chat chunks, or Responses events)."""
 
     @property
@@ -431,7 +446,7 @@ class Feeder(Protocol[T]):
         """Whether the stream has ended as its protocol ends one."""
         ...
 
-    def feed(self, data: bytes) -> list[T]:
+    def feed(self, data: bytes) -> Sequence[T_co]:
         """What one line (or raw chunk) of the body completes."""
         ...
 
@@ -440,7 +455,7 @@ async def read_to_content(
     batches: AsyncIterator[list[bytes]],
     decoder: Feeder[T],
     pending: deque[T],
-    has_content: Callable[[list[T]], bool],
+    has_content: Callable[[Sequence[T]], bool],
 ) -> deque[bytes] | None:
     """Feed `decoder` the lines of `batches` until what one line makes has content
     (`has_content`, which may raise to fail the attempt); what it makes goes into `pending`.
@@ -459,8 +474,29 @@ async def read_to_content(
     return None
 
 
-def _any_content(chunks: Iterable[ChatCompletionChunk]) -> bool:
+class _WireOpening:
+    """A stream decoder read as `feed_wire` without learning (`StreamExchange.wire`)."""
+
+    __slots__ = ("_decoder",)
+
+    def __init__(self, decoder: StreamDecoder) -> None:
+        self._decoder = decoder
+
+    @property
+    def done(self) -> bool:
+        return self._decoder.done
+
+    def feed(self, data: bytes) -> Sequence[ChatCompletionChunk | WireChunk]:
+        return self._decoder.feed_wire(data, learn=False)
+
+
+def _any_content(chunks: Iterable[ChatCompletionChunk | WireChunk]) -> bool:
     for chunk in chunks:
+        if type(chunk) is WireChunk:
+            if chunk.has_content():
+                return True
+            continue
+        assert isinstance(chunk, ChatCompletionChunk)
         for choice in chunk.choices:
             delta = choice.delta
             if delta.content or delta.tool_calls or delta.refusal or choice.finish_reason:

@@ -160,10 +160,17 @@ class RequestPipeline:
         return self._whole(EmbeddingsExchange(request, options, extra), request)
 
     def chat_stream(
-        self, request: ChatRequest, options: RequestOptions, extra: ExtraRequest
+        self,
+        request: ChatRequest,
+        options: RequestOptions,
+        extra: ExtraRequest,
+        *,
+        wire: bool = False,
     ) -> Coroutine[None, None, AsyncChatStream]:
-        """A streamed chat completion, returned once its first content has arrived."""
-        return self._stream(StreamExchange(request, options, extra))
+        """A streamed chat completion, returned once its first content has arrived; `wire`:
+        it will be read as OpenAI's events (`AsyncChatStream.wire_events`), so plain chunks
+        of its opening are kept as their JSON (`StreamExchange`)."""
+        return self._stream(StreamExchange(request, options, extra, wire=wire))
 
     async def count_tokens(
         self, request: ChatRequest, options: RequestOptions, extra: ExtraRequest
@@ -274,6 +281,8 @@ class RequestPipeline:
                 return replay(
                     chunks, info, hide_usage_chunk=hide, session=session, keep=ctx.keep_chunks
                 )
+            if ctx.keep_chunks:
+                exchange.wire = False  # the stages keep typed chunks: open it typed
             served = await self.driver.run(route, ctx.options, info, exchange)
         except BaseException as exc:
             await stages.after_failure(ctx, exc)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections import deque
+from collections.abc import Sequence
 from functools import partial
 from typing import TypeVar, cast
 
@@ -426,7 +427,7 @@ class ResponsesStreamExchange(ResponsesParts[OpenedEvents]):
         raise self.wrong_answer(answer, stage)
 
 
-def _opened(events: list[ResponseStreamEvent], target: Target, status: int) -> bool:
+def _opened(events: Sequence[ResponseStreamEvent], target: Target, status: int) -> bool:
     """Whether `events` hold the stream's first content; a failure before it raises (so
     the attempt fails over)."""
     for event in events:

@@ -14,7 +14,7 @@ from .._errors import LLMRouteError, ProviderError, ProviderTimeout, StreamInter
 from .._timeouts import StreamDeadline
 from .._transports import TransportError
 from .._types import ChatCompletionChunk, CompletionUsage, RouteInfo
-from .._wire import WireChunk, chunk_event
+from .._wire import WireChunk, chunk_event, typed_chunk
 from .exchange import OpenedStream
 from .reader import StreamReader
 from .session import StreamSession
@@ -22,7 +22,7 @@ from .session import StreamSession
 __all__ = ["AsyncChatStream", "ChatWireEvents"]
 
 
-class AsyncChatStream(StreamReader[ChatCompletionChunk]):
+class AsyncChatStream(StreamReader[ChatCompletionChunk | WireChunk]):
     """An async iterator of `ChatCompletionChunk`, like the OpenAI SDK's ``AsyncStream``.
 
     Use it with ``async for``; close it early with `aclose()` or ``async with``,
@@ -93,6 +93,9 @@ class AsyncChatStream(StreamReader[ChatCompletionChunk]):
         while True:
             if pending:
                 chunk = pending.popleft()
+                if type(chunk) is WireChunk:  # opened for the wire, read typed after all
+                    chunk = typed_chunk(chunk)
+                assert isinstance(chunk, ChatCompletionChunk)
                 if self._tally(chunk):
                     return chunk
                 continue
@@ -144,7 +147,9 @@ class AsyncChatStream(StreamReader[ChatCompletionChunk]):
         while True:
             while pending:
                 chunk = pending.popleft()
-                if self._tally(chunk):
+                if isinstance(chunk, WireChunk):  # the opening's plain chunks (`wire`)
+                    self._tally_wire(chunk, out)
+                elif self._tally(chunk):
                     out.append(chunk_event(chunk))
             if out:
                 events = b"".join(out)
@@ -218,7 +223,7 @@ class AsyncChatStream(StreamReader[ChatCompletionChunk]):
                 self._deferred = exc
                 return
             for chunk in made:
-                if type(chunk) is WireChunk:
+                if type(chunk) is WireChunk:  # `_tally_wire` inline: most chunks come here
                     self._last = chunk
                     if chunk.content:
                         text.append(chunk.content)
@@ -232,6 +237,15 @@ class AsyncChatStream(StreamReader[ChatCompletionChunk]):
             if decoder.done:
                 backlog.clear()
                 return
+
+    def _tally_wire(self, chunk: WireChunk, out: list[bytes]) -> None:
+        """`_tally` for a plain text chunk relayed as its JSON: its event goes to `out`."""
+        self._last = chunk
+        if chunk.content:
+            self._text.append(chunk.content)
+        if chunk.finished:
+            self._finished_choices += 1
+        out.append(b"data: " + chunk.data + b"\n\n")
 
     async def _body_ended(self) -> None:
         """The provider's body ended: a finished stream ends, an unfinished one fails."""
@@ -296,7 +310,11 @@ class AsyncChatStream(StreamReader[ChatCompletionChunk]):
         last = self._last or (self._pending[-1] if self._pending else None)
         if self._saw_usage_chunk or usage is None or last is None:
             return []
-        if any(not c.choices and c.usage is not None for c in self._pending):
+        pending = self._pending
+        if any(
+            isinstance(c, ChatCompletionChunk) and not c.choices and c.usage is not None
+            for c in pending
+        ):
             return []
         reported = CompletionUsage(
             prompt_tokens=usage.input,

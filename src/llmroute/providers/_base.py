@@ -115,9 +115,13 @@ class StreamDecoder(ABC):
         """Called at the end of the body; returns any chunk still held back."""
         return []
 
-    def feed_wire(self, data: bytes) -> Sequence[ChatCompletionChunk | WireChunk]:
+    def feed_wire(
+        self, data: bytes, *, learn: bool = True
+    ) -> Sequence[ChatCompletionChunk | WireChunk]:
         """`feed`, for a stream relayed in OpenAI's format: a decoder of that format may
-        return a plain text chunk as a `WireChunk` (its JSON, forwarded as it is)."""
+        return a plain text chunk as a `WireChunk` (its JSON, forwarded as it is). With
+        `learn` False it reads each chunk on its own (no template of the stream's chunks
+        is learnt: the opening's few chunks are not worth the probes)."""
         return self.feed(data)
 
 

@@ -33,7 +33,7 @@ from .._types import (
     keep_provider_json,
     validator,
 )
-from .._wire import WireChunk, WireReader
+from .._wire import WireChunk, WireReader, wire_chunk
 from ._base import (
     NO_EXTRA,
     ExtraRequest,
@@ -185,15 +185,20 @@ class OpenAIStreamDecoder(StreamDecoder):
         event = self._sse.flush()
         return [] if event is None else self._decode(event.data)
 
-    def feed_wire(self, line: bytes) -> Sequence[ChatCompletionChunk | WireChunk]:
+    def feed_wire(
+        self, line: bytes, *, learn: bool = True
+    ) -> Sequence[ChatCompletionChunk | WireChunk]:
         data = self._sse.feed_data(line)
         if data is None:
             return ()
         if self._misses < _MAX_MISSES and data != b"[DONE]":
-            reader = self._wire
-            if reader is None:
-                reader = self._wire = WireReader()
-            chunk = reader.read(data)  # an error event is no plain text chunk
+            if learn:
+                reader = self._wire
+                if reader is None:
+                    reader = self._wire = WireReader()
+                chunk = reader.read(data)  # an error event is no plain text chunk
+            else:
+                chunk = wire_chunk(data)
             if chunk is not None:
                 return (chunk,)
             self._misses += 1
