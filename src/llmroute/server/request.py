@@ -70,6 +70,17 @@ class Gateway:
     dashboard: DashboardSource | None = None
 
 
+#: The request headers the gateway reads, by their place in `GatewayRequest.__init__`'s list.
+_READ_HEADERS = {
+    b"authorization": 0,
+    b"content-type": 1,
+    b"content-length": 2,
+    b"content-encoding": 3,
+    b"host": 4,
+    b"origin": 5,
+}
+
+
 class GatewayRequest:
     """One HTTP request: its scope and channels, the headers the gateway reads, and what the
     gateway learns as it answers (who is calling, which model, whether the answer started)."""
@@ -104,11 +115,6 @@ class GatewayRequest:
         self.receive = receive
         self.send = send
         self.gateway = gateway
-        self.authorization: bytes | None = None
-        self.content_type: bytes | None = None
-        self.content_length: bytes | None = None
-        self.content_encoding: bytes | None = None
-        self.controls: Headers | None = None  # the x-llmroute-* headers
         self.gone = False  # the client went away
         self.started = False  # the response has started
         self.finished = False  # the last part of the response is being sent
@@ -119,28 +125,31 @@ class GatewayRequest:
         self.model: str | None = None
         self.request_id: str | None = None  # the router's, once it has started the request
         self.anthropic = False  # an Anthropic-format endpoint (its SDK reads `request-id`)
-        self.host: bytes | None = None
-        self.origin: bytes | None = None
         self.reserved = 0  # bytes of `Gateway.body_in_flight` this request holds
         size = len(scope["path"]) + len(scope.get("query_string", b""))
+        # each header read goes to its place in `read` (the last of a name wins), found by
+        # one dict lookup rather than a comparison with each name in turn
+        read: list[bytes | None] = [None, None, None, None, None, None]
+        controls: Headers | None = None  # the x-llmroute-* headers
+        place = _READ_HEADERS.get
         for name, value in scope["headers"]:
             size += len(name) + len(value)
-            if name == b"authorization":
-                self.authorization = value
-            elif name == b"content-type":
-                self.content_type = value
-            elif name == b"content-length":
-                self.content_length = value
-            elif name == b"content-encoding":
-                self.content_encoding = value
+            at = place(name)
+            if at is not None:
+                read[at] = value
             elif name.startswith(PREFIX):
-                if self.controls is None:
-                    self.controls = []
-                self.controls.append((name, value))
-            elif name == b"host":
-                self.host = value
-            elif name == b"origin":
-                self.origin = value
+                if controls is None:
+                    controls = []
+                controls.append((name, value))
+        self.controls = controls
+        (
+            self.authorization,
+            self.content_type,
+            self.content_length,
+            self.content_encoding,
+            self.host,
+            self.origin,
+        ) = read
         self.head_size = size  # the request's target and its headers, without separators
 
     # -------------------------------------------------------------- the request's id
