@@ -329,20 +329,29 @@ def _dumped_body(request: Any, model: str, stream: bool, stream_usage: bool) -> 
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(params=_PARAMS, stream=st.booleans(), stream_usage=st.booleans())
+@given(
+    params=_PARAMS,
+    stream=st.booleans(),
+    stream_usage=st.booleans(),
+    models=st.lists(
+        st.sampled_from(["up-model", "other", "", 'mødel "2"']), min_size=1, max_size=3
+    ),
+)
 def test_the_chat_body_is_the_dumped_request_with_its_changes(
-    params: dict[str, Any], stream: bool, stream_usage: bool
+    params: dict[str, Any], stream: bool, stream_usage: bool, models: list[str]
 ) -> None:
     """`OpenAIAdapter.chat_request` writes the request with its serializer: the same JSON
     as the dumped request with the target's model, this call's stream and stream options,
-    and without other vendors' options."""
+    and without other vendors' options; one adapter asked for one model after another
+    (it keeps the body's head for the last one) names each."""
     config = OpenAIProviderConfig(type="openai", api_key="k", stream_usage=stream_usage)
     adapter = OpenAIAdapter("up", config)
     request = validate_chat_request(params)
-    sent = adapter.chat_request(request, "up-model", stream=stream)
-    assert sent.body is not None
-    assert json.loads(sent.body) == _dumped_body(request, "up-model", stream, stream_usage)
-    assert next(iter(json.loads(sent.body))) == "model"
+    for model in models:
+        sent = adapter.chat_request(request, model, stream=stream)
+        assert sent.body is not None
+        assert json.loads(sent.body) == _dumped_body(request, model, stream, stream_usage)
+        assert next(iter(json.loads(sent.body))) == "model"
 
 
 def test_an_infinite_float_in_a_chat_body_is_written_as_before() -> None:

@@ -259,6 +259,7 @@ class OpenAIAdapter(ProviderAdapter):
         headers.update({k.lower(): v for k, v in config.headers.items()})
         self._headers = headers
         self._chat_url = f"{self.base_url}/chat/completions"
+        self._model_head: tuple[str, bytes] | None = None
         self._embeddings_url = f"{self.base_url}/embeddings"
         self._responses_url = f"{self.base_url}/responses"
         native = config.responses_api
@@ -297,7 +298,12 @@ class OpenAIAdapter(ProviderAdapter):
         rest = plain_messages_json(request)
         if rest is None:
             rest = _chat_json(request, exclude_unset=True, exclude=_SET_HERE)
-        head = b'{"model":' + to_json(model)
+        last = self._model_head  # the body's head for the model asked for last: one pair,
+        if last is not None and last[0] == model:  # not a map (a client may name models)
+            head = last[1]
+        else:
+            head = b'{"model":' + to_json(model)
+            self._model_head = (model, head)
         if stream:
             given = request.stream_options
             options = given.model_dump(exclude_unset=True) if given is not None else {}
