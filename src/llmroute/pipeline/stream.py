@@ -93,9 +93,8 @@ class AsyncChatStream(StreamReader[ChatCompletionChunk | WireChunk]):
         while True:
             if pending:
                 chunk = pending.popleft()
-                if type(chunk) is WireChunk:  # opened for the wire, read typed after all
+                if isinstance(chunk, WireChunk):  # opened for the wire, read typed after all
                     chunk = typed_chunk(chunk)
-                assert isinstance(chunk, ChatCompletionChunk)
                 if self._tally(chunk):
                     return chunk
                 continue

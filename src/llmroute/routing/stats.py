@@ -349,7 +349,7 @@ class LiveStats:
     def snapshot(self, key: str) -> TargetStats:
         """`key`'s statistics now."""
         target = self._counters.get(key) or TargetCounters(self._half_life)
-        latency, ttft = target.latency.values, target.ttft.values
+        latency, ttft = list(target.latency.values), list(target.ttft.values)  # one snapshot each
         count = target.output_count
         return TargetStats(
             in_flight=target.in_flight,
