@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from .._release import Held, hold
@@ -41,45 +40,29 @@ __all__ = ["AiohttpTransport"]
 _log = logging.getLogger("llmroute.transport")
 
 
-class _map_errors:
-    """Turns aiohttp's exceptions into `TransportError`s: the one place that knows them.
+def _mapped(exc: BaseException, phase: tuple[str, str], url: str = "") -> Exception | None:
+    """The `TransportError` to raise for aiohttp's `exc` in `phase`, or None to let `exc`
+    go as it is: the one place that knows aiohttp's exceptions.
 
-    Used as ``with _map_errors(PHASE, url):``. A class rather than a generator-based
-    context manager, and messages formatted only on failure: entering and leaving it
-    costs two plain calls per request.
+    Called from an ``except`` clause (``raise mapped from exc``), not a context manager:
+    a ``try`` costs nothing while no exception is raised, where entering and leaving a
+    context manager cost three calls per use, two uses per request (see
+    docs/performance.md). The messages are formatted only on failure.
     """
+    import aiohttp
 
-    __slots__ = ("_phase", "_url")
-
-    def __init__(self, phase: tuple[str, str], url: str = "") -> None:
-        self._phase = phase
-        self._url = url
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        if exc is None:
-            return
-        import aiohttp
-
-        timed_out, lost = self._phase
-        url = self._url
-        if isinstance(exc, TimeoutError):  # aiohttp's ServerTimeoutError is one too
-            detail = f": {exc}" if url and str(exc) else ""
-            raise TimedOut(timed_out.format(url=url) + detail) from exc
-        if isinstance(exc, aiohttp.ClientConnectorError):
-            raise ConnectFailed(f"cannot connect to {url}: {exc}") from exc
-        if isinstance(exc, aiohttp.ClientPayloadError | aiohttp.ClientConnectionError):
-            raise ConnectionLost(f"{lost.format(url=url)}: {exc}") from exc
+    timed_out, lost = phase
+    if isinstance(exc, TimeoutError):  # aiohttp's ServerTimeoutError is one too
+        detail = f": {exc}" if url and str(exc) else ""
+        return TimedOut(timed_out.format(url=url) + detail)
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return ConnectFailed(f"cannot connect to {url}: {exc}")
+    if isinstance(exc, aiohttp.ClientPayloadError | aiohttp.ClientConnectionError):
+        return ConnectionLost(f"{lost.format(url=url)}: {exc}")
+    return None
 
 
-#: What `_map_errors` says when each phase fails: (timed out, connection lost).
+#: What `_mapped` says when each phase fails: (timed out, connection lost).
 _SENDING = ("timed out waiting for {url}", "connection to {url} failed")
 _READING = ("timed out reading the response body", "connection lost while reading the body")
 _STREAMING = ("no data from the provider within the read timeout", "connection lost mid-stream")
@@ -96,15 +79,24 @@ class _AiohttpResponse(HttpResponse):
 
     async def read(self) -> bytes:
         try:
-            with _map_errors(_READING):
-                return await self._response.read()
+            return await self._response.read()
+        except Exception as exc:
+            mapped = _mapped(exc, _READING)
+            if mapped is None:
+                raise
+            raise mapped from exc
         finally:
             self._response.release()
 
     async def aiter_bytes(self) -> AsyncIterator[bytes]:
-        with _map_errors(_STREAMING):
+        try:
             async for chunk in self._response.content.iter_any():
                 yield chunk
+        except Exception as exc:
+            mapped = _mapped(exc, _STREAMING)
+            if mapped is None:
+                raise
+            raise mapped from exc
 
     async def aclose(self) -> None:
         # close(), not release(): an abandoned stream must not return a
@@ -256,7 +248,7 @@ class AiohttpTransport(Transport):
         if session is None or session.closed:  # closed: its event loop ended
             session = self._open_session()
         url = request.url
-        with _map_errors(_SENDING, url):
+        try:
             response = await session.request(
                 request.method,
                 self._url(url),
@@ -265,6 +257,11 @@ class AiohttpTransport(Transport):
                 timeout=self._client_timeout(timeouts),
                 proxy=self._proxy(url),
             )
+        except Exception as exc:
+            mapped = _mapped(exc, _SENDING, url)
+            if mapped is None:
+                raise
+            raise mapped from exc
         return _AiohttpResponse(response, self._drains)
 
     async def aclose(self) -> None:
