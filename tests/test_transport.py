@@ -367,8 +367,12 @@ async def test_each_engine_raises_only_transport_errors(engine: str) -> None:
     client = clients[engine]() if engine in clients else None
     transport = AiohttpTransport() if client is None else transport_from_client(client)
     refused = llmroute.HttpRequest("GET", f"http://127.0.0.1:{free_port()}/")
-    with pytest.raises(llmroute.ConnectFailed):
+    with pytest.raises(llmroute.ConnectFailed) as failed:
         await transport.send(refused, TIMEOUTS)
+    # the engine's own error stays the cause, and the message names the URL
+    assert failed.value.__cause__ is not None
+    assert not isinstance(failed.value.__cause__, llmroute.TransportError)
+    assert refused.url in str(failed.value)
 
     async def cut(request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse(headers={"content-length": "100"})
@@ -387,8 +391,9 @@ async def test_each_engine_raises_only_transport_errors(engine: str) -> None:
         response = await transport.send(
             llmroute.HttpRequest("GET", f"http://127.0.0.1:{port}/"), TIMEOUTS
         )
-        with pytest.raises(llmroute.ConnectionLost):
+        with pytest.raises(llmroute.ConnectionLost) as lost:
             await response.read()
+        assert lost.value.__cause__ is not None
     finally:
         await transport.aclose()
         if client is not None:
