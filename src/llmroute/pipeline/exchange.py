@@ -300,7 +300,7 @@ class StreamExchange(Exchange[OpenedStream]):
     types them if it is read typed after all).
 
     Fast path: the opening's chunks read by the wire schema, not validated typed
-    (see docs/performance.md). Oracle: tests/test_wire_chunks.py
+    (see docs/performance.md). Oracle: tests/test_wire_streams.py
     (``test_a_stream_opened_for_the_wire_reads_as_one_opened_typed``).
     """
 
