@@ -180,20 +180,13 @@ class AttemptTimer:
     __slots__ = ("_cancelling", "_expired", "_keeper", "_task", "deadline")
 
     def __init__(self, limit: float) -> None:
-        # `_current_task()` and `_deadlines_of()`'s usual answer inline: two calls less
-        # per attempt (see docs/performance.md)
         loop = asyncio.get_running_loop()
-        task = asyncio.current_task(loop)
-        if task is None:
-            raise RuntimeError("a timeout must run in a task")
+        task = _current_task()
         self._task, self._cancelling, self._expired = task, task.cancelling(), False
         self._keeper: _Deadlines | None
         if limit > 0:
             self.deadline = loop.time() + limit
-            keeper = _last
-            if keeper is None or keeper.loop() is not loop:
-                keeper = _deadlines_of(loop)
-            self._keeper = keeper
+            keeper = self._keeper = _deadlines_of(loop)
             keeper.add(self)
         else:
             self.deadline, self._keeper = -math.inf, None

@@ -40,29 +40,29 @@ __all__ = ["AiohttpTransport"]
 _log = logging.getLogger("llmroute.transport")
 
 
-def _mapped(exc: BaseException, phase: tuple[str, str], url: str = "") -> Exception | None:
-    """The `TransportError` to raise for aiohttp's `exc` in `phase`, or None to let `exc`
-    go as it is: the one place that knows aiohttp's exceptions.
+def _raise_mapped(exc: Exception, phase: tuple[str, str], url: str = "") -> None:
+    """Raise the `TransportError` for aiohttp's `exc` in `phase` (from `exc`); return when
+    `exc` is none of aiohttp's, for the caller to re-raise it as it is. The one place that
+    knows aiohttp's exceptions.
 
-    Called from an ``except`` clause (``raise mapped from exc``), not a context manager:
-    a ``try`` costs nothing while no exception is raised, where entering and leaving a
-    context manager cost three calls per use, two uses per request (see
-    docs/performance.md). The messages are formatted only on failure.
+    Called from an ``except`` clause, not a context manager: a ``try`` costs nothing while
+    no exception is raised, where entering and leaving a context manager cost three calls
+    per use, two uses per request (see docs/performance.md). The messages are formatted
+    only on failure.
     """
     import aiohttp
 
     timed_out, lost = phase
     if isinstance(exc, TimeoutError):  # aiohttp's ServerTimeoutError is one too
         detail = f": {exc}" if url and str(exc) else ""
-        return TimedOut(timed_out.format(url=url) + detail)
+        raise TimedOut(timed_out.format(url=url) + detail) from exc
     if isinstance(exc, aiohttp.ClientConnectorError):
-        return ConnectFailed(f"cannot connect to {url}: {exc}")
+        raise ConnectFailed(f"cannot connect to {url}: {exc}") from exc
     if isinstance(exc, aiohttp.ClientPayloadError | aiohttp.ClientConnectionError):
-        return ConnectionLost(f"{lost.format(url=url)}: {exc}")
-    return None
+        raise ConnectionLost(f"{lost.format(url=url)}: {exc}") from exc
 
 
-#: What `_mapped` says when each phase fails: (timed out, connection lost).
+#: What `_raise_mapped` says when each phase fails: (timed out, connection lost).
 _SENDING = ("timed out waiting for {url}", "connection to {url} failed")
 _READING = ("timed out reading the response body", "connection lost while reading the body")
 _STREAMING = ("no data from the provider within the read timeout", "connection lost mid-stream")
@@ -81,10 +81,8 @@ class _AiohttpResponse(HttpResponse):
         try:
             return await self._response.read()
         except Exception as exc:
-            mapped = _mapped(exc, _READING)
-            if mapped is None:
-                raise
-            raise mapped from exc
+            _raise_mapped(exc, _READING)
+            raise
         finally:
             self._response.release()
 
@@ -93,10 +91,8 @@ class _AiohttpResponse(HttpResponse):
             async for chunk in self._response.content.iter_any():
                 yield chunk
         except Exception as exc:
-            mapped = _mapped(exc, _STREAMING)
-            if mapped is None:
-                raise
-            raise mapped from exc
+            _raise_mapped(exc, _STREAMING)
+            raise
 
     async def aclose(self) -> None:
         # close(), not release(): an abandoned stream must not return a
@@ -258,10 +254,8 @@ class AiohttpTransport(Transport):
                 proxy=self._proxy(url),
             )
         except Exception as exc:
-            mapped = _mapped(exc, _SENDING, url)
-            if mapped is None:
-                raise
-            raise mapped from exc
+            _raise_mapped(exc, _SENDING, url)
+            raise
         return _AiohttpResponse(response, self._drains)
 
     async def aclose(self) -> None:

@@ -492,11 +492,10 @@ class _WireOpening:
 
 def _any_content(chunks: Iterable[ChatCompletionChunk | WireChunk]) -> bool:
     for chunk in chunks:
-        if type(chunk) is WireChunk:
+        if isinstance(chunk, WireChunk):
             if chunk.has_content():
                 return True
             continue
-        assert isinstance(chunk, ChatCompletionChunk)
         for choice in chunk.choices:
             delta = choice.delta
             if delta.content or delta.tool_calls or delta.refusal or choice.finish_reason:

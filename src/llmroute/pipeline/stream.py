@@ -222,17 +222,17 @@ class AsyncChatStream(StreamReader[ChatCompletionChunk | WireChunk]):
                 self._deferred = exc
                 return
             for chunk in made:
-                if type(chunk) is WireChunk:  # `_tally_wire` inline: most chunks come here
+                if isinstance(chunk, WireChunk):
+                    # `_tally_wire` inline: most chunks come here, and the call cost ~400
+                    # instructions a chunk (1.6% of one; count_gateway.py own-stream)
                     self._last = chunk
                     if chunk.content:
                         text.append(chunk.content)
                     if chunk.finished:
                         self._finished_choices += 1
                     out.append(b"data: " + chunk.data + b"\n\n")
-                else:
-                    assert isinstance(chunk, ChatCompletionChunk)
-                    if self._tally(chunk):
-                        out.append(chunk_event(chunk))
+                elif self._tally(chunk):
+                    out.append(chunk_event(chunk))
             if decoder.done:
                 backlog.clear()
                 return
@@ -309,10 +309,9 @@ class AsyncChatStream(StreamReader[ChatCompletionChunk | WireChunk]):
         last = self._last or (self._pending[-1] if self._pending else None)
         if self._saw_usage_chunk or usage is None or last is None:
             return []
-        pending = self._pending
         if any(
             isinstance(c, ChatCompletionChunk) and not c.choices and c.usage is not None
-            for c in pending
+            for c in self._pending
         ):
             return []
         reported = CompletionUsage(
