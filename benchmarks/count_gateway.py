@@ -139,6 +139,10 @@ async def _one(app: Any, path: str, body: bytes) -> tuple[int, int]:
             done.set_result(None)
 
     await app(scope, receive, send)
+    # as a server's loop would before the next request: run the callbacks the response
+    # scheduled (the disconnect watch's); without this, a transport that never suspends
+    # leaves them queued, and the objects they hold pile up for the collector
+    await asyncio.sleep(0)
     return status, events
 
 
