@@ -18,7 +18,7 @@ from genai_prices.types import StartDateConstraint, TimeOfDateConstraint
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from llmroute._prices import PriceBook
+from llmroute._prices import MAX_HELD_RATES, PriceBook
 from llmroute._types import TokenUsage
 
 USAGE = TokenUsage(input=1_200, output=300, cache_read=200, reasoning=100)
@@ -160,3 +160,29 @@ def test_held_rates_are_not_used_before_they_were_looked_up() -> None:
                 held = book.cost(provider_id, model, USAGE)
                 plain = genai_cost(provider_id, model, USAGE, at, None)
                 assert held == pytest.approx(plain, rel=1e-9, abs=1e-12), (provider_id, model)
+
+
+def test_made_up_service_tiers_hold_bounded_memory() -> None:
+    """A request names its service tier: tiers without a price of their own cost the
+    standard price, exactly, and however many there are, the rates held stay bounded."""
+    import tracemalloc
+
+    clock = WallClock()
+    clock.now = datetime(2026, 6, 1, 12, tzinfo=UTC).timestamp()
+    book = PriceBook(now=clock)
+    standard = genai_cost("openai", "gpt-4o", USAGE, clock.now, None)
+    tiers = [f"tier-{n}" for n in range(8 * MAX_HELD_RATES)]
+    book.cost("openai", "gpt-4o", USAGE, service_tier="warm-up")
+    tracemalloc.start()
+    try:
+        for tier in tiers[: 2 * MAX_HELD_RATES]:
+            book.cost("openai", "gpt-4o", USAGE, service_tier=tier)
+        filled = tracemalloc.get_traced_memory()[0]
+        for tier in tiers[2 * MAX_HELD_RATES :]:
+            assert book.cost("openai", "gpt-4o", USAGE, service_tier=tier) == pytest.approx(
+                standard, rel=1e-9
+            )
+        grown = tracemalloc.get_traced_memory()[0] - filled
+    finally:
+        tracemalloc.stop()
+    assert grown < 64 * 1024  # six times as many tiers again: no more held

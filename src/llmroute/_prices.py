@@ -29,6 +29,9 @@ if TYPE_CHECKING:
 __all__ = ["PriceBook", "custom_cost"]
 
 _MISSING = object()
+#: The most (provider, model, service tier) rates `PriceBook` holds; past it, the one held
+#: longest gives way. A request names its service tier, so a client could make up tiers.
+MAX_HELD_RATES = 1024
 
 
 class PriceBook:
@@ -114,7 +117,10 @@ class PriceBook:
         until = _next_change(info, now)
         if until is not None:
             with self._lock:
-                self._held[key] = (rates, clock, until)
+                held_rates = self._held
+                if len(held_rates) >= MAX_HELD_RATES:  # a client's made-up service tiers
+                    del held_rates[next(iter(held_rates))]
+                held_rates[key] = (rates, clock, until)
         return rates.apply(usage)
 
     def _rates(
