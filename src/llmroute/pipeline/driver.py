@@ -63,12 +63,15 @@ class Served(Generic[T]):
         value: what the exchange made of the answer.
         usage: the tokens the answer reported, normalised (None for a stream,
             whose usage is known at its end).
+        ended: when the attempt ended, on llmroute's clock: its answer read, or its
+            stream's first content.
     """
 
     target: Target
     record: AttemptInfo
     value: T
     usage: TokenUsage | None
+    ended: float
 
 
 class _Unavailable(Exception):
@@ -296,16 +299,17 @@ class AttemptDriver:
         info.target, info.provider, info.model = target.key, target.provider.name, target.model
         info.served = record
         usage = exchange.usage(value)
+        started, took = record.started, record.latency_s
+        ended = started + took if started is not None and took is not None else None
+        if ended is None:
+            ended = self._clock.monotonic()
         timing = exchange.timing
         if timing is not None:  # each records `took` as the time to first content too
-            stats, key, took = self.stats, target.key, record.latency_s
             if timing == "stream":
-                stats.streamed(key, took, self._clock.monotonic())
+                self.stats.streamed(target.key, took, ended)
             else:
-                started = record.started
-                ended = started + took if started is not None else self._clock.monotonic()
-                stats.answered(key, took, usage.output if usage else 0, ended)
-        return Served(target, record, value, usage)
+                self.stats.answered(target.key, took, usage.output if usage else 0, ended)
+        return Served(target, record, value, usage, ended)
 
     @staticmethod
     def _learn_from(

@@ -208,7 +208,7 @@ class RequestPipeline:
         except BaseException as exc:
             await stages.after_failure(ctx, exc)
             raise
-        info.ttft_s = clock.monotonic() - ctx.started
+        info.ttft_s = served.ended - ctx.started  # the first content, read
         if self.experiments is not None:
             self.experiments.served(ctx)
         live = ResponsesStreamSession(
@@ -243,16 +243,18 @@ class RequestPipeline:
             answer, answered_by = _PASSED_BY if idle else await stages.before(ctx)
             if answer is not None:
                 result = exchange.stage_answer(answer, answered_by)
+                ended = self._clock.monotonic()
             else:
                 served = await self.driver.run(ctx.route, ctx.options, info, exchange)
                 result = served.value
                 info.usage = served.usage
                 tier = exchange.tier(result)
                 set_cost(self._prices, info, served.target, served.usage, tier)
+                ended = served.ended  # the answer's last byte, read
         except BaseException as exc:
             await stages.after_failure(ctx, exc)
             raise
-        info.latency_s = self._clock.monotonic() - ctx.started
+        info.latency_s = ended - ctx.started
         result.attach_route_info(info)
         if not idle:
             await stages.after(
@@ -287,7 +289,7 @@ class RequestPipeline:
         except BaseException as exc:
             await stages.after_failure(ctx, exc)
             raise
-        info.ttft_s = clock.monotonic() - ctx.started
+        info.ttft_s = served.ended - ctx.started  # the first content, read
         if self.experiments is not None:
             self.experiments.served(ctx)
         live = LiveStreamSession(
