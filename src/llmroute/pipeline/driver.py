@@ -300,8 +300,9 @@ class AttemptDriver:
         info.served = record
         usage = exchange.usage(value)
         started, took = record.started, record.latency_s
-        ended = started + took if started is not None and took is not None else None
-        if ended is None:
+        if started is not None and took is not None:
+            ended = started + took  # the attempt's own reading as it ended
+        else:
             ended = self._clock.monotonic()
         timing = exchange.timing
         if timing is not None:  # each records `took` as the time to first content too
