@@ -1,5 +1,5 @@
-"""Helpers several test modules share: a one-line conversation, asking route ``chat``, and
-counting what reached a provider.
+"""Helpers several test modules share: a one-line conversation, asking route ``chat``,
+counting what reached a provider, and genai-prices' own cost (the pricing oracles').
 
 Per-module helpers that differ in what they need (each module's ``build``, with its own
 clock, prices or transports) stay in their modules.
@@ -7,6 +7,7 @@ clock, prices or transports) stay in their modules.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import llmroute
@@ -25,3 +26,32 @@ async def ask(router: AsyncRouter, **extra: Any) -> llmroute.ChatCompletion:
 def sent(router: AsyncRouter, provider: str = "a", model: str = "m") -> int:
     """Requests that reached ``provider/model`` (one per attempt), from the public statistics."""
     return router.stats()[f"{provider}/{model}"].requests
+
+
+def genai_cost(
+    provider_id: str,
+    model: str,
+    usage: llmroute.TokenUsage,
+    at: float | None = None,
+    tier: str | None = None,
+) -> float:
+    """genai-prices' own cost of `usage` on `model` (at Unix time `at`, now by default; at
+    service tier `tier`), by its public ``calc_price``: what `PriceBook`'s fast paths are
+    held to."""
+    from genai_prices import Usage, calc_price
+
+    priced = Usage(
+        input_tokens=usage.input,
+        cache_read_tokens=usage.cache_read or None,
+        cache_write_tokens=usage.cache_write or None,
+        output_tokens=usage.output,
+        output_reasoning_tokens=usage.reasoning or None,
+    )
+    result = calc_price(
+        priced,
+        model,
+        provider_id=provider_id,
+        genai_request_timestamp=None if at is None else datetime.fromtimestamp(at, tz=UTC),
+        price_context={"service_tier": tier} if tier else None,
+    )
+    return float(result.total_price)

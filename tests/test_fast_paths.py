@@ -26,6 +26,7 @@ import yarl
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from _helpers import genai_cost
 from llmroute import AsyncRouter
 from llmroute._clock import SystemClock
 from llmroute._errors import ContextLengthExceeded, ModelNotFound, ProviderError, RateLimited
@@ -207,8 +208,6 @@ def test_flat_prices_from_per_token_rates_are_genai_prices_own(
 ) -> None:
     """`_LinearRates` (`_prices.py`): a flat-priced model's cost from per-token rates worked
     out once equals genai-prices' own calculation."""
-    from genai_prices import Usage, calc_price
-
     models = _flat_models()
     assert len(models) > 100
     provider_id, model = models[pick % len(models)]
@@ -220,14 +219,7 @@ def test_flat_prices_from_per_token_rates_are_genai_prices_own(
         reasoning=reasoning,
     )
     fast = PriceBook().cost(provider_id, model, usage)
-    priced = Usage(
-        input_tokens=usage.input,
-        cache_read_tokens=cache_read or None,
-        cache_write_tokens=cache_write or None,
-        output_tokens=usage.output,
-        output_reasoning_tokens=reasoning or None,
-    )
-    plain = float(calc_price(priced, model, provider_id=provider_id).total_price)
+    plain = genai_cost(provider_id, model, usage)
     assert fast == pytest.approx(plain, rel=1e-9, abs=1e-12)
 
 
