@@ -212,7 +212,8 @@ def open_redis(target: RedisUrl, *, timeout: float, max_connections: int) -> Ope
         return OpenedRedis(cluster, True, cluster.aclose)
     from redis.asyncio.sentinel import Sentinel
 
-    sentinel = Sentinel(list(target.nodes), sentinel_kwargs=dict(bounds))  # type: ignore[no-untyped-call]
+    # untyped before redis-py 8.2
+    sentinel = Sentinel(list(target.nodes), sentinel_kwargs=dict(bounds))  # type: ignore[no-untyped-call,unused-ignore]
     options = {"db": target.db, "max_connections": max_connections, **credentials, **bounds}
     master = SentinelMaster(sentinel, target.service, options)
     return OpenedRedis(master.client, False, master.aclose, master)
