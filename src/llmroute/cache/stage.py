@@ -29,12 +29,12 @@ reports what it saved: `saved_tokens` and `saved_usd`, and costs 0.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
 from dataclasses import dataclass
 
 from .._request import DEFAULT_OPTIONS, ChatRequest
+from .._tasks import Background
 from .._types import ChatCompletion, CompletionUsage, CreateEmbeddingResponse
 from ..pipeline.stage import Answer, Outcome, RequestContext, Stage
 from ..responses.events import response_events
@@ -129,7 +129,7 @@ class CacheStage(Stage):
         #: Each route's policy, by `Route.key` (routes are built once and never change).
         self._policies: dict[str, _RoutePolicy] = {}
         self._rng = random.Random()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._background = Background()
         self._refusal_logged = False
         #: What the cache has done so far.
         self.stats = CacheStats()
@@ -332,9 +332,7 @@ class CacheStage(Stage):
             self.stats.not_stored += 1
             return
         if self._backend.remote:  # a network round trip: off the request's path
-            task = asyncio.get_running_loop().create_task(self._store(pending, answer))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._background.start(self._store(pending, answer))
         else:
             await self._store(pending, answer)
 
@@ -388,8 +386,7 @@ class CacheStage(Stage):
 
     async def drain(self) -> None:
         """Wait for the stores in flight."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks))
+        await self._background.drain()
 
     async def check(self) -> str | None:
         return await self._backend.check()

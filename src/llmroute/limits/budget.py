@@ -16,7 +16,6 @@ price instead, and ``unpriced: allow`` counts them 0 USD (logged and counted).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,6 +25,7 @@ from .._clock import Clock
 from .._errors import BudgetExceeded
 from .._prices import PriceBook
 from .._request import ChatRequest
+from .._tasks import Background
 from ..pipeline.stage import Answer, Outcome, RequestContext, Stage
 from ..routing.model import Target
 from ..stores.redis import RedisUnavailable
@@ -105,7 +105,7 @@ class BudgetStage(Stage):
             )
             for r in config.rules
         ]
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._background = Background()
         self._unpriced_seen: set[str] = set()
         unpriced = config.unpriced
         #: USD per input and output token assumed for unpriced targets (None: refuse/allow).
@@ -224,9 +224,7 @@ class BudgetStage(Stage):
                     self._unpriced(info.target or "?")
         spent = max(0, round(cost * _NANO))
         if self._store.remote:  # a network round trip: off the request's path
-            task = asyncio.get_running_loop().create_task(self._release(held, spent))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._background.start(self._release(held, spent))
         else:
             await self._release(held, spent)
 
@@ -277,8 +275,7 @@ class BudgetStage(Stage):
 
     async def drain(self) -> None:
         """Wait for the spend records in flight."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks))
+        await self._background.drain()
 
     async def check(self) -> str | None:
         return await self._store.check()

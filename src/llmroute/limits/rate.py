@@ -15,7 +15,6 @@ provider, is given back.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from typing import Literal
 from .._clock import Clock
 from .._errors import LocalRateLimitExceeded
 from .._request import ChatRequest, EmbeddingsRequest
+from .._tasks import Background
 from .._tokens import estimate_request_tokens, estimate_text_tokens
 from ..pipeline.stage import Answer, Outcome, RequestContext, Stage
 from ..stores.redis import RedisUnavailable, hash_tag
@@ -110,7 +110,7 @@ class RateLimitStage(Stage):
         self._store = store
         self._clock = clock
         self._buckets = [b for rule in config.rules for b in _buckets(rule, config.prefix)]
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._background = Background()
         #: What the stage has done so far.
         self.counters = LimitCounters()
 
@@ -208,9 +208,7 @@ class RateLimitStage(Stage):
         if not adjustments:
             return
         if self._store.remote:  # a network round trip: off the request's path
-            task = asyncio.get_running_loop().create_task(self._adjust(adjustments))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._background.start(self._adjust(adjustments))
         else:
             await self._adjust(adjustments)
 
@@ -222,8 +220,7 @@ class RateLimitStage(Stage):
 
     async def drain(self) -> None:
         """Wait for the reconciliations in flight."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks))
+        await self._background.drain()
 
     async def check(self) -> str | None:
         return await self._store.check()
