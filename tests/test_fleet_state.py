@@ -116,11 +116,22 @@ def start_fleet(jobs: list[dict[str, Any]], folder: Path) -> list[subprocess.Pop
 
 def results(processes: list[subprocess.Popen[str]], timeout: float = 90) -> list[dict[str, Any]]:
     found = []
-    for process in processes:
-        out, err = process.communicate(timeout=timeout)
-        assert process.returncode == 0, err
-        found.append(json.loads(out.strip().splitlines()[-1]))
+    try:
+        for process in processes:
+            out, err = process.communicate(timeout=timeout)
+            assert process.returncode == 0, err
+            found.append(json.loads(out.strip().splitlines()[-1]))
+    finally:
+        end(processes)
     return found
+
+
+def end(processes: list[subprocess.Popen[str]]) -> None:
+    """Kill the workers still running (after a failure or a timeout: none is left behind)."""
+    for process in processes:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
 
 
 def test_a_retry_after_seen_by_one_process_keeps_the_fleet_off(
@@ -253,6 +264,7 @@ def test_redis_lost_then_back(
         (folder / "back").touch()
         found = results(processes)
     finally:
+        end(processes)
         redis.kill()
         redis.wait(10)
     first = found[0]

@@ -46,10 +46,16 @@ def run_processes(jobs: list[dict[str, Any]], barrier: Path) -> list[dict[str, A
     pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
     processes = [subprocess.Popen([*command, json.dumps(job)], **pipes) for job in jobs]
     results = []
-    for process in processes:
-        out, err = process.communicate(timeout=60)
-        assert process.returncode == 0, err
-        results.append(json.loads(out.strip().splitlines()[-1]))
+    try:
+        for process in processes:
+            out, err = process.communicate(timeout=60)
+            assert process.returncode == 0, err
+            results.append(json.loads(out.strip().splitlines()[-1]))
+    finally:  # a failure or a timeout leaves no worker running on (one spun at full CPU)
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
     return results
 
 
