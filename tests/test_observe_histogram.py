@@ -76,7 +76,7 @@ def test_the_bins_in_sql_and_in_python_agree_and_hold_their_values() -> None:
     values += [bounds(i)[0] for i in range(1, TOP_BIN + 1)]  # each bin's lower bound
     conn = sqlite3.connect(":memory:")
     for value in values:
-        (in_sql,) = conn.execute(f"SELECT {BIN_SQL.format('?1')}", (value,)).fetchone()
+        (in_sql,) = conn.execute(f"SELECT {BIN_SQL.format(':v')}", {"v": value}).fetchone()
         assert in_sql == bin_of(value), value
         low, high = bounds(in_sql)
         assert low * (1 - 1e-12) <= value < high * (1 + 1e-12), (value, low, high)
@@ -108,10 +108,11 @@ def test_python_ln_gives_the_same_bins_where_sqlite_has_no_math_functions() -> N
     register_ln(builtin)  # it has ln(): nothing replaced
     register_ln(fallback, force=True)
     rng = random.Random(2)
-    sql = f"SELECT {BIN_SQL.format('?1')}, ln(?1)"
+    sql = f"SELECT {BIN_SQL.format(':v')}, ln(:v)"  # named: Python 3.12 deprecates ?1 with a tuple
     for value in EDGES + [rng.lognormvariate(0, 4) for _ in range(5_000)]:
         assert (
-            builtin.execute(sql, (value,)).fetchone() == fallback.execute(sql, (value,)).fetchone()
+            builtin.execute(sql, {"v": value}).fetchone()
+            == fallback.execute(sql, {"v": value}).fetchone()
         )
     assert fallback.execute("SELECT ln(0), ln(-1), ln(NULL)").fetchone() == (None, None, None)
 
