@@ -3,6 +3,7 @@ either side of a minute, hour or day boundary, written in batches of every size.
 
 from __future__ import annotations
 
+import contextlib
 import random
 import sqlite3
 from pathlib import Path
@@ -90,7 +91,7 @@ def set_back(path: Path, version: int) -> None:
     """Undo the schema steps of the store at `path` after `version` (7: the rollups, 8: their
     histograms, 9: the properties' start) and set its version back: opening it migrates it
     again, filling what the steps add from the stored rows."""
-    with sqlite3.connect(path) as conn:
+    with contextlib.closing(sqlite3.connect(path)) as conn, conn:
         if version < 9:
             conn.execute("DROP INDEX properties_time")
             conn.execute("ALTER TABLE properties DROP COLUMN started_at")

@@ -4,6 +4,7 @@ key, refused when unknown or malformed, and scoped by gateway key through the re
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sqlite3
 import threading
@@ -218,7 +219,8 @@ async def test_feedback_per_sticky_key_joins_the_keys_requests(tmp_path: Path) -
         with pytest.raises(RequestError) as bad:
             await router.sticky_feedback("haiku-vs-mini", "", "converted", True)
         assert bad.value.param == "sticky_key"
-    raw = sqlite3.connect(path).execute("SELECT sticky_key FROM feedback").fetchall()
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        raw = conn.execute("SELECT sticky_key FROM feedback").fetchall()
     assert raw == [(digest,), (digest,)]  # the key itself is never stored
 
 
@@ -254,7 +256,10 @@ def test_feedback_on_one_request_is_bounded(tmp_path: Path) -> None:
 
 def test_a_store_of_schema_version_4_gains_the_feedback_table(tmp_path: Path) -> None:
     path = tmp_path / "v4.db"
-    with sqlite3.connect(path) as conn:  # what llmroute's schema version 4 wrote
+    with (
+        contextlib.closing(sqlite3.connect(path)) as conn,
+        conn,
+    ):  # what llmroute's schema version 4 wrote
         for step in MIGRATIONS[:4]:
             conn.executescript(step)
         conn.execute("PRAGMA user_version = 4")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 import sqlite3
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -39,6 +40,20 @@ from llmroute.observe.rollup import DIMENSIONS
 from llmroute.observe.sqlite import MIGRATIONS, SCHEMA_VERSION
 
 
+@pytest.fixture
+def in_memory() -> Iterator[Callable[[], sqlite3.Connection]]:
+    """Opens in-memory SQLite databases, closed after the test."""
+    opened: list[sqlite3.Connection] = []
+
+    def open_one() -> sqlite3.Connection:
+        opened.append(sqlite3.connect(":memory:"))
+        return opened[-1]
+
+    yield open_one
+    for conn in opened:
+        conn.close()
+
+
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> LogStore:
     """The seeded store, SQLite then PostgreSQL: the tests over it run over both."""
@@ -70,11 +85,13 @@ EDGES = [0.0, 1e-9, 1e-6 * (1 - 1e-12), 1e-6, 1.5e-6, 1e-3, 0.25, 1.0, 2.0, 60.0
          1e6, 1e7, 1e12]  # fmt: skip
 
 
-def test_the_bins_in_sql_and_in_python_agree_and_hold_their_values() -> None:
+def test_the_bins_in_sql_and_in_python_agree_and_hold_their_values(
+    in_memory: Callable[[], sqlite3.Connection],
+) -> None:
     rng = random.Random(1)
     values = EDGES + [rng.lognormvariate(0, 4) for _ in range(20_000)]
     values += [bounds(i)[0] for i in range(1, TOP_BIN + 1)]  # each bin's lower bound
-    conn = sqlite3.connect(":memory:")
+    conn = in_memory()
     for value in values:
         (in_sql,) = conn.execute(f"SELECT {BIN_SQL.format(':v')}", {"v": value}).fetchone()
         assert in_sql == bin_of(value), value
@@ -103,8 +120,10 @@ def test_the_bins_in_postgresql_are_those_in_sqlite(postgres_url: str) -> None:
     assert [row[0] for row in rows] == [bin_of(v) for v in values]
 
 
-def test_python_ln_gives_the_same_bins_where_sqlite_has_no_math_functions() -> None:
-    builtin, fallback = sqlite3.connect(":memory:"), sqlite3.connect(":memory:")
+def test_python_ln_gives_the_same_bins_where_sqlite_has_no_math_functions(
+    in_memory: Callable[[], sqlite3.Connection],
+) -> None:
+    builtin, fallback = in_memory(), in_memory()
     register_ln(builtin)  # it has ln(): nothing replaced
     register_ln(fallback, force=True)
     rng = random.Random(2)

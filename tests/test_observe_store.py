@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -47,7 +48,10 @@ def record(i: int, **changes: Any) -> RequestRecord:
 
 def test_a_store_of_an_older_schema_opens_and_migrates(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
-    with sqlite3.connect(path) as conn:  # what llmroute's schema version 1 wrote
+    with (
+        contextlib.closing(sqlite3.connect(path)) as conn,
+        conn,
+    ):  # what llmroute's schema version 1 wrote
         conn.executescript(MIGRATIONS[0])
         conn.execute("PRAGMA user_version = 1")
         conn.execute(
@@ -70,7 +74,10 @@ def test_a_store_of_schema_version_2_gains_key_and_team(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = tmp_path / "v2.db"
-    with sqlite3.connect(path) as conn:  # what llmroute's schema version 2 wrote
+    with (
+        contextlib.closing(sqlite3.connect(path)) as conn,
+        conn,
+    ):  # what llmroute's schema version 2 wrote
         for step in MIGRATIONS[:2]:
             conn.executescript(step)
         conn.execute("PRAGMA user_version = 2")
@@ -105,7 +112,10 @@ def test_a_store_of_schema_version_2_gains_key_and_team(
 
 def test_a_store_of_schema_version_3_gains_the_experiment_columns(tmp_path: Path) -> None:
     path = tmp_path / "v3.db"
-    with sqlite3.connect(path) as conn:  # what llmroute's schema version 3 wrote
+    with (
+        contextlib.closing(sqlite3.connect(path)) as conn,
+        conn,
+    ):  # what llmroute's schema version 3 wrote
         for step in MIGRATIONS[:3]:
             conn.executescript(step)
         conn.execute("PRAGMA user_version = 3")
@@ -168,16 +178,14 @@ def test_stores_writing_one_new_file_at_once_lose_nothing(tmp_path: Path) -> Non
 
 def test_a_newer_or_foreign_database_is_refused(tmp_path: Path) -> None:
     newer = tmp_path / "newer.db"
-    with sqlite3.connect(newer) as conn:
+    with contextlib.closing(sqlite3.connect(newer)) as conn, conn:
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
-    conn.close()
     with pytest.raises(llmroute.ConfigError, match="newer llmroute"):
         SqliteStore(newer).records()
     foreign = tmp_path / "foreign.db"
-    with sqlite3.connect(foreign) as conn:
+    with contextlib.closing(sqlite3.connect(foreign)) as conn, conn:
         conn.execute("PRAGMA application_id = 42")
         conn.execute("PRAGMA user_version = 1")
-    conn.close()
     with pytest.raises(llmroute.ConfigError, match="not an llmroute store"):
         SqliteStore(foreign).records()
 

@@ -3,6 +3,7 @@ lost on close, a dead child reported and replaced, a router's store written by i
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import marshal
@@ -49,7 +50,7 @@ def store_with_writer(path: Path) -> WriterProcess:
 
 def dump(path: Path) -> dict[str, list[tuple[Any, ...]]]:
     """Every table's rows, sorted (rowids aside)."""
-    with sqlite3.connect(path) as conn:
+    with contextlib.closing(sqlite3.connect(path)) as conn, conn:
         tables = [
             row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
         ]

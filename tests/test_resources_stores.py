@@ -10,6 +10,7 @@ file, asyncio a task destroyed while pending, all on stderr.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import sys
@@ -101,7 +102,7 @@ async def run_script(body: str, redis_url: str, folder: Path) -> tuple[str, str]
 
 
 def records(folder: Path) -> int:
-    with sqlite3.connect(folder / "log.db") as db:
+    with contextlib.closing(sqlite3.connect(folder / "log.db")) as db, db:
         count: int = db.execute("SELECT count(*) FROM requests").fetchone()[0]
     lines = (folder / "log.jsonl").read_text().splitlines()
     assert len(lines) == count
