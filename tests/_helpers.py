@@ -1,5 +1,6 @@
 """Helpers several test modules share: a one-line conversation, asking route ``chat``,
-counting what reached a provider, and genai-prices' own cost (the pricing oracles').
+counting what reached a provider, genai-prices' own cost (the pricing oracles'), and the
+results of worker processes.
 
 Per-module helpers that differ in what they need (each module's ``build``, with its own
 clock, prices or transports) stay in their modules.
@@ -7,6 +8,8 @@ clock, prices or transports) stay in their modules.
 
 from __future__ import annotations
 
+import json
+import subprocess
 from datetime import UTC, datetime
 from typing import Any
 
@@ -55,3 +58,27 @@ def genai_cost(
         price_context={"service_tier": tier} if tier else None,
     )
     return float(result.total_price)
+
+
+def worker_results(
+    processes: list[subprocess.Popen[str]], timeout: float = 60
+) -> list[dict[str, Any]]:
+    """Each worker's result, the JSON of its last line of output, once it has exited 0.
+    A failure or a timeout kills the workers still running: none is left behind."""
+    results = []
+    try:
+        for process in processes:
+            out, err = process.communicate(timeout=timeout)
+            assert process.returncode == 0, err
+            results.append(json.loads(out.strip().splitlines()[-1]))
+    finally:
+        end_workers(processes)
+    return results
+
+
+def end_workers(processes: list[subprocess.Popen[str]]) -> None:
+    """Kill the workers still running (after a failure or a timeout)."""
+    for process in processes:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()

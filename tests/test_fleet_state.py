@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from _helpers import end_workers, worker_results
 from _upstream import completion_body
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
@@ -114,26 +115,6 @@ def start_fleet(jobs: list[dict[str, Any]], folder: Path) -> list[subprocess.Pop
     ]
 
 
-def results(processes: list[subprocess.Popen[str]], timeout: float = 90) -> list[dict[str, Any]]:
-    found = []
-    try:
-        for process in processes:
-            out, err = process.communicate(timeout=timeout)
-            assert process.returncode == 0, err
-            found.append(json.loads(out.strip().splitlines()[-1]))
-    finally:
-        end(processes)
-    return found
-
-
-def end(processes: list[subprocess.Popen[str]]) -> None:
-    """Kill the workers still running (after a failure or a timeout: none is left behind)."""
-    for process in processes:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
-
-
 def test_a_retry_after_seen_by_one_process_keeps_the_fleet_off(
     redis_url: str, upstream: CountingUpstream, tmp_path: Path
 ) -> None:
@@ -148,7 +129,7 @@ def test_a_retry_after_seen_by_one_process_keeps_the_fleet_off(
     config = fleet_config(upstream.port, redis_url)
     jobs = [{"kind": "cooldown", "config": config, "first": i == 0, "seconds": 2.0}
             for i in range(PROCESSES)]  # fmt: skip
-    found = results(start_fleet(jobs, tmp_path / "fleet"))
+    found = worker_results(start_fleet(jobs, tmp_path / "fleet"), timeout=90)
     primary = upstream.hits["primary"]
     during = [t for t in primary if t < primary[0] + retry_after - 0.05]
     learned = [r["learned"] for r in found]
@@ -185,7 +166,7 @@ def test_a_circuit_opened_by_one_is_open_in_all_and_probed_once(
     seconds = cooldown + probe_takes + 1.5  # open, the probe, then closed
     jobs = [{"kind": "circuit", "config": config, "first": i == 0, "failures": failures,
              "seconds": seconds} for i in range(PROCESSES)]  # fmt: skip
-    found = results(start_fleet(jobs, tmp_path / "fleet"))
+    found = worker_results(start_fleet(jobs, tmp_path / "fleet"), timeout=90)
     primary = upstream.hits["primary"]
     opened = primary[failures - 1]
     probe = primary[failures]
@@ -262,9 +243,9 @@ def test_redis_lost_then_back(
         wait_files(folder / "degraded", PROCESSES, processes)
         redis = start_redis(port, tmp_path)
         (folder / "back").touch()
-        found = results(processes)
+        found = worker_results(processes, timeout=90)
     finally:
-        end(processes)
+        end_workers(processes)  # a step before worker_results() failed: no worker left running
         redis.kill()
         redis.wait(10)
     first = found[0]

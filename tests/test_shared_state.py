@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 import llmroute
-from _helpers import HI, sent
+from _helpers import HI, sent, worker_results
 from llmroute import AsyncRouter
 
 pytestmark = pytest.mark.anyio
@@ -45,18 +45,7 @@ def run_processes(jobs: list[dict[str, Any]], barrier: Path) -> list[dict[str, A
     command = [sys.executable, str(WORKER)]
     pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
     processes = [subprocess.Popen([*command, json.dumps(job)], **pipes) for job in jobs]
-    results = []
-    try:
-        for process in processes:
-            out, err = process.communicate(timeout=60)
-            assert process.returncode == 0, err
-            results.append(json.loads(out.strip().splitlines()[-1]))
-    finally:  # a failure or a timeout leaves no worker running on (one spun at full CPU)
-        for process in processes:
-            if process.poll() is None:
-                process.kill()
-                process.communicate()
-    return results
+    return worker_results(processes)
 
 
 # ---------------------------------------------------------------- across processes
