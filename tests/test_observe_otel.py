@@ -143,6 +143,44 @@ async def test_request_span_with_attempt_children_under_the_callers_span(otel: O
     assert (request.end_time - request.start_time) / 1e9 == pytest.approx(expected, abs=2e-6)
 
 
+def test_attempt_spans_stay_inside_their_request_span(otel: Otel) -> None:
+    """An attempt's times come from its own clock readings and float sums near 1.8e9 s
+    (about 240 ns of resolution), so they can overshoot the request's by a rounding step:
+    the child span is clamped to its parent's interval, never past it."""
+    from llmroute.observe.otel import Prepared, Telemetry
+    from llmroute.observe.record import AttemptRecord, RequestRecord
+
+    telemetry = Telemetry(
+        Catalog(load_config(CONFIG, env={}), clock=SystemClock(), prices=PriceBook()),
+        tracer_provider=otel.tracer_provider,
+    )
+    started = 1796375235.7946
+    record = RequestRecord(
+        request_id="lr-clamp", operation="chat", started_at=started,
+        ended_at=started + 0.25, request_model="chat", status="ok",
+        attempts=[
+            AttemptRecord("flaky/small", "flaky", "small", "first", "error", 503,
+                          started_s=-1e-6, latency_s=0.1),
+            AttemptRecord("steady/small", "steady", "small", "fallback",
+                          started_s=0.1, latency_s=0.15 + 1e-6),
+        ],
+    )  # fmt: skip
+    telemetry.emit(record, Prepared(None, {}, "flaky", trace_id=None))
+    spans = {s.name: s for s in otel.finished()}
+    request = spans["chat chat"]
+    children = sorted(
+        (s for s in otel.finished() if s.parent is not None),
+        key=lambda s: s.start_time or 0,
+    )
+    assert len(children) == 2
+    assert request.start_time is not None and request.end_time is not None
+    assert children[0].start_time == request.start_time  # would be 1 µs before it
+    assert children[1].end_time == request.end_time  # would be 1 µs after it
+    for child in children:
+        assert child.start_time is not None and child.end_time is not None
+        assert request.start_time <= child.start_time <= child.end_time <= request.end_time
+
+
 async def test_a_failed_request_has_an_error_status_and_error_metrics(otel: Otel) -> None:
     async with router_with(otel) as router:
         with pytest.raises(llmroute.InvalidRequest):

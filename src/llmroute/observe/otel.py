@@ -248,10 +248,18 @@ class Telemetry:
                 span.set_attributes(_content_attributes(record, prepared.tools))
             child_context = trace.set_span_in_context(span, parent)
             for attempt in record.attempts:
-                self._attempt_span(record, attempt, child_context)
+                self._attempt_span(record, attempt, child_context, start, end)
         span.end(end_time=end)
 
-    def _attempt_span(self, record: RequestRecord, attempt: Any, parent: Context) -> None:
+    def _attempt_span(
+        self, record: RequestRecord, attempt: Any, parent: Context, first: int, last: int
+    ) -> None:
+        """One attempt's child span, inside its request's [first, last] nanoseconds.
+
+        Wall-clock seconds near 1.8e9 carry about 240 ns of float resolution, so
+        ``started_at + started_s + latency_s`` can round past the request's own end:
+        the clamp keeps every child within its parent, as trace viewers expect.
+        """
         system, address, port = self._server(attempt.provider)
         attributes: _Attributes = {
             "gen_ai.operation.name": _OPERATION_NAMES.get(record.operation, record.operation),
@@ -270,12 +278,12 @@ class Telemetry:
         started = record.started_at + attempt.started_s
         span = self._tracer.start_span(
             f"{record.operation} {attempt.model}", context=parent, kind=SpanKind.INTERNAL,
-            attributes=attributes, start_time=_ns(started),
+            attributes=attributes, start_time=min(max(_ns(started), first), last),
         )  # fmt: skip
         if attempt.outcome == "error":
             span.set_attribute("error.type", attempt.error_type or str(attempt.status))
             span.set_status(Status(StatusCode.ERROR, attempt.error))
-        span.end(end_time=_ns(started + attempt.latency_s))
+        span.end(end_time=min(max(_ns(started + attempt.latency_s), first), last))
 
     def _metrics(self, record: RequestRecord, base: _Attributes, error_type: str | None) -> None:
         attributes = dict(base)
