@@ -213,7 +213,7 @@ class PostgresStore:
         self._retry_at = 0.0
         self._pause = RETRY_FIRST
         self._down = False
-        self._pruned_at = 0.0
+        self._pruned_at = float("-inf")  # never: monotonic time starts near 0 at boot
         self._written = self._outages = self._dropped = self._failed = 0
 
     def __repr__(self) -> str:

@@ -249,7 +249,7 @@ class SqliteStore:
         self.path = Path(path)
         self.retention = retention
         self.writer: Writer = writer
-        self._pruned_at = 0.0
+        self._pruned_at = float("-inf")  # never: monotonic time starts near 0 at boot
         self._writer: sqlite3.Connection | None = None
         #: Closes the writing connection: once, by `close`, or when the store is dropped
         #: unclosed (its router was), whichever comes first.
