@@ -256,9 +256,10 @@ class Telemetry:
     ) -> None:
         """One attempt's child span, inside its request's [first, last] nanoseconds.
 
-        Wall-clock seconds near 1.8e9 carry about 240 ns of float resolution, so
-        ``started_at + started_s + latency_s`` can round past the request's own end:
-        the clamp keeps every child within its parent, as trace viewers expect.
+        Its times are the request's start plus offsets read on their own, summed in float
+        seconds near 1.8e9 (about 240 ns of resolution), so ``started_at + started_s +
+        latency_s`` can round past the request's own end: the clamp keeps every child
+        within its parent, as trace viewers expect.
         """
         system, address, port = self._server(attempt.provider)
         attributes: _Attributes = {
