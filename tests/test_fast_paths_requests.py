@@ -142,6 +142,11 @@ class _Recording:
         self.calls.append(args)
         return self._done()
 
+    def chat_relay(self, *args: Any) -> Any:
+        self.calls.append(args)
+        self.wire.append(True)  # to be relayed: not part of the request
+        return self._done()
+
     def chat_stream(self, *args: Any, wire: bool = False) -> Any:
         self.calls.append(("stream", *args))
         self.wire.append(wire)  # how the stream will be read: not part of the request
@@ -180,11 +185,13 @@ _BODY = st.one_of(
 
 
 @settings(max_examples=300, deadline=None)
-@given(body=_BODY, stream=st.booleans())
-def test_a_body_reaches_the_pipeline_as_create_sends_it(body: dict[str, Any], stream: bool) -> None:
-    """`AsyncCompletions.create_from_body` and, for a stream (its body's `stream` taken out),
-    `stream_from_body` (the gateway's ways in) give the pipeline what ``create()`` gives it
-    for the same body, or raise what it raises."""
+@given(body=_BODY, stream=st.booleans(), relay=st.booleans())
+def test_a_body_reaches_the_pipeline_as_create_sends_it(
+    body: dict[str, Any], stream: bool, relay: bool
+) -> None:
+    """`AsyncCompletions.create_from_body`, `relay_from_body` (the gateway's way in) and,
+    for a stream (its body's `stream` taken out), `stream_from_body` give the pipeline
+    what ``create()`` gives it for the same body, or raise what it raises."""
     options = RequestOptions(user="u")
     if stream:
         body = {k: v for k, v in body.items() if k != "stream"}
@@ -200,6 +207,8 @@ def test_a_body_reaches_the_pipeline_as_create_sends_it(body: dict[str, Any], st
     async def direct(completions: AsyncCompletions) -> None:
         if stream:
             await completions.stream_from_body(dict(body), options)
+        elif relay:
+            await completions.relay_from_body(dict(body), options)
         else:
             await completions.create_from_body(dict(body), options)
 
@@ -215,6 +224,8 @@ def test_a_body_reaches_the_pipeline_as_create_sends_it(body: dict[str, Any], st
         assert got[0].stream is True
         # the gateway relays what it asks for as wire events; a caller of create() reads typed
         assert body_wire == [True] and create_wire == [False]
+    else:
+        assert body_wire == ([True] if relay else []) and create_wire == []
     _same_request(got[0], expected[0])
     assert got[1:] == expected[1:]
 

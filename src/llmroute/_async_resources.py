@@ -30,6 +30,7 @@ from ._request import (
 from ._stream_helper import AsyncChatCompletionStreamManager
 from ._structured import ParsedChatCompletion, parse_completion, stream_params
 from ._types import ChatCompletion, CreateEmbeddingResponse, Model, ModelList
+from ._wire_completion import WireCompletion
 from ._with_response import (
     AsyncCompletionsWithRawResponse,
     AsyncCompletionsWithStreamingResponse,
@@ -122,7 +123,7 @@ class AsyncCompletions:
         `stream` taken out; it is consumed): what ``create(model=body.pop("model"),
         messages=body.pop("messages"), extra_body=body, llmroute=options)`` does (a null
         `model` or `messages` counts as not given, as a None argument does), without the
-        keyword arguments to sort out. The gateway's way in.
+        keyword arguments to sort out (the gateway's is `relay_from_body`).
 
         Fast path: a gateway chat completion ~14k instructions less (the keyword
         arguments' split alone; callgrind, this branch). Oracle: tests/test_fast_paths_requests.py
@@ -131,6 +132,21 @@ class AsyncCompletions:
         if self._state.closed:
             raise RouterClosed()
         return self._executor.chat(_body_request(body), options, NO_EXTRA)
+
+    def relay_from_body(
+        self, body: dict[str, Any], options: RequestOptions
+    ) -> Coroutine[None, None, ChatCompletion | WireCompletion]:
+        """`create_from_body`, answered to be relayed in OpenAI's format (the gateway's way
+        in): while the router's stages are idle, a plain answer from a provider that
+        speaks that format comes as a `WireCompletion`, its own JSON to send as it is
+        (with its `llmroute` route info); any other answer as the typed completion.
+
+        Fast path: see `_wire_completion` (the typed model's validation and
+        serialisation skipped). Oracle: tests/test_wire_completions.py.
+        """
+        if self._state.closed:
+            raise RouterClosed()
+        return self._executor.chat_relay(_body_request(body), options, NO_EXTRA)
 
     def stream_from_body(
         self, body: dict[str, Any], options: RequestOptions

@@ -34,6 +34,7 @@ from .._types import (
     TokenUsage,
 )
 from .._wire import WireChunk
+from .._wire_completion import WireCompletion
 from ..providers import ExtraRequest, ProviderAdapter, StreamDecoder
 from ..responses.types import Response
 from ..routing.model import Target
@@ -50,6 +51,7 @@ __all__ = [
     "Exchange",
     "Opened",
     "OpenedStream",
+    "RelayExchange",
     "StreamExchange",
     "WholeExchange",
     "no_batches",
@@ -60,7 +62,7 @@ __all__ = [
 T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
 #: What a whole exchange answers: the caller's response, which a stage may give instead.
-R = TypeVar("R", ChatCompletion, CreateEmbeddingResponse, Response)
+R = TypeVar("R", ChatCompletion, CreateEmbeddingResponse, Response, ChatCompletion | WireCompletion)
 
 #: Which live statistics a served answer feeds: its time to answer and length
 #: (``answer``), its time to first content (``stream``), or none.
@@ -87,6 +89,10 @@ class Exchange(ABC, Generic[T]):
     timing: Timing
 
     stream: bool = False
+    #: Whether the answer is read to be relayed in OpenAI's format (kept as the provider's
+    #: JSON where it can be): set by the exchanges the gateway opens; turned off when the
+    #: stages need typed answers.
+    wire: bool = False
     #: Whether an experiment on the request's route may vary it (a token count is not
     #: part of any: the route as configured counts it).
     varies: bool = True
@@ -124,6 +130,10 @@ class Exchange(ABC, Generic[T]):
         """The tokens an answer reports, normalised (None: not reported, or not yet)."""
         return None
 
+    def read_typed(self) -> None:
+        """Read answers typed, not `wire` (the stages need them typed)."""
+        return None
+
     async def discard(self, value: T) -> None:
         """Let go of an answer that lost a hedge race to another (release what it holds)."""
         return None
@@ -142,13 +152,18 @@ class WholeExchange(Exchange[R]):
         """The service tier the answer is priced at (None: the provider's default)."""
         return None
 
+    def for_stages(self, value: R) -> ChatCompletion | CreateEmbeddingResponse | Response:
+        """The answer as the stages see it (`Outcome.response`): typed."""
+        return cast(ChatCompletion | CreateEmbeddingResponse | Response, value)
+
     @abstractmethod
     def stage_answer(self, answer: Answer, stage: str | None) -> R:
         """A stage's answer to this request, refused when it is of the wrong type."""
 
 
-class ChatExchange(WholeExchange[ChatCompletion]):
-    """A non-streamed chat completion."""
+class ChatParts(Exchange[T]):
+    """What both non-streamed chat exchanges share: the request, what selection reads of
+    it, its variant, and each attempt's wire request."""
 
     __slots__ = ("request",)
 
@@ -169,20 +184,73 @@ class ChatExchange(WholeExchange[ChatCompletion]):
     def build(self, adapter: ProviderAdapter, model: str) -> HttpRequest:
         return adapter.chat_request(self.request, model, stream=False, extra=self.extra)
 
+
+def _chat_usage(value: ChatCompletion) -> TokenUsage | None:
+    usage = value.usage
+    return usage.normalised() if usage is not None else None
+
+
+def _chat_answer(exchange: Exchange[T], answer: Answer, stage: str | None) -> ChatCompletion:
+    if isinstance(answer, ChatCompletion):
+        return answer
+    raise exchange.wrong_answer(answer, stage)
+
+
+class ChatExchange(ChatParts[ChatCompletion], WholeExchange[ChatCompletion]):
+    """A non-streamed chat completion."""
+
+    __slots__ = ()
+
     def parse(self, adapter: ProviderAdapter, body: bytes, model: str) -> ChatCompletion:
         return adapter.parse_chat(body, model)
 
     def usage(self, value: ChatCompletion) -> TokenUsage | None:
-        usage = value.usage
-        return usage.normalised() if usage is not None else None
+        return _chat_usage(value)
 
     def tier(self, value: ChatCompletion) -> str | None:
         return value.service_tier or self.request.service_tier
 
     def stage_answer(self, answer: Answer, stage: str | None) -> ChatCompletion:
-        if isinstance(answer, ChatCompletion):
-            return answer
-        raise self.wrong_answer(answer, stage)
+        return _chat_answer(self, answer, stage)
+
+
+class RelayExchange(
+    ChatParts[ChatCompletion | WireCompletion], WholeExchange[ChatCompletion | WireCompletion]
+):
+    """A non-streamed chat completion the gateway relays in OpenAI's format: while `wire`
+    (the executor turns it off when a stage is busy: stages get typed answers), an
+    OpenAI-format provider's plain answer is kept as its JSON (`WireCompletion`).
+
+    Fast path: see `_wire_completion`. Oracle: tests/test_wire_completions.py.
+    """
+
+    __slots__ = ("wire",)
+
+    def __init__(self, request: ChatRequest, options: RequestOptions, extra: ExtraRequest) -> None:
+        self.request, self.options, self.extra, self.timing = request, options, extra, "answer"
+        self.wire = True
+
+    def parse(
+        self, adapter: ProviderAdapter, body: bytes, model: str
+    ) -> ChatCompletion | WireCompletion:
+        if self.wire:
+            return adapter.parse_chat_wire(body, model)
+        return adapter.parse_chat(body, model)
+
+    def usage(self, value: ChatCompletion | WireCompletion) -> TokenUsage | None:
+        return value.usage() if isinstance(value, WireCompletion) else _chat_usage(value)
+
+    def tier(self, value: ChatCompletion | WireCompletion) -> str | None:
+        return value.service_tier or self.request.service_tier
+
+    def stage_answer(self, answer: Answer, stage: str | None) -> ChatCompletion:
+        return _chat_answer(self, answer, stage)
+
+    def read_typed(self) -> None:
+        self.wire = False
+
+    def for_stages(self, value: ChatCompletion | WireCompletion) -> ChatCompletion:
+        return value.typed() if isinstance(value, WireCompletion) else value
 
 
 class EmbeddingsExchange(WholeExchange[CreateEmbeddingResponse]):

@@ -21,6 +21,7 @@ from .._clock import Clock
 from .._prices import PriceBook
 from .._request import ChatRequest, EmbeddingsRequest, RequestOptions
 from .._types import ChatCompletion, CreateEmbeddingResponse, RouteInfo
+from .._wire_completion import WireCompletion
 from ..experiments.runtime import unknown_experiment
 from ..providers import ExtraRequest
 from ..responses.request_model import ResponsesRequest
@@ -33,6 +34,7 @@ from .exchange import (
     CountTokensExchange,
     EmbeddingsExchange,
     Exchange,
+    RelayExchange,
     StreamExchange,
     WholeExchange,
 )
@@ -48,7 +50,7 @@ from .stream import AsyncChatStream
 __all__ = ["RequestPipeline", "current_request_id", "new_request_id"]
 
 T = TypeVar("T")
-R = TypeVar("R", ChatCompletion, CreateEmbeddingResponse, Response)
+R = TypeVar("R", ChatCompletion, CreateEmbeddingResponse, Response, ChatCompletion | WireCompletion)
 
 
 #: What idle stages answer (`Stage.idle`): nothing, from no stage. A request skips the
@@ -153,6 +155,14 @@ class RequestPipeline:
         """A non-streamed chat completion."""
         return self._whole(ChatExchange(request, options, extra), request)
 
+    def chat_relay(
+        self, request: ChatRequest, options: RequestOptions, extra: ExtraRequest
+    ) -> Coroutine[None, None, ChatCompletion | WireCompletion]:
+        """A non-streamed chat completion to relay in OpenAI's format: while the stages are
+        idle, an OpenAI-format provider's plain answer comes as its own JSON
+        (`RelayExchange`)."""
+        return self._whole(RelayExchange(request, options, extra), request)
+
     def embeddings(
         self, request: EmbeddingsRequest, options: RequestOptions, extra: ExtraRequest
     ) -> Coroutine[None, None, CreateEmbeddingResponse]:
@@ -239,6 +249,8 @@ class RequestPipeline:
             await ctx.assigning
         info, stages = ctx.info, self._stages
         idle = stages.idle()  # asked once: a stage that wakes meanwhile sees the next request
+        if not idle:
+            exchange.read_typed()  # the stages get the answer typed
         try:
             answer, answered_by = _PASSED_BY if idle else await stages.before(ctx)
             if answer is not None:
@@ -258,7 +270,10 @@ class RequestPipeline:
         result.attach_route_info(info)
         if not idle:
             await stages.after(
-                ctx, Outcome(response=result, completed=True, answered_by=answered_by)
+                ctx,
+                Outcome(
+                    response=exchange.for_stages(result), completed=True, answered_by=answered_by
+                ),
             )
         if self.experiments is not None:
             self.experiments.served(ctx)

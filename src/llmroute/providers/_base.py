@@ -21,6 +21,7 @@ from .._request import ChatRequest, EmbeddingsRequest
 from .._transports import HttpRequest
 from .._types import ChatCompletion, ChatCompletionChunk, CompletionUsage, CreateEmbeddingResponse
 from .._wire import WireChunk
+from .._wire_completion import WireCompletion
 
 __all__ = [
     "ErrorMapper",
@@ -170,6 +171,12 @@ class ProviderAdapter(ABC):
     @abstractmethod
     def parse_chat(self, body: bytes, model: str) -> ChatCompletion:
         """Parse a successful (2xx) chat completion body."""
+
+    def parse_chat_wire(self, body: bytes, model: str) -> ChatCompletion | WireCompletion:
+        """A successful chat completion body, for relaying in OpenAI's format: kept as it
+        came (`WireCompletion`) where the provider speaks that format and the answer is
+        plain, else parsed (`parse_chat`)."""
+        return self.parse_chat(body, model)
 
     @abstractmethod
     def stream_decoder(self, request: ChatRequest, model: str) -> StreamDecoder:

@@ -30,6 +30,7 @@ from .._errors import AuthenticationError, ConfigError, ProviderError
 from .._request import ChatRequest, EmbeddingsRequest
 from .._transports import HttpRequest
 from .._types import ChatCompletion, ChatCompletionChunk, CreateEmbeddingResponse
+from .._wire_completion import WireCompletion
 from ._base import (
     NO_EXTRA,
     ExtraRequest,
@@ -143,6 +144,9 @@ class AzureAdapter(ProviderAdapter):
 
     def parse_chat(self, body: bytes, model: str) -> ChatCompletion:
         return self._wire.parse_chat(body, model)
+
+    def parse_chat_wire(self, body: bytes, model: str) -> ChatCompletion | WireCompletion:
+        return self._wire.parse_chat_wire(body, model)
 
     def stream_decoder(self, request: ChatRequest, model: str) -> StreamDecoder:
         return AzureStreamDecoder(self._wire, model)

@@ -34,6 +34,7 @@ from .._types import (
     validator,
 )
 from .._wire import WireChunk, WireReader, wire_chunk
+from .._wire_completion import WireCompletion, wire_completion
 from ._base import (
     NO_EXTRA,
     ExtraRequest,
@@ -330,6 +331,9 @@ class OpenAIAdapter(ProviderAdapter):
                 body=body,
             ) from exc
         return completion
+
+    def parse_chat_wire(self, body: bytes, model: str) -> ChatCompletion | WireCompletion:
+        return wire_completion(body) or self.parse_chat(body, model)
 
     def stream_decoder(self, request: ChatRequest, model: str) -> StreamDecoder:
         return OpenAIStreamDecoder(self, model)

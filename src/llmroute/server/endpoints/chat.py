@@ -5,6 +5,7 @@ from __future__ import annotations
 from ..._errors import LLMRouteError, UnknownModel
 from ..._types import ChatCompletion, ChatCompletionChunk
 from ..._wire import chunk_event
+from ..._wire_completion import WireCompletion
 from ..errors import HTTPError, sse_error_event
 from ..headers import control_options
 from ..relay import has_content
@@ -88,7 +89,11 @@ async def create_chat_completion(request: GatewayRequest) -> None:
             else:
                 await send_stream(request, "chat", opened, _EVENTS)
             return
-        completion = await completions.create_from_body(body, options)
+        completion = await completions.relay_from_body(body, options)
     except UnknownModel as exc:
         raise identity.visible(exc) from None
-    await answer(request, "chat", _completion_json(completion), completion.llmroute)
+    if isinstance(completion, WireCompletion):  # the provider's own JSON, relayed as it is
+        data = completion.data
+    else:
+        data = _completion_json(completion)
+    await answer(request, "chat", data, completion.llmroute)
