@@ -183,6 +183,21 @@ def test_plain_answers_take_the_fast_path_and_others_do_not() -> None:
         body = json.dumps({**plain, "x_score": 1.5}).encode().replace(b"1.5", odd)
         assert _typed.validate_json(body) and _check(body) is None, odd
     assert wire_completion(b"not json") is None
+
+
+def test_what_the_provider_wrote_reaches_the_client_as_it_wrote_it() -> None:
+    """As a stream's chunks: a key written twice, and a number beyond a double's range,
+    both JSON, are the provider's to send (the router reads the last of a key, as the
+    typed path does; the typed path would write the number as null)."""
+    body = json.dumps(completion_body()).encode()[:-1]
+    twice = body + b', "usage": {"prompt_tokens": 9, "completion_tokens": 1, "total_tokens": 10}}'
+    wire = wire_completion(twice)
+    assert wire is not None and wire.data == twice
+    assert wire.usage() == _typed.validate_json(twice).usage.normalised()  # type: ignore[union-attr]
+    assert wire.usage().input == 9  # type: ignore[union-attr]
+    huge = body + b', "x_score": 1e400}'
+    wire = wire_completion(huge)
+    assert wire is not None and wire.data == huge
     assert wire_completion(b'{"id": "x"}') is None
 
 

@@ -2,24 +2,26 @@
 
 Fast path, the non-streamed twin of `_wire`'s chunks. The gateway answers a chat
 completion in OpenAI's format; when the provider speaks that format too and the
-answer is plain (text, or a refusal: no tool call), it needs no typed
-`ChatCompletion`: `wire_completion` checks that the body has exactly the shape the
-typed model accepts as it is (strictly: no coercion, no field of another type),
-reads what the router keeps of it (its usage and service tier), and the gateway
-forwards the provider's bytes instead of the typed model serialised again. The
-typed model's validation and serialisation are 5.4 µs for a one-choice answer, this
-schema's 2.4 µs (timeit, 2026-12); at concurrency 1 through ``llmroute serve``, a
-gateway answering this way added 0.02-0.05 ms less than one validating and
-serialising (same-run prototypes, docs/server.md). Anything else (a tool call, a
-number as a string, an unknown ``object``) returns None and takes the typed path,
-which validates (or refuses) it as before. Taken only while the pipeline's stages
-are idle: a stage is handed the typed completion.
+answer is plain (no ``tool_calls``), it needs no typed `ChatCompletion`:
+`wire_completion` checks that the body has exactly the shape the typed model accepts
+as it is (strictly: no coercion, no field of another type), reads what the router
+keeps of it (its usage and service tier), and the gateway forwards the provider's
+bytes instead of the typed model serialised again. The typed model's validation and
+serialisation are 5.4 µs for a one-choice answer, this schema's 2.4 µs (timeit,
+2026-12); the gateway's own work per request 367.8k -> 335.5k instructions
+(callgrind). Anything else (a tool call, a number as a string, an unknown
+``object``, ``NaN``) returns None and takes the typed path, which validates (or
+refuses) it as before. Taken only while the pipeline's stages are idle: a stage is
+handed the typed completion.
 
-What the client receives differs from the typed path's only in what the typed model
-adds: the optional fields the provider left out, written as null (``"refusal":
-null``, ``"service_tier": null``); the provider's own spacing and key order are kept.
-Oracle: ``tests/test_wire_completions.py`` (hypothesis: against the typed model's
-acceptance, output, usage and tier).
+What the client receives is the provider's JSON, as a stream's chunks are: its
+spacing and key order, a key it repeats (the router reads the last, as the typed path
+does) and a number beyond a double's range (which the typed path would write as null)
+reach the client as the provider wrote them. Otherwise it differs from the typed
+path's output only in nulls: the typed model writes the optional fields the provider
+left out as null (``"refusal": null``) and leaves out a null ``tool_calls`` or usage
+details the provider sent. Oracle: ``tests/test_wire_completions.py`` (hypothesis:
+against the typed model's acceptance, output, usage and tier).
 """
 
 from __future__ import annotations
@@ -84,7 +86,7 @@ class WireCompletion:
 def _plain_completion_schema() -> SchemaValidator:
     """A validator of plain chat completions, stricter than the typed model's: whatever it
     accepts, `ChatCompletion` accepts as it is, so forwarding the provider's JSON gives
-    the client what the typed path would (but the nulls it adds). Unknown keys are kept,
+    the client what the typed path would (but for nulls). Unknown keys are kept,
     as the typed models keep them (``extra="allow"`` at every level)."""
     text = core_schema.str_schema(strict=True)
     number = core_schema.int_schema(strict=True)
@@ -160,9 +162,8 @@ def wire_completion(data: bytes) -> WireCompletion | None:
     is a plain completion the typed model accepts as it is; None for anything else (the
     typed path then reads it, or reports it malformed)."""
     if b"Infinity" in data or b"NaN" in data:
-        # JSON has neither, but pydantic reads both (as floats, written back as null by
-        # the typed path): a client must not get them (a text with the word just takes
-        # the typed path)
+        # not JSON, though pydantic reads both (as floats, which the typed path writes as
+        # null): a client must not get them (a text with either word takes the typed path)
         return None
     try:
         parsed = _validate_plain(data)

@@ -250,6 +250,8 @@ class RelayExchange(
         self.wire = False
 
     def for_stages(self, value: ChatCompletion | WireCompletion) -> ChatCompletion:
+        # a busy stage made the executor read typed (`read_typed`): typed here for the
+        # contract's sake, should a wire answer ever get this far
         return value.typed() if isinstance(value, WireCompletion) else value
 
 
@@ -389,6 +391,9 @@ class StreamExchange(Exchange[OpenedStream]):
         self.request, self.options, self.extra = request, options, extra
         self.timing = "stream" if timed else None
         self.wire = wire
+
+    def read_typed(self) -> None:
+        self.wire = False
 
     def facts(self) -> RequestFacts:
         return RequestFacts(self.request, self.options, stream=True)

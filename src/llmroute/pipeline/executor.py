@@ -299,7 +299,7 @@ class RequestPipeline:
                     chunks, info, hide_usage_chunk=hide, session=session, keep=ctx.keep_chunks
                 )
             if ctx.keep_chunks:
-                exchange.wire = False  # the stages keep typed chunks: open it typed
+                exchange.read_typed()  # the stages keep typed chunks: open it typed
             served = await self.driver.run(route, ctx.options, info, exchange)
         except BaseException as exc:
             await stages.after_failure(ctx, exc)
