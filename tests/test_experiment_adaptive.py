@@ -152,7 +152,13 @@ async def test_unkeyed_requests_get_the_winner_once_stopped(store_url: str) -> N
             request_id, variant = await ask(router, f"u{i}")
             await router.flush()
             await router.feedback(request_id, "thumbs_up", variant == "control")
-        await asyncio.sleep(0.1)
+        # a refresh (every 0.02 s) reads the feedback and stores the stop: waited for, not
+        # slept on (a loaded machine's PostgreSQL took longer than a fixed 0.1 s once)
+        for _ in range(500):
+            if (await router.experiment_report("thumbs")).stopped is not None:
+                break
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.1)  # the refresh that stored it adopts it as its read returns
         reply = await router.chat.completions.create(
             model="chat", messages=[{"role": "user", "content": "hi"}]
         )
