@@ -1,6 +1,6 @@
 """Helpers several test modules share: a one-line conversation, asking route ``chat``,
-counting what reached a provider, genai-prices' own cost (the pricing oracles'), and the
-results of worker processes.
+counting what reached a provider, genai-prices' own cost (the pricing oracles'), JSON
+without its nulls, and the results of worker processes.
 
 Per-module helpers that differ in what they need (each module's ``build``, with its own
 clock, prices or transports) stay in their modules.
@@ -18,6 +18,16 @@ from llmroute import AsyncRouter
 
 #: The smallest conversation: one user message.
 HI = [{"role": "user", "content": "Hi"}]
+
+
+def without_nulls(value: Any) -> Any:
+    """`value` (parsed JSON) with every null member of an object left out: what a provider
+    may send or omit, and a typed model writes as null or leaves out."""
+    if isinstance(value, dict):
+        return {k: without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [without_nulls(v) for v in value]
+    return value
 
 
 async def ask(router: AsyncRouter, **extra: Any) -> llmroute.ChatCompletion:

@@ -26,7 +26,7 @@ import yarl
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from _helpers import genai_cost
+from _helpers import genai_cost, without_nulls
 from llmroute import AsyncRouter
 from llmroute._clock import SystemClock
 from llmroute._errors import ContextLengthExceeded, ModelNotFound, ProviderError, RateLimited
@@ -69,15 +69,6 @@ from llmroute.server.relay import Pending, start
 
 _TEXT = st.text(max_size=8)
 _NAME = st.sampled_from(["", "a", "gpt-4o", "é", "a b", "a\r\nb", "x\x00", "日本", "%41"])
-
-
-def _no_nulls(value: Any) -> Any:
-    """`value` without the keys whose value is null (a provider may send or omit them)."""
-    if isinstance(value, dict):
-        return {k: _no_nulls(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list):
-        return [_no_nulls(v) for v in value]
-    return value
 
 
 # ---------------------------------------------------------------- the provider's chunk JSON
@@ -149,7 +140,7 @@ def test_the_forwarded_provider_json_is_the_chunk_serialised_again(
     body = event.removeprefix(b"data: ").removesuffix(b"\n\n")
     assert b"\n" not in body and b"\r" not in body  # one SSE line
     plain = ChatCompletionChunk.__pydantic_serializer__.to_json(parsed)
-    assert _no_nulls(json.loads(body)) == _no_nulls(json.loads(plain))
+    assert without_nulls(json.loads(body)) == without_nulls(json.loads(plain))
     if indent is None and "object" in chunk:
         assert provider_json(parsed) == data  # the fast path was taken
 

@@ -22,6 +22,7 @@ from pydantic import ValidationError
 from pydantic_core import from_json
 
 from _gateway import USER, in_process_gateway
+from _helpers import without_nulls
 from _upstream import Upstream, completion_body
 from llmroute import AsyncRouter
 from llmroute._types import ChatCompletion, validator
@@ -117,15 +118,6 @@ def _written(body: dict[str, Any], draw: st.DrawFn) -> bytes:
     return json.dumps(body, **style).encode()
 
 
-def _without_nulls(value: Any) -> Any:
-    """`value` with every null member of an object left out (what the typed path adds)."""
-    if isinstance(value, dict):
-        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list):
-        return [_without_nulls(v) for v in value]
-    return value
-
-
 def _check(data: bytes) -> WireCompletion | None:
     """`wire_completion(data)` against the typed path: accepted only where the typed model
     accepts, and then the same answer to the client, usage and tier."""
@@ -138,7 +130,7 @@ def _check(data: bytes) -> WireCompletion | None:
         return None
     assert typed is not None, data
     sent = _typed_json(typed)
-    assert _without_nulls(from_json(data)) == _without_nulls(from_json(sent)), data
+    assert without_nulls(from_json(data)) == without_nulls(from_json(sent)), data
     sdk = openai.types.chat.ChatCompletion  # read as the SDK reads an answer: leniently
     assert sdk.construct(**from_json(data)) == sdk.construct(**from_json(sent)), data
     typed_usage = typed.usage.normalised() if typed.usage is not None else None

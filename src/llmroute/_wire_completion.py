@@ -97,31 +97,31 @@ def _plain_completion_schema() -> SchemaValidator:
     def optional(schema: core_schema.CoreSchema) -> Any:
         return field(core_schema.nullable_schema(schema), required=False)
 
-    def counts(*names: str) -> core_schema.CoreSchema:
-        return core_schema.typed_dict_schema(
-            {name: optional(number) for name in names}, extra_behavior="allow"
-        )
+    def obj(fields: dict[str, Any]) -> core_schema.CoreSchema:
+        # unknown keys kept, as the typed models keep them
+        return core_schema.typed_dict_schema(fields, extra_behavior="allow")
 
-    message = core_schema.typed_dict_schema(
+    def counts(*names: str) -> core_schema.CoreSchema:
+        return obj({name: optional(number) for name in names})
+
+    message = obj(
         {
             "role": field(core_schema.literal_schema(["assistant"])),
             "content": optional(text),
             "refusal": optional(text),
             # a tool call takes the typed path (a union of kinds): null is no call
             "tool_calls": field(core_schema.none_schema(), required=False),
-        },
-        extra_behavior="allow",
+        }
     )
-    choice = core_schema.typed_dict_schema(
+    choice = obj(
         {
             "index": field(number),
             "message": field(message),
             "finish_reason": optional(text),
             "logprobs": field(core_schema.any_schema(), required=False),
-        },
-        extra_behavior="allow",
+        }
     )
-    usage = core_schema.typed_dict_schema(
+    usage = obj(
         {
             "prompt_tokens": field(number),
             "completion_tokens": field(number),
@@ -135,10 +135,9 @@ def _plain_completion_schema() -> SchemaValidator:
                     "rejected_prediction_tokens",
                 )
             ),
-        },
-        extra_behavior="allow",
+        }
     )
-    completion = core_schema.typed_dict_schema(
+    completion = obj(
         {
             "id": field(text),
             "object": field(core_schema.literal_schema(["chat.completion"])),
@@ -148,8 +147,7 @@ def _plain_completion_schema() -> SchemaValidator:
             "usage": optional(usage),
             "system_fingerprint": optional(text),
             "service_tier": optional(text),
-        },
-        extra_behavior="allow",
+        }
     )
     return SchemaValidator(completion)
 
