@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from llmroute._async_resources import AsyncCompletions
 from llmroute._client_options import RouterState
 from llmroute._errors import RequestError
+from llmroute._plain_chat import PlainChat, plain_chat
 from llmroute._request import (
     DEFAULT_OPTIONS,
     ChatRequest,
@@ -81,7 +82,11 @@ _ANY_PARAMS = st.fixed_dictionaries(
 _CHAT_PARAMS = st.one_of(_NEAR_PLAIN, _ANY_PARAMS)
 
 
-def _same_request(built: ChatRequest, validated: ChatRequest) -> None:
+def _same_request(built: ChatRequest | PlainChat, validated: ChatRequest) -> None:
+    if isinstance(built, PlainChat):  # a plain request kept as its parameters: typed alike
+        json = built.messages_json()
+        built = built.typed()
+        assert json == plain_messages_json(built)  # and its body's messages written alike
     assert type(built) is ChatRequest and built == validated
     assert built.model_fields_set == validated.model_fields_set
     assert built.model_extra == validated.model_extra
@@ -146,6 +151,14 @@ class _Recording:
         self.calls.append(args)
         self.wire.append(True)  # to be relayed: not part of the request
         return self._done()
+
+    def chat_params(self, params: dict[str, Any], *args: Any) -> Any:
+        plain = plain_chat(params)  # what a pipeline with nothing around requests keeps
+        return None if plain is None else self.chat(plain, *args)
+
+    def relay_params(self, params: dict[str, Any], *args: Any) -> Any:
+        plain = plain_chat(params)
+        return None if plain is None else self.chat_relay(plain, *args)
 
     def chat_stream(self, *args: Any, wire: bool = False) -> Any:
         self.calls.append(("stream", *args))
@@ -254,7 +267,7 @@ def test_a_plain_call_reaches_the_pipeline_as_the_general_path_sends_it(
     if expected[0] == "error":
         assert got == expected
         return
-    assert got[0] == expected[0]  # streamed or not
+    assert (got[0] == "stream") is (expected[0] == "stream")  # streamed or not
     request, expected_request = got[-3], expected[-3]
     _same_request(request, expected_request)
     assert got[-2:] == expected[-2:]
@@ -279,7 +292,9 @@ def test_a_plain_call_takes_the_fast_path(stream: bool | None) -> None:
 
     with patch.object(resources, "split_client_params", refused):
         reached = _reached(plain)
-        assert isinstance(reached[-3], ChatRequest) and reached[-2] is DEFAULT_OPTIONS
+        # kept as its parameters, but for a stream (typed for the stream's exchange)
+        assert isinstance(reached[-3], ChatRequest if stream else PlainChat)
+        assert reached[-2] is DEFAULT_OPTIONS
         with pytest.raises(AssertionError, match="general path"):
             _reached(more)
 

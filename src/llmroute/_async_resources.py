@@ -47,13 +47,18 @@ __all__ = ["AsyncChat", "AsyncCompletions", "AsyncEmbeddings", "AsyncModels", "m
            "model_list"]  # fmt: skip
 
 
-def _body_request(body: dict[str, Any]) -> ChatRequest:
-    """A JSON body's chat request, a null `model` or `messages` counting as not given (as
-    a None argument to ``create()`` does)."""
+def _body_params(body: dict[str, Any]) -> dict[str, Any]:
+    """A JSON body's chat parameters, a null `model` or `messages` counting as not given
+    (as a None argument to ``create()`` does)."""
     for name in ("model", "messages"):
         if name in body and body[name] is None:
             del body[name]
-    return validate_chat_request(body)
+    return body
+
+
+def _body_request(body: dict[str, Any]) -> ChatRequest:
+    """A JSON body's chat request (`_body_params`, validated)."""
+    return validate_chat_request(_body_params(body))
 
 
 class AsyncCompletions:
@@ -91,7 +96,6 @@ class AsyncCompletions:
         """
         if self._state.closed:
             raise RouterClosed()
-        plain = None
         if len(params) == 2 and (stream is None or type(stream) is bool):
             # A model and messages only: no client argument to split. Fast path: llmroute's
             # own work per chat request 249.6k -> 244.7k instructions (callgrind,
@@ -99,11 +103,14 @@ class AsyncCompletions:
             # (``test_a_plain_call_reaches_the_pipeline_as_the_general_path_sends_it``).
             if stream is not None:
                 params["stream"] = stream  # where the general path below puts it too
-            plain = plain_chat_request(params)
-        if plain is not None:
             if stream:
-                return await self._executor.chat_stream(plain, DEFAULT_OPTIONS, NO_EXTRA)
-            return await self._executor.chat(plain, DEFAULT_OPTIONS, NO_EXTRA)
+                plain = plain_chat_request(params)
+                if plain is not None:
+                    return await self._executor.chat_stream(plain, DEFAULT_OPTIONS, NO_EXTRA)
+            else:  # perhaps kept as its parameters (`chat_params`)
+                answer = self._executor.chat_params(params, DEFAULT_OPTIONS, NO_EXTRA)
+                if answer is not None:
+                    return await answer
         api, client = split_client_params(params)
         if stream is not None:
             if type(stream) is not bool and is_sentinel(stream):  # openai-agents: stream=omit
@@ -131,7 +138,11 @@ class AsyncCompletions:
         """
         if self._state.closed:
             raise RouterClosed()
-        return self._executor.chat(_body_request(body), options, NO_EXTRA)
+        params = _body_params(body)
+        plain = self._executor.chat_params(params, options, NO_EXTRA)
+        if plain is not None:
+            return plain
+        return self._executor.chat(validate_chat_request(params), options, NO_EXTRA)
 
     def relay_from_body(
         self, body: dict[str, Any], options: RequestOptions
@@ -146,7 +157,11 @@ class AsyncCompletions:
         """
         if self._state.closed:
             raise RouterClosed()
-        return self._executor.chat_relay(_body_request(body), options, NO_EXTRA)
+        params = _body_params(body)
+        plain = self._executor.relay_params(params, options, NO_EXTRA)
+        if plain is not None:
+            return plain
+        return self._executor.chat_relay(validate_chat_request(params), options, NO_EXTRA)
 
     def stream_from_body(
         self, body: dict[str, Any], options: RequestOptions

@@ -156,18 +156,21 @@ class AttemptDriver:
         *,
         exclude: frozenset[str] = frozenset(),
         deadline: float | None = None,
+        now: float | None = None,
     ) -> Served[T]:
         """Try the route's plan until one attempt succeeds; raise when none can.
 
         `exclude` leaves targets out (a continuation leaves out the one that
         failed). `deadline` (on llmroute's clock) caps the request's own
         deadline: a continuation must finish within the deadline of the
-        request it continues.
+        request it continues. `now`: the clock read by the caller just before
+        (nothing awaited since), or None to read it here.
         """
         clock = self._clock
         info.route, info.strategy = route.name, route.strategy
         timeout = options.timeout or route.timeout
-        now = clock.monotonic()  # one reading per step: deciding it, then sending it
+        if now is None:
+            now = clock.monotonic()  # one reading per step: deciding it, then sending it
         own = now + timeout
         deadline = own if deadline is None else min(own, deadline)
         facts = exchange.facts()

@@ -19,13 +19,14 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Generic, Literal, Protocol, TypeVar, cast
+from collections.abc import AsyncIterator, Iterable, Sequence
+from typing import TYPE_CHECKING, Generic, Literal, TypeVar, cast
 
 from .._clock import Clock
 from .._errors import ProviderUnavailable
+from .._plain_chat import PlainChat
 from .._request import ChatRequest, EmbeddingsRequest, RequestOptions
-from .._transports import HttpRequest, HttpResponse, Timeouts, close_iterator
+from .._transports import HttpRequest, HttpResponse, Timeouts
 from .._types import (
     AttemptInfo,
     ChatCompletion,
@@ -40,6 +41,7 @@ from ..responses.types import Response
 from ..routing.model import Target
 from ..routing.rate_limits import RateLimitBoard
 from ..routing.select import RequestFacts
+from .opening import Feeder, no_batches, read_to_content, single_batches
 from .stage import Answer
 
 if TYPE_CHECKING:
@@ -54,13 +56,10 @@ __all__ = [
     "RelayExchange",
     "StreamExchange",
     "WholeExchange",
-    "no_batches",
-    "read_to_content",
     "send_attempt",
 ]
 
 T = TypeVar("T")
-T_co = TypeVar("T_co", covariant=True)
 #: What a whole exchange answers: the caller's response, which a stage may give instead.
 R = TypeVar("R", ChatCompletion, CreateEmbeddingResponse, Response, ChatCompletion | WireCompletion)
 
@@ -163,26 +162,58 @@ class WholeExchange(Exchange[R]):
 
 class ChatParts(Exchange[T]):
     """What both non-streamed chat exchanges share: the request, what selection reads of
-    it, its variant, and each attempt's wire request."""
+    it, its variant, and each attempt's wire request.
 
-    __slots__ = ("request",)
+    A plain request (`PlainChat`) stays as its parameters, and each attempt's body is
+    written from them, until `request` is read: from then on the typed request is the
+    request (whoever read it may change it: a stage, through `RequestContext.request`).
+    Selection reads it typed without taking it (`RequestFacts`).
+    """
 
+    __slots__ = ("_plain", "_request")
+
+    _plain: PlainChat | None
+    _request: ChatRequest | None
     described = "a chat request"
 
-    def __init__(self, request: ChatRequest, options: RequestOptions, extra: ExtraRequest) -> None:
-        self.request, self.options, self.extra, self.timing = request, options, extra, "answer"
+    def __init__(
+        self, request: ChatRequest | PlainChat, options: RequestOptions, extra: ExtraRequest
+    ) -> None:
+        if isinstance(request, PlainChat):
+            self._plain, self._request = request, None
+        else:
+            self._plain, self._request = None, request
+        self.options, self.extra, self.timing = options, extra, "answer"
+
+    @property
+    def request(self) -> ChatRequest:
+        """The request, typed; a plain one is typed now, and its body written from the
+        typed request from then on."""
+        request = self._request
+        if request is None:
+            plain = self._plain
+            assert plain is not None  # one of the two is always set
+            request = self._request = plain.typed()
+            self._plain = None
+        return request
 
     def facts(self) -> RequestFacts:
-        return RequestFacts(self.request, self.options, stream=False)
+        asked = self._plain or self._request
+        assert asked is not None  # one of the two is always set
+        return RequestFacts(asked, self.options, stream=False)
 
     def vary(
         self, request: ChatRequest | EmbeddingsRequest, source: ResponsesRequest | None
     ) -> None:
         assert isinstance(request, ChatRequest)
-        self.request = request
+        self._plain, self._request = None, request
 
     def build(self, adapter: ProviderAdapter, model: str) -> HttpRequest:
-        return adapter.chat_request(self.request, model, stream=False, extra=self.extra)
+        plain, request = self._plain, self._request
+        if plain is not None:
+            return adapter.chat_request_plain(plain, model, extra=self.extra)
+        assert request is not None  # one of the two is always set
+        return adapter.chat_request(request, model, stream=False, extra=self.extra)
 
 
 def _chat_usage(value: ChatCompletion) -> TokenUsage | None:
@@ -208,7 +239,8 @@ class ChatExchange(ChatParts[ChatCompletion], WholeExchange[ChatCompletion]):
         return _chat_usage(value)
 
     def tier(self, value: ChatCompletion) -> str | None:
-        return value.service_tier or self.request.service_tier
+        request = self._request  # None: a plain request, which asks for no tier
+        return value.service_tier or (request.service_tier if request is not None else None)
 
     def stage_answer(self, answer: Answer, stage: str | None) -> ChatCompletion:
         return _chat_answer(self, answer, stage)
@@ -226,8 +258,10 @@ class RelayExchange(
 
     __slots__ = ("wire",)
 
-    def __init__(self, request: ChatRequest, options: RequestOptions, extra: ExtraRequest) -> None:
-        self.request, self.options, self.extra, self.timing = request, options, extra, "answer"
+    def __init__(
+        self, request: ChatRequest | PlainChat, options: RequestOptions, extra: ExtraRequest
+    ) -> None:
+        ChatParts.__init__(self, request, options, extra)
         self.wire = True
 
     def parse(
@@ -241,7 +275,8 @@ class RelayExchange(
         return value.usage() if isinstance(value, WireCompletion) else _chat_usage(value)
 
     def tier(self, value: ChatCompletion | WireCompletion) -> str | None:
-        return value.service_tier or self.request.service_tier
+        request = self._request  # None: a plain request, which asks for no tier
+        return value.service_tier or (request.service_tier if request is not None else None)
 
     def stage_answer(self, answer: Answer, stage: str | None) -> ChatCompletion:
         return _chat_answer(self, answer, stage)
@@ -493,58 +528,6 @@ def _note_limits(
     state = adapter.rate_limit_state(response.headers)
     if state is not None:
         limits.saw(target, state, clock.monotonic())
-
-
-async def single_batches(pieces: AsyncIterator[bytes]) -> AsyncIterator[list[bytes]]:
-    """Each piece as a batch of its own (for framings that are not lines). Closing it
-    closes `pieces`."""
-    try:
-        async for piece in pieces:
-            yield [piece]
-    finally:
-        await close_iterator(pieces)
-
-
-async def no_batches() -> AsyncIterator[list[bytes]]:
-    """No more batches (a stream whose body was read to its end while opening)."""
-    return
-    yield []  # pragma: no cover - makes this an async generator
-
-
-class Feeder(Protocol[T_co]):
-    """What `read_to_content` feeds: a stream decoder (chat chunks, or Responses events)."""
-
-    @property
-    def done(self) -> bool:
-        """Whether the stream has ended as its protocol ends one."""
-        ...
-
-    def feed(self, data: bytes) -> Sequence[T_co]:
-        """What one line (or raw chunk) of the body completes."""
-        ...
-
-
-async def read_to_content(
-    batches: AsyncIterator[list[bytes]],
-    decoder: Feeder[T],
-    pending: deque[T],
-    has_content: Callable[[Sequence[T]], bool],
-) -> deque[bytes] | None:
-    """Feed `decoder` the lines of `batches` until what one line makes has content
-    (`has_content`, which may raise to fail the attempt); what it makes goes into `pending`.
-    Returns the rest of that line's batch, not decoded yet; None when the stream ended
-    first (the decoder done, or the body over)."""
-    async for batch in batches:
-        backlog = deque(batch)
-        while backlog:
-            made = decoder.feed(backlog.popleft())
-            if made:
-                pending.extend(made)
-                if has_content(made):
-                    return backlog
-            if decoder.done:
-                return None
-    return None
 
 
 class _WireOpening:

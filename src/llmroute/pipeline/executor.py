@@ -12,14 +12,15 @@ handed. No layer calls back into the one above it.
 
 from __future__ import annotations
 
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
 from contextvars import ContextVar
 from os import urandom
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from .._clock import Clock
+from .._plain_chat import PlainChat, plain_chat
 from .._prices import PriceBook
-from .._request import ChatRequest, EmbeddingsRequest, RequestOptions
+from .._request import ChatRequest, EmbeddingsRequest, RequestOptions, plain_chat_request
 from .._types import ChatCompletion, CreateEmbeddingResponse, RouteInfo
 from .._wire_completion import WireCompletion
 from ..experiments.runtime import unknown_experiment
@@ -27,6 +28,7 @@ from ..providers import ExtraRequest
 from ..responses.request_model import ResponsesRequest
 from ..responses.types import Response
 from ..routing.catalog import Catalog
+from ..routing.model import Route
 from .accounting import set_cost
 from .driver import AttemptDriver
 from .exchange import (
@@ -155,6 +157,31 @@ class RequestPipeline:
         """A non-streamed chat completion."""
         return self._whole(ChatExchange(request, options, extra), request)
 
+    def chat_params(
+        self, params: Mapping[str, Any], options: RequestOptions, extra: ExtraRequest
+    ) -> Coroutine[None, None, ChatCompletion] | None:
+        """`chat` of the plainest kind of request's parameters (`plain_chat_request`), or
+        None for any other (validate them, and call `chat`). With no stage busy and no
+        experiment, the request stays as its parameters (`PlainChat`): no context is made
+        for it, so nothing reads it typed, and its body is written from them."""
+        idle = self._stages.idle()  # asked once for the request: `_whole` is told
+        bare = idle and self.experiments is None  # then no context will be made for it
+        request = plain_chat(params) if bare else plain_chat_request(params)
+        if request is None:
+            return None
+        return self._whole(ChatExchange(request, options, extra), request, idle=idle)
+
+    def relay_params(
+        self, params: Mapping[str, Any], options: RequestOptions, extra: ExtraRequest
+    ) -> Coroutine[None, None, ChatCompletion | WireCompletion] | None:
+        """`chat_params`, answered as `chat_relay` answers."""
+        idle = self._stages.idle()
+        bare = idle and self.experiments is None
+        request = plain_chat(params) if bare else plain_chat_request(params)
+        if request is None:
+            return None
+        return self._whole(RelayExchange(request, options, extra), request, idle=idle)
+
     def chat_relay(
         self, request: ChatRequest, options: RequestOptions, extra: ExtraRequest
     ) -> Coroutine[None, None, ChatCompletion | WireCompletion]:
@@ -238,17 +265,34 @@ class RequestPipeline:
     async def _whole(
         self,
         exchange: WholeExchange[R],
-        request: ChatRequest | EmbeddingsRequest,
+        request: ChatRequest | EmbeddingsRequest | PlainChat,
         source: ResponsesRequest | None = None,
+        *,
+        idle: bool | None = None,
     ) -> R:
         """An operation answered in one piece: before, the exchange over the route (unless a
         stage answered), usage and cost, route info, after; every stage's after() sees a
-        failure."""
+        failure. `idle`: what the stages answered as the request began, if asked already."""
+        stages = self._stages
+        if idle is None:  # asked once: a stage that wakes meanwhile sees the next request
+            idle = stages.idle()
+        if idle and self.experiments is None:
+            # Nothing to run around the request, no variant to give it: no context is made
+            # (a plain request stays as its parameters; see `_plain_chat`).
+            info, route, started = self._open(exchange, request.model)
+            served = await self.driver.run(route, exchange.options, info, exchange, now=started)
+            result = served.value
+            info.usage = served.usage
+            set_cost(self._prices, info, served.target, served.usage, exchange.tier(result))
+            info.latency_s = served.ended - started
+            result.attach_route_info(info)
+            return result
+        # kept as its parameters only where no context is made (`_plain`)
+        assert not isinstance(request, PlainChat)
         ctx = self._context(exchange, request, source)
         if ctx.assigning is not None:  # an adaptive experiment reads its store first
             await ctx.assigning
-        info, stages = ctx.info, self._stages
-        idle = stages.idle()  # asked once: a stage that wakes meanwhile sees the next request
+        info = ctx.info
         if not idle:
             exchange.read_typed()  # the stages get the answer typed
         try:
@@ -278,6 +322,17 @@ class RequestPipeline:
         if self.experiments is not None:
             self.experiments.served(ctx)
         return result
+
+    def _open(self, exchange: Exchange[T], model: str) -> tuple[RouteInfo, Route, float]:
+        """A request that needs no context: its route info, its route and when it began
+        (what `_context` gives one that does)."""
+        route = self._catalog.resolve(model)
+        request_id = new_request_id()
+        current_request_id.set(request_id)
+        options = exchange.options
+        if options.variant is not None and exchange.varies:
+            raise unknown_experiment(options.variant, ())
+        return RouteInfo(request_id), route, self._clock.monotonic()
 
     async def _stream(self, exchange: StreamExchange) -> AsyncChatStream:
         """A stream: the same path up to its first content; its session ends it later."""

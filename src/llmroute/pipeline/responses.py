@@ -39,14 +39,8 @@ from ..responses.types import Response, ResponseError, ResponseFailedEvent, Resp
 from ..routing.model import Target
 from ..routing.select import RequestFacts
 from .accounting import stream_usage
-from .exchange import (
-    Exchange,
-    Opened,
-    WholeExchange,
-    no_batches,
-    read_to_content,
-    single_batches,
-)
+from .exchange import Exchange, Opened, WholeExchange
+from .opening import no_batches, read_to_content, single_batches
 from .stage import Answer
 
 __all__ = [

@@ -17,6 +17,7 @@ from typing import Any, ClassVar, Literal, Protocol
 from urllib.parse import quote
 
 from .._errors import ProviderError, RequestError
+from .._plain_chat import PlainChat
 from .._request import ChatRequest, EmbeddingsRequest
 from .._transports import HttpRequest
 from .._types import ChatCompletion, ChatCompletionChunk, CompletionUsage, CreateEmbeddingResponse
@@ -167,6 +168,14 @@ class ProviderAdapter(ABC):
         self, request: ChatRequest, model: str, *, stream: bool, extra: ExtraRequest = NO_EXTRA
     ) -> HttpRequest:
         """Build the HTTP request for a chat completion on `model`."""
+
+    def chat_request_plain(
+        self, plain: PlainChat, model: str, *, extra: ExtraRequest = NO_EXTRA
+    ) -> HttpRequest:
+        """Build the HTTP request for a plain, non-streamed chat completion (`PlainChat`,
+        whose typed request nobody has read) on `model`: by default `chat_request`'s of
+        the typed request; an adapter of OpenAI's format writes the parameters' JSON."""
+        return self.chat_request(plain.typed(), model, stream=False, extra=extra)
 
     @abstractmethod
     def parse_chat(self, body: bytes, model: str) -> ChatCompletion:

@@ -27,6 +27,7 @@ import anyio.to_thread
 from pydantic_core import from_json
 
 from .._errors import AuthenticationError, ConfigError, ProviderError
+from .._plain_chat import PlainChat
 from .._request import ChatRequest, EmbeddingsRequest
 from .._transports import HttpRequest
 from .._types import ChatCompletion, ChatCompletionChunk, CreateEmbeddingResponse
@@ -138,6 +139,15 @@ class AzureAdapter(ProviderAdapter):
     ) -> HttpRequest:
         http = self._wire.chat_request(
             request, model, stream=stream, extra=ExtraRequest(headers=extra.headers)
+        )
+        http.url = self._url(model, "chat/completions", extra)
+        return http
+
+    def chat_request_plain(
+        self, plain: PlainChat, model: str, *, extra: ExtraRequest = NO_EXTRA
+    ) -> HttpRequest:
+        http = self._wire.chat_request_plain(
+            plain, model, extra=ExtraRequest(headers=extra.headers)
         )
         http.url = self._url(model, "chat/completions", extra)
         return http

@@ -24,6 +24,7 @@ from .._errors import (
     QuotaExceeded,
     RateLimited,
 )
+from .._plain_chat import PlainChat
 from .._request import ChatRequest, EmbeddingsRequest, plain_messages_json
 from .._transports import HttpRequest, SseDecoder
 from .._types import (
@@ -261,6 +262,9 @@ class OpenAIAdapter(ProviderAdapter):
         self._headers = headers
         self._chat_url = f"{self.base_url}/chat/completions"
         self._model_head: tuple[str, bytes] | None = None
+        #: Whether `chat_request` is this class's own: a subclass that writes bodies its
+        #: own way gets plain requests typed (`chat_request_plain`).
+        self._own_bodies = type(self).chat_request is OpenAIAdapter.chat_request
         self._embeddings_url = f"{self.base_url}/embeddings"
         self._responses_url = f"{self.base_url}/responses"
         native = config.responses_api
@@ -299,12 +303,7 @@ class OpenAIAdapter(ProviderAdapter):
         rest = plain_messages_json(request)
         if rest is None:
             rest = _chat_json(request, exclude_unset=True, exclude=_SET_HERE)
-        last = self._model_head  # the body's head for the model asked for last: one pair,
-        if last is not None and last[0] == model:  # not a map (a client may name models)
-            head = last[1]
-        else:
-            head = b'{"model":' + to_json(model)
-            self._model_head = (model, head)
+        head = self._head(model)
         if stream:
             given = request.stream_options
             options = given.model_dump(exclude_unset=True) if given is not None else {}
@@ -318,6 +317,27 @@ class OpenAIAdapter(ProviderAdapter):
                 head += b',"stream_options":' + to_json(options)
         body = head + b"," + rest[1:] if len(rest) > 2 else head + b"}"
         return self._http_request(self._chat_url, body, extra, stream=stream)
+
+    def chat_request_plain(
+        self, plain: PlainChat, model: str, *, extra: ExtraRequest = NO_EXTRA
+    ) -> HttpRequest:
+        """`chat_request`'s body for the typed request, written from the parameters: the
+        target's model and the messages' JSON (`PlainChat`).
+
+        Fast path: see `_plain_chat`. Oracle: tests/test_plain_chat.py."""
+        if not self._own_bodies:
+            return super().chat_request_plain(plain, model, extra=extra)
+        body = self._head(model) + b"," + plain.messages_json()[1:]
+        return self._http_request(self._chat_url, body, extra)
+
+    def _head(self, model: str) -> bytes:
+        """``{"model":"..."``, a chat body's head for `model`."""
+        last = self._model_head  # the head for the model asked for last: one pair, not a
+        if last is not None and last[0] == model:  # map (a client may name many models)
+            return last[1]
+        head = b'{"model":' + to_json(model)
+        self._model_head = (model, head)
+        return head
 
     def parse_chat(self, body: bytes, model: str) -> ChatCompletion:
         try:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
+from .._plain_chat import PlainChat
 from .._request import ChatRequest, EmbeddingsRequest, RequestOptions
 from .._tokens import estimate_request_tokens, estimate_text_tokens
 from .conditions import Subject
@@ -52,13 +53,21 @@ def needed_capabilities(request: ChatRequest | EmbeddingsRequest) -> frozenset[s
 
 @dataclass(slots=True)
 class RequestFacts:
-    """What selection needs to know about one request."""
+    """What selection needs to know about one request (`asked`: the request, which may be
+    a plain chat request's parameters, read typed as `request`)."""
 
-    request: ChatRequest | EmbeddingsRequest
+    asked: ChatRequest | EmbeddingsRequest | PlainChat
     options: RequestOptions
     stream: bool
     _input_tokens: int | None = None
     _output_cap: int | None = -1  # -1: not read yet (most selections never read it)
+
+    @property
+    def request(self) -> ChatRequest | EmbeddingsRequest:
+        """The request, typed (a plain one is typed for reading: its exchange still writes
+        its body from the parameters)."""
+        asked = self.asked
+        return asked.typed() if isinstance(asked, PlainChat) else asked
 
     @property
     def output_cap(self) -> int | None:
@@ -68,8 +77,11 @@ class RequestFacts:
         (callgrind, 2026-12-03)."""
         cap = self._output_cap
         if cap == -1:
-            request = self.request
-            cap = request.output_limit if isinstance(request, ChatRequest) else 0
+            asked = self.asked
+            if isinstance(asked, ChatRequest):
+                cap = asked.output_limit
+            else:  # a plain chat request sets no cap; embeddings have no output
+                cap = None if type(asked) is PlainChat else 0
             self._output_cap = cap
         return cap
 
