@@ -40,6 +40,9 @@ from llmroute._transports.aiohttp import AiohttpTransport
 from llmroute._types import (
     ChatCompletion,
     ChatCompletionChunk,
+    CompletionTokensDetails,
+    CompletionUsage,
+    PromptTokensDetails,
     RouteInfo,
     TokenUsage,
     keep_provider_json,
@@ -681,3 +684,24 @@ def test_request_ids_are_random_hex_out_of_reach_of_random_seed() -> None:
     second = [new_request_id() for _ in range(500)]
     assert len(set(first + second)) == 1000
     assert all(re.fullmatch(r"lr-[0-9a-f]{24}", i) for i in first)
+
+
+@settings(max_examples=100, deadline=None)
+@given(prompt=st.integers(0, 10**6), completion=st.integers(0, 10**6), estimated=st.booleans())
+def test_usage_without_details_normalises_as_with_empty_ones(
+    prompt: int, completion: int, estimated: bool
+) -> None:
+    """`CompletionUsage.normalised` builds a usage without details positionally: the
+    `TokenUsage` of the same usage with empty details, field by field."""
+    bare = CompletionUsage(
+        prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion
+    )
+    empty = bare.model_copy(
+        update={
+            "prompt_tokens_details": PromptTokensDetails(),
+            "completion_tokens_details": CompletionTokensDetails(),
+        }
+    )
+    expected = TokenUsage(input=prompt, output=completion, estimated=estimated)
+    assert bare.normalised(estimated=estimated) == empty.normalised(estimated=estimated)
+    assert bare.normalised(estimated=estimated) == expected

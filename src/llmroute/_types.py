@@ -351,6 +351,8 @@ class CompletionUsage(OpenAIObject):
         """
         ptd = self.prompt_tokens_details
         ctd = self.completion_tokens_details
+        if ptd is None and ctd is None:  # no details: positional, as keywords bind slower
+            return TokenUsage(self.prompt_tokens, self.completion_tokens, 0, 0, 0, estimated)
         written = (ptd.model_extra or {}).get("cache_write_tokens") if ptd else None
         return TokenUsage(
             input=self.prompt_tokens,
@@ -381,7 +383,12 @@ class RoutedObject(OpenAIObject):
 
     def attach_route_info(self, info: RouteInfo) -> None:
         """Attach llmroute's metadata (done by the router before the response is returned)."""
-        object.__setattr__(self, "_route_info", info)
+        _set_route_info(self, info)  # the slot's own setter: no attribute lookup
+
+
+#: The `_route_info` slot's setter, called directly (pydantic's `__setattr__` would refuse
+#: a name that is not a field; `object.__setattr__` looks the slot up each time).
+_set_route_info = RoutedObject.__dict__["_route_info"].__set__
 
 
 class ChatCompletion(RoutedObject):
