@@ -129,9 +129,19 @@ async def test_keys_keep_their_variant_across_refreshes_and_routers(store_url: s
             assert variant == first[user]
             await router.flush()
             await router.feedback(request_id, "thumbs_up", variant == "candidate")
-        await asyncio.sleep(0.1)  # refreshed: new keys now go mostly to the candidate
-        fresh = await asyncio.gather(*map_ask(router, [f"late-{i}" for i in range(400)]))
-        assert Counter(v for _, v in fresh)["candidate"] > 0.85 * 400
+        # once a refresh (every 0.02 s) has read the feedback, new keys go mostly to the
+        # candidate: waited for (a batch of new keys each 0.1 s, 5 s at most), not slept on
+        for batch in range(50):
+            await asyncio.sleep(0.1)
+            fresh = await asyncio.gather(
+                *map_ask(router, [f"late-{batch}-{i}" for i in range(400)])
+            )
+            if Counter(v for _, v in fresh)["candidate"] > 0.85 * 400:
+                break
+        else:
+            raise AssertionError(
+                f"new keys never went mostly to the candidate: {Counter(v for _, v in fresh)}"
+            )
         again = await asyncio.gather(*map_ask(router, users))
         assert [v for _, v in again] == [first[u] for u in users]  # kept after the refresh
     async with AsyncRouter(config(path, **settings)) as second:  # a restart: the store says
@@ -158,9 +168,15 @@ async def test_unkeyed_requests_get_the_winner_once_stopped(store_url: str) -> N
             if (await router.experiment_report("thumbs")).stopped is not None:
                 break
             await asyncio.sleep(0.02)
-        await asyncio.sleep(0.1)  # the refresh that stored it adopts it as its read returns
-        reply = await router.chat.completions.create(
-            model="chat", messages=[{"role": "user", "content": "hi"}]
-        )
+        # the refresh that stored it adopts it as its read returns: an unkeyed request is
+        # then the winner's (asked each 0.05 s, 5 s at most, until the store says so)
+        for _ in range(100):
+            await asyncio.sleep(0.05)
+            reply = await router.chat.completions.create(
+                model="chat", messages=[{"role": "user", "content": "hi"}]
+            )
+            await router.flush()
+            if assignments(path)[-1][2] == "winner":
+                break
         assert reply.llmroute.variant == "control"
     assert assignments(path)[-1][1:] == ("control", "winner")
