@@ -105,28 +105,27 @@ class _Deadlines:
     deadline joins the set the same way (its loop timer was the same cost per stream).
     """
 
-    __slots__ = ("_generation", "armed_at", "loop", "timers")
+    __slots__ = ("_armed_at", "_generation", "loop", "timers")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         #: Its loop, weakly; nor does it keep its loop timer's handle (which holds the
         #: loop): either would keep the loop, a key of the weak `_deadlines`, alive for good.
         self.loop = weakref.ref(loop)
         self._generation = 0  # of the loop timer armed last: an older one does nothing
-        self.armed_at = math.inf
+        self._armed_at = math.inf
         #: The attempt timers and stream deadlines under way, each removed when it stops
         #: (or is cancelled) or expires.
         self.timers: set[_Deadline] = set()
 
     def add(self, timer: _Deadline) -> None:
         self.timers.add(timer)
-        if timer.deadline < self.armed_at:
-            self.arm(timer.deadline)
+        if timer.deadline < self._armed_at:
+            self._arm(timer.deadline)
 
-    def arm(self, when: float) -> None:
-        """Arm the loop timer at `when` (earlier than the one armed)."""
+    def _arm(self, when: float) -> None:
         loop = self.loop()
         assert loop is not None  # armed by an attempt running on it, or by its own timer
-        self.armed_at = when
+        self._armed_at = when
         self._generation += 1  # a later loop timer armed before is superseded
         loop.call_at(when, self._fire, self._generation)
 
@@ -137,15 +136,15 @@ class _Deadlines:
         assert loop is not None  # it is running this
         # the loop runs a timer once its time is within the clock's resolution: what it
         # was armed for is due, whatever time() says now
-        due_by = max(loop.time(), self.armed_at)
-        self.armed_at = math.inf
+        due_by = max(loop.time(), self._armed_at)
+        self._armed_at = math.inf
         timers = self.timers
         due = [timer for timer in timers if timer.deadline <= due_by]
         timers.difference_update(due)
         for timer in due:
             timer.expire()
         if timers:
-            self.arm(min(timer.deadline for timer in timers))
+            self._arm(min(timer.deadline for timer in timers))
 
 
 #: Each loop's `_Deadlines` (weakly: a loop that is gone takes its own with it), and the
@@ -182,20 +181,13 @@ class AttemptTimer:
 
     def __init__(self, limit: float) -> None:
         loop = asyncio.get_running_loop()
-        task = asyncio.current_task(loop)  # the loop given: asked for once
-        if task is None:
-            raise RuntimeError("a timeout must run in a task")
+        task = _current_task()
         self._task, self._cancelling, self._expired = task, task.cancelling(), False
         self._keeper: _Deadlines | None
         if limit > 0:
-            deadline = self.deadline = loop.time() + limit
-            keeper = _last  # `_deadlines_of` and `_Deadlines.add` written out: two calls less
-            if keeper is None or keeper.loop() is not loop:
-                keeper = _deadlines_of(loop)
-            self._keeper = keeper
-            keeper.timers.add(self)
-            if deadline < keeper.armed_at:
-                keeper.arm(deadline)
+            self.deadline = loop.time() + limit
+            keeper = self._keeper = _deadlines_of(loop)
+            keeper.add(self)
         else:
             self.deadline, self._keeper = -math.inf, None
             loop.call_soon(self.expire)
