@@ -17,13 +17,12 @@ from pydantic import ValidationError
 from llmroute._async_resources import AsyncCompletions
 from llmroute._client_options import RouterState
 from llmroute._errors import RequestError
-from llmroute._plain_chat import PlainChat, plain_chat
+from llmroute._plain_chat import PlainChat, plain_chat, plain_messages_json
 from llmroute._request import (
     DEFAULT_OPTIONS,
     ChatRequest,
     RequestOptions,
     plain_chat_request,
-    plain_messages_json,
     validate_chat_request,
 )
 from llmroute._types import validator
@@ -405,7 +404,7 @@ _CHANGES = st.one_of(
 def test_a_plain_body_is_what_the_serializer_writes(
     params: dict[str, Any], changes: dict[str, Any], name: str | None
 ) -> None:
-    """`plain_messages_json` (`_request.py`) writes what the request's serializer writes
+    """`plain_messages_json` (`_plain_chat.py`) writes what the request's serializer writes
     (unset fields left out; model, stream and stream options excluded), byte for byte, or
     declines; it declines once a stage sets another field or a message's name."""
     try:

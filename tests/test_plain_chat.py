@@ -16,8 +16,8 @@ import llmroute
 from _wire import Wire
 from llmroute import AsyncRouter
 from llmroute._client_options import NO_EXTRA
-from llmroute._plain_chat import PlainChat, plain_chat
-from llmroute._request import ChatRequest, RequestOptions, plain_chat_request, plain_messages_json
+from llmroute._plain_chat import PlainChat, plain_chat, plain_messages_json
+from llmroute._request import ChatRequest, RequestOptions, plain_chat_request
 from llmroute.pipeline.exchange import ChatExchange
 from llmroute.providers import ExtraRequest
 from llmroute.providers.azure import AzureAdapter

@@ -11,7 +11,6 @@ from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError
-from pydantic_core import to_json
 
 from ._construct import construct
 from ._errors import RequestError
@@ -43,7 +42,6 @@ __all__ = [
     "UserMessage",
     "plain_chat_request",
     "plain_message",
-    "plain_messages_json",
     "plain_request",
     "plain_role",
     "plain_shape",
@@ -459,7 +457,6 @@ _PLAIN_MESSAGES: dict[str, type[BaseModel]] = {
     "user": UserMessage,
 }
 _ROLE_CONTENT = ("role", "content")
-_ROLE_CONTENT_SET = frozenset(_ROLE_CONTENT)
 
 
 def plain_shape(params: Mapping[str, Any]) -> list[Any] | None:
@@ -541,39 +538,6 @@ def trusted_message(role: str, content: str) -> BaseModel:
     """The message validating a plain message (`plain_role`) of `role` and `content` makes."""
     values = {"role": role, "content": content, "name": None}
     return construct(_PLAIN_MESSAGES[role], values, _ROLE_CONTENT)
-
-
-#: The fields of a request `plain_messages_json` writes for: those besides its messages are
-#: written by the adapter itself (the target's model, and how it streams).
-_WRITTEN_BY_ADAPTER = frozenset({"model", "messages", "stream", "stream_options"})
-_PLAIN_TYPES = frozenset(_PLAIN_MESSAGES.values())
-
-
-def plain_messages_json(request: ChatRequest) -> bytes | None:
-    """``{"messages":[...]}``, what serialising `request` (unset fields left out, and
-    ``model``, ``stream`` and ``stream_options`` excluded) writes, when the request is of
-    the kind `plain_chat_request` builds: no other field set, no extra parameter, and
-    system, developer and user messages of a role and a string content only; else None.
-
-    Fast path: ~11.1k against ~39.0k instructions for a one-message request (the
-    serializer walks every field and the message union); llmroute's own work per chat
-    request 275.3k -> 250.7k (callgrind, ``count_instructions.py --kinds own``,
-    2026-12-03). Oracle:
-    tests/test_fast_paths_requests.py (``test_a_plain_body_is_what_the_serializer_writes``,
-    hypothesis).
-    """
-    if request.__pydantic_extra__ or not request.__pydantic_fields_set__ <= _WRITTEN_BY_ADAPTER:
-        return None
-    written: list[dict[str, str]] = []
-    for message in request.messages:
-        if type(message) not in _PLAIN_TYPES or message.__pydantic_extra__:
-            return None
-        fields = message.__dict__
-        content = fields["content"]
-        if type(content) is not str or message.__pydantic_fields_set__ != _ROLE_CONTENT_SET:
-            return None
-        written.append({"role": fields["role"], "content": content})
-    return b'{"messages":' + to_json(written) + b"}"
 
 
 def validate_chat_request(params: Mapping[str, Any]) -> ChatRequest:

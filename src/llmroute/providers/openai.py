@@ -24,8 +24,8 @@ from .._errors import (
     QuotaExceeded,
     RateLimited,
 )
-from .._plain_chat import PlainChat
-from .._request import ChatRequest, EmbeddingsRequest, plain_messages_json
+from .._plain_chat import PlainChat, plain_messages_json
+from .._request import ChatRequest, EmbeddingsRequest
 from .._transports import HttpRequest, SseDecoder
 from .._types import (
     ChatCompletion,
