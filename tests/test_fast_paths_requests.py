@@ -152,12 +152,11 @@ class _Recording:
         return self._done()
 
     def chat_params(self, params: dict[str, Any], *args: Any) -> Any:
-        plain = plain_chat(params)  # what a pipeline with nothing around requests keeps
-        return None if plain is None else self.chat(plain, *args)
+        # what a pipeline with nothing around its requests does
+        return self.chat(plain_chat(params) or validate_chat_request(params), *args)
 
     def relay_params(self, params: dict[str, Any], *args: Any) -> Any:
-        plain = plain_chat(params)
-        return None if plain is None else self.chat_relay(plain, *args)
+        return self.chat_relay(plain_chat(params) or validate_chat_request(params), *args)
 
     def chat_stream(self, *args: Any, wire: bool = False) -> Any:
         self.calls.append(("stream", *args))

@@ -15,10 +15,8 @@ from hypothesis import strategies as st
 import llmroute
 from _wire import Wire
 from llmroute import AsyncRouter
-from llmroute._client_options import NO_EXTRA
 from llmroute._plain_chat import PlainChat, plain_chat, plain_messages_json
-from llmroute._request import ChatRequest, RequestOptions, plain_chat_request
-from llmroute.pipeline.exchange import ChatExchange
+from llmroute._request import ChatRequest, plain_chat_request
 from llmroute.providers import ExtraRequest
 from llmroute.providers.azure import AzureAdapter
 from llmroute.providers.configs import AzureProviderConfig, OpenAIProviderConfig
@@ -144,21 +142,6 @@ def test_an_adapter_that_writes_its_own_bodies_gets_the_typed_request() -> None:
     assert Stamped("up", config).chat_request_plain(plain, "m").headers["x-stamped"] == "chat"
 
 
-def test_an_exchange_sends_the_typed_request_once_it_is_read() -> None:
-    """The exchange writes a plain request's body from its parameters until its typed
-    request is read; from then on, what the reader changed is sent."""
-    plain = plain_chat({"model": "chat", "messages": [{"role": "user", "content": "hi"}]})
-    assert plain is not None
-    exchange = ChatExchange(plain, RequestOptions(), NO_EXTRA)
-    adapter = _openai()
-    assert (
-        exchange.build(adapter, "m").body
-        == b'{"model":"m","messages":[{"role":"user","content":"hi"}]}'
-    )
-    exchange.request.messages[0].content = "changed"
-    assert b'"content":"changed"' in (exchange.build(adapter, "m").body or b"")
-
-
 #: Nothing recorded: the recorder, the one stage of a router, idle.
 QUIET: dict[str, Any] = {"logging": {"store": None}, "telemetry": {"enabled": False}}
 
@@ -247,3 +230,44 @@ async def test_selection_reads_a_plain_request_typed() -> None:
         )
     assert small.requests == [] and reply.llmroute.target == "large/m"
     assert large.requests == [{"model": "m", "messages": [{"role": "user", "content": text}]}]
+
+
+class Waking(llmroute.Stage):
+    """Idle as a request starts, busy from then on (as a recorder whose OpenTelemetry
+    SDK was configured meanwhile): counts the `after()` calls it gets."""
+
+    name = "waking"
+
+    def __init__(self) -> None:
+        self.awake = False
+        self.after_calls: list[str] = []
+
+    def idle(self) -> bool:
+        return not self.awake
+
+    async def after(self, ctx: llmroute.RequestContext, outcome: llmroute.Outcome) -> None:
+        self.after_calls.append(type(outcome.error).__name__)
+
+
+async def test_a_request_begun_with_idle_stages_calls_no_after_however_it_ends() -> None:
+    """`Stage.idle`: a non-streamed request that starts while every stage is idle calls no
+    `after()`, failed or not, though a stage turns busy meanwhile; the next one does."""
+    stage = Waking()
+    wire = Wire(script=[400, "ok"])
+
+    async def handler(request: llmroute.HttpRequest) -> llmroute.HttpResponse:
+        stage.awake = True  # turns busy while the request is under way
+        return await wire.transport.send(request, llmroute.Timeouts(connect=1.0, read=None))
+
+    config = _openai_route({"provider": "a", "model": "m"}, **QUIET)
+    async with AsyncRouter(config, transports={"a": llmroute.HandlerTransport(handler)}) as router:
+        router.add_stage(stage)
+        with pytest.raises(llmroute.InvalidRequest):
+            await router.chat.completions.create(
+                model="chat", messages=[{"role": "user", "content": "hi"}]
+            )
+        assert stage.after_calls == []
+        await router.chat.completions.create(
+            model="chat", messages=[{"role": "user", "content": "hi"}]
+        )
+    assert stage.after_calls == ["NoneType"]

@@ -107,10 +107,10 @@ class AsyncCompletions:
                 plain = plain_chat_request(params)
                 if plain is not None:
                     return await self._executor.chat_stream(plain, DEFAULT_OPTIONS, NO_EXTRA)
-            else:  # perhaps kept as its parameters (`chat_params`)
-                answer = self._executor.chat_params(params, DEFAULT_OPTIONS, NO_EXTRA)
-                if answer is not None:
-                    return await answer
+            elif type(params.get("model")) is str and type(params.get("messages")) is list:
+                # a string model and a list of messages, nothing else: validated as the
+                # general path would (a plain request perhaps kept as its parameters)
+                return await self._executor.chat_params(params, DEFAULT_OPTIONS, NO_EXTRA)
         api, client = split_client_params(params)
         if stream is not None:
             if type(stream) is not bool and is_sentinel(stream):  # openai-agents: stream=omit
@@ -138,11 +138,7 @@ class AsyncCompletions:
         """
         if self._state.closed:
             raise RouterClosed()
-        params = _body_params(body)
-        plain = self._executor.chat_params(params, options, NO_EXTRA)
-        if plain is not None:
-            return plain
-        return self._executor.chat(validate_chat_request(params), options, NO_EXTRA)
+        return self._executor.chat_params(_body_params(body), options, NO_EXTRA)
 
     def relay_from_body(
         self, body: dict[str, Any], options: RequestOptions
@@ -157,11 +153,7 @@ class AsyncCompletions:
         """
         if self._state.closed:
             raise RouterClosed()
-        params = _body_params(body)
-        plain = self._executor.relay_params(params, options, NO_EXTRA)
-        if plain is not None:
-            return plain
-        return self._executor.chat_relay(validate_chat_request(params), options, NO_EXTRA)
+        return self._executor.relay_params(_body_params(body), options, NO_EXTRA)
 
     def stream_from_body(
         self, body: dict[str, Any], options: RequestOptions

@@ -10,7 +10,7 @@ out.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import (
     Annotated,
     Any,
@@ -388,7 +388,9 @@ class RoutedObject(OpenAIObject):
 
 #: The `_route_info` slot's setter, called directly (pydantic's `__setattr__` would refuse
 #: a name that is not a field; `object.__setattr__` looks the slot up each time).
-_set_route_info = RoutedObject.__dict__["_route_info"].__set__
+_set_route_info: Callable[[RoutedObject, RouteInfo], None] = RoutedObject.__dict__[
+    "_route_info"
+].__set__
 
 
 class ChatCompletion(RoutedObject):

@@ -164,10 +164,9 @@ class ChatParts(Exchange[T]):
     """What both non-streamed chat exchanges share: the request, what selection reads of
     it, its variant, and each attempt's wire request.
 
-    A plain request (`PlainChat`) stays as its parameters, and each attempt's body is
-    written from them, until `request` is read: from then on the typed request is the
-    request (whoever read it may change it: a stage, through `RequestContext.request`).
-    Selection reads it typed without taking it (`RequestFacts`).
+    A plain request may come as its parameters (`PlainChat`: the executor makes no
+    context for such a request, so nothing else reads it); each attempt's body is then
+    written from them, and selection reads it typed without taking it (`RequestFacts`).
     """
 
     __slots__ = ("_plain", "_request")
@@ -184,18 +183,6 @@ class ChatParts(Exchange[T]):
         else:
             self._plain, self._request = None, request
         self.options, self.extra, self.timing = options, extra, "answer"
-
-    @property
-    def request(self) -> ChatRequest:
-        """The request, typed; a plain one is typed now, and its body written from the
-        typed request from then on."""
-        request = self._request
-        if request is None:
-            plain = self._plain
-            assert plain is not None  # one of the two is always set
-            request = self._request = plain.typed()
-            self._plain = None
-        return request
 
     def facts(self) -> RequestFacts:
         asked = self._plain or self._request
@@ -261,8 +248,11 @@ class RelayExchange(
     def __init__(
         self, request: ChatRequest | PlainChat, options: RequestOptions, extra: ExtraRequest
     ) -> None:
-        ChatParts.__init__(self, request, options, extra)
-        self.wire = True
+        if isinstance(request, PlainChat):
+            self._plain, self._request = request, None
+        else:
+            self._plain, self._request = None, request
+        self.options, self.extra, self.timing, self.wire = options, extra, "answer", True
 
     def parse(
         self, adapter: ProviderAdapter, body: bytes, model: str

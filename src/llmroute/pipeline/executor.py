@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from .._clock import Clock
 from .._plain_chat import PlainChat, plain_chat
 from .._prices import PriceBook
-from .._request import ChatRequest, EmbeddingsRequest, RequestOptions, plain_chat_request
+from .._request import ChatRequest, EmbeddingsRequest, RequestOptions, validate_chat_request
 from .._types import ChatCompletion, CreateEmbeddingResponse, RouteInfo
 from .._wire_completion import WireCompletion
 from ..experiments.runtime import unknown_experiment
@@ -159,27 +159,23 @@ class RequestPipeline:
 
     def chat_params(
         self, params: Mapping[str, Any], options: RequestOptions, extra: ExtraRequest
-    ) -> Coroutine[None, None, ChatCompletion] | None:
-        """`chat` of the plainest kind of request's parameters (`plain_chat_request`), or
-        None for any other (validate them, and call `chat`). With no stage busy and no
-        experiment, the request stays as its parameters (`PlainChat`): no context is made
-        for it, so nothing reads it typed, and its body is written from them."""
+    ) -> Coroutine[None, None, ChatCompletion]:
+        """`chat` of a call's API parameters, validated here (`RequestError` if invalid).
+        With no stage busy and no experiment, a plain request (`plain_chat`) stays as its
+        parameters (`PlainChat`): no context is made for it, so nothing reads it typed,
+        and its body is written from them."""
         idle = self._stages.idle()  # asked once for the request: `_whole` is told
-        bare = idle and self.experiments is None  # then no context will be made for it
-        request = plain_chat(params) if bare else plain_chat_request(params)
-        if request is None:
-            return None
+        plain = plain_chat(params) if idle and self.experiments is None else None
+        request = plain or validate_chat_request(params)
         return self._whole(ChatExchange(request, options, extra), request, idle=idle)
 
     def relay_params(
         self, params: Mapping[str, Any], options: RequestOptions, extra: ExtraRequest
-    ) -> Coroutine[None, None, ChatCompletion | WireCompletion] | None:
+    ) -> Coroutine[None, None, ChatCompletion | WireCompletion]:
         """`chat_params`, answered as `chat_relay` answers."""
         idle = self._stages.idle()
-        bare = idle and self.experiments is None
-        request = plain_chat(params) if bare else plain_chat_request(params)
-        if request is None:
-            return None
+        plain = plain_chat(params) if idle and self.experiments is None else None
+        request = plain or validate_chat_request(params)
         return self._whole(RelayExchange(request, options, extra), request, idle=idle)
 
     def chat_relay(

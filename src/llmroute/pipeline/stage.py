@@ -115,9 +115,11 @@ class Stage:
     def idle(self) -> bool:
         """Whether the stage would do nothing for any request now: its `before()` changes
         nothing and its `after()` returns at once. While every stage is idle, a request
-        passes them by without the calls. Asked as a request starts (and as a stream
-        ends: a stage that turns busy meanwhile gets that stream's `after()` without its
-        `before()`). The default: never idle."""
+        passes them by without the calls. Asked as a request starts: a request answered
+        in one piece that started while every stage was idle calls no `after()`, whether
+        it succeeds or fails, even if a stage turns busy meanwhile; a stream asks again as
+        it ends (a stage that turned busy gets its `after()` without its `before()`). The
+        default: never idle."""
         return False
 
     async def before(self, ctx: RequestContext) -> Answer | None:

@@ -146,6 +146,9 @@ class AzureAdapter(ProviderAdapter):
     def chat_request_plain(
         self, plain: PlainChat, model: str, *, extra: ExtraRequest = NO_EXTRA
     ) -> HttpRequest:
+        if type(self).chat_request is not AzureAdapter.chat_request:
+            # a subclass that writes bodies its own way gets plain requests typed
+            return super().chat_request_plain(plain, model, extra=extra)
         http = self._wire.chat_request_plain(
             plain, model, extra=ExtraRequest(headers=extra.headers)
         )
