@@ -267,8 +267,9 @@ class RequestPipeline:
         idle: bool | None = None,
     ) -> R:
         """An operation answered in one piece: before, the exchange over the route (unless a
-        stage answered), usage and cost, route info, after; every stage's after() sees a
-        failure. `idle`: what the stages answered as the request began, if asked already."""
+        stage answered), usage and cost, route info, after; unless every stage was idle as
+        it began (`Stage.idle`), every stage's after() sees a failure too. `idle`: what the
+        stages answered as the request began, if asked already."""
         stages = self._stages
         if idle is None:  # asked once: a stage that wakes meanwhile sees the next request
             idle = stages.idle()
@@ -283,7 +284,7 @@ class RequestPipeline:
             info.latency_s = served.ended - started
             result.attach_route_info(info)
             return result
-        # kept as its parameters only where no context is made (`_plain`)
+        # kept as its parameters only where no context is made (`chat_params`)
         assert not isinstance(request, PlainChat)
         ctx = self._context(exchange, request, source)
         if ctx.assigning is not None:  # an adaptive experiment reads its store first
