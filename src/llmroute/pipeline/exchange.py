@@ -169,11 +169,13 @@ class ChatParts(Exchange[T]):
     written from them, and selection reads it typed without taking it (`RequestFacts`).
     """
 
-    __slots__ = ("_plain", "_request")
+    __slots__ = ("_plain", "_request", "wire")
 
     _plain: PlainChat | None
     _request: ChatRequest | None
     described = "a chat request"
+    #: What `wire` starts as: whether the answer is asked for to be relayed.
+    relayed = False
 
     def __init__(
         self, request: ChatRequest | PlainChat, options: RequestOptions, extra: ExtraRequest
@@ -182,7 +184,7 @@ class ChatParts(Exchange[T]):
             self._plain, self._request = request, None
         else:
             self._plain, self._request = None, request
-        self.options, self.extra, self.timing = options, extra, "answer"
+        self.options, self.extra, self.timing, self.wire = options, extra, "answer", self.relayed
 
     def facts(self) -> RequestFacts:
         asked = self._plain or self._request
@@ -243,16 +245,9 @@ class RelayExchange(
     Fast path: see `_wire_completion`. Oracle: tests/test_wire_completions.py.
     """
 
-    __slots__ = ("wire",)
+    __slots__ = ()
 
-    def __init__(
-        self, request: ChatRequest | PlainChat, options: RequestOptions, extra: ExtraRequest
-    ) -> None:
-        if isinstance(request, PlainChat):
-            self._plain, self._request = request, None
-        else:
-            self._plain, self._request = None, request
-        self.options, self.extra, self.timing, self.wire = options, extra, "answer", True
+    relayed = True
 
     def parse(
         self, adapter: ProviderAdapter, body: bytes, model: str
