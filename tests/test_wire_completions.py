@@ -261,19 +261,18 @@ async def test_the_gateway_writes_a_tool_call_typed(upstream: Upstream) -> None:
         assert calls and calls[0].type == "function"
 
 
-@pytest.mark.parametrize("stage", ["cache", "log"])
-async def test_busy_stages_get_the_answer_typed(
+@pytest.mark.parametrize("stage", ["cache", "log", "log capturing"])
+async def test_busy_stages_get_the_answer_typed_and_a_watching_log_leaves_it(
     upstream: Upstream, stage: str, tmp_path: Path
 ) -> None:
-    """A cache stores the typed answer; the request log records its model and finish; the
-    client gets the typed answer written out."""
+    """A cache stores the typed answer, and a log capturing content records it typed: the
+    client gets the typed answer written out. A log that only watches (`Stage.watches`)
+    records the answer's model and finish from its JSON: the client gets the provider's
+    bytes."""
     data = json.dumps(completion_body("cached")).encode()
     upstream.handler = _answering(data)
-    more: dict[str, Any] = (
-        {"cache": {}}
-        if stage == "cache"
-        else {"logging": {"store": f"sqlite:///{tmp_path / 'log.db'}"}}
-    )
+    log = {"store": f"sqlite:///{tmp_path / 'log.db'}", "capture_content": stage != "log"}
+    more: dict[str, Any] = {"cache": {}} if stage == "cache" else {"logging": log}
     router = AsyncRouter(_config(upstream, **more), env={})
     async with in_process_gateway({}, router=router) as gateway, gateway.http() as http:
         for _ in range(2):
@@ -281,7 +280,10 @@ async def test_busy_stages_get_the_answer_typed(
                 f"{gateway.base_url}/chat/completions", json={"model": "chat", "messages": USER}
             )
             assert response.status_code == 200
-            assert response.content == _typed_json(_typed.validate_json(data))
+            if stage == "log":
+                assert response.content == data
+            else:
+                assert response.content == _typed_json(_typed.validate_json(data))
     if stage == "cache":
         assert len(upstream.requests) == 1  # the second came from the cache
     else:
@@ -293,7 +295,7 @@ async def test_busy_stages_get_the_answer_typed(
             records = store.records()
         finally:
             store.close()
-        assert [(r.response_model, r.finish_reasons) for r in records] == [
-            ("up-model", ["stop"]),
-            ("up-model", ["stop"]),
+        assert [(r.response_model, r.response_id, r.finish_reasons) for r in records] == [
+            ("up-model", json.loads(data)["id"], ["stop"]),
+            ("up-model", json.loads(data)["id"], ["stop"]),
         ]

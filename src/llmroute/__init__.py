@@ -85,6 +85,7 @@ if TYPE_CHECKING:
     from .observe.record import AttemptRecord as AttemptRecord
     from .observe.record import RequestRecord as RequestRecord
     from .observe.status import RecorderStatus as RecorderStatus
+    from .pipeline.stage import Ended as Ended
     from .pipeline.stage import Outcome as Outcome
     from .pipeline.stage import RequestContext as RequestContext
     from .pipeline.stage import Stage as Stage
@@ -112,6 +113,7 @@ _EXPORTS: dict[str, str] = {
     "ConnectFailed": "._transports",
     "ConnectionLost": "._transports",
     "CreateEmbeddingResponse": "._types",
+    "Ended": ".pipeline.stage",
     "ExperimentReport": ".experiments.report",
     "Feedback": ".observe.feedback",
     "HandlerResponse": "._transports",

@@ -75,6 +75,13 @@ class WireCompletion:
             reasoning=(completion.get("reasoning_tokens") or 0) if completion else 0,
         )
 
+    def facts(self) -> tuple[str, str, list[str]]:
+        """Its model, id and choices' finish reasons (those set), as a `ChatCompletion`'s
+        read (what the request log keeps of an answer)."""
+        parsed = self._parsed
+        reasons = [c["finish_reason"] for c in parsed["choices"] if c.get("finish_reason")]
+        return parsed["model"], parsed["id"], reasons
+
     def typed(self) -> ChatCompletion:
         """This answer as the typed path reads it: validated from its JSON, with its route
         info."""

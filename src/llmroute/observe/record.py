@@ -15,7 +15,14 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, cast
 
 from .._errors import BudgetExceeded, LocalRateLimitExceeded
-from .._types import ChatCompletion, ChatCompletionChunk, RouteInfo, TokenUsage
+from .._types import (
+    ChatCompletion,
+    ChatCompletionChunk,
+    CreateEmbeddingResponse,
+    RouteInfo,
+    TokenUsage,
+)
+from .._wire_completion import WireCompletion
 from ..responses.types import Response
 
 if TYPE_CHECKING:
@@ -30,8 +37,13 @@ __all__ = [
     "RequestRecord",
     "add_content",
     "apply_cost",
-    "cost_fields",
     "build_record",
+    "cost_fields",
+    "error_fields",
+    "nothing_sent",
+    "priced",
+    "response_facts",
+    "saved_of",
     "start_record",
     "unsent",
 ]
@@ -253,25 +265,26 @@ def build_record(ctx: RequestContext, outcome: Outcome, ended: float) -> Request
             for a in info.attempts
         ],
     )  # fmt: skip
-    _set_status(record, outcome)
+    error = outcome.error
+    if error is None:
+        record.status = "ok" if outcome.completed else "cancelled"
+    else:
+        record.status, record.error_type, record.error, record.limit = error_fields(error)
     tag = ctx.state.get(EXPERIMENT_STATE)
     if isinstance(tag, ExperimentTag):
         record.experiment, record.variant = tag.experiment, tag.variant
         record.assignment, record.sticky_key = tag.assignment, tag.sticky_key
         record.off_variant = record.target is not None and record.target not in tag.targets
     response = outcome.response
-    if isinstance(response, ChatCompletion):
-        record.response_model, record.response_id = response.model, response.id
-        record.finish_reasons = [c.finish_reason for c in response.choices if c.finish_reason]
-    elif isinstance(response, Response):
-        _response_facts(record, response)
-    elif response is not None:
-        record.response_model = response.model
+    if response is not None:
+        record.response_model, record.response_id, record.finish_reasons = response_facts(response)
     elif outcome.chunks:
         if ctx.operation == "responses":
             final = _final_response(outcome.chunks)
             if final is not None:
-                _response_facts(record, final)
+                record.response_model, record.response_id, record.finish_reasons = response_facts(
+                    final
+                )
         else:
             chunks = cast(list[ChatCompletionChunk], outcome.chunks)
             record.response_model, record.response_id = chunks[0].model, chunks[0].id
@@ -279,22 +292,31 @@ def build_record(ctx: RequestContext, outcome: Outcome, ended: float) -> Request
     return record
 
 
-def _response_facts(record: RequestRecord, response: Response) -> None:
-    """A Responses answer's model, id and finish reason (as chat names them: ``stop``,
+def response_facts(
+    response: ChatCompletion | CreateEmbeddingResponse | Response | WireCompletion,
+) -> tuple[str | None, str | None, list[str]]:
+    """What a record keeps of an answer in one piece: its model, id (None for embeddings)
+    and finish reasons (for a Responses answer, as chat names them: ``stop``,
     ``tool_calls``, ``length``, ``content_filter``, or ``error``)."""
-    record.response_model, record.response_id = response.model, response.id
+    if isinstance(response, ChatCompletion):
+        reasons = [c.finish_reason for c in response.choices if c.finish_reason]
+        return response.model, response.id, reasons
+    if isinstance(response, WireCompletion):
+        return response.facts()
+    if not isinstance(response, Response):
+        return response.model, None, []
     status = response.status
     if status == "completed":
         calls = any(item.type == "function_call" for item in response.output)
-        record.finish_reasons = ["tool_calls" if calls else "stop"]
-    elif status == "incomplete":
+        return response.model, response.id, ["tool_calls" if calls else "stop"]
+    if status == "incomplete":
         details = response.incomplete_details
         reason = getattr(details, "reason", None) if details is not None else None
         if isinstance(details, dict):
             reason = details.get("reason")
-        record.finish_reasons = ["length" if reason == "max_output_tokens" else "content_filter"]
-    elif status == "failed":
-        record.finish_reasons = ["error"]
+        finish = "length" if reason == "max_output_tokens" else "content_filter"
+        return response.model, response.id, [finish]
+    return response.model, response.id, ["error"] if status == "failed" else []
 
 
 def _final_response(events: list[Any]) -> Response | None:
@@ -305,14 +327,28 @@ def _final_response(events: list[Any]) -> Response | None:
 
 def apply_cost(record: RequestRecord, info: RouteInfo) -> None:
     """Set the record's cost (reading it prices the request) and what a cache hit saved."""
-    sent_nothing = unsent(record)
-    saved = getattr(info, "saved_usd", None) if sent_nothing else None
-    record.cost_usd, record.saved_usd = cost_fields(sent_nothing, info.cost_usd, saved)
+    record.cost_usd, record.saved_usd = priced(info, unsent(record))
+
+
+def priced(info: RouteInfo, sent_nothing: bool) -> tuple[float | None, float | None]:
+    """The ``cost_usd`` and ``saved_usd`` of the request `info` routed (reading its cost
+    prices it); `sent_nothing`: what `unsent` says of its record."""
+    return cost_fields(sent_nothing, info.cost_usd, saved_of(info, sent_nothing))
+
+
+def saved_of(info: RouteInfo, sent_nothing: bool) -> float | None:
+    """What the routing metadata says a request that sent nothing (`unsent`) saved."""
+    return getattr(info, "saved_usd", None) if sent_nothing else None
 
 
 def unsent(record: RequestRecord) -> bool:
     """Whether nothing was sent for the record's request (a cache hit, a stage's answer)."""
-    return record.cache == "hit" or (record.answered_by is not None and not record.attempts)
+    return nothing_sent(record.cache, record.answered_by, bool(record.attempts))
+
+
+def nothing_sent(cache: str | None, answered_by: str | None, attempted: bool) -> bool:
+    """`unsent` of a request's cache status, answering stage and whether it made attempts."""
+    return cache == "hit" or (answered_by is not None and not attempted)
 
 
 def cost_fields(
@@ -326,18 +362,14 @@ def cost_fields(
     return cost, None
 
 
-def _set_status(record: RequestRecord, outcome: Outcome) -> None:
-    error = outcome.error
-    if error is None:
-        record.status = "ok" if outcome.completed else "cancelled"
-        return
-    record.error_type, record.error = type(error).__name__, str(error)
+def error_fields(error: BaseException) -> tuple[RecordStatus, str, str, str | None]:
+    """A record's ``status``, ``error_type``, ``error`` and ``limit`` for the `error` that
+    ended its request."""
+    name = type(error).__name__
     if isinstance(error, asyncio.CancelledError | GeneratorExit):
-        record.status = "cancelled"
-        return
-    record.status = "error"
-    if isinstance(error, LocalRateLimitExceeded | BudgetExceeded):
-        record.limit = type(error).__name__
+        return "cancelled", name, str(error), None
+    limited = isinstance(error, LocalRateLimitExceeded | BudgetExceeded)
+    return "error", name, str(error), name if limited else None
 
 
 def _stream_finish_reasons(chunks: list[ChatCompletionChunk]) -> list[str]:

@@ -28,29 +28,31 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import logging
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .._errors import ConfigError
 from .._types import RouteInfo
-from ..pipeline.stage import Answer, Outcome, RequestContext, Stage
+from ..pipeline.stage import Answer, Ended, Outcome, RequestContext, Stage
 from ._worker import gil_friendly, offer_gil
+from .hooks import HookEvent, Hooks
 from .record import (
-    AttemptRecord,
     RequestRecord,
     add_content,
     apply_cost,
     build_record,
     cost_fields,
+    nothing_sent,
+    priced,
+    saved_of,
     start_record,
     unsent,
 )
-from .rows import decode_record, encode_record
+from .rows import decode_record, encode_ended, encode_record
 from .sinks import CallbackSink, Sink, open_store, sink_from_url
 from .sqlite_writer import Encoded
 from .status import RecorderStatus
@@ -61,6 +63,7 @@ if TYPE_CHECKING:
 
     from .._clock import Clock
     from .._config import LoggingConfig, TelemetryConfig
+    from .._request import RequestOptions
     from ..routing.catalog import Catalog
     from .analytics import Filters, StatsReport
     from .otel import Prepared, Telemetry
@@ -71,8 +74,6 @@ __all__ = ["HookEvent", "Recorder", "Redactor"]
 
 logger = logging.getLogger("llmroute.observe")
 
-#: The events a hook can follow.
-HookEvent = Literal["request_start", "attempt_end", "request_end"]
 #: Given each finished record before anything stores it; returns the record to
 #: keep (changed or not), or None to keep nothing of this request.
 Redactor = Callable[[RequestRecord], RequestRecord | None]
@@ -129,9 +130,7 @@ class Recorder(Stage):
                 self._sinks.append(self.store)
             for url in config.sinks:
                 self._add_url(url)
-        self._hooks: dict[HookEvent, list[Callable[..., object]]] = {
-            "request_start": [], "attempt_end": [], "request_end": [],
-        }  # fmt: skip
+        self._hooks = Hooks()
         self._telemetry: Telemetry | None = None
         self._redactor: Redactor | None = None
         if telemetry_config.enabled:
@@ -152,7 +151,7 @@ class Recorder(Stage):
         self._executor: ThreadPoolExecutor | None = None
         self._closed = False
         self._recorded = self._dropped = self._failed = 0
-        self._sink_errors = self._hook_errors = 0
+        self._sink_errors = 0
         self._update_active()
 
     # -------------------------------------------------------------- configuration
@@ -164,9 +163,11 @@ class Recorder(Stage):
 
     def _update_active(self) -> None:
         hooks = self._hooks
-        ends = hooks["attempt_end"] or hooks["request_end"]
+        ends = hooks.follow_ends()
+        #: Whether request-start hooks run (read by every `before()`).
+        self._starts = hooks.follow("request_start")
         self._active = bool(self._sinks or ends)
-        self._busy = self._active or bool(hooks["request_start"])
+        self._busy = self._active or self._starts
         #: The store's `write_encoded` when the store is all that reads a finished record
         #: (no other sink, end hook or redactor; and, request by request, no span or metric
         #: point to emit, no content to capture): a request's end then encodes its record
@@ -175,6 +176,8 @@ class Recorder(Stage):
         sinks = self._sinks
         if len(sinks) == 1 and not ends and self._redactor is None:
             self._write_encoded = getattr(sinks[0], "write_encoded", None)
+        #: Whether a request's end may be all it needs (`watches`).
+        self._watching = self._write_encoded is not None and not self._starts
 
     def add_sink(self, sink: Sink | str | Callable[[Sequence[RequestRecord]], object]) -> None:
         """Send every record to `sink` too: a `Sink`, a URL, or a function taking a batch."""
@@ -194,9 +197,7 @@ class Recorder(Stage):
         ``request_start`` and ``request_end`` hooks receive a `RequestRecord`;
         ``attempt_end`` hooks receive the record and an `AttemptRecord`.
         """
-        if event not in self._hooks:
-            raise ValueError(f"unknown hook event {event!r}: expected one of {list(self._hooks)}")
-        self._hooks[event].append(hook)
+        self._hooks.add(event, hook)
         self._update_active()
 
     def set_redactor(self, redactor: Redactor | None) -> None:
@@ -227,7 +228,7 @@ class Recorder(Stage):
         """The recorder's counters (and its PostgreSQL store's, if it has one)."""
         status = RecorderStatus(
             len(self._queue), self._recorded, self._dropped, self._failed,
-            self._sink_errors, self._hook_errors,
+            self._sink_errors, self._hooks.errors,
         )  # fmt: skip
         from .postgres import PostgresStore  # imports no driver: psycopg comes with a write
 
@@ -250,6 +251,40 @@ class Recorder(Stage):
         telemetry = self._telemetry
         return telemetry is None or not telemetry.active()
 
+    def watches(self, options: RequestOptions) -> bool:
+        """When the store is all that reads a finished record (`_write_encoded`), no
+        request-start hook runs, the request's content is not captured and no
+        OpenTelemetry SDK keeps spans or reads metrics: the request's end is all it needs
+        (`ended`)."""
+        if not self._watching:
+            return False
+        capture = options.capture_content
+        if capture if capture is not None else self._capture:
+            return False
+        telemetry = self._telemetry
+        return telemetry is None or not telemetry.active()
+
+    def ended(self, end: Ended) -> None:
+        """Queue the request's rows, encoded (`_encoded`), written from its end
+        (`encode_ended`): it made no context, nor this stage a record."""
+        if not self._room():
+            return
+        info = end.info
+        try:
+            sent_nothing = nothing_sent(info.cache, None, bool(info.attempts))
+            pricer = info.pending_cost()
+            if pricer is None or not self._price_later:
+                item: bytes | _Priced = encode_ended(end, *priced(info, sent_nothing))
+            else:
+                saved = saved_of(info, sent_nothing)
+                item = _Priced(encode_ended(end, None, None), pricer, sent_nothing, saved)
+        except Exception:
+            self._failed += 1
+            logger.exception("llmroute recorder: could not record request %s",
+                             info.request_id)  # fmt: skip
+            return
+        self._put(item)
+
     async def before(self, ctx: RequestContext) -> Answer | None:
         capture = ctx.options.capture_content
         if capture is None:
@@ -265,8 +300,8 @@ class Recorder(Stage):
             keep_chunks = keep_chunks or (ctx.stream and trace_id != 0)
         if keep_chunks:
             ctx.keep_chunks = True
-        if self._hooks["request_start"]:
-            await self._call_hooks("request_start", start_record(ctx))
+        if self._starts:
+            await self._hooks.call("request_start", start_record(ctx))
         return None
 
     async def after(self, ctx: RequestContext, outcome: Outcome) -> None:
@@ -278,25 +313,36 @@ class Recorder(Stage):
             prepared = telemetry.prepare(ctx, parent, trace_id)
         if prepared is None and not self._active:
             return  # nothing would receive the record
-        queue = self._queue
-        if self._closed or len(queue) >= self._queue_size:
-            self._dropped += 1
-            if self._dropped == 1 or self._dropped % 10_000 == 0:
-                logger.warning(
-                    "llmroute recorder: %d request record(s) dropped so far (queue full or "
-                    "router closed)", self._dropped,
-                )  # fmt: skip
+        if not self._room():
             return
         try:
             if prepared is None and not capture and self._write_encoded is not None:
-                queue.append(self._encoded(ctx, outcome))
+                item: _Queued = self._encoded(ctx, outcome)
             else:
-                queue.append(self._pending(ctx, outcome, capture, prepared))
+                item = self._pending(ctx, outcome, capture, prepared)
         except Exception:
             self._failed += 1
             logger.exception("llmroute recorder: could not record request %s",
                              ctx.info.request_id)  # fmt: skip
             return
+        self._put(item)
+
+    def _room(self) -> bool:
+        """Whether the queue takes another request; if not, it is counted as dropped."""
+        if not self._closed and len(self._queue) < self._queue_size:
+            return True
+        self._dropped += 1
+        if self._dropped == 1 or self._dropped % 10_000 == 0:
+            logger.warning(
+                "llmroute recorder: %d request record(s) dropped so far (queue full or "
+                "router closed)", self._dropped,
+            )  # fmt: skip
+        return False
+
+    def _put(self, item: _Queued) -> None:
+        """Queue a finished request, and see that the background task writes it."""
+        queue = self._queue
+        queue.append(item)
         task, loop = self._task, asyncio.get_running_loop()
         if task is None or task.done() or loop is not self._loop:
             self._start(loop)
@@ -342,8 +388,7 @@ class Recorder(Stage):
             apply_cost(record, info)
             return encode_record(record)
         sent_nothing = unsent(record)
-        saved = getattr(info, "saved_usd", None) if sent_nothing else None
-        return _Priced(encode_record(record), pricer, sent_nothing, saved)
+        return _Priced(encode_record(record), pricer, sent_nothing, saved_of(info, sent_nothing))
 
     # -------------------------------------------------------------- the background task
 
@@ -369,7 +414,7 @@ class Recorder(Stage):
             if not self._closed and queue:
                 # the loop is shutting down without the router being closed: write what is left
                 while queue:
-                    self._deliver_sync(self._process(self._take()))
+                    self._hooks.deliver_sync(self._process(self._take()))
             raise
 
     def _take(self) -> list[_Queued]:
@@ -392,11 +437,8 @@ class Recorder(Stage):
                 records = self._process(batch)
             else:
                 records = await processing
-            if self._hooks["attempt_end"] or self._hooks["request_end"]:
-                for record in records:
-                    for attempt in record.attempts:
-                        await self._call_hooks("attempt_end", record, attempt)
-                    await self._call_hooks("request_end", record)
+            if self._hooks.follow_ends():
+                await self._hooks.deliver(records)
 
     def _process(self, batch: list[_Queued]) -> list[RequestRecord]:
         """Price, redact, trace and store a batch (in the worker thread)."""
@@ -476,38 +518,6 @@ class Recorder(Stage):
             self._recorded += len(encoded)
         return pending
 
-    def _deliver_sync(self, records: list[RequestRecord]) -> None:
-        """Synchronous hooks only (used when the loop is going away)."""
-        for record in records:
-            for attempt in record.attempts:
-                self._call_sync("attempt_end", record, attempt)
-            self._call_sync("request_end", record)
-
-    def _call_sync(self, event: HookEvent, *args: Any) -> None:
-        for hook in self._hooks[event]:
-            try:
-                result = hook(*args)
-                if inspect.isawaitable(result):
-                    close = getattr(result, "close", None)
-                    if close is not None:
-                        close()
-            except Exception:
-                self._hook_errors += 1
-                logger.exception("llmroute recorder: %s hook %r failed", event, hook)
-
-    async def _call_hooks(
-        self, event: HookEvent, record: RequestRecord, attempt: AttemptRecord | None = None
-    ) -> None:
-        args: tuple[Any, ...] = (record,) if attempt is None else (record, attempt)
-        for hook in self._hooks[event]:
-            try:
-                result = hook(*args)
-                if inspect.isawaitable(result):
-                    await result
-            except Exception:
-                self._hook_errors += 1
-                logger.exception("llmroute recorder: %s hook %r failed", event, hook)
-
     # -------------------------------------------------------------- analytics
 
     def query(self, *, by: Sequence[str] = (), filters: Filters | None = None) -> StatsReport:
@@ -550,7 +560,7 @@ class Recorder(Stage):
                 await self.flush()
             else:  # the loop that recorded them is gone: write what is left from here
                 while self._queue:
-                    self._deliver_sync(self._process(self._take()))
+                    self._hooks.deliver_sync(self._process(self._take()))
         finally:
             self._closed = True
             task = self._task

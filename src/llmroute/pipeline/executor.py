@@ -12,7 +12,7 @@ handed. No layer calls back into the one above it.
 
 from __future__ import annotations
 
-from collections.abc import Coroutine, Mapping
+from collections.abc import Coroutine, Mapping, Sequence
 from contextvars import ContextVar
 from os import urandom
 from typing import Any, TypeVar
@@ -45,7 +45,7 @@ from .replay import replay
 from .responses import ResponsesExchange, ResponsesStreamExchange
 from .responses_stream import AsyncResponseStream, ResponsesStreamSession, replay_events
 from .session import LiveStreamSession, StreamSession
-from .stage import Outcome, RequestContext, Stage
+from .stage import Ended, Outcome, RequestContext, Stage
 from .stages import StageRunner
 from .stream import AsyncChatStream
 
@@ -155,28 +155,28 @@ class RequestPipeline:
         self, request: ChatRequest, options: RequestOptions, extra: ExtraRequest
     ) -> Coroutine[None, None, ChatCompletion]:
         """A non-streamed chat completion."""
-        return self._whole(ChatExchange(request, options, extra), request)
+        return self._whole(ChatExchange(request, options, extra), request, self._watching(options))
 
     def chat_params(
         self, params: Mapping[str, Any], options: RequestOptions, extra: ExtraRequest
     ) -> Coroutine[None, None, ChatCompletion]:
         """`chat` of a call's API parameters, validated here (`RequestError` if invalid).
-        With no stage busy and no experiment, a plain request (`plain_chat`) stays as its
-        parameters (`PlainChat`): no context is made for it, so nothing reads it typed,
-        and its body is written from them."""
-        idle = self._stages.idle()  # asked once for the request: `_whole` is told
-        plain = plain_chat(params) if idle and self.experiments is None else None
+        With no stage busy (every one idle or only watching) and no experiment, a plain
+        request (`plain_chat`) stays as its parameters (`PlainChat`): no context is made
+        for it, so nothing reads it typed, and its body is written from them."""
+        watching = self._watching(options)  # asked once for the request: `_whole` is told
+        plain = plain_chat(params) if watching is not None else None
         request = plain or validate_chat_request(params)
-        return self._whole(ChatExchange(request, options, extra), request, idle=idle)
+        return self._whole(ChatExchange(request, options, extra), request, watching)
 
     def relay_params(
         self, params: Mapping[str, Any], options: RequestOptions, extra: ExtraRequest
     ) -> Coroutine[None, None, ChatCompletion | WireCompletion]:
         """`chat_params`, answered as `chat_relay` answers."""
-        idle = self._stages.idle()
-        plain = plain_chat(params) if idle and self.experiments is None else None
+        watching = self._watching(options)
+        plain = plain_chat(params) if watching is not None else None
         request = plain or validate_chat_request(params)
-        return self._whole(RelayExchange(request, options, extra), request, idle=idle)
+        return self._whole(RelayExchange(request, options, extra), request, watching)
 
     def chat_relay(
         self, request: ChatRequest, options: RequestOptions, extra: ExtraRequest
@@ -184,13 +184,14 @@ class RequestPipeline:
         """A non-streamed chat completion to relay in OpenAI's format: while the stages are
         idle, an OpenAI-format provider's plain answer comes as its own JSON
         (`RelayExchange`)."""
-        return self._whole(RelayExchange(request, options, extra), request)
+        return self._whole(RelayExchange(request, options, extra), request, self._watching(options))
 
     def embeddings(
         self, request: EmbeddingsRequest, options: RequestOptions, extra: ExtraRequest
     ) -> Coroutine[None, None, CreateEmbeddingResponse]:
         """An embeddings request."""
-        return self._whole(EmbeddingsExchange(request, options, extra), request)
+        exchange = EmbeddingsExchange(request, options, extra)
+        return self._whole(exchange, request, self._watching(options))
 
     def chat_stream(
         self,
@@ -219,7 +220,8 @@ class RequestPipeline:
 
     def responses(self, exchange: ResponsesExchange) -> Coroutine[None, None, Response]:
         """A non-streamed Responses request (the exchange carries its id and chat view)."""
-        return self._whole(exchange, exchange.chat, exchange.request)
+        watching = self._watching(exchange.options)
+        return self._whole(exchange, exchange.chat, watching, exchange.request)
 
     async def responses_stream(self, exchange: ResponsesStreamExchange) -> AsyncResponseStream:
         """A streamed Responses request, returned once its first content has arrived."""
@@ -258,34 +260,56 @@ class RequestPipeline:
 
     # -------------------------------------------------------------- the path
 
+    def _watching(self, options: RequestOptions) -> Sequence[Stage] | None:
+        """What a request that starts now needs of the stages: None when it needs a context
+        (a stage is busy with it, or the router runs experiments); else the stages that
+        only watch it end (`Stage.watches`), none when every stage is idle."""
+        if self.experiments is not None:
+            return None
+        return self._stages.watching(options)
+
     async def _whole(
         self,
         exchange: WholeExchange[R],
         request: ChatRequest | EmbeddingsRequest | PlainChat,
+        watching: Sequence[Stage] | None,
         source: ResponsesRequest | None = None,
-        *,
-        idle: bool | None = None,
     ) -> R:
         """An operation answered in one piece: before, the exchange over the route (unless a
-        stage answered), usage and cost, route info, after; unless every stage was idle as
-        it began (`Stage.idle`), every stage's after() sees a failure too. `idle`: what the
-        stages answered as the request began, if asked already."""
-        stages = self._stages
-        if idle is None:  # asked once: a stage that wakes meanwhile sees the next request
-            idle = stages.idle()
-        if idle and self.experiments is None:
+        stage answered), usage and cost, route info, after (a failure's too). `watching`:
+        what the stages answered as the request began (`_watching`): unless None, no
+        context is made, no stage's before() or after() is called, and each watching stage
+        is given its end, success or failure (`Stage.ended`)."""
+        if watching is not None:  # (its names differ from the context path's for mypy)
             # Nothing to run around the request, no variant to give it: no context is made
             # (a plain request stays as its parameters; see `_plain_chat`).
             info, route, started = self._open(exchange, request.model)
-            served = await self.driver.run(route, exchange.options, info, exchange, now=started)
-            result = served.value
-            info.usage = served.usage
-            set_cost(self._prices, info, served.target, served.usage, exchange.tier(result))
-            info.latency_s = served.ended - started
-            result.attach_route_info(info)
-            return result
+            started_at = self._clock.time() if watching else 0.0
+            try:
+                reply = await self.driver.run(route, exchange.options, info, exchange, now=started)
+                value = reply.value
+                info.usage = reply.usage
+                set_cost(self._prices, info, reply.target, reply.usage, exchange.tier(value))
+            except BaseException as exc:
+                if watching:
+                    self._stages.ended(watching, Ended(exchange.operation, request.model,
+                        exchange.options, route, info, started, started_at,
+                        self._clock.monotonic(), None, exc,
+                    ))  # fmt: skip
+                raise
+            info.latency_s = reply.ended - started
+            value.attach_route_info(info)
+            if watching:
+                self._stages.ended(watching, Ended(exchange.operation, request.model,
+                    exchange.options, route, info, started, started_at, reply.ended, value,
+                    None,
+                ))  # fmt: skip
+            return value
         # kept as its parameters only where no context is made (`chat_params`)
         assert not isinstance(request, PlainChat)
+        stages = self._stages
+        # here with no stage busy only when experiments run (`_watching`): asked again
+        idle = self.experiments is not None and stages.idle()
         ctx = self._context(exchange, request, source)
         if ctx.assigning is not None:  # an adaptive experiment reads its store first
             await ctx.assigning

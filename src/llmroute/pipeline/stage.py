@@ -12,6 +12,11 @@ the cache and the recorder are stages; the router itself only wires them.
 
 `after()` runs on the request's path: a stage that does slow work (network,
 disk) hands it to a background task and returns.
+
+A stage that only reads how requests end (the recorder writing to its store
+alone) says so with `watches()`: a request answered in one piece that finds
+every stage idle or watching is then given to `ended()` as an `Ended`, and
+takes the executor's path without a `RequestContext`.
 """
 
 from __future__ import annotations
@@ -26,10 +31,11 @@ if TYPE_CHECKING:
     from collections.abc import Coroutine
 
     from .._request import ChatRequest, EmbeddingsRequest, RequestOptions
+    from .._wire_completion import WireCompletion
     from ..responses.request_model import ResponsesRequest
     from ..routing.model import Route
 
-__all__ = ["Answer", "Outcome", "RequestContext", "Stage"]
+__all__ = ["Answer", "Ended", "Outcome", "RequestContext", "Stage"]
 
 #: What `Stage.before()` may answer a request with: a completion (non-streamed
 #: chat), the chunks to replay (streamed chat), an embeddings response, a `Response`
@@ -106,6 +112,49 @@ class Outcome:
     answered_by: str | None = None
 
 
+@dataclass(slots=True, eq=False)
+class Ended:
+    """A request answered in one piece, as a stage that only watches sees it end
+    (`Stage.watches`, `Stage.ended`).
+
+    Attributes:
+        operation: ``chat``, ``embeddings`` or ``responses``.
+        model: the ``model=`` the caller asked for (a route or ``provider/model``).
+        options: the caller's `RequestOptions`.
+        route: the resolved route.
+        info: the routing metadata, as the caller's answer carries it.
+        started: when the request began, on llmroute's (event loop) clock.
+        started_at: when the request began, as a Unix timestamp.
+        ended: when it ended, on the same clock as `started`.
+        result: the answer as the router returned it (None if it failed): a
+            completion, embeddings response or `Response`, or for the gateway an
+            OpenAI-format provider's plain completion kept as its JSON (`response`
+            gives it typed).
+        error: what ended the request, if it failed (a cancellation included).
+    """
+
+    operation: Literal["chat", "embeddings", "responses"]
+    model: str
+    options: RequestOptions
+    route: Route
+    info: RouteInfo
+    started: float
+    started_at: float
+    ended: float
+    result: ChatCompletion | CreateEmbeddingResponse | Response | WireCompletion | None
+    error: BaseException | None
+
+    @property
+    def response(self) -> ChatCompletion | CreateEmbeddingResponse | Response | None:
+        """The answer, typed (a completion kept as its JSON is validated on each read)."""
+        result = self.result
+        if result is None or isinstance(
+            result, ChatCompletion | CreateEmbeddingResponse | Response
+        ):
+            return result
+        return result.typed()
+
+
 class Stage:
     """A pipeline stage. Subclasses override what they need; both hooks default to doing nothing."""
 
@@ -121,6 +170,24 @@ class Stage:
         it ends (a stage that turned busy gets its `after()` without its `before()`). The
         default: never idle."""
         return False
+
+    def watches(self, options: RequestOptions) -> bool:
+        """Whether, busy now, the stage would only read how a request with these `options`
+        ends: its `before()` would change nothing (no refusal, answer, state or
+        ``keep_chunks``) and its `after()` would read nothing an `Ended` lacks (the
+        request's messages and parameters, `RequestContext.state`). A request answered in
+        one piece that starts while every stage is idle or watches it then calls neither
+        hook: each watching stage's `ended()` is given its end instead, success or failure
+        (no experiment runs on the router; a stream always gets `before()` and
+        `after()`). Asked as the request starts, of stages that are not idle. The
+        default: never."""
+        return False
+
+    def ended(self, end: Ended) -> None:
+        """Read a request's end (for a stage that `watches()` it). Runs on the request's
+        path, on the event loop, and must not block: hand slow work to a background task.
+        One that raises is logged and counted, as `after()` is."""
+        return None
 
     async def before(self, ctx: RequestContext) -> Answer | None:
         """Run before routing: raise to refuse, return an `Answer` to answer, None to go on."""

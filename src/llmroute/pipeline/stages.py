@@ -9,10 +9,15 @@ failing stage is counted and logged alike wherever the request ended.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import anyio
 
-from .stage import Answer, Outcome, RequestContext, Stage
+from .stage import Answer, Ended, Outcome, RequestContext, Stage
+
+if TYPE_CHECKING:
+    from .._request import RequestOptions
 
 __all__ = ["StageRunner"]
 
@@ -38,6 +43,34 @@ class StageRunner:
             if not stage.idle():
                 return False
         return True
+
+    def watching(self, options: RequestOptions) -> Sequence[Stage] | None:
+        """The stages that only watch a request with these `options` (`Stage.watches`), in
+        order (none when every stage is idle); None when a stage is busy with it. Asked
+        as `idle` asks, last to first."""
+        watching: list[Stage] | None = None  # none made while every stage is idle
+        for stage in reversed(self.stages):
+            if stage.idle():
+                continue
+            if not stage.watches(options):
+                return None
+            if watching is None:
+                watching = [stage]
+            else:
+                watching.insert(0, stage)
+        return watching or ()
+
+    def ended(self, watching: Sequence[Stage], end: Ended) -> None:
+        """Each watching stage's `ended()`; one that raises is logged and counted, not
+        raised (as `after`)."""
+        for stage in watching:
+            try:
+                stage.ended(end)
+            except Exception:
+                self.failures += 1
+                _log.exception(
+                    "llmroute: stage %r failed after request %s", stage.name, end.info.request_id
+                )
 
     async def before(self, ctx: RequestContext) -> tuple[Answer | None, str | None]:
         """Each stage's `before()` until one answers: its answer and name, or two Nones."""

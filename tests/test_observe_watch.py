@@ -1,0 +1,328 @@
+"""A request's end given to the stages that only watch it (`Stage.watches`, `Stage.ended`):
+the recorder writing to its store alone takes it, and writes the rows it writes from a
+context (oracle of `encode_ended`, docs/performance.md); a user's stage gets each end,
+success or failure, and neither hook; whatever else is busy gets a context as before."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import marshal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import llmroute
+from _pipeline_parts import Scripted, catalog, chat_request
+from _wire import Wire
+from llmroute import AsyncRouter, RequestOptions, TokenUsage
+from llmroute._errors import BudgetExceeded, LocalRateLimitExceeded, ProviderTimeout
+from llmroute._types import AttemptInfo, ChatCompletion, CreateEmbeddingResponse, RouteInfo
+from llmroute._wire_completion import WireCompletion, wire_completion
+from llmroute.observe import SqliteStore
+from llmroute.observe.record import build_record
+from llmroute.observe.rows import encode_ended, encode_record
+from llmroute.pipeline.stage import Ended, Outcome, RequestContext
+from llmroute.responses.request_model import ResponsesRequest
+from llmroute.responses.translate import build_response
+from llmroute.responses.types import IncompleteDetails, Response
+
+_BUILT = catalog({"targets": [{"provider": "a", "model": "m"}]}, a=Scripted())
+_ROUTES = [_BUILT.resolve("chat"), _BUILT.resolve("a/m")]  # named, and direct (no name)
+_TEXT = st.text(max_size=6)
+_MAYBE_TEXT = st.none() | _TEXT
+_SECONDS = st.floats(0, 1e4, allow_nan=False)
+_ATTEMPT = st.builds(
+    AttemptInfo,
+    target=_TEXT, provider=_TEXT, model=_TEXT,
+    kind=st.sampled_from(["first", "retry", "fallback", "hedge"]),
+    outcome=st.sampled_from(["ok", "error", "cancelled"]),
+    status=st.none() | st.integers(100, 599), error_type=_MAYBE_TEXT, error=_MAYBE_TEXT,
+    latency_s=_SECONDS, started=st.none() | _SECONDS,
+)  # fmt: skip
+_USAGE = st.none() | st.builds(TokenUsage, *[st.integers(0, 10**6)] * 5, estimated=st.booleans())
+_OPTIONS = st.builds(
+    RequestOptions,
+    user=_MAYBE_TEXT, key=_MAYBE_TEXT, team=_MAYBE_TEXT, session=_MAYBE_TEXT,
+    properties=st.dictionaries(_TEXT, _TEXT, max_size=3),
+)  # fmt: skip
+_REASON = st.none() | st.sampled_from(["stop", "length", "tool_calls"])
+
+
+def _chat(model: str, answer_id: str, reasons: list[str | None]) -> dict[str, Any]:
+    return {
+        "id": answer_id, "object": "chat.completion", "created": 1, "model": model,
+        "choices": [
+            {"index": i, "message": {"role": "assistant", "content": "hi"},
+             "finish_reason": reason}
+            for i, reason in enumerate(reasons)
+        ],
+    }  # fmt: skip
+
+
+def _response(status: str, reason: str | None) -> Response:
+    request = ResponsesRequest.model_validate({"model": "m", "input": "hi"})
+    details = IncompleteDetails(reason=reason) if status == "incomplete" else None
+    return build_response(
+        request, response_id="resp_1", created_at=1.0, model="m", status=status,  # type: ignore[arg-type]
+        output=[], incomplete_details=details,
+    )  # fmt: skip
+
+
+@st.composite
+def _ends(draw: st.DrawFn) -> tuple[str, Any, BaseException | None]:
+    """An operation and how it ended: an answer (a wire completion among them) or an error."""
+    kind = draw(st.sampled_from(["chat", "wire", "embeddings", "responses", "error"]))
+    if kind in ("chat", "wire"):
+        body = _chat(draw(_TEXT), draw(_TEXT), draw(st.lists(_REASON, min_size=1, max_size=3)))
+        if kind == "chat":
+            return "chat", ChatCompletion.model_validate(body), None
+        wire = wire_completion(json.dumps(body).encode())
+        assert wire is not None
+        return "chat", wire, None
+    if kind == "embeddings":
+        data = {"object": "list", "data": [], "model": draw(_TEXT)}
+        return "embeddings", CreateEmbeddingResponse.model_validate(data), None
+    if kind == "responses":
+        status = draw(st.sampled_from(["completed", "incomplete", "failed", "in_progress"]))
+        return "responses", _response(status, draw(_REASON)), None
+    errors = [
+        RuntimeError("boom"), asyncio.CancelledError(), GeneratorExit(),
+        LocalRateLimitExceeded("slow down", retry_after=1.0), BudgetExceeded("spent"),
+        ProviderTimeout("late"),
+    ]  # fmt: skip
+    error = draw(st.sampled_from(errors))
+    return draw(st.sampled_from(["chat", "embeddings", "responses"])), None, error
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    ended=_ends(), options=_OPTIONS, route=st.sampled_from(_ROUTES), attempts=st.lists(
+        _ATTEMPT, max_size=3), usage=_USAGE, info_route=_MAYBE_TEXT,
+    strategy=st.none() | st.sampled_from(["", "ordered", "cost"]), target=_MAYBE_TEXT,
+    latency=st.none() | _SECONDS, ttft=st.none() | _SECONDS,
+    cache=st.none() | st.sampled_from(["hit", "miss", "bypass"]), started=_SECONDS,
+    took=_SECONDS, started_at=st.floats(0, 2e9), cost=st.none() | _SECONDS,
+    saved=st.none() | _SECONDS, model=st.text(min_size=1, max_size=6),
+)  # fmt: skip
+def test_the_rows_of_an_end_are_the_rows_of_its_record(
+    ended: tuple[str, Any, BaseException | None], options: RequestOptions, route: Any,
+    attempts: list[AttemptInfo], usage: TokenUsage | None, info_route: str | None,
+    strategy: str | None, target: str | None, latency: float | None, ttft: float | None,
+    cache: Any, started: float, took: float, started_at: float, cost: float | None,
+    saved: float | None, model: str,
+) -> None:  # fmt: skip
+    """`encode_ended` writes what `encode_record` writes of the record `build_record` makes
+    from the same request's context and outcome (the typed answer a busy stage is given),
+    priced alike."""
+    operation, result, error = ended
+    info = RouteInfo(
+        "lr-1", route=info_route, strategy=strategy, target=target, provider=target,
+        model=target, attempts=attempts, cache=cache, usage=usage, latency_s=latency,
+        ttft_s=ttft,
+    )  # fmt: skip
+    end = Ended(operation, model, options, route, info, started, started_at, started + took,  # type: ignore[arg-type]
+                result, error)  # fmt: skip
+    request = chat_request(model=model)
+    ctx = RequestContext(operation, request, options, route, info, False, started, started_at)  # type: ignore[arg-type]
+    typed = result.typed() if isinstance(result, WireCompletion) else result
+    outcome = Outcome(error=error) if error is not None else Outcome(typed, completed=True)
+    record = build_record(ctx, outcome, started + took)
+    record.cost_usd, record.saved_usd = cost, saved
+    assert marshal.loads(encode_ended(end, cost, saved)) == marshal.loads(encode_record(record))
+
+
+# ---------------------------------------------------------------- through a router
+
+_ASK = [{"role": "user", "content": "hi"}]
+_QUIET: dict[str, Any] = {"telemetry": {"enabled": False}}
+
+
+class Busy(llmroute.Stage):
+    """Busy with every request, and does nothing: requests get a context."""
+
+    name = "busy"
+
+
+class Watcher(llmroute.Stage):
+    """Watches every request: keeps the ends it is given, and the hooks called."""
+
+    name = "watcher"
+
+    def __init__(self, fail: bool = False) -> None:
+        self.ends: list[Ended] = []
+        self.hooks: list[str] = []
+        self.fail = fail
+
+    def watches(self, options: RequestOptions) -> bool:
+        return True
+
+    def ended(self, end: Ended) -> None:
+        self.ends.append(end)
+        if self.fail:
+            raise RuntimeError("the watcher broke")
+
+    async def before(self, ctx: RequestContext) -> None:
+        self.hooks.append("before")
+
+    async def after(self, ctx: RequestContext, outcome: Outcome) -> None:
+        self.hooks.append("after")
+
+
+def _router(wire: Wire, **more: Any) -> AsyncRouter:
+    config = {
+        "providers": {"a": {"type": "openai", "api_key": "k", "base_url": "http://a.invalid/v1"}},
+        "routes": {"chat": {"targets": [{"provider": "a", "model": "m"}],
+                            "retry": {"attempts": 1}}},
+        **_QUIET,
+        **more,
+    }  # fmt: skip
+    return AsyncRouter(config, transports={"a": wire.transport}, env={})
+
+
+async def _traffic(router: AsyncRouter) -> None:
+    """A plain request, one with options and parameters, one the provider refuses, an
+    embeddings request and a stream."""
+    create = router.chat.completions.create
+    await create(model="chat", messages=_ASK)
+    await create(model="chat", messages=_ASK, temperature=0.5,
+                 llmroute={"user": "ann", "session": "s", "properties": {"tier": "gold"}})  # fmt: skip
+    with pytest.raises(llmroute.InvalidRequest):
+        await create(model="chat", messages=[{"role": "user", "content": "refuse"}])
+    await router.embeddings.create(model="chat", input="hi")
+    stream = await create(model="chat", messages=_ASK, stream=True)
+    async for _ in stream:
+        pass
+
+
+def _comparable(record: llmroute.observe.RequestRecord) -> dict[str, Any]:
+    """A stored record but for what differs between two runs of a request."""
+    data = record.to_dict()
+    for name in ("request_id", "started_at", "ended_at", "latency_s", "ttft_s", "response_id"):
+        data.pop(name)
+    for attempt in data["attempts"]:
+        attempt.pop("started_s"), attempt.pop("latency_s")
+    return data
+
+
+@pytest.mark.anyio
+async def test_the_log_stores_from_a_requests_end_what_it_stores_from_a_context(
+    tmp_path: Path,
+) -> None:
+    """A router whose recorder only watches (its store alone) and one where a busy stage
+    makes every request a context store the same records; the first's non-streamed
+    requests reach a watching stage's `ended()` and no `before()` or `after()`."""
+    stored = {}
+    for kind in ("watched", "context"):
+        wire = Wire(script=["ok", "ok", 400, "ok", "ok"])
+        path = tmp_path / f"{kind}.db"
+        router = _router(wire, logging={"store": f"sqlite:///{path}"})
+        watcher = Watcher()
+        router.add_stage(Busy() if kind == "context" else watcher)
+        async with router:
+            await _traffic(router)
+        if kind == "watched":
+            assert [e.operation for e in watcher.ends] == ["chat", "chat", "chat", "embeddings"]
+            assert watcher.hooks == ["before", "after"]  # the stream's
+        store = SqliteStore(path)
+        try:
+            stored[kind] = sorted(
+                (_comparable(r) for r in store.records()), key=lambda d: json.dumps(d)
+            )
+        finally:
+            store.close()
+    assert len(stored["watched"]) == 5
+    assert stored["watched"] == stored["context"]
+
+
+@pytest.mark.anyio
+async def test_a_watching_stage_gets_each_end_success_or_failure() -> None:
+    wire = Wire(script=["ok", 400])
+    watcher = Watcher()
+    async with _router(wire) as router:
+        router.add_stage(watcher)
+        reply = await router.chat.completions.create(
+            model="chat", messages=_ASK, llmroute={"user": "ann"}
+        )
+        with pytest.raises(llmroute.InvalidRequest) as refused:
+            await router.chat.completions.create(model="chat", messages=_ASK)
+    ok, failed = watcher.ends
+    assert watcher.hooks == []
+    assert ok.result is reply and ok.response is reply and ok.error is None
+    assert ok.info is reply.llmroute and ok.model == "chat" and ok.options.user == "ann"
+    assert ok.route.name == "chat" and ok.operation == "chat"
+    assert ok.ended - ok.started == pytest.approx(reply.llmroute.latency_s)
+    assert failed.error is refused.value and failed.result is None and failed.response is None
+    assert failed.started_at >= ok.started_at > 0
+
+
+@pytest.mark.anyio
+async def test_a_watching_stage_that_raises_is_counted_and_the_caller_answered(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    watcher = Watcher(fail=True)
+    async with _router(Wire()) as router:
+        router.add_stage(watcher)
+        with caplog.at_level(logging.ERROR, logger="llmroute"):
+            reply = await router.chat.completions.create(model="chat", messages=_ASK)
+        assert reply.choices[0].message.content
+        assert router.stage_failures == 1
+    assert "stage 'watcher' failed after request" in caplog.text
+    assert reply.llmroute.request_id in caplog.text
+
+
+@pytest.mark.anyio
+async def test_a_busy_stage_or_an_experiment_gives_every_stage_both_hooks() -> None:
+    watcher = Watcher()
+    async with _router(Wire()) as router:
+        router.add_stage(watcher)
+        router.add_stage(Busy())
+        await router.chat.completions.create(model="chat", messages=_ASK)
+    assert watcher.ends == [] and watcher.hooks == ["before", "after"]
+    watcher = Watcher()
+    experiment = {"experiments": {"try": {"route": "chat", "variants": {
+        "control": {"weight": 1}, "b": {"weight": 1, "params": {"temperature": 0.1}}}}}}  # fmt: skip
+    async with _router(Wire(), **experiment) as router:
+        router.add_stage(watcher)
+        await router.chat.completions.create(model="chat", messages=_ASK)
+    assert watcher.ends == [] and watcher.hooks == ["before", "after"]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("why", ["capture", "start hook", "another sink"])
+async def test_the_recorder_takes_a_context_when_its_store_is_not_all_it_writes(
+    tmp_path: Path, why: str
+) -> None:
+    """Content to capture, a request-start hook or another sink: the recorder needs more
+    than the request's end, so a watching stage beside it gets both hooks."""
+    path = tmp_path / "log.db"
+    router = _router(Wire(), logging={"store": f"sqlite:///{path}"})
+    watcher = Watcher()
+    router.add_stage(watcher)
+    started: list[Any] = []
+    written: list[Any] = []
+    options: dict[str, Any] = {}
+    if why == "capture":
+        options["capture_content"] = True
+    elif why == "start hook":
+        router.add_hook("request_start", started.append)
+    else:
+        router.add_sink(written.extend)
+    async with router:
+        await router.chat.completions.create(model="chat", messages=_ASK, llmroute=options)
+    assert watcher.ends == [] and watcher.hooks == ["before", "after"]
+    store = SqliteStore(path)
+    try:
+        (record,) = store.records()
+    finally:
+        store.close()
+    if why == "capture":
+        assert record.prompt == _ASK
+    elif why == "start hook":
+        assert [r.request_id for r in started] == [record.request_id]
+    else:
+        assert [r.request_id for r in written] == [record.request_id]
