@@ -180,9 +180,8 @@ def encode_ended(end: Ended, cost: float | None, saved: float | None) -> bytes:
          a.latency_s)
         for i, a in enumerate(info.attempts)
     ]  # fmt: skip
-    return _marshalled(
-        request, attempts, [(request_id, k, v, started_at) for k, v in properties.items()]
-    )
+    tags = [(request_id, k, v, started_at) for k, v in properties.items()] if properties else []
+    return _marshalled(request, attempts, tags)
 
 
 def _marshalled(
