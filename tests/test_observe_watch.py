@@ -6,6 +6,7 @@ success or failure, and neither hook; whatever else is busy gets a context as be
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import marshal
@@ -15,6 +16,9 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import llmroute
 from _pipeline_parts import Scripted, catalog, chat_request
@@ -175,8 +179,10 @@ class Watcher(llmroute.Stage):
 
 def _router(wire: Wire, **more: Any) -> AsyncRouter:
     config = {
-        "providers": {"a": {"type": "openai", "api_key": "k", "base_url": "http://a.invalid/v1"}},
-        "routes": {"chat": {"targets": [{"provider": "a", "model": "m"}],
+        "providers": {"a": {"type": "openai", "api_key": "k", "base_url": "http://a.invalid/v1",
+                            "responses_api": False}},
+        "routes": {"chat": {"targets": [{"provider": "a", "model": "m",
+                                         "price": {"input": 1.0, "output": 2.0}}],
                             "retry": {"attempts": 1}}},
         **_QUIET,
         **more,
@@ -186,7 +192,7 @@ def _router(wire: Wire, **more: Any) -> AsyncRouter:
 
 async def _traffic(router: AsyncRouter) -> None:
     """A plain request, one with options and parameters, one the provider refuses, an
-    embeddings request and a stream."""
+    embeddings request, a Responses request and a stream."""
     create = router.chat.completions.create
     await create(model="chat", messages=_ASK)
     await create(model="chat", messages=_ASK, temperature=0.5,
@@ -194,6 +200,7 @@ async def _traffic(router: AsyncRouter) -> None:
     with pytest.raises(llmroute.InvalidRequest):
         await create(model="chat", messages=[{"role": "user", "content": "refuse"}])
     await router.embeddings.create(model="chat", input="hi")
+    await router.responses.create(model="chat", input="hi")
     stream = await create(model="chat", messages=_ASK, stream=True)
     async for _ in stream:
         pass
@@ -218,7 +225,7 @@ async def test_the_log_stores_from_a_requests_end_what_it_stores_from_a_context(
     requests reach a watching stage's `ended()` and no `before()` or `after()`."""
     stored = {}
     for kind in ("watched", "context"):
-        wire = Wire(script=["ok", "ok", 400, "ok", "ok"])
+        wire = Wire(script=["ok", "ok", 400, "ok", "ok", "ok"])
         path = tmp_path / f"{kind}.db"
         router = _router(wire, logging={"store": f"sqlite:///{path}"})
         watcher = Watcher()
@@ -226,7 +233,9 @@ async def test_the_log_stores_from_a_requests_end_what_it_stores_from_a_context(
         async with router:
             await _traffic(router)
         if kind == "watched":
-            assert [e.operation for e in watcher.ends] == ["chat", "chat", "chat", "embeddings"]
+            assert [e.operation for e in watcher.ends] == [
+                "chat", "chat", "chat", "embeddings", "responses"
+            ]  # fmt: skip
             assert watcher.hooks == ["before", "after"]  # the stream's
         store = SqliteStore(path)
         try:
@@ -235,8 +244,36 @@ async def test_the_log_stores_from_a_requests_end_what_it_stores_from_a_context(
             )
         finally:
             store.close()
-    assert len(stored["watched"]) == 5
+    assert len(stored["watched"]) == 6
+    priced = [r["cost_usd"] for r in stored["watched"] if r["status"] == "ok"]
+    assert len(priced) == 5 and all(cost is not None and cost > 0 for cost in priced)
     assert stored["watched"] == stored["context"]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("kind", ["watched", "context"])
+async def test_a_cancelled_request_is_stored_as_cancelled(tmp_path: Path, kind: str) -> None:
+    """A caller that goes away while the provider is answering: the request's end is
+    given to the watching stages (the record says ``cancelled``), as `after()` is."""
+    path = tmp_path / "log.db"
+    router = _router(Wire(latency="5s"), logging={"store": f"sqlite:///{path}"})
+    watcher = Watcher()
+    router.add_stage(Busy() if kind == "context" else watcher)
+    async with router:
+        asking = asyncio.ensure_future(router.chat.completions.create(model="chat", messages=_ASK))
+        await asyncio.sleep(0.2)
+        asking.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asking
+    store = SqliteStore(path)
+    try:
+        (record,) = store.records()
+    finally:
+        store.close()
+    assert (record.status, record.error_type) == ("cancelled", "CancelledError")
+    if kind == "watched":
+        (end,) = watcher.ends
+        assert isinstance(end.error, asyncio.CancelledError) and watcher.hooks == []
 
 
 @pytest.mark.anyio
@@ -293,12 +330,15 @@ async def test_a_busy_stage_or_an_experiment_gives_every_stage_both_hooks() -> N
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize("why", ["capture", "start hook", "another sink"])
+@pytest.mark.parametrize(
+    "why", ["capture", "start hook", "another sink", "end hook", "redactor", "telemetry"]
+)
 async def test_the_recorder_takes_a_context_when_its_store_is_not_all_it_writes(
     tmp_path: Path, why: str
 ) -> None:
-    """Content to capture, a request-start hook or another sink: the recorder needs more
-    than the request's end, so a watching stage beside it gets both hooks."""
+    """Content to capture, a hook, another sink, a redactor or an OpenTelemetry SDK: the
+    recorder needs more than the request's end, so a watching stage beside it gets both
+    hooks."""
     path = tmp_path / "log.db"
     router = _router(Wire(), logging={"store": f"sqlite:///{path}"})
     watcher = Watcher()
@@ -306,14 +346,25 @@ async def test_the_recorder_takes_a_context_when_its_store_is_not_all_it_writes(
     started: list[Any] = []
     written: list[Any] = []
     options: dict[str, Any] = {}
+    spans = InMemorySpanExporter()
     if why == "capture":
         options["capture_content"] = True
     elif why == "start hook":
         router.add_hook("request_start", started.append)
+    elif why == "end hook":
+        router.add_hook("request_end", written.append)
+    elif why == "redactor":
+        router.set_redactor(lambda record: dataclasses.replace(record, user="redacted"))
+    elif why == "telemetry":
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(spans))
+        router.use_telemetry(provider)
     else:
         router.add_sink(written.extend)
     async with router:
-        await router.chat.completions.create(model="chat", messages=_ASK, llmroute=options)
+        await router.chat.completions.create(
+            model="chat", messages=_ASK, llmroute={"user": "ann", **options}
+        )
     assert watcher.ends == [] and watcher.hooks == ["before", "after"]
     store = SqliteStore(path)
     try:
@@ -324,5 +375,9 @@ async def test_the_recorder_takes_a_context_when_its_store_is_not_all_it_writes(
         assert record.prompt == _ASK
     elif why == "start hook":
         assert [r.request_id for r in started] == [record.request_id]
+    elif why == "redactor":
+        assert record.user == "redacted"
+    elif why == "telemetry":
+        assert len(spans.get_finished_spans()) == 2
     else:
         assert [r.request_id for r in written] == [record.request_id]

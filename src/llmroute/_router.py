@@ -32,8 +32,9 @@ from .cache.stage import CacheStage, CacheStats
 from .experiments.shadow import ShadowStatus
 from .limits.budget import BudgetStatus
 from .limits.stats import LimitStats
+from .observe.hooks import HookEvent
 from .observe.record import RequestRecord
-from .observe.recorder import HookEvent, Recorder, Redactor
+from .observe.recorder import Recorder, Redactor
 from .observe.sinks import Sink
 from .observe.status import RecorderStatus
 from .pipeline.assemble import build_stages
@@ -336,8 +337,8 @@ class AsyncRouter:
 
     @property
     def stage_failures(self) -> int:
-        """How many times a stage's `after()` raised (each is logged, never raised to the
-        caller)."""
+        """How many times a stage's `after()` (or `ended()`) raised (each is logged, never
+        raised to the caller)."""
         return self._executor.stage_failures
 
     async def check(self) -> list[str]:

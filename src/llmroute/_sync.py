@@ -32,8 +32,9 @@ from ._types import (
     ModelList,
 )
 from ._views import ProviderView, RouteView
+from .observe.hooks import HookEvent
 from .observe.record import RequestRecord
-from .observe.recorder import HookEvent, Redactor
+from .observe.recorder import Redactor
 from .observe.sinks import Sink
 from .observe.status import RecorderStatus
 from .pipeline.stage import Stage
@@ -463,7 +464,8 @@ class Router:
 
     @property
     def stage_failures(self) -> int:
-        """How many times a stage's `after()` raised (see `AsyncRouter.stage_failures`)."""
+        """How many times a stage's `after()` or `ended()` raised (see
+        `AsyncRouter.stage_failures`)."""
         return self._portal.run(lambda: self._async.stage_failures)
 
     def count_tokens(self, **params: Unpack[ChatCreateParams]) -> int:

@@ -11,8 +11,8 @@ serialisation are 5.4 µs for a one-choice answer, this schema's 2.4 µs (timeit
 2026-12); the gateway's own work per request 367.8k -> 335.5k instructions
 (callgrind). Anything else (a tool call, a number as a string, an unknown
 ``object``, ``NaN``) returns None and takes the typed path, which validates (or
-refuses) it as before. Taken only while the pipeline's stages are idle: a stage is
-handed the typed completion.
+refuses) it as before. Taken only while the pipeline's stages are idle or only watch
+the request (`Stage.watches`): a busy stage is handed the typed completion.
 
 What the client receives is the provider's JSON, as a stream's chunks are: its
 spacing and key order, a key it repeats (the router reads the last, as the typed path

@@ -16,9 +16,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .._lazy import exports as _exports
+from .hooks import HookEvent as HookEvent
 from .record import AttemptRecord as AttemptRecord
 from .record import RequestRecord as RequestRecord
-from .recorder import HookEvent as HookEvent
 from .recorder import Recorder as Recorder
 from .recorder import Redactor as Redactor
 from .sinks import CallbackSink as CallbackSink

@@ -22,6 +22,12 @@ raised into a request.
 Attempt-end hooks run at request end, once per recorded attempt, from the
 finished record (the attempt driver is not touched); request-start hooks run
 in `before()`, on the request path, with a record of what was asked.
+
+While the store is all that reads a record (no other sink, hook or redactor), a
+request's content is not captured and no OpenTelemetry SDK is active, the
+recorder only watches requests (`watches`): a non-streamed request then makes
+no context, and `ended()` queues its rows encoded straight from its end
+(`encode_ended`), without `before()`, `after()` or a record.
 """
 
 from __future__ import annotations
@@ -33,13 +39,13 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from .._errors import ConfigError
-from .._types import RouteInfo
 from ..pipeline.stage import Answer, Ended, Outcome, RequestContext, Stage
 from ._worker import gil_friendly, offer_gil
 from .hooks import HookEvent, Hooks
+from .queued import Pending, Priced, Queued, priced_rows, record_rows
 from .record import (
     RequestRecord,
     add_content,
@@ -47,12 +53,10 @@ from .record import (
     build_record,
     cost_fields,
     nothing_sent,
-    priced,
-    saved_of,
     start_record,
     unsent,
 )
-from .rows import decode_record, encode_ended, encode_record
+from .rows import decode_record, encode_ended
 from .sinks import CallbackSink, Sink, open_store, sink_from_url
 from .sqlite_writer import Encoded
 from .status import RecorderStatus
@@ -70,7 +74,7 @@ if TYPE_CHECKING:
     from .postgres import PostgresStore
     from .sqlite import SqliteStore
 
-__all__ = ["HookEvent", "Recorder", "Redactor"]
+__all__ = ["Recorder", "Redactor"]
 
 logger = logging.getLogger("llmroute.observe")
 
@@ -79,26 +83,6 @@ logger = logging.getLogger("llmroute.observe")
 Redactor = Callable[[RequestRecord], RequestRecord | None]
 
 _STATE = "recorder"
-#: A finished request waiting to be written: its record (without cost or content),
-#: its routing metadata (which prices it), the request and outcome when content is
-#: captured, and what its spans need.
-_Pending = tuple[RequestRecord, RouteInfo | None, tuple[Any, Outcome] | None, "Prepared | None"]
-
-
-class _Priced(NamedTuple):
-    """A record encoded before its request was priced: the worker prices it (`pricer`,
-    `RouteInfo.pending_cost`), so that pricing (a genai-prices lookup, hundreds of µs for a
-    tiered price, its data's loading on first use) stays off the event loop; `unsent`
-    and `saved` are `cost_fields`' other arguments."""
-
-    encoded: bytes
-    pricer: Callable[[], float | None]
-    unsent: bool
-    saved: float | None
-
-
-#: A finished request as queued: for the usual path, or encoded for the store.
-_Queued = _Pending | bytes | _Priced
 
 
 class Recorder(Stage):
@@ -135,7 +119,7 @@ class Recorder(Stage):
         self._redactor: Redactor | None = None
         if telemetry_config.enabled:
             self.use_telemetry()
-        #: Whether an encoded request is priced by the worker (`_Priced`): until the worker
+        #: Whether an encoded request is priced by the worker (`Priced`): until the worker
         #: has priced one, which loads genai-prices' data (72 ms); then a price costs
         #: microseconds (a model's first lookup 0.7 ms, a tiered price 30 µs), taken at the
         #: request's end, where a pricer kept per queued request cost the garbage collector
@@ -143,7 +127,7 @@ class Recorder(Stage):
         self._price_later = True
         #: Finished requests waiting to be written: queued (`_pending`), or encoded
         #: (`_encoded`) when the store is all that reads them.
-        self._queue: deque[_Queued] = deque()
+        self._queue: deque[Queued] = deque()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
         self._full: asyncio.Event | None = None
@@ -261,7 +245,7 @@ class Recorder(Stage):
         capture = options.capture_content
         if capture if capture is not None else self._capture:
             return False
-        telemetry = self._telemetry
+        telemetry = self._telemetry  # as `idle` asks it (inline: a frame less per request)
         return telemetry is None or not telemetry.active()
 
     def ended(self, end: Ended) -> None:
@@ -271,13 +255,9 @@ class Recorder(Stage):
             return
         info = end.info
         try:
+            # no stage answered it (a cache, which may, never watches)
             sent_nothing = nothing_sent(info.cache, None, bool(info.attempts))
-            pricer = info.pending_cost()
-            if pricer is None or not self._price_later:
-                item: bytes | _Priced = encode_ended(end, *priced(info, sent_nothing))
-            else:
-                saved = saved_of(info, sent_nothing)
-                item = _Priced(encode_ended(end, None, None), pricer, sent_nothing, saved)
+            item = priced_rows(info, sent_nothing, encode_ended, end, now=not self._price_later)
         except Exception:
             self._failed += 1
             logger.exception("llmroute recorder: could not record request %s",
@@ -317,7 +297,7 @@ class Recorder(Stage):
             return
         try:
             if prepared is None and not capture and self._write_encoded is not None:
-                item: _Queued = self._encoded(ctx, outcome)
+                item: Queued = self._encoded(ctx, outcome)
             else:
                 item = self._pending(ctx, outcome, capture, prepared)
         except Exception:
@@ -339,7 +319,7 @@ class Recorder(Stage):
             )  # fmt: skip
         return False
 
-    def _put(self, item: _Queued) -> None:
+    def _put(self, item: Queued) -> None:
         """Queue a finished request, and see that the background task writes it."""
         queue = self._queue
         queue.append(item)
@@ -354,7 +334,7 @@ class Recorder(Stage):
 
     def _pending(
         self, ctx: RequestContext, outcome: Outcome, capture: bool, prepared: Prepared | None
-    ) -> _Pending:
+    ) -> Pending:
         """The queued form of a finished request.
 
         The record is built now (copying fields: microseconds) so that the
@@ -369,11 +349,11 @@ class Recorder(Stage):
         content = (ctx.request, outcome) if capture else None
         return record, ctx.info, content, prepared
 
-    def _encoded(self, ctx: RequestContext, outcome: Outcome) -> bytes | _Priced:
+    def _encoded(self, ctx: RequestContext, outcome: Outcome) -> bytes | Priced:
         """The queued form of a finished request when the store is all that reads it: its
         record, priced and encoded for the store (`encode_record`: one bytes object, which
         the garbage collector does not track); until the worker has priced once, with what
-        prices it instead (`_Priced`: a pricer kept per queued request measured 36.4
+        prices it instead (`Priced`: a pricer kept per queued request measured 36.4
         against 23.8 µs of collection per request at c=100, and 358 against 315 µs of the
         process's CPU). Queued as records and routing metadata, a few containers each held
         for a flush interval, they were promoted into the collector's older generations
@@ -381,14 +361,7 @@ class Recorder(Stage):
         request at concurrency 100 (gc.callbacks), full collections included. A redactor,
         hook or sink added before it is written gets it decoded (`decode_record`)."""
         record = build_record(ctx, outcome, self._clock.monotonic())
-        info = ctx.info
-        pricer = info.pending_cost()
-        if pricer is None or not self._price_later:
-            # priced already, nothing to price, or the prices are loaded: microseconds
-            apply_cost(record, info)
-            return encode_record(record)
-        sent_nothing = unsent(record)
-        return _Priced(encode_record(record), pricer, sent_nothing, saved_of(info, sent_nothing))
+        return priced_rows(ctx.info, unsent(record), record_rows, record, now=not self._price_later)
 
     # -------------------------------------------------------------- the background task
 
@@ -417,7 +390,7 @@ class Recorder(Stage):
                     self._hooks.deliver_sync(self._process(self._take()))
             raise
 
-    def _take(self) -> list[_Queued]:
+    def _take(self) -> list[Queued]:
         queue = self._queue
         return [queue.popleft() for _ in range(min(len(queue), self._batch_size))]
 
@@ -440,7 +413,7 @@ class Recorder(Stage):
             if self._hooks.follow_ends():
                 await self._hooks.deliver(records)
 
-    def _process(self, batch: list[_Queued]) -> list[RequestRecord]:
+    def _process(self, batch: list[Queued]) -> list[RequestRecord]:
         """Price, redact, trace and store a batch (in the worker thread)."""
         pending = self._store_encoded(batch)
         if not pending:
@@ -480,16 +453,16 @@ class Recorder(Stage):
         self._recorded += len(records)
         return records
 
-    def _store_encoded(self, batch: list[_Queued]) -> list[_Pending]:
+    def _store_encoded(self, batch: list[Queued]) -> list[Pending]:
         """Price the encoded requests of `batch` and write them to the store when it is still
         all that reads them; return the others, each encoded one decoded (something else
         reads it now)."""
         write_encoded = self._write_encoded
         encoded: list[Encoded] = []
-        pending: list[_Pending] = []
+        pending: list[Pending] = []
         for item in batch:
             one: Encoded
-            if isinstance(item, _Priced):
+            if isinstance(item, Priced):
                 try:  # the store sets the cost columns as it decodes the record
                     cost, saved = cost_fields(item.unsent, item.pricer(), item.saved)
                     self._price_later = False

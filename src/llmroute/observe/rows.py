@@ -164,14 +164,19 @@ def encode_ended(end: Ended, cost: float | None, saved: float | None) -> bytes:
         response_facts(result)
     )  # fmt: skip
     properties = options.properties
-    request = (
+    request = (  # REQUEST_COLUMNS, in order
         request_id, end.operation, started_at, started_at + latency, end.model,
         info.route if info.route is not None else route.name, info.strategy or route.strategy,
-        info.target, info.provider, info.model, answered, answer_id, 0, status, latency,
-        info.ttft_s, *_tokens(info.usage), cost, info.cache, None, limit, error_type, message,
-        _reasons_json(reasons) if reasons else None, options.user, options.session,
-        encode_json(properties) if properties else None, None, None, None, None, saved,
-        options.key, options.team, None, None, 0,
+        info.target, info.provider, info.model, answered, answer_id,
+        0,  # stream: an end is a whole answer's
+        status, latency, info.ttft_s, *_tokens(info.usage), cost, info.cache,
+        None,  # answered_by: no stage answers a watched request
+        limit, error_type, message, _reasons_json(reasons) if reasons else None,
+        options.user, options.session, encode_json(properties) if properties else None,
+        None, None,  # prompt, completion: not captured
+        None, None,  # experiment, variant: no experiment runs
+        saved, options.key, options.team,
+        None, None, 0,  # assignment, sticky_key, off_variant: no experiment
     )  # fmt: skip
     started = end.started
     attempts = [

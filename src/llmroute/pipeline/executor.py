@@ -104,7 +104,7 @@ class RequestPipeline:
 
     @property
     def stage_failures(self) -> int:
-        """How many times a stage's after() raised (logged with its traceback)."""
+        """How many times a stage's after() or ended() raised (logged with its traceback)."""
         return self._stages.failures
 
     def _context(
@@ -182,8 +182,8 @@ class RequestPipeline:
         self, request: ChatRequest, options: RequestOptions, extra: ExtraRequest
     ) -> Coroutine[None, None, ChatCompletion | WireCompletion]:
         """A non-streamed chat completion to relay in OpenAI's format: while the stages are
-        idle, an OpenAI-format provider's plain answer comes as its own JSON
-        (`RelayExchange`)."""
+        idle or only watch it, an OpenAI-format provider's plain answer comes as its own
+        JSON (`RelayExchange`)."""
         return self._whole(RelayExchange(request, options, extra), request, self._watching(options))
 
     def embeddings(

@@ -32,7 +32,7 @@ class StageRunner:
     def __init__(self, stages: list[Stage]) -> None:
         #: The stages, in order (the router's own list: it may add to it).
         self.stages = stages
-        #: How many times a stage's after() raised (logged with its traceback).
+        #: How many times a stage's after() or ended() raised (logged with its traceback).
         self.failures = 0
 
     def idle(self) -> bool:
