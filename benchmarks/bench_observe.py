@@ -1,6 +1,6 @@
 """What recording costs: a router with the SQLite store (and OpenTelemetry) against one without.
 
-    python benchmarks/bench_observe.py [--requests 3000 --concurrency 100 --rounds 5]
+    python benchmarks/bench_observe.py [--requests 3000 --concurrency 100 --rounds 9]
         [--writer process|inline]
 
 Three `AsyncRouter`s in the same process hit the same loopback upstream (see
@@ -18,7 +18,8 @@ Three `AsyncRouter`s in the same process hit the same loopback upstream (see
 Measured with the three interleaved (the machine is small and noisy): the p50
 of ``--sequential`` requests made one at a time, taking turns request by
 request; ``--rounds`` runs of ``--requests`` at ``--concurrency``, taking
-turns run by run, each run's records flushed inside it. The throughput
+turns run by run in an order rotated each round (none always runs after
+another's background work), each run's records flushed inside it. The throughput
 ratios are the median over rounds of each round's ratio to that round's
 ``off`` run (runs next to each other in time see the same machine), with
 their range. Targets: with the log, throughput at least 0.9x of ``off``
@@ -199,8 +200,10 @@ async def measure(
             await calls[name]()
             latencies[name].append(time.perf_counter() - began)
     rates: dict[str, list[float]] = {name: [] for name in clients}
-    for _ in range(args.rounds):
-        for name in clients:
+    names = list(clients)
+    for turn in range(args.rounds):
+        shift = turn % len(names)  # each client takes each place in turn
+        for name in names[shift:] + names[:shift]:
             began = time.process_time()
             rates[name].append(await concurrent(calls[name], args.requests, args.concurrency))
             await clients[name].flush()  # the next client's run starts with no backlog
@@ -333,7 +336,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--concurrency", type=int, default=100)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--sequential", type=int, default=1000)
     parser.add_argument("--absorb-seconds", type=float, default=3.0)
     parser.add_argument("--writer", choices=("process", "inline"), default="process",
