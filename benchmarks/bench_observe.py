@@ -124,7 +124,9 @@ async def compare(args: argparse.Namespace, port: int, folder: Path) -> bool:
 
         return one
 
-    latencies, rates = await measure(args, clients, {name: call(name) for name in clients})
+    settle = {"on": built["on"][1][1].force_flush}  # the span exporter's thread, done
+    calls = {name: call(name) for name in clients}
+    latencies, rates = await measure(args, clients, calls, settle)
     stored = {}
     children = os.times()
     for name, client in clients.items():
@@ -189,8 +191,11 @@ async def measure(
     args: argparse.Namespace,
     clients: dict[str, llmroute.AsyncRouter],
     calls: dict[str, Callable[[], Awaitable[object]]],
+    settle: dict[str, Callable[[], object]],
 ) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
-    """Sequential latencies and throughput runs, the clients taking turns."""
+    """Sequential latencies and throughput runs, the clients taking turns; after each run,
+    a client's records are flushed and its `settle` called (the CPU they take is the
+    run's), so the next client's run starts with nothing of it still working."""
     for name in clients:  # warm up: pools, imports, the store's schema
         await concurrent(calls[name], args.concurrency * 5, args.concurrency)
     latencies: dict[str, list[float]] = {name: [] for name in clients}
@@ -207,6 +212,8 @@ async def measure(
             began = time.process_time()
             rates[name].append(await concurrent(calls[name], args.requests, args.concurrency))
             await clients[name].flush()  # the next client's run starts with no backlog
+            if name in settle:
+                settle[name]()
             CPU[name].append((time.process_time() - began) / args.requests)
     return latencies, rates
 

@@ -7,7 +7,8 @@ telemetry on with no OpenTelemetry SDK (the API's no-op providers: the base),
 and an SDK ``TracerProvider`` (a ``BatchSpanProcessor`` into an in-memory
 exporter, no meter provider) sampling with ``TraceIdRatioBased`` at 0, 0.1 and
 1. Each run's cost is the process's CPU seconds per request (the exporter's
-thread included, the upstream's process not). The routers take their turns in
+thread included, flushed inside the run so that it does not go on into the next
+router's; the upstream's process not). The routers take their turns in
 a rotated order each round, so none is always first; a ratio's tracing cost is
 the median over rounds of its run less the base's run of the same round
 (runs minutes apart see a different machine: a round's runs are next to each
@@ -58,8 +59,10 @@ def build(port: int, ratio: float | None) -> tuple[llmroute.AsyncRouter, Any]:
     return router, (provider, exporter)
 
 
-async def run(router: llmroute.AsyncRouter, n: int, concurrency: int) -> float:
-    """CPU seconds per request for `n` requests at `concurrency`."""
+async def run(router: llmroute.AsyncRouter, sdk: Any, n: int, concurrency: int) -> float:
+    """CPU seconds per request for `n` requests at `concurrency`, the SDK's export of
+    their spans included (`sdk`: its provider and exporter, or None): the exporter's
+    thread does not go on into the next router's run."""
     create = router.chat.completions.create
     left = n
 
@@ -72,6 +75,8 @@ async def run(router: llmroute.AsyncRouter, n: int, concurrency: int) -> float:
     began = time.process_time()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     await router.flush()
+    if sdk is not None:
+        sdk[0].force_flush()  # the batch span processor's export, done in its thread
     return (time.process_time() - began) / n
 
 
@@ -81,13 +86,14 @@ async def main(args: argparse.Namespace) -> int:
             name: build(port, ratio) for name, ratio in RATIOS.items()
         }
         cpu: dict[str, list[float]] = {name: [] for name in built}
-        for router, _ in built.values():  # warm-up: pools, imports
-            await run(router, args.concurrency * 10, args.concurrency)
+        for router, sdk in built.values():  # warm-up: pools, imports
+            await run(router, sdk, args.concurrency * 10, args.concurrency)
         names = list(built)
         for turn in range(args.rounds):
             shift = turn % len(names)  # each router takes each place in turn
             for name in names[shift:] + names[:shift]:
-                cpu[name].append(await run(built[name][0], args.requests, args.concurrency))
+                router, sdk = built[name]
+                cpu[name].append(await run(router, sdk, args.requests, args.concurrency))
         spans = {}
         for name, (router, sdk) in built.items():
             await router.aclose()
