@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import TraceIdRatioBased
 
 import llmroute
 from _pipeline_parts import Scripted, catalog, chat_request
@@ -162,7 +163,7 @@ class Watcher(llmroute.Stage):
         self.hooks: list[str] = []
         self.fail = fail
 
-    def watches(self, options: RequestOptions) -> bool:
+    def watches(self, options: RequestOptions, state: dict[str, object]) -> bool:
         return True
 
     def ended(self, end: Ended) -> None:
@@ -381,3 +382,38 @@ async def test_the_recorder_takes_a_context_when_its_store_is_not_all_it_writes(
         assert len(spans.get_finished_spans()) == 2
     else:
         assert [r.request_id for r in written] == [record.request_id]
+
+
+@pytest.mark.anyio
+async def test_a_request_whose_span_is_dropped_takes_the_path_without_a_context(
+    tmp_path: Path,
+) -> None:
+    """With an OpenTelemetry SDK whose ratio sampler keeps half the spans and no meter: the
+    sampling is decided as the stages are asked; a request whose span is dropped is only
+    watched (no context, no hook), one whose span is kept gets a context and its span,
+    with the decision taken once (a ratio asked twice would keep about a quarter), and
+    the store holds them all."""
+    path = tmp_path / "log.db"
+    router = _router(Wire(), logging={"store": f"sqlite:///{path}"})
+    spans = InMemorySpanExporter()
+    provider = TracerProvider(sampler=TraceIdRatioBased(0.5))
+    provider.add_span_processor(SimpleSpanProcessor(spans))
+    router.use_telemetry(provider)
+    watcher = Watcher()
+    router.add_stage(watcher)
+    n = 300
+    async with router:
+        for _ in range(n):
+            await router.chat.completions.create(model="chat", messages=_ASK)
+    kept = [s for s in spans.get_finished_spans() if s.parent is None]
+    assert 110 <= len(kept) <= 190  # binomial(300, 0.5): 150 +- 8.7
+    assert len(watcher.ends) == n - len(kept)
+    assert watcher.hooks == ["before", "after"] * len(kept)
+    traced = {format(s.context.trace_id, "032x") for s in kept if s.context is not None}
+    assert len(traced) == len(kept)
+    store = SqliteStore(path)
+    try:
+        assert len(store.records()) == n
+    finally:
+        store.close()
+    provider.shutdown()

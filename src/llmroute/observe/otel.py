@@ -122,6 +122,12 @@ class Telemetry:
         self.active()
         return self._tracing
 
+    def metering(self) -> bool:
+        """Whether a meter reads the metrics (then every request, sampled or not, records
+        its points)."""
+        self.active()
+        return self._metering
+
     def active(self) -> bool:
         """Whether anything receives spans or metrics (otherwise records need not be built).
 

@@ -160,8 +160,9 @@ class Recorder(Stage):
         sinks = self._sinks
         if len(sinks) == 1 and not ends and self._redactor is None:
             self._write_encoded = getattr(sinks[0], "write_encoded", None)
-        #: Whether a request's end may be all it needs (`watches`).
-        self._watching = self._write_encoded is not None and not self._starts
+        #: Whether a request's end may be all it needs (`watches`): no start hook, and the
+        #: store alone reads a record, or nothing does.
+        self._watching = not self._starts and (self._write_encoded is not None or not self._active)
 
     def add_sink(self, sink: Sink | str | Callable[[Sequence[RequestRecord]], object]) -> None:
         """Send every record to `sink` too: a `Sink`, a URL, or a function taking a batch."""
@@ -235,23 +236,36 @@ class Recorder(Stage):
         telemetry = self._telemetry
         return telemetry is None or not telemetry.active()
 
-    def watches(self, options: RequestOptions) -> bool:
-        """When the store is all that reads a finished record (`_write_encoded`), no
-        request-start hook runs, the request's content is not captured and no
-        OpenTelemetry SDK keeps spans or reads metrics: the request's end is all it needs
-        (`ended`)."""
+    def watches(self, options: RequestOptions, state: dict[str, object]) -> bool:
+        """When no request-start hook runs, the store is all that reads a finished record
+        (`_write_encoded`) or nothing does, and the request's content is not captured:
+        with no OpenTelemetry SDK active, or one whose sampler drops this request's span
+        and no meter reading its metrics, the request's end is all it needs (`ended`).
+        The sampling is decided here, as `before()` would: a request whose span is kept
+        gets a context, and the decision is left in `state` for `before()` (asked twice,
+        a ratio sampler's ratio would be squared)."""
         if not self._watching:
             return False
         capture = options.capture_content
         if capture if capture is not None else self._capture:
             return False
         telemetry = self._telemetry  # as `idle` asks it (inline: a frame less per request)
-        return telemetry is None or not telemetry.active()
+        if telemetry is None or not telemetry.active():
+            return True
+        if telemetry.metering():  # every request's points are read from its record
+            return False
+        parent = telemetry.caller_context()
+        trace_id = telemetry.decide(parent)
+        if trace_id == 0:
+            return True  # its span is dropped: nothing is built for it
+        state[_STATE] = (False, parent, trace_id)
+        return False
 
     def ended(self, end: Ended) -> None:
         """Queue the request's rows, encoded (`_encoded`), written from its end
-        (`encode_ended`): it made no context, nor this stage a record."""
-        if not self._room():
+        (`encode_ended`): it made no context, nor this stage a record. Nothing when nothing
+        reads a record (the request was only watched for its unsampled span)."""
+        if not self._active or not self._room():
             return
         info = end.info
         try:
@@ -274,9 +288,13 @@ class Recorder(Stage):
         if telemetry is None:
             ctx.state[_STATE] = (capture, None, 0)
         else:
-            parent = telemetry.caller_context()
-            trace_id = telemetry.decide(parent)  # taken now: an unsampled request builds no span
-            ctx.state[_STATE] = (capture, parent, trace_id)
+            decided: Any = ctx.state.get(_STATE)
+            if decided is None:
+                parent = telemetry.caller_context()
+                trace_id = telemetry.decide(parent)  # now: an unsampled request builds no span
+                ctx.state[_STATE] = (capture, parent, trace_id)
+            else:  # decided as the stages were asked (`watches`), content not captured
+                _, parent, trace_id = decided
             keep_chunks = keep_chunks or (ctx.stream and trace_id != 0)
         if keep_chunks:
             ctx.keep_chunks = True

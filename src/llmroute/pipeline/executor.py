@@ -12,7 +12,7 @@ handed. No layer calls back into the one above it.
 
 from __future__ import annotations
 
-from collections.abc import Coroutine, Mapping, Sequence
+from collections.abc import Coroutine, Mapping
 from contextvars import ContextVar
 from os import urandom
 from typing import Any, TypeVar
@@ -46,7 +46,7 @@ from .responses import ResponsesExchange, ResponsesStreamExchange
 from .responses_stream import AsyncResponseStream, ResponsesStreamSession, replay_events
 from .session import LiveStreamSession, StreamSession
 from .stage import Ended, Outcome, RequestContext, Stage
-from .stages import StageRunner
+from .stages import Plan, StageRunner
 from .stream import AsyncChatStream
 
 __all__ = ["RequestPipeline", "current_request_id", "new_request_id"]
@@ -60,6 +60,9 @@ R = TypeVar("R", ChatCompletion, CreateEmbeddingResponse, Response, ChatCompleti
 #: budgets): llmroute's own work per chat request 212.1k -> 201.3k (callgrind,
 #: count_instructions.py --kinds own, 2026-12-03).
 _PASSED_BY: tuple[None, None] = (None, None)
+
+#: The plan of a request that needs a context whatever the stages say (experiments).
+_NEEDS_CONTEXT: Plan = (None, None)
 
 #: The id of the request the current task last started: the gateway reads it to name a
 #: request that failed in the router (set before any stage runs).
@@ -112,9 +115,11 @@ class RequestPipeline:
         exchange: Exchange[T],
         request: ChatRequest | EmbeddingsRequest,
         source: ResponsesRequest | None = None,
+        state: dict[str, object] | None = None,
     ) -> RequestContext:
-        """The request's context; an experiment on its route gives it its variant here,
-        before any stage sees it."""
+        """The request's context (with the `state` the stages left as they were asked, if
+        any: `Stage.watches`); an experiment on its route gives it its variant here, before
+        any stage sees it."""
         route = self._catalog.resolve(request.model)
         request_id = new_request_id()
         current_request_id.set(request_id)
@@ -134,7 +139,7 @@ class RequestPipeline:
             clock.monotonic(),
             clock.time(),
             False,
-            {},  # given, not left to the default factory: a call less per request
+            {} if state is None else state,  # given: the default factory is a call more
             source,
         )
         experiments = self.experiments
@@ -164,19 +169,19 @@ class RequestPipeline:
         With no stage busy (every one idle or only watching) and no experiment, a plain
         request (`plain_chat`) stays as its parameters (`PlainChat`): no context is made
         for it, so nothing reads it typed, and its body is written from them."""
-        watching = self._watching(options)  # asked once for the request: `_whole` is told
-        plain = plain_chat(params) if watching is not None else None
+        plan = self._watching(options)  # asked once for the request: `_whole` is told
+        plain = plain_chat(params) if plan[0] is not None else None
         request = plain or validate_chat_request(params)
-        return self._whole(ChatExchange(request, options, extra), request, watching)
+        return self._whole(ChatExchange(request, options, extra), request, plan)
 
     def relay_params(
         self, params: Mapping[str, Any], options: RequestOptions, extra: ExtraRequest
     ) -> Coroutine[None, None, ChatCompletion | WireCompletion]:
         """`chat_params`, answered as `chat_relay` answers."""
-        watching = self._watching(options)
-        plain = plain_chat(params) if watching is not None else None
+        plan = self._watching(options)
+        plain = plain_chat(params) if plan[0] is not None else None
         request = plain or validate_chat_request(params)
-        return self._whole(RelayExchange(request, options, extra), request, watching)
+        return self._whole(RelayExchange(request, options, extra), request, plan)
 
     def chat_relay(
         self, request: ChatRequest, options: RequestOptions, extra: ExtraRequest
@@ -220,8 +225,8 @@ class RequestPipeline:
 
     def responses(self, exchange: ResponsesExchange) -> Coroutine[None, None, Response]:
         """A non-streamed Responses request (the exchange carries its id and chat view)."""
-        watching = self._watching(exchange.options)
-        return self._whole(exchange, exchange.chat, watching, exchange.request)
+        plan = self._watching(exchange.options)
+        return self._whole(exchange, exchange.chat, plan, exchange.request)
 
     async def responses_stream(self, exchange: ResponsesStreamExchange) -> AsyncResponseStream:
         """A streamed Responses request, returned once its first content has arrived."""
@@ -260,26 +265,26 @@ class RequestPipeline:
 
     # -------------------------------------------------------------- the path
 
-    def _watching(self, options: RequestOptions) -> Sequence[Stage] | None:
-        """What a request that starts now needs of the stages: None when it needs a context
-        (a stage is busy with it, or the router runs experiments); else the stages that
-        only watch it end (`Stage.watches`), none when every stage is idle."""
+    def _watching(self, options: RequestOptions) -> Plan:
+        """What a request that starts now needs of the stages (`StageRunner.watching`): a
+        context when the router runs experiments, whatever the stages say."""
         if self.experiments is not None:
-            return None
+            return _NEEDS_CONTEXT
         return self._stages.watching(options)
 
     async def _whole(
         self,
         exchange: WholeExchange[R],
         request: ChatRequest | EmbeddingsRequest | PlainChat,
-        watching: Sequence[Stage] | None,
+        plan: Plan,
         source: ResponsesRequest | None = None,
     ) -> R:
         """An operation answered in one piece: before, the exchange over the route (unless a
-        stage answered), usage and cost, route info, after (a failure's too). `watching`:
-        what the stages answered as the request began (`_watching`): unless None, no
-        context is made, no stage's before() or after() is called, and each watching stage
+        stage answered), usage and cost, route info, after (a failure's too). `plan`: what
+        the stages answered as the request began (`_watching`): unless it needs a context,
+        none is made, no stage's before() or after() is called, and each watching stage
         is given its end, success or failure (`Stage.ended`)."""
+        watching, state = plan
         if watching is not None:  # (its names differ from the context path's for mypy)
             # Nothing to run around the request, no variant to give it: no context is made
             # (a plain request stays as its parameters; see `_plain_chat`).
@@ -310,7 +315,7 @@ class RequestPipeline:
         stages = self._stages
         # here with no stage busy only when experiments run (`_watching`): asked again
         idle = self.experiments is not None and stages.idle()
-        ctx = self._context(exchange, request, source)
+        ctx = self._context(exchange, request, source, state)
         if ctx.assigning is not None:  # an adaptive experiment reads its store first
             await ctx.assigning
         info = ctx.info

@@ -171,7 +171,7 @@ class Stage:
         default: never idle."""
         return False
 
-    def watches(self, options: RequestOptions) -> bool:
+    def watches(self, options: RequestOptions, state: dict[str, object]) -> bool:
         """Whether, busy now, the stage would only read how a request with these `options`
         ends: its `before()` would change nothing (no refusal, answer, state or
         ``keep_chunks``) and its `after()` would read nothing an `Ended` lacks (the
@@ -179,8 +179,11 @@ class Stage:
         one piece that starts while every stage is idle or watches it then calls neither
         hook: each watching stage's `ended()` is given its end instead, success or failure
         (no experiment runs on the router; a stream always gets `before()` and
-        `after()`). Asked as the request starts, of stages that are not idle. The
-        default: never."""
+        `after()`). Asked as the request starts, of stages that are not idle, last to
+        first. `state` becomes the request's `RequestContext.state` should it need a
+        context after all: a stage may leave there, under its name, what it worked out
+        in asking (the recorder, its sampling decision), for its `before()`. The default:
+        never."""
         return False
 
     def ended(self, end: Ended) -> None:

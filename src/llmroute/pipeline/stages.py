@@ -19,7 +19,16 @@ from .stage import Answer, Ended, Outcome, RequestContext, Stage
 if TYPE_CHECKING:
     from .._request import RequestOptions
 
-__all__ = ["StageRunner"]
+__all__ = ["Plan", "StageRunner"]
+
+#: What a request needs of the stages, asked as it starts (`StageRunner.watching`): the
+#: stages that only watch it (none while every stage is idle) and None; or None and, since
+#: it needs a context, the state the stages asked left for it (`Stage.watches`), which
+#: becomes its `RequestContext.state` (None: they left nothing).
+Plan = tuple["Sequence[Stage] | None", "dict[str, object] | None"]
+
+#: The plan of a request while every stage is idle.
+_IDLE: Plan = ((), None)
 
 _log = logging.getLogger("llmroute")
 
@@ -44,21 +53,25 @@ class StageRunner:
                 return False
         return True
 
-    def watching(self, options: RequestOptions) -> Sequence[Stage] | None:
-        """The stages that only watch a request with these `options` (`Stage.watches`), in
-        order (none when every stage is idle); None when a stage is busy with it. Asked
-        as `idle` asks, last to first."""
+    def watching(self, options: RequestOptions) -> Plan:
+        """The `Plan` of a request with these `options`: the stages that only watch it
+        (`Stage.watches`), in order, when no stage is busy with it. Asked as `idle` asks,
+        last to first; a stage busy with it ends the asking, so the stages before it are not
+        asked (what they left meanwhile stays in the plan's state)."""
         watching: list[Stage] | None = None  # none made while every stage is idle
+        state: dict[str, object] | None = None
         for stage in reversed(self.stages):
             if stage.idle():
                 continue
-            if not stage.watches(options):
-                return None
+            if state is None:
+                state = {}
+            if not stage.watches(options, state):
+                return None, state
             if watching is None:
                 watching = [stage]
             else:
                 watching.insert(0, stage)
-        return watching or ()
+        return _IDLE if watching is None else (watching, None)
 
     def ended(self, watching: Sequence[Stage], end: Ended) -> None:
         """Each watching stage's `ended()`; one that raises is logged and counted, not
