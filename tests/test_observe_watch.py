@@ -417,3 +417,23 @@ async def test_a_request_whose_span_is_dropped_takes_the_path_without_a_context(
     finally:
         store.close()
     provider.shutdown()
+
+
+@pytest.mark.anyio
+async def test_a_busy_stage_before_the_recorder_keeps_the_ratio(tmp_path: Path) -> None:
+    """A busy stage placed before the recorder is asked after it: the recorder's decision,
+    kept or dropped, reaches its `before()`, so the sampler is asked once a request."""
+    router = _router(Wire(), logging={"store": f"sqlite:///{tmp_path / 'log.db'}"})
+    spans = InMemorySpanExporter()
+    provider = TracerProvider(sampler=TraceIdRatioBased(0.25))
+    provider.add_span_processor(SimpleSpanProcessor(spans))
+    router.use_telemetry(provider)
+    router.add_stage(Busy(), before="recorder")
+    n = 400
+    async with router:
+        for _ in range(n):
+            await router.chat.completions.create(model="chat", messages=_ASK)
+    kept = [s for s in spans.get_finished_spans() if s.parent is None]
+    # binomial(400, 0.25): 100 +- 8.7; asked twice, 2p - p^2 of them: 175
+    assert 65 <= len(kept) <= 135
+    provider.shutdown()

@@ -130,7 +130,10 @@ class AsyncCompletions:
         `stream` taken out; it is consumed): what ``create(model=body.pop("model"),
         messages=body.pop("messages"), extra_body=body, llmroute=options)`` does (a null
         `model` or `messages` counts as not given, as a None argument does), without the
-        keyword arguments to sort out (the gateway's is `relay_from_body`).
+        keyword arguments to sort out (the gateway's is `relay_from_body`). The request
+        starts when this is called, not when the coroutine is awaited: the body is checked,
+        the stages asked (`Stage.watches`) and, with an OpenTelemetry SDK, the sampling
+        decided under the caller's trace context of the call.
 
         Fast path: a gateway chat completion ~14k instructions less (the keyword
         arguments' split alone; callgrind, this branch). Oracle: tests/test_fast_paths_requests.py
@@ -143,8 +146,9 @@ class AsyncCompletions:
     def relay_from_body(
         self, body: dict[str, Any], options: RequestOptions
     ) -> Coroutine[None, None, ChatCompletion | WireCompletion]:
-        """`create_from_body`, answered to be relayed in OpenAI's format (the gateway's way
-        in): while the router's stages are idle, a plain answer from a provider that
+        """`create_from_body` (started when called, as it is), answered to be relayed in
+        OpenAI's format (the gateway's way in): while the router's stages are idle or only
+        watch the request, a plain answer from a provider that
         speaks that format comes as a `WireCompletion`, its own JSON to send as it is
         (with its `llmroute` route info); any other answer as the typed completion.
 

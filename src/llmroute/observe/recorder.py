@@ -241,9 +241,10 @@ class Recorder(Stage):
         (`_write_encoded`) or nothing does, and the request's content is not captured:
         with no OpenTelemetry SDK active, or one whose sampler drops this request's span
         and no meter reading its metrics, the request's end is all it needs (`ended`).
-        The sampling is decided here, as `before()` would: a request whose span is kept
-        gets a context, and the decision is left in `state` for `before()` (asked twice,
-        a ratio sampler's ratio would be squared)."""
+        The sampling is decided here, as `before()` would, and left in `state` for
+        `before()`, should the request get a context (its span kept, or a busy stage
+        placed before this one): asked twice, a ratio sampler's ratio would be squared.
+        The caller's trace context is read here, when the request is started."""
         if not self._watching:
             return False
         capture = options.capture_content
@@ -256,10 +257,10 @@ class Recorder(Stage):
             return False
         parent = telemetry.caller_context()
         trace_id = telemetry.decide(parent)
-        if trace_id == 0:
-            return True  # its span is dropped: nothing is built for it
+        # left for `before()` either way: a stage asked after this one (placed before it) may
+        # still give the request a context
         state[_STATE] = (False, parent, trace_id)
-        return False
+        return trace_id == 0  # its span dropped: nothing is built for it
 
     def ended(self, end: Ended) -> None:
         """Queue the request's rows, encoded (`_encoded`), written from its end
@@ -289,7 +290,7 @@ class Recorder(Stage):
             ctx.state[_STATE] = (capture, None, 0)
         else:
             decided: Any = ctx.state.get(_STATE)
-            if decided is None:
+            if not isinstance(decided, tuple):  # (a value of another stage's is replaced)
                 parent = telemetry.caller_context()
                 trace_id = telemetry.decide(parent)  # now: an unsampled request builds no span
                 ctx.state[_STATE] = (capture, parent, trace_id)
