@@ -124,8 +124,8 @@ class Telemetry:
 
     def metering(self) -> bool:
         """Whether a meter reads the metrics (then every request, sampled or not, records
-        its points)."""
-        self.active()
+        its points), as `active()` last found: ask that first (the recorder has, for the
+        request; looking again would be a second call on every request's path)."""
         return self._metering
 
     def active(self) -> bool:
