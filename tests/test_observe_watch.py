@@ -29,8 +29,10 @@ from llmroute._errors import BudgetExceeded, LocalRateLimitExceeded, ProviderTim
 from llmroute._types import AttemptInfo, ChatCompletion, CreateEmbeddingResponse, RouteInfo
 from llmroute._wire_completion import WireCompletion, wire_completion
 from llmroute.observe import SqliteStore
-from llmroute.observe.record import build_record
-from llmroute.observe.rows import encode_ended, encode_record
+from llmroute.observe.record import RequestRecord, build_record
+from llmroute.observe.rows import REQUEST_COLUMNS, decode_record, encode_ended, encode_record
+from llmroute.observe.sqlite import PLAN
+from llmroute.observe.sqlite_writer import decode_rows
 from llmroute.pipeline.stage import Ended, Outcome, RequestContext
 from llmroute.responses.request_model import ResponsesRequest
 from llmroute.responses.translate import build_response
@@ -138,7 +140,42 @@ def test_the_rows_of_an_end_are_the_rows_of_its_record(
     outcome = Outcome(error=error) if error is not None else Outcome(typed, completed=True)
     record = build_record(ctx, outcome, started + took)
     record.cost_usd, record.saved_usd = cost, saved
-    assert marshal.loads(encode_ended(end, cost, saved)) == marshal.loads(encode_record(record))
+    _assert_same_rows(encode_ended(end, cost, saved), record)
+
+
+def _assert_same_rows(encoded: bytes, record: RequestRecord) -> None:
+    """`encoded` gives the store the rows of `record` (`decode_rows`, as the writer reads
+    it; its record back, as a hook or sink added meanwhile gets it), priced or priced after."""
+    expected = encode_record(record)
+    assert decode_rows([encoded], PLAN) == decode_rows([expected], PLAN)
+    later = (encoded, 0.5, None)
+    assert decode_rows([later], PLAN) == decode_rows([(expected, 0.5, None)], PLAN)
+    assert decode_record(encoded) == decode_record(expected)
+    assert decode_record(later) == decode_record((expected, 0.5, None))
+
+
+class _Name(str):
+    """A value of a subclass of str, as a caller may give (marshal writes none)."""
+
+
+def test_an_end_with_values_marshal_refuses_is_encoded_as_its_rows() -> None:
+    """A subclass of str (a user's, a property's, an error's message) is stored as its
+    text: the end's rows are made at once (`watched_rows`) and written as plain values."""
+    # (as a stage may set them: validation would make them plain)
+    options = RequestOptions.model_construct(user=_Name("ann"), properties={_Name("k"): _Name("v")})
+    info = RouteInfo("lr-2", route="chat", strategy="ordered", target="a/m", provider="a",
+                     model="m", usage=TokenUsage(3, 4), latency_s=0.5)  # fmt: skip
+    end = Ended("chat", "chat", options, _ROUTES[0], info, 1.0, 1e9, 1.5, None,
+                RuntimeError("odd"))  # fmt: skip
+    ctx = RequestContext("chat", chat_request(model="chat"), options, _ROUTES[0], info, False,
+                         1.0, 1e9)  # fmt: skip
+    record = build_record(ctx, Outcome(error=end.error), 1.5)
+    record.cost_usd = 0.25
+    encoded = encode_ended(end, 0.25, None)
+    _assert_same_rows(encoded, record)
+    request, _, properties = marshal.loads(encoded)  # the rows themselves, plain
+    assert type(request[REQUEST_COLUMNS.index("user")]) is str
+    assert properties == [("lr-2", "k", "v", 1e9)]
 
 
 # ---------------------------------------------------------------- through a router
@@ -249,6 +286,40 @@ async def test_the_log_stores_from_a_requests_end_what_it_stores_from_a_context(
     priced = [r["cost_usd"] for r in stored["watched"] if r["status"] == "ok"]
     assert len(priced) == 5 and all(cost is not None and cost > 0 for cost in priced)
     assert stored["watched"] == stored["context"]
+
+
+@pytest.mark.anyio
+async def test_ends_queued_for_the_store_reach_a_hook_added_before_they_are_written(
+    tmp_path: Path,
+) -> None:
+    """Requests queued as their ends' encoding while the store alone read them (nothing
+    written yet: an hour's flush interval; the first priced by the worker, the price of
+    the target's own), then an end hook added: the hook is given each request's record,
+    decoded and priced, and the store the same records."""
+    wire = Wire(script=["ok", "ok", 400])
+    path = tmp_path / "log.db"
+    router = _router(wire, logging={"store": f"sqlite:///{path}", "flush_interval": "1h"})
+    seen: list[llmroute.observe.RequestRecord] = []
+    async with router:
+        create = router.chat.completions.create
+        await create(model="chat", messages=_ASK)
+        await create(model="chat", messages=_ASK,
+                     llmroute={"user": "ann", "properties": {"tier": "gold"}})  # fmt: skip
+        with pytest.raises(llmroute.InvalidRequest):
+            await create(model="chat", messages=[{"role": "user", "content": "refuse"}])
+        assert router.recording.queued == 3 and router.recording.recorded == 0
+        router.add_hook("request_end", seen.append)
+        await router.flush()
+    assert [(r.status, r.user, r.properties) for r in seen] == [
+        ("ok", None, {}), ("ok", "ann", {"tier": "gold"}), ("error", None, {}),
+    ]  # fmt: skip
+    assert [r.cost_usd is not None and r.cost_usd > 0 for r in seen] == [True, True, False]
+    store = SqliteStore(path)
+    try:
+        stored = sorted((r.to_dict() for r in store.records()), key=lambda d: d["request_id"])
+    finally:
+        store.close()
+    assert stored == sorted((r.to_dict() for r in seen), key=lambda d: d["request_id"])
 
 
 @pytest.mark.anyio

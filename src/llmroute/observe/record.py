@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import asdict, dataclass, field
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any, Literal, cast
 
 from .._errors import BudgetExceeded, LocalRateLimitExceeded
@@ -292,15 +293,18 @@ def build_record(ctx: RequestContext, outcome: Outcome, ended: float) -> Request
     return record
 
 
+#: A choice's finish reason (`response_facts`).
+_FINISH = attrgetter("finish_reason")
+
+
 def response_facts(
     response: ChatCompletion | CreateEmbeddingResponse | Response | WireCompletion,
 ) -> tuple[str | None, str | None, list[str]]:
     """What a record keeps of an answer in one piece: its model, id (None for embeddings)
     and finish reasons (for a Responses answer, as chat names them: ``stop``,
     ``tool_calls``, ``length``, ``content_filter``, or ``error``)."""
-    if isinstance(response, ChatCompletion):
-        reasons = [c.finish_reason for c in response.choices if c.finish_reason]
-        return response.model, response.id, reasons
+    if isinstance(response, ChatCompletion):  # (read in C: a request's end reads it)
+        return response.model, response.id, list(filter(None, map(_FINISH, response.choices)))
     if isinstance(response, WireCompletion):
         return response.facts()
     if not isinstance(response, Response):

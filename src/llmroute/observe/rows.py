@@ -10,12 +10,14 @@ from __future__ import annotations
 import json
 import marshal
 from collections.abc import Sequence
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 from .._types import TokenUsage
 from .dialect import Connection
 from .feedback import ExperimentStop, Feedback
 from .record import AttemptRecord, RequestRecord, error_fields, response_facts
+from .sqlite_writer import ATTEMPT_COLUMNS, REQUEST_COLUMNS, WATCHED_PARTS, watched_rows
 
 if TYPE_CHECKING:
     from ..pipeline.stage import Ended
@@ -49,21 +51,6 @@ __all__ = [
 MAX_FEEDBACK_PER_REQUEST = 100
 MAX_FEEDBACK_PER_STICKY_KEY = 1_000
 
-REQUEST_COLUMNS = (
-    "request_id", "operation", "started_at", "ended_at", "request_model", "route", "strategy",
-    "target", "provider", "model", "response_model", "response_id", "stream", "status",
-    "latency_s", "ttft_s", "input_tokens", "output_tokens", "cache_read_tokens",
-    "cache_write_tokens", "reasoning_tokens", "tokens_estimated", "cost_usd", "cache",
-    "answered_by", "limit_type", "error_type", "error", "finish_reasons", "user", "session",
-    "properties", "prompt", "completion", "experiment", "variant", "saved_usd", "key", "team",
-    "assignment", "sticky_key", "off_variant",
-)  # fmt: skip
-
-
-ATTEMPT_COLUMNS = (
-    "request_id", "idx", "target", "provider", "model", "kind", "outcome", "status",
-    "error_type", "error", "started_s", "latency_s",
-)  # fmt: skip
 PROPERTY_COLUMNS = ("request_id", "key", "value", "started_at")
 FEEDBACK_COLUMNS = (
     "feedback_id", "request_id", "experiment", "sticky_key", "name", "value", "kind",
@@ -144,57 +131,62 @@ def encode_record(r: RequestRecord) -> bytes:
     return _marshalled(request_row(r), attempt_rows((r,)), property_rows((r,)))
 
 
+#: What a request's end gives its rows (`encode_ended`), read in one call each (C's loop over
+#: the names, not the interpreter's): the end's values, its usage's, each attempt's.
+_END = attrgetter(
+    "operation", "model", "started", "started_at", "ended", "route.name", "route.strategy",
+    "info.request_id", "info.route", "info.strategy", "info.target", "info.provider",
+    "info.model", "info.ttft_s", "info.cache", "info.latency_s",
+    "options.user", "options.session", "options.properties", "options.key", "options.team",
+)  # fmt: skip
+_USAGE = attrgetter("input", "output", "cache_read", "cache_write", "reasoning", "estimated")
+_ATTEMPT = attrgetter(
+    "target", "provider", "model", "kind", "outcome", "status", "error_type", "error",
+    "started", "latency_s",
+)  # fmt: skip
+#: The `marshal` version of a request's end: 2 keeps no table of the objects written
+#: (later versions build one for each call, and enter every string of the route in it).
+_END_VERSION = 2
+
+
 def encode_ended(end: Ended, cost: float | None, saved: float | None) -> bytes:
     """`encode_record` of the record `build_record` makes of the request `end` describes
-    (priced: `cost` and `saved`, its ``cost_usd`` and ``saved_usd``), written from it
-    without the record: a request's end encodes its rows on the event loop, and the
-    record's 39 fields cost more than the rows alone. Fast path: oracle
-    tests/test_observe_watch.py (the rows `encode_record` gives)."""
-    info, options = end.info, end.options
-    request_id, started_at, route = info.request_id, end.started_at, end.route
-    latency = info.latency_s
-    if latency is None:
-        latency = end.ended - end.started
-    error = end.error
-    status, error_type, message, limit = ("ok", None, None, None) if error is None else (
-        error_fields(error)
-    )  # fmt: skip
-    result = end.result
-    answered, answer_id, reasons = (None, None, None) if result is None else (
-        response_facts(result)
-    )  # fmt: skip
-    properties = options.properties
-    request = (  # REQUEST_COLUMNS, in order
-        request_id, end.operation, started_at, started_at + latency, end.model,
-        info.route if info.route is not None else route.name, info.strategy or route.strategy,
-        info.target, info.provider, info.model, answered, answer_id,
-        0,  # stream: an end is a whole answer's
-        status, latency, info.ttft_s, *_tokens(info.usage), cost, info.cache,
-        None,  # answered_by: no stage answers a watched request
-        limit, error_type, message, _reasons_json(reasons) if reasons else None,
-        options.user, options.session, encode_json(properties) if properties else None,
-        None, None,  # prompt, completion: not captured
-        None, None,  # experiment, variant: no experiment runs
-        saved, options.key, options.team,
-        None, None, 0,  # assignment, sticky_key, off_variant: no experiment
-    )  # fmt: skip
-    started = end.started
-    attempts = [
-        (request_id, i, a.target, a.provider, a.model, a.kind, a.outcome, a.status,
-         a.error_type, a.error, (a.started - started) if a.started is not None else 0.0,
-         a.latency_s)
-        for i, a in enumerate(info.attempts)
-    ]  # fmt: skip
-    tags = [(request_id, k, v, started_at) for k, v in properties.items()] if properties else []
-    return _marshalled(request, attempts, tags)
+    (priced: `cost` and `saved`, its ``cost_usd`` and ``saved_usd``), as what its end
+    read: a request's end encodes it on the event loop, where the record's 39 fields, and
+    then its rows, cost more than reading the values it needs, a group at a time
+    (`_END`); the store makes the rows (`watched_rows`). Fast path: oracle
+    tests/test_observe_watch.py (the rows `encode_record` gives).
+
+    The attempts are a list: ``tuple()`` of an iterator of unknown length makes a tuple of
+    10 and shrinks it, which leaves the garbage collector's count of allocations one
+    higher each request (a tuple made anew, freed to the free list of another size):
+    collections came 2.7 times as often, and full ones, with what they promote of the
+    requests in flight, as soon as 27,000 requests at concurrency 100.
+    (`benchmarks/bench_observe.py` prints collections per request.)"""
+    info, result, error = end.info, end.result, end.error
+    usage = info.usage
+    parts = (
+        _END(end),
+        None if usage is None else _USAGE(usage),
+        None if result is None else response_facts(result),
+        None if error is None else error_fields(error),
+        cost,
+        saved,
+        [*map(_ATTEMPT, info.attempts)],  # a list, not `tuple(map(...))` (above)
+    )
+    try:
+        return marshal.dumps(parts, _END_VERSION)
+    except ValueError:  # a value of a subclass of str, int or float: its rows, made here
+        return _marshalled(*watched_rows(parts))
 
 
 def _marshalled(
-    request: tuple[Any, ...], attempts: list[tuple[Any, ...]], properties: list[tuple[Any, ...]]
+    request: Sequence[Any], attempts: Sequence[Sequence[Any]], properties: Sequence[Sequence[Any]]
 ) -> bytes:
     """A request's rows as one bytes object (`encode_record`)."""
+    rows: Any = (request, attempts, properties)
     try:
-        return marshal.dumps((request, attempts, properties))
+        return marshal.dumps(rows)
     except ValueError:  # a value of a subclass of str, int or float: stored as its base type
         return marshal.dumps(
             (_plain(request), [_plain(a) for a in attempts], [_plain(p) for p in properties])
@@ -217,7 +209,8 @@ def decode_record(item: bytes | tuple[bytes, float | None, float | None]) -> Req
     """The record `encode_record` encoded (as the store reads it back); with its cost and
     savings when given with them (priced after it was encoded)."""
     encoded = item if isinstance(item, bytes) else item[0]
-    request, attempts, _ = marshal.loads(encoded)  # noqa: S302 - our own encoding, in memory
+    parts = marshal.loads(encoded)  # noqa: S302 - our own encoding, in memory
+    request, attempts, _ = watched_rows(parts) if len(parts) == WATCHED_PARTS else parts
     record = record_from_row(dict(zip(REQUEST_COLUMNS, request, strict=True)))
     record.attempts = [AttemptRecord(*row[2:]) for row in attempts]
     if not isinstance(item, bytes):
