@@ -9,18 +9,23 @@ worker (`Priced`). `priced_rows` chooses between the last two.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
+from itertools import repeat
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar, cast
 
 from .._types import RouteInfo
 from ..pipeline.stage import Ended, Outcome
-from .record import RequestRecord, priced, saved_of
-from .rows import encode_record
+from .record import RequestRecord, cost_fields, priced, saved_of
+from .rows import decode_record, encode_record
+from .sqlite_writer import Encoded
 
 if TYPE_CHECKING:
     from .otel import Prepared
 
-__all__ = ["Pending", "Priced", "Queued", "priced_rows", "record_rows"]
+__all__ = ["Pending", "Priced", "Queued", "priced_rows", "record_rows", "sort_batch"]
+
+logger = logging.getLogger("llmroute.observe.recorder")
 
 #: A finished request waiting to be written: its record (without cost or content),
 #: its routing metadata (which prices it), the request and outcome when content is
@@ -67,3 +72,40 @@ def record_rows(record: RequestRecord, cost: float | None, saved: float | None) 
     """`record`'s rows (`encode_record`) with its cost fields set."""
     record.cost_usd, record.saved_usd = cost, saved
     return encode_record(record)
+
+
+def sort_batch(
+    batch: list[Queued], *, for_store: bool
+) -> tuple[list[Encoded], list[Pending], int, bool]:
+    """A batch taken from the queue, sorted: the requests for the store, encoded and priced
+    (a `Priced` one priced now: its cost set as the store decodes it), when the store is
+    still all that reads them (`for_store`); the others for the usual path, each encoded
+    one decoded (something else reads it now). With how many could not be priced (logged,
+    left out) and whether one was priced here. The usual batch, all encoded and priced
+    (checked in C), is the store's as it is."""
+    if for_store and all(map(isinstance, batch, repeat(bytes))):
+        return cast("list[Encoded]", batch), [], 0, False
+    encoded: list[Encoded] = []
+    pending: list[Pending] = []
+    unpriced, priced_here = 0, False
+    for item in batch:
+        one: Encoded
+        if isinstance(item, Priced):
+            try:  # the store sets the cost columns as it decodes the record
+                cost, saved = cost_fields(item.unsent, item.pricer(), item.saved)
+                priced_here = True
+            except Exception:
+                unpriced += 1
+                logger.exception("llmroute recorder: could not price a request")
+                continue
+            one = (item.encoded, cost, saved)
+        elif isinstance(item, bytes):
+            one = item
+        else:
+            pending.append(item)  # a record for the usual path
+            continue
+        if for_store:
+            encoded.append(one)
+        else:  # encoded while the store was all that read it; something else does now
+            pending.append((decode_record(one), None, None, None))
+    return encoded, pending, unpriced, priced_here

@@ -35,7 +35,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -45,18 +44,16 @@ from .._errors import ConfigError
 from ..pipeline.stage import Answer, Ended, Outcome, RequestContext, Stage
 from ._worker import gil_friendly, offer_gil
 from .hooks import HookEvent, Hooks
-from .queued import Pending, Priced, Queued, priced_rows, record_rows
+from .queued import Pending, Priced, Queued, priced_rows, record_rows, sort_batch
 from .record import (
     RequestRecord,
     add_content,
     apply_cost,
     build_record,
-    cost_fields,
-    nothing_sent,
     start_record,
     unsent,
 )
-from .rows import decode_record, encode_ended
+from .rows import encode_ended
 from .sinks import CallbackSink, Sink, open_store, sink_from_url
 from .sqlite_writer import Encoded
 from .status import RecorderStatus
@@ -127,7 +124,7 @@ class Recorder(Stage):
         self._price_later = True
         #: Finished requests waiting to be written: queued (`_pending`), or encoded
         #: (`_encoded`) when the store is all that reads them.
-        self._queue: deque[Queued] = deque()
+        self._queue: list[Queued] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
         self._full: asyncio.Event | None = None
@@ -263,22 +260,37 @@ class Recorder(Stage):
         return trace_id == 0  # its span dropped: nothing is built for it
 
     def ended(self, end: Ended) -> None:
-        """Queue the request's rows, encoded (`_encoded`), written from its end
-        (`encode_ended`): it made no context, nor this stage a record. Nothing when nothing
-        reads a record (the request was only watched for its unsampled span)."""
-        if not self._active or not self._room():
+        """Queue the request's rows, encoded from its end (`encode_ended`): it made no
+        context, nor this stage a record. Nothing when nothing reads a record (the request
+        was only watched for its unsampled span). Each request's end runs this on the event
+        loop, so it is written out (`_room`, `_put`, `priced_rows`: a frame each) for the
+        common case: a request that sent something (a cache, which answers without, never
+        watches) is priced by reading its cost (`priced`, `cost_fields`)."""
+        if not self._active:
+            return
+        queue = self._queue
+        if self._closed or len(queue) >= self._queue_size:
+            self._room()  # counts the drop
             return
         info = end.info
         try:
-            # no stage answered it (a cache, which may, never watches)
-            sent_nothing = nothing_sent(info.cache, None, bool(info.attempts))
-            item = priced_rows(info, sent_nothing, encode_ended, end, now=not self._price_later)
+            hit = info.cache == "hit"  # (`nothing_sent`: no stage answered it)
+            if hit or (self._price_later and info.pending_cost() is not None):
+                item: bytes | Priced = priced_rows(
+                    info, hit, encode_ended, end, now=not self._price_later
+                )
+            else:
+                item = encode_ended(end, info.cost_usd, None)
         except Exception:
             self._failed += 1
             logger.exception("llmroute recorder: could not record request %s",
                              info.request_id)  # fmt: skip
             return
-        self._put(item)
+        queue.append(item)
+        # the background task runs until the queue is empty (`_drain`): it is looked at as
+        # the queue stops being empty and when a batch is full, not for each request
+        if len(queue) == 1 or len(queue) >= self._batch_size:
+            self._kick()
 
     async def before(self, ctx: RequestContext) -> Answer | None:
         capture = ctx.options.capture_content
@@ -340,12 +352,16 @@ class Recorder(Stage):
 
     def _put(self, item: Queued) -> None:
         """Queue a finished request, and see that the background task writes it."""
-        queue = self._queue
-        queue.append(item)
+        self._queue.append(item)
+        self._kick()
+
+    def _kick(self) -> None:
+        """See that the background task runs (started, or again on another event loop), and
+        that it writes a full batch now."""
         task, loop = self._task, asyncio.get_running_loop()
         if task is None or task.done() or loop is not self._loop:
             self._start(loop)
-        elif len(queue) >= self._batch_size:
+        elif len(self._queue) >= self._batch_size:
             full = self._full
             assert full is not None
             if not full.is_set():
@@ -411,7 +427,9 @@ class Recorder(Stage):
 
     def _take(self) -> list[Queued]:
         queue = self._queue
-        return [queue.popleft() for _ in range(min(len(queue), self._batch_size))]
+        batch = queue[: self._batch_size]
+        del queue[: len(batch)]
+        return batch
 
     async def _write_batch(self) -> None:
         writing = self._writing
@@ -477,28 +495,10 @@ class Recorder(Stage):
         all that reads them; return the others, each encoded one decoded (something else
         reads it now)."""
         write_encoded = self._write_encoded
-        encoded: list[Encoded] = []
-        pending: list[Pending] = []
-        for item in batch:
-            one: Encoded
-            if isinstance(item, Priced):
-                try:  # the store sets the cost columns as it decodes the record
-                    cost, saved = cost_fields(item.unsent, item.pricer(), item.saved)
-                    self._price_later = False
-                except Exception:
-                    self._failed += 1
-                    logger.exception("llmroute recorder: could not price a request")
-                    continue
-                one = (item.encoded, cost, saved)
-            elif isinstance(item, bytes):
-                one = item
-            else:
-                pending.append(item)  # a record for the usual path
-                continue
-            if write_encoded is not None:
-                encoded.append(one)
-            else:  # encoded while the store was all that read it; something else does now
-                pending.append((decode_record(one), None, None, None))
+        encoded, pending, unpriced, priced = sort_batch(batch, for_store=write_encoded is not None)
+        self._failed += unpriced
+        if priced:
+            self._price_later = False
         if encoded:
             assert write_encoded is not None
             try:
