@@ -399,8 +399,16 @@ def test_unknown_models_cost_none_and_overrides_cost_their_price() -> None:
     assert book.cost("openai", "no-such-model", usage) is None
     assert book.cost(None, "gpt-4o-mini", usage) is None
     ollama: Any = SimpleNamespace(name="ollama", adapter=SimpleNamespace(prices_id=None))
-    pricer = book.pricer(Target("ollama/llama", ollama, "llama"), usage)
-    assert pricer is not None and pricer() is None
+    # no price to compute: none is left for when the cost is read (each request's end, with
+    # a log), for a provider genai-prices does not know or a model it has no price for
+    assert book.pricer(Target("ollama/llama", ollama, "llama"), usage) is None
+    openai: Any = SimpleNamespace(name="openai", adapter=SimpleNamespace(prices_id="openai"))
+    unseen = book.pricer(Target("openai/other-model", openai, "other-model"), usage)
+    assert unseen is not None and unseen() is None  # looked up when first read
+    assert book.pricer(Target("openai/other-model", openai, "other-model"), usage) is None
+    assert book.pricer(Target("openai/no-such-model", openai, "no-such-model"), usage) is None
+    known = book.pricer(Target("openai/gpt-4o-mini", openai, "gpt-4o-mini"), usage)
+    assert known is not None and known() == book.cost("openai", "gpt-4o-mini", usage) > 0
     price = llmroute.TargetConfig.model_validate(
         {
             "provider": "ollama",

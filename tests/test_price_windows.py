@@ -166,3 +166,19 @@ def test_made_up_service_tiers_hold_bounded_memory() -> None:
     finally:
         tracemalloc.stop()
     assert grown < 64 * 1024  # six times as many tiers again: no more held
+
+
+def test_a_model_without_a_price_costs_none_at_every_instant() -> None:
+    """A model genai-prices does not know (a self-hosted one) is held as unpriced: its cost
+    is None, whenever asked (the wall clock set back included), and a priced model of the
+    same provider, asked between, keeps its own price."""
+    clock = WallClock()
+    book = PriceBook(now=clock)
+    for at in (datetime(2026, 6, 1, tzinfo=UTC).timestamp(), 2e9, 1e9, 1.0):
+        clock.now = at
+        for _ in range(2):  # looked up, then held
+            assert book.cost("openai", "self-hosted-llama", USAGE) is None
+            assert book.cost("openai", "self-hosted-llama", USAGE, service_tier="flex") is None
+            priced = book.cost("openai", "gpt-4o", USAGE)
+            assert priced == pytest.approx(genai_cost("openai", "gpt-4o", USAGE, at, None))
+        assert book.cost("no-such-provider", "gpt-4o", USAGE) is None

@@ -12,6 +12,7 @@ when the config gives one, else genai-prices' for its provider and model
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -46,7 +47,8 @@ class PriceBook:
         #: Flat rates by (provider, model, service tier), with the Unix times between which
         #: they hold (from when they were looked up to `_next_change`): a cost within that
         #: window is one multiplication per kind of token, not a genai-prices lookup.
-        self._held: dict[tuple[str, str, str | None], tuple[_LinearRates, float, float]] = {}
+        #: A model genai-prices does not know is held as such (`_UNPRICED`), for ever.
+        self._held: dict[tuple[str, str, str | None], tuple[_Rates, float, float]] = {}
         #: Each target's rates, looked up on first use (by the target object: two routes
         #: may give one ``provider/model`` different prices).
         self._target_rates: dict[Target, tuple[float, float] | None] = {}
@@ -102,8 +104,15 @@ class PriceBook:
         held = self._held.get(key)
         if held is not None and held[1] <= self._now() < held[2]:
             return held[0].apply(usage)
+        return self._look_up(key, usage)
+
+    def _look_up(self, key: tuple[str, str, str | None], usage: TokenUsage) -> float | None:
+        """`cost` without held rates: genai-prices' lookup (its own frame: the generator
+        below makes a closure cell for each call of the function it is in)."""
+        provider_id, model, service_tier = key
         found = self._model(provider_id, model)
-        if found is None:
+        if found is None:  # held too: a self-hosted model has no price, request after request
+            self._hold(key, _UNPRICED, -math.inf, math.inf)
             return None
         context: Any = {"service_tier": service_tier} if service_tier else None
         clock = self._now()
@@ -116,12 +125,18 @@ class PriceBook:
             return _calc(info, provider, usage, context, now)
         until = _next_change(info, now)
         if until is not None:
-            with self._lock:
-                held_rates = self._held
-                if len(held_rates) >= MAX_HELD_RATES:  # a client's made-up service tiers
-                    del held_rates[next(iter(held_rates))]
-                held_rates[key] = (rates, clock, until)
+            self._hold(key, rates, clock, until)
         return rates.apply(usage)
+
+    def _hold(
+        self, key: tuple[str, str, str | None], rates: _Rates, since: float, until: float
+    ) -> None:
+        """Hold `rates` for `key` between `since` and `until` (Unix seconds)."""
+        with self._lock:
+            held_rates = self._held
+            if len(held_rates) >= MAX_HELD_RATES:  # a client's made-up service tiers
+                del held_rates[next(iter(held_rates))]
+            held_rates[key] = (rates, since, until)
 
     def _rates(
         self, info: Any, provider: Any, prices: Any, context: Any, now: datetime
@@ -190,7 +205,9 @@ class PriceBook:
         """A deferred cost of `usage` on `target`: at its own `price` when it has one, else
         genai-prices' (`cost()`); the cost is None for no target.
 
-        None when the cost cannot be known (no usage).
+        None when the cost cannot be known: no usage, or a model genai-prices was found
+        to have no price for (a self-hosted one: its cost is None, and nothing is left
+        to compute when it is read, as each request's end does with a request log).
         """
         if usage is None:
             return None
@@ -200,6 +217,8 @@ class PriceBook:
         if own is not None:
             return partial(custom_cost, own, usage)
         prices_id = target.provider.adapter.prices_id
+        if prices_id is None or self._models.get((prices_id, target.model), _MISSING) is None:
+            return None
         if service_tier is None:  # most requests: a partial without a keywords dict
             return partial(self.cost, prices_id, target.model, usage)
         return partial(self.cost, prices_id, target.model, usage, service_tier=service_tier)
@@ -263,6 +282,19 @@ class _LinearRates:
             + (usage.output - usage.reasoning) * self.output
             + usage.reasoning * self.reasoning
         )
+
+
+class _Unpriced:
+    """The rates of a model genai-prices does not know: its cost is unknown (None)."""
+
+    __slots__ = ()
+
+    def apply(self, usage: TokenUsage) -> None:
+        return None
+
+
+_UNPRICED = _Unpriced()
+_Rates = _LinearRates | _Unpriced
 
 
 def _calc(info: Any, provider: Any, usage: TokenUsage, context: Any, now: datetime) -> float:
