@@ -1,7 +1,7 @@
 """What recording costs: a router with the SQLite store (and OpenTelemetry) against one without.
 
     python benchmarks/bench_observe.py [--requests 3000 --concurrency 100 --rounds 9]
-        [--writer process|inline]
+        [--writer process|inline] [--batch-size N] [--priced]
 
 Three `AsyncRouter`s in the same process hit the same loopback upstream (see
 `upstream.py`, its own process):
@@ -28,7 +28,14 @@ more p50 latency and at most 10% less throughput. Every request of the
 ``log`` and ``on`` routers must be in the store, and every ``on`` request
 have its spans. The CPU this process spends per request is printed for each
 router, and the writer processes' CPU per stored record (theirs, not this
-process's).
+process's); and the garbage collector's time per request in each router's runs,
+with its collections of each generation (a full collection is made before each
+run, outside it, so that one run's garbage is not collected in the next: a full
+one within a run is that run's own). ``--batch-size`` sets ``logging.batch_size`` for ``log``
+and ``on`` (the default: the configuration's). The routers' target is a model
+genai-prices has no price for (a self-hosted model's case: its cost is None, with
+nothing to compute); ``--priced`` routes to ``gpt-4o-mini``, so each request's
+cost is computed as its record is written.
 
 Then the store's absorption: synthetic finished requests are fed to a
 recorder (the same path a request's end takes: queue, batch, worker thread,
@@ -41,6 +48,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import statistics
 import sys
@@ -62,17 +70,30 @@ from upstream import MODEL, running_upstream
 MESSAGES = [{"role": "user", "content": "Say hello in one short sentence."}]
 
 
+#: The model the routers' target names (``--priced``: one genai-prices has a price for, so
+#: that each request's cost is computed when its record is written; the upstream answers
+#: any model alike).
+TARGET_MODEL = {"priced": "gpt-4o-mini", "unpriced": MODEL}
+
+
 def router(
-    port: int, store: Path | None, otel: bool, writer: str = "process"
+    port: int,
+    store: Path | None,
+    otel: bool,
+    writer: str = "process",
+    batch: int | None = None,
+    model: str = MODEL,
 ) -> tuple[llmroute.AsyncRouter, Any]:
     config: dict[str, Any] = {
         "providers": {
             "up": {"type": "openai", "base_url": f"http://127.0.0.1:{port}/v1", "api_key": "x"}
         },
-        "routes": {"chat": {"targets": [f"up/{MODEL}"]}},
+        "routes": {"chat": {"targets": [f"up/{model}"]}},
         "logging": {"store": None if store is None else f"sqlite:///{store}", "writer": writer},
         "telemetry": {"enabled": otel},
     }
+    if batch is not None:
+        config["logging"]["batch_size"] = batch
     if not otel:
         return llmroute.AsyncRouter(config), None
     from opentelemetry.sdk.metrics import MeterProvider
@@ -106,10 +127,26 @@ async def concurrent(call: Callable[[], Awaitable[object]], n: int, concurrency:
 
 
 async def compare(args: argparse.Namespace, port: int, folder: Path) -> bool:
+    model = TARGET_MODEL["priced" if args.priced else "unpriced"]
+    print(f"the routers' target: up/{model}" + (" (priced)" if args.priced else ""))
     built = {
-        "off": router(port, None, otel=False),
-        "log": router(port, folder / "log.db", otel=False, writer=args.writer),
-        "on": router(port, folder / "on.db", otel=True, writer=args.writer),
+        "off": router(port, None, otel=False, model=model),
+        "log": router(
+            port,
+            folder / "log.db",
+            otel=False,
+            writer=args.writer,
+            batch=args.batch_size,
+            model=model,
+        ),
+        "on": router(
+            port,
+            folder / "on.db",
+            otel=True,
+            writer=args.writer,
+            batch=args.batch_size,
+            model=model,
+        ),
     }
     clients = {name: pair[0] for name, pair in built.items()}
     sent = dict.fromkeys(clients, 0)
@@ -163,6 +200,11 @@ async def compare(args: argparse.Namespace, port: int, folder: Path) -> bool:
         spread = f"{ratios[name][0]:.2f}-{ratios[name][-1]:.2f}"
         print(f"  {name:<12} {rps[name]:8.0f} req/s {ratio[name]:.3f}x ({spread})   "
               f"CPU {cpu:4.0f} µs/request   ({runs})")  # fmt: skip
+    runs_of = args.rounds * args.requests
+    print("garbage collection in those runs (µs per request; collections of generation 0, 1, 2):")
+    for name in clients:
+        seconds, counts = COLLECTED[name]
+        print(f"  {name:<12} {seconds / runs_of * 1e6:5.1f}   {counts}")
     if args.writer == "process":
         total = sum(stored.values())  # the warm-up's records included, as in `writers`
         print(f"writer processes: {writers / total * 1e6:.0f} µs of CPU per stored record "
@@ -209,18 +251,46 @@ async def measure(
     for turn in range(args.rounds):
         shift = turn % len(names)  # each client takes each place in turn
         for name in names[shift:] + names[:shift]:
+            # a full collection now, outside the run: what the last run left to collect (the
+            # `on` router's spans, thousands a run) is not collected in this one's
+            gc.collect()
+            collected, counts = COLLECTING["seconds"], list(COLLECTING["counts"])
             began = time.process_time()
             rates[name].append(await concurrent(calls[name], args.requests, args.concurrency))
             await clients[name].flush()  # the next client's run starts with no backlog
             if name in settle:
                 settle[name]()
             CPU[name].append((time.process_time() - began) / args.requests)
+            seconds, total = COLLECTED[name]
+            COLLECTED[name] = (
+                seconds + COLLECTING["seconds"] - collected,
+                [
+                    t + now - then
+                    for t, now, then in zip(total, COLLECTING["counts"], counts, strict=True)
+                ],
+            )
     return latencies, rates
 
 
 #: Per client, the process's CPU seconds per request of each throughput run
 #: (recording included: the run's records are flushed inside the measurement).
 CPU: dict[str, list[float]] = {"off": [], "log": [], "on": []}
+#: The garbage collector's time and collections of each generation, all along
+#: (`gc.callbacks`), and per client over its throughput runs: a full collection costs
+#: tens of milliseconds, and falls in whichever run reaches its threshold.
+COLLECTING: dict[str, Any] = {"seconds": 0.0, "counts": [0, 0, 0], "began": 0.0}
+COLLECTED: dict[str, tuple[float, list[int]]] = {n: (0.0, [0, 0, 0]) for n in CPU}
+
+
+def _collecting(phase: str, info: dict[str, int]) -> None:
+    if phase == "start":
+        COLLECTING["began"] = time.perf_counter()
+    else:
+        COLLECTING["seconds"] += time.perf_counter() - COLLECTING["began"]
+        COLLECTING["counts"][info["generation"]] += 1
+
+
+gc.callbacks.append(_collecting)
 
 
 def sdk_floor(n: int = 5000) -> float:
@@ -287,6 +357,8 @@ def synthetic(router: llmroute.AsyncRouter, n: int) -> list[tuple[RequestContext
 async def absorb(args: argparse.Namespace, port: int, folder: Path) -> bool:
     checks = []
     for label, rate, seconds in (("paced", 10_000, args.absorb_seconds), ("flat out", None, 0)):
+        if rate and seconds <= 0:
+            continue  # (--absorb-seconds 0: no paced run)
         path = folder / f"absorb-{label.replace(' ', '-')}.db"
         config = {
             "providers": {"up": {"type": "openai", "base_url": f"http://127.0.0.1:{port}/v1",
@@ -346,6 +418,12 @@ if __name__ == "__main__":
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--sequential", type=int, default=1000)
     parser.add_argument("--absorb-seconds", type=float, default=3.0)
+    parser.add_argument("--batch-size", type=int, help="logging.batch_size (default: its own)")
+    parser.add_argument(
+        "--priced",
+        action="store_true",
+        help="route to a model genai-prices prices (the log prices each request)",
+    )
     parser.add_argument("--writer", choices=("process", "inline"), default="process",
                         help="where the SQLite store's batches are written (logging.writer)")  # fmt: skip
     sys.exit(asyncio.run(main(parser.parse_args())))

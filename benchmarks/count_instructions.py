@@ -156,14 +156,19 @@ async def _run_raw(count: int) -> None:
                     json.loads(await response.read())
 
 
-async def _run_own(count: int) -> None:
+async def _run_own(count: int, log: str | None = None, folder: Path | None = None) -> None:
     from llmroute import AsyncRouter
 
-    config = _config(1, "own")
+    store = (log, folder / "log.db") if log and folder is not None else None
+    config = _config(1, "own", log=store)
     async with AsyncRouter(config, transports={"up": at_once_transport()}) as router:
         create = router.chat.completions.create
-        for _ in range(WARMUP + count):
+        for _ in range(WARMUP):
             await create(model="chat", messages=MESSAGES)
+        await router.flush()
+        for _ in range(count):
+            await create(model="chat", messages=MESSAGES)
+        await router.flush()  # every request's record handed to the store within the count
 
 
 def _count(
@@ -197,8 +202,11 @@ def main() -> None:
     args = parser.parse_args()
     if args.child:
         kind, count, chunks, delivered = args.child
-        if kind in ("raw", "own"):
-            asyncio.run((_run_raw if kind == "raw" else _run_own)(int(count)))
+        if kind == "raw":
+            asyncio.run(_run_raw(int(count)))
+            Path(delivered).write_text("1")
+        elif kind == "own":
+            asyncio.run(_run_own(int(count), args.log, Path(delivered).parent))
             Path(delivered).write_text("1")
         else:
             asyncio.run(_run(kind, int(count), int(chunks), Path(delivered), args.state, args.log))
