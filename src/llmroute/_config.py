@@ -226,7 +226,7 @@ class LoggingConfig(BaseModel):
     sinks: list[str] = Field(default_factory=list)
     capture_content: bool = False
     queue_size: int = Field(default=10_000, ge=1)
-    batch_size: int = Field(default=500, ge=1)
+    batch_size: int = Field(default=2000, ge=1)
     flush_interval: PositiveDuration = 0.2
     writer: Literal["process", "inline"] = "process"
 

@@ -100,7 +100,7 @@ class Recorder(Stage):
         config = logging_config
         self._capture = config.capture_content if config else False
         self._queue_size = config.queue_size if config else 10_000
-        self._batch_size = config.batch_size if config else 500
+        self._batch_size = config.batch_size if config else 2000
         self._flush_interval = config.flush_interval if config else 0.2
         self.store: SqliteStore | PostgresStore | None = None
         self._sinks: list[Sink] = []
