@@ -34,8 +34,8 @@ run, outside it, so that one run's garbage is not collected in the next: a full
 one within a run is that run's own). ``--batch-size`` sets ``logging.batch_size`` for ``log``
 and ``on`` (the default: the configuration's). The routers' target is a model
 genai-prices has no price for (a self-hosted model's case: its cost is None, with
-nothing to compute); ``--priced`` routes to ``gpt-4o-mini``, so each request's
-cost is computed as its record is written.
+nothing to compute); ``--priced`` routes to ``gpt-4o-mini``, whose cost is computed
+for each record (by the store, from the flat rates the router holds).
 
 Then the store's absorption: synthetic finished requests are fed to a
 recorder (the same path a request's end takes: queue, batch, worker thread,
@@ -71,8 +71,7 @@ MESSAGES = [{"role": "user", "content": "Say hello in one short sentence."}]
 
 
 #: The model the routers' target names (``--priced``: one genai-prices has a price for, so
-#: that each request's cost is computed when its record is written; the upstream answers
-#: any model alike).
+#: that each record's cost is computed; the upstream answers any model alike).
 TARGET_MODEL = {"priced": "gpt-4o-mini", "unpriced": MODEL}
 
 

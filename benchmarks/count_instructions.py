@@ -2,6 +2,7 @@
 
     python benchmarks/count_instructions.py [--requests 300] [--kinds chat,stream,hit]
         [--chunks 20] [--state redis://127.0.0.1:6379/0] [--log process|inline|default]
+        [--priced]
 
 For each kind of request (a non-streamed chat completion, a stream of ``--chunks``
 content chunks read to its end, a memory cache hit; ``responses`` and
@@ -28,7 +29,10 @@ recorder's worker thread (``inline``); ``default`` leaves ``logging.writer`` uns
 count older code, which has no such key, with the same script); each run ends with a flush, so every request's
 record is built and handed to the store within what is counted. Callgrind counts every
 thread of the router's process (the worker thread's rows and SQLite work included), not
-the writer process: what the log costs the process that serves requests.
+the writer process: what the log costs the process that serves requests. The route's
+target is the upstream's model, which genai-prices has no price for; with ``--priced`` it
+is ``gpt-4o-mini``, priced flat, so a log prices each request (the ``own`` kind with
+``--log`` counts the records flushed within the count).
 
 Needs ``valgrind`` on the PATH. PYTHONHASHSEED is fixed so both runs hash alike.
 """
@@ -48,6 +52,11 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from upstream import MODEL, at_once_transport, running_upstream
+
+#: The model the route's target names: the upstream's, which genai-prices has no price for,
+#: or with ``--priced`` (``LLMROUTE_BENCH_PRICED=1`` in the child) one it prices flat, so
+#: that a request log prices each request.
+TARGET_MODEL = "gpt-4o-mini" if os.environ.get("LLMROUTE_BENCH_PRICED") == "1" else MODEL
 
 MESSAGES = [{"role": "user", "content": "Say hello in one short sentence."}]
 WARMUP = 200
@@ -76,7 +85,7 @@ def _config(
                 "responses_api": False,
             },  # a Responses request is translated for it
         },
-        "routes": {"chat": {"targets": [f"up/{MODEL}"]}},
+        "routes": {"chat": {"targets": [f"up/{TARGET_MODEL}"]}},
     }
     if kind == "hit":
         config["cache"] = {"backend": "memory://", "ttl": "1h"}
@@ -196,10 +205,17 @@ def main() -> None:
     parser.add_argument("--kinds", default=",".join(KINDS))
     parser.add_argument("--chunks", type=int, default=20, help="content chunks per stream")
     parser.add_argument("--state", help="share health through this Redis URL")
+    parser.add_argument(
+        "--priced",
+        action="store_true",
+        help="route to a model genai-prices prices (the log prices each request)",
+    )
     parser.add_argument("--log", choices=("process", "inline", "default"),
                         help="keep the SQLite request log, written by this writer")  # fmt: skip
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.priced:  # (the children read it: `TARGET_MODEL`)
+        os.environ["LLMROUTE_BENCH_PRICED"] = "1"
     if args.child:
         kind, count, chunks, delivered = args.child
         if kind == "raw":
@@ -214,7 +230,8 @@ def main() -> None:
     print(
         f"instructions per request (callgrind; warm-up {WARMUP}, N = {args.requests}, "
         f"streams of {args.chunks} content chunks"
-        + (f"; SQLite log, {args.log} writer)" if args.log else ")")
+        + (f"; SQLite log, {args.log} writer" if args.log else "")
+        + ("; a priced model)" if args.priced else ")")
     )
     counted: dict[str, float] = {}
     for kind in args.kinds.split(","):

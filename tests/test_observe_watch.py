@@ -323,6 +323,35 @@ async def test_ends_queued_for_the_store_reach_a_hook_added_before_they_are_writ
 
 
 @pytest.mark.anyio
+async def test_a_flat_price_is_computed_by_the_store_as_the_router_computes_it(
+    tmp_path: Path,
+) -> None:
+    """A model genai-prices prices flat: the first request is priced by the worker (which
+    loads the prices), the later ones by the store from the rates held
+    (`PriceBook.held_rates`); every stored cost is the one the caller reads, to the bit."""
+    wire = Wire(script=["ok"] * 6)
+    path = tmp_path / "log.db"
+    config = {
+        "providers": {"a": {"type": "openai", "api_key": "k", "base_url": "http://a.invalid/v1"}},
+        "routes": {"chat": {"targets": ["a/gpt-4o-mini"]}},
+        "logging": {"store": f"sqlite:///{path}"}, **_QUIET,
+    }  # fmt: skip
+    replies = []
+    async with AsyncRouter(config, transports={"a": wire.transport}, env={}) as router:
+        for n in range(6):
+            replies.append(await router.chat.completions.create(model="chat", messages=_ASK))
+            if n == 0:
+                await router.flush()  # the worker prices the first: the rates are held after
+    expected = {r.llmroute.request_id: r.llmroute.cost_usd for r in replies}
+    store = SqliteStore(path)
+    try:
+        stored = {r.request_id: r.cost_usd for r in store.records()}
+    finally:
+        store.close()
+    assert stored == expected and all(cost is not None and cost > 0 for cost in stored.values())
+
+
+@pytest.mark.anyio
 @pytest.mark.parametrize("kind", ["watched", "context"])
 async def test_a_cancelled_request_is_stored_as_cancelled(tmp_path: Path, kind: str) -> None:
     """A caller that goes away while the provider is answering: the request's end is

@@ -10,6 +10,7 @@ and not a second later, nor hold when the wall clock goes back.
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -18,9 +19,12 @@ from genai_prices.types import StartDateConstraint, TimeOfDateConstraint
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import llmroute
 from _helpers import genai_cost
 from llmroute._prices import MAX_HELD_RATES, PriceBook
 from llmroute._types import TokenUsage
+from llmroute.observe.sqlite_writer import linear_cost
+from llmroute.routing.model import Target
 
 USAGE = TokenUsage(input=1_200, output=300, cache_read=200, reasoning=100)
 
@@ -182,3 +186,60 @@ def test_a_model_without_a_price_costs_none_at_every_instant() -> None:
             priced = book.cost("openai", "gpt-4o", USAGE)
             assert priced == pytest.approx(genai_cost("openai", "gpt-4o", USAGE, at, None))
         assert book.cost("no-such-provider", "gpt-4o", USAGE) is None
+
+
+def _target(provider_id: str, model: str) -> Target:
+    provider: Any = SimpleNamespace(name="p", adapter=SimpleNamespace(prices_id=provider_id))
+    return Target(f"p/{model}", provider, model)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    pick=st.integers(0, 10_000), uncached=st.integers(0, 2_000_000),
+    cache_read=st.integers(0, 500_000), cache_write=st.integers(0, 500_000),
+    text=st.integers(0, 200_000), reasoning=st.integers(0, 100_000),
+    tier=st.sampled_from([None, "flex", "priority"]),
+)  # fmt: skip
+def test_held_rates_give_a_store_the_cost_the_router_computes(
+    pick: int, uncached: int, cache_read: int, cache_write: int, text: int, reasoning: int,
+    tier: str | None,
+) -> None:  # fmt: skip
+    """`PriceBook.held_rates`: the flat rates a request log writes with a request, from which
+    its store computes the cost (`linear_cost`), give the very float the router's pricer
+    computes; none before the rates are held, for a tiered price, or once the wall clock
+    has left their window."""
+    clock = WallClock()
+    clock.now = datetime(2026, 6, 1, 12, tzinfo=UTC).timestamp()
+    book = PriceBook(now=clock)
+    provider_id, model, _ = MODELS[pick % len(MODELS)]
+    usage = TokenUsage(uncached + cache_read + cache_write, text + reasoning, cache_read,
+                       cache_write, reasoning)  # fmt: skip
+    pricer = book.pricer(_target(provider_id, model), usage, service_tier=tier)
+    assert pricer is not None
+    assert book.held_rates(pricer) is None  # not looked up yet
+    cost = pricer()
+    rates = book.held_rates(pricer)
+    if rates is None:  # a tiered price (or a constraint genai-prices has more of): computed
+        return
+    values = (usage.input, usage.output, usage.cache_read, usage.cache_write, usage.reasoning)
+    assert linear_cost(rates, values) == cost
+    clock.now = 2e9  # past any window held on 2026-06-01
+    assert book.held_rates(pricer) is None
+
+
+def test_held_rates_are_only_for_genai_prices_own_pricers() -> None:
+    """A target's own price, or no target, is not priced from held rates."""
+    book = PriceBook()
+    usage = TokenUsage(1000, 200)
+    book.cost("openai", "gpt-4o-mini", usage)
+    priced = book.pricer(_target("openai", "gpt-4o-mini"), usage)
+    assert priced is not None and book.held_rates(priced) is not None
+    price = llmroute.TargetConfig.model_validate(
+        {"provider": "p", "model": "gpt-4o-mini", "price": {"input": 2, "output": 8}}
+    ).price
+    own = book.pricer(Target("p/gpt-4o-mini", _target("openai", "x").provider, "gpt-4o-mini",
+                             price=price), usage)  # fmt: skip
+    assert own is not None and book.held_rates(own) is None
+    unknown = book.pricer(None, usage)
+    assert unknown is not None and book.held_rates(unknown) is None
+    assert book.held_rates(PriceBook().pricer(_target("openai", "gpt-4o-mini"), usage)) is None

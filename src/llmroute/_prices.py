@@ -16,7 +16,7 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -127,6 +127,22 @@ class PriceBook:
         if until is not None:
             self._hold(key, rates, clock, until)
         return rates.apply(usage)
+
+    def held_rates(self, pricer: Callable[[], float | None]) -> tuple[float, ...] | None:
+        """The flat rates `pricer` (one `pricer()` gave) would compute its cost with now, when
+        they are held: USD for the request and per token of each kind (`_LinearRates.values`,
+        what `linear_cost` takes); None when its cost is computed otherwise (a target's own
+        price, a tiered price, rates not held now). A request log writes these with the
+        request, and its store computes the cost: the request's end computes nothing."""
+        if type(pricer) is not partial or getattr(pricer.func, "__self__", None) is not self:
+            return None
+        prices_id, model, _ = pricer.args
+        keywords = pricer.keywords
+        held = self._held.get((prices_id, model, keywords["service_tier"] if keywords else None))
+        if held is None or not held[1] <= self._now() < held[2]:
+            return None
+        values: tuple[float, ...] | None = held[0].values
+        return values
 
     def _hold(
         self, key: tuple[str, str, str | None], rates: _Rates, since: float, until: float
@@ -252,6 +268,15 @@ class _LinearRates:
     output: float
     reasoning: float
 
+    #: The rates as `linear_cost` takes them, in this order (what `apply` computes, from
+    #: plain values): made once, a request log writes them with each request it prices.
+    values: tuple[float, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        values = (self.fixed, self.input, self.cache_read, self.cache_write, self.output,
+                  self.reasoning)  # fmt: skip
+        object.__setattr__(self, "values", values)
+
     @classmethod
     def derive(cls, calc: Callable[[TokenUsage], float]) -> _LinearRates:
         """Work the rates out from a price calculator, one kind of token at a time.
@@ -288,6 +313,8 @@ class _Unpriced:
     """The rates of a model genai-prices does not know: its cost is unknown (None)."""
 
     __slots__ = ()
+    #: (no rates: `PriceBook.held_rates` gives None, and the cost is None when read)
+    values: None = None
 
     def apply(self, usage: TokenUsage) -> None:
         return None

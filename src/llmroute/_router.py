@@ -145,8 +145,9 @@ class AsyncRouter:
         self._stages: list[Stage] = []
         # first: its before() runs before any stage may answer or refuse the request
         self._recorder = Recorder(
-            self.config.logging, self.config.telemetry, clock=self._clock, catalog=self._catalog
-        )
+            self.config.logging, self.config.telemetry, clock=self._clock, catalog=self._catalog,
+            prices=prices,
+        )  # fmt: skip
         self._stages.append(self._recorder)
         # then rate limits, budgets and the cache, in their configured order (the
         # recorder reads what they decided from the request's RouteInfo)

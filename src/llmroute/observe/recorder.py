@@ -64,6 +64,7 @@ if TYPE_CHECKING:
 
     from .._clock import Clock
     from .._config import LoggingConfig, TelemetryConfig
+    from .._prices import PriceBook
     from .._request import RequestOptions
     from ..routing.catalog import Catalog
     from .analytics import Filters, StatsReport
@@ -94,9 +95,11 @@ class Recorder(Stage):
         *,
         clock: Clock,
         catalog: Catalog,
+        prices: PriceBook,
     ) -> None:
         self._clock = clock
         self._catalog = catalog
+        self._prices = prices
         config = logging_config
         self._capture = config.capture_content if config else False
         self._queue_size = config.queue_size if config else 10_000
@@ -265,7 +268,8 @@ class Recorder(Stage):
         was only watched for its unsampled span). Each request's end runs this on the event
         loop, so it is written out (`_room`, `_put`, `priced_rows`: a frame each) for the
         common case: a request that sent something (a cache, which answers without, never
-        watches) is priced by reading its cost (`priced`, `cost_fields`)."""
+        watches) is priced by reading its cost (`priced`, `cost_fields`), or, at a flat price
+        whose rates are held, by the store from those rates (`PriceBook.held_rates`)."""
         if not self._active:
             return
         queue = self._queue
@@ -275,10 +279,14 @@ class Recorder(Stage):
         info = end.info
         try:
             hit = info.cache == "hit"  # (`nothing_sent`: no stage answered it)
-            if hit or (self._price_later and info.pending_cost() is not None):
-                item: bytes | Priced = priced_rows(
-                    info, hit, encode_ended, end, now=not self._price_later
-                )
+            pricer = info.pending_cost()
+            rates = None
+            if pricer is not None and not hit:
+                rates = self._prices.held_rates(pricer)  # a flat price: the store computes it
+            if rates is not None:
+                item: bytes | Priced = encode_ended(end, None, None, rates)
+            elif hit or (self._price_later and pricer is not None):
+                item = priced_rows(info, hit, encode_ended, end, now=not self._price_later)
             else:
                 item = encode_ended(end, info.cost_usd, None)
         except Exception:

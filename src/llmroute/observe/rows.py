@@ -149,9 +149,12 @@ _ATTEMPT = attrgetter(
 _END_VERSION = 2
 
 
-def encode_ended(end: Ended, cost: float | None, saved: float | None) -> bytes:
+def encode_ended(
+    end: Ended, cost: float | None, saved: float | None, rates: tuple[float, ...] | None = None
+) -> bytes:
     """`encode_record` of the record `build_record` makes of the request `end` describes
-    (priced: `cost` and `saved`, its ``cost_usd`` and ``saved_usd``), as what its end
+    (priced: `cost` and `saved`, its ``cost_usd`` and ``saved_usd``; or `rates`, the flat
+    rates the store computes its cost with, `PriceBook.held_rates`), as what its end
     read: a request's end encodes it on the event loop, where the record's 39 fields, and
     then its rows, cost more than reading the values it needs, a group at a time
     (`_END`); the store makes the rows (`watched_rows`). Fast path: oracle
@@ -173,6 +176,7 @@ def encode_ended(end: Ended, cost: float | None, saved: float | None) -> bytes:
         cost,
         saved,
         [*map(_ATTEMPT, info.attempts)],  # a list, not `tuple(map(...))` (above)
+        rates,
     )
     try:
         return marshal.dumps(parts, _END_VERSION)

@@ -51,6 +51,7 @@ __all__ = [
     "decode_rows",
     "insert_rows",
     "interpreter",
+    "linear_cost",
     "open_writer",
     "watched_rows",
     "write_batch",
@@ -203,7 +204,25 @@ def _ln(value: float | None) -> float | None:
 
 
 #: How many parts the encoding of a request's end has (`watched_rows`); a record's has 3.
-WATCHED_PARTS = 7
+WATCHED_PARTS = 8
+
+
+def linear_cost(rates: Sequence[float], usage: Sequence[int]) -> float:
+    """The cost of `usage` (input, output, cache read, cache write and reasoning tokens) at
+    flat `rates` (USD for the request, then per input, cache read, cache write, output and
+    reasoning token): what `llmroute._prices._LinearRates.apply` computes, term for term
+    in the same order, so the same float (oracle: tests/test_observe_watch.py)."""
+    fixed, per_input, per_cache_read, per_cache_write, per_output, per_reasoning = rates
+    input_tokens, output, cache_read, cache_write, reasoning = usage[:5]
+    uncached = max(0, input_tokens - cache_read - cache_write)
+    return (
+        fixed
+        + uncached * per_input
+        + cache_read * per_cache_read
+        + cache_write * per_cache_write
+        + (output - reasoning) * per_output
+        + reasoning * per_reasoning
+    )
 
 
 def watched_rows(parts: Sequence[Any]) -> tuple[Row, list[Row], list[Row]]:
@@ -213,13 +232,16 @@ def watched_rows(parts: Sequence[Any]) -> tuple[Row, list[Row], list[Row]]:
     usage, its answer's model, id and finish reasons, its failure's status, type, message
     and limit), its cost and savings, and each attempt's values. The rows are those
     `encode_record` gives for the record `build_record` makes of the same request (the
-    same arithmetic on the same floats, the same JSON text)."""
+    same arithmetic on the same floats, the same JSON text). Its cost is computed here
+    when the request's end gave the flat rates it is priced at (`linear_cost`)."""
     (
         (operation, model, started, started_at, ended, route_name, route_strategy, request_id,
          route, strategy, target, provider, served, ttft, cache, latency,
          user, session, properties, key, team),
-        usage, facts, failure, cost, saved, tried,
+        usage, facts, failure, cost, saved, tried, rates,
     ) = parts  # fmt: skip
+    if rates is not None and usage is not None:
+        cost = linear_cost(rates, usage)
     if latency is None:
         latency = ended - started
     if usage is None:
