@@ -537,3 +537,61 @@ async def test_a_busy_stage_before_the_recorder_keeps_the_ratio(tmp_path: Path) 
     # binomial(400, 0.25): 100 +- 8.7; asked twice, 2p - p^2 of them: 175
     assert 65 <= len(kept) <= 135
     provider.shutdown()
+
+
+def test_ends_queued_on_a_loop_closed_without_cancelling_go_with_the_next_loops(
+    tmp_path: Path,
+) -> None:
+    """A loop closed under the recorder's background task, its queue not empty (no
+    `asyncio.run` to cancel the task): the next loop's first request starts the task
+    again, and every queued end is written within a flush interval, with no flush."""
+    wire = Wire(script=["ok"] * 8)
+    path = tmp_path / "log.db"
+    router = _router(wire, logging={"store": f"sqlite:///{path}", "flush_interval": 0.05})
+
+    async def requests(n: int) -> None:
+        for _ in range(n):
+            await router.chat.completions.create(model="chat", messages=_ASK)
+
+    first = asyncio.new_event_loop()
+    try:
+        first.run_until_complete(requests(3))
+        assert router.recording.queued == 3
+    finally:
+        first.close()  # the task is left pending on it
+
+    async def later() -> tuple[int, int]:
+        await requests(5)
+        for _ in range(100):  # the flush interval, not a flush
+            if router.recording.recorded == 8:
+                break
+            await asyncio.sleep(0.01)
+        status = router.recording
+        await router.aclose()
+        return status.queued, status.recorded
+
+    assert asyncio.run(later()) == (0, 8)
+
+
+@pytest.mark.anyio
+async def test_an_end_whose_properties_json_refuses_fails_alone(tmp_path: Path) -> None:
+    """A property value JSON cannot write (set by a stage, past validation) fails that
+    request's record at its end, counted and logged; the batch it would have joined is
+    stored."""
+    wire = Wire(script=["ok"] * 3)
+    path = tmp_path / "log.db"
+    router = _router(wire, logging={"store": f"sqlite:///{path}"})
+    odd = RequestOptions.model_construct(properties={"k": b"v"})
+    async with router:
+        create = router.chat.completions.create
+        await create(model="chat", messages=_ASK)
+        await create(model="chat", messages=_ASK, llmroute=odd)
+        await create(model="chat", messages=_ASK, llmroute={"properties": {"k": "v"}})
+        await router.flush()
+        status = router.recording
+    assert (status.failed, status.recorded) == (1, 2)
+    store = SqliteStore(path)
+    try:
+        assert sorted(str(r.properties) for r in store.records()) == ["{'k': 'v'}", "{}"]
+    finally:
+        store.close()

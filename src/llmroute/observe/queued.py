@@ -80,14 +80,14 @@ def sort_batch(
     """A batch taken from the queue, sorted: the requests for the store, encoded and priced
     (a `Priced` one priced now: its cost set as the store decodes it), when the store is
     still all that reads them (`for_store`); the others for the usual path, each encoded
-    one decoded (something else reads it now). With how many could not be priced (logged,
-    left out) and whether one was priced here. The usual batch, all encoded and priced
-    (checked in C), is the store's as it is."""
+    one decoded (something else reads it now). With how many could not be priced or
+    decoded (logged, left out) and whether one was priced here. The usual batch, all
+    encoded and priced (checked in C), is the store's as it is."""
     if for_store and all(map(isinstance, batch, repeat(bytes))):
         return cast("list[Encoded]", batch), [], 0, False
     encoded: list[Encoded] = []
     pending: list[Pending] = []
-    unpriced, priced_here = 0, False
+    failed, priced_here = 0, False
     for item in batch:
         one: Encoded
         if isinstance(item, Priced):
@@ -95,7 +95,7 @@ def sort_batch(
                 cost, saved = cost_fields(item.unsent, item.pricer(), item.saved)
                 priced_here = True
             except Exception:
-                unpriced += 1
+                failed += 1
                 logger.exception("llmroute recorder: could not price a request")
                 continue
             one = (item.encoded, cost, saved)
@@ -106,6 +106,10 @@ def sort_batch(
             continue
         if for_store:
             encoded.append(one)
-        else:  # encoded while the store was all that read it; something else does now
+            continue
+        try:  # encoded while the store was all that read it; something else does now
             pending.append((decode_record(one), None, None, None))
-    return encoded, pending, unpriced, priced_here
+        except Exception:
+            failed += 1
+            logger.exception("llmroute recorder: could not decode a request's record")
+    return encoded, pending, failed, priced_here

@@ -264,12 +264,12 @@ class Recorder(Stage):
 
     def ended(self, end: Ended) -> None:
         """Queue the request's rows, encoded from its end (`encode_ended`): it made no
-        context, nor this stage a record. Nothing when nothing reads a record (the request
-        was only watched for its unsampled span). Each request's end runs this on the event
-        loop, so it is written out (`_room`, `_put`, `priced_rows`: a frame each) for the
-        common case: a request that sent something (a cache, which answers without, never
-        watches) is priced by reading its cost (`priced`, `cost_fields`), or, at a flat price
-        whose rates are held, by the store from those rates (`PriceBook.held_rates`)."""
+        context, nor this stage a record (nothing when nothing reads one: the request was
+        only watched for its unsampled span). Each end runs this on the event loop, so the
+        common case is written out (`_room`, `_put`, `priced_rows`: a frame each): a request
+        that sent something (a cache, which answers without, never watches) is priced by
+        reading its cost (`priced`), or, at a flat price whose rates are held, by the store
+        from them (`PriceBook.held_rates`); the background task is looked at as `_put` does."""
         if not self._active:
             return
         queue = self._queue
@@ -295,9 +295,13 @@ class Recorder(Stage):
                              info.request_id)  # fmt: skip
             return
         queue.append(item)
-        # the background task runs until the queue is empty (`_drain`): it is looked at as
-        # the queue stops being empty and when a batch is full, not for each request
-        if len(queue) == 1 or len(queue) >= self._batch_size:
+        task = self._task  # (`_kick`, its common case inline: running, on this loop)
+        if (
+            task is None
+            or task.done()
+            or self._loop is not asyncio.get_running_loop()
+            or len(queue) >= self._batch_size
+        ):
             self._kick()
 
     async def before(self, ctx: RequestContext) -> Answer | None:
@@ -503,8 +507,8 @@ class Recorder(Stage):
         all that reads them; return the others, each encoded one decoded (something else
         reads it now)."""
         write_encoded = self._write_encoded
-        encoded, pending, unpriced, priced = sort_batch(batch, for_store=write_encoded is not None)
-        self._failed += unpriced
+        encoded, pending, failed, priced = sort_batch(batch, for_store=write_encoded is not None)
+        self._failed += failed
         if priced:
             self._price_later = False
         if encoded:

@@ -132,12 +132,13 @@ def encode_record(r: RequestRecord) -> bytes:
 
 
 #: What a request's end gives its rows (`encode_ended`), read in one call each (C's loop over
-#: the names, not the interpreter's): the end's values, its usage's, each attempt's.
+#: the names, not the interpreter's): the end's values, its usage's, each attempt's (its
+#: options' properties apart: written as their JSON text).
 _END = attrgetter(
     "operation", "model", "started", "started_at", "ended", "route.name", "route.strategy",
     "info.request_id", "info.route", "info.strategy", "info.target", "info.provider",
     "info.model", "info.ttft_s", "info.cache", "info.latency_s",
-    "options.user", "options.session", "options.properties", "options.key", "options.team",
+    "options.user", "options.session", "options.key", "options.team",
 )  # fmt: skip
 _USAGE = attrgetter("input", "output", "cache_read", "cache_write", "reasoning", "estimated")
 _ATTEMPT = attrgetter(
@@ -168,6 +169,7 @@ def encode_ended(
     (`benchmarks/bench_observe.py` prints collections per request.)"""
     info, result, error = end.info, end.result, end.error
     usage = info.usage
+    properties = end.options.properties  # as JSON here: a value JSON refuses fails this end
     parts = (
         _END(end),
         None if usage is None else _USAGE(usage),
@@ -177,6 +179,7 @@ def encode_ended(
         saved,
         [*map(_ATTEMPT, info.attempts)],  # a list, not `tuple(map(...))` (above)
         rates,
+        encode_json(properties) if properties else None,
     )
     try:
         return marshal.dumps(parts, _END_VERSION)

@@ -204,7 +204,7 @@ def _ln(value: float | None) -> float | None:
 
 
 #: How many parts the encoding of a request's end has (`watched_rows`); a record's has 3.
-WATCHED_PARTS = 8
+WATCHED_PARTS = 9
 
 
 def linear_cost(rates: Sequence[float], usage: Sequence[int]) -> float:
@@ -237,8 +237,8 @@ def watched_rows(parts: Sequence[Any]) -> tuple[Row, list[Row], list[Row]]:
     (
         (operation, model, started, started_at, ended, route_name, route_strategy, request_id,
          route, strategy, target, provider, served, ttft, cache, latency,
-         user, session, properties, key, team),
-        usage, facts, failure, cost, saved, tried, rates,
+         user, session, key, team),
+        usage, facts, failure, cost, saved, tried, rates, properties,
     ) = parts  # fmt: skip
     if rates is not None and usage is not None:
         cost = linear_cost(rates, usage)
@@ -258,7 +258,7 @@ def watched_rows(parts: Sequence[Any]) -> tuple[Row, list[Row], list[Row]]:
         status, latency, ttft, *tokens, cost, cache,
         None,  # answered_by: no stage answers a watched request
         limit, error_type, message, json.dumps(reasons) if reasons else None, user, session,
-        json.dumps(properties) if properties else None,
+        properties,  # JSON text already (None: none)
         None, None,  # prompt, completion: not captured
         None, None,  # experiment, variant: no experiment runs
         saved, key, team,
@@ -271,7 +271,9 @@ def watched_rows(parts: Sequence[Any]) -> tuple[Row, list[Row], list[Row]]:
                 a_started, a_latency) in enumerate(tried)
     ]  # fmt: skip
     tags: list[Row] = (
-        [(request_id, k, v, started_at) for k, v in properties.items()] if properties else []
+        [(request_id, k, v, started_at) for k, v in json.loads(properties).items()]
+        if properties
+        else []
     )
     return request, attempts, tags
 
@@ -531,10 +533,7 @@ def _serve(path: str, timeout: float, cached: int) -> int:
                 return 0
             answer: tuple[object, ...]
             try:
-                if os.environ.get("NULLW") == "1":
-                    answer = ("ok", len(items))
-                else:
-                    answer = ("ok", write_batch(conn, plan, *decode_rows(items, plan), cutoff))
+                answer = ("ok", write_batch(conn, plan, *decode_rows(items, plan), cutoff))
             except Exception as exc:  # rolled back; reported to the parent, which raises it
                 answer = ("error", type(exc).__name__, str(exc))
             try:
