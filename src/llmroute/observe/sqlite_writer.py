@@ -204,7 +204,7 @@ def _ln(value: float | None) -> float | None:
 
 
 #: How many parts the encoding of a request's end has (`watched_rows`); a record's has 3.
-WATCHED_PARTS = 9
+WATCHED_PARTS = 10
 
 
 def linear_cost(rates: Sequence[float], usage: Sequence[int]) -> float:
@@ -235,8 +235,8 @@ def watched_rows(parts: Sequence[Any]) -> tuple[Row, list[Row], list[Row]]:
     same arithmetic on the same floats, the same JSON text). Its cost is computed here
     when the request's end gave the flat rates it is priced at (`linear_cost`)."""
     (
-        (operation, model, started, started_at, ended, route_name, route_strategy, request_id,
-         route, strategy, target, provider, served, ttft, cache, latency,
+        (operation, model, started, started_at, ended, route_name, route_strategy),
+        (request_id, route, strategy, target, provider, served, ttft, cache, latency,
          user, session, key, team),
         usage, facts, failure, cost, saved, tried, rates, properties,
     ) = parts  # fmt: skip
