@@ -128,24 +128,15 @@ async def concurrent(call: Callable[[], Awaitable[object]], n: int, concurrency:
 async def compare(args: argparse.Namespace, port: int, folder: Path) -> bool:
     model = TARGET_MODEL["priced" if args.priced else "unpriced"]
     print(f"the routers' target: up/{model}" + (" (priced)" if args.priced else ""))
+
+    def logged(name: str, otel: bool) -> tuple[llmroute.AsyncRouter, Any]:
+        store = folder / f"{name}.db"
+        return router(port, store, otel, writer=args.writer, batch=args.batch_size, model=model)
+
     built = {
         "off": router(port, None, otel=False, model=model),
-        "log": router(
-            port,
-            folder / "log.db",
-            otel=False,
-            writer=args.writer,
-            batch=args.batch_size,
-            model=model,
-        ),
-        "on": router(
-            port,
-            folder / "on.db",
-            otel=True,
-            writer=args.writer,
-            batch=args.batch_size,
-            model=model,
-        ),
+        "log": logged("log", otel=False),
+        "on": logged("on", otel=True),
     }
     clients = {name: pair[0] for name, pair in built.items()}
     sent = dict.fromkeys(clients, 0)

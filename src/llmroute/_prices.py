@@ -12,7 +12,6 @@ when the config gives one, else genai-prices' for its provider and model
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from collections.abc import Callable
@@ -47,8 +46,7 @@ class PriceBook:
         #: Flat rates by (provider, model, service tier), with the Unix times between which
         #: they hold (from when they were looked up to `_next_change`): a cost within that
         #: window is one multiplication per kind of token, not a genai-prices lookup.
-        #: A model genai-prices does not know is held as such (`_UNPRICED`), for ever.
-        self._held: dict[tuple[str, str, str | None], tuple[_Rates, float, float]] = {}
+        self._held: dict[tuple[str, str, str | None], tuple[_LinearRates, float, float]] = {}
         #: Each target's rates, looked up on first use (by the target object: two routes
         #: may give one ``provider/model`` different prices).
         self._target_rates: dict[Target, tuple[float, float] | None] = {}
@@ -111,8 +109,7 @@ class PriceBook:
         below makes a closure cell for each call of the function it is in)."""
         provider_id, model, service_tier = key
         found = self._model(provider_id, model)
-        if found is None:  # held too: a self-hosted model has no price, request after request
-            self._hold(key, _UNPRICED, -math.inf, math.inf)
+        if found is None:  # (`pricer()` gives no pricer for it once this is known)
             return None
         context: Any = {"service_tier": service_tier} if service_tier else None
         clock = self._now()
@@ -125,7 +122,11 @@ class PriceBook:
             return _calc(info, provider, usage, context, now)
         until = _next_change(info, now)
         if until is not None:
-            self._hold(key, rates, clock, until)
+            with self._lock:
+                held_rates = self._held
+                if len(held_rates) >= MAX_HELD_RATES:  # a client's made-up service tiers
+                    del held_rates[next(iter(held_rates))]
+                held_rates[key] = (rates, clock, until)
         return rates.apply(usage)
 
     def held_rates(self, pricer: Callable[[], float | None]) -> tuple[float, ...] | None:
@@ -141,18 +142,8 @@ class PriceBook:
         held = self._held.get((prices_id, model, keywords["service_tier"] if keywords else None))
         if held is None or not held[1] <= self._now() < held[2]:
             return None
-        values: tuple[float, ...] | None = held[0].values
+        values: tuple[float, ...] = held[0].values
         return values
-
-    def _hold(
-        self, key: tuple[str, str, str | None], rates: _Rates, since: float, until: float
-    ) -> None:
-        """Hold `rates` for `key` between `since` and `until` (Unix seconds)."""
-        with self._lock:
-            held_rates = self._held
-            if len(held_rates) >= MAX_HELD_RATES:  # a client's made-up service tiers
-                del held_rates[next(iter(held_rates))]
-            held_rates[key] = (rates, since, until)
 
     def _rates(
         self, info: Any, provider: Any, prices: Any, context: Any, now: datetime
@@ -307,21 +298,6 @@ class _LinearRates:
             + (usage.output - usage.reasoning) * self.output
             + usage.reasoning * self.reasoning
         )
-
-
-class _Unpriced:
-    """The rates of a model genai-prices does not know: its cost is unknown (None)."""
-
-    __slots__ = ()
-    #: (no rates: `PriceBook.held_rates` gives None, and the cost is None when read)
-    values: None = None
-
-    def apply(self, usage: TokenUsage) -> None:
-        return None
-
-
-_UNPRICED = _Unpriced()
-_Rates = _LinearRates | _Unpriced
 
 
 def _calc(info: Any, provider: Any, usage: TokenUsage, context: Any, now: datetime) -> float:
