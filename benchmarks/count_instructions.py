@@ -2,7 +2,7 @@
 
     python benchmarks/count_instructions.py [--requests 300] [--kinds chat,stream,hit]
         [--chunks 20] [--state redis://127.0.0.1:6379/0] [--log process|inline|default]
-        [--priced]
+        [--priced] [--sampler RATIO]
 
 For each kind of request (a non-streamed chat completion, a stream of ``--chunks``
 content chunks read to its end, a memory cache hit; ``responses`` and
@@ -34,6 +34,10 @@ target is the upstream's model, which genai-prices has no price for; with ``--pr
 is ``gpt-4o-mini``, priced flat, so a log prices each request (the ``own`` kind with
 ``--log`` counts the records flushed within the count).
 
+With ``--sampler RATIO`` the ``own`` kind's router traces through an OpenTelemetry SDK
+``TracerProvider`` sampling with ``TraceIdRatioBased(RATIO)``, with no span processor: at
+0, what deciding that a request's span is dropped costs (issue 20's target 4).
+
 Needs ``valgrind`` on the PATH. PYTHONHASHSEED is fixed so both runs hash alike.
 """
 
@@ -57,6 +61,9 @@ from upstream import MODEL, at_once_transport, running_upstream
 #: or with ``--priced`` (``LLMROUTE_BENCH_PRICED=1`` in the child) one it prices flat, so
 #: that a request log prices each request.
 TARGET_MODEL = "gpt-4o-mini" if os.environ.get("LLMROUTE_BENCH_PRICED") == "1" else MODEL
+#: With ``--sampler`` (``LLMROUTE_BENCH_SAMPLER`` in the child): the ratio of the
+#: OpenTelemetry SDK's ``TraceIdRatioBased`` sampler the ``own`` kind's router traces with.
+SAMPLER = os.environ.get("LLMROUTE_BENCH_SAMPLER")
 
 MESSAGES = [{"role": "user", "content": "Say hello in one short sentence."}]
 WARMUP = 200
@@ -171,6 +178,11 @@ async def _run_own(count: int, log: str | None = None, folder: Path | None = Non
     store = (log, folder / "log.db") if log and folder is not None else None
     config = _config(1, "own", log=store)
     async with AsyncRouter(config, transports={"up": at_once_transport()}) as router:
+        if SAMPLER is not None:
+            from opentelemetry.sdk.trace import TracerProvider
+            from opentelemetry.sdk.trace.sampling import TraceIdRatioBased
+
+            router.use_telemetry(TracerProvider(sampler=TraceIdRatioBased(float(SAMPLER))))
         create = router.chat.completions.create
         for _ in range(WARMUP):
             await create(model="chat", messages=MESSAGES)
@@ -210,12 +222,16 @@ def main() -> None:
         action="store_true",
         help="route to a model genai-prices prices (the log prices each request)",
     )
+    parser.add_argument("--sampler", type=float, metavar="RATIO",
+                        help="the own kind traces with this TraceIdRatioBased sampler")  # fmt: skip
     parser.add_argument("--log", choices=("process", "inline", "default"),
                         help="keep the SQLite request log, written by this writer")  # fmt: skip
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.priced:  # (the children read it: `TARGET_MODEL`)
         os.environ["LLMROUTE_BENCH_PRICED"] = "1"
+    if args.sampler is not None:  # (`SAMPLER`)
+        os.environ["LLMROUTE_BENCH_SAMPLER"] = str(args.sampler)
     if args.child:
         kind, count, chunks, delivered = args.child
         if kind == "raw":
@@ -231,7 +247,9 @@ def main() -> None:
         f"instructions per request (callgrind; warm-up {WARMUP}, N = {args.requests}, "
         f"streams of {args.chunks} content chunks"
         + (f"; SQLite log, {args.log} writer" if args.log else "")
-        + ("; a priced model)" if args.priced else ")")
+        + ("; a priced model" if args.priced else "")
+        + (f"; sampled at {args.sampler}" if args.sampler is not None else "")
+        + ")"
     )
     counted: dict[str, float] = {}
     for kind in args.kinds.split(","):

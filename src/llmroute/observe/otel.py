@@ -166,15 +166,17 @@ class Telemetry:
         SDK's sampler decides as the span starts (a sampler that may read the
         span's attributes; see `llmroute.observe.sampling`).
         """
-        if not self.active() or not self._tracing:
+        return self.decide_active(parent) if self.active() else 0
+
+    def decide_active(self, parent: Context | None) -> int | None:
+        """`decide`, where `active()` has just answered True (asked as the request started)."""
+        if not self._tracing:
             return 0
         decider = self._decider
         return decider.decide(parent) if decider is not None else None
 
-    @staticmethod
-    def caller_context() -> Context:
-        """The caller's trace context (the request span's parent); read at request start."""
-        return otel_context.get_current()
+    #: The caller's trace context (the request span's parent); read at request start.
+    caller_context = staticmethod(otel_context.get_current)
 
     def _server(self, provider_name: str | None) -> tuple[str, str | None, int | None]:
         """``(gen_ai.provider.name, server.address, server.port)`` of a provider."""

@@ -256,7 +256,7 @@ class Recorder(Stage):
         if telemetry.metering():  # every request's points are read from its record
             return False
         parent = telemetry.caller_context()
-        trace_id = telemetry.decide(parent)
+        trace_id = telemetry.decide_active(parent)
         # left for `before()` either way: a stage asked after this one (placed before it) may
         # still give the request a context
         state[_STATE] = (False, parent, trace_id)

@@ -24,13 +24,11 @@ from __future__ import annotations
 
 import re
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind
-
-if TYPE_CHECKING:
-    from opentelemetry.context import Context
 
 __all__ = ["Decider"]
 
@@ -41,6 +39,13 @@ _PARENT_BASED = re.compile(
     r"localParentSampled:S,localParentNotSampled:S\}"
 )
 _SDK_SAMPLERS = "opentelemetry.sdk.trace.sampling"
+#: A ``ParentBased`` description's root sampler.
+_ROOT = re.compile(
+    r"ParentBased\{root:(AlwaysOnSampler|AlwaysOffSampler|TraceIdRatioBased\{[^{}]*\}),"
+)
+_RATE = re.compile(r"TraceIdRatioBased\{([^{}]*)\}")
+#: The low 64 bits of a trace id, which ``TraceIdRatioBased`` compares with its bound.
+_LOW = (1 << 64) - 1
 
 
 def decided_early(sampler: Any) -> bool:
@@ -89,6 +94,9 @@ class Decider:
     def __init__(self, tracer: Any, ids: _HandedIds) -> None:
         self._sampler = tracer.sampler
         self._ids = ids
+        self._draw = ids.ids.generate_trace_id
+        #: A root span's bound (`root_bound`), or None: the sampler is asked each time.
+        self._root = root_bound(self._sampler)
 
     @classmethod
     def of(cls, tracer: Any) -> Decider | None:
@@ -103,7 +111,16 @@ class Decider:
         return cls(tracer, ids)
 
     def decide(self, parent: Context | None) -> int:
-        """The trace id of a kept span with this parent, or 0 when the span would be dropped."""
+        """The trace id of a kept span with this parent, or 0 when the span would be dropped.
+
+        With no parent (an empty context: the common case) and a root sampler whose bound
+        is known, the answer is the sampler's own rule, applied here (`root_bound`)."""
+        bound = self._root
+        if not parent and bound is not None:
+            if not bound:
+                return 0  # never kept: no trace id to draw
+            trace_id: int = self._draw()
+            return trace_id if trace_id & _LOW < bound else 0
         span = trace.get_current_span(parent).get_span_context()
         trace_id = span.trace_id if span.is_valid else self._ids.generate_trace_id()
         result = self._sampler.should_sample(parent, trace_id, "", SpanKind.CLIENT)
@@ -112,3 +129,54 @@ class Decider:
     def hand(self, trace_id: int) -> None:
         """Make this thread's next span start with this (already sampled) trace id."""
         self._ids.hand(trace_id)
+
+
+def root_bound(sampler: Any) -> int | None:
+    """The bound a root span's trace id is kept under, for a sampler `decided_early` accepts.
+
+    A span with no parent is kept, by ``TraceIdRatioBased`` (the root of ``ParentBased``
+    included), when the low 64 bits of its trace id are under
+    ``TraceIdRatioBased.get_bound_for_rate(rate)``; by ``AlwaysOn`` always (the bound
+    2**64), by ``AlwaysOff`` never (0). The rate is read from the sampler's description.
+    The bound is then checked against the sampler itself on the trace ids either side of
+    it: None (ask the sampler every time) when they disagree, as for an SDK whose rule
+    has changed, or when the description cannot be read.
+    """
+    from opentelemetry.sdk.trace.sampling import (
+        TraceIdRatioBased,
+    )  # (a decider's tracer is the SDK's)
+
+    try:
+        described = sampler.get_description()
+    except Exception:  # (`decided_early` has read it; a sampler that now fails is asked)
+        return None
+    parented = _ROOT.match(described)
+    root = parented.group(1) if parented else described
+    if root == "AlwaysOnSampler":
+        bound = 1 << 64
+    elif root == "AlwaysOffSampler":
+        bound = 0
+    else:
+        rated = _RATE.fullmatch(root)
+        if rated is None:
+            return None
+        try:
+            bound = TraceIdRatioBased.get_bound_for_rate(float(rated.group(1)))
+        except (ValueError, OverflowError):
+            return None
+    empty = Context()
+    for trace_id in _edges(bound):
+        kept = trace_id & _LOW < bound
+        result = sampler.should_sample(empty, trace_id, "", SpanKind.CLIENT)
+        if result.decision.is_recording() != kept:
+            return None
+    return bound
+
+
+def _edges(bound: int) -> list[int]:
+    """Trace ids either side of `bound` (in their low 64 bits), and at the ends of the range."""
+    edges = {1, _LOW, (1 << 128) - 1, 1 << 64}
+    for low in (bound - 1, bound, bound + 1):
+        if 0 <= low <= _LOW:
+            edges.update((low or 1, (1 << 127) | low, (0xABCD << 64) | low))
+    return sorted(edges)

@@ -1,0 +1,109 @@
+"""A span with no parent is decided by the root sampler's rule applied early (`root_bound`).
+
+The rule is checked against the SDK's own sampler, asked with the very trace ids the
+decider draws (an id generator that hands them out in turn), over hypothesis' rates and
+ids and the ids either side of each bound; and an SDK whose rule differs from the one
+applied early makes the decider ask its sampler every time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from opentelemetry import baggage
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.id_generator import IdGenerator
+from opentelemetry.sdk.trace.sampling import (
+    ALWAYS_OFF,
+    ALWAYS_ON,
+    ParentBased,
+    Sampler,
+    TraceIdRatioBased,
+)
+from opentelemetry.trace import SpanKind
+
+from llmroute.observe.sampling import Decider, root_bound
+
+LOW = (1 << 64) - 1
+TRACE_IDS = st.integers(min_value=1, max_value=(1 << 128) - 1)
+RATES = st.one_of(
+    st.sampled_from([0.0, 1.0, 0.5, 0.1, 1e-9, 1 - 1e-12]),
+    st.floats(min_value=0.0, max_value=1.0, allow_nan=False),
+)
+
+
+class Scripted(IdGenerator):
+    """Trace ids handed out in the order they are given."""
+
+    def __init__(self) -> None:
+        self.next: Iterator[int] = iter(())
+
+    def generate_trace_id(self) -> int:
+        return next(self.next)
+
+    def generate_span_id(self) -> int:
+        return 1
+
+
+def samplers(rate: float) -> list[Sampler]:
+    ratio = TraceIdRatioBased(rate)
+    return [ratio, ParentBased(ratio), ParentBased(TraceIdRatioBased(rate), ALWAYS_OFF)]
+
+
+def decided(sampler: Sampler, parent: Context, trace_ids: list[int]) -> list[tuple[int, int]]:
+    """(the decider's answer, the sampler's own) for each trace id."""
+    ids = Scripted()
+    provider = TracerProvider(sampler=sampler, id_generator=ids)
+    decider = Decider.of(provider.get_tracer("test"))
+    assert decider is not None
+    answers = []
+    for trace_id in trace_ids:
+        ids.next = iter([trace_id])
+        kept = sampler.should_sample(parent, trace_id, "", SpanKind.CLIENT)
+        answers.append((decider.decide(parent), trace_id if kept.decision.is_recording() else 0))
+    return answers
+
+
+@given(rate=RATES, trace_ids=st.lists(TRACE_IDS, max_size=20))
+def test_a_root_span_is_kept_as_the_sdks_sampler_keeps_it(
+    rate: float, trace_ids: list[int]
+) -> None:
+    bound = TraceIdRatioBased(rate).bound
+    lows = [low for low in (bound - 1, bound, bound + 1) if 0 < low <= LOW]
+    near = [(high << 64) | low for high in (0, 7) for low in lows]
+    for sampler in samplers(rate):
+        assert root_bound(sampler) == bound
+        for parent in (Context(), baggage.set_baggage("team", "a", Context())):
+            for ours, sdks in decided(sampler, parent, trace_ids + near):
+                assert ours == sdks
+
+
+@pytest.mark.parametrize(
+    ("sampler", "bound"),
+    [(ALWAYS_ON, 1 << 64), (ALWAYS_OFF, 0), (ParentBased(ALWAYS_ON), 1 << 64),
+     (ParentBased(ALWAYS_OFF), 0)],
+)  # fmt: skip
+def test_always_on_and_off_roots_have_the_widest_and_no_bound(sampler: Sampler, bound: int) -> None:
+    assert root_bound(sampler) == bound
+    for ours, sdks in decided(sampler, Context(), [1, LOW, 1 << 64, (1 << 128) - 1]):
+        assert ours == sdks
+
+
+def test_an_sdk_whose_rule_changed_is_asked_every_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Were the SDK's bound for a rate not what `root_bound` computes (a new rule), the
+    decider would ask the sampler itself: its answers stay the SDK's."""
+    sampler = ParentBased(TraceIdRatioBased(0.25))
+    bound = TraceIdRatioBased(0.25).bound
+    rule = TraceIdRatioBased.get_bound_for_rate
+    monkeypatch.setattr(
+        TraceIdRatioBased, "get_bound_for_rate", classmethod(lambda cls, rate: rule(rate) + 3)
+    )
+    assert root_bound(sampler) is None
+    trace_ids = [bound - 1, bound, bound + 1, bound + 2, bound + 3]
+    answers = decided(sampler, Context(), trace_ids)
+    assert [sdks for _, sdks in answers] == [bound - 1, 0, 0, 0, 0]
+    assert all(ours == sdks for ours, sdks in answers)
