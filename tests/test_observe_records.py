@@ -13,15 +13,19 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import llmroute
 from _helpers import HI
 from _pipeline_parts import NO_OPTIONS, Scripted, catalog, chat_request, route_of
 from llmroute import AsyncRouter, RouteInfo
+from llmroute._types import ChatCompletion
+from llmroute._wire_completion import wire_completion
 from llmroute.experiments import sticky_digest
 from llmroute.observe import RequestRecord, SqliteStore
 from llmroute.observe.analytics import parse_time
-from llmroute.observe.record import EXPERIMENT_STATE, ExperimentTag, build_record
+from llmroute.observe.record import EXPERIMENT_STATE, ExperimentTag, build_record, response_facts
 from llmroute.pipeline.stage import Outcome, RequestContext
 
 pytestmark = [pytest.mark.anyio, pytest.mark.virtual_time]
@@ -454,3 +458,23 @@ def test_the_sticky_digest_is_stable_salted_by_experiment_and_hides_the_key() ->
 )  # fmt: skip
 def test_a_time_is_unix_seconds_a_date_or_a_duration_ago(text: str, expected: float) -> None:
     assert parse_time(text, now=1_800_000_000.0) == expected
+
+
+@given(reasons=st.lists(st.none() | st.sampled_from(["stop", "length", "tool_calls"]), max_size=4))
+def test_a_completions_finish_reasons_are_its_choices_in_order_without_the_missing(
+    reasons: list[str | None],
+) -> None:
+    """`response_facts` reads one choice inline and several in C: both give every choice's
+    reason in order, leaving out the missing ones, as the wire completion's facts do."""
+    body = {
+        "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "m",
+        "choices": [
+            {"index": i, "message": {"role": "assistant", "content": "hi"}, "finish_reason": r}
+            for i, r in enumerate(reasons)
+        ],
+    }  # fmt: skip
+    expected = ("m", "chatcmpl-1", [reason for reason in reasons if reason])
+    assert response_facts(ChatCompletion.model_validate(body)) == expected
+    wire = wire_completion(json.dumps(body).encode())
+    if wire is not None:  # (a completion its strict schema takes)
+        assert response_facts(wire) == expected

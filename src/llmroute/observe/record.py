@@ -303,8 +303,12 @@ def response_facts(
     """What a record keeps of an answer in one piece: its model, id (None for embeddings)
     and finish reasons (for a Responses answer, as chat names them: ``stop``,
     ``tool_calls``, ``length``, ``content_filter``, or ``error``)."""
-    if isinstance(response, ChatCompletion):  # (read in C: a request's end reads it)
-        return response.model, response.id, list(filter(None, map(_FINISH, response.choices)))
+    if isinstance(response, ChatCompletion):  # (a request's end reads it: one choice inline)
+        choices = response.choices
+        if len(choices) == 1:
+            reason = choices[0].finish_reason
+            return response.model, response.id, [reason] if reason else []
+        return response.model, response.id, list(filter(None, map(_FINISH, choices)))
     if isinstance(response, WireCompletion):
         return response.facts()
     if not isinstance(response, Response):
