@@ -52,6 +52,9 @@ class PriceBook:
         self._target_rates: dict[Target, tuple[float, float] | None] = {}
         self._linear: dict[tuple[int, tuple[tuple[str, Any], ...]], _LinearRates] = {}
         self._lock = threading.Lock()
+        #: `_keyed_cost`, bound once: each pricer of genai-prices' is a partial of it (no
+        #: bound method made per request), which is how `held_rates` knows its own.
+        self._priced = self._keyed_cost
 
     @staticmethod
     def load() -> None:
@@ -98,7 +101,10 @@ class PriceBook:
         """
         if provider_id is None:
             return None
-        key = (provider_id, model, service_tier)
+        return self._keyed_cost((provider_id, model, service_tier), usage)
+
+    def _keyed_cost(self, key: tuple[str, str, str | None], usage: TokenUsage) -> float | None:
+        """`cost` of `usage` by (provider, model, service tier): what a pricer calls."""
         held = self._held.get(key)
         if held is not None and held[1] <= self._now() < held[2]:
             return held[0].apply(usage)
@@ -135,11 +141,9 @@ class PriceBook:
         what `linear_cost` takes); None when its cost is computed otherwise (a target's own
         price, a tiered price, rates not held now). A request log writes these with the
         request, and its store computes the cost: the request's end computes nothing."""
-        if type(pricer) is not partial or getattr(pricer.func, "__self__", None) is not self:
+        if type(pricer) is not partial or pricer.func is not self._priced:
             return None
-        prices_id, model, _ = pricer.args
-        keywords = pricer.keywords
-        held = self._held.get((prices_id, model, keywords["service_tier"] if keywords else None))
+        held = self._held.get(pricer.args[0])
         if held is None or not held[1] <= self._now() < held[2]:
             return None
         values: tuple[float, ...] = held[0].values
@@ -226,9 +230,7 @@ class PriceBook:
         prices_id = target.provider.adapter.prices_id
         if prices_id is None or self._models.get((prices_id, target.model), _MISSING) is None:
             return None
-        if service_tier is None:  # most requests: a partial without a keywords dict
-            return partial(self.cost, prices_id, target.model, usage)
-        return partial(self.cost, prices_id, target.model, usage, service_tier=service_tier)
+        return partial(self._priced, (prices_id, target.model, service_tier), usage)
 
 
 def _unknown() -> None:
