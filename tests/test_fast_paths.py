@@ -13,6 +13,7 @@ import json
 import random
 import re
 import sqlite3
+import time
 import urllib.request
 from collections import Counter
 from collections.abc import Callable
@@ -675,15 +676,23 @@ def test_gil_friendly_yields_every_item_and_offers_the_gil(monkeypatch: pytest.M
     assert len(offered) == len(items)
 
 
-def test_request_ids_are_random_hex_out_of_reach_of_random_seed() -> None:
-    """Request ids have the shape of ``lr-`` and `secrets.token_hex(12)`, never repeat, and
-    `random.seed()` does not make them repeat."""
+def test_request_ids_are_time_ordered_random_hex_out_of_reach_of_random_seed() -> None:
+    """Request ids are ``lr-``, the Unix time in milliseconds as 12 hex digits and 16 random
+    hex digits: they never repeat (`random.seed()` does not make them), and ids made in a
+    later millisecond sort after those of an earlier one, whatever their random part."""
     random.seed(1)
     first = [new_request_id() for _ in range(500)]
     random.seed(1)
     second = [new_request_id() for _ in range(500)]
     assert len(set(first + second)) == 1000
-    assert all(re.fullmatch(r"lr-[0-9a-f]{24}", i) for i in first)
+    assert all(re.fullmatch(r"lr-[0-9a-f]{28}", i) for i in first)
+    before = time.time_ns() // 1_000_000
+    made = new_request_id()
+    assert before <= int(made[3:15], 16) <= time.time_ns() // 1_000_000
+    earlier = [new_request_id() for _ in range(50)]
+    time.sleep(0.002)
+    later = [new_request_id() for _ in range(50)]
+    assert min(later) > max(earlier)
 
 
 @settings(max_examples=100, deadline=None)

@@ -348,7 +348,7 @@ def test_request_ids_do_not_repeat_when_the_application_seeds_random() -> None:
     random.seed(42)
     second = [new_request_id() for _ in range(3)]
     assert not set(first) & set(second)
-    assert all(len(i) == 27 and i.startswith("lr-") for i in first)
+    assert all(len(i) == 31 and i.startswith("lr-") for i in first)
 
 
 # ---------------------------------------------------------------- public seams

@@ -65,7 +65,7 @@ def error_body(exc: openai.APIStatusError) -> dict[str, Any]:
 
 #: The form of a request id: the router's (``new_request_id``), or the gateway's for a request
 #: refused before it reached the router.
-REQUEST_ID = re.compile(r"lr-[0-9a-f]{24}")
+REQUEST_ID = re.compile(r"lr-[0-9a-f]{28}")
 
 
 def request_id_of(response: httpx.Response) -> str:

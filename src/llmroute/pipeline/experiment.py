@@ -30,6 +30,7 @@ from .._config import Config
 from .._errors import LLMRouteError
 from .._prices import PriceBook
 from .._request import ChatRequest, EmbeddingsRequest, RequestOptions
+from .._route_info import new_request_id
 from .._types import ChatCompletion, CreateEmbeddingResponse, RouteInfo
 from ..experiments.adaptive import AdaptiveAllocator
 from ..experiments.runtime import Experiment, Experiments, build_experiments
@@ -193,8 +194,7 @@ class ExperimentHook:
             }
         )
         variant = copy.variant
-        # a request id as the executor's new_request_id makes one
-        info = RouteInfo(request_id=f"lr-{urandom(12).hex()}", experiment=variant.experiment,
+        info = RouteInfo(request_id=new_request_id(), experiment=variant.experiment,
                          variant=variant.name)  # fmt: skip
         clock, stages = self._clock, self._stages
         ctx = RequestContext(
