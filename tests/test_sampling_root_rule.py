@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from opentelemetry import baggage
+from opentelemetry import baggage, context, trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.id_generator import IdGenerator
@@ -24,7 +24,7 @@ from opentelemetry.sdk.trace.sampling import (
     Sampler,
     TraceIdRatioBased,
 )
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags
 
 from llmroute.observe.sampling import Decider, root_bound
 
@@ -107,3 +107,20 @@ def test_an_sdk_whose_rule_changed_is_asked_every_time(monkeypatch: pytest.Monke
     answers = decided(sampler, Context(), trace_ids)
     assert [sdks for _, sdks in answers] == [bound - 1, 0, 0, 0, 0]
     assert all(ours == sdks for ours, sdks in answers)
+
+
+def test_no_context_given_is_the_current_one_as_for_the_sdk() -> None:
+    """`decide(None)` reads the current context, as the SDK's samplers do: under a sampled
+    span made current, a parent-based sampler whose root keeps nothing keeps the span."""
+    sampler = ParentBased(ALWAYS_OFF)
+    decider = Decider.of(TracerProvider(sampler=sampler).get_tracer("test"))
+    assert decider is not None
+    assert decider.decide(None) == 0 and decider.decide(Context()) == 0
+    parent = SpanContext(trace_id=42, span_id=7, is_remote=True,
+                         trace_flags=TraceFlags(TraceFlags.SAMPLED))  # fmt: skip
+    token = context.attach(trace.set_span_in_context(NonRecordingSpan(parent)))
+    try:
+        assert decider.decide(None) == 42
+        assert decider.decide(Context()) == 0  # an empty context given: no parent
+    finally:
+        context.detach(token)

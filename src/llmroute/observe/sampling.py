@@ -9,7 +9,10 @@ draw (or takes the parent's) and asks the sampler. A dropped request then
 builds no span and no attributes at all. A kept one is started with that very
 trace id (the tracer's id generator is wrapped to hand it over once, per
 thread), so the SDK's sampler, asked again inside ``start_span``, gives the
-same answer: the decision is the SDK's, taken once.
+same answer: the decision is the SDK's, taken once. For a request with no parent
+span (the caller's context empty: the common case), the root sampler's rule, the
+bound under which ``TraceIdRatioBased`` keeps a trace id, is applied without asking
+the sampler (`root_bound`, checked against the sampler when the decider is made).
 
 Only samplers whose answer depends on nothing but the parent context and the
 trace id are decided early: the SDK's ``AlwaysOn``/``AlwaysOff``,
@@ -113,10 +116,11 @@ class Decider:
     def decide(self, parent: Context | None) -> int:
         """The trace id of a kept span with this parent, or 0 when the span would be dropped.
 
-        With no parent (an empty context: the common case) and a root sampler whose bound
-        is known, the answer is the sampler's own rule, applied here (`root_bound`)."""
+        With no parent (an empty context: the common case; None is the current context,
+        as for the SDK) and a root sampler whose bound is known, the answer is the
+        sampler's own rule, applied here (`root_bound`)."""
         bound = self._root
-        if not parent and bound is not None:
+        if bound is not None and parent is not None and not parent:
             if not bound:
                 return 0  # never kept: no trace id to draw
             trace_id: int = self._draw()
@@ -142,9 +146,8 @@ def root_bound(sampler: Any) -> int | None:
     it: None (ask the sampler every time) when they disagree, as for an SDK whose rule
     has changed, or when the description cannot be read.
     """
-    from opentelemetry.sdk.trace.sampling import (
-        TraceIdRatioBased,
-    )  # (a decider's tracer is the SDK's)
+    # (imported here: a decider's tracer is the SDK's, which may not be installed otherwise)
+    from opentelemetry.sdk.trace.sampling import TraceIdRatioBased
 
     try:
         described = sampler.get_description()
