@@ -124,3 +124,29 @@ def test_no_context_given_is_the_current_one_as_for_the_sdk() -> None:
         assert decider.decide(Context()) == 0  # an empty context given: no parent
     finally:
         context.detach(token)
+
+
+def test_a_request_with_no_parent_span_does_not_ask_the_sampler(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The point of the rule: with no parent span (an empty context, or one holding only
+    baggage) the decider answers alone; a parent span makes it ask the sampler."""
+    sampler = ParentBased(TraceIdRatioBased(0.5))
+    decider = Decider.of(TracerProvider(sampler=sampler).get_tracer("test"))
+    assert decider is not None
+    asked = []
+    should_sample = ParentBased.should_sample
+
+    def counted(self: ParentBased, *args: object, **kwargs: object) -> object:
+        asked.append(args)
+        return should_sample(self, *args, **kwargs)
+
+    monkeypatch.setattr(ParentBased, "should_sample", counted)
+    for _ in range(20):
+        decider.decide(Context())
+        decider.decide(baggage.set_baggage("team", "a", Context()))
+    assert asked == []
+    parent = SpanContext(trace_id=42, span_id=7, is_remote=True,
+                         trace_flags=TraceFlags(TraceFlags.SAMPLED))  # fmt: skip
+    assert decider.decide(trace.set_span_in_context(NonRecordingSpan(parent))) == 42
+    assert len(asked) == 1

@@ -10,7 +10,7 @@ builds no span and no attributes at all. A kept one is started with that very
 trace id (the tracer's id generator is wrapped to hand it over once, per
 thread), so the SDK's sampler, asked again inside ``start_span``, gives the
 same answer: the decision is the SDK's, taken once. For a request with no parent
-span (the caller's context empty: the common case), the root sampler's rule, the
+span (the caller's context holds none: most often it is empty), the root sampler's rule, the
 bound under which ``TraceIdRatioBased`` keeps a trace id, is applied without asking
 the sampler (`root_bound`, checked against the sampler when the decider is made).
 
@@ -116,17 +116,26 @@ class Decider:
     def decide(self, parent: Context | None) -> int:
         """The trace id of a kept span with this parent, or 0 when the span would be dropped.
 
-        With no parent (an empty context: the common case; None is the current context,
-        as for the SDK) and a root sampler whose bound is known, the answer is the
-        sampler's own rule, applied here (`root_bound`)."""
+        With no parent span (a context given that holds none: most often an empty one,
+        the common case, told apart without a lookup; None is the current context, as for
+        the SDK) and a root sampler whose bound is known, the answer is the sampler's own
+        rule, applied here (`root_bound`)."""
         bound = self._root
-        if bound is not None and parent is not None and not parent:
+        if bound is not None and parent is not None:
+            if parent:  # values in it: a parent span among them is the sampler's to judge
+                span = trace.get_current_span(parent).get_span_context()
+                if span.is_valid:
+                    return self._asked(parent, span.trace_id)
             if not bound:
                 return 0  # never kept: no trace id to draw
             trace_id: int = self._draw()
             return trace_id if trace_id & _LOW < bound else 0
         span = trace.get_current_span(parent).get_span_context()
         trace_id = span.trace_id if span.is_valid else self._ids.generate_trace_id()
+        return self._asked(parent, trace_id)
+
+    def _asked(self, parent: Context | None, trace_id: int) -> int:
+        """The sampler's answer for a span with this parent and trace id (0: dropped)."""
         result = self._sampler.should_sample(parent, trace_id, "", SpanKind.CLIENT)
         return trace_id if result.decision.is_recording() else 0
 
@@ -170,7 +179,10 @@ def root_bound(sampler: Any) -> int | None:
     empty = Context()
     for trace_id in _edges(bound):
         kept = trace_id & _LOW < bound
-        result = sampler.should_sample(empty, trace_id, "", SpanKind.CLIENT)
+        try:
+            result = sampler.should_sample(empty, trace_id, "", SpanKind.CLIENT)
+        except Exception:  # (a root taken at its word that fails here is asked each time)
+            return None
         if result.decision.is_recording() != kept:
             return None
     return bound
