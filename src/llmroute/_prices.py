@@ -52,9 +52,6 @@ class PriceBook:
         self._target_rates: dict[Target, tuple[float, float] | None] = {}
         self._linear: dict[tuple[int, tuple[tuple[str, Any], ...]], _LinearRates] = {}
         self._lock = threading.Lock()
-        #: `_keyed_cost`, bound once: each pricer of genai-prices' is a partial of it (no
-        #: bound method made per request), which is how `held_rates` knows its own.
-        self._priced = self._keyed_cost
 
     @staticmethod
     def load() -> None:
@@ -101,14 +98,7 @@ class PriceBook:
         """
         if provider_id is None:
             return None
-        return self._keyed_cost((provider_id, model, service_tier), usage)
-
-    def _keyed_cost(self, key: tuple[str, str, str | None], usage: TokenUsage) -> float | None:
-        """`cost` of `usage` by (provider, model, service tier): what a pricer calls."""
-        held = self._held.get(key)
-        if held is not None and held[1] <= self._now() < held[2]:
-            return held[0].apply(usage)
-        return self._look_up(key, usage)
+        return _keyed_cost(self, (provider_id, model, service_tier), usage)
 
     def _look_up(self, key: tuple[str, str, str | None], usage: TokenUsage) -> float | None:
         """`cost` without held rates: genai-prices' lookup (its own frame: the generator
@@ -141,9 +131,12 @@ class PriceBook:
         what `linear_cost` takes); None when its cost is computed otherwise (a target's own
         price, a tiered price, rates not held now). A request log writes these with the
         request, and its store computes the cost: the request's end computes nothing."""
-        if type(pricer) is not partial or pricer.func is not self._priced:
+        if type(pricer) is not partial or pricer.func is not _keyed_cost:
             return None
-        held = self._held.get(pricer.args[0])
+        book, key, _ = pricer.args
+        if book is not self:
+            return None
+        held = self._held.get(key)
         if held is None or not held[1] <= self._now() < held[2]:
             return None
         values: tuple[float, ...] = held[0].values
@@ -230,11 +223,24 @@ class PriceBook:
         prices_id = target.provider.adapter.prices_id
         if prices_id is None or self._models.get((prices_id, target.model), _MISSING) is None:
             return None
-        return partial(self._priced, (prices_id, target.model, service_tier), usage)
+        return partial(_keyed_cost, self, (prices_id, target.model, service_tier), usage)
 
 
 def _unknown() -> None:
     return None
+
+
+def _keyed_cost(
+    book: PriceBook, key: tuple[str, str, str | None], usage: TokenUsage
+) -> float | None:
+    """`PriceBook.cost` of `usage` by (provider, model, service tier): what each pricer of
+    genai-prices' calls. A pricer is a partial of this function and its book, so
+    `held_rates` knows its own by identity, where a partial of a bound method made one
+    method object per request (and one held by the book would keep it in a cycle)."""
+    held = book._held.get(key)
+    if held is not None and held[1] <= book._now() < held[2]:
+        return held[0].apply(usage)
+    return book._look_up(key, usage)
 
 
 def custom_cost(price: PriceConfig, usage: TokenUsage) -> float:
