@@ -8,7 +8,9 @@ applied early makes the decider ask its sampler every time.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
+from fractions import Fraction
 
 import pytest
 from hypothesis import given
@@ -150,3 +152,26 @@ def test_a_request_with_no_parent_span_does_not_ask_the_sampler(
                          trace_flags=TraceFlags(TraceFlags.SAMPLED))  # fmt: skip
     assert decider.decide(trace.set_span_in_context(NonRecordingSpan(parent))) == 42
     assert len(asked) == 1
+
+
+def test_a_rate_not_written_as_a_decimal_leaves_the_sampler_asked() -> None:
+    """A rate whose description is not a decimal number (a fraction) gives no bound: the
+    decider asks the sampler, whose answers it then gives."""
+    sampler = TraceIdRatioBased(Fraction(1, 3))
+    assert root_bound(sampler) is None
+    bound = sampler.bound
+    for ours, sdks in decided(sampler, Context(), [bound - 1, bound, 1 << 70 | bound]):
+        assert ours == sdks
+
+
+def test_a_sampler_failing_a_probe_is_asked_each_time_and_logged(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def failing(*args: object, **kwargs: object) -> object:
+        raise RuntimeError("probe refused")
+
+    sampler = TraceIdRatioBased(0.25)
+    monkeypatch.setattr(TraceIdRatioBased, "should_sample", failing)
+    with caplog.at_level(logging.WARNING, logger="llmroute"):
+        assert root_bound(sampler) is None
+    assert "failed a probe" in caplog.text and "probe refused" in caplog.text

@@ -25,6 +25,7 @@ with everything built.
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 from typing import Any
@@ -34,6 +35,8 @@ from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind
 
 __all__ = ["Decider"]
+
+_log = logging.getLogger("llmroute")
 
 #: The SDK's samplers that read only the parent and the trace id.
 _PLAIN = re.compile(r"AlwaysOnSampler|AlwaysOffSampler|TraceIdRatioBased\{[^{}]*\}")
@@ -46,7 +49,9 @@ _SDK_SAMPLERS = "opentelemetry.sdk.trace.sampling"
 _ROOT = re.compile(
     r"ParentBased\{root:(AlwaysOnSampler|AlwaysOffSampler|TraceIdRatioBased\{[^{}]*\}),"
 )
-_RATE = re.compile(r"TraceIdRatioBased\{([^{}]*)\}")
+#: A ratio sampler's description whose rate reads as a float without raising: a decimal
+#: number, with a negative exponent at most (as `repr` writes a rate in [0, 1]).
+_RATE = re.compile(r"TraceIdRatioBased\{(\d+(?:\.\d+)?(?:e-\d+)?)\}")
 #: The low 64 bits of a trace id, which ``TraceIdRatioBased`` compares with its bound.
 _LOW = (1 << 64) - 1
 
@@ -153,15 +158,13 @@ def root_bound(sampler: Any) -> int | None:
     2**64), by ``AlwaysOff`` never (0). The rate is read from the sampler's description.
     The bound is then checked against the sampler itself on the trace ids either side of
     it: None (ask the sampler every time) when they disagree, as for an SDK whose rule
-    has changed, or when the description cannot be read.
+    has changed, when the rate is written otherwise than as a decimal number, or when a
+    probe raises (logged).
     """
     # (imported here: a decider's tracer is the SDK's, which may not be installed otherwise)
     from opentelemetry.sdk.trace.sampling import TraceIdRatioBased
 
-    try:
-        described = sampler.get_description()
-    except Exception:  # (`decided_early` has read it; a sampler that now fails is asked)
-        return None
+    described = sampler.get_description()  # (`decided_early` has read it)
     parented = _ROOT.match(described)
     root = parented.group(1) if parented else described
     if root == "AlwaysOnSampler":
@@ -170,18 +173,17 @@ def root_bound(sampler: Any) -> int | None:
         bound = 0
     else:
         rated = _RATE.fullmatch(root)
-        if rated is None:
+        if rated is None:  # a rate written otherwise (a fraction, say): asked each time
             return None
-        try:
-            bound = TraceIdRatioBased.get_bound_for_rate(float(rated.group(1)))
-        except (ValueError, OverflowError):
-            return None
+        bound = TraceIdRatioBased.get_bound_for_rate(float(rated.group(1)))
     empty = Context()
     for trace_id in _edges(bound):
         kept = trace_id & _LOW < bound
         try:
             result = sampler.should_sample(empty, trace_id, "", SpanKind.CLIENT)
-        except Exception:  # (a root taken at its word that fails here is asked each time)
+        except Exception:  # a root taken at its word that fails here: asked each time, logged
+            _log.warning("llmroute: sampler %s failed a probe; it is asked for each request",
+                         described, exc_info=True)  # fmt: skip
             return None
         if result.decision.is_recording() != kept:
             return None
